@@ -1,0 +1,34 @@
+# Warnings and sanitizers, applied to every target of the project through one interface target.
+add_library(callback_build_options INTERFACE)
+# -Wno-missing-field-initializers: g++ 12 warns on C++20 designated initializers that
+# leave members to their defaults, which is exactly how OptionSpec and requests are written.
+target_compile_options(callback_build_options INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wno-missing-field-initializers)
+if(CALLBACK_SANITIZE)
+  target_compile_options(callback_build_options INTERFACE
+    -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_link_options(callback_build_options INTERFACE -fsanitize=address,undefined)
+endif()
+
+# callback_add_plugin(<target> ENTRY <file> [SOURCES ...] [LIBRARIES ...])
+# A plugin is a MODULE library placed where the loader looks for it, in the build tree
+# and in the install tree. ENTRY holds the CALLBACK_PLUGIN(...) declaration; the rest of
+# its code goes into <target>_impl, a static library that tests link directly so they can
+# exercise the code without the loader (and several plugins' code in one test binary).
+function(callback_add_plugin target)
+  cmake_parse_arguments(P "" "ENTRY" "SOURCES;LIBRARIES" ${ARGN})
+  if(P_SOURCES)
+    add_library(${target}_impl STATIC ${P_SOURCES})
+    target_link_libraries(${target}_impl PUBLIC callback::callback ${P_LIBRARIES} PRIVATE callback_build_options)
+    target_include_directories(${target}_impl PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}")
+    set(_impl ${target}_impl)
+  endif()
+  add_library(${target} MODULE ${P_ENTRY})
+  target_link_libraries(${target} PRIVATE callback::callback ${_impl} callback_build_options)
+  set_target_properties(${target} PROPERTIES
+    PREFIX "" OUTPUT_NAME "callback_${target}"
+    LIBRARY_OUTPUT_DIRECTORY "${CALLBACK_PLUGIN_OUTPUT_DIR}")
+  if(CALLBACK_INSTALL)
+    install(TARGETS ${target} LIBRARY DESTINATION "${CALLBACK_PLUGIN_INSTALL_DIR}")
+  endif()
+endfunction()

@@ -1,0 +1,48 @@
+#pragma once
+// CallbackRequest: "call me (caller) and connect me to callee", as any trigger hands it
+// to the service. Who pays is an account, or a campaign (the seed's free promotion).
+//
+//   CallbackRequest request{.caller = a, .callee = b, .payer = AccountId{"123"},
+//                           .origin = Origin::web, .idempotency_key = "f3a9..."};
+//   if (auto ok = request.validate(); !ok) reject(ok.error());
+#include <callback/error.hpp>
+#include <callback/export.hpp>
+#include <callback/phone_number.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace callback {
+
+// Where a request came from; kept in CDRs and statistics.
+enum class Origin { web, rest, sms, email, ani, did, cli, api };
+[[nodiscard]] CALLBACK_EXPORT std::string_view to_string(Origin origin) noexcept;
+[[nodiscard]] CALLBACK_EXPORT std::optional<Origin> origin_from_string(std::string_view name) noexcept;
+
+struct AccountId {
+  std::string value;
+  friend bool operator==(const AccountId&, const AccountId&) = default;
+};
+struct CampaignId {
+  std::string value;
+  friend bool operator==(const CampaignId&, const CampaignId&) = default;
+};
+using Payer = std::variant<AccountId, CampaignId>;
+
+struct CallbackRequest {
+  PhoneNumber caller;  // leg A: called first
+  PhoneNumber callee;  // leg B: called once A answers
+  Payer payer;
+  Origin origin = Origin::api;
+  std::optional<std::chrono::seconds> limit;  // at most this long, even if more is authorized
+  std::string idempotency_key;                // empty: none; else repeated requests are one callback
+  std::string secret;                         // password/PIN for account mode; never logged
+
+  // Rules that hold whatever the trigger: ids well-formed, caller != callee, limit > 0.
+  [[nodiscard]] CALLBACK_EXPORT Status validate() const;
+};
+
+}  // namespace callback

@@ -1,0 +1,82 @@
+#pragma once
+// Errors for untrusted input: every parser and validator returns Result<T>, which holds
+// either the value or an Error naming what was wrong (code), how (message) and where
+// (field: a JSON path, a CSV line, a form field). The REST layer serializes the same
+// Error as {"error": {"code", "message", "field"}}.
+//
+//   auto number = PhoneNumber::parse(text, plan);
+//   if (!number) return fail(number.error());      // "caller: ... letter 'x' ..."
+//   use(*number);
+//
+// Broken invariants (bugs) are not Errors: they assert or throw std::logic_error.
+#include <callback/export.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace callback {
+
+struct Error {
+  std::string code;     // stable, machine-readable: "invalid_phone_number", "config.type"
+  std::string message;  // for people: says what was wrong
+  std::string field;    // where, if known: "engines[0].config.port", "line 12", "callee"
+
+  // "field: message" (or just the message when there is no field).
+  [[nodiscard]] std::string describe() const {
+    return field.empty() ? message : field + ": " + message;
+  }
+  // The same error, located inside an enclosing field ("caller" + "x" -> "caller.x").
+  [[nodiscard]] Error within(const std::string& outer) const {
+    Error e = *this;
+    e.field = field.empty() ? outer : (field.front() == '[' ? outer + field : outer + "." + field);
+    return e;
+  }
+};
+
+// Thrown where an API has no other way to report an Error (constructors, value()).
+class CALLBACK_EXPORT Exception : public std::runtime_error {
+ public:
+  explicit Exception(Error error) : std::runtime_error(error.describe()), error_(std::move(error)) {}
+  [[nodiscard]] const Error& error() const noexcept { return error_; }
+
+ private:
+  Error error_;
+};
+
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  Result(Error error) : state_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
+
+  [[nodiscard]] bool ok() const noexcept { return state_.index() == 0; }
+  explicit operator bool() const noexcept { return ok(); }
+
+  T& value() & { check(); return std::get<0>(state_); }
+  const T& value() const& { check(); return std::get<0>(state_); }
+  T&& value() && { check(); return std::get<0>(std::move(state_)); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+
+  [[nodiscard]] const Error& error() const& {
+    if (ok()) throw std::logic_error("Result::error() called on a value");
+    return std::get<1>(state_);
+  }
+
+ private:
+  void check() const {
+    if (!ok()) throw Exception(std::get<1>(state_));
+  }
+  std::variant<T, Error> state_;
+};
+
+// For operations that return nothing but may fail.
+struct Done {};
+using Status = Result<Done>;
+inline Status ok_status() { return Done{}; }
+
+}  // namespace callback

@@ -1,0 +1,76 @@
+#pragma once
+// Stores: where records live. A Store plugin (the SQLite one is the embedded default)
+// provides CDRs, accounts and the ledger; billing, the service and the front ends use
+// them through these interfaces only. Every method is synchronous and may block on disk:
+// the service calls them off its event loop. Writes are atomic: a failed call leaves
+// nothing half-written. Untrusted text reaches SQL only as bound parameters.
+//
+//   auto store = loader.create<Store>("callback.store.sqlite", context, config);
+//   store->cdrs().append(cdr);
+//   store->cdrs().query({.account = "123", .since = yesterday}, [](const Cdr& cdr) {
+//     print(cdr);
+//     return true;  // false stops the scan
+//   });
+#include <callback/account.hpp>
+#include <callback/cdr.hpp>
+#include <callback/component.hpp>
+#include <callback/error.hpp>
+#include <callback/export.hpp>
+
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace callback {
+
+struct CdrQuery {
+  std::optional<Timestamp> since;  // calldate >= since
+  std::optional<Timestamp> until;  // calldate < until
+  std::string account;             // accountcode, exact
+  std::string number;              // src or dst, exact
+  std::string callback_id;
+  std::size_t limit = 0;  // 0: no limit
+};
+
+class CALLBACK_EXPORT CdrStore {
+ public:
+  virtual ~CdrStore();
+  // Appends the records in one transaction: all or none. Assigns their ids.
+  virtual Status append(std::span<Cdr> cdrs) = 0;
+  Status append(Cdr& cdr) { return append(std::span<Cdr>(&cdr, 1)); }
+  // Visits matching records in calldate order without holding them all in memory.
+  virtual Status query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) = 0;
+};
+
+class CALLBACK_EXPORT AccountStore {
+ public:
+  virtual ~AccountStore();
+  virtual Status create(const Account& account) = 0;  // Error "account_exists" if taken
+  [[nodiscard]] virtual Result<std::optional<Account>> find(const std::string& id) = 0;
+  [[nodiscard]] virtual Result<std::vector<Account>> list() = 0;
+  virtual Status set_status(const std::string& id, AccountStatus status) = 0;
+};
+
+class CALLBACK_EXPORT LedgerStore {
+ public:
+  virtual ~LedgerStore();
+  // Adds the entry and moves the account's balance by its amount, in one transaction.
+  // Refuses entries in another currency than the account's. Returns the stored entry
+  // (id, time, balance after).
+  virtual Result<LedgerEntry> post(const LedgerEntry& entry) = 0;
+  [[nodiscard]] virtual Result<std::vector<LedgerEntry>> entries(const std::string& account_id,
+                                                                 std::size_t limit = 0) = 0;
+};
+
+class CALLBACK_EXPORT Store : public Component {
+ public:
+  virtual CdrStore& cdrs() = 0;
+  virtual AccountStore& accounts() = 0;
+  virtual LedgerStore& ledger() = 0;
+  // The schema version after migrations ran (for `callbackctl` and health checks).
+  [[nodiscard]] virtual int schema_version() const = 0;
+};
+
+}  // namespace callback

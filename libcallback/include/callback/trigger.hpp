@@ -1,0 +1,47 @@
+#pragma once
+// Trigger: a way for people to ask for a callback (the seed's five kinds: web page/REST,
+// SMS-gateway webhook, e-mail, ANI missed call, DID access number). A trigger turns what
+// it receives into a CallbackRequest and submits it; the service answers with the
+// callback's id or the reason it was refused, which the trigger reports back the way its
+// medium allows (HTTP response, reply SMS, reply mail, nothing for a missed call).
+//
+//   class SmsTrigger : public Trigger {
+//     void start(TriggerSink& sink) override { sink_ = &sink; listen(); }
+//     void on_sms(const Sms& sms) {
+//       auto request = parse_sms(sms.text);            // "user pass 0044123 0044987"
+//       if (!request) return reply(sms, request.error().message);
+//       sink_->submit(std::move(*request), [sms](Result<std::string> id) { reply(sms, id); });
+//     }
+//   };
+#include <callback/callback_request.hpp>
+#include <callback/component.hpp>
+#include <callback/error.hpp>
+#include <callback/export.hpp>
+
+#include <functional>
+#include <string>
+
+namespace callback {
+
+class CALLBACK_EXPORT TriggerSink {
+ public:
+  virtual ~TriggerSink();
+  // `done` receives the callback id, or an Error (invalid number, denied, rate limited).
+  virtual void submit(CallbackRequest request, std::function<void(Result<std::string>)> done) = 0;
+};
+
+class CALLBACK_EXPORT Trigger : public Component {
+ public:
+  virtual void start(TriggerSink& sink) = 0;
+  virtual void stop() = 0;
+};
+
+// A front end serves people or programs (the REST server, the web page); it gets the
+// running service through the sink as triggers do, plus read access to the store.
+class CALLBACK_EXPORT FrontEnd : public Component {
+ public:
+  virtual void start(TriggerSink& sink) = 0;
+  virtual void stop() = 0;
+};
+
+}  // namespace callback

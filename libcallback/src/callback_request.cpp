@@ -1,0 +1,38 @@
+#include <callback/callback_request.hpp>
+
+#include "identifier.hpp"
+
+namespace callback {
+namespace {
+constexpr std::string_view origin_names[] = {"web", "rest", "sms", "email", "ani", "did", "cli", "api"};
+
+}  // namespace
+
+std::string_view to_string(Origin origin) noexcept { return origin_names[static_cast<int>(origin)]; }
+
+std::optional<Origin> origin_from_string(std::string_view name) noexcept {
+  for (std::size_t i = 0; i < std::size(origin_names); ++i) {
+    if (origin_names[i] == name) return static_cast<Origin>(i);
+  }
+  return std::nullopt;
+}
+
+Status CallbackRequest::validate() const {
+  if (const auto* account = std::get_if<AccountId>(&payer)) {
+    if (auto ok = detail::check_identifier(account->value, "account", "account", "invalid_request"); !ok) return ok;
+  } else {
+    if (auto ok = detail::check_identifier(std::get<CampaignId>(payer).value, "campaign", "campaign", "invalid_request"); !ok) return ok;
+  }
+  if (caller == callee) {
+    return Error{"invalid_request", "caller and callee are the same number (" + caller.e164() + ")", "callee"};
+  }
+  if (limit && limit->count() <= 0) {
+    return Error{"invalid_request", "limit must be a positive number of seconds", "limit"};
+  }
+  if (idempotency_key.size() > 255) {
+    return Error{"invalid_request", "idempotency key is longer than 255 characters", "idempotency_key"};
+  }
+  return ok_status();
+}
+
+}  // namespace callback

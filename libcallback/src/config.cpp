@@ -1,0 +1,315 @@
+#include <callback/config.hpp>
+#include <callback/plugin_loader.hpp>
+
+#include <boost/json/parse_options.hpp>
+#include <boost/json/stream_parser.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace callback {
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+EnvironmentLookup process_environment() {
+  return [](std::string_view name) -> std::optional<std::string> {
+    const char* value = std::getenv(std::string(name).c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+}
+
+Result<json::value> parse_json_with_comments(std::string_view text) {
+  json::parse_options options;
+  options.allow_comments = true;
+  options.allow_trailing_commas = true;
+  options.max_depth = 64;
+  json::stream_parser parser({}, options);
+  boost::system::error_code ec;
+  const std::size_t consumed = parser.write(text.data(), text.size(), ec);
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    // Locate the byte the parser stopped at as line and column, for people.
+    const std::size_t at = std::min(consumed, text.size());
+    std::size_t line = 1, column = 1;
+    for (std::size_t i = 0; i < at; ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    std::string what = ec.message();
+    if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) what = "the file is empty";
+    return Error{"config.syntax", "not valid JSON: " + what, "line " + std::to_string(line) + ", column " +
+                                                                    std::to_string(column)};
+  }
+  return parser.release();
+}
+
+namespace {
+
+std::string join_path(const std::string& base, std::string_view key) {
+  return base.empty() ? std::string(key) : base + "." + std::string(key);
+}
+
+// Replaces ${NAME} in every string, in place.
+Status substitute_environment(json::value& value, const std::string& path, const EnvironmentLookup& env) {
+  if (value.is_object()) {
+    for (auto& [key, child] : value.get_object()) {
+      if (auto ok = substitute_environment(child, join_path(path, key), env); !ok) return ok;
+    }
+  } else if (value.is_array()) {
+    auto& array = value.get_array();
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      if (auto ok = substitute_environment(array[i], path + "[" + std::to_string(i) + "]", env); !ok) return ok;
+    }
+  } else if (value.is_string()) {
+    const std::string_view text = value.get_string();
+    if (text.find('$') == std::string_view::npos) return ok_status();
+    std::string out;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (text.compare(i, 3, "$${") == 0) {
+        out += "${";
+        i += 2;
+      } else if (text.compare(i, 2, "${") == 0) {
+        const auto close = text.find('}', i + 2);
+        if (close == std::string_view::npos) {
+          return Error{"config.env", "unterminated ${ in string (write $${ for a literal ${)", path};
+        }
+        const auto name = text.substr(i + 2, close - i - 2);
+        if (name.empty()) return Error{"config.env", "empty variable name in ${}", path};
+        auto found = env(name);
+        if (!found) return Error{"config.env", "environment variable " + std::string(name) + " is not set", path};
+        out += *found;
+        i = close;
+      } else {
+        out += text[i];
+      }
+    }
+    value = json::string(out);
+  }
+  return ok_status();
+}
+
+Error type_error(const std::string& field, std::string_view expected, const json::value& got) {
+  return Error{"config.type", "expected " + std::string(expected) + ", got " + describe_json(got), field};
+}
+
+Status check_keys(const json::object& object, const std::string& path, std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : object) {
+    bool ok = false;
+    for (auto k : known) ok = ok || k == key;
+    if (!ok) {
+      std::string list;
+      for (auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+      return Error{"config.unknown_key", "unknown key (known: " + list + ")", join_path(path, key)};
+    }
+  }
+  return ok_status();
+}
+
+Result<std::vector<std::string>> string_list(const json::value& value, const std::string& path) {
+  if (!value.is_array()) return type_error(path, "array of strings", value);
+  std::vector<std::string> out;
+  const auto& array = value.get_array();
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    if (!array[i].is_string()) return type_error(path + "[" + std::to_string(i) + "]", "string", array[i]);
+    out.emplace_back(array[i].get_string());
+  }
+  return out;
+}
+
+Result<std::optional<ComponentConfig>> parse_component(const json::value& value, const std::string& path) {
+  if (!value.is_object()) return type_error(path, "object with \"plugin\"", value);
+  const auto& object = value.get_object();
+  if (auto ok = check_keys(object, path, {"plugin", "name", "config", "enabled"}); !ok) return ok.error();
+  ComponentConfig component;
+  component.path = path;
+  const auto* plugin = object.if_contains("plugin");
+  if (plugin == nullptr) return Error{"config.missing", "\"plugin\" is missing (a canonical plugin name)", path + ".plugin"};
+  if (!plugin->is_string() || plugin->get_string().empty()) return type_error(path + ".plugin", "plugin name", *plugin);
+  component.plugin = std::string(plugin->get_string());
+  component.name = component.plugin;
+  if (const auto* name = object.if_contains("name")) {
+    if (!name->is_string() || name->get_string().empty()) return type_error(path + ".name", "non-empty string", *name);
+    component.name = std::string(name->get_string());
+  }
+  if (const auto* config = object.if_contains("config")) {
+    if (!config->is_object()) return type_error(path + ".config", "object", *config);
+    component.config = *config;
+  }
+  if (const auto* enabled = object.if_contains("enabled")) {
+    if (!enabled->is_bool()) return type_error(path + ".enabled", "boolean", *enabled);
+    if (!enabled->get_bool()) return std::optional<ComponentConfig>{};
+  }
+  return std::optional<ComponentConfig>{std::move(component)};
+}
+
+Status parse_component_list(const json::object& root, std::string_view key, std::vector<ComponentConfig>& out) {
+  const auto* value = root.if_contains(key);
+  if (value == nullptr) return ok_status();
+  if (!value->is_array()) return type_error(std::string(key), "array", *value);
+  const auto& array = value->get_array();
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    auto component = parse_component(array[i], std::string(key) + "[" + std::to_string(i) + "]");
+    if (!component) return component.error();
+    if (*component) out.push_back(std::move(**component));
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (out[i].name == out[j].name) {
+        return Error{"config.duplicate", "instance name \"" + out[i].name + "\" is used twice (also " + out[j].path +
+                                             "); give each a distinct \"name\"", out[i].path + ".name"};
+      }
+    }
+  }
+  return ok_status();
+}
+
+Result<NumberingPlan> parse_numbering(const json::value& value) {
+  const std::string path = "numbering";
+  if (!value.is_object()) return type_error(path, "object", value);
+  const auto& object = value.get_object();
+  if (auto ok = check_keys(object, path, {"country_code", "trunk_prefix", "international_prefixes"}); !ok) {
+    return ok.error();
+  }
+  NumberingPlan plan;
+  for (auto [key, target] : {std::pair<std::string_view, std::string*>{"country_code", &plan.country_code},
+                             {"trunk_prefix", &plan.trunk_prefix}}) {
+    if (const auto* v = object.if_contains(key)) {
+      if (!v->is_string()) return type_error(join_path(path, key), "string of digits", *v);
+      *target = std::string(v->get_string());
+    }
+  }
+  if (const auto* v = object.if_contains("international_prefixes")) {
+    auto list = string_list(*v, path + ".international_prefixes");
+    if (!list) return list.error();
+    plan.international_prefixes = std::move(*list);
+  }
+  if (auto ok = plan.validate(); !ok) return ok.error().within(path);
+  return plan;
+}
+
+}  // namespace
+
+Result<ServiceConfig> parse_config(std::string_view text, const EnvironmentLookup& env) {
+  auto parsed = parse_json_with_comments(text);
+  if (!parsed) return parsed.error();
+  json::value root_value = std::move(*parsed);
+  if (!root_value.is_object()) return type_error("(top level)", "object", root_value);
+  if (auto ok = substitute_environment(root_value, "", env); !ok) return ok.error();
+  const auto& root = root_value.get_object();
+  if (auto ok = check_keys(root, "", {"plugin_dirs", "numbering", "store", "billing", "engines", "triggers",
+                                      "frontends", "log"});
+      !ok) {
+    return ok.error();
+  }
+  ServiceConfig config;
+  if (const auto* v = root.if_contains("plugin_dirs")) {
+    auto list = string_list(*v, "plugin_dirs");
+    if (!list) return list.error();
+    for (auto& dir : *list) config.plugin_dirs.emplace_back(std::move(dir));
+  }
+  if (const auto* v = root.if_contains("numbering")) {
+    auto plan = parse_numbering(*v);
+    if (!plan) return plan.error();
+    config.numbering = std::move(*plan);
+  }
+  for (auto [key, slot] : {std::pair<std::string_view, std::optional<ComponentConfig>*>{"store", &config.store},
+                           {"billing", &config.billing}}) {
+    if (const auto* v = root.if_contains(key)) {
+      auto component = parse_component(*v, std::string(key));
+      if (!component) return component.error();
+      *slot = std::move(*component);
+    }
+  }
+  if (auto ok = parse_component_list(root, "engines", config.engines); !ok) return ok.error();
+  if (auto ok = parse_component_list(root, "triggers", config.triggers); !ok) return ok.error();
+  if (auto ok = parse_component_list(root, "frontends", config.frontends); !ok) return ok.error();
+  if (const auto* v = root.if_contains("log")) {
+    if (!v->is_object()) return type_error("log", "object", *v);
+    if (auto ok = check_keys(v->get_object(), "log", {"level"}); !ok) return ok.error();
+    if (const auto* level = v->get_object().if_contains("level")) {
+      bool found = false;
+      for (auto l : {LogLevel::debug, LogLevel::info, LogLevel::warning, LogLevel::error}) {
+        if (level->is_string() && level->get_string() == to_string(l)) {
+          config.log_level = l;
+          found = true;
+        }
+      }
+      if (!found) return type_error("log.level", "one of \"debug\", \"info\", \"warning\", \"error\"", *level);
+    }
+  }
+  if (!config.store) config.store = default_config().store;
+  return config;
+}
+
+Result<ServiceConfig> load_config(const fs::path& file, const EnvironmentLookup& env) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) return Error{"config.read", "is a directory, not a config file", file.string()};
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Error{"config.read", "cannot open config file: " + std::string(std::strerror(errno)), file.string()};
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto config = parse_config(text.str(), env);
+  if (!config) {
+    Error e = config.error();
+    e.field = file.string() + ": " + e.field;
+    return e;
+  }
+  for (auto& dir : config->plugin_dirs) {
+    if (dir.is_relative()) dir = file.parent_path() / dir;
+  }
+  return config;
+}
+
+ServiceConfig default_config() {
+  ServiceConfig config;
+  config.store = ComponentConfig{"callback.store.sqlite", "callback.store.sqlite", json::value(), "store"};
+  return config;
+}
+
+namespace {
+Status check_component(PluginLoader& loader, const ComponentConfig& component, PluginKind kind) {
+  auto plugin = loader.find(component.plugin);
+  if (!plugin) {
+    Error e = plugin.error();
+    e.field = component.path + ".plugin";
+    e.message = component.plugin + ": " + e.message;
+    return e;
+  }
+  if ((*plugin)->info.kind != to_string(kind)) {
+    return Error{"plugin_wrong_kind",
+                 component.plugin + " is a " + (*plugin)->info.kind + " plugin, but this slot needs a " +
+                     std::string(to_string(kind)) + " plugin",
+                 component.path + ".plugin"};
+  }
+  auto options = validate_options((*plugin)->factory->options(), component.config, component.path + ".config");
+  if (!options) return options.error();
+  return ok_status();
+}
+}  // namespace
+
+Status check_config(const ServiceConfig& config, PluginLoader& loader) {
+  if (config.store) {
+    if (auto ok = check_component(loader, *config.store, PluginKind::store); !ok) return ok;
+  }
+  if (config.billing) {
+    if (auto ok = check_component(loader, *config.billing, PluginKind::billing); !ok) return ok;
+  }
+  for (const auto& [list, kind] : {std::pair{&config.engines, PluginKind::engine},
+                                   std::pair{&config.triggers, PluginKind::trigger},
+                                   std::pair{&config.frontends, PluginKind::frontend}}) {
+    for (const auto& component : *list) {
+      if (auto ok = check_component(loader, component, kind); !ok) return ok;
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace callback

@@ -1,0 +1,114 @@
+#include <callback/context.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdio>
+#include <ctime>
+#include <ostream>
+#include <stdexcept>
+
+namespace callback {
+
+Clock::~Clock() = default;
+Logger::~Logger() = default;
+
+std::chrono::system_clock::time_point SystemClock::now() const { return std::chrono::system_clock::now(); }
+std::chrono::steady_clock::time_point SystemClock::steady_now() const { return std::chrono::steady_clock::now(); }
+
+TimerHandle SystemClock::schedule(std::chrono::milliseconds delay, std::function<void()> fire) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
+  timer->async_wait([timer, fire = std::move(fire)](const boost::system::error_code& ec) {
+    if (!ec) fire();
+  });
+  std::weak_ptr<boost::asio::steady_timer> weak = timer;
+  // Cancel runs on the io_context's thread: steady_timer is not safe to touch from two.
+  return TimerHandle([weak, &io = io_] {
+    boost::asio::post(io, [weak] {
+      if (auto t = weak.lock()) t->cancel();
+    });
+  });
+}
+
+ManualClock::ManualClock(std::chrono::system_clock::time_point start) : start_(start) {}
+
+std::chrono::system_clock::time_point ManualClock::now() const { return start_ + elapsed_; }
+std::chrono::steady_clock::time_point ManualClock::steady_now() const {
+  return std::chrono::steady_clock::time_point{} + elapsed_;
+}
+
+TimerHandle ManualClock::schedule(std::chrono::milliseconds delay, std::function<void()> fire) {
+  const auto key = std::make_pair(elapsed_ + std::max(delay, std::chrono::milliseconds{0}), next_sequence_++);
+  timers_.emplace(key, std::move(fire));
+  return TimerHandle([this, key] { timers_.erase(key); });
+}
+
+void ManualClock::advance(std::chrono::milliseconds by) {
+  const auto target = elapsed_ + by;
+  // Timers scheduled by a firing timer fire too if they fall due before `target`.
+  while (!timers_.empty() && timers_.begin()->first.first <= target) {
+    auto node = timers_.extract(timers_.begin());
+    elapsed_ = node.key().first;
+    node.mapped()();
+  }
+  elapsed_ = target;
+}
+
+std::string_view to_string(LogLevel level) noexcept {
+  constexpr std::string_view names[] = {"debug", "info", "warning", "error"};
+  return names[static_cast<int>(level)];
+}
+
+void StreamLogger::write(LogLevel level, std::string_view component, std::string_view message) {
+  const auto now = std::chrono::system_clock::now();
+  const auto seconds = std::chrono::system_clock::to_time_t(now);
+  const auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+  char ms[8];
+  std::snprintf(ms, sizeof ms, ".%03dZ", static_cast<int>(millis));
+  std::lock_guard lock(mutex_);
+  out_ << stamp << ms << ' ' << to_string(level) << ' ' << component << ": " << message << '\n';
+  out_.flush();
+}
+
+Counter& Metrics::counter(std::string_view name, std::string_view help, std::string_view labels) {
+  return get(Type::counter, name, help, labels);
+}
+Counter& Metrics::gauge(std::string_view name, std::string_view help, std::string_view labels) {
+  return get(Type::gauge, name, help, labels);
+}
+
+Counter& Metrics::get(Type type, std::string_view name, std::string_view help, std::string_view labels) {
+  std::lock_guard lock(mutex_);
+  auto family = families_.find(name);
+  if (family == families_.end()) {
+    family = families_.emplace(std::string(name), Family{type, std::string(help), {}}).first;
+  } else if (family->second.type != type) {
+    throw std::logic_error("metric " + std::string(name) + " registered as two types");
+  }
+  auto& series = family->second.series;
+  auto it = series.find(labels);
+  if (it == series.end()) it = series.emplace(std::string(labels), std::make_unique<Counter>()).first;
+  return *it->second;
+}
+
+std::string Metrics::render_prometheus() const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  for (const auto& [name, family] : families_) {
+    out += "# HELP " + name + " " + family.help + "\n";
+    out += "# TYPE " + name + (family.type == Type::counter ? " counter\n" : " gauge\n");
+    for (const auto& [labels, value] : family.series) {
+      out += name;
+      if (!labels.empty()) out += "{" + labels + "}";
+      out += " " + std::to_string(value->value()) + "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace callback

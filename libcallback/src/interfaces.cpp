@@ -1,0 +1,41 @@
+// Key functions of the interfaces (so their type information lives here, once) and the
+// names of their enums.
+#include <callback/billing.hpp>
+#include <callback/component.hpp>
+#include <callback/engine.hpp>
+#include <callback/store.hpp>
+#include <callback/trigger.hpp>
+#include <callback/version.hpp>
+
+namespace callback {
+
+const char* version() noexcept { return CALLBACK_VERSION_STRING; }
+
+Component::~Component() = default;
+CdrStore::~CdrStore() = default;
+AccountStore::~AccountStore() = default;
+LedgerStore::~LedgerStore() = default;
+Rater::~Rater() = default;
+Authorizer::~Authorizer() = default;
+EngineObserver::~EngineObserver() = default;
+TriggerSink::~TriggerSink() = default;
+
+std::string_view to_string(DenialReason reason) noexcept {
+  constexpr std::string_view names[] = {"unknown_account",      "disabled",            "bad_secret",
+                                        "no_rate",              "insufficient_balance", "destination_blocked",
+                                        "campaign_limit",       "unavailable"};
+  return names[static_cast<int>(reason)];
+}
+
+std::string_view to_string(Announcement a) noexcept {
+  constexpr std::string_view names[] = {"welcome",      "time_warning", "time_up",     "partner_hangup", "partner_busy",
+                                        "partner_away", "system_busy",  "call_failed", "enter_number"};
+  return names[static_cast<int>(a)];
+}
+
+std::string_view to_string(LegEventType t) noexcept {
+  constexpr std::string_view names[] = {"dialing", "ringing", "answered", "connected", "warning", "digits", "ended"};
+  return names[static_cast<int>(t)];
+}
+
+}  // namespace callback

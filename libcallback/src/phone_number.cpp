@@ -1,0 +1,131 @@
+#include <callback/phone_number.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace callback {
+namespace {
+
+bool all_digits(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+}
+
+Error number_error(std::string code, std::string message) {
+  return Error{std::move(code), std::move(message), {}};
+}
+
+std::string quoted(std::string_view text) {
+  // Cut very long input so an error line stays one readable line.
+  constexpr std::size_t max_shown = 40;
+  std::string shown(text.substr(0, max_shown));
+  if (text.size() > max_shown) shown += "...";
+  return "\"" + shown + "\"";
+}
+
+Result<PhoneNumber> check_length(std::string digits, std::string_view original) {
+  if (digits.size() > PhoneNumber::max_digits) {
+    return number_error("invalid_phone_number", quoted(original) + " has " + std::to_string(digits.size()) +
+                                                    " digits; a phone number has at most 15 (E.164)");
+  }
+  if (digits.size() < PhoneNumber::min_digits) {
+    return number_error("invalid_phone_number", quoted(original) + " is too short to be a phone number");
+  }
+  return PhoneNumber::from_e164(digits);
+}
+
+}  // namespace
+
+Status NumberingPlan::validate() const {
+  if (!country_code.empty() &&
+      (!all_digits(country_code) || country_code.size() > 3 || country_code.front() == '0')) {
+    return Error{"invalid_numbering_plan", "country code must be 1 to 3 digits not starting with 0, got \"" +
+                                               country_code + "\"", "country_code"};
+  }
+  if (!all_digits(trunk_prefix) || trunk_prefix.size() > 2) {
+    return Error{"invalid_numbering_plan", "trunk prefix must be at most 2 digits, got \"" + trunk_prefix + "\"",
+                 "trunk_prefix"};
+  }
+  for (std::size_t i = 0; i < international_prefixes.size(); ++i) {
+    const auto& p = international_prefixes[i];
+    if (p.empty() || !all_digits(p) || p.size() > 4) {
+      return Error{"invalid_numbering_plan", "international prefix must be 1 to 4 digits, got \"" + p + "\"",
+                   "international_prefixes[" + std::to_string(i) + "]"};
+    }
+  }
+  return ok_status();
+}
+
+Result<PhoneNumber> PhoneNumber::from_e164(std::string_view digits) {
+  if (digits.empty()) return number_error("invalid_phone_number", "phone number is empty");
+  if (!all_digits(digits)) return number_error("invalid_phone_number", quoted(digits) + " is not all digits");
+  if (digits.size() > max_digits || digits.size() < min_digits) {
+    return number_error("invalid_phone_number", quoted(digits) + " must have 3 to 15 digits");
+  }
+  return PhoneNumber(std::string(digits));
+}
+
+Result<PhoneNumber> PhoneNumber::parse(std::string_view text, const NumberingPlan& plan) {
+  // Trim surrounding white space; inner white space is a separator.
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  if (text.empty()) return number_error("invalid_phone_number", "phone number is empty");
+
+  bool plus = false;
+  std::string digits;
+  digits.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const std::string position = " at position " + std::to_string(i + 1);
+    if (std::isdigit(c)) {
+      digits.push_back(static_cast<char>(c));
+    } else if (c == '+') {
+      if (!digits.empty() || plus) {
+        return number_error("invalid_phone_number", quoted(text) + ": '+'" + position + " may only start a number");
+      }
+      plus = true;
+    } else if (c == ' ' || c == '\t' || c == '-' || c == '.' || c == '/' || c == '(' || c == ')') {
+      // separator
+    } else if (std::isalpha(c)) {
+      return number_error("invalid_phone_number", quoted(text) + ": letter '" + std::string(1, static_cast<char>(c)) +
+                                                      "'" + position + " is not allowed in a phone number");
+    } else if (c < 0x20 || c >= 0x7f) {
+      return number_error("invalid_phone_number", quoted(text) + ": a control or non-ASCII character" + position +
+                                                      " is not allowed in a phone number");
+    } else {
+      return number_error("invalid_phone_number", quoted(text) + ": character '" + std::string(1, static_cast<char>(c)) +
+                                                      "'" + position + " is not allowed in a phone number");
+    }
+  }
+  if (digits.empty()) return number_error("invalid_phone_number", quoted(text) + " has no digits");
+
+  if (plus) {
+    if (digits.front() == '0') {
+      return number_error("invalid_phone_number", quoted(text) + ": a country code never starts with 0");
+    }
+    return check_length(std::move(digits), text);
+  }
+  // International prefix: the longest configured one that matches wins ("011" before "0").
+  std::string_view best;
+  for (const auto& prefix : plan.international_prefixes) {
+    if (prefix.size() > best.size() && digits.size() > prefix.size() && digits.starts_with(prefix)) best = prefix;
+  }
+  if (!best.empty()) {
+    std::string rest = digits.substr(best.size());
+    if (rest.front() == '0') {
+      return number_error("invalid_phone_number", quoted(text) + ": a country code never starts with 0");
+    }
+    return check_length(std::move(rest), text);
+  }
+  if (plan.country_code.empty()) return check_length(std::move(digits), text);  // as dialed
+  // National: drop the trunk prefix, add the country code.
+  std::string national = digits;
+  if (!plan.trunk_prefix.empty() && national.starts_with(plan.trunk_prefix)) {
+    national.erase(0, plan.trunk_prefix.size());
+  }
+  if (national.size() < 2) {
+    return number_error("invalid_phone_number", quoted(text) + " is too short to be a phone number");
+  }
+  return check_length(plan.country_code + national, text);
+}
+
+}  // namespace callback

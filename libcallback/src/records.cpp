@@ -1,0 +1,74 @@
+// Small value types: CDR dispositions, rates, accounts and ledger entries.
+#include <callback/account.hpp>
+#include <callback/cdr.hpp>
+#include <callback/rate.hpp>
+
+#include "identifier.hpp"
+
+#include <algorithm>
+
+namespace callback {
+
+std::string_view to_string(Disposition d) noexcept {
+  constexpr std::string_view names[] = {"ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION"};
+  return names[static_cast<int>(d)];
+}
+
+std::optional<Disposition> disposition_from_string(std::string_view s) noexcept {
+  for (auto d : {Disposition::answered, Disposition::no_answer, Disposition::busy, Disposition::failed,
+                 Disposition::congestion}) {
+    if (to_string(d) == s) return d;
+  }
+  return std::nullopt;
+}
+
+Disposition disposition_for(HangupCause cause, bool answered) noexcept {
+  if (answered) return Disposition::answered;
+  switch (cause.outcome()) {
+    case Outcome::busy:
+    case Outcome::rejected: return Disposition::busy;
+    case Outcome::system_busy: return Disposition::congestion;
+    case Outcome::no_answer:
+    case Outcome::normal:
+    case Outcome::canceled: return Disposition::no_answer;
+    default: return Disposition::failed;
+  }
+}
+
+std::chrono::seconds Rate::charged_seconds(std::chrono::seconds billsec) const {
+  using std::chrono::seconds;
+  if (billsec <= seconds{0}) return seconds{0};
+  seconds charged = std::max(billsec, minimum_duration);
+  const seconds initial = std::max(initial_increment, seconds{1});
+  const seconds step = std::max(subsequent_increment, seconds{1});
+  if (charged <= initial) return initial;
+  const auto beyond = charged - initial;
+  const auto steps = (beyond.count() + step.count() - 1) / step.count();
+  return initial + step * steps;
+}
+
+Money Rate::cost(std::chrono::seconds billsec) const {
+  const auto charged = charged_seconds(billsec);
+  if (charged.count() == 0) return Money::zero(price_per_minute.currency());
+  Money talk = price_per_minute.mul_div(charged.count(), 60, Rounding::up);
+  return (talk + connection_fee).rounded(Rounding::up);
+}
+
+std::string_view to_string(AccountStatus s) noexcept { return s == AccountStatus::active ? "active" : "disabled"; }
+
+Status Account::validate_id(std::string_view id) {
+  return detail::check_identifier(id, "account", "id", "invalid_account");
+}
+
+namespace {
+constexpr std::string_view ledger_kind_names[] = {"topup", "call_charge", "adjustment", "refund"};
+}
+std::string_view to_string(LedgerKind k) noexcept { return ledger_kind_names[static_cast<int>(k)]; }
+std::optional<LedgerKind> ledger_kind_from_string(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < std::size(ledger_kind_names); ++i) {
+    if (ledger_kind_names[i] == s) return static_cast<LedgerKind>(i);
+  }
+  return std::nullopt;
+}
+
+}  // namespace callback

@@ -1,0 +1,485 @@
+#include "sqlite_store.hpp"
+
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <ctime>
+
+namespace callback::store_sqlite {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Migration {
+  int version;
+  const char* description;
+  const char* sql;
+};
+
+// Append only: a released migration never changes; fix forward with a new one.
+constexpr Migration migrations[] = {
+    {1, "cdr table with Asterisk's columns, plus callback id, leg, cost and cause",
+     R"sql(
+CREATE TABLE cdr (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  calldate    TEXT    NOT NULL DEFAULT '0000-00-00 00:00:00',
+  clid        TEXT    NOT NULL DEFAULT '',
+  src         TEXT    NOT NULL DEFAULT '',
+  dst         TEXT    NOT NULL DEFAULT '',
+  dcontext    TEXT    NOT NULL DEFAULT '',
+  channel     TEXT    NOT NULL DEFAULT '',
+  dstchannel  TEXT    NOT NULL DEFAULT '',
+  lastapp     TEXT    NOT NULL DEFAULT '',
+  lastdata    TEXT    NOT NULL DEFAULT '',
+  duration    INTEGER NOT NULL DEFAULT 0,
+  billsec     INTEGER NOT NULL DEFAULT 0,
+  disposition TEXT    NOT NULL DEFAULT '',
+  amaflags    INTEGER NOT NULL DEFAULT 0,
+  accountcode TEXT    NOT NULL DEFAULT '',
+  uniqueid    TEXT    NOT NULL DEFAULT '',
+  userfield   TEXT    NOT NULL DEFAULT '',
+  callback_id TEXT    NOT NULL DEFAULT '',
+  leg         TEXT    NOT NULL DEFAULT 'A' CHECK (leg IN ('A', 'B')),
+  cost_micros INTEGER,
+  currency    TEXT,
+  hangup_cause INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX cdr_calldate ON cdr (calldate);
+CREATE INDEX cdr_dst ON cdr (dst);
+CREATE INDEX cdr_accountcode ON cdr (accountcode);
+CREATE INDEX cdr_callback_id ON cdr (callback_id);
+)sql"},
+    {2, "accounts, their registered numbers, and the ledger",
+     R"sql(
+CREATE TABLE account (
+  id                  TEXT    PRIMARY KEY,
+  name                TEXT    NOT NULL DEFAULT '',
+  currency            TEXT    NOT NULL,
+  minor_exponent      INTEGER NOT NULL,
+  balance_micros      INTEGER NOT NULL DEFAULT 0,
+  credit_limit_micros INTEGER NOT NULL DEFAULT 0 CHECK (credit_limit_micros >= 0),
+  status              TEXT    NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+  tariff              TEXT    NOT NULL DEFAULT '',
+  secret_hash         TEXT    NOT NULL DEFAULT '',
+  created_at          TEXT    NOT NULL
+);
+CREATE TABLE account_number (
+  account_id TEXT NOT NULL REFERENCES account (id) ON DELETE CASCADE,
+  number     TEXT NOT NULL,
+  PRIMARY KEY (account_id, number)
+);
+CREATE INDEX account_number_number ON account_number (number);
+CREATE TABLE ledger (
+  id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id           TEXT    NOT NULL REFERENCES account (id),
+  amount_micros        INTEGER NOT NULL,
+  kind                 TEXT    NOT NULL,
+  reference            TEXT    NOT NULL DEFAULT '',
+  note                 TEXT    NOT NULL DEFAULT '',
+  at                   TEXT    NOT NULL,
+  balance_after_micros INTEGER NOT NULL
+);
+CREATE INDEX ledger_account ON ledger (account_id, id);
+)sql"},
+};
+static_assert(std::size(migrations) == latest_schema_version);
+
+// Asterisk's calldate form, in UTC: "2026-11-26 09:13:17".
+std::string format_time(Timestamp t) {
+  const auto seconds = std::chrono::system_clock::to_time_t(t);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &utc);
+  return text;
+}
+
+Timestamp parse_time(const std::string& text) {
+  std::tm utc{};
+  if (strptime(text.c_str(), "%Y-%m-%d %H:%M:%S", &utc) == nullptr) return Timestamp{};
+  return std::chrono::system_clock::from_time_t(timegm(&utc));
+}
+
+Error database_error(const std::string& what, const std::exception& e) {
+  return Error{"store_failed", what + ": " + e.what(), {}};
+}
+
+Currency currency_from_row(const std::string& code, int exponent) {
+  auto currency = Currency::of(code, exponent);
+  return currency ? *currency : Currency{};
+}
+
+}  // namespace
+
+fs::path default_database_path() {
+  if (const char* dir = std::getenv("CALLBACK_DATA_DIR"); dir != nullptr && *dir != '\0') {
+    return fs::path(dir) / "callback.db";
+  }
+  if (geteuid() == 0) return "/var/lib/callback/callback.db";
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
+    return fs::path(xdg) / "callback" / "callback.db";
+  }
+  const char* home = std::getenv("HOME");
+  return fs::path(home != nullptr ? home : ".") / ".local" / "share" / "callback" / "callback.db";
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& options) {
+  const fs::path path = options.path.empty() ? default_database_path() : options.path;
+  std::string synchronous;
+  if (options.synchronous == "full") synchronous = "FULL";
+  else if (options.synchronous == "normal") synchronous = "NORMAL";
+  else return Error{"config.value", "must be \"full\" or \"normal\", got \"" + options.synchronous + "\"", "synchronous"};
+  try {
+    if (path.has_parent_path()) fs::create_directories(path.parent_path());
+    auto db = std::make_unique<SQLite::Database>(path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE |
+                                                                     SQLite::OPEN_FULLMUTEX);
+    db->setBusyTimeout(options.busy_timeout_ms);
+    db->exec("PRAGMA journal_mode=WAL");
+    db->exec("PRAGMA synchronous=" + synchronous);
+    db->exec("PRAGMA foreign_keys=ON");
+    std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db), path));
+    if (auto ok = store->migrate(); !ok) return ok.error();
+    return store;
+  } catch (const std::exception& e) {
+    return Error{"store_open_failed", "cannot open database " + path.string() + ": " + e.what(), "path"};
+  }
+}
+
+Status SqliteStore::migrate() {
+  db_->exec(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+      "applied_at TEXT NOT NULL)");
+  schema_version_ = db_->execAndGet("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").getInt();
+  if (schema_version_ > latest_schema_version) {
+    return Error{"store_too_new",
+                 "database " + path_.string() + " has schema version " + std::to_string(schema_version_) +
+                     ", newer than this callback knows (" + std::to_string(latest_schema_version) +
+                     "); upgrade callback",
+                 "path"};
+  }
+  for (const auto& migration : migrations) {
+    if (migration.version <= schema_version_) continue;
+    SQLite::Transaction transaction(*db_);
+    db_->exec(migration.sql);
+    SQLite::Statement record(*db_, "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)");
+    record.bind(1, migration.version);
+    record.bind(2, migration.description);
+    record.bind(3, format_time(std::chrono::system_clock::now()));
+    record.exec();
+    transaction.commit();
+    schema_version_ = migration.version;
+  }
+  return ok_status();
+}
+
+// --- CDRs ------------------------------------------------------------------------------
+
+Status SqliteStore::append(std::span<Cdr> cdrs) {
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Transaction transaction(*db_);
+    SQLite::Statement insert(*db_,
+                             "INSERT INTO cdr (calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, "
+                             "lastdata, duration, billsec, disposition, amaflags, accountcode, uniqueid, userfield, "
+                             "callback_id, leg, cost_micros, currency, hangup_cause) "
+                             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    std::vector<std::int64_t> ids;
+    ids.reserve(cdrs.size());
+    for (const auto& cdr : cdrs) {
+      if (cdr.duration < 0 || cdr.billsec < 0 || cdr.billsec > cdr.duration) {
+        return Error{"invalid_cdr", "billsec " + std::to_string(cdr.billsec) + " and duration " +
+                                        std::to_string(cdr.duration) + " must satisfy 0 <= billsec <= duration",
+                     "billsec"};
+      }
+      int i = 1;
+      insert.bind(i++, format_time(cdr.calldate));
+      for (const std::string* text : {&cdr.clid, &cdr.src, &cdr.dst, &cdr.dcontext, &cdr.channel, &cdr.dstchannel,
+                                      &cdr.lastapp, &cdr.lastdata}) {
+        insert.bind(i++, *text);
+      }
+      insert.bind(i++, cdr.duration);
+      insert.bind(i++, cdr.billsec);
+      insert.bind(i++, std::string(to_string(cdr.disposition)));
+      insert.bind(i++, cdr.amaflags);
+      insert.bind(i++, cdr.accountcode);
+      insert.bind(i++, cdr.uniqueid);
+      insert.bind(i++, cdr.userfield);
+      insert.bind(i++, cdr.callback_id);
+      insert.bind(i++, std::string(to_string(cdr.leg)));
+      if (cdr.cost) {
+        insert.bind(i++, cdr.cost->micros());
+        insert.bind(i++, std::string(cdr.cost->currency().code()));
+      } else {
+        insert.bind(i++);
+        insert.bind(i++);
+      }
+      insert.bind(i++, cdr.hangup_cause.code());
+      insert.exec();
+      insert.reset();
+      ids.push_back(db_->getLastInsertRowid());
+    }
+    transaction.commit();
+    for (std::size_t k = 0; k < cdrs.size(); ++k) cdrs[k].id = ids[k];
+    return ok_status();
+  } catch (const std::exception& e) {
+    return database_error("cannot store CDRs", e);
+  }
+}
+
+Status SqliteStore::query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) {
+  std::lock_guard lock(mutex_);
+  try {
+    std::string sql =
+        "SELECT id, calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata, duration, billsec, "
+        "disposition, amaflags, accountcode, uniqueid, userfield, callback_id, leg, cost_micros, currency, "
+        "hangup_cause FROM cdr WHERE 1=1";
+    // Only fixed SQL text is built here; every value is bound below.
+    if (query.since) sql += " AND calldate >= :since";
+    if (query.until) sql += " AND calldate < :until";
+    if (!query.account.empty()) sql += " AND accountcode = :account";
+    if (!query.number.empty()) sql += " AND (src = :number OR dst = :number)";
+    if (!query.callback_id.empty()) sql += " AND callback_id = :callback_id";
+    sql += " ORDER BY calldate, id";
+    if (query.limit > 0) sql += " LIMIT :limit";
+    SQLite::Statement select(*db_, sql);
+    if (query.since) select.bind(":since", format_time(*query.since));
+    if (query.until) select.bind(":until", format_time(*query.until));
+    if (!query.account.empty()) select.bind(":account", query.account);
+    if (!query.number.empty()) select.bind(":number", query.number);
+    if (!query.callback_id.empty()) select.bind(":callback_id", query.callback_id);
+    if (query.limit > 0) select.bind(":limit", static_cast<std::int64_t>(query.limit));
+    while (select.executeStep()) {
+      Cdr cdr;
+      int c = 0;
+      cdr.id = select.getColumn(c++).getInt64();
+      cdr.calldate = parse_time(select.getColumn(c++).getString());
+      for (std::string* text : {&cdr.clid, &cdr.src, &cdr.dst, &cdr.dcontext, &cdr.channel, &cdr.dstchannel,
+                                &cdr.lastapp, &cdr.lastdata}) {
+        *text = select.getColumn(c++).getString();
+      }
+      cdr.duration = select.getColumn(c++).getInt64();
+      cdr.billsec = select.getColumn(c++).getInt64();
+      cdr.disposition = disposition_from_string(select.getColumn(c++).getString()).value_or(Disposition::failed);
+      cdr.amaflags = select.getColumn(c++).getInt64();
+      cdr.accountcode = select.getColumn(c++).getString();
+      cdr.uniqueid = select.getColumn(c++).getString();
+      cdr.userfield = select.getColumn(c++).getString();
+      cdr.callback_id = select.getColumn(c++).getString();
+      cdr.leg = select.getColumn(c++).getString() == "B" ? LegRole::b : LegRole::a;
+      const auto cost = select.getColumn(c++);
+      const auto currency = select.getColumn(c++);
+      if (!cost.isNull() && !currency.isNull()) {
+        if (auto cur = Currency::of(currency.getString())) cdr.cost = Money::from_micros(cost.getInt64(), *cur);
+      }
+      cdr.hangup_cause = HangupCause{select.getColumn(c++).getInt()};
+      if (!visit(cdr)) break;
+    }
+    return ok_status();
+  } catch (const std::exception& e) {
+    return database_error("cannot read CDRs", e);
+  }
+}
+
+// --- accounts --------------------------------------------------------------------------
+
+Status SqliteStore::create(const Account& account) {
+  if (auto ok = Account::validate_id(account.id); !ok) return ok;
+  if (account.currency.code() == "XXX") return Error{"invalid_account", "account has no currency", "currency"};
+  for (const Money* m : {&account.balance, &account.credit_limit}) {
+    if (!(m->currency() == account.currency)) {
+      return Error{"invalid_account", "amounts must be in the account's currency " +
+                                          std::string(account.currency.code()), m == &account.balance ? "balance" : "credit_limit"};
+    }
+  }
+  if (account.credit_limit.is_negative()) {
+    return Error{"invalid_account", "credit limit cannot be negative", "credit_limit"};
+  }
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Transaction transaction(*db_);
+    SQLite::Statement exists(*db_, "SELECT 1 FROM account WHERE id = ?");
+    exists.bind(1, account.id);
+    if (exists.executeStep()) return Error{"account_exists", "account " + account.id + " already exists", "id"};
+    SQLite::Statement insert(*db_,
+                             "INSERT INTO account (id, name, currency, minor_exponent, balance_micros, "
+                             "credit_limit_micros, status, tariff, secret_hash, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)");
+    insert.bind(1, account.id);
+    insert.bind(2, account.name);
+    insert.bind(3, std::string(account.currency.code()));
+    insert.bind(4, account.currency.minor_exponent());
+    // The opening balance goes through the ledger like every other change.
+    insert.bind(5, static_cast<std::int64_t>(0));
+    insert.bind(6, account.credit_limit.micros());
+    insert.bind(7, std::string(to_string(account.status)));
+    insert.bind(8, account.tariff);
+    insert.bind(9, account.secret_hash);
+    const auto created = account.created_at == Timestamp{} ? std::chrono::system_clock::now() : account.created_at;
+    insert.bind(10, format_time(created));
+    insert.exec();
+    SQLite::Statement number(*db_, "INSERT OR IGNORE INTO account_number (account_id, number) VALUES (?, ?)");
+    for (const auto& n : account.caller_numbers) {
+      number.bind(1, account.id);
+      number.bind(2, n.digits());
+      number.exec();
+      number.reset();
+    }
+    if (!account.balance.is_zero()) {
+      SQLite::Statement ledger(*db_,
+                               "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
+                               "balance_after_micros) VALUES (?, ?, 'topup', '', 'opening balance', ?, ?)");
+      ledger.bind(1, account.id);
+      ledger.bind(2, account.balance.micros());
+      ledger.bind(3, format_time(created));
+      ledger.bind(4, account.balance.micros());
+      ledger.exec();
+      SQLite::Statement update(*db_, "UPDATE account SET balance_micros = ? WHERE id = ?");
+      update.bind(1, account.balance.micros());
+      update.bind(2, account.id);
+      update.exec();
+    }
+    transaction.commit();
+    return ok_status();
+  } catch (const std::exception& e) {
+    return database_error("cannot create account " + account.id, e);
+  }
+}
+
+Result<std::optional<Account>> SqliteStore::find_locked(const std::string& id) {
+  SQLite::Statement select(*db_,
+                           "SELECT id, name, currency, minor_exponent, balance_micros, credit_limit_micros, status, "
+                           "tariff, secret_hash, created_at FROM account WHERE id = ?");
+  select.bind(1, id);
+  if (!select.executeStep()) return std::optional<Account>{};
+  Account account;
+  account.id = select.getColumn(0).getString();
+  account.name = select.getColumn(1).getString();
+  account.currency = currency_from_row(select.getColumn(2).getString(), select.getColumn(3).getInt());
+  account.balance = Money::from_micros(select.getColumn(4).getInt64(), account.currency);
+  account.credit_limit = Money::from_micros(select.getColumn(5).getInt64(), account.currency);
+  account.status = select.getColumn(6).getString() == "disabled" ? AccountStatus::disabled : AccountStatus::active;
+  account.tariff = select.getColumn(7).getString();
+  account.secret_hash = select.getColumn(8).getString();
+  account.created_at = parse_time(select.getColumn(9).getString());
+  SQLite::Statement numbers(*db_, "SELECT number FROM account_number WHERE account_id = ? ORDER BY number");
+  numbers.bind(1, id);
+  while (numbers.executeStep()) {
+    if (auto n = PhoneNumber::from_e164(numbers.getColumn(0).getString())) account.caller_numbers.push_back(*n);
+  }
+  return std::optional<Account>{std::move(account)};
+}
+
+Result<std::optional<Account>> SqliteStore::find(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  try {
+    return find_locked(id);
+  } catch (const std::exception& e) {
+    return database_error("cannot read account " + id, e);
+  }
+}
+
+Result<std::vector<Account>> SqliteStore::list() {
+  std::lock_guard lock(mutex_);
+  try {
+    std::vector<std::string> ids;
+    SQLite::Statement select(*db_, "SELECT id FROM account ORDER BY id");
+    while (select.executeStep()) ids.push_back(select.getColumn(0).getString());
+    std::vector<Account> accounts;
+    for (const auto& id : ids) {
+      auto account = find_locked(id);
+      if (!account) return account.error();
+      if (*account) accounts.push_back(std::move(**account));
+    }
+    return accounts;
+  } catch (const std::exception& e) {
+    return database_error("cannot list accounts", e);
+  }
+}
+
+Status SqliteStore::set_status(const std::string& id, AccountStatus status) {
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Statement update(*db_, "UPDATE account SET status = ? WHERE id = ?");
+    update.bind(1, std::string(to_string(status)));
+    update.bind(2, id);
+    if (update.exec() == 0) return Error{"unknown_account", "no account " + id, "id"};
+    return ok_status();
+  } catch (const std::exception& e) {
+    return database_error("cannot update account " + id, e);
+  }
+}
+
+// --- ledger ----------------------------------------------------------------------------
+
+Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Transaction transaction(*db_);
+    auto account = find_locked(entry.account_id);
+    if (!account) return account.error();
+    if (!*account) return Error{"unknown_account", "no account " + entry.account_id, "account_id"};
+    if (!(entry.amount.currency() == (*account)->currency)) {
+      return Error{"currency_mismatch", "amount is in " + std::string(entry.amount.currency().code()) +
+                                            " but account " + entry.account_id + " is in " +
+                                            std::string((*account)->currency.code()), "amount"};
+    }
+    LedgerEntry stored = entry;
+    stored.balance_after = (*account)->balance + entry.amount;
+    if (stored.at == Timestamp{}) stored.at = std::chrono::system_clock::now();
+    SQLite::Statement insert(*db_,
+                             "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
+                             "balance_after_micros) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    insert.bind(1, entry.account_id);
+    insert.bind(2, entry.amount.micros());
+    insert.bind(3, std::string(to_string(entry.kind)));
+    insert.bind(4, entry.reference);
+    insert.bind(5, entry.note);
+    insert.bind(6, format_time(stored.at));
+    insert.bind(7, stored.balance_after.micros());
+    insert.exec();
+    stored.id = db_->getLastInsertRowid();
+    SQLite::Statement update(*db_, "UPDATE account SET balance_micros = ? WHERE id = ?");
+    update.bind(1, stored.balance_after.micros());
+    update.bind(2, entry.account_id);
+    update.exec();
+    transaction.commit();
+    return stored;
+  } catch (const std::exception& e) {
+    return database_error("cannot post to the ledger of " + entry.account_id, e);
+  }
+}
+
+Result<std::vector<LedgerEntry>> SqliteStore::entries(const std::string& account_id, std::size_t limit) {
+  std::lock_guard lock(mutex_);
+  try {
+    auto account = find_locked(account_id);
+    if (!account) return account.error();
+    if (!*account) return Error{"unknown_account", "no account " + account_id, "account_id"};
+    const Currency currency = (*account)->currency;
+    SQLite::Statement select(*db_,
+                             "SELECT id, amount_micros, kind, reference, note, at, balance_after_micros FROM ledger "
+                             "WHERE account_id = ? ORDER BY id LIMIT ?");
+    select.bind(1, account_id);
+    select.bind(2, limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(limit));
+    std::vector<LedgerEntry> out;
+    while (select.executeStep()) {
+      LedgerEntry e;
+      e.id = select.getColumn(0).getInt64();
+      e.account_id = account_id;
+      e.amount = Money::from_micros(select.getColumn(1).getInt64(), currency);
+      e.kind = ledger_kind_from_string(select.getColumn(2).getString()).value_or(LedgerKind::adjustment);
+      e.reference = select.getColumn(3).getString();
+      e.note = select.getColumn(4).getString();
+      e.at = parse_time(select.getColumn(5).getString());
+      e.balance_after = Money::from_micros(select.getColumn(6).getInt64(), currency);
+      out.push_back(std::move(e));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return database_error("cannot read the ledger of " + account_id, e);
+  }
+}
+
+}  // namespace callback::store_sqlite

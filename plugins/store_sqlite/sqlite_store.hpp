@@ -1,0 +1,66 @@
+#pragma once
+// The embedded default store: one SQLite file, through SQLiteCpp, in WAL mode so readers
+// never block the writer. Migrations are numbered and applied at open, each in its own
+// transaction; a database from a newer callback is refused rather than guessed at.
+// One connection, guarded by a mutex: SQLite serializes writers anyway.
+#include <callback/store.hpp>
+
+#include <SQLiteCpp/Database.h>
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace callback::store_sqlite {
+
+struct SqliteOptions {
+  std::filesystem::path path;        // empty: default_database_path()
+  std::string synchronous = "full";  // "full": every commit is on disk; "normal": WAL may lose the last ones on power loss
+  int busy_timeout_ms = 5000;
+};
+
+// $CALLBACK_DATA_DIR/callback.db; else /var/lib/callback/callback.db for root;
+// else $XDG_DATA_HOME/callback/callback.db (~/.local/share/callback/callback.db).
+[[nodiscard]] std::filesystem::path default_database_path();
+
+// The schema this build knows: migrations 1..latest_schema_version.
+inline constexpr int latest_schema_version = 2;
+
+class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
+ public:
+  // Opens (creating the file and its folder if needed) and migrates; Error if it cannot.
+  [[nodiscard]] static Result<std::unique_ptr<SqliteStore>> open(const SqliteOptions& options);
+
+  CdrStore& cdrs() override { return *this; }
+  AccountStore& accounts() override { return *this; }
+  LedgerStore& ledger() override { return *this; }
+  [[nodiscard]] int schema_version() const override { return schema_version_; }
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+  // CdrStore
+  Status append(std::span<Cdr> cdrs) override;
+  using CdrStore::append;
+  Status query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) override;
+  // AccountStore
+  Status create(const Account& account) override;
+  Result<std::optional<Account>> find(const std::string& id) override;
+  Result<std::vector<Account>> list() override;
+  Status set_status(const std::string& id, AccountStatus status) override;
+  // LedgerStore
+  Result<LedgerEntry> post(const LedgerEntry& entry) override;
+  Result<std::vector<LedgerEntry>> entries(const std::string& account_id, std::size_t limit) override;
+
+ private:
+  SqliteStore(std::unique_ptr<SQLite::Database> db, std::filesystem::path path)
+      : db_(std::move(db)), path_(std::move(path)) {}
+  Status migrate();
+  Result<std::optional<Account>> find_locked(const std::string& id);
+
+  std::mutex mutex_;
+  std::unique_ptr<SQLite::Database> db_;
+  std::filesystem::path path_;
+  int schema_version_ = 0;
+};
+
+}  // namespace callback::store_sqlite
