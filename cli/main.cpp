@@ -62,7 +62,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "callbackctl: " << e.what() << " (see callbackctl --help)\n";
+    // CLI11 reports "a subcommand is required" for a misspelled one; name the word instead.
+    const auto unknown = app.remaining(true);
+    if (!unknown.empty()) {
+      std::cerr << "callbackctl: unknown command or argument \"" << unknown.front() << "\" (see callbackctl --help)\n";
+    } else {
+      std::cerr << "callbackctl: " << e.what() << " (see callbackctl --help)\n";
+    }
     return exit_bad_input;
   } catch (const std::exception& e) {
     std::cerr << "callbackctl: " << e.what() << '\n';

@@ -283,11 +283,8 @@ Status check_component(PluginLoader& loader, const ComponentConfig& component, P
     e.message = component.plugin + ": " + e.message;
     return e;
   }
-  if ((*plugin)->info.kind != to_string(kind)) {
-    return Error{"plugin_wrong_kind",
-                 component.plugin + " is a " + (*plugin)->info.kind + " plugin, but this slot needs a " +
-                     std::string(to_string(kind)) + " plugin",
-                 component.path + ".plugin"};
+  if (auto ok = PluginLoader::check_kind((*plugin)->info, kind); !ok) {
+    return Error{ok.error().code, component.plugin + ": " + ok.error().message, component.path + ".plugin"};
   }
   auto options = validate_options((*plugin)->factory->options(), component.config, component.path + ".config");
   if (!options) return options.error();

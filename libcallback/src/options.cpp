@@ -2,6 +2,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <charconv>
 #include <stdexcept>
 
 namespace callback {
@@ -17,7 +18,11 @@ std::string describe_json(const boost::json::value& value) {
     case boost::json::kind::bool_: return value.get_bool() ? "true" : "false";
     case boost::json::kind::int64:
     case boost::json::kind::uint64: return "integer " + boost::json::serialize(value);
-    case boost::json::kind::double_: return "number " + boost::json::serialize(value);
+    case boost::json::kind::double_: {
+      char text[32];
+      const auto end = std::to_chars(text, text + sizeof text, value.get_double()).ptr;  // shortest form: 5038.5
+      return "number " + std::string(text, end);
+    }
     case boost::json::kind::string: {
       std::string text = boost::json::serialize(value);
       if (text.size() > 42) text = text.substr(0, 40) + "...\"";
@@ -67,17 +72,18 @@ Result<Options> validate_options(const std::vector<OptionSpec>& specs, const boo
                                                        : " (known: " + known + ")"),
                      field};
       }
-      if (!matches(spec->type, value)) return type_error(field, to_string(spec->type), value);
+      const bool huge = spec->type == OptionType::integer && value.is_uint64() && value.get_uint64() > INT64_MAX;
+      if (!huge && !matches(spec->type, value)) return type_error(field, to_string(spec->type), value);
       if (spec->type == OptionType::integer) {
-        const auto n = value.to_number<std::int64_t>();
-        if ((spec->min && n < *spec->min) || (spec->max && n > *spec->max)) {
-          return Error{"config.range",
-                       "must be " + (spec->min ? "at least " + std::to_string(*spec->min) : std::string()) +
-                           (spec->min && spec->max ? " and " : "") +
-                           (spec->max ? "at most " + std::to_string(*spec->max) : std::string()) + ", got " +
-                           std::to_string(n),
-                       field};
+        const bool below = !huge && spec->min && value.to_number<std::int64_t>() < *spec->min;
+        const bool above = huge || (spec->max && value.to_number<std::int64_t>() > *spec->max);
+        if (below || above) {
+          std::string bounds = spec->min ? "at least " + std::to_string(*spec->min) : std::string();
+          if (spec->max) bounds += (bounds.empty() ? "at most " : " and at most ") + std::to_string(*spec->max);
+          if (bounds.empty()) bounds = "at most " + std::to_string(INT64_MAX);
+          return Error{"config.range", "must be " + bounds + ", got " + boost::json::serialize(value), field};
         }
+        const auto n = value.to_number<std::int64_t>();
         values[key] = n;
         continue;
       }

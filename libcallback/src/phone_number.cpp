@@ -70,6 +70,17 @@ Result<PhoneNumber> PhoneNumber::parse(std::string_view text, const NumberingPla
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
   if (text.empty()) return number_error("invalid_phone_number", "phone number is empty");
 
+  // "+44 (0)20 7946 0018": the "(0)" is the national trunk prefix, written for people
+  // dialing inside the country; in an international number it is dropped.
+  std::string without_trunk_hint;
+  if (text.front() == '+' && text.find("(0)") != std::string_view::npos) {
+    without_trunk_hint = std::string(text);
+    for (auto at = without_trunk_hint.find("(0)"); at != std::string::npos; at = without_trunk_hint.find("(0)")) {
+      without_trunk_hint.replace(at, 3, "   ");  // same length: error positions still match
+    }
+    text = without_trunk_hint;
+  }
+
   bool plus = false;
   std::string digits;
   digits.reserve(text.size());

@@ -231,19 +231,25 @@ Result<const PluginLoader::Plugin*> PluginLoader::find(std::string_view name) {
   for (const auto& plugin : loaded_) {
     if (plugin->info.name == name) return plugin.get();
   }
+  std::size_t unreadable = 0;
   for (const auto& info : discover(false)) {
     if (info.name == name && info.status == PluginStatus::available) {
       auto plugin = load(info);
       if (!plugin) return plugin.error().within(std::string(name));
       return plugin;
     }
+    if (info.name.empty()) ++unreadable;
   }
   std::string where;
   for (const auto& dir : search_path_) where += (where.empty() ? "" : ", ") + dir.string();
-  return Error{"plugin_unknown",
-               "no plugin named \"" + std::string(name) + "\" in the search path (" + where +
-                   "); `callbackctl plugins list` shows the plugins there",
-               std::string(name)};
+  std::string message = "no plugin named \"" + std::string(name) + "\" in the search path (" + where + ")";
+  if (unreadable > 0) {
+    message += "; " + std::to_string(unreadable) +
+               " files in the search path could not be read as plugins, `callbackctl plugins list` says why";
+  } else {
+    message += "; `callbackctl plugins list` shows the plugins there";
+  }
+  return Error{"plugin_unknown", message, std::string(name)};
 }
 
 Result<const PluginLoader::Plugin*> PluginLoader::load_file(const fs::path& file) {
@@ -303,10 +309,16 @@ Result<const PluginLoader::Plugin*> PluginLoader::load(PluginInfo info) {
   return loaded_.back().get();
 }
 
+std::string with_article(std::string_view word) {
+  const bool vowel = !word.empty() && std::string_view("aeiou").find(word.front()) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + std::string(word);
+}
+
 Status PluginLoader::check_kind(const PluginInfo& info, PluginKind expected) {
   if (info.kind != to_string(expected)) {
     return Error{"plugin_wrong_kind",
-                 "is a " + info.kind + " plugin, but a " + std::string(to_string(expected)) + " plugin is needed here",
+                 "is " + with_article(info.kind) + " plugin, but " + with_article(to_string(expected)) +
+                     " plugin is needed here",
                  info.name};
   }
   return ok_status();

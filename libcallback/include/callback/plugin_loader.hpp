@@ -26,12 +26,13 @@
 
 namespace callback {
 
-// Deletes a plugin's object first, then lets go of its library.
+// Deletes a plugin's object first, then lets go of its library (also on reset()).
 struct PluginDeleter {
-  std::shared_ptr<const void> library;
+  mutable std::shared_ptr<const void> library;
   template <class T>
   void operator()(T* object) const noexcept {
     delete object;
+    library.reset();
   }
 };
 template <class T>
@@ -102,9 +103,10 @@ class CALLBACK_EXPORT PluginLoader {
 
   template <class T>
   static constexpr PluginKind kind_of();
+  // Error "is a trigger plugin, but a store plugin is needed here" if the kinds differ.
+  static Status check_kind(const PluginInfo& info, PluginKind expected);
 
  private:
-  static Status check_kind(const PluginInfo& info, PluginKind expected);
   Result<const Plugin*> load(PluginInfo info);
   std::vector<std::filesystem::path> search_path_;
   std::vector<std::unique_ptr<Plugin>> loaded_;
@@ -120,6 +122,9 @@ template <> constexpr PluginKind PluginLoader::kind_of<Billing>() { return Plugi
 template <> constexpr PluginKind PluginLoader::kind_of<Engine>() { return PluginKind::engine; }
 template <> constexpr PluginKind PluginLoader::kind_of<Trigger>() { return PluginKind::trigger; }
 template <> constexpr PluginKind PluginLoader::kind_of<FrontEnd>() { return PluginKind::frontend; }
+
+// "a store", "an engine": for messages about plugin kinds.
+[[nodiscard]] CALLBACK_EXPORT std::string with_article(std::string_view word);
 
 // The default search path without config dirs (see above).
 [[nodiscard]] CALLBACK_EXPORT std::vector<std::filesystem::path> default_plugin_path();

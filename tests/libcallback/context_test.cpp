@@ -1,0 +1,91 @@
+#include <callback/context.hpp>
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <vector>
+
+using namespace callback;
+using namespace std::chrono_literals;
+
+namespace {
+
+TEST(ManualClock, FiresTimersInTimeOrderOnlyWhenAdvanced) {
+  ManualClock clock;
+  const auto start = clock.now();
+  std::vector<std::string> fired;
+  clock.schedule(300s, [&] { fired.push_back("limit"); });
+  clock.schedule(280s, [&] { fired.push_back("warning"); });
+  clock.schedule(280s, [&] { fired.push_back("warning2"); });  // same time: scheduling order
+  clock.advance(279s);
+  EXPECT_TRUE(fired.empty());
+  clock.advance(1s);
+  EXPECT_EQ(fired, (std::vector<std::string>{"warning", "warning2"}));
+  clock.advance(20s);
+  EXPECT_EQ(fired.back(), "limit");
+  EXPECT_EQ(clock.now() - start, 300s);
+  EXPECT_EQ(clock.pending_timers(), 0u);
+}
+
+TEST(ManualClock, CanceledTimersDoNotFire) {
+  ManualClock clock;
+  bool fired = false;
+  auto handle = clock.schedule(10s, [&] { fired = true; });
+  handle.cancel();
+  handle.cancel();  // twice is harmless
+  clock.advance(1min);
+  EXPECT_FALSE(fired);
+}
+
+TEST(ManualClock, TimersScheduledByTimersFireWithinTheSameAdvance) {
+  ManualClock clock;
+  std::vector<std::chrono::milliseconds> at;
+  const auto origin = clock.steady_now();
+  std::function<void()> repeat = [&] {
+    at.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now() - origin));
+    if (at.size() < 3) clock.schedule(20s, repeat);
+  };
+  clock.schedule(20s, repeat);
+  clock.advance(100s);
+  EXPECT_EQ(at, (std::vector<std::chrono::milliseconds>{20s, 40s, 60s}));
+}
+
+TEST(SystemClock, SchedulesOnTheIoContext) {
+  boost::asio::io_context io;
+  SystemClock clock{io};
+  int fired = 0;
+  clock.schedule(1ms, [&] { ++fired; });
+  auto canceled = clock.schedule(1ms, [&] { fired += 100; });
+  canceled.cancel();
+  io.run();  // returns once no work is left: the timer fired or was canceled
+  EXPECT_EQ(fired, 1);
+}
+
+TEST(StreamLogger, WritesOneLinePerMessageAboveThreshold) {
+  std::ostringstream out;
+  StreamLogger log{out, LogLevel::info};
+  log.debug("callback.test", "hidden");
+  log.warning("callback.engine.ami", "lost 127.0.0.1:5038");
+  const std::string text = out.str();
+  EXPECT_EQ(text.find("hidden"), std::string::npos);
+  EXPECT_NE(text.find(" warning callback.engine.ami: lost 127.0.0.1:5038\n"), std::string::npos) << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+}
+
+TEST(Metrics, RendersPrometheusText) {
+  Metrics metrics;
+  metrics.counter("callback_calls_total", "Callbacks by outcome", "outcome=\"busy\"").add(2);
+  metrics.counter("callback_calls_total", "Callbacks by outcome", "outcome=\"normal\"").add();
+  metrics.gauge("callback_in_flight", "Callbacks in flight").set(7);
+  EXPECT_EQ(metrics.render_prometheus(),
+            "# HELP callback_calls_total Callbacks by outcome\n"
+            "# TYPE callback_calls_total counter\n"
+            "callback_calls_total{outcome=\"busy\"} 2\n"
+            "callback_calls_total{outcome=\"normal\"} 1\n"
+            "# HELP callback_in_flight Callbacks in flight\n"
+            "# TYPE callback_in_flight gauge\n"
+            "callback_in_flight 7\n");
+  EXPECT_THROW(metrics.gauge("callback_calls_total", "x"), std::logic_error);
+}
+
+}  // namespace

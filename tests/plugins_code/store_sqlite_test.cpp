@@ -1,0 +1,236 @@
+#include "sqlite_store.hpp"
+#include "temp_dir.hpp"
+
+#include <SQLiteCpp/Database.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+using namespace callback;
+using callback::store_sqlite::SqliteOptions;
+using callback::store_sqlite::SqliteStore;
+using namespace std::chrono_literals;
+
+namespace {
+
+const Currency cny = Currency::of("CNY").value();
+Money cny_amount(std::string_view text) { return Money::parse(text, cny).value(); }
+
+struct SqliteStoreTest : ::testing::Test {
+  test::TempDir dir;
+  std::unique_ptr<SqliteStore> store = SqliteStore::open({.path = dir / "callback.db"}).value();
+
+  static Cdr make_cdr(std::string callback_id, std::string dst, Timestamp at) {
+    Cdr cdr;
+    cdr.calldate = at;
+    cdr.clid = "\"Alice\" <861055556666>";
+    cdr.src = "861055556666";
+    cdr.dst = std::move(dst);
+    cdr.dcontext = "callback";
+    cdr.channel = "Local/1001@phones-00000001;1";
+    cdr.dstchannel = "Local/3001@phones-00000002;1";
+    cdr.lastapp = "Dial";
+    cdr.lastdata = "Local/3001@phones,45,gL(300000:20000:20000)";
+    cdr.duration = 12;
+    cdr.billsec = 0;
+    cdr.disposition = Disposition::busy;
+    cdr.accountcode = "123";
+    cdr.uniqueid = "1764150000.17";
+    cdr.userfield = "Hangupcause:17";
+    cdr.callback_id = std::move(callback_id);
+    cdr.leg = LegRole::b;
+    cdr.hangup_cause = HangupCause{17};
+    return cdr;
+  }
+
+  std::vector<Cdr> all(const CdrQuery& query = {}) {
+    std::vector<Cdr> out;
+    auto ok = store->cdrs().query(query, [&](const Cdr& cdr) {
+      out.push_back(cdr);
+      return true;
+    });
+    EXPECT_TRUE(ok) << (ok ? "" : ok.error().describe());
+    return out;
+  }
+};
+
+TEST_F(SqliteStoreTest, CreatesTheSchemaInWalModeWithTheSeedsCdrColumnsAndIndexes) {
+  EXPECT_EQ(store->schema_version(), store_sqlite::latest_schema_version);
+  SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("PRAGMA journal_mode").getString(), "wal");
+  std::vector<std::string> columns;
+  SQLite::Statement info(db, "SELECT name FROM pragma_table_info('cdr') ORDER BY cid");
+  while (info.executeStep()) columns.push_back(info.getColumn(0).getString());
+  const std::vector<std::string> asterisk{"calldate", "clid",    "src",         "dst",        "dcontext", "channel",
+                                          "dstchannel", "lastapp", "lastdata",  "duration",   "billsec",  "disposition",
+                                          "amaflags", "accountcode", "uniqueid", "userfield"};
+  for (const auto& column : asterisk) {
+    EXPECT_NE(std::find(columns.begin(), columns.end(), column), columns.end()) << column;
+  }
+  for (auto index : {"cdr_calldate", "cdr_dst", "cdr_accountcode"}) {
+    SQLite::Statement q(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?");
+    q.bind(1, index);
+    ASSERT_TRUE(q.executeStep());
+    EXPECT_EQ(q.getColumn(0).getInt(), 1) << index;
+  }
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+}
+
+TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
+  store.reset();
+  auto again = SqliteStore::open({.path = dir / "callback.db"});
+  ASSERT_TRUE(again) << again.error().describe();
+  EXPECT_EQ((*again)->schema_version(), store_sqlite::latest_schema_version);
+  SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+}
+
+TEST_F(SqliteStoreTest, RefusesADatabaseFromANewerCallback) {
+  {
+    SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("INSERT INTO schema_migrations VALUES (99, 'from the future', '2030-01-01 00:00:00')");
+  }
+  store.reset();
+  auto newer = SqliteStore::open({.path = dir / "callback.db"});
+  ASSERT_FALSE(newer);
+  EXPECT_EQ(newer.error().code, "store_too_new");
+  EXPECT_NE(newer.error().message.find("schema version 99, newer than this callback knows"), std::string::npos);
+}
+
+TEST_F(SqliteStoreTest, OpenFailureIsAnErrorNamingThePath) {
+  auto bad = SqliteStore::open({.path = "/proc/callback-cannot-be-here/callback.db"});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("/proc/callback-cannot-be-here/callback.db"), std::string::npos)
+      << bad.error().message;
+}
+
+TEST_F(SqliteStoreTest, DefaultPathFollowsTheEnvironment) {
+  ::setenv("CALLBACK_DATA_DIR", (dir / "data").c_str(), 1);
+  EXPECT_EQ(store_sqlite::default_database_path(), dir / "data" / "callback.db");
+  ::unsetenv("CALLBACK_DATA_DIR");
+  EXPECT_EQ(store_sqlite::default_database_path().filename(), "callback.db");
+}
+
+TEST_F(SqliteStoreTest, CdrsRoundTripEveryColumn) {
+  const Timestamp at = std::chrono::sys_days{std::chrono::November / 26 / 2026} + 9h + 13min + 17s;
+  Cdr cdr = make_cdr("cb-1", "861055556666", at);
+  cdr.cost = Money::parse("0.20", cny).value();
+  ASSERT_TRUE(store->cdrs().append(cdr));
+  EXPECT_GT(cdr.id, 0);
+  const auto rows = all();
+  ASSERT_EQ(rows.size(), 1u);
+  const Cdr& got = rows[0];
+  EXPECT_EQ(got.id, cdr.id);
+  EXPECT_EQ(got.calldate, at);
+  EXPECT_EQ(got.clid, cdr.clid);
+  EXPECT_EQ(got.lastdata, cdr.lastdata);
+  EXPECT_EQ(got.duration, 12);
+  EXPECT_EQ(got.disposition, Disposition::busy);
+  EXPECT_EQ(got.amaflags, 3);
+  EXPECT_EQ(got.userfield, "Hangupcause:17");
+  EXPECT_EQ(got.leg, LegRole::b);
+  EXPECT_EQ(got.hangup_cause, HangupCause{17});
+  ASSERT_TRUE(got.cost);
+  EXPECT_EQ(*got.cost, cny_amount("0.20"));
+  // Asterisk's calldate text form in the table itself.
+  SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT calldate FROM cdr").getString(), "2026-11-26 09:13:17");
+}
+
+TEST_F(SqliteStoreTest, QueriesByTimeAccountNumberAndCallback) {
+  const Timestamp t0 = std::chrono::sys_days{std::chrono::November / 1 / 2026};
+  std::vector<Cdr> batch{make_cdr("cb-1", "111", t0), make_cdr("cb-2", "222", t0 + 1h), make_cdr("cb-3", "333", t0 + 2h)};
+  batch[2].accountcode = "456";
+  ASSERT_TRUE(store->cdrs().append(batch));
+  EXPECT_EQ(all().size(), 3u);
+  EXPECT_EQ(all({.since = t0 + 1h}).size(), 2u);
+  EXPECT_EQ(all({.since = t0, .until = t0 + 1h}).size(), 1u);
+  EXPECT_EQ(all({.account = "456"}).at(0).callback_id, "cb-3");
+  EXPECT_EQ(all({.number = "222"}).at(0).callback_id, "cb-2");
+  EXPECT_EQ(all({.number = "861055556666"}).size(), 3u);  // as src
+  EXPECT_EQ(all({.callback_id = "cb-1"}).size(), 1u);
+  EXPECT_EQ(all({.limit = 2}).size(), 2u);
+  // The visitor can stop the scan.
+  int seen = 0;
+  ASSERT_TRUE(store->cdrs().query({}, [&](const Cdr&) { return ++seen < 1; }));
+  EXPECT_EQ(seen, 1);
+}
+
+TEST_F(SqliteStoreTest, SqlMetacharactersAreJustText) {
+  const std::string evil = "x'); DROP TABLE cdr; --";
+  Cdr cdr = make_cdr(evil, evil, Timestamp{});
+  cdr.accountcode = evil;
+  cdr.userfield = "\"%_\\";
+  ASSERT_TRUE(store->cdrs().append(cdr));
+  EXPECT_EQ(all({.account = evil}).at(0).dst, evil);
+  EXPECT_EQ(all({.number = "%"}).size(), 0u);  // no LIKE, no wildcard
+  EXPECT_EQ(all().at(0).userfield, "\"%_\\");
+}
+
+TEST_F(SqliteStoreTest, ABatchWithABadRecordWritesNothing) {
+  std::vector<Cdr> batch{make_cdr("ok-1", "111", Timestamp{}), make_cdr("bad", "222", Timestamp{})};
+  batch[1].billsec = 99;  // longer than duration 12
+  auto result = store->cdrs().append(batch);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().field, "billsec");
+  EXPECT_TRUE(all().empty());
+}
+
+TEST_F(SqliteStoreTest, AccountsAndLedgerKeepTheBalanceEqualToTheSumOfEntries) {
+  const NumberingPlan plan{.country_code = "86", .trunk_prefix = "0"};
+  Account account{.id = "123", .name = "Seed's account", .currency = cny, .balance = cny_amount("5.00")};
+  account.caller_numbers.push_back(PhoneNumber::parse("13800138000", plan).value());
+  ASSERT_TRUE(store->accounts().create(account));
+  EXPECT_EQ(store->accounts().create(account).error().code, "account_exists");
+
+  auto found = store->accounts().find("123");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->balance, cny_amount("5.00"));
+  EXPECT_EQ((*found)->caller_numbers.at(0).digits(), "8613800138000");
+
+  auto charged = store->ledger().post(
+      {.account_id = "123", .amount = -cny_amount("0.20"), .kind = LedgerKind::call_charge, .reference = "cb-1"});
+  ASSERT_TRUE(charged) << charged.error().describe();
+  EXPECT_EQ(charged->balance_after, cny_amount("4.80"));
+  EXPECT_EQ(store->accounts().find("123").value()->balance, cny_amount("4.80"));
+
+  auto entries = store->ledger().entries("123").value();
+  ASSERT_EQ(entries.size(), 2u);  // opening balance + the charge
+  Money sum = Money::zero(cny);
+  for (const auto& e : entries) sum += e.amount;
+  EXPECT_EQ(sum, store->accounts().find("123").value()->balance);
+  EXPECT_EQ(entries[1].kind, LedgerKind::call_charge);
+  EXPECT_EQ(entries[1].reference, "cb-1");
+}
+
+TEST_F(SqliteStoreTest, LedgerRefusesWhatWouldCorruptIt) {
+  ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = cny_amount("1.00")}));
+  const Currency usd = Currency::of("USD").value();
+  auto wrong = store->ledger().post({.account_id = "123", .amount = Money::parse("1.00", usd).value()});
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, "currency_mismatch");
+  EXPECT_EQ(store->ledger().post({.account_id = "nobody", .amount = cny_amount("1.00")}).error().code,
+            "unknown_account");
+  EXPECT_EQ(store->ledger().entries("123").value().size(), 1u);
+  EXPECT_EQ(store->accounts().find("123").value()->balance, cny_amount("1.00"));
+}
+
+TEST_F(SqliteStoreTest, AccountValidationAndStatus) {
+  EXPECT_EQ(store->accounts().create({.id = "a b", .currency = cny}).error().field, "id");
+  EXPECT_EQ(store->accounts().create({.id = "nocurrency"}).error().field, "currency");
+  EXPECT_EQ(store->accounts().create({.id = "neg", .currency = cny, .credit_limit = -cny_amount("1")}).error().field,
+            "credit_limit");
+  ASSERT_TRUE(store->accounts().create({.id = "b", .currency = cny}));
+  ASSERT_TRUE(store->accounts().create({.id = "a", .currency = cny}));
+  ASSERT_TRUE(store->accounts().set_status("a", AccountStatus::disabled));
+  EXPECT_EQ(store->accounts().set_status("zzz", AccountStatus::disabled).error().code, "unknown_account");
+  auto list = store->accounts().list().value();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].id, "a");
+  EXPECT_EQ(list[0].status, AccountStatus::disabled);
+  EXPECT_TRUE(list[1].balance.is_zero());
+  EXPECT_TRUE(store->ledger().entries("b").value().empty());  // zero opening balance: no entry
+}
+
+}  // namespace
