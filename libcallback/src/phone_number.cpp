@@ -86,25 +86,25 @@ Result<PhoneNumber> PhoneNumber::parse(std::string_view text, const NumberingPla
   digits.reserve(text.size());
   for (std::size_t i = 0; i < text.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
-    const std::string position = " at position " + std::to_string(i + 1);
+    auto position = [i] { return " at position " + std::to_string(i + 1); };
     if (std::isdigit(c)) {
       digits.push_back(static_cast<char>(c));
     } else if (c == '+') {
       if (!digits.empty() || plus) {
-        return number_error("invalid_phone_number", quoted(text) + ": '+'" + position + " may only start a number");
+        return number_error("invalid_phone_number", quoted(text) + ": '+'" + position() + " may only start a number");
       }
       plus = true;
     } else if (c == ' ' || c == '\t' || c == '-' || c == '.' || c == '/' || c == '(' || c == ')') {
       // separator
     } else if (std::isalpha(c)) {
       return number_error("invalid_phone_number", quoted(text) + ": letter '" + std::string(1, static_cast<char>(c)) +
-                                                      "'" + position + " is not allowed in a phone number");
+                                                      "'" + position() + " is not allowed in a phone number");
     } else if (c < 0x20 || c >= 0x7f) {
-      return number_error("invalid_phone_number", quoted(text) + ": a control or non-ASCII character" + position +
+      return number_error("invalid_phone_number", quoted(text) + ": a control or non-ASCII character" + position() +
                                                       " is not allowed in a phone number");
     } else {
       return number_error("invalid_phone_number", quoted(text) + ": character '" + std::string(1, static_cast<char>(c)) +
-                                                      "'" + position + " is not allowed in a phone number");
+                                                      "'" + position() + " is not allowed in a phone number");
     }
   }
   if (digits.empty()) return number_error("invalid_phone_number", quoted(text) + " has no digits");

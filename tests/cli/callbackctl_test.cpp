@@ -109,6 +109,11 @@ TEST(Callbackctl, ConfigCheckAcceptsAGoodFile) {
   EXPECT_NE(r.out.find(": OK (2 components"), std::string::npos) << r.out;
 }
 
+TEST(Callbackctl, TheShippedExampleConfigIsValid) {
+  auto r = ctl_run("config check " + shell_quote(CALLBACK_SOURCE_DIR "/examples/config/callback.json"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 TEST(Callbackctl, ConfigCheckRejectsBadConfigWithOneLineAndExitTwo) {
   const std::string dirs = R"("plugin_dirs": [")" + test_plugins + R"("], )";
   const std::pair<std::string, std::string> cases[] = {
