@@ -1,5 +1,7 @@
 #include <callback/callback_request.hpp>
 
+#include "enum_names.hpp"
+
 #include "identifier.hpp"
 
 namespace callback {
@@ -11,10 +13,7 @@ constexpr std::string_view origin_names[] = {"web", "rest", "sms", "email", "ani
 std::string_view to_string(Origin origin) noexcept { return origin_names[static_cast<int>(origin)]; }
 
 std::optional<Origin> origin_from_string(std::string_view name) noexcept {
-  for (std::size_t i = 0; i < std::size(origin_names); ++i) {
-    if (origin_names[i] == name) return static_cast<Origin>(i);
-  }
-  return std::nullopt;
+  return detail::enum_from_name<Origin>(origin_names, name);
 }
 
 Status CallbackRequest::validate() const {

@@ -1,5 +1,7 @@
 #include <callback/hangup_cause.hpp>
 
+#include "enum_names.hpp"
+
 #include <algorithm>
 #include <cctype>
 
@@ -88,10 +90,7 @@ constexpr std::string_view outcome_names[] = {"normal",      "busy",     "no_ans
 std::string_view to_string(Outcome outcome) noexcept { return outcome_names[static_cast<int>(outcome)]; }
 
 std::optional<Outcome> outcome_from_string(std::string_view name) noexcept {
-  for (std::size_t i = 0; i < std::size(outcome_names); ++i) {
-    if (outcome_names[i] == name) return static_cast<Outcome>(i);
-  }
-  return std::nullopt;
+  return detail::enum_from_name<Outcome>(outcome_names, name);
 }
 
 std::optional<HangupCause> HangupCause::from_name(std::string_view name) noexcept {

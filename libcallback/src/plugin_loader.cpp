@@ -1,5 +1,7 @@
 #include <callback/plugin_loader.hpp>
 
+#include "enum_names.hpp"
+
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
@@ -38,10 +40,7 @@ constexpr std::string_view kind_names[] = {"store", "billing", "engine", "trigge
 std::string_view to_string(PluginKind kind) noexcept { return kind_names[static_cast<int>(kind)]; }
 
 std::optional<PluginKind> plugin_kind_from_string(std::string_view s) noexcept {
-  for (std::size_t i = 0; i < std::size(kind_names); ++i) {
-    if (kind_names[i] == s) return static_cast<PluginKind>(i);
-  }
-  return std::nullopt;
+  return detail::enum_from_name<PluginKind>(kind_names, s);
 }
 
 std::string_view to_string(PluginStatus s) noexcept {

@@ -3,6 +3,7 @@
 #include <callback/cdr.hpp>
 #include <callback/rate.hpp>
 
+#include "enum_names.hpp"
 #include "identifier.hpp"
 
 #include <algorithm>
@@ -65,10 +66,7 @@ constexpr std::string_view ledger_kind_names[] = {"topup", "call_charge", "adjus
 }
 std::string_view to_string(LedgerKind k) noexcept { return ledger_kind_names[static_cast<int>(k)]; }
 std::optional<LedgerKind> ledger_kind_from_string(std::string_view s) noexcept {
-  for (std::size_t i = 0; i < std::size(ledger_kind_names); ++i) {
-    if (ledger_kind_names[i] == s) return static_cast<LedgerKind>(i);
-  }
-  return std::nullopt;
+  return detail::enum_from_name<LedgerKind>(ledger_kind_names, s);
 }
 
 }  // namespace callback
