@@ -8,6 +8,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <ostream>
 
 namespace callback::cli {
@@ -90,8 +91,15 @@ int plugins_list_command(const PluginSource& source, const Output& output) {
       output.out << ")\n";
     }
   }
-  // A broken file in the search path is worth a non-zero exit for scripts, but listing
-  // itself worked: report it, exit 0. The failures are in the STATUS column.
+  // A broken file in the search path is bad input: the table says which and why, one
+  // line on stderr says how many, and the exit code tells scripts.
+  const auto failed = std::count_if(plugins.begin(), plugins.end(),
+                                    [](const PluginInfo& p) { return p.status == PluginStatus::failed; });
+  if (failed > 0) {
+    output.err << "callbackctl: " << failed << " of " << plugins.size()
+               << " files in the plugin search path could not be loaded (see STATUS)\n";
+    return exit_bad_input;
+  }
   return exit_ok;
 }
 

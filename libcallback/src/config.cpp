@@ -277,15 +277,8 @@ ServiceConfig default_config() {
 namespace {
 Status check_component(PluginLoader& loader, const ComponentConfig& component, PluginKind kind) {
   auto plugin = loader.find(component.plugin);
-  if (!plugin) {
-    Error e = plugin.error();
-    e.field = component.path + ".plugin";
-    e.message = component.plugin + ": " + e.message;
-    return e;
-  }
-  if (auto ok = PluginLoader::check_kind((*plugin)->info, kind); !ok) {
-    return Error{ok.error().code, component.plugin + ": " + ok.error().message, component.path + ".plugin"};
-  }
+  if (!plugin) return plugin.error().at(component.path + ".plugin");
+  if (auto ok = PluginLoader::check_kind((*plugin)->info, kind); !ok) return ok.error().at(component.path + ".plugin");
   auto options = validate_options((*plugin)->factory->options(), component.config, component.path + ".config");
   if (!options) return options.error();
   return ok_status();

@@ -233,9 +233,7 @@ Result<const PluginLoader::Plugin*> PluginLoader::find(std::string_view name) {
   std::size_t unreadable = 0;
   for (const auto& info : discover(false)) {
     if (info.name == name && info.status == PluginStatus::available) {
-      auto plugin = load(info);
-      if (!plugin) return plugin.error().within(std::string(name));
-      return plugin;
+      return load(info);  // its errors name the file and the plugin
     }
     if (info.name.empty()) ++unreadable;
   }

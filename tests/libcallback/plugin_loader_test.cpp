@@ -166,6 +166,32 @@ TEST_F(PluginLoaderTest, EarlierDirectoryShadowsALaterPluginOfTheSameName) {
   fs::remove_all(dir);
 }
 
+TEST_F(PluginLoaderTest, CreateFromConfigValidatesTheBlockAndNamesThePath) {
+  auto config = parse_config(R"({"triggers": [
+      {"plugin": "callback.test.trigger", "name": "web", "config": {"secret": "x", "host": "10.0.0.9"}},
+      {"plugin": "callback.test.trigger", "name": "bad", "config": {"secret": "x", "port": "abc"}},
+      {"plugin": "callback.test.throws_on_create"},
+      {"plugin": "callback.test.nope"}]})");
+  ASSERT_TRUE(config) << config.error().describe();
+  auto good = loader.create_from_config<Trigger>(config->triggers[0], context);
+  ASSERT_TRUE(good) << good.error().describe();
+  auto bad = loader.create_from_config<Trigger>(config->triggers[1], context);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().describe(), "triggers[1].config.port: expected integer, got \"abc\"");
+  auto threw = loader.create_from_config<Trigger>(config->triggers[2], context);
+  ASSERT_FALSE(threw);
+  EXPECT_EQ(threw.error().describe(),
+            "triggers[2]: callback.test.throws_on_create: factory threw: cannot reach 127.0.0.1:5038");
+  auto unknown = loader.create_from_config<Trigger>(config->triggers[3], context);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().field, "triggers[3].plugin");
+  EXPECT_EQ(unknown.error().code, "plugin_unknown");
+  auto wrong_kind = loader.create_from_config<Store>(config->triggers[0], context);
+  ASSERT_FALSE(wrong_kind);
+  EXPECT_EQ(wrong_kind.error().describe(),
+            "triggers[0]: callback.test.trigger: is a trigger plugin, but a store plugin is needed here");
+}
+
 TEST_F(PluginLoaderTest, CheckConfigValidatesEveryComponentAgainstItsPlugin) {
   auto check = [&](std::string_view text) {
     auto config = parse_config(text);

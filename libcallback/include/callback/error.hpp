@@ -27,6 +27,11 @@ struct Error {
   [[nodiscard]] std::string describe() const {
     return field.empty() ? message : field + ": " + message;
   }
+  // The same error reported at `place`; its own field moves into the message
+  // ({"f", "no plugin", "x.so"}.at("engines[0].plugin") -> "engines[0].plugin: x.so: no plugin").
+  [[nodiscard]] Error at(const std::string& place) const {
+    return Error{code, field.empty() ? message : field + ": " + message, place};
+  }
   // The same error, located inside an enclosing field ("caller" + "x" -> "caller.x").
   [[nodiscard]] Error within(const std::string& outer) const {
     Error e = *this;

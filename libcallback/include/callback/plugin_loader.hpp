@@ -13,6 +13,7 @@
 // Each object created holds its library loaded until it is destroyed, so a library can
 // never be unloaded under a live object. Every failure is one Error with one clear line.
 #include <callback/component.hpp>
+#include <callback/config.hpp>
 #include <callback/error.hpp>
 #include <callback/export.hpp>
 #include <callback/plugin.hpp>
@@ -99,6 +100,20 @@ class CALLBACK_EXPORT PluginLoader {
     }
     component.release();
     return PluginPtr<T>(typed, PluginDeleter{(*plugin)->library});
+  }
+
+  // As create(), from a config file's component: validates its block against the
+  // factory's options first, so mistakes name their JSON path ("engines[0].config.port").
+  template <class T>
+  [[nodiscard]] Result<PluginPtr<T>> create_from_config(const ComponentConfig& component, Context& context,
+                                                        Store* store = nullptr) {
+    auto plugin = find(component.plugin);
+    if (!plugin) return plugin.error().at(component.path + ".plugin");
+    auto options = validate_options((*plugin)->factory->options(), component.config, component.path + ".config");
+    if (!options) return options.error();
+    auto created = create<T>(component.plugin, CreateArgs{context, *options, component.name, store});
+    if (!created) return created.error().at(component.path);
+    return created;
   }
 
   template <class T>
