@@ -1,0 +1,70 @@
+#pragma once
+// TEST AND DEMO DOUBLE — not Asterisk. A fake Asterisk Manager Interface server that
+// speaks AMI byte for byte as the recordings in tests/fixtures/asterisk/ (Asterisk
+// 23.4.1) show, with "phones" that behave by number exactly as the fixtures'
+// etc/extensions.conf says:
+//
+//   1XXX rings 1 s, answers, stays up        2XXX rings 1 s, answers, hangs up 5 s later
+//   3XXX busy (17)                           4XXX rings forever
+//   5XXX congestion (34)                     55XX Hangup(38)      58XX Hangup(1)
+//   6XXX Hangup(21)                          9XXX answers at once, stays up (benchmarks)
+//   98XX answers and hangs up at once         0XXX / anything else: no such extension
+//
+// and that runs the `callback` context's contract: Originate Local/<A>@phones into
+// context `callback`, exten <B>; when A answers, B is dialed with the time limit
+// (CB_LIMIT ms, default 300000) and the UserEvent CallbackResult is sent at the end.
+// Time can be scaled (time_scale 0.01 runs 100 times faster), so tests do not wait real
+// minutes. It binds 127.0.0.1 only and runs on its own thread until stop().
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace callback::fake {
+
+struct FakeAsteriskOptions {
+  std::string username = "callback";
+  std::string secret = "callbacksecret";
+  double time_scale = 1.0;  // multiply every delay by this (0 = as fast as possible)
+  std::filesystem::path recordings;  // folder with the ami-*.txt / *.timeline.jsonl recordings
+  bool callback_dialplan_loaded = true;  // `dialplan show callback` finds the context
+  std::uint16_t port = 0;                // 0: any free port
+};
+
+class FakeAsterisk {
+ public:
+  explicit FakeAsterisk(FakeAsteriskOptions options);
+  ~FakeAsterisk();  // stops
+  FakeAsterisk(const FakeAsterisk&) = delete;
+  FakeAsterisk& operator=(const FakeAsterisk&) = delete;
+
+  void start();  // binds and starts the thread; port() is valid afterwards
+  void stop();   // closes every connection, joins the thread
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+
+  // --- what tests observe (thread-safe) ---
+  [[nodiscard]] std::size_t connections() const;   // logged-in connections now open
+  [[nodiscard]] std::size_t active_calls() const;  // callbacks whose channels are not all gone
+  [[nodiscard]] std::vector<std::string> actions() const;  // every action received, raw text
+  bool wait_for_connections(std::size_t n, std::chrono::milliseconds timeout) const;
+  bool wait_for_active_calls(std::size_t n, std::chrono::milliseconds timeout) const;
+
+  // --- faults (thread-safe) ---
+  void close_all_connections();                 // TCP close, as when Asterisk dies
+  void send_raw_to_all(std::string bytes);      // garbage, truncated frames, oversized headers
+  void set_accepting(bool accepting);           // refuse new connections (server down)
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::uint16_t port_ = 0;
+};
+
+}  // namespace callback::fake
