@@ -80,9 +80,10 @@ Result<Currency> Currency::of(std::string_view code, int minor_exponent) {
 }
 
 Result<Money> Money::parse(std::string_view text, Currency currency, Precision precision) {
-  const std::string shown = "\"" + std::string(text.substr(0, 32)) + (text.size() > 32 ? "...\"" : "\"");
-  auto fail = [&](const std::string& why) {
-    return Error{"invalid_amount", shown + " " + why, {}};
+  auto fail = [&](const std::string& why) {  // only on errors: the hot path builds no strings
+    std::string message(1, '"');
+    message.append(text.substr(0, 32)).append(text.size() > 32 ? "...\" " : "\" ").append(why);
+    return Error{"invalid_amount", std::move(message), {}};
   };
   if (text.empty()) return Error{"invalid_amount", "amount is empty", {}};
   std::size_t i = 0;
@@ -160,8 +161,14 @@ std::string Money::format() const {
   frac.insert(0, static_cast<std::size_t>(scale_digits) - frac.size(), '0');
   std::size_t keep = static_cast<std::size_t>(currency_.minor_exponent());
   while (frac.size() > keep && frac.back() == '0') frac.pop_back();
-  std::string out = (negative ? "-" : "") + std::to_string(whole);
-  if (!frac.empty()) out += "." + frac;
+  // Built by appending: g++ 12 -O2 warns falsely (-Wrestrict) on "literal" + std::string.
+  std::string out;
+  if (negative) out.push_back('-');
+  out += std::to_string(whole);
+  if (!frac.empty()) {
+    out.push_back('.');
+    out += frac;
+  }
   return out;
 }
 
