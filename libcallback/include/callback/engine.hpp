@@ -89,8 +89,13 @@ struct LegEvent {
   std::string uniqueid;
   HangupCause cause;           // for ended
   bool limit_reached = false;  // for ended: the time limit cut the call
+  bool far_end_hung_up = false;  // for ended: this leg's own phone hung up (not the limit, not us)
   std::string digits;          // for digits
   std::string server;          // which Asterisk
+  // for ended: talk time as the engine's peer measured it (Asterisk's BillableSeconds),
+  // preferred over our own timestamps; and the peer's dial status ("BUSY", "ANSWER").
+  std::optional<std::chrono::seconds> billsec;
+  std::string dial_status;
 };
 
 struct InboundCall {

@@ -1,0 +1,138 @@
+#pragma once
+// CallbackService: the callback engine of the seed, independent of Asterisk. It takes a
+// CallbackRequest from any trigger, checks it, asks the Authorizer, and runs the call
+// through an Engine:
+//
+//   dial A (showing B's number) -> A answers, hears "please wait" -> dial B (showing A's
+//   number) -> bridge -> the time limit ends it, or someone hangs up -> CDRs, settle.
+//
+// A failing A is recorded and charged nothing. A failing B gives A the announcement for
+// the cause (busy/rejected -> partner busy, no answer -> partner away, congestion or
+// network -> system busy, else a generic failure). Every stage has a timeout; a call can
+// be canceled at any stage; CDRs are written and the reservation settled or released
+// exactly once. Every state change goes to the observers.
+//
+//   CallbackService service{context, *engine, billing.get(), *store, options};
+//   engine->set_observer(&service);
+//   auto id = service.start(request);          // Result<std::string>: the callback id
+//   service.cancel(*id);
+//
+// All methods run on the Context's io_context (the engine's thread); call them there.
+#include <callback/billing.hpp>
+#include <callback/call.hpp>
+#include <callback/callback_request.hpp>
+#include <callback/context.hpp>
+#include <callback/engine.hpp>
+#include <callback/error.hpp>
+#include <callback/export.hpp>
+#include <callback/store.hpp>
+#include <callback/trigger.hpp>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace callback {
+
+// What A hears when the call ends, decided from how leg B ended (one table, shared by
+// the service and the shipped dialplan; see examples/asterisk/extensions.conf).
+struct LegOutcome {
+  bool b_answered = false;
+  HangupCause b_cause;
+  bool limit_reached = false;
+  bool b_hung_up = false;  // B's phone ended the conversation
+  bool a_hung_up = false;  // A's phone hung up first: nobody is left to hear anything
+};
+[[nodiscard]] CALLBACK_EXPORT std::optional<Announcement> announcement_for(const LegOutcome& outcome);
+
+struct CampaignLimits {
+  std::chrono::seconds limit{300};  // the seed's free campaign: 5 minutes
+  std::chrono::seconds warning_before{20};
+  std::chrono::seconds warning_repeat{20};
+};
+
+struct ServiceOptions {
+  bool show_callee_to_caller = true;  // A's phone shows B's number (the seed); else our own
+  PhoneNumber service_number = PhoneNumber::from_e164("000").value();  // shown when not B's
+  std::chrono::seconds a_ring_timeout{30};
+  std::chrono::seconds b_ring_timeout{45};
+  std::chrono::seconds warning_before{20};
+  std::chrono::seconds warning_repeat{20};
+  std::chrono::seconds max_duration{4 * 3600};  // never longer than this, whatever is authorized
+  // Slack on top of every stage's own time before the service gives up on the engine
+  // and ends the call itself (hang up, then "engine lost").
+  std::chrono::seconds stage_grace{10};
+  std::map<std::string, CampaignLimits, std::less<>> campaigns;  // campaign id -> limits
+};
+
+// One state change of one callback, with a snapshot of the call after it.
+struct CallEvent {
+  Call call;
+  CallState previous;
+  std::optional<Announcement> announcement;  // for final states: what A heard
+  std::optional<Money> cost;                 // for final states: what was charged
+};
+
+class CALLBACK_EXPORT CallObserver {
+ public:
+  virtual ~CallObserver();
+  virtual void on_call_event(const CallEvent& event) = 0;
+};
+
+class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineObserver {
+ public:
+  CallbackService(Context& context, Engine& engine, Billing* billing, Store& store, ServiceOptions options);
+  ~CallbackService() override;
+
+  // Starts a callback: validates, authorizes, originates. The id, or why not (nothing
+  // was placed or charged then).
+  Result<std::string> start(CallbackRequest request);
+  // TriggerSink: the same for triggers.
+  void submit(CallbackRequest request, std::function<void(Result<std::string>)> done) override;
+  // Cancels at any stage; the call ends as canceled once the engine confirms (or the
+  // stage grace runs out). Unknown or finished ids are an Error.
+  Status cancel(const std::string& id);
+
+  // In flight, or among the last `finished_kept` finished ones.
+  [[nodiscard]] std::optional<Call> find(const std::string& id) const;
+  static constexpr std::size_t finished_kept = 10'000;
+  [[nodiscard]] std::size_t in_flight() const noexcept { return active_.size(); }
+  void subscribe(CallObserver& observer) { observers_.push_back(&observer); }
+
+  // EngineObserver
+  void on_leg_event(const LegEvent& event) override;
+  void on_inbound_call(const InboundCall& call) override;
+
+ private:
+  struct Active;
+  void enter(Active& active, CallState to, std::optional<Announcement> announcement = {});
+  void arm_stage_timer(Active& active, std::chrono::seconds budget);
+  void on_stage_timeout(const std::string& id);
+  void maybe_finish(Active& active);
+  void finish(Active& active, bool engine_lost);
+  void notify(const CallEvent& event);
+  std::string next_id();
+
+  Context& context_;
+  Engine& engine_;
+  Billing* billing_;
+  Store& store_;
+  ServiceOptions options_;
+  std::unordered_map<std::string, std::unique_ptr<Active>> active_;
+  std::unordered_map<std::string, std::string> idempotency_;  // key -> id, while the call is kept
+  std::unordered_map<std::string, Call> finished_;
+  std::deque<std::string> finished_order_;
+  std::vector<CallObserver*> observers_;
+  std::uint64_t sequence_ = 0;
+  std::string id_prefix_;
+  Counter& started_;
+  Counter& in_flight_gauge_;
+};
+
+}  // namespace callback

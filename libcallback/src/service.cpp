@@ -1,0 +1,404 @@
+#include <callback/service.hpp>
+
+#include <random>
+
+namespace callback {
+
+CallObserver::~CallObserver() = default;
+
+std::optional<Announcement> announcement_for(const LegOutcome& outcome) {
+  if (outcome.a_hung_up) return std::nullopt;  // nobody left to hear it
+  if (outcome.b_answered) {
+    if (outcome.limit_reached) return Announcement::time_up;
+    if (outcome.b_hung_up) return Announcement::partner_hangup;
+    return std::nullopt;  // we ended it (cancel)
+  }
+  // B never answered: the cause says why (the seed's s-17, s-18, s-19, s-21, s-38).
+  switch (outcome.b_cause.code()) {
+    case 17:
+    case 21: return Announcement::partner_busy;
+    case 18:
+    case 19: return Announcement::partner_away;
+    case 34:
+    case 38:
+    case 42: return Announcement::system_busy;
+    default: return Announcement::call_failed;
+  }
+}
+
+struct CallbackService::Active {
+  explicit Active(Call c) : call(std::move(c)) {}
+  Call call;
+  std::string reservation;
+  std::chrono::seconds limit{0};
+  bool b_dialed = false;
+  bool a_ended = false;
+  bool b_ended = false;
+  bool cancel_requested = false;
+  bool limit_reached = false;
+  bool a_hung_up = false;  // A's own phone ended the call
+  bool b_hung_up = false;
+  int timeouts = 0;
+  std::optional<std::chrono::seconds> a_billsec, b_billsec;
+  std::string b_dial_status;
+  TimerHandle stage_timer;
+};
+
+namespace {
+
+std::string random_prefix() {
+  std::random_device random;
+  constexpr char hex[] = "0123456789abcdef";
+  std::string prefix;
+  for (int i = 0; i < 6; ++i) prefix.push_back(hex[random() % 16]);
+  return prefix;
+}
+
+std::string payer_account(const Payer& payer) {
+  if (const auto* account = std::get_if<AccountId>(&payer)) return account->value;
+  return std::get<CampaignId>(payer).value;
+}
+
+Cdr make_cdr(const Call& call, const Leg& leg, const std::optional<std::chrono::seconds>& reported_billsec) {
+  Cdr cdr;
+  const bool is_a = leg.role == LegRole::a;
+  const PhoneNumber& a = call.request().caller;
+  const PhoneNumber& b = call.request().callee;
+  cdr.calldate = leg.started.value_or(call.created_at());
+  cdr.src = is_a ? b.digits() : a.digits();  // the number the leg's phone showed
+  cdr.clid = "\"Callback\" <" + cdr.src + ">";
+  cdr.dst = leg.number ? leg.number->digits() : std::string();
+  cdr.dcontext = "callback";
+  cdr.channel = leg.channel;
+  cdr.dstchannel = is_a ? call.leg_b().channel : std::string();
+  cdr.lastapp = "Dial";
+  cdr.duration = leg.duration().count();
+  cdr.billsec = reported_billsec ? reported_billsec->count() : leg.billsec().count();
+  cdr.billsec = std::min(cdr.billsec, std::max(cdr.duration, cdr.billsec));
+  cdr.duration = std::max(cdr.duration, cdr.billsec);
+  cdr.disposition = disposition_for(leg.cause, leg.answered.has_value());
+  cdr.accountcode = payer_account(call.request().payer);
+  cdr.uniqueid = leg.uniqueid;
+  cdr.userfield = "Hangupcause:" + std::to_string(leg.cause.code());  // as the seed's dialplan
+  cdr.callback_id = call.id();
+  cdr.leg = leg.role;
+  cdr.hangup_cause = leg.cause;
+  return cdr;
+}
+
+}  // namespace
+
+CallbackService::CallbackService(Context& context, Engine& engine, Billing* billing, Store& store,
+                                 ServiceOptions options)
+    : context_(context),
+      engine_(engine),
+      billing_(billing),
+      store_(store),
+      options_(std::move(options)),
+      id_prefix_(random_prefix()),
+      started_(context.metrics.counter("callback_started_total", "Callbacks started")),
+      in_flight_gauge_(context.metrics.gauge("callback_in_flight", "Callbacks in flight")) {}
+
+CallbackService::~CallbackService() {
+  for (auto& [id, active] : active_) active->stage_timer.cancel();
+}
+
+std::string CallbackService::next_id() { return "cb-" + id_prefix_ + "-" + std::to_string(++sequence_); }
+
+void CallbackService::notify(const CallEvent& event) {
+  for (auto* observer : observers_) observer->on_call_event(event);
+}
+
+void CallbackService::enter(Active& active, CallState to, std::optional<Announcement> announcement) {
+  const CallState previous = active.call.state();
+  if (previous == to) return;
+  if (auto ok = active.call.transition(to, context_.clock.now()); !ok) {
+    context_.log.warning("callback.service", ok.error().message);
+    return;
+  }
+  notify(CallEvent{active.call, previous, announcement, {}});
+}
+
+Result<std::string> CallbackService::start(CallbackRequest request) {
+  if (auto ok = request.validate(); !ok) return ok.error();
+  if (!request.idempotency_key.empty()) {
+    if (auto it = idempotency_.find(request.idempotency_key); it != idempotency_.end()) return it->second;
+  }
+  const std::string id = next_id();
+  auto owned = std::make_unique<Active>(Call{id, request, context_.clock.now()});
+  Active& active = *owned;
+  enter(active, CallState::authorizing);
+
+  // How long the call may last: what billing authorizes, capped by the campaign, the
+  // request and the service's own maximum.
+  std::chrono::seconds limit = options_.max_duration;
+  std::chrono::seconds warning_before = options_.warning_before;
+  std::chrono::seconds warning_repeat = options_.warning_repeat;
+  const auto* campaign_id = std::get_if<CampaignId>(&request.payer);
+  if (campaign_id != nullptr) {
+    auto campaign = options_.campaigns.find(campaign_id->value);
+    if (campaign == options_.campaigns.end()) {
+      enter(active, CallState::failed);
+      return Error{"unknown_campaign", "no campaign \"" + campaign_id->value + "\"", "campaign"};
+    }
+    limit = std::min(limit, campaign->second.limit);
+    warning_before = campaign->second.warning_before;
+    warning_repeat = campaign->second.warning_repeat;
+  }
+  if (billing_ != nullptr) {
+    auto decision = billing_->authorizer().authorize(
+        {request.payer, request.caller, request.callee, id, request.secret});
+    if (!decision) {
+      enter(active, CallState::failed);
+      return Error{"billing_unavailable", "billing failed: " + decision.error().message, {}};
+    }
+    if (!decision->allowed) {
+      enter(active, CallState::failed);
+      const auto reason = decision->reason.value_or(DenialReason::unavailable);
+      return Error{"denied." + std::string(to_string(reason)),
+                   decision->message.empty() ? std::string(to_string(reason)) : decision->message, "payer"};
+    }
+    active.reservation = decision->reservation;
+    limit = std::min(limit, decision->max_duration);
+  } else if (campaign_id == nullptr) {
+    enter(active, CallState::failed);
+    return Error{"billing_unavailable", "account callbacks need a billing backend; none is configured", "account"};
+  }
+  if (request.limit) limit = std::min(limit, *request.limit);
+  if (limit <= std::chrono::seconds{0}) {
+    if (billing_ != nullptr && !active.reservation.empty()) (void)billing_->authorizer().release(active.reservation);
+    enter(active, CallState::failed);
+    return Error{"denied.insufficient_balance", "no talk time is available", "payer"};
+  }
+  active.limit = limit;
+
+  enter(active, CallState::dialing_a);
+  const PhoneNumber& a = request.caller;
+  const PhoneNumber& b = request.callee;
+  OriginateRequest originate{
+      .call_id = id,
+      .leg = LegRole::a,
+      .number = a,
+      .caller_id = options_.show_callee_to_caller ? b : options_.service_number,
+      .caller_name = "Callback",
+      .ring_timeout = options_.a_ring_timeout,
+      .connect = Connect{.number = b,
+                         .caller_id = a,
+                         .ring_timeout = options_.b_ring_timeout,
+                         .limit = limit,
+                         .warning_before = std::min(warning_before, limit),
+                         .warning_repeat = warning_repeat},
+      .account_code = payer_account(request.payer),
+  };
+  if (!request.idempotency_key.empty()) idempotency_.emplace(request.idempotency_key, id);
+  active_.emplace(id, std::move(owned));
+  started_.add();
+  in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
+  arm_stage_timer(active, options_.a_ring_timeout);
+  engine_.originate(originate);
+  return id;
+}
+
+void CallbackService::submit(CallbackRequest request, std::function<void(Result<std::string>)> done) {
+  done(start(std::move(request)));
+}
+
+Status CallbackService::cancel(const std::string& id) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return Error{"unknown_callback", "no callback " + id + " in flight", "id"};
+  Active& active = *it->second;
+  if (active.cancel_requested) return ok_status();
+  active.cancel_requested = true;
+  engine_.hangup(id, LegRole::a, HangupCause::canceled());
+  if (active.b_dialed) engine_.hangup(id, LegRole::b, HangupCause::canceled());
+  arm_stage_timer(active, std::chrono::seconds{0});
+  return ok_status();
+}
+
+std::optional<Call> CallbackService::find(const std::string& id) const {
+  if (auto it = active_.find(id); it != active_.end()) return it->second->call;
+  if (auto it = finished_.find(id); it != finished_.end()) return it->second;
+  return std::nullopt;
+}
+
+void CallbackService::arm_stage_timer(Active& active, std::chrono::seconds budget) {
+  active.stage_timer.cancel();
+  const std::string id = active.call.id();
+  active.stage_timer = context_.clock.schedule(budget + options_.stage_grace, [this, id] { on_stage_timeout(id); });
+}
+
+void CallbackService::on_stage_timeout(const std::string& id) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  Active& active = *it->second;
+  if (active.timeouts++ == 0) {
+    // The engine went quiet past the stage's own time: end the call ourselves.
+    context_.log.warning("callback.service", id + ": no word from the engine in state " +
+                                                 std::string(to_string(active.call.state())) + "; hanging up");
+    engine_.hangup(id, LegRole::a, HangupCause::engine_lost());
+    if (active.b_dialed) engine_.hangup(id, LegRole::b, HangupCause::engine_lost());
+    arm_stage_timer(active, std::chrono::seconds{0});
+    return;
+  }
+  finish(active, true);
+}
+
+void CallbackService::on_leg_event(const LegEvent& event) {
+  auto it = active_.find(event.call_id);
+  if (it == active_.end()) return;  // finished already, or not ours
+  Active& active = *it->second;
+  Call& call = active.call;
+  Leg& leg = event.leg == LegRole::a ? call.leg_a() : call.leg_b();
+  if (!event.channel.empty()) leg.channel = event.channel;
+  if (!event.uniqueid.empty()) leg.uniqueid = event.uniqueid;
+  const bool is_a = event.leg == LegRole::a;
+  switch (event.type) {
+    case LegEventType::dialing:
+      if (!leg.started) leg.started = event.at;
+      if (leg.state == LegState::idle) leg.state = LegState::dialing;
+      if (!is_a) {
+        active.b_dialed = true;
+        if (call.state() == CallState::dialing_a) enter(active, CallState::a_answered);
+        enter(active, CallState::dialing_b);
+        arm_stage_timer(active, options_.b_ring_timeout);
+      }
+      break;
+    case LegEventType::ringing:
+      if (!leg.started) leg.started = event.at;
+      if (leg.state == LegState::idle || leg.state == LegState::dialing) leg.state = LegState::ringing;
+      break;
+    case LegEventType::answered:
+    case LegEventType::connected:
+      if (!leg.started) leg.started = event.at;
+      if (!leg.answered) leg.answered = event.at;
+      leg.state = LegState::answered;
+      if (is_a) {
+        enter(active, CallState::a_answered);
+        arm_stage_timer(active, options_.b_ring_timeout);
+      } else {
+        active.b_dialed = true;
+        if (call.state() == CallState::dialing_a) enter(active, CallState::a_answered);
+        if (call.state() == CallState::a_answered) enter(active, CallState::dialing_b);
+        enter(active, CallState::bridged);
+        arm_stage_timer(active, active.limit);
+      }
+      break;
+    case LegEventType::warning:
+      context_.metrics.counter("callback_warnings_total", "Time-left warnings played").add();
+      break;
+    case LegEventType::digits:
+      break;
+    case LegEventType::ended:
+      if (!leg.started) leg.started = event.at;
+      leg.ended = event.at;
+      leg.state = LegState::ended;
+      leg.cause = event.cause;
+      if (is_a) {
+        active.a_ended = true;
+        active.a_billsec = event.billsec;
+        active.a_hung_up = event.far_end_hung_up;
+      } else {
+        active.b_ended = true;
+        active.b_dialed = true;
+        active.b_billsec = event.billsec;
+        active.limit_reached = event.limit_reached;
+        active.b_hung_up = event.far_end_hung_up;
+        active.b_dial_status = event.dial_status;
+      }
+      maybe_finish(active);
+      break;
+  }
+}
+
+void CallbackService::on_inbound_call(const InboundCall& call) {
+  // ANI and DID callbacks are started by their triggers, which see inbound calls through
+  // the engine themselves; the service only places outbound callbacks.
+  context_.log.debug("callback.service", "inbound call on " + call.channel + " left to the ANI/DID triggers");
+}
+
+void CallbackService::maybe_finish(Active& active) {
+  if (active.a_ended && (active.b_ended || !active.b_dialed)) finish(active, false);
+}
+
+void CallbackService::finish(Active& active, bool engine_lost) {
+  active.stage_timer.cancel();
+  Call& call = active.call;
+  const Timestamp now = context_.clock.now();
+  // Legs the engine never reported as ended end now (A was always placed; B if dialed).
+  for (Leg* leg : {&call.leg_a(), &call.leg_b()}) {
+    if (leg->state == LegState::ended || (leg == &call.leg_b() && !active.b_dialed)) continue;
+    leg->state = LegState::ended;
+    if (!leg->started) leg->started = call.created_at();
+    leg->ended = now;
+    leg->cause = engine_lost ? HangupCause::engine_lost() : leg->cause;
+  }
+  const bool a_answered = call.leg_a().answered.has_value();
+  const bool b_answered = call.leg_b().answered.has_value();
+
+  // Money first, exactly once: talk time on leg B is charged, anything else released.
+  std::optional<Money> cost;
+  if (billing_ != nullptr && !active.reservation.empty()) {
+    const auto billsec = active.b_billsec.value_or(call.leg_b().billsec());
+    if (b_answered && billsec.count() > 0) {
+      auto settled = billing_->authorizer().settle(active.reservation, billsec);
+      if (settled) {
+        cost = *settled;
+      } else {
+        context_.log.error("callback.service", call.id() + ": settle failed: " + settled.error().message);
+      }
+    } else if (auto released = billing_->authorizer().release(active.reservation); !released) {
+      context_.log.error("callback.service", call.id() + ": release failed: " + released.error().message);
+    }
+    active.reservation.clear();
+  }
+
+  // One CDR per leg that was placed.
+  std::vector<Cdr> cdrs;
+  cdrs.push_back(make_cdr(call, call.leg_a(), active.a_billsec));
+  if (active.b_dialed) {
+    cdrs.push_back(make_cdr(call, call.leg_b(), active.b_billsec));
+    cdrs.back().cost = cost;
+  }
+  if (auto stored = store_.cdrs().append(cdrs); !stored) {
+    context_.log.error("callback.service", call.id() + ": CDRs not stored: " + stored.error().message);
+  }
+
+  CallState final_state = CallState::failed;
+  std::optional<Announcement> announcement;
+  if (active.cancel_requested) {
+    final_state = CallState::canceled;
+  } else if (a_answered) {
+    final_state = CallState::completed;
+    announcement = announcement_for({.b_answered = b_answered,
+                                     .b_cause = call.leg_b().cause,
+                                     .limit_reached = active.limit_reached,
+                                     .b_hung_up = active.b_hung_up,
+                                     .a_hung_up = active.a_hung_up || engine_lost});
+  }
+  if (final_state == CallState::completed && call.state() == CallState::dialing_a) enter(active, CallState::a_answered);
+  const CallState previous = call.state();
+  if (auto ok = call.transition(final_state, now); !ok) {
+    context_.log.warning("callback.service", ok.error().message);
+  }
+  context_.metrics
+      .counter("callback_finished_total", "Callbacks finished, by outcome",
+               "state=\"" + std::string(to_string(call.state())) + "\"")
+      .add();
+  CallEvent event{call, previous, announcement, cost};
+  // Keep the finished call for lookups (and its idempotency key) for a while.
+  auto node = active_.extract(call.id());
+  in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
+  finished_order_.push_back(call.id());
+  finished_.insert_or_assign(call.id(), call);
+  if (finished_order_.size() > finished_kept) {
+    auto oldest = finished_.find(finished_order_.front());
+    if (oldest != finished_.end()) {
+      idempotency_.erase(oldest->second.request().idempotency_key);
+      finished_.erase(oldest);
+    }
+    finished_order_.pop_front();
+  }
+  notify(event);
+}
+
+}  // namespace callback

@@ -1,0 +1,99 @@
+#pragma once
+// callback.engine.ami: the Engine over the Asterisk Manager Interface. One Originate per
+// callback carries the whole plan: Asterisk calls A (Local/PJSIP/SIP per `dial_string`),
+// runs the `callback` context of examples/asterisk/extensions.conf when A answers, which
+// dials B with L(limit:warning:repeat) and reports the result as UserEvent
+// CallbackResult. This engine correlates everything Asterisk says about the call, in any
+// order (see tests/fixtures/asterisk/README.md), and reports leg events to the service.
+//
+// Correlation: the Originate's ActionID is the callback id, and ChannelId/OtherChannelId
+// name A's two channels "<id>-A1"/"<id>-A2", so every channel of the call has
+// Linkedid "<id>-A1" and even a failed Originate names its call.
+#include "ami_codec.hpp"
+
+#include <callback/context.hpp>
+#include <callback/engine.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace callback::engine_ami {
+
+struct AmiOptions {
+  std::vector<std::string> servers{"127.0.0.1:5038"};
+  std::string username = "callback";
+  std::string secret;
+  bool md5_auth = true;
+  std::string context = "callback";
+  std::string dial_string = "Local/{number}@phones";
+  std::string events = "call,user,cdr";
+  std::chrono::milliseconds ping_interval{10'000};
+  std::chrono::milliseconds connect_timeout{5'000};
+  std::chrono::milliseconds reconnect_min{500};
+  std::chrono::milliseconds reconnect_max{30'000};
+  std::chrono::milliseconds lost_call_grace{30'000};
+  std::chrono::milliseconds cdr_grace{1'000};
+  bool check_dialplan = true;
+};
+
+// Checks option values the types alone cannot (server addresses, dial string).
+[[nodiscard]] Status validate(const AmiOptions& options);
+// "Local/{number}@phones" + "1001" -> "Local/1001@phones".
+[[nodiscard]] std::string expand_dial_string(const std::string& pattern, const std::string& number);
+
+class AmiEngine final : public Engine {
+ public:
+  AmiEngine(Context& context, AmiOptions options);
+  ~AmiEngine() override;
+
+  [[nodiscard]] Capabilities capabilities() const override { return {.server_side_connect = true}; }
+  void set_observer(EngineObserver* observer) override { observer_ = observer; }
+  void start() override;
+  void stop() override;
+  [[nodiscard]] EngineStatus status() const override;
+
+  void originate(const OriginateRequest& request) override;
+  void hangup(const std::string& call_id, LegRole leg, HangupCause cause) override;
+
+  // Not offered: this engine connects server-side (see capabilities()). Each reports
+  // an `ended` event for the leg... no: calling them is a bug in the caller.
+  void bridge(const std::string& call_id) override;
+  void set_time_limit(const std::string& call_id, std::chrono::seconds limit, std::chrono::seconds warning_before,
+                      std::chrono::seconds warning_repeat) override;
+  void play(const std::string& call_id, LegRole leg, Announcement announcement) override;
+  void collect_digits(const std::string& call_id, LegRole leg, std::size_t max_digits, char terminator,
+                      std::chrono::seconds timeout) override;
+
+  struct Call;
+  struct Server;
+
+ private:
+  friend struct Server;
+  void emit(const LegEvent& event);
+  void on_message(Server& server, const ami::MessageView& message);
+  void on_connection_lost(Server& server, const std::string& why);
+  void on_logged_in(Server& server);
+  void check_done(Call& call);
+  void finish_call(Call& call, bool engine_lost);
+  Call* call_for_linkedid(std::string_view linkedid);
+  Server* pick_server();
+
+  Context& context_;
+  AmiOptions options_;
+  EngineObserver* observer_ = nullptr;
+  std::vector<std::unique_ptr<Server>> servers_;
+  std::unordered_map<std::string, std::unique_ptr<Call>> calls_;      // by call id
+  std::unordered_map<std::string, std::string> channel_calls_;         // Uniqueid -> call id (B channels)
+  std::size_t next_server_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace callback::engine_ami

@@ -1,0 +1,1073 @@
+// TEST AND DEMO DOUBLE — not Asterisk. See fake_asterisk.hpp; the call flows are the
+// recordings in tests/fixtures/asterisk replayed as templates (call_script.hpp).
+//
+// What is replayed as recorded: every originate scenario (order, headers, causes, CDRs),
+// with the call's own numbers, ids, caller ID and Variables substituted, and the Hangup
+// action while A and B talk (ami-hangup-midcall's tail). What is approximated, because
+// no recording shows it:
+//  * stretching: the recorded 10 s L() limit, 8 s Originate timeout and 8 s Dial timeout
+//    are shifted to CB_LIMIT / Timeout / CB_DIAL_TIMEOUT, and ANSWEREDTIME, DIALEDTIME,
+//    CDR Duration/BillableSeconds/EndTime move by the same amount. CDR times and those
+//    values are in unscaled seconds even when time_scale != 1.
+//  * the Hangup action while A rings (the end of ami-originate-a-noanswer with cause 16
+//    and Reason 0) and while B rings (the midcall tail without the bridge, DialEnd and
+//    DIALSTATUS CANCEL, nothing answered). A Hangup action on a B channel plays the same
+//    tails as one on A. A Hangup while A is up but B not yet dialled waits for the dial.
+//  * the phone's behaviour text (NoOp of [phones]) is the template's: A 2XXX and 9XXX
+//    behave as 1XXX, B 9XXX as 1XXX, and A 9XXX with B 98XX is b-hangs-up with every
+//    delay removed (the benchmark pair).
+//  * B 58XX is b-rejected with Hangup(1) / "Unallocated (unassigned) number".
+//  * CoreShowChannel entries always show the recorded "talking" state of each channel.
+//  * calls belong to the AMI connection that originated them: when it closes (Logoff too)
+//    its calls vanish, as if Asterisk had died.
+#include "fake_asterisk.hpp"
+
+#include "ami_codec.hpp"
+#include "call_script.hpp"
+
+#include <openssl/evp.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <future>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace callback::fake {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using detail::CallValues;
+using detail::MessageKind;
+using detail::Phase;
+using detail::Script;
+using detail::TimedMessage;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t kMaxRecordedActions = 200'000;  // actions() keeps the first ones
+
+std::string md5_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(text.data(), text.size(), digest, &length, EVP_md5(), nullptr);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+
+bool is_true(std::string_view v) {
+  for (auto word : {"yes", "true", "y", "t", "1", "on"}) {
+    if (ami::iequals(v, word)) return true;
+  }
+  return false;
+}
+bool is_false(std::string_view v) {
+  for (auto word : {"no", "false", "n", "f", "0", "off"}) {
+    if (ami::iequals(v, word)) return true;
+  }
+  return false;
+}
+
+// Asterisk's strings_to_mask: on/off, or a comma list of classes.
+std::uint32_t events_mask(std::string_view events) {
+  if (events.empty() || is_true(events)) return detail::kClassAll;
+  if (is_false(events)) return detail::kClassNone;
+  std::uint32_t mask = 0;
+  while (!events.empty()) {
+    const auto comma = events.find(',');
+    auto word = events.substr(0, comma);
+    while (!word.empty() && word.front() == ' ') word.remove_prefix(1);
+    while (!word.empty() && word.back() == ' ') word.remove_suffix(1);
+    if (ami::iequals(word, "all")) return detail::kClassAll;
+    mask |= detail::event_class_bit(word);
+    if (comma == std::string_view::npos) break;
+    events.remove_prefix(comma + 1);
+  }
+  return mask;
+}
+
+void replace_all(std::string& text, std::string_view from, std::string_view to) {
+  std::size_t pos = 0;
+  while ((pos = text.find(from, pos)) != std::string::npos) {
+    text.replace(pos, from.size(), to);
+    pos += to.size();
+  }
+}
+
+// Removes the digits after every `key` ("AnsweredTime: 4" -> "AnsweredTime: ").
+void clear_number_after(std::string& text, std::string_view key) {
+  std::size_t pos = 0;
+  while ((pos = text.find(key, pos)) != std::string::npos) {
+    pos += key.size();
+    std::size_t end = pos;
+    while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
+    text.erase(pos, end - pos);
+  }
+}
+
+std::string header_of(const std::string& text, std::string_view name) {
+  const std::string key = "\r\n" + std::string(name) + ": ";
+  const std::string padded = "\r\n" + text;
+  const auto at = padded.find(key);
+  if (at == std::string::npos) return {};
+  const auto start = at + key.size();
+  return padded.substr(start, padded.find("\r\n", start) - start);
+}
+
+void set_header(std::string& text, std::string_view name, std::string_view value) {
+  const std::string key = std::string(name) + ": ";
+  auto at = text.find("\r\n" + key);
+  if (at == std::string::npos) return;
+  at += 2 + key.size();
+  text.replace(at, text.find("\r\n", at) - at, value);
+}
+
+// The number of a phone decides its behaviour (extensions.conf [phones]).
+enum class PhoneKind { kStaysUp, kHangsUp, kBusy, kNoAnswer, kCongestion, kUnreachable, kUnallocated, kRejected,
+                       kBench, kBenchHangup, kInvalid };
+
+PhoneKind classify(std::string_view number) {
+  if (number.size() != 4 || !std::all_of(number.begin(), number.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return PhoneKind::kInvalid;
+  }
+  switch (number[0]) {
+    case '1': return PhoneKind::kStaysUp;
+    case '2': return PhoneKind::kHangsUp;
+    case '3': return PhoneKind::kBusy;
+    case '4': return PhoneKind::kNoAnswer;
+    case '5':
+      if (number[1] == '5') return PhoneKind::kUnreachable;
+      if (number[1] == '8') return PhoneKind::kUnallocated;
+      return PhoneKind::kCongestion;
+    case '6': return PhoneKind::kRejected;
+    case '9': return number[1] == '8' ? PhoneKind::kBenchHangup : PhoneKind::kBench;
+    default: return PhoneKind::kInvalid;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// The compiled templates, loaded once per fake.
+struct Templates {
+  Script a_busy, a_noanswer, a_congestion, a_unreachable, a_unallocated, a_rejected, a_rejected_channelid, a_invalid;
+  Script answered_limit, b_hangs_up, channelid, b_busy, b_noanswer, b_congestion, b_unreachable, b_rejected,
+      b_unallocated, b_invalid;
+  Script tail_a_ringing, tail_b_ringing, tail_bridged;
+  Script core_show_channel;  // the 4 CoreShowChannel entries, in the recorded order B;2, B;1, A;1, A;2
+  std::vector<int> core_show_channel_roles;
+  std::vector<std::string> callback_dialplan;
+
+  explicit Templates(const std::filesystem::path& dir) {
+    using detail::compile;
+    using detail::load_recording;
+    auto plain = [&](const std::string& name, std::int64_t stretch_ms = 0) {
+      const auto recording = load_recording(dir, name);
+      return compile(recording, recording.main, stretch_ms, false);
+    };
+    a_busy = plain("ami-originate-a-busy");
+    a_noanswer = plain("ami-originate-a-noanswer", 8000);
+    a_congestion = plain("ami-originate-a-congestion");
+    a_unreachable = plain("ami-originate-a-unreachable");
+    a_unallocated = plain("ami-originate-a-unallocated");
+    a_rejected = plain("ami-originate-a-rejected");
+    a_rejected_channelid = plain("ami-originate-a-rejected-channelid");
+    a_invalid = plain("ami-originate-a-invalid");
+    answered_limit = plain("ami-originate-answered-limit", 10000);
+    b_hangs_up = plain("ami-originate-b-hangs-up");
+    channelid = plain("ami-originate-channelid");
+    b_busy = plain("ami-originate-b-busy");
+    b_noanswer = plain("ami-originate-b-noanswer", 8000);
+    b_congestion = plain("ami-originate-b-congestion");
+    b_unreachable = plain("ami-originate-b-unreachable");
+    b_rejected = plain("ami-originate-b-rejected");
+    b_invalid = plain("ami-originate-b-invalid");
+
+    // Not recorded: B 58XX is b-rejected with Hangup(1) instead of Hangup(21).
+    {
+      auto recording = load_recording(dir, "ami-originate-b-rejected");
+      for (auto& m : recording.main) {
+        replace_all(m.text, "Cause: 21\r\n", "Cause: 1\r\n");
+        replace_all(m.text, "Cause-txt: Call Rejected", "Cause-txt: Unallocated (unassigned) number");
+        replace_all(m.text, "HANGUPCAUSE=21", "HANGUPCAUSE=1");
+        replace_all(m.text, "HangupCause: 21", "HangupCause: 1");
+        replace_all(m.text, "AppData: 21\r\n", "AppData: 1\r\n");
+        replace_all(m.text, "LastData: 21\r\n", "LastData: 1\r\n");
+        replace_all(m.text, ": rejected\r\n", ": unallocated number\r\n");
+      }
+      b_unallocated = compile(recording, recording.main, 0, false);
+      b_unallocated.name = "b-unallocated (derived from ami-originate-b-rejected)";
+    }
+
+    // Recorded: the AMI Hangup action on A while A and B talk (ami-hangup-midcall).
+    const auto midcall = load_recording(dir, "ami-hangup-midcall");
+    tail_bridged = compile(midcall, midcall.after_hangup, 0, true);
+    tail_bridged.tail = true;
+
+    // Not recorded: Hangup action while B rings. Built from the midcall tail the way
+    // Asterisk ends a Dial() whose caller goes away: DialEnd CANCEL, B's halves hung up
+    // while still ringing, nothing answered, and the `h` UserEvent with DialStatus CANCEL.
+    {
+      std::string num_b;
+      for (const auto& [name, value] : midcall.originate) {
+        if (name == "Exten") num_b = value;
+      }
+      const std::string b_prefix = "Local/" + num_b + "@phones-";
+      auto is_b = [&](const std::string& channel, char half) {
+        return channel.starts_with(b_prefix) && !channel.empty() && channel.back() == half;
+      };
+      std::vector<TimedMessage> tail;
+      for (const auto& m : midcall.main) {
+        if (header_of(m.text, "Event") == "DialEnd" && is_b(header_of(m.text, "DestChannel"), '1')) {
+          std::string text = m.text;
+          replace_all(text, "DialStatus: ANSWER", "DialStatus: CANCEL");
+          replace_all(text, "DestChannelState: 6\r\nDestChannelStateDesc: Up",
+                      "DestChannelState: 5\r\nDestChannelStateDesc: Ringing");
+          replace_all(text, "DestExten: \r\n", "DestExten: " + num_b + "\r\n");
+          tail.push_back({midcall.after_hangup.front().at_us, text});
+        }
+      }
+      for (const auto& m : midcall.after_hangup) {
+        const auto event = header_of(m.text, "Event");
+        const auto variable = header_of(m.text, "Variable");
+        if (event == "BridgeLeave" || event == "BridgeDestroy") continue;
+        if (event == "VarSet" && (variable == "BRIDGEPEER" || variable.starts_with("ANSWEREDTIME") ||
+                                  variable.starts_with("DIALEDTIME"))) {
+          continue;
+        }
+        std::string text = m.text;
+        const auto channel = header_of(text, "Channel");
+        if (event != "Cdr" && is_b(channel, '1')) {
+          replace_all(text, "ChannelState: 6\r\nChannelStateDesc: Up", "ChannelState: 5\r\nChannelStateDesc: Ringing");
+          replace_all(text, "Exten: \r\n", "Exten: " + num_b + "\r\n");
+        }
+        if (event != "Cdr" && is_b(channel, '2')) {
+          replace_all(text, "ChannelState: 6\r\nChannelStateDesc: Up", "ChannelState: 4\r\nChannelStateDesc: Ring");
+          replace_all(text, "Priority: 5\r\n", "Priority: 3\r\n");
+        }
+        if (event == "Cdr" && (is_b(channel, '2') || is_b(header_of(text, "DestinationChannel"), '1'))) {
+          set_header(text, "Disposition", "NO ANSWER");
+          set_header(text, "AnswerTime", "");
+          set_header(text, "BillableSeconds", "0");
+          if (is_b(channel, '2')) {
+            set_header(text, "LastApplication", "Wait");
+            set_header(text, "LastData", "1");
+          }
+        }
+        replace_all(text, "DialStatus: ANSWER", "DialStatus: CANCEL");
+        replace_all(text, "DIALSTATUS=ANSWER", "DIALSTATUS=CANCEL");
+        if (event == "VarSet" && variable == "DIALSTATUS") set_header(text, "Value", "CANCEL");
+        clear_number_after(text, "ANSWEREDTIME=");
+        clear_number_after(text, "AnsweredTime: ");
+        clear_number_after(text, "DialedTime: ");
+        tail.push_back({m.at_us, text});
+      }
+      tail_b_ringing = compile(midcall, tail, 0, true);
+      tail_b_ringing.tail = true;
+    }
+
+    // Not recorded: Hangup action while A rings. The end of ami-originate-a-noanswer (the
+    // Originate timeout hanging A up), with the cause the Hangup action gives (16) and
+    // OriginateResponse Reason 0 instead of 3.
+    {
+      auto recording = load_recording(dir, "ami-originate-a-noanswer");
+      std::size_t pivot = recording.main.size();
+      for (std::size_t i = 1; i < recording.main.size(); ++i) {
+        if (recording.main[i].at_us - recording.main[i - 1].at_us >= 2'000'000) {
+          pivot = i;
+          break;
+        }
+      }
+      std::vector<TimedMessage> tail(recording.main.begin() + static_cast<std::ptrdiff_t>(pivot), recording.main.end());
+      for (auto& m : tail) {
+        replace_all(m.text, "Cause: 19\r\nCause-txt: User alerting, no answer", "Cause: 16\r\nCause-txt: Normal Clearing");
+        replace_all(m.text, "Cause: 19\r\n", "Cause: 16\r\n");
+        replace_all(m.text, "Reason: 3\r\n", "Reason: 0\r\n");
+      }
+      tail_a_ringing = compile(recording, tail, 0, true);
+      tail_a_ringing.tail = true;
+    }
+
+    // CoreShowChannel entries, recorded during the midcall call (ami-coreshowchannels).
+    {
+      std::ifstream in(dir / "ami-coreshowchannels.txt", std::ios::binary);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::vector<TimedMessage> entries;
+      for (auto& m : detail::split_messages(text)) {
+        if (header_of(m, "Event") == "CoreShowChannel") {
+          const auto channel = header_of(m, "Channel");
+          const bool is_a = channel.find("Local/1001@") == 0;
+          core_show_channel_roles.push_back((is_a ? 0 : 2) + (channel.back() == '2' ? 1 : 0));
+          entries.push_back({0, std::move(m)});
+        }
+      }
+      core_show_channel = compile(midcall, entries, 0, false);
+    }
+    callback_dialplan = detail::dialplan_show(dir / "etc" / "extensions.conf", "callback");
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+class Connection;
+
+struct Call {
+  Call(asio::io_context& io, std::uint64_t key_) : key(key_), timer(io) {}
+  std::uint64_t key;
+  Connection* connection = nullptr;
+  const Script* script = nullptr;
+  std::size_t next = 0;
+  CallValues values;
+  Clock::time_point base;         // offsets count from here
+  std::int64_t last_offset_us = 0;
+  bool sync = false;
+  bool originate_fails = false;
+  bool instant = false;           // every delay removed (benchmark numbers)
+  bool hangup_pending = false;
+  std::uint8_t live = 0;          // channels created and not hung up
+  Phase phase = Phase::kARinging;
+  Clock::time_point originated;
+  asio::steady_timer timer;
+};
+
+struct ServerState {
+  explicit ServerState(FakeAsteriskOptions o)
+      : options(std::move(o)), templates(options.recordings), acceptor(io), rng(std::random_device{}()) {}
+
+  FakeAsteriskOptions options;
+  Templates templates;
+  asio::io_context io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  tcp::acceptor acceptor;
+  std::thread thread;
+  std::uint16_t port = 0;
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+
+  // Observed by tests (any thread).
+  mutable std::mutex mutex;
+  mutable std::condition_variable changed;
+  std::size_t logged_in = 0;
+  std::size_t active = 0;
+  std::vector<std::string> actions;
+
+  // io thread only.
+  std::unordered_set<std::shared_ptr<Connection>> connections;
+  std::unordered_map<std::uint64_t, Call*> calls;           // key -> call
+  std::unordered_map<std::string, std::uint64_t> by_channel_id;
+  std::uint64_t next_key = 0x15;
+  std::uint64_t calls_processed = 0;
+  bool accepting = true;
+  std::mt19937_64 rng;
+
+  void accept();
+  void open_acceptor();
+  void call_finished(Call& call);
+  template <class F>
+  void run_sync(F&& f) {
+    if (!thread.joinable()) {
+      f();
+      return;
+    }
+    // Runs on the io thread and waits; an exception (a failed rebind) comes back here.
+    std::promise<void> done;
+    asio::post(io, [&] {
+      try {
+        f();
+        done.set_value();
+      } catch (...) {
+        done.set_exception(std::current_exception());
+      }
+    });
+    done.get_future().get();
+  }
+  void add_active(long n) {
+    {
+      std::lock_guard lock(mutex);
+      active = static_cast<std::size_t>(static_cast<long>(active) + n);
+    }
+    changed.notify_all();
+  }
+  void add_logged_in(long n) {
+    {
+      std::lock_guard lock(mutex);
+      logged_in = static_cast<std::size_t>(static_cast<long>(logged_in) + n);
+    }
+    changed.notify_all();
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(ServerState& impl, tcp::socket socket)
+      : impl_(impl), socket_(std::move(socket)), login_timer_(impl.io) {}
+
+  void start() {
+    (void)parser_.feed("Asterisk Call Manager/12.0.0\r\n", [](const ami::MessageView&) {});
+    send("Asterisk Call Manager/12.0.0\r\n");
+    read();
+  }
+
+  void send(std::string_view bytes) {
+    if (closed_) return;
+    pending_.append(bytes);
+    flush();
+  }
+
+  // Closes the socket now; its calls vanish (as when Asterisk dies).
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    login_timer_.cancel();
+    if (logged_in_) impl_.add_logged_in(-1);
+    logged_in_ = false;
+    const auto count = calls_.size();
+    for (auto& [key, call] : calls_) {
+      call->timer.cancel();
+      impl_.calls.erase(key);
+      impl_.by_channel_id.erase(call->values.uniqueid[detail::kA1]);
+      impl_.by_channel_id.erase(call->values.uniqueid[detail::kA2]);
+    }
+    calls_.clear();
+    if (count) impl_.add_active(-static_cast<long>(count));
+    impl_.connections.erase(shared_from_this());
+  }
+
+  void remove_call(std::uint64_t key) { calls_.erase(key); }
+  [[nodiscard]] std::uint32_t mask() const { return mask_; }
+  std::string& out() { return pending_; }
+  void flush() {
+    if (closed_ || writing_active_ || pending_.empty()) {
+      if (!writing_active_ && pending_.empty() && close_after_write_) close();
+      return;
+    }
+    writing_.swap(pending_);
+    pending_.clear();
+    writing_active_ = true;
+    asio::async_write(socket_, asio::buffer(writing_), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+      self->writing_active_ = false;
+      self->writing_.clear();
+      if (ec) {
+        self->close();
+        return;
+      }
+      self->flush();
+    });
+  }
+
+ private:
+  void read() {
+    socket_.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+      if (self->closed_) return;
+      if (ec) {
+        self->close();
+        return;
+      }
+      auto ok = self->parser_.feed(std::string_view(self->buffer_.data(), n),
+                                   [&](const ami::MessageView& m) { self->on_action(m); });
+      if (!ok) {
+        self->close();
+        return;
+      }
+      if (!self->closed_) self->read();
+    });
+  }
+
+  static std::string response(const ami::MessageView& m, std::string_view status, std::string_view message) {
+    std::string out = "Response: ";
+    out += status;
+    out += "\r\n";
+    if (m.has("ActionID")) {
+      out += "ActionID: ";
+      out += m.action_id();
+      out += "\r\n";
+    }
+    out += "Message: ";
+    out += message;
+    out += "\r\n\r\n";
+    return out;
+  }
+
+  void on_action(const ami::MessageView& m) {
+    {
+      std::lock_guard lock(impl_.mutex);
+      if (impl_.actions.size() < kMaxRecordedActions) impl_.actions.emplace_back(m.text());
+    }
+    if (closed_ || login_failing_ || close_after_write_) return;
+    const auto action = m.get("Action");
+    if (ami::iequals(action, "Login")) return login(m);
+    if (ami::iequals(action, "Challenge")) return challenge(m);
+    if (ami::iequals(action, "Logoff")) {
+      send(response(m, "Goodbye", "Thanks for all the fish."));
+      close_after_write_ = true;
+      flush();
+      return;
+    }
+    if (!logged_in_) return send(response(m, "Error", "Permission denied"));
+    if (ami::iequals(action, "Ping")) return ping(m);
+    if (ami::iequals(action, "Command")) return command(m);
+    if (ami::iequals(action, "CoreShowChannels")) return core_show_channels(m);
+    if (ami::iequals(action, "Originate")) return originate(m);
+    if (ami::iequals(action, "Hangup")) return hangup(m);
+    send(response(m, "Error", "Invalid/unknown command: " + std::string(action) +
+                                  ". Use Action: ListCommands to show available commands."));
+  }
+
+  void login(const ami::MessageView& m) {
+    if (logged_in_) return send(response(m, "Success", "Already authenticated"));
+    bool ok = m.get("Username") == impl_.options.username;
+    if (ami::iequals(m.get("AuthType"), "MD5")) {
+      // Not in the recordings: manager.c's MD5 login, Key = hex(md5(challenge + secret)).
+      ok = ok && !challenge_.empty() && ami::iequals(m.get("Key"), md5_hex(challenge_ + impl_.options.secret));
+    } else {
+      ok = ok && m.get("Secret") == impl_.options.secret;
+    }
+    if (!ok) {
+      // Recorded: the error comes about 1 s later, then the server closes the socket.
+      login_failing_ = true;
+      std::string reply = response(m, "Error", "Authentication failed");
+      login_timer_.expires_after(std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(1.0 * impl_.options.time_scale)));
+      login_timer_.async_wait([self = shared_from_this(), reply](boost::system::error_code ec) {
+        if (ec || self->closed_) return;
+        self->send(reply);
+        self->close_after_write_ = true;
+        self->flush();
+      });
+      return;
+    }
+    logged_in_ = true;
+    mask_ = events_mask(m.get("Events"));
+    impl_.add_logged_in(1);
+    send(response(m, "Success", "Authentication accepted"));
+    if (mask_ & detail::kClassSystem) {
+      const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - impl_.started).count();
+      send("Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: " + std::to_string(uptime) +
+           "\r\nLastReload: " + std::to_string(uptime) + "\r\nStatus: Fully Booted\r\n\r\n");
+    }
+  }
+
+  void challenge(const ami::MessageView& m) {
+    // Not in the recordings: manager.c's action_challenge.
+    if (!ami::iequals(m.get("AuthType"), "MD5")) return send(response(m, "Error", "Must specify AuthType"));
+    if (challenge_.empty()) challenge_ = std::to_string(100'000'000 + impl_.rng() % 900'000'000);
+    std::string out = "Response: Success\r\n";
+    if (m.has("ActionID")) out += "ActionID: " + std::string(m.action_id()) + "\r\n";
+    out += "Challenge: " + challenge_ + "\r\n\r\n";
+    send(out);
+  }
+
+  void ping(const ami::MessageView& m) {
+    const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+    char stamp[64];
+    std::snprintf(stamp, sizeof stamp, "%lld.%06lld", static_cast<long long>(now / 1'000'000),
+                  static_cast<long long>(now % 1'000'000));
+    std::string out = "Response: Success\r\n";
+    if (m.has("ActionID")) out += "ActionID: " + std::string(m.action_id()) + "\r\n";
+    out += "Ping: Pong\r\nTimestamp: " + std::string(stamp) + "\r\n\r\n";
+    send(out);
+  }
+
+  void command(const ami::MessageView& m) {
+    std::string cmd(m.get("Command"));
+    while (!cmd.empty() && cmd.back() == ' ') cmd.pop_back();
+    std::vector<std::string> output;
+    bool ok = true;
+    if (cmd == "core show version") {
+      output.push_back("Asterisk 23.4.1 built by root @ vm on a x86_64 running Linux on 2026-11-26 05:43:34 UTC");
+    } else if (cmd == "core show channels count") {
+      std::size_t channels = 0;
+      for (const auto& [key, call] : impl_.calls) channels += static_cast<std::size_t>(std::popcount(call->live));
+      output.push_back(std::to_string(channels) + " active channel" + (channels == 1 ? "" : "s"));
+      output.push_back(std::to_string(impl_.calls.size()) + " active call" + (impl_.calls.size() == 1 ? "" : "s"));
+      output.push_back(std::to_string(impl_.calls_processed) + " call" + (impl_.calls_processed == 1 ? "" : "s") +
+                       " processed");
+    } else if (cmd.starts_with("dialplan show ") && cmd.find(' ', 14) == std::string::npos) {
+      // `dialplan show <context>` / `<exten>@<context>`, from etc/extensions.conf. The
+      // recorded form is `dialplan show 1001@phones`; the rest follows pbx.c (not recorded).
+      const std::string what = cmd.substr(14);
+      const auto at = what.find('@');
+      const std::string context = at == std::string::npos ? what : what.substr(at + 1);
+      const std::string exten = at == std::string::npos ? "" : what.substr(0, at);
+      if (context == "callback" && exten.empty() && impl_.options.callback_dialplan_loaded) {
+        output = impl_.templates.callback_dialplan;
+      } else if (context != "callback" || impl_.options.callback_dialplan_loaded) {
+        output = detail::dialplan_show(impl_.options.recordings / "etc" / "extensions.conf", context, exten);
+      }
+      if (output.empty()) {
+        ok = false;
+        output.push_back(exten.empty() ? "There is no existence of '" + context + "' context"
+                                       : "There is no existence of " + what + " extension");
+      }
+    } else {
+      ok = false;
+      // Asterisk names the words it got furthest with; here simply the first two.
+      std::string best;
+      std::size_t words = 0;
+      for (std::size_t i = 0; i < cmd.size() && words < 2; ++i) {
+        if (cmd[i] == ' ') ++words;
+        if (words < 2) best += cmd[i];
+      }
+      output.push_back("No such command '" + cmd + "' (type 'core show help " + best + "' for other possible commands)");
+    }
+    std::string out = "Response: ";
+    out += ok ? "Success" : "Error";
+    out += "\r\n";
+    if (m.has("ActionID")) out += "ActionID: " + std::string(m.action_id()) + "\r\n";
+    out += "Message: Command output follows\r\n";
+    for (const auto& line : output) out += "Output: " + line + "\r\n";
+    out += "\r\n";
+    send(out);
+  }
+
+  void core_show_channels(const ami::MessageView& m) {
+    std::string id(m.action_id());
+    std::string out = "Response: Success\r\n";
+    if (m.has("ActionID")) out += "ActionID: " + id + "\r\n";
+    out += "EventList: start\r\nMessage: Channels will follow\r\n\r\n";
+    std::size_t items = 0;
+    const auto& t = impl_.templates;
+    for (const auto& [key, call] : impl_.calls) {
+      CallValues values = call->values;
+      values.action_id = id;
+      const double scale = impl_.options.time_scale;
+      const auto real = std::chrono::duration<double>(Clock::now() - call->originated).count();
+      values.duration_s = scale > 0 ? static_cast<std::int64_t>(real / scale) : 0;
+      for (std::size_t i = 0; i < t.core_show_channel.messages.size(); ++i) {
+        if (!(call->live & detail::role_bit(t.core_show_channel_roles[i]))) continue;
+        detail::render(t.core_show_channel, i, values, out);
+        ++items;
+      }
+    }
+    out += "Event: CoreShowChannelsComplete\r\n";
+    if (m.has("ActionID")) out += "ActionID: " + id + "\r\n";
+    out += "EventList: Complete\r\nListItems: " + std::to_string(items) + "\r\n\r\n";
+    send(out);
+  }
+
+  void originate(const ami::MessageView& m);
+  void hangup(const ami::MessageView& m);
+
+ public:
+  void advance(Call& call);
+  void start_tail(Call& call);
+
+ private:
+  std::int64_t offset_us(const Call& call, std::size_t index) const;
+
+  ServerState& impl_;
+  tcp::socket socket_;
+  ami::Parser parser_;
+  std::array<char, 16384> buffer_{};
+  std::string pending_;
+  std::string writing_;
+  bool writing_active_ = false;
+  bool close_after_write_ = false;
+  bool closed_ = false;
+  bool logged_in_ = false;
+  bool login_failing_ = false;
+  std::uint32_t mask_ = detail::kClassAll;
+  std::string challenge_;
+  asio::steady_timer login_timer_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Call>> calls_;
+};
+
+// ---------------------------------------------------------------------------------------
+void Connection::originate(const ami::MessageView& m) {
+  const auto channel = m.get("Channel");
+  if (channel.empty()) return send(response(m, "Error", "Channel not specified"));
+  const bool async = is_true(m.get("Async"));
+  auto& impl = impl_;
+  const auto key = impl.next_key++;
+  auto call = std::make_unique<Call>(impl.io, key);
+  call->connection = this;
+  auto& v = call->values;
+  v.action_id = std::string(m.action_id());
+  // Local/<A>@phones: the A number; anything else is taken whole (and is invalid).
+  const auto slash = channel.find('/');
+  const auto at = channel.find('@');
+  v.num_a = std::string(slash != std::string_view::npos && at != std::string_view::npos && at > slash
+                            ? channel.substr(slash + 1, at - slash - 1)
+                            : channel);
+  v.num_b = std::string(m.get("Exten"));
+  const auto cid = m.get("CallerID");
+  if (const auto lt = cid.find('<'), gt = cid.find('>'); lt != std::string_view::npos && gt != std::string_view::npos) {
+    v.cid_num = std::string(cid.substr(lt + 1, gt - lt - 1));
+    auto name = cid.substr(0, lt);
+    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+    if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
+    v.cid_name = std::string(name);
+  } else {
+    v.cid_num = std::string(cid);
+  }
+  for (const auto variable : m.all("Variable")) {
+    const auto eq = variable.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string name(variable.substr(0, eq));
+    std::string value(variable.substr(eq + 1));
+    if (name == "CB_ID") v.cb_id = value;
+    if (name == "CB_LIMIT" && !value.empty()) v.limit = value;
+    if (name == "CB_WARN" && !value.empty()) v.warn = value;
+    if (name == "CB_DIAL_TIMEOUT" && !value.empty()) v.dial_timeout = value;
+    v.variables.emplace_back(std::move(name), std::move(value));
+  }
+  v.channel_id = std::string(m.get("ChannelId"));
+  const std::string other_channel_id(m.get("OtherChannelId"));
+  const auto now_epoch = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+  v.start_epoch = now_epoch;
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%08llx", static_cast<unsigned long long>((key * 2) & 0xffffffffULL));
+  v.channel[detail::kA1] = "Local/" + v.num_a + "@phones-" + hex + ";1";
+  v.channel[detail::kA2] = "Local/" + v.num_a + "@phones-" + hex + ";2";
+  std::snprintf(hex, sizeof hex, "%08llx", static_cast<unsigned long long>((key * 2 + 1) & 0xffffffffULL));
+  v.channel[detail::kB1] = "Local/" + v.num_b + "@phones-" + hex + ";1";
+  v.channel[detail::kB2] = "Local/" + v.num_b + "@phones-" + hex + ";2";
+  for (int r = 0; r < 4; ++r) {
+    v.uniqueid[static_cast<std::size_t>(r)] = std::to_string(now_epoch) + "." + std::to_string(key * 4 + static_cast<std::uint64_t>(r));
+  }
+  if (!v.channel_id.empty()) v.uniqueid[detail::kA1] = v.channel_id;
+  if (!other_channel_id.empty()) v.uniqueid[detail::kA2] = other_channel_id;
+  {
+    const auto r1 = impl.rng();
+    const auto r2 = impl.rng();
+    char uuid[40];
+    std::snprintf(uuid, sizeof uuid, "%08llx-%04llx-4%03llx-%04llx-%012llx", static_cast<unsigned long long>(r1 >> 32),
+                  static_cast<unsigned long long>((r1 >> 16) & 0xffff), static_cast<unsigned long long>(r1 & 0xfff),
+                  static_cast<unsigned long long>(0x8000 | ((r2 >> 48) & 0x3fff)),
+                  static_cast<unsigned long long>(r2 & 0xffffffffffffULL));
+    v.bridge = uuid;
+  }
+
+  // The scenario, by number (extensions.conf [phones]).
+  const auto& t = impl.templates;
+  const auto a = classify(v.num_a);
+  const auto b = classify(v.num_b);
+  const bool with_id = !v.channel_id.empty();
+  const std::int64_t limit_ms = std::atoll(v.limit.c_str());
+  std::int64_t timeout_ms = m.has("Timeout") ? std::atoll(std::string(m.get("Timeout")).c_str()) : 30000;
+  if (timeout_ms <= 0) timeout_ms = 30000;
+  const Script* script = nullptr;
+  bool fails = true;
+  switch (a) {
+    case PhoneKind::kBusy: script = &t.a_busy; break;
+    case PhoneKind::kNoAnswer:
+      script = &t.a_noanswer;
+      v.delta_ms = timeout_ms - t.a_noanswer.recorded_stretch_ms;
+      break;
+    case PhoneKind::kCongestion: script = &t.a_congestion; break;
+    case PhoneKind::kUnreachable: script = &t.a_unreachable; break;
+    case PhoneKind::kUnallocated: script = &t.a_unallocated; break;
+    case PhoneKind::kRejected: script = with_id ? &t.a_rejected_channelid : &t.a_rejected; break;
+    case PhoneKind::kInvalid: script = &t.a_invalid; break;
+    default: fails = false; break;
+  }
+  if (!script) {
+    switch (b) {
+      case PhoneKind::kStaysUp:
+      case PhoneKind::kBench:
+        script = &t.answered_limit;
+        v.delta_ms = limit_ms - t.answered_limit.recorded_stretch_ms;
+        break;
+      case PhoneKind::kHangsUp:
+        if (limit_ms < 5000) {
+          script = &t.answered_limit;
+          v.delta_ms = limit_ms - t.answered_limit.recorded_stretch_ms;
+        } else {
+          script = with_id ? &t.channelid : &t.b_hangs_up;
+        }
+        break;
+      case PhoneKind::kBenchHangup:
+        script = &t.b_hangs_up;
+        call->instant = a == PhoneKind::kBench;
+        break;
+      case PhoneKind::kBusy: script = &t.b_busy; break;
+      case PhoneKind::kNoAnswer:
+        script = &t.b_noanswer;
+        v.delta_ms = std::atoll(v.dial_timeout.c_str()) * 1000 - t.b_noanswer.recorded_stretch_ms;
+        break;
+      case PhoneKind::kCongestion: script = &t.b_congestion; break;
+      case PhoneKind::kUnreachable: script = &t.b_unreachable; break;
+      case PhoneKind::kUnallocated: script = &t.b_unallocated; break;
+      case PhoneKind::kRejected: script = &t.b_rejected; break;
+      default: script = &t.b_invalid; break;
+    }
+  }
+  call->script = script;
+  call->originate_fails = fails;
+  call->sync = !async;
+  call->base = call->originated = Clock::now();
+
+  ++impl.calls_processed;
+  impl.calls.emplace(key, call.get());
+  if (with_id) impl.by_channel_id.emplace(v.channel_id, key);
+  if (!other_channel_id.empty()) impl.by_channel_id.emplace(other_channel_id, key);
+  Call& ref = *call;
+  calls_.emplace(key, std::move(call));
+  impl.add_active(1);
+  if (async) send(response(m, "Success", "Originate successfully queued"));
+  advance(ref);
+}
+
+std::int64_t Connection::offset_us(const Call& call, std::size_t index) const {
+  if (call.instant) return 0;
+  const Script& s = *call.script;
+  const auto& m = s.messages[index];
+  std::int64_t at = s.tail ? m.at_us - s.pivot_us
+                           : m.at_us + (s.stretchable && m.after_pivot ? call.values.delta_ms * 1000 : 0);
+  return std::max<std::int64_t>(at, 0);
+}
+
+void Connection::advance(Call& call) {
+  const double scale = impl_.options.time_scale;
+  const auto now = Clock::now();
+  const Script& s = *call.script;
+  std::string& out = pending_;
+  while (call.next < s.messages.size()) {
+    const auto offset = std::max(offset_us(call, call.next), call.last_offset_us);
+    if (scale > 0) {
+      const auto due = call.base + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double, std::micro>(static_cast<double>(offset) * scale));
+      if (due > now) {
+        call.timer.expires_at(due);
+        call.timer.async_wait([self = shared_from_this(), key = call.key](boost::system::error_code ec) {
+          if (ec || self->closed_) return;
+          const auto it = self->calls_.find(key);
+          if (it != self->calls_.end()) self->advance(*it->second);
+        });
+        flush();
+        return;
+      }
+    }
+    call.last_offset_us = offset;
+    const auto& message = s.messages[call.next];
+    if (message.kind == MessageKind::kOriginateResponse && call.sync) {
+      // Without Async the Originate's only answer is this late response (ami-originate-sync-a-busy).
+      out += "Response: ";
+      out += call.originate_fails ? "Error" : "Success";
+      out += "\r\n";
+      if (!call.values.action_id.empty()) out += "ActionID: " + call.values.action_id + "\r\n";
+      out += call.originate_fails ? "Message: Originate failed\r\n\r\n" : "Message: Originate successfully queued\r\n\r\n";
+    } else if (message.event_class == detail::kClassNone || (message.event_class & mask_)) {
+      detail::render(s, call.next, call.values, out);
+    }
+    call.live = static_cast<std::uint8_t>((call.live | message.creates) & ~message.hangs_up);
+    call.phase = message.phase_after;
+    ++call.next;
+    if (call.hangup_pending && (call.phase == Phase::kBRinging || call.phase == Phase::kBridged)) {
+      call.hangup_pending = false;
+      start_tail(call);
+      return;
+    }
+  }
+  flush();
+  // The call is over: every channel has had its Hangup.
+  Connection& self = *this;
+  const auto key = call.key;
+  impl_.calls.erase(key);
+  if (!call.values.channel_id.empty()) {
+    impl_.by_channel_id.erase(call.values.uniqueid[detail::kA1]);
+    impl_.by_channel_id.erase(call.values.uniqueid[detail::kA2]);
+  }
+  self.remove_call(key);
+  impl_.add_active(-1);
+}
+
+void Connection::start_tail(Call& call) {
+  const auto& t = impl_.templates;
+  const Script* tail = nullptr;
+  switch (call.phase) {
+    case Phase::kARinging:
+      tail = &t.tail_a_ringing;
+      call.originate_fails = true;
+      break;
+    case Phase::kBRinging: tail = &t.tail_b_ringing; break;
+    case Phase::kBridged: tail = &t.tail_bridged; break;
+    default: break;
+  }
+  if (!tail) {
+    call.hangup_pending = call.phase == Phase::kAUp;
+    advance(call);
+    return;
+  }
+  call.timer.cancel();
+  const double scale = impl_.options.time_scale;
+  const auto now = Clock::now();
+  // Times in the tail (CDR durations, ANSWEREDTIME) follow how long the call really lasted.
+  const std::int64_t elapsed_ms =
+      scale > 0 ? static_cast<std::int64_t>(std::chrono::duration<double, std::milli>(now - call.originated).count() / scale)
+                : tail->pivot_us / 1000;
+  call.values.delta_ms = elapsed_ms - tail->pivot_us / 1000;
+  call.script = tail;
+  call.next = 0;
+  call.base = now;
+  call.last_offset_us = 0;
+  advance(call);
+}
+
+void Connection::hangup(const ami::MessageView& m) {
+  const std::string channel(m.get("Channel"));
+  Call* call = nullptr;
+  int role = -1;
+  auto find_key = [&](std::uint64_t key) -> Call* {
+    const auto it = impl_.calls.find(key);
+    return it == impl_.calls.end() ? nullptr : it->second;
+  };
+  // Local/<num>@phones-<counter>;<half>: counter = key*2 (A) or key*2+1 (B).
+  if (const auto dash = channel.rfind("@phones-"); dash != std::string::npos && channel.size() == dash + 8 + 8 + 2) {
+    const auto counter = std::strtoull(channel.substr(dash + 8, 8).c_str(), nullptr, 16);
+    call = find_key(counter / 2);
+    role = static_cast<int>((counter % 2) * 2 + (channel.back() == '2' ? 1 : 0));
+    if (call && call->values.channel[static_cast<std::size_t>(role)] != channel) call = nullptr;
+  } else if (const auto it = impl_.by_channel_id.find(channel); it != impl_.by_channel_id.end()) {
+    call = find_key(it->second);
+    role = call && call->values.uniqueid[detail::kA2] == channel ? detail::kA2 : detail::kA1;
+  } else if (const auto dot = channel.find('.'); dot != std::string::npos) {
+    const auto seq = std::strtoull(channel.c_str() + dot + 1, nullptr, 10);
+    call = find_key(seq / 4);
+    role = static_cast<int>(seq % 4);
+    if (call && call->values.uniqueid[static_cast<std::size_t>(role)] != channel) call = nullptr;
+  }
+  if (!call || !(call->live & detail::role_bit(role))) return send(response(m, "Error", "No such channel"));
+  send(response(m, "Success", "Channel Hungup"));
+  // The call may belong to another connection; its events go there.
+  call->connection->start_tail(*call);
+}
+
+// ---------------------------------------------------------------------------------------
+void ServerState::open_acceptor() {
+  const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
+  try {
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(tcp::acceptor::reuse_address(true));
+    acceptor.bind(endpoint);
+    acceptor.listen();
+  } catch (...) {
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+    throw;
+  }
+  port = acceptor.local_endpoint().port();
+}
+
+void ServerState::accept() {
+  acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (ec) return;  // closed (set_accepting(false) or stop)
+    socket.set_option(tcp::no_delay(true));
+    auto connection = std::make_shared<Connection>(*this, std::move(socket));
+    connections.insert(connection);
+    connection->start();
+    accept();
+  });
+}
+
+struct FakeAsterisk::Impl : ServerState {
+  using ServerState::ServerState;
+};
+
+FakeAsterisk::FakeAsterisk(FakeAsteriskOptions options) {
+  if (options.recordings.empty()) options.recordings = CALLBACK_ASTERISK_RECORDINGS;
+  port_ = options.port;
+  impl_ = std::make_unique<Impl>(std::move(options));
+  impl_->port = port_;
+}
+
+FakeAsterisk::~FakeAsterisk() { stop(); }
+
+void FakeAsterisk::start() {
+  if (impl_->thread.joinable()) return;
+  impl_->open_acceptor();
+  port_ = impl_->port;
+  impl_->accept();
+  impl_->work.emplace(impl_->io.get_executor());
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+void FakeAsterisk::stop() {
+  if (!impl_ || !impl_->thread.joinable()) return;
+  impl_->run_sync([this] {
+    boost::system::error_code ignored;
+    impl_->acceptor.close(ignored);
+    auto connections = impl_->connections;
+    for (const auto& c : connections) c->close();
+  });
+  impl_->work.reset();  // everything is closed: run() returns once the aborted handlers ran
+  impl_->thread.join();
+}
+
+std::size_t FakeAsterisk::connections() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->logged_in;
+}
+
+std::size_t FakeAsterisk::active_calls() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->active;
+}
+
+std::vector<std::string> FakeAsterisk::actions() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->actions;
+}
+
+bool FakeAsterisk::wait_for_connections(std::size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->changed.wait_for(lock, timeout, [&] { return impl_->logged_in == n; });
+}
+
+bool FakeAsterisk::wait_for_active_calls(std::size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->changed.wait_for(lock, timeout, [&] { return impl_->active == n; });
+}
+
+void FakeAsterisk::close_all_connections() {
+  impl_->run_sync([this] {
+    auto connections = impl_->connections;
+    for (const auto& c : connections) c->close();
+  });
+}
+
+void FakeAsterisk::send_raw_to_all(std::string bytes) {
+  impl_->run_sync([this, &bytes] {
+    for (const auto& c : impl_->connections) c->send(bytes);
+  });
+}
+
+void FakeAsterisk::set_accepting(bool accepting) {
+  impl_->run_sync([this, accepting] {
+    if (accepting == impl_->accepting) return;
+    if (!accepting) {
+      impl_->accepting = false;
+      boost::system::error_code ignored;
+      impl_->acceptor.close(ignored);
+    } else {
+      impl_->open_acceptor();  // the same port again; throws if it is taken meanwhile
+      impl_->accepting = true;
+      impl_->accept();
+    }
+  });
+}
+
+}  // namespace callback::fake

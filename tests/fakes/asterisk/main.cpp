@@ -1,0 +1,90 @@
+// callback-fake-asterisk: a TEST AND DEMO DOUBLE of the Asterisk Manager Interface.
+#include "fake_asterisk.hpp"
+
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+namespace {
+
+constexpr std::string_view kHelp =
+    "callback-fake-asterisk -- a TEST AND DEMO DOUBLE, NOT Asterisk.\n"
+    "\n"
+    "Speaks the Asterisk Manager Interface (AMI) on 127.0.0.1, replaying the transcripts\n"
+    "recorded from a real Asterisk 23.4.1 (tests/fixtures/asterisk). Phones behave by number\n"
+    "(1XXX answers, 3XXX busy, 4XXX no answer, ...; see etc/extensions.conf there).\n"
+    "Never use it in place of a real PBX: no call audio, no SIP, nothing is dialled.\n"
+    "\n"
+    "usage: callback-fake-asterisk [--port N] [--time-scale X] [--recordings DIR]\n"
+    "                              [--username U] [--secret S]\n"
+    "  --port N          TCP port on 127.0.0.1 (default 5038; 0 = any free port)\n"
+    "  --time-scale X    multiply every delay by X (default 1; 0 = as fast as possible)\n"
+    "  --recordings DIR  folder with the ami-*.txt recordings (default: the source tree's)\n"
+    "  --username U      AMI user (default callback)\n"
+    "  --secret S        AMI secret (default callbacksecret)\n"
+    "Runs until SIGINT or SIGTERM.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  callback::fake::FakeAsteriskOptions options;
+  options.port = 5038;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "callback-fake-asterisk: " << arg << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    try {
+      if (arg == "--help" || arg == "-h") {
+        std::cout << kHelp;
+        return 0;
+      } else if (arg == "--port") {
+        const int port = std::stoi(value());
+        if (port < 0 || port > 65535) throw std::out_of_range("port");
+        options.port = static_cast<std::uint16_t>(port);
+      } else if (arg == "--time-scale") {
+        options.time_scale = std::stod(value());
+        if (options.time_scale < 0) throw std::out_of_range("time scale");
+      } else if (arg == "--recordings") {
+        options.recordings = value();
+      } else if (arg == "--username") {
+        options.username = value();
+      } else if (arg == "--secret") {
+        options.secret = value();
+      } else {
+        std::cerr << "callback-fake-asterisk: unknown option " << arg << " (see --help)\n";
+        return 2;
+      }
+    } catch (const std::logic_error&) {
+      std::cerr << "callback-fake-asterisk: bad value for " << arg << "\n";
+      return 2;
+    }
+  }
+  try {
+    // Block the signals before the fake's thread starts (it inherits the mask), then
+    // wait for them here: no handler runs on the fake's thread.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    callback::fake::FakeAsterisk fake(options);
+    fake.start();
+    std::cout << "fake asterisk listening on 127.0.0.1:" << fake.port() << std::endl;
+    int signal = 0;
+    sigwait(&signals, &signal);
+    fake.stop();
+  } catch (const std::exception& e) {
+    std::cerr << "callback-fake-asterisk: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

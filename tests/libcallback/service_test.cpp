@@ -1,0 +1,215 @@
+// CallbackService on its own, with a scripted engine and a clock the test moves.
+#include "recording_billing.hpp"
+#include "temp_dir.hpp"
+
+#include <callback/service.hpp>
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+using namespace callback;
+using namespace std::chrono_literals;
+
+namespace {
+
+const NumberingPlan plan{.country_code = "", .trunk_prefix = "", .international_prefixes = {}};
+
+// Records what the service asks; the test plays the engine's part by calling
+// service.on_leg_event itself.
+class ScriptedEngine final : public Engine {
+ public:
+  std::vector<OriginateRequest> originated;
+  std::vector<std::pair<std::string, LegRole>> hung_up;
+  Capabilities capabilities() const override { return {.server_side_connect = true}; }
+  void set_observer(EngineObserver*) override {}
+  void start() override {}
+  void stop() override {}
+  EngineStatus status() const override { return {}; }
+  void originate(const OriginateRequest& request) override { originated.push_back(request); }
+  void hangup(const std::string& id, LegRole leg, HangupCause) override { hung_up.emplace_back(id, leg); }
+  void bridge(const std::string&) override {}
+  void set_time_limit(const std::string&, std::chrono::seconds, std::chrono::seconds, std::chrono::seconds) override {}
+  void play(const std::string&, LegRole, Announcement) override {}
+  void collect_digits(const std::string&, LegRole, std::size_t, char, std::chrono::seconds) override {}
+};
+
+// A store that keeps CDRs in memory (the SQLite one is tested on its own).
+class MemoryStore final : public Store, CdrStore, AccountStore, LedgerStore {
+ public:
+  std::vector<Cdr> rows;
+  CdrStore& cdrs() override { return *this; }
+  AccountStore& accounts() override { return *this; }
+  LedgerStore& ledger() override { return *this; }
+  int schema_version() const override { return 0; }
+  Status append(std::span<Cdr> cdrs) override {
+    rows.insert(rows.end(), cdrs.begin(), cdrs.end());
+    return ok_status();
+  }
+  using CdrStore::append;
+  Status query(const CdrQuery&, const std::function<bool(const Cdr&)>&) override { return ok_status(); }
+  Status create(const Account&) override { return ok_status(); }
+  Result<std::optional<Account>> find(const std::string&) override { return std::optional<Account>{}; }
+  Result<std::vector<Account>> list() override { return std::vector<Account>{}; }
+  Status set_status(const std::string&, AccountStatus) override { return ok_status(); }
+  Result<LedgerEntry> post(const LedgerEntry& e) override { return e; }
+  Result<std::vector<LedgerEntry>> entries(const std::string&, std::size_t) override {
+    return std::vector<LedgerEntry>{};
+  }
+};
+
+class Events final : public CallObserver {
+ public:
+  std::vector<CallEvent> seen;
+  void on_call_event(const CallEvent& e) override { seen.push_back(e); }
+};
+
+struct ServiceTest : ::testing::Test {
+  boost::asio::io_context io;
+  ManualClock clock;
+  std::ostringstream log_text;
+  StreamLogger log{log_text, LogLevel::debug};
+  Metrics metrics;
+  Context context{io, clock, log, metrics};
+  ScriptedEngine engine;
+  MemoryStore store;
+  test::RecordingBilling billing;
+  Events events;
+  std::unique_ptr<CallbackService> service;
+
+  void make(ServiceOptions options = {}, Billing* with_billing = nullptr) {
+    service = std::make_unique<CallbackService>(context, engine, with_billing, store, std::move(options));
+    service->subscribe(events);
+  }
+  CallbackRequest request(Payer payer = AccountId{"123"}) {
+    return {.caller = PhoneNumber::parse("1001", plan).value(), .callee = PhoneNumber::parse("1002", plan).value(),
+            .payer = std::move(payer)};
+  }
+  void leg(const std::string& id, LegRole role, LegEventType type, HangupCause cause = {}) {
+    service->on_leg_event({.call_id = id, .leg = role, .type = type, .at = clock.now(), .cause = cause});
+  }
+};
+
+TEST_F(ServiceTest, TheSeedsFreeCampaignLimitsTheCallToFiveMinutesWithWarnings) {
+  ServiceOptions options;
+  options.campaigns["free"] = CampaignLimits{};  // 300 s, warning 20 s, every 20 s
+  make(options);
+  auto id = service->start(request(CampaignId{"free"}));
+  ASSERT_TRUE(id) << id.error().describe();
+  ASSERT_EQ(engine.originated.size(), 1u);
+  const auto& o = engine.originated[0];
+  ASSERT_TRUE(o.connect);
+  EXPECT_EQ(o.connect->limit, 300s);
+  EXPECT_EQ(o.connect->warning_before, 20s);
+  EXPECT_EQ(o.connect->warning_repeat, 20s);
+  EXPECT_EQ(o.caller_id.digits(), "1002");           // A sees B's number
+  EXPECT_EQ(o.connect->caller_id.digits(), "1001");  // B sees A's
+}
+
+TEST_F(ServiceTest, AccountCallsNeedBillingAndUnknownCampaignsAreRefused) {
+  make();
+  auto account = service->start(request());
+  ASSERT_FALSE(account);
+  EXPECT_EQ(account.error().code, "billing_unavailable");
+  auto campaign = service->start(request(CampaignId{"nope"}));
+  ASSERT_FALSE(campaign);
+  EXPECT_EQ(campaign.error().code, "unknown_campaign");
+  EXPECT_TRUE(engine.originated.empty());
+}
+
+TEST_F(ServiceTest, LimitIsTheSmallestOfBillingRequestAndMaximum) {
+  ServiceOptions options;
+  options.max_duration = 1h;
+  make(options, &billing);
+  billing.max_duration = 50min;  // the seed: 5.00 at 0.10/min
+  auto r = request();
+  ASSERT_TRUE(service->start(r));
+  EXPECT_EQ(engine.originated.back().connect->limit, 50min);
+  r.limit = 2min;
+  ASSERT_TRUE(service->start(r));
+  EXPECT_EQ(engine.originated.back().connect->limit, 2min);
+}
+
+TEST_F(ServiceTest, SilentEngineIsHungUpThenTheCallEndsAsEngineLostAndIsReleasedOnce) {
+  ServiceOptions options;
+  options.a_ring_timeout = 30s;
+  options.stage_grace = 10s;
+  make(options, &billing);
+  const auto id = service->start(request()).value();
+  clock.advance(39s);
+  EXPECT_TRUE(engine.hung_up.empty());
+  clock.advance(1s);  // 30 s ring + 10 s grace: hang up
+  ASSERT_EQ(engine.hung_up.size(), 1u);
+  EXPECT_EQ(service->in_flight(), 1u);
+  clock.advance(10s);  // still nothing: give up on the engine
+  EXPECT_EQ(service->in_flight(), 0u);
+  ASSERT_FALSE(events.seen.empty());
+  EXPECT_EQ(events.seen.back().call.state(), CallState::failed);
+  EXPECT_EQ(events.seen.back().call.leg_a().cause, HangupCause::engine_lost());
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  ASSERT_EQ(store.rows.size(), 1u);
+  // A late word from the engine changes nothing.
+  leg(id, LegRole::a, LegEventType::ended, HangupCause{16});
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  EXPECT_EQ(store.rows.size(), 1u);
+}
+
+TEST_F(ServiceTest, BridgedCallThatOverrunsItsLimitIsCut) {
+  make({}, &billing);
+  billing.max_duration = 60s;
+  const auto id = service->start(request()).value();
+  leg(id, LegRole::a, LegEventType::answered);
+  leg(id, LegRole::b, LegEventType::dialing);
+  leg(id, LegRole::b, LegEventType::connected);
+  clock.advance(60s + 9s);
+  EXPECT_TRUE(engine.hung_up.empty());
+  clock.advance(1s);  // limit + grace
+  EXPECT_FALSE(engine.hung_up.empty());
+}
+
+TEST_F(ServiceTest, IdempotencyKeyGivesTheSameCallback) {
+  make({}, &billing);
+  auto r = request();
+  r.idempotency_key = "order-17";
+  const auto first = service->start(r).value();
+  const auto second = service->start(r).value();
+  EXPECT_EQ(first, second);
+  EXPECT_EQ(engine.originated.size(), 1u);
+  EXPECT_EQ(billing.authorized.size(), 1u);
+}
+
+TEST_F(ServiceTest, EngineEventsInAnyOrderStillWalkTheStateMachine) {
+  make({}, &billing);
+  const auto id = service->start(request()).value();
+  // B connected arrives before A's answer was reported (events are not causal).
+  leg(id, LegRole::b, LegEventType::connected);
+  leg(id, LegRole::a, LegEventType::answered);
+  service->on_leg_event({.call_id = id, .leg = LegRole::b, .type = LegEventType::ended, .at = clock.now() + 30s,
+                         .cause = HangupCause{16}, .far_end_hung_up = true, .billsec = 30s});
+  leg(id, LegRole::a, LegEventType::ended, HangupCause{16});
+  ASSERT_EQ(service->in_flight(), 0u);
+  const auto& end = events.seen.back();
+  EXPECT_EQ(end.call.state(), CallState::completed);
+  EXPECT_EQ(end.announcement, Announcement::partner_hangup);
+  ASSERT_EQ(billing.settled.size(), 1u);
+  EXPECT_EQ(billing.settled[0].second, 30s);
+  EXPECT_EQ(service->find(id)->state(), CallState::completed);  // still findable
+}
+
+TEST(AnnouncementFor, MapsCausesAsTheSeedDoes) {
+  auto b_failed = [](int cause) { return announcement_for({.b_cause = HangupCause{cause}}); };
+  EXPECT_EQ(b_failed(17), Announcement::partner_busy);
+  EXPECT_EQ(b_failed(21), Announcement::partner_busy);
+  EXPECT_EQ(b_failed(18), Announcement::partner_away);
+  EXPECT_EQ(b_failed(19), Announcement::partner_away);
+  EXPECT_EQ(b_failed(34), Announcement::system_busy);
+  EXPECT_EQ(b_failed(38), Announcement::system_busy);
+  EXPECT_EQ(b_failed(42), Announcement::system_busy);
+  EXPECT_EQ(b_failed(1), Announcement::call_failed);
+  EXPECT_EQ(announcement_for({.b_answered = true, .limit_reached = true}), Announcement::time_up);
+  EXPECT_EQ(announcement_for({.b_answered = true, .b_hung_up = true}), Announcement::partner_hangup);
+  EXPECT_FALSE(announcement_for({.b_answered = true}));  // we ended it
+  EXPECT_FALSE(announcement_for({.b_cause = HangupCause{17}, .a_hung_up = true}));
+}
+
+}  // namespace

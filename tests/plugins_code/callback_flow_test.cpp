@@ -1,0 +1,446 @@
+// The whole callback through the real AMI engine against the Asterisk fake on loopback:
+// every outcome of the fixtures' tables, cancel at every stage, lost and garbled
+// connections. Each test asserts the final state, the cause class, the announcement,
+// the CDR rows and the billing calls.
+#include "ami_engine.hpp"
+#include "fake_asterisk.hpp"
+#include "recording_billing.hpp"
+#include "sqlite_store.hpp"
+#include "temp_dir.hpp"
+
+#include <callback/service.hpp>
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+using namespace callback;
+using namespace std::chrono_literals;
+
+namespace {
+
+// 1 s of Asterisk time is 10 ms here.
+constexpr double time_scale = 0.01;
+const NumberingPlan as_dialed{.country_code = "", .trunk_prefix = "", .international_prefixes = {}};
+
+class Observer final : public CallObserver {
+ public:
+  std::vector<CallEvent> events;
+  void on_call_event(const CallEvent& event) override { events.push_back(event); }
+  const CallEvent* final_event(const std::string& id) const {
+    for (const auto& e : events) {
+      if (e.call.id() == id && is_final(e.call.state())) return &e;
+    }
+    return nullptr;
+  }
+  bool reached(const std::string& id, CallState state) const {
+    for (const auto& e : events) {
+      if (e.call.id() == id && e.call.state() == state) return true;
+    }
+    return false;
+  }
+  std::vector<CallState> states(const std::string& id) const {
+    std::vector<CallState> out;
+    for (const auto& e : events) {
+      if (e.call.id() == id) out.push_back(e.call.state());
+    }
+    return out;
+  }
+};
+
+struct FlowTest : ::testing::Test {
+  fake::FakeAsterisk asterisk{{.time_scale = time_scale, .recordings = CALLBACK_ASTERISK_RECORDINGS}};
+  boost::asio::io_context io;
+  SystemClock clock{io};
+  std::ostringstream log_text;
+  StreamLogger log{log_text, LogLevel::debug};
+  Metrics metrics;
+  Context context{io, clock, log, metrics};
+  test::TempDir dir;
+  std::unique_ptr<store_sqlite::SqliteStore> store =
+      store_sqlite::SqliteStore::open({.path = dir / "callback.db", .synchronous = "normal"}).value();
+  test::RecordingBilling billing;
+  Observer observer;
+  std::unique_ptr<engine_ami::AmiEngine> engine;
+  std::unique_ptr<CallbackService> service;
+
+  void SetUp() override { asterisk.start(); }
+
+  engine_ami::AmiOptions engine_options() {
+    engine_ami::AmiOptions o;
+    o.servers = {"127.0.0.1:" + std::to_string(asterisk.port())};
+    o.secret = "callbacksecret";
+    o.reconnect_min = 20ms;
+    o.reconnect_max = 200ms;
+    o.cdr_grace = 300ms;
+    o.lost_call_grace = 2s;
+    return o;
+  }
+
+  void connect(engine_ami::AmiOptions options, ServiceOptions service_options = {}) {
+    engine = std::make_unique<engine_ami::AmiEngine>(context, std::move(options));
+    service_options.a_ring_timeout = 8s;  // 80 ms here
+    service_options.b_ring_timeout = 8s;
+    service_options.stage_grace = 5s;     // real seconds: only when the engine goes quiet
+    service_options.campaigns["free"] = CampaignLimits{.limit = 300s};
+    service = std::make_unique<CallbackService>(context, *engine, &billing, *store, service_options);
+    engine->set_observer(service.get());
+    service->subscribe(observer);
+    engine->start();
+    ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s)) << log_text.str();
+  }
+  void connect() { connect(engine_options()); }
+
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      io.run_for(2ms);
+    }
+    return true;
+  }
+
+  std::string start(std::string_view a, std::string_view b) {
+    CallbackRequest request{.caller = PhoneNumber::parse(a, as_dialed).value(),
+                            .callee = PhoneNumber::parse(b, as_dialed).value(),
+                            .payer = AccountId{"123"},
+                            .origin = Origin::rest};
+    auto id = service->start(request);
+    EXPECT_TRUE(id) << id.error().describe();
+    return id ? *id : std::string();
+  }
+
+  const CallEvent& finish(const std::string& id) {
+    EXPECT_TRUE(run_until([&] { return observer.final_event(id) != nullptr; }, 10s))
+        << "callback " << id << " did not end; log:\n" << log_text.str();
+    static const CallEvent none{Call{"none", CallbackRequest{.caller = PhoneNumber::from_e164("111").value(),
+                                                             .callee = PhoneNumber::from_e164("222").value(),
+                                                             .payer = CampaignId{"x"}},
+                                     Timestamp{}},
+                                CallState::created, {}, {}};
+    const auto* e = observer.final_event(id);
+    return e != nullptr ? *e : none;
+  }
+
+  std::vector<Cdr> cdrs(const std::string& id) {
+    std::vector<Cdr> rows;
+    EXPECT_TRUE(store->cdrs().query({.callback_id = id}, [&](const Cdr& c) {
+      rows.push_back(c);
+      return true;
+    }));
+    std::sort(rows.begin(), rows.end(), [](const Cdr& x, const Cdr& y) { return x.leg < y.leg; });
+    return rows;
+  }
+};
+
+struct Expected {
+  CallState state;
+  Outcome a_outcome;
+  std::optional<Outcome> b_outcome;  // empty: B never dialed
+  std::optional<Announcement> announcement;
+  Disposition a_disposition;
+  std::optional<Disposition> b_disposition;
+  std::optional<std::chrono::seconds> settled;  // empty: released
+};
+
+void check(FlowTest& t, const std::string& id, const Expected& expected) {
+  SCOPED_TRACE(id);
+  struct DumpLogOnFailure {
+    FlowTest& t;
+    ~DumpLogOnFailure() {
+      if (::testing::Test::HasFailure()) std::cerr << "engine log:\n" << t.log_text.str();
+    }
+  } dump{t};
+  const CallEvent& end = t.finish(id);
+  EXPECT_EQ(end.call.state(), expected.state) << to_string(end.call.state());
+  EXPECT_EQ(end.call.leg_a().cause.outcome(), expected.a_outcome)
+      << "A cause " << end.call.leg_a().cause.code();
+  if (expected.b_outcome) {
+    EXPECT_EQ(end.call.leg_b().cause.outcome(), *expected.b_outcome) << "B cause " << end.call.leg_b().cause.code();
+  }
+  EXPECT_EQ(end.announcement, expected.announcement)
+      << (end.announcement ? to_string(*end.announcement) : std::string_view("none"));
+  // Billing: one authorization, then exactly one settle or release.
+  EXPECT_EQ(t.billing.endings("r-" + id), 1u);
+  if (expected.settled) {
+    ASSERT_EQ(t.billing.settled.size(), 1u);
+    EXPECT_EQ(t.billing.settled[0].second, *expected.settled);
+    ASSERT_TRUE(end.cost);
+  } else {
+    EXPECT_TRUE(t.billing.settled.empty());
+    EXPECT_FALSE(end.cost);
+  }
+  // CDRs: one row per leg placed.
+  const auto rows = t.cdrs(id);
+  ASSERT_EQ(rows.size(), expected.b_disposition ? 2u : 1u);
+  EXPECT_EQ(rows[0].leg, LegRole::a);
+  EXPECT_EQ(rows[0].disposition, expected.a_disposition) << to_string(rows[0].disposition);
+  EXPECT_EQ(rows[0].accountcode, "123");
+  EXPECT_EQ(rows[0].userfield, "Hangupcause:" + std::to_string(end.call.leg_a().cause.code()));
+  if (expected.b_disposition) {
+    EXPECT_EQ(rows[1].leg, LegRole::b);
+    EXPECT_EQ(rows[1].disposition, *expected.b_disposition) << to_string(rows[1].disposition);
+    if (expected.settled) {
+      EXPECT_EQ(rows[1].billsec, expected.settled->count());
+      ASSERT_TRUE(rows[1].cost);
+      EXPECT_EQ(*rows[1].cost, *end.cost);
+    }
+  }
+}
+
+TEST_F(FlowTest, BothAnswerAndTheLimitEndsItWithTimeUp) {
+  connect();
+  billing.max_duration = 10s;
+  const auto id = start("1001", "1002");
+  check(*this, id, {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+                    .announcement = Announcement::time_up, .a_disposition = Disposition::answered,
+                    .b_disposition = Disposition::answered, .settled = 10s});
+  EXPECT_EQ(observer.states(id), (std::vector<CallState>{CallState::authorizing, CallState::dialing_a,
+                                                         CallState::a_answered, CallState::dialing_b,
+                                                         CallState::bridged, CallState::completed}));
+  // What the engine asked of Asterisk: A with B's number as caller ID, the limit in ms.
+  bool originate_seen = false;
+  for (const auto& action : asterisk.actions()) {
+    if (action.find("Action: Originate") == std::string::npos) continue;
+    originate_seen = true;
+    EXPECT_NE(action.find("Channel: Local/1001@phones\r\n"), std::string::npos) << action;
+    EXPECT_NE(action.find("Exten: 1002\r\n"), std::string::npos);
+    EXPECT_NE(action.find("CallerID: \"Callback\" <1002>\r\n"), std::string::npos);
+    EXPECT_NE(action.find("Variable: CB_LIMIT=10000\r\n"), std::string::npos);
+    EXPECT_NE(action.find("ChannelId: " + id + "-A1\r\n"), std::string::npos);
+    EXPECT_NE(action.find("Async: true\r\n"), std::string::npos);
+  }
+  EXPECT_TRUE(originate_seen);
+}
+
+TEST_F(FlowTest, PartnerHangsUpAndIsBilledForFiveSeconds) {
+  connect();
+  billing.max_duration = 300s;
+  check(*this, start("1001", "2001"),
+        {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+         .announcement = Announcement::partner_hangup, .a_disposition = Disposition::answered,
+         .b_disposition = Disposition::answered, .settled = 5s});
+}
+
+struct BCase {
+  const char* b;
+  Outcome outcome;
+  Announcement announcement;
+  Disposition disposition;
+};
+
+TEST_F(FlowTest, PartnerFailuresPlayTheAnnouncementForTheCauseAndBillNothing) {
+  connect();
+  const BCase cases[] = {
+      {"3001", Outcome::busy, Announcement::partner_busy, Disposition::busy},
+      {"4001", Outcome::no_answer, Announcement::partner_away, Disposition::no_answer},
+      {"5001", Outcome::system_busy, Announcement::system_busy, Disposition::congestion},
+      {"5501", Outcome::unreachable, Announcement::system_busy, Disposition::failed},
+      {"6001", Outcome::rejected, Announcement::partner_busy, Disposition::busy},
+      {"5801", Outcome::unreachable, Announcement::call_failed, Disposition::failed},
+      {"0002", Outcome::unreachable, Announcement::call_failed, Disposition::failed},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.b);
+    billing.settled.clear();
+    check(*this, start("1001", c.b),
+          {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = c.outcome,
+           .announcement = c.announcement, .a_disposition = Disposition::answered, .b_disposition = c.disposition});
+  }
+}
+
+struct ACase {
+  const char* a;
+  Outcome outcome;
+  Disposition disposition;
+};
+
+TEST_F(FlowTest, CallerFailuresAreRecordedAndChargedNothing) {
+  connect();
+  const ACase cases[] = {
+      {"3001", Outcome::busy, Disposition::busy},
+      {"4001", Outcome::no_answer, Disposition::no_answer},
+      {"5001", Outcome::system_busy, Disposition::congestion},
+      {"5501", Outcome::unreachable, Disposition::failed},
+      {"5801", Outcome::unreachable, Disposition::failed},
+      {"6001", Outcome::rejected, Disposition::busy},
+      {"0001", Outcome::unreachable, Disposition::failed},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.a);
+    const auto id = start(c.a, "1002");
+    check(*this, id, {.state = CallState::failed, .a_outcome = c.outcome, .a_disposition = c.disposition});
+    EXPECT_FALSE(observer.reached(id, CallState::dialing_b));
+  }
+}
+
+TEST_F(FlowTest, CancelWhileCallerRings) {
+  connect();
+  const auto id = start("4001", "1002");
+  ASSERT_TRUE(run_until([&] { return service->find(id)->leg_a().state == LegState::ringing; }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  check(*this, id, {.state = CallState::canceled, .a_outcome = Outcome::canceled,
+                    .a_disposition = Disposition::no_answer});
+}
+
+TEST_F(FlowTest, CancelWhilePartnerRings) {
+  connect();
+  const auto id = start("1001", "4001");
+  ASSERT_TRUE(run_until([&] { return service->find(id)->leg_b().state == LegState::ringing; }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  check(*this, id, {.state = CallState::canceled, .a_outcome = Outcome::canceled, .b_outcome = Outcome::canceled,
+                    .a_disposition = Disposition::answered, .b_disposition = Disposition::no_answer});
+}
+
+TEST_F(FlowTest, CancelWhileBridgedBillsTheTalkSoFar) {
+  connect();
+  billing.max_duration = 300s;
+  const auto id = start("1001", "1003");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_FALSE(end.announcement);
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  ASSERT_EQ(cdrs(id).size(), 2u);
+  EXPECT_EQ(cdrs(id)[1].disposition, Disposition::answered);
+  // The engine sent the Hangup for A's channel.
+  bool hangup = false;
+  for (const auto& a : asterisk.actions()) hangup = hangup || a.find("Action: Hangup") != std::string::npos;
+  EXPECT_TRUE(hangup);
+}
+
+TEST_F(FlowTest, ManyCallsAtOnceEachEndOnce) {
+  connect();
+  billing.max_duration = 10s;
+  std::vector<std::string> ids;
+  const char* partners[] = {"1002", "2002", "3002", "4002", "5002"};
+  for (int i = 0; i < 50; ++i) ids.push_back(start("1001", partners[i % 5]));
+  ASSERT_TRUE(run_until([&] { return service->in_flight() == 0; }, 20s)) << service->in_flight();
+  for (const auto& id : ids) {
+    ASSERT_NE(observer.final_event(id), nullptr) << id;
+    EXPECT_EQ(billing.endings("r-" + id), 1u) << id;
+    EXPECT_EQ(cdrs(id).size(), 2u) << id;
+  }
+  EXPECT_EQ(billing.settled.size(), 20u);  // 1002 and 2002 talk; the rest fail
+}
+
+TEST_F(FlowTest, RefusedRequestsPlaceNoCall) {
+  connect();
+  // Caller and callee the same: refused before billing or Asterisk hear of it.
+  CallbackRequest same{.caller = PhoneNumber::parse("1001", as_dialed).value(),
+                       .callee = PhoneNumber::parse("1001", as_dialed).value(), .payer = AccountId{"123"}};
+  EXPECT_EQ(service->start(same).error().field, "callee");
+  EXPECT_TRUE(billing.authorized.empty());
+  // Billing says no: nothing is dialed.
+  billing.deny = DenialReason::insufficient_balance;
+  CallbackRequest broke{.caller = PhoneNumber::parse("1001", as_dialed).value(),
+                        .callee = PhoneNumber::parse("1002", as_dialed).value(), .payer = AccountId{"123"}};
+  auto denied = service->start(broke);
+  ASSERT_FALSE(denied);
+  EXPECT_EQ(denied.error().code, "denied.insufficient_balance");
+  io.run_for(50ms);
+  for (const auto& a : asterisk.actions()) EXPECT_EQ(a.find("Action: Originate"), std::string::npos);
+  EXPECT_EQ(service->in_flight(), 0u);
+}
+
+TEST_F(FlowTest, LostAsteriskEndsCallsInFlightAsEngineLostAndBillsOnce) {
+  connect();
+  billing.max_duration = 300s;
+  const auto id = start("1001", "1004");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  asterisk.close_all_connections();  // Asterisk died: its calls are gone
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.leg_b().cause.outcome(), Outcome::engine_lost);
+  EXPECT_EQ(end.call.state(), CallState::completed);
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  EXPECT_EQ(cdrs(id).size(), 2u);
+  // The engine reconnects by itself and the next call works.
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  const auto next = start("1001", "3001");
+  EXPECT_EQ(finish(next).call.leg_b().cause.outcome(), Outcome::busy);
+}
+
+TEST_F(FlowTest, GarbageFromThePeerDropsTheConnectionAndCallsStillEndOnce) {
+  connect();
+  billing.max_duration = 10s;
+  const auto id = start("1001", "1005");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  asterisk.send_raw_to_all("\x01\x02 not AMI at all\r\n\r\n");
+  const CallEvent& end = finish(id);
+  EXPECT_TRUE(is_final(end.call.state()));
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  EXPECT_EQ(cdrs(id).size(), 2u);
+  EXPECT_NE(log_text.str().find("protocol error: malformed AMI line"), std::string::npos) << log_text.str();
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+}
+
+TEST_F(FlowTest, NoReachableAsteriskFailsTheCallAtOnce) {
+  auto options = engine_options();
+  asterisk.stop();
+  engine = std::make_unique<engine_ami::AmiEngine>(context, options);
+  service = std::make_unique<CallbackService>(context, *engine, &billing, *store, ServiceOptions{});
+  engine->set_observer(service.get());
+  service->subscribe(observer);
+  engine->start();
+  const auto id = start("1001", "1002");
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::failed);
+  EXPECT_EQ(end.call.leg_a().cause.outcome(), Outcome::engine_lost);
+  EXPECT_EQ(billing.released.size(), 1u);
+}
+
+TEST_F(FlowTest, MissingDialplanIsReportedAndTheServerIsNotUsed) {
+  fake::FakeAsterisk without{{.time_scale = time_scale, .recordings = CALLBACK_ASTERISK_RECORDINGS,
+                              .callback_dialplan_loaded = false}};
+  without.start();
+  auto options = engine_options();
+  options.servers = {"127.0.0.1:" + std::to_string(without.port())};
+  engine = std::make_unique<engine_ami::AmiEngine>(context, options);
+  engine->start();
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).detail == "dialplan missing"; }, 5s))
+      << log_text.str();
+  EXPECT_FALSE(engine->status().servers.at(0).connected);
+  EXPECT_NE(log_text.str().find("the dialplan context 'callback' is not loaded"), std::string::npos);
+}
+
+TEST_F(FlowTest, WrongSecretSaysLoginFailed) {
+  auto options = engine_options();
+  options.secret = "wrong";
+  engine = std::make_unique<engine_ami::AmiEngine>(context, options);
+  engine->start();
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).detail.find("login failed") == 0; }, 5s))
+      << engine->status().servers.at(0).detail;
+  EXPECT_NE(log_text.str().find("login as callback failed: Authentication failed"), std::string::npos);
+}
+
+TEST_F(FlowTest, PlainTextLoginWorksToo) {
+  auto options = engine_options();
+  options.md5_auth = false;
+  connect(options);
+  bool plain = false;
+  for (const auto& a : asterisk.actions()) plain = plain || a.find("Secret: callbacksecret") != std::string::npos;
+  EXPECT_TRUE(plain);
+}
+
+TEST_F(FlowTest, CallsSpreadOverSeveralServers) {
+  fake::FakeAsterisk second{{.time_scale = time_scale, .recordings = CALLBACK_ASTERISK_RECORDINGS}};
+  second.start();
+  auto options = engine_options();
+  options.servers.push_back("127.0.0.1:" + std::to_string(second.port()));
+  connect(options);
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(1).connected; }, 5s));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(start("1001", "3001"));
+  ASSERT_TRUE(run_until([&] { return service->in_flight() == 0; }, 10s));
+  auto originates = [](const fake::FakeAsterisk& f) {
+    int n = 0;
+    for (const auto& a : f.actions()) n += a.find("Action: Originate") != std::string::npos;
+    return n;
+  };
+  EXPECT_EQ(originates(asterisk) + originates(second), 10);
+  EXPECT_GE(originates(asterisk), 3);
+  EXPECT_GE(originates(second), 3);
+}
+
+}  // namespace

@@ -1,0 +1,55 @@
+#pragma once
+// A Billing test double that records every call made to it, so tests can assert that a
+// callback authorized once and then settled or released exactly once. Prices 0.10/min
+// at 60/60; allows `max_duration` unless told to deny.
+#include <callback/billing.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace callback::test {
+
+class RecordingBilling final : public Billing, Rater, Authorizer {
+ public:
+  std::chrono::seconds max_duration{10};
+  std::optional<DenialReason> deny;
+  std::vector<AuthorizationRequest> authorized;
+  std::vector<std::pair<std::string, std::chrono::seconds>> settled;
+  std::vector<std::string> released;
+
+  Rater& rater() override { return *this; }
+  Authorizer& authorizer() override { return *this; }
+
+  std::optional<Rate> rate(const std::string&, const PhoneNumber&, Timestamp) const override { return price(); }
+
+  Result<Authorization> authorize(const AuthorizationRequest& request) override {
+    authorized.push_back(request);
+    if (deny) return Authorization{.allowed = false, .reason = deny, .message = "denied by the test"};
+    return Authorization{.allowed = true, .max_duration = max_duration, .reservation = "r-" + request.call_id,
+                         .rate = price()};
+  }
+  Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) override {
+    settled.emplace_back(reservation, billsec);
+    return price().cost(billsec);
+  }
+  Status release(const std::string& reservation) override {
+    released.push_back(reservation);
+    return ok_status();
+  }
+  // How many times this reservation was ended (must be exactly 1).
+  [[nodiscard]] std::size_t endings(const std::string& reservation) const {
+    std::size_t n = 0;
+    for (const auto& [r, s] : settled) n += r == reservation;
+    for (const auto& r : released) n += r == reservation;
+    return n;
+  }
+
+ private:
+  static Rate price() {
+    const auto cny = Currency::of("CNY").value();
+    return Rate{.prefix = "", .price_per_minute = Money::parse("0.10", cny).value()};
+  }
+};
+
+}  // namespace callback::test
