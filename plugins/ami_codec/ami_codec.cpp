@@ -51,31 +51,22 @@ Message& Message::operator=(const Message& other) {
   return *this;
 }
 
-Status Parser::parse_headers(std::string_view message) {
-  headers_.clear();
-  std::size_t pos = 0;
-  while (pos < message.size()) {
-    auto eol = message.find('\n', pos);
-    if (eol == std::string_view::npos) eol = message.size();
-    std::string_view line = message.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) break;
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      std::string shown(line.substr(0, 40));
-      for (auto& c : shown) {
-        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-      }
-      return Error{"ami_protocol", "malformed AMI line \"" + shown + "\" (no \"Name: value\")", {}};
+Status Parser::add_header(std::string_view line) {
+  const void* colon_at = std::memchr(line.data(), ':', line.size());
+  if (colon_at == nullptr || colon_at == line.data()) {
+    std::string shown(line.substr(0, 40));
+    for (auto& c : shown) {
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
     }
-    std::string_view value = line.substr(colon + 1);
-    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    if (headers_.size() == limits_.max_headers) {
-      return Error{"ami_protocol", "more than " + std::to_string(limits_.max_headers) + " headers in one message", {}};
-    }
-    headers_.push_back({line.substr(0, colon), value});
+    return Error{"ami_protocol", "malformed AMI line \"" + shown + "\" (no \"Name: value\")", {}};
   }
+  const std::size_t colon = static_cast<std::size_t>(static_cast<const char*>(colon_at) - line.data());
+  std::string_view value = line.substr(colon + 1);
+  if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  if (headers_.size() == limits_.max_headers) {
+    return Error{"ami_protocol", "more than " + std::to_string(limits_.max_headers) + " headers in one message", {}};
+  }
+  headers_.push_back({line.substr(0, colon), value});
   return ok_status();
 }
 

@@ -16,6 +16,7 @@
 #include <callback/error.hpp>
 
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -103,7 +104,7 @@ class Parser {
   // or an Error. Messages are delivered through `deliver`.
   template <class OnMessage>
   Result<std::size_t> consume(std::string_view data, OnMessage& on_message);
-  Status parse_headers(std::string_view message);
+  Status add_header(std::string_view line);
 
   Limits limits_;
   std::string buffer_;  // an incomplete message carried over between feeds
@@ -173,25 +174,33 @@ Result<std::size_t> Parser::consume(std::string_view data, OnMessage& on_message
     pos = eol + 1;
   }
   while (pos < data.size()) {
-    // A message ends at the first empty line. Scan line by line (LF, optional CR).
+    // One pass: split lines (LF, optional CR) into headers until the empty line that
+    // ends the message. An incomplete message is dropped and parsed again next time.
+    headers_.clear();
     std::size_t line_start = pos;
     std::size_t end = std::string_view::npos;
     while (true) {
-      const auto eol = data.find('\n', line_start);
-      if (eol == std::string_view::npos) {
+      const void* found = std::memchr(data.data() + line_start, '\n', data.size() - line_start);
+      if (found == nullptr) {
         if (data.size() - line_start > limits_.max_line) {
           return Error{"ami_protocol", "header line longer than " + std::to_string(limits_.max_line) + " bytes", {}};
         }
+        if (data.size() - pos > limits_.max_message) {
+          return Error{"ami_protocol", "message longer than " + std::to_string(limits_.max_message) + " bytes", {}};
+        }
         return pos;  // incomplete: wait for more
       }
-      const std::size_t length = eol - line_start;
+      const std::size_t eol = static_cast<std::size_t>(static_cast<const char*>(found) - data.data());
+      std::size_t length = eol - line_start;
       if (length > limits_.max_line) {
         return Error{"ami_protocol", "header line longer than " + std::to_string(limits_.max_line) + " bytes", {}};
       }
-      if (length == 0 || (length == 1 && data[line_start] == '\r')) {
+      if (length > 0 && data[eol - 1] == '\r') --length;
+      if (length == 0) {
         end = eol + 1;
         break;
       }
+      if (auto ok = add_header(data.substr(line_start, length)); !ok) return ok.error();
       line_start = eol + 1;
     }
     const std::string_view message = data.substr(pos, end - pos);
@@ -199,8 +208,7 @@ Result<std::size_t> Parser::consume(std::string_view data, OnMessage& on_message
       return Error{"ami_protocol", "message longer than " + std::to_string(limits_.max_message) + " bytes", {}};
     }
     pos = end;
-    if (message.size() <= 2) continue;  // a stray blank line between messages
-    if (auto ok = parse_headers(message); !ok) return ok.error();
+    if (headers_.empty()) continue;  // a stray blank line between messages
     on_message(MessageView(&headers_, message));
   }
   return pos;

@@ -361,18 +361,45 @@ TEST_F(FlowTest, LostAsteriskEndsCallsInFlightAsEngineLostAndBillsOnce) {
   EXPECT_EQ(finish(next).call.leg_b().cause.outcome(), Outcome::busy);
 }
 
-TEST_F(FlowTest, GarbageFromThePeerDropsTheConnectionAndCallsStillEndOnce) {
+TEST_F(FlowTest, GarbageFromThePeerDropsTheConnectionAndTheCallIsFoundAgainAfterReconnect) {
   connect();
-  billing.max_duration = 10s;
+  billing.max_duration = 300s;
   const auto id = start("1001", "1005");
   ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
   asterisk.send_raw_to_all("\x01\x02 not AMI at all\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return log_text.str().find("protocol error: malformed AMI line") != std::string::npos; },
+                        5s));
+  // Asterisk kept the call (it does not care that a manager client left); after the
+  // reconnect CoreShowChannels lists it and the engine follows it again.
+  ASSERT_TRUE(run_until([&] {
+    for (const auto& a : asterisk.actions()) {
+      if (a.find("Action: CoreShowChannels") != std::string::npos) return engine->status().servers.at(0).connected;
+    }
+    return false;
+  }, 5s));
+  io.run_for(50ms);  // let the listing arrive
+  ASSERT_EQ(observer.final_event(id), nullptr) << "ended while disconnected";
+  ASSERT_TRUE(service->cancel(id));
   const CallEvent& end = finish(id);
-  EXPECT_TRUE(is_final(end.call.state()));
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_EQ(end.call.leg_b().cause, HangupCause::canceled());  // not "engine lost": it was followed
   EXPECT_EQ(billing.endings("r-" + id), 1u);
   EXPECT_EQ(cdrs(id).size(), 2u);
-  EXPECT_NE(log_text.str().find("protocol error: malformed AMI line"), std::string::npos) << log_text.str();
-  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+}
+
+TEST_F(FlowTest, CallThatEndsWhileDisconnectedEndsAsEngineLostOnceWeAreBack) {
+  connect();
+  billing.max_duration = 10s;  // 100 ms here
+  const auto id = start("1001", "1006");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  asterisk.set_accepting(false);
+  asterisk.send_raw_to_all("garbage\r\n\r\n");
+  ASSERT_TRUE(asterisk.wait_for_active_calls(0, 5s));  // it ended on Asterisk meanwhile
+  asterisk.set_accepting(true);
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.leg_b().cause, HangupCause::engine_lost());
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  EXPECT_EQ(cdrs(id).size(), 2u);
 }
 
 TEST_F(FlowTest, NoReachableAsteriskFailsTheCallAtOnce) {

@@ -332,7 +332,7 @@ class Connection;
 struct Call {
   Call(asio::io_context& io, std::uint64_t key_) : key(key_), timer(io) {}
   std::uint64_t key;
-  Connection* connection = nullptr;
+  std::weak_ptr<Connection> origin;  // who sent the Originate (a sync reply goes there only)
   const Script* script = nullptr;
   std::size_t next = 0;
   CallValues values;
@@ -371,6 +371,11 @@ struct ServerState {
   // io thread only.
   std::unordered_set<std::shared_ptr<Connection>> connections;
   std::unordered_map<std::uint64_t, Call*> calls;           // key -> call
+  // Calls belong to the server, not to the connection that placed them: as in Asterisk,
+  // a call goes on when that AMI client disconnects, and its events reach every
+  // logged-in connection whose Events mask takes them.
+  std::unordered_map<std::uint64_t, std::unique_ptr<Call>> owned;
+  std::string rendered;  // scratch for broadcasting
   std::unordered_map<std::string, std::uint64_t> by_channel_id;
   std::uint64_t next_key = 0x15;
   std::uint64_t calls_processed = 0;
@@ -380,6 +385,10 @@ struct ServerState {
   void accept();
   void open_acceptor();
   void call_finished(Call& call);
+  void advance(Call& call);
+  void start_tail(Call& call);
+  void drop_all_calls();  // Asterisk died
+  [[nodiscard]] std::int64_t offset_us(const Call& call, std::size_t index) const;
   template <class F>
   void run_sync(F&& f) {
     if (!thread.joinable()) {
@@ -432,7 +441,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     flush();
   }
 
-  // Closes the socket now; its calls vanish (as when Asterisk dies).
+  // Closes the socket now. Calls go on (Asterisk keeps them when a client leaves).
   void close() {
     if (closed_) return;
     closed_ = true;
@@ -442,20 +451,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     login_timer_.cancel();
     if (logged_in_) impl_.add_logged_in(-1);
     logged_in_ = false;
-    const auto count = calls_.size();
-    for (auto& [key, call] : calls_) {
-      call->timer.cancel();
-      impl_.calls.erase(key);
-      impl_.by_channel_id.erase(call->values.uniqueid[detail::kA1]);
-      impl_.by_channel_id.erase(call->values.uniqueid[detail::kA2]);
-    }
-    calls_.clear();
-    if (count) impl_.add_active(-static_cast<long>(count));
     impl_.connections.erase(shared_from_this());
   }
 
-  void remove_call(std::uint64_t key) { calls_.erase(key); }
   [[nodiscard]] std::uint32_t mask() const { return mask_; }
+  [[nodiscard]] bool logged_in() const { return logged_in_ && !closed_; }
   std::string& out() { return pending_; }
   void flush() {
     if (closed_ || writing_active_ || pending_.empty()) {
@@ -670,13 +670,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void originate(const ami::MessageView& m);
   void hangup(const ami::MessageView& m);
 
- public:
-  void advance(Call& call);
-  void start_tail(Call& call);
-
  private:
-  std::int64_t offset_us(const Call& call, std::size_t index) const;
-
   ServerState& impl_;
   tcp::socket socket_;
   ami::Parser parser_;
@@ -691,7 +685,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint32_t mask_ = detail::kClassAll;
   std::string challenge_;
   asio::steady_timer login_timer_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<Call>> calls_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -702,7 +695,7 @@ void Connection::originate(const ami::MessageView& m) {
   auto& impl = impl_;
   const auto key = impl.next_key++;
   auto call = std::make_unique<Call>(impl.io, key);
-  call->connection = this;
+  call->origin = weak_from_this();
   auto& v = call->values;
   v.action_id = std::string(m.action_id());
   // Local/<A>@phones: the A number; anything else is taken whole (and is invalid).
@@ -825,13 +818,13 @@ void Connection::originate(const ami::MessageView& m) {
   if (with_id) impl.by_channel_id.emplace(v.channel_id, key);
   if (!other_channel_id.empty()) impl.by_channel_id.emplace(other_channel_id, key);
   Call& ref = *call;
-  calls_.emplace(key, std::move(call));
+  impl.owned.emplace(key, std::move(call));
   impl.add_active(1);
   if (async) send(response(m, "Success", "Originate successfully queued"));
-  advance(ref);
+  impl.advance(ref);
 }
 
-std::int64_t Connection::offset_us(const Call& call, std::size_t index) const {
+std::int64_t ServerState::offset_us(const Call& call, std::size_t index) const {
   if (call.instant) return 0;
   const Script& s = *call.script;
   const auto& m = s.messages[index];
@@ -840,11 +833,14 @@ std::int64_t Connection::offset_us(const Call& call, std::size_t index) const {
   return std::max<std::int64_t>(at, 0);
 }
 
-void Connection::advance(Call& call) {
-  const double scale = impl_.options.time_scale;
+void ServerState::advance(Call& call) {
+  const double scale = options.time_scale;
   const auto now = Clock::now();
   const Script& s = *call.script;
-  std::string& out = pending_;
+  std::vector<Connection*> touched;
+  auto flush_touched = [&] {
+    for (auto* c : touched) c->flush();
+  };
   while (call.next < s.messages.size()) {
     const auto offset = std::max(offset_us(call, call.next), call.last_offset_us);
     if (scale > 0) {
@@ -852,12 +848,12 @@ void Connection::advance(Call& call) {
                                        std::chrono::duration<double, std::micro>(static_cast<double>(offset) * scale));
       if (due > now) {
         call.timer.expires_at(due);
-        call.timer.async_wait([self = shared_from_this(), key = call.key](boost::system::error_code ec) {
-          if (ec || self->closed_) return;
-          const auto it = self->calls_.find(key);
-          if (it != self->calls_.end()) self->advance(*it->second);
+        call.timer.async_wait([this, key = call.key](boost::system::error_code ec) {
+          if (ec) return;
+          const auto it = owned.find(key);
+          if (it != owned.end()) advance(*it->second);
         });
-        flush();
+        flush_touched();
         return;
       }
     }
@@ -865,38 +861,58 @@ void Connection::advance(Call& call) {
     const auto& message = s.messages[call.next];
     if (message.kind == MessageKind::kOriginateResponse && call.sync) {
       // Without Async the Originate's only answer is this late response (ami-originate-sync-a-busy).
-      out += "Response: ";
-      out += call.originate_fails ? "Error" : "Success";
-      out += "\r\n";
-      if (!call.values.action_id.empty()) out += "ActionID: " + call.values.action_id + "\r\n";
-      out += call.originate_fails ? "Message: Originate failed\r\n\r\n" : "Message: Originate successfully queued\r\n\r\n";
-    } else if (message.event_class == detail::kClassNone || (message.event_class & mask_)) {
-      detail::render(s, call.next, call.values, out);
+      if (auto origin = call.origin.lock()) {
+        std::string& out = origin->out();
+        out += "Response: ";
+        out += call.originate_fails ? "Error" : "Success";
+        out += "\r\n";
+        if (!call.values.action_id.empty()) out += "ActionID: " + call.values.action_id + "\r\n";
+        out += call.originate_fails ? "Message: Originate failed\r\n\r\n" : "Message: Originate successfully queued\r\n\r\n";
+        touched.push_back(origin.get());
+      }
+    } else {
+      // Rendered once, sent to every logged-in connection that takes this class.
+      rendered.clear();
+      for (const auto& c : connections) {
+        if (!c->logged_in() || !(message.event_class == detail::kClassNone || (message.event_class & c->mask()))) continue;
+        if (rendered.empty()) detail::render(s, call.next, call.values, rendered);
+        c->out() += rendered;
+        if (std::find(touched.begin(), touched.end(), c.get()) == touched.end()) touched.push_back(c.get());
+      }
     }
     call.live = static_cast<std::uint8_t>((call.live | message.creates) & ~message.hangs_up);
     call.phase = message.phase_after;
     ++call.next;
     if (call.hangup_pending && (call.phase == Phase::kBRinging || call.phase == Phase::kBridged)) {
       call.hangup_pending = false;
+      flush_touched();
       start_tail(call);
       return;
     }
   }
-  flush();
+  flush_touched();
   // The call is over: every channel has had its Hangup.
-  Connection& self = *this;
   const auto key = call.key;
-  impl_.calls.erase(key);
+  calls.erase(key);
   if (!call.values.channel_id.empty()) {
-    impl_.by_channel_id.erase(call.values.uniqueid[detail::kA1]);
-    impl_.by_channel_id.erase(call.values.uniqueid[detail::kA2]);
+    by_channel_id.erase(call.values.uniqueid[detail::kA1]);
+    by_channel_id.erase(call.values.uniqueid[detail::kA2]);
   }
-  self.remove_call(key);
-  impl_.add_active(-1);
+  owned.erase(key);  // destroys `call`
+  add_active(-1);
 }
 
-void Connection::start_tail(Call& call) {
-  const auto& t = impl_.templates;
+void ServerState::drop_all_calls() {
+  const auto count = owned.size();
+  for (auto& [key, call] : owned) call->timer.cancel();
+  owned.clear();
+  calls.clear();
+  by_channel_id.clear();
+  if (count) add_active(-static_cast<long>(count));
+}
+
+void ServerState::start_tail(Call& call) {
+  const auto& t = templates;
   const Script* tail = nullptr;
   switch (call.phase) {
     case Phase::kARinging:
@@ -913,7 +929,7 @@ void Connection::start_tail(Call& call) {
     return;
   }
   call.timer.cancel();
-  const double scale = impl_.options.time_scale;
+  const double scale = options.time_scale;
   const auto now = Clock::now();
   // Times in the tail (CDR durations, ANSWEREDTIME) follow how long the call really lasted.
   const std::int64_t elapsed_ms =
@@ -952,8 +968,9 @@ void Connection::hangup(const ami::MessageView& m) {
   }
   if (!call || !(call->live & detail::role_bit(role))) return send(response(m, "Error", "No such channel"));
   send(response(m, "Success", "Channel Hungup"));
-  // The call may belong to another connection; its events go there.
-  call->connection->start_tail(*call);
+  // Already being hung up (a Hangup for A and then for B): the tail under way covers it.
+  if (call->script->tail || call->hangup_pending) return;
+  impl_.start_tail(*call);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1012,6 +1029,7 @@ void FakeAsterisk::stop() {
     impl_->acceptor.close(ignored);
     auto connections = impl_->connections;
     for (const auto& c : connections) c->close();
+    impl_->drop_all_calls();
   });
   impl_->work.reset();  // everything is closed: run() returns once the aborted handlers ran
   impl_->thread.join();
@@ -1046,6 +1064,7 @@ void FakeAsterisk::close_all_connections() {
   impl_->run_sync([this] {
     auto connections = impl_->connections;
     for (const auto& c : connections) c->close();
+    impl_->drop_all_calls();  // Asterisk died: its calls are gone
   });
 }
 

@@ -1,0 +1,155 @@
+// Load tool: the CallbackService with the AMI engine against the Asterisk fake on
+// loopback. Two modes:
+//   throughput: keep --in-flight callbacks going until --calls complete; A=9XXX answers
+//               at once, B=98XX answers and hangs up at once; prints callbacks/s and the
+//               number that did not complete normally (must be 0).
+//   hold:       start --calls callbacks (A=9XXX, B=9XXX, both stay up) and wait until all
+//               are bridged; prints the resident memory per callback in flight.
+// The fake runs in its own process when --port is given (so memory figures are ours
+// alone); otherwise in this process, on its own thread.
+//   callback_load throughput --calls 50000 --in-flight 500
+//   callback_load hold --calls 10000 --port 5038
+#include "ami_engine.hpp"
+#include "fake_asterisk.hpp"
+#include "sqlite_store.hpp"
+
+#include <callback/service.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+using namespace callback;
+using namespace std::chrono_literals;
+
+namespace {
+
+long rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
+}
+
+class Outcomes final : public CallObserver {
+ public:
+  std::size_t completed = 0, failed = 0, bridged = 0;
+  void on_call_event(const CallEvent& e) override {
+    if (e.call.state() == CallState::bridged) ++bridged;
+    if (!is_final(e.call.state())) return;
+    const bool ok = e.call.state() == CallState::completed && e.call.leg_b().answered.has_value();
+    (ok ? completed : failed) += 1;
+    if (!ok && failed <= 5) {
+      std::cerr << "not completed: " << e.call.id() << " " << to_string(e.call.state()) << " A cause "
+                << e.call.leg_a().cause.code() << " B cause " << e.call.leg_b().cause.code() << "\n";
+    }
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "throughput";
+  std::size_t calls = 20000, in_flight = 500;
+  int port = 0;
+  double scale = mode == "hold" ? 1.0 : 0.0;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--calls")) calls = std::stoul(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--in-flight")) in_flight = std::stoul(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--port")) port = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--time-scale")) scale = std::stod(argv[i + 1]);
+  }
+  std::unique_ptr<fake::FakeAsterisk> asterisk;
+  if (port == 0) {
+    asterisk = std::make_unique<fake::FakeAsterisk>(
+        fake::FakeAsteriskOptions{.time_scale = scale, .recordings = CALLBACK_ASTERISK_RECORDINGS});
+    asterisk->start();
+    port = asterisk->port();
+  }
+
+  boost::asio::io_context io;
+  SystemClock clock{io};
+  StreamLogger log{std::cerr, LogLevel::warning};
+  Metrics metrics;
+  Context context{io, clock, log, metrics};
+  const auto db = std::filesystem::temp_directory_path() / ("callback-load-" + std::to_string(getpid()) + ".db");
+  auto store = store_sqlite::SqliteStore::open({.path = db, .synchronous = "normal"}).value();
+  engine_ami::AmiOptions options;
+  options.servers = {"127.0.0.1:" + std::to_string(port)};
+  options.secret = "callbacksecret";
+  engine_ami::AmiEngine engine{context, options};
+  ServiceOptions service_options;
+  service_options.campaigns["free"] = CampaignLimits{.limit = mode == "hold" ? 600s : 300s};
+  service_options.stage_grace = 60s;
+  CallbackService service{context, engine, nullptr, *store, service_options};
+  engine.set_observer(&service);
+  Outcomes counter;
+  service.subscribe(counter);
+  engine.start();
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!engine.status().servers.at(0).connected) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::cerr << "could not connect to the fake: " << engine.status().servers.at(0).detail << "\n";
+      return 1;
+    }
+    io.run_for(5ms);
+  }
+  const NumberingPlan plan{.country_code = "", .trunk_prefix = "", .international_prefixes = {}};
+  std::size_t started = 0;
+  auto start_one = [&] {
+    const std::string a = std::to_string(9000 + started % 800);  // 9000-9799: answer, stay up
+    const std::string b = mode == "hold" ? std::to_string(9000 + (started + 1) % 800)
+                                         : std::to_string(9800 + started % 100);  // 98XX: hang up at once
+    CallbackRequest request{.caller = PhoneNumber::parse(a, plan).value(),
+                            .callee = PhoneNumber::parse(b, plan).value(),
+                            .payer = CampaignId{"free"}};
+    if (auto id = service.start(request); !id) {
+      std::cerr << "start failed: " << id.error().describe() << "\n";
+      ++counter.failed;
+    }
+    ++started;
+  };
+
+  const long rss_before = rss_kib();
+  const auto t0 = std::chrono::steady_clock::now();
+  if (mode == "hold") {
+    while (started < calls) {
+      start_one();
+      if (started % 200 == 0) io.poll();
+    }
+    while (counter.bridged < calls && counter.failed == 0) {
+      io.run_for(10ms);
+      if (std::chrono::steady_clock::now() - t0 > 300s) break;
+    }
+    const long rss_held = rss_kib();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("hold: %zu callbacks bridged at once (%zu in flight, %zu failed) after %.1f s\n", counter.bridged,
+                service.in_flight(), counter.failed, seconds);
+    std::printf("memory: RSS %ld KiB idle -> %ld KiB held: %.1f KiB per callback in flight%s\n", rss_before,
+                rss_held, static_cast<double>(rss_held - rss_before) / static_cast<double>(calls),
+                asterisk ? " (fake in this process: includes its share)" : "");
+    engine.stop();
+    io.run_for(100ms);
+    std::filesystem::remove(db);
+    return counter.failed == 0 && counter.bridged >= calls ? 0 : 1;
+  }
+  while (counter.completed + counter.failed < calls) {
+    while (started < calls && started - counter.completed - counter.failed < in_flight) start_one();
+    io.run_one_for(100ms);
+    if (std::chrono::steady_clock::now() - t0 > 600s) break;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("throughput: %zu callbacks in %.2f s = %.0f callbacks/s with %zu in flight; %zu not completed\n",
+              counter.completed + counter.failed, seconds, static_cast<double>(counter.completed) / seconds,
+              in_flight, counter.failed);
+  engine.stop();
+  io.run_for(100ms);
+  std::filesystem::remove(db);
+  return counter.failed == 0 ? 0 : 1;
+}
