@@ -48,7 +48,14 @@ TEST(Callbackctl, PluginsListShowsTheTreesPluginsLoaded) {
   auto r = ctl_run("plugins list");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("NAME", 0), 0u);
-  EXPECT_NE(r.out.find("callback.store.sqlite  store  0.1.0    loaded"), std::string::npos) << r.out;
+  // One row per plugin of the tree, each loaded.
+  for (const std::string row : {"callback.engine.ami", "callback.store.sqlite"}) {
+    const auto at = r.out.find("\n" + row + " ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    const auto line = r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1);
+    EXPECT_NE(line.find(" loaded "), std::string::npos) << line;
+    EXPECT_NE(line.find(" 0.1.0 "), std::string::npos) << line;
+  }
 }
 
 TEST(Callbackctl, PluginsListReportsBrokenFilesOneLineEach) {
