@@ -16,6 +16,22 @@ std::optional<Origin> origin_from_string(std::string_view name) noexcept {
   return detail::enum_from_name<Origin>(origin_names, name);
 }
 
+Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPlan& plan) {
+  auto caller = PhoneNumber::parse(form.caller, plan);
+  if (!caller) return caller.error().at("caller");
+  auto callee = PhoneNumber::parse(form.callee, plan);
+  if (!callee) return callee.error().at("callee");
+  CallbackRequest request{.caller = std::move(*caller),
+                          .callee = std::move(*callee),
+                          .payer = form.payer,
+                          .origin = form.origin,
+                          .limit = form.limit,
+                          .idempotency_key = form.idempotency_key,
+                          .secret = form.secret};
+  if (auto ok = request.validate(); !ok) return ok.error();
+  return request;
+}
+
 Status CallbackRequest::validate() const {
   if (const auto* account = std::get_if<AccountId>(&payer)) {
     if (auto ok = detail::check_identifier(account->value, "account", "account", "invalid_request"); !ok) return ok;

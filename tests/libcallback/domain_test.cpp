@@ -106,6 +106,22 @@ TEST(CallbackRequest, ValidatesWhatEveryTriggerMustGetRight) {
   EXPECT_EQ(to_string(Origin::did), "did");
 }
 
+TEST(CallbackRequest, MakeRequestNormalizesNumbersOrSaysWhichIsWrong) {
+  auto ok = make_request({.caller = "138 0013 8000", .callee = "010-5555 6666", .payer = CampaignId{"free"}}, plan);
+  ASSERT_TRUE(ok) << ok.error().describe();
+  EXPECT_EQ(ok->caller.digits(), "8613800138000");
+  EXPECT_EQ(ok->callee.digits(), "861055556666");
+  auto bad_callee = make_request({.caller = "13800138000", .callee = "010-5555 666x", .payer = CampaignId{"free"}}, plan);
+  ASSERT_FALSE(bad_callee);
+  EXPECT_EQ(bad_callee.error().field, "callee");
+  EXPECT_NE(bad_callee.error().message.find("letter 'x'"), std::string::npos);
+  auto empty_caller = make_request({.caller = "", .callee = "010 5555 6666", .payer = CampaignId{"free"}}, plan);
+  ASSERT_FALSE(empty_caller);
+  EXPECT_EQ(empty_caller.error().describe(), "caller: phone number is empty");
+  auto bad_payer = make_request({.caller = "13800138000", .callee = "01055556666", .payer = AccountId{"a;b"}}, plan);
+  EXPECT_EQ(bad_payer.error().field, "account");
+}
+
 TEST(Cdr, DispositionLikeAsterisk) {
   EXPECT_EQ(disposition_for(HangupCause{16}, true), Disposition::answered);
   EXPECT_EQ(disposition_for(HangupCause{17}, false), Disposition::busy);

@@ -402,6 +402,20 @@ TEST_F(FlowTest, CallThatEndsWhileDisconnectedEndsAsEngineLostOnceWeAreBack) {
   EXPECT_EQ(cdrs(id).size(), 2u);
 }
 
+TEST_F(FlowTest, OversizedHeaderOrAFrameCutByACloseDropsTheConnectionNotTheProcess) {
+  connect();
+  asterisk.send_raw_to_all("Event: Newchannel\r\nChannel: " + std::string(100'000, 'x'));
+  ASSERT_TRUE(run_until([&] { return log_text.str().find("header line longer than") != std::string::npos; }, 5s))
+      << log_text.str();
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  asterisk.send_raw_to_all("Event: Hangup\r\nUniqueid: 17");  // half a frame, then Asterisk dies
+  asterisk.close_all_connections();
+  ASSERT_TRUE(run_until([&] { return !engine->status().servers.at(0).connected; }, 5s));
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  const auto id = start("1001", "3001");
+  EXPECT_EQ(finish(id).call.leg_b().cause.outcome(), Outcome::busy);
+}
+
 TEST_F(FlowTest, NoReachableAsteriskFailsTheCallAtOnce) {
   auto options = engine_options();
   asterisk.stop();

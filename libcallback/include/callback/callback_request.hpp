@@ -32,6 +32,23 @@ struct CampaignId {
 };
 using Payer = std::variant<AccountId, CampaignId>;
 
+// What a trigger received, before anything is checked: numbers as people typed them.
+struct CallbackForm {
+  std::string caller;
+  std::string callee;
+  Payer payer;
+  Origin origin = Origin::api;
+  std::optional<std::chrono::seconds> limit;
+  std::string idempotency_key;
+  std::string secret;
+};
+
+struct CallbackRequest;
+// Normalizes both numbers with the service's numbering plan and checks the rest; the
+// Error's field says which input was wrong ("caller", "callee", "account", "limit").
+// Nothing reaches billing or Asterisk unless this succeeds.
+[[nodiscard]] CALLBACK_EXPORT Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPlan& plan);
+
 struct CallbackRequest {
   PhoneNumber caller;  // leg A: called first
   PhoneNumber callee;  // leg B: called once A answers
