@@ -1,5 +1,7 @@
 #include "ami_codec.hpp"
 
+#include <openssl/evp.h>
+
 #include <stdexcept>
 
 namespace callback::ami {
@@ -68,6 +70,22 @@ Status Parser::add_header(std::string_view line) {
   }
   headers_.push_back({line.substr(0, colon), value});
   return ok_status();
+}
+
+std::string md5_login_key(std::string_view challenge, std::string_view secret) {
+  std::string text;
+  text.reserve(challenge.size() + secret.size());
+  text.append(challenge).append(secret);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(text.data(), text.size(), digest, &length, EVP_md5(), nullptr);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    out.push_back(hex[digest[i] >> 4]);
+    out.push_back(hex[digest[i] & 15]);
+  }
+  return out;
 }
 
 bool Action::is_safe_value(std::string_view value) noexcept {

@@ -113,6 +113,9 @@ class Parser {
   bool failed_ = false;
 };
 
+// The Key of an MD5 Login: hex(md5(challenge + secret)) (Asterisk's manager.c).
+[[nodiscard]] std::string md5_login_key(std::string_view challenge, std::string_view secret);
+
 // An action to send. Values come from our own validated data, but a CR or LF in one
 // would let it inject a second action, so add() refuses them (a bug: std::logic_error).
 class Action {

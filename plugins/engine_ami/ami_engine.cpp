@@ -4,8 +4,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
-#include <openssl/evp.h>
-
 #include <charconv>
 
 namespace callback::engine_ami {
@@ -25,18 +23,6 @@ int to_int(std::string_view text, int fallback = 0) {
   return ec == std::errc{} ? value : fallback;
 }
 
-std::string md5_hex(const std::string& text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(text.data(), text.size(), digest, &length, EVP_md5(), nullptr);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < length; ++i) {
-    out.push_back(hex[digest[i] >> 4]);
-    out.push_back(hex[digest[i] & 15]);
-  }
-  return out;
-}
 
 // Asterisk's DIALSTATUS for a B that never answered, as a cause (see the fixtures
 // README's Dial() table: the cause itself is often 0 on Local channels).
@@ -503,7 +489,7 @@ void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
                       .add("ActionID", server.login_id)
                       .add("AuthType", "MD5")
                       .add("Username", options_.username)
-                      .add("Key", md5_hex(std::string(m.get("Challenge")) + options_.secret))
+                      .add("Key", ami::md5_login_key(m.get("Challenge"), options_.secret))
                       .add("Events", options_.events)
                       .str());
       return;

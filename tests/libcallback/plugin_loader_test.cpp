@@ -1,3 +1,5 @@
+#include "test_context.hpp"
+
 #include <callback/config.hpp>
 #include <callback/plugin_loader.hpp>
 #include <callback/store.hpp>
@@ -18,13 +20,7 @@ namespace {
 
 const fs::path test_plugins{CALLBACK_TEST_PLUGIN_DIR};
 
-struct Fixture : ::testing::Test {
-  boost::asio::io_context io;
-  ManualClock clock;
-  std::ostringstream log_text;
-  StreamLogger log{log_text, LogLevel::debug};
-  Metrics metrics;
-  Context context{io, clock, log, metrics};
+struct Fixture : ::testing::Test, test::TestContext {
   PluginLoader loader{{test_plugins}};
   Options no_options;
 };

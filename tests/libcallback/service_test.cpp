@@ -1,6 +1,6 @@
 // CallbackService on its own, with a scripted engine and a clock the test moves.
 #include "recording_billing.hpp"
-#include "temp_dir.hpp"
+#include "test_context.hpp"
 
 #include <callback/service.hpp>
 
@@ -64,13 +64,7 @@ class Events final : public CallObserver {
   void on_call_event(const CallEvent& e) override { seen.push_back(e); }
 };
 
-struct ServiceTest : ::testing::Test {
-  boost::asio::io_context io;
-  ManualClock clock;
-  std::ostringstream log_text;
-  StreamLogger log{log_text, LogLevel::debug};
-  Metrics metrics;
-  Context context{io, clock, log, metrics};
+struct ServiceTest : ::testing::Test, test::TestContext {
   ScriptedEngine engine;
   MemoryStore store;
   test::RecordingBilling billing;

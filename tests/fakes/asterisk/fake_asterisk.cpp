@@ -25,7 +25,6 @@
 #include "ami_codec.hpp"
 #include "call_script.hpp"
 
-#include <openssl/evp.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -61,18 +60,6 @@ namespace {
 
 constexpr std::size_t kMaxRecordedActions = 200'000;  // actions() keeps the first ones
 
-std::string md5_hex(std::string_view text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(text.data(), text.size(), digest, &length, EVP_md5(), nullptr);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < length; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
-}
 
 bool is_true(std::string_view v) {
   for (auto word : {"yes", "true", "y", "t", "1", "on"}) {
@@ -539,7 +526,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool ok = m.get("Username") == impl_.options.username;
     if (ami::iequals(m.get("AuthType"), "MD5")) {
       // Not in the recordings: manager.c's MD5 login, Key = hex(md5(challenge + secret)).
-      ok = ok && !challenge_.empty() && ami::iequals(m.get("Key"), md5_hex(challenge_ + impl_.options.secret));
+      ok = ok && !challenge_.empty() && ami::iequals(m.get("Key"), ami::md5_login_key(challenge_, impl_.options.secret));
     } else {
       ok = ok && m.get("Secret") == impl_.options.secret;
     }
