@@ -3,105 +3,13 @@
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 
-#include <unistd.h>
-
-#include <cstdlib>
-#include <ctime>
-
 namespace callback::store_sqlite {
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Migration {
-  int version;
-  const char* description;
-  const char* sql;
-};
-
-// Append only: a released migration never changes; fix forward with a new one.
-constexpr Migration migrations[] = {
-    {1, "cdr table with Asterisk's columns, plus callback id, leg, cost and cause",
-     R"sql(
-CREATE TABLE cdr (
-  id          INTEGER PRIMARY KEY AUTOINCREMENT,
-  calldate    TEXT    NOT NULL DEFAULT '0000-00-00 00:00:00',
-  clid        TEXT    NOT NULL DEFAULT '',
-  src         TEXT    NOT NULL DEFAULT '',
-  dst         TEXT    NOT NULL DEFAULT '',
-  dcontext    TEXT    NOT NULL DEFAULT '',
-  channel     TEXT    NOT NULL DEFAULT '',
-  dstchannel  TEXT    NOT NULL DEFAULT '',
-  lastapp     TEXT    NOT NULL DEFAULT '',
-  lastdata    TEXT    NOT NULL DEFAULT '',
-  duration    INTEGER NOT NULL DEFAULT 0,
-  billsec     INTEGER NOT NULL DEFAULT 0,
-  disposition TEXT    NOT NULL DEFAULT '',
-  amaflags    INTEGER NOT NULL DEFAULT 0,
-  accountcode TEXT    NOT NULL DEFAULT '',
-  uniqueid    TEXT    NOT NULL DEFAULT '',
-  userfield   TEXT    NOT NULL DEFAULT '',
-  callback_id TEXT    NOT NULL DEFAULT '',
-  leg         TEXT    NOT NULL DEFAULT 'A' CHECK (leg IN ('A', 'B')),
-  cost_micros INTEGER,
-  currency    TEXT,
-  hangup_cause INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX cdr_calldate ON cdr (calldate);
-CREATE INDEX cdr_dst ON cdr (dst);
-CREATE INDEX cdr_accountcode ON cdr (accountcode);
-CREATE INDEX cdr_callback_id ON cdr (callback_id);
-)sql"},
-    {2, "accounts, their registered numbers, and the ledger",
-     R"sql(
-CREATE TABLE account (
-  id                  TEXT    PRIMARY KEY,
-  name                TEXT    NOT NULL DEFAULT '',
-  currency            TEXT    NOT NULL,
-  minor_exponent      INTEGER NOT NULL,
-  balance_micros      INTEGER NOT NULL DEFAULT 0,
-  credit_limit_micros INTEGER NOT NULL DEFAULT 0 CHECK (credit_limit_micros >= 0),
-  status              TEXT    NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
-  tariff              TEXT    NOT NULL DEFAULT '',
-  secret_hash         TEXT    NOT NULL DEFAULT '',
-  created_at          TEXT    NOT NULL
-);
-CREATE TABLE account_number (
-  account_id TEXT NOT NULL REFERENCES account (id) ON DELETE CASCADE,
-  number     TEXT NOT NULL,
-  PRIMARY KEY (account_id, number)
-);
-CREATE INDEX account_number_number ON account_number (number);
-CREATE TABLE ledger (
-  id                   INTEGER PRIMARY KEY AUTOINCREMENT,
-  account_id           TEXT    NOT NULL REFERENCES account (id),
-  amount_micros        INTEGER NOT NULL,
-  kind                 TEXT    NOT NULL,
-  reference            TEXT    NOT NULL DEFAULT '',
-  note                 TEXT    NOT NULL DEFAULT '',
-  at                   TEXT    NOT NULL,
-  balance_after_micros INTEGER NOT NULL
-);
-CREATE INDEX ledger_account ON ledger (account_id, id);
-)sql"},
-};
-static_assert(std::size(migrations) == latest_schema_version);
-
-// Asterisk's calldate form, in UTC: "2026-11-26 09:13:17".
-std::string format_time(Timestamp t) {
-  const auto seconds = std::chrono::system_clock::to_time_t(t);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &utc);
-  return text;
-}
-
-Timestamp parse_time(const std::string& text) {
-  std::tm utc{};
-  if (strptime(text.c_str(), "%Y-%m-%d %H:%M:%S", &utc) == nullptr) return Timestamp{};
-  return std::chrono::system_clock::from_time_t(timegm(&utc));
-}
+using sqlite::format_time;
+using sqlite::parse_time;
 
 Error database_error(const std::string& what, const std::exception& e) {
   return Error{"store_failed", what + ": " + e.what(), {}};
@@ -114,65 +22,12 @@ Currency currency_from_row(const std::string& code, int exponent) {
 
 }  // namespace
 
-fs::path default_database_path() {
-  if (const char* dir = std::getenv("CALLBACK_DATA_DIR"); dir != nullptr && *dir != '\0') {
-    return fs::path(dir) / "callback.db";
-  }
-  if (geteuid() == 0) return "/var/lib/callback/callback.db";
-  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
-    return fs::path(xdg) / "callback" / "callback.db";
-  }
-  const char* home = std::getenv("HOME");
-  return fs::path(home != nullptr ? home : ".") / ".local" / "share" / "callback" / "callback.db";
-}
-
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& options) {
-  const fs::path path = options.path.empty() ? default_database_path() : options.path;
-  std::string synchronous;
-  if (options.synchronous == "full") synchronous = "FULL";
-  else if (options.synchronous == "normal") synchronous = "NORMAL";
-  else return Error{"config.value", "must be \"full\" or \"normal\", got \"" + options.synchronous + "\"", "synchronous"};
-  try {
-    if (path.has_parent_path()) fs::create_directories(path.parent_path());
-    auto db = std::make_unique<SQLite::Database>(path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE |
-                                                                     SQLite::OPEN_FULLMUTEX);
-    db->setBusyTimeout(options.busy_timeout_ms);
-    db->exec("PRAGMA journal_mode=WAL");
-    db->exec("PRAGMA synchronous=" + synchronous);
-    db->exec("PRAGMA foreign_keys=ON");
-    std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db), path));
-    if (auto ok = store->migrate(); !ok) return ok.error();
-    return store;
-  } catch (const std::exception& e) {
-    return Error{"store_open_failed", "cannot open database " + path.string() + ": " + e.what(), "path"};
-  }
-}
-
-Status SqliteStore::migrate() {
-  db_->exec(
-      "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
-      "applied_at TEXT NOT NULL)");
-  schema_version_ = db_->execAndGet("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").getInt();
-  if (schema_version_ > latest_schema_version) {
-    return Error{"store_too_new",
-                 "database " + path_.string() + " has schema version " + std::to_string(schema_version_) +
-                     ", newer than this callback knows (" + std::to_string(latest_schema_version) +
-                     "); upgrade callback",
-                 "path"};
-  }
-  for (const auto& migration : migrations) {
-    if (migration.version <= schema_version_) continue;
-    SQLite::Transaction transaction(*db_);
-    db_->exec(migration.sql);
-    SQLite::Statement record(*db_, "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)");
-    record.bind(1, migration.version);
-    record.bind(2, migration.description);
-    record.bind(3, format_time(std::chrono::system_clock::now()));
-    record.exec();
-    transaction.commit();
-    schema_version_ = migration.version;
-  }
-  return ok_status();
+  auto database = sqlite::open_database(options);
+  if (!database) return database.error();
+  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(database->db), database->path));
+  store->schema_version_ = database->schema_version;
+  return store;
 }
 
 // --- CDRs ------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 // never block the writer. Migrations are numbered and applied at open, each in its own
 // transaction; a database from a newer callback is refused rather than guessed at.
 // One connection, guarded by a mutex: SQLite serializes writers anyway.
+#include "database.hpp"
+
 #include <callback/store.hpp>
 
 #include <SQLiteCpp/Database.h>
@@ -14,18 +16,9 @@
 
 namespace callback::store_sqlite {
 
-struct SqliteOptions {
-  std::filesystem::path path;        // empty: default_database_path()
-  std::string synchronous = "full";  // "full": every commit is on disk; "normal": WAL may lose the last ones on power loss
-  int busy_timeout_ms = 5000;
-};
-
-// $CALLBACK_DATA_DIR/callback.db; else /var/lib/callback/callback.db for root;
-// else $XDG_DATA_HOME/callback/callback.db (~/.local/share/callback/callback.db).
-[[nodiscard]] std::filesystem::path default_database_path();
-
-// The schema this build knows: migrations 1..latest_schema_version.
-inline constexpr int latest_schema_version = 2;
+using SqliteOptions = sqlite::DatabaseOptions;
+using sqlite::default_database_path;
+using sqlite::latest_schema_version;
 
 class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
  public:
@@ -54,7 +47,6 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
  private:
   SqliteStore(std::unique_ptr<SQLite::Database> db, std::filesystem::path path)
       : db_(std::move(db)), path_(std::move(path)) {}
-  Status migrate();
   Result<std::optional<Account>> find_locked(const std::string& id);
 
   std::mutex mutex_;
