@@ -17,6 +17,7 @@ AccountStore::~AccountStore() = default;
 LedgerStore::~LedgerStore() = default;
 Rater::~Rater() = default;
 Authorizer::~Authorizer() = default;
+BillingAdmin::~BillingAdmin() = default;
 EngineObserver::~EngineObserver() = default;
 TriggerSink::~TriggerSink() = default;
 

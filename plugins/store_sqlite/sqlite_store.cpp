@@ -205,7 +205,7 @@ Status SqliteStore::create(const Account& account) {
 Result<std::optional<Account>> SqliteStore::find_locked(const std::string& id) {
   SQLite::Statement select(*db_,
                            "SELECT id, name, currency, minor_exponent, balance_micros, credit_limit_micros, status, "
-                           "tariff, secret_hash, created_at FROM account WHERE id = ?");
+                           "tariff, secret_hash, created_at, reserved_micros FROM account WHERE id = ?");
   select.bind(1, id);
   if (!select.executeStep()) return std::optional<Account>{};
   Account account;
@@ -218,6 +218,7 @@ Result<std::optional<Account>> SqliteStore::find_locked(const std::string& id) {
   account.tariff = select.getColumn(7).getString();
   account.secret_hash = select.getColumn(8).getString();
   account.created_at = parse_time(select.getColumn(9).getString());
+  account.reserved = Money::from_micros(select.getColumn(10).getInt64(), account.currency);
   SQLite::Statement numbers(*db_, "SELECT number FROM account_number WHERE account_id = ? ORDER BY number");
   numbers.bind(1, id);
   while (numbers.executeStep()) {

@@ -28,6 +28,7 @@ struct Account {
   Currency currency;
   Money balance = Money::zero(currency);
   Money credit_limit = Money::zero(currency);  // how far below zero it may go
+  Money reserved = Money::zero(currency);      // held for calls in flight (read-only here)
   AccountStatus status = AccountStatus::active;
   std::string tariff;                       // rate deck name; empty: the default deck
   std::vector<PhoneNumber> caller_numbers;  // registered numbers (ANI/SMS authentication)

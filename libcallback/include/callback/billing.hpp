@@ -25,6 +25,9 @@
 #include <callback/rate.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -78,11 +81,67 @@ class CALLBACK_EXPORT Authorizer {
   virtual Status release(const std::string& reservation) = 0;
 };
 
+// A rate deck as stored: a named tariff accounts are assigned to.
+struct TariffInfo {
+  std::string name;
+  Currency currency;
+  std::size_t rates = 0;
+  Timestamp imported_at{};
+};
+
+struct ImportReport {
+  std::string tariff;
+  std::size_t rates = 0;
+  std::chrono::milliseconds took{0};
+};
+
+// A free or promotional campaign (the seed's "free 5 minutes" promotion) and its rules,
+// checked at authorization against each caller number's history.
+struct Campaign {
+  std::string id;
+  std::chrono::seconds limit{300};        // per call
+  int uses_per_day = 0;                   // per caller number; 0: no limit
+  bool once_ever = false;                 // one call per caller number, ever
+  int min_hours_between = 0;              // between two calls of one caller number
+  std::chrono::seconds daily_budget{0};   // talk time for the whole campaign a day; 0: no limit
+  bool active = true;
+};
+
+// Per caller number, from the CDRs as calls end (the seed's monitor program).
+struct CallerStats {
+  std::string number;
+  std::int64_t attempts = 0;
+  std::int64_t answered = 0;
+  std::int64_t failures = 0;
+  std::int64_t talk_seconds = 0;
+  std::optional<Timestamp> first_call, last_call;
+};
+
+// Operator's side of billing: rate decks, campaigns, statistics.
+class CALLBACK_EXPORT BillingAdmin {
+ public:
+  virtual ~BillingAdmin();
+  // Replaces the tariff's deck with the CSV's, all or nothing (Error names the line);
+  // calls in flight keep the rate they were authorized with, new ones see the new deck.
+  [[nodiscard]] virtual Result<ImportReport> import_rates(const std::string& tariff, std::istream& csv,
+                                                          const Currency& currency) = 0;
+  [[nodiscard]] virtual Result<std::vector<TariffInfo>> tariffs() = 0;
+  // Rates of a tariff whose prefix starts with `prefix` ("" for all), at most `limit`.
+  [[nodiscard]] virtual Result<std::vector<Rate>> rates(const std::string& tariff, const std::string& prefix,
+                                                        std::size_t limit) = 0;
+  virtual Status put_campaign(const Campaign& campaign) = 0;
+  [[nodiscard]] virtual Result<std::vector<Campaign>> campaigns() = 0;
+  // One number's statistics, or all (number empty), busiest first.
+  [[nodiscard]] virtual Result<std::vector<CallerStats>> caller_stats(const std::string& number,
+                                                                      std::size_t limit) = 0;
+};
+
 // What a billing plugin creates: one backend giving both roles over the same data.
 class CALLBACK_EXPORT Billing : public Component {
  public:
   virtual Rater& rater() = 0;
   virtual Authorizer& authorizer() = 0;
+  virtual BillingAdmin* admin() { return nullptr; }  // when the backend manages its own data
 };
 
 }  // namespace callback

@@ -61,11 +61,14 @@ class [[nodiscard]] Result {
 
   T& value() & { check(); return std::get<0>(state_); }
   const T& value() const& { check(); return std::get<0>(state_); }
-  T&& value() && { check(); return std::get<0>(std::move(state_)); }
+  // By value: `for (auto& x : f().value())` must not refer into a destroyed temporary.
+  T value() && { check(); return std::get<0>(std::move(state_)); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
+
+  [[nodiscard]] T value_or(T fallback) const& { return ok() ? std::get<0>(state_) : std::move(fallback); }
 
   [[nodiscard]] const Error& error() const& {
     if (ok()) throw std::logic_error("Result::error() called on a value");

@@ -1,0 +1,87 @@
+#include <callback/secret.hpp>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <vector>
+
+namespace callback {
+namespace {
+
+constexpr int log2_n = 14, block = 8, parallel = 1;
+constexpr std::size_t salt_bytes = 16, hash_bytes = 32;
+
+std::string hex(const unsigned char* data, std::size_t n) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(digits[data[i] >> 4]);
+    out.push_back(digits[data[i] & 15]);
+  }
+  return out;
+}
+
+bool unhex(std::string_view text, std::vector<unsigned char>& out) {
+  if (text.size() % 2 != 0) return false;
+  out.clear();
+  for (std::size_t i = 0; i < text.size(); i += 2) {
+    auto value = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    const int hi = value(text[i]), lo = value(text[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out.push_back(static_cast<unsigned char>(hi * 16 + lo));
+  }
+  return true;
+}
+
+bool derive(std::string_view secret, const unsigned char* salt, std::size_t salt_size, int n_log2, int r, int p,
+            unsigned char* out, std::size_t out_size) {
+  return EVP_PBE_scrypt(secret.data(), secret.size(), salt, salt_size, std::uint64_t{1} << n_log2,
+                        static_cast<std::uint64_t>(r), static_cast<std::uint64_t>(p), 64 * 1024 * 1024, out,
+                        out_size) == 1;
+}
+
+}  // namespace
+
+Result<std::string> hash_secret(std::string_view secret) {
+  if (secret.empty()) return Error{"invalid_secret", "a PIN or password cannot be empty", "secret"};
+  if (secret.size() > 1024) return Error{"invalid_secret", "longer than 1024 characters", "secret"};
+  unsigned char salt[salt_bytes];
+  unsigned char hash[hash_bytes];
+  if (RAND_bytes(salt, sizeof salt) != 1 || !derive(secret, salt, sizeof salt, log2_n, block, parallel, hash, sizeof hash)) {
+    return Error{"crypto_failed", "OpenSSL could not derive the key", {}};
+  }
+  return "scrypt$" + std::to_string(log2_n) + "$" + std::to_string(block) + "$" + std::to_string(parallel) + "$" +
+         hex(salt, sizeof salt) + "$" + hex(hash, sizeof hash);
+}
+
+bool verify_secret(std::string_view secret, std::string_view stored) noexcept {
+  try {
+    std::vector<std::string_view> parts;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i <= stored.size(); ++i) {
+      if (i == stored.size() || stored[i] == '$') {
+        parts.push_back(stored.substr(start, i - start));
+        start = i + 1;
+      }
+    }
+    if (parts.size() != 6 || parts[0] != "scrypt") return false;
+    const int n_log2 = std::stoi(std::string(parts[1]));
+    const int r = std::stoi(std::string(parts[2]));
+    const int p = std::stoi(std::string(parts[3]));
+    if (n_log2 < 10 || n_log2 > 20 || r < 1 || r > 16 || p < 1 || p > 4) return false;
+    std::vector<unsigned char> salt, expected;
+    if (!unhex(parts[4], salt) || !unhex(parts[5], expected) || expected.empty()) return false;
+    std::vector<unsigned char> actual(expected.size());
+    if (!derive(secret, salt.data(), salt.size(), n_log2, r, p, actual.data(), actual.size())) return false;
+    return CRYPTO_memcmp(actual.data(), expected.data(), expected.size()) == 0;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace callback

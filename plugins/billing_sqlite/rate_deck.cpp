@@ -1,0 +1,421 @@
+#include "rate_deck.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <ctime>
+#include <istream>
+#include <map>
+
+namespace callback::billing_sqlite {
+namespace {
+
+enum class Column {
+  prefix, description, rate, increment, initial_increment, subsequent_increment, connection_fee,
+  minimum_duration, effective_from, weekdays, hours
+};
+
+constexpr std::pair<std::string_view, Column> column_names[] = {
+    {"prefix", Column::prefix},
+    {"dialprefix", Column::prefix},
+    {"description", Column::description},
+    {"destination", Column::description},
+    {"rate", Column::rate},
+    {"price", Column::rate},
+    {"increment", Column::increment},
+    {"billing_increment", Column::increment},
+    {"initial_increment", Column::initial_increment},
+    {"subsequent_increment", Column::subsequent_increment},
+    {"connection_fee", Column::connection_fee},
+    {"setup_fee", Column::connection_fee},
+    {"minimum_duration", Column::minimum_duration},
+    {"effective_from", Column::effective_from},
+    {"effective_date", Column::effective_from},
+    {"weekdays", Column::weekdays},
+    {"days", Column::weekdays},
+    {"hours", Column::hours},
+};
+constexpr Column positional[] = {Column::prefix,         Column::description,      Column::rate,
+                                 Column::increment,      Column::connection_fee,   Column::minimum_duration,
+                                 Column::effective_from, Column::weekdays,         Column::hours};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+// Splits one CSV record (RFC 4180 quotes). False if a quote is left open.
+bool split_record(std::string_view line, char separator, std::vector<std::string>& fields) {
+  fields.clear();
+  std::string field;
+  bool quoted = false, was_quoted = false;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted) {
+      if (c == '"') {
+        if (i + 1 < line.size() && line[i + 1] == '"') {
+          field.push_back('"');
+          ++i;
+        } else {
+          quoted = false;
+        }
+      } else {
+        field.push_back(c);
+      }
+    } else if (c == '"' && trim(field).empty()) {
+      quoted = was_quoted = true;
+      field.clear();
+    } else if (c == separator) {
+      fields.push_back(was_quoted ? field : std::string(trim(field)));
+      field.clear();
+      was_quoted = false;
+    } else {
+      field.push_back(c);
+    }
+  }
+  if (quoted) return false;
+  fields.push_back(was_quoted ? field : std::string(trim(field)));
+  return true;
+}
+
+Error row_error(std::size_t line, std::string_view column, const std::string& message) {
+  return Error{"invalid_rate_deck", std::string(column) + ": " + message, "line " + std::to_string(line)};
+}
+
+std::optional<int> small_number(std::string_view s, int max) {
+  if (s.empty() || s.size() > 6) return std::nullopt;
+  int v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  if (v > max) return std::nullopt;
+  return v;
+}
+
+std::optional<int> weekday_index(std::string_view name) {
+  static constexpr std::string_view days[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+  const auto l = lower(name);
+  for (int i = 0; i < 7; ++i) {
+    if (l == days[i]) return i;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::uint8_t> parse_weekdays(std::string_view text) {
+  const auto l = lower(trim(text));
+  if (l.empty() || l == "all") return 0x7f;
+  std::uint8_t mask = 0;
+  std::size_t pos = 0;
+  while (pos <= l.size()) {
+    const auto bar = l.find_first_of("|/", pos);
+    const std::string_view part = std::string_view(l).substr(pos, bar == std::string::npos ? std::string::npos : bar - pos);
+    const auto dash = part.find('-');
+    auto from = weekday_index(part.substr(0, dash));
+    auto to = dash == std::string_view::npos ? from : weekday_index(part.substr(dash + 1));
+    if (!from || !to) return std::nullopt;
+    for (int d = *from;; d = (d + 1) % 7) {
+      mask = static_cast<std::uint8_t>(mask | (1u << d));
+      if (d == *to) break;
+    }
+    if (bar == std::string::npos) break;
+    pos = bar + 1;
+  }
+  return mask;
+}
+
+std::optional<int> minute_of_day(std::string_view hhmm) {
+  if (hhmm.size() != 5 || hhmm[2] != ':') return std::nullopt;
+  auto h = small_number(hhmm.substr(0, 2), 24);
+  auto m = small_number(hhmm.substr(3, 2), 59);
+  if (!h || !m || (*h == 24 && *m != 0)) return std::nullopt;
+  return *h * 60 + *m;
+}
+
+std::optional<Timestamp> parse_date(std::string_view text) {
+  std::tm tm{};
+  const std::string s(text);
+  const char* end = strptime(s.c_str(), "%Y-%m-%d %H:%M:%S", &tm);
+  if (end == nullptr || *end != '\0') {
+    tm = {};
+    end = strptime(s.c_str(), "%Y-%m-%d", &tm);
+    if (end == nullptr || *end != '\0') return std::nullopt;
+  }
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+}  // namespace
+
+bool RateLine::applies_at(Timestamp at) const noexcept {
+  if (always()) return true;
+  if (at < effective_from) return false;
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(at.time_since_epoch()).count();
+  const auto days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400;
+  const int weekday = static_cast<int>(((days % 7) + 7 + 3) % 7);  // 1970-01-01 was a Thursday (3)
+  if (((weekdays >> weekday) & 1u) == 0) return false;
+  const int minute = static_cast<int>(((seconds % 86400) + 86400) % 86400 / 60);
+  if (start_minute <= end_minute) return minute >= start_minute && minute < end_minute;
+  return minute >= start_minute || minute < end_minute;  // crosses midnight
+}
+
+Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& currency, CsvLimits limits) {
+  std::vector<RateLine> lines;
+  std::vector<std::string> fields;
+  std::vector<Column> columns;
+  char separator = 0;
+  std::string text;
+  std::size_t line_number = 0;
+  bool first_record = true;
+  while (std::getline(in, text)) {
+    ++line_number;
+    if (trim(text).empty()) continue;
+    if (line_number == 1 && text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);  // UTF-8 BOM
+    if (separator == 0) separator = text.find(';') != std::string::npos ? ';' : ',';
+    if (!split_record(text, separator, fields)) return row_error(line_number, "row", "a quote is not closed");
+    if (first_record) {
+      first_record = false;
+      // A header names its columns; a data row starts with a prefix (digits).
+      const auto first = lower(fields[0]);
+      if (!first.empty() && !std::isdigit(static_cast<unsigned char>(first[0])) && first[0] != '+') {
+        for (std::size_t i = 0; i < fields.size(); ++i) {
+          const auto name = lower(fields[i]);
+          auto found = std::find_if(std::begin(column_names), std::end(column_names),
+                                    [&](const auto& c) { return c.first == name; });
+          if (found == std::end(column_names)) {
+            return row_error(line_number, "header", "unknown column \"" + fields[i].substr(0, 40) + "\"");
+          }
+          if (std::find(columns.begin(), columns.end(), found->second) != columns.end()) {
+            return row_error(line_number, "header", "column \"" + fields[i] + "\" appears twice");
+          }
+          columns.push_back(found->second);
+        }
+        for (auto required : {Column::prefix, Column::rate}) {
+          if (std::find(columns.begin(), columns.end(), required) == columns.end()) {
+            return row_error(line_number, "header", required == Column::prefix ? "no prefix column" : "no rate column");
+          }
+        }
+        continue;
+      }
+      columns.assign(std::begin(positional), std::end(positional));
+    }
+    if (fields.size() > columns.size()) {
+      return row_error(line_number, "row", std::to_string(fields.size()) + " fields, at most " +
+                                               std::to_string(columns.size()) + " expected");
+    }
+    if (lines.size() == limits.max_rows) {
+      return row_error(line_number, "row", "more than " + std::to_string(limits.max_rows) + " rates");
+    }
+    RateLine line;
+    line.line = line_number;
+    line.rate.price_per_minute = Money::zero(currency);
+    line.rate.connection_fee = Money::zero(currency);
+    bool have_rate = false;
+    std::optional<int> initial, subsequent;
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+      const std::string& f = fields[i];
+      switch (columns[i]) {
+        case Column::prefix: {
+          std::string_view p = f;
+          if (!p.empty() && p.front() == '+') p.remove_prefix(1);
+          if (p.empty() || p.size() > 15 ||
+              !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+            return row_error(line_number, "prefix", "\"" + f.substr(0, 32) + "\" is not 1 to 15 digits");
+          }
+          line.rate.prefix = std::string(p);
+          break;
+        }
+        case Column::description:
+          if (f.size() > 255) return row_error(line_number, "description", "longer than 255 characters");
+          if (std::any_of(f.begin(), f.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+            return row_error(line_number, "description", "contains a control character");
+          }
+          line.rate.description = f;
+          break;
+        case Column::rate: {
+          if (lower(f) == "blocked") {
+            line.blocked = true;
+            have_rate = true;
+            break;
+          }
+          auto money = Money::parse(f, currency, Money::Precision::rate);
+          if (!money) return row_error(line_number, "rate", money.error().message);
+          if (money->is_negative()) return row_error(line_number, "rate", "\"" + f + "\" is negative");
+          if (money->micros() > limits.max_rate_micros) {
+            return row_error(line_number, "rate",
+                             "\"" + f + "\" a minute is above the limit of " +
+                                 Money::from_micros(limits.max_rate_micros, currency).format() + " (a typo?)");
+          }
+          line.rate.price_per_minute = *money;
+          have_rate = true;
+          break;
+        }
+        case Column::increment: {
+          if (f.empty()) break;
+          const auto slash = f.find('/');
+          initial = small_number(f.substr(0, slash), 3600);
+          subsequent = slash == std::string::npos ? initial : small_number(f.substr(slash + 1), 3600);
+          if (!initial || !subsequent || *initial == 0 || *subsequent == 0) {
+            return row_error(line_number, "increment", "\"" + f + "\" is not like 60/60, 30/6 or 1/1");
+          }
+          break;
+        }
+        case Column::initial_increment:
+        case Column::subsequent_increment: {
+          if (f.empty()) break;
+          auto v = small_number(f, 3600);
+          if (!v || *v == 0) return row_error(line_number, "increment", "\"" + f + "\" is not 1 to 3600 seconds");
+          (columns[i] == Column::initial_increment ? initial : subsequent) = v;
+          break;
+        }
+        case Column::connection_fee: {
+          if (f.empty()) break;
+          auto money = Money::parse(f, currency, Money::Precision::rate);
+          if (!money) return row_error(line_number, "connection_fee", money.error().message);
+          if (money->is_negative() || money->micros() > limits.max_rate_micros) {
+            return row_error(line_number, "connection_fee", "\"" + f + "\" is negative or absurd");
+          }
+          line.rate.connection_fee = *money;
+          break;
+        }
+        case Column::minimum_duration: {
+          if (f.empty()) break;
+          auto v = small_number(f, 3600);
+          if (!v) return row_error(line_number, "minimum_duration", "\"" + f + "\" is not 0 to 3600 seconds");
+          line.rate.minimum_duration = std::chrono::seconds(*v);
+          break;
+        }
+        case Column::effective_from: {
+          if (f.empty()) break;
+          auto at = parse_date(f);
+          if (!at) return row_error(line_number, "effective_from", "\"" + f + "\" is not YYYY-MM-DD[ HH:MM:SS]");
+          line.effective_from = *at;
+          break;
+        }
+        case Column::weekdays: {
+          auto days = parse_weekdays(f);
+          if (!days) return row_error(line_number, "weekdays", "\"" + f + "\" is not like mon-fri, sat|sun or all");
+          line.weekdays = *days;
+          break;
+        }
+        case Column::hours: {
+          if (f.empty()) break;
+          const auto dash = f.find('-');
+          auto from = minute_of_day(std::string_view(f).substr(0, dash));
+          auto to = dash == std::string::npos ? std::nullopt : minute_of_day(std::string_view(f).substr(dash + 1));
+          if (!from || !to || *from == *to) return row_error(line_number, "hours", "\"" + f + "\" is not like 08:00-20:00");
+          line.start_minute = static_cast<std::uint16_t>(*from);
+          line.end_minute = static_cast<std::uint16_t>(*to);
+          break;
+        }
+      }
+    }
+    if (line.rate.prefix.empty()) return row_error(line_number, "prefix", "missing");
+    if (!have_rate) return row_error(line_number, "rate", "missing");
+    line.rate.initial_increment = std::chrono::seconds(initial.value_or(60));
+    line.rate.subsequent_increment = std::chrono::seconds(subsequent.value_or(initial.value_or(60)));
+    lines.push_back(std::move(line));
+  }
+  if (lines.empty()) return Error{"invalid_rate_deck", "the rate deck has no rates", "line " + std::to_string(line_number)};
+  // The same prefix twice is a mistake unless the two apply at different times.
+  std::vector<std::size_t> order(lines.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const auto& x = lines[a];
+    const auto& y = lines[b];
+    return std::tie(x.rate.prefix, x.effective_from, x.weekdays, x.start_minute, x.end_minute, x.line) <
+           std::tie(y.rate.prefix, y.effective_from, y.weekdays, y.start_minute, y.end_minute, y.line);
+  });
+  for (std::size_t k = 1; k < order.size(); ++k) {
+    const auto& x = lines[order[k - 1]];
+    const auto& y = lines[order[k]];
+    if (x.rate.prefix == y.rate.prefix && x.effective_from == y.effective_from && x.weekdays == y.weekdays &&
+        x.start_minute == y.start_minute && x.end_minute == y.end_minute) {
+      return row_error(y.line, "prefix", "duplicate prefix " + y.rate.prefix + " (also on line " +
+                                             std::to_string(x.line) + ")");
+    }
+  }
+  return lines;
+}
+
+std::shared_ptr<const RateDeck> RateDeck::build(std::vector<RateLine> lines) {
+  auto deck = std::make_shared<RateDeck>();
+  std::sort(lines.begin(), lines.end(), [](const RateLine& a, const RateLine& b) {
+    if (a.rate.prefix != b.rate.prefix) return a.rate.prefix < b.rate.prefix;
+    return a.effective_from > b.effective_from;  // latest first within a prefix
+  });
+  deck->lines_ = std::move(lines);
+  const auto& L = deck->lines_;
+  // Breadth-first: a node is the range of sorted lines sharing its `depth`-digit prefix.
+  // Lines whose prefix ends here come first in the range ("86" < "860"); the rest split
+  // by the next digit, and those children sit next to each other in the next level.
+  struct Pending {
+    std::uint32_t lo, hi, depth;
+  };
+  std::vector<Pending> level{{0, static_cast<std::uint32_t>(L.size()), 0}};
+  std::vector<Pending> next;
+  deck->nodes_.reserve(L.size() * 2 + 1);
+  deck->nodes_.push_back({});
+  std::size_t level_start = 0;
+  while (!level.empty()) {
+    next.clear();
+    for (std::size_t i = 0; i < level.size(); ++i) {
+      auto [lo, hi, depth] = level[i];
+      Node& node = deck->nodes_[level_start + i];
+      std::uint32_t k = lo;
+      while (k < hi && L[k].rate.prefix.size() == depth) ++k;
+      node.first_entry = lo;
+      node.entries = static_cast<std::uint16_t>(std::min<std::uint32_t>(k - lo, 0xffff));
+      node.first_child = static_cast<std::uint32_t>(level_start + level.size() + next.size());
+      while (k < hi) {
+        const char digit = L[k].rate.prefix[depth];
+        std::uint32_t end = k;
+        while (end < hi && L[end].rate.prefix[depth] == digit) ++end;
+        node.children = static_cast<std::uint16_t>(node.children | (1u << (digit - '0')));
+        next.push_back({k, end, depth + 1});
+        k = end;
+      }
+    }
+    level_start += level.size();
+    deck->nodes_.resize(level_start + next.size());
+    std::swap(level, next);
+  }
+  deck->nodes_.shrink_to_fit();
+  return deck;
+}
+
+const RateLine* RateDeck::lookup(std::string_view digits, Timestamp at) const noexcept {
+  if (nodes_.empty()) return nullptr;
+  const RateLine* best = nullptr;
+  const Node* node = &nodes_[0];
+  std::size_t i = 0;
+  while (true) {
+    for (std::uint32_t e = 0; e < node->entries; ++e) {
+      const RateLine& line = lines_[node->first_entry + e];
+      if (line.applies_at(at)) {
+        best = &line;
+        break;
+      }
+    }
+    if (i == digits.size()) break;
+    const unsigned d = static_cast<unsigned>(digits[i++] - '0');
+    if (d > 9 || ((node->children >> d) & 1u) == 0) break;
+    const unsigned below = static_cast<unsigned>(std::popcount(static_cast<unsigned>(node->children) & ((1u << d) - 1)));
+    node = &nodes_[node->first_child + below];
+  }
+  return best;
+}
+
+std::size_t RateDeck::memory_bytes() const noexcept {
+  std::size_t bytes = nodes_.capacity() * sizeof(Node) + lines_.capacity() * sizeof(RateLine);
+  for (const auto& l : lines_) bytes += l.rate.prefix.capacity() + l.rate.description.capacity();
+  return bytes;
+}
+
+}  // namespace callback::billing_sqlite

@@ -1,0 +1,77 @@
+#pragma once
+// Rate decks: the CSV files carriers send, parsed strictly, and held in memory as a
+// compact digit trie for longest-prefix match.
+//
+// CSV: comma or semicolon (whichever the first line uses), double quotes for fields that
+// contain either, header optional. Without a header the columns are, in order:
+//   prefix; description; rate[; increment[; connection_fee[; minimum_duration[;
+//   effective_from[; weekdays[; hours]]]]]]
+// With a header any order of: prefix, description, rate, increment (60/60, 30/6, 1/1),
+// initial_increment, subsequent_increment, connection_fee, minimum_duration,
+// effective_from (YYYY-MM-DD[ HH:MM:SS], UTC), weekdays (mon-fri, sat|sun, all),
+// hours (08:00-20:00; 20:00-08:00 crosses midnight). A rate of BLOCKED bars the prefix.
+//
+//   auto lines = parse_rate_csv(file, cny, {});      // Error: "line 17: rate: ..."
+//   auto deck = RateDeck::build(std::move(*lines));
+//   const RateLine* best = deck->lookup("861055556666", now);   // longest prefix
+#include <callback/call.hpp>
+#include <callback/money.hpp>
+#include <callback/rate.hpp>
+
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace callback::billing_sqlite {
+
+struct RateLine {
+  std::size_t line = 0;  // in the CSV, for messages
+  Rate rate;
+  Timestamp effective_from{};       // applies from then on; the latest one in effect wins
+  std::uint8_t weekdays = 0x7f;     // bit 0 = Monday ... bit 6 = Sunday
+  std::uint16_t start_minute = 0;   // of the day, UTC
+  std::uint16_t end_minute = 1440;  // exclusive; start > end crosses midnight
+  bool blocked = false;
+
+  [[nodiscard]] bool applies_at(Timestamp at) const noexcept;
+  [[nodiscard]] bool always() const noexcept {
+    return effective_from == Timestamp{} && weekdays == 0x7f && start_minute == 0 && end_minute == 1440;
+  }
+};
+
+struct CsvLimits {
+  std::int64_t max_rate_micros = 100'000'000;  // 100.00 a minute: anything above is a typo
+  std::size_t max_rows = 5'000'000;
+};
+
+// All or nothing: the first bad row is the Error ("line 17: rate: ..."); no lines then.
+[[nodiscard]] Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& currency,
+                                                           CsvLimits limits = {});
+
+class RateDeck {
+ public:
+  // Takes the lines (any order); duplicates must have been refused by the parser.
+  [[nodiscard]] static std::shared_ptr<const RateDeck> build(std::vector<RateLine> lines);
+
+  // The longest prefix of `digits` with a line in effect at `at`; nullptr if none.
+  [[nodiscard]] const RateLine* lookup(std::string_view digits, Timestamp at) const noexcept;
+  [[nodiscard]] std::size_t size() const noexcept { return lines_.size(); }
+  [[nodiscard]] const std::vector<RateLine>& lines() const noexcept { return lines_; }
+  [[nodiscard]] std::size_t memory_bytes() const noexcept;
+
+ private:
+  struct Node {
+    std::uint16_t children = 0;  // bit d: a child for digit d
+    std::uint16_t entries = 0;   // lines with exactly this prefix
+    std::uint32_t first_child = 0;
+    std::uint32_t first_entry = 0;
+  };
+  std::vector<Node> nodes_;
+  std::vector<RateLine> lines_;  // sorted by prefix
+};
+
+}  // namespace callback::billing_sqlite

@@ -1,0 +1,636 @@
+#include "sqlite_billing.hpp"
+
+#include <callback/account.hpp>
+#include <callback/secret.hpp>
+
+#include <SQLiteCpp/Statement.h>
+
+#include <charconv>
+#include <sstream>
+
+namespace callback::billing_sqlite {
+namespace {
+
+using sqlite::format_time;
+using sqlite::parse_time;
+
+// A rate as kept in a reservation, so the call is billed at the rate it was authorized
+// with even if a new deck arrives meanwhile: "price,initial,subsequent,fee,minimum".
+std::string encode(const Rate& rate) {
+  return std::to_string(rate.price_per_minute.micros()) + "," + std::to_string(rate.initial_increment.count()) + "," +
+         std::to_string(rate.subsequent_increment.count()) + "," + std::to_string(rate.connection_fee.micros()) + "," +
+         std::to_string(rate.minimum_duration.count());
+}
+
+std::optional<Rate> decode(std::string_view text, const Currency& currency) {
+  std::int64_t v[5] = {};
+  for (int i = 0; i < 5; ++i) {
+    const auto comma = text.find(',');
+    const auto part = text.substr(0, comma);
+    if (std::from_chars(part.data(), part.data() + part.size(), v[i]).ec != std::errc{}) return std::nullopt;
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+  }
+  return Rate{.price_per_minute = Money::from_micros(v[0], currency),
+              .initial_increment = std::chrono::seconds(v[1]),
+              .subsequent_increment = std::chrono::seconds(v[2]),
+              .connection_fee = Money::from_micros(v[3], currency),
+              .minimum_duration = std::chrono::seconds(v[4])};
+}
+
+Authorization deny(DenialReason reason, std::string message) {
+  return Authorization{.allowed = false, .reason = reason, .message = std::move(message)};
+}
+
+// The longest time, on an increment boundary, whose cost (both legs) fits in `available`.
+std::chrono::seconds affordable(const Rate& b, const std::optional<Rate>& a, Money available, std::chrono::seconds cap) {
+  using std::chrono::seconds;
+  auto cost = [&](seconds t) { return a ? b.cost(t) + a->cost(t) : b.cost(t); };
+  const seconds step = std::max(b.subsequent_increment, seconds{1});
+  const seconds initial = std::max({b.initial_increment, b.minimum_duration, seconds{1}});
+  if (cost(initial) > available) return seconds{0};
+  // Estimate from the per-minute price, then correct on the boundaries.
+  const std::int64_t per_minute = b.price_per_minute.micros() + (a ? a->price_per_minute.micros() : 0);
+  const std::int64_t fees = b.connection_fee.micros() + (a ? a->connection_fee.micros() : 0);
+  seconds t = cap;
+  if (per_minute > 0) {
+    const std::int64_t estimate = (available.micros() - fees) * 60 / per_minute;
+    t = std::min(cap, seconds{std::max<std::int64_t>(estimate, initial.count())});
+  }
+  if (t > initial) t = initial + ((t - initial) / step) * step;
+  if (t < initial) t = initial;
+  while (t > initial && cost(t) > available) t -= step;
+  return cost(t) > available ? seconds{0} : t;
+}
+
+std::string today(Timestamp at) { return format_time(at).substr(0, 10); }
+
+}  // namespace
+
+SqliteBilling::SqliteBilling(BillingOptions options, sqlite::Database database)
+    : options_(std::move(options)), database_(std::move(database)) {
+  writer_ = std::thread([this] { writer_loop(); });
+}
+
+SqliteBilling::~SqliteBilling() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+  }
+  queue_ready_.notify_all();
+  writer_.join();
+}
+
+Result<std::unique_ptr<SqliteBilling>> SqliteBilling::open(BillingOptions options) {
+  auto database = sqlite::open_database(options.database);
+  if (!database) return database.error();
+  std::unique_ptr<SqliteBilling> billing(new SqliteBilling(std::move(options), std::move(*database)));
+  if (auto ok = billing->load_decks(); !ok) return ok.error();
+  return billing;
+}
+
+Status SqliteBilling::load_decks() {
+  // Read on the writer thread: the connection is its own.
+  std::map<std::string, std::shared_ptr<const RateDeck>, std::less<>> decks;
+  auto loaded = write([&](SQLite::Database& db) {
+    std::map<std::string, Currency> currencies;
+    SQLite::Statement tariffs(db, "SELECT name, currency, minor_exponent FROM tariff");
+    while (tariffs.executeStep()) {
+      currencies.emplace(tariffs.getColumn(0).getString(),
+                         Currency::of(tariffs.getColumn(1).getString(), tariffs.getColumn(2).getInt()).value());
+    }
+    for (const auto& [name, currency] : currencies) {
+      std::vector<RateLine> lines;
+      SQLite::Statement select(db,
+                               "SELECT prefix, description, price_micros, initial_increment, subsequent_increment, "
+                               "connection_fee_micros, minimum_duration, effective_from, weekdays, start_minute, "
+                               "end_minute, blocked FROM rate WHERE tariff = ?");
+      select.bind(1, name);
+      while (select.executeStep()) {
+        RateLine line;
+        line.rate.prefix = select.getColumn(0).getString();
+        line.rate.description = select.getColumn(1).getString();
+        line.rate.price_per_minute = Money::from_micros(select.getColumn(2).getInt64(), currency);
+        line.rate.initial_increment = std::chrono::seconds(select.getColumn(3).getInt());
+        line.rate.subsequent_increment = std::chrono::seconds(select.getColumn(4).getInt());
+        line.rate.connection_fee = Money::from_micros(select.getColumn(5).getInt64(), currency);
+        line.rate.minimum_duration = std::chrono::seconds(select.getColumn(6).getInt());
+        const auto effective = select.getColumn(7).getString();
+        if (!effective.empty()) line.effective_from = parse_time(effective);
+        line.weekdays = static_cast<std::uint8_t>(select.getColumn(8).getInt());
+        line.start_minute = static_cast<std::uint16_t>(select.getColumn(9).getInt());
+        line.end_minute = static_cast<std::uint16_t>(select.getColumn(10).getInt());
+        line.blocked = select.getColumn(11).getInt() != 0;
+        lines.push_back(std::move(line));
+      }
+      decks.emplace(name, RateDeck::build(std::move(lines)));
+    }
+  });
+  if (!loaded) return loaded;
+  std::lock_guard lock(decks_mutex_);
+  decks_ = std::move(decks);
+  return ok_status();
+}
+
+std::shared_ptr<const RateDeck> SqliteBilling::deck(const std::string& tariff) const {
+  std::lock_guard lock(decks_mutex_);
+  auto it = decks_.find(tariff.empty() ? options_.default_tariff : tariff);
+  return it == decks_.end() ? nullptr : it->second;
+}
+
+std::optional<Rate> SqliteBilling::rate(const std::string& tariff, const PhoneNumber& destination, Timestamp at) const {
+  auto d = deck(tariff);
+  if (!d) return std::nullopt;
+  const RateLine* line = d->lookup(destination.digits(), at);
+  if (line == nullptr || line->blocked) return std::nullopt;
+  return line->rate;
+}
+
+// --- the writer: one connection, group commit ------------------------------------------
+
+Status SqliteBilling::write(Operation op) {
+  std::future<Status> done;
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (stopping_) return Error{"billing_stopped", "billing is shutting down", {}};
+    queue_.push_back({std::move(op), {}});
+    done = queue_.back().done.get_future();
+  }
+  queue_ready_.notify_one();
+  return done.get();
+}
+
+void SqliteBilling::writer_loop() {
+  SQLite::Database& db = *database_.db;
+  std::vector<Job> batch;
+  while (true) {
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    std::vector<Status> results(batch.size(), ok_status());
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        db.exec("SAVEPOINT op");
+        try {
+          batch[i].op(db);
+          db.exec("RELEASE op");
+        } catch (const Exception& e) {
+          db.exec("ROLLBACK TO op");
+          db.exec("RELEASE op");
+          results[i] = e.error();
+        } catch (const std::exception& e) {
+          db.exec("ROLLBACK TO op");
+          db.exec("RELEASE op");
+          results[i] = Error{"billing_failed", e.what(), {}};
+        }
+      }
+      db.exec("COMMIT");
+    } catch (const std::exception& e) {
+      // The commit itself failed (disk full, I/O): nothing of the batch happened.
+      try {
+        db.exec("ROLLBACK");
+      } catch (...) {
+      }
+      for (auto& r : results) r = Error{"billing_failed", std::string("commit failed: ") + e.what(), {}};
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done.set_value(results[i]);
+    batch.clear();
+  }
+}
+
+// --- authorization ---------------------------------------------------------------------
+
+Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& request) {
+  const Timestamp now = std::chrono::system_clock::now();
+  const std::string reservation_id = "res-" + request.call_id;
+  Authorization result;
+  Status written = ok_status();
+  if (const auto* account_id = std::get_if<AccountId>(&request.payer)) {
+    written = write([&](SQLite::Database& db) {
+      SQLite::Statement select(db,
+                               "SELECT currency, minor_exponent, balance_micros, credit_limit_micros, reserved_micros, "
+                               "status, tariff, secret_hash FROM account WHERE id = ?");
+      select.bind(1, account_id->value);
+      if (!select.executeStep()) {
+        result = deny(DenialReason::unknown_account, "no account " + account_id->value);
+        return;
+      }
+      const Currency currency =
+          Currency::of(select.getColumn(0).getString(), select.getColumn(1).getInt()).value_or(Currency{});
+      const Money balance = Money::from_micros(select.getColumn(2).getInt64(), currency);
+      const Money credit = Money::from_micros(select.getColumn(3).getInt64(), currency);
+      const Money reserved = Money::from_micros(select.getColumn(4).getInt64(), currency);
+      if (select.getColumn(5).getString() != "active") {
+        result = deny(DenialReason::disabled, "account " + account_id->value + " is disabled");
+        return;
+      }
+      const std::string tariff = select.getColumn(6).getString();
+      const std::string secret_hash = select.getColumn(7).getString();
+      // Who may spend it: the PIN/password, or a call from a registered number.
+      if (!request.secret.empty()) {
+        if (secret_hash.empty() || !verify_secret(request.secret, secret_hash)) {
+          result = deny(DenialReason::bad_secret, "wrong PIN or password for account " + account_id->value);
+          return;
+        }
+      } else if (!secret_hash.empty()) {
+        SQLite::Statement number(db, "SELECT 1 FROM account_number WHERE account_id = ? AND number = ?");
+        number.bind(1, account_id->value);
+        number.bind(2, request.caller.digits());
+        if (!number.executeStep()) {
+          result = deny(DenialReason::bad_secret, "account " + account_id->value +
+                                                      " needs its PIN, or a call from a registered number");
+          return;
+        }
+      }
+      auto d = deck(tariff);
+      const RateLine* line_b = d ? d->lookup(request.destination.digits(), now) : nullptr;
+      if (line_b == nullptr) {
+        result = deny(DenialReason::no_rate, "no rate for " + request.destination.e164() + " in tariff \"" +
+                                                 (tariff.empty() ? options_.default_tariff : tariff) + "\"");
+        return;
+      }
+      if (line_b->blocked) {
+        result = deny(DenialReason::destination_blocked, request.destination.e164() + " is barred (" +
+                                                             line_b->rate.prefix + ")");
+        return;
+      }
+      if (!(line_b->rate.price_per_minute.currency() == currency)) {
+        result = deny(DenialReason::no_rate, "tariff is in " + std::string(line_b->rate.price_per_minute.currency().code()) +
+                                                 ", the account in " + std::string(currency.code()));
+        return;
+      }
+      std::optional<Rate> rate_a;
+      if (options_.bill_leg_a) {
+        const RateLine* line_a = d->lookup(request.caller.digits(), now);
+        if (line_a == nullptr || line_a->blocked) {
+          result = deny(DenialReason::no_rate, "no rate for the caller's leg " + request.caller.e164());
+          return;
+        }
+        rate_a = line_a->rate;
+      }
+      const Money available = balance - reserved + credit;
+      const auto seconds = affordable(line_b->rate, rate_a, available, options_.max_call);
+      if (seconds.count() == 0) {
+        result = deny(DenialReason::insufficient_balance,
+                      "available " + available.format() + " " + std::string(currency.code()) + " is less than " +
+                          "the first increment at " + line_b->rate.price_per_minute.format() + "/min");
+        return;
+      }
+      const Money amount = rate_a ? line_b->rate.cost(seconds) + rate_a->cost(seconds) : line_b->rate.cost(seconds);
+      SQLite::Statement insert(db,
+                               "INSERT INTO reservation (id, account_id, call_id, amount_micros, max_seconds, rate, "
+                               "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
+      insert.bind(1, reservation_id);
+      insert.bind(2, account_id->value);
+      insert.bind(3, request.call_id);
+      insert.bind(4, amount.micros());
+      insert.bind(5, static_cast<std::int64_t>(seconds.count()));
+      insert.bind(6, encode(line_b->rate) + (rate_a ? ";" + encode(*rate_a) : std::string()));
+      insert.bind(7, format_time(now));
+      insert.exec();
+      SQLite::Statement hold(db, "UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
+      hold.bind(1, amount.micros());
+      hold.bind(2, account_id->value);
+      hold.exec();
+      result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id,
+                             .rate = line_b->rate};
+    });
+  } else {
+    const auto& campaign_id = std::get<CampaignId>(request.payer).value;
+    written = write([&](SQLite::Database& db) {
+      SQLite::Statement select(db,
+                               "SELECT limit_seconds, uses_per_day, once_ever, min_hours_between, "
+                               "daily_budget_seconds, status FROM campaign WHERE id = ?");
+      select.bind(1, campaign_id);
+      if (!select.executeStep()) {
+        result = deny(DenialReason::campaign_limit, "no campaign " + campaign_id);
+        return;
+      }
+      auto seconds = std::chrono::seconds(select.getColumn(0).getInt());
+      const int per_day = select.getColumn(1).getInt();
+      const bool once = select.getColumn(2).getInt() != 0;
+      const int hours_between = select.getColumn(3).getInt();
+      const std::int64_t budget = select.getColumn(4).getInt64();
+      if (select.getColumn(5).getString() != "active") {
+        result = deny(DenialReason::disabled, "campaign " + campaign_id + " is over");
+        return;
+      }
+      const std::string caller = request.caller.digits();
+      // A use is a call that is in flight or talked; attempts that never connected do not count.
+      SQLite::Statement uses(db,
+                             "SELECT COUNT(*), COALESCE(SUM(day = ?), 0), MAX(at) FROM campaign_use "
+                             "WHERE campaign = ? AND caller = ? AND (status = 'open' OR (status = 'settled' AND seconds > 0))");
+      uses.bind(1, today(now));
+      uses.bind(2, campaign_id);
+      uses.bind(3, caller);
+      uses.executeStep();
+      const auto ever = uses.getColumn(0).getInt64();
+      const auto today_uses = uses.getColumn(1).getInt64();
+      if (once && ever > 0) {
+        result = deny(DenialReason::campaign_limit, request.caller.e164() + " already used campaign " + campaign_id);
+        return;
+      }
+      if (per_day > 0 && today_uses >= per_day) {
+        result = deny(DenialReason::campaign_limit, request.caller.e164() + " used campaign " + campaign_id + " " +
+                                                        std::to_string(today_uses) + " times today");
+        return;
+      }
+      if (hours_between > 0 && !uses.getColumn(2).isNull()) {
+        const auto last = parse_time(uses.getColumn(2).getString());
+        if (now - last < std::chrono::hours(hours_between)) {
+          result = deny(DenialReason::campaign_limit, request.caller.e164() + " must wait " +
+                                                          std::to_string(hours_between) + " h between calls");
+          return;
+        }
+      }
+      if (budget > 0) {
+        SQLite::Statement spent(db, "SELECT COALESCE(SUM(seconds), 0) FROM campaign_use WHERE campaign = ? AND day = ? "
+                                    "AND status <> 'released'");
+        spent.bind(1, campaign_id);
+        spent.bind(2, today(now));
+        spent.executeStep();
+        const auto left = budget - spent.getColumn(0).getInt64();
+        if (left < 60) {
+          result = deny(DenialReason::campaign_limit, "campaign " + campaign_id + " has spent today's budget");
+          return;
+        }
+        seconds = std::min(seconds, std::chrono::seconds(left));
+      }
+      SQLite::Statement insert(db,
+                               "INSERT INTO reservation (id, campaign, call_id, max_seconds, rate, created_at) "
+                               "VALUES (?, ?, ?, ?, '', ?)");
+      insert.bind(1, reservation_id);
+      insert.bind(2, campaign_id);
+      insert.bind(3, request.call_id);
+      insert.bind(4, static_cast<std::int64_t>(seconds.count()));
+      insert.bind(5, format_time(now));
+      insert.exec();
+      SQLite::Statement use(db, "INSERT INTO campaign_use (reservation, campaign, caller, at, day, seconds) "
+                                "VALUES (?, ?, ?, ?, ?, ?)");
+      use.bind(1, reservation_id);
+      use.bind(2, campaign_id);
+      use.bind(3, caller);
+      use.bind(4, format_time(now));
+      use.bind(5, today(now));
+      use.bind(6, static_cast<std::int64_t>(seconds.count()));
+      use.exec();
+      result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id};
+    });
+  }
+  if (!written) return Error{"billing_unavailable", written.error().message, {}};
+  return result;
+}
+
+Result<Money> SqliteBilling::settle(const std::string& reservation, std::chrono::seconds billsec) {
+  if (billsec.count() < 0) return Error{"invalid_billsec", "billsec cannot be negative", "billsec"};
+  Money charged;
+  auto written = write([&](SQLite::Database& db) {
+    SQLite::Statement select(db, "SELECT account_id, campaign, call_id, amount_micros, max_seconds, rate, status "
+                                 "FROM reservation WHERE id = ?");
+    select.bind(1, reservation);
+    if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
+    if (select.getColumn(6).getString() != "open") {
+      throw Exception(Error{"reservation_ended", "reservation " + reservation + " is already " +
+                                                     select.getColumn(6).getString() + "; nothing charged twice",
+                            "reservation"});
+    }
+    const auto now = format_time(std::chrono::system_clock::now());
+    if (select.getColumn(0).isNull()) {  // a campaign call: free for the caller, counted for the campaign
+      SQLite::Statement use(db, "UPDATE campaign_use SET status = 'settled', seconds = ? WHERE reservation = ?");
+      use.bind(1, static_cast<std::int64_t>(billsec.count()));
+      use.bind(2, reservation);
+      use.exec();
+      SQLite::Statement end(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = 0 "
+                                "WHERE id = ?");
+      end.bind(1, now);
+      end.bind(2, static_cast<std::int64_t>(billsec.count()));
+      end.bind(3, reservation);
+      end.exec();
+      charged = Money{};
+      return;
+    }
+    const std::string account_id = select.getColumn(0).getString();
+    const std::string call_id = select.getColumn(2).getString();
+    const std::int64_t amount = select.getColumn(3).getInt64();
+    const std::string rates = select.getColumn(5).getString();
+    SQLite::Statement account(db, "SELECT currency, minor_exponent, balance_micros FROM account WHERE id = ?");
+    account.bind(1, account_id);
+    if (!account.executeStep()) throw Exception(Error{"unknown_account", "no account " + account_id, "account"});
+    const Currency currency = Currency::of(account.getColumn(0).getString(), account.getColumn(1).getInt()).value_or(Currency{});
+    const std::int64_t balance = account.getColumn(2).getInt64();
+    const auto semicolon = rates.find(';');
+    auto rate_b = decode(std::string_view(rates).substr(0, semicolon), currency);
+    if (!rate_b) throw Exception(Error{"corrupt_reservation", "reservation " + reservation + " has no rate", {}});
+    Money cost = rate_b->cost(billsec);
+    if (semicolon != std::string::npos) {
+      if (auto rate_a = decode(std::string_view(rates).substr(semicolon + 1), currency)) cost += rate_a->cost(billsec);
+    }
+    // Never more than was reserved: the reservation is the promise that the balance holds.
+    if (cost.micros() > amount) cost = Money::from_micros(amount, currency);
+    SQLite::Statement ledger(db, "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
+                                 "balance_after_micros) VALUES (?, ?, 'call_charge', ?, ?, ?, ?)");
+    ledger.bind(1, account_id);
+    ledger.bind(2, -cost.micros());
+    ledger.bind(3, call_id);
+    ledger.bind(4, std::to_string(billsec.count()) + " s");
+    ledger.bind(5, now);
+    ledger.bind(6, balance - cost.micros());
+    ledger.exec();
+    SQLite::Statement update(db, "UPDATE account SET balance_micros = balance_micros - ?, "
+                                 "reserved_micros = reserved_micros - ? WHERE id = ?");
+    update.bind(1, cost.micros());
+    update.bind(2, amount);
+    update.bind(3, account_id);
+    update.exec();
+    SQLite::Statement end(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = ? "
+                              "WHERE id = ?");
+    end.bind(1, now);
+    end.bind(2, static_cast<std::int64_t>(billsec.count()));
+    end.bind(3, cost.micros());
+    end.bind(4, reservation);
+    end.exec();
+    charged = cost;
+  });
+  if (!written) return written.error();
+  return charged;
+}
+
+Status SqliteBilling::release(const std::string& reservation) {
+  return write([&](SQLite::Database& db) {
+    SQLite::Statement select(db, "SELECT account_id, amount_micros, status FROM reservation WHERE id = ?");
+    select.bind(1, reservation);
+    if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
+    if (select.getColumn(2).getString() != "open") {
+      throw Exception(Error{"reservation_ended", "reservation " + reservation + " is already " +
+                                                     select.getColumn(2).getString(), "reservation"});
+    }
+    if (!select.getColumn(0).isNull()) {
+      SQLite::Statement update(db, "UPDATE account SET reserved_micros = reserved_micros - ? WHERE id = ?");
+      update.bind(1, select.getColumn(1).getInt64());
+      update.bind(2, select.getColumn(0).getString());
+      update.exec();
+    } else {
+      SQLite::Statement use(db, "UPDATE campaign_use SET status = 'released', seconds = 0 WHERE reservation = ?");
+      use.bind(1, reservation);
+      use.exec();
+    }
+    SQLite::Statement end(db, "UPDATE reservation SET status = 'released', ended_at = ? WHERE id = ?");
+    end.bind(1, format_time(std::chrono::system_clock::now()));
+    end.bind(2, reservation);
+    end.exec();
+  });
+}
+
+// --- administration ---------------------------------------------------------------------
+
+Result<ImportReport> SqliteBilling::import_rates(const std::string& tariff, std::istream& csv, const Currency& currency) {
+  const auto started = std::chrono::steady_clock::now();
+  if (auto ok = Account::validate_id(tariff); !ok) {
+    return Error{"invalid_tariff", "tariff name may contain only letters, digits, '-', '_' and '.' (1-64)", "tariff"};
+  }
+  auto parsed = parse_rate_csv(csv, currency);
+  if (!parsed) return parsed.error();
+  std::vector<RateLine> lines = std::move(*parsed);
+  const std::size_t count = lines.size();
+  auto written = write([&](SQLite::Database& db) {
+    SQLite::Statement drop(db, "DELETE FROM tariff WHERE name = ?");  // cascades to its rates
+    drop.bind(1, tariff);
+    drop.exec();
+    SQLite::Statement add(db, "INSERT INTO tariff (name, currency, minor_exponent, imported_at, rates) VALUES (?,?,?,?,?)");
+    add.bind(1, tariff);
+    add.bind(2, std::string(currency.code()));
+    add.bind(3, currency.minor_exponent());
+    add.bind(4, format_time(std::chrono::system_clock::now()));
+    add.bind(5, static_cast<std::int64_t>(count));
+    add.exec();
+    SQLite::Statement insert(db,
+                             "INSERT INTO rate (tariff, prefix, description, price_micros, initial_increment, "
+                             "subsequent_increment, connection_fee_micros, minimum_duration, effective_from, weekdays, "
+                             "start_minute, end_minute, blocked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    for (const auto& line : lines) {
+      insert.bind(1, tariff);
+      insert.bind(2, line.rate.prefix);
+      insert.bind(3, line.rate.description);
+      insert.bind(4, line.rate.price_per_minute.micros());
+      insert.bind(5, static_cast<std::int64_t>(line.rate.initial_increment.count()));
+      insert.bind(6, static_cast<std::int64_t>(line.rate.subsequent_increment.count()));
+      insert.bind(7, line.rate.connection_fee.micros());
+      insert.bind(8, static_cast<std::int64_t>(line.rate.minimum_duration.count()));
+      insert.bind(9, line.effective_from == Timestamp{} ? std::string() : format_time(line.effective_from));
+      insert.bind(10, static_cast<int>(line.weekdays));
+      insert.bind(11, static_cast<int>(line.start_minute));
+      insert.bind(12, static_cast<int>(line.end_minute));
+      insert.bind(13, line.blocked ? 1 : 0);
+      insert.exec();
+      insert.reset();
+    }
+  });
+  if (!written) return written.error();
+  // Stored: swap the new deck in. Lookups in progress keep the old one until they finish.
+  auto deck = RateDeck::build(std::move(lines));
+  {
+    std::lock_guard lock(decks_mutex_);
+    decks_[tariff] = std::move(deck);
+  }
+  return ImportReport{tariff, count, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - started)};
+}
+
+Result<std::vector<TariffInfo>> SqliteBilling::tariffs() {
+  std::vector<TariffInfo> out;
+  auto written = write([&](SQLite::Database& db) {
+    SQLite::Statement select(db, "SELECT name, currency, minor_exponent, rates, imported_at FROM tariff ORDER BY name");
+    while (select.executeStep()) {
+      out.push_back({select.getColumn(0).getString(),
+                     Currency::of(select.getColumn(1).getString(), select.getColumn(2).getInt()).value_or(Currency{}),
+                     static_cast<std::size_t>(select.getColumn(3).getInt64()), parse_time(select.getColumn(4).getString())});
+    }
+  });
+  if (!written) return written.error();
+  return out;
+}
+
+Result<std::vector<Rate>> SqliteBilling::rates(const std::string& tariff, const std::string& prefix, std::size_t limit) {
+  auto d = deck(tariff);
+  if (!d) return Error{"unknown_tariff", "no tariff \"" + tariff + "\"", "tariff"};
+  std::vector<Rate> out;
+  for (const auto& line : d->lines()) {
+    if (!line.rate.prefix.starts_with(prefix)) continue;
+    out.push_back(line.rate);
+    if (limit > 0 && out.size() == limit) break;
+  }
+  return out;
+}
+
+Status SqliteBilling::put_campaign(const Campaign& c) {
+  if (auto ok = Account::validate_id(c.id); !ok) return Error{"invalid_campaign", ok.error().message, "id"};
+  if (c.limit.count() <= 0 || c.uses_per_day < 0 || c.min_hours_between < 0 || c.daily_budget.count() < 0) {
+    return Error{"invalid_campaign", "limits must be positive (per call) or zero (none)", "limit"};
+  }
+  return write([&](SQLite::Database& db) {
+    SQLite::Statement upsert(db,
+                             "INSERT INTO campaign (id, limit_seconds, uses_per_day, once_ever, min_hours_between, "
+                             "daily_budget_seconds, status) VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+                             "limit_seconds = excluded.limit_seconds, uses_per_day = excluded.uses_per_day, "
+                             "once_ever = excluded.once_ever, min_hours_between = excluded.min_hours_between, "
+                             "daily_budget_seconds = excluded.daily_budget_seconds, status = excluded.status");
+    upsert.bind(1, c.id);
+    upsert.bind(2, static_cast<std::int64_t>(c.limit.count()));
+    upsert.bind(3, c.uses_per_day);
+    upsert.bind(4, c.once_ever ? 1 : 0);
+    upsert.bind(5, c.min_hours_between);
+    upsert.bind(6, static_cast<std::int64_t>(c.daily_budget.count()));
+    upsert.bind(7, c.active ? "active" : "ended");
+    upsert.exec();
+  });
+}
+
+Result<std::vector<Campaign>> SqliteBilling::campaigns() {
+  std::vector<Campaign> out;
+  auto written = write([&](SQLite::Database& db) {
+    SQLite::Statement select(db, "SELECT id, limit_seconds, uses_per_day, once_ever, min_hours_between, "
+                                 "daily_budget_seconds, status FROM campaign ORDER BY id");
+    while (select.executeStep()) {
+      out.push_back({select.getColumn(0).getString(), std::chrono::seconds(select.getColumn(1).getInt64()),
+                     select.getColumn(2).getInt(), select.getColumn(3).getInt() != 0, select.getColumn(4).getInt(),
+                     std::chrono::seconds(select.getColumn(5).getInt64()), select.getColumn(6).getString() == "active"});
+    }
+  });
+  if (!written) return written.error();
+  return out;
+}
+
+Result<std::vector<CallerStats>> SqliteBilling::caller_stats(const std::string& number, std::size_t limit) {
+  std::vector<CallerStats> out;
+  auto written = write([&](SQLite::Database& db) {
+    SQLite::Statement select(db, number.empty()
+                                     ? "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "
+                                       "FROM caller_stats ORDER BY attempts DESC, number LIMIT ?"
+                                     : "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "
+                                       "FROM caller_stats WHERE number = ? LIMIT ?");
+    int i = 1;
+    if (!number.empty()) select.bind(i++, number);
+    select.bind(i, limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(limit));
+    while (select.executeStep()) {
+      CallerStats s;
+      s.number = select.getColumn(0).getString();
+      s.attempts = select.getColumn(1).getInt64();
+      s.answered = select.getColumn(2).getInt64();
+      s.failures = select.getColumn(3).getInt64();
+      s.talk_seconds = select.getColumn(4).getInt64();
+      if (!select.getColumn(5).isNull()) s.first_call = parse_time(select.getColumn(5).getString());
+      if (!select.getColumn(6).isNull()) s.last_call = parse_time(select.getColumn(6).getString());
+      out.push_back(std::move(s));
+    }
+  });
+  if (!written) return written.error();
+  return out;
+}
+
+}  // namespace callback::billing_sqlite

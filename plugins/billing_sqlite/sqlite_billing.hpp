@@ -1,0 +1,91 @@
+#pragma once
+// callback.billing.sqlite: rating and prepaid authorization in the embedded SQLite
+// database (the same file as callback.store.sqlite).
+//
+// Money never moves twice and never for the same balance twice: every authorization,
+// settlement and release is one transaction on one writer connection, and concurrent
+// callers are committed together (group commit: one fsync for many calls), each in a
+// savepoint of its own so one failure does not undo the others. An authorization holds
+// a reservation (account.reserved_micros), so what concurrent calls may spend is always
+// balance - reserved + credit limit.
+//
+// Rates come from an in-memory longest-prefix trie per tariff, swapped atomically when
+// a new deck is imported.
+#include "database.hpp"
+#include "rate_deck.hpp"
+
+#include <callback/billing.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace callback::billing_sqlite {
+
+struct BillingOptions {
+  sqlite::DatabaseOptions database;
+  std::string default_tariff = "default";
+  bool bill_leg_a = false;                 // the seed bills leg B only
+  std::chrono::seconds max_call{3600};     // no single call may reserve more than this
+  std::size_t max_batch = 512;             // operations committed together at most
+};
+
+class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<SqliteBilling>> open(BillingOptions options);
+  ~SqliteBilling() override;
+
+  Rater& rater() override { return *this; }
+  Authorizer& authorizer() override { return *this; }
+  BillingAdmin* admin() override { return this; }
+
+  // Rater
+  [[nodiscard]] std::optional<Rate> rate(const std::string& tariff, const PhoneNumber& destination,
+                                         Timestamp at) const override;
+  // Authorizer
+  [[nodiscard]] Result<Authorization> authorize(const AuthorizationRequest& request) override;
+  [[nodiscard]] Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) override;
+  Status release(const std::string& reservation) override;
+  // BillingAdmin
+  [[nodiscard]] Result<ImportReport> import_rates(const std::string& tariff, std::istream& csv,
+                                                  const Currency& currency) override;
+  [[nodiscard]] Result<std::vector<TariffInfo>> tariffs() override;
+  [[nodiscard]] Result<std::vector<Rate>> rates(const std::string& tariff, const std::string& prefix,
+                                                std::size_t limit) override;
+  Status put_campaign(const Campaign& campaign) override;
+  [[nodiscard]] Result<std::vector<Campaign>> campaigns() override;
+  [[nodiscard]] Result<std::vector<CallerStats>> caller_stats(const std::string& number, std::size_t limit) override;
+
+  [[nodiscard]] std::shared_ptr<const RateDeck> deck(const std::string& tariff) const;
+
+ private:
+  explicit SqliteBilling(BillingOptions options, sqlite::Database database);
+  using Operation = std::function<void(SQLite::Database&)>;
+  // Runs `op` inside the next group transaction on the writer thread; waits for the commit.
+  Status write(Operation op);
+  void writer_loop();
+  Status load_decks();
+
+  BillingOptions options_;
+  sqlite::Database database_;
+  mutable std::mutex decks_mutex_;
+  std::map<std::string, std::shared_ptr<const RateDeck>, std::less<>> decks_;  // guarded by decks_mutex_
+
+  struct Job {
+    Operation op;
+    std::promise<Status> done;
+  };
+  std::mutex queue_mutex_;
+  std::condition_variable queue_ready_;
+  std::deque<Job> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+};
+
+}  // namespace callback::billing_sqlite

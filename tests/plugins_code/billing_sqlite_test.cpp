@@ -1,0 +1,393 @@
+#include "rate_deck.hpp"
+#include "sqlite_billing.hpp"
+#include "sqlite_store.hpp"
+#include "temp_dir.hpp"
+
+#include <callback/secret.hpp>
+
+#include <SQLiteCpp/Database.h>
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <thread>
+
+using namespace callback;
+using namespace callback::billing_sqlite;
+using namespace std::chrono_literals;
+
+namespace {
+
+const Currency cny = Currency::of("CNY").value();
+Money cny_amount(std::string_view s) { return Money::parse(s, cny).value(); }
+const NumberingPlan plan{.country_code = "86", .trunk_prefix = "0", .international_prefixes = {"00"}};
+PhoneNumber number(std::string_view s) { return PhoneNumber::parse(s, plan).value(); }
+
+Result<std::vector<RateLine>> parse(const std::string& csv) {
+  std::istringstream in(csv);
+  return parse_rate_csv(in, cny);
+}
+std::string parse_error(const std::string& csv) {
+  auto lines = parse(csv);
+  return lines ? "no error" : lines.error().describe();
+}
+
+// --- CSV ----------------------------------------------------------------------------------
+
+TEST(RateCsv, ReadsTheSimpleFormWithOrWithoutHeaderCommaOrSemicolon) {
+  for (const std::string csv : {"861;China mobile;0.10\n8610;Beijing;0.05\n",
+                                "prefix;description;rate\n861;China mobile;0.10\n8610;Beijing;0.05\n",
+                                "prefix,description,rate\r\n861,China mobile,0.10\r\n8610,Beijing,0.05\r\n"}) {
+    auto lines = parse(csv);
+    ASSERT_TRUE(lines) << lines.error().describe();
+    ASSERT_EQ(lines->size(), 2u);
+    EXPECT_EQ((*lines)[1].rate.prefix, "8610");
+    EXPECT_EQ((*lines)[1].rate.description, "Beijing");
+    EXPECT_EQ((*lines)[1].rate.price_per_minute, Money::parse("0.05", cny).value());
+    EXPECT_EQ((*lines)[1].rate.initial_increment, 60s);  // 60/60 by default
+    EXPECT_EQ((*lines)[1].line, csv.starts_with("prefix") ? 3u : 2u);
+  }
+}
+
+TEST(RateCsv, ReadsTheRichForm) {
+  auto lines = parse(
+      "prefix;description;rate;increment;connection_fee;minimum_duration;effective_from;weekdays;hours\n"
+      "44;\"UK; all\";0.012345;30/6;0.05;10;2026-01-01;mon-fri;08:00-20:00\n"
+      "+1;USA;0.01;1/1;;;;;\n"
+      "882;Satellite;BLOCKED\n");
+  ASSERT_TRUE(lines) << lines.error().describe();
+  const auto& uk = (*lines)[0];
+  EXPECT_EQ(uk.rate.description, "UK; all");
+  EXPECT_EQ(uk.rate.price_per_minute.micros(), 12345);
+  EXPECT_EQ(uk.rate.initial_increment, 30s);
+  EXPECT_EQ(uk.rate.subsequent_increment, 6s);
+  EXPECT_EQ(uk.rate.connection_fee, Money::parse("0.05", cny).value());
+  EXPECT_EQ(uk.rate.minimum_duration, 10s);
+  EXPECT_EQ(uk.weekdays, 0x1f);
+  EXPECT_EQ(uk.start_minute, 480);
+  EXPECT_EQ(uk.end_minute, 1200);
+  EXPECT_EQ((*lines)[1].rate.prefix, "1");
+  EXPECT_EQ((*lines)[1].rate.initial_increment, 1s);
+  EXPECT_TRUE((*lines)[2].blocked);
+}
+
+TEST(RateCsv, BadRowsAreRefusedNamingLineAndField) {
+  EXPECT_EQ(parse_error("86;China;0.10\n87;x;-0.10\n"), "line 2: rate: \"-0.10\" is negative");
+  EXPECT_EQ(parse_error("86;China;5000\n"),
+            "line 1: rate: \"5000\" a minute is above the limit of 100.00 (a typo?)");
+  EXPECT_EQ(parse_error("86;China;0.10\n8a6;x;0.1\n"), "line 2: prefix: \"8a6\" is not 1 to 15 digits");
+  EXPECT_EQ(parse_error("86;China;0.10\n\n86;again;0.2\n"), "line 3: prefix: duplicate prefix 86 (also on line 1)");
+  EXPECT_EQ(parse_error("86;China;0.1234567\n"), "line 1: rate: \"0.1234567\" has more than 6 decimal places");
+  EXPECT_EQ(parse_error("86;\"China;0.10\n"), "line 1: row: a quote is not closed");
+  EXPECT_EQ(parse_error("prefix;cost\n86;0.1\n"), "line 1: header: unknown column \"cost\"");
+  EXPECT_EQ(parse_error("86;China;0.10;90/0\n"), "line 1: increment: \"90/0\" is not like 60/60, 30/6 or 1/1");
+  EXPECT_EQ(parse_error("86;China;0.10;60/60;0;0;2026-13-45\n"),
+            "line 1: effective_from: \"2026-13-45\" is not YYYY-MM-DD[ HH:MM:SS]");
+  EXPECT_EQ(parse_error("86;China;0.10;60/60;0;0;;someday\n"),
+            "line 1: weekdays: \"someday\" is not like mon-fri, sat|sun or all");
+  EXPECT_EQ(parse_error("86;China;0.10;60/60;0;0;;;8-20\n"), "line 1: hours: \"8-20\" is not like 08:00-20:00");
+  EXPECT_EQ(parse_error("86;China\n"), "line 1: rate: missing");
+  EXPECT_EQ(parse_error("86;China;0.1;60/60;0;0;;;;extra\n"), "line 1: row: 10 fields, at most 9 expected");
+  EXPECT_EQ(parse_error(""), "line 0: the rate deck has no rates");
+  // The same prefix at different times is not a duplicate.
+  EXPECT_EQ(parse_error("86;day;0.10;60/60;0;0;;all;08:00-20:00\n86;night;0.05;60/60;0;0;;all;20:00-08:00\n"),
+            "no error");
+}
+
+// --- the deck -----------------------------------------------------------------------------
+
+TEST(RateDeck, LongestPrefixWins) {
+  auto deck = RateDeck::build(parse("8;Asia;0.50\n86;China;0.20\n8610;Beijing;0.10\n861;Mobile;0.15\n").value());
+  const Timestamp now{};
+  EXPECT_EQ(deck->lookup("861055556666", now)->rate.prefix, "8610");
+  EXPECT_EQ(deck->lookup("8613800138000", now)->rate.prefix, "861");
+  EXPECT_EQ(deck->lookup("8620", now)->rate.prefix, "86");
+  EXPECT_EQ(deck->lookup("81", now)->rate.prefix, "8");
+  EXPECT_EQ(deck->lookup("44", now), nullptr);
+  EXPECT_EQ(deck->lookup("86", now)->rate.prefix, "86");
+  EXPECT_EQ(deck->size(), 4u);
+}
+
+TEST(RateDeck, PeriodsAndEffectiveDatesChooseTheLineInForce) {
+  auto deck = RateDeck::build(parse("prefix;description;rate;weekdays;hours;effective_from\n"
+                                    "44;peak;0.10;mon-fri;08:00-20:00;\n"
+                                    "44;offpeak;0.05;mon-fri;20:00-08:00;\n"
+                                    "44;weekend;0.02;sat|sun;;\n"
+                                    "441;old;0.30;;;\n"
+                                    "441;new;0.25;;;2026-06-01\n").value());
+  using namespace std::chrono;
+  const Timestamp wednesday_noon = sys_days{2026y / November / 25} + 12h;
+  const Timestamp wednesday_night = sys_days{2026y / November / 25} + 23h;
+  const Timestamp saturday = sys_days{2026y / November / 28} + 12h;
+  EXPECT_EQ(deck->lookup("4420", wednesday_noon)->rate.description, "peak");
+  EXPECT_EQ(deck->lookup("4420", wednesday_night)->rate.description, "offpeak");
+  EXPECT_EQ(deck->lookup("4420", saturday)->rate.description, "weekend");
+  EXPECT_EQ(deck->lookup("4412", wednesday_noon)->rate.description, "new");
+  EXPECT_EQ(deck->lookup("4412", sys_days{2026y / March / 2} + 12h)->rate.description, "old");
+}
+
+// --- authorization ------------------------------------------------------------------------
+
+struct BillingTest : ::testing::Test {
+  test::TempDir dir;
+  std::unique_ptr<store_sqlite::SqliteStore> store =
+      store_sqlite::SqliteStore::open({.path = dir / "callback.db"}).value();
+  std::unique_ptr<SqliteBilling> billing = open_billing({});
+
+  std::unique_ptr<SqliteBilling> open_billing(BillingOptions options) {
+    options.database.path = dir / "callback.db";
+    options.database.synchronous = "normal";
+    return SqliteBilling::open(options).value();
+  }
+  void import(const std::string& tariff, const std::string& csv, SqliteBilling* into = nullptr) {
+    std::istringstream in(csv);
+    auto report = (into ? into : billing.get())->import_rates(tariff, in, cny);
+    ASSERT_TRUE(report) << report.error().describe();
+  }
+  void account(const std::string& id, std::string_view balance, AccountStatus status = AccountStatus::active) {
+    ASSERT_TRUE(store->accounts().create({.id = id, .currency = cny, .balance = cny_amount(balance), .status = status}));
+  }
+  Authorization authorize(const std::string& account_id, std::string_view destination, const std::string& call,
+                          std::string secret = {}) {
+    auto a = billing->authorize({AccountId{account_id}, number("13800138000"), number(destination), call, secret});
+    EXPECT_TRUE(a) << a.error().describe();
+    return a ? *a : Authorization{};
+  }
+  Money balance(const std::string& id) { return store->accounts().find(id).value()->balance; }
+  Money reserved(const std::string& id) { return store->accounts().find(id).value()->reserved; }
+};
+
+TEST_F(BillingTest, TheSeedsExampleFiveYuanAtTenFenIsFiftyMinutes) {
+  import("default", "86;China;0.10\n");
+  account("123", "5.00");
+  auto a = authorize("123", "861234567", "cb-1");
+  ASSERT_TRUE(a.allowed) << a.message;
+  EXPECT_EQ(a.max_duration, 50min);
+  EXPECT_EQ(reserved("123"), cny_amount("5.00"));
+  // The call lasted 61 s: two minutes at 60/60.
+  auto cost = billing->settle(a.reservation, 61s);
+  ASSERT_TRUE(cost) << cost.error().describe();
+  EXPECT_EQ(*cost, cny_amount("0.20"));
+  EXPECT_EQ(balance("123"), cny_amount("4.80"));
+  EXPECT_TRUE(reserved("123").is_zero());
+  // Exactly once: a second settle or a release is refused and moves nothing.
+  EXPECT_EQ(billing->settle(a.reservation, 61s).error().code, "reservation_ended");
+  EXPECT_EQ(billing->release(a.reservation).error().code, "reservation_ended");
+  EXPECT_EQ(balance("123"), cny_amount("4.80"));
+  auto ledger = store->ledger().entries("123").value();
+  ASSERT_EQ(ledger.size(), 2u);
+  EXPECT_EQ(ledger[1].amount, -cny_amount("0.20"));
+  EXPECT_EQ(ledger[1].reference, "cb-1");
+}
+
+TEST_F(BillingTest, ReleaseChargesNothing) {
+  import("default", "86;China;0.10\n");
+  account("123", "1.00");
+  auto a = authorize("123", "861234567", "cb-2");
+  ASSERT_TRUE(billing->release(a.reservation));
+  EXPECT_EQ(balance("123"), cny_amount("1.00"));
+  EXPECT_TRUE(reserved("123").is_zero());
+  EXPECT_EQ(store->ledger().entries("123").value().size(), 1u);
+}
+
+TEST_F(BillingTest, MaxDurationRespectsIncrementsFeesAndTheCap) {
+  import("default", "86;China;0.10;30/6;0.05\n44;UK;0;1/1\n");
+  account("123", "1.00");
+  // (1.00 - 0.05) / 0.10 = 9.5 min = 570 s, on the 30/6 grid: 30 + 6k <= 570 -> 570.
+  auto a = authorize("123", "861234567", "cb-3");
+  EXPECT_EQ(a.max_duration, 570s) << a.message;
+  ASSERT_TRUE(billing->release(a.reservation));
+  // A free destination is capped by max_call (3600 s).
+  EXPECT_EQ(authorize("123", "+44 20 7946 0018", "cb-4").max_duration, 3600s);
+}
+
+TEST_F(BillingTest, DenialsCarryTheirReasonAndMoveNothing) {
+  import("default", "86;China;0.10\n882;Satellite;BLOCKED\n");
+  account("rich", "100.00");
+  account("poor", "0.05");
+  account("off", "100.00", AccountStatus::disabled);
+  EXPECT_EQ(authorize("nobody", "861234567", "d1").reason, DenialReason::unknown_account);
+  EXPECT_EQ(authorize("off", "861234567", "d2").reason, DenialReason::disabled);
+  EXPECT_EQ(authorize("rich", "+44 20 7946 0018", "d3").reason, DenialReason::no_rate);
+  EXPECT_EQ(authorize("rich", "+882 1234", "d4").reason, DenialReason::destination_blocked);
+  auto poor = authorize("poor", "861234567", "d5");
+  EXPECT_EQ(poor.reason, DenialReason::insufficient_balance);
+  EXPECT_NE(poor.message.find("available 0.05 CNY"), std::string::npos) << poor.message;
+  for (const auto* id : {"rich", "poor", "off"}) EXPECT_TRUE(reserved(id).is_zero()) << id;
+}
+
+TEST_F(BillingTest, PinOrRegisteredNumberGuardsAnAccountWithASecret) {
+  import("default", "86;China;0.10\n");
+  Account a{.id = "pin", .currency = cny, .balance = cny_amount("5.00"), .secret_hash = hash_secret("4711").value()};
+  a.caller_numbers.push_back(number("13800138000"));
+  ASSERT_TRUE(store->accounts().create(a));
+  const auto with_pin = authorize("pin", "861234567", "p1", "4711");
+  EXPECT_TRUE(with_pin.allowed) << with_pin.message;
+  ASSERT_TRUE(billing->release(with_pin.reservation));  // it held the whole balance
+  EXPECT_EQ(authorize("pin", "861234567", "p2", "0000").reason, DenialReason::bad_secret);
+  // No PIN, but the call comes from the registered number: allowed.
+  EXPECT_TRUE(authorize("pin", "861234567", "p3").allowed);
+  auto stranger = billing->authorize({AccountId{"pin"}, number("13900000000"), number("861234567"), "p4", {}});
+  EXPECT_EQ(stranger->reason, DenialReason::bad_secret);
+}
+
+TEST_F(BillingTest, SecretsAreHashedWithScryptAndCheckedExactly) {
+  const auto hash = hash_secret("correct horse").value();
+  EXPECT_EQ(hash.rfind("scrypt$14$8$1$", 0), 0u);
+  EXPECT_EQ(hash.find("correct"), std::string::npos);
+  EXPECT_NE(hash, hash_secret("correct horse").value());  // salted
+  EXPECT_TRUE(verify_secret("correct horse", hash));
+  EXPECT_FALSE(verify_secret("correct hors", hash));
+  EXPECT_FALSE(verify_secret("correct horse", "scrypt$14$8$1$zz$00"));
+  EXPECT_FALSE(hash_secret(""));
+}
+
+TEST_F(BillingTest, BillingLegATooChargesBothRates) {
+  auto both = open_billing({.bill_leg_a = true});
+  import("default", "86;China;0.10\n86138;China mobile;0.05\n", both.get());
+  account("123", "1.50");
+  auto a = both->authorize({AccountId{"123"}, number("13800138000"), number("861234567"), "a1", {}}).value();
+  ASSERT_TRUE(a.allowed) << a.message;
+  EXPECT_EQ(a.max_duration, 10min);  // 1.50 / (0.10 + 0.05)
+  EXPECT_EQ(both->settle(a.reservation, 60s).value(), cny_amount("0.15"));
+}
+
+TEST_F(BillingTest, ImportIsAllOrNothingAndSwapsTheDeck) {
+  import("default", "86;China;0.10\n");
+  std::istringstream bad("86;China;0.20\n87;Bad;x\n");
+  auto report = billing->import_rates("default", bad, cny);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().field, "line 2");
+  // Nothing changed: neither the deck in memory nor the table.
+  EXPECT_EQ(billing->rate("default", number("861234567"), {})->price_per_minute, cny_amount("0.10"));
+  SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM rate").getInt(), 1);
+  import("default", "86;China;0.20\n8610;Beijing;0.30\n");
+  EXPECT_EQ(billing->rate("default", number("861234567"), {})->price_per_minute, cny_amount("0.20"));
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM rate").getInt(), 2);
+  // Reopening reads the decks back from the database.
+  billing.reset();
+  billing = open_billing({});
+  EXPECT_EQ(billing->rate("default", number("01055556666"), {})->price_per_minute, cny_amount("0.30"));
+  EXPECT_EQ(billing->tariffs()->at(0).rates, 2u);
+}
+
+TEST_F(BillingTest, SqlMetacharactersInNamesAreJustText) {
+  const std::string evil = "x'); DROP TABLE rate; --";
+  import("default", "86;\"" + evil + "\";0.10\n");
+  EXPECT_EQ(billing->rates("default", "", 0)->at(0).description, evil);
+  std::istringstream in("86;x;0.1\n");
+  EXPECT_EQ(billing->import_rates("a'b", in, cny).error().field, "tariff");
+}
+
+TEST_F(BillingTest, ConcurrentAuthorizationsNeverSpendTheSameMoneyTwice) {
+  // The balance covers exactly 10 calls of the longest allowed length (60 s at 1.00/min).
+  auto capped = open_billing({.max_call = 60s});
+  import("default", "86;China;1.00\n", capped.get());
+  account("shared", "10.00");
+  std::vector<Authorization> results(1000);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 1000; ++i) {
+    threads.emplace_back([&, i] {
+      results[static_cast<std::size_t>(i)] =
+          capped->authorize({AccountId{"shared"}, number("13800138000"), number("861234567"),
+                             "c" + std::to_string(i), {}}).value();
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<std::string> granted;
+  for (const auto& r : results) {
+    if (r.allowed) {
+      EXPECT_EQ(r.max_duration, 60s);
+      granted.push_back(r.reservation);
+    } else {
+      EXPECT_EQ(r.reason, DenialReason::insufficient_balance);
+    }
+  }
+  ASSERT_EQ(granted.size(), 10u);
+  EXPECT_EQ(reserved("shared"), cny_amount("10.00"));  // never more than available
+  // End them concurrently: half settled with various lengths, half released.
+  threads.clear();
+  for (std::size_t i = 0; i < granted.size(); ++i) {
+    threads.emplace_back([&, i] {
+      if (i % 2 == 0) {
+        ASSERT_TRUE(capped->settle(granted[i], std::chrono::seconds(10 * static_cast<long>(i) + 1)));
+      } else {
+        ASSERT_TRUE(capped->release(granted[i]));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(reserved("shared").is_zero());
+  const Money after = balance("shared");
+  EXPECT_FALSE(after.is_negative());
+  // The ledger sums to the balance.
+  Money sum = Money::zero(cny);
+  for (const auto& e : store->ledger().entries("shared").value()) sum += e.amount;
+  EXPECT_EQ(sum, after);
+  // Settled: 1, 21, 41, 61 (capped at 60), 81 (capped) seconds -> 1+1+1+1+1 minutes.
+  EXPECT_EQ(after, cny_amount("5.00"));
+  SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM reservation WHERE status = 'open'").getInt(), 0);
+}
+
+TEST_F(BillingTest, CampaignPoliciesAreCheckedPerCallerNumber) {
+  ASSERT_TRUE(billing->put_campaign({.id = "free", .limit = 300s, .uses_per_day = 2}));
+  ASSERT_TRUE(billing->put_campaign({.id = "once", .limit = 120s, .once_ever = true}));
+  ASSERT_TRUE(billing->put_campaign({.id = "gap", .limit = 60s, .min_hours_between = 24}));
+  ASSERT_TRUE(billing->put_campaign({.id = "budget", .limit = 300s, .daily_budget = 400s}));
+  auto campaign = [&](const std::string& id, std::string_view caller, const std::string& call) {
+    return billing->authorize({CampaignId{id}, number(caller), number("01055556666"), call, {}}).value();
+  };
+  auto first = campaign("free", "13800138000", "f1");
+  ASSERT_TRUE(first.allowed) << first.message;
+  EXPECT_EQ(first.max_duration, 300s);
+  ASSERT_TRUE(billing->settle(first.reservation, 100s));
+  // An attempt that never connected does not count as a use.
+  ASSERT_TRUE(billing->release(campaign("free", "13800138000", "f2").reservation));
+  ASSERT_TRUE(campaign("free", "13800138000", "f3").allowed);  // second use today
+  EXPECT_EQ(campaign("free", "13800138000", "f4").reason, DenialReason::campaign_limit);
+  EXPECT_TRUE(campaign("free", "13900000000", "f5").allowed);  // another number
+
+  ASSERT_TRUE(billing->settle(campaign("once", "13800138000", "o1").reservation, 30s));
+  EXPECT_EQ(campaign("once", "13800138000", "o2").reason, DenialReason::campaign_limit);
+
+  ASSERT_TRUE(campaign("gap", "13800138000", "g1").allowed);
+  auto again = campaign("gap", "13800138000", "g2");
+  EXPECT_EQ(again.reason, DenialReason::campaign_limit);
+  EXPECT_NE(again.message.find("24 h"), std::string::npos);
+
+  EXPECT_EQ(campaign("budget", "13800000001", "b1").max_duration, 300s);
+  EXPECT_EQ(campaign("budget", "13800000002", "b2").max_duration, 100s);  // what is left of 400
+  EXPECT_EQ(campaign("budget", "13800000003", "b3").reason, DenialReason::campaign_limit);
+  EXPECT_EQ(billing->authorize({CampaignId{"nope"}, number("13800138000"), number("01055556666"), "n", {}})->reason,
+            DenialReason::campaign_limit);
+}
+
+TEST_F(BillingTest, CallerStatisticsFollowTheCdrs) {
+  auto cdr = [](LegRole leg, std::string src, std::string dst, Disposition d, std::int64_t billsec) {
+    Cdr c;
+    c.leg = leg;
+    c.src = std::move(src);
+    c.dst = std::move(dst);
+    c.disposition = d;
+    c.billsec = billsec;
+    c.duration = billsec;
+    c.calldate = std::chrono::sys_days{std::chrono::November / 26 / 2026};
+    return c;
+  };
+  std::vector<Cdr> answered{cdr(LegRole::a, "8610", "8613800138000", Disposition::answered, 70),
+                            cdr(LegRole::b, "8613800138000", "8610", Disposition::answered, 61)};
+  std::vector<Cdr> busy{cdr(LegRole::a, "8610", "8613800138000", Disposition::busy, 0)};
+  ASSERT_TRUE(store->cdrs().append(answered));
+  ASSERT_TRUE(store->cdrs().append(busy));
+  auto stats = billing->caller_stats("8613800138000", 0).value();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].attempts, 2);
+  EXPECT_EQ(stats[0].answered, 1);
+  EXPECT_EQ(stats[0].failures, 1);
+  EXPECT_EQ(stats[0].talk_seconds, 61);
+  ASSERT_TRUE(stats[0].last_call);
+}
+
+}  // namespace
