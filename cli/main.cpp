@@ -1,5 +1,6 @@
 // callbackctl: the operator's shell front end. Parses the command line into typed
 // arguments and hands them to the commands; every error is one line and an exit code.
+#include "admin.hpp"
 #include "commands.hpp"
 
 #include <CLI/CLI.hpp>
@@ -11,49 +12,126 @@ int main(int argc, char** argv) {
   CLI::App app{"callbackctl: run and inspect a callback service"};
   app.require_subcommand(1);
   bool json = false;
-  app.add_flag("--json", json, "print JSON for scripts instead of tables");
-
-  PluginSource source;
   std::string config_path;
-  auto add_plugin_source = [&](CLI::App* cmd) {
-    cmd->add_option("--config", config_path, "config file whose plugin_dirs to search");
-    cmd->add_option("--plugin-dir", source.plugin_dirs, "also search this folder (repeatable)");
-  };
+  PluginSource source;
+  // Global options may come anywhere (fallthrough from every subcommand).
+  app.add_flag("--json", json, "print JSON for scripts instead of tables");
+  app.add_option("--config", config_path, "config file (default: embedded SQLite store and billing)");
+  app.add_option("--plugin-dir", source.plugin_dirs, "also search this folder for plugins (repeatable)")
+      ->allow_extra_args(false);
+  app.fallthrough();
 
   int result = exit_ok;
-  const Output output{std::cout, std::cerr, false};
-  auto out = [&] { return Output{output.out, output.err, json}; };
-  auto finish_source = [&] {
+  auto out = [&] {
     if (!config_path.empty()) source.config = config_path;
+    return Output{std::cout, std::cerr, json};
+  };
+  auto group = [&](const char* name, const char* help) {
+    auto* g = app.add_subcommand(name, help);
+    g->require_subcommand(1);
+    g->fallthrough();
+    return g;
+  };
+  auto command = [](CLI::App* parent, const char* name, const char* help) {
+    auto* c = parent->add_subcommand(name, help);
+    c->fallthrough();
+    return c;
   };
 
-  auto* version = app.add_subcommand("version", "print the version, plugin ABI and build fingerprint");
-  version->callback([&] { result = version_command(out()); });
+  command(&app, "version", "print the version, plugin ABI and build fingerprint")->callback([&] {
+    result = version_command(out());
+  });
 
-  auto* plugins = app.add_subcommand("plugins", "list and describe plugins");
-  plugins->require_subcommand(1);
-  auto* list = plugins->add_subcommand("list", "every plugin in the search path: name, kind, version, status, path");
-  add_plugin_source(list);
-  list->callback([&] {
-    finish_source();
+  auto* plugins = group("plugins", "list and describe plugins");
+  command(plugins, "list", "every plugin in the search path: name, kind, version, status, path")->callback([&] {
     result = plugins_list_command(source, out());
   });
   std::string plugin_name;
-  auto* describe = plugins->add_subcommand("describe", "a plugin's options: type, default, description");
-  describe->add_option("NAME", plugin_name, "canonical name (callback.store.sqlite) or path to a plugin file")
-      ->required();
-  add_plugin_source(describe);
-  describe->callback([&] {
-    finish_source();
-    result = plugins_describe_command(source, plugin_name, out());
-  });
+  auto* describe = command(plugins, "describe", "a plugin's options: type, default, description");
+  describe->add_option("NAME", plugin_name, "canonical name (callback.store.sqlite) or path to a plugin file")->required();
+  describe->callback([&] { result = plugins_describe_command(source, plugin_name, out()); });
 
-  auto* config = app.add_subcommand("config", "check configuration files");
-  config->require_subcommand(1);
+  auto* config = group("config", "check configuration files");
   std::string check_file;
-  auto* check = config->add_subcommand("check", "parse a config file and check every plugin and option in it");
+  auto* check = command(config, "check", "parse a config file and check every plugin and option in it");
   check->add_option("FILE", check_file, "the config file")->required();
   check->callback([&] { result = config_check_command(check_file, out()); });
+
+  // Accounts.
+  auto* accounts = group("accounts", "prepaid accounts: add, list, show, topup, disable");
+  AccountAdd add_args;
+  auto* add = command(accounts, "add", "open an account");
+  add->add_option("ID", add_args.id, "account id (letters, digits, - _ .)")->required();
+  add->add_option("--name", add_args.name, "holder's name");
+  add->add_option("--currency", add_args.currency, "ISO 4217 code")->capture_default_str();
+  add->add_option("--balance", add_args.balance, "opening balance, e.g. 5.00")->capture_default_str();
+  add->add_option("--credit-limit", add_args.credit_limit, "how far below zero it may go")->capture_default_str();
+  add->add_option("--tariff", add_args.tariff, "rate deck (default: the default tariff)");
+  add->add_option("--number", add_args.numbers, "registered caller number (repeatable)")->allow_extra_args(false);
+  add->add_option("--pin", add_args.pin, "PIN or password (stored as a scrypt hash)");
+  add->callback([&] { result = accounts_add(source, add_args, out()); });
+  command(accounts, "list", "every account with its balance")->callback([&] { result = accounts_list(source, out()); });
+  std::string account_id, amount, reference;
+  auto* show = command(accounts, "show", "one account and its ledger");
+  show->add_option("ID", account_id, "account id")->required();
+  show->callback([&] { result = accounts_show(source, account_id, out()); });
+  auto* topup = command(accounts, "topup", "credit an account (a ledger entry)");
+  topup->add_option("ID", account_id, "account id")->required();
+  topup->add_option("AMOUNT", amount, "e.g. 10.00")->required();
+  topup->add_option("--reference", reference, "payment reference");
+  topup->callback([&] { result = accounts_topup(source, account_id, amount, reference, out()); });
+  auto* disable = command(accounts, "disable", "refuse new calls for an account");
+  disable->add_option("ID", account_id, "account id")->required();
+  disable->callback([&] { result = accounts_disable(source, account_id, out()); });
+
+  // Rates.
+  auto* rates = group("rates", "rate decks: import, lookup, list");
+  std::string tariff, file, currency = "CNY", number, prefix;
+  std::size_t limit = 0;
+  auto* import = command(rates, "import", "replace a tariff's deck with a carrier CSV (all or nothing)");
+  import->add_option("TARIFF", tariff, "tariff name")->required();
+  import->add_option("FILE", file, "CSV file: prefix;description;rate[;increment;...]")->required();
+  import->add_option("--currency", currency, "currency of the rates")->capture_default_str();
+  import->callback([&] { result = rates_import(source, tariff, file, currency, out()); });
+  auto* lookup = command(rates, "lookup", "the rate a number gets (longest prefix)");
+  lookup->add_option("TARIFF", tariff, "tariff name")->required();
+  lookup->add_option("NUMBER", number, "a phone number")->required();
+  lookup->callback([&] { result = rates_lookup(source, tariff, number, out()); });
+  auto* list_rates = command(rates, "list", "tariffs, or the rates of one");
+  list_rates->add_option("TARIFF", tariff, "tariff name (none: list the tariffs)");
+  list_rates->add_option("--prefix", prefix, "only prefixes starting with this");
+  list_rates->add_option("--limit", limit, "at most this many (0: all)");
+  list_rates->callback([&] { result = rates_list(source, tariff, prefix, limit, out()); });
+
+  // CDRs.
+  auto* cdr = group("cdr", "call detail records: list, export");
+  CdrFilter filter;
+  for (auto* c : {command(cdr, "list", "CDRs as a table"), command(cdr, "export", "CDRs as CSV, streamed")}) {
+    c->add_option("--since", filter.since, "from (YYYY-MM-DD[ HH:MM:SS] UTC)");
+    c->add_option("--until", filter.until, "before");
+    c->add_option("--account", filter.account, "account code");
+    c->add_option("--number", filter.number, "source or destination digits");
+    c->add_option("--limit", filter.limit, "at most this many");
+  }
+  cdr->get_subcommand("list")->callback([&] { result = cdr_list(source, filter, out()); });
+  cdr->get_subcommand("export")->callback([&] { result = cdr_export(source, filter, out()); });
+
+  // Statistics and campaigns.
+  auto* stats_cmd = command(&app, "stats", "per caller number: attempts, answered, talk time");
+  stats_cmd->add_option("NUMBER", number, "one number (none: the busiest)");
+  stats_cmd->add_option("--limit", limit, "at most this many (0: all)");
+  stats_cmd->callback([&] { result = stats(source, number, limit, out()); });
+  auto* campaigns = group("campaigns", "free or promotional campaigns and their rules");
+  CampaignAdd campaign;
+  auto* campaign_add = command(campaigns, "add", "create or change a campaign");
+  campaign_add->add_option("ID", campaign.id, "campaign id")->required();
+  campaign_add->add_option("--limit", campaign.limit_seconds, "seconds per call")->capture_default_str();
+  campaign_add->add_option("--per-day", campaign.uses_per_day, "calls per caller number a day (0: any)");
+  campaign_add->add_flag("--once", campaign.once_ever, "one call per caller number, ever");
+  campaign_add->add_option("--gap-hours", campaign.min_hours_between, "hours between calls of one number");
+  campaign_add->add_option("--daily-budget", campaign.daily_budget_seconds, "talk seconds a day for all (0: any)");
+  campaign_add->callback([&] { result = campaigns_add(source, campaign, out()); });
+  command(campaigns, "list", "campaigns")->callback([&] { result = campaigns_list(source, out()); });
 
   try {
     app.parse(argc, argv);

@@ -246,6 +246,7 @@ Result<ServiceConfig> parse_config(std::string_view text, const EnvironmentLooku
     }
   }
   if (!config.store) config.store = default_config().store;
+  if (!root.contains("billing")) config.billing = default_config().billing;
   return config;
 }
 
@@ -271,6 +272,7 @@ Result<ServiceConfig> load_config(const fs::path& file, const EnvironmentLookup&
 ServiceConfig default_config() {
   ServiceConfig config;
   config.store = ComponentConfig{"callback.store.sqlite", "callback.store.sqlite", json::value(), "store"};
+  config.billing = ComponentConfig{"callback.billing.sqlite", "callback.billing.sqlite", json::value(), "billing"};
   return config;
 }
 

@@ -77,6 +77,11 @@ TEST(Config, EmptyObjectMeansEmbeddedDefaults) {
   ASSERT_TRUE(config->store);
   EXPECT_EQ(config->store->plugin, "callback.store.sqlite");
   EXPECT_EQ(default_config().store->plugin, "callback.store.sqlite");
+  ASSERT_TRUE(config->billing);
+  EXPECT_EQ(config->billing->plugin, "callback.billing.sqlite");
+  auto without = parse_config(R"({"billing": {"plugin": "callback.billing.sqlite", "enabled": false}})");
+  ASSERT_TRUE(without);
+  EXPECT_FALSE(without->billing);
 }
 
 TEST(Config, SyntaxErrorsSayLineAndColumn) {

@@ -65,7 +65,9 @@ using EnvironmentLookup = std::function<std::optional<std::string>(std::string_v
 [[nodiscard]] CALLBACK_EXPORT Result<ServiceConfig> load_config(const std::filesystem::path& file,
                                                                 const EnvironmentLookup& env = process_environment());
 
-// The embedded defaults: SQLite store in the default location, nothing else configured.
+// The embedded defaults: the SQLite store and SQLite billing in the default location
+// (a config without "store" or "billing" gets these; "billing": {"plugin": ..., "enabled":
+// false} turns billing off).
 [[nodiscard]] CALLBACK_EXPORT ServiceConfig default_config();
 
 // Checks every component: the plugin exists and loads, it is of the kind its slot needs,

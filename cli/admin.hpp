@@ -1,0 +1,47 @@
+#pragma once
+// callbackctl's operator commands on the embedded store and billing (accounts, rates,
+// CDRs, statistics, campaigns). Each takes typed arguments, calls the library, prints.
+#include "commands.hpp"
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace callback::cli {
+
+struct AccountAdd {
+  std::string id, name, currency = "CNY", balance = "0", credit_limit = "0", tariff, pin;
+  std::vector<std::string> numbers;
+};
+struct CdrFilter {
+  std::string since, until, account, number;  // times as YYYY-MM-DD[ HH:MM:SS], UTC
+  std::size_t limit = 0;
+};
+struct CampaignAdd {
+  std::string id;
+  long limit_seconds = 300;
+  int uses_per_day = 0;
+  bool once_ever = false;
+  int min_hours_between = 0;
+  long daily_budget_seconds = 0;
+};
+
+int accounts_add(const PluginSource& source, const AccountAdd& args, const Output& output);
+int accounts_list(const PluginSource& source, const Output& output);
+int accounts_show(const PluginSource& source, const std::string& id, const Output& output);
+int accounts_topup(const PluginSource& source, const std::string& id, const std::string& amount,
+                   const std::string& reference, const Output& output);
+int accounts_disable(const PluginSource& source, const std::string& id, const Output& output);
+int rates_import(const PluginSource& source, const std::string& tariff, const std::string& file,
+                 const std::string& currency, const Output& output);
+int rates_lookup(const PluginSource& source, const std::string& tariff, const std::string& number, const Output& output);
+int rates_list(const PluginSource& source, const std::string& tariff, const std::string& prefix, std::size_t limit,
+               const Output& output);
+int cdr_list(const PluginSource& source, const CdrFilter& filter, const Output& output);
+int cdr_export(const PluginSource& source, const CdrFilter& filter, const Output& output);
+int stats(const PluginSource& source, const std::string& number, std::size_t limit, const Output& output);
+int campaigns_add(const PluginSource& source, const CampaignAdd& args, const Output& output);
+int campaigns_list(const PluginSource& source, const Output& output);
+
+}  // namespace callback::cli

@@ -1,0 +1,134 @@
+// callbackctl's operator commands on a database of the test's own (CALLBACK_DATA_DIR).
+#include "run_command.hpp"
+#include "temp_dir.hpp"
+
+#include <boost/json/parse.hpp>
+#include <SQLiteCpp/Database.h>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+using callback::test::CommandResult;
+using callback::test::run_command;
+using callback::test::shell_quote;
+using callback::test::TempDir;
+
+namespace {
+
+struct AdminTest : ::testing::Test {
+  TempDir dir;
+  CommandResult ctl(const std::string& args) {
+    return run_command("env CALLBACK_DATA_DIR=" + shell_quote(dir.path().string()) + " " + shell_quote(CALLBACKCTL_PATH) +
+                       " " + args);
+  }
+  std::string write(const std::string& name, const std::string& text) {
+    const auto path = (dir / name).string();
+    std::ofstream(path) << text;
+    return shell_quote(path);
+  }
+};
+
+TEST_F(AdminTest, AccountsFromOpeningToTopUpAndDisable) {
+  auto add = ctl("--json accounts add 123 --name Seed --balance 5.00 --number 13800138000 --pin 4711");
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  auto shown = boost::json::parse(add.out);
+  EXPECT_EQ(shown.at("balance").as_string(), "5.00");
+  EXPECT_EQ(shown.at("has_pin").as_bool(), true);
+  EXPECT_EQ(shown.at("numbers").as_array().at(0).as_string(), "+13800138000");  // as dialed: no numbering plan
+  auto topup = ctl("accounts topup 123 10.50 --reference pay-1");
+  ASSERT_EQ(topup.exit_code, 0) << topup.err;
+  EXPECT_EQ(topup.out, "123: balance 15.50 CNY\n");
+  auto show = ctl("accounts show 123");
+  EXPECT_NE(show.out.find("balance    15.50 CNY"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("pay-1"), std::string::npos);
+  EXPECT_NE(show.out.find("PIN        set"), std::string::npos);
+  EXPECT_EQ(show.out.find("4711"), std::string::npos);  // never printed
+  ASSERT_EQ(ctl("accounts disable 123").exit_code, 0);
+  auto list = ctl("accounts list");
+  EXPECT_NE(list.out.find("123  Seed  15.50"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("disabled"), std::string::npos);
+}
+
+TEST_F(AdminTest, AccountMistakesAreOneLineAndExitTwo) {
+  ASSERT_EQ(ctl("accounts add 123 --balance 1").exit_code, 0);
+  const std::pair<std::string, std::string> cases[] = {
+      {"accounts add 123", "account 123 already exists"},
+      {"accounts add 456 --balance 5.001", "balance: \"5.001\" has more decimal places than CNY allows (2)"},
+      {"accounts add 456 --currency yuan", "currency: currency must be a three-letter ISO 4217 code"},
+      {"accounts add \"a'; DROP TABLE account;--\"", "account id may contain only letters"},
+      {"accounts topup 123 -5", "a top-up must be positive"},
+      {"accounts topup 999 5", "no account 999"},
+      {"accounts show 999", "no account 999"},
+  };
+  for (const auto& [args, message] : cases) {
+    auto r = ctl(args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  EXPECT_NE(ctl("accounts show 123").out.find("balance    1.00 CNY"), std::string::npos);  // untouched
+}
+
+TEST_F(AdminTest, RatesImportLookupAndList) {
+  const auto deck = write("deck.csv", "prefix;description;rate;increment\n86;China;0.20;60/60\n8610;Beijing;0.10;30/6\n");
+  auto import = ctl("rates import default " + deck);
+  ASSERT_EQ(import.exit_code, 0) << import.err;
+  EXPECT_NE(import.out.find("tariff default: 2 rates imported"), std::string::npos);
+  auto lookup = ctl("rates lookup default +861055556666");
+  EXPECT_EQ(lookup.out, "+861055556666 -> 8610 Beijing: 0.10/min, 30/6, connection 0.00\n") << lookup.err;
+  auto json = boost::json::parse(ctl("--json rates list default").out);
+  EXPECT_EQ(json.as_array().size(), 2u);
+  EXPECT_NE(ctl("rates list").out.find("default  CNY       2"), std::string::npos);
+  // A bad deck: nothing changes, the error names the file and the line.
+  const auto bad = write("bad.csv", "86;China;0.30\n87;Oops;-1\n");
+  auto refused = ctl("rates import default " + bad);
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("bad.csv: line 2: rate: \"-1\" is negative"), std::string::npos) << refused.err;
+  EXPECT_NE(ctl("rates lookup default +8620").out.find("0.20/min"), std::string::npos);
+  auto none = ctl("rates lookup default +4420");
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("no rate for +4420"), std::string::npos);
+}
+
+TEST_F(AdminTest, CdrListAndStreamingCsvExportAndStats) {
+  ASSERT_EQ(ctl("accounts list").exit_code, 0);  // creates the database
+  {
+    SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("INSERT INTO cdr (calldate, clid, src, dst, duration, billsec, disposition, accountcode, userfield, "
+            "callback_id, leg) VALUES ('2026-11-26 09:00:00', '\"Callback\" <8610>', '8610', '8613800138000', 70, 70, "
+            "'ANSWERED', '123', 'Hangupcause:16', 'cb-1', 'A')");
+    db.exec("INSERT INTO cdr (calldate, src, dst, duration, billsec, disposition, accountcode, userfield, callback_id, "
+            "leg, cost_micros, currency) VALUES ('2026-11-26 09:00:05', '8613800138000', '8610', 65, 61, 'ANSWERED', "
+            "'123', 'Hangupcause:16', 'cb-1', 'B', 200000, 'CNY')");
+    db.exec("INSERT INTO cdr (calldate, src, dst, duration, disposition, accountcode, userfield, callback_id, leg) "
+            "VALUES ('2026-11-27 10:00:00', '8620', '8613800138000', 5, 'BUSY', '123', 'Hangupcause:17', 'cb-2', 'A')");
+  }
+  auto csv = ctl("cdr export --account 123");
+  ASSERT_EQ(csv.exit_code, 0) << csv.err;
+  EXPECT_EQ(csv.out.substr(0, csv.out.find("\r\n")),
+            "calldate,clid,src,dst,dcontext,channel,dstchannel,lastapp,lastdata,duration,billsec,disposition,amaflags,"
+            "accountcode,uniqueid,userfield,callback_id,leg,cost,hangup_cause");
+  EXPECT_NE(csv.out.find("2026-11-26 09:00:00,\"\"\"Callback\"\" <8610>\",8610,8613800138000"), std::string::npos)
+      << csv.out;
+  EXPECT_NE(csv.out.find(",cb-1,B,0.20,"), std::string::npos);
+  EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), 4);
+  auto day = ctl("--json cdr list --since 2026-11-27");
+  EXPECT_EQ(boost::json::parse(day.out).as_array().size(), 1u);
+  EXPECT_EQ(ctl("cdr list --since yesterday").exit_code, 2);
+  auto stats = ctl("--json stats +8613800138000");
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  const auto row = boost::json::parse(stats.out).as_array().at(0);
+  EXPECT_EQ(row.at("attempts").as_int64(), 2);
+  EXPECT_EQ(row.at("answered").as_int64(), 1);
+  EXPECT_EQ(row.at("talk_seconds").as_int64(), 61);
+}
+
+TEST_F(AdminTest, CampaignsAddAndList) {
+  auto add = ctl("campaigns add free --limit 300 --per-day 1 --gap-hours 24");
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  EXPECT_NE(add.out.find("free      300"), std::string::npos) << add.out;
+  EXPECT_EQ(ctl("campaigns add bad --limit 0").exit_code, 2);
+}
+
+}  // namespace
