@@ -5,6 +5,7 @@
 #include <cctype>
 #include <ctime>
 #include <istream>
+#include <iterator>
 #include <map>
 
 namespace callback::billing_sqlite {
@@ -153,6 +154,13 @@ std::optional<Timestamp> parse_date(std::string_view text) {
 
 }  // namespace
 
+bool deck_order(const RateLine& a, const RateLine& b) noexcept {
+  if (a.rate.prefix != b.rate.prefix) return a.rate.prefix < b.rate.prefix;
+  if (a.effective_from != b.effective_from) return a.effective_from > b.effective_from;  // latest first
+  return std::tie(a.weekdays, a.start_minute, a.end_minute, a.line) <
+         std::tie(b.weekdays, b.start_minute, b.end_minute, b.line);
+}
+
 bool RateLine::applies_at(Timestamp at) const noexcept {
   if (always()) return true;
   if (at < effective_from) return false;
@@ -170,13 +178,21 @@ Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& c
   std::vector<std::string> fields;
   std::vector<Column> columns;
   char separator = 0;
-  std::string text;
+  // The whole file at once: one read, and the row count known before parsing, so the
+  // lines are allocated once (no doubling: a 1M-row deck would peak at twice its size).
+  std::string content{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  lines.reserve(static_cast<std::size_t>(std::count(content.begin(), content.end(), '\n')) + 1);
+  std::string_view rest = content;
+  std::string_view text;
   std::size_t line_number = 0;
   bool first_record = true;
-  while (std::getline(in, text)) {
+  while (!rest.empty()) {
+    const auto eol = rest.find('\n');
+    text = rest.substr(0, eol);
+    rest = eol == std::string_view::npos ? std::string_view{} : rest.substr(eol + 1);
     ++line_number;
     if (trim(text).empty()) continue;
-    if (line_number == 1 && text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);  // UTF-8 BOM
+    if (line_number == 1 && text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // UTF-8 BOM
     if (separator == 0) separator = text.find(';') != std::string::npos ? ';' : ',';
     if (!split_record(text, separator, fields)) return row_error(line_number, "row", "a quote is not closed");
     if (first_record) {
@@ -323,33 +339,33 @@ Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& c
     lines.push_back(std::move(line));
   }
   if (lines.empty()) return Error{"invalid_rate_deck", "the rate deck has no rates", "line " + std::to_string(line_number)};
-  // The same prefix twice is a mistake unless the two apply at different times.
-  std::vector<std::size_t> order(lines.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-    const auto& x = lines[a];
-    const auto& y = lines[b];
-    return std::tie(x.rate.prefix, x.effective_from, x.weekdays, x.start_minute, x.end_minute, x.line) <
-           std::tie(y.rate.prefix, y.effective_from, y.weekdays, y.start_minute, y.end_minute, y.line);
-  });
-  for (std::size_t k = 1; k < order.size(); ++k) {
-    const auto& x = lines[order[k - 1]];
-    const auto& y = lines[order[k]];
+  // Deck order (RateDeck::build keeps it); then the same prefix twice, at the same
+  // times, sits side by side: a mistake, reported on the later line of the file.
+  std::sort(lines.begin(), lines.end(), deck_order);
+  std::optional<std::pair<std::size_t, std::size_t>> duplicate;
+  for (std::size_t k = 1; k < lines.size(); ++k) {
+    const auto& x = lines[k - 1];
+    const auto& y = lines[k];
     if (x.rate.prefix == y.rate.prefix && x.effective_from == y.effective_from && x.weekdays == y.weekdays &&
         x.start_minute == y.start_minute && x.end_minute == y.end_minute) {
-      return row_error(y.line, "prefix", "duplicate prefix " + y.rate.prefix + " (also on line " +
-                                             std::to_string(x.line) + ")");
+      const auto pair = std::minmax(x.line, y.line);
+      if (!duplicate || pair.second < duplicate->second) duplicate = pair;
     }
+  }
+  if (duplicate) {
+    std::string prefix;
+    for (const auto& l : lines) {
+      if (l.line == duplicate->second) prefix = l.rate.prefix;
+    }
+    return row_error(duplicate->second, "prefix", "duplicate prefix " + prefix + " (also on line " +
+                                                      std::to_string(duplicate->first) + ")");
   }
   return lines;
 }
 
 std::shared_ptr<const RateDeck> RateDeck::build(std::vector<RateLine> lines) {
   auto deck = std::make_shared<RateDeck>();
-  std::sort(lines.begin(), lines.end(), [](const RateLine& a, const RateLine& b) {
-    if (a.rate.prefix != b.rate.prefix) return a.rate.prefix < b.rate.prefix;
-    return a.effective_from > b.effective_from;  // latest first within a prefix
-  });
+  if (!std::is_sorted(lines.begin(), lines.end(), deck_order)) std::sort(lines.begin(), lines.end(), deck_order);
   deck->lines_ = std::move(lines);
   const auto& L = deck->lines_;
   // Breadth-first: a node is the range of sorted lines sharing its `depth`-digit prefix.
@@ -371,7 +387,8 @@ std::shared_ptr<const RateDeck> RateDeck::build(std::vector<RateLine> lines) {
       std::uint32_t k = lo;
       while (k < hi && L[k].rate.prefix.size() == depth) ++k;
       node.first_entry = lo;
-      node.entries = static_cast<std::uint16_t>(std::min<std::uint32_t>(k - lo, 0xffff));
+      node.entries = static_cast<std::uint16_t>(std::min<std::uint32_t>(k - lo, 0x7fff));
+      if (k - lo == 1 && L[lo].always()) node.entries |= unconditional;
       node.first_child = static_cast<std::uint32_t>(level_start + level.size() + next.size());
       while (k < hi) {
         const char digit = L[k].rate.prefix[depth];
@@ -390,26 +407,69 @@ std::shared_ptr<const RateDeck> RateDeck::build(std::vector<RateLine> lines) {
   return deck;
 }
 
+std::int64_t RateDeck::entry_at(std::uint32_t index, Timestamp at) const noexcept {
+  const Node& node = nodes_[index];
+  if (node.entries & unconditional) return node.first_entry;
+  for (std::uint32_t e = 0; e < node.entries; ++e) {
+    if (lines_[node.first_entry + e].applies_at(at)) return node.first_entry + e;
+  }
+  return -1;
+}
+
 const RateLine* RateDeck::lookup(std::string_view digits, Timestamp at) const noexcept {
   if (nodes_.empty()) return nullptr;
-  const RateLine* best = nullptr;
-  const Node* node = &nodes_[0];
+  std::int64_t best = -1;
+  std::uint32_t index = 0;
   std::size_t i = 0;
   while (true) {
-    for (std::uint32_t e = 0; e < node->entries; ++e) {
-      const RateLine& line = lines_[node->first_entry + e];
-      if (line.applies_at(at)) {
-        best = &line;
-        break;
-      }
+    const Node& node = nodes_[index];
+    if (node.entries != 0) {
+      if (const auto e = entry_at(index, at); e >= 0) best = e;
     }
     if (i == digits.size()) break;
     const unsigned d = static_cast<unsigned>(digits[i++] - '0');
-    if (d > 9 || ((node->children >> d) & 1u) == 0) break;
-    const unsigned below = static_cast<unsigned>(std::popcount(static_cast<unsigned>(node->children) & ((1u << d) - 1)));
-    node = &nodes_[node->first_child + below];
+    if (d > 9 || ((node.children >> d) & 1u) == 0) break;
+    index = node.first_child + static_cast<unsigned>(std::popcount(static_cast<unsigned>(node.children) & ((1u << d) - 1)));
   }
-  return best;
+  return best >= 0 ? &lines_[static_cast<std::size_t>(best)] : nullptr;
+}
+
+void RateDeck::lookup_batch(std::span<const std::string_view> numbers, Timestamp at,
+                            std::span<const RateLine*> out) const noexcept {
+  constexpr std::size_t group = 16;
+  for (std::size_t base = 0; base < numbers.size(); base += group) {
+    const std::size_t m = std::min(group, numbers.size() - base);
+    std::uint32_t index[group] = {};
+    std::uint32_t position[group] = {};
+    std::int64_t best[group];
+    bool active[group];
+    for (std::size_t k = 0; k < m; ++k) {
+      best[k] = -1;
+      active[k] = !nodes_.empty();
+    }
+    std::size_t remaining = nodes_.empty() ? 0 : m;
+    while (remaining > 0) {
+      for (std::size_t k = 0; k < m; ++k) {
+        if (!active[k]) continue;
+        const Node& node = nodes_[index[k]];
+        if (node.entries != 0) {
+          if (const auto e = entry_at(index[k], at); e >= 0) best[k] = e;
+        }
+        const std::string_view digits = numbers[base + k];
+        const unsigned d = position[k] < digits.size() ? static_cast<unsigned>(digits[position[k]] - '0') : 10u;
+        if (d > 9 || ((node.children >> d) & 1u) == 0) {
+          active[k] = false;
+          --remaining;
+          continue;
+        }
+        ++position[k];
+        index[k] = node.first_child +
+                   static_cast<unsigned>(std::popcount(static_cast<unsigned>(node.children) & ((1u << d) - 1)));
+        __builtin_prefetch(&nodes_[index[k]]);
+      }
+    }
+    for (std::size_t k = 0; k < m; ++k) out[base + k] = best[k] >= 0 ? &lines_[static_cast<std::size_t>(best[k])] : nullptr;
+  }
 }
 
 std::size_t RateDeck::memory_bytes() const noexcept {

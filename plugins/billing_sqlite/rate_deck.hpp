@@ -22,6 +22,7 @@
 #include <iosfwd>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +49,9 @@ struct CsvLimits {
   std::size_t max_rows = 5'000'000;
 };
 
+// By prefix, then the latest effective date first: the order lookups rely on.
+[[nodiscard]] bool deck_order(const RateLine& a, const RateLine& b) noexcept;
+
 // All or nothing: the first bad row is the Error ("line 17: rate: ..."); no lines then.
 [[nodiscard]] Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& currency,
                                                            CsvLimits limits = {});
@@ -59,14 +63,22 @@ class RateDeck {
 
   // The longest prefix of `digits` with a line in effect at `at`; nullptr if none.
   [[nodiscard]] const RateLine* lookup(std::string_view digits, Timestamp at) const noexcept;
+  // Many at once (re-rating, imports of CDRs): the walks are interleaved so the memory
+  // fetches of one overlap those of the others. out[i] is lookup(numbers[i], at).
+  void lookup_batch(std::span<const std::string_view> numbers, Timestamp at,
+                    std::span<const RateLine*> out) const noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return lines_.size(); }
   [[nodiscard]] const std::vector<RateLine>& lines() const noexcept { return lines_; }
   [[nodiscard]] std::size_t memory_bytes() const noexcept;
 
  private:
+  static constexpr std::uint16_t unconditional = 0x8000;  // in `entries`: one line, always in force
+  // The line of this node in force at `at`, or -1; touches lines_ only when periods or
+  // effective dates make it depend on the time.
+  [[nodiscard]] std::int64_t entry_at(std::uint32_t node, Timestamp at) const noexcept;
   struct Node {
     std::uint16_t children = 0;  // bit d: a child for digit d
-    std::uint16_t entries = 0;   // lines with exactly this prefix
+    std::uint16_t entries = 0;   // lines with exactly this prefix (| unconditional)
     std::uint32_t first_child = 0;
     std::uint32_t first_entry = 0;
   };

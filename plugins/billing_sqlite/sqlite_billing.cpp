@@ -64,10 +64,35 @@ std::chrono::seconds affordable(const Rate& b, const std::optional<Rate>& a, Mon
 
 std::string today(Timestamp at) { return format_time(at).substr(0, 10); }
 
+// Statements compiled once per connection (only the writer thread uses it), reset for
+// each use: preparing costs more than running these small statements.
+thread_local std::vector<SQLite::Statement*> statements_in_use;
+
+SQLite::Statement& prepared(SQLite::Database& db, const char* sql) {
+  thread_local std::map<std::pair<sqlite3*, const char*>, std::unique_ptr<SQLite::Statement>> cache;
+  auto& slot = cache[{db.getHandle(), sql}];
+  if (!slot) {
+    slot = std::make_unique<SQLite::Statement>(db, sql);
+  } else {
+    slot->reset();
+    slot->clearBindings();
+  }
+  statements_in_use.push_back(slot.get());
+  return *slot;
+}
+
+// After each operation: no statement stays in the middle of a step across the commit.
+void reset_statements() {
+  for (auto* statement : statements_in_use) statement->reset();
+  statements_in_use.clear();
+}
+
 }  // namespace
 
 SqliteBilling::SqliteBilling(BillingOptions options, sqlite::Database database)
     : options_(std::move(options)), database_(std::move(database)) {
+  // Room for a large deck import's pages (sorted inserts then stay in memory).
+  database_.db->exec("PRAGMA cache_size = -16384");
   writer_ = std::thread([this] { writer_loop(); });
 }
 
@@ -93,7 +118,7 @@ Status SqliteBilling::load_decks() {
   std::map<std::string, std::shared_ptr<const RateDeck>, std::less<>> decks;
   auto loaded = write([&](SQLite::Database& db) {
     std::map<std::string, Currency> currencies;
-    SQLite::Statement tariffs(db, "SELECT name, currency, minor_exponent FROM tariff");
+    SQLite::Statement& tariffs = prepared(db, "SELECT name, currency, minor_exponent FROM tariff");
     while (tariffs.executeStep()) {
       currencies.emplace(tariffs.getColumn(0).getString(),
                          Currency::of(tariffs.getColumn(1).getString(), tariffs.getColumn(2).getInt()).value());
@@ -148,15 +173,22 @@ std::optional<Rate> SqliteBilling::rate(const std::string& tariff, const PhoneNu
 // --- the writer: one connection, group commit ------------------------------------------
 
 Status SqliteBilling::write(Operation op) {
-  std::future<Status> done;
+  std::promise<Status> promise;
+  auto done = promise.get_future();
+  write_async(std::move(op), [&promise](Status status) { promise.set_value(std::move(status)); });
+  return done.get();
+}
+
+void SqliteBilling::write_async(Operation op, std::function<void(Status)> committed) {
   {
     std::lock_guard lock(queue_mutex_);
-    if (stopping_) return Error{"billing_stopped", "billing is shutting down", {}};
-    queue_.push_back({std::move(op), {}});
-    done = queue_.back().done.get_future();
+    if (!stopping_) {
+      queue_.push_back({std::move(op), std::move(committed)});
+      committed = nullptr;
+    }
   }
+  if (committed) return committed(Error{"billing_stopped", "billing is shutting down", {}});
   queue_ready_.notify_one();
-  return done.get();
 }
 
 void SqliteBilling::writer_loop() {
@@ -176,17 +208,25 @@ void SqliteBilling::writer_loop() {
     try {
       db.exec("BEGIN IMMEDIATE");
       for (std::size_t i = 0; i < batch.size(); ++i) {
-        db.exec("SAVEPOINT op");
+        // Compiled once, like every statement here; exec() would parse them every time.
+        auto run = [&](const char* sql) {
+          prepared(db, sql).exec();
+          reset_statements();
+        };
+        run("SAVEPOINT op");
         try {
           batch[i].op(db);
-          db.exec("RELEASE op");
+          reset_statements();
+          run("RELEASE op");
         } catch (const Exception& e) {
-          db.exec("ROLLBACK TO op");
-          db.exec("RELEASE op");
+          reset_statements();
+          run("ROLLBACK TO op");
+          run("RELEASE op");
           results[i] = e.error();
         } catch (const std::exception& e) {
-          db.exec("ROLLBACK TO op");
-          db.exec("RELEASE op");
+          reset_statements();
+          run("ROLLBACK TO op");
+          run("RELEASE op");
           results[i] = Error{"billing_failed", e.what(), {}};
         }
       }
@@ -199,20 +239,20 @@ void SqliteBilling::writer_loop() {
       }
       for (auto& r : results) r = Error{"billing_failed", std::string("commit failed: ") + e.what(), {}};
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done.set_value(results[i]);
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].committed(std::move(results[i]));
     batch.clear();
   }
 }
 
 // --- authorization ---------------------------------------------------------------------
 
-Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& request) {
-  const Timestamp now = std::chrono::system_clock::now();
-  const std::string reservation_id = "res-" + request.call_id;
-  Authorization result;
-  Status written = ok_status();
-  if (const auto* account_id = std::get_if<AccountId>(&request.payer)) {
-    written = write([&](SQLite::Database& db) {
+SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest request, std::shared_ptr<Authorization> out) {
+  return [this, request = std::move(request), out](SQLite::Database& db) {
+    const Timestamp now = std::chrono::system_clock::now();
+    const std::string reservation_id = "res-" + request.call_id;
+    Authorization& result = *out;
+    if (const auto* account_id = std::get_if<AccountId>(&request.payer)) {
+      [&] {
       SQLite::Statement select(db,
                                "SELECT currency, minor_exponent, balance_micros, credit_limit_micros, reserved_micros, "
                                "status, tariff, secret_hash FROM account WHERE id = ?");
@@ -239,7 +279,7 @@ Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& reque
           return;
         }
       } else if (!secret_hash.empty()) {
-        SQLite::Statement number(db, "SELECT 1 FROM account_number WHERE account_id = ? AND number = ?");
+        SQLite::Statement& number = prepared(db, "SELECT 1 FROM account_number WHERE account_id = ? AND number = ?");
         number.bind(1, account_id->value);
         number.bind(2, request.caller.digits());
         if (!number.executeStep()) {
@@ -294,16 +334,16 @@ Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& reque
       insert.bind(6, encode(line_b->rate) + (rate_a ? ";" + encode(*rate_a) : std::string()));
       insert.bind(7, format_time(now));
       insert.exec();
-      SQLite::Statement hold(db, "UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
+      SQLite::Statement& hold = prepared(db, "UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
       hold.bind(1, amount.micros());
       hold.bind(2, account_id->value);
       hold.exec();
       result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id,
                              .rate = line_b->rate};
-    });
-  } else {
-    const auto& campaign_id = std::get<CampaignId>(request.payer).value;
-    written = write([&](SQLite::Database& db) {
+      }();
+    } else {
+      const auto& campaign_id = std::get<CampaignId>(request.payer).value;
+      [&] {
       SQLite::Statement select(db,
                                "SELECT limit_seconds, uses_per_day, once_ever, min_hours_between, "
                                "daily_budget_seconds, status FROM campaign WHERE id = ?");
@@ -350,7 +390,7 @@ Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& reque
         }
       }
       if (budget > 0) {
-        SQLite::Statement spent(db, "SELECT COALESCE(SUM(seconds), 0) FROM campaign_use WHERE campaign = ? AND day = ? "
+        SQLite::Statement& spent = prepared(db, "SELECT COALESCE(SUM(seconds), 0) FROM campaign_use WHERE campaign = ? AND day = ? "
                                     "AND status <> 'released'");
         spent.bind(1, campaign_id);
         spent.bind(2, today(now));
@@ -371,7 +411,7 @@ Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& reque
       insert.bind(4, static_cast<std::int64_t>(seconds.count()));
       insert.bind(5, format_time(now));
       insert.exec();
-      SQLite::Statement use(db, "INSERT INTO campaign_use (reservation, campaign, caller, at, day, seconds) "
+      SQLite::Statement& use = prepared(db, "INSERT INTO campaign_use (reservation, campaign, caller, at, day, seconds) "
                                 "VALUES (?, ?, ?, ?, ?, ?)");
       use.bind(1, reservation_id);
       use.bind(2, campaign_id);
@@ -381,17 +421,34 @@ Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& reque
       use.bind(6, static_cast<std::int64_t>(seconds.count()));
       use.exec();
       result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id};
-    });
-  }
-  if (!written) return Error{"billing_unavailable", written.error().message, {}};
-  return result;
+      }();
+    }
+  };
 }
 
-Result<Money> SqliteBilling::settle(const std::string& reservation, std::chrono::seconds billsec) {
-  if (billsec.count() < 0) return Error{"invalid_billsec", "billsec cannot be negative", "billsec"};
-  Money charged;
-  auto written = write([&](SQLite::Database& db) {
-    SQLite::Statement select(db, "SELECT account_id, campaign, call_id, amount_micros, max_seconds, rate, status "
+Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& request) {
+  auto out = std::make_shared<Authorization>();
+  auto written = write(authorize_op(request, out));
+  if (!written) return Error{"billing_unavailable", written.error().message, {}};
+  return *out;
+}
+
+void SqliteBilling::authorize_async(const AuthorizationRequest& request,
+                                    std::function<void(Result<Authorization>)> done) {
+  auto out = std::make_shared<Authorization>();
+  write_async(authorize_op(request, out), [out, done = std::move(done)](Status written) {
+    if (!written) return done(Error{"billing_unavailable", written.error().message, {}});
+    done(std::move(*out));
+  });
+}
+
+
+
+SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::chrono::seconds billsec,
+                                                  std::shared_ptr<Money> out) {
+  return [reservation = std::move(reservation), billsec, out](SQLite::Database& db) {
+    Money& charged = *out;
+    SQLite::Statement& select = prepared(db, "SELECT account_id, campaign, call_id, amount_micros, max_seconds, rate, status "
                                  "FROM reservation WHERE id = ?");
     select.bind(1, reservation);
     if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
@@ -402,11 +459,11 @@ Result<Money> SqliteBilling::settle(const std::string& reservation, std::chrono:
     }
     const auto now = format_time(std::chrono::system_clock::now());
     if (select.getColumn(0).isNull()) {  // a campaign call: free for the caller, counted for the campaign
-      SQLite::Statement use(db, "UPDATE campaign_use SET status = 'settled', seconds = ? WHERE reservation = ?");
+      SQLite::Statement& use = prepared(db, "UPDATE campaign_use SET status = 'settled', seconds = ? WHERE reservation = ?");
       use.bind(1, static_cast<std::int64_t>(billsec.count()));
       use.bind(2, reservation);
       use.exec();
-      SQLite::Statement end(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = 0 "
+      SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = 0 "
                                 "WHERE id = ?");
       end.bind(1, now);
       end.bind(2, static_cast<std::int64_t>(billsec.count()));
@@ -419,7 +476,7 @@ Result<Money> SqliteBilling::settle(const std::string& reservation, std::chrono:
     const std::string call_id = select.getColumn(2).getString();
     const std::int64_t amount = select.getColumn(3).getInt64();
     const std::string rates = select.getColumn(5).getString();
-    SQLite::Statement account(db, "SELECT currency, minor_exponent, balance_micros FROM account WHERE id = ?");
+    SQLite::Statement& account = prepared(db, "SELECT currency, minor_exponent, balance_micros FROM account WHERE id = ?");
     account.bind(1, account_id);
     if (!account.executeStep()) throw Exception(Error{"unknown_account", "no account " + account_id, "account"});
     const Currency currency = Currency::of(account.getColumn(0).getString(), account.getColumn(1).getInt()).value_or(Currency{});
@@ -433,7 +490,7 @@ Result<Money> SqliteBilling::settle(const std::string& reservation, std::chrono:
     }
     // Never more than was reserved: the reservation is the promise that the balance holds.
     if (cost.micros() > amount) cost = Money::from_micros(amount, currency);
-    SQLite::Statement ledger(db, "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
+    SQLite::Statement& ledger = prepared(db, "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
                                  "balance_after_micros) VALUES (?, ?, 'call_charge', ?, ?, ?, ?)");
     ledger.bind(1, account_id);
     ledger.bind(2, -cost.micros());
@@ -442,13 +499,13 @@ Result<Money> SqliteBilling::settle(const std::string& reservation, std::chrono:
     ledger.bind(5, now);
     ledger.bind(6, balance - cost.micros());
     ledger.exec();
-    SQLite::Statement update(db, "UPDATE account SET balance_micros = balance_micros - ?, "
+    SQLite::Statement& update = prepared(db, "UPDATE account SET balance_micros = balance_micros - ?, "
                                  "reserved_micros = reserved_micros - ? WHERE id = ?");
     update.bind(1, cost.micros());
     update.bind(2, amount);
     update.bind(3, account_id);
     update.exec();
-    SQLite::Statement end(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = ? "
+    SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = ? "
                               "WHERE id = ?");
     end.bind(1, now);
     end.bind(2, static_cast<std::int64_t>(billsec.count()));
@@ -456,14 +513,32 @@ Result<Money> SqliteBilling::settle(const std::string& reservation, std::chrono:
     end.bind(4, reservation);
     end.exec();
     charged = cost;
-  });
-  if (!written) return written.error();
-  return charged;
+  };
 }
+
+Result<Money> SqliteBilling::settle(const std::string& reservation, std::chrono::seconds billsec) {
+  if (billsec.count() < 0) return Error{"invalid_billsec", "billsec cannot be negative", "billsec"};
+  auto out = std::make_shared<Money>();
+  auto written = write(settle_op(reservation, billsec, out));
+  if (!written) return written.error();
+  return *out;
+}
+
+void SqliteBilling::settle_async(const std::string& reservation, std::chrono::seconds billsec,
+                                 std::function<void(Result<Money>)> done) {
+  if (billsec.count() < 0) return done(Error{"invalid_billsec", "billsec cannot be negative", "billsec"});
+  auto out = std::make_shared<Money>();
+  write_async(settle_op(reservation, billsec, out), [out, done = std::move(done)](Status written) {
+    if (!written) return done(written.error());
+    done(*out);
+  });
+}
+
+
 
 Status SqliteBilling::release(const std::string& reservation) {
   return write([&](SQLite::Database& db) {
-    SQLite::Statement select(db, "SELECT account_id, amount_micros, status FROM reservation WHERE id = ?");
+    SQLite::Statement& select = prepared(db, "SELECT account_id, amount_micros, status FROM reservation WHERE id = ?");
     select.bind(1, reservation);
     if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
     if (select.getColumn(2).getString() != "open") {
@@ -471,16 +546,16 @@ Status SqliteBilling::release(const std::string& reservation) {
                                                      select.getColumn(2).getString(), "reservation"});
     }
     if (!select.getColumn(0).isNull()) {
-      SQLite::Statement update(db, "UPDATE account SET reserved_micros = reserved_micros - ? WHERE id = ?");
+      SQLite::Statement& update = prepared(db, "UPDATE account SET reserved_micros = reserved_micros - ? WHERE id = ?");
       update.bind(1, select.getColumn(1).getInt64());
       update.bind(2, select.getColumn(0).getString());
       update.exec();
     } else {
-      SQLite::Statement use(db, "UPDATE campaign_use SET status = 'released', seconds = 0 WHERE reservation = ?");
+      SQLite::Statement& use = prepared(db, "UPDATE campaign_use SET status = 'released', seconds = 0 WHERE reservation = ?");
       use.bind(1, reservation);
       use.exec();
     }
-    SQLite::Statement end(db, "UPDATE reservation SET status = 'released', ended_at = ? WHERE id = ?");
+    SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'released', ended_at = ? WHERE id = ?");
     end.bind(1, format_time(std::chrono::system_clock::now()));
     end.bind(2, reservation);
     end.exec();
@@ -499,10 +574,10 @@ Result<ImportReport> SqliteBilling::import_rates(const std::string& tariff, std:
   std::vector<RateLine> lines = std::move(*parsed);
   const std::size_t count = lines.size();
   auto written = write([&](SQLite::Database& db) {
-    SQLite::Statement drop(db, "DELETE FROM tariff WHERE name = ?");  // cascades to its rates
+    SQLite::Statement& drop = prepared(db, "DELETE FROM tariff WHERE name = ?");  // cascades to its rates
     drop.bind(1, tariff);
     drop.exec();
-    SQLite::Statement add(db, "INSERT INTO tariff (name, currency, minor_exponent, imported_at, rates) VALUES (?,?,?,?,?)");
+    SQLite::Statement& add = prepared(db, "INSERT INTO tariff (name, currency, minor_exponent, imported_at, rates) VALUES (?,?,?,?,?)");
     add.bind(1, tariff);
     add.bind(2, std::string(currency.code()));
     add.bind(3, currency.minor_exponent());
@@ -545,7 +620,7 @@ Result<ImportReport> SqliteBilling::import_rates(const std::string& tariff, std:
 Result<std::vector<TariffInfo>> SqliteBilling::tariffs() {
   std::vector<TariffInfo> out;
   auto written = write([&](SQLite::Database& db) {
-    SQLite::Statement select(db, "SELECT name, currency, minor_exponent, rates, imported_at FROM tariff ORDER BY name");
+    SQLite::Statement& select = prepared(db, "SELECT name, currency, minor_exponent, rates, imported_at FROM tariff ORDER BY name");
     while (select.executeStep()) {
       out.push_back({select.getColumn(0).getString(),
                      Currency::of(select.getColumn(1).getString(), select.getColumn(2).getInt()).value_or(Currency{}),
@@ -594,7 +669,7 @@ Status SqliteBilling::put_campaign(const Campaign& c) {
 Result<std::vector<Campaign>> SqliteBilling::campaigns() {
   std::vector<Campaign> out;
   auto written = write([&](SQLite::Database& db) {
-    SQLite::Statement select(db, "SELECT id, limit_seconds, uses_per_day, once_ever, min_hours_between, "
+    SQLite::Statement& select = prepared(db, "SELECT id, limit_seconds, uses_per_day, once_ever, min_hours_between, "
                                  "daily_budget_seconds, status FROM campaign ORDER BY id");
     while (select.executeStep()) {
       out.push_back({select.getColumn(0).getString(), std::chrono::seconds(select.getColumn(1).getInt64()),
@@ -609,7 +684,7 @@ Result<std::vector<Campaign>> SqliteBilling::campaigns() {
 Result<std::vector<CallerStats>> SqliteBilling::caller_stats(const std::string& number, std::size_t limit) {
   std::vector<CallerStats> out;
   auto written = write([&](SQLite::Database& db) {
-    SQLite::Statement select(db, number.empty()
+    SQLite::Statement& select = prepared(db, number.empty()
                                      ? "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "
                                        "FROM caller_stats ORDER BY attempts DESC, number LIMIT ?"
                                      : "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "

@@ -52,6 +52,9 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
   [[nodiscard]] Result<Authorization> authorize(const AuthorizationRequest& request) override;
   [[nodiscard]] Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) override;
   Status release(const std::string& reservation) override;
+  void authorize_async(const AuthorizationRequest& request, std::function<void(Result<Authorization>)> done) override;
+  void settle_async(const std::string& reservation, std::chrono::seconds billsec,
+                    std::function<void(Result<Money>)> done) override;
   // BillingAdmin
   [[nodiscard]] Result<ImportReport> import_rates(const std::string& tariff, std::istream& csv,
                                                   const Currency& currency) override;
@@ -69,6 +72,11 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
   using Operation = std::function<void(SQLite::Database&)>;
   // Runs `op` inside the next group transaction on the writer thread; waits for the commit.
   Status write(Operation op);
+  // The same without waiting: `committed` runs on the writer thread after the commit.
+  void write_async(Operation op, std::function<void(Status)> committed);
+  // The work of an authorization / settlement, filling `out` (run by the writer).
+  Operation authorize_op(AuthorizationRequest request, std::shared_ptr<Authorization> out);
+  Operation settle_op(std::string reservation, std::chrono::seconds billsec, std::shared_ptr<Money> out);
   void writer_loop();
   Status load_decks();
 
@@ -79,7 +87,7 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
 
   struct Job {
     Operation op;
-    std::promise<Status> done;
+    std::function<void(Status)> committed;
   };
   std::mutex queue_mutex_;
   std::condition_variable queue_ready_;

@@ -234,7 +234,7 @@ Result<Database> open_database(const DatabaseOptions& options) {
   try {
     if (path.has_parent_path()) fs::create_directories(path.parent_path());
     auto db = std::make_unique<SQLite::Database>(path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE |
-                                                                     SQLite::OPEN_FULLMUTEX);
+                                                                     SQLite::OPEN_NOMUTEX);  // each user serializes its own access
     db->setBusyTimeout(options.busy_timeout_ms);
     db->exec("PRAGMA journal_mode=WAL");
     db->exec("PRAGMA synchronous=" + synchronous);

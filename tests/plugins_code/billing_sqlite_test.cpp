@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -56,7 +58,10 @@ TEST(RateCsv, ReadsTheRichForm) {
       "+1;USA;0.01;1/1;;;;;\n"
       "882;Satellite;BLOCKED\n");
   ASSERT_TRUE(lines) << lines.error().describe();
-  const auto& uk = (*lines)[0];
+  auto by_prefix = [&](const std::string& p) -> const RateLine& {
+    return *std::find_if(lines->begin(), lines->end(), [&](const RateLine& l) { return l.rate.prefix == p; });
+  };
+  const auto& uk = by_prefix("44");
   EXPECT_EQ(uk.rate.description, "UK; all");
   EXPECT_EQ(uk.rate.price_per_minute.micros(), 12345);
   EXPECT_EQ(uk.rate.initial_increment, 30s);
@@ -66,9 +71,9 @@ TEST(RateCsv, ReadsTheRichForm) {
   EXPECT_EQ(uk.weekdays, 0x1f);
   EXPECT_EQ(uk.start_minute, 480);
   EXPECT_EQ(uk.end_minute, 1200);
-  EXPECT_EQ((*lines)[1].rate.prefix, "1");
-  EXPECT_EQ((*lines)[1].rate.initial_increment, 1s);
-  EXPECT_TRUE((*lines)[2].blocked);
+  EXPECT_EQ(by_prefix("1").rate.initial_increment, 1s);  // "+1" read as 1
+  EXPECT_EQ(by_prefix("1").line, 3u);
+  EXPECT_TRUE(by_prefix("882").blocked);
 }
 
 TEST(RateCsv, BadRowsAreRefusedNamingLineAndField) {
@@ -106,6 +111,39 @@ TEST(RateDeck, LongestPrefixWins) {
   EXPECT_EQ(deck->lookup("44", now), nullptr);
   EXPECT_EQ(deck->lookup("86", now)->rate.prefix, "86");
   EXPECT_EQ(deck->size(), 4u);
+}
+
+TEST(RateDeck, BatchLookupAgreesWithSingleLookups) {
+  std::mt19937 rng(7);
+  std::string csv = "prefix;description;rate;weekdays\n";
+  std::set<std::string> prefixes;
+  while (prefixes.size() < 5000) {
+    std::string p;
+    for (std::size_t n = 1 + rng() % 7; n > 0; --n) p.push_back(static_cast<char>('0' + rng() % 10));
+    prefixes.insert(p);
+  }
+  int i = 0;
+  for (const auto& p : prefixes) csv += p + ";x;0.01;" + (i++ % 3 == 0 ? "sat|sun" : "all") + "\n";
+  auto deck = RateDeck::build(parse(csv).value());
+  std::vector<std::string> numbers;
+  for (int k = 0; k < 3000; ++k) {
+    std::string n;
+    for (std::size_t len = 1 + rng() % 12; len > 0; --len) n.push_back(static_cast<char>('0' + rng() % 10));
+    numbers.push_back(n);
+  }
+  numbers.push_back("");
+  std::vector<std::string_view> views(numbers.begin(), numbers.end());
+  std::vector<const RateLine*> out(views.size());
+  const Timestamp saturday = std::chrono::sys_days{std::chrono::November / 28 / 2026} + std::chrono::hours(12);
+  for (Timestamp at : {Timestamp{}, saturday}) {
+    deck->lookup_batch(views, at, out);
+    std::size_t found = 0;
+    for (std::size_t k = 0; k < views.size(); ++k) {
+      ASSERT_EQ(out[k], deck->lookup(views[k], at)) << views[k];
+      found += out[k] != nullptr;
+    }
+    EXPECT_GT(found, 100u);
+  }
 }
 
 TEST(RateDeck, PeriodsAndEffectiveDatesChooseTheLineInForce) {

@@ -26,6 +26,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <vector>
 #include <optional>
@@ -79,6 +80,17 @@ class CALLBACK_EXPORT Authorizer {
   [[nodiscard]] virtual Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) = 0;
   // Ends the reservation without charging (the call never connected).
   virtual Status release(const std::string& reservation) = 0;
+
+  // The same without waiting: `done` runs once the result is durable, on the backend's
+  // own thread (post it back to your executor). Many calls in flight share commits.
+  // The defaults call the blocking versions.
+  virtual void authorize_async(const AuthorizationRequest& request, std::function<void(Result<Authorization>)> done) {
+    done(authorize(request));
+  }
+  virtual void settle_async(const std::string& reservation, std::chrono::seconds billsec,
+                            std::function<void(Result<Money>)> done) {
+    done(settle(reservation, billsec));
+  }
 };
 
 // A rate deck as stored: a named tariff accounts are assigned to.
