@@ -7,10 +7,10 @@
 #include <callback/plugin_loader.hpp>
 #include <callback/secret.hpp>
 #include <callback/store.hpp>
+#include <callback/timestamp.hpp>
 
 #include <boost/json/serialize.hpp>
 
-#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <ostream>
@@ -73,28 +73,13 @@ Result<std::unique_ptr<Embedded>> open_embedded(const PluginSource& source, bool
   return embedded;
 }
 
-std::string time_text(Timestamp t) {
-  if (t == Timestamp{}) return "";
-  const auto seconds = std::chrono::system_clock::to_time_t(t);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &utc);
-  return text;
-}
+std::string time_text(Timestamp t) { return t == Timestamp{} ? std::string() : format_timestamp(t); }
 
 Result<std::optional<Timestamp>> parse_time_arg(const std::string& text, const std::string& field) {
   if (text.empty()) return std::optional<Timestamp>{};
-  std::tm tm{};
-  const char* end = strptime(text.c_str(), "%Y-%m-%d %H:%M:%S", &tm);
-  if (end == nullptr || *end != '\0') {
-    tm = {};
-    end = strptime(text.c_str(), "%Y-%m-%d", &tm);
-  }
-  if (end == nullptr || *end != '\0') {
-    return Error{"invalid_time", "\"" + text + "\" is not YYYY-MM-DD[ HH:MM:SS]", field};
-  }
-  return std::optional<Timestamp>{std::chrono::system_clock::from_time_t(timegm(&tm))};
+  auto at = parse_timestamp(text);
+  if (!at) return Error{"invalid_time", "\"" + text + "\" is not YYYY-MM-DD[ HH:MM:SS]", field};
+  return std::optional<Timestamp>{*at};
 }
 
 json::object account_json(const Account& a) {

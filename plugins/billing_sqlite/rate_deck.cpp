@@ -1,5 +1,7 @@
 #include "rate_deck.hpp"
 
+#include <callback/timestamp.hpp>
+
 #include <algorithm>
 #include <bit>
 #include <cctype>
@@ -140,17 +142,7 @@ std::optional<int> minute_of_day(std::string_view hhmm) {
   return *h * 60 + *m;
 }
 
-std::optional<Timestamp> parse_date(std::string_view text) {
-  std::tm tm{};
-  const std::string s(text);
-  const char* end = strptime(s.c_str(), "%Y-%m-%d %H:%M:%S", &tm);
-  if (end == nullptr || *end != '\0') {
-    tm = {};
-    end = strptime(s.c_str(), "%Y-%m-%d", &tm);
-    if (end == nullptr || *end != '\0') return std::nullopt;
-  }
-  return std::chrono::system_clock::from_time_t(timegm(&tm));
-}
+std::optional<Timestamp> parse_date(std::string_view text) { return parse_timestamp(text); }
 
 }  // namespace
 

@@ -1,12 +1,13 @@
 #include "database.hpp"
 
+#include <callback/timestamp.hpp>
+
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 
 #include <unistd.h>
 
 #include <cstdlib>
-#include <ctime>
 
 namespace callback::sqlite {
 namespace fs = std::filesystem;
@@ -247,19 +248,8 @@ Result<Database> open_database(const DatabaseOptions& options) {
   }
 }
 
-std::string format_time(Timestamp t) {
-  const auto seconds = std::chrono::system_clock::to_time_t(t);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &utc);
-  return text;
-}
+std::string format_time(Timestamp t) { return format_timestamp(t); }
 
-Timestamp parse_time(const std::string& text) {
-  std::tm utc{};
-  if (strptime(text.c_str(), "%Y-%m-%d %H:%M:%S", &utc) == nullptr) return Timestamp{};
-  return std::chrono::system_clock::from_time_t(timegm(&utc));
-}
+Timestamp parse_time(const std::string& text) { return parse_timestamp(text).value_or(Timestamp{}); }
 
 }  // namespace callback::sqlite

@@ -1,0 +1,17 @@
+#pragma once
+// Times as Asterisk's CDRs write them: "2026-11-26 09:13:17", in UTC. Used by the
+// stores, the CLI and the rate decks, so every file and table reads the same.
+#include <callback/call.hpp>
+#include <callback/export.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace callback {
+
+[[nodiscard]] CALLBACK_EXPORT std::string format_timestamp(Timestamp t);
+// "YYYY-MM-DD HH:MM:SS" or "YYYY-MM-DD" (midnight); empty when malformed.
+[[nodiscard]] CALLBACK_EXPORT std::optional<Timestamp> parse_timestamp(std::string_view text);
+
+}  // namespace callback
