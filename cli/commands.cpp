@@ -150,7 +150,8 @@ int plugins_describe_command(const PluginSource& source, const std::string& name
   for (const auto& s : specs) {
     std::string type(to_string(s.type));
     if (s.min || s.max) {
-      type += " " + (s.min ? std::to_string(*s.min) : std::string()) + ".." + (s.max ? std::to_string(*s.max) : "");
+      type.append(" ").append(s.min ? std::to_string(*s.min) : std::string()).append("..");
+      type.append(s.max ? std::to_string(*s.max) : std::string());
     }
     std::string description = s.description;
     if (!s.choices.empty()) {

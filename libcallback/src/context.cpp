@@ -104,8 +104,8 @@ std::string Metrics::render_prometheus() const {
     out += "# TYPE " + name + (family.type == Type::counter ? " counter\n" : " gauge\n");
     for (const auto& [labels, value] : family.series) {
       out += name;
-      if (!labels.empty()) out += "{" + labels + "}";
-      out += " " + std::to_string(value->value()) + "\n";
+      if (!labels.empty()) out.append("{").append(labels).append("}");
+      out.append(" ").append(std::to_string(value->value())).append("\n");
     }
   }
   return out;

@@ -234,7 +234,7 @@ Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& c
           if (!p.empty() && p.front() == '+') p.remove_prefix(1);
           if (p.empty() || p.size() > 15 ||
               !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-            return row_error(line_number, "prefix", "\"" + f.substr(0, 32) + "\" is not 1 to 15 digits");
+            return row_error(line_number, "prefix", std::string("\"").append(f, 0, 32) + "\" is not 1 to 15 digits");
           }
           line.rate.prefix = std::string(p);
           break;
