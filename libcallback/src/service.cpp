@@ -1,5 +1,7 @@
 #include <callback/service.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <random>
 
 namespace callback {
@@ -31,11 +33,14 @@ struct CallbackService::Active {
   Call call;
   std::string reservation;
   std::chrono::seconds limit{0};
+  std::chrono::seconds warning_before{0}, warning_repeat{0};
+  bool finishing = false;  // billing is settling; engine events no longer matter
   bool b_dialed = false;
   bool a_ended = false;
   bool b_ended = false;
   bool cancel_requested = false;
   bool limit_reached = false;
+  bool engine_lost = false;
   bool a_hung_up = false;  // A's own phone ended the call
   bool b_hung_up = false;
   int timeouts = 0;
@@ -119,60 +124,109 @@ void CallbackService::enter(Active& active, CallState to, std::optional<Announce
   notify(CallEvent{active.call, previous, announcement, {}});
 }
 
-Result<std::string> CallbackService::start(CallbackRequest request) {
-  if (auto ok = request.validate(); !ok) return ok.error();
+Result<std::string> CallbackService::start(CallbackRequest request) { return begin(std::move(request), nullptr); }
+
+void CallbackService::submit(CallbackRequest request, std::function<void(Result<std::string>)> done) {
+  (void)begin(std::move(request), std::move(done));
+}
+
+Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
+  auto refuse_now = [&](Error error) -> Result<std::string> {
+    if (done) done(error);
+    return error;
+  };
+  if (auto ok = request.validate(); !ok) return refuse_now(ok.error());
   if (!request.idempotency_key.empty()) {
-    if (auto it = idempotency_.find(request.idempotency_key); it != idempotency_.end()) return it->second;
+    if (auto it = idempotency_.find(request.idempotency_key); it != idempotency_.end()) {
+      if (done) done(it->second);
+      return it->second;
+    }
   }
   const std::string id = next_id();
   auto owned = std::make_unique<Active>(Call{id, request, context_.clock.now()});
   Active& active = *owned;
+  active_.emplace(id, std::move(owned));
+  if (!request.idempotency_key.empty()) idempotency_.emplace(request.idempotency_key, id);
+  started_.add();
+  in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
   enter(active, CallState::authorizing);
 
   // How long the call may last: what billing authorizes, capped by the campaign, the
   // request and the service's own maximum.
-  std::chrono::seconds limit = options_.max_duration;
-  std::chrono::seconds warning_before = options_.warning_before;
-  std::chrono::seconds warning_repeat = options_.warning_repeat;
+  active.limit = options_.max_duration;
+  active.warning_before = options_.warning_before;
+  active.warning_repeat = options_.warning_repeat;
   const auto* campaign_id = std::get_if<CampaignId>(&request.payer);
   if (campaign_id != nullptr) {
     auto campaign = options_.campaigns.find(campaign_id->value);
     if (campaign == options_.campaigns.end()) {
-      enter(active, CallState::failed);
-      return Error{"unknown_campaign", "no campaign \"" + campaign_id->value + "\"", "campaign"};
+      Error error{"unknown_campaign", "no campaign \"" + campaign_id->value + "\"", "campaign"};
+      refuse(active, error, done);
+      return error;
     }
-    limit = std::min(limit, campaign->second.limit);
-    warning_before = campaign->second.warning_before;
-    warning_repeat = campaign->second.warning_repeat;
+    active.limit = std::min(active.limit, campaign->second.limit);
+    active.warning_before = campaign->second.warning_before;
+    active.warning_repeat = campaign->second.warning_repeat;
   }
-  if (billing_ != nullptr) {
-    auto decision = billing_->authorizer().authorize(
-        {request.payer, request.caller, request.callee, id, request.secret});
-    if (!decision) {
-      enter(active, CallState::failed);
-      return Error{"billing_unavailable", "billing failed: " + decision.error().message, {}};
+  if (request.limit) active.limit = std::min(active.limit, *request.limit);
+  if (billing_ == nullptr) {
+    if (campaign_id == nullptr) {
+      Error error{"billing_unavailable", "account callbacks need a billing backend; none is configured", "account"};
+      refuse(active, error, done);
+      return error;
     }
-    if (!decision->allowed) {
-      enter(active, CallState::failed);
-      const auto reason = decision->reason.value_or(DenialReason::unavailable);
-      return Error{"denied." + std::string(to_string(reason)),
-                   decision->message.empty() ? std::string(to_string(reason)) : decision->message, "payer"};
-    }
-    active.reservation = decision->reservation;
-    limit = std::min(limit, decision->max_duration);
-  } else if (campaign_id == nullptr) {
-    enter(active, CallState::failed);
-    return Error{"billing_unavailable", "account callbacks need a billing backend; none is configured", "account"};
+    on_authorized(id, Authorization{.allowed = true, .max_duration = active.limit}, std::move(done));
+    return id;
   }
-  if (request.limit) limit = std::min(limit, *request.limit);
-  if (limit <= std::chrono::seconds{0}) {
-    if (billing_ != nullptr && !active.reservation.empty()) (void)billing_->authorizer().release(active.reservation);
-    enter(active, CallState::failed);
-    return Error{"denied.insufficient_balance", "no talk time is available", "payer"};
-  }
-  active.limit = limit;
+  // The answer comes on billing's thread: carry it back to ours.
+  std::weak_ptr<int> alive = alive_;
+  billing_->authorizer().authorize_async(
+      {request.payer, request.caller, request.callee, id, request.secret},
+      [this, alive, id, done = std::move(done)](Result<Authorization> decision) mutable {
+        if (alive.expired()) return;
+        boost::asio::post(context_.io, [this, alive, id, done = std::move(done), decision = std::move(decision)]() mutable {
+          if (!alive.expired()) on_authorized(id, std::move(decision), std::move(done));
+        });
+      });
+  return id;
+}
 
+void CallbackService::refuse(Active& active, const Error& error, const Done& done) {
+  active.stage_timer.cancel();
+  enter(active, active.cancel_requested ? CallState::canceled : CallState::failed);
+  context_.metrics
+      .counter("callback_finished_total", "Callbacks finished, by outcome",
+               "state=\"" + std::string(to_string(active.call.state())) + "\"")
+      .add();
+  retire(active);  // destroys `active`
+  if (done) done(error);
+}
+
+void CallbackService::on_authorized(const std::string& id, Result<Authorization> decision, Done done) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  Active& active = *it->second;
+  if (!decision) return refuse(active, Error{"billing_unavailable", "billing failed: " + decision.error().message, {}}, done);
+  if (!decision->allowed) {
+    const auto reason = decision->reason.value_or(DenialReason::unavailable);
+    return refuse(active,
+                  Error{"denied." + std::string(to_string(reason)),
+                        decision->message.empty() ? std::string(to_string(reason)) : decision->message, "payer"},
+                  done);
+  }
+  active.reservation = decision->reservation;
+  active.limit = std::min(active.limit, decision->max_duration);
+  if (active.limit <= std::chrono::seconds{0} || active.cancel_requested) {
+    if (billing_ != nullptr && !active.reservation.empty()) {
+      billing_->authorizer().release_async(active.reservation, [](Status) {});
+    }
+    return refuse(active,
+                  active.cancel_requested ? Error{"canceled", "canceled before it was dialed", "id"}
+                                          : Error{"denied.insufficient_balance", "no talk time is available", "payer"},
+                  done);
+  }
   enter(active, CallState::dialing_a);
+  const CallbackRequest& request = active.call.request();
   const PhoneNumber& a = request.caller;
   const PhoneNumber& b = request.callee;
   OriginateRequest originate{
@@ -185,22 +239,14 @@ Result<std::string> CallbackService::start(CallbackRequest request) {
       .connect = Connect{.number = b,
                          .caller_id = a,
                          .ring_timeout = options_.b_ring_timeout,
-                         .limit = limit,
-                         .warning_before = std::min(warning_before, limit),
-                         .warning_repeat = warning_repeat},
+                         .limit = active.limit,
+                         .warning_before = std::min(active.warning_before, active.limit),
+                         .warning_repeat = active.warning_repeat},
       .account_code = payer_account(request.payer),
   };
-  if (!request.idempotency_key.empty()) idempotency_.emplace(request.idempotency_key, id);
-  active_.emplace(id, std::move(owned));
-  started_.add();
-  in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
   arm_stage_timer(active, options_.a_ring_timeout);
   engine_.originate(originate);
-  return id;
-}
-
-void CallbackService::submit(CallbackRequest request, std::function<void(Result<std::string>)> done) {
-  done(start(std::move(request)));
+  if (done) done(id);
 }
 
 Status CallbackService::cancel(const std::string& id) {
@@ -209,6 +255,7 @@ Status CallbackService::cancel(const std::string& id) {
   Active& active = *it->second;
   if (active.cancel_requested) return ok_status();
   active.cancel_requested = true;
+  if (active.call.state() == CallState::authorizing) return ok_status();  // billing's answer ends it
   engine_.hangup(id, LegRole::a, HangupCause::canceled());
   if (active.b_dialed) engine_.hangup(id, LegRole::b, HangupCause::canceled());
   arm_stage_timer(active, std::chrono::seconds{0});
@@ -229,7 +276,7 @@ void CallbackService::arm_stage_timer(Active& active, std::chrono::seconds budge
 
 void CallbackService::on_stage_timeout(const std::string& id) {
   auto it = active_.find(id);
-  if (it == active_.end()) return;
+  if (it == active_.end() || it->second->finishing) return;
   Active& active = *it->second;
   if (active.timeouts++ == 0) {
     // The engine went quiet past the stage's own time: end the call ourselves.
@@ -245,7 +292,7 @@ void CallbackService::on_stage_timeout(const std::string& id) {
 
 void CallbackService::on_leg_event(const LegEvent& event) {
   auto it = active_.find(event.call_id);
-  if (it == active_.end()) return;  // finished already, or not ours
+  if (it == active_.end() || it->second->finishing) return;  // finished already, or not ours
   Active& active = *it->second;
   Call& call = active.call;
   Leg& leg = event.leg == LegRole::a ? call.leg_a() : call.leg_b();
@@ -321,6 +368,7 @@ void CallbackService::maybe_finish(Active& active) {
 }
 
 void CallbackService::finish(Active& active, bool engine_lost) {
+  if (active.finishing) return;  // exactly once
   active.stage_timer.cancel();
   Call& call = active.call;
   const Timestamp now = context_.clock.now();
@@ -332,25 +380,47 @@ void CallbackService::finish(Active& active, bool engine_lost) {
     leg->ended = now;
     leg->cause = engine_lost ? HangupCause::engine_lost() : leg->cause;
   }
-  const bool a_answered = call.leg_a().answered.has_value();
   const bool b_answered = call.leg_b().answered.has_value();
 
+  active.engine_lost = engine_lost;
+  active.finishing = true;
   // Money first, exactly once: talk time on leg B is charged, anything else released.
-  std::optional<Money> cost;
-  if (billing_ != nullptr && !active.reservation.empty()) {
-    const auto billsec = active.b_billsec.value_or(call.leg_b().billsec());
-    if (b_answered && billsec.count() > 0) {
-      auto settled = billing_->authorizer().settle(active.reservation, billsec);
-      if (settled) {
-        cost = *settled;
-      } else {
-        context_.log.error("callback.service", call.id() + ": settle failed: " + settled.error().message);
+  // Billing answers on its own thread; the rest of the ending continues back here.
+  const std::string id = call.id();
+  if (billing_ == nullptr || active.reservation.empty()) return complete(id, std::nullopt);
+  const auto billsec = active.b_billsec.value_or(call.leg_b().billsec());
+  const std::string reservation = std::exchange(active.reservation, std::string());
+  std::weak_ptr<int> alive = alive_;
+  auto back = [this, alive, id](std::optional<Money> cost) {
+    if (alive.expired()) return;
+    boost::asio::post(context_.io, [this, alive, id, cost] {
+      if (!alive.expired()) complete(id, cost);
+    });
+  };
+  if (b_answered && billsec.count() > 0) {
+    billing_->authorizer().settle_async(reservation, billsec, [this, back, id](Result<Money> settled) {
+      if (!settled) {
+        context_.log.error("callback.service", id + ": settle failed: " + settled.error().message);
+        return back(std::nullopt);
       }
-    } else if (auto released = billing_->authorizer().release(active.reservation); !released) {
-      context_.log.error("callback.service", call.id() + ": release failed: " + released.error().message);
-    }
-    active.reservation.clear();
+      back(*settled);
+    });
+  } else {
+    billing_->authorizer().release_async(reservation, [this, back, id](Status released) {
+      if (!released) context_.log.error("callback.service", id + ": release failed: " + released.error().message);
+      back(std::nullopt);
+    });
   }
+}
+
+void CallbackService::complete(const std::string& id, std::optional<Money> cost) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  Active& active = *it->second;
+  Call& call = active.call;
+  const Timestamp now = context_.clock.now();
+  const bool a_answered = call.leg_a().answered.has_value();
+  const bool b_answered = call.leg_b().answered.has_value();
 
   // One CDR per leg that was placed.
   std::vector<Cdr> cdrs;
@@ -373,7 +443,7 @@ void CallbackService::finish(Active& active, bool engine_lost) {
                                      .b_cause = call.leg_b().cause,
                                      .limit_reached = active.limit_reached,
                                      .b_hung_up = active.b_hung_up,
-                                     .a_hung_up = active.a_hung_up || engine_lost});
+                                     .a_hung_up = active.a_hung_up || active.engine_lost});
   }
   if (final_state == CallState::completed && call.state() == CallState::dialing_a) enter(active, CallState::a_answered);
   const CallState previous = call.state();
@@ -385,11 +455,18 @@ void CallbackService::finish(Active& active, bool engine_lost) {
                "state=\"" + std::string(to_string(call.state())) + "\"")
       .add();
   CallEvent event{call, previous, announcement, cost};
+  retire(active);
+  notify(event);
+}
+
+void CallbackService::retire(Active& active) {
   // Keep the finished call for lookups (and its idempotency key) for a while.
-  auto node = active_.extract(call.id());
+  const std::string id = active.call.id();
+  finished_order_.push_back(id);
+  finished_.insert_or_assign(id, active.call);
+  active.stage_timer.cancel();
+  active_.erase(id);  // destroys `active`
   in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
-  finished_order_.push_back(call.id());
-  finished_.insert_or_assign(call.id(), call);
   if (finished_order_.size() > finished_kept) {
     auto oldest = finished_.find(finished_order_.front());
     if (oldest != finished_.end()) {
@@ -398,7 +475,6 @@ void CallbackService::finish(Active& active, bool engine_lost) {
     }
     finished_order_.pop_front();
   }
-  notify(event);
 }
 
 }  // namespace callback

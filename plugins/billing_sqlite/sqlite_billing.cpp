@@ -536,8 +536,14 @@ void SqliteBilling::settle_async(const std::string& reservation, std::chrono::se
 
 
 
-Status SqliteBilling::release(const std::string& reservation) {
-  return write([&](SQLite::Database& db) {
+Status SqliteBilling::release(const std::string& reservation) { return write(release_op(reservation)); }
+
+void SqliteBilling::release_async(const std::string& reservation, std::function<void(Status)> done) {
+  write_async(release_op(reservation), std::move(done));
+}
+
+SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
+  return [reservation = std::move(reservation)](SQLite::Database& db) {
     SQLite::Statement& select = prepared(db, "SELECT account_id, amount_micros, status FROM reservation WHERE id = ?");
     select.bind(1, reservation);
     if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
@@ -559,7 +565,7 @@ Status SqliteBilling::release(const std::string& reservation) {
     end.bind(1, format_time(std::chrono::system_clock::now()));
     end.bind(2, reservation);
     end.exec();
-  });
+  };
 }
 
 // --- administration ---------------------------------------------------------------------

@@ -55,6 +55,7 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
   void authorize_async(const AuthorizationRequest& request, std::function<void(Result<Authorization>)> done) override;
   void settle_async(const std::string& reservation, std::chrono::seconds billsec,
                     std::function<void(Result<Money>)> done) override;
+  void release_async(const std::string& reservation, std::function<void(Status)> done) override;
   // BillingAdmin
   [[nodiscard]] Result<ImportReport> import_rates(const std::string& tariff, std::istream& csv,
                                                   const Currency& currency) override;
@@ -77,6 +78,7 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
   // The work of an authorization / settlement, filling `out` (run by the writer).
   Operation authorize_op(AuthorizationRequest request, std::shared_ptr<Authorization> out);
   Operation settle_op(std::string reservation, std::chrono::seconds billsec, std::shared_ptr<Money> out);
+  static Operation release_op(std::string reservation);
   void writer_loop();
   Status load_decks();
 

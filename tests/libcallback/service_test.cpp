@@ -81,6 +81,18 @@ struct ServiceTest : ::testing::Test, test::TestContext {
   }
   void leg(const std::string& id, LegRole role, LegEventType type, HangupCause cause = {}) {
     service->on_leg_event({.call_id = id, .leg = role, .type = type, .at = clock.now(), .cause = cause});
+    pump();
+  }
+  // Billing's answers come back through the io_context: run what is ready.
+  void pump() {
+    io.restart();
+    io.poll();
+  }
+  std::string start(const CallbackRequest& r) {
+    auto id = service->start(r);
+    EXPECT_TRUE(id) << id.error().describe();
+    pump();
+    return id ? *id : std::string();
   }
 };
 
@@ -88,8 +100,7 @@ TEST_F(ServiceTest, TheSeedsFreeCampaignLimitsTheCallToFiveMinutesWithWarnings) 
   ServiceOptions options;
   options.campaigns["free"] = CampaignLimits{};  // 300 s, warning 20 s, every 20 s
   make(options);
-  auto id = service->start(request(CampaignId{"free"}));
-  ASSERT_TRUE(id) << id.error().describe();
+  start(request(CampaignId{"free"}));
   ASSERT_EQ(engine.originated.size(), 1u);
   const auto& o = engine.originated[0];
   ASSERT_TRUE(o.connect);
@@ -117,10 +128,12 @@ TEST_F(ServiceTest, LimitIsTheSmallestOfBillingRequestAndMaximum) {
   make(options, &billing);
   billing.max_duration = 50min;  // the seed: 5.00 at 0.10/min
   auto r = request();
-  ASSERT_TRUE(service->start(r));
+  start(r);
+  ASSERT_EQ(engine.originated.size(), 1u);
   EXPECT_EQ(engine.originated.back().connect->limit, 50min);
   r.limit = 2min;
-  ASSERT_TRUE(service->start(r));
+  start(r);
+  ASSERT_EQ(engine.originated.size(), 2u);
   EXPECT_EQ(engine.originated.back().connect->limit, 2min);
 }
 
@@ -129,13 +142,14 @@ TEST_F(ServiceTest, SilentEngineIsHungUpThenTheCallEndsAsEngineLostAndIsReleased
   options.a_ring_timeout = 30s;
   options.stage_grace = 10s;
   make(options, &billing);
-  const auto id = service->start(request()).value();
+  const auto id = start(request());
   clock.advance(39s);
   EXPECT_TRUE(engine.hung_up.empty());
   clock.advance(1s);  // 30 s ring + 10 s grace: hang up
   ASSERT_EQ(engine.hung_up.size(), 1u);
   EXPECT_EQ(service->in_flight(), 1u);
   clock.advance(10s);  // still nothing: give up on the engine
+  pump();
   EXPECT_EQ(service->in_flight(), 0u);
   ASSERT_FALSE(events.seen.empty());
   EXPECT_EQ(events.seen.back().call.state(), CallState::failed);
@@ -151,7 +165,7 @@ TEST_F(ServiceTest, SilentEngineIsHungUpThenTheCallEndsAsEngineLostAndIsReleased
 TEST_F(ServiceTest, BridgedCallThatOverrunsItsLimitIsCut) {
   make({}, &billing);
   billing.max_duration = 60s;
-  const auto id = service->start(request()).value();
+  const auto id = start(request());
   leg(id, LegRole::a, LegEventType::answered);
   leg(id, LegRole::b, LegEventType::dialing);
   leg(id, LegRole::b, LegEventType::connected);
@@ -165,8 +179,8 @@ TEST_F(ServiceTest, IdempotencyKeyGivesTheSameCallback) {
   make({}, &billing);
   auto r = request();
   r.idempotency_key = "order-17";
-  const auto first = service->start(r).value();
-  const auto second = service->start(r).value();
+  const auto first = start(r);
+  const auto second = start(r);
   EXPECT_EQ(first, second);
   EXPECT_EQ(engine.originated.size(), 1u);
   EXPECT_EQ(billing.authorized.size(), 1u);
@@ -174,12 +188,13 @@ TEST_F(ServiceTest, IdempotencyKeyGivesTheSameCallback) {
 
 TEST_F(ServiceTest, EngineEventsInAnyOrderStillWalkTheStateMachine) {
   make({}, &billing);
-  const auto id = service->start(request()).value();
+  const auto id = start(request());
   // B connected arrives before A's answer was reported (events are not causal).
   leg(id, LegRole::b, LegEventType::connected);
   leg(id, LegRole::a, LegEventType::answered);
   service->on_leg_event({.call_id = id, .leg = LegRole::b, .type = LegEventType::ended, .at = clock.now() + 30s,
                          .cause = HangupCause{16}, .far_end_hung_up = true, .billsec = 30s});
+  pump();
   leg(id, LegRole::a, LegEventType::ended, HangupCause{16});
   ASSERT_EQ(service->in_flight(), 0u);
   const auto& end = events.seen.back();
@@ -188,6 +203,31 @@ TEST_F(ServiceTest, EngineEventsInAnyOrderStillWalkTheStateMachine) {
   ASSERT_EQ(billing.settled.size(), 1u);
   EXPECT_EQ(billing.settled[0].second, 30s);
   EXPECT_EQ(service->find(id)->state(), CallState::completed);  // still findable
+}
+
+TEST_F(ServiceTest, DenialArrivesThroughSubmitAndPlacesNothing) {
+  make({}, &billing);
+  billing.deny = DenialReason::insufficient_balance;
+  std::optional<Result<std::string>> answer;
+  service->submit(request(), [&](Result<std::string> r) { answer = std::move(r); });
+  pump();
+  ASSERT_TRUE(answer);
+  ASSERT_FALSE(*answer);
+  EXPECT_EQ(answer->error().code, "denied.insufficient_balance");
+  EXPECT_TRUE(engine.originated.empty());
+  EXPECT_EQ(service->in_flight(), 0u);
+  EXPECT_EQ(events.seen.back().call.state(), CallState::failed);
+  EXPECT_TRUE(store.rows.empty());  // nothing was placed: no CDR
+}
+
+TEST_F(ServiceTest, CancelDuringAuthorizationReleasesAndPlacesNothing) {
+  make({}, &billing);
+  const auto id = service->start(request()).value();  // billing's answer not yet back
+  ASSERT_TRUE(service->cancel(id));
+  pump();
+  EXPECT_TRUE(engine.originated.empty());
+  EXPECT_EQ(events.seen.back().call.state(), CallState::canceled);
+  EXPECT_EQ(billing.endings("r-" + id), 1u);  // the reservation it got was released
 }
 
 TEST(AnnouncementFor, MapsCausesAsTheSeedDoes) {

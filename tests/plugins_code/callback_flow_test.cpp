@@ -5,6 +5,7 @@
 #include "ami_engine.hpp"
 #include "fake_asterisk.hpp"
 #include "recording_billing.hpp"
+#include "sqlite_billing.hpp"
 #include "sqlite_store.hpp"
 #include "temp_dir.hpp"
 
@@ -336,9 +337,11 @@ TEST_F(FlowTest, RefusedRequestsPlaceNoCall) {
   billing.deny = DenialReason::insufficient_balance;
   CallbackRequest broke{.caller = PhoneNumber::parse("1001", as_dialed).value(),
                         .callee = PhoneNumber::parse("1002", as_dialed).value(), .payer = AccountId{"123"}};
-  auto denied = service->start(broke);
-  ASSERT_FALSE(denied);
-  EXPECT_EQ(denied.error().code, "denied.insufficient_balance");
+  std::optional<Result<std::string>> denied;
+  service->submit(broke, [&](Result<std::string> r) { denied = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return denied.has_value(); }, 5s));
+  ASSERT_FALSE(*denied);
+  EXPECT_EQ(denied->error().code, "denied.insufficient_balance");
   io.run_for(50ms);
   for (const auto& a : asterisk.actions()) EXPECT_EQ(a.find("Action: Originate"), std::string::npos);
   EXPECT_EQ(service->in_flight(), 0u);
@@ -462,6 +465,35 @@ TEST_F(FlowTest, PlainTextLoginWorksToo) {
   bool plain = false;
   for (const auto& a : asterisk.actions()) plain = plain || a.find("Secret: callbacksecret") != std::string::npos;
   EXPECT_TRUE(plain);
+}
+
+TEST_F(FlowTest, TheSeedsAccountIsChargedForWhatItTalkedThroughRealBilling) {
+  // The whole product: service, AMI engine, fake Asterisk, SQLite billing and store.
+  auto sqlite_billing =
+      billing_sqlite::SqliteBilling::open({.database = {.path = dir / "callback.db", .synchronous = "normal"}}).value();
+  const auto cny = Currency::of("CNY").value();
+  std::istringstream deck("prefix;description;rate\n2;Phones 2XXX;0.10\n");
+  ASSERT_TRUE(sqlite_billing->import_rates("default", deck, cny));
+  ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = Money::parse("5.00", cny).value()}));
+  engine = std::make_unique<engine_ami::AmiEngine>(context, engine_options());
+  service = std::make_unique<CallbackService>(context, *engine, sqlite_billing.get(), *store, ServiceOptions{});
+  engine->set_observer(service.get());
+  service->subscribe(observer);
+  engine->start();
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  const auto id = start("1001", "2001");  // B talks 5 s, then hangs up
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::completed);
+  EXPECT_EQ(end.announcement, Announcement::partner_hangup);
+  ASSERT_TRUE(end.cost);
+  EXPECT_EQ(*end.cost, Money::parse("0.10", cny).value());  // 5 s at 60/60: one minute
+  auto account = store->accounts().find("123").value();
+  EXPECT_EQ(account->balance, Money::parse("4.90", cny).value());
+  EXPECT_TRUE(account->reserved.is_zero());
+  EXPECT_EQ(cdrs(id).at(1).cost, end.cost);
+  // Billing answered on its own thread; everything above happened on ours.
+  service.reset();
+  engine.reset();
 }
 
 TEST_F(FlowTest, CallsSpreadOverSeveralServers) {

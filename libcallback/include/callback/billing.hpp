@@ -14,7 +14,8 @@
 //   ... call ends after 61 s of talk ...
 //   billing->authorizer().settle(decision->reservation, 61s);  // debits 0.20 at 60/60
 //
-// Both may block on a database: the service calls them off its event loop.
+// The blocking calls may wait for a database; the service uses the *_async ones, so its
+// event loop never waits for a disk.
 #include <callback/call.hpp>
 #include <callback/callback_request.hpp>
 #include <callback/component.hpp>
@@ -90,6 +91,9 @@ class CALLBACK_EXPORT Authorizer {
   virtual void settle_async(const std::string& reservation, std::chrono::seconds billsec,
                             std::function<void(Result<Money>)> done) {
     done(settle(reservation, billsec));
+  }
+  virtual void release_async(const std::string& reservation, std::function<void(Status)> done) {
+    done(release(reservation));
   }
 };
 

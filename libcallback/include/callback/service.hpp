@@ -90,10 +90,12 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   CallbackService(Context& context, Engine& engine, Billing* billing, Store& store, ServiceOptions options);
   ~CallbackService() override;
 
-  // Starts a callback: validates, authorizes, originates. The id, or why not (nothing
-  // was placed or charged then).
+  // Starts a callback: the id once the request is valid, or why not. Authorization and
+  // dialing follow without blocking (billing answers asynchronously); a denial ends the
+  // callback as failed, seen by the observers.
   Result<std::string> start(CallbackRequest request);
-  // TriggerSink: the same for triggers.
+  // TriggerSink: `done` gets the id once billing has allowed the call and A is being
+  // dialed, or the reason it was refused (then nothing was placed or charged).
   void submit(CallbackRequest request, std::function<void(Result<std::string>)> done) override;
   // Cancels at any stage; the call ends as canceled once the engine confirms (or the
   // stage grace runs out). Unknown or finished ids are an Error.
@@ -111,6 +113,12 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
 
  private:
   struct Active;
+  using Done = std::function<void(Result<std::string>)>;
+  Result<std::string> begin(CallbackRequest request, Done done);
+  void on_authorized(const std::string& id, Result<Authorization> decision, Done done);
+  void refuse(Active& active, const Error& error, const Done& done);
+  void complete(const std::string& id, std::optional<Money> cost);
+  void retire(Active& active);  // from in flight to finished
   void enter(Active& active, CallState to, std::optional<Announcement> announcement = {});
   void arm_stage_timer(Active& active, std::chrono::seconds budget);
   void on_stage_timeout(const std::string& id);
@@ -133,6 +141,9 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   std::string id_prefix_;
   Counter& started_;
   Counter& in_flight_gauge_;
+  // Billing answers on its own thread; its answers are posted back here only while the
+  // service lives.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace callback
