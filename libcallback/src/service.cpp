@@ -106,6 +106,8 @@ CallbackService::CallbackService(Context& context, Engine& engine, Billing* bill
 
 CallbackService::~CallbackService() {
   for (auto& [id, active] : active_) active->stage_timer.cancel();
+  // Nothing that ended is lost (observers may be gone by now: store only).
+  if (!pending_cdrs_.empty()) (void)store_.cdrs().append(pending_cdrs_);
 }
 
 std::string CallbackService::next_id() { return "cb-" + id_prefix_ + "-" + std::to_string(++sequence_); }
@@ -423,14 +425,10 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
   const bool b_answered = call.leg_b().answered.has_value();
 
   // One CDR per leg that was placed.
-  std::vector<Cdr> cdrs;
-  cdrs.push_back(make_cdr(call, call.leg_a(), active.a_billsec));
+  pending_cdrs_.push_back(make_cdr(call, call.leg_a(), active.a_billsec));
   if (active.b_dialed) {
-    cdrs.push_back(make_cdr(call, call.leg_b(), active.b_billsec));
-    cdrs.back().cost = cost;
-  }
-  if (auto stored = store_.cdrs().append(cdrs); !stored) {
-    context_.log.error("callback.service", call.id() + ": CDRs not stored: " + stored.error().message);
+    pending_cdrs_.push_back(make_cdr(call, call.leg_b(), active.b_billsec));
+    pending_cdrs_.back().cost = cost;
   }
 
   CallState final_state = CallState::failed;
@@ -454,9 +452,25 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
       .counter("callback_finished_total", "Callbacks finished, by outcome",
                "state=\"" + std::string(to_string(call.state())) + "\"")
       .add();
-  CallEvent event{call, previous, announcement, cost};
+  pending_events_.push_back(CallEvent{call, previous, announcement, cost});
   retire(active);
-  notify(event);
+  if (!flush_posted_) {
+    flush_posted_ = true;
+    std::weak_ptr<int> alive = alive_;
+    boost::asio::post(context_.io, [this, alive] {
+      if (!alive.expired()) flush_endings();
+    });
+  }
+}
+
+void CallbackService::flush_endings() {
+  flush_posted_ = false;
+  std::vector<Cdr> cdrs = std::exchange(pending_cdrs_, {});
+  std::vector<CallEvent> events = std::exchange(pending_events_, {});
+  if (auto stored = store_.cdrs().append(cdrs); !stored) {
+    context_.log.error("callback.service", std::to_string(cdrs.size()) + " CDRs not stored: " + stored.error().message);
+  }
+  for (const auto& event : events) notify(event);
 }
 
 void CallbackService::retire(Active& active) {

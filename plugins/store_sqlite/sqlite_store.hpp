@@ -8,6 +8,7 @@
 #include <callback/store.hpp>
 
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 
 #include <filesystem>
 #include <memory>
@@ -51,6 +52,7 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
 
   std::mutex mutex_;
   std::unique_ptr<SQLite::Database> db_;
+  std::unique_ptr<SQLite::Statement> insert_cdr_;  // prepared on first use; guarded by mutex_
   std::filesystem::path path_;
   int schema_version_ = 0;
 };

@@ -118,6 +118,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   void on_authorized(const std::string& id, Result<Authorization> decision, Done done);
   void refuse(Active& active, const Error& error, const Done& done);
   void complete(const std::string& id, std::optional<Money> cost);
+  void flush_endings();
   void retire(Active& active);  // from in flight to finished
   void enter(Active& active, CallState to, std::optional<Announcement> announcement = {});
   void arm_stage_timer(Active& active, std::chrono::seconds budget);
@@ -144,6 +145,12 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   // Billing answers on its own thread; its answers are posted back here only while the
   // service lives.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  // Calls that ended in this turn of the event loop: their CDRs go to the store in one
+  // transaction, then their final events go out (observers never see an ending whose
+  // CDRs are not stored).
+  std::vector<Cdr> pending_cdrs_;
+  std::vector<CallEvent> pending_events_;
+  bool flush_posted_ = false;
 };
 
 }  // namespace callback
