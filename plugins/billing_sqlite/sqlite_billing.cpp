@@ -205,39 +205,48 @@ void SqliteBilling::writer_loop() {
       }
     }
     std::vector<Status> results(batch.size(), ok_status());
-    try {
-      db.exec("BEGIN IMMEDIATE");
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        // Compiled once, like every statement here; exec() would parse them every time.
-        auto run = [&](const char* sql) {
-          prepared(db, sql).exec();
-          reset_statements();
-        };
-        run("SAVEPOINT op");
-        try {
-          batch[i].op(db);
-          reset_statements();
-          run("RELEASE op");
-        } catch (const Exception& e) {
-          reset_statements();
-          run("ROLLBACK TO op");
-          run("RELEASE op");
-          results[i] = e.error();
-        } catch (const std::exception& e) {
-          reset_statements();
-          run("ROLLBACK TO op");
-          run("RELEASE op");
-          results[i] = Error{"billing_failed", e.what(), {}};
-        }
-      }
-      db.exec("COMMIT");
-    } catch (const std::exception& e) {
-      // The commit itself failed (disk full, I/O): nothing of the batch happened.
+    auto run = [&](const char* sql) {  // compiled once, like every statement here
+      prepared(db, sql).exec();
+      reset_statements();
+    };
+    auto rollback = [&] {
+      reset_statements();
       try {
         db.exec("ROLLBACK");
       } catch (...) {
       }
-      for (auto& r : results) r = Error{"billing_failed", std::string("commit failed: ") + e.what(), {}};
+    };
+    // Fast path: the whole batch in one transaction. Operations check everything before
+    // they write, so one that throws is rare (a refused settle, a full disk); then the
+    // batch is undone and every operation runs again in a transaction of its own, so
+    // each gets its own answer and nothing is half-written.
+    bool batch_ok = true;
+    try {
+      run("BEGIN IMMEDIATE");
+      for (auto& job : batch) {
+        job.op(db);
+        reset_statements();
+      }
+      run("COMMIT");
+    } catch (const std::exception&) {
+      rollback();
+      batch_ok = false;
+    }
+    if (!batch_ok) {
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        try {
+          run("BEGIN IMMEDIATE");
+          batch[i].op(db);
+          reset_statements();
+          run("COMMIT");
+        } catch (const Exception& e) {
+          rollback();
+          results[i] = e.error();
+        } catch (const std::exception& e) {
+          rollback();
+          results[i] = Error{"billing_failed", e.what(), {}};
+        }
+      }
     }
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i].committed(std::move(results[i]));
     batch.clear();
@@ -256,7 +265,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       SQLite::Statement select(db,
                                "SELECT currency, minor_exponent, balance_micros, credit_limit_micros, reserved_micros, "
                                "status, tariff, secret_hash FROM account WHERE id = ?");
-      select.bind(1, account_id->value);
+      select.bindNoCopy(1, account_id->value);
       if (!select.executeStep()) {
         result = deny(DenialReason::unknown_account, "no account " + account_id->value);
         return;
@@ -280,8 +289,8 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
         }
       } else if (!secret_hash.empty()) {
         SQLite::Statement& number = prepared(db, "SELECT 1 FROM account_number WHERE account_id = ? AND number = ?");
-        number.bind(1, account_id->value);
-        number.bind(2, request.caller.digits());
+        number.bindNoCopy(1, account_id->value);
+        number.bind(2, request.caller.digits());;
         if (!number.executeStep()) {
           result = deny(DenialReason::bad_secret, "account " + account_id->value +
                                                       " needs its PIN, or a call from a registered number");
@@ -326,17 +335,17 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       SQLite::Statement insert(db,
                                "INSERT INTO reservation (id, account_id, call_id, amount_micros, max_seconds, rate, "
                                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
-      insert.bind(1, reservation_id);
-      insert.bind(2, account_id->value);
-      insert.bind(3, request.call_id);
-      insert.bind(4, amount.micros());
-      insert.bind(5, static_cast<std::int64_t>(seconds.count()));
+      insert.bindNoCopy(1, reservation_id);
+      insert.bindNoCopy(2, account_id->value);
+      insert.bind(3, request.call_id);;
+      insert.bind(4, amount.micros());;
+      insert.bind(5, static_cast<std::int64_t>(seconds.count()));;
       insert.bind(6, encode(line_b->rate) + (rate_a ? ";" + encode(*rate_a) : std::string()));
-      insert.bind(7, format_time(now));
+      insert.bind(7, format_time(now));;
       insert.exec();
       SQLite::Statement& hold = prepared(db, "UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
-      hold.bind(1, amount.micros());
-      hold.bind(2, account_id->value);
+      hold.bind(1, amount.micros());;
+      hold.bindNoCopy(2, account_id->value);
       hold.exec();
       result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id,
                              .rate = line_b->rate};
@@ -347,7 +356,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       SQLite::Statement select(db,
                                "SELECT limit_seconds, uses_per_day, once_ever, min_hours_between, "
                                "daily_budget_seconds, status FROM campaign WHERE id = ?");
-      select.bind(1, campaign_id);
+      select.bindNoCopy(1, campaign_id);
       if (!select.executeStep()) {
         result = deny(DenialReason::campaign_limit, "no campaign " + campaign_id);
         return;
@@ -366,9 +375,9 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       SQLite::Statement uses(db,
                              "SELECT COUNT(*), COALESCE(SUM(day = ?), 0), MAX(at) FROM campaign_use "
                              "WHERE campaign = ? AND caller = ? AND (status = 'open' OR (status = 'settled' AND seconds > 0))");
-      uses.bind(1, today(now));
-      uses.bind(2, campaign_id);
-      uses.bind(3, caller);
+      uses.bind(1, today(now));;
+      uses.bindNoCopy(2, campaign_id);
+      uses.bindNoCopy(3, caller);
       uses.executeStep();
       const auto ever = uses.getColumn(0).getInt64();
       const auto today_uses = uses.getColumn(1).getInt64();
@@ -392,8 +401,8 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       if (budget > 0) {
         SQLite::Statement& spent = prepared(db, "SELECT COALESCE(SUM(seconds), 0) FROM campaign_use WHERE campaign = ? AND day = ? "
                                     "AND status <> 'released'");
-        spent.bind(1, campaign_id);
-        spent.bind(2, today(now));
+        spent.bindNoCopy(1, campaign_id);
+        spent.bind(2, today(now));;
         spent.executeStep();
         const auto left = budget - spent.getColumn(0).getInt64();
         if (left < 60) {
@@ -405,20 +414,20 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       SQLite::Statement insert(db,
                                "INSERT INTO reservation (id, campaign, call_id, max_seconds, rate, created_at) "
                                "VALUES (?, ?, ?, ?, '', ?)");
-      insert.bind(1, reservation_id);
-      insert.bind(2, campaign_id);
-      insert.bind(3, request.call_id);
-      insert.bind(4, static_cast<std::int64_t>(seconds.count()));
-      insert.bind(5, format_time(now));
+      insert.bindNoCopy(1, reservation_id);
+      insert.bindNoCopy(2, campaign_id);
+      insert.bind(3, request.call_id);;
+      insert.bind(4, static_cast<std::int64_t>(seconds.count()));;
+      insert.bind(5, format_time(now));;
       insert.exec();
       SQLite::Statement& use = prepared(db, "INSERT INTO campaign_use (reservation, campaign, caller, at, day, seconds) "
                                 "VALUES (?, ?, ?, ?, ?, ?)");
-      use.bind(1, reservation_id);
-      use.bind(2, campaign_id);
-      use.bind(3, caller);
-      use.bind(4, format_time(now));
-      use.bind(5, today(now));
-      use.bind(6, static_cast<std::int64_t>(seconds.count()));
+      use.bindNoCopy(1, reservation_id);
+      use.bindNoCopy(2, campaign_id);
+      use.bindNoCopy(3, caller);
+      use.bind(4, format_time(now));;
+      use.bind(5, today(now));;
+      use.bind(6, static_cast<std::int64_t>(seconds.count()));;
       use.exec();
       result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id};
       }();
@@ -450,7 +459,7 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
     Money& charged = *out;
     SQLite::Statement& select = prepared(db, "SELECT account_id, campaign, call_id, amount_micros, max_seconds, rate, status "
                                  "FROM reservation WHERE id = ?");
-    select.bind(1, reservation);
+    select.bindNoCopy(1, reservation);
     if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
     if (select.getColumn(6).getString() != "open") {
       throw Exception(Error{"reservation_ended", "reservation " + reservation + " is already " +
@@ -460,14 +469,14 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
     const auto now = format_time(std::chrono::system_clock::now());
     if (select.getColumn(0).isNull()) {  // a campaign call: free for the caller, counted for the campaign
       SQLite::Statement& use = prepared(db, "UPDATE campaign_use SET status = 'settled', seconds = ? WHERE reservation = ?");
-      use.bind(1, static_cast<std::int64_t>(billsec.count()));
-      use.bind(2, reservation);
+      use.bind(1, static_cast<std::int64_t>(billsec.count()));;
+      use.bindNoCopy(2, reservation);
       use.exec();
       SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = 0 "
                                 "WHERE id = ?");
-      end.bind(1, now);
-      end.bind(2, static_cast<std::int64_t>(billsec.count()));
-      end.bind(3, reservation);
+      end.bindNoCopy(1, now);
+      end.bind(2, static_cast<std::int64_t>(billsec.count()));;
+      end.bindNoCopy(3, reservation);
       end.exec();
       charged = Money{};
       return;
@@ -477,7 +486,7 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
     const std::int64_t amount = select.getColumn(3).getInt64();
     const std::string rates = select.getColumn(5).getString();
     SQLite::Statement& account = prepared(db, "SELECT currency, minor_exponent, balance_micros FROM account WHERE id = ?");
-    account.bind(1, account_id);
+    account.bindNoCopy(1, account_id);
     if (!account.executeStep()) throw Exception(Error{"unknown_account", "no account " + account_id, "account"});
     const Currency currency = Currency::of(account.getColumn(0).getString(), account.getColumn(1).getInt()).value_or(Currency{});
     const std::int64_t balance = account.getColumn(2).getInt64();
@@ -492,25 +501,25 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
     if (cost.micros() > amount) cost = Money::from_micros(amount, currency);
     SQLite::Statement& ledger = prepared(db, "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
                                  "balance_after_micros) VALUES (?, ?, 'call_charge', ?, ?, ?, ?)");
-    ledger.bind(1, account_id);
-    ledger.bind(2, -cost.micros());
-    ledger.bind(3, call_id);
-    ledger.bind(4, std::to_string(billsec.count()) + " s");
-    ledger.bind(5, now);
-    ledger.bind(6, balance - cost.micros());
+    ledger.bindNoCopy(1, account_id);
+    ledger.bind(2, -cost.micros());;
+    ledger.bindNoCopy(3, call_id);
+    ledger.bind(4, std::to_string(billsec.count()) + " s");;
+    ledger.bindNoCopy(5, now);
+    ledger.bind(6, balance - cost.micros());;
     ledger.exec();
     SQLite::Statement& update = prepared(db, "UPDATE account SET balance_micros = balance_micros - ?, "
                                  "reserved_micros = reserved_micros - ? WHERE id = ?");
-    update.bind(1, cost.micros());
-    update.bind(2, amount);
-    update.bind(3, account_id);
+    update.bind(1, cost.micros());;
+    update.bind(2, amount);;
+    update.bindNoCopy(3, account_id);
     update.exec();
     SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = ? "
                               "WHERE id = ?");
-    end.bind(1, now);
-    end.bind(2, static_cast<std::int64_t>(billsec.count()));
-    end.bind(3, cost.micros());
-    end.bind(4, reservation);
+    end.bindNoCopy(1, now);
+    end.bind(2, static_cast<std::int64_t>(billsec.count()));;
+    end.bind(3, cost.micros());;
+    end.bindNoCopy(4, reservation);
     end.exec();
     charged = cost;
   };
@@ -545,7 +554,7 @@ void SqliteBilling::release_async(const std::string& reservation, std::function<
 SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
   return [reservation = std::move(reservation)](SQLite::Database& db) {
     SQLite::Statement& select = prepared(db, "SELECT account_id, amount_micros, status FROM reservation WHERE id = ?");
-    select.bind(1, reservation);
+    select.bindNoCopy(1, reservation);
     if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
     if (select.getColumn(2).getString() != "open") {
       throw Exception(Error{"reservation_ended", "reservation " + reservation + " is already " +
@@ -553,17 +562,17 @@ SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
     }
     if (!select.getColumn(0).isNull()) {
       SQLite::Statement& update = prepared(db, "UPDATE account SET reserved_micros = reserved_micros - ? WHERE id = ?");
-      update.bind(1, select.getColumn(1).getInt64());
-      update.bind(2, select.getColumn(0).getString());
+      update.bind(1, select.getColumn(1).getInt64());;
+      update.bind(2, select.getColumn(0).getString());;
       update.exec();
     } else {
       SQLite::Statement& use = prepared(db, "UPDATE campaign_use SET status = 'released', seconds = 0 WHERE reservation = ?");
-      use.bind(1, reservation);
+      use.bindNoCopy(1, reservation);
       use.exec();
     }
     SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'released', ended_at = ? WHERE id = ?");
-    end.bind(1, format_time(std::chrono::system_clock::now()));
-    end.bind(2, reservation);
+    end.bind(1, format_time(std::chrono::system_clock::now()));;
+    end.bindNoCopy(2, reservation);
     end.exec();
   };
 }
