@@ -6,6 +6,7 @@
 #include <SQLiteCpp/Statement.h>
 
 #include <charconv>
+#include <ctime>
 #include <sstream>
 
 namespace callback::billing_sqlite {
@@ -62,7 +63,19 @@ std::chrono::seconds affordable(const Rate& b, const std::optional<Rate>& a, Mon
   return cost(t) > available ? seconds{0} : t;
 }
 
-std::string today(Timestamp at) { return format_time(at).substr(0, 10); }
+// The same second formats the same: many operations of a batch share it.
+std::string now_text(Timestamp at) {
+  thread_local std::time_t last = -1;
+  thread_local std::string text;
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(at);
+  if (seconds != last) {
+    last = seconds;
+    text = format_time(at);
+  }
+  return text;
+}
+
+std::string today(Timestamp at) { return now_text(at).substr(0, 10); }
 
 // Statements compiled once per connection (only the writer thread uses it), reset for
 // each use: preparing costs more than running these small statements.
@@ -290,7 +303,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       } else if (!secret_hash.empty()) {
         SQLite::Statement& number = prepared(db, "SELECT 1 FROM account_number WHERE account_id = ? AND number = ?");
         number.bindNoCopy(1, account_id->value);
-        number.bind(2, request.caller.digits());;
+        number.bind(2, request.caller.digits());
         if (!number.executeStep()) {
           result = deny(DenialReason::bad_secret, "account " + account_id->value +
                                                       " needs its PIN, or a call from a registered number");
@@ -337,14 +350,14 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
                                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
       insert.bindNoCopy(1, reservation_id);
       insert.bindNoCopy(2, account_id->value);
-      insert.bind(3, request.call_id);;
-      insert.bind(4, amount.micros());;
-      insert.bind(5, static_cast<std::int64_t>(seconds.count()));;
+      insert.bind(3, request.call_id);
+      insert.bind(4, amount.micros());
+      insert.bind(5, static_cast<std::int64_t>(seconds.count()));
       insert.bind(6, encode(line_b->rate) + (rate_a ? ";" + encode(*rate_a) : std::string()));
-      insert.bind(7, format_time(now));;
+      insert.bind(7, now_text(now));
       insert.exec();
       SQLite::Statement& hold = prepared(db, "UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
-      hold.bind(1, amount.micros());;
+      hold.bind(1, amount.micros());
       hold.bindNoCopy(2, account_id->value);
       hold.exec();
       result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id,
@@ -375,7 +388,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       SQLite::Statement uses(db,
                              "SELECT COUNT(*), COALESCE(SUM(day = ?), 0), MAX(at) FROM campaign_use "
                              "WHERE campaign = ? AND caller = ? AND (status = 'open' OR (status = 'settled' AND seconds > 0))");
-      uses.bind(1, today(now));;
+      uses.bind(1, today(now));
       uses.bindNoCopy(2, campaign_id);
       uses.bindNoCopy(3, caller);
       uses.executeStep();
@@ -402,7 +415,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
         SQLite::Statement& spent = prepared(db, "SELECT COALESCE(SUM(seconds), 0) FROM campaign_use WHERE campaign = ? AND day = ? "
                                     "AND status <> 'released'");
         spent.bindNoCopy(1, campaign_id);
-        spent.bind(2, today(now));;
+        spent.bind(2, today(now));
         spent.executeStep();
         const auto left = budget - spent.getColumn(0).getInt64();
         if (left < 60) {
@@ -416,18 +429,18 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
                                "VALUES (?, ?, ?, ?, '', ?)");
       insert.bindNoCopy(1, reservation_id);
       insert.bindNoCopy(2, campaign_id);
-      insert.bind(3, request.call_id);;
-      insert.bind(4, static_cast<std::int64_t>(seconds.count()));;
-      insert.bind(5, format_time(now));;
+      insert.bind(3, request.call_id);
+      insert.bind(4, static_cast<std::int64_t>(seconds.count()));
+      insert.bind(5, format_time(now));
       insert.exec();
       SQLite::Statement& use = prepared(db, "INSERT INTO campaign_use (reservation, campaign, caller, at, day, seconds) "
                                 "VALUES (?, ?, ?, ?, ?, ?)");
       use.bindNoCopy(1, reservation_id);
       use.bindNoCopy(2, campaign_id);
       use.bindNoCopy(3, caller);
-      use.bind(4, format_time(now));;
-      use.bind(5, today(now));;
-      use.bind(6, static_cast<std::int64_t>(seconds.count()));;
+      use.bind(4, now_text(now));
+      use.bind(5, today(now));
+      use.bind(6, static_cast<std::int64_t>(seconds.count()));
       use.exec();
       result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id};
       }();
@@ -466,16 +479,16 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
                                                      select.getColumn(6).getString() + "; nothing charged twice",
                             "reservation"});
     }
-    const auto now = format_time(std::chrono::system_clock::now());
+    const auto now = now_text(std::chrono::system_clock::now());
     if (select.getColumn(0).isNull()) {  // a campaign call: free for the caller, counted for the campaign
       SQLite::Statement& use = prepared(db, "UPDATE campaign_use SET status = 'settled', seconds = ? WHERE reservation = ?");
-      use.bind(1, static_cast<std::int64_t>(billsec.count()));;
+      use.bind(1, static_cast<std::int64_t>(billsec.count()));
       use.bindNoCopy(2, reservation);
       use.exec();
       SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = 0 "
                                 "WHERE id = ?");
       end.bindNoCopy(1, now);
-      end.bind(2, static_cast<std::int64_t>(billsec.count()));;
+      end.bind(2, static_cast<std::int64_t>(billsec.count()));
       end.bindNoCopy(3, reservation);
       end.exec();
       charged = Money{};
@@ -502,23 +515,23 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
     SQLite::Statement& ledger = prepared(db, "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
                                  "balance_after_micros) VALUES (?, ?, 'call_charge', ?, ?, ?, ?)");
     ledger.bindNoCopy(1, account_id);
-    ledger.bind(2, -cost.micros());;
+    ledger.bind(2, -cost.micros());
     ledger.bindNoCopy(3, call_id);
-    ledger.bind(4, std::to_string(billsec.count()) + " s");;
+    ledger.bind(4, std::to_string(billsec.count()) + " s");
     ledger.bindNoCopy(5, now);
-    ledger.bind(6, balance - cost.micros());;
+    ledger.bind(6, balance - cost.micros());
     ledger.exec();
     SQLite::Statement& update = prepared(db, "UPDATE account SET balance_micros = balance_micros - ?, "
                                  "reserved_micros = reserved_micros - ? WHERE id = ?");
-    update.bind(1, cost.micros());;
-    update.bind(2, amount);;
+    update.bind(1, cost.micros());
+    update.bind(2, amount);
     update.bindNoCopy(3, account_id);
     update.exec();
     SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = ? "
                               "WHERE id = ?");
     end.bindNoCopy(1, now);
-    end.bind(2, static_cast<std::int64_t>(billsec.count()));;
-    end.bind(3, cost.micros());;
+    end.bind(2, static_cast<std::int64_t>(billsec.count()));
+    end.bind(3, cost.micros());
     end.bindNoCopy(4, reservation);
     end.exec();
     charged = cost;
@@ -562,8 +575,8 @@ SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
     }
     if (!select.getColumn(0).isNull()) {
       SQLite::Statement& update = prepared(db, "UPDATE account SET reserved_micros = reserved_micros - ? WHERE id = ?");
-      update.bind(1, select.getColumn(1).getInt64());;
-      update.bind(2, select.getColumn(0).getString());;
+      update.bind(1, select.getColumn(1).getInt64());
+      update.bind(2, select.getColumn(0).getString());
       update.exec();
     } else {
       SQLite::Statement& use = prepared(db, "UPDATE campaign_use SET status = 'released', seconds = 0 WHERE reservation = ?");
@@ -571,7 +584,7 @@ SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
       use.exec();
     }
     SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'released', ended_at = ? WHERE id = ?");
-    end.bind(1, format_time(std::chrono::system_clock::now()));;
+    end.bind(1, format_time(std::chrono::system_clock::now()));
     end.bindNoCopy(2, reservation);
     end.exec();
   };
