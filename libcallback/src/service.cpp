@@ -35,6 +35,7 @@ struct CallbackService::Active {
   std::chrono::seconds limit{0};
   std::chrono::seconds warning_before{0}, warning_repeat{0};
   bool finishing = false;  // billing is settling; engine events no longer matter
+  std::function<void(Result<std::string>)> pending_done;  // submit()'s answer, while authorizing
   bool b_dialed = false;
   bool a_ended = false;
   bool b_ended = false;
@@ -105,15 +106,53 @@ CallbackService::CallbackService(Context& context, Engine& engine, Billing* bill
       in_flight_gauge_(context.metrics.gauge("callback_in_flight", "Callbacks in flight")) {}
 
 CallbackService::~CallbackService() {
-  for (auto& [id, active] : active_) active->stage_timer.cancel();
-  // Nothing that ended is lost (observers may be gone by now: store only).
-  if (!pending_cdrs_.empty()) (void)store_.cdrs().append(pending_cdrs_);
+  // Shutting down with calls in flight (callbackd cancels and waits first; this is the
+  // last line): money and records still end exactly once. Blocking is fine here.
+  std::vector<Cdr> cdrs = std::exchange(pending_cdrs_, {});
+  const Timestamp now = context_.clock.now();
+  for (auto& [id, active] : active_) {
+    active->stage_timer.cancel();
+    Call& call = active->call;
+    if (call.state() == CallState::authorizing) continue;  // nothing placed; a late grant is given back
+    for (Leg* leg : {&call.leg_a(), &call.leg_b()}) {
+      if (leg->state == LegState::ended || (leg == &call.leg_b() && !active->b_dialed)) continue;
+      leg->state = LegState::ended;
+      if (!leg->started) leg->started = call.created_at();
+      leg->ended = now;
+      leg->cause = HangupCause::canceled();
+    }
+    std::optional<Money> cost;
+    if (!active->finishing && billing_ != nullptr && !active->reservation.empty()) {
+      const auto billsec = active->b_billsec.value_or(call.leg_b().billsec());
+      if (call.leg_b().answered && billsec.count() > 0) {
+        if (auto settled = billing_->authorizer().settle(active->reservation, billsec)) cost = *settled;
+      } else {
+        (void)billing_->authorizer().release(active->reservation);
+      }
+    }
+    cdrs.push_back(make_cdr(call, call.leg_a(), active->a_billsec));
+    if (active->b_dialed) {
+      cdrs.push_back(make_cdr(call, call.leg_b(), active->b_billsec));
+      cdrs.back().cost = cost;
+    }
+  }
+  if (!cdrs.empty()) (void)store_.cdrs().append(cdrs);  // observers may be gone: store only
 }
 
 std::string CallbackService::next_id() { return "cb-" + id_prefix_ + "-" + std::to_string(++sequence_); }
 
 void CallbackService::notify(const CallEvent& event) {
-  for (auto* observer : observers_) observer->on_call_event(event);
+  // An observer's failure must not cost the others their event, nor escape into the
+  // event loop (this runs inside the engine's read handlers).
+  for (auto* observer : observers_) {
+    try {
+      observer->on_call_event(event);
+    } catch (const std::exception& e) {
+      context_.log.error("callback.service", std::string("an observer failed: ") + e.what());
+    } catch (...) {
+      context_.log.error("callback.service", "an observer failed");
+    }
+  }
 }
 
 void CallbackService::enter(Active& active, CallState to, std::optional<Announcement> announcement) {
@@ -180,14 +219,23 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
     on_authorized(id, Authorization{.allowed = true, .max_duration = active.limit}, std::move(done));
     return id;
   }
-  // The answer comes on billing's thread: carry it back to ours.
+  // The answer comes on billing's thread: carry it back to ours. If the service is gone
+  // by then, a grant is given back at once (billing outlives the service).
   std::weak_ptr<int> alive = alive_;
-  billing_->authorizer().authorize_async(
+  boost::asio::io_context& io = context_.io;
+  Authorizer& authorizer = billing_->authorizer();
+  active.pending_done = std::move(done);
+  arm_stage_timer(active, std::chrono::seconds{0});  // billing too gets a deadline
+  authorizer.authorize_async(
       {request.payer, request.caller, request.callee, id, request.secret},
-      [this, alive, id, done = std::move(done)](Result<Authorization> decision) mutable {
-        if (alive.expired()) return;
-        boost::asio::post(context_.io, [this, alive, id, done = std::move(done), decision = std::move(decision)]() mutable {
-          if (!alive.expired()) on_authorized(id, std::move(decision), std::move(done));
+      [this, alive, &io, &authorizer, id](Result<Authorization> decision) mutable {
+        auto give_back = [&authorizer](const Result<Authorization>& d) {
+          if (d && d->allowed && !d->reservation.empty()) authorizer.release_async(d->reservation, [](Status) {});
+        };
+        if (alive.expired()) return give_back(decision);
+        boost::asio::post(io, [this, alive, id, decision = std::move(decision), give_back]() mutable {
+          if (alive.expired()) return give_back(decision);
+          on_authorized(id, std::move(decision), nullptr);
         });
       });
   return id;
@@ -195,6 +243,8 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
 
 void CallbackService::refuse(Active& active, const Error& error, const Done& done) {
   active.stage_timer.cancel();
+  // A refused request placed nothing: the same key may try again.
+  if (!active.call.request().idempotency_key.empty()) idempotency_.erase(active.call.request().idempotency_key);
   enter(active, active.cancel_requested ? CallState::canceled : CallState::failed);
   context_.metrics
       .counter("callback_finished_total", "Callbacks finished, by outcome",
@@ -206,7 +256,14 @@ void CallbackService::refuse(Active& active, const Error& error, const Done& don
 
 void CallbackService::on_authorized(const std::string& id, Result<Authorization> decision, Done done) {
   auto it = active_.find(id);
-  if (it == active_.end()) return;
+  if (it == active_.end()) {
+    // Given up on meanwhile (billing was too slow): give the grant back.
+    if (decision && decision->allowed && billing_ != nullptr && !decision->reservation.empty()) {
+      billing_->authorizer().release_async(decision->reservation, [](Status) {});
+    }
+    return;
+  }
+  if (!done) done = std::exchange(it->second->pending_done, nullptr);
   Active& active = *it->second;
   if (!decision) return refuse(active, Error{"billing_unavailable", "billing failed: " + decision.error().message, {}}, done);
   if (!decision->allowed) {
@@ -255,7 +312,7 @@ Status CallbackService::cancel(const std::string& id) {
   auto it = active_.find(id);
   if (it == active_.end()) return Error{"unknown_callback", "no callback " + id + " in flight", "id"};
   Active& active = *it->second;
-  if (active.cancel_requested) return ok_status();
+  if (active.cancel_requested || active.finishing) return ok_status();  // ending anyway
   active.cancel_requested = true;
   if (active.call.state() == CallState::authorizing) return ok_status();  // billing's answer ends it
   engine_.hangup(id, LegRole::a, HangupCause::canceled());
@@ -280,6 +337,11 @@ void CallbackService::on_stage_timeout(const std::string& id) {
   auto it = active_.find(id);
   if (it == active_.end() || it->second->finishing) return;
   Active& active = *it->second;
+  if (active.call.state() == CallState::authorizing) {
+    // Nothing placed yet; a grant that still comes is given back (on_authorized).
+    Done done = std::exchange(active.pending_done, nullptr);
+    return refuse(active, Error{"billing_unavailable", "billing did not answer in time", {}}, done);
+  }
   if (active.timeouts++ == 0) {
     // The engine went quiet past the stage's own time: end the call ourselves.
     context_.log.warning("callback.service", id + ": no word from the engine in state " +
@@ -308,8 +370,11 @@ void CallbackService::on_leg_event(const LegEvent& event) {
       if (!is_a) {
         active.b_dialed = true;
         if (call.state() == CallState::dialing_a) enter(active, CallState::a_answered);
-        enter(active, CallState::dialing_b);
-        arm_stage_timer(active, options_.b_ring_timeout);
+        if (call.state() == CallState::a_answered) {
+          enter(active, CallState::dialing_b);
+          active.timeouts = 0;
+          arm_stage_timer(active, options_.b_ring_timeout);
+        }
       }
       break;
     case LegEventType::ringing:
@@ -322,14 +387,21 @@ void CallbackService::on_leg_event(const LegEvent& event) {
       if (!leg.answered) leg.answered = event.at;
       leg.state = LegState::answered;
       if (is_a) {
-        enter(active, CallState::a_answered);
-        arm_stage_timer(active, options_.b_ring_timeout);
+        // A late "A answered" (AMI can report it after B) must not shorten a live call.
+        if (call.state() == CallState::dialing_a) {
+          enter(active, CallState::a_answered);
+          active.timeouts = 0;
+          arm_stage_timer(active, options_.b_ring_timeout);
+        }
       } else {
         active.b_dialed = true;
         if (call.state() == CallState::dialing_a) enter(active, CallState::a_answered);
         if (call.state() == CallState::a_answered) enter(active, CallState::dialing_b);
-        enter(active, CallState::bridged);
-        arm_stage_timer(active, active.limit);
+        if (call.state() != CallState::bridged) {
+          enter(active, CallState::bridged);
+          active.timeouts = 0;
+          arm_stage_timer(active, active.limit);
+        }
       }
       break;
     case LegEventType::warning:

@@ -87,7 +87,7 @@ SQLite::Statement& prepared(SQLite::Database& db, const char* sql) {
   if (!slot) {
     slot = std::make_unique<SQLite::Statement>(db, sql);
   } else {
-    slot->reset();
+    slot->tryReset();  // never throws: the error of a failed step was reported then
     slot->clearBindings();
   }
   statements_in_use.push_back(slot.get());
@@ -95,8 +95,8 @@ SQLite::Statement& prepared(SQLite::Database& db, const char* sql) {
 }
 
 // After each operation: no statement stays in the middle of a step across the commit.
-void reset_statements() {
-  for (auto* statement : statements_in_use) statement->reset();
+void reset_statements() noexcept {
+  for (auto* statement : statements_in_use) statement->tryReset();
   statements_in_use.clear();
 }
 
@@ -130,6 +130,7 @@ Status SqliteBilling::load_decks() {
   // Read on the writer thread: the connection is its own.
   std::map<std::string, std::shared_ptr<const RateDeck>, std::less<>> decks;
   auto loaded = write([&](SQLite::Database& db) {
+    decks.clear();  // a batch may be replayed
     std::map<std::string, Currency> currencies;
     SQLite::Statement& tariffs = prepared(db, "SELECT name, currency, minor_exponent FROM tariff");
     while (tariffs.executeStep()) {
@@ -241,7 +242,7 @@ void SqliteBilling::writer_loop() {
         reset_statements();
       }
       run("COMMIT");
-    } catch (const std::exception&) {
+    } catch (...) {
       rollback();
       batch_ok = false;
     }
@@ -258,10 +259,19 @@ void SqliteBilling::writer_loop() {
         } catch (const std::exception& e) {
           rollback();
           results[i] = Error{"billing_failed", e.what(), {}};
+        } catch (...) {
+          rollback();
+          results[i] = Error{"billing_failed", "unknown failure", {}};
         }
       }
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].committed(std::move(results[i]));
+    // Nothing a caller's continuation does may take the writer thread down.
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      try {
+        batch[i].committed(std::move(results[i]));
+      } catch (...) {
+      }
+    }
     batch.clear();
   }
 }
@@ -648,6 +658,7 @@ Result<ImportReport> SqliteBilling::import_rates(const std::string& tariff, std:
 Result<std::vector<TariffInfo>> SqliteBilling::tariffs() {
   std::vector<TariffInfo> out;
   auto written = write([&](SQLite::Database& db) {
+    out.clear();  // a batch may be replayed
     SQLite::Statement& select = prepared(db, "SELECT name, currency, minor_exponent, rates, imported_at FROM tariff ORDER BY name");
     while (select.executeStep()) {
       out.push_back({select.getColumn(0).getString(),
@@ -697,6 +708,7 @@ Status SqliteBilling::put_campaign(const Campaign& c) {
 Result<std::vector<Campaign>> SqliteBilling::campaigns() {
   std::vector<Campaign> out;
   auto written = write([&](SQLite::Database& db) {
+    out.clear();  // a batch may be replayed
     SQLite::Statement& select = prepared(db, "SELECT id, limit_seconds, uses_per_day, once_ever, min_hours_between, "
                                  "daily_budget_seconds, status FROM campaign ORDER BY id");
     while (select.executeStep()) {
@@ -712,6 +724,7 @@ Result<std::vector<Campaign>> SqliteBilling::campaigns() {
 Result<std::vector<CallerStats>> SqliteBilling::caller_stats(const std::string& number, std::size_t limit) {
   std::vector<CallerStats> out;
   auto written = write([&](SQLite::Database& db) {
+    out.clear();  // a batch may be replayed
     SQLite::Statement& select = prepared(db, number.empty()
                                      ? "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "
                                        "FROM caller_stats ORDER BY attempts DESC, number LIMIT ?"

@@ -141,6 +141,7 @@ struct AmiEngine::Server {
   bool ping_outstanding = false;
   std::size_t in_flight = 0;
   std::set<std::string> listed_linkedids;  // CoreShowChannels after a reconnect
+  std::set<std::string> listed_uniqueids;
 
   [[nodiscard]] bool healthy() const { return state == State::ready && dialplan_ok; }
   std::string next_id(std::string_view what) { return std::string(what) + "-" + std::to_string(++action_seq); }
@@ -301,6 +302,16 @@ void AmiEngine::start() {
 }
 
 void AmiEngine::stop() {
+  // Calls still up are hung up first: nobody would follow (or bill) them any more.
+  for (auto& [id, call] : calls_) {
+    if (call->server != nullptr && call->server->state == Server::State::ready && !call->live.empty()) {
+      call->server->send(ami::Action("Hangup")
+                             .add("ActionID", "hangup-" + id)
+                             .add("Channel", call->a_channel.empty() ? call->a1 : call->a_channel)
+                             .add("Cause", "16")
+                             .str());
+    }
+  }
   for (auto& server : servers_) {
     if (server->state == Server::State::ready) server->send(ami::Action("Logoff").add("ActionID", "logoff").str());
   }
@@ -445,6 +456,7 @@ void AmiEngine::on_logged_in(Server& server) {
   for (auto& [id, call] : calls_) orphans = orphans || (call->server == &server && call->orphaned);
   if (orphans) {
     server.listed_linkedids.clear();
+    server.listed_uniqueids.clear();
     server.channels_id = server.next_id("channels");
     server.send(ami::Action("CoreShowChannels").add("ActionID", server.channels_id).str());
   }
@@ -547,21 +559,35 @@ void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
 
   if (event == "CoreShowChannel" && server.channels_id == m.action_id()) {
     server.listed_linkedids.insert(std::string(m.get("Linkedid")));
+    server.listed_uniqueids.insert(std::string(m.get("Uniqueid")));
     return;
   }
   if (event == "CoreShowChannelsComplete" && server.channels_id == m.action_id()) {
     // Reconcile: orphans still up on Asterisk go on being tracked; the rest are gone.
     std::vector<Call*> gone;
+    std::vector<std::string> kept;
     for (auto& [id, call] : calls_) {
       if (call->server != &server || !call->orphaned) continue;
       if (server.listed_linkedids.count(call->a1) > 0) {
         call->orphaned = false;
         call->grace.cancel();
+        call->grace_armed_for_cdr = call->grace_armed_for_channels = false;
+        // Channels that hung up while we were away are gone now.
+        std::erase_if(call->live, [&](const std::string& u) { return server.listed_uniqueids.count(u) == 0; });
+        kept.push_back(call->id);
       } else {
         gone.push_back(call.get());
       }
     }
     for (auto* call : gone) finish_call(*call, true);
+    for (const auto& id : kept) {
+      auto it = calls_.find(id);
+      if (it == calls_.end()) continue;
+      Call& call = *it->second;
+      // A cancel asked for while we were away goes out now.
+      if (call.hangup_requested && !call.hangup_sent) hangup(call.id, LegRole::a, call.requested_cause);
+      check_done(call);
+    }
     return;
   }
 

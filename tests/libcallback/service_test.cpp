@@ -230,6 +230,61 @@ TEST_F(ServiceTest, CancelDuringAuthorizationReleasesAndPlacesNothing) {
   EXPECT_EQ(billing.endings("r-" + id), 1u);  // the reservation it got was released
 }
 
+// Billing that answers only when the test says so.
+class SlowBilling final : public Billing, Rater, Authorizer {
+ public:
+  std::vector<std::function<void(Result<Authorization>)>> waiting;
+  std::vector<std::string> released;
+  Rater& rater() override { return *this; }
+  Authorizer& authorizer() override { return *this; }
+  std::optional<Rate> rate(const std::string&, const PhoneNumber&, Timestamp) const override { return {}; }
+  Result<Authorization> authorize(const AuthorizationRequest&) override { return Error{"unused", "", ""}; }
+  Result<Money> settle(const std::string&, std::chrono::seconds) override { return Money{}; }
+  Status release(const std::string& r) override {
+    released.push_back(r);
+    return ok_status();
+  }
+  void authorize_async(const AuthorizationRequest&, std::function<void(Result<Authorization>)> done) override {
+    waiting.push_back(std::move(done));
+  }
+};
+
+TEST_F(ServiceTest, BillingThatDoesNotAnswerInTimeFailsTheCallAndALateGrantIsGivenBack) {
+  SlowBilling slow;
+  ServiceOptions options;
+  options.stage_grace = 10s;
+  make(options, &slow);
+  std::optional<Result<std::string>> answer;
+  service->submit(request(), [&](Result<std::string> r) { answer = std::move(r); });
+  clock.advance(9s);
+  EXPECT_FALSE(answer);
+  clock.advance(1s);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->error().code, "billing_unavailable");
+  EXPECT_EQ(events.seen.back().call.state(), CallState::failed);
+  // Billing answers at last: the grant goes straight back, nothing is dialed.
+  ASSERT_EQ(slow.waiting.size(), 1u);
+  slow.waiting[0](Authorization{.allowed = true, .max_duration = 60s, .reservation = "late"});
+  pump();
+  EXPECT_EQ(slow.released, std::vector<std::string>{"late"});
+  EXPECT_TRUE(engine.originated.empty());
+}
+
+TEST_F(ServiceTest, DestroyingTheServiceSettlesCallsInFlightAndWritesTheirCdrs) {
+  make({}, &billing);
+  billing.max_duration = 300s;
+  const auto id = start(request());
+  leg(id, LegRole::a, LegEventType::answered);
+  leg(id, LegRole::b, LegEventType::dialing);
+  leg(id, LegRole::b, LegEventType::connected);
+  clock.advance(90s);
+  service.reset();
+  ASSERT_EQ(billing.settled.size(), 1u);
+  EXPECT_EQ(billing.settled[0].second, 90s);
+  EXPECT_EQ(store.rows.size(), 2u);
+  EXPECT_EQ(store.rows[1].hangup_cause, HangupCause::canceled());
+}
+
 TEST(AnnouncementFor, MapsCausesAsTheSeedDoes) {
   auto b_failed = [](int cause) { return announcement_for({.b_cause = HangupCause{cause}}); };
   EXPECT_EQ(b_failed(17), Announcement::partner_busy);

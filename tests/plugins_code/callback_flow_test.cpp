@@ -390,6 +390,24 @@ TEST_F(FlowTest, GarbageFromThePeerDropsTheConnectionAndTheCallIsFoundAgainAfter
   EXPECT_EQ(cdrs(id).size(), 2u);
 }
 
+TEST_F(FlowTest, CancelAskedWhileDisconnectedGoesOutAfterTheReconnect) {
+  connect();
+  billing.max_duration = 300s;
+  const auto id = start("1001", "1007");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  asterisk.set_accepting(false);
+  asterisk.send_raw_to_all("garbage\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return !engine->status().servers.at(0).connected; }, 5s));
+  ASSERT_TRUE(service->cancel(id));  // nowhere to send it right now
+  io.run_for(50ms);
+  asterisk.set_accepting(true);
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_EQ(end.call.leg_b().cause, HangupCause::canceled());  // followed to its end, not lost
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  EXPECT_EQ(asterisk.active_calls(), 0u);
+}
+
 TEST_F(FlowTest, CallThatEndsWhileDisconnectedEndsAsEngineLostOnceWeAreBack) {
   connect();
   billing.max_duration = 10s;  // 100 ms here
