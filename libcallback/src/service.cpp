@@ -304,8 +304,15 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
       .account_code = payer_account(request.payer),
   };
   arm_stage_timer(active, options_.a_ring_timeout);
-  engine_.originate(originate);
-  if (done) done(id);
+  engine_.originate(originate);  // may end the call at once (no Asterisk reachable): `active` may be gone
+  if (done) {
+    auto placed = active_.find(id);
+    if (placed == active_.end() || placed->second->finishing) {
+      done(Error{"engine_unavailable", "the call could not be placed: no Asterisk server is reachable", {}});
+    } else {
+      done(id);
+    }
+  }
 }
 
 Status CallbackService::cancel(const std::string& id) {

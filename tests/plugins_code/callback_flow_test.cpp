@@ -450,6 +450,14 @@ TEST_F(FlowTest, NoReachableAsteriskFailsTheCallAtOnce) {
   EXPECT_EQ(end.call.state(), CallState::failed);
   EXPECT_EQ(end.call.leg_a().cause.outcome(), Outcome::engine_lost);
   EXPECT_EQ(billing.released.size(), 1u);
+  // A trigger asking through submit() is told so, not handed an id as if it worked.
+  std::optional<Result<std::string>> answer;
+  service->submit({.caller = PhoneNumber::parse("1001", as_dialed).value(),
+                   .callee = PhoneNumber::parse("1003", as_dialed).value(), .payer = AccountId{"123"}},
+                  [&](Result<std::string> r) { answer = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return answer.has_value(); }, 5s));
+  ASSERT_FALSE(*answer);
+  EXPECT_EQ(answer->error().code, "engine_unavailable");
 }
 
 TEST_F(FlowTest, MissingDialplanIsReportedAndTheServerIsNotUsed) {
