@@ -106,6 +106,7 @@ CallbackService::CallbackService(Context& context, Engine& engine, Billing* bill
       in_flight_gauge_(context.metrics.gauge("callback_in_flight", "Callbacks in flight")) {}
 
 CallbackService::~CallbackService() {
+  cdr_retry_.cancel();
   // Shutting down with calls in flight (callbackd cancels and waits first; this is the
   // last line): money and records still end exactly once. Blocking is fine here.
   std::vector<Cdr> cdrs = std::exchange(pending_cdrs_, {});
@@ -546,8 +547,23 @@ void CallbackService::flush_endings() {
   flush_posted_ = false;
   std::vector<Cdr> cdrs = std::exchange(pending_cdrs_, {});
   std::vector<CallEvent> events = std::exchange(pending_events_, {});
-  if (auto stored = store_.cdrs().append(cdrs); !stored) {
-    context_.log.error("callback.service", std::to_string(cdrs.size()) + " CDRs not stored: " + stored.error().message);
+  if (!cdrs.empty()) {
+    if (auto stored = store_.cdrs().append(cdrs); !stored) {
+      // Kept and tried again (a locked or full disk passes): a CDR is never dropped.
+      context_.log.error("callback.service", std::to_string(cdrs.size()) + " CDRs not stored yet (" +
+                                                 stored.error().message + "); trying again in 1 s");
+      pending_cdrs_.insert(pending_cdrs_.begin(), std::make_move_iterator(cdrs.begin()),
+                           std::make_move_iterator(cdrs.end()));
+      if (!cdr_retry_armed_) {
+        cdr_retry_armed_ = true;
+        std::weak_ptr<int> alive = alive_;
+        cdr_retry_ = context_.clock.schedule(std::chrono::seconds{1}, [this, alive] {
+          if (alive.expired()) return;
+          cdr_retry_armed_ = false;
+          if (!flush_posted_) flush_endings();
+        });
+      }
+    }
   }
   for (const auto& event : events) notify(event);
 }

@@ -38,11 +38,16 @@ class ScriptedEngine final : public Engine {
 class MemoryStore final : public Store, CdrStore, AccountStore, LedgerStore {
  public:
   std::vector<Cdr> rows;
+  int failures_left = 0;  // the next appends fail (a locked or full disk)
   CdrStore& cdrs() override { return *this; }
   AccountStore& accounts() override { return *this; }
   LedgerStore& ledger() override { return *this; }
   int schema_version() const override { return 0; }
   Status append(std::span<Cdr> cdrs) override {
+    if (failures_left > 0) {
+      --failures_left;
+      return Error{"store_failed", "database is locked", {}};
+    }
     rows.insert(rows.end(), cdrs.begin(), cdrs.end());
     return ok_status();
   }
@@ -283,6 +288,21 @@ TEST_F(ServiceTest, DestroyingTheServiceSettlesCallsInFlightAndWritesTheirCdrs) 
   EXPECT_EQ(billing.settled[0].second, 90s);
   EXPECT_EQ(store.rows.size(), 2u);
   EXPECT_EQ(store.rows[1].hangup_cause, HangupCause::canceled());
+}
+
+TEST_F(ServiceTest, CdrsThatCannotBeStoredAreKeptAndStoredLater) {
+  make({}, &billing);
+  const auto id = start(request());
+  store.failures_left = 2;
+  leg(id, LegRole::a, LegEventType::ended, HangupCause{17});  // A busy: one CDR
+  EXPECT_TRUE(store.rows.empty());
+  EXPECT_EQ(events.seen.back().call.state(), CallState::failed);  // the ending is still told
+  clock.advance(1s);  // second try fails too
+  EXPECT_TRUE(store.rows.empty());
+  clock.advance(1s);
+  ASSERT_EQ(store.rows.size(), 1u);
+  EXPECT_EQ(store.rows[0].callback_id, id);
+  EXPECT_NE(log_text.str().find("CDRs not stored yet (database is locked); trying again in 1 s"), std::string::npos);
 }
 
 TEST(AnnouncementFor, MapsCausesAsTheSeedDoes) {

@@ -151,6 +151,8 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   std::vector<Cdr> pending_cdrs_;
   std::vector<CallEvent> pending_events_;
   bool flush_posted_ = false;
+  bool cdr_retry_armed_ = false;
+  TimerHandle cdr_retry_;
 };
 
 }  // namespace callback
