@@ -73,6 +73,16 @@ Result<std::unique_ptr<Embedded>> open_embedded(const PluginSource& source, bool
   return embedded;
 }
 
+// As open_embedded, for commands on billing's own data: the backend must keep it.
+Result<std::unique_ptr<Embedded>> open_admin(const PluginSource& source, const std::string& what) {
+  auto embedded = open_embedded(source, true);
+  if (!embedded) return embedded.error();
+  if ((*embedded)->billing->admin() == nullptr) {
+    return Error{"unsupported", "this billing backend keeps no " + what, "billing"};
+  }
+  return embedded;
+}
+
 std::string time_text(Timestamp t) { return t == Timestamp{} ? std::string() : format_timestamp(t); }
 
 Result<std::optional<Timestamp>> parse_time_arg(const std::string& text, const std::string& field) {
@@ -256,10 +266,9 @@ int rates_import(const PluginSource& source, const std::string& tariff, const st
   if (!currency) return fail(output, currency.error().at("currency"));
   std::ifstream in(file, std::ios::binary);
   if (!in) return fail(output, Error{"unreadable", "cannot open " + file, "file"});
-  auto embedded = open_embedded(source, true);
+  auto embedded = open_admin(source, "rate decks");
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto* admin = (*embedded)->billing->admin();
-  if (admin == nullptr) return fail(output, Error{"unsupported", "this billing backend keeps no rate decks", "billing"});
   auto report = admin->import_rates(tariff, in, *currency);
   if (!report) {
     Error e = report.error();
@@ -303,10 +312,9 @@ int rates_lookup(const PluginSource& source, const std::string& tariff, const st
 
 int rates_list(const PluginSource& source, const std::string& tariff, const std::string& prefix, std::size_t limit,
                const Output& output) {
-  auto embedded = open_embedded(source, true);
+  auto embedded = open_admin(source, "rate decks");
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto* admin = (*embedded)->billing->admin();
-  if (admin == nullptr) return fail(output, Error{"unsupported", "this billing backend keeps no rate decks", "billing"});
   if (tariff.empty()) {
     auto tariffs = admin->tariffs();
     if (!tariffs) return fail(output, tariffs.error(), exit_failure);
@@ -400,7 +408,7 @@ int cdr_export(const PluginSource& source, const CdrFilter& filter, const Output
 }
 
 int stats(const PluginSource& source, const std::string& number_text, std::size_t limit, const Output& output) {
-  auto embedded = open_embedded(source, true);
+  auto embedded = open_admin(source, "statistics");
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   std::string digits;
   if (!number_text.empty()) {
@@ -409,7 +417,6 @@ int stats(const PluginSource& source, const std::string& number_text, std::size_
     digits = number->digits();
   }
   auto* admin = (*embedded)->billing->admin();
-  if (admin == nullptr) return fail(output, Error{"unsupported", "this billing backend keeps no statistics", "billing"});
   auto rows = admin->caller_stats(digits, limit);
   if (!rows) return fail(output, rows.error(), exit_failure);
   if (output.json) {
@@ -432,10 +439,9 @@ int stats(const PluginSource& source, const std::string& number_text, std::size_
 }
 
 int campaigns_add(const PluginSource& source, const CampaignAdd& args, const Output& output) {
-  auto embedded = open_embedded(source, true);
+  auto embedded = open_admin(source, "campaigns");
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto* admin = (*embedded)->billing->admin();
-  if (admin == nullptr) return fail(output, Error{"unsupported", "this billing backend keeps no campaigns", "billing"});
   Campaign c{.id = args.id, .limit = std::chrono::seconds(args.limit_seconds), .uses_per_day = args.uses_per_day,
              .once_ever = args.once_ever, .min_hours_between = args.min_hours_between,
              .daily_budget = std::chrono::seconds(args.daily_budget_seconds)};
@@ -444,10 +450,9 @@ int campaigns_add(const PluginSource& source, const CampaignAdd& args, const Out
 }
 
 int campaigns_list(const PluginSource& source, const Output& output) {
-  auto embedded = open_embedded(source, true);
+  auto embedded = open_admin(source, "campaigns");
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto* admin = (*embedded)->billing->admin();
-  if (admin == nullptr) return fail(output, Error{"unsupported", "this billing backend keeps no campaigns", "billing"});
   auto list = admin->campaigns();
   if (!list) return fail(output, list.error(), exit_failure);
   if (output.json) {
