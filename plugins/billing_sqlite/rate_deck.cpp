@@ -396,11 +396,53 @@ std::shared_ptr<const RateDeck> RateDeck::build(std::vector<RateLine> lines) {
     std::swap(level, next);
   }
   deck->nodes_.shrink_to_fit();
+  deck->build_jumps();
   return deck;
 }
 
-std::int64_t RateDeck::entry_at(std::uint32_t index, Timestamp at) const noexcept {
-  const Node& node = nodes_[index];
+void RateDeck::build_jumps() {
+  // About one slot per line: 10^6 slots (8 MB) for a million-line deck, none below ten,
+  // none when the deck is too big for a slot's fields.
+  jump_digits_ = 0;
+  if (nodes_.size() >= jump_field || lines_.size() >= jump_field - 1) return;
+  for (std::size_t n = lines_.size(); n >= 10 && jump_digits_ < 6; n /= 10) ++jump_digits_;
+  if (jump_digits_ == 0) return;
+  std::size_t slots = 1;
+  for (std::size_t i = 0; i < jump_digits_; ++i) slots *= 10;
+  jumps_.assign(slots, Jump{});
+  // Depth first down to jump_digits_: a missing child fills its whole range of slots.
+  struct Frame {
+    std::uint32_t node, depth, slot;  // slot: the digits so far, as a number
+    std::uint64_t best;               // as in a slot: line + 1, 0, or all ones
+  };
+  std::vector<Frame> stack{{0, 0, 0, 0}};
+  while (!stack.empty()) {
+    const Frame f = stack.back();
+    stack.pop_back();
+    const Node& node = nodes_[f.node];
+    std::uint64_t best = f.best;
+    if (best != jump_field && node.entries != 0) {
+      best = (node.entries & unconditional) ? node.first_entry + 1u : jump_field;
+    }
+    if (f.depth == jump_digits_) {
+      jumps_[f.slot] = best << 37 | std::uint64_t{node.first_child} << 10 | node.children;
+      continue;
+    }
+    std::size_t width = 1;
+    for (std::size_t i = f.depth + 1; i < jump_digits_; ++i) width *= 10;
+    std::uint32_t child = node.first_child;
+    for (std::uint32_t d = 0; d < 10; ++d) {
+      const std::uint32_t slot = f.slot * 10 + d;
+      if ((node.children >> d) & 1u) {
+        stack.push_back({child++, f.depth + 1, slot, best});
+      } else {
+        std::fill_n(jumps_.begin() + static_cast<std::ptrdiff_t>(slot * width), width, best << 37);
+      }
+    }
+  }
+}
+
+std::int64_t RateDeck::entry_at(const Node& node, Timestamp at) const noexcept {
   if (node.entries & unconditional) return node.first_entry;
   for (std::uint32_t e = 0; e < node.entries; ++e) {
     if (lines_[node.first_entry + e].applies_at(at)) return node.first_entry + e;
@@ -408,56 +450,75 @@ std::int64_t RateDeck::entry_at(std::uint32_t index, Timestamp at) const noexcep
   return -1;
 }
 
+const RateDeck::Node* RateDeck::step(const Node& node, std::string_view digits, std::size_t i, std::int64_t& best,
+                                     Timestamp at) const noexcept {
+  if (node.entries != 0) {
+    if (const auto e = entry_at(node, at); e >= 0) best = e;
+  }
+  if (i >= digits.size()) return nullptr;
+  const unsigned d = static_cast<unsigned>(digits[i] - '0');
+  if (d > 9 || ((node.children >> d) & 1u) == 0) return nullptr;
+  return &nodes_[node.first_child + static_cast<unsigned>(std::popcount(node.children & ((1u << d) - 1)))];
+}
+
+// Where a walk starts: the slot of the first digits, or the root when the number is too
+// short for it, has a non-digit there, or a line on the way depends on the time.
+const RateDeck::Node* RateDeck::start(std::string_view digits, std::size_t& i, std::int64_t& best) const noexcept {
+  i = 0;
+  best = -1;
+  if (jump_digits_ == 0 || digits.size() < jump_digits_) return nodes_.data();
+  std::uint32_t slot = 0;
+  bool all_digits = true;
+  for (std::size_t k = 0; k < jump_digits_; ++k) {
+    const unsigned d = static_cast<unsigned>(digits[k] - '0');
+    all_digits &= d <= 9;
+    slot = slot * 10 + d;
+  }
+  if (!all_digits) return nodes_.data();
+  const Jump jump = jumps_[slot];
+  if ((jump & depends_on_time) == depends_on_time) return nodes_.data();
+  best = static_cast<std::int64_t>(jump >> 37) - 1;
+  i = jump_digits_ + 1;
+  const auto children = static_cast<unsigned>(jump & 0x3ff);
+  const unsigned d = i <= digits.size() ? static_cast<unsigned>(digits[jump_digits_] - '0') : 10u;
+  if (d > 9 || ((children >> d) & 1u) == 0) return nullptr;
+  return &nodes_[((jump >> 10) & jump_field) + static_cast<unsigned>(std::popcount(children & ((1u << d) - 1)))];
+}
+
 const RateLine* RateDeck::lookup(std::string_view digits, Timestamp at) const noexcept {
   if (nodes_.empty()) return nullptr;
-  std::int64_t best = -1;
-  std::uint32_t index = 0;
-  std::size_t i = 0;
-  while (true) {
-    const Node& node = nodes_[index];
-    if (node.entries != 0) {
-      if (const auto e = entry_at(index, at); e >= 0) best = e;
-    }
-    if (i == digits.size()) break;
-    const unsigned d = static_cast<unsigned>(digits[i++] - '0');
-    if (d > 9 || ((node.children >> d) & 1u) == 0) break;
-    index = node.first_child + static_cast<unsigned>(std::popcount(static_cast<unsigned>(node.children) & ((1u << d) - 1)));
-  }
+  std::size_t i;
+  std::int64_t best;
+  for (const Node* node = start(digits, i, best); node != nullptr; ++i) node = step(*node, digits, i, best, at);
   return best >= 0 ? &lines_[static_cast<std::size_t>(best)] : nullptr;
 }
 
 void RateDeck::lookup_batch(std::span<const std::string_view> numbers, Timestamp at,
                             std::span<const RateLine*> out) const noexcept {
+  if (nodes_.empty()) return std::fill(out.begin(), out.end(), nullptr);
   constexpr std::size_t group = 16;
   for (std::size_t base = 0; base < numbers.size(); base += group) {
     const std::size_t m = std::min(group, numbers.size() - base);
-    std::uint32_t index[group] = {};
-    std::uint32_t position[group] = {};
+    const Node* node[group];
+    std::size_t position[group];
     std::int64_t best[group];
-    bool active[group];
+    std::size_t remaining = 0;
     for (std::size_t k = 0; k < m; ++k) {
-      best[k] = -1;
-      active[k] = !nodes_.empty();
+      node[k] = start(numbers[base + k], position[k], best[k]);
+      if (node[k] != nullptr) {
+        ++remaining;
+        __builtin_prefetch(node[k]);
+      }
     }
-    std::size_t remaining = nodes_.empty() ? 0 : m;
     while (remaining > 0) {
       for (std::size_t k = 0; k < m; ++k) {
-        if (!active[k]) continue;
-        const Node& node = nodes_[index[k]];
-        if (node.entries != 0) {
-          if (const auto e = entry_at(index[k], at); e >= 0) best[k] = e;
-        }
-        const std::string_view digits = numbers[base + k];
-        const unsigned d = position[k] < digits.size() ? static_cast<unsigned>(digits[position[k]] - '0') : 10u;
-        if (d > 9 || ((node.children >> d) & 1u) == 0) {
-          active[k] = false;
+        if (node[k] == nullptr) continue;
+        node[k] = step(*node[k], numbers[base + k], position[k]++, best[k], at);
+        if (node[k] == nullptr) {
           --remaining;
-          continue;
+        } else {
+          __builtin_prefetch(node[k]);
         }
-        ++position[k];
-        index[k] = node.first_child +
-                   static_cast<unsigned>(std::popcount(static_cast<unsigned>(node.children) & ((1u << d) - 1)));
-        __builtin_prefetch(&nodes_[index[k]]);
       }
     }
     for (std::size_t k = 0; k < m; ++k) out[base + k] = best[k] >= 0 ? &lines_[static_cast<std::size_t>(best[k])] : nullptr;
@@ -465,7 +526,8 @@ void RateDeck::lookup_batch(std::span<const std::string_view> numbers, Timestamp
 }
 
 std::size_t RateDeck::memory_bytes() const noexcept {
-  std::size_t bytes = nodes_.capacity() * sizeof(Node) + lines_.capacity() * sizeof(RateLine);
+  std::size_t bytes = nodes_.capacity() * sizeof(Node) + jumps_.capacity() * sizeof(Jump) +
+                      lines_.capacity() * sizeof(RateLine);
   for (const auto& l : lines_) bytes += l.rate.prefix.capacity() + l.rate.description.capacity();
   return bytes;
 }

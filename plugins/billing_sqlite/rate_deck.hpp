@@ -73,16 +73,32 @@ class RateDeck {
 
  private:
   static constexpr std::uint16_t unconditional = 0x8000;  // in `entries`: one line, always in force
-  // The line of this node in force at `at`, or -1; touches lines_ only when periods or
-  // effective dates make it depend on the time.
-  [[nodiscard]] std::int64_t entry_at(std::uint32_t node, Timestamp at) const noexcept;
   struct Node {
     std::uint16_t children = 0;  // bit d: a child for digit d
     std::uint16_t entries = 0;   // lines with exactly this prefix (| unconditional)
     std::uint32_t first_child = 0;
     std::uint32_t first_entry = 0;
   };
+  // Level compression: the top `jump_digits_` levels of the trie as one array indexed by
+  // the first digits. A slot packs, for the node at that depth, its children, where they
+  // are and the best line down to it, so a walk starts with one fetch where it made six.
+  // Bits 0-9 children, 10-36 first child, 37-63 best line + 1 (0 none, all ones: a line
+  // on the way depends on the time: walk from the root).
+  using Jump = std::uint64_t;
+  static constexpr std::uint64_t jump_field = (1u << 27) - 1;
+  static constexpr Jump depends_on_time = jump_field << 37;
+  void build_jumps();
+  // The line of this node in force at `at`, or -1; touches lines_ only when periods or
+  // effective dates make it depend on the time.
+  [[nodiscard]] std::int64_t entry_at(const Node& node, Timestamp at) const noexcept;
+  // Where the walk for `digits` starts; sets the digit to read next and the best so far.
+  [[nodiscard]] const Node* start(std::string_view digits, std::size_t& i, std::int64_t& best) const noexcept;
+  // One level: notes the node's line in `best`; the child for digits[i], or nullptr.
+  [[nodiscard]] const Node* step(const Node& node, std::string_view digits, std::size_t i, std::int64_t& best,
+                                 Timestamp at) const noexcept;
   std::vector<Node> nodes_;
+  std::vector<Jump> jumps_;
+  std::size_t jump_digits_ = 0;
   std::vector<RateLine> lines_;  // sorted by prefix
 };
 

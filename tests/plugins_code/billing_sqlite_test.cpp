@@ -113,36 +113,54 @@ TEST(RateDeck, LongestPrefixWins) {
   EXPECT_EQ(deck->size(), 4u);
 }
 
-TEST(RateDeck, BatchLookupAgreesWithSingleLookups) {
+// What a lookup must answer, by brute force: the longest prefix with a line in force,
+// the first such line in deck order (latest effective date first).
+const RateLine* scan(const RateDeck& deck, std::string_view number, Timestamp at) {
+  const RateLine* best = nullptr;
+  for (const auto& line : deck.lines()) {
+    if (!number.starts_with(line.rate.prefix) || !line.applies_at(at)) continue;
+    if (best == nullptr || line.rate.prefix.size() > best->rate.prefix.size()) best = &line;
+  }
+  return best;
+}
+
+// Single and batched lookups against the scan, over decks big enough for the top levels
+// to be one array (level compression) and with some lines that depend on the day.
+TEST(RateDeck, LookupsAgreeWithAScanOfEveryLine) {
   std::mt19937 rng(7);
-  std::string csv = "prefix;description;rate;weekdays\n";
-  std::set<std::string> prefixes;
-  while (prefixes.size() < 5000) {
-    std::string p;
-    for (std::size_t n = 1 + rng() % 7; n > 0; --n) p.push_back(static_cast<char>('0' + rng() % 10));
-    prefixes.insert(p);
-  }
-  int i = 0;
-  for (const auto& p : prefixes) csv += p + ";x;0.01;" + (i++ % 3 == 0 ? "sat|sun" : "all") + "\n";
-  auto deck = RateDeck::build(parse(csv).value());
-  std::vector<std::string> numbers;
-  for (int k = 0; k < 3000; ++k) {
-    std::string n;
-    for (std::size_t len = 1 + rng() % 12; len > 0; --len) n.push_back(static_cast<char>('0' + rng() % 10));
-    numbers.push_back(n);
-  }
-  numbers.push_back("");
-  std::vector<std::string_view> views(numbers.begin(), numbers.end());
-  std::vector<const RateLine*> out(views.size());
-  const Timestamp saturday = std::chrono::sys_days{std::chrono::November / 28 / 2026} + std::chrono::hours(12);
-  for (Timestamp at : {Timestamp{}, saturday}) {
-    deck->lookup_batch(views, at, out);
-    std::size_t found = 0;
-    for (std::size_t k = 0; k < views.size(); ++k) {
-      ASSERT_EQ(out[k], deck->lookup(views[k], at)) << views[k];
-      found += out[k] != nullptr;
+  for (const bool with_periods : {false, true}) {
+    std::string csv = "prefix;description;rate;weekdays\n";
+    std::set<std::string> prefixes;
+    while (prefixes.size() < 20000) {
+      std::string p;
+      for (std::size_t n = 1 + rng() % 8; n > 0; --n) p.push_back(static_cast<char>('0' + rng() % 10));
+      prefixes.insert(p);
     }
-    EXPECT_GT(found, 100u);
+    int i = 0;
+    for (const auto& p : prefixes) csv += p + ";x;0.01;" + (with_periods && i++ % 3 == 0 ? "sat|sun" : "all") + "\n";
+    auto deck = RateDeck::build(parse(csv).value());
+    std::vector<std::string> numbers;
+    for (int k = 0; k < 2000; ++k) {
+      std::string n;
+      for (std::size_t len = 1 + rng() % 12; len > 0; --len) n.push_back(static_cast<char>('0' + rng() % 10));
+      if (k % 50 == 0) n[rng() % n.size()] = '#';  // not a digit: the match stops there
+      numbers.push_back(n);
+    }
+    numbers.push_back("");
+    std::vector<std::string_view> views(numbers.begin(), numbers.end());
+    std::vector<const RateLine*> out(views.size());
+    const Timestamp saturday = std::chrono::sys_days{std::chrono::November / 28 / 2026} + std::chrono::hours(12);
+    for (Timestamp at : {Timestamp{}, saturday}) {
+      deck->lookup_batch(views, at, out);
+      std::size_t found = 0;
+      for (std::size_t k = 0; k < views.size(); ++k) {
+        const RateLine* expected = scan(*deck, views[k], at);
+        ASSERT_EQ(deck->lookup(views[k], at), expected) << views[k];
+        ASSERT_EQ(out[k], expected) << views[k];
+        found += expected != nullptr;
+      }
+      EXPECT_GT(found, 500u);
+    }
   }
 }
 
