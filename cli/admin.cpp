@@ -4,6 +4,7 @@
 
 #include <callback/billing.hpp>
 #include <callback/config.hpp>
+#include <callback/json.hpp>
 #include <callback/plugin_loader.hpp>
 #include <callback/secret.hpp>
 #include <callback/store.hpp>
@@ -35,9 +36,7 @@ struct Embedded {
 
 int fail(const Output& output, const Error& error, int code = exit_bad_input) {
   if (output.json) {
-    output.out << json::serialize(json::object{
-                      {"error", json::object{{"code", error.code}, {"message", error.message}, {"field", error.field}}}})
-               << '\n';
+    output.out << json::serialize(error_body(error)) << '\n';
   }
   output.err << "callbackctl: " << error.describe() << '\n';
   return code;
@@ -90,32 +89,6 @@ Result<std::optional<Timestamp>> parse_time_arg(const std::string& text, const s
   auto at = parse_timestamp(text);
   if (!at) return Error{"invalid_time", "\"" + text + "\" is not YYYY-MM-DD[ HH:MM:SS]", field};
   return std::optional<Timestamp>{*at};
-}
-
-json::object account_json(const Account& a) {
-  json::array numbers;
-  for (const auto& n : a.caller_numbers) numbers.push_back(json::string(n.e164()));
-  return {{"id", a.id},
-          {"name", a.name},
-          {"currency", a.currency.code()},
-          {"balance", a.balance.format()},
-          {"reserved", a.reserved.format()},
-          {"credit_limit", a.credit_limit.format()},
-          {"available", (a.balance - a.reserved + a.credit_limit).format()},
-          {"status", to_string(a.status)},
-          {"tariff", a.tariff},
-          {"numbers", numbers},
-          {"has_pin", !a.secret_hash.empty()}};
-}
-
-json::object cdr_json(const Cdr& c) {
-  return {{"calldate", time_text(c.calldate)}, {"clid", c.clid}, {"src", c.src}, {"dst", c.dst},
-          {"dcontext", c.dcontext}, {"channel", c.channel}, {"dstchannel", c.dstchannel}, {"lastapp", c.lastapp},
-          {"lastdata", c.lastdata}, {"duration", c.duration}, {"billsec", c.billsec},
-          {"disposition", to_string(c.disposition)}, {"amaflags", c.amaflags}, {"accountcode", c.accountcode},
-          {"uniqueid", c.uniqueid}, {"userfield", c.userfield}, {"callback_id", c.callback_id},
-          {"leg", to_string(c.leg)}, {"cost", c.cost ? json::value(c.cost->format()) : json::value(nullptr)},
-          {"hangup_cause", c.hangup_cause.code()}};
 }
 
 // RFC 4180: quote when needed, double the quotes.
@@ -174,7 +147,7 @@ int accounts_list(const PluginSource& source, const Output& output) {
   if (!accounts) return fail(output, accounts.error(), exit_failure);
   if (output.json) {
     json::array list;
-    for (const auto& a : *accounts) list.push_back(account_json(a));
+    for (const auto& a : *accounts) list.push_back(to_json(a));
     output.out << json::serialize(list) << '\n';
     return exit_ok;
   }
@@ -197,7 +170,7 @@ int accounts_show(const PluginSource& source, const std::string& id, const Outpu
   if (!ledger) return fail(output, ledger.error(), exit_failure);
   const Account& a = **account;
   if (output.json) {
-    json::object o = account_json(a);
+    json::object o = to_json(a);
     json::array entries;
     for (const auto& e : *ledger) {
       entries.push_back(json::object{{"id", e.id}, {"at", time_text(e.at)}, {"kind", to_string(e.kind)},
@@ -367,7 +340,7 @@ int cdr_list(const PluginSource& source, const CdrFilter& filter, const Output& 
   json::array list;
   auto ok = (*embedded)->store->cdrs().query(*query, [&](const Cdr& c) {
     if (output.json) {
-      list.push_back(cdr_json(c));
+      list.push_back(to_json(c));
     } else {
       table.add({time_text(c.calldate), c.callback_id, std::string(to_string(c.leg)), c.src, c.dst,
                  std::string(to_string(c.disposition)), std::to_string(c.duration), std::to_string(c.billsec),
@@ -422,9 +395,7 @@ int stats(const PluginSource& source, const std::string& number_text, std::size_
   if (output.json) {
     json::array list;
     for (const auto& s : *rows) {
-      list.push_back(json::object{{"number", s.number}, {"attempts", s.attempts}, {"answered", s.answered},
-                                  {"failures", s.failures}, {"talk_seconds", s.talk_seconds},
-                                  {"last_call", s.last_call ? time_text(*s.last_call) : ""}});
+      list.push_back(to_json(s));
     }
     output.out << json::serialize(list) << '\n';
     return exit_ok;

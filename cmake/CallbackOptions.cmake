@@ -32,3 +32,19 @@ function(callback_add_plugin target)
     install(TARGETS ${target} LIBRARY DESTINATION "${CALLBACK_PLUGIN_INSTALL_DIR}")
   endif()
 endfunction()
+
+# callback_embed_files(<output.cpp> FUNCTION ns::name DIR folder FILES a b ...): compiles
+# the files into <output.cpp> as ns::name(), a list of (file name, bytes).
+function(callback_embed_files output)
+  cmake_parse_arguments(E "" "FUNCTION;DIR" "FILES" ${ARGN})
+  set(paths)
+  foreach(file ${E_FILES})
+    list(APPEND paths ${E_DIR}/${file})
+  endforeach()
+  string(REPLACE ";" "," joined "${E_FILES}")
+  add_custom_command(OUTPUT ${output}
+    COMMAND ${CMAKE_COMMAND} -DOUTPUT=${output} -DDIR=${E_DIR} -DFILES=${joined} -DFUNCTION=${E_FUNCTION}
+            -P ${PROJECT_SOURCE_DIR}/cmake/embed_files.cmake
+    DEPENDS ${paths} ${PROJECT_SOURCE_DIR}/cmake/embed_files.cmake
+    COMMENT "Embedding ${E_FILES}")
+endfunction()

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <tuple>
+#include <climits>
 
 namespace callback {
 namespace fs = std::filesystem;
@@ -195,6 +197,76 @@ Result<NumberingPlan> parse_numbering(const json::value& value) {
   return plan;
 }
 
+// A whole number of seconds in [min, max].
+Status seconds_field(const json::object& object, const std::string& path, std::string_view key,
+                     std::chrono::seconds& out, std::int64_t min, std::int64_t max) {
+  const auto* v = object.if_contains(key);
+  if (v == nullptr) return ok_status();
+  const std::string field = join_path(path, key);
+  if (!v->is_int64() && !v->is_uint64()) return type_error(field, "whole number of seconds", *v);
+  const std::int64_t n = v->is_int64() ? v->get_int64() : static_cast<std::int64_t>(std::min<std::uint64_t>(v->get_uint64(), INT64_MAX));
+  if (n < min || n > max) {
+    return Error{"config.range", "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                                     " seconds, got " + std::to_string(n), field};
+  }
+  out = std::chrono::seconds{n};
+  return ok_status();
+}
+
+Result<ServiceOptions> parse_service(const json::value& value) {
+  const std::string path = "service";
+  if (!value.is_object()) return type_error(path, "object", value);
+  const auto& object = value.get_object();
+  if (auto ok = check_keys(object, path,
+                           {"campaigns", "a_ring_timeout_seconds", "b_ring_timeout_seconds", "warning_before_seconds",
+                            "warning_repeat_seconds", "max_duration_seconds", "show_callee_to_caller", "service_number"});
+      !ok) {
+    return ok.error();
+  }
+  ServiceOptions options;
+  constexpr std::int64_t day = 86'400;
+  for (auto [key, target, min] : {std::tuple<std::string_view, std::chrono::seconds*, std::int64_t>{
+                                      "a_ring_timeout_seconds", &options.a_ring_timeout, 1},
+                                  {"b_ring_timeout_seconds", &options.b_ring_timeout, 1},
+                                  {"warning_before_seconds", &options.warning_before, 0},
+                                  {"warning_repeat_seconds", &options.warning_repeat, 1},
+                                  {"max_duration_seconds", &options.max_duration, 1}}) {
+    if (auto ok = seconds_field(object, path, key, *target, min, day); !ok) return ok.error();
+  }
+  if (const auto* v = object.if_contains("show_callee_to_caller")) {
+    if (!v->is_bool()) return type_error(path + ".show_callee_to_caller", "boolean", *v);
+    options.show_callee_to_caller = v->get_bool();
+  }
+  if (const auto* v = object.if_contains("service_number")) {
+    if (!v->is_string()) return type_error(path + ".service_number", "string of digits", *v);
+    auto number = PhoneNumber::from_e164(v->get_string());
+    if (!number) return number.error().at(path + ".service_number");
+    options.service_number = *number;
+  }
+  if (const auto* v = object.if_contains("campaigns")) {
+    const std::string campaigns_path = path + ".campaigns";
+    if (!v->is_object()) return type_error(campaigns_path, "object of campaign id -> limits", *v);
+    for (const auto& [id, limits] : v->get_object()) {
+      const std::string at = join_path(campaigns_path, id);
+      if (!limits.is_object()) return type_error(at, "object", limits);
+      if (auto ok = check_keys(limits.get_object(), at,
+                               {"limit_seconds", "warning_before_seconds", "warning_repeat_seconds"});
+          !ok) {
+        return ok.error();
+      }
+      CampaignLimits campaign;
+      for (auto [key, target, min] : {std::tuple<std::string_view, std::chrono::seconds*, std::int64_t>{
+                                          "limit_seconds", &campaign.limit, 1},
+                                      {"warning_before_seconds", &campaign.warning_before, 0},
+                                      {"warning_repeat_seconds", &campaign.warning_repeat, 1}}) {
+        if (auto ok = seconds_field(limits.get_object(), at, key, *target, min, day); !ok) return ok.error();
+      }
+      options.campaigns.emplace(std::string(id), campaign);
+    }
+  }
+  return options;
+}
+
 }  // namespace
 
 Result<ServiceConfig> parse_config(std::string_view text, const EnvironmentLookup& env) {
@@ -205,7 +277,7 @@ Result<ServiceConfig> parse_config(std::string_view text, const EnvironmentLooku
   if (auto ok = substitute_environment(root_value, "", env); !ok) return ok.error();
   const auto& root = root_value.get_object();
   if (auto ok = check_keys(root, "", {"plugin_dirs", "numbering", "store", "billing", "engines", "triggers",
-                                      "frontends", "log"});
+                                      "frontends", "log", "service", "server"});
       !ok) {
     return ok.error();
   }
@@ -244,6 +316,15 @@ Result<ServiceConfig> parse_config(std::string_view text, const EnvironmentLooku
       }
       if (!found) return type_error("log.level", "one of \"debug\", \"info\", \"warning\", \"error\"", *level);
     }
+  }
+  if (const auto* v = root.if_contains("service")) {
+    auto service = parse_service(*v);
+    if (!service) return service.error();
+    config.service = std::move(*service);
+  }
+  if (const auto* v = root.if_contains("server")) {
+    if (!v->is_object()) return type_error("server", "object", *v);
+    config.server = *v;
   }
   if (!config.store) config.store = default_config().store;
   if (!root.contains("billing")) config.billing = default_config().billing;

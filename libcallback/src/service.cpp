@@ -47,6 +47,8 @@ struct CallbackService::Active {
   int timeouts = 0;
   std::optional<std::chrono::seconds> a_billsec, b_billsec;
   std::string b_dial_status;
+  bool authorized = false;
+  std::optional<Error> refusal;
   TimerHandle stage_timer;
 };
 
@@ -140,6 +142,13 @@ CallbackService::~CallbackService() {
   if (!cdrs.empty()) (void)store_.cdrs().append(cdrs);  // observers may be gone: store only
 }
 
+std::vector<std::string> CallbackService::in_flight_ids() const {
+  std::vector<std::string> ids;
+  ids.reserve(active_.size());
+  for (const auto& [id, active] : active_) ids.push_back(id);
+  return ids;
+}
+
 std::string CallbackService::next_id() { return "cb-" + id_prefix_ + "-" + std::to_string(++sequence_); }
 
 void CallbackService::notify(const CallEvent& event) {
@@ -163,7 +172,11 @@ void CallbackService::enter(Active& active, CallState to, std::optional<Announce
     context_.log.warning("callback.service", ok.error().message);
     return;
   }
-  notify(CallEvent{active.call, previous, announcement, {}});
+  CallEvent event{active.call, previous, announcement, {}};
+  if (active.authorized) event.limit = active.limit;
+  event.error = active.refusal;
+  if (is_final(to)) event.outcome = active.refusal ? "refused" : to == CallState::canceled ? "canceled" : "failed";
+  notify(event);
 }
 
 Result<std::string> CallbackService::start(CallbackRequest request) { return begin(std::move(request), nullptr); }
@@ -246,6 +259,7 @@ void CallbackService::refuse(Active& active, const Error& error, const Done& don
   active.stage_timer.cancel();
   // A refused request placed nothing: the same key may try again.
   if (!active.call.request().idempotency_key.empty()) idempotency_.erase(active.call.request().idempotency_key);
+  if (!active.cancel_requested) active.refusal = error;
   enter(active, active.cancel_requested ? CallState::canceled : CallState::failed);
   context_.metrics
       .counter("callback_finished_total", "Callbacks finished, by outcome",
@@ -285,6 +299,7 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
                                           : Error{"denied.insufficient_balance", "no talk time is available", "payer"},
                   done);
   }
+  active.authorized = true;
   enter(active, CallState::dialing_a);
   const CallbackRequest& request = active.call.request();
   const PhoneNumber& a = request.caller;
@@ -532,7 +547,15 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
       .counter("callback_finished_total", "Callbacks finished, by outcome",
                "state=\"" + std::string(to_string(call.state())) + "\"")
       .add();
-  pending_events_.push_back(CallEvent{call, previous, announcement, cost});
+  CallEvent event{call, previous, announcement, cost, active.limit};
+  if (call.state() == CallState::canceled) {
+    event.outcome = "canceled";
+  } else if (call.state() == CallState::failed) {
+    event.outcome = active.engine_lost ? "system_busy" : "caller_unreachable";
+  } else {
+    event.outcome = announcement ? std::string(to_string(*announcement)) : "completed";
+  }
+  pending_events_.push_back(std::move(event));
   retire(active);
   if (!flush_posted_) {
     flush_posted_ = true;

@@ -97,7 +97,8 @@ TEST(Config, SyntaxErrorsSayLineAndColumn) {
 
 TEST(Config, StructuralMistakesNameTheJsonPath) {
   EXPECT_EQ(error_of(R"({"engine": []})"),
-            "engine: unknown key (known: plugin_dirs, numbering, store, billing, engines, triggers, frontends, log)");
+            "engine: unknown key (known: plugin_dirs, numbering, store, billing, engines, triggers, frontends, log, "
+            "service, server)");
   EXPECT_EQ(error_of(R"({"engines": {}})"), "engines: expected array, got object");
   EXPECT_EQ(error_of(R"({"engines": [{"config": {}}]})"),
             "engines[0].plugin: \"plugin\" is missing (a canonical plugin name)");
@@ -112,6 +113,32 @@ TEST(Config, StructuralMistakesNameTheJsonPath) {
             "numbering.country_code: country code must be 1 to 3 digits not starting with 0, got \"086\"");
   EXPECT_EQ(error_of(R"({"log": {"level": "loud"}})"),
             "log.level: expected one of \"debug\", \"info\", \"warning\", \"error\", got \"loud\"");
+}
+
+TEST(Config, ServiceBlockSetsTimeoutsAndCampaignLimits) {
+  auto config = parse_config(R"({"service": {"a_ring_timeout_seconds": 20, "show_callee_to_caller": false,
+                                             "service_number": "861055550000",
+                                             "campaigns": {"free": {"limit_seconds": 120, "warning_before_seconds": 30}}},
+                                 "server": {"listen": "127.0.0.1:9000"}})",
+                             fake_env({}));
+  ASSERT_TRUE(config) << config.error().describe();
+  EXPECT_EQ(config->service.a_ring_timeout, std::chrono::seconds(20));
+  EXPECT_EQ(config->service.b_ring_timeout, ServiceOptions{}.b_ring_timeout);
+  EXPECT_FALSE(config->service.show_callee_to_caller);
+  EXPECT_EQ(config->service.service_number.digits(), "861055550000");
+  ASSERT_EQ(config->service.campaigns.count("free"), 1u);
+  EXPECT_EQ(config->service.campaigns.at("free").limit, std::chrono::seconds(120));
+  EXPECT_EQ(config->service.campaigns.at("free").warning_before, std::chrono::seconds(30));
+  EXPECT_EQ(config->server.at("listen").as_string(), "127.0.0.1:9000");
+
+  EXPECT_EQ(error_of(R"({"service": {"a_ring_timeout_seconds": 0}})"),
+            "service.a_ring_timeout_seconds: must be between 1 and 86400 seconds, got 0");
+  EXPECT_EQ(error_of(R"({"service": {"campaigns": {"free": {"limit": 3}}}})"),
+            "service.campaigns.free.limit: unknown key (known: limit_seconds, warning_before_seconds, "
+            "warning_repeat_seconds)");
+  EXPECT_EQ(error_of(R"({"service": {"campaigns": {"free": {"limit_seconds": "300"}}}})"),
+            "service.campaigns.free.limit_seconds: expected whole number of seconds, got \"300\"");
+  EXPECT_EQ(error_of(R"({"server": 8080})"), "server: expected object, got integer 8080");
 }
 
 TEST(Config, EnvironmentSubstitutionErrorsNameThePath) {

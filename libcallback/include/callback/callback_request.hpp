@@ -10,6 +10,7 @@
 #include <callback/phone_number.hpp>
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,6 +58,9 @@ struct CallbackRequest {
   std::optional<std::chrono::seconds> limit;  // at most this long, even if more is authorized
   std::string idempotency_key;                // empty: none; else repeated requests are one callback
   std::string secret;                         // password/PIN for account mode; never logged
+  // Opaque to the service, kept with the call for front ends ("owner": the API key that
+  // asked, "status_callback": where its webhooks go).
+  std::map<std::string, std::string, std::less<>> metadata;
 
   // Rules that hold whatever the trigger: ids well-formed, caller != callee, limit > 0.
   [[nodiscard]] CALLBACK_EXPORT Status validate() const;

@@ -10,6 +10,8 @@
 //     "engines": [{"plugin": "callback.engine.ami", "name": "ast1",
 //                  "config": {"host": "127.0.0.1", "secret": "${AMI_SECRET}"}}],
 //     "triggers": [], "frontends": [],
+//     "service": {"campaigns": {"free": {"limit_seconds": 300}}, "a_ring_timeout_seconds": 30},
+//     "server": {"listen": "127.0.0.1:8080"},
 //     "log": {"level": "info"}
 //   }
 //
@@ -20,6 +22,7 @@
 #include <callback/error.hpp>
 #include <callback/export.hpp>
 #include <callback/phone_number.hpp>
+#include <callback/service.hpp>
 
 #include <boost/json/value.hpp>
 
@@ -50,6 +53,11 @@ struct ServiceConfig {
   std::vector<ComponentConfig> triggers;
   std::vector<ComponentConfig> frontends;
   LogLevel log_level = LogLevel::info;
+  // "service": how calls run (ring timeouts, warnings, campaigns' limits).
+  ServiceOptions service;
+  // "server": callbackd's own block (listen address, threads, limits), read by callbackd;
+  // null when absent.
+  boost::json::value server;
 };
 
 using EnvironmentLookup = std::function<std::optional<std::string>(std::string_view name)>;

@@ -77,6 +77,12 @@ struct CallEvent {
   CallState previous;
   std::optional<Announcement> announcement;  // for final states: what A heard
   std::optional<Money> cost;                 // for final states: what was charged
+  std::chrono::seconds limit{0};             // how long it may talk, once authorized (else 0)
+  std::optional<Error> error;                // why it was refused (denied, invalid, no engine)
+  // For final states, how it ended, in words a person or a page can show: "completed",
+  // an announcement's name ("time_up", "partner_busy", ...), "caller_unreachable",
+  // "canceled", "refused". Empty while the call runs.
+  std::string outcome;
 };
 
 class CALLBACK_EXPORT CallObserver {
@@ -105,6 +111,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   [[nodiscard]] std::optional<Call> find(const std::string& id) const;
   static constexpr std::size_t finished_kept = 10'000;
   [[nodiscard]] std::size_t in_flight() const noexcept { return active_.size(); }
+  [[nodiscard]] std::vector<std::string> in_flight_ids() const;
   void subscribe(CallObserver& observer) { observers_.push_back(&observer); }
 
   // EngineObserver

@@ -11,7 +11,9 @@
 namespace callback {
 
 [[nodiscard]] CALLBACK_EXPORT std::string format_timestamp(Timestamp t);
-// "YYYY-MM-DD HH:MM:SS" or "YYYY-MM-DD" (midnight); empty when malformed.
+// For the REST API and webhooks: "2026-11-26T09:13:17Z".
+[[nodiscard]] CALLBACK_EXPORT std::string format_rfc3339(Timestamp t);
+// "YYYY-MM-DD HH:MM:SS", "YYYY-MM-DDTHH:MM:SSZ" or "YYYY-MM-DD" (midnight); empty when malformed.
 [[nodiscard]] CALLBACK_EXPORT std::optional<Timestamp> parse_timestamp(std::string_view text);
 
 }  // namespace callback

@@ -1,0 +1,166 @@
+#include <callback/runtime.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+
+#include <condition_variable>
+#include <future>
+#include <iostream>
+#include <mutex>
+
+namespace callback {
+
+// Hands requests to the service thread; refuses once the runtime stops accepting.
+class Runtime::Sink final : public TriggerSink, public CallObserver {
+ public:
+  explicit Sink(Runtime& runtime) : runtime_(runtime) {}
+  void submit(CallbackRequest request, std::function<void(Result<std::string>)> done) override {
+    if (!runtime_.accepting()) {
+      done(Error{"shutting_down", "the service is shutting down and takes no new calls", {}});
+      return;
+    }
+    runtime_.post([this, request = std::move(request), done = std::move(done)]() mutable {
+      runtime_.service().submit(std::move(request), std::move(done));
+    });
+  }
+  // Final events come before the call leaves the service's books: count afterwards.
+  void on_call_event(const CallEvent& event) override {
+    if (!is_final(event.call.state())) return;
+    runtime_.post([this] { update(); });
+  }
+  void update() {
+    std::lock_guard lock(mutex_);
+    in_flight_ = runtime_.service().in_flight();
+    changed_.notify_all();
+  }
+  // Waits until nothing is in flight or `timeout` passes; true when drained.
+  bool wait_drained(std::chrono::milliseconds timeout) {
+    runtime_.post([this] { update(); });
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [this] { return in_flight_ == 0; });
+  }
+
+ private:
+  Runtime& runtime_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::size_t in_flight_ = 1;  // unknown until the first update
+};
+
+Runtime::Runtime(ServiceConfig config, RuntimeOptions options)
+    : config_(std::move(config)),
+      log_(std::make_unique<StreamLogger>(options.log != nullptr ? *options.log : std::cerr, config_.log_level)),
+      context_{io_, clock_, *log_, metrics_} {
+  auto dirs = options.plugin_dirs;
+  dirs.insert(dirs.end(), config_.plugin_dirs.begin(), config_.plugin_dirs.end());
+  loader_ = std::make_unique<PluginLoader>(dirs);
+}
+
+Result<std::unique_ptr<Runtime>> Runtime::open(ServiceConfig config, RuntimeOptions options) {
+  std::unique_ptr<Runtime> runtime(new Runtime(std::move(config), std::move(options)));
+  Runtime& r = *runtime;
+  if (!r.config_.store) return Error{"config.missing", "no store configured", "store"};
+  auto store = r.loader_->create_from_config<Store>(*r.config_.store, r.context_);
+  if (!store) return store.error();
+  r.store_ = std::move(*store);
+  if (r.config_.billing) {
+    auto billing = r.loader_->create_from_config<Billing>(*r.config_.billing, r.context_, r.store_.get());
+    if (!billing) return billing.error();
+    r.billing_ = std::move(*billing);
+  }
+  if (r.config_.engines.empty()) {
+    return Error{"config.missing", "no engine configured: add one, e.g. {\"plugin\": \"callback.engine.ami\", ...}",
+                 "engines"};
+  }
+  if (r.config_.engines.size() > 1) {
+    return Error{"config.unsupported",
+                 "one engine per service; list several Asterisk servers in the engine's own \"servers\"", "engines[1]"};
+  }
+  auto engine = r.loader_->create_from_config<Engine>(r.config_.engines.front(), r.context_, r.store_.get());
+  if (!engine) return engine.error();
+  r.engine_ = std::move(*engine);
+  for (const auto& trigger : r.config_.triggers) {
+    auto made = r.loader_->create_from_config<Trigger>(trigger, r.context_, r.store_.get());
+    if (!made) return made.error();
+    r.triggers_.push_back(std::move(*made));
+  }
+  for (const auto& frontend : r.config_.frontends) {
+    auto made = r.loader_->create_from_config<FrontEnd>(frontend, r.context_, r.store_.get());
+    if (!made) return made.error();
+    r.frontends_.push_back(std::move(*made));
+  }
+  r.service_ = std::make_unique<CallbackService>(r.context_, *r.engine_, r.billing_.get(), *r.store_, r.config_.service);
+  r.engine_->set_observer(r.service_.get());
+  r.sink_ = std::make_unique<Sink>(r);
+  r.service_->subscribe(*r.sink_);
+  return runtime;
+}
+
+Runtime::~Runtime() { stop(std::chrono::seconds{0}); }
+
+TriggerSink& Runtime::sink() noexcept { return *sink_; }
+
+void Runtime::post(std::function<void()> work) { boost::asio::post(io_, std::move(work)); }
+
+void Runtime::run_on_service_thread(const std::function<void()>& work) {
+  if (!running_) throw std::runtime_error("the service has stopped");
+  std::promise<void> done;
+  post([&] {
+    try {
+      work();
+      done.set_value();
+    } catch (...) {
+      done.set_exception(std::current_exception());
+    }
+  });
+  done.get_future().get();
+}
+
+Status Runtime::start() {
+  if (started_) return ok_status();
+  started_ = true;
+  thread_ = std::thread([this] {
+    auto guard = boost::asio::make_work_guard(io_);
+    io_.run();
+  });
+  running_ = true;
+  run_on_service_thread([this] { engine_->start(); });
+  for (auto& trigger : triggers_) trigger->start(*sink_);
+  for (auto& frontend : frontends_) frontend->start(*sink_);
+  accepting_ = true;
+  return ok_status();
+}
+
+void Runtime::drain(std::chrono::seconds grace) {
+  if (drained_) return;
+  drained_ = true;
+  accepting_ = false;
+  if (!started_) return;
+  for (auto& frontend : frontends_) frontend->stop();
+  for (auto& trigger : triggers_) trigger->stop();
+  if (sink_->wait_drained(grace)) return;
+  std::size_t canceled = 0;
+  run_on_service_thread([&] {
+    for (const auto& id : service_->in_flight_ids()) canceled += service_->cancel(id).ok();
+  });
+  context_.log.warning("callback.runtime",
+                       "grace period over: canceled " + std::to_string(canceled) + " callbacks in flight");
+  // The engine confirms each cancel, or the service gives up after its stage grace.
+  (void)sink_->wait_drained(config_.service.stage_grace + std::chrono::seconds{5});
+}
+
+void Runtime::stop(std::chrono::seconds grace) {
+  if (stopped_) return;
+  drain(grace);
+  stopped_ = true;
+  if (!started_) return;
+  // Whatever is still in flight is settled and recorded by the service's destructor.
+  run_on_service_thread([this] {
+    engine_->stop();
+    service_.reset();
+  });
+  running_ = false;
+  io_.stop();
+  thread_.join();
+}
+
+}  // namespace callback
