@@ -170,6 +170,16 @@ CREATE TRIGGER cdr_caller_talk AFTER INSERT ON cdr WHEN NEW.leg = 'B' AND NEW.bi
   UPDATE caller_stats SET talk_seconds = talk_seconds + NEW.billsec WHERE number = NEW.src;
 END;
 )sql"},
+    {4, "callbackd API keys", R"sql(
+CREATE TABLE api_key (
+  id TEXT PRIMARY KEY,              -- the public part of the key: cbk_<id>_<secret>
+  name TEXT NOT NULL,
+  key_hash TEXT NOT NULL,           -- SHA-256 of the whole key, hex (keys are 256-bit random)
+  webhook_secret TEXT NOT NULL,     -- signs this key's status webhooks (HMAC-SHA256)
+  created_at TEXT NOT NULL,
+  revoked_at TEXT
+);
+)sql"},
 };
 static_assert(std::size(migrations) == latest_schema_version);
 
