@@ -1,0 +1,159 @@
+#include "api_keys.hpp"
+
+#include "database.hpp"
+
+#include <callback/timestamp.hpp>
+
+#include <SQLiteCpp/Statement.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+namespace callback::rest {
+
+namespace {
+
+std::string hex(const unsigned char* data, std::size_t size) {
+  constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(size * 2);
+  for (std::size_t i = 0; i < size; ++i) {
+    out.push_back(digits[data[i] >> 4]);
+    out.push_back(digits[data[i] & 15]);
+  }
+  return out;
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::vector<unsigned char> buffer(bytes);
+  if (RAND_bytes(buffer.data(), static_cast<int>(bytes)) != 1) throw std::runtime_error("no randomness");
+  return hex(buffer.data(), bytes);
+}
+
+std::string sha256_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha256(), nullptr);
+  return hex(digest, size);
+}
+
+Error unauthorized(std::string message) { return Error{"unauthorized", std::move(message), "api_key"}; }
+
+ApiKeyInfo read_info(SQLite::Statement& row) {
+  ApiKeyInfo info{.id = row.getColumn("id").getString(), .name = row.getColumn("name").getString(),
+                  .webhook_secret = row.getColumn("webhook_secret").getString(),
+                  .created_at = sqlite::parse_time(row.getColumn("created_at").getString())};
+  if (!row.getColumn("revoked_at").isNull()) info.revoked_at = sqlite::parse_time(row.getColumn("revoked_at").getString());
+  return info;
+}
+
+}  // namespace
+
+std::string hmac_sha256_hex(std::string_view secret, std::string_view body) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(body.data()),
+       body.size(), digest, &size);
+  return hex(digest, size);
+}
+
+bool equal_constant_time(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+Result<std::unique_ptr<ApiKeys>> ApiKeys::open(const std::filesystem::path& path) {
+  auto database = sqlite::open_database({.path = path});
+  if (!database) return database.error();
+  return std::unique_ptr<ApiKeys>(new ApiKeys(std::move(database->db)));
+}
+
+Result<CreatedKey> ApiKeys::add(const std::string& name) {
+  if (name.empty() || name.size() > 100) return Error{"invalid_name", "a key needs a name of 1 to 100 characters", "name"};
+  CreatedKey created;
+  created.info.id = random_hex(4);
+  created.info.name = name;
+  created.info.webhook_secret = "whsec_" + random_hex(24);
+  created.info.created_at = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  created.key = "cbk_" + created.info.id + "_" + random_hex(32);
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Statement insert(*db_, "INSERT INTO api_key (id, name, key_hash, webhook_secret, created_at) VALUES (?, ?, ?, ?, ?)");
+    insert.bind(1, created.info.id);
+    insert.bind(2, name);
+    insert.bind(3, sha256_hex(created.key));
+    insert.bind(4, created.info.webhook_secret);
+    insert.bind(5, sqlite::format_time(created.info.created_at));
+    insert.exec();
+  } catch (const SQLite::Exception& e) {
+    return Error{"store_failed", std::string("could not store the key: ") + e.what(), {}};
+  }
+  return created;
+}
+
+Result<std::vector<ApiKeyInfo>> ApiKeys::list() {
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Statement query(*db_, "SELECT * FROM api_key ORDER BY created_at, id");
+    std::vector<ApiKeyInfo> keys;
+    while (query.executeStep()) keys.push_back(read_info(query));
+    return keys;
+  } catch (const SQLite::Exception& e) {
+    return Error{"store_failed", e.what(), {}};
+  }
+}
+
+Status ApiKeys::revoke(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Statement update(*db_, "UPDATE api_key SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL");
+    update.bind(1, sqlite::format_time(std::chrono::system_clock::now()));
+    update.bind(2, id);
+    if (update.exec() == 0) {
+      SQLite::Statement exists(*db_, "SELECT 1 FROM api_key WHERE id = ?");
+      exists.bind(1, id);
+      if (!exists.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"};
+      return Error{"already_revoked", "API key \"" + id + "\" is already revoked", "id"};
+    }
+    cache_.erase(id);
+    return ok_status();
+  } catch (const SQLite::Exception& e) {
+    return Error{"store_failed", e.what(), {}};
+  }
+}
+
+Result<ApiKeyInfo> ApiKeys::verify(std::string_view key) {
+  if (key.empty()) return unauthorized("an API key is needed: Authorization: Bearer <key> or X-API-Key: <key>");
+  // cbk_<8 hex>_<64 hex>
+  if (key.size() != 4 + 8 + 1 + 64 || !key.starts_with("cbk_") || key[12] != '_') {
+    return unauthorized("malformed API key");
+  }
+  const std::string id(key.substr(4, 8));
+  const std::string hash = sha256_hex(key);
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  if (cache_.size() > 10'000 && !cache_.contains(id)) cache_.clear();  // guessed ids must not grow it forever
+  Cached& cached = cache_[id];
+  if (now - cached.loaded > refresh) {
+    cached = Cached{};
+    cached.loaded = now;
+    try {
+      SQLite::Statement query(*db_, "SELECT * FROM api_key WHERE id = ?");
+      query.bind(1, id);
+      if (query.executeStep()) {
+        cached.known = true;
+        cached.hash = query.getColumn("key_hash").getString();
+        cached.info = read_info(query);
+      }
+    } catch (const SQLite::Exception& e) {
+      cache_.erase(id);
+      return Error{"store_failed", std::string("cannot check API keys: ") + e.what(), {}};
+    }
+  }
+  // Unknown ids are cached too (as unknown), so guessing costs no database reads.
+  if (!cached.known || !equal_constant_time(cached.hash, hash)) return unauthorized("unknown API key");
+  if (cached.info.revoked_at) return unauthorized("this API key was revoked");
+  return cached.info;
+}
+
+}  // namespace callback::rest

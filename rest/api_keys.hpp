@@ -1,0 +1,72 @@
+#pragma once
+// API keys for callbackd's operator endpoints: "cbk_<id>_<secret>", 256 random bits.
+// Only a SHA-256 of the key is stored (a slow KDF adds nothing for random keys and would
+// cost every request); checks compare digests in constant time. Each key has a webhook
+// secret that signs the status webhooks of the callbacks it created.
+//
+//   ApiKeys keys{database_path};
+//   auto created = keys.add("crm");           // created->key is shown once, never again
+//   auto who = keys.verify(header_value);     // Result<ApiKeyInfo>: 401 unless ok
+//   keys.revoke(created->info.id);            // callbackd sees it within a second
+#include <callback/call.hpp>
+#include <callback/error.hpp>
+
+#include <SQLiteCpp/Database.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace callback::rest {
+
+struct ApiKeyInfo {
+  std::string id;
+  std::string name;
+  std::string webhook_secret;
+  Timestamp created_at{};
+  std::optional<Timestamp> revoked_at;
+};
+
+struct CreatedKey {
+  ApiKeyInfo info;
+  std::string key;  // the whole key: give it to the client now; it is not stored
+};
+
+class ApiKeys {
+ public:
+  // Opens (and migrates) the database at `path`; empty: the default location.
+  [[nodiscard]] static Result<std::unique_ptr<ApiKeys>> open(const std::filesystem::path& path);
+  [[nodiscard]] Result<CreatedKey> add(const std::string& name);
+  [[nodiscard]] Result<std::vector<ApiKeyInfo>> list();
+  [[nodiscard]] Status revoke(const std::string& id);
+  // The key's owner, or "unauthorized" (missing, malformed, unknown, revoked, wrong).
+  // Thread-safe; revocations by other processes are seen within `refresh`.
+  [[nodiscard]] Result<ApiKeyInfo> verify(std::string_view key);
+
+  static constexpr std::chrono::seconds refresh{1};
+
+ private:
+  struct Cached {
+    std::string hash;  // hex
+    ApiKeyInfo info;
+    std::chrono::steady_clock::time_point loaded;
+    bool known = false;
+  };
+  explicit ApiKeys(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
+  std::mutex mutex_;
+  std::unique_ptr<SQLite::Database> db_;
+  std::unordered_map<std::string, Cached> cache_;
+};
+
+// Hex HMAC-SHA256 of `body` with `secret`: the X-Callback-Signature of a webhook is
+// "sha256=" + this.
+[[nodiscard]] std::string hmac_sha256_hex(std::string_view secret, std::string_view body);
+// Constant time for equal lengths.
+[[nodiscard]] bool equal_constant_time(std::string_view a, std::string_view b) noexcept;
+
+}  // namespace callback::rest

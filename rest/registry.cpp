@@ -1,0 +1,87 @@
+#include "registry.hpp"
+
+#include <callback/json.hpp>
+
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <mutex>
+
+namespace callback::rest {
+
+void CallRegistry::on_call_event(const CallEvent& event) {
+  std::string json = boost::json::serialize(to_json(event));
+  const std::string frame_text = frame(json);
+  const bool final = is_final(event.call.state());
+  std::vector<std::shared_ptr<Subscriber>> to_close;
+  Snapshot copy;
+  {
+    std::unique_lock lock(mutex_);
+    Entry& entry = entries_[event.call.id()];
+    entry.snapshot.id = event.call.id();
+    entry.snapshot.json = std::move(json);
+    entry.snapshot.state = event.call.state();
+    entry.snapshot.created_at = event.call.created_at();
+    if (entry.snapshot.owner.empty() && entry.snapshot.webhook_url.empty()) {
+      const auto& metadata = event.call.request().metadata;
+      if (auto m = metadata.find("owner"); m != metadata.end()) entry.snapshot.owner = m->second;
+      if (auto m = metadata.find("status_callback"); m != metadata.end()) entry.snapshot.webhook_url = m->second;
+    }
+    std::erase_if(entry.subscribers, [&](const auto& s) { return !s->send(frame_text); });
+    if (final) {
+      to_close = std::move(entry.subscribers);
+      entry.subscribers.clear();
+      finished_.push_back(event.call.id());
+      while (finished_.size() > finished_kept_) {
+        entries_.erase(finished_.front());
+        finished_.pop_front();
+      }
+    }
+    if (on_event) copy = entry.snapshot;
+  }
+  for (auto& s : to_close) s->close();
+  if (on_event) on_event(event, copy);
+}
+
+std::optional<Snapshot> CallRegistry::find(const std::string& id) const {
+  std::shared_lock lock(mutex_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second.snapshot;
+}
+
+std::vector<Snapshot> CallRegistry::list(std::optional<CallState> state, Timestamp since, std::size_t limit) const {
+  std::vector<Snapshot> out;
+  {
+    std::shared_lock lock(mutex_);
+    for (const auto& [id, entry] : entries_) {
+      if (state && entry.snapshot.state != *state) continue;
+      if (entry.snapshot.created_at < since) continue;
+      out.push_back(entry.snapshot);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Snapshot& a, const Snapshot& b) {
+    return a.created_at != b.created_at ? a.created_at > b.created_at : a.id > b.id;
+  });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+bool CallRegistry::subscribe(const std::string& id, std::shared_ptr<Subscriber> subscriber) {
+  bool close_now = false;
+  {
+    std::unique_lock lock(mutex_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return false;
+    if (!subscriber->send(frame(it->second.snapshot.json))) return true;
+    if (is_final(it->second.snapshot.state)) {
+      close_now = true;
+    } else {
+      it->second.subscribers.push_back(subscriber);
+    }
+  }
+  if (close_now) subscriber->close();
+  return true;
+}
+
+}  // namespace callback::rest

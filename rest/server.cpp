@@ -1,0 +1,693 @@
+#include "server.hpp"
+
+#include <callback/json.hpp>
+#include <callback/timestamp.hpp>
+#include <callback/web.hpp>
+
+#include <boost/json.hpp>
+#include <pistache/endpoint.h>
+#include <pistache/http.h>
+#include <pistache/peer.h>
+
+#include <charconv>
+#include <openssl/rand.h>
+
+namespace callback::rest {
+
+namespace json = boost::json;
+using Pistache::Http::Code;
+using Pistache::Http::Method;
+using Pistache::Http::ResponseWriter;
+
+const std::vector<std::pair<std::string_view, std::string_view>>& embedded_openapi();  // rest/openapi.json
+
+namespace {
+
+std::string random_secret() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("no randomness");
+  return std::string(reinterpret_cast<const char*>(bytes), sizeof bytes);
+}
+
+Code status_for(const Error& e) {
+  const std::string& c = e.code;
+  if (c == "unauthorized") return Code::Unauthorized;
+  if (c == "not_found") return Code::Not_Found;
+  if (c == "method_not_allowed") return Code::Method_Not_Allowed;
+  if (c == "already_final" || c == "account_exists") return Code::Conflict;
+  if (c == "body_too_large") return Code::Request_Entity_Too_Large;
+  if (c == "unsupported_media_type") return Code::Unsupported_Media_Type;
+  if (c == "rate_limited") return Code::Too_Many_Requests;
+  if (c == "denied.insufficient_balance") return Code::Payment_Required;
+  if (c.starts_with("denied.") || c == "forbidden") return Code::Forbidden;
+  if (c == "engine_unavailable" || c == "shutting_down" || c == "billing_unavailable") return Code::Service_Unavailable;
+  if (c == "store_failed" || c == "internal") return Code::Internal_Server_Error;
+  return Code::Bad_Request;  // everything else is a mistake in the request
+}
+
+struct Reply {
+  Code code = Code::Ok;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+Reply json_reply(Code code, const json::value& body) { return Reply{code, json::serialize(body)}; }
+Reply error_reply(const Error& e) { return json_reply(status_for(e), error_body(e)); }
+
+void send(ResponseWriter& response, Reply reply) {
+  response.headers().add<Pistache::Http::Header::ContentType>(Pistache::Http::Mime::MediaType(reply.content_type));
+  for (auto& [name, value] : reply.headers) response.headers().addRaw(Pistache::Http::Header::Raw(name, value));
+  response.send(reply.code, reply.body);
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    const auto slash = path.find('/');
+    parts.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash);
+  }
+  return parts;
+}
+
+std::optional<std::string> header(const Pistache::Http::Request& request, const std::string& name) {
+  if (auto raw = request.headers().tryGetRaw(name)) return raw->value();
+  return std::nullopt;
+}
+
+std::optional<std::string> query(const Pistache::Http::Request& request, const std::string& name) {
+  return request.query().get(name);
+}
+
+Result<json::object> parse_body(const Pistache::Http::Request& request) {
+  if (auto type = header(request, "Content-Type"); type && type->find("json") == std::string::npos) {
+    return Error{"unsupported_media_type", "the body must be JSON (Content-Type: application/json)", "body"};
+  }
+  boost::system::error_code ec;
+  json::value value = json::parse(request.body(), ec);
+  if (ec) return Error{"invalid_json", "the body is not valid JSON: " + ec.message(), "body"};
+  if (!value.is_object()) return Error{"invalid_json", "the body must be a JSON object", "body"};
+  return std::move(value.get_object());
+}
+
+Result<std::string> string_field(const json::object& body, std::string_view key, bool required, std::size_t max = 200) {
+  const auto* v = body.if_contains(key);
+  if (v == nullptr || v->is_null()) {
+    if (required) return Error{"missing_field", "is required", std::string(key)};
+    return std::string();
+  }
+  if (!v->is_string()) return Error{"invalid_type", "must be a string", std::string(key)};
+  if (v->get_string().size() > max) {
+    return Error{"too_long", "must be at most " + std::to_string(max) + " characters", std::string(key)};
+  }
+  return std::string(v->get_string());
+}
+
+Result<std::size_t> limit_param(const Pistache::Http::Request& request, std::size_t fallback) {
+  auto text = query(request, "limit");
+  if (!text) return fallback;
+  std::size_t n = 0;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
+  if (ec != std::errc{} || end != text->data() + text->size() || n == 0 || n > 10'000) {
+    return Error{"invalid_parameter", "limit must be a whole number from 1 to 10000", "limit"};
+  }
+  return n;
+}
+
+Result<std::optional<Timestamp>> time_param(const Pistache::Http::Request& request, const std::string& name) {
+  auto text = query(request, name);
+  if (!text || text->empty()) return std::optional<Timestamp>{};
+  auto at = parse_timestamp(*text);
+  if (!at) return Error{"invalid_parameter", "must be a time like 2026-11-26T09:00:00Z", name};
+  return std::optional<Timestamp>{*at};
+}
+
+std::optional<CallState> state_from_string(std::string_view name) {
+  for (auto s : {CallState::created, CallState::authorizing, CallState::dialing_a, CallState::a_answered,
+                 CallState::dialing_b, CallState::bridged, CallState::completed, CallState::failed,
+                 CallState::canceled}) {
+    if (to_string(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<ServerOptions> parse_server_options(const json::value& block) {
+  ServerOptions options;
+  if (block.is_null()) return options;
+  if (!block.is_object()) return Error{"config.type", "expected object", "server"};
+  for (const auto& [key, value] : block.get_object()) {
+    const std::string field = "server." + std::string(key);
+    auto whole = [&](std::int64_t min, std::int64_t max) -> Result<std::int64_t> {
+      if (!value.is_int64() || value.get_int64() < min || value.get_int64() > max) {
+        return Error{"config.type", "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max),
+                     field};
+      }
+      return value.get_int64();
+    };
+    if (key == "listen") {
+      if (!value.is_string()) return Error{"config.type", "expected \"host:port\"", field};
+      const std::string text(value.get_string());
+      const auto colon = text.rfind(':');
+      int port = -1;
+      if (colon != std::string::npos) {
+        auto [end, ec] = std::from_chars(text.data() + colon + 1, text.data() + text.size(), port);
+        if (ec != std::errc{} || end != text.data() + text.size()) port = -1;
+      }
+      if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535) {
+        return Error{"config.value", "expected \"host:port\" such as \"127.0.0.1:8080\", got \"" + text + "\"", field};
+      }
+      options.host = text.substr(0, colon);
+      options.port = static_cast<std::uint16_t>(port);
+    } else if (key == "threads") {
+      auto n = whole(1, 64);
+      if (!n) return n.error();
+      options.threads = static_cast<int>(*n);
+    } else if (key == "max_body_bytes") {
+      auto n = whole(1024, 64 * 1024 * 1024);
+      if (!n) return n.error();
+      options.max_body = static_cast<std::size_t>(*n);
+    } else if (key == "shutdown_grace_seconds") {
+      auto n = whole(0, 86400);
+      if (!n) return n.error();
+      options.shutdown_grace = std::chrono::seconds(*n);
+    } else if (key == "keepalive_seconds") {
+      auto n = whole(1, 86400);
+      if (!n) return n.error();
+      options.keepalive = std::chrono::seconds(*n);
+    } else if (key == "keys_db") {
+      if (!value.is_string()) return Error{"config.type", "expected a file path", field};
+      options.keys_db = std::string(value.get_string());
+    } else {
+      return Error{"config.unknown_key",
+                   "unknown key (known: listen, threads, max_body_bytes, shutdown_grace_seconds, keepalive_seconds, "
+                   "keys_db)",
+                   field};
+    }
+  }
+  return options;
+}
+
+struct RestServer::State {
+  Runtime& runtime;
+  ServerOptions options;
+  std::unique_ptr<ApiKeys> keys;
+  CallRegistry registry;
+  WebPage* page = nullptr;
+  std::string token_secret = random_secret();
+  Counter& requests_ok;
+  Counter& requests_client_error;
+  Counter& requests_server_error;
+
+  State(Runtime& r, ServerOptions o, std::unique_ptr<ApiKeys> k)
+      : runtime(r),
+        options(std::move(o)),
+        keys(std::move(k)),
+        requests_ok(r.context().metrics.counter("callbackd_http_requests_total", "HTTP requests by status class",
+                                                "class=\"2xx\"")),
+        requests_client_error(r.context().metrics.counter("callbackd_http_requests_total",
+                                                          "HTTP requests by status class", "class=\"4xx\"")),
+        requests_server_error(r.context().metrics.counter("callbackd_http_requests_total",
+                                                          "HTTP requests by status class", "class=\"5xx\"")) {}
+
+  std::string token_for(const std::string& id) const { return hmac_sha256_hex(token_secret, id).substr(0, 32); }
+
+  Result<ApiKeyInfo> authenticate(const Pistache::Http::Request& request) {
+    std::string key;
+    if (auto auth = header(request, "Authorization")) {
+      if (!auth->starts_with("Bearer ")) return Error{"unauthorized", "Authorization must be \"Bearer <key>\"", "api_key"};
+      key = auth->substr(7);
+    } else if (auto x = header(request, "X-API-Key")) {
+      key = *x;
+    }
+    return keys->verify(key);
+  }
+
+  // --- callbacks ---------------------------------------------------------------------
+
+  // Submits and answers once the service said yes or no (after authorization).
+  void submit(CallbackForm form, std::shared_ptr<ResponseWriter> response, bool public_page) {
+    auto request = make_request(form, runtime.config().numbering);
+    if (!request) return reply(*response, error_reply(request.error()));
+    runtime.sink().submit(std::move(*request), [this, response, public_page](Result<std::string> id) {
+      if (!id) return reply(*response, error_reply(id.error()));
+      auto snapshot = registry.find(*id);
+      json::value callback = snapshot ? json::parse(snapshot->json) : json::value(json::object{{"id", *id}});
+      if (public_page) {
+        reply(*response, json_reply(Code::Accepted,
+                                    json::object{{"callback", std::move(callback)},
+                                                 {"events_url", "/v1/public/callbacks/" + *id +
+                                                                    "/events?token=" + token_for(*id)}}));
+        return;
+      }
+      Reply r = json_reply(Code::Accepted, callback);
+      r.headers.emplace_back("Location", "/v1/callbacks/" + *id);
+      reply(*response, std::move(r));
+    });
+  }
+
+  void reply(ResponseWriter& response, Reply r) {
+    const int code = static_cast<int>(r.code);
+    (code >= 500 ? requests_server_error : code >= 400 ? requests_client_error : requests_ok).add();
+    send(response, std::move(r));
+  }
+
+  void post_callback(const Pistache::Http::Request& request, std::shared_ptr<ResponseWriter> response,
+                     const ApiKeyInfo& key) {
+    auto body = parse_body(request);
+    if (!body) return reply(*response, error_reply(body.error()));
+    for (const auto& [k, v] : *body) {
+      if (k != "caller" && k != "callee" && k != "account" && k != "campaign" && k != "limit_seconds" &&
+          k != "status_callback" && k != "pin") {
+        return reply(*response, error_reply(Error{"unknown_field",
+                                                  "unknown field (known: caller, callee, account, campaign, "
+                                                  "limit_seconds, status_callback, pin)",
+                                                  std::string(k)}));
+      }
+    }
+    CallbackForm form;
+    form.origin = Origin::rest;
+    auto caller = string_field(*body, "caller", true, 40);
+    if (!caller) return reply(*response, error_reply(caller.error()));
+    auto callee = string_field(*body, "callee", true, 40);
+    if (!callee) return reply(*response, error_reply(callee.error()));
+    auto account = string_field(*body, "account", false, 64);
+    if (!account) return reply(*response, error_reply(account.error()));
+    auto campaign = string_field(*body, "campaign", false, 64);
+    if (!campaign) return reply(*response, error_reply(campaign.error()));
+    auto pin = string_field(*body, "pin", false, 128);
+    if (!pin) return reply(*response, error_reply(pin.error()));
+    auto webhook = string_field(*body, "status_callback", false, 2000);
+    if (!webhook) return reply(*response, error_reply(webhook.error()));
+    if (account->empty() == campaign->empty()) {
+      return reply(*response, error_reply(Error{"missing_field", "give exactly one of \"account\" or \"campaign\"",
+                                                account->empty() ? "account" : "campaign"}));
+    }
+    if (!webhook->empty() && !webhook->starts_with("http://") && !webhook->starts_with("https://")) {
+      return reply(*response,
+                   error_reply(Error{"invalid_url", "must be an http:// or https:// URL", "status_callback"}));
+    }
+    if (const auto* limit = body->if_contains("limit_seconds"); limit != nullptr && !limit->is_null()) {
+      if (!limit->is_int64() || limit->get_int64() < 1 || limit->get_int64() > 86400) {
+        return reply(*response,
+                     error_reply(Error{"invalid_type", "must be a whole number of seconds from 1 to 86400",
+                                       "limit_seconds"}));
+      }
+      form.limit = std::chrono::seconds(limit->get_int64());
+    }
+    form.caller = std::move(*caller);
+    form.callee = std::move(*callee);
+    if (!account->empty()) {
+      form.payer = AccountId{std::move(*account)};
+    } else {
+      form.payer = CampaignId{std::move(*campaign)};
+    }
+    form.secret = std::move(*pin);
+    if (auto idempotency = header(request, "Idempotency-Key")) {
+      if (idempotency->empty() || idempotency->size() > 200) {
+        return reply(*response, error_reply(Error{"invalid_header", "must be 1 to 200 characters", "Idempotency-Key"}));
+      }
+      form.idempotency_key = *idempotency;
+    }
+    auto made = make_request(form, runtime.config().numbering);
+    if (!made) return reply(*response, error_reply(made.error()));
+    // Keys of different clients never collide.
+    if (!made->idempotency_key.empty()) made->idempotency_key = key.id + ":" + made->idempotency_key;
+    made->metadata["owner"] = key.id;
+    if (!webhook->empty()) made->metadata["status_callback"] = *webhook;
+    runtime.sink().submit(std::move(*made), [this, response](Result<std::string> id) {
+      if (!id) return reply(*response, error_reply(id.error()));
+      auto snapshot = registry.find(*id);
+      Reply r = snapshot ? Reply{Code::Accepted, snapshot->json} : json_reply(Code::Accepted, json::object{{"id", *id}});
+      r.headers.emplace_back("Location", "/v1/callbacks/" + *id);
+      reply(*response, std::move(r));
+    });
+  }
+
+  void stream_events(const std::string& id, ResponseWriter& response) {
+    if (!registry.find(id)) return reply(response, error_reply(Error{"not_found", "no callback \"" + id + "\"", "id"}));
+    requests_ok.add();
+    response.headers().add<Pistache::Http::Header::ContentType>(Pistache::Http::Mime::MediaType("text/event-stream"));
+    response.headers().addRaw(Pistache::Http::Header::Raw("Cache-Control", "no-store"));
+    // Pistache 0.0.5's ResponseStream::flush() drains the transport's write queue on the
+    // calling thread, which races with the reactor when called from the service thread
+    // (it aborts with "could not find write data"). So the stream only sends the headers,
+    // here on the reactor thread; frames go through Peer::send, which only queues, in
+    // HTTP/1.1 chunks written by hand.
+    std::weak_ptr<Pistache::Tcp::Peer> peer = response.peer();
+    {
+      auto stream = response.stream(Code::Ok);
+      stream.flush();
+    }
+    auto chunk = [](std::string_view data) {
+      char size[20];
+      auto [end, ec] = std::to_chars(size, size + sizeof size, data.size(), 16);
+      (void)ec;
+      std::string out(size, end);
+      out += "\r\n";
+      out += data;
+      out += "\r\n";
+      return out;
+    };
+    auto subscriber = std::make_shared<Subscriber>();
+    subscriber->send = [peer, chunk](const std::string& frame) {
+      auto alive = peer.lock();
+      if (!alive) return false;  // the client went away
+      const std::string bytes = chunk(frame);
+      alive->send(Pistache::RawBuffer(bytes, bytes.size()));
+      return true;
+    };
+    subscriber->close = [peer] {
+      if (auto alive = peer.lock()) alive->send(Pistache::RawBuffer(std::string("0\r\n\r\n"), 5));
+    };
+    registry.subscribe(id, subscriber);
+  }
+
+  // --- routing -----------------------------------------------------------------------
+
+  void handle(const Pistache::Http::Request& request, ResponseWriter response) {
+    try {
+      route(request, std::move(response));
+    } catch (const std::exception& e) {
+      runtime.context().log.error("callbackd", std::string("request failed: ") + e.what());
+    }
+  }
+
+  void route(const Pistache::Http::Request& request, ResponseWriter response) {
+    const std::string& path = request.resource();
+    const auto parts = split_path(path);
+    const Method method = request.method();
+    auto method_not_allowed = [&](std::string_view allowed) {
+      Reply r = error_reply(Error{"method_not_allowed", "use " + std::string(allowed), "method"});
+      r.headers.emplace_back("Allow", std::string(allowed));
+      reply(response, std::move(r));
+    };
+    if (request.body().size() > options.max_body) {
+      return reply(response, error_reply(Error{"body_too_large",
+                                               "the body is over " + std::to_string(options.max_body) + " bytes",
+                                               "body"}));
+    }
+    // Public: the page, health, metrics, the API description.
+    if (parts.empty() || parts[0] == "assets" || parts[0] == "index.html") {
+      if (method != Method::Get) return method_not_allowed("GET");
+      auto file = page != nullptr ? page->asset(path) : std::nullopt;
+      if (!file) return reply(response, error_reply(Error{"not_found", "no such page", "path"}));
+      return reply(response, Reply{Code::Ok, std::move(file->body), std::move(file->content_type)});
+    }
+    if (parts.size() == 1 && parts[0] == "healthz") return healthz(response);
+    if (parts.size() == 1 && parts[0] == "metrics") {
+      return reply(response, Reply{Code::Ok, runtime.context().metrics.render_prometheus(),
+                                   "text/plain; version=0.0.4"});
+    }
+    if (parts.size() < 2 || parts[0] != "v1") {
+      return reply(response, error_reply(Error{"not_found", "no such endpoint: " + path, "path"}));
+    }
+    if (parts.size() == 2 && parts[1] == "openapi.json") return reply(response, Reply{Code::Ok, std::string(embedded_openapi().front().second)});
+    if (parts[1] == "public") return route_public(request, std::move(response), parts);
+
+    auto key = authenticate(request);
+    if (!key) return reply(response, error_reply(key.error()));
+    const std::string_view resource = parts[1];
+    if (resource == "callbacks") {
+      if (parts.size() == 2) {
+        if (method == Method::Post) {
+          return post_callback(request, std::make_shared<ResponseWriter>(std::move(response)), *key);
+        }
+        if (method == Method::Get) return list_callbacks(request, response);
+        return method_not_allowed("GET, POST");
+      }
+      const std::string id(parts[2]);
+      if (parts.size() == 3) {
+        if (method == Method::Get) {
+          auto snapshot = registry.find(id);
+          if (!snapshot) return reply(response, error_reply(Error{"not_found", "no callback \"" + id + "\"", "id"}));
+          return reply(response, Reply{Code::Ok, std::move(snapshot->json)});
+        }
+        if (method == Method::Delete) return cancel(id, std::make_shared<ResponseWriter>(std::move(response)));
+        return method_not_allowed("GET, DELETE");
+      }
+      if (parts.size() == 4 && parts[3] == "events") {
+        if (method != Method::Get) return method_not_allowed("GET");
+        return stream_events(id, response);
+      }
+    }
+    if (resource == "accounts" || resource == "cdrs" || resource == "stats" || resource == "rates") {
+      if (method != Method::Get) return method_not_allowed("GET");
+      return operator_read(request, response, parts);
+    }
+    reply(response, error_reply(Error{"not_found", "no such endpoint: " + path, "path"}));
+  }
+
+  void route_public(const Pistache::Http::Request& request, ResponseWriter response,
+                    const std::vector<std::string_view>& parts) {
+    if (page == nullptr) {
+      return reply(response, error_reply(Error{"not_found", "no web page is configured", "path"}));
+    }
+    const Method method = request.method();
+    if (parts.size() == 3 && parts[2] == "config") return reply(response, json_reply(Code::Ok, page->public_config()));
+    if (parts.size() == 3 && parts[2] == "callbacks") {
+      if (method != Method::Post) {
+        Reply r = error_reply(Error{"method_not_allowed", "use POST", "method"});
+        r.headers.emplace_back("Allow", "POST");
+        return reply(response, std::move(r));
+      }
+      auto body = parse_body(request);
+      if (!body) return reply(response, error_reply(body.error()));
+      std::chrono::seconds retry_after{0};
+      auto form = page->admit(*body, request.address().host(), runtime.context().clock.now(), retry_after);
+      if (!form) {
+        Reply r = error_reply(form.error());
+        if (retry_after.count() > 0) r.headers.emplace_back("Retry-After", std::to_string(retry_after.count()));
+        return reply(response, std::move(r));
+      }
+      return submit(std::move(*form), std::make_shared<ResponseWriter>(std::move(response)), true);
+    }
+    if (parts.size() == 5 && parts[2] == "callbacks" && parts[4] == "events") {
+      const std::string id(parts[3]);
+      const auto token = query(request, "token").value_or("");
+      if (!equal_constant_time(token, token_for(id))) {
+        return reply(response, error_reply(Error{"forbidden", "wrong or missing token for this callback", "token"}));
+      }
+      return stream_events(id, response);
+    }
+    reply(response, error_reply(Error{"not_found", "no such endpoint: " + request.resource(), "path"}));
+  }
+
+  void list_callbacks(const Pistache::Http::Request& request, ResponseWriter& response) {
+    std::optional<CallState> state;
+    if (auto text = query(request, "state"); text && !text->empty()) {
+      state = state_from_string(*text);
+      if (!state) return reply(response, error_reply(Error{"invalid_parameter", "unknown state \"" + *text + "\"", "state"}));
+    }
+    auto since = time_param(request, "since");
+    if (!since) return reply(response, error_reply(since.error()));
+    auto limit = limit_param(request, 100);
+    if (!limit) return reply(response, error_reply(limit.error()));
+    std::string body = "{\"callbacks\":[";
+    bool first = true;
+    for (const auto& s : registry.list(state, since->value_or(Timestamp{}), *limit)) {
+      if (!first) body += ',';
+      first = false;
+      body += s.json;
+    }
+    body += "]}";
+    reply(response, Reply{Code::Ok, std::move(body)});
+  }
+
+  void cancel(const std::string& id, std::shared_ptr<ResponseWriter> response) {
+    auto snapshot = registry.find(id);
+    if (!snapshot) return reply(*response, error_reply(Error{"not_found", "no callback \"" + id + "\"", "id"}));
+    if (is_final(snapshot->state)) {
+      return reply(*response, error_reply(Error{"already_final",
+                                                "callback " + id + " already ended (" +
+                                                    std::string(to_string(snapshot->state)) + ")",
+                                                "id"}));
+    }
+    runtime.post([this, id, response] {
+      auto ok = runtime.service().cancel(id);
+      if (!ok) {
+        Error e = ok.error();
+        if (e.code != "not_found") e.code = "already_final";
+        return reply(*response, error_reply(e));
+      }
+      auto now = registry.find(id);
+      reply(*response, Reply{Code::Accepted, now ? now->json : "{\"id\":\"" + id + "\"}"});
+    });
+  }
+
+  void healthz(ResponseWriter& response) {
+    EngineStatus status;
+    std::size_t in_flight = 0;
+    runtime.run_on_service_thread([&] {
+      status = runtime.engine().status();
+      in_flight = runtime.service().in_flight();
+    });
+    std::size_t connected = 0;
+    json::array servers;
+    for (const auto& s : status.servers) {
+      connected += s.connected;
+      servers.push_back(json::object{{"name", s.name}, {"connected", s.connected}, {"detail", s.detail}});
+    }
+    runtime.context().metrics.gauge("callback_engine_connections", "Asterisk servers logged in").set(
+        static_cast<std::int64_t>(connected));
+    const bool healthy = connected > 0 && runtime.accepting();
+    json::object body{{"status", healthy ? "ok" : "degraded"},
+                      {"accepting", runtime.accepting()},
+                      {"engines", json::object{{"connected", connected},
+                                               {"configured", status.servers.size()},
+                                               {"servers", std::move(servers)}}},
+                      {"in_flight", in_flight}};
+    reply(response, json_reply(healthy ? Code::Ok : Code::Service_Unavailable, body));
+  }
+
+  // Operator reads go through the service thread: the store has one connection.
+  void operator_read(const Pistache::Http::Request& request, ResponseWriter& response,
+                     const std::vector<std::string_view>& parts) {
+    const std::string_view resource = parts[1];
+    Reply result;
+    if (resource == "accounts") {
+      runtime.run_on_service_thread([&] {
+        if (parts.size() == 2) {
+          auto accounts = runtime.store().accounts().list();
+          if (!accounts) return void(result = error_reply(accounts.error()));
+          json::array list;
+          for (const auto& a : *accounts) list.push_back(to_json(a));
+          result = json_reply(Code::Ok, json::object{{"accounts", std::move(list)}});
+        } else {
+          auto account = runtime.store().accounts().find(std::string(parts[2]));
+          if (!account) return void(result = error_reply(account.error()));
+          if (!*account) {
+            return void(result = error_reply(Error{"not_found", "no account \"" + std::string(parts[2]) + "\"", "id"}));
+          }
+          result = json_reply(Code::Ok, to_json(**account));
+        }
+      });
+      return reply(response, std::move(result));
+    }
+    if (resource == "cdrs") {
+      auto since = time_param(request, "since");
+      if (!since) return reply(response, error_reply(since.error()));
+      auto until = time_param(request, "until");
+      if (!until) return reply(response, error_reply(until.error()));
+      auto limit = limit_param(request, 100);
+      if (!limit) return reply(response, error_reply(limit.error()));
+      CdrQuery q{.since = *since, .until = *until, .account = query(request, "account").value_or(""),
+                 .number = query(request, "number").value_or(""), .callback_id = query(request, "callback_id").value_or(""),
+                 .limit = *limit};
+      runtime.run_on_service_thread([&] {
+        json::array list;
+        auto ok = runtime.store().cdrs().query(q, [&](const Cdr& c) {
+          list.push_back(to_json(c));
+          return true;
+        });
+        result = ok ? json_reply(Code::Ok, json::object{{"cdrs", std::move(list)}}) : error_reply(ok.error());
+      });
+      return reply(response, std::move(result));
+    }
+    auto* admin = runtime.billing() != nullptr ? runtime.billing()->admin() : nullptr;
+    if (admin == nullptr) {
+      return reply(response, error_reply(Error{"not_found", "this billing backend keeps no rates or statistics", "path"}));
+    }
+    if (resource == "stats") {
+      auto limit = limit_param(request, 100);
+      if (!limit) return reply(response, error_reply(limit.error()));
+      std::string digits;
+      if (auto text = query(request, "number"); text && !text->empty()) {
+        auto number = PhoneNumber::parse(*text, runtime.config().numbering);
+        if (!number) return reply(response, error_reply(number.error().at("number")));
+        digits = number->digits();
+      }
+      runtime.run_on_service_thread([&] {
+        auto rows = admin->caller_stats(digits, *limit);
+        if (!rows) return void(result = error_reply(rows.error()));
+        json::array list;
+        for (const auto& s : *rows) list.push_back(to_json(s));
+        result = json_reply(Code::Ok, json::object{{"stats", std::move(list)}});
+      });
+      return reply(response, std::move(result));
+    }
+    // rates: ?tariff=&lookup=NUMBER
+    const std::string tariff = query(request, "tariff").value_or("default");
+    auto lookup = query(request, "lookup");
+    if (!lookup) {
+      return reply(response, error_reply(Error{"missing_parameter", "give ?lookup=<number>", "lookup"}));
+    }
+    auto number = PhoneNumber::parse(*lookup, runtime.config().numbering);
+    if (!number) return reply(response, error_reply(number.error().at("lookup")));
+    auto rate = runtime.billing()->rater().rate(tariff, *number, runtime.context().clock.now());
+    if (!rate) {
+      return reply(response, error_reply(Error{"not_found", "no rate for " + number->digits() + " in tariff " + tariff,
+                                               "lookup"}));
+    }
+    reply(response, json_reply(Code::Ok, json::object{{"tariff", tariff},
+                                                      {"prefix", rate->prefix},
+                                                      {"description", rate->description},
+                                                      {"rate_per_minute", rate->price_per_minute.format()},
+                                                      {"connection_fee", rate->connection_fee.format()}}));
+  }
+};
+
+namespace {
+
+class Handler final : public Pistache::Http::Handler {
+ public:
+  HTTP_PROTOTYPE(Handler)
+  explicit Handler(std::shared_ptr<RestServer::State> state) : state_(std::move(state)) {}
+  void onRequest(const Pistache::Http::Request& request, ResponseWriter response) override {
+    state_->handle(request, std::move(response));
+  }
+
+ private:
+  std::shared_ptr<RestServer::State> state_;
+};
+
+}  // namespace
+
+RestServer::RestServer(Runtime& runtime, ServerOptions options, std::unique_ptr<ApiKeys> keys)
+    : state_(std::make_shared<State>(runtime, std::move(options), std::move(keys))) {
+  for (const auto& frontend : runtime.frontends()) {
+    if (auto* page = dynamic_cast<WebPage*>(frontend.get())) state_->page = page;
+  }
+  runtime.post([state = state_] { state->runtime.service().subscribe(state->registry); });
+}
+
+RestServer::~RestServer() { stop(); }
+
+Status RestServer::start() {
+  try {
+    Pistache::Address address(state_->options.host, Pistache::Port(state_->options.port));
+    endpoint_ = std::make_unique<Pistache::Http::Endpoint>(address);
+    auto opts = Pistache::Http::Endpoint::options()
+                    .threads(state_->options.threads)
+                    .flags(Pistache::Tcp::Options::ReuseAddr)
+                    .maxRequestSize(state_->options.max_body + 8192)
+                    .keepaliveTimeout(state_->options.keepalive);
+    endpoint_->init(opts);
+    endpoint_->setHandler(Pistache::Http::make_handler<Handler>(state_));
+    endpoint_->serveThreaded();
+  } catch (const std::exception& e) {
+    endpoint_.reset();
+    return Error{"listen_failed",
+                 "cannot listen on " + state_->options.host + ":" + std::to_string(state_->options.port) + ": " + e.what(),
+                 "server.listen"};
+  }
+  return ok_status();
+}
+
+std::uint16_t RestServer::port() const { return endpoint_ ? static_cast<std::uint16_t>(endpoint_->getPort()) : 0; }
+
+void RestServer::stop() {
+  if (endpoint_) {
+    endpoint_->shutdown();
+    endpoint_.reset();
+  }
+}
+
+}  // namespace callback::rest
