@@ -1,6 +1,7 @@
 // callbackctl: the operator's shell front end. Parses the command line into typed
 // arguments and hands them to the commands; every error is one line and an exit code.
 #include "admin.hpp"
+#include "keys.hpp"
 #include "commands.hpp"
 
 #include <CLI/CLI.hpp>
@@ -132,6 +133,19 @@ int main(int argc, char** argv) {
   campaign_add->add_option("--daily-budget", campaign.daily_budget_seconds, "talk seconds a day for all (0: any)");
   campaign_add->callback([&] { result = campaigns_add(source, campaign, out()); });
   command(campaigns, "list", "campaigns")->callback([&] { result = campaigns_list(source, out()); });
+
+  // API keys for callbackd.
+  auto* keys = group("keys", "API keys for callbackd's REST API (stored hashed)");
+  std::string key_name, key_id;
+  auto* key_add = command(keys, "add", "create a key; it is printed once, with its webhook secret");
+  key_add->add_option("NAME", key_name, "who or what uses it (\"crm\", \"billing-sync\")")->required();
+  key_add->callback([&] { result = keys_add(source, key_name, out()); });
+  command(keys, "list", "keys, when made, whether revoked (never the keys themselves)")->callback([&] {
+    result = keys_list(source, out());
+  });
+  auto* key_revoke = command(keys, "revoke", "revoke a key; callbackd refuses it within a second");
+  key_revoke->add_option("ID", key_id, "the key's id (the 8 characters after cbk_)")->required();
+  key_revoke->callback([&] { result = keys_revoke(source, key_id, out()); });
 
   try {
     app.parse(argc, argv);

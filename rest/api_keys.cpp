@@ -50,6 +50,20 @@ ApiKeyInfo read_info(SQLite::Statement& row) {
 
 }  // namespace
 
+std::filesystem::path keys_database_path(const ServiceConfig& config) {
+  if (config.server.is_object()) {
+    if (const auto* v = config.server.get_object().if_contains("keys_db"); v != nullptr && v->is_string()) {
+      return std::string(v->get_string());
+    }
+  }
+  if (config.store && config.store->plugin == "callback.store.sqlite" && config.store->config.is_object()) {
+    if (const auto* v = config.store->config.get_object().if_contains("path"); v != nullptr && v->is_string()) {
+      return std::string(v->get_string());
+    }
+  }
+  return {};  // the default database
+}
+
 std::string hmac_sha256_hex(std::string_view secret, std::string_view body) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;

@@ -9,6 +9,7 @@
 //   auto who = keys.verify(header_value);     // Result<ApiKeyInfo>: 401 unless ok
 //   keys.revoke(created->info.id);            // callbackd sees it within a second
 #include <callback/call.hpp>
+#include <callback/config.hpp>
 #include <callback/error.hpp>
 
 #include <SQLiteCpp/Database.h>
@@ -62,6 +63,10 @@ class ApiKeys {
   std::unique_ptr<SQLite::Database> db_;
   std::unordered_map<std::string, Cached> cache_;
 };
+
+// Where a service's keys are kept: "server.keys_db" if set, else the SQLite store's own
+// file ("store.config.path"), else the default database. callbackd and callbackctl agree.
+[[nodiscard]] std::filesystem::path keys_database_path(const ServiceConfig& config);
 
 // Hex HMAC-SHA256 of `body` with `secret`: the X-Callback-Signature of a webhook is
 // "sha256=" + this.

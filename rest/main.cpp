@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  auto keys = rest::ApiKeys::open(server_options->keys_db);
+  auto keys = rest::ApiKeys::open(rest::keys_database_path(*config));
   if (!keys) {
     std::cerr << "callbackd: API keys: " << keys.error().describe() << '\n';
     return 1;

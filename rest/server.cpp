@@ -183,8 +183,8 @@ Result<ServerOptions> parse_server_options(const json::value& block) {
       if (!n) return n.error();
       options.keepalive = std::chrono::seconds(*n);
     } else if (key == "keys_db") {
+      // Read by keys_database_path(), shared with callbackctl.
       if (!value.is_string()) return Error{"config.type", "expected a file path", field};
-      options.keys_db = std::string(value.get_string());
     } else {
       return Error{"config.unknown_key",
                    "unknown key (known: listen, threads, max_body_bytes, shutdown_grace_seconds, keepalive_seconds, "

@@ -29,7 +29,6 @@ struct ServerOptions {
   std::size_t max_body = 16 * 1024;  // bytes; larger requests get 413
   std::chrono::seconds shutdown_grace{30};
   std::chrono::seconds keepalive{60};
-  std::filesystem::path keys_db;  // empty: the default database
 };
 
 // The config file's "server" block ({"listen": "127.0.0.1:8080", "threads": 2, ...}).

@@ -1,0 +1,98 @@
+#include "keys.hpp"
+
+#include "table.hpp"
+
+#include "api_keys.hpp"
+
+#include <callback/config.hpp>
+#include <callback/json.hpp>
+#include <callback/timestamp.hpp>
+
+#include <boost/json/serialize.hpp>
+
+#include <ostream>
+
+namespace callback::cli {
+
+namespace json = boost::json;
+
+namespace {
+
+int fail(const Output& output, const Error& error, int code) {
+  if (output.json) output.out << json::serialize(error_body(error)) << '\n';
+  output.err << "callbackctl: " << error.describe() << '\n';
+  return code;
+}
+
+Result<std::unique_ptr<rest::ApiKeys>> open_keys(const PluginSource& source) {
+  ServiceConfig config = default_config();
+  if (source.config) {
+    auto loaded = load_config(*source.config);
+    if (!loaded) return loaded.error();
+    config = std::move(*loaded);
+  }
+  return rest::ApiKeys::open(rest::keys_database_path(config));
+}
+
+json::object key_json(const rest::ApiKeyInfo& k) {
+  return {{"id", k.id},
+          {"name", k.name},
+          {"created_at", format_rfc3339(k.created_at)},
+          {"revoked_at", k.revoked_at ? json::value(format_rfc3339(*k.revoked_at)) : json::value(nullptr)}};
+}
+
+}  // namespace
+
+int keys_add(const PluginSource& source, const std::string& name, const Output& output) {
+  auto keys = open_keys(source);
+  if (!keys) return fail(output, keys.error(), exit_bad_input);
+  auto created = (*keys)->add(name);
+  if (!created) return fail(output, created.error(), created.error().code == "invalid_name" ? exit_bad_input : exit_failure);
+  if (output.json) {
+    json::object body = key_json(created->info);
+    body["key"] = created->key;
+    body["webhook_secret"] = created->info.webhook_secret;
+    output.out << json::serialize(body) << '\n';
+    return exit_ok;
+  }
+  output.out << "API key " << created->info.id << " (" << name << ") created. It is shown only now:\n\n  "
+             << created->key << "\n\nSend it as  Authorization: Bearer <key>  (or X-API-Key: <key>).\n"
+             << "Status webhooks of this key's callbacks are signed with  " << created->info.webhook_secret
+             << "\n(X-Callback-Signature: sha256=HMAC-SHA256(secret, body), hex).\n";
+  return exit_ok;
+}
+
+int keys_list(const PluginSource& source, const Output& output) {
+  auto keys = open_keys(source);
+  if (!keys) return fail(output, keys.error(), exit_bad_input);
+  auto list = (*keys)->list();
+  if (!list) return fail(output, list.error(), exit_failure);
+  if (output.json) {
+    json::array out;
+    for (const auto& k : *list) out.push_back(key_json(k));
+    output.out << json::serialize(out) << '\n';
+    return exit_ok;
+  }
+  Table table({"ID", "NAME", "CREATED", "REVOKED"});
+  for (const auto& k : *list) {
+    table.add({k.id, k.name, format_timestamp(k.created_at), k.revoked_at ? format_timestamp(*k.revoked_at) : ""});
+  }
+  table.print(output.out);
+  return exit_ok;
+}
+
+int keys_revoke(const PluginSource& source, const std::string& id, const Output& output) {
+  auto keys = open_keys(source);
+  if (!keys) return fail(output, keys.error(), exit_bad_input);
+  if (auto ok = (*keys)->revoke(id); !ok) {
+    return fail(output, ok.error(), ok.error().code == "store_failed" ? exit_failure : exit_bad_input);
+  }
+  if (output.json) {
+    output.out << json::serialize(json::object{{"id", id}, {"revoked", true}}) << '\n';
+  } else {
+    output.out << "API key " << id << " revoked; callbackd refuses it within a second.\n";
+  }
+  return exit_ok;
+}
+
+}  // namespace callback::cli
