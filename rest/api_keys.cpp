@@ -76,10 +76,10 @@ bool equal_constant_time(std::string_view a, std::string_view b) noexcept {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-Result<std::unique_ptr<ApiKeys>> ApiKeys::open(const std::filesystem::path& path) {
+Result<std::unique_ptr<ApiKeys>> ApiKeys::open(const std::filesystem::path& path, std::chrono::milliseconds refresh) {
   auto database = sqlite::open_database({.path = path});
   if (!database) return database.error();
-  return std::unique_ptr<ApiKeys>(new ApiKeys(std::move(database->db)));
+  return std::unique_ptr<ApiKeys>(new ApiKeys(std::move(database->db), refresh));
 }
 
 Result<CreatedKey> ApiKeys::add(const std::string& name) {
@@ -148,7 +148,7 @@ Result<ApiKeyInfo> ApiKeys::verify(std::string_view key) {
   std::lock_guard lock(mutex_);
   if (cache_.size() > 10'000 && !cache_.contains(id)) cache_.clear();  // guessed ids must not grow it forever
   Cached& cached = cache_[id];
-  if (now - cached.loaded > refresh) {
+  if (now - cached.loaded >= refresh_ || cached.loaded == std::chrono::steady_clock::time_point{}) {
     cached = Cached{};
     cached.loaded = now;
     try {

@@ -40,16 +40,16 @@ struct CreatedKey {
 
 class ApiKeys {
  public:
-  // Opens (and migrates) the database at `path`; empty: the default location.
-  [[nodiscard]] static Result<std::unique_ptr<ApiKeys>> open(const std::filesystem::path& path);
+  // Opens (and migrates) the database at `path`; empty: the default location. Keys are
+  // re-read at most every `refresh` (revocations by other processes show then).
+  [[nodiscard]] static Result<std::unique_ptr<ApiKeys>> open(const std::filesystem::path& path,
+                                                             std::chrono::milliseconds refresh = std::chrono::seconds{1});
   [[nodiscard]] Result<CreatedKey> add(const std::string& name);
   [[nodiscard]] Result<std::vector<ApiKeyInfo>> list();
   [[nodiscard]] Status revoke(const std::string& id);
   // The key's owner, or "unauthorized" (missing, malformed, unknown, revoked, wrong).
   // Thread-safe; revocations by other processes are seen within `refresh`.
   [[nodiscard]] Result<ApiKeyInfo> verify(std::string_view key);
-
-  static constexpr std::chrono::seconds refresh{1};
 
  private:
   struct Cached {
@@ -58,9 +58,11 @@ class ApiKeys {
     std::chrono::steady_clock::time_point loaded;
     bool known = false;
   };
-  explicit ApiKeys(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
+  ApiKeys(std::unique_ptr<SQLite::Database> db, std::chrono::milliseconds refresh)
+      : db_(std::move(db)), refresh_(refresh) {}
   std::mutex mutex_;
   std::unique_ptr<SQLite::Database> db_;
+  std::chrono::milliseconds refresh_;
   std::unordered_map<std::string, Cached> cache_;
 };
 

@@ -28,7 +28,12 @@ void CallRegistry::on_call_event(const CallEvent& event) {
       if (auto m = metadata.find("status_callback"); m != metadata.end()) entry.snapshot.webhook_url = m->second;
     }
     std::erase_if(entry.subscribers, [&](const auto& s) { return !s->send(frame_text); });
-    if (final) {
+    if (final && event.outcome == "refused" && !event.call.leg_a().started) {
+      // Refused before anything was placed: the client got the error instead of an id,
+      // so there is no callback to show.
+      to_close = std::move(entry.subscribers);
+      entries_.erase(event.call.id());
+    } else if (final) {
       to_close = std::move(entry.subscribers);
       entry.subscribers.clear();
       finished_.push_back(event.call.id());
@@ -37,7 +42,7 @@ void CallRegistry::on_call_event(const CallEvent& event) {
         finished_.pop_front();
       }
     }
-    if (on_event) copy = entry.snapshot;
+    if (on_event && entries_.contains(event.call.id())) copy = entries_.at(event.call.id()).snapshot;
   }
   for (auto& s : to_close) s->close();
   if (on_event) on_event(event, copy);

@@ -55,9 +55,24 @@ struct Reply {
 Reply json_reply(Code code, const json::value& body) { return Reply{code, json::serialize(body)}; }
 Reply error_reply(const Error& e) { return json_reply(status_for(e), error_body(e)); }
 
+// Any response header by name: Pistache 0.0.5 writes only typed headers (addRaw()'s are
+// silently dropped from responses).
+class NamedHeader final : public Pistache::Http::Header::Header {
+ public:
+  NamedHeader(std::string name, std::string value) : name_(std::move(name)), value_(std::move(value)) {}
+  const char* name() const override { return name_.c_str(); }
+  void write(std::ostream& out) const override { out << value_; }
+  std::uint64_t hash() const override { return Pistache::Http::Header::detail::hash(name_.c_str()); }
+
+ private:
+  std::string name_, value_;
+};
+
 void send(ResponseWriter& response, Reply reply) {
   response.headers().add<Pistache::Http::Header::ContentType>(Pistache::Http::Mime::MediaType(reply.content_type));
-  for (auto& [name, value] : reply.headers) response.headers().addRaw(Pistache::Http::Header::Raw(name, value));
+  for (auto& [name, value] : reply.headers) {
+    response.headers().add(std::make_shared<NamedHeader>(std::move(name), std::move(value)));
+  }
   response.send(reply.code, reply.body);
 }
 
@@ -335,7 +350,7 @@ struct RestServer::State {
     if (!registry.find(id)) return reply(response, error_reply(Error{"not_found", "no callback \"" + id + "\"", "id"}));
     requests_ok.add();
     response.headers().add<Pistache::Http::Header::ContentType>(Pistache::Http::Mime::MediaType("text/event-stream"));
-    response.headers().addRaw(Pistache::Http::Header::Raw("Cache-Control", "no-store"));
+    response.headers().add(std::make_shared<NamedHeader>("Cache-Control", "no-store"));
     // Pistache 0.0.5's ResponseStream::flush() drains the transport's write queue on the
     // calling thread, which races with the reactor when called from the service thread
     // (it aborts with "could not find write data"). So the stream only sends the headers,

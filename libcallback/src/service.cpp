@@ -213,15 +213,18 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
   active.warning_repeat = options_.warning_repeat;
   const auto* campaign_id = std::get_if<CampaignId>(&request.payer);
   if (campaign_id != nullptr) {
+    // The service's own limits for the campaign, if it has any; with billing, billing's
+    // campaign policy decides too (and is enough: its grant carries the limit).
     auto campaign = options_.campaigns.find(campaign_id->value);
-    if (campaign == options_.campaigns.end()) {
+    if (campaign != options_.campaigns.end()) {
+      active.limit = std::min(active.limit, campaign->second.limit);
+      active.warning_before = campaign->second.warning_before;
+      active.warning_repeat = campaign->second.warning_repeat;
+    } else if (billing_ == nullptr) {
       Error error{"unknown_campaign", "no campaign \"" + campaign_id->value + "\"", "campaign"};
       refuse(active, error, done);
       return error;
     }
-    active.limit = std::min(active.limit, campaign->second.limit);
-    active.warning_before = campaign->second.warning_before;
-    active.warning_repeat = campaign->second.warning_repeat;
   }
   if (request.limit) active.limit = std::min(active.limit, *request.limit);
   if (billing_ == nullptr) {

@@ -1,0 +1,403 @@
+// callbackd's REST API end to end: a Runtime (SQLite store and billing, the AMI engine)
+// against the Asterisk fake, the RestServer on a free port, and libcurl as the client.
+#include "api_keys.hpp"
+#include "fake_asterisk.hpp"
+#include "server.hpp"
+#include "temp_dir.hpp"
+
+#include <callback/billing.hpp>
+#include <callback/runtime.hpp>
+
+#include <boost/json.hpp>
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace callback::rest {
+namespace {
+
+namespace json = boost::json;
+
+struct Response {
+  long status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  json::value json() const { return json::parse(body); }
+  std::string error_code() const { return json().at("error").at("code").as_string().c_str(); }
+  std::string error_field() const { return json().at("error").at("field").as_string().c_str(); }
+};
+
+std::size_t collect(char* data, std::size_t size, std::size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+std::size_t collect_header(char* data, std::size_t size, std::size_t n, void* out) {
+  std::string line(data, size * n);
+  const auto colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = line.substr(0, colon);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(' '));
+    while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
+    (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
+  }
+  return size * n;
+}
+
+class RestApiTest : public ::testing::Test {
+ protected:
+  test::TempDir dir;
+  fake::FakeAsterisk asterisk{{.time_scale = 0.01}};
+  std::unique_ptr<Runtime> runtime;
+  std::unique_ptr<RestServer> server;
+  std::string key;
+  std::string base;
+
+  void SetUp() override {
+    asterisk.start();
+    start({});
+  }
+  void TearDown() override {
+    if (server) server->stop();
+    if (runtime) runtime->stop(std::chrono::seconds{0});
+  }
+
+  // `tweak` edits the config before the runtime is built.
+  void start(const std::function<void(ServiceConfig&)>& tweak) {
+    const std::string db = (dir / "callback.db").string();
+    auto config = parse_config(R"({
+      "numbering": {"country_code": "", "trunk_prefix": "", "international_prefixes": []},
+      "store": {"plugin": "callback.store.sqlite", "config": {"path": ")" + db + R"(", "synchronous": "normal"}},
+      "billing": {"plugin": "callback.billing.sqlite", "config": {"path": ")" + db + R"(", "synchronous": "normal"}},
+      "engines": [{"plugin": "callback.engine.ami", "config": {"servers": ["127.0.0.1:)" +
+                                   std::to_string(asterisk.port()) + R"("], "secret": "callbacksecret"}}],
+      "frontends": [{"plugin": "callback.trigger.web", "config": {"per_number_per_hour": 3, "per_ip_per_minute": 100}}],
+      "service": {"campaigns": {"free": {"limit_seconds": 120}}},
+      "server": {"listen": "127.0.0.1:0", "max_body_bytes": 2048},
+      "log": {"level": "warning"}})");
+    ASSERT_TRUE(config) << config.error().describe();
+    if (tweak) tweak(*config);
+    auto keys = ApiKeys::open(dir / "callback.db", std::chrono::milliseconds{0});
+    ASSERT_TRUE(keys) << keys.error().describe();
+    auto created = (*keys)->add("test");
+    ASSERT_TRUE(created);
+    key = created->key;
+    auto options = parse_server_options(config->server);
+    ASSERT_TRUE(options);
+    auto made = Runtime::open(std::move(*config), {.plugin_dirs = {CALLBACK_PLUGIN_DIR}, .log = &log});
+    ASSERT_TRUE(made) << made.error().describe();
+    runtime = std::move(*made);
+    server = std::make_unique<RestServer>(*runtime, *options, std::move(*keys));
+    ASSERT_TRUE(runtime->start());
+    ASSERT_TRUE(server->start());
+    // Billing's own record of the campaign (its policy), as `callbackctl campaigns add free`.
+    runtime->run_on_service_thread(
+        [&] { ASSERT_TRUE(runtime->billing()->admin()->put_campaign({.id = "free", .limit = std::chrono::seconds{120}})); });
+    base = "http://127.0.0.1:" + std::to_string(server->port());
+  }
+  std::ostringstream log;
+
+  Response request(const std::string& method, const std::string& path, const std::string& body = {},
+                   std::vector<std::string> headers = {}, bool with_key = true) {
+    Response r;
+    CURL* curl = curl_easy_init();
+    curl_slist* list = nullptr;
+    if (with_key) headers.push_back("Authorization: Bearer " + key);
+    if (!body.empty()) headers.push_back("Content-Type: application/json");
+    for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
+    curl_easy_setopt(curl, CURLOPT_URL, (base + path).c_str());
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+    if (!body.empty() || method == "POST") {
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+    }
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r.body);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r.headers);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+    const CURLcode rc = curl_easy_perform(curl);
+    EXPECT_EQ(rc, CURLE_OK) << curl_easy_strerror(rc) << " " << method << " " << path;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(curl);
+    return r;
+  }
+
+  // The event stream until the server closes it (after the final state): the states seen
+  // and the last callback object.
+  std::pair<std::vector<std::string>, json::object> events(const std::string& path, bool with_key = true) {
+    auto r = request("GET", path, {}, {}, with_key);
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.headers["content-type"], "text/event-stream");
+    std::vector<std::string> states;
+    json::object last;
+    std::istringstream lines(r.body);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.starts_with("data: ")) continue;
+      last = json::parse(line.substr(6)).as_object();
+      states.emplace_back(last.at("state").as_string());
+    }
+    return {states, last};
+  }
+
+  std::string post_callback(const std::string& caller, const std::string& callee, const std::string& payer) {
+    auto r = request("POST", "/v1/callbacks",
+                     R"({"caller": ")" + caller + R"(", "callee": ")" + callee + R"(", )" + payer + "}");
+    EXPECT_EQ(r.status, 202) << r.body;
+    if (r.status != 202) return {};
+    return std::string(r.json().at("id").as_string());
+  }
+
+  void add_account(const std::string& id, const std::string& balance) {
+    runtime->run_on_service_thread([&] {
+      const auto cny = Currency::of("CNY").value();
+      ASSERT_TRUE(runtime->store().accounts().create(
+          {.id = id, .currency = cny, .balance = Money::parse(balance, cny).value()}));
+      std::istringstream deck("prefix;description;rate\n1;ones;0.60\n3;threes;0.60\n4;fours;0.60\n");
+      ASSERT_TRUE(runtime->billing()->admin()->import_rates("default", deck, cny));
+    });
+  }
+
+  std::size_t cdr_count() {
+    std::size_t n = 0;
+    runtime->run_on_service_thread([&] {
+      ASSERT_TRUE(runtime->store().cdrs().query({}, [&](const Cdr&) {
+        ++n;
+        return true;
+      }));
+    });
+    return n;
+  }
+};
+
+TEST_F(RestApiTest, ACallbackIsAcceptedFollowedAndListed) {
+  auto r = request("POST", "/v1/callbacks", R"({"caller": "1001", "callee": "3001", "campaign": "free"})");
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id(r.json().at("id").as_string());
+  EXPECT_EQ(r.headers["location"], "/v1/callbacks/" + id);
+  EXPECT_EQ(r.json().at("caller").as_string(), "1001");
+  EXPECT_EQ(r.json().at("campaign").as_string(), "free");
+  EXPECT_EQ(r.json().at("limit_seconds").as_int64(), 120);
+
+  auto [states, last] = events("/v1/callbacks/" + id + "/events");
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back(), "completed");
+  EXPECT_EQ(last.at("outcome").as_string(), "partner_busy");
+  EXPECT_EQ(last.at("legs").at("b").at("cause").as_int64(), 17);
+
+  auto got = request("GET", "/v1/callbacks/" + id);
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(got.json().at("state").as_string(), "completed");
+  auto listed = request("GET", "/v1/callbacks?state=completed&limit=10");
+  ASSERT_EQ(listed.status, 200);
+  ASSERT_EQ(listed.json().at("callbacks").as_array().size(), 1u);
+  EXPECT_EQ(listed.json().at("callbacks").at(0).at("id").as_string(), id);
+  EXPECT_EQ(request("GET", "/v1/callbacks?state=bridged").json().at("callbacks").as_array().size(), 0u);
+  // Ended: canceling is a conflict, not a success.
+  auto cancel = request("DELETE", "/v1/callbacks/" + id);
+  EXPECT_EQ(cancel.status, 409);
+  EXPECT_EQ(cancel.error_code(), "already_final");
+  // Both legs have CDRs, visible to operators.
+  auto cdrs = request("GET", "/v1/cdrs?limit=10");
+  ASSERT_EQ(cdrs.status, 200);
+  EXPECT_EQ(cdrs.json().at("cdrs").as_array().size(), 2u);
+}
+
+TEST_F(RestApiTest, DeleteCancelsACallInFlight) {
+  // B (4001) does not answer for a long time: cancel while it rings.
+  auto r = request("POST", "/v1/callbacks", R"({"caller": "1001", "callee": "4001", "campaign": "free"})");
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id(r.json().at("id").as_string());
+  auto cancel = request("DELETE", "/v1/callbacks/" + id);
+  ASSERT_EQ(cancel.status, 202) << cancel.body;
+  auto [states, last] = events("/v1/callbacks/" + id + "/events");
+  EXPECT_EQ(states.back(), "canceled");
+  EXPECT_EQ(last.at("outcome").as_string(), "canceled");
+}
+
+TEST_F(RestApiTest, OperatorEndpointsNeedAValidKey) {
+  for (auto headers : std::vector<std::vector<std::string>>{
+           {}, {"Authorization: Bearer nonsense"}, {"X-API-Key: cbk_00000000_" + std::string(64, '0')},
+           {"Authorization: Basic dXNlcjpwYXNz"}}) {
+    auto r = request("GET", "/v1/callbacks", {}, headers, false);
+    EXPECT_EQ(r.status, 401) << r.body;
+    EXPECT_EQ(r.error_code(), "unauthorized");
+    EXPECT_EQ(r.error_field(), "api_key");
+  }
+  EXPECT_EQ(request("GET", "/v1/callbacks", {}, {"X-API-Key: " + key}, false).status, 200);
+  // A key with one character changed is refused.
+  std::string forged = key;
+  forged.back() = forged.back() == '0' ? '1' : '0';
+  EXPECT_EQ(request("GET", "/v1/callbacks", {}, {"X-API-Key: " + forged}, false).status, 401);
+  // Revoked elsewhere (callbackctl): refused from then on.
+  auto keys = ApiKeys::open(dir / "callback.db").value();
+  ASSERT_TRUE(keys->revoke(key.substr(4, 8)));
+  auto revoked = request("GET", "/v1/callbacks");
+  EXPECT_EQ(revoked.status, 401);
+  EXPECT_NE(revoked.json().at("error").at("message").as_string().find("revoked"), std::string::npos);
+  // The public parts need none.
+  EXPECT_EQ(request("GET", "/healthz", {}, {}, false).status, 200);
+  EXPECT_EQ(request("GET", "/v1/openapi.json", {}, {}, false).status, 200);
+}
+
+TEST_F(RestApiTest, BadRequestsGetAClearErrorAndCreateNothing) {
+  struct Case {
+    std::string body;
+    long status;
+    std::string code, field;
+  };
+  const std::vector<Case> cases = {
+      {"{", 400, "invalid_json", "body"},
+      {"[1, 2]", 400, "invalid_json", "body"},
+      {R"({"caller": 1001, "callee": "1002", "campaign": "free"})", 400, "invalid_type", "caller"},
+      {R"({"caller": "1001", "campaign": "free"})", 400, "missing_field", "callee"},
+      {R"({"caller": "1001", "callee": "1002"})", 400, "missing_field", "account"},
+      {R"({"caller": "1001", "callee": "1002", "account": "a", "campaign": "free"})", 400, "missing_field", "campaign"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "colour": "red"})", 400, "unknown_field", "colour"},
+      {R"({"caller": "12ab", "callee": "1002", "campaign": "free"})", 400, "", "caller"},
+      {R"({"caller": "1001", "callee": "1001", "campaign": "free"})", 400, "", ""},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "limit_seconds": 0})", 400, "invalid_type",
+       "limit_seconds"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "status_callback": "ftp://x"})", 400, "invalid_url",
+       "status_callback"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "nope"})", 403, "denied.campaign_limit", "payer"},
+      {R"({"caller": "1001", "callee": "1002", "account": "nobody"})", 403, "denied.unknown_account", "payer"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "pad": ")" + std::string(4000, 'x') + "\"}", 413,
+       "body_too_large", "body"},
+  };
+  for (const auto& c : cases) {
+    auto r = request("POST", "/v1/callbacks", c.body);
+    EXPECT_EQ(r.status, c.status) << c.body.substr(0, 100) << " -> " << r.body;
+    ASSERT_NO_THROW((void)r.json()) << r.body;
+    if (!c.code.empty()) {
+      EXPECT_EQ(r.error_code(), c.code) << r.body;
+    }
+    if (!c.field.empty()) {
+      EXPECT_EQ(r.error_field(), c.field) << r.body;
+    }
+    EXPECT_FALSE(r.json().at("error").at("message").as_string().empty());
+  }
+  auto wrong_type = request("POST", "/v1/callbacks", "caller=1001", {"Content-Type: text/plain"});
+  EXPECT_EQ(wrong_type.status, 415);
+  EXPECT_EQ(request("GET", "/v1/callbacks/cb-nope").status, 404);
+  EXPECT_EQ(request("DELETE", "/v1/callbacks/cb-nope").status, 404);
+  EXPECT_EQ(request("GET", "/v1/nothing").status, 404);
+  auto method = request("PUT", "/v1/callbacks", R"({})");
+  EXPECT_EQ(method.status, 405);
+  EXPECT_EQ(method.headers["allow"], "GET, POST");
+  EXPECT_EQ(request("GET", "/v1/callbacks?since=yesterday").status, 400);
+  EXPECT_EQ(request("GET", "/v1/callbacks?state=sleeping").status, 400);
+  EXPECT_EQ(request("GET", "/v1/callbacks?limit=0").status, 400);
+  // Nothing was created: no callbacks, no CDRs.
+  EXPECT_EQ(request("GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 0u);
+  EXPECT_EQ(cdr_count(), 0u);
+}
+
+TEST_F(RestApiTest, InsufficientBalanceIsPaymentRequiredAndChargesNothing) {
+  add_account("poor", "0.00");
+  auto r = request("POST", "/v1/callbacks", R"({"caller": "1001", "callee": "1002", "account": "poor"})");
+  EXPECT_EQ(r.status, 402) << r.body;
+  EXPECT_EQ(r.error_code(), "denied.insufficient_balance");
+  auto account = request("GET", "/v1/accounts/poor");
+  ASSERT_EQ(account.status, 200);
+  EXPECT_EQ(account.json().at("balance").as_string(), "0.00");
+  EXPECT_EQ(account.json().at("reserved").as_string(), "0.00");
+  EXPECT_EQ(request("GET", "/v1/accounts/nobody").status, 404);
+}
+
+TEST_F(RestApiTest, AnAccountCallIsChargedAndTheRateIsVisible) {
+  add_account("rich", "10.00");
+  const std::string id = post_callback("1001", "1002", R"("account": "rich", "limit_seconds": 30)");
+  ASSERT_FALSE(id.empty());
+  auto [states, last] = events("/v1/callbacks/" + id + "/events");
+  EXPECT_EQ(states.back(), "completed");
+  EXPECT_EQ(last.at("outcome").as_string(), "time_up");
+  ASSERT_TRUE(last.at("cost").is_object()) << json::serialize(last);
+  EXPECT_EQ(last.at("cost").at("currency").as_string(), "CNY");
+  auto rate = request("GET", "/v1/rates?lookup=1002");
+  ASSERT_EQ(rate.status, 200) << rate.body;
+  EXPECT_EQ(rate.json().at("prefix").as_string(), "1");
+  auto stats = request("GET", "/v1/stats?number=1001");
+  ASSERT_EQ(stats.status, 200) << stats.body;
+  EXPECT_EQ(stats.json().at("stats").at(0).at("attempts").as_int64(), 1);
+}
+
+TEST_F(RestApiTest, TheSameIdempotencyKeyIsTheSameCallback) {
+  const std::string body = R"({"caller": "1001", "callee": "4001", "campaign": "free"})";
+  auto first = request("POST", "/v1/callbacks", body, {"Idempotency-Key: order-17"});
+  auto second = request("POST", "/v1/callbacks", body, {"Idempotency-Key: order-17"});
+  ASSERT_EQ(first.status, 202);
+  ASSERT_EQ(second.status, 202);
+  EXPECT_EQ(first.json().at("id"), second.json().at("id"));
+  auto third = request("POST", "/v1/callbacks", body, {"Idempotency-Key: order-18"});
+  EXPECT_NE(first.json().at("id"), third.json().at("id"));
+}
+
+TEST_F(RestApiTest, ThePagesPublicEndpoints) {
+  auto page = request("GET", "/", {}, {}, false);
+  EXPECT_EQ(page.status, 200);
+  EXPECT_NE(page.headers["content-type"].find("text/html"), std::string::npos);
+  EXPECT_EQ(request("GET", "/assets/app.js", {}, {}, false).status, 200);
+  EXPECT_EQ(request("GET", "/assets/../rest/server.cpp", {}, {}, false).status, 404);
+  auto config = request("GET", "/v1/public/config", {}, {}, false);
+  EXPECT_EQ(config.json().at("mode").as_string(), "campaign");
+
+  auto r = request("POST", "/v1/public/callbacks", R"({"caller": "1005", "callee": "3001"})", {}, false);
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string events_url(r.json().at("events_url").as_string());
+  const std::string id(r.json().at("callback").at("id").as_string());
+  // Someone else's stream: the token is needed.
+  auto no_token = request("GET", "/v1/public/callbacks/" + id + "/events?token=00", {}, {}, false);
+  EXPECT_EQ(no_token.status, 403);
+  auto [states, last] = events(events_url, false);
+  EXPECT_EQ(last.at("outcome").as_string(), "partner_busy");
+  // The page asks for no account in campaign mode.
+  auto account = request("POST", "/v1/public/callbacks", R"({"caller": "1006", "callee": "3001", "account": "1"})", {},
+                         false);
+  EXPECT_EQ(account.status, 400);
+  // Three per number an hour here: the fourth is refused, with when to try again.
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(request("POST", "/v1/public/callbacks", R"({"caller": "1005", "callee": "3001"})", {}, false).status, 202);
+  }
+  auto limited = request("POST", "/v1/public/callbacks", R"({"caller": "1005", "callee": "3001"})", {}, false);
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_EQ(limited.error_code(), "rate_limited");
+  EXPECT_GT(std::stoi(limited.headers["retry-after"]), 0);
+}
+
+TEST_F(RestApiTest, HealthAndMetrics) {
+  auto health = request("GET", "/healthz", {}, {}, false);
+  ASSERT_EQ(health.status, 200) << health.body;
+  EXPECT_EQ(health.json().at("engines").at("connected").as_int64(), 1);
+  (void)post_callback("1001", "3001", R"("campaign": "free")");
+  auto metrics = request("GET", "/metrics", {}, {}, false);
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("callbackd_http_requests_total{class=\"2xx\"}"), std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("callback_engine_connections 1"), std::string::npos) << metrics.body;
+  auto openapi = request("GET", "/v1/openapi.json", {}, {}, false);
+  EXPECT_EQ(openapi.json().at("openapi").as_string(), "3.0.3");
+}
+
+TEST_F(RestApiTest, DrainingRefusesNewCallsAndEndsTheOnesInFlight) {
+  auto r = request("POST", "/v1/callbacks", R"({"caller": "1001", "callee": "4001", "campaign": "free"})");
+  ASSERT_EQ(r.status, 202);
+  const std::string id(r.json().at("id").as_string());
+  runtime->drain(std::chrono::seconds{0});  // no grace: canceled at once, and waited for
+  auto refused = request("POST", "/v1/callbacks", R"({"caller": "1002", "callee": "3001", "campaign": "free"})");
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.error_code(), "shutting_down");
+  auto ended = request("GET", "/v1/callbacks/" + id);
+  EXPECT_EQ(ended.json().at("state").as_string(), "canceled");
+  // Every leg that was placed is recorded (B only if it was dialed before the cancel).
+  const bool b_dialed = ended.json().at("legs").at("b").at("state").as_string() != "idle";
+  EXPECT_EQ(cdr_count(), b_dialed ? 2u : 1u);
+  EXPECT_EQ(request("GET", "/healthz", {}, {}, false).status, 503);
+}
+
+}  // namespace
+}  // namespace callback::rest
