@@ -170,4 +170,17 @@ Result<ApiKeyInfo> ApiKeys::verify(std::string_view key) {
   return cached.info;
 }
 
+Result<std::string> ApiKeys::webhook_secret(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  if (auto it = cache_.find(id); it != cache_.end() && it->second.known) return it->second.info.webhook_secret;
+  try {
+    SQLite::Statement query(*db_, "SELECT webhook_secret FROM api_key WHERE id = ?");
+    query.bind(1, id);
+    if (!query.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"};
+    return query.getColumn(0).getString();
+  } catch (const SQLite::Exception& e) {
+    return Error{"store_failed", e.what(), {}};
+  }
+}
+
 }  // namespace callback::rest

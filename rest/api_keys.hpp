@@ -50,6 +50,8 @@ class ApiKeys {
   // The key's owner, or "unauthorized" (missing, malformed, unknown, revoked, wrong).
   // Thread-safe; revocations by other processes are seen within `refresh`.
   [[nodiscard]] Result<ApiKeyInfo> verify(std::string_view key);
+  // The webhook secret of key `id` (known keys, revoked or not).
+  [[nodiscard]] Result<std::string> webhook_secret(const std::string& id);
 
  private:
   struct Cached {

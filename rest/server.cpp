@@ -197,13 +197,25 @@ Result<ServerOptions> parse_server_options(const json::value& block) {
       auto n = whole(1, 86400);
       if (!n) return n.error();
       options.keepalive = std::chrono::seconds(*n);
+    } else if (key == "webhook_attempts") {
+      auto n = whole(1, 100);
+      if (!n) return n.error();
+      options.webhooks.attempts = static_cast<int>(*n);
+    } else if (key == "webhook_first_retry_ms") {
+      auto n = whole(1, 3'600'000);
+      if (!n) return n.error();
+      options.webhooks.first_retry = std::chrono::milliseconds(*n);
+    } else if (key == "webhook_timeout_ms") {
+      auto n = whole(100, 600'000);
+      if (!n) return n.error();
+      options.webhooks.timeout = std::chrono::milliseconds(*n);
     } else if (key == "keys_db") {
       // Read by keys_database_path(), shared with callbackctl.
       if (!value.is_string()) return Error{"config.type", "expected a file path", field};
     } else {
       return Error{"config.unknown_key",
                    "unknown key (known: listen, threads, max_body_bytes, shutdown_grace_seconds, keepalive_seconds, "
-                   "keys_db)",
+                   "keys_db, webhook_attempts, webhook_first_retry_ms, webhook_timeout_ms)",
                    field};
     }
   }
@@ -215,6 +227,7 @@ struct RestServer::State {
   ServerOptions options;
   std::unique_ptr<ApiKeys> keys;
   CallRegistry registry;
+  WebhookSender webhooks;
   WebPage* page = nullptr;
   std::string token_secret = random_secret();
   Counter& requests_ok;
@@ -225,12 +238,26 @@ struct RestServer::State {
       : runtime(r),
         options(std::move(o)),
         keys(std::move(k)),
+        webhooks(r.context().log, r.context().metrics, options.webhooks),
         requests_ok(r.context().metrics.counter("callbackd_http_requests_total", "HTTP requests by status class",
                                                 "class=\"2xx\"")),
         requests_client_error(r.context().metrics.counter("callbackd_http_requests_total",
                                                           "HTTP requests by status class", "class=\"4xx\"")),
         requests_server_error(r.context().metrics.counter("callbackd_http_requests_total",
-                                                          "HTTP requests by status class", "class=\"5xx\"")) {}
+                                                          "HTTP requests by status class", "class=\"5xx\"")) {
+    registry.on_event = [this](const CallEvent& event, const Snapshot& snapshot) {
+      if (snapshot.webhook_url.empty()) return;
+      const auto name = WebhookSender::event_for(to_string(event.call.state()));
+      if (name.empty()) return;
+      auto secret = keys->webhook_secret(snapshot.owner);
+      if (!secret) {
+        runtime.context().log.warning("callbackd", "no webhook secret for key " + snapshot.owner + ": " +
+                                                        secret.error().message);
+        return;
+      }
+      webhooks.send({event.call.id(), snapshot.webhook_url, std::string(name), snapshot.json, std::move(*secret)});
+    };
+  }
 
   std::string token_for(const std::string& id) const { return hmac_sha256_hex(token_secret, id).substr(0, 32); }
 

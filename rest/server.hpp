@@ -5,6 +5,7 @@
 // come from the CallRegistry and never wait for it.
 #include "api_keys.hpp"
 #include "registry.hpp"
+#include "webhooks.hpp"
 
 #include <callback/runtime.hpp>
 
@@ -29,6 +30,7 @@ struct ServerOptions {
   std::size_t max_body = 16 * 1024;  // bytes; larger requests get 413
   std::chrono::seconds shutdown_grace{30};
   std::chrono::seconds keepalive{60};
+  WebhookOptions webhooks;
 };
 
 // The config file's "server" block ({"listen": "127.0.0.1:8080", "threads": 2, ...}).

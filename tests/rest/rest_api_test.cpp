@@ -12,6 +12,11 @@
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 
+#include <pistache/endpoint.h>
+#include <pistache/http.h>
+
+#include <condition_variable>
+#include <mutex>
 #include <sstream>
 
 namespace callback::rest {
@@ -76,7 +81,7 @@ class RestApiTest : public ::testing::Test {
                                    std::to_string(asterisk.port()) + R"("], "secret": "callbacksecret"}}],
       "frontends": [{"plugin": "callback.trigger.web", "config": {"per_number_per_hour": 3, "per_ip_per_minute": 100}}],
       "service": {"campaigns": {"free": {"limit_seconds": 120}}},
-      "server": {"listen": "127.0.0.1:0", "max_body_bytes": 2048},
+      "server": {"listen": "127.0.0.1:0", "max_body_bytes": 2048, "webhook_first_retry_ms": 20},
       "log": {"level": "warning"}})");
     ASSERT_TRUE(config) << config.error().describe();
     if (tweak) tweak(*config);
@@ -174,6 +179,90 @@ class RestApiTest : public ::testing::Test {
     return n;
   }
 };
+
+// A client's webhook endpoint: records what arrives; answers 500 to the first request so
+// the retry is exercised.
+struct WebhookReceiver {
+  struct Received {
+    std::string event, signature, timestamp, body;
+  };
+  std::mutex mutex;
+  std::condition_variable arrived;
+  std::vector<Received> received;
+  int requests = 0;
+  std::unique_ptr<Pistache::Http::Endpoint> endpoint;
+
+  class Handler final : public Pistache::Http::Handler {
+   public:
+    HTTP_PROTOTYPE(Handler)
+    explicit Handler(WebhookReceiver* receiver) : receiver_(receiver) {}
+    void onRequest(const Pistache::Http::Request& request, Pistache::Http::ResponseWriter response) override {
+      auto header = [&](const char* name) {
+        auto raw = request.headers().tryGetRaw(name);
+        return raw ? raw->value() : std::string();
+      };
+      bool fail = false;
+      {
+        std::lock_guard lock(receiver_->mutex);
+        fail = receiver_->requests++ == 0;
+        if (!fail) {
+          receiver_->received.push_back({header("X-Callback-Event"), header("X-Callback-Signature"),
+                                         header("X-Callback-Timestamp"), request.body()});
+        }
+      }
+      receiver_->arrived.notify_all();
+      response.send(fail ? Pistache::Http::Code::Internal_Server_Error : Pistache::Http::Code::No_Content);
+    }
+
+   private:
+    WebhookReceiver* receiver_;
+  };
+
+  std::string start() {
+    endpoint = std::make_unique<Pistache::Http::Endpoint>(Pistache::Address("127.0.0.1", Pistache::Port(0)));
+    endpoint->init(Pistache::Http::Endpoint::options().threads(1));
+    endpoint->setHandler(Pistache::Http::make_handler<Handler>(this));
+    endpoint->serveThreaded();
+    return "http://127.0.0.1:" + std::to_string(static_cast<int>(endpoint->getPort())) + "/hooks/status";
+  }
+  ~WebhookReceiver() {
+    if (endpoint) endpoint->shutdown();
+  }
+  // Waits until an event named `event` has arrived (or 10 s).
+  bool wait_for(const std::string& event) {
+    std::unique_lock lock(mutex);
+    return arrived.wait_for(lock, std::chrono::seconds(10), [&] {
+      return std::any_of(received.begin(), received.end(), [&](const Received& r) { return r.event == event; });
+    });
+  }
+};
+
+TEST_F(RestApiTest, StatusWebhooksAreSignedRetriedAndInOrder) {
+  WebhookReceiver receiver;
+  const std::string url = receiver.start();
+  auto r = request("POST", "/v1/callbacks",
+                   R"({"caller": "1001", "callee": "1002", "campaign": "free", "limit_seconds": 5, "status_callback": ")" +
+                       url + R"("})");
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id(r.json().at("id").as_string());
+  ASSERT_TRUE(receiver.wait_for("completed"));
+  auto keys = ApiKeys::open(dir / "callback.db").value();
+  const std::string secret = keys->webhook_secret(key.substr(4, 8)).value();
+  std::lock_guard lock(receiver.mutex);
+  std::vector<std::string> events;
+  for (const auto& got : receiver.received) {
+    events.push_back(got.event);
+    // Signed with this key's webhook secret, over the body exactly as sent.
+    EXPECT_EQ(got.signature, "sha256=" + hmac_sha256_hex(secret, got.body));
+    EXPECT_NE(got.signature, "sha256=" + hmac_sha256_hex("whsec_forged", got.body));
+    EXPECT_FALSE(got.timestamp.empty());
+    EXPECT_EQ(json::parse(got.body).at("id").as_string(), id);
+  }
+  // The first attempt failed (500) and was retried: nothing lost, order kept.
+  EXPECT_EQ(events, (std::vector<std::string>{"initiated", "ringing", "answered", "completed"}));
+  EXPECT_EQ(receiver.requests, 5);
+  EXPECT_EQ(json::parse(receiver.received.back().body).at("outcome").as_string(), "time_up");
+}
 
 TEST_F(RestApiTest, ACallbackIsAcceptedFollowedAndListed) {
   auto r = request("POST", "/v1/callbacks", R"({"caller": "1001", "callee": "3001", "campaign": "free"})");
