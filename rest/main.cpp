@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
     (*runtime)->stop(std::chrono::seconds{0});
     return 1;
   }
+  if (!(*runtime)->wait_for_engine(std::chrono::seconds(5))) {
+    std::cerr << "callbackd: no Asterisk server is ready yet (see /healthz); calls are refused until one is\n";
+  }
   std::cout << "callbackd: listening on http://" << host << ":" << server.port() << "/" << std::endl;
   int received = 0;
   sigwait(&signals, &received);

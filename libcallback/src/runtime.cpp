@@ -115,6 +115,23 @@ void Runtime::run_on_service_thread(const std::function<void()>& work) {
   done.get_future().get();
 }
 
+bool Runtime::wait_for_engine(std::chrono::milliseconds timeout) {
+  if (!running_) return false;
+  // The engine reports no changes of its connections, so look every 5 ms on its thread.
+  auto ready = std::make_shared<std::promise<bool>>();
+  auto future = ready->get_future();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto check = std::make_shared<std::function<void()>>();
+  *check = [this, ready, deadline, weak = std::weak_ptr<std::function<void()>>(check)] {
+    bool connected = false;
+    for (const auto& server : engine_->status().servers) connected = connected || server.connected;
+    if (connected || std::chrono::steady_clock::now() >= deadline) return ready->set_value(connected);
+    if (auto again = weak.lock()) clock_.schedule(std::chrono::milliseconds(5), [again] { (*again)(); });
+  };
+  post([check] { (*check)(); });
+  return future.get();
+}
+
 Status Runtime::start() {
   if (started_) return ok_status();
   started_ = true;

@@ -97,6 +97,7 @@ class RestApiTest : public ::testing::Test {
     runtime = std::move(*made);
     server = std::make_unique<RestServer>(*runtime, *options, std::move(*keys));
     ASSERT_TRUE(runtime->start());
+    ASSERT_TRUE(runtime->wait_for_engine(std::chrono::seconds(10)));
     ASSERT_TRUE(server->start());
     // Billing's own record of the campaign (its policy), as `callbackctl campaigns add free`.
     runtime->run_on_service_thread(

@@ -66,6 +66,9 @@ class CALLBACK_EXPORT Runtime {
   // std::runtime_error once the runtime has stopped.
   void run_on_service_thread(const std::function<void()>& work);
   [[nodiscard]] bool accepting() const noexcept { return accepting_.load(); }
+  // Waits until the engine has a server ready for calls (an embedded `callbackctl call`
+  // right after start, tests); false if none is within `timeout`.
+  [[nodiscard]] bool wait_for_engine(std::chrono::milliseconds timeout);
 
   // Owned components. service() and engine() only on the service thread.
   [[nodiscard]] CallbackService& service() noexcept { return *service_; }
