@@ -34,13 +34,6 @@ struct Embedded {
   PluginPtr<Billing> billing;
 };
 
-int fail(const Output& output, const Error& error, int code = exit_bad_input) {
-  if (output.json) {
-    output.out << json::serialize(error_body(error)) << '\n';
-  }
-  output.err << "callbackctl: " << error.describe() << '\n';
-  return code;
-}
 
 // Errors of our input are 2; failures of the store or billing are 1.
 int code_for(const Error& e) {

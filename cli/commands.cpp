@@ -3,6 +3,7 @@
 #include "table.hpp"
 
 #include <callback/config.hpp>
+#include <callback/json.hpp>
 #include <callback/plugin_loader.hpp>
 #include <callback/version.hpp>
 
@@ -15,16 +16,13 @@ namespace callback::cli {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
-namespace {
-
-int fail(const Output& output, const Error& error, int code = exit_bad_input) {
-  if (output.json) {
-    json::object e{{"code", error.code}, {"message", error.message}, {"field", error.field}};
-    output.out << json::serialize(json::object{{"error", e}}) << '\n';
-  }
+int fail(const Output& output, const Error& error, int code) {
+  if (output.json) output.out << json::serialize(error_body(error)) << '\n';
   output.err << "callbackctl: " << error.describe() << '\n';
   return code;
 }
+
+namespace {
 
 // The search path: --plugin-dir first, then the config's plugin_dirs.
 Result<std::vector<fs::path>> plugin_dirs(const PluginSource& source) {

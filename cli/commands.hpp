@@ -1,6 +1,8 @@
 #pragma once
 // callbackctl's commands: each takes a typed argument struct, calls the library and
 // prints the result, and returns the process exit code. No business rule lives here.
+#include <callback/error.hpp>
+
 #include <filesystem>
 #include <iosfwd>
 #include <optional>
@@ -19,6 +21,9 @@ struct Output {
   std::ostream& err;
   bool json = false;
 };
+
+// Prints the error (as {"error": ...} with --json, always one line on stderr); returns `code`.
+int fail(const Output& output, const Error& error, int code = exit_bad_input);
 
 struct PluginSource {
   std::optional<std::filesystem::path> config;  // --config: its plugin_dirs join the search path

@@ -18,11 +18,6 @@ namespace json = boost::json;
 
 namespace {
 
-int fail(const Output& output, const Error& error, int code) {
-  if (output.json) output.out << json::serialize(error_body(error)) << '\n';
-  output.err << "callbackctl: " << error.describe() << '\n';
-  return code;
-}
 
 Result<std::unique_ptr<rest::ApiKeys>> open_keys(const PluginSource& source) {
   ServiceConfig config = default_config();

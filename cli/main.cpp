@@ -1,6 +1,7 @@
 // callbackctl: the operator's shell front end. Parses the command line into typed
 // arguments and hands them to the commands; every error is one line and an exit code.
 #include "admin.hpp"
+#include "calls.hpp"
 #include "keys.hpp"
 #include "commands.hpp"
 
@@ -20,6 +21,10 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "config file (default: embedded SQLite store and billing)");
   app.add_option("--plugin-dir", source.plugin_dirs, "also search this folder for plugins (repeatable)")
       ->allow_extra_args(false);
+  Remote remote;
+  app.add_option("--server", remote.server, "a running callbackd (http://host:port); default: embedded")
+      ->envname("CALLBACK_SERVER");
+  app.add_option("--api-key", remote.api_key, "API key for --server (callbackctl keys add)")->envname("CALLBACK_API_KEY");
   app.fallthrough();
 
   int result = exit_ok;
@@ -133,6 +138,37 @@ int main(int argc, char** argv) {
   campaign_add->add_option("--daily-budget", campaign.daily_budget_seconds, "talk seconds a day for all (0: any)");
   campaign_add->callback([&] { result = campaigns_add(source, campaign, out()); });
   command(campaigns, "list", "campaigns")->callback([&] { result = campaigns_list(source, out()); });
+
+  // The service itself, and calls.
+  std::string listen;
+  auto* serve = command(&app, "serve", "run the service with its REST API and web page (as callbackd)");
+  serve->add_option("--listen", listen, "HOST:PORT to serve on (default: the config's server.listen)");
+  serve->callback([&] {
+    out();
+    result = serve_command(source, listen.empty() ? std::nullopt : std::optional<std::string>(listen));
+  });
+  CallArgs call_args;
+  auto* call = command(&app, "call", "call CALLER back and connect CALLEE; shows progress until it ends");
+  call->add_option("CALLER", call_args.caller, "called first (leg A)")->required();
+  call->add_option("CALLEE", call_args.callee, "called once CALLER answers (leg B)")->required();
+  call->add_option("--account", call_args.account, "the paying account");
+  call->add_option("--campaign", call_args.campaign, "the paying campaign (free calls)");
+  call->add_option("--pin", call_args.pin, "the account's PIN, if it has one");
+  call->add_option("--limit", call_args.limit_seconds, "at most this many seconds of talk");
+  call->add_option("--idempotency-key", call_args.idempotency_key, "repeat-safe: the same key is the same call");
+  call->add_flag("--wait", call_args.wait,
+                 "with --server: follow the call to its end (embedded calls always do); exit 0 talked, 3 did not "
+                 "connect, 4 refused");
+  call->callback([&] { result = call_command(source, remote, call_args, out()); });
+  std::string callback_id;
+  auto* status = command(&app, "status", "a callback's state (--server) or its records (embedded)");
+  status->add_option("ID", callback_id, "callback id (cb-...)")->required();
+  bool status_wait = false;
+  status->add_flag("--wait", status_wait, "with --server: follow it to its end, printing each change");
+  status->callback([&] { result = status_command(source, remote, callback_id, status_wait, out()); });
+  auto* cancel = command(&app, "cancel", "cancel a callback in callbackd (--server)");
+  cancel->add_option("ID", callback_id, "callback id (cb-...)")->required();
+  cancel->callback([&] { result = cancel_command(remote, callback_id, out()); });
 
   // API keys for callbackd.
   auto* keys = group("keys", "API keys for callbackd's REST API (stored hashed)");

@@ -1,0 +1,349 @@
+#include "calls.hpp"
+
+#include "daemon.hpp"
+#include "table.hpp"
+
+#include <callback/config.hpp>
+#include <callback/json.hpp>
+#include <callback/runtime.hpp>
+#include <callback/store.hpp>
+#include <callback/timestamp.hpp>
+
+#include <boost/json.hpp>
+#include <curl/curl.h>
+
+#include <condition_variable>
+#include <future>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+
+namespace callback::cli {
+
+namespace json = boost::json;
+
+namespace {
+
+
+int code_for(const Error& e) {
+  if (e.code.starts_with("denied.") || e.code == "rate_limited") return exit_refused;
+  if (e.code == "engine_unavailable" || e.code == "shutting_down" || e.code == "store_failed" ||
+      e.code == "http" || e.code == "billing_unavailable") {
+    return exit_failure;
+  }
+  return exit_bad_input;
+}
+
+// One line a state change, as people read it.
+std::string describe(const json::object& cb) {
+  const std::string state(cb.at("state").as_string());
+  const std::string caller(cb.at("caller").as_string()), callee(cb.at("callee").as_string());
+  if (state == "created" || state == "authorizing") return "checking the account";
+  if (state == "dialing_a") return "calling " + caller + "...";
+  if (state == "a_answered") return caller + " answered";
+  if (state == "dialing_b") return "connecting " + callee + "...";
+  if (state == "bridged") {
+    const auto& limit = cb.at("limit_seconds");
+    return "connected" + (limit.is_int64() ? ", at most " + std::to_string(limit.as_int64()) + " s" : std::string());
+  }
+  std::string line = "ended: " + (cb.at("outcome").is_string() ? std::string(cb.at("outcome").as_string()) : state);
+  if (cb.at("error").is_object()) line += " (" + std::string(cb.at("error").at("message").as_string()) + ")";
+  if (cb.at("cost").is_object()) {
+    line += ", cost " + std::string(cb.at("cost").at("amount").as_string()) + " " +
+            std::string(cb.at("cost").at("currency").as_string());
+  }
+  return line;
+}
+
+int exit_for(const json::object& cb) {
+  const auto& state = cb.at("state").as_string();
+  if (state != "completed" && state != "failed" && state != "canceled") return exit_ok;  // still running
+  if (cb.at("outcome").is_string() && cb.at("outcome").as_string() == "refused") return exit_refused;
+  return cb.at("legs").at("b").at("answered_at").is_null() ? exit_not_connected : exit_ok;
+}
+
+void print_event(const Output& output, const json::object& cb) {
+  if (output.json) {
+    output.out << json::serialize(cb) << std::endl;
+  } else {
+    output.out << format_timestamp(std::chrono::system_clock::now()).substr(11) << "  " << std::string(cb.at("id").as_string())
+               << "  " << describe(cb) << std::endl;
+  }
+}
+
+// --- against callbackd ------------------------------------------------------------------
+
+struct Http {
+  long status = 0;
+  std::string body;
+};
+
+// `on_data` sees the body as it arrives (event streams); returns false to stop.
+Result<Http> http(const Remote& remote, const std::string& method, const std::string& path, const std::string& body,
+                  std::vector<std::string> headers = {},
+                  std::function<bool(std::string_view)> on_data = nullptr) {
+  struct Sink {
+    Http* response;
+    std::function<bool(std::string_view)>* on_data;
+  };
+  Http response;
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return Error{"http", "cannot start an HTTP client", {}};
+  headers.push_back("Authorization: Bearer " + remote.api_key);
+  if (!body.empty()) headers.push_back("Content-Type: application/json");
+  curl_slist* list = nullptr;
+  for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
+  std::string url = remote.server;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  url += path;
+  Sink sink{&response, &on_data};
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (!body.empty()) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  }
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* data, std::size_t size, std::size_t n, void* user) {
+    auto* s = static_cast<Sink*>(user);
+    const std::string_view chunk(data, size * n);
+    if (*s->on_data && !(*s->on_data)(chunk)) return std::size_t{0};
+    if (!*s->on_data) s->response->body.append(chunk);
+    return size * n;
+  });
+  const CURLcode rc = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
+  curl_slist_free_all(list);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK && rc != CURLE_WRITE_ERROR) {
+    return Error{"http", "cannot reach " + remote.server + ": " + curl_easy_strerror(rc), "server"};
+  }
+  return response;
+}
+
+// The API's error, or one made from the status.
+Error api_error(const Http& r) {
+  boost::system::error_code ec;
+  auto value = json::parse(r.body, ec);
+  if (!ec && value.is_object() && value.as_object().contains("error")) {
+    const auto& e = value.at("error");
+    return Error{std::string(e.at("code").as_string()), std::string(e.at("message").as_string()),
+                 std::string(e.at("field").as_string())};
+  }
+  return Error{"http", "callbackd answered HTTP " + std::to_string(r.status), {}};
+}
+
+// Follows /events until the server ends the stream; prints each event; the last one.
+Result<json::object> follow_remote(const Remote& remote, const std::string& id, const Output& output) {
+  std::string pending;
+  json::object last;
+  auto r = http(remote, "GET", "/v1/callbacks/" + id + "/events", {}, {}, [&](std::string_view chunk) {
+    pending.append(chunk);
+    for (std::size_t end; (end = pending.find("\n\n")) != std::string::npos;) {
+      const std::string frame = pending.substr(0, end);
+      pending.erase(0, end + 2);
+      std::istringstream lines(frame);
+      for (std::string line; std::getline(lines, line);) {
+        if (!line.starts_with("data: ")) continue;
+        boost::system::error_code ec;
+        auto value = json::parse(line.substr(6), ec);
+        if (ec || !value.is_object()) continue;
+        last = value.as_object();
+        print_event(output, last);
+      }
+    }
+    return true;
+  });
+  if (!r) return r.error();
+  if (r->status != 200) return api_error(*r);
+  if (last.empty()) return Error{"http", "the event stream ended without an event", {}};
+  return last;
+}
+
+// --- embedded ----------------------------------------------------------------------------
+
+class Printer final : public CallObserver {
+ public:
+  explicit Printer(const Output& output) : output_(output) {}
+  void on_call_event(const CallEvent& event) override {
+    auto object = to_json(event);
+    print_event(output_, object);
+    if (is_final(event.call.state())) {
+      std::lock_guard lock(mutex_);
+      final_ = object;
+      done_.notify_all();
+    }
+  }
+  json::object wait() {
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [&] { return !final_.empty(); });
+    return final_;
+  }
+
+ private:
+  const Output& output_;
+  std::mutex mutex_;
+  std::condition_variable done_;
+  json::object final_;
+};
+
+Result<ServiceConfig> config_of(const PluginSource& source) {
+  if (source.config) return load_config(*source.config);
+  return default_config();
+}
+
+}  // namespace
+
+int serve_command(const PluginSource& source, const std::optional<std::string>& listen) {
+  return rest::run_daemon({.config = source.config, .listen = listen, .plugin_dirs = source.plugin_dirs});
+}
+
+int call_command(const PluginSource& source, const Remote& remote, const CallArgs& args, const Output& output) {
+  if (args.account.empty() == args.campaign.empty()) {
+    return fail(output, Error{"missing_field", "give exactly one of --account or --campaign", "account"},
+                exit_bad_input);
+  }
+  if (!remote.server.empty()) {
+    json::object body{{"caller", args.caller}, {"callee", args.callee}};
+    if (!args.account.empty()) body["account"] = args.account;
+    if (!args.campaign.empty()) body["campaign"] = args.campaign;
+    if (!args.pin.empty()) body["pin"] = args.pin;
+    if (args.limit_seconds > 0) body["limit_seconds"] = args.limit_seconds;
+    std::vector<std::string> headers;
+    if (!args.idempotency_key.empty()) headers.push_back("Idempotency-Key: " + args.idempotency_key);
+    auto r = http(remote, "POST", "/v1/callbacks", json::serialize(body), headers);
+    if (!r) return fail(output, r.error(), exit_failure);
+    if (r->status != 202) {
+      const Error e = api_error(*r);
+      return fail(output, e, code_for(e));
+    }
+    auto accepted = json::parse(r->body).as_object();
+    print_event(output, accepted);
+    if (!args.wait) return exit_ok;
+    auto last = follow_remote(remote, std::string(accepted.at("id").as_string()), output);
+    if (!last) return fail(output, last.error(), code_for(last.error()));
+    return exit_for(*last);
+  }
+
+  // Embedded: this process runs the service until the call ends.
+  auto config = config_of(source);
+  if (!config) return fail(output, config.error(), exit_bad_input);
+  CallbackForm form{.caller = args.caller, .callee = args.callee, .origin = Origin::cli, .secret = args.pin};
+  form.payer = args.account.empty() ? Payer{CampaignId{args.campaign}} : Payer{AccountId{args.account}};
+  if (args.limit_seconds > 0) form.limit = std::chrono::seconds(args.limit_seconds);
+  auto request = make_request(form, config->numbering);
+  if (!request) return fail(output, request.error(), exit_bad_input);
+  auto runtime = Runtime::open(std::move(*config), {.plugin_dirs = source.plugin_dirs});
+  if (!runtime) return fail(output, runtime.error(), exit_bad_input);
+  Printer printer(output);  // the only call this process runs
+  (*runtime)->post([&] { (*runtime)->service().subscribe(printer); });
+  if (auto ok = (*runtime)->start(); !ok) return fail(output, ok.error(), exit_failure);
+  if (!(*runtime)->wait_for_engine(std::chrono::seconds(10))) {
+    (*runtime)->stop(std::chrono::seconds{0});
+    return fail(output, Error{"engine_unavailable", "no Asterisk server became ready within 10 s", "engines"},
+                exit_failure);
+  }
+  std::promise<Result<std::string>> accepted;
+  (*runtime)->run_on_service_thread([&] {
+    accepted.set_value((*runtime)->service().start(std::move(*request)));
+  });
+  auto id = accepted.get_future().get();
+  if (!id) {
+    (*runtime)->stop(std::chrono::seconds{0});
+    return fail(output, id.error(), code_for(id.error()));
+  }
+  const auto last = printer.wait();
+  (*runtime)->stop(std::chrono::seconds{0});
+  return exit_for(last);
+}
+
+int status_command(const PluginSource& source, const Remote& remote, const std::string& id, bool wait,
+                   const Output& output) {
+  if (!remote.server.empty() && wait) {
+    auto last = follow_remote(remote, id, output);
+    if (!last) return fail(output, last.error(), code_for(last.error()));
+    return exit_for(*last);
+  }
+  if (wait) {
+    return fail(output, Error{"needs_server", "--wait follows a call in callbackd: give --server URL", "server"},
+                exit_bad_input);
+  }
+  if (!remote.server.empty()) {
+    auto r = http(remote, "GET", "/v1/callbacks/" + id, {});
+    if (!r) return fail(output, r.error(), exit_failure);
+    if (r->status != 200) {
+      const Error e = api_error(*r);
+      return fail(output, e, code_for(e));
+    }
+    auto cb = json::parse(r->body).as_object();
+    if (output.json) {
+      output.out << json::serialize(cb) << '\n';
+    } else {
+      Table table({"ID", "STATE", "CALLER", "CALLEE", "OUTCOME", "LIMIT (s)"});
+      table.add({std::string(cb.at("id").as_string()), std::string(cb.at("state").as_string()),
+                 std::string(cb.at("caller").as_string()), std::string(cb.at("callee").as_string()),
+                 cb.at("outcome").is_string() ? std::string(cb.at("outcome").as_string()) : "",
+                 cb.at("limit_seconds").is_int64() ? std::to_string(cb.at("limit_seconds").as_int64()) : ""});
+      table.print(output.out);
+    }
+    return exit_for(cb);
+  }
+  // Embedded: what the records say (the call itself lives in callbackd).
+  auto config = config_of(source);
+  if (!config) return fail(output, config.error(), exit_bad_input);
+  boost::asio::io_context io;
+  SystemClock clock{io};
+  std::ostringstream sink;
+  StreamLogger log{sink, LogLevel::error};
+  Metrics metrics;
+  Context context{io, clock, log, metrics};
+  PluginLoader loader(source.plugin_dirs);
+  auto store = loader.create_from_config<Store>(*config->store, context);
+  if (!store) return fail(output, store.error(), exit_bad_input);
+  json::array cdrs;
+  Table table({"LEG", "SRC", "DST", "DISPOSITION", "BILLSEC", "CAUSE", "COST"});
+  auto ok = (*store)->cdrs().query({.callback_id = id}, [&](const Cdr& c) {
+    cdrs.push_back(to_json(c));
+    table.add({std::string(to_string(c.leg)), c.src, c.dst, std::string(to_string(c.disposition)),
+               std::to_string(c.billsec), std::to_string(c.hangup_cause.code()), c.cost ? c.cost->format() : ""});
+    return true;
+  });
+  if (!ok) return fail(output, ok.error(), exit_failure);
+  if (cdrs.empty()) {
+    return fail(output,
+                Error{"not_found", "no records of callback \"" + id + "\" (running calls: ask callbackd with --server)",
+                      "id"},
+                exit_bad_input);
+  }
+  if (output.json) {
+    output.out << json::serialize(json::object{{"id", id}, {"cdrs", cdrs}}) << '\n';
+  } else {
+    table.print(output.out);
+  }
+  return exit_ok;
+}
+
+int cancel_command(const Remote& remote, const std::string& id, const Output& output) {
+  if (remote.server.empty()) {
+    return fail(output,
+                Error{"needs_server", "a call runs inside callbackd: cancel it there with --server URL --api-key KEY",
+                      "server"},
+                exit_bad_input);
+  }
+  auto r = http(remote, "DELETE", "/v1/callbacks/" + id, {});
+  if (!r) return fail(output, r.error(), exit_failure);
+  if (r->status != 202) {
+    const Error e = api_error(*r);
+    return fail(output, e, e.code == "already_final" ? exit_failure : code_for(e));
+  }
+  if (output.json) {
+    output.out << r->body << '\n';
+  } else {
+    output.out << "cancel of " << id << " requested\n";
+  }
+  return exit_ok;
+}
+
+}  // namespace callback::cli

@@ -1,0 +1,34 @@
+#pragma once
+// callbackctl serve / call / status / cancel: run the service, place a callback and watch
+// it, ask about one, cancel one — embedded (the command composes the service itself from
+// --config) or against a running callbackd (--server URL --api-key KEY).
+#include "commands.hpp"
+
+#include <optional>
+#include <string>
+
+namespace callback::cli {
+
+struct Remote {
+  std::string server;  // http://127.0.0.1:8080; empty: embedded
+  std::string api_key;
+};
+
+struct CallArgs {
+  std::string caller, callee, account, campaign, pin;
+  long limit_seconds = 0;  // 0: as authorized
+  bool wait = false;       // follow it to the end (always, embedded: the call lives in this process)
+  std::string idempotency_key;
+};
+
+// Exit codes of `call --wait` and `status`, for scripts.
+inline constexpr int exit_not_connected = 3;  // ended without the two talking (busy, no answer, ...)
+inline constexpr int exit_refused = 4;        // not allowed (balance, campaign policy, blocked)
+
+int serve_command(const PluginSource& source, const std::optional<std::string>& listen);
+int call_command(const PluginSource& source, const Remote& remote, const CallArgs& args, const Output& output);
+int status_command(const PluginSource& source, const Remote& remote, const std::string& id, bool wait,
+                   const Output& output);
+int cancel_command(const Remote& remote, const std::string& id, const Output& output);
+
+}  // namespace callback::cli
