@@ -5,6 +5,7 @@
 #include <callback/billing.hpp>
 #include <callback/config.hpp>
 #include <callback/json.hpp>
+#include <callback/operations.hpp>
 #include <callback/plugin_loader.hpp>
 #include <callback/secret.hpp>
 #include <callback/store.hpp>
@@ -109,27 +110,10 @@ Result<CdrQuery> make_query(const CdrFilter& filter) {
 }  // namespace
 
 int accounts_add(const PluginSource& source, const AccountAdd& args, const Output& output) {
-  auto currency = Currency::of(args.currency);
-  if (!currency) return fail(output, currency.error().at("currency"));
-  auto balance = Money::parse(args.balance, *currency);
-  if (!balance) return fail(output, balance.error().at("balance"));
-  auto credit = Money::parse(args.credit_limit, *currency);
-  if (!credit) return fail(output, credit.error().at("credit_limit"));
   auto embedded = open_embedded(source, false);
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
-  Account account{.id = args.id, .name = args.name, .currency = *currency, .balance = *balance,
-                  .credit_limit = *credit, .tariff = args.tariff};
-  for (const auto& text : args.numbers) {
-    auto n = PhoneNumber::parse(text, (*embedded)->config.numbering);
-    if (!n) return fail(output, n.error().at("number"));
-    account.caller_numbers.push_back(*n);
-  }
-  if (!args.pin.empty()) {
-    auto hash = hash_secret(args.pin);
-    if (!hash) return fail(output, hash.error());
-    account.secret_hash = *hash;
-  }
-  if (auto ok = (*embedded)->store->accounts().create(account); !ok) return fail(output, ok.error(), code_for(ok.error()));
+  auto account = create_account(*(*embedded)->store, args, (*embedded)->config.numbering);
+  if (!account) return fail(output, account.error(), code_for(account.error()));
   return accounts_show(source, args.id, output);
 }
 
@@ -196,21 +180,13 @@ int accounts_topup(const PluginSource& source, const std::string& id, const std:
                    const std::string& reference, const Output& output) {
   auto embedded = open_embedded(source, false);
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
-  auto account = (*embedded)->store->accounts().find(id);
-  if (!account) return fail(output, account.error(), exit_failure);
-  if (!*account) return fail(output, Error{"unknown_account", "no account " + id, "id"});
-  auto money = Money::parse(amount, (*account)->currency);
-  if (!money) return fail(output, money.error().at("amount"));
-  if (money->is_negative() || money->is_zero()) {
-    return fail(output, Error{"invalid_amount", "a top-up must be positive", "amount"});
-  }
-  auto entry = (*embedded)->store->ledger().post(
-      {.account_id = id, .amount = *money, .kind = LedgerKind::topup, .reference = reference});
+  auto entry = top_up(*(*embedded)->store, id, amount, reference);
   if (!entry) return fail(output, entry.error(), code_for(entry.error()));
   if (output.json) {
     output.out << json::serialize(json::object{{"account", id}, {"balance", entry->balance_after.format()}}) << '\n';
   } else {
-    output.out << id << ": balance " << entry->balance_after.format() << " " << (*account)->currency.code() << "\n";
+    output.out << id << ": balance " << entry->balance_after.format() << " " << entry->balance_after.currency().code()
+               << "\n";
   }
   return exit_ok;
 }

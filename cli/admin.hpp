@@ -3,6 +3,8 @@
 // CDRs, statistics, campaigns). Each takes typed arguments, calls the library, prints.
 #include "commands.hpp"
 
+#include <callback/operations.hpp>
+
 #include <chrono>
 #include <optional>
 #include <string>
@@ -10,10 +12,7 @@
 
 namespace callback::cli {
 
-struct AccountAdd {
-  std::string id, name, currency = "CNY", balance = "0", credit_limit = "0", tariff, pin;
-  std::vector<std::string> numbers;
-};
+using AccountAdd = AccountForm;
 struct CdrFilter {
   std::string since, until, account, number;  // times as YYYY-MM-DD[ HH:MM:SS], UTC
   std::size_t limit = 0;

@@ -68,6 +68,9 @@ int run_daemon(const DaemonArgs& args) {
   sigwait(&signals, &received);
   std::cout << "callbackd: " << strsignal(received) << ": draining (grace " << grace.count() << " s)" << std::endl;
   (*runtime)->drain(grace);
+  if (!server.flush_webhooks(std::chrono::seconds(10))) {
+    std::cerr << "callbackd: some status webhooks could not be delivered before stopping\n";
+  }
   server.stop();
   (*runtime)->stop(grace);
   std::cout << "callbackd: stopped" << std::endl;

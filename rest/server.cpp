@@ -1,6 +1,7 @@
 #include "server.hpp"
 
 #include <callback/json.hpp>
+#include <callback/operations.hpp>
 #include <callback/timestamp.hpp>
 #include <callback/web.hpp>
 
@@ -10,6 +11,7 @@
 #include <pistache/peer.h>
 
 #include <charconv>
+#include <sstream>
 #include <openssl/rand.h>
 
 namespace callback::rest {
@@ -32,7 +34,7 @@ std::string random_secret() {
 Code status_for(const Error& e) {
   const std::string& c = e.code;
   if (c == "unauthorized") return Code::Unauthorized;
-  if (c == "not_found") return Code::Not_Found;
+  if (c == "not_found" || c == "unknown_account") return Code::Not_Found;
   if (c == "method_not_allowed") return Code::Method_Not_Allowed;
   if (c == "already_final" || c == "account_exists") return Code::Conflict;
   if (c == "body_too_large") return Code::Request_Entity_Too_Large;
@@ -189,6 +191,10 @@ Result<ServerOptions> parse_server_options(const json::value& block) {
       auto n = whole(1024, 64 * 1024 * 1024);
       if (!n) return n.error();
       options.max_body = static_cast<std::size_t>(*n);
+    } else if (key == "max_import_bytes") {
+      auto n = whole(1024, 1024LL * 1024 * 1024);
+      if (!n) return n.error();
+      options.max_import = static_cast<std::size_t>(*n);
     } else if (key == "shutdown_grace_seconds") {
       auto n = whole(0, 86400);
       if (!n) return n.error();
@@ -214,7 +220,7 @@ Result<ServerOptions> parse_server_options(const json::value& block) {
       if (!value.is_string()) return Error{"config.type", "expected a file path", field};
     } else {
       return Error{"config.unknown_key",
-                   "unknown key (known: listen, threads, max_body_bytes, shutdown_grace_seconds, keepalive_seconds, "
+                   "unknown key (known: listen, threads, max_body_bytes, max_import_bytes, shutdown_grace_seconds, keepalive_seconds, "
                    "keys_db, webhook_attempts, webhook_first_retry_ms, webhook_timeout_ms)",
                    field};
     }
@@ -431,9 +437,13 @@ struct RestServer::State {
       r.headers.emplace_back("Allow", std::string(allowed));
       reply(response, std::move(r));
     };
-    if (request.body().size() > options.max_body) {
+    // Rate decks are big; everything else is small.
+    const bool deck_import = method == Method::Post && parts.size() == 3 && parts[0] == "v1" && parts[1] == "rates";
+    if (request.body().size() > (deck_import ? options.max_import : options.max_body)) {
       return reply(response, error_reply(Error{"body_too_large",
-                                               "the body is over " + std::to_string(options.max_body) + " bytes",
+                                               "the body is over " +
+                                                   std::to_string(deck_import ? options.max_import : options.max_body) +
+                                                   " bytes",
                                                "body"}));
     }
     // Public: the page, health, metrics, the API description.
@@ -480,8 +490,15 @@ struct RestServer::State {
         return stream_events(id, response);
       }
     }
+    if (resource == "accounts" && method == Method::Post && (parts.size() == 2 || (parts.size() == 4 && parts[3] == "topup"))) {
+      return operator_write(request, response, parts);
+    }
+    if (resource == "rates" && parts.size() == 3) {
+      if (method != Method::Post) return method_not_allowed("POST");
+      return operator_write(request, response, parts);
+    }
     if (resource == "accounts" || resource == "cdrs" || resource == "stats" || resource == "rates") {
-      if (method != Method::Get) return method_not_allowed("GET");
+      if (method != Method::Get) return method_not_allowed(resource == "accounts" && parts.size() == 2 ? "GET, POST" : "GET");
       return operator_read(request, response, parts);
     }
     reply(response, error_reply(Error{"not_found", "no such endpoint: " + path, "path"}));
@@ -587,6 +604,79 @@ struct RestServer::State {
                                                {"servers", std::move(servers)}}},
                       {"in_flight", in_flight}};
     reply(response, json_reply(healthy ? Code::Ok : Code::Service_Unavailable, body));
+  }
+
+  // Creating accounts, topping them up, importing a rate deck: on the service thread (the
+  // store has one connection), with the checks callbackctl uses (callback/operations.hpp).
+  void operator_write(const Pistache::Http::Request& request, ResponseWriter& response,
+                      const std::vector<std::string_view>& parts) {
+    Reply result;
+    if (parts[1] == "rates") {
+      auto* admin = runtime.billing() != nullptr ? runtime.billing()->admin() : nullptr;
+      if (admin == nullptr) {
+        return reply(response, error_reply(Error{"not_found", "this billing backend keeps no rate decks", "path"}));
+      }
+      const std::string tariff(parts[2]);
+      auto currency_text = query(request, "currency").value_or("CNY");
+      auto currency = Currency::of(currency_text);
+      if (!currency) return reply(response, error_reply(currency.error().at("currency")));
+      runtime.run_on_service_thread([&] {
+        std::istringstream csv(request.body());
+        auto report = admin->import_rates(tariff, csv, *currency);
+        if (!report) return void(result = error_reply(report.error()));
+        result = json_reply(Code::Ok, json::object{{"tariff", report->tariff},
+                                                  {"rates", report->rates},
+                                                  {"took_ms", report->took.count()}});
+      });
+      return reply(response, std::move(result));
+    }
+    auto body = parse_body(request);
+    if (!body) return reply(response, error_reply(body.error()));
+    if (parts.size() == 2) {
+      AccountForm form;
+      for (const auto& [k, v] : *body) {
+        if (k == "numbers") {
+          if (!v.is_array()) return reply(response, error_reply(Error{"invalid_type", "must be an array of strings", "numbers"}));
+          for (const auto& n : v.as_array()) {
+            if (!n.is_string()) return reply(response, error_reply(Error{"invalid_type", "must be an array of strings", "numbers"}));
+            form.numbers.emplace_back(n.as_string());
+          }
+          continue;
+        }
+        std::string* target = k == "id" ? &form.id : k == "name" ? &form.name : k == "currency" ? &form.currency
+                              : k == "balance" ? &form.balance : k == "credit_limit" ? &form.credit_limit
+                              : k == "tariff" ? &form.tariff : k == "pin" ? &form.pin : nullptr;
+        if (target == nullptr) {
+          return reply(response, error_reply(Error{"unknown_field",
+                                                   "unknown field (known: id, name, currency, balance, credit_limit, "
+                                                   "tariff, pin, numbers)",
+                                                   std::string(k)}));
+        }
+        if (!v.is_string()) return reply(response, error_reply(Error{"invalid_type", "must be a string", std::string(k)}));
+        *target = std::string(v.as_string());
+      }
+      if (form.id.empty()) return reply(response, error_reply(Error{"missing_field", "is required", "id"}));
+      runtime.run_on_service_thread([&] {
+        auto account = create_account(runtime.store(), form, runtime.config().numbering);
+        if (!account) return void(result = error_reply(account.error()));
+        result = json_reply(Code::Created, to_json(*account));
+        result.headers.emplace_back("Location", "/v1/accounts/" + account->id);
+      });
+      return reply(response, std::move(result));
+    }
+    auto amount = string_field(*body, "amount", true, 40);
+    if (!amount) return reply(response, error_reply(amount.error()));
+    auto reference = string_field(*body, "reference", false, 200);
+    if (!reference) return reply(response, error_reply(reference.error()));
+    const std::string id(parts[2]);
+    runtime.run_on_service_thread([&] {
+      auto entry = top_up(runtime.store(), id, *amount, *reference);
+      if (!entry) return void(result = error_reply(entry.error()));
+      auto account = runtime.store().accounts().find(id);
+      if (!account || !*account) return void(result = error_reply(Error{"store_failed", "cannot read the account", "id"}));
+      result = json_reply(Code::Ok, to_json(**account));
+    });
+    reply(response, std::move(result));
   }
 
   // Operator reads go through the service thread: the store has one connection.
@@ -709,7 +799,7 @@ Status RestServer::start() {
     auto opts = Pistache::Http::Endpoint::options()
                     .threads(state_->options.threads)
                     .flags(Pistache::Tcp::Options::ReuseAddr)
-                    .maxRequestSize(state_->options.max_body + 8192)
+                    .maxRequestSize(std::max(state_->options.max_body, state_->options.max_import) + 8192)
                     .keepaliveTimeout(state_->options.keepalive);
     endpoint_->init(opts);
     endpoint_->setHandler(Pistache::Http::make_handler<Handler>(state_));
@@ -724,6 +814,8 @@ Status RestServer::start() {
 }
 
 std::uint16_t RestServer::port() const { return endpoint_ ? static_cast<std::uint16_t>(endpoint_->getPort()) : 0; }
+
+bool RestServer::flush_webhooks(std::chrono::milliseconds timeout) { return state_->webhooks.flush(timeout); }
 
 void RestServer::stop() {
   if (endpoint_) {

@@ -27,7 +27,8 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;  // 0: any free port (tests)
   int threads = 2;
-  std::size_t max_body = 16 * 1024;  // bytes; larger requests get 413
+  std::size_t max_body = 16 * 1024;          // bytes; larger requests get 413
+  std::size_t max_import = 64 * 1024 * 1024;  // a rate deck's CSV (POST /v1/rates/{tariff})
   std::chrono::seconds shutdown_grace{30};
   std::chrono::seconds keepalive{60};
   WebhookOptions webhooks;
@@ -43,6 +44,8 @@ class RestServer {
   // Binds and serves on its own threads.
   [[nodiscard]] Status start();
   [[nodiscard]] std::uint16_t port() const;
+  // Waits (at most `timeout`) for the status webhooks sent so far to be delivered.
+  bool flush_webhooks(std::chrono::milliseconds timeout);
   // Stops taking connections (open event streams end).
   void stop();
   struct State;

@@ -53,6 +53,11 @@ void WebhookSender::send(Webhook webhook) {
   wake_.notify_all();
 }
 
+bool WebhookSender::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return idle_.wait_for(lock, timeout, [this] { return queues_.empty(); });
+}
+
 void WebhookSender::run() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
@@ -87,6 +92,7 @@ void WebhookSender::run() {
       }
       it->second.pop_front();
       if (it->second.empty()) queues_.erase(it);
+      if (queues_.empty()) idle_.notify_all();
     } else {
       front.due = std::chrono::steady_clock::now() + options_.first_retry * (1 << std::min(attempt - 1, 20));
     }
@@ -104,7 +110,7 @@ bool WebhookSender::deliver(const Webhook& webhook) {
        {std::string("Content-Type: application/json"), "X-Callback-Event: " + webhook.event,
         "X-Callback-Timestamp: " + timestamp,
         "X-Callback-Signature: sha256=" + hmac_sha256_hex(webhook.secret, webhook.body),
-        std::string("User-Agent: callbackd")}) {
+        std::string("User-Agent: callbackd"), std::string("Expect:")}) {
     headers = curl_slist_append(headers, h.c_str());
   }
   curl_easy_setopt(curl, CURLOPT_URL, webhook.url.c_str());

@@ -46,6 +46,9 @@ class WebhookSender {
   WebhookSender& operator=(const WebhookSender&) = delete;
 
   void send(Webhook webhook);  // thread-safe, never blocks on the network
+  // Waits until every webhook sent so far is delivered or given up, or `timeout` passes
+  // (graceful shutdown: the "completed" webhooks of the last calls). True when all are.
+  bool flush(std::chrono::milliseconds timeout);
 
   // The webhook event name for a callback state, or "" when none is sent for it.
   [[nodiscard]] static std::string_view event_for(std::string_view state) noexcept;
@@ -65,6 +68,7 @@ class WebhookSender {
   Counter& failed_;
   std::mutex mutex_;
   std::condition_variable wake_;
+  std::condition_variable idle_;
   // Per callback, its webhooks in order; the front one is the one being tried.
   std::unordered_map<std::string, std::deque<Pending>> queues_;
   bool stopping_ = false;

@@ -112,7 +112,8 @@ class RestApiTest : public ::testing::Test {
     CURL* curl = curl_easy_init();
     curl_slist* list = nullptr;
     if (with_key) headers.push_back("Authorization: Bearer " + key);
-    if (!body.empty()) headers.push_back("Content-Type: application/json");
+    const bool typed = std::any_of(headers.begin(), headers.end(), [](const auto& h) { return h.starts_with("Content-Type"); });
+    if (!body.empty() && !typed) headers.push_back("Content-Type: application/json");
     for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
     curl_easy_setopt(curl, CURLOPT_URL, (base + path).c_str());
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
@@ -247,6 +248,7 @@ TEST_F(RestApiTest, StatusWebhooksAreSignedRetriedAndInOrder) {
   ASSERT_EQ(r.status, 202) << r.body;
   const std::string id(r.json().at("id").as_string());
   ASSERT_TRUE(receiver.wait_for("completed"));
+  ASSERT_TRUE(server->flush_webhooks(std::chrono::seconds(10)));  // its answer reached callbackd too
   auto keys = ApiKeys::open(dir / "callback.db").value();
   const std::string secret = keys->webhook_secret(key.substr(4, 8)).value();
   std::lock_guard lock(receiver.mutex);
@@ -415,6 +417,45 @@ TEST_F(RestApiTest, AnAccountCallIsChargedAndTheRateIsVisible) {
   auto stats = request("GET", "/v1/stats?number=1001");
   ASSERT_EQ(stats.status, 200) << stats.body;
   EXPECT_EQ(stats.json().at("stats").at(0).at("attempts").as_int64(), 1);
+}
+
+TEST_F(RestApiTest, OperatorsCreateAccountsTopThemUpAndImportDecks) {
+  auto created = request("POST", "/v1/accounts",
+                         R"({"id": "123", "name": "Zhang", "balance": "5.00", "pin": "1234", "numbers": ["13800138000"]})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(created.headers["location"], "/v1/accounts/123");
+  EXPECT_EQ(created.json().at("balance").as_string(), "5.00");
+  EXPECT_TRUE(created.json().at("has_pin").as_bool());
+  EXPECT_EQ(request("POST", "/v1/accounts", R"({"id": "123"})").status, 409);
+  auto bad_amount = request("POST", "/v1/accounts", R"({"id": "124", "balance": "5.001"})");
+  EXPECT_EQ(bad_amount.status, 400);
+  EXPECT_EQ(bad_amount.error_field(), "balance");
+  auto bad_id = request("POST", "/v1/accounts", R"({"id": "x'; DROP TABLE account; --"})");
+  EXPECT_EQ(bad_id.status, 400);
+  EXPECT_EQ(request("POST", "/v1/accounts", R"({"id": "125", "colour": "red"})").error_field(), "colour");
+
+  auto topped = request("POST", "/v1/accounts/123/topup", R"({"amount": "2.50", "reference": "receipt 9"})");
+  ASSERT_EQ(topped.status, 200) << topped.body;
+  EXPECT_EQ(topped.json().at("balance").as_string(), "7.50");
+  auto negative = request("POST", "/v1/accounts/123/topup", R"({"amount": "-1.00"})");
+  EXPECT_EQ(negative.status, 400);
+  EXPECT_EQ(negative.error_field(), "amount");
+  EXPECT_EQ(request("POST", "/v1/accounts/nobody/topup", R"({"amount": "1.00"})").status, 404);
+  EXPECT_EQ(request("GET", "/v1/accounts/123").json().at("balance").as_string(), "7.50");
+  EXPECT_EQ(request("GET", "/v1/accounts").json().at("accounts").as_array().size(), 1u);
+
+  // A deck: all or nothing, the bad line named.
+  auto imported = request("POST", "/v1/rates/gold", "prefix;description;rate\n86;China;0.10\n8610;Beijing;0.05\n",
+                          {"Content-Type: text/csv"});
+  ASSERT_EQ(imported.status, 200) << imported.body;
+  EXPECT_EQ(imported.json().at("rates").as_int64(), 2);
+  auto broken = request("POST", "/v1/rates/gold", "prefix;description;rate\n86;China;0.10\n86x;Bad;0.05\n",
+                        {"Content-Type: text/csv"});
+  EXPECT_EQ(broken.status, 400);
+  EXPECT_NE(broken.body.find("line 3"), std::string::npos) << broken.body;
+  auto rate = request("GET", "/v1/rates?tariff=gold&lookup=861055556666");
+  ASSERT_EQ(rate.status, 200) << rate.body;
+  EXPECT_EQ(rate.json().at("prefix").as_string(), "8610");  // the failed import changed nothing
 }
 
 TEST_F(RestApiTest, TheSameIdempotencyKeyIsTheSameCallback) {
