@@ -12,7 +12,17 @@ packages=(
   libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev
+  # Tests and benchmarks: the web page in a real browser (tests/browser: chromium driven by
+  # node through playwright-core; CJK glyphs for its screenshots) and HTTP load with wrk.
+  chromium fonts-wqy-microhei wrk
 )
+# Debian 12's nodejs (18) is enough for tests/browser (playwright-core pinned to a release
+# that supports it); a newer node already on the machine is used as it is.
+if ! command -v node >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -28,5 +38,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
-  echo "setup: all build dependencies are installed"
+  echo "setup: all build and test dependencies are installed"
 fi
