@@ -237,13 +237,9 @@ int rates_lookup(const PluginSource& source, const std::string& tariff, const st
   auto rate = (*embedded)->billing->rater().rate(tariff, *number, std::chrono::system_clock::now());
   if (!rate) return fail(output, Error{"no_rate", "no rate for " + number->e164() + " in tariff " + tariff, "number"}, 1);
   if (output.json) {
-    output.out << json::serialize(json::object{
-                      {"number", number->e164()}, {"prefix", rate->prefix}, {"description", rate->description},
-                      {"rate", rate->price_per_minute.format()},
-                      {"increment", std::to_string(rate->initial_increment.count()) + "/" +
-                                        std::to_string(rate->subsequent_increment.count())},
-                      {"connection_fee", rate->connection_fee.format()}})
-               << '\n';
+    json::object body = to_json(*rate);
+    body["number"] = number->e164();
+    output.out << json::serialize(body) << '\n';
   } else {
     output.out << number->e164() << " -> " << rate->prefix << " " << rate->description << ": "
                << rate->price_per_minute.format() << "/min, " << rate->initial_increment.count() << "/"
@@ -281,11 +277,7 @@ int rates_list(const PluginSource& source, const std::string& tariff, const std:
   if (output.json) {
     json::array list;
     for (const auto& r : *rates) {
-      list.push_back(json::object{{"prefix", r.prefix}, {"description", r.description},
-                                  {"rate", r.price_per_minute.format()},
-                                  {"increment", std::to_string(r.initial_increment.count()) + "/" +
-                                                    std::to_string(r.subsequent_increment.count())},
-                                  {"connection_fee", r.connection_fee.format()}});
+      list.push_back(to_json(r));
     }
     output.out << json::serialize(list) << '\n';
     return exit_ok;

@@ -745,24 +745,29 @@ struct RestServer::State {
       });
       return reply(response, std::move(result));
     }
-    // rates: ?tariff=&lookup=NUMBER
+    // rates: ?tariff=&lookup=NUMBER (the one that applies), or the deck (?limit=).
     const std::string tariff = query(request, "tariff").value_or("default");
-    auto lookup = query(request, "lookup");
-    if (!lookup) {
-      return reply(response, error_reply(Error{"missing_parameter", "give ?lookup=<number>", "lookup"}));
+    if (auto lookup = query(request, "lookup")) {
+      auto number = PhoneNumber::parse(*lookup, runtime.config().numbering);
+      if (!number) return reply(response, error_reply(number.error().at("lookup")));
+      auto rate = runtime.billing()->rater().rate(tariff, *number, runtime.context().clock.now());
+      if (!rate) {
+        return reply(response, error_reply(Error{"not_found", "no rate for " + number->digits() + " in tariff " + tariff,
+                                                 "lookup"}));
+      }
+      return reply(response, json_reply(Code::Ok, json::object{{"tariff", tariff},
+                                                              {"rates", json::array{to_json(*rate)}}}));
     }
-    auto number = PhoneNumber::parse(*lookup, runtime.config().numbering);
-    if (!number) return reply(response, error_reply(number.error().at("lookup")));
-    auto rate = runtime.billing()->rater().rate(tariff, *number, runtime.context().clock.now());
-    if (!rate) {
-      return reply(response, error_reply(Error{"not_found", "no rate for " + number->digits() + " in tariff " + tariff,
-                                               "lookup"}));
-    }
-    reply(response, json_reply(Code::Ok, json::object{{"tariff", tariff},
-                                                      {"prefix", rate->prefix},
-                                                      {"description", rate->description},
-                                                      {"rate_per_minute", rate->price_per_minute.format()},
-                                                      {"connection_fee", rate->connection_fee.format()}}));
+    auto limit = limit_param(request, 100);
+    if (!limit) return reply(response, error_reply(limit.error()));
+    runtime.run_on_service_thread([&] {
+      auto rates = admin->rates(tariff, query(request, "prefix").value_or(""), *limit);
+      if (!rates) return void(result = error_reply(rates.error()));
+      json::array list;
+      for (const auto& r : *rates) list.push_back(to_json(r));
+      result = json_reply(Code::Ok, json::object{{"tariff", tariff}, {"rates", std::move(list)}});
+    });
+    reply(response, std::move(result));
   }
 };
 

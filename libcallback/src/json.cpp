@@ -63,6 +63,16 @@ json::object to_json(const CallerStats& s) {
           {"failures", s.failures}, {"talk_seconds", s.talk_seconds}, {"last_call", time_or_null(s.last_call)}};
 }
 
+json::object to_json(const Rate& r) {
+  return {{"prefix", r.prefix},
+          {"description", r.description},
+          {"rate_per_minute", r.price_per_minute.format()},
+          {"connection_fee", r.connection_fee.format()},
+          {"initial_increment", r.initial_increment.count()},
+          {"subsequent_increment", r.subsequent_increment.count()},
+          {"minimum_duration", r.minimum_duration.count()}};
+}
+
 json::object to_json(const CallEvent& event) {
   const Call& call = event.call;
   const CallbackRequest& request = call.request();

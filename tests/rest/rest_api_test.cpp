@@ -17,6 +17,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <fstream>
 #include <sstream>
 
 namespace callback::rest {
@@ -52,6 +53,82 @@ std::size_t collect_header(char* data, std::size_t size, std::size_t n, void* ou
   return size * n;
 }
 
+// The API's own description (rest/openapi.json, as served): a response must have every
+// property its schema requires, of the declared type (null only where nullable), and
+// strings from the declared enums. Reports the JSON path of the first mismatch.
+class Contract {
+ public:
+  explicit Contract(json::value document) : document_(std::move(document)) {}
+  std::string mismatch(const json::value& value, const std::string& schema_name) const {
+    return check(value, document_.at("components").at("schemas").at(schema_name), "$");
+  }
+
+ private:
+  std::string check(const json::value& value, const json::value& schema_in, const std::string& path) const {
+    const json::value* schema = &schema_in;
+    if (const auto* ref = schema->as_object().if_contains("$ref")) {
+      std::string name(ref->as_string());
+      schema = &document_.at("components").at("schemas").at(name.substr(name.rfind('/') + 1));
+    }
+    const auto& s = schema->as_object();
+    if (value.is_null()) {
+      const auto* nullable = s.if_contains("nullable");
+      return nullable && nullable->as_bool() ? "" : path + ": null where the schema allows none";
+    }
+    const std::string type = s.contains("type") ? std::string(s.at("type").as_string()) : "";
+    if (type == "object") {
+      if (!value.is_object()) return path + ": expected an object";
+      if (const auto* required = s.if_contains("required")) {
+        for (const auto& key : required->as_array()) {
+          if (!value.as_object().contains(key.as_string())) return path + ": missing " + std::string(key.as_string());
+        }
+      }
+      if (const auto* properties = s.if_contains("properties")) {
+        for (const auto& [key, sub] : properties->as_object()) {
+          if (const auto* v = value.as_object().if_contains(key)) {
+            if (auto m = check(*v, sub, path + "." + std::string(key)); !m.empty()) return m;
+          }
+        }
+      }
+    } else if (type == "array") {
+      if (!value.is_array()) return path + ": expected an array";
+      for (std::size_t i = 0; i < value.as_array().size(); ++i) {
+        if (auto m = check(value.as_array()[i], s.at("items"), path + "[" + std::to_string(i) + "]"); !m.empty()) return m;
+      }
+    } else if (type == "string") {
+      if (!value.is_string()) return path + ": expected a string, got " + json::serialize(value);
+      if (const auto* values = s.if_contains("enum")) {
+        bool found = false;
+        for (const auto& e : values->as_array()) found = found || e == value;
+        if (!found) return path + ": " + json::serialize(value) + " is not in the enum";
+      }
+    } else if (type == "integer") {
+      if (!value.is_int64() && !value.is_uint64()) return path + ": expected an integer, got " + json::serialize(value);
+    } else if (type == "boolean") {
+      if (!value.is_bool()) return path + ": expected a boolean";
+    }
+    return "";
+  }
+  json::value document_;
+};
+
+// The checker itself finds what is wrong (else the contract checks below prove nothing).
+TEST(Contract, NamesTheFirstMismatch) {
+  std::ifstream file(CALLBACK_SOURCE_DIR "/rest/openapi.json");
+  std::stringstream text;
+  text << file.rdbuf();
+  const Contract contract(json::parse(text.str()));
+  EXPECT_EQ(contract.mismatch(json::parse(R"({"error": {"code": "x", "message": "y", "field": ""}})"), "Error"), "");
+  EXPECT_EQ(contract.mismatch(json::parse(R"({"error": {"code": "x"}})"), "Error"), "$.error: missing message");
+  EXPECT_EQ(contract.mismatch(json::parse(R"({"error": {"code": 5, "message": "y"}})"), "Error"),
+            "$.error.code: expected a string, got 5");
+  EXPECT_EQ(contract.mismatch(json::parse(R"({"status": "fine", "engines": {"connected": 1, "configured": 1},
+                                             "in_flight": 0})"), "Health"),
+            "$.status: \"fine\" is not in the enum");
+  EXPECT_EQ(contract.mismatch(json::parse(R"({"callbacks": [{"id": "cb-1"}]})"), "CallbackList"),
+            "$.callbacks[0]: missing state");
+}
+
 class RestApiTest : public ::testing::Test {
  protected:
   test::TempDir dir;
@@ -64,6 +141,12 @@ class RestApiTest : public ::testing::Test {
   void SetUp() override {
     asterisk.start();
     start({});
+    contract = std::make_unique<Contract>(request("GET", "/v1/openapi.json", {}, {}, false).json());
+  }
+  std::unique_ptr<Contract> contract;
+  // The response matches the schema `name` of the API description.
+  void conforms(const Response& r, const std::string& name) {
+    EXPECT_EQ(contract->mismatch(r.json(), name), "") << name << ": " << r.body;
   }
   void TearDown() override {
     if (server) server->stop();
@@ -271,6 +354,7 @@ TEST_F(RestApiTest, ACallbackIsAcceptedFollowedAndListed) {
   auto r = request("POST", "/v1/callbacks", R"({"caller": "1001", "callee": "3001", "campaign": "free"})");
   ASSERT_EQ(r.status, 202) << r.body;
   const std::string id(r.json().at("id").as_string());
+  conforms(r, "Callback");
   EXPECT_EQ(r.headers["location"], "/v1/callbacks/" + id);
   EXPECT_EQ(r.json().at("caller").as_string(), "1001");
   EXPECT_EQ(r.json().at("campaign").as_string(), "free");
@@ -285,8 +369,10 @@ TEST_F(RestApiTest, ACallbackIsAcceptedFollowedAndListed) {
   auto got = request("GET", "/v1/callbacks/" + id);
   ASSERT_EQ(got.status, 200);
   EXPECT_EQ(got.json().at("state").as_string(), "completed");
+  conforms(got, "Callback");
   auto listed = request("GET", "/v1/callbacks?state=completed&limit=10");
   ASSERT_EQ(listed.status, 200);
+  conforms(listed, "CallbackList");
   ASSERT_EQ(listed.json().at("callbacks").as_array().size(), 1u);
   EXPECT_EQ(listed.json().at("callbacks").at(0).at("id").as_string(), id);
   EXPECT_EQ(request("GET", "/v1/callbacks?state=bridged").json().at("callbacks").as_array().size(), 0u);
@@ -297,6 +383,7 @@ TEST_F(RestApiTest, ACallbackIsAcceptedFollowedAndListed) {
   // Both legs have CDRs, visible to operators.
   auto cdrs = request("GET", "/v1/cdrs?limit=10");
   ASSERT_EQ(cdrs.status, 200);
+  conforms(cdrs, "CdrList");
   EXPECT_EQ(cdrs.json().at("cdrs").as_array().size(), 2u);
 }
 
@@ -366,6 +453,7 @@ TEST_F(RestApiTest, BadRequestsGetAClearErrorAndCreateNothing) {
     auto r = request("POST", "/v1/callbacks", c.body);
     EXPECT_EQ(r.status, c.status) << c.body.substr(0, 100) << " -> " << r.body;
     ASSERT_NO_THROW((void)r.json()) << r.body;
+    conforms(r, "Error");
     if (!c.code.empty()) {
       EXPECT_EQ(r.error_code(), c.code) << r.body;
     }
@@ -413,9 +501,10 @@ TEST_F(RestApiTest, AnAccountCallIsChargedAndTheRateIsVisible) {
   EXPECT_EQ(last.at("cost").at("currency").as_string(), "CNY");
   auto rate = request("GET", "/v1/rates?lookup=1002");
   ASSERT_EQ(rate.status, 200) << rate.body;
-  EXPECT_EQ(rate.json().at("prefix").as_string(), "1");
+  EXPECT_EQ(rate.json().at("rates").at(0).at("prefix").as_string(), "1");
   auto stats = request("GET", "/v1/stats?number=1001");
   ASSERT_EQ(stats.status, 200) << stats.body;
+  conforms(stats, "CallerStatsList");
   EXPECT_EQ(stats.json().at("stats").at(0).at("attempts").as_int64(), 1);
 }
 
@@ -423,6 +512,7 @@ TEST_F(RestApiTest, OperatorsCreateAccountsTopThemUpAndImportDecks) {
   auto created = request("POST", "/v1/accounts",
                          R"({"id": "123", "name": "Zhang", "balance": "5.00", "pin": "1234", "numbers": ["13800138000"]})");
   ASSERT_EQ(created.status, 201) << created.body;
+  conforms(created, "Account");
   EXPECT_EQ(created.headers["location"], "/v1/accounts/123");
   EXPECT_EQ(created.json().at("balance").as_string(), "5.00");
   EXPECT_TRUE(created.json().at("has_pin").as_bool());
@@ -442,12 +532,15 @@ TEST_F(RestApiTest, OperatorsCreateAccountsTopThemUpAndImportDecks) {
   EXPECT_EQ(negative.error_field(), "amount");
   EXPECT_EQ(request("POST", "/v1/accounts/nobody/topup", R"({"amount": "1.00"})").status, 404);
   EXPECT_EQ(request("GET", "/v1/accounts/123").json().at("balance").as_string(), "7.50");
-  EXPECT_EQ(request("GET", "/v1/accounts").json().at("accounts").as_array().size(), 1u);
+  auto accounts = request("GET", "/v1/accounts");
+  conforms(accounts, "AccountList");
+  EXPECT_EQ(accounts.json().at("accounts").as_array().size(), 1u);
 
   // A deck: all or nothing, the bad line named.
   auto imported = request("POST", "/v1/rates/gold", "prefix;description;rate\n86;China;0.10\n8610;Beijing;0.05\n",
                           {"Content-Type: text/csv"});
   ASSERT_EQ(imported.status, 200) << imported.body;
+  conforms(imported, "RateImportReport");
   EXPECT_EQ(imported.json().at("rates").as_int64(), 2);
   auto broken = request("POST", "/v1/rates/gold", "prefix;description;rate\n86;China;0.10\n86x;Bad;0.05\n",
                         {"Content-Type: text/csv"});
@@ -455,7 +548,12 @@ TEST_F(RestApiTest, OperatorsCreateAccountsTopThemUpAndImportDecks) {
   EXPECT_NE(broken.body.find("line 3"), std::string::npos) << broken.body;
   auto rate = request("GET", "/v1/rates?tariff=gold&lookup=861055556666");
   ASSERT_EQ(rate.status, 200) << rate.body;
-  EXPECT_EQ(rate.json().at("prefix").as_string(), "8610");  // the failed import changed nothing
+  EXPECT_EQ(rate.json().at("rates").at(0).at("prefix").as_string(), "8610");  // the failed import changed nothing
+  conforms(rate, "RateList");
+  auto deck = request("GET", "/v1/rates?tariff=gold");
+  ASSERT_EQ(deck.status, 200) << deck.body;
+  conforms(deck, "RateList");
+  EXPECT_EQ(deck.json().at("rates").as_array().size(), 2u);
 }
 
 TEST_F(RestApiTest, TheSameIdempotencyKeyIsTheSameCallback) {
@@ -477,9 +575,11 @@ TEST_F(RestApiTest, ThePagesPublicEndpoints) {
   EXPECT_EQ(request("GET", "/assets/../rest/server.cpp", {}, {}, false).status, 404);
   auto config = request("GET", "/v1/public/config", {}, {}, false);
   EXPECT_EQ(config.json().at("mode").as_string(), "campaign");
+  conforms(config, "PublicConfig");
 
   auto r = request("POST", "/v1/public/callbacks", R"({"caller": "1005", "callee": "3001"})", {}, false);
   ASSERT_EQ(r.status, 202) << r.body;
+  conforms(r, "PublicCallbackCreated");
   const std::string events_url(r.json().at("events_url").as_string());
   const std::string id(r.json().at("callback").at("id").as_string());
   // Someone else's stream: the token is needed.
@@ -505,6 +605,7 @@ TEST_F(RestApiTest, HealthAndMetrics) {
   auto health = request("GET", "/healthz", {}, {}, false);
   ASSERT_EQ(health.status, 200) << health.body;
   EXPECT_EQ(health.json().at("engines").at("connected").as_int64(), 1);
+  conforms(health, "Health");
   (void)post_callback("1001", "3001", R"("campaign": "free")");
   auto metrics = request("GET", "/metrics", {}, {}, false);
   ASSERT_EQ(metrics.status, 200);

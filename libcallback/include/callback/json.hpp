@@ -10,6 +10,7 @@
 #include <callback/cdr.hpp>
 #include <callback/error.hpp>
 #include <callback/export.hpp>
+#include <callback/rate.hpp>
 #include <callback/service.hpp>
 
 #include <boost/json/object.hpp>
@@ -24,6 +25,8 @@ namespace callback {
 // Asterisk's CDR columns plus ours (callback_id, leg, cost, hangup_cause).
 [[nodiscard]] CALLBACK_EXPORT boost::json::object to_json(const Cdr& cdr);
 [[nodiscard]] CALLBACK_EXPORT boost::json::object to_json(const CallerStats& stats);
+// prefix, description, rate_per_minute, connection_fee, increments, minimum_duration.
+[[nodiscard]] CALLBACK_EXPORT boost::json::object to_json(const Rate& rate);
 // The callback object of the REST API (rest/openapi.json, "Callback"): the call after
 // this event, its legs, limit, outcome, announcement, cost and refusal.
 [[nodiscard]] CALLBACK_EXPORT boost::json::object to_json(const CallEvent& event);
