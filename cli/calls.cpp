@@ -55,9 +55,13 @@ std::string describe(const json::object& cb) {
   return line;
 }
 
-int exit_for(const json::object& cb) {
+bool is_final_state(const json::object& cb) {
   const auto& state = cb.at("state").as_string();
-  if (state != "completed" && state != "failed" && state != "canceled") return exit_ok;  // still running
+  return state == "completed" || state == "failed" || state == "canceled";
+}
+
+int exit_for(const json::object& cb) {
+  if (!is_final_state(cb)) return exit_ok;  // still running
   if (cb.at("outcome").is_string() && cb.at("outcome").as_string() == "refused") return exit_refused;
   return cb.at("legs").at("b").at("answered_at").is_null() ? exit_not_connected : exit_ok;
 }
@@ -117,7 +121,10 @@ Result<Http> http(const Remote& remote, const std::string& method, const std::st
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
   curl_slist_free_all(list);
   curl_easy_cleanup(curl);
-  if (rc != CURLE_OK && rc != CURLE_WRITE_ERROR) {
+  // A stream the server cut (it does, at its request timeout) is not a failure: the
+  // caller reconnects.
+  const bool stream_cut = on_data && response.status == 200 && (rc == CURLE_RECV_ERROR || rc == CURLE_PARTIAL_FILE);
+  if (rc != CURLE_OK && rc != CURLE_WRITE_ERROR && !stream_cut) {
     return Error{"http", "cannot reach " + remote.server + ": " + curl_easy_strerror(rc), "server"};
   }
   return response;
@@ -135,31 +142,38 @@ Error api_error(const Http& r) {
   return Error{"http", "callbackd answered HTTP " + std::to_string(r.status), {}};
 }
 
-// Follows /events until the server ends the stream; prints each event; the last one.
+// Follows /events to the final state, printing each change; the last callback object.
+// callbackd may cut a stream (Pistache's request timeout): reconnecting gives the current
+// state first, which is printed only if it changed.
 Result<json::object> follow_remote(const Remote& remote, const std::string& id, const Output& output) {
-  std::string pending;
   json::object last;
-  auto r = http(remote, "GET", "/v1/callbacks/" + id + "/events", {}, {}, [&](std::string_view chunk) {
-    pending.append(chunk);
-    for (std::size_t end; (end = pending.find("\n\n")) != std::string::npos;) {
-      const std::string frame = pending.substr(0, end);
-      pending.erase(0, end + 2);
-      std::istringstream lines(frame);
-      for (std::string line; std::getline(lines, line);) {
-        if (!line.starts_with("data: ")) continue;
-        boost::system::error_code ec;
-        auto value = json::parse(line.substr(6), ec);
-        if (ec || !value.is_object()) continue;
-        last = value.as_object();
-        print_event(output, last);
+  for (int empty_streams = 0; empty_streams < 3;) {
+    std::string pending;
+    bool got_any = false;
+    auto r = http(remote, "GET", "/v1/callbacks/" + id + "/events", {}, {}, [&](std::string_view chunk) {
+      pending.append(chunk);
+      for (std::size_t end; (end = pending.find("\n\n")) != std::string::npos;) {
+        const std::string frame = pending.substr(0, end);
+        pending.erase(0, end + 2);
+        std::istringstream lines(frame);
+        for (std::string line; std::getline(lines, line);) {
+          if (!line.starts_with("data: ")) continue;
+          boost::system::error_code ec;
+          auto value = json::parse(line.substr(6), ec);
+          if (ec || !value.is_object()) continue;
+          got_any = true;
+          if (value.as_object() != last) print_event(output, value.as_object());
+          last = value.as_object();
+        }
       }
-    }
-    return true;
-  });
-  if (!r) return r.error();
-  if (r->status != 200) return api_error(*r);
-  if (last.empty()) return Error{"http", "the event stream ended without an event", {}};
-  return last;
+      return true;
+    });
+    if (!r) return r.error();
+    if (r->status != 200) return api_error(*r);
+    if (!last.empty() && is_final_state(last)) return last;
+    empty_streams = got_any ? 0 : empty_streams + 1;
+  }
+  return Error{"http", "the event stream of " + id + " keeps ending without news", {}};
 }
 
 // --- embedded ----------------------------------------------------------------------------

@@ -72,13 +72,20 @@ std::vector<Snapshot> CallRegistry::list(std::optional<CallState> state, Timesta
   return out;
 }
 
+void CallRegistry::ping(const std::string& text) {
+  std::unique_lock lock(mutex_);
+  for (auto& [id, entry] : entries_) {
+    std::erase_if(entry.subscribers, [&](const auto& s) { return !s->send(text); });
+  }
+}
+
 bool CallRegistry::subscribe(const std::string& id, std::shared_ptr<Subscriber> subscriber) {
   bool close_now = false;
   {
     std::unique_lock lock(mutex_);
     auto it = entries_.find(id);
     if (it == entries_.end()) return false;
-    if (!subscriber->send(frame(it->second.snapshot.json))) return true;
+    if (!subscriber->send(first_frame(it->second.snapshot.json))) return true;
     if (is_final(it->second.snapshot.state)) {
       close_now = true;
     } else {

@@ -43,10 +43,14 @@ class CallRegistry final : public CallObserver {
   // Sends the current snapshot, then every change; closes after the final one. False if
   // the id is unknown.
   bool subscribe(const std::string& id, std::shared_ptr<Subscriber> subscriber);
+  // Sends `frame` (an SSE comment) to every open stream; forgets those whose client left.
+  void ping(const std::string& frame);
   // Hook for status webhooks: every event, with the snapshot it produced.
   std::function<void(const CallEvent&, const Snapshot&)> on_event;
 
   [[nodiscard]] static std::string frame(const std::string& json) { return "event: callback\ndata: " + json + "\n\n"; }
+  // The first frame of a stream: browsers reconnect after 2 s when it is cut.
+  [[nodiscard]] static std::string first_frame(const std::string& json) { return "retry: 2000\n" + frame(json); }
 
  private:
   struct Entry {

@@ -199,6 +199,14 @@ Result<ServerOptions> parse_server_options(const json::value& block) {
       auto n = whole(0, 86400);
       if (!n) return n.error();
       options.shutdown_grace = std::chrono::seconds(*n);
+    } else if (key == "stream_timeout_seconds") {
+      auto n = whole(1, 86400);
+      if (!n) return n.error();
+      options.stream_timeout = std::chrono::seconds(*n);
+    } else if (key == "stream_ping_seconds") {
+      auto n = whole(1, 3600);
+      if (!n) return n.error();
+      options.stream_ping = std::chrono::seconds(*n);
     } else if (key == "keepalive_seconds") {
       auto n = whole(1, 86400);
       if (!n) return n.error();
@@ -221,6 +229,7 @@ Result<ServerOptions> parse_server_options(const json::value& block) {
     } else {
       return Error{"config.unknown_key",
                    "unknown key (known: listen, threads, max_body_bytes, max_import_bytes, shutdown_grace_seconds, keepalive_seconds, "
+                   "stream_timeout_seconds, stream_ping_seconds, "
                    "keys_db, webhook_attempts, webhook_first_retry_ms, webhook_timeout_ms)",
                    field};
     }
@@ -228,7 +237,7 @@ Result<ServerOptions> parse_server_options(const json::value& block) {
   return options;
 }
 
-struct RestServer::State {
+struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
   Runtime& runtime;
   ServerOptions options;
   std::unique_ptr<ApiKeys> keys;
@@ -263,6 +272,17 @@ struct RestServer::State {
       }
       webhooks.send({event.call.id(), snapshot.webhook_url, std::string(name), snapshot.json, std::move(*secret)});
     };
+  }
+
+  TimerHandle ping_timer;  // on the service thread
+  void arm_ping() {
+    std::weak_ptr<State> weak = shared_from_this();
+    ping_timer = runtime.context().clock.schedule(options.stream_ping, [weak] {
+      if (auto self = weak.lock()) {
+        self->registry.ping(": keep-alive\n\n");
+        self->arm_ping();
+      }
+    });
   }
 
   std::string token_for(const std::string& id) const { return hmac_sha256_hex(token_secret, id).substr(0, 32); }
@@ -805,10 +825,13 @@ Status RestServer::start() {
                     .threads(state_->options.threads)
                     .flags(Pistache::Tcp::Options::ReuseAddr)
                     .maxRequestSize(std::max(state_->options.max_body, state_->options.max_import) + 8192)
-                    .keepaliveTimeout(state_->options.keepalive);
+                    .keepaliveTimeout(state_->options.keepalive)
+                    .headerTimeout(state_->options.stream_timeout)
+                    .bodyTimeout(state_->options.stream_timeout);
     endpoint_->init(opts);
     endpoint_->setHandler(Pistache::Http::make_handler<Handler>(state_));
     endpoint_->serveThreaded();
+    runtime_post_arm();
   } catch (const std::exception& e) {
     endpoint_.reset();
     return Error{"listen_failed",
@@ -818,11 +841,22 @@ Status RestServer::start() {
   return ok_status();
 }
 
+void RestServer::runtime_post_arm() {
+  state_->runtime.post([weak = std::weak_ptr<State>(state_)] {
+    if (auto state = weak.lock()) state->arm_ping();
+  });
+}
+
 std::uint16_t RestServer::port() const { return endpoint_ ? static_cast<std::uint16_t>(endpoint_->getPort()) : 0; }
 
 bool RestServer::flush_webhooks(std::chrono::milliseconds timeout) { return state_->webhooks.flush(timeout); }
 
 void RestServer::stop() {
+  if (endpoint_ && state_->runtime.accepting()) {
+    state_->runtime.post([weak = std::weak_ptr<State>(state_)] {
+      if (auto state = weak.lock()) state->ping_timer.cancel();
+    });
+  }
   if (endpoint_) {
     endpoint_->shutdown();
     endpoint_.reset();

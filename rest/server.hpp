@@ -31,6 +31,11 @@ struct ServerOptions {
   std::size_t max_import = 64 * 1024 * 1024;  // a rate deck's CSV (POST /v1/rates/{tariff})
   std::chrono::seconds shutdown_grace{30};
   std::chrono::seconds keepalive{60};
+  // Pistache 0.0.5 closes a connection whose request started this long ago unless its
+  // response was sent whole, so event streams last at most this long; clients reconnect
+  // (the first event is always the current state). Also the slow-client limit.
+  std::chrono::seconds stream_timeout{60};
+  std::chrono::seconds stream_ping{15};  // ": keep-alive" comments on idle streams
   WebhookOptions webhooks;
 };
 
@@ -51,6 +56,7 @@ class RestServer {
   struct State;
 
  private:
+  void runtime_post_arm();
   std::shared_ptr<State> state_;
   std::unique_ptr<Pistache::Http::Endpoint> endpoint_;
 };

@@ -35,8 +35,8 @@ class CallCommandTest : public ::testing::Test {
       "billing": {"plugin": "callback.billing.sqlite", "enabled": false},
       "engines": [{"plugin": "callback.engine.ami", "config": {"servers": ["127.0.0.1:)" << asterisk.port()
                                 << R"("], "secret": "callbacksecret"}}],
-      "service": {"campaigns": {"free": {"limit_seconds": 30}}},
-      "server": {"listen": "127.0.0.1:0"},
+      "service": {"campaigns": {"free": {"limit_seconds": 30}, "long": {"limit_seconds": 500}}},
+      "server": {"listen": "127.0.0.1:0", "stream_timeout_seconds": 1},
       "log": {"level": "warning"}})";
   }
 
@@ -124,6 +124,18 @@ TEST_F(CallCommandTest, AgainstCallbackd) {
   auto again = ctl("cancel " + id, env);
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.err.find("already ended"), std::string::npos) << again.err;
+  // A 5 s call (500 s at the fake's pace) outlives callbackd's 1 s streams: the command
+  // reconnects and shows each change once.
+  auto long_call = ctl("call 1001 1002 --campaign long --wait", env);
+  EXPECT_EQ(long_call.exit_code, 0) << long_call.out << long_call.err;
+  auto count = [&](const std::string& text) {
+    std::size_t n = 0;
+    for (auto at = long_call.out.find(text); at != std::string::npos; at = long_call.out.find(text, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("connected, at most 500 s"), 1u) << long_call.out;
+  EXPECT_EQ(count("ended: time_up"), 1u) << long_call.out;
+
   auto wrong_key = ctl("status " + id, "CALLBACK_SERVER=http://127.0.0.1:" + std::to_string(server.port()) +
                                            " CALLBACK_API_KEY=cbk_00000000_" + std::string(64, '0'));
   EXPECT_EQ(wrong_key.exit_code, 2);
