@@ -634,6 +634,35 @@ TEST_F(RestApiTest, CutStreamsResumeWithTheCurrentState) {
   EXPECT_EQ(last.at("outcome").as_string(), "time_up");
 }
 
+TEST_F(RestApiTest, ThePageInAccountModeNeedsTheAccountAndItsPin) {
+  server->stop();
+  runtime->stop(std::chrono::seconds{0});
+  start([](ServiceConfig& c) { c.frontends.at(0).config = json::object{{"mode", "account"}}; });
+  auto config = request("GET", "/v1/public/config", {}, {}, false);
+  EXPECT_EQ(config.json().at("mode").as_string(), "account");
+  auto created = request("POST", "/v1/accounts", R"({"id": "123", "balance": "5.00", "pin": "2468"})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  runtime->run_on_service_thread([&] {
+    std::istringstream deck("prefix;description;rate\n1;ones;0.10\n3;threes;0.10\n");
+    ASSERT_TRUE(runtime->billing()->admin()->import_rates("default", deck, Currency::of("CNY").value()));
+  });
+  auto no_account = request("POST", "/v1/public/callbacks", R"({"caller": "1001", "callee": "3001"})", {}, false);
+  EXPECT_EQ(no_account.status, 400);
+  EXPECT_EQ(no_account.error_field(), "account");
+  auto wrong_pin = request("POST", "/v1/public/callbacks",
+                           R"({"caller": "1001", "callee": "3001", "account": "123", "pin": "1111"})", {}, false);
+  EXPECT_EQ(wrong_pin.status, 403) << wrong_pin.body;
+  EXPECT_EQ(wrong_pin.error_code(), "denied.bad_secret");
+  auto right = request("POST", "/v1/public/callbacks",
+                       R"({"caller": "1001", "callee": "3001", "account": "123", "pin": "2468"})", {}, false);
+  ASSERT_EQ(right.status, 202) << right.body;
+  EXPECT_EQ(right.json().at("callback").at("account").as_string(), "123");
+  // The busy partner costs nothing.
+  auto [states, last] = events(std::string(right.json().at("events_url").as_string()), false);
+  EXPECT_EQ(last.at("outcome").as_string(), "partner_busy");
+  EXPECT_EQ(request("GET", "/v1/accounts/123").json().at("balance").as_string(), "5.00");
+}
+
 TEST_F(RestApiTest, HealthAndMetrics) {
   auto health = request("GET", "/healthz", {}, {}, false);
   ASSERT_EQ(health.status, 200) << health.body;
