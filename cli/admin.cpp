@@ -1,5 +1,6 @@
 #include "admin.hpp"
 
+#include "http_client.hpp"
 #include "table.hpp"
 
 #include <callback/billing.hpp>
@@ -107,37 +108,137 @@ Result<CdrQuery> make_query(const CdrFilter& filter) {
   return query;
 }
 
+// --- shared by the embedded and the remote way ---------------------------------------------
+
+std::string default_tariff(const std::string& t) { return t.empty() ? "(default)" : t; }
+
+const std::vector<Column> account_columns{{"ID", "id"},           {"NAME", "name"},     {"BALANCE", "balance"},
+                                          {"RESERVED", "reserved"}, {"CURRENCY", "currency"}, {"STATUS", "status"},
+                                          {"TARIFF", "tariff", default_tariff}};
+const std::vector<Column> rate_columns{{"PREFIX", "prefix"},
+                                       {"DESCRIPTION", "description"},
+                                       {"RATE", "rate_per_minute"},
+                                       {"INITIAL (s)", "initial_increment"},
+                                       {"NEXT (s)", "subsequent_increment"},
+                                       {"FEE", "connection_fee"}};
+const std::vector<Column> cdr_columns{{"CALLDATE", "calldate"}, {"CALLBACK", "callback_id"}, {"LEG", "leg"},
+                                      {"SRC", "src"},           {"DST", "dst"},                {"DISPOSITION", "disposition"},
+                                      {"DURATION", "duration"}, {"BILLSEC", "billsec"},        {"COST", "cost"},
+                                      {"USERFIELD", "userfield"}};
+const std::vector<Column> stats_columns{{"NUMBER", "number"},     {"ATTEMPTS", "attempts"},   {"ANSWERED", "answered"},
+                                        {"FAILURES", "failures"}, {"TALK (s)", "talk_seconds"}, {"LAST CALL", "last_call"}};
+
+// A list: the JSON array with --json, else the table.
+int print_records(const Output& output, const json::array& records, const std::vector<Column>& columns) {
+  if (output.json) {
+    output.out << json::serialize(records) << '\n';
+  } else {
+    print_table(output.out, records, columns);
+  }
+  return exit_ok;
+}
+
+std::string text(const json::object& o, std::string_view key) {
+  const auto* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return {};
+  return v->is_string() ? std::string(v->as_string()) : json::serialize(*v);
+}
+
+// One account as people read it (and its ledger, when there is one).
+int print_account(const Output& output, json::object account, const json::array* ledger) {
+  if (output.json) {
+    if (ledger != nullptr) account["ledger"] = *ledger;
+    output.out << json::serialize(account) << '\n';
+    return exit_ok;
+  }
+  const std::string name = text(account, "name");
+  output.out << "account    " << text(account, "id") << (name.empty() ? "" : " (" + name + ")") << "\n"
+             << "status     " << text(account, "status") << "\n"
+             << "balance    " << text(account, "balance") << " " << text(account, "currency") << "\n"
+             << "reserved   " << text(account, "reserved") << " (calls in flight)\n"
+             << "available  " << text(account, "available") << " (credit limit " << text(account, "credit_limit")
+             << ")\n"
+             << "tariff     " << default_tariff(text(account, "tariff")) << "\n"
+             << "PIN        " << (account.at("has_pin").as_bool() ? "set" : "none") << "\n";
+  for (const auto& n : account.at("numbers").as_array()) output.out << "number     " << n.as_string() << "\n";
+  if (ledger != nullptr) {
+    output.out << "\n";
+    print_table(output.out, *ledger,
+                {{"AT", "at"}, {"KIND", "kind"}, {"AMOUNT", "amount"}, {"BALANCE", "balance_after"},
+                 {"REFERENCE", "reference"}});
+  }
+  return exit_ok;
+}
+
+// The API's query string: name=value&..., values percent-encoded, empty ones left out.
+std::string query_string(std::initializer_list<std::pair<const char*, std::string>> params) {
+  std::string out;
+  for (const auto& [name, value] : params) {
+    if (value.empty()) continue;
+    out += out.empty() ? "?" : "&";
+    out += name;
+    out += '=';
+    for (unsigned char c : value) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+        out += static_cast<char>(c);
+      } else {
+        constexpr char hex[] = "0123456789ABCDEF";
+        out += '%';
+        out += hex[c >> 4];
+        out += hex[c & 15];
+      }
+    }
+  }
+  return out;
+}
+
+int remote_only_embedded(const Output& output, const std::string& what) {
+  return fail(output, Error{"not_remote", what + " works on the database itself: run it without --server", "server"});
+}
+
 }  // namespace
 
-int accounts_add(const PluginSource& source, const AccountAdd& args, const Output& output) {
+int accounts_add(const PluginSource& source, const Remote& remote, const AccountAdd& args, const Output& output) {
+  if (!remote.server.empty()) {
+    json::array numbers;
+    for (const auto& n : args.numbers) numbers.emplace_back(n);
+    json::object body{{"id", args.id},       {"name", args.name},         {"currency", args.currency},
+                      {"balance", args.balance}, {"credit_limit", args.credit_limit}, {"tariff", args.tariff},
+                      {"numbers", numbers}};
+    if (!args.pin.empty()) body["pin"] = args.pin;
+    auto account = api(remote, "POST", "/v1/accounts", json::serialize(body));
+    if (!account) return fail(output, account.error(), code_for(account.error()));
+    return print_account(output, account->as_object(), nullptr);
+  }
   auto embedded = open_embedded(source, false);
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto account = create_account(*(*embedded)->store, args, (*embedded)->config.numbering);
   if (!account) return fail(output, account.error(), code_for(account.error()));
-  return accounts_show(source, args.id, output);
+  return accounts_show(source, remote, args.id, output);
 }
 
-int accounts_list(const PluginSource& source, const Output& output) {
-  auto embedded = open_embedded(source, false);
-  if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
-  auto accounts = (*embedded)->store->accounts().list();
-  if (!accounts) return fail(output, accounts.error(), exit_failure);
-  if (output.json) {
-    json::array list;
-    for (const auto& a : *accounts) list.push_back(to_json(a));
-    output.out << json::serialize(list) << '\n';
-    return exit_ok;
+int accounts_list(const PluginSource& source, const Remote& remote, const Output& output) {
+  json::array records;
+  if (!remote.server.empty()) {
+    auto list = api(remote, "GET", "/v1/accounts");
+    if (!list) return fail(output, list.error(), code_for(list.error()));
+    records = list->at("accounts").as_array();
+  } else {
+    auto embedded = open_embedded(source, false);
+    if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
+    auto accounts = (*embedded)->store->accounts().list();
+    if (!accounts) return fail(output, accounts.error(), exit_failure);
+    for (const auto& a : *accounts) records.push_back(to_json(a));
   }
-  Table table({"ID", "NAME", "BALANCE", "RESERVED", "CURRENCY", "STATUS", "TARIFF"});
-  for (const auto& a : *accounts) {
-    table.add({a.id, a.name, a.balance.format(), a.reserved.format(), std::string(a.currency.code()),
-               std::string(to_string(a.status)), a.tariff.empty() ? "(default)" : a.tariff});
-  }
-  table.print(output.out);
-  return exit_ok;
+  return print_records(output, records, account_columns);
 }
 
-int accounts_show(const PluginSource& source, const std::string& id, const Output& output) {
+int accounts_show(const PluginSource& source, const Remote& remote, const std::string& id, const Output& output) {
+  if (!remote.server.empty()) {
+    auto account = api(remote, "GET", "/v1/accounts/" + id);
+    if (!account) return fail(output, account.error(), code_for(account.error()));
+    return print_account(output, account->as_object(), nullptr);  // the API has no ledger (yet)
+  }
   auto embedded = open_embedded(source, false);
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto account = (*embedded)->store->accounts().find(id);
@@ -145,53 +246,42 @@ int accounts_show(const PluginSource& source, const std::string& id, const Outpu
   if (!*account) return fail(output, Error{"unknown_account", "no account " + id, "id"});
   auto ledger = (*embedded)->store->ledger().entries(id);
   if (!ledger) return fail(output, ledger.error(), exit_failure);
-  const Account& a = **account;
-  if (output.json) {
-    json::object o = to_json(a);
-    json::array entries;
-    for (const auto& e : *ledger) {
-      entries.push_back(json::object{{"id", e.id}, {"at", time_text(e.at)}, {"kind", to_string(e.kind)},
-                                     {"amount", e.amount.format()}, {"balance_after", e.balance_after.format()},
-                                     {"reference", e.reference}, {"note", e.note}});
-    }
-    o["ledger"] = entries;
-    output.out << json::serialize(o) << '\n';
-    return exit_ok;
-  }
-  output.out << "account    " << a.id << (a.name.empty() ? "" : " (" + a.name + ")") << "\n"
-             << "status     " << to_string(a.status) << "\n"
-             << "balance    " << a.balance.format() << " " << a.currency.code() << "\n"
-             << "reserved   " << a.reserved.format() << " (calls in flight)\n"
-             << "available  " << (a.balance - a.reserved + a.credit_limit).format() << " (credit limit "
-             << a.credit_limit.format() << ")\n"
-             << "tariff     " << (a.tariff.empty() ? "(default)" : a.tariff) << "\n"
-             << "PIN        " << (a.secret_hash.empty() ? "none" : "set") << "\n";
-  for (const auto& n : a.caller_numbers) output.out << "number     " << n.e164() << "\n";
-  output.out << "\n";
-  Table table({"AT", "KIND", "AMOUNT", "BALANCE", "REFERENCE"});
+  json::array entries;
   for (const auto& e : *ledger) {
-    table.add({time_text(e.at), std::string(to_string(e.kind)), e.amount.format(), e.balance_after.format(), e.reference});
+    entries.push_back(json::object{{"id", e.id}, {"at", time_text(e.at)}, {"kind", to_string(e.kind)},
+                                   {"amount", e.amount.format()}, {"balance_after", e.balance_after.format()},
+                                   {"reference", e.reference}, {"note", e.note}});
   }
-  table.print(output.out);
-  return exit_ok;
+  return print_account(output, to_json(**account), &entries);
 }
 
-int accounts_topup(const PluginSource& source, const std::string& id, const std::string& amount,
+int accounts_topup(const PluginSource& source, const Remote& remote, const std::string& id, const std::string& amount,
                    const std::string& reference, const Output& output) {
-  auto embedded = open_embedded(source, false);
-  if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
-  auto entry = top_up(*(*embedded)->store, id, amount, reference);
-  if (!entry) return fail(output, entry.error(), code_for(entry.error()));
-  if (output.json) {
-    output.out << json::serialize(json::object{{"account", id}, {"balance", entry->balance_after.format()}}) << '\n';
+  std::string balance, currency;
+  if (!remote.server.empty()) {
+    auto account = api(remote, "POST", "/v1/accounts/" + id + "/topup",
+                       json::serialize(json::object{{"amount", amount}, {"reference", reference}}));
+    if (!account) return fail(output, account.error(), code_for(account.error()));
+    balance = text(account->as_object(), "balance");
+    currency = text(account->as_object(), "currency");
   } else {
-    output.out << id << ": balance " << entry->balance_after.format() << " " << entry->balance_after.currency().code()
-               << "\n";
+    auto embedded = open_embedded(source, false);
+    if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
+    auto entry = top_up(*(*embedded)->store, id, amount, reference);
+    if (!entry) return fail(output, entry.error(), code_for(entry.error()));
+    balance = entry->balance_after.format();
+    currency = entry->balance_after.currency().code();
+  }
+  if (output.json) {
+    output.out << json::serialize(json::object{{"account", id}, {"balance", balance}}) << '\n';
+  } else {
+    output.out << id << ": balance " << balance << " " << currency << "\n";
   }
   return exit_ok;
 }
 
-int accounts_disable(const PluginSource& source, const std::string& id, const Output& output) {
+int accounts_disable(const PluginSource& source, const Remote& remote, const std::string& id, const Output& output) {
+  if (!remote.server.empty()) return remote_only_embedded(output, "accounts disable");
   auto embedded = open_embedded(source, false);
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   if (auto ok = (*embedded)->store->accounts().set_status(id, AccountStatus::disabled); !ok) {
@@ -202,123 +292,138 @@ int accounts_disable(const PluginSource& source, const std::string& id, const Ou
   return exit_ok;
 }
 
-int rates_import(const PluginSource& source, const std::string& tariff, const std::string& file,
+int rates_import(const PluginSource& source, const Remote& remote, const std::string& tariff, const std::string& file,
                  const std::string& currency_code, const Output& output) {
   auto currency = Currency::of(currency_code);
   if (!currency) return fail(output, currency.error().at("currency"));
   std::ifstream in(file, std::ios::binary);
   if (!in) return fail(output, Error{"unreadable", "cannot open " + file, "file"});
-  auto embedded = open_admin(source, "rate decks");
-  if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
-  auto* admin = (*embedded)->billing->admin();
-  auto report = admin->import_rates(tariff, in, *currency);
-  if (!report) {
-    Error e = report.error();
+  std::string tariff_name;
+  std::size_t count = 0;
+  std::int64_t took_ms = 0;
+  auto located = [&](Error e) {
     if (e.field.rfind("line ", 0) == 0) e.field = file + ": " + e.field;
-    return fail(output, e, code_for(e));
+    return e;
+  };
+  if (!remote.server.empty()) {
+    std::ostringstream csv;
+    csv << in.rdbuf();
+    auto report = api(remote, "POST", "/v1/rates/" + tariff + query_string({{"currency", currency_code}}), csv.str(),
+                      {"Content-Type: text/csv"});
+    if (!report) return fail(output, located(report.error()), code_for(report.error()));
+    tariff_name = text(report->as_object(), "tariff");
+    count = static_cast<std::size_t>(report->at("rates").to_number<std::int64_t>());
+    took_ms = report->at("took_ms").to_number<std::int64_t>();
+  } else {
+    auto embedded = open_admin(source, "rate decks");
+    if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
+    auto report = (*embedded)->billing->admin()->import_rates(tariff, in, *currency);
+    if (!report) return fail(output, located(report.error()), code_for(report.error()));
+    tariff_name = report->tariff;
+    count = report->rates;
+    took_ms = report->took.count();
   }
   if (output.json) {
-    output.out << json::serialize(json::object{{"tariff", report->tariff}, {"rates", report->rates},
-                                               {"milliseconds", report->took.count()}})
+    output.out << json::serialize(json::object{{"tariff", tariff_name}, {"rates", count}, {"milliseconds", took_ms}})
                << '\n';
   } else {
-    output.out << "tariff " << report->tariff << ": " << report->rates << " rates imported in " << report->took.count()
-               << " ms\n";
+    output.out << "tariff " << tariff_name << ": " << count << " rates imported in " << took_ms << " ms\n";
   }
   return exit_ok;
 }
 
-int rates_lookup(const PluginSource& source, const std::string& tariff, const std::string& number_text,
-                 const Output& output) {
-  auto embedded = open_embedded(source, true);
-  if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
-  auto number = PhoneNumber::parse(number_text, (*embedded)->config.numbering);
-  if (!number) return fail(output, number.error().at("number"));
-  auto rate = (*embedded)->billing->rater().rate(tariff, *number, std::chrono::system_clock::now());
-  if (!rate) return fail(output, Error{"no_rate", "no rate for " + number->e164() + " in tariff " + tariff, "number"}, 1);
-  if (output.json) {
-    json::object body = to_json(*rate);
-    body["number"] = number->e164();
-    output.out << json::serialize(body) << '\n';
+int rates_lookup(const PluginSource& source, const Remote& remote, const std::string& tariff,
+                 const std::string& number_text, const Output& output) {
+  json::object rate;
+  if (!remote.server.empty()) {
+    auto found = api(remote, "GET", "/v1/rates" + query_string({{"tariff", tariff}, {"lookup", number_text}}));
+    if (!found) {
+      const Error e = found.error();
+      return fail(output, e, e.code == "not_found" ? exit_failure : code_for(e));
+    }
+    rate = found->at("rates").at(0).as_object();
+    rate["number"] = number_text;
   } else {
-    output.out << number->e164() << " -> " << rate->prefix << " " << rate->description << ": "
-               << rate->price_per_minute.format() << "/min, " << rate->initial_increment.count() << "/"
-               << rate->subsequent_increment.count() << ", connection " << rate->connection_fee.format() << "\n";
+    auto embedded = open_embedded(source, true);
+    if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
+    auto number = PhoneNumber::parse(number_text, (*embedded)->config.numbering);
+    if (!number) return fail(output, number.error().at("number"));
+    auto found = (*embedded)->billing->rater().rate(tariff, *number, std::chrono::system_clock::now());
+    if (!found) {
+      return fail(output, Error{"no_rate", "no rate for " + number->e164() + " in tariff " + tariff, "number"}, 1);
+    }
+    rate = to_json(*found);
+    rate["number"] = number->e164();
+  }
+  if (output.json) {
+    output.out << json::serialize(rate) << '\n';
+  } else {
+    output.out << text(rate, "number") << " -> " << text(rate, "prefix") << " " << text(rate, "description") << ": "
+               << text(rate, "rate_per_minute") << "/min, " << text(rate, "initial_increment") << "/"
+               << text(rate, "subsequent_increment") << ", connection " << text(rate, "connection_fee") << "\n";
   }
   return exit_ok;
 }
 
-int rates_list(const PluginSource& source, const std::string& tariff, const std::string& prefix, std::size_t limit,
-               const Output& output) {
+int rates_list(const PluginSource& source, const Remote& remote, const std::string& tariff, const std::string& prefix,
+               std::size_t limit, const Output& output) {
+  if (!remote.server.empty()) {
+    if (tariff.empty()) return remote_only_embedded(output, "the list of tariffs");
+    auto list = api(remote, "GET",
+                    "/v1/rates" + query_string({{"tariff", tariff},
+                                                {"prefix", prefix},
+                                                {"limit", limit == 0 ? std::string() : std::to_string(limit)}}));
+    if (!list) return fail(output, list.error(), code_for(list.error()));
+    return print_records(output, list->at("rates").as_array(), rate_columns);
+  }
   auto embedded = open_admin(source, "rate decks");
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto* admin = (*embedded)->billing->admin();
   if (tariff.empty()) {
     auto tariffs = admin->tariffs();
     if (!tariffs) return fail(output, tariffs.error(), exit_failure);
-    if (output.json) {
-      json::array list;
-      for (const auto& t : *tariffs) {
-        list.push_back(json::object{{"name", t.name}, {"currency", t.currency.code()}, {"rates", t.rates},
-                                    {"imported_at", time_text(t.imported_at)}});
-      }
-      output.out << json::serialize(list) << '\n';
-      return exit_ok;
-    }
-    Table table({"TARIFF", "CURRENCY", "RATES", "IMPORTED"});
+    json::array records;
     for (const auto& t : *tariffs) {
-      table.add({t.name, std::string(t.currency.code()), std::to_string(t.rates), time_text(t.imported_at)});
+      records.push_back(json::object{{"name", t.name}, {"currency", t.currency.code()}, {"rates", t.rates},
+                                     {"imported_at", time_text(t.imported_at)}});
     }
-    table.print(output.out);
-    return exit_ok;
+    return print_records(output, records,
+                         {{"TARIFF", "name"}, {"CURRENCY", "currency"}, {"RATES", "rates"}, {"IMPORTED", "imported_at"}});
   }
   auto rates = admin->rates(tariff, prefix, limit);
   if (!rates) return fail(output, rates.error());
-  if (output.json) {
-    json::array list;
-    for (const auto& r : *rates) {
-      list.push_back(to_json(r));
-    }
-    output.out << json::serialize(list) << '\n';
-    return exit_ok;
-  }
-  Table table({"PREFIX", "DESCRIPTION", "RATE", "INCREMENT", "FEE"});
-  for (const auto& r : *rates) {
-    table.add({r.prefix, r.description, r.price_per_minute.format(),
-               std::to_string(r.initial_increment.count()) + "/" + std::to_string(r.subsequent_increment.count()),
-               r.connection_fee.format()});
-  }
-  table.print(output.out);
-  return exit_ok;
+  json::array records;
+  for (const auto& r : *rates) records.push_back(to_json(r));
+  return print_records(output, records, rate_columns);
 }
 
-int cdr_list(const PluginSource& source, const CdrFilter& filter, const Output& output) {
+int cdr_list(const PluginSource& source, const Remote& remote, const CdrFilter& filter, const Output& output) {
   auto query = make_query(filter);
   if (!query) return fail(output, query.error());
-  auto embedded = open_embedded(source, false);
-  if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
-  Table table({"CALLDATE", "CALLBACK", "LEG", "SRC", "DST", "DISPOSITION", "DURATION", "BILLSEC", "COST", "USERFIELD"});
-  json::array list;
-  auto ok = (*embedded)->store->cdrs().query(*query, [&](const Cdr& c) {
-    if (output.json) {
-      list.push_back(to_json(c));
-    } else {
-      table.add({time_text(c.calldate), c.callback_id, std::string(to_string(c.leg)), c.src, c.dst,
-                 std::string(to_string(c.disposition)), std::to_string(c.duration), std::to_string(c.billsec),
-                 c.cost ? c.cost->format() : "", c.userfield});
-    }
-    return true;
-  });
-  if (!ok) return fail(output, ok.error(), exit_failure);
-  if (output.json) {
-    output.out << json::serialize(list) << '\n';
+  json::array records;
+  if (!remote.server.empty()) {
+    auto list = api(remote, "GET",
+                    "/v1/cdrs" + query_string({{"since", filter.since},
+                                               {"until", filter.until},
+                                               {"account", filter.account},
+                                               {"number", filter.number},
+                                               {"limit", std::to_string(filter.limit == 0 ? 10000 : filter.limit)}}));
+    if (!list) return fail(output, list.error(), code_for(list.error()));
+    records = list->at("cdrs").as_array();
   } else {
-    table.print(output.out);
+    auto embedded = open_embedded(source, false);
+    if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
+    auto ok = (*embedded)->store->cdrs().query(*query, [&](const Cdr& c) {
+      records.push_back(to_json(c));
+      return true;
+    });
+    if (!ok) return fail(output, ok.error(), exit_failure);
   }
-  return exit_ok;
+  return print_records(output, records, cdr_columns);
 }
 
-int cdr_export(const PluginSource& source, const CdrFilter& filter, const Output& output) {
+int cdr_export(const PluginSource& source, const Remote& remote, const CdrFilter& filter, const Output& output) {
+  if (!remote.server.empty()) return remote_only_embedded(output, "cdr export (a streamed CSV of every record)");
   auto query = make_query(filter);
   if (!query) return fail(output, query.error());
   auto embedded = open_embedded(source, false);
@@ -341,36 +446,33 @@ int cdr_export(const PluginSource& source, const CdrFilter& filter, const Output
   return exit_ok;
 }
 
-int stats(const PluginSource& source, const std::string& number_text, std::size_t limit, const Output& output) {
-  auto embedded = open_admin(source, "statistics");
-  if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
-  std::string digits;
-  if (!number_text.empty()) {
-    auto number = PhoneNumber::parse(number_text, (*embedded)->config.numbering);
-    if (!number) return fail(output, number.error().at("number"));
-    digits = number->digits();
-  }
-  auto* admin = (*embedded)->billing->admin();
-  auto rows = admin->caller_stats(digits, limit);
-  if (!rows) return fail(output, rows.error(), exit_failure);
-  if (output.json) {
-    json::array list;
-    for (const auto& s : *rows) {
-      list.push_back(to_json(s));
+int stats(const PluginSource& source, const Remote& remote, const std::string& number_text, std::size_t limit,
+          const Output& output) {
+  json::array records;
+  if (!remote.server.empty()) {
+    auto list = api(remote, "GET",
+                    "/v1/stats" + query_string({{"number", number_text},
+                                                {"limit", std::to_string(limit == 0 ? 10000 : limit)}}));
+    if (!list) return fail(output, list.error(), code_for(list.error()));
+    records = list->at("stats").as_array();
+  } else {
+    auto embedded = open_admin(source, "statistics");
+    if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
+    std::string digits;
+    if (!number_text.empty()) {
+      auto number = PhoneNumber::parse(number_text, (*embedded)->config.numbering);
+      if (!number) return fail(output, number.error().at("number"));
+      digits = number->digits();
     }
-    output.out << json::serialize(list) << '\n';
-    return exit_ok;
+    auto rows = (*embedded)->billing->admin()->caller_stats(digits, limit);
+    if (!rows) return fail(output, rows.error(), exit_failure);
+    for (const auto& s : *rows) records.push_back(to_json(s));
   }
-  Table table({"NUMBER", "ATTEMPTS", "ANSWERED", "FAILURES", "TALK (s)", "LAST CALL"});
-  for (const auto& s : *rows) {
-    table.add({s.number, std::to_string(s.attempts), std::to_string(s.answered), std::to_string(s.failures),
-               std::to_string(s.talk_seconds), s.last_call ? time_text(*s.last_call) : ""});
-  }
-  table.print(output.out);
-  return exit_ok;
+  return print_records(output, records, stats_columns);
 }
 
-int campaigns_add(const PluginSource& source, const CampaignAdd& args, const Output& output) {
+int campaigns_add(const PluginSource& source, const Remote& remote, const CampaignAdd& args, const Output& output) {
+  if (!remote.server.empty()) return remote_only_embedded(output, "campaigns add");
   auto embedded = open_admin(source, "campaigns");
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto* admin = (*embedded)->billing->admin();
@@ -378,10 +480,11 @@ int campaigns_add(const PluginSource& source, const CampaignAdd& args, const Out
              .once_ever = args.once_ever, .min_hours_between = args.min_hours_between,
              .daily_budget = std::chrono::seconds(args.daily_budget_seconds)};
   if (auto ok = admin->put_campaign(c); !ok) return fail(output, ok.error(), code_for(ok.error()));
-  return campaigns_list(source, output);
+  return campaigns_list(source, remote, output);
 }
 
-int campaigns_list(const PluginSource& source, const Output& output) {
+int campaigns_list(const PluginSource& source, const Remote& remote, const Output& output) {
+  if (!remote.server.empty()) return remote_only_embedded(output, "campaigns list");
   auto embedded = open_admin(source, "campaigns");
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto* admin = (*embedded)->billing->admin();

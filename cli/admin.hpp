@@ -2,6 +2,7 @@
 // callbackctl's operator commands on the embedded store and billing (accounts, rates,
 // CDRs, statistics, campaigns). Each takes typed arguments, calls the library, prints.
 #include "commands.hpp"
+#include "http_client.hpp"
 
 #include <callback/operations.hpp>
 
@@ -26,21 +27,25 @@ struct CampaignAdd {
   long daily_budget_seconds = 0;
 };
 
-int accounts_add(const PluginSource& source, const AccountAdd& args, const Output& output);
-int accounts_list(const PluginSource& source, const Output& output);
-int accounts_show(const PluginSource& source, const std::string& id, const Output& output);
-int accounts_topup(const PluginSource& source, const std::string& id, const std::string& amount,
+// Each works on the embedded database, or through callbackd's API when remote.server is
+// set (those the API does not offer say so).
+int accounts_add(const PluginSource& source, const Remote& remote, const AccountAdd& args, const Output& output);
+int accounts_list(const PluginSource& source, const Remote& remote, const Output& output);
+int accounts_show(const PluginSource& source, const Remote& remote, const std::string& id, const Output& output);
+int accounts_topup(const PluginSource& source, const Remote& remote, const std::string& id, const std::string& amount,
                    const std::string& reference, const Output& output);
-int accounts_disable(const PluginSource& source, const std::string& id, const Output& output);
-int rates_import(const PluginSource& source, const std::string& tariff, const std::string& file,
+int accounts_disable(const PluginSource& source, const Remote& remote, const std::string& id, const Output& output);
+int rates_import(const PluginSource& source, const Remote& remote, const std::string& tariff, const std::string& file,
                  const std::string& currency, const Output& output);
-int rates_lookup(const PluginSource& source, const std::string& tariff, const std::string& number, const Output& output);
-int rates_list(const PluginSource& source, const std::string& tariff, const std::string& prefix, std::size_t limit,
-               const Output& output);
-int cdr_list(const PluginSource& source, const CdrFilter& filter, const Output& output);
-int cdr_export(const PluginSource& source, const CdrFilter& filter, const Output& output);
-int stats(const PluginSource& source, const std::string& number, std::size_t limit, const Output& output);
-int campaigns_add(const PluginSource& source, const CampaignAdd& args, const Output& output);
-int campaigns_list(const PluginSource& source, const Output& output);
+int rates_lookup(const PluginSource& source, const Remote& remote, const std::string& tariff,
+                 const std::string& number, const Output& output);
+int rates_list(const PluginSource& source, const Remote& remote, const std::string& tariff, const std::string& prefix,
+               std::size_t limit, const Output& output);
+int cdr_list(const PluginSource& source, const Remote& remote, const CdrFilter& filter, const Output& output);
+int cdr_export(const PluginSource& source, const Remote& remote, const CdrFilter& filter, const Output& output);
+int stats(const PluginSource& source, const Remote& remote, const std::string& number, std::size_t limit,
+          const Output& output);
+int campaigns_add(const PluginSource& source, const Remote& remote, const CampaignAdd& args, const Output& output);
+int campaigns_list(const PluginSource& source, const Remote& remote, const Output& output);
 
 }  // namespace callback::cli

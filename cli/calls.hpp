@@ -3,16 +3,12 @@
 // it, ask about one, cancel one — embedded (the command composes the service itself from
 // --config) or against a running callbackd (--server URL --api-key KEY).
 #include "commands.hpp"
+#include "http_client.hpp"
 
 #include <optional>
 #include <string>
 
 namespace callback::cli {
-
-struct Remote {
-  std::string server;  // http://127.0.0.1:8080; empty: embedded
-  std::string api_key;
-};
 
 struct CallArgs {
   std::string caller, callee, account, campaign, pin;

@@ -75,20 +75,20 @@ int main(int argc, char** argv) {
   add->add_option("--tariff", add_args.tariff, "rate deck (default: the default tariff)");
   add->add_option("--number", add_args.numbers, "registered caller number (repeatable)")->allow_extra_args(false);
   add->add_option("--pin", add_args.pin, "PIN or password (stored as a scrypt hash)");
-  add->callback([&] { result = accounts_add(source, add_args, out()); });
-  command(accounts, "list", "every account with its balance")->callback([&] { result = accounts_list(source, out()); });
+  add->callback([&] { result = accounts_add(source, remote, add_args, out()); });
+  command(accounts, "list", "every account with its balance")->callback([&] { result = accounts_list(source, remote, out()); });
   std::string account_id, amount, reference;
   auto* show = command(accounts, "show", "one account and its ledger");
   show->add_option("ID", account_id, "account id")->required();
-  show->callback([&] { result = accounts_show(source, account_id, out()); });
+  show->callback([&] { result = accounts_show(source, remote, account_id, out()); });
   auto* topup = command(accounts, "topup", "credit an account (a ledger entry)");
   topup->add_option("ID", account_id, "account id")->required();
   topup->add_option("AMOUNT", amount, "e.g. 10.00")->required();
   topup->add_option("--reference", reference, "payment reference");
-  topup->callback([&] { result = accounts_topup(source, account_id, amount, reference, out()); });
+  topup->callback([&] { result = accounts_topup(source, remote, account_id, amount, reference, out()); });
   auto* disable = command(accounts, "disable", "refuse new calls for an account");
   disable->add_option("ID", account_id, "account id")->required();
-  disable->callback([&] { result = accounts_disable(source, account_id, out()); });
+  disable->callback([&] { result = accounts_disable(source, remote, account_id, out()); });
 
   // Rates.
   auto* rates = group("rates", "rate decks: import, lookup, list");
@@ -98,16 +98,16 @@ int main(int argc, char** argv) {
   import->add_option("TARIFF", tariff, "tariff name")->required();
   import->add_option("FILE", file, "CSV file: prefix;description;rate[;increment;...]")->required();
   import->add_option("--currency", currency, "currency of the rates")->capture_default_str();
-  import->callback([&] { result = rates_import(source, tariff, file, currency, out()); });
+  import->callback([&] { result = rates_import(source, remote, tariff, file, currency, out()); });
   auto* lookup = command(rates, "lookup", "the rate a number gets (longest prefix)");
   lookup->add_option("TARIFF", tariff, "tariff name")->required();
   lookup->add_option("NUMBER", number, "a phone number")->required();
-  lookup->callback([&] { result = rates_lookup(source, tariff, number, out()); });
+  lookup->callback([&] { result = rates_lookup(source, remote, tariff, number, out()); });
   auto* list_rates = command(rates, "list", "tariffs, or the rates of one");
   list_rates->add_option("TARIFF", tariff, "tariff name (none: list the tariffs)");
   list_rates->add_option("--prefix", prefix, "only prefixes starting with this");
   list_rates->add_option("--limit", limit, "at most this many (0: all)");
-  list_rates->callback([&] { result = rates_list(source, tariff, prefix, limit, out()); });
+  list_rates->callback([&] { result = rates_list(source, remote, tariff, prefix, limit, out()); });
 
   // CDRs.
   auto* cdr = group("cdr", "call detail records: list, export");
@@ -119,14 +119,14 @@ int main(int argc, char** argv) {
     c->add_option("--number", filter.number, "source or destination digits");
     c->add_option("--limit", filter.limit, "at most this many");
   }
-  cdr->get_subcommand("list")->callback([&] { result = cdr_list(source, filter, out()); });
-  cdr->get_subcommand("export")->callback([&] { result = cdr_export(source, filter, out()); });
+  cdr->get_subcommand("list")->callback([&] { result = cdr_list(source, remote, filter, out()); });
+  cdr->get_subcommand("export")->callback([&] { result = cdr_export(source, remote, filter, out()); });
 
   // Statistics and campaigns.
   auto* stats_cmd = command(&app, "stats", "per caller number: attempts, answered, talk time");
   stats_cmd->add_option("NUMBER", number, "one number (none: the busiest)");
   stats_cmd->add_option("--limit", limit, "at most this many (0: all)");
-  stats_cmd->callback([&] { result = stats(source, number, limit, out()); });
+  stats_cmd->callback([&] { result = stats(source, remote, number, limit, out()); });
   auto* campaigns = group("campaigns", "free or promotional campaigns and their rules");
   CampaignAdd campaign;
   auto* campaign_add = command(campaigns, "add", "create or change a campaign");
@@ -136,8 +136,8 @@ int main(int argc, char** argv) {
   campaign_add->add_flag("--once", campaign.once_ever, "one call per caller number, ever");
   campaign_add->add_option("--gap-hours", campaign.min_hours_between, "hours between calls of one number");
   campaign_add->add_option("--daily-budget", campaign.daily_budget_seconds, "talk seconds a day for all (0: any)");
-  campaign_add->callback([&] { result = campaigns_add(source, campaign, out()); });
-  command(campaigns, "list", "campaigns")->callback([&] { result = campaigns_list(source, out()); });
+  campaign_add->callback([&] { result = campaigns_add(source, remote, campaign, out()); });
+  command(campaigns, "list", "campaigns")->callback([&] { result = campaigns_list(source, remote, out()); });
 
   // The service itself, and calls.
   std::string listen;

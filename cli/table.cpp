@@ -1,5 +1,7 @@
 #include "table.hpp"
 
+#include <boost/json.hpp>
+
 #include <algorithm>
 #include <ostream>
 
@@ -21,6 +23,27 @@ void Table::print(std::ostream& out) const {
   };
   line(header_);
   for (const auto& row : rows_) line(row);
+}
+
+void print_table(std::ostream& out, const boost::json::array& records, const std::vector<Column>& columns) {
+  std::vector<std::string> header;
+  for (const auto& c : columns) header.push_back(c.header);
+  Table table(std::move(header));
+  for (const auto& record : records) {
+    std::vector<std::string> row;
+    for (const auto& c : columns) {
+      const auto* v = record.is_object() ? record.as_object().if_contains(c.key) : nullptr;
+      std::string text;
+      if (v != nullptr && v->is_string()) {
+        text = v->as_string();
+      } else if (v != nullptr && !v->is_null()) {
+        text = boost::json::serialize(*v);
+      }
+      row.push_back(c.shown ? c.shown(text) : text);
+    }
+    table.add(std::move(row));
+  }
+  table.print(out);
 }
 
 }  // namespace callback::cli

@@ -40,9 +40,39 @@ class CallCommandTest : public ::testing::Test {
       "log": {"level": "warning"}})";
   }
 
-  test::CommandResult ctl(const std::string& args, const std::string& env = {}) {
-    return run_command((env.empty() ? "" : "env " + env + " ") + shell_quote(CALLBACKCTL_PATH) + " --plugin-dir " + shell_quote(CALLBACK_PLUGIN_DIR) +
-                       " --config " + shell_quote(config_path) + " " + args);
+  // A callbackd in this process, on the test's config (with SQLite billing if asked);
+  // `env` then points callbackctl at it with a fresh API key.
+  std::unique_ptr<Runtime> runtime;
+  std::unique_ptr<rest::RestServer> server;
+  std::string env;
+  void start_callbackd(bool billing) {
+    auto config = load_config(config_path);
+    ASSERT_TRUE(config) << config.error().describe();
+    if (billing) {
+      config->billing = ComponentConfig{.plugin = "callback.billing.sqlite", .name = "callback.billing.sqlite",
+                                        .config = json::object{{"path", (dir / "callback.db").string()}},
+                                        .path = "billing"};
+    }
+    auto keys = rest::ApiKeys::open(dir / "callback.db");
+    ASSERT_TRUE(keys);
+    const std::string key = (*keys)->add("cli").value().key;
+    auto options = rest::parse_server_options(config->server).value();
+    runtime = Runtime::open(std::move(*config), {.plugin_dirs = {CALLBACK_PLUGIN_DIR}}).value();
+    server = std::make_unique<rest::RestServer>(*runtime, options, std::move(*keys));
+    ASSERT_TRUE(runtime->start());
+    ASSERT_TRUE(runtime->wait_for_engine(std::chrono::seconds(10)));
+    ASSERT_TRUE(server->start());
+    env = "CALLBACK_SERVER=http://127.0.0.1:" + std::to_string(server->port()) + " CALLBACK_API_KEY=" + key;
+  }
+  void TearDown() override {
+    if (server) server->stop();
+    if (runtime) runtime->stop(std::chrono::seconds{0});
+  }
+
+  test::CommandResult ctl(const std::string& args, const std::string& variables = {}) {
+    return run_command((variables.empty() ? "" : "env " + variables + " ") + shell_quote(CALLBACKCTL_PATH) +
+                       " --plugin-dir " + shell_quote(CALLBACK_PLUGIN_DIR) + " --config " + shell_quote(config_path) +
+                       " " + args);
   }
 };
 
@@ -90,20 +120,44 @@ TEST_F(CallCommandTest, EmbeddedMistakesAreOneLineAndAnExitCode) {
   EXPECT_EQ(status.exit_code, 2);
 }
 
+// The operator commands through callbackd's API show what they show embedded.
+TEST_F(CallCommandTest, OperatorCommandsAgainstCallbackd) {
+  start_callbackd(true);
+  const std::string deck = (dir / "deck.csv").string();
+  std::ofstream(deck) << "prefix;description;rate\n1;ones;0.60\n10;tens;0.30\n";
+
+  auto added = ctl("accounts add 123 --balance 5.00 --pin 2468", env);
+  EXPECT_EQ(added.exit_code, 0) << added.err;
+  EXPECT_NE(added.out.find("balance    5.00 CNY"), std::string::npos) << added.out;
+  EXPECT_EQ(ctl("accounts add 123", env).exit_code, 2);  // taken
+  auto topped = ctl("--json accounts topup 123 2.50", env);
+  ASSERT_EQ(topped.exit_code, 0) << topped.err;
+  EXPECT_EQ(json::parse(topped.out).at("balance").as_string(), "7.50");
+  auto listed = ctl("accounts list", env);
+  EXPECT_NE(listed.out.find("123"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("(default)"), std::string::npos) << listed.out;
+
+  auto imported = ctl("rates import default " + shell_quote(deck), env);
+  EXPECT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_NE(imported.out.find("2 rates imported"), std::string::npos) << imported.out;
+  auto looked_up = ctl("--json rates lookup default 1002", env);
+  ASSERT_EQ(looked_up.exit_code, 0) << looked_up.err;
+  EXPECT_EQ(json::parse(looked_up.out).at("prefix").as_string(), "10");
+  auto deck_rows = ctl("--json rates list default", env);
+  EXPECT_EQ(json::parse(deck_rows.out).as_array().size(), 2u);
+  EXPECT_EQ(ctl("rates list", env).exit_code, 2);  // the list of tariffs: embedded only, and says so
+
+  auto call = ctl("call 1001 1002 --account 123 --pin 2468 --limit 60 --wait", env);
+  EXPECT_EQ(call.exit_code, 0) << call.out << call.err;
+  auto cdrs = ctl("--json cdr list --number 1001", env);
+  ASSERT_EQ(cdrs.exit_code, 0) << cdrs.err;
+  EXPECT_EQ(json::parse(cdrs.out).as_array().size(), 2u);
+  auto stats = ctl("stats 1001", env);
+  EXPECT_NE(stats.out.find("1001"), std::string::npos) << stats.out;
+}
+
 TEST_F(CallCommandTest, AgainstCallbackd) {
-  auto config = load_config(config_path);
-  ASSERT_TRUE(config) << config.error().describe();
-  auto keys = rest::ApiKeys::open(dir / "callback.db");
-  ASSERT_TRUE(keys);
-  const std::string key = (*keys)->add("cli").value().key;
-  auto options = rest::parse_server_options(config->server).value();
-  auto runtime = Runtime::open(std::move(*config), {.plugin_dirs = {CALLBACK_PLUGIN_DIR}}).value();
-  rest::RestServer server(*runtime, options, std::move(*keys));
-  ASSERT_TRUE(runtime->start());
-  ASSERT_TRUE(runtime->wait_for_engine(std::chrono::seconds(10)));
-  ASSERT_TRUE(server.start());
-  const std::string env = "CALLBACK_SERVER=http://127.0.0.1:" + std::to_string(server.port()) +
-                          " CALLBACK_API_KEY=" + key;
+  start_callbackd(false);
 
   auto waited = ctl("call 1001 3001 --campaign free --wait", env);
   EXPECT_EQ(waited.exit_code, 3) << waited.out << waited.err;
@@ -136,12 +190,10 @@ TEST_F(CallCommandTest, AgainstCallbackd) {
   EXPECT_EQ(count("connected, at most 500 s"), 1u) << long_call.out;
   EXPECT_EQ(count("ended: time_up"), 1u) << long_call.out;
 
-  auto wrong_key = ctl("status " + id, "CALLBACK_SERVER=http://127.0.0.1:" + std::to_string(server.port()) +
+  auto wrong_key = ctl("status " + id, "CALLBACK_SERVER=http://127.0.0.1:" + std::to_string(server->port()) +
                                            " CALLBACK_API_KEY=cbk_00000000_" + std::string(64, '0'));
   EXPECT_EQ(wrong_key.exit_code, 2);
   EXPECT_NE(wrong_key.err.find("api_key: unknown API key"), std::string::npos) << wrong_key.err;
-  server.stop();
-  runtime->stop(std::chrono::seconds{0});
 }
 
 }  // namespace
