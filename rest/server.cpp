@@ -248,6 +248,8 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
   Counter& requests_ok;
   Counter& requests_client_error;
   Counter& requests_server_error;
+  Histogram& handling;  // time in the handler (a POST's wait for the service is in `accepting`)
+  Histogram& accepting;  // POST /v1/callbacks: request to 202 (validation, billing, originate)
 
   State(Runtime& r, ServerOptions o, std::unique_ptr<ApiKeys> k)
       : runtime(r),
@@ -259,7 +261,10 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
         requests_client_error(r.context().metrics.counter("callbackd_http_requests_total",
                                                           "HTTP requests by status class", "class=\"4xx\"")),
         requests_server_error(r.context().metrics.counter("callbackd_http_requests_total",
-                                                          "HTTP requests by status class", "class=\"5xx\"")) {
+                                                          "HTTP requests by status class", "class=\"5xx\"")),
+        handling(r.context().metrics.histogram("callbackd_http_handler_seconds", "Time in the request handler")),
+        accepting(r.context().metrics.histogram("callbackd_callback_accept_seconds",
+                                                "POST of a callback to its answer (authorized and dialing, or refused)")) {
     registry.on_event = [this](const CallEvent& event, const Snapshot& snapshot) {
       if (snapshot.webhook_url.empty()) return;
       const auto name = WebhookSender::event_for(to_string(event.call.state()));
@@ -390,7 +395,9 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     if (!made->idempotency_key.empty()) made->idempotency_key = key.id + ":" + made->idempotency_key;
     made->metadata["owner"] = key.id;
     if (!webhook->empty()) made->metadata["status_callback"] = *webhook;
-    runtime.sink().submit(std::move(*made), [this, response](Result<std::string> id) {
+    runtime.sink().submit(std::move(*made), [this, response, started = std::chrono::steady_clock::now()](
+                                                Result<std::string> id) {
+      accepting.observe(std::chrono::steady_clock::now() - started);
       if (!id) return reply(*response, error_reply(id.error()));
       auto snapshot = registry.find(*id);
       Reply r = snapshot ? Reply{Code::Accepted, snapshot->json} : json_reply(Code::Accepted, json::object{{"id", *id}});
@@ -441,8 +448,10 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
   // --- routing -----------------------------------------------------------------------
 
   void handle(const Pistache::Http::Request& request, ResponseWriter response) {
+    const auto started = std::chrono::steady_clock::now();
     try {
       route(request, std::move(response));
+      handling.observe(std::chrono::steady_clock::now() - started);
     } catch (const std::exception& e) {
       runtime.context().log.error("callbackd", std::string("request failed: ") + e.what());
     }

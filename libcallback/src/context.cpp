@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <ostream>
@@ -84,6 +85,7 @@ Counter& Metrics::gauge(std::string_view name, std::string_view help, std::strin
 
 Counter& Metrics::get(Type type, std::string_view name, std::string_view help, std::string_view labels) {
   std::lock_guard lock(mutex_);
+  if (histograms_.contains(name)) throw std::logic_error("metric " + std::string(name) + " registered as two types");
   auto family = families_.find(name);
   if (family == families_.end()) {
     family = families_.emplace(std::string(name), Family{type, std::string(help), {}}).first;
@@ -96,9 +98,63 @@ Counter& Metrics::get(Type type, std::string_view name, std::string_view help, s
   return *it->second;
 }
 
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(std::make_unique<std::atomic<std::int64_t>[]>(bounds_.size() + 1)) {
+  if (!std::is_sorted(bounds_.begin(), bounds_.end())) throw std::logic_error("histogram bounds must ascend");
+}
+
+std::vector<double> Histogram::default_bounds() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+}
+
+void Histogram::observe(std::chrono::nanoseconds duration) noexcept {
+  const double seconds = std::chrono::duration<double>(duration).count();
+  const auto bucket = static_cast<std::size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), seconds) - bounds_.begin());
+  counts_[bucket].fetch_add(1, std::memory_order_relaxed);
+  sum_nanos_.fetch_add(duration.count(), std::memory_order_relaxed);
+}
+
+std::vector<std::int64_t> Histogram::cumulative() const {
+  std::vector<std::int64_t> out(bounds_.size() + 1);
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i <= bounds_.size(); ++i) out[i] = total += counts_[i].load(std::memory_order_relaxed);
+  return out;
+}
+
+double Histogram::sum_seconds() const noexcept { return static_cast<double>(sum_nanos_.load()) / 1e9; }
+
+Histogram& Metrics::histogram(std::string_view name, std::string_view help, std::string_view labels,
+                              std::vector<double> bounds) {
+  std::lock_guard lock(mutex_);
+  if (families_.contains(name)) throw std::logic_error("metric " + std::string(name) + " registered as two types");
+  auto family = histograms_.find(name);
+  if (family == histograms_.end()) family = histograms_.emplace(std::string(name), HistogramFamily{std::string(help), {}}).first;
+  auto& series = family->second.series;
+  auto it = series.find(labels);
+  if (it == series.end()) it = series.emplace(std::string(labels), std::make_unique<Histogram>(std::move(bounds))).first;
+  return *it->second;
+}
+
 std::string Metrics::render_prometheus() const {
   std::lock_guard lock(mutex_);
   std::string out;
+  for (const auto& [name, family] : histograms_) {
+    out += "# HELP " + name + " " + family.help + "\n# TYPE " + name + " histogram\n";
+    for (const auto& [labels, h] : family.series) {
+      const std::string prefix = labels.empty() ? "" : labels + ",";
+      const auto counts = h->cumulative();
+      char bound[32];
+      for (std::size_t i = 0; i < h->bounds().size(); ++i) {
+        std::snprintf(bound, sizeof bound, "%g", h->bounds()[i]);
+        out += name + "_bucket{" + prefix + "le=\"" + bound + "\"} " + std::to_string(counts[i]) + "\n";
+      }
+      out += name + "_bucket{" + prefix + "le=\"+Inf\"} " + std::to_string(counts.back()) + "\n";
+      const std::string suffix = labels.empty() ? "" : "{" + labels + "}";
+      std::snprintf(bound, sizeof bound, "%.6f", h->sum_seconds());
+      out += name + "_sum" + suffix + " " + bound + "\n";
+      out += name + "_count" + suffix + " " + std::to_string(counts.back()) + "\n";
+    }
+  }
   for (const auto& [name, family] : families_) {
     out += "# HELP " + name + " " + family.help + "\n";
     out += "# TYPE " + name + (family.type == Type::counter ? " counter\n" : " gauge\n");

@@ -105,7 +105,10 @@ CallbackService::CallbackService(Context& context, Engine& engine, Billing* bill
       options_(std::move(options)),
       id_prefix_(random_prefix()),
       started_(context.metrics.counter("callback_started_total", "Callbacks started")),
-      in_flight_gauge_(context.metrics.gauge("callback_in_flight", "Callbacks in flight")) {}
+      in_flight_gauge_(context.metrics.gauge("callback_in_flight", "Callbacks in flight")),
+      setup_latency_(context.metrics.histogram("callback_setup_seconds",
+                                               "From the request to A and B talking (includes A's ringing)",
+                                               {}, {0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90})) {}
 
 CallbackService::~CallbackService() {
   cdr_retry_.cancel();
@@ -171,6 +174,10 @@ void CallbackService::enter(Active& active, CallState to, std::optional<Announce
   if (auto ok = active.call.transition(to, context_.clock.now()); !ok) {
     context_.log.warning("callback.service", ok.error().message);
     return;
+  }
+  if (to == CallState::bridged) {
+    setup_latency_.observe(std::chrono::duration_cast<std::chrono::nanoseconds>(context_.clock.now() -
+                                                                               active.call.created_at()));
   }
   CallEvent event{active.call, previous, announcement, {}};
   if (active.authorized) event.limit = active.limit;

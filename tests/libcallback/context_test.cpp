@@ -89,3 +89,21 @@ TEST(Metrics, RendersPrometheusText) {
 }
 
 }  // namespace
+
+TEST(Metrics, HistogramsCountIntoCumulativeBucketsAndRenderAsPrometheus) {
+  Metrics metrics;
+  auto& h = metrics.histogram("x_seconds", "Some time", "route=\"a\"", {0.01, 0.1, 1});
+  h.observe(std::chrono::milliseconds(5));    // <= 0.01
+  h.observe(std::chrono::milliseconds(10));   // <= 0.01 (bounds are inclusive)
+  h.observe(std::chrono::milliseconds(50));   // <= 0.1
+  h.observe(std::chrono::seconds(3));         // +Inf only
+  EXPECT_EQ(h.cumulative(), (std::vector<std::int64_t>{2, 3, 3, 4}));
+  EXPECT_NEAR(h.sum_seconds(), 3.065, 1e-9);
+  const std::string text = metrics.render_prometheus();
+  EXPECT_NE(text.find("# TYPE x_seconds histogram\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("x_seconds_bucket{route=\"a\",le=\"0.01\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("x_seconds_bucket{route=\"a\",le=\"+Inf\"} 4\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("x_seconds_count{route=\"a\"} 4\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("x_seconds_sum{route=\"a\"} 3.065000\n"), std::string::npos) << text;
+  EXPECT_THROW(metrics.counter("x_seconds", "clash"), std::logic_error);
+}

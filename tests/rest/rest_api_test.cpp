@@ -673,6 +673,11 @@ TEST_F(RestApiTest, HealthAndMetrics) {
   ASSERT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.body.find("callbackd_http_requests_total{class=\"2xx\"}"), std::string::npos) << metrics.body;
   EXPECT_NE(metrics.body.find("callback_engine_connections 1"), std::string::npos) << metrics.body;
+  // Latencies: the POST above, as a histogram with one observation.
+  EXPECT_NE(metrics.body.find("# TYPE callbackd_callback_accept_seconds histogram"), std::string::npos);
+  EXPECT_NE(metrics.body.find("callbackd_callback_accept_seconds_bucket{le=\"+Inf\"} 1\n"), std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("callbackd_callback_accept_seconds_count 1\n"), std::string::npos);
   auto openapi = request("GET", "/v1/openapi.json", {}, {}, false);
   EXPECT_EQ(openapi.json().at("openapi").as_string(), "3.0.3");
 }

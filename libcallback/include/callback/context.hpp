@@ -129,6 +129,25 @@ class CALLBACK_EXPORT Counter {
   std::atomic<std::int64_t> value_{0};
 };
 
+// Durations in fixed buckets (seconds), as a Prometheus histogram. Lock-free updates.
+class CALLBACK_EXPORT Histogram {
+ public:
+  // Upper bounds in seconds, ascending; +Inf is implied.
+  explicit Histogram(std::vector<double> bounds);
+  void observe(std::chrono::nanoseconds duration) noexcept;
+  [[nodiscard]] const std::vector<double>& bounds() const noexcept { return bounds_; }
+  // Cumulative counts per bound, then the +Inf count; the sum in seconds.
+  [[nodiscard]] std::vector<std::int64_t> cumulative() const;
+  [[nodiscard]] double sum_seconds() const noexcept;
+  // 0.5 ms to 10 s: HTTP requests and call set-up alike.
+  static std::vector<double> default_bounds();
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<std::int64_t>[]> counts_;  // per bucket, +Inf last
+  std::atomic<std::int64_t> sum_nanos_{0};
+};
+
 // Named counters and gauges, rendered in the Prometheus text format. References returned
 // stay valid for the registry's lifetime, so hot paths look a metric up once.
 class CALLBACK_EXPORT Metrics {
@@ -137,9 +156,16 @@ class CALLBACK_EXPORT Metrics {
   // `labels` is already in Prometheus form: outcome="busy",engine="ami".
   Counter& counter(std::string_view name, std::string_view help, std::string_view labels = {});
   Counter& gauge(std::string_view name, std::string_view help, std::string_view labels = {});
+  Histogram& histogram(std::string_view name, std::string_view help, std::string_view labels = {},
+                       std::vector<double> bounds = Histogram::default_bounds());
   [[nodiscard]] std::string render_prometheus() const;
 
  private:
+  struct HistogramFamily {
+    std::string help;
+    std::map<std::string, std::unique_ptr<Histogram>, std::less<>> series;
+  };
+  std::map<std::string, HistogramFamily, std::less<>> histograms_;
   Counter& get(Type type, std::string_view name, std::string_view help, std::string_view labels);
   struct Family {
     Type type;

@@ -149,6 +149,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   std::string id_prefix_;
   Counter& started_;
   Counter& in_flight_gauge_;
+  Histogram& setup_latency_;  // request to both talking
   // Billing answers on its own thread; its answers are posted back here only while the
   // service lives.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
