@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
   ServiceOptions service_options;
   service_options.campaigns["free"] = CampaignLimits{.limit = mode == "hold" ? 600s : 300s};
   service_options.stage_grace = 60s;
+  service_options.max_in_flight = 0;  // the tool sets its own concurrency
   CallbackService service{context, engine, nullptr, *store, service_options};
   engine.set_observer(&service);
   Outcomes counter;

@@ -12,6 +12,16 @@
 
 namespace callback::rest {
 
+sigset_t block_stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  return signals;
+}
+
 int run_daemon(const DaemonArgs& args) {
   const auto& config_file = args.config;
   const auto& listen = args.listen;
@@ -31,12 +41,7 @@ int run_daemon(const DaemonArgs& args) {
     return 2;
   }
   // Signals go to the main thread only: block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  sigset_t signals = block_stop_signals();
 
   auto keys = ApiKeys::open(keys_database_path(*config));
   if (!keys) {

@@ -11,7 +11,6 @@ namespace callback::rest {
 
 void CallRegistry::on_call_event(const CallEvent& event) {
   std::string json = boost::json::serialize(to_json(event));
-  const std::string frame_text = frame(json);
   const bool final = is_final(event.call.state());
   std::vector<std::shared_ptr<Subscriber>> to_close;
   Snapshot copy;
@@ -27,7 +26,10 @@ void CallRegistry::on_call_event(const CallEvent& event) {
       if (auto m = metadata.find("owner"); m != metadata.end()) entry.snapshot.owner = m->second;
       if (auto m = metadata.find("status_callback"); m != metadata.end()) entry.snapshot.webhook_url = m->second;
     }
-    std::erase_if(entry.subscribers, [&](const auto& s) { return !s->send(frame_text); });
+    if (!entry.subscribers.empty()) {
+      const std::string frame_text = frame(entry.snapshot.json);
+      std::erase_if(entry.subscribers, [&](const auto& s) { return !s->send(frame_text); });
+    }
     if (final && event.outcome == "refused" && !event.call.leg_a().started) {
       // Refused before anything was placed: the client got the error instead of an id,
       // so there is no callback to show.

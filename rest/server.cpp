@@ -42,7 +42,9 @@ Code status_for(const Error& e) {
   if (c == "rate_limited") return Code::Too_Many_Requests;
   if (c == "denied.insufficient_balance") return Code::Payment_Required;
   if (c.starts_with("denied.") || c == "forbidden") return Code::Forbidden;
-  if (c == "engine_unavailable" || c == "shutting_down" || c == "billing_unavailable") return Code::Service_Unavailable;
+  if (c == "engine_unavailable" || c == "shutting_down" || c == "billing_unavailable" || c == "overloaded") {
+    return Code::Service_Unavailable;
+  }
   if (c == "store_failed" || c == "internal") return Code::Internal_Server_Error;
   return Code::Bad_Request;  // everything else is a mistake in the request
 }
@@ -55,7 +57,11 @@ struct Reply {
 };
 
 Reply json_reply(Code code, const json::value& body) { return Reply{code, json::serialize(body)}; }
-Reply error_reply(const Error& e) { return json_reply(status_for(e), error_body(e)); }
+Reply error_reply(const Error& e) {
+  Reply r = json_reply(status_for(e), error_body(e));
+  if (e.code == "overloaded") r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
 
 // Any response header by name: Pistache 0.0.5 writes only typed headers (addRaw()'s are
 // silently dropped from responses).
@@ -807,6 +813,14 @@ class Handler final : public Pistache::Http::Handler {
   HTTP_PROTOTYPE(Handler)
   explicit Handler(std::shared_ptr<RestServer::State> state) : state_(std::move(state)) {}
   void onRequest(const Pistache::Http::Request& request, ResponseWriter response) override {
+    // Pistache 0.0.5 answers "Connection: close" to an HTTP/1.1 request that does not
+    // mention the connection, though keep-alive is HTTP/1.1's default (RFC 9112 9.3):
+    // clients then open a connection per request. Say what HTTP/1.1 means.
+    if (request.version() == Pistache::Http::Version::Http11 &&
+        !request.headers().has<Pistache::Http::Header::Connection>()) {
+      response.headers().remove<Pistache::Http::Header::Connection>();
+      response.headers().add<Pistache::Http::Header::Connection>(Pistache::Http::ConnectionControl::KeepAlive);
+    }
     state_->handle(request, std::move(response));
   }
 

@@ -219,7 +219,8 @@ Result<ServiceOptions> parse_service(const json::value& value) {
   const auto& object = value.get_object();
   if (auto ok = check_keys(object, path,
                            {"campaigns", "a_ring_timeout_seconds", "b_ring_timeout_seconds", "warning_before_seconds",
-                            "warning_repeat_seconds", "max_duration_seconds", "show_callee_to_caller", "service_number"});
+                            "warning_repeat_seconds", "max_duration_seconds", "show_callee_to_caller", "service_number",
+                            "max_in_flight"});
       !ok) {
     return ok.error();
   }
@@ -232,6 +233,12 @@ Result<ServiceOptions> parse_service(const json::value& value) {
                                   {"warning_repeat_seconds", &options.warning_repeat, 1},
                                   {"max_duration_seconds", &options.max_duration, 1}}) {
     if (auto ok = seconds_field(object, path, key, *target, min, day); !ok) return ok.error();
+  }
+  if (const auto* v = object.if_contains("max_in_flight")) {
+    if (!v->is_int64() || v->get_int64() < 0 || v->get_int64() > 10'000'000) {
+      return type_error(path + ".max_in_flight", "whole number from 0 (no limit) to 10000000", *v);
+    }
+    options.max_in_flight = static_cast<std::size_t>(v->get_int64());
   }
   if (const auto* v = object.if_contains("show_callee_to_caller")) {
     if (!v->is_bool()) return type_error(path + ".show_callee_to_caller", "boolean", *v);

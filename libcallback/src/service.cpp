@@ -198,6 +198,12 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
     return error;
   };
   if (auto ok = request.validate(); !ok) return refuse_now(ok.error());
+  if (options_.max_in_flight != 0 && active_.size() >= options_.max_in_flight) {
+    return refuse_now(Error{"overloaded",
+                            std::to_string(active_.size()) + " callbacks are in flight, the most this service takes; "
+                                                             "try again shortly",
+                            {}});
+  }
   if (!request.idempotency_key.empty()) {
     if (auto it = idempotency_.find(request.idempotency_key); it != idempotency_.end()) {
       if (done) done(it->second);

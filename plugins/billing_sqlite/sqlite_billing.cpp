@@ -285,7 +285,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
     Authorization& result = *out;
     if (const auto* account_id = std::get_if<AccountId>(&request.payer)) {
       [&] {
-      SQLite::Statement select(db,
+      SQLite::Statement& select = prepared(db,
                                "SELECT currency, minor_exponent, balance_micros, credit_limit_micros, reserved_micros, "
                                "status, tariff, secret_hash FROM account WHERE id = ?");
       select.bindNoCopy(1, account_id->value);
@@ -355,7 +355,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
         return;
       }
       const Money amount = rate_a ? line_b->rate.cost(seconds) + rate_a->cost(seconds) : line_b->rate.cost(seconds);
-      SQLite::Statement insert(db,
+      SQLite::Statement& insert = prepared(db,
                                "INSERT INTO reservation (id, account_id, call_id, amount_micros, max_seconds, rate, "
                                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
       insert.bindNoCopy(1, reservation_id);
@@ -376,7 +376,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
     } else {
       const auto& campaign_id = std::get<CampaignId>(request.payer).value;
       [&] {
-      SQLite::Statement select(db,
+      SQLite::Statement& select = prepared(db,
                                "SELECT limit_seconds, uses_per_day, once_ever, min_hours_between, "
                                "daily_budget_seconds, status FROM campaign WHERE id = ?");
       select.bindNoCopy(1, campaign_id);
@@ -395,7 +395,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       }
       const std::string caller = request.caller.digits();
       // A use is a call that is in flight or talked; attempts that never connected do not count.
-      SQLite::Statement uses(db,
+      SQLite::Statement& uses = prepared(db,
                              "SELECT COUNT(*), COALESCE(SUM(day = ?), 0), MAX(at) FROM campaign_use "
                              "WHERE campaign = ? AND caller = ? AND (status = 'open' OR (status = 'settled' AND seconds > 0))");
       uses.bind(1, today(now));
@@ -434,7 +434,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
         }
         seconds = std::min(seconds, std::chrono::seconds(left));
       }
-      SQLite::Statement insert(db,
+      SQLite::Statement& insert = prepared(db,
                                "INSERT INTO reservation (id, campaign, call_id, max_seconds, rate, created_at) "
                                "VALUES (?, ?, ?, ?, '', ?)");
       insert.bindNoCopy(1, reservation_id);

@@ -139,6 +139,8 @@ struct AmiEngine::Server {
   std::uint64_t action_seq = 0;
   std::string challenge_id, login_id, ping_id, dialplan_id, channels_id;
   bool ping_outstanding = false;
+  std::uint64_t received = 0;          // bytes read on this connection
+  std::uint64_t received_at_ping = 0;  // `received` when the outstanding Ping went out
   std::size_t in_flight = 0;
   std::set<std::string> listed_linkedids;  // CoreShowChannels after a reconnect
   std::set<std::string> listed_uniqueids;
@@ -199,6 +201,7 @@ struct AmiEngine::Server {
     socket.async_read_some(asio::buffer(read_buffer), [this, gen](const boost::system::error_code& e, std::size_t n) {
       if (gen != generation) return;
       if (e) return lost(e == asio::error::eof ? "Asterisk closed the connection" : "read failed: " + e.message());
+      received += n;
       auto ok = parser.feed(std::string_view(read_buffer.data(), n),
                             [&](const ami::MessageView& message) { engine.on_message(*this, message); });
       if (gen != generation) return;  // a handler dropped the connection
@@ -232,8 +235,17 @@ struct AmiEngine::Server {
     ping_timer.expires_after(engine.options_.ping_interval);
     ping_timer.async_wait([this, gen](const boost::system::error_code& e) {
       if (e || gen != generation || state != State::ready) return;
-      if (ping_outstanding) return lost("no answer to Ping within " + std::to_string(engine.options_.ping_interval.count()) + " ms");
+      if (ping_outstanding) {
+        // Anything read since the Ping proves the link alive: a busy Asterisk answers a
+        // Ping behind megabytes of events. Only a silent interval means it is gone.
+        if (received == received_at_ping) {
+          return lost("no answer to Ping within " + std::to_string(engine.options_.ping_interval.count()) + " ms");
+        }
+        received_at_ping = received;
+        return schedule_ping();
+      }
       ping_outstanding = true;
+      received_at_ping = received;
       ping_id = next_id("ping");
       send(ami::Action("Ping").add("ActionID", ping_id).str());
       if (!dialplan_ok) check_dialplan();

@@ -527,6 +527,28 @@ TEST_F(FlowTest, TheSeedsAccountIsChargedForWhatItTalkedThroughRealBilling) {
   engine.reset();
 }
 
+// Liveness: an Asterisk that says nothing for a whole Ping interval is given up on; one
+// that is only slow to answer the Ping (behind a flood of events) is not.
+TEST_F(FlowTest, ASilentAsteriskIsLostAButABusyOneIsNot) {
+  auto options = engine_options();
+  options.ping_interval = 100ms;
+  connect(options);
+  asterisk.set_answering_pings(false);
+  // Busy: events keep coming for four intervals, the Pong never does.
+  for (int i = 0; i < 16; ++i) {
+    asterisk.send_raw_to_all("Event: Newexten\r\nPrivilege: dialplan,all\r\nChannel: Local/9000@phones-1;1\r\n\r\n");
+    io.run_for(25ms);
+  }
+  EXPECT_TRUE(engine->status().servers.at(0).connected) << engine->status().servers.at(0).detail;
+  EXPECT_EQ(log_text.str().find("no answer to Ping"), std::string::npos) << log_text.str();
+  // Silent: lost within two intervals.
+  ASSERT_TRUE(run_until([&] { return !engine->status().servers.at(0).connected; }, 2s));
+  EXPECT_NE(log_text.str().find("no answer to Ping"), std::string::npos) << log_text.str();
+  // Answering again: back.
+  asterisk.set_answering_pings(true);
+  EXPECT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+}
+
 TEST_F(FlowTest, CallsSpreadOverSeveralServers) {
   fake::FakeAsterisk second{{.time_scale = time_scale, .recordings = CALLBACK_ASTERISK_RECORDINGS}};
   second.start();

@@ -663,9 +663,26 @@ TEST_F(RestApiTest, ThePageInAccountModeNeedsTheAccountAndItsPin) {
   EXPECT_EQ(request("GET", "/v1/accounts/123").json().at("balance").as_string(), "5.00");
 }
 
+TEST_F(RestApiTest, BeyondItsLimitInFlightTheServiceSaysTryAgain) {
+  server->stop();
+  runtime->stop(std::chrono::seconds{0});
+  start([](ServiceConfig& c) { c.service.max_in_flight = 2; });
+  // 4001 does not answer for a long while: two calls stay in flight.
+  (void)post_callback("1001", "4001", R"("campaign": "free")");
+  (void)post_callback("1002", "4001", R"("campaign": "free")");
+  auto third = request("POST", "/v1/callbacks", R"({"caller": "1003", "callee": "4001", "campaign": "free"})");
+  EXPECT_EQ(third.status, 503) << third.body;
+  EXPECT_EQ(third.error_code(), "overloaded");
+  EXPECT_EQ(third.headers["retry-after"], "1");
+  EXPECT_EQ(request("GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 2u);
+}
+
 TEST_F(RestApiTest, HealthAndMetrics) {
   auto health = request("GET", "/healthz", {}, {}, false);
   ASSERT_EQ(health.status, 200) << health.body;
+  // HTTP/1.1 keeps the connection unless asked not to.
+  EXPECT_EQ(health.headers["connection"], "Keep-Alive");
+  EXPECT_EQ(request("GET", "/healthz", {}, {"Connection: close"}, false).headers["connection"], "Close");
   EXPECT_EQ(health.json().at("engines").at("connected").as_int64(), 1);
   conforms(health, "Health");
   (void)post_callback("1001", "3001", R"("campaign": "free")");

@@ -68,6 +68,9 @@ struct ServiceOptions {
   // Slack on top of every stage's own time before the service gives up on the engine
   // and ends the call itself (hang up, then "engine lost").
   std::chrono::seconds stage_grace{10};
+  // Beyond this many callbacks in flight new ones are refused ("overloaded") instead of
+  // piling up faster than Asterisk can place them. 0: no limit.
+  std::size_t max_in_flight = 20'000;
   std::map<std::string, CampaignLimits, std::less<>> campaigns;  // campaign id -> limits
 };
 

@@ -347,6 +347,7 @@ struct ServerState {
   std::thread thread;
   std::uint16_t port = 0;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+  bool answering_pings = true;  // on the fake's thread
 
   // Observed by tests (any thread).
   mutable std::mutex mutex;
@@ -512,7 +513,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     if (!logged_in_) return send(response(m, "Error", "Permission denied"));
-    if (ami::iequals(action, "Ping")) return ping(m);
+    if (ami::iequals(action, "Ping")) {
+      if (!impl_.answering_pings) return;
+      return ping(m);
+    }
     if (ami::iequals(action, "Command")) return command(m);
     if (ami::iequals(action, "CoreShowChannels")) return core_show_channels(m);
     if (ami::iequals(action, "Originate")) return originate(m);
@@ -1059,6 +1063,10 @@ void FakeAsterisk::send_raw_to_all(std::string bytes) {
   impl_->run_sync([this, &bytes] {
     for (const auto& c : impl_->connections) c->send(bytes);
   });
+}
+
+void FakeAsterisk::set_answering_pings(bool answering) {
+  impl_->run_sync([this, answering] { impl_->answering_pings = answering; });
 }
 
 void FakeAsterisk::set_accepting(bool accepting) {

@@ -60,6 +60,7 @@ class FakeAsterisk {
   void close_all_connections();                 // TCP close, as when Asterisk dies
   void send_raw_to_all(std::string bytes);      // garbage, truncated frames, oversized headers
   void set_accepting(bool accepting);           // refuse new connections (server down)
+  void set_answering_pings(bool answering);     // false: Ping goes unanswered (a stalled Asterisk)
 
  private:
   struct Impl;
