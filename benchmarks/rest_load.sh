@@ -24,7 +24,8 @@
 #
 # Environment: DURATION (10s), CONNECTIONS (64), WRK_THREADS (2), SERVER_THREADS (2),
 #   THREAD_CPU=1 also prints the CPU of each of the server's threads over each run,
-#   KEEP=1 keeps the temporary folder (configs, logs).
+#   KEEP=1 keeps the temporary folder (configs, logs),
+#   MAX_IN_FLIGHT (20000, the default of service.max_in_flight; 0: no limit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-release}
@@ -170,7 +171,7 @@ callbackd_instance() {
   "billing": $2,
   "engines": [{"plugin": "callback.engine.ami",
                "config": {"servers": ["127.0.0.1:$ami_port"], "username": "callback", "secret": "callbacksecret"}}],
-  "service": {"campaigns": {"bench": {"limit_seconds": 60}}},
+  "service": {"campaigns": {"bench": {"limit_seconds": 60}}, "max_in_flight": ${MAX_IN_FLIGHT:-20000}},
   "server": {"listen": "127.0.0.1:0", "threads": $server_threads},
   "log": {"level": "warning"}
 }
