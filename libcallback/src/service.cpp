@@ -154,6 +154,13 @@ std::vector<std::string> CallbackService::in_flight_ids() const {
 
 std::string CallbackService::next_id() { return "cb-" + id_prefix_ + "-" + std::to_string(++sequence_); }
 
+void CallbackService::count_finished(CallState state, std::string_view outcome) {
+  context_.metrics
+      .counter("callback_finished_total", "Callbacks finished, by final state and outcome",
+               "state=\"" + std::string(to_string(state)) + "\",outcome=\"" + std::string(outcome) + "\"")
+      .add();
+}
+
 void CallbackService::notify(const CallEvent& event) {
   // An observer's failure must not cost the others their event, nor escape into the
   // event loop (this runs inside the engine's read handlers).
@@ -277,10 +284,7 @@ void CallbackService::refuse(Active& active, const Error& error, const Done& don
   if (!active.call.request().idempotency_key.empty()) idempotency_.erase(active.call.request().idempotency_key);
   if (!active.cancel_requested) active.refusal = error;
   enter(active, active.cancel_requested ? CallState::canceled : CallState::failed);
-  context_.metrics
-      .counter("callback_finished_total", "Callbacks finished, by outcome",
-               "state=\"" + std::string(to_string(active.call.state())) + "\"")
-      .add();
+  count_finished(active.call.state(), active.cancel_requested ? "canceled" : "refused");
   retire(active);  // destroys `active`
   if (done) done(error);
 }
@@ -559,10 +563,6 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
   if (auto ok = call.transition(final_state, now); !ok) {
     context_.log.warning("callback.service", ok.error().message);
   }
-  context_.metrics
-      .counter("callback_finished_total", "Callbacks finished, by outcome",
-               "state=\"" + std::string(to_string(call.state())) + "\"")
-      .add();
   CallEvent event{call, previous, announcement, cost, active.limit};
   if (call.state() == CallState::canceled) {
     event.outcome = "canceled";
@@ -571,6 +571,7 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
   } else {
     event.outcome = announcement ? std::string(to_string(*announcement)) : "completed";
   }
+  count_finished(call.state(), event.outcome);
   pending_events_.push_back(std::move(event));
   retire(active);
   if (!flush_posted_) {

@@ -685,8 +685,12 @@ TEST_F(RestApiTest, HealthAndMetrics) {
   EXPECT_EQ(request("GET", "/healthz", {}, {"Connection: close"}, false).headers["connection"], "Close");
   EXPECT_EQ(health.json().at("engines").at("connected").as_int64(), 1);
   conforms(health, "Health");
-  (void)post_callback("1001", "3001", R"("campaign": "free")");
+  const std::string id = post_callback("1001", "3001", R"("campaign": "free")");
+  (void)events("/v1/callbacks/" + id + "/events");  // to its end
   auto metrics = request("GET", "/metrics", {}, {}, false);
+  EXPECT_NE(metrics.body.find("callback_finished_total{state=\"completed\",outcome=\"partner_busy\"} 1\n"),
+            std::string::npos)
+      << metrics.body;
   ASSERT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.body.find("callbackd_http_requests_total{class=\"2xx\"}"), std::string::npos) << metrics.body;
   EXPECT_NE(metrics.body.find("callback_engine_connections 1"), std::string::npos) << metrics.body;

@@ -136,6 +136,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   void maybe_finish(Active& active);
   void finish(Active& active, bool engine_lost);
   void notify(const CallEvent& event);
+  void count_finished(CallState state, std::string_view outcome);
   std::string next_id();
 
   Context& context_;
