@@ -13,6 +13,11 @@ const char* version() noexcept { return CALLBACK_VERSION_STRING; }
 
 Component::~Component() = default;
 CdrStore::~CdrStore() = default;
+
+void CdrStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {
+  Status stored = append(std::span<Cdr>(cdrs));
+  done(std::move(stored), std::move(cdrs));
+}
 AccountStore::~AccountStore() = default;
 LedgerStore::~LedgerStore() = default;
 Rater::~Rater() = default;

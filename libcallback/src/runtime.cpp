@@ -29,7 +29,8 @@ class Runtime::Sink final : public TriggerSink, public CallObserver {
   }
   void update() {
     std::lock_guard lock(mutex_);
-    in_flight_ = runtime_.service().in_flight();
+    // Drained once nothing runs and every ending is recorded and told.
+    in_flight_ = runtime_.service().in_flight() + (runtime_.service().endings_pending() ? 1 : 0);
     changed_.notify_all();
   }
   // Waits until nothing is in flight or `timeout` passes; true when drained.

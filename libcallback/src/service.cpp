@@ -143,6 +143,7 @@ CallbackService::~CallbackService() {
     }
   }
   if (!cdrs.empty()) (void)store_.cdrs().append(cdrs);  // observers may be gone: store only
+  store_.cdrs().flush();  // and what is still on its way to the disk
 }
 
 std::vector<std::string> CallbackService::in_flight_ids() const {
@@ -587,25 +588,46 @@ void CallbackService::flush_endings() {
   flush_posted_ = false;
   std::vector<Cdr> cdrs = std::exchange(pending_cdrs_, {});
   std::vector<CallEvent> events = std::exchange(pending_events_, {});
-  if (!cdrs.empty()) {
-    if (auto stored = store_.cdrs().append(cdrs); !stored) {
-      // Kept and tried again (a locked or full disk passes): a CDR is never dropped.
-      context_.log.error("callback.service", std::to_string(cdrs.size()) + " CDRs not stored yet (" +
-                                                 stored.error().message + "); trying again in 1 s");
-      pending_cdrs_.insert(pending_cdrs_.begin(), std::make_move_iterator(cdrs.begin()),
-                           std::make_move_iterator(cdrs.end()));
-      if (!cdr_retry_armed_) {
-        cdr_retry_armed_ = true;
-        std::weak_ptr<int> alive = alive_;
-        cdr_retry_ = context_.clock.schedule(std::chrono::seconds{1}, [this, alive] {
-          if (alive.expired()) return;
-          cdr_retry_armed_ = false;
-          if (!flush_posted_) flush_endings();
-        });
-      }
-    }
+  if (cdrs.empty()) {
+    for (const auto& event : events) notify(event);
+    return;
   }
-  for (const auto& event : events) notify(event);
+  // The store writes on its own thread (the event loop never waits for the disk); the
+  // endings are told once their CDRs are stored, back on this thread.
+  std::weak_ptr<int> alive = alive_;
+  boost::asio::io_context& io = context_.io;
+  Logger& log = context_.log;
+  ++cdr_writes_;
+  store_.cdrs().append_async(
+      std::move(cdrs), [this, alive, &io, &log, events = std::move(events)](Status stored, std::vector<Cdr> back) mutable {
+        if (alive.expired()) {
+          if (!stored) log.error("callback.service", std::to_string(back.size()) + " CDRs not stored at shutdown: " +
+                                                         stored.error().message);
+          return;
+        }
+        boost::asio::post(io, [this, alive, stored = std::move(stored), back = std::move(back),
+                               events = std::move(events)]() mutable {
+          if (alive.expired()) return;
+          --cdr_writes_;
+          if (!stored) keep_for_retry(std::move(back), stored.error());
+          for (const auto& event : events) notify(event);
+        });
+      });
+}
+
+void CallbackService::keep_for_retry(std::vector<Cdr> cdrs, const Error& error) {
+  // Kept and tried again (a locked or full disk passes): a CDR is never dropped.
+  context_.log.error("callback.service", std::to_string(cdrs.size()) + " CDRs not stored yet (" + error.message +
+                                             "); trying again in 1 s");
+  pending_cdrs_.insert(pending_cdrs_.begin(), std::make_move_iterator(cdrs.begin()), std::make_move_iterator(cdrs.end()));
+  if (cdr_retry_armed_) return;
+  cdr_retry_armed_ = true;
+  std::weak_ptr<int> alive = alive_;
+  cdr_retry_ = context_.clock.schedule(std::chrono::seconds{1}, [this, alive] {
+    if (alive.expired()) return;
+    cdr_retry_armed_ = false;
+    if (!flush_posted_) flush_endings();
+  });
 }
 
 void CallbackService::retire(Active& active) {

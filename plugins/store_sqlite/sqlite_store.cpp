@@ -32,6 +32,66 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opti
 
 // --- CDRs ------------------------------------------------------------------------------
 
+SqliteStore::~SqliteStore() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+  }
+  queue_changed_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+void SqliteStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    queue_.push_back({std::move(cdrs), std::move(done)});
+    if (!writer_.joinable()) writer_ = std::thread([this] { write_loop(); });
+  }
+  queue_changed_.notify_all();
+}
+
+void SqliteStore::flush() {
+  std::unique_lock lock(queue_mutex_);
+  queue_changed_.wait(lock, [this] { return queue_.empty() && writing_ == 0; });
+}
+
+void SqliteStore::write_loop() {
+  std::unique_lock lock(queue_mutex_);
+  while (true) {
+    queue_changed_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything is written
+    std::vector<Batch> batches(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    writing_ = batches.size();
+    lock.unlock();
+    // All in one transaction; if that fails, each batch alone, so one bad batch does not
+    // hold back the others and each caller learns its own outcome.
+    bool together = false;
+    if (batches.size() > 1) {
+      std::vector<Cdr> all;
+      for (auto& b : batches) all.insert(all.end(), b.cdrs.begin(), b.cdrs.end());
+      together = append(std::span<Cdr>(all)).ok();
+      if (together) {  // the ids the store gave them
+        std::size_t i = 0;
+        for (auto& b : batches) {
+          for (auto& cdr : b.cdrs) cdr.id = all[i++].id;
+        }
+      }
+    }
+    for (auto& b : batches) {
+      Status stored = together ? ok_status() : append(std::span<Cdr>(b.cdrs));
+      try {
+        b.done(std::move(stored), std::move(b.cdrs));
+      } catch (...) {
+        // a caller's continuation must not stop the writer
+      }
+    }
+    lock.lock();
+    writing_ = 0;
+    queue_changed_.notify_all();
+  }
+}
+
 Status SqliteStore::append(std::span<Cdr> cdrs) {
   std::lock_guard lock(mutex_);
   try {

@@ -12,7 +12,10 @@
 
 #include <filesystem>
 #include <memory>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <thread>
 #include <string>
 
 namespace callback::store_sqlite {
@@ -32,9 +35,16 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
   [[nodiscard]] int schema_version() const override { return schema_version_; }
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
+  ~SqliteStore() override;  // writes what append_async still holds
+
   // CdrStore
   Status append(std::span<Cdr> cdrs) override;
   using CdrStore::append;
+  // On a writer thread of the store's: what is queued meanwhile goes in one transaction
+  // (group commit), so the caller's event loop never waits for the disk or for another
+  // writer's lock on the file.
+  void append_async(std::vector<Cdr> cdrs, AppendDone done) override;
+  void flush() override;
   Status query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) override;
   // AccountStore
   Status create(const Account& account) override;
@@ -50,8 +60,21 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
       : db_(std::move(db)), path_(std::move(path)) {}
   Result<std::optional<Account>> find_locked(const std::string& id);
 
+  void write_loop();
+
   std::mutex mutex_;
   std::unique_ptr<SQLite::Database> db_;
+  // append_async's queue and writer thread (started on first use).
+  struct Batch {
+    std::vector<Cdr> cdrs;
+    AppendDone done;
+  };
+  std::mutex queue_mutex_;
+  std::condition_variable queue_changed_;
+  std::deque<Batch> queue_;
+  std::size_t writing_ = 0;  // batches taken by the writer, not yet answered
+  bool stopping_ = false;
+  std::thread writer_;
   std::unique_ptr<SQLite::Statement> insert_cdr_;  // prepared on first use; guarded by mutex_
   std::filesystem::path path_;
   int schema_version_ = 0;

@@ -115,6 +115,10 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   static constexpr std::size_t finished_kept = 10'000;
   [[nodiscard]] std::size_t in_flight() const noexcept { return active_.size(); }
   [[nodiscard]] std::vector<std::string> in_flight_ids() const;
+  // Calls that ended but whose CDRs are not stored (and endings not told) yet.
+  [[nodiscard]] bool endings_pending() const noexcept {
+    return !pending_cdrs_.empty() || !pending_events_.empty() || cdr_writes_ != 0;
+  }
   void subscribe(CallObserver& observer) { observers_.push_back(&observer); }
 
   // EngineObserver
@@ -129,6 +133,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   void refuse(Active& active, const Error& error, const Done& done);
   void complete(const std::string& id, std::optional<Money> cost);
   void flush_endings();
+  void keep_for_retry(std::vector<Cdr> cdrs, const Error& error);
   void retire(Active& active);  // from in flight to finished
   void enter(Active& active, CallState to, std::optional<Announcement> announcement = {});
   void arm_stage_timer(Active& active, std::chrono::seconds budget);
@@ -163,6 +168,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   std::vector<Cdr> pending_cdrs_;
   std::vector<CallEvent> pending_events_;
   bool flush_posted_ = false;
+  std::size_t cdr_writes_ = 0;  // append_async calls not answered yet
   bool cdr_retry_armed_ = false;
   TimerHandle cdr_retry_;
 };

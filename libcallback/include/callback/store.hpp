@@ -40,6 +40,13 @@ class CALLBACK_EXPORT CdrStore {
   // Appends the records in one transaction: all or none. Assigns their ids.
   virtual Status append(std::span<Cdr> cdrs) = 0;
   Status append(Cdr& cdr) { return append(std::span<Cdr>(&cdr, 1)); }
+  // The same without blocking the caller: `done` gets the outcome and the records back
+  // (to keep and retry on failure), on a thread of the store's. Batches are written in
+  // the order given. The default writes at once, on the caller's thread.
+  using AppendDone = std::function<void(Status, std::vector<Cdr>)>;
+  virtual void append_async(std::vector<Cdr> cdrs, AppendDone done);
+  // Waits until every append_async so far has been written (or has failed).
+  virtual void flush() {}
   // Visits matching records in calldate order without holding them all in memory.
   virtual Status query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) = 0;
 };
