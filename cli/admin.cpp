@@ -23,34 +23,18 @@ namespace json = boost::json;
 
 namespace {
 
-// The store and billing of the configured (or default) service, opened in-process.
-struct Embedded {
-  boost::asio::io_context io;
-  SystemClock clock{io};
-  StreamLogger log{std::cerr, LogLevel::warning};
-  Metrics metrics;
-  Context context{io, clock, log, metrics};
-  ServiceConfig config;
-  std::unique_ptr<PluginLoader> loader;
-  PluginPtr<Store> store;
-  PluginPtr<Billing> billing;
-};
-
-
 // Errors of our input are 2; failures of the store or billing are 1.
 int code_for(const Error& e) {
   return e.code.rfind("store_", 0) == 0 || e.code.rfind("billing_", 0) == 0 ? exit_failure : exit_bad_input;
 }
 
+}  // namespace
+
 Result<std::unique_ptr<Embedded>> open_embedded(const PluginSource& source, bool need_billing) {
   auto embedded = std::make_unique<Embedded>();
-  if (source.config) {
-    auto config = load_config(*source.config);
-    if (!config) return config.error();
-    embedded->config = std::move(*config);
-  } else {
-    embedded->config = default_config();
-  }
+  auto config = service_config(source);
+  if (!config) return config.error();
+  embedded->config = std::move(*config);
   auto dirs = source.plugin_dirs;
   dirs.insert(dirs.end(), embedded->config.plugin_dirs.begin(), embedded->config.plugin_dirs.end());
   embedded->loader = std::make_unique<PluginLoader>(dirs);
@@ -66,6 +50,8 @@ Result<std::unique_ptr<Embedded>> open_embedded(const PluginSource& source, bool
   }
   return embedded;
 }
+
+namespace {
 
 // As open_embedded, for commands on billing's own data: the backend must keep it.
 Result<std::unique_ptr<Embedded>> open_admin(const PluginSource& source, const std::string& what) {

@@ -4,9 +4,17 @@
 #include "commands.hpp"
 #include "http_client.hpp"
 
+#include <callback/billing.hpp>
+#include <callback/context.hpp>
 #include <callback/operations.hpp>
+#include <callback/plugin_loader.hpp>
+#include <callback/store.hpp>
+
+#include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +22,21 @@
 namespace callback::cli {
 
 using AccountAdd = AccountForm;
+
+// The store (and billing, if asked) of the config, opened in this process.
+struct Embedded {
+  boost::asio::io_context io;
+  SystemClock clock{io};
+  StreamLogger log{std::cerr, LogLevel::warning};
+  Metrics metrics;
+  Context context{io, clock, log, metrics};
+  ServiceConfig config;
+  std::unique_ptr<PluginLoader> loader;
+  PluginPtr<Store> store;
+  PluginPtr<Billing> billing;
+};
+[[nodiscard]] Result<std::unique_ptr<Embedded>> open_embedded(const PluginSource& source, bool need_billing);
+
 struct CdrFilter {
   std::string since, until, account, number;  // times as YYYY-MM-DD[ HH:MM:SS], UTC
   std::size_t limit = 0;

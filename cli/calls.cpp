@@ -1,5 +1,6 @@
 #include "calls.hpp"
 
+#include "admin.hpp"
 #include "daemon.hpp"
 #include "http_client.hpp"
 #include "table.hpp"
@@ -137,11 +138,6 @@ class Printer final : public CallObserver {
   json::object final_;
 };
 
-Result<ServiceConfig> config_of(const PluginSource& source) {
-  if (source.config) return load_config(*source.config);
-  return default_config();
-}
-
 }  // namespace
 
 int serve_command(const PluginSource& source, const std::optional<std::string>& listen) {
@@ -176,7 +172,7 @@ int call_command(const PluginSource& source, const Remote& remote, const CallArg
   }
 
   // Embedded: this process runs the service until the call ends.
-  auto config = config_of(source);
+  auto config = service_config(source);
   if (!config) return fail(output, config.error(), exit_bad_input);
   CallbackForm form{.caller = args.caller, .callee = args.callee, .origin = Origin::cli, .secret = args.pin};
   form.payer = args.account.empty() ? Payer{CampaignId{args.campaign}} : Payer{AccountId{args.account}};
@@ -239,20 +235,11 @@ int status_command(const PluginSource& source, const Remote& remote, const std::
     return exit_for(cb);
   }
   // Embedded: what the records say (the call itself lives in callbackd).
-  auto config = config_of(source);
-  if (!config) return fail(output, config.error(), exit_bad_input);
-  boost::asio::io_context io;
-  SystemClock clock{io};
-  std::ostringstream sink;
-  StreamLogger log{sink, LogLevel::error};
-  Metrics metrics;
-  Context context{io, clock, log, metrics};
-  PluginLoader loader(source.plugin_dirs);
-  auto store = loader.create_from_config<Store>(*config->store, context);
-  if (!store) return fail(output, store.error(), exit_bad_input);
+  auto embedded = open_embedded(source, false);
+  if (!embedded) return fail(output, embedded.error(), exit_bad_input);
   json::array cdrs;
   Table table({"LEG", "SRC", "DST", "DISPOSITION", "BILLSEC", "CAUSE", "COST"});
-  auto ok = (*store)->cdrs().query({.callback_id = id}, [&](const Cdr& c) {
+  auto ok = (*embedded)->store->cdrs().query({.callback_id = id}, [&](const Cdr& c) {
     cdrs.push_back(to_json(c));
     table.add({std::string(to_string(c.leg)), c.src, c.dst, std::string(to_string(c.disposition)),
                std::to_string(c.billsec), std::to_string(c.hangup_cause.code()), c.cost ? c.cost->format() : ""});

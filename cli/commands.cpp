@@ -16,6 +16,11 @@ namespace callback::cli {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
+Result<ServiceConfig> service_config(const PluginSource& source) {
+  if (source.config) return load_config(*source.config);
+  return default_config();
+}
+
 int fail(const Output& output, const Error& error, int code) {
   if (output.json) output.out << json::serialize(error_body(error)) << '\n';
   output.err << "callbackctl: " << error.describe() << '\n';
@@ -26,12 +31,10 @@ namespace {
 
 // The search path: --plugin-dir first, then the config's plugin_dirs.
 Result<std::vector<fs::path>> plugin_dirs(const PluginSource& source) {
+  auto config = service_config(source);
+  if (!config) return config.error();
   std::vector<fs::path> dirs = source.plugin_dirs;
-  if (source.config) {
-    auto config = load_config(*source.config);
-    if (!config) return config.error();
-    dirs.insert(dirs.end(), config->plugin_dirs.begin(), config->plugin_dirs.end());
-  }
+  dirs.insert(dirs.end(), config->plugin_dirs.begin(), config->plugin_dirs.end());
   return dirs;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // callbackctl's commands: each takes a typed argument struct, calls the library and
 // prints the result, and returns the process exit code. No business rule lives here.
+#include <callback/config.hpp>
 #include <callback/error.hpp>
 
 #include <filesystem>
@@ -29,6 +30,9 @@ struct PluginSource {
   std::optional<std::filesystem::path> config;  // --config: its plugin_dirs join the search path
   std::vector<std::filesystem::path> plugin_dirs;  // --plugin-dir
 };
+
+// The --config file, or the embedded defaults without one.
+[[nodiscard]] Result<ServiceConfig> service_config(const PluginSource& source);
 
 int version_command(const Output& output);
 int plugins_list_command(const PluginSource& source, const Output& output);

@@ -20,13 +20,9 @@ namespace {
 
 
 Result<std::unique_ptr<rest::ApiKeys>> open_keys(const PluginSource& source) {
-  ServiceConfig config = default_config();
-  if (source.config) {
-    auto loaded = load_config(*source.config);
-    if (!loaded) return loaded.error();
-    config = std::move(*loaded);
-  }
-  return rest::ApiKeys::open(rest::keys_database_path(config));
+  auto config = service_config(source);
+  if (!config) return config.error();
+  return rest::ApiKeys::open(rest::keys_database_path(*config));
 }
 
 json::object key_json(const rest::ApiKeyInfo& k) {

@@ -2,6 +2,7 @@
 
 #include <callback/json.hpp>
 #include <callback/operations.hpp>
+#include <callback/options.hpp>
 #include <callback/timestamp.hpp>
 #include <callback/web.hpp>
 
@@ -11,6 +12,7 @@
 #include <pistache/peer.h>
 
 #include <charconv>
+#include <functional>
 #include <sstream>
 #include <openssl/rand.h>
 
@@ -151,95 +153,66 @@ Result<std::optional<Timestamp>> time_param(const Pistache::Http::Request& reque
   return std::optional<Timestamp>{*at};
 }
 
-std::optional<CallState> state_from_string(std::string_view name) {
-  for (auto s : {CallState::created, CallState::authorizing, CallState::dialing_a, CallState::a_answered,
-                 CallState::dialing_b, CallState::bridged, CallState::completed, CallState::failed,
-                 CallState::canceled}) {
-    if (to_string(s) == name) return s;
-  }
-  return std::nullopt;
-}
-
 }  // namespace
 
+// The "server" block, checked like a plugin's block (types, ranges, unknown keys).
+const std::vector<OptionSpec>& server_option_specs() {
+  using T = OptionType;
+  static const std::vector<OptionSpec> specs{
+      {.name = "listen", .type = T::string, .default_value = "127.0.0.1:8080", .description = "host:port"},
+      {.name = "threads", .type = T::integer, .default_value = 2, .description = "HTTP threads", .min = 1, .max = 64},
+      {.name = "max_body_bytes", .type = T::integer, .default_value = 16 * 1024, .description = "larger bodies: 413",
+       .min = 1024, .max = 64 * 1024 * 1024},
+      {.name = "max_import_bytes", .type = T::integer, .default_value = 64 * 1024 * 1024,
+       .description = "a rate deck's CSV", .min = 1024, .max = 1024LL * 1024 * 1024},
+      {.name = "shutdown_grace_seconds", .type = T::integer, .default_value = 30,
+       .description = "calls in flight get this long to end at SIGTERM", .min = 0, .max = 86400},
+      {.name = "keepalive_seconds", .type = T::integer, .default_value = 60, .description = "idle connections",
+       .min = 1, .max = 86400},
+      {.name = "stream_timeout_seconds", .type = T::integer, .default_value = 60,
+       .description = "request timeout; event streams are cut after it", .min = 1, .max = 86400},
+      {.name = "stream_ping_seconds", .type = T::integer, .default_value = 15,
+       .description = "keep-alive comments on event streams", .min = 1, .max = 3600},
+      {.name = "keys_db", .type = T::string, .default_value = "",
+       .description = "API keys' database (read by keys_database_path)"},
+      {.name = "webhook_attempts", .type = T::integer, .default_value = 6, .description = "per webhook", .min = 1,
+       .max = 100},
+      {.name = "webhook_first_retry_ms", .type = T::integer, .default_value = 1000,
+       .description = "doubles each time", .min = 1, .max = 3'600'000},
+      {.name = "webhook_timeout_ms", .type = T::integer, .default_value = 5000, .description = "per attempt",
+       .min = 100, .max = 600'000},
+  };
+  return specs;
+}
+
 Result<ServerOptions> parse_server_options(const json::value& block) {
+  auto checked = validate_options(server_option_specs(), block, "server");
+  if (!checked) return checked.error();
+  const Options& o = *checked;
   ServerOptions options;
-  if (block.is_null()) return options;
-  if (!block.is_object()) return Error{"config.type", "expected object", "server"};
-  for (const auto& [key, value] : block.get_object()) {
-    const std::string field = "server." + std::string(key);
-    auto whole = [&](std::int64_t min, std::int64_t max) -> Result<std::int64_t> {
-      if (!value.is_int64() || value.get_int64() < min || value.get_int64() > max) {
-        return Error{"config.type", "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max),
-                     field};
-      }
-      return value.get_int64();
-    };
-    if (key == "listen") {
-      if (!value.is_string()) return Error{"config.type", "expected \"host:port\"", field};
-      const std::string text(value.get_string());
-      const auto colon = text.rfind(':');
-      int port = -1;
-      if (colon != std::string::npos) {
-        auto [end, ec] = std::from_chars(text.data() + colon + 1, text.data() + text.size(), port);
-        if (ec != std::errc{} || end != text.data() + text.size()) port = -1;
-      }
-      if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535) {
-        return Error{"config.value", "expected \"host:port\" such as \"127.0.0.1:8080\", got \"" + text + "\"", field};
-      }
-      options.host = text.substr(0, colon);
-      options.port = static_cast<std::uint16_t>(port);
-    } else if (key == "threads") {
-      auto n = whole(1, 64);
-      if (!n) return n.error();
-      options.threads = static_cast<int>(*n);
-    } else if (key == "max_body_bytes") {
-      auto n = whole(1024, 64 * 1024 * 1024);
-      if (!n) return n.error();
-      options.max_body = static_cast<std::size_t>(*n);
-    } else if (key == "max_import_bytes") {
-      auto n = whole(1024, 1024LL * 1024 * 1024);
-      if (!n) return n.error();
-      options.max_import = static_cast<std::size_t>(*n);
-    } else if (key == "shutdown_grace_seconds") {
-      auto n = whole(0, 86400);
-      if (!n) return n.error();
-      options.shutdown_grace = std::chrono::seconds(*n);
-    } else if (key == "stream_timeout_seconds") {
-      auto n = whole(1, 86400);
-      if (!n) return n.error();
-      options.stream_timeout = std::chrono::seconds(*n);
-    } else if (key == "stream_ping_seconds") {
-      auto n = whole(1, 3600);
-      if (!n) return n.error();
-      options.stream_ping = std::chrono::seconds(*n);
-    } else if (key == "keepalive_seconds") {
-      auto n = whole(1, 86400);
-      if (!n) return n.error();
-      options.keepalive = std::chrono::seconds(*n);
-    } else if (key == "webhook_attempts") {
-      auto n = whole(1, 100);
-      if (!n) return n.error();
-      options.webhooks.attempts = static_cast<int>(*n);
-    } else if (key == "webhook_first_retry_ms") {
-      auto n = whole(1, 3'600'000);
-      if (!n) return n.error();
-      options.webhooks.first_retry = std::chrono::milliseconds(*n);
-    } else if (key == "webhook_timeout_ms") {
-      auto n = whole(100, 600'000);
-      if (!n) return n.error();
-      options.webhooks.timeout = std::chrono::milliseconds(*n);
-    } else if (key == "keys_db") {
-      // Read by keys_database_path(), shared with callbackctl.
-      if (!value.is_string()) return Error{"config.type", "expected a file path", field};
-    } else {
-      return Error{"config.unknown_key",
-                   "unknown key (known: listen, threads, max_body_bytes, max_import_bytes, shutdown_grace_seconds, keepalive_seconds, "
-                   "stream_timeout_seconds, stream_ping_seconds, "
-                   "keys_db, webhook_attempts, webhook_first_retry_ms, webhook_timeout_ms)",
-                   field};
-    }
+  const std::string listen = o.string("listen");
+  const auto colon = listen.rfind(':');
+  int port = -1;
+  if (colon != std::string::npos) {
+    auto [end, ec] = std::from_chars(listen.data() + colon + 1, listen.data() + listen.size(), port);
+    if (ec != std::errc{} || end != listen.data() + listen.size()) port = -1;
   }
+  if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535) {
+    return Error{"config.value", "expected \"host:port\" such as \"127.0.0.1:8080\", got \"" + listen + "\"",
+                 "server.listen"};
+  }
+  options.host = listen.substr(0, colon);
+  options.port = static_cast<std::uint16_t>(port);
+  options.threads = static_cast<int>(o.integer("threads"));
+  options.max_body = static_cast<std::size_t>(o.integer("max_body_bytes"));
+  options.max_import = static_cast<std::size_t>(o.integer("max_import_bytes"));
+  options.shutdown_grace = std::chrono::seconds(o.integer("shutdown_grace_seconds"));
+  options.keepalive = std::chrono::seconds(o.integer("keepalive_seconds"));
+  options.stream_timeout = std::chrono::seconds(o.integer("stream_timeout_seconds"));
+  options.stream_ping = std::chrono::seconds(o.integer("stream_ping_seconds"));
+  options.webhooks.attempts = static_cast<int>(o.integer("webhook_attempts"));
+  options.webhooks.first_retry = std::chrono::milliseconds(o.integer("webhook_first_retry_ms"));
+  options.webhooks.timeout = std::chrono::milliseconds(o.integer("webhook_timeout_ms"));
   return options;
 }
 
@@ -261,7 +234,8 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       : runtime(r),
         options(std::move(o)),
         keys(std::move(k)),
-        webhooks(r.context().log, r.context().metrics, options.webhooks),
+        webhooks(r.context().log, r.context().metrics,
+                 [this](const std::string& owner) { return keys->webhook_secret(owner); }, options.webhooks),
         requests_ok(r.context().metrics.counter("callbackd_http_requests_total", "HTTP requests by status class",
                                                 "class=\"2xx\"")),
         requests_client_error(r.context().metrics.counter("callbackd_http_requests_total",
@@ -275,13 +249,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       if (snapshot.webhook_url.empty()) return;
       const auto name = WebhookSender::event_for(to_string(event.call.state()));
       if (name.empty()) return;
-      auto secret = keys->webhook_secret(snapshot.owner);
-      if (!secret) {
-        runtime.context().log.warning("callbackd", "no webhook secret for key " + snapshot.owner + ": " +
-                                                        secret.error().message);
-        return;
-      }
-      webhooks.send({event.call.id(), snapshot.webhook_url, std::string(name), snapshot.json, std::move(*secret)});
+      webhooks.send({event.call.id(), snapshot.webhook_url, std::string(name), snapshot.json, snapshot.owner});
     };
   }
 
@@ -448,7 +416,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     subscriber->close = [peer] {
       if (auto alive = peer.lock()) alive->send(Pistache::RawBuffer(std::string("0\r\n\r\n"), 5));
     };
-    registry.subscribe(id, subscriber);
+    if (!registry.subscribe(id, subscriber)) subscriber->close();  // gone since the check above
   }
 
   // --- routing -----------------------------------------------------------------------
@@ -577,7 +545,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
   void list_callbacks(const Pistache::Http::Request& request, ResponseWriter& response) {
     std::optional<CallState> state;
     if (auto text = query(request, "state"); text && !text->empty()) {
-      state = state_from_string(*text);
+      state = call_state_from_string(*text);
       if (!state) return reply(response, error_reply(Error{"invalid_parameter", "unknown state \"" + *text + "\"", "state"}));
     }
     auto since = time_param(request, "since");
@@ -606,9 +574,9 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     }
     runtime.post([this, id, response] {
       auto ok = runtime.service().cancel(id);
-      if (!ok) {
+      if (!ok) {  // it ended since the check above
         Error e = ok.error();
-        if (e.code != "not_found") e.code = "already_final";
+        e.code = "already_final";
         return reply(*response, error_reply(e));
       }
       auto now = registry.find(id);
@@ -619,10 +587,14 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
   void healthz(ResponseWriter& response) {
     EngineStatus status;
     std::size_t in_flight = 0;
-    runtime.run_on_service_thread([&] {
-      status = runtime.engine().status();
-      in_flight = runtime.service().in_flight();
-    });
+    try {
+      runtime.run_on_service_thread([&] {
+        status = runtime.engine().status();
+        in_flight = runtime.service().in_flight();
+      });
+    } catch (const std::runtime_error&) {  // stopping: the service thread is gone
+      return reply(response, error_reply(Error{"shutting_down", "the service is stopping", {}}));
+    }
     std::size_t connected = 0;
     json::array servers;
     for (const auto& s : status.servers) {
@@ -641,8 +613,9 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     reply(response, json_reply(healthy ? Code::Ok : Code::Service_Unavailable, body));
   }
 
-  // Creating accounts, topping them up, importing a rate deck: on the service thread (the
-  // store has one connection), with the checks callbackctl uses (callback/operations.hpp).
+  // Creating accounts, topping them up, importing a rate deck, with the checks callbackctl
+  // uses (callback/operations.hpp). On the HTTP thread: the store locks its connection and
+  // billing runs its admin work on its own writer, so the event loop never waits for them.
   void operator_write(const Pistache::Http::Request& request, ResponseWriter& response,
                       const std::vector<std::string_view>& parts) {
     Reply result;
@@ -655,7 +628,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       auto currency_text = query(request, "currency").value_or("CNY");
       auto currency = Currency::of(currency_text);
       if (!currency) return reply(response, error_reply(currency.error().at("currency")));
-      runtime.run_on_service_thread([&] {
+      std::invoke([&] {
         std::istringstream csv(request.body());
         auto report = admin->import_rates(tariff, csv, *currency);
         if (!report) return void(result = error_reply(report.error()));
@@ -691,7 +664,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
         *target = std::string(v.as_string());
       }
       if (form.id.empty()) return reply(response, error_reply(Error{"missing_field", "is required", "id"}));
-      runtime.run_on_service_thread([&] {
+      std::invoke([&] {
         auto account = create_account(runtime.store(), form, runtime.config().numbering);
         if (!account) return void(result = error_reply(account.error()));
         result = json_reply(Code::Created, to_json(*account));
@@ -704,7 +677,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     auto reference = string_field(*body, "reference", false, 200);
     if (!reference) return reply(response, error_reply(reference.error()));
     const std::string id(parts[2]);
-    runtime.run_on_service_thread([&] {
+    std::invoke([&] {
       auto entry = top_up(runtime.store(), id, *amount, *reference);
       if (!entry) return void(result = error_reply(entry.error()));
       auto account = runtime.store().accounts().find(id);
@@ -714,13 +687,13 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     reply(response, std::move(result));
   }
 
-  // Operator reads go through the service thread: the store has one connection.
+  // Operator reads, on the HTTP thread too.
   void operator_read(const Pistache::Http::Request& request, ResponseWriter& response,
                      const std::vector<std::string_view>& parts) {
     const std::string_view resource = parts[1];
     Reply result;
     if (resource == "accounts") {
-      runtime.run_on_service_thread([&] {
+      std::invoke([&] {
         if (parts.size() == 2) {
           auto accounts = runtime.store().accounts().list();
           if (!accounts) return void(result = error_reply(accounts.error()));
@@ -748,7 +721,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       CdrQuery q{.since = *since, .until = *until, .account = query(request, "account").value_or(""),
                  .number = query(request, "number").value_or(""), .callback_id = query(request, "callback_id").value_or(""),
                  .limit = *limit};
-      runtime.run_on_service_thread([&] {
+      std::invoke([&] {
         json::array list;
         auto ok = runtime.store().cdrs().query(q, [&](const Cdr& c) {
           list.push_back(to_json(c));
@@ -771,7 +744,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
         if (!number) return reply(response, error_reply(number.error().at("number")));
         digits = number->digits();
       }
-      runtime.run_on_service_thread([&] {
+      std::invoke([&] {
         auto rows = admin->caller_stats(digits, *limit);
         if (!rows) return void(result = error_reply(rows.error()));
         json::array list;
@@ -795,7 +768,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     }
     auto limit = limit_param(request, 100);
     if (!limit) return reply(response, error_reply(limit.error()));
-    runtime.run_on_service_thread([&] {
+    std::invoke([&] {
       auto rates = admin->rates(tariff, query(request, "prefix").value_or(""), *limit);
       if (!rates) return void(result = error_reply(rates.error()));
       json::array list;
@@ -875,7 +848,7 @@ std::uint16_t RestServer::port() const { return endpoint_ ? static_cast<std::uin
 bool RestServer::flush_webhooks(std::chrono::milliseconds timeout) { return state_->webhooks.flush(timeout); }
 
 void RestServer::stop() {
-  if (endpoint_ && state_->runtime.accepting()) {
+  if (endpoint_) {
     state_->runtime.post([weak = std::weak_ptr<State>(state_)] {
       if (auto state = weak.lock()) state->ping_timer.cancel();
     });

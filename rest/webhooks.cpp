@@ -22,8 +22,9 @@ std::string_view WebhookSender::event_for(std::string_view state) noexcept {
   return {};
 }
 
-WebhookSender::WebhookSender(Logger& log, Metrics& metrics, WebhookOptions options)
+WebhookSender::WebhookSender(Logger& log, Metrics& metrics, SecretLookup secret_for, WebhookOptions options)
     : log_(log),
+      secret_for_(std::move(secret_for)),
       options_(options),
       delivered_(metrics.counter("callbackd_webhooks_total", "Status webhooks by result", "result=\"delivered\"")),
       failed_(metrics.counter("callbackd_webhooks_total", "Status webhooks by result", "result=\"given_up\"")) {
@@ -100,6 +101,12 @@ void WebhookSender::run() {
 }
 
 bool WebhookSender::deliver(const Webhook& webhook) {
+  auto secret = secret_for_(webhook.owner);
+  if (!secret) {
+    log_.warning("callbackd", "webhook " + webhook.event + " of " + webhook.callback_id + ": no secret for key " +
+                                  webhook.owner + ": " + secret.error().message);
+    return false;
+  }
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return false;
   const std::string timestamp =
@@ -109,7 +116,7 @@ bool WebhookSender::deliver(const Webhook& webhook) {
   for (const std::string& h :
        {std::string("Content-Type: application/json"), "X-Callback-Event: " + webhook.event,
         "X-Callback-Timestamp: " + timestamp,
-        "X-Callback-Signature: sha256=" + hmac_sha256_hex(webhook.secret, webhook.body),
+        "X-Callback-Signature: sha256=" + hmac_sha256_hex(*secret, webhook.body),
         std::string("User-Agent: callbackd"), std::string("Expect:")}) {
     headers = curl_slist_append(headers, h.c_str());
   }

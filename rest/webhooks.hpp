@@ -12,10 +12,12 @@
 // (attempts in all: 6); the events of one callback go out in order, each after the one
 // before it was delivered or given up.
 #include <callback/context.hpp>
+#include <callback/error.hpp>
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -35,12 +37,14 @@ struct Webhook {
   std::string url;
   std::string event;  // initiated, ringing, answered, completed
   std::string body;   // the callback object
-  std::string secret;
+  std::string owner;  // the API key whose webhook secret signs it
 };
 
 class WebhookSender {
  public:
-  WebhookSender(Logger& log, Metrics& metrics, WebhookOptions options = {});
+  // `secret_for` gives an API key's webhook secret; it is called on the sender's thread.
+  using SecretLookup = std::function<Result<std::string>(const std::string& owner)>;
+  WebhookSender(Logger& log, Metrics& metrics, SecretLookup secret_for, WebhookOptions options = {});
   ~WebhookSender();  // stops; undelivered webhooks are dropped (and logged)
   WebhookSender(const WebhookSender&) = delete;
   WebhookSender& operator=(const WebhookSender&) = delete;
@@ -63,6 +67,7 @@ class WebhookSender {
   bool deliver(const Webhook& webhook);  // one attempt
 
   Logger& log_;
+  SecretLookup secret_for_;
   WebhookOptions options_;
   Counter& delivered_;
   Counter& failed_;

@@ -12,6 +12,13 @@ std::chrono::seconds between(const std::optional<Timestamp>& from, const std::op
 
 std::string_view to_string(CallState state) noexcept { return state_names[static_cast<int>(state)]; }
 
+std::optional<CallState> call_state_from_string(std::string_view name) noexcept {
+  for (std::size_t i = 0; i < std::size(state_names); ++i) {
+    if (state_names[i] == name) return static_cast<CallState>(i);
+  }
+  return std::nullopt;
+}
+
 bool is_final(CallState state) noexcept {
   return state == CallState::completed || state == CallState::failed || state == CallState::canceled;
 }

@@ -605,9 +605,13 @@ void CallbackService::flush_endings() {
                                                          stored.error().message);
           return;
         }
-        boost::asio::post(io, [this, alive, stored = std::move(stored), back = std::move(back),
+        boost::asio::post(io, [this, alive, &log, stored = std::move(stored), back = std::move(back),
                                events = std::move(events)]() mutable {
-          if (alive.expired()) return;
+          if (alive.expired()) {  // the service went meanwhile: nobody is left to retry
+            if (!stored) log.error("callback.service", std::to_string(back.size()) + " CDRs not stored at shutdown: " +
+                                                           stored.error().message);
+            return;
+          }
           --cdr_writes_;
           if (!stored) keep_for_retry(std::move(back), stored.error());
           for (const auto& event : events) notify(event);

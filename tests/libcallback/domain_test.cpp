@@ -174,3 +174,13 @@ TEST(Rate, CostIsExactAndRoundedUpToTheCent) {
 }
 
 }  // namespace
+
+TEST(CallState, NamesReadBackAndUnknownOnesAreNot) {
+  for (auto s : {CallState::created, CallState::authorizing, CallState::dialing_a, CallState::a_answered,
+                 CallState::dialing_b, CallState::bridged, CallState::completed, CallState::failed,
+                 CallState::canceled}) {
+    EXPECT_EQ(call_state_from_string(to_string(s)), s);
+  }
+  EXPECT_EQ(call_state_from_string("sleeping"), std::nullopt);
+  EXPECT_EQ(call_state_from_string(""), std::nullopt);
+}

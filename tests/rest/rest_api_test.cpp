@@ -130,6 +130,34 @@ TEST(Contract, NamesTheFirstMismatch) {
             "$.callbacks[0]: missing state");
 }
 
+TEST(ServerOptions, TheServerBlockIsCheckedWithItsPath) {
+  auto defaults = parse_server_options(json::value(nullptr));
+  ASSERT_TRUE(defaults);
+  // The block's defaults and the struct's agree (two places name them).
+  const ServerOptions plain;
+  EXPECT_EQ(defaults->host, plain.host);
+  EXPECT_EQ(defaults->port, plain.port);
+  EXPECT_EQ(defaults->threads, plain.threads);
+  EXPECT_EQ(defaults->max_body, plain.max_body);
+  EXPECT_EQ(defaults->max_import, plain.max_import);
+  EXPECT_EQ(defaults->shutdown_grace, plain.shutdown_grace);
+  EXPECT_EQ(defaults->keepalive, plain.keepalive);
+  EXPECT_EQ(defaults->stream_timeout, plain.stream_timeout);
+  EXPECT_EQ(defaults->stream_ping, plain.stream_ping);
+  EXPECT_EQ(defaults->webhooks.attempts, plain.webhooks.attempts);
+  EXPECT_EQ(defaults->webhooks.first_retry, plain.webhooks.first_retry);
+  EXPECT_EQ(defaults->webhooks.timeout, plain.webhooks.timeout);
+  auto set = parse_server_options(json::parse(R"({"listen": "0.0.0.0:9000", "threads": 4, "webhook_attempts": 3})"));
+  ASSERT_TRUE(set) << set.error().describe();
+  EXPECT_EQ(set->host, "0.0.0.0");
+  EXPECT_EQ(set->port, 9000);
+  EXPECT_EQ(set->webhooks.attempts, 3);
+  EXPECT_EQ(parse_server_options(json::parse(R"({"listen": "8080"})")).error().field, "server.listen");
+  EXPECT_EQ(parse_server_options(json::parse(R"({"threads": 0})")).error().field, "server.threads");
+  EXPECT_EQ(parse_server_options(json::parse(R"({"thread": 2})")).error().code, "config.unknown_key");
+  EXPECT_EQ(parse_server_options(json::parse(R"({"listen": 80})")).error().field, "server.listen");
+}
+
 class RestApiTest : public ::testing::Test {
  protected:
   test::TempDir dir;

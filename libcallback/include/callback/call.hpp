@@ -37,6 +37,7 @@ enum class CallState {
 };
 
 [[nodiscard]] CALLBACK_EXPORT std::string_view to_string(CallState state) noexcept;
+[[nodiscard]] CALLBACK_EXPORT std::optional<CallState> call_state_from_string(std::string_view name) noexcept;
 [[nodiscard]] CALLBACK_EXPORT bool is_final(CallState state) noexcept;
 [[nodiscard]] CALLBACK_EXPORT bool is_allowed_transition(CallState from, CallState to) noexcept;
 

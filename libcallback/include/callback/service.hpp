@@ -162,9 +162,9 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   // Billing answers on its own thread; its answers are posted back here only while the
   // service lives.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
-  // Calls that ended in this turn of the event loop: their CDRs go to the store in one
-  // transaction, then their final events go out (observers never see an ending whose
-  // CDRs are not stored).
+  // Calls that ended in this turn of the event loop: their CDRs go to the store (on its
+  // thread, in one transaction), then their final events go out. If the store refuses,
+  // the endings are told all the same and the CDRs are kept and retried every second.
   std::vector<Cdr> pending_cdrs_;
   std::vector<CallEvent> pending_events_;
   bool flush_posted_ = false;
