@@ -280,21 +280,22 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
   // --- callbacks ---------------------------------------------------------------------
 
   // Submits and answers once the service said yes or no (after authorization).
-  void submit(CallbackForm form, std::shared_ptr<ResponseWriter> response, bool public_page) {
-    auto request = make_request(form, runtime.config().numbering);
-    if (!request) return reply(*response, error_reply(request.error()));
-    runtime.sink().submit(std::move(*request), [this, response, public_page](Result<std::string> id) {
+  // Hands the request to the service and answers 202 once it is authorized and dialing
+  // (or the refusal): the API with the callback and its Location, the page with the
+  // callback and the address of its event stream.
+  void submit(CallbackRequest request, std::shared_ptr<ResponseWriter> response, bool public_page) {
+    runtime.sink().submit(std::move(request), [this, response, public_page, started = std::chrono::steady_clock::now()](
+                                                  Result<std::string> id) {
+      accepting.observe(std::chrono::steady_clock::now() - started);
       if (!id) return reply(*response, error_reply(id.error()));
       auto snapshot = registry.find(*id);
-      json::value callback = snapshot ? json::parse(snapshot->json) : json::value(json::object{{"id", *id}});
+      const std::string callback = snapshot ? snapshot->json : json::serialize(json::object{{"id", *id}});
       if (public_page) {
-        reply(*response, json_reply(Code::Accepted,
-                                    json::object{{"callback", std::move(callback)},
-                                                 {"events_url", "/v1/public/callbacks/" + *id +
-                                                                    "/events?token=" + token_for(*id)}}));
-        return;
+        const std::string events_url = "/v1/public/callbacks/" + *id + "/events?token=" + token_for(*id);
+        return reply(*response, Reply{Code::Accepted, "{\"callback\":" + callback + ",\"events_url\":" +
+                                                          json::serialize(json::value(events_url)) + "}"});
       }
-      Reply r = json_reply(Code::Accepted, callback);
+      Reply r{Code::Accepted, callback};
       r.headers.emplace_back("Location", "/v1/callbacks/" + *id);
       reply(*response, std::move(r));
     });
@@ -369,15 +370,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     if (!made->idempotency_key.empty()) made->idempotency_key = key.id + ":" + made->idempotency_key;
     made->metadata["owner"] = key.id;
     if (!webhook->empty()) made->metadata["status_callback"] = *webhook;
-    runtime.sink().submit(std::move(*made), [this, response, started = std::chrono::steady_clock::now()](
-                                                Result<std::string> id) {
-      accepting.observe(std::chrono::steady_clock::now() - started);
-      if (!id) return reply(*response, error_reply(id.error()));
-      auto snapshot = registry.find(*id);
-      Reply r = snapshot ? Reply{Code::Accepted, snapshot->json} : json_reply(Code::Accepted, json::object{{"id", *id}});
-      r.headers.emplace_back("Location", "/v1/callbacks/" + *id);
-      reply(*response, std::move(r));
-    });
+    submit(std::move(*made), std::move(response), false);
   }
 
   void stream_events(const std::string& id, ResponseWriter& response) {
@@ -529,7 +522,9 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
         if (retry_after.count() > 0) r.headers.emplace_back("Retry-After", std::to_string(retry_after.count()));
         return reply(response, std::move(r));
       }
-      return submit(std::move(*form), std::make_shared<ResponseWriter>(std::move(response)), true);
+      auto made = make_request(*form, runtime.config().numbering);
+      if (!made) return reply(response, error_reply(made.error()));
+      return submit(std::move(*made), std::make_shared<ResponseWriter>(std::move(response)), true);
     }
     if (parts.size() == 5 && parts[2] == "callbacks" && parts[4] == "events") {
       const std::string id(parts[3]);

@@ -52,7 +52,7 @@ void SqliteStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {
 
 void SqliteStore::flush() {
   std::unique_lock lock(queue_mutex_);
-  queue_changed_.wait(lock, [this] { return queue_.empty() && writing_ == 0; });
+  queue_changed_.wait(lock, [this] { return queue_.empty() && !writing_; });
 }
 
 void SqliteStore::write_loop() {
@@ -62,7 +62,7 @@ void SqliteStore::write_loop() {
     if (queue_.empty()) return;  // stopping, and everything is written
     std::vector<Batch> batches(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
     queue_.clear();
-    writing_ = batches.size();
+    writing_ = true;
     lock.unlock();
     // All in one transaction; if that fails, each batch alone, so one bad batch does not
     // hold back the others and each caller learns its own outcome.
@@ -87,7 +87,7 @@ void SqliteStore::write_loop() {
       }
     }
     lock.lock();
-    writing_ = 0;
+    writing_ = false;
     queue_changed_.notify_all();
   }
 }

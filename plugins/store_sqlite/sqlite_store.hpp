@@ -72,7 +72,7 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
   std::mutex queue_mutex_;
   std::condition_variable queue_changed_;
   std::deque<Batch> queue_;
-  std::size_t writing_ = 0;  // batches taken by the writer, not yet answered
+  bool writing_ = false;  // the writer holds batches it has not answered yet
   bool stopping_ = false;
   std::thread writer_;
   std::unique_ptr<SQLite::Statement> insert_cdr_;  // prepared on first use; guarded by mutex_
