@@ -14,8 +14,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::string_view component = "callback.engine.ami";
-constexpr std::string_view a1_suffix = "-A1";
-constexpr std::string_view a2_suffix = "-A2";
 
 int to_int(std::string_view text, int fallback = 0) {
   int value = fallback;
@@ -23,30 +21,6 @@ int to_int(std::string_view text, int fallback = 0) {
   return ec == std::errc{} ? value : fallback;
 }
 
-
-// Asterisk's DIALSTATUS for a B that never answered, as a cause (see the fixtures
-// README's Dial() table: the cause itself is often 0 on Local channels).
-HangupCause cause_for_dial_status(std::string_view status, int reported_cause) {
-  if (reported_cause != 0) return HangupCause{reported_cause};
-  if (status == "BUSY") return HangupCause{17};
-  if (status == "NOANSWER") return HangupCause{19};
-  if (status == "CONGESTION") return HangupCause{34};
-  if (status == "CANCEL") return HangupCause{16};
-  if (status == "ANSWER") return HangupCause{16};
-  return HangupCause{3};  // CHANUNAVAIL with no cause: no route (no such number here)
-}
-
-// OriginateResponse Reason -> the cause of A's failure (README: 3 no answer, 5 busy,
-// 8 congestion, 0 everything else: then the cause is only in the Hangup events).
-HangupCause cause_for_reason(int reason, int hangup_cause) {
-  switch (reason) {
-    case 3: return HangupCause{19};
-    case 5: return HangupCause{17};
-    case 8: return HangupCause{34};
-    case 1: return HangupCause{16};  // hung up (we canceled it)
-    default: return hangup_cause != 0 ? HangupCause{hangup_cause} : HangupCause{3};
-  }
-}
 
 }  // namespace
 
@@ -79,40 +53,6 @@ std::string expand_dial_string(const std::string& pattern, const std::string& nu
   return out;
 }
 
-// --- one callback as Asterisk reports it -------------------------------------------------
-
-struct AmiEngine::Call {
-  std::string id;
-  std::string a1, a2;  // A's Uniqueids (ChannelId / OtherChannelId)
-  Server* server = nullptr;
-  std::string a_channel;             // A;1's channel name
-  std::string b_channel, b_uniqueid;  // B's first channel (;1 for Local)
-  std::set<std::string> live;         // channels seen and not hung up
-  std::set<std::string> b_channels;
-  bool queued = false;          // Originate acknowledged
-  bool originate_done = false;  // OriginateResponse seen
-  bool originate_ok = false;
-  int reason = -1;
-  bool a_ringing = false, a_answered = false;
-  bool b_dialing = false, b_ringing = false, b_answered = false;
-  bool user_event = false, where_h = false;
-  int limit_header = -1;  // our dialplan's LimitReached: 1/0; -1 when absent (fixtures' dialplan)
-  std::string dial_status;
-  int user_hangup_cause = 0;
-  int a_hangup_cause = 0, b_hangup_cause = 0;
-  char first_to_leave = 0;  // 'A' or 'B': who left the bridge first
-  bool hangup_requested = false;
-  bool hangup_sent = false;
-  HangupCause requested_cause;
-  std::optional<std::chrono::seconds> a_billsec, b_billsec;
-  bool orphaned = false;  // its server connection was lost
-  bool grace_armed_for_cdr = false;
-  bool grace_armed_for_channels = false;
-  bool a_seen = false;  // A;1's Newchannel arrived
-  bool done = false;
-  TimerHandle grace;
-};
-
 // --- one Asterisk server connection ---------------------------------------------------
 
 struct AmiEngine::Server {
@@ -141,7 +81,6 @@ struct AmiEngine::Server {
   bool ping_outstanding = false;
   std::uint64_t received = 0;          // bytes read on this connection
   std::uint64_t received_at_ping = 0;  // `received` when the outstanding Ping went out
-  std::size_t in_flight = 0;
   std::set<std::string> listed_linkedids;  // CoreShowChannels after a reconnect
   std::set<std::string> listed_uniqueids;
 
@@ -275,7 +214,7 @@ struct AmiEngine::Server {
     state = State::backoff;
     backoff = backoff.count() == 0 ? engine.options_.reconnect_min : std::min(backoff * 2, engine.options_.reconnect_max);
     if (was_up) engine.context_.log.warning(component, name + ": " + why + "; reconnecting");
-    engine.on_connection_lost(*this, why);
+    engine.tracker_.connection_lost(name);
     const auto gen = generation;
     timer.expires_after(backoff);
     timer.async_wait([this, gen](const boost::system::error_code& e) {
@@ -296,14 +235,16 @@ struct AmiEngine::Server {
 
 // --- the engine -----------------------------------------------------------------------
 
-AmiEngine::AmiEngine(Context& context, AmiOptions options) : context_(context), options_(std::move(options)) {
+AmiEngine::AmiEngine(Context& context, AmiOptions options)
+    : context_(context),
+      options_(std::move(options)),
+      tracker_(context.clock, context.log, *this, options_.tracking) {
   for (const auto& address : options_.servers) servers_.push_back(std::make_unique<Server>(*this, address));
 }
 
 AmiEngine::~AmiEngine() {
   stopping_ = true;
   for (auto& server : servers_) server->close();
-  for (auto& [id, call] : calls_) call->grace.cancel();
 }
 
 void AmiEngine::start() {
@@ -314,23 +255,13 @@ void AmiEngine::start() {
 }
 
 void AmiEngine::stop() {
-  // Calls still up are hung up first: nobody would follow (or bill) them any more.
-  for (auto& [id, call] : calls_) {
-    if (call->server != nullptr && call->server->state == Server::State::ready && !call->live.empty()) {
-      call->server->send(ami::Action("Hangup")
-                             .add("ActionID", "hangup-" + id)
-                             .add("Channel", call->a_channel.empty() ? call->a1 : call->a_channel)
-                             .add("Cause", "16")
-                             .str());
-    }
-  }
+  // Calls still up are hung up, then each server is logged off; every call ends as
+  // engine lost (nobody would follow or bill it any more).
+  tracker_.stop_all();
   for (auto& server : servers_) {
     if (server->state == Server::State::ready) server->send(ami::Action("Logoff").add("ActionID", "logoff").str());
   }
   stopping_ = true;
-  std::vector<Call*> open;
-  for (auto& [id, call] : calls_) open.push_back(call.get());
-  for (auto* call : open) finish_call(*call, true);
   // Let the Logoff go out before closing.
   asio::post(context_.io, [this] {
     for (auto& server : servers_) server->close();
@@ -343,7 +274,7 @@ EngineStatus AmiEngine::status() const {
     std::string detail = server->detail;
     status.servers.push_back({server->name, server->healthy(), detail});
   }
-  status.calls_in_flight = calls_.size();
+  status.calls_in_flight = tracker_.size();
   return status;
 }
 
@@ -352,7 +283,7 @@ AmiEngine::Server* AmiEngine::pick_server() {
   Server* best = nullptr;
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server* s = servers_[(next_server_ + i) % servers_.size()].get();
-    if (s->healthy() && (best == nullptr || s->in_flight < best->in_flight)) best = s;
+    if (s->healthy() && (best == nullptr || tracker_.in_flight(s->name) < tracker_.in_flight(best->name))) best = s;
   }
   ++next_server_;
   return best;
@@ -360,6 +291,18 @@ AmiEngine::Server* AmiEngine::pick_server() {
 
 void AmiEngine::emit(const LegEvent& event) {
   if (observer_ != nullptr) observer_->on_leg_event(event);
+}
+
+void AmiEngine::on_leg_event(const LegEvent& event) { emit(event); }
+
+bool AmiEngine::send(const std::string& server, std::string bytes) {
+  for (auto& s : servers_) {
+    if (s->name != server) continue;
+    if (s->state != Server::State::ready) return false;
+    s->send(std::move(bytes));
+    return true;
+  }
+  return false;
 }
 
 void AmiEngine::originate(const OriginateRequest& request) {
@@ -372,12 +315,6 @@ void AmiEngine::originate(const OriginateRequest& request) {
           .cause = HangupCause::engine_lost()});
     return;
   }
-  auto call = std::make_unique<Call>();
-  call->id = request.call_id;
-  call->a1 = request.call_id + std::string(a1_suffix);
-  call->a2 = request.call_id + std::string(a2_suffix);
-  call->server = server;
-  ++server->in_flight;
   ami::Action action("Originate");
   action.add("ActionID", request.call_id)
       .add("Channel", expand_dial_string(options_.dial_string, request.number.digits()))
@@ -386,8 +323,8 @@ void AmiEngine::originate(const OriginateRequest& request) {
       .add("Priority", "1")
       .add("Timeout", std::to_string(std::chrono::milliseconds(request.ring_timeout).count()))
       .add("CallerID", "\"" + request.caller_name + "\" <" + request.caller_id.digits() + ">")
-      .add("ChannelId", call->a1)
-      .add("OtherChannelId", call->a2)
+      .add("ChannelId", request.call_id + "-A1")
+      .add("OtherChannelId", request.call_id + "-A2")
       .add("Account", request.account_code)
       .add("Variable", "CB_ID=" + request.call_id)
       .add("Variable", "CB_A=" + request.number.digits());
@@ -401,37 +338,12 @@ void AmiEngine::originate(const OriginateRequest& request) {
         .add("Variable", "CB_DIAL=" + expand_dial_string(options_.dial_string, c.number.digits()));
   }
   action.add("Async", "true");
-  calls_.emplace(request.call_id, std::move(call));
+  tracker_.add(request.call_id, server->name);
   server->send(action.str());
 }
 
 void AmiEngine::hangup(const std::string& call_id, LegRole leg, HangupCause cause) {
-  auto it = calls_.find(call_id);
-  if (it == calls_.end()) return;
-  Call& call = *it->second;
-  if (leg == LegRole::b) {
-    // Hanging up A ends B as well (the dialplan's Dial goes with it); B alone only when
-    // B's channel is known.
-    if (!call.b_uniqueid.empty() && call.server->state == Server::State::ready) {
-      call.server->send(ami::Action("Hangup")
-                            .add("ActionID", "hangup-" + call_id + "-B")
-                            .add("Channel", call.b_channel)
-                            .add("Cause", std::to_string(cause.code() > 127 ? 16 : cause.code()))
-                            .str());
-    }
-    return;
-  }
-  call.hangup_requested = true;
-  call.requested_cause = cause;
-  // Before Asterisk created A's channel the Hangup would find nothing: it is sent once
-  // the channel appears (Newchannel).
-  if (call.live.count(call.a1) == 0 || call.server->state != Server::State::ready) return;
-  call.hangup_sent = true;
-  call.server->send(ami::Action("Hangup")
-                        .add("ActionID", "hangup-" + call_id)
-                        .add("Channel", call.a_channel.empty() ? call.a1 : call.a_channel)
-                        .add("Cause", std::to_string(cause.code() > 127 ? 16 : cause.code()))
-                        .str());
+  tracker_.hangup(call_id, leg, cause);
 }
 
 void AmiEngine::bridge(const std::string&) {
@@ -447,12 +359,6 @@ void AmiEngine::collect_digits(const std::string&, LegRole, std::size_t, char, s
   throw std::logic_error("callback.engine.ami does not collect digits");
 }
 
-AmiEngine::Call* AmiEngine::call_for_linkedid(std::string_view linkedid) {
-  if (linkedid.size() <= a1_suffix.size() || !linkedid.ends_with(a1_suffix)) return nullptr;
-  auto it = calls_.find(std::string(linkedid.substr(0, linkedid.size() - a1_suffix.size())));
-  return it == calls_.end() ? nullptr : it->second.get();
-}
-
 void AmiEngine::on_logged_in(Server& server) {
   server.state = Server::State::ready;
   server.backoff = 0ms;
@@ -464,9 +370,7 @@ void AmiEngine::on_logged_in(Server& server) {
     server.check_dialplan();
   }
   // Calls that were in flight when the connection dropped: ask what is still up.
-  bool orphans = false;
-  for (auto& [id, call] : calls_) orphans = orphans || (call->server == &server && call->orphaned);
-  if (orphans) {
+  if (tracker_.has_orphans(server.name)) {
     server.listed_linkedids.clear();
     server.listed_uniqueids.clear();
     server.channels_id = server.next_id("channels");
@@ -475,23 +379,7 @@ void AmiEngine::on_logged_in(Server& server) {
   server.schedule_ping();
 }
 
-void AmiEngine::on_connection_lost(Server& server, const std::string& why) {
-  // Calls on this server: we no longer see them. They wait for the reconnect to tell
-  // whether they are still up; past lost_call_grace they end as "engine lost".
-  for (auto& [id, call] : calls_) {
-    if (call->server != &server || call->orphaned) continue;
-    call->orphaned = true;
-    const std::string call_id = id;
-    call->grace.cancel();
-    call->grace = context_.clock.schedule(options_.lost_call_grace, [this, call_id] {
-      if (auto it = calls_.find(call_id); it != calls_.end() && it->second->orphaned) finish_call(*it->second, true);
-    });
-  }
-  (void)why;
-}
-
 void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
-  const Timestamp now = context_.clock.now();
   if (context_.log.enabled(LogLevel::debug)) {
     std::string line = server.name + " <-";
     for (const auto& h : m.headers()) {
@@ -547,24 +435,7 @@ void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
       return;
     }
     if (action_id == server.channels_id && !action_id.empty()) return;  // list follows as events
-    // The Originate's acknowledgement (ActionID = call id).
-    if (auto it = calls_.find(std::string(action_id)); it != calls_.end()) {
-      Call& call = *it->second;
-      if (success) {
-        if (!call.queued) {
-          call.queued = true;
-          emit({.call_id = call.id, .leg = LegRole::a, .type = LegEventType::dialing, .at = now,
-                .uniqueid = call.a1, .server = server.name});
-        }
-      } else {
-        // Refused outright (bad channel, permission): it never started.
-        call.originate_done = true;
-        call.reason = 0;
-        context_.log.warning(component, call.id + ": Originate refused: " + std::string(m.get("Message")));
-        check_done(call);
-      }
-    }
-    return;
+    return tracker_.on_message(server.name, m);  // an Originate's acknowledgement
   }
   if (!m.is_event()) return;
   const auto event = m.event();
@@ -575,251 +446,10 @@ void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
     return;
   }
   if (event == "CoreShowChannelsComplete" && server.channels_id == m.action_id()) {
-    // Reconcile: orphans still up on Asterisk go on being tracked; the rest are gone.
-    std::vector<Call*> gone;
-    std::vector<std::string> kept;
-    for (auto& [id, call] : calls_) {
-      if (call->server != &server || !call->orphaned) continue;
-      if (server.listed_linkedids.count(call->a1) > 0) {
-        call->orphaned = false;
-        call->grace.cancel();
-        call->grace_armed_for_cdr = call->grace_armed_for_channels = false;
-        // Channels that hung up while we were away are gone now.
-        std::erase_if(call->live, [&](const std::string& u) { return server.listed_uniqueids.count(u) == 0; });
-        kept.push_back(call->id);
-      } else {
-        gone.push_back(call.get());
-      }
-    }
-    for (auto* call : gone) finish_call(*call, true);
-    for (const auto& id : kept) {
-      auto it = calls_.find(id);
-      if (it == calls_.end()) continue;
-      Call& call = *it->second;
-      // A cancel asked for while we were away goes out now.
-      if (call.hangup_requested && !call.hangup_sent) hangup(call.id, LegRole::a, call.requested_cause);
-      check_done(call);
-    }
-    return;
+    // Calls still up on Asterisk go on being tracked; the rest are gone.
+    return tracker_.reconcile(server.name, server.listed_linkedids, server.listed_uniqueids);
   }
-
-  if (event == "UserEvent") {
-    if (m.get("UserEvent") != "CallbackResult") return;
-    auto it = calls_.find(std::string(m.get("CallbackID")));
-    if (it == calls_.end()) return;
-    Call& call = *it->second;
-    call.user_event = true;
-    call.dial_status = std::string(m.get("DialStatus"));
-    call.user_hangup_cause = to_int(m.get("HangupCause"));
-    call.where_h = m.get("Where") == "h";
-    if (m.has("LimitReached")) call.limit_header = to_int(m.get("LimitReached"));
-    return check_done(call);
-  }
-
-  if (event == "OriginateResponse") {
-    auto it = calls_.find(std::string(m.action_id()));
-    if (it == calls_.end()) return;
-    Call& call = *it->second;
-    call.originate_done = true;
-    call.originate_ok = m.get("Response") == "Success";
-    call.reason = to_int(m.get("Reason"), -1);
-    if (call.originate_ok && !call.a_answered) {
-      call.a_answered = true;
-      emit({.call_id = call.id, .leg = LegRole::a, .type = LegEventType::answered, .at = now,
-            .channel = call.a_channel, .uniqueid = call.a1, .server = server.name});
-    }
-    return check_done(call);
-  }
-
-  if (event == "Cdr") {
-    const auto uniqueid = m.get("UniqueID");
-    Call* call = nullptr;
-    bool is_a = false;
-    if (uniqueid.ends_with(a2_suffix) || uniqueid.ends_with(a1_suffix)) {
-      auto it = calls_.find(std::string(uniqueid.substr(0, uniqueid.size() - 3)));
-      call = it == calls_.end() ? nullptr : it->second.get();
-      is_a = true;
-    } else if (auto c = channel_calls_.find(std::string(uniqueid)); c != channel_calls_.end()) {
-      auto it = calls_.find(c->second);
-      call = it == calls_.end() ? nullptr : it->second.get();
-    }
-    if (call == nullptr) return;
-    // A leg's own record (DestinationChannel empty) holds its answered time; for A the
-    // ;2 half (A;1's records belong to the Dial), for B any of its channels.
-    if (!m.get("DestinationChannel").empty()) return;
-    const auto billsec = std::chrono::seconds(to_int(m.get("BillableSeconds")));
-    if (is_a) {
-      if (uniqueid.ends_with(a2_suffix)) call->a_billsec = billsec;
-    } else if (m.get("Disposition") == "ANSWERED" || !call->b_billsec) {
-      call->b_billsec = billsec;
-    }
-    return check_done(*call);
-  }
-
-  // Channel events: find the call through the Linkedid (or DestLinkedid for Dial*).
-  const bool dial_event = event.starts_with("Dial");
-  Call* call = call_for_linkedid(m.get(dial_event ? "DestLinkedid" : "Linkedid"));
-  if (call == nullptr) return;
-  const auto uniqueid = m.get(dial_event ? "DestUniqueid" : "Uniqueid");
-  const auto channel = m.get(dial_event ? "DestChannel" : "Channel");
-  const bool is_a = uniqueid == call->a1 || uniqueid == call->a2;
-
-  if (event == "Newchannel") {
-    call->live.insert(std::string(uniqueid));
-    if (uniqueid == call->a1) {
-      call->a_seen = true;
-      call->a_channel = std::string(channel);
-      if (call->hangup_requested && !call->hangup_sent) hangup(call->id, LegRole::a, call->requested_cause);
-    } else if (!is_a) {
-      call->b_channels.insert(std::string(uniqueid));
-      channel_calls_.emplace(std::string(uniqueid), call->id);
-      if (call->b_uniqueid.empty() || channel.ends_with(";1")) {
-        call->b_uniqueid = std::string(uniqueid);
-        call->b_channel = std::string(channel);
-      }
-    }
-    return;
-  }
-  if (event == "Hangup") {
-    call->live.erase(std::string(uniqueid));
-    const int cause = to_int(m.get("Cause"));
-    if (is_a) {
-      call->a_hangup_cause = std::max(call->a_hangup_cause, cause);
-    } else {
-      call->b_hangup_cause = std::max(call->b_hangup_cause, cause);
-    }
-    return check_done(*call);
-  }
-  if (event == "BridgeLeave") {
-    if (call->first_to_leave == 0) call->first_to_leave = is_a ? 'A' : 'B';
-    return;
-  }
-  if (event == "Newstate") {
-    const int state = to_int(m.get("ChannelState"));
-    if (uniqueid == call->a1 && state == 5 && !call->a_ringing) {
-      call->a_ringing = true;
-      emit({.call_id = call->id, .leg = LegRole::a, .type = LegEventType::ringing, .at = now,
-            .channel = call->a_channel, .uniqueid = call->a1, .server = server.name});
-    } else if (uniqueid == call->a1 && state == 6 && !call->a_answered) {
-      call->a_answered = true;
-      emit({.call_id = call->id, .leg = LegRole::a, .type = LegEventType::answered, .at = now,
-            .channel = call->a_channel, .uniqueid = call->a1, .server = server.name});
-    }
-    return;
-  }
-  if (is_a) return;  // the rest concerns B
-  auto b_event = [&](LegEventType type) {
-    emit({.call_id = call->id, .leg = LegRole::b, .type = type, .at = now, .channel = call->b_channel,
-          .uniqueid = call->b_uniqueid, .server = server.name});
-  };
-  auto b_dialing = [&] {
-    if (!call->b_dialing) {
-      call->b_dialing = true;
-      b_event(LegEventType::dialing);
-    }
-  };
-  if (event == "DialBegin") {
-    b_dialing();
-  } else if (event == "DialState") {
-    b_dialing();
-    if (m.get("DialStatus") == "RINGING" && !call->b_ringing) {
-      call->b_ringing = true;
-      b_event(LegEventType::ringing);
-    }
-  } else if (event == "DialEnd" || event == "BridgeEnter") {
-    if (event == "DialEnd" && m.get("DialStatus") != "ANSWER") return;
-    b_dialing();
-    if (!call->b_answered) {
-      call->b_answered = true;
-      b_event(LegEventType::connected);
-    }
-  }
-}
-
-void AmiEngine::check_done(Call& call) {
-  if (call.done) return;
-  if (!call.originate_done || !call.live.empty()) return;
-  // OriginateResponse can come before A's Newchannel (fixtures: a-unreachable): a
-  // failed call is done once A's channels have come and gone, or, when none come
-  // (refused outright), after a short wait.
-  if (!call.a_seen) {
-    if (!call.grace_armed_for_channels) {
-      call.grace_armed_for_channels = true;
-      const std::string id = call.id;
-      call.grace = context_.clock.schedule(options_.cdr_grace, [this, id] {
-        if (auto it = calls_.find(id); it != calls_.end()) finish_call(*it->second, false);
-      });
-    }
-    return;
-  }
-  if (call.originate_ok && !call.user_event) return;  // the dialplan's result is still to come
-  // B's talk time comes in B's own Cdr, which may trail the Hangup events a little.
-  const bool need_b_cdr = call.b_answered && !call.b_billsec;
-  if (need_b_cdr && !call.grace_armed_for_cdr) {
-    call.grace_armed_for_cdr = true;
-    const std::string id = call.id;
-    call.grace.cancel();
-    call.grace = context_.clock.schedule(options_.cdr_grace, [this, id] {
-      if (auto it = calls_.find(id); it != calls_.end()) finish_call(*it->second, false);
-    });
-    return;
-  }
-  if (need_b_cdr) return;
-  finish_call(call, false);
-}
-
-void AmiEngine::finish_call(Call& call, bool engine_lost) {
-  if (call.done) return;
-  call.done = true;
-  call.grace.cancel();
-  const Timestamp now = context_.clock.now();
-  const std::string server_name = call.server != nullptr ? call.server->name : std::string();
-  const bool we_hung_up = call.hangup_requested;
-  if (call.b_dialing || call.b_answered || !call.b_channels.empty() || (call.user_event && call.originate_ok)) {
-    LegEvent b{.call_id = call.id, .leg = LegRole::b, .type = LegEventType::ended, .at = now,
-               .channel = call.b_channel, .uniqueid = call.b_uniqueid, .server = server_name};
-    if (!call.b_dialing && !call.b_answered) emit({.call_id = call.id, .leg = LegRole::b,
-                                                   .type = LegEventType::dialing, .at = now,
-                                                   .channel = call.b_channel, .uniqueid = call.b_uniqueid,
-                                                   .server = server_name});
-    if (engine_lost) {
-      b.cause = HangupCause::engine_lost();
-    } else if (we_hung_up) {
-      b.cause = call.requested_cause;
-    } else {
-      b.cause = cause_for_dial_status(call.dial_status, call.user_hangup_cause != 0 ? call.user_hangup_cause
-                                                                                    : (call.b_answered ? 16 : call.b_hangup_cause));
-    }
-    b.dial_status = call.dial_status;
-    b.billsec = call.b_answered ? call.b_billsec : std::optional<std::chrono::seconds>{std::chrono::seconds{0}};
-    // L() ends the call with the dialplan going on (no `h`), and A leaves the bridge
-    // first; when B hangs up, B leaves first (fixtures: answered-limit, b-hangs-up).
-    // Our shipped dialplan says so itself (LimitReached: 1).
-    b.limit_reached = !engine_lost && !we_hung_up && call.dial_status == "ANSWER" && !call.where_h &&
-                      (call.limit_header >= 0 ? call.limit_header == 1 : call.first_to_leave != 'B');
-    b.far_end_hung_up = !engine_lost && !we_hung_up && call.dial_status == "ANSWER" && call.first_to_leave == 'B';
-    emit(b);
-  }
-  LegEvent a{.call_id = call.id, .leg = LegRole::a, .type = LegEventType::ended, .at = now,
-             .channel = call.a_channel, .uniqueid = call.a1, .server = server_name};
-  if (engine_lost) {
-    a.cause = HangupCause::engine_lost();
-  } else if (we_hung_up) {
-    a.cause = call.requested_cause;
-  } else if (!call.originate_ok) {
-    a.cause = cause_for_reason(call.reason, call.a_hangup_cause);
-  } else {
-    a.cause = HangupCause{call.a_hangup_cause != 0 ? call.a_hangup_cause : 16};
-  }
-  a.billsec = call.a_billsec;
-  a.far_end_hung_up = !engine_lost && !we_hung_up && call.where_h;
-  if (!call.queued && !call.originate_done) {
-    emit({.call_id = call.id, .leg = LegRole::a, .type = LegEventType::dialing, .at = now, .server = server_name});
-  }
-  if (call.server != nullptr && call.server->in_flight > 0) --call.server->in_flight;
-  for (const auto& b_id : call.b_channels) channel_calls_.erase(b_id);
-  auto node = calls_.extract(call.id);  // keeps `call` alive until the end of this scope
-  emit(a);
+  tracker_.on_message(server.name, m);
 }
 
 }  // namespace callback::engine_ami

@@ -3,13 +3,12 @@
 // callback carries the whole plan: Asterisk calls A (Local/PJSIP/SIP per `dial_string`),
 // runs the `callback` context of examples/asterisk/extensions.conf when A answers, which
 // dials B with L(limit:warning:repeat) and reports the result as UserEvent
-// CallbackResult. This engine correlates everything Asterisk says about the call, in any
-// order (see tests/fixtures/asterisk/README.md), and reports leg events to the service.
-//
-// Correlation: the Originate's ActionID is the callback id, and ChannelId/OtherChannelId
-// name A's two channels "<id>-A1"/"<id>-A2", so every channel of the call has
-// Linkedid "<id>-A1" and even a failed Originate names its call.
+// CallbackResult. This file is the connection part: servers, login, keep-alive,
+// reconnects, the dialplan check. What Asterisk says about the calls goes to the
+// CallTracker (call_tracker.hpp), which correlates it in any order and reports leg
+// events to the service.
 #include "ami_codec.hpp"
+#include "call_tracker.hpp"
 
 #include <callback/context.hpp>
 #include <callback/engine.hpp>
@@ -22,7 +21,6 @@
 #include <memory>
 #include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace callback::engine_ami {
@@ -39,8 +37,7 @@ struct AmiOptions {
   std::chrono::milliseconds connect_timeout{5'000};
   std::chrono::milliseconds reconnect_min{500};
   std::chrono::milliseconds reconnect_max{30'000};
-  std::chrono::milliseconds lost_call_grace{30'000};
-  std::chrono::milliseconds cdr_grace{1'000};
+  TrackerOptions tracking;  // how long calls wait for records, channels, a lost server
   bool check_dialplan = true;
 };
 
@@ -49,7 +46,7 @@ struct AmiOptions {
 // "Local/{number}@phones" + "1001" -> "Local/1001@phones".
 [[nodiscard]] std::string expand_dial_string(const std::string& pattern, const std::string& number);
 
-class AmiEngine final : public Engine {
+class AmiEngine final : public Engine, private CallTracker::Sink {
  public:
   AmiEngine(Context& context, AmiOptions options);
   ~AmiEngine() override;
@@ -72,26 +69,24 @@ class AmiEngine final : public Engine {
   void collect_digits(const std::string& call_id, LegRole leg, std::size_t max_digits, char terminator,
                       std::chrono::seconds timeout) override;
 
-  struct Call;
   struct Server;
 
  private:
   friend struct Server;
+  // CallTracker::Sink
+  void on_leg_event(const LegEvent& event) override;
+  bool send(const std::string& server, std::string bytes) override;
+
   void emit(const LegEvent& event);
   void on_message(Server& server, const ami::MessageView& message);
-  void on_connection_lost(Server& server, const std::string& why);
   void on_logged_in(Server& server);
-  void check_done(Call& call);
-  void finish_call(Call& call, bool engine_lost);
-  Call* call_for_linkedid(std::string_view linkedid);
   Server* pick_server();
 
   Context& context_;
   AmiOptions options_;
   EngineObserver* observer_ = nullptr;
   std::vector<std::unique_ptr<Server>> servers_;
-  std::unordered_map<std::string, std::unique_ptr<Call>> calls_;      // by call id
-  std::unordered_map<std::string, std::string> channel_calls_;         // Uniqueid -> call id (B channels)
+  CallTracker tracker_;
   std::size_t next_server_ = 0;
   bool stopping_ = false;
 };

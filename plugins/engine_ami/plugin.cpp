@@ -57,7 +57,7 @@ class Factory final : public PluginFactory {
     options.ping_interval = std::chrono::milliseconds(args.options.integer("ping_interval_ms"));
     options.reconnect_min = std::chrono::milliseconds(args.options.integer("reconnect_min_ms"));
     options.reconnect_max = std::chrono::milliseconds(args.options.integer("reconnect_max_ms"));
-    options.lost_call_grace = std::chrono::milliseconds(args.options.integer("lost_call_grace_ms"));
+    options.tracking.lost_call_grace = std::chrono::milliseconds(args.options.integer("lost_call_grace_ms"));
     options.check_dialplan = args.options.boolean("check_dialplan");
     if (auto ok = validate(options); !ok) throw Exception(ok.error());
     return std::make_unique<AmiEngine>(args.context, std::move(options));

@@ -73,8 +73,10 @@ struct FlowTest : ::testing::Test {
     o.secret = "callbacksecret";
     o.reconnect_min = 20ms;
     o.reconnect_max = 200ms;
-    o.cdr_grace = 300ms;
-    o.lost_call_grace = 2s;
+    o.tracking.cdr_grace = 300ms;
+    o.tracking.cdr_wait = 2s;
+    o.tracking.channel_grace = 300ms;
+    o.tracking.lost_call_grace = 2s;
     return o;
   }
 
