@@ -338,7 +338,8 @@ void AmiEngine::originate(const OriginateRequest& request) {
         .add("Variable", "CB_DIAL=" + expand_dial_string(options_.dial_string, c.number.digits()));
   }
   action.add("Async", "true");
-  tracker_.add(request.call_id, server->name);
+  tracker_.add(request.call_id, server->name,
+               request.connect ? std::optional(std::chrono::milliseconds(request.connect->limit)) : std::nullopt);
   server->send(action.str());
 }
 

@@ -74,7 +74,7 @@ struct CallTracker::Call {
   int user_hangup_cause = 0;
   std::optional<std::chrono::seconds> answered_time;  // its AnsweredTime
   int a_hangup_cause = 0, b_hangup_cause = 0;
-  char first_to_leave = 0;  // 'A' or 'B': who left the bridge first
+  std::optional<std::chrono::milliseconds> limit;  // the Originate's CB_LIMIT
   // Cancel.
   bool hangup_requested = false;
   bool hangup_sent = false;
@@ -97,9 +97,11 @@ CallTracker::~CallTracker() {
   for (auto& [id, call] : calls_) call->timer.cancel();
 }
 
-void CallTracker::add(const std::string& call_id, const std::string& server) {
+void CallTracker::add(const std::string& call_id, const std::string& server,
+                      std::optional<std::chrono::milliseconds> limit) {
   auto call = std::make_unique<Call>();
   call->id = call_id;
+  call->limit = limit;
   call->a1 = call_id + std::string(a1_suffix);
   call->a2 = call_id + std::string(a2_suffix);
   call->server = server;
@@ -273,10 +275,6 @@ void CallTracker::on_event(const std::string& server, const ami::MessageView& m,
     if (uniqueid == call->a1) call->a1_seen = call->a1_gone = true;
     return check_done(*call);
   }
-  if (event == "BridgeLeave") {
-    if (call->first_to_leave == 0) call->first_to_leave = is_a ? 'A' : 'B';
-    return;
-  }
   if (event == "Newstate") {
     const int state = to_int(m.get("ChannelState"));
     if (uniqueid == call->a1 && state == 5) a_ringing(*call);
@@ -411,12 +409,19 @@ void CallTracker::finish(Call& call, bool engine_lost) {
       // Asterisk's own record; without one (no CDR events), the Dial's ANSWEREDTIME.
       b.billsec = call.b_billsec ? call.b_billsec : call.answered_time;
     }
-    // L() ends the call with the dialplan going on (no `h`), and A leaves the bridge
-    // first; when B hangs up, B leaves first (fixtures: answered-limit, b-hangs-up).
-    // Our shipped dialplan says so itself (LimitReached: 1).
-    b.limit_reached = !engine_lost && !we_hung_up && call.dial_status == "ANSWER" && !call.where_h &&
-                      (call.limit_header >= 0 ? call.limit_header == 1 : call.first_to_leave != 'B');
-    b.far_end_hung_up = !engine_lost && !we_hung_up && call.dial_status == "ANSWER" && call.first_to_leave == 'B';
+    // With Dial's `g`, the dialplan goes on after Dial only when B hung up or the limit
+    // ended the call; when A goes, `h` runs instead. Our shipped dialplan says which
+    // (LimitReached: 1); the fixtures' does not, so then the Dial's own ANSWEREDTIME is
+    // held against the limit. (Who left the bridge first is no guide: the two channels'
+    // BridgeLeave events come in either order on a busy server.)
+    const bool b_ended_it = !engine_lost && !we_hung_up && call.dial_status == "ANSWER" && !call.where_h;
+    if (call.limit_header >= 0) {
+      b.limit_reached = b_ended_it && call.limit_header == 1;
+    } else {
+      b.limit_reached = b_ended_it && call.limit && call.answered_time &&
+                        std::chrono::milliseconds(*call.answered_time) + std::chrono::seconds(1) >= *call.limit;
+    }
+    b.far_end_hung_up = b_ended_it && !b.limit_reached;
     sink_.on_leg_event(b);
   }
   LegEvent a{.call_id = call.id, .leg = LegRole::a, .type = LegEventType::ended, .at = clock_.now(),

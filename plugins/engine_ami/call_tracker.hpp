@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -76,8 +77,10 @@ class CallTracker {
   CallTracker(const CallTracker&) = delete;
   CallTracker& operator=(const CallTracker&) = delete;
 
-  // A callback whose Originate was sent to `server`. Its events arrive from then on.
-  void add(const std::string& call_id, const std::string& server);
+  // A callback whose Originate was sent to `server` (with CB_LIMIT = `limit` when it
+  // connects B). Its events arrive from then on.
+  void add(const std::string& call_id, const std::string& server,
+           std::optional<std::chrono::milliseconds> limit = std::nullopt);
   // Every message from `server` that the connection does not handle itself.
   void on_message(const std::string& server, const ami::MessageView& message);
   // Cancel: hangs up A (which ends the dialplan and B) or B alone. Before A's channel

@@ -13,6 +13,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <iostream>
+#include <random>
+
 #include <sstream>
 
 using namespace callback;
@@ -49,8 +53,23 @@ class Observer final : public CallObserver {
   }
 };
 
+// Every flow runs with the fake interleaving each call's events as a busy Asterisk does
+// (each channel's own order kept): a new order every run, the seed in the test's output.
+std::uint64_t interleave_seed() {
+  static const std::uint64_t seed = [] {
+    std::uint64_t s = std::random_device{}();
+    if (const char* fixed = std::getenv("CALLBACK_INTERLEAVE_SEED")) s = std::strtoull(fixed, nullptr, 10);
+    std::cout << "fake Asterisk interleaving seed: " << s << " (CALLBACK_INTERLEAVE_SEED repeats it)" << std::endl;
+    return s;
+  }();
+  return seed;
+}
+
 struct FlowTest : ::testing::Test {
-  fake::FakeAsterisk asterisk{{.time_scale = time_scale, .recordings = CALLBACK_ASTERISK_RECORDINGS}};
+  fake::FakeAsterisk asterisk{{.time_scale = time_scale,
+                               .recordings = CALLBACK_ASTERISK_RECORDINGS,
+                               .interleave_window_ms = 1500,
+                               .seed = interleave_seed()}};
   boost::asio::io_context io;
   SystemClock clock{io};
   std::ostringstream log_text;

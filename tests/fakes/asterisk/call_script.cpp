@@ -236,7 +236,7 @@ class Compiler {
               variable_names_.end()) {
         const auto kind = role == kA1 ? MessageKind::kVarBlockA1 : MessageKind::kVarBlockA2;
         if (!script_.messages.empty() && script_.messages.back().kind == kind) continue;
-        emit(messages[i], headers, i >= pivot, kind, phase);
+        emit(messages[i], headers, i >= pivot, kind, phase).stream = static_cast<std::int8_t>(role);
         continue;
       }
       MessageTemplate& added = emit(messages[i], headers, i >= pivot,
@@ -244,6 +244,15 @@ class Compiler {
                                     phase);
       if (event == "Newchannel" && role >= 0) added.creates = role_bit(role);
       if (event == "Hangup" && role >= 0) added.hangs_up = role_bit(role);
+      if (event == "OriginateResponse") {
+        added.stream = kStreamOriginate;
+      } else if (event == "Cdr") {
+        added.stream = kStreamFree;
+      } else if (event.starts_with("Dial")) {
+        added.stream = static_cast<std::int8_t>(channel_role(header(headers, "DestChannel")));
+      } else {
+        added.stream = static_cast<std::int8_t>(role);
+      }
       if (event == "Newstate" && role == kA1 && header(headers, "ChannelState") == "6" && phase == Phase::kARinging) {
         phase = Phase::kAUp;
       }

@@ -94,6 +94,10 @@ enum EventClass : std::uint32_t {
 // "call" -> kClassCall; unknown -> kClassNone.
 std::uint32_t event_class_bit(std::string_view name);
 
+inline constexpr std::int8_t kStreamInOrder = -1;
+inline constexpr std::int8_t kStreamOriginate = 4;
+inline constexpr std::int8_t kStreamFree = 5;
+
 struct MessageTemplate {
   std::int64_t at_us = 0;     // recorded offset after the Originate
   bool after_pivot = false;   // shifted by the stretch delta
@@ -102,6 +106,11 @@ struct MessageTemplate {
   std::uint8_t creates = 0;   // role bits whose Newchannel this is
   std::uint8_t hangs_up = 0;  // role bits whose Hangup this is
   Phase phase_after = Phase::kARinging;
+  // Whose order this message keeps when the fake interleaves (FakeAsteriskOptions::
+  // interleave_window_ms): a channel's role (Dial* events: the dialled channel's),
+  // kStreamOriginate for the OriginateResponse, kStreamFree for a Cdr (any place), or
+  // kStreamInOrder for the rest.
+  std::int8_t stream = -1;
   std::uint32_t first_segment = 0;
   std::uint32_t segment_count = 0;
 };

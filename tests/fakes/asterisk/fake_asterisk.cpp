@@ -34,6 +34,9 @@
 
 #include <algorithm>
 #include <bit>
+#include <deque>
+#include <limits>
+#include <map>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -330,6 +333,8 @@ struct Call {
   bool instant = false;           // every delay removed (benchmark numbers)
   bool hangup_pending = false;
   std::uint8_t live = 0;          // channels created and not hung up
+  std::vector<std::uint16_t> order;  // interleaved: the script's message indexes in sending order
+  std::int64_t phase_index = -1;     // the latest recorded message sent: its phase is the call's
   Phase phase = Phase::kARinging;
   Clock::time_point originated;
   asio::steady_timer timer;
@@ -337,7 +342,10 @@ struct Call {
 
 struct ServerState {
   explicit ServerState(FakeAsteriskOptions o)
-      : options(std::move(o)), templates(options.recordings), acceptor(io), rng(std::random_device{}()) {}
+      : options(std::move(o)),
+        templates(options.recordings),
+        acceptor(io),
+        rng(options.seed != 0 ? options.seed : std::random_device{}()) {}
 
   FakeAsteriskOptions options;
   Templates templates;
@@ -377,6 +385,7 @@ struct ServerState {
   void start_tail(Call& call);
   void drop_all_calls();  // Asterisk died
   [[nodiscard]] std::int64_t offset_us(const Call& call, std::size_t index) const;
+  void set_script(Call& call, const Script& script);
   template <class F>
   void run_sync(F&& f) {
     if (!thread.joinable()) {
@@ -799,7 +808,7 @@ void Connection::originate(const ami::MessageView& m) {
       default: script = &t.b_invalid; break;
     }
   }
-  call->script = script;
+  impl.set_script(*call, *script);
   call->originate_fails = fails;
   call->sync = !async;
   call->base = call->originated = Clock::now();
@@ -824,6 +833,37 @@ std::int64_t ServerState::offset_us(const Call& call, std::size_t index) const {
   return std::max<std::int64_t>(at, 0);
 }
 
+void ServerState::set_script(Call& call, const Script& script) {
+  call.script = &script;
+  call.next = 0;
+  call.phase_index = -1;
+  call.order.clear();
+  if (options.interleave_window_ms <= 0) return;
+  // A random merge of the streams (tests/fakes/asterisk/call_script.hpp): at each step,
+  // any stream whose next message is due within the window of the earliest unsent one.
+  std::map<int, std::deque<std::uint16_t>> streams;
+  for (std::size_t i = 0; i < script.messages.size(); ++i) {
+    const int stream = script.messages[i].stream;
+    streams[stream == detail::kStreamFree ? 1000 + static_cast<int>(i) : stream].push_back(static_cast<std::uint16_t>(i));
+  }
+  const std::int64_t window_us = options.interleave_window_ms * 1000;
+  std::vector<std::deque<std::uint16_t>*> due;
+  call.order.reserve(script.messages.size());
+  while (call.order.size() < script.messages.size()) {
+    std::int64_t earliest = std::numeric_limits<std::int64_t>::max();
+    for (auto& [key, queue] : streams) {
+      if (!queue.empty()) earliest = std::min(earliest, offset_us(call, queue.front()));
+    }
+    due.clear();
+    for (auto& [key, queue] : streams) {
+      if (!queue.empty() && offset_us(call, queue.front()) <= earliest + window_us) due.push_back(&queue);
+    }
+    auto& pick = *due[std::uniform_int_distribution<std::size_t>(0, due.size() - 1)(rng)];
+    call.order.push_back(pick.front());
+    pick.pop_front();
+  }
+}
+
 void ServerState::advance(Call& call) {
   const double scale = options.time_scale;
   const auto now = Clock::now();
@@ -833,7 +873,8 @@ void ServerState::advance(Call& call) {
     for (auto* c : touched) c->flush();
   };
   while (call.next < s.messages.size()) {
-    const auto offset = std::max(offset_us(call, call.next), call.last_offset_us);
+    const std::size_t index = call.order.empty() ? call.next : call.order[call.next];
+    const auto offset = std::max(offset_us(call, index), call.last_offset_us);
     if (scale > 0) {
       const auto due = call.base + std::chrono::duration_cast<Clock::duration>(
                                        std::chrono::duration<double, std::micro>(static_cast<double>(offset) * scale));
@@ -849,7 +890,7 @@ void ServerState::advance(Call& call) {
       }
     }
     call.last_offset_us = offset;
-    const auto& message = s.messages[call.next];
+    const auto& message = s.messages[index];
     if (message.kind == MessageKind::kOriginateResponse && call.sync) {
       // Without Async the Originate's only answer is this late response (ami-originate-sync-a-busy).
       if (auto origin = call.origin.lock()) {
@@ -866,13 +907,16 @@ void ServerState::advance(Call& call) {
       rendered.clear();
       for (const auto& c : connections) {
         if (!c->logged_in() || !(message.event_class == detail::kClassNone || (message.event_class & c->mask()))) continue;
-        if (rendered.empty()) detail::render(s, call.next, call.values, rendered);
+        if (rendered.empty()) detail::render(s, index, call.values, rendered);
         c->out() += rendered;
         if (std::find(touched.begin(), touched.end(), c.get()) == touched.end()) touched.push_back(c.get());
       }
     }
     call.live = static_cast<std::uint8_t>((call.live | message.creates) & ~message.hangs_up);
-    call.phase = message.phase_after;
+    if (static_cast<std::int64_t>(index) > call.phase_index) {
+      call.phase_index = static_cast<std::int64_t>(index);
+      call.phase = message.phase_after;
+    }
     ++call.next;
     if (call.hangup_pending && (call.phase == Phase::kBRinging || call.phase == Phase::kBridged)) {
       call.hangup_pending = false;
@@ -927,8 +971,7 @@ void ServerState::start_tail(Call& call) {
       scale > 0 ? static_cast<std::int64_t>(std::chrono::duration<double, std::milli>(now - call.originated).count() / scale)
                 : tail->pivot_us / 1000;
   call.values.delta_ms = elapsed_ms - tail->pivot_us / 1000;
-  call.script = tail;
-  call.next = 0;
+  set_script(call, *tail);
   call.base = now;
   call.last_offset_us = 0;
   advance(call);

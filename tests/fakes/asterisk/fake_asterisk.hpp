@@ -10,6 +10,9 @@
 //   6XXX Hangup(21)                          9XXX answers at once, stays up (benchmarks)
 //   98XX answers and hangs up at once         0XXX / anything else: no such extension
 //
+// With interleave_window_ms > 0 the events of a call come in a random order that keeps
+// each channel's own order, as on a real Asterisk under load.
+//
 // and that runs the `callback` context's contract: Originate Local/<A>@phones into
 // context `callback`, exten <B>; when A answers, B is dialed with the time limit
 // (CB_LIMIT ms, default 300000) and the UserEvent CallbackResult is sent at the end.
@@ -36,6 +39,13 @@ struct FakeAsteriskOptions {
   std::filesystem::path recordings;  // folder with the ami-*.txt / *.timeline.jsonl recordings
   bool callback_dialplan_loaded = true;  // `dialplan show callback` finds the context
   std::uint16_t port = 0;                // 0: any free port
+  // Interleave each call's events the way a busy Asterisk does (tests/fixtures/asterisk
+  // README, "AMI, bursts"): every channel's own events stay in order, but the
+  // OriginateResponse, the Cdr records and different channels' events overtake one
+  // another; a message is held back, never sent early, by at most this much recorded
+  // time (0: the recorded order). The flow tests run with it.
+  std::int64_t interleave_window_ms = 0;
+  std::uint64_t seed = 0;  // for the interleaving; 0: random
 };
 
 class FakeAsterisk {

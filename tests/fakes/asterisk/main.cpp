@@ -19,10 +19,14 @@ constexpr std::string_view kHelp =
     "(1XXX answers, 3XXX busy, 4XXX no answer, ...; see etc/extensions.conf there).\n"
     "Never use it in place of a real PBX: no call audio, no SIP, nothing is dialled.\n"
     "\n"
-    "usage: callback-fake-asterisk [--port N] [--time-scale X] [--recordings DIR]\n"
+    "usage: callback-fake-asterisk [--port N] [--time-scale X] [--interleave MS [--seed N]]\n"
+    "                              [--recordings DIR]\n"
     "                              [--username U] [--secret S]\n"
     "  --port N          TCP port on 127.0.0.1 (default 5038; 0 = any free port)\n"
     "  --time-scale X    multiply every delay by X (default 1; 0 = as fast as possible)\n"
+    "  --interleave MS   each call's events in a random order that keeps every channel's\n"
+    "                    own order, as a busy Asterisk sends them (held back by at most MS\n"
+    "                    of recorded time); --seed N repeats one order\n"
     "  --recordings DIR  folder with the ami-*.txt recordings (default: the source tree's)\n"
     "  --username U      AMI user (default callback)\n"
     "  --secret S        AMI secret (default callbacksecret)\n"
@@ -53,6 +57,11 @@ int main(int argc, char** argv) {
       } else if (arg == "--time-scale") {
         options.time_scale = std::stod(value());
         if (options.time_scale < 0) throw std::out_of_range("time scale");
+      } else if (arg == "--interleave") {
+        options.interleave_window_ms = std::stoll(value());
+        if (options.interleave_window_ms < 0) throw std::out_of_range("interleave");
+      } else if (arg == "--seed") {
+        options.seed = std::stoull(value());
       } else if (arg == "--recordings") {
         options.recordings = value();
       } else if (arg == "--username") {
