@@ -60,8 +60,7 @@ struct CallTracker::Call {
   bool queued = false;          // acknowledged
   bool originate_done = false;  // OriginateResponse (or a refusal) seen
   bool originate_ok = false;
-  bool refused = false;                // Response: Error: no channel will ever come
-  bool failure_names_channel = false;  // a Failure with Uniqueid <id>-A1: its channels exist
+  bool refused = false;  // Response: Error: no channel will ever come
   int reason = -1;
   bool a1_seen = false, a1_gone = false;
   // What has been emitted (each at most once, in the call's order).
@@ -222,7 +221,6 @@ void CallTracker::on_event(const std::string& server, const ami::MessageView& m,
     call->originate_done = true;
     call->originate_ok = m.get("Response") == "Success";
     call->reason = to_int(m.get("Reason"), -1);
-    call->failure_names_channel = !call->originate_ok && m.get("Uniqueid") == call->a1;
     if (call->originate_ok) a_answered(*call);
     return check_done(*call);
   }
@@ -296,7 +294,13 @@ void CallTracker::on_event(const std::string& server, const ami::MessageView& m,
 }
 
 void CallTracker::on_cdr(const std::string& server, const ami::MessageView& m) {
-  cdr_servers_.insert(server);
+  if (cdr_servers_.insert(server).second) {
+    // This server does send Cdrs after all: calls that began the short wait (for a
+    // server without them) wait the full one.
+    for (auto& [id, c] : calls_) {
+      if (c->server == server && c->waiting == Call::Wait::records) wait_then_finish(*c, options_.cdr_wait);
+    }
+  }
   const auto uniqueid = m.get("UniqueID");
   const auto billsec = std::chrono::seconds(to_int(m.get("BillableSeconds")));
   Call* call = nullptr;
@@ -348,10 +352,12 @@ void CallTracker::check_done(Call& call) {
   if (call.refused) return finish(call, false);
   if (!call.originate_ok) {
     if (!call.a1_seen) {
-      // A Failure that names A's channel: the channels exist, their events are on the
-      // way. One that does not may have none at all (the channel could not be created):
-      // then only a short wait tells.
-      if (!call.failure_names_channel && call.waiting != Call::Wait::channels) {
+      // A Failure often comes before A's channel events, which carry the real cause
+      // (a busy server sent it up to 0.3 s and 2,000 messages early: fixtures README,
+      // "AMI, bursts"); but when the channel driver could not make a channel at all
+      // (ami-burst-nochannel) none will come, and the Failure looks the same (its
+      // Uniqueid is our ChannelId either way). Only a wait tells them apart.
+      if (call.waiting != Call::Wait::channels) {
         call.waiting = Call::Wait::channels;
         wait_then_finish(call, options_.channel_grace);
       }
@@ -435,7 +441,8 @@ void CallTracker::finish(Call& call, bool engine_lost) {
   } else {
     a.cause = HangupCause{call.a_hangup_cause != 0 ? call.a_hangup_cause : 16};
   }
-  a.billsec = call.a_billsec;
+  // A that never answered has nothing to bill, whether or not its record came yet.
+  a.billsec = call.originate_ok ? call.a_billsec : call.a_billsec.value_or(std::chrono::seconds{0});
   a.far_end_hung_up = !engine_lost && !we_hung_up && call.where_h;
   if (auto n = in_flight_.find(call.server); n != in_flight_.end() && n->second > 0) --n->second;
   for (const auto& b_id : call.b_channels) b_channels_.erase(b_id);

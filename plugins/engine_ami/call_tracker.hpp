@@ -53,8 +53,8 @@ struct TrackerOptions {
   // Once Cdrs flow on a server, how long a call waits for its records (a busy Asterisk
   // sends them seconds after the Hangups).
   std::chrono::milliseconds cdr_wait{15'000};
-  // A failed Originate that names no channel: how long its channels may still come.
-  std::chrono::milliseconds channel_grace{1'000};
+  // A failed Originate whose channels have not been seen: how long they may still come.
+  std::chrono::milliseconds channel_grace{2'000};
   // Calls on a lost connection: how long they wait for it to come back (then engine lost).
   std::chrono::milliseconds lost_call_grace{30'000};
   // Cdrs for channels not (yet) known, held for when their Newchannel arrives.

@@ -1,0 +1,612 @@
+// The AMI engine's call tracker, fed straight from real Asterisk traffic: the burst
+// recordings of tests/fixtures/asterisk (many callbacks at once on a real Asterisk
+// 23.4.1, with the project's own dialplan) and the single-call recordings rendered with
+// our ids and merged. Every call's outcome, B's talk time and its cost must equal what
+// Asterisk's own Cdr events and the dialplan's UserEvent say for that call, whatever
+// order the events come in (each channel's own order kept), with duplicates, with events
+// after the end, and with foreign events mixed in.
+#include "call_tracker.hpp"
+#include "call_script.hpp"
+
+#include <callback/rate.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+
+namespace callback::engine_ami {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+const fs::path recordings = CALLBACK_ASTERISK_RECORDINGS;
+const std::string server = "ast";
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<ami::Message> parse(std::string_view bytes) {
+  std::vector<ami::Message> out;
+  ami::Parser parser;
+  std::string text = "Asterisk Call Manager/12.0.0\r\n";  // the parser wants a banner first
+  text.append(bytes);
+  auto ok = parser.feed(text, [&](const ami::MessageView& m) { out.emplace_back(m); });
+  if (!ok) throw std::runtime_error("unparsable traffic: " + ok.error().message);
+  return out;
+}
+
+// What the engine asked for, as the sent side of a recording shows it.
+struct Placed {
+  std::string id;
+  std::optional<std::chrono::milliseconds> limit;
+  bool canceled = false;
+};
+
+struct Traffic {
+  std::string name;
+  std::vector<Placed> calls;
+  std::vector<ami::Message> received;  // in the order Asterisk sent them
+};
+
+std::vector<Placed> placed_calls(const std::vector<ami::Message>& sent) {
+  std::vector<Placed> calls;
+  std::map<std::string, std::size_t> index;
+  for (const auto& m : sent) {
+    const auto action = m.get("Action");
+    if (action == "Originate") {
+      Placed p{.id = std::string(m.get("ActionID"))};
+      for (auto v : m.view().all("Variable")) {
+        if (v.starts_with("CB_LIMIT=")) p.limit = std::chrono::milliseconds(std::stoll(std::string(v.substr(9))));
+      }
+      index[p.id] = calls.size();
+      calls.push_back(p);
+    } else if (action == "Hangup" && m.get("ActionID").starts_with("hangup-")) {
+      auto id = std::string(m.get("ActionID").substr(7));
+      if (auto it = index.find(id); it != index.end()) calls[it->second].canceled = true;
+    }
+  }
+  return calls;
+}
+
+Traffic recorded(const std::string& name) {
+  Traffic t{.name = name};
+  t.calls = placed_calls(parse(read_file(recordings / (name + ".sent.txt"))));
+  auto text = read_file(recordings / (name + ".txt"));
+  text.erase(0, text.find("\r\n") + 2);  // its own banner line
+  t.received = parse(text);
+  return t;
+}
+
+// The single-call recordings, each rendered as the fake does for a call of ours (ids
+// "<id>-A1"/"-A2"), all placed at once and sent one after the other.
+Traffic rendered_single_calls(const std::vector<std::string>& ids) {
+  const std::vector<std::string> names = {
+      "ami-originate-answered-limit", "ami-originate-b-hangs-up",     "ami-originate-b-busy",
+      "ami-originate-b-noanswer",     "ami-originate-b-congestion",   "ami-originate-b-unreachable",
+      "ami-originate-b-rejected",     "ami-originate-b-invalid",      "ami-originate-a-noanswer",
+      "ami-originate-a-busy",         "ami-originate-a-congestion",   "ami-originate-a-unreachable",
+      "ami-originate-a-unallocated",  "ami-originate-a-rejected-channelid", "ami-originate-a-invalid",
+      "ami-originate-channelid"};
+  Traffic t{.name = "single calls rendered"};
+  std::string all;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto recording = fake::detail::load_recording(recordings, names[i % names.size()]);
+    const auto script = fake::detail::compile(recording, recording.main, 0, false);
+    fake::detail::CallValues v;
+    v.action_id = v.cb_id = ids[i];
+    for (const auto& [name, value] : recording.originate) {
+      if (name == "Channel") v.num_a = value.substr(6, value.find('@') - 6);
+      if (name == "Exten") v.num_b = value;
+      if (name == "Variable" && value.starts_with("CB_LIMIT=")) v.limit = value.substr(9);
+      if (name == "Variable") v.variables.emplace_back(value.substr(0, value.find('=')), value.substr(value.find('=') + 1));
+    }
+    v.cid_num = v.num_b;
+    v.cid_name = "Callback";
+    v.channel_id = ids[i] + "-A1";
+    const std::string counter = std::to_string(10000000 + 2 * i);
+    const std::string counter_b = std::to_string(10000000 + 2 * i + 1);
+    v.channel = {"Local/" + v.num_a + "@phones-" + counter + ";1", "Local/" + v.num_a + "@phones-" + counter + ";2",
+                 "Local/" + v.num_b + "@phones-" + counter_b + ";1", "Local/" + v.num_b + "@phones-" + counter_b + ";2"};
+    v.uniqueid = {ids[i] + "-A1", ids[i] + "-A2", "1800000000." + std::to_string(4 * i + 2),
+                  "1800000000." + std::to_string(4 * i + 3)};
+    v.bridge = "00000000-0000-4000-8000-" + std::to_string(100000000000 + i);
+    v.start_epoch = 1'800'000'000;
+    for (std::size_t m = 0; m < script.messages.size(); ++m) fake::detail::render(script, m, v, all);
+    std::optional<std::chrono::milliseconds> limit;
+    if (!v.limit.empty()) limit = std::chrono::milliseconds(std::stoll(v.limit));
+    t.calls.push_back({.id = ids[i], .limit = limit});
+  }
+  t.received = parse(all);
+  return t;
+}
+
+// --- what Asterisk itself says about each call (read with the whole recording at hand) ---
+
+struct Truth {
+  bool originate_ok = false;
+  int reason = -1;
+  int a_hangup_cause = 0;
+  bool user_event = false;
+  std::string dial_status;
+  int hangup_cause = 0;
+  std::optional<std::chrono::seconds> b_billsec;  // B's own ANSWERED record
+  std::optional<std::chrono::seconds> a_billsec;  // A;2's own record
+};
+
+int number(std::string_view text) { return text.empty() ? 0 : std::stoi(std::string(text)); }
+
+std::map<std::string, Truth> truth(const Traffic& t) {
+  std::map<std::string, Truth> out;
+  std::map<std::string, std::string> b_channel_call;  // B Uniqueid -> id
+  for (const auto& c : t.calls) out[c.id];
+  auto call_of_linkedid = [&](std::string_view linkedid) -> Truth* {
+    if (!linkedid.ends_with("-A1")) return nullptr;
+    auto it = out.find(std::string(linkedid.substr(0, linkedid.size() - 3)));
+    return it == out.end() ? nullptr : &it->second;
+  };
+  for (const auto& m : t.received) {
+    const auto event = m.get("Event");
+    if (event == "Newchannel") {
+      const std::string linkedid(m.get("Linkedid")), uid(m.get("Uniqueid"));
+      if (call_of_linkedid(linkedid) && uid != linkedid && !uid.ends_with("-A2")) {
+        b_channel_call[uid] = linkedid.substr(0, linkedid.size() - 3);
+      }
+    }
+  }
+  for (const auto& m : t.received) {
+    const auto event = m.get("Event");
+    if (event == "OriginateResponse") {
+      if (auto it = out.find(std::string(m.get("ActionID"))); it != out.end()) {
+        it->second.originate_ok = m.get("Response") == "Success";
+        it->second.reason = number(m.get("Reason"));
+      }
+    } else if (event == "Hangup") {
+      const auto uid = m.get("Uniqueid");
+      if (Truth* c = call_of_linkedid(m.get("Linkedid")); c && (uid.ends_with("-A1") || uid.ends_with("-A2"))) {
+        c->a_hangup_cause = std::max(c->a_hangup_cause, number(m.get("Cause")));
+      }
+    } else if (event == "UserEvent" && m.get("UserEvent") == "CallbackResult") {
+      auto it = out.find(std::string(m.get("CallbackID")));
+      if (it == out.end() || it->second.user_event || m.get("Linkedid") != it->first + "-A1") continue;
+      it->second.user_event = true;
+      it->second.dial_status = std::string(m.get("DialStatus"));
+      it->second.hangup_cause = number(m.get("HangupCause"));
+    } else if (event == "Cdr" && m.get("DestinationChannel").empty()) {
+      const std::string uid(m.get("UniqueID"));
+      Truth* c = nullptr;
+      if (uid.ends_with("-A2")) {
+        if (auto it = out.find(uid.substr(0, uid.size() - 3)); it != out.end()) it->second.a_billsec = std::chrono::seconds(number(m.get("BillableSeconds")));
+        continue;
+      }
+      if (uid.ends_with("-A1")) continue;
+      if (auto b = b_channel_call.find(uid); b != b_channel_call.end()) c = &out[b->second];
+      if (c && m.get("Disposition") == "ANSWERED") {
+        const std::chrono::seconds billsec(number(m.get("BillableSeconds")));
+        c->b_billsec = std::max(c->b_billsec.value_or(0s), billsec);
+      }
+    }
+  }
+  return out;
+}
+
+// --- the tracker under test ---------------------------------------------------------------
+
+class NullLogger final : public Logger {
+ public:
+  bool enabled(LogLevel) const noexcept override { return false; }
+  void write(LogLevel, std::string_view, std::string_view) override {}
+};
+
+struct Sink final : CallTracker::Sink {
+  std::map<std::string, std::vector<LegEvent>> events;
+  std::vector<std::string> sent;
+  std::size_t after_end = 0;  // events for a call whose A had already ended
+  void on_leg_event(const LegEvent& e) override {
+    auto& list = events[e.call_id];
+    if (!list.empty() && list.back().leg == LegRole::a && list.back().type == LegEventType::ended) ++after_end;
+    list.push_back(e);
+  }
+  bool send(const std::string&, std::string bytes) override {
+    sent.push_back(std::move(bytes));
+    return true;
+  }
+};
+
+struct Replay {
+  ManualClock clock;
+  NullLogger log;
+  Sink sink;
+  CallTracker tracker{clock, log, sink, {}};
+  std::size_t finished_before_any_wait = 0;
+
+  explicit Replay(const Traffic& t) {
+    for (const auto& c : t.calls) tracker.add(c.id, server, c.limit);
+    for (const auto& c : t.calls) {
+      if (c.canceled) tracker.hangup(c.id, LegRole::a, HangupCause{16});
+    }
+  }
+  void feed(const std::vector<const ami::Message*>& order) {
+    for (const auto* m : order) tracker.on_message(server, m->view());
+  }
+  // The same, with time passing: `span` spread evenly over the messages, so timers fire
+  // between them as they would on a loaded link. A span under every wait the tracker
+  // may legitimately take (channel_grace 2 s, cdr_wait 15 s) changes no answer.
+  void feed(const std::vector<const ami::Message*>& order, std::chrono::milliseconds span) {
+    const auto step = std::chrono::microseconds(span) / std::max<std::size_t>(order.size(), 1);
+    std::chrono::microseconds owed{0};
+    for (const auto* m : order) {
+      tracker.on_message(server, m->view());
+      owed += step;
+      if (owed >= 1ms) {
+        const auto whole = std::chrono::duration_cast<std::chrono::milliseconds>(owed);
+        clock.advance(whole);
+        owed -= whole;
+      }
+    }
+  }
+  void settle() {
+    finished_before_any_wait = sink.events.size() - tracker.size();
+    clock.advance(120s);  // every wait (records, channels) is over
+  }
+};
+
+// Where a message keeps its order: a channel's stream (Dial* by the dialled channel),
+// the Originate's replies, or nowhere (a Cdr may come at any point).
+std::string stream_of(const ami::Message& m, std::size_t index) {
+  const auto event = m.get("Event");
+  if (m.view().is_response() || event == "OriginateResponse") return "originate:" + std::string(m.get("ActionID"));
+  if (event == "Cdr") return "free:" + std::to_string(index);
+  if (event.starts_with("Dial")) return "channel:" + std::string(m.get("DestUniqueid"));
+  if (m.view().has("Uniqueid")) return "channel:" + std::string(m.get("Uniqueid"));
+  return "other";
+}
+
+// A random merge of the streams; with `duplicates`, some messages come twice (the copy
+// later in the same stream).
+std::vector<const ami::Message*> interleave(const std::vector<ami::Message>& messages, std::mt19937_64& rng,
+                                            double duplicates = 0) {
+  std::map<std::string, std::deque<const ami::Message*>> streams;
+  std::bernoulli_distribution twice(duplicates);
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    auto& s = streams[stream_of(messages[i], i)];
+    s.push_back(&messages[i]);
+    if (duplicates > 0 && twice(rng)) s.push_back(&messages[i]);
+  }
+  std::vector<std::deque<const ami::Message*>*> open;
+  for (auto& [key, s] : streams) open.push_back(&s);
+  std::vector<const ami::Message*> out;
+  while (!open.empty()) {
+    const auto pick = std::uniform_int_distribution<std::size_t>(0, open.size() - 1)(rng);
+    out.push_back(open[pick]->front());
+    open[pick]->pop_front();
+    if (open[pick]->empty()) open.erase(open.begin() + static_cast<std::ptrdiff_t>(pick));
+  }
+  return out;
+}
+
+std::vector<const ami::Message*> in_order(const std::vector<ami::Message>& messages) {
+  std::vector<const ami::Message*> out;
+  for (const auto& m : messages) out.push_back(&m);
+  return out;
+}
+
+const LegEvent* ended(const std::vector<LegEvent>& events, LegRole leg) {
+  for (const auto& e : events) {
+    if (e.leg == leg && e.type == LegEventType::ended) return &e;
+  }
+  return nullptr;
+}
+
+// Checks one run's events against what Asterisk said. `label` names the order.
+void check(const Traffic& t, const Replay& run, const std::string& label) {
+  SCOPED_TRACE(t.name + ", " + label);
+  const auto expected = truth(t);
+  const Rate rate{.prefix = "86",
+                  .price_per_minute = Money::parse("0.10", Currency::of("CNY").value()).value(),
+                  .initial_increment = 6s,
+                  .subsequent_increment = 6s};
+  EXPECT_EQ(run.tracker.size(), 0u) << "calls still open";
+  EXPECT_EQ(run.sink.after_end, 0u) << "events after a call's end";
+  for (const auto& c : t.calls) {
+    SCOPED_TRACE(c.id);
+    const auto& want = expected.at(c.id);
+    auto it = run.sink.events.find(c.id);
+    ASSERT_NE(it, run.sink.events.end()) << "no events";
+    const auto& events = it->second;
+    // Exactly one end per leg, A's last; each leg's events in a call's order; B only
+    // once A answered.
+    std::size_t a_ends = 0, b_ends = 0;
+    int last_a = -1, last_b = -1;
+    bool a_up = false;
+    for (const auto& e : events) {
+      const int rank = e.type == LegEventType::dialing   ? 0
+                       : e.type == LegEventType::ringing ? 1
+                       : e.type == LegEventType::ended   ? 3
+                                                         : 2;
+      if (e.leg == LegRole::a) {
+        EXPECT_GT(rank, last_a) << "A " << to_string(e.type) << " out of order";
+        last_a = rank;
+        a_ends += e.type == LegEventType::ended;
+        a_up = a_up || e.type == LegEventType::answered;
+      } else {
+        EXPECT_TRUE(a_up) << "B " << to_string(e.type) << " before A answered";
+        EXPECT_GT(rank, last_b) << "B " << to_string(e.type) << " out of order";
+        last_b = rank;
+        b_ends += e.type == LegEventType::ended;
+      }
+    }
+    ASSERT_EQ(a_ends, 1u);
+    EXPECT_EQ(events.back().leg, LegRole::a);
+    EXPECT_EQ(events.back().type, LegEventType::ended);
+    const LegEvent* a = ended(events, LegRole::a);
+    const LegEvent* b = ended(events, LegRole::b);
+    EXPECT_EQ(a_up, want.originate_ok) << "A answered as the OriginateResponse says";
+    if (want.originate_ok) {
+      EXPECT_EQ(a->billsec, want.a_billsec) << "A's talk time as A;2's Cdr says";
+    } else {
+      EXPECT_EQ(a->billsec, std::optional(0s)) << "A never answered";
+      EXPECT_EQ(want.a_billsec.value_or(0s), 0s) << "the recording says A talked, yet its Originate failed";
+    }
+    if (!want.originate_ok) {
+      EXPECT_EQ(b_ends, 0u);
+      if (!c.canceled) {
+        const int cause = want.reason == 3 ? 19 : want.reason == 5 ? 17 : want.reason == 8 ? 34
+                          : want.a_hangup_cause != 0 ? want.a_hangup_cause : 3;
+        EXPECT_EQ(a->cause.code(), cause) << "A's failure as the OriginateResponse and Hangup say";
+      }
+      continue;
+    }
+    ASSERT_TRUE(want.user_event) << "the recording has no CallbackResult for an answered A";
+    ASSERT_EQ(b_ends, 1u);
+    EXPECT_EQ(b->dial_status, want.dial_status) << "B's outcome as the UserEvent says";
+    if (c.canceled) {
+      EXPECT_EQ(b->cause.code(), 16) << "canceled: the cause asked for";
+    } else if (want.hangup_cause != 0) {
+      EXPECT_EQ(b->cause.code(), want.hangup_cause) << "B's cause as the UserEvent says";
+    }
+    if (want.dial_status == "ANSWER") {
+      ASSERT_TRUE(want.b_billsec) << "the recording has no ANSWERED Cdr for B";
+      EXPECT_EQ(b->billsec, want.b_billsec) << "B's talk time as B's Cdr says";
+      ASSERT_TRUE(b->billsec);
+      EXPECT_EQ(rate.cost(*b->billsec), rate.cost(*want.b_billsec));
+    } else {
+      EXPECT_EQ(b->billsec, std::optional(0s)) << "B never answered: nothing to bill";
+    }
+  }
+}
+
+// The burst recordings present in the fixtures (ami-burst-*.txt).
+std::vector<std::string> burst_recordings() {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(recordings)) {
+    const auto name = entry.path().filename().string();
+    if (name.starts_with("ami-burst-") && name.ends_with(".txt") && !name.ends_with(".sent.txt")) {
+      names.push_back(name.substr(0, name.size() - 4));
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> prefix_ids(std::size_t n) {
+  // Ids that are prefixes of one another: cb-x-1, cb-x-10, cb-x-100, cb-x-11, ...
+  std::vector<std::string> ids;
+  for (std::size_t i = 1; ids.size() < n; ++i) ids.push_back("cb-x-" + std::to_string(i));
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::vector<Traffic> all_traffic() {
+  std::vector<Traffic> out;
+  for (const auto& name : burst_recordings()) out.push_back(recorded(name));
+  out.push_back(rendered_single_calls(prefix_ids(120)));
+  return out;
+}
+
+const std::vector<Traffic>& traffic() {
+  static const std::vector<Traffic> t = all_traffic();
+  return t;
+}
+
+TEST(CallTracker, TheBurstRecordingsArePresent) {
+  // The recordings this suite is about: 20 and 200 at once, a cancel storm, prefix ids.
+  const auto names = burst_recordings();
+  for (const auto* want : {"ami-burst-20", "ami-burst-200", "ami-burst-cancel", "ami-burst-prefix-ids"}) {
+    EXPECT_TRUE(std::any_of(names.begin(), names.end(), [&](const std::string& n) { return n.starts_with(want); }))
+        << want;
+  }
+}
+
+TEST(CallTracker, RecordedOrderGivesWhatAsteriskSaid) {
+  for (const auto& t : traffic()) {
+    Replay run(t);
+    run.feed(in_order(t.received));
+    run.settle();
+    check(t, run, "recorded order");
+  }
+}
+
+TEST(CallTracker, AnyInterleavingGivesTheSameAnswers) {
+  // Each channel's events in order, everything else in any order: the answers never
+  // change. Some messages come twice, and the whole traffic comes again at the end.
+  const auto seed = std::random_device{}();
+  std::cout << "interleaving seed " << seed << "\n";
+  std::mt19937_64 rng(seed);
+  for (const auto& t : traffic()) {
+    const int rounds = t.calls.size() > 100 ? 12 : 60;
+    for (int round = 0; round < rounds; ++round) {
+      Replay run(t);
+      // 1.8 s pass while they arrive: longer than the 1 s wait that once ended talking
+      // calls as failed, shorter than any wait the tracker may take.
+      run.feed(interleave(t.received, rng, round % 2 == 0 ? 0.0 : 0.05), 1800ms);
+      run.feed(in_order(t.received));  // events after every call ended change nothing
+      run.settle();
+      check(t, run, "seed " + std::to_string(seed) + " round " + std::to_string(round));
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
+}
+
+TEST(CallTracker, ARecordedBurstNeedsNoWaitingWhenEveryRecordArrived) {
+  // With cdr_manager's LinkedID mapping every record names its call, so every call of a
+  // burst ends as soon as its last message is in: no timer stands in for a missing one.
+  // Only an Originate that failed without making a channel (ami-burst-nochannel) waits,
+  // for channels that might still come.
+  for (const auto& name : burst_recordings()) {
+    const auto t = recorded(name);
+    std::set<std::string> with_channel;
+    for (const auto& m : t.received) {
+      if (m.get("Event") == "Newchannel") with_channel.insert(std::string(m.get("Uniqueid")));
+    }
+    std::size_t without_channel = 0;
+    for (const auto& [id, want] : truth(t)) without_channel += !want.originate_ok && with_channel.count(id + "-A1") == 0;
+    Replay run(t);
+    run.feed(in_order(t.received));
+    EXPECT_EQ(run.tracker.size(), without_channel) << name;
+  }
+}
+
+TEST(CallTracker, ForeignAndUnknownEventsChangeNothing) {
+  const Traffic t = rendered_single_calls(prefix_ids(16));
+  std::vector<ami::Message> noisy;
+  auto add = [&](const std::string& text) {
+    for (auto& m : parse(text)) noisy.push_back(std::move(m));
+  };
+  const auto& ids = t.calls;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const std::string& id = ids[i].id;
+    const std::string& other = ids[(i + 1) % ids.size()].id;
+    // Events for channels and calls nobody placed.
+    add("Event: Newchannel\r\nChannel: Local/1@phones-x;1\r\nUniqueid: 99.1\r\nLinkedid: cb-zzz-A1\r\n\r\n");
+    add("Event: Hangup\r\nChannel: Local/1@phones-x;1\r\nUniqueid: " + id + "-A9\r\nLinkedid: 99.1\r\nCause: 3\r\n\r\n");
+    add("Event: OriginateResponse\r\nActionID: " + id + "0\r\nResponse: Failure\r\nReason: 0\r\nUniqueid: <unknown>\r\n\r\n");
+    add("Event: Cdr\r\nUniqueID: " + id + "-A2x\r\nDestinationChannel: \r\nDisposition: ANSWERED\r\nBillableSeconds: 99\r\n\r\n");
+    add("Event: Cdr\r\nUniqueID: 77.7\r\nLinkedID: cb-zzz-A1\r\nDestinationChannel: \r\nDisposition: ANSWERED\r\nBillableSeconds: 99\r\n\r\n");
+    // A UserEvent naming this call from another call's channel, and ones without an id.
+    add("Event: UserEvent\r\nChannel: Local/1@phones-y;1\r\nUniqueid: " + other + "-A1\r\nLinkedid: " + other +
+        "-A1\r\nUserEvent: CallbackResult\r\nCallbackID: " + id + "\r\nDialStatus: BUSY\r\nHangupCause: 17\r\n\r\n");
+    add("Event: UserEvent\r\nUniqueid: " + id + "-A1\r\nLinkedid: " + id +
+        "-A1\r\nUserEvent: CallbackResult\r\nDialStatus: BUSY\r\nHangupCause: 17\r\n\r\n");
+    add("Event: UserEvent\r\nUniqueid: " + id + "-A1\r\nLinkedid: " + id +
+        "-A1\r\nUserEvent: CallbackResult\r\nCallbackID: cb-nobody\r\nDialStatus: BUSY\r\n\r\n");
+  }
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 10; ++round) {
+    Replay run(t);
+    // The noise first (it must not start or end anything), then the calls, noise again.
+    run.feed(in_order(noisy));
+    EXPECT_TRUE(run.sink.events.empty());
+    run.feed(interleave(t.received, rng));
+    run.feed(in_order(noisy));
+    run.settle();
+    check(t, run, "with foreign events, round " + std::to_string(round));
+    EXPECT_EQ(run.sink.events.count("cb-zzz"), 0u);
+  }
+}
+
+TEST(CallTracker, ASuccessfulOriginateBeforeAsChannelsIsNotAFailure) {
+  // The burst misreport: OriginateResponse Success came before A's Newchannel, a timer
+  // meant for Originates that create no channel fired, and a call that was talking was
+  // reported as failed (cause 3) and billed nothing.
+  const Traffic t = rendered_single_calls({"cb-order-1", "cb-order-10"});  // answered-limit, b-hangs-up
+  std::vector<const ami::Message*> order;
+  for (const auto& m : t.received) {
+    if (m.get("Event") == "OriginateResponse") order.push_back(&m);
+  }
+  for (const auto& m : t.received) {
+    if (m.get("Event") != "OriginateResponse") order.push_back(&m);
+  }
+  Replay run(t);
+  // Time passes between the OriginateResponse and the rest, as on a loaded server.
+  run.feed({order[0], order[1]});
+  run.clock.advance(5s);
+  run.feed(std::vector<const ami::Message*>(order.begin() + 2, order.end()));
+  run.settle();
+  check(t, run, "OriginateResponse first");
+}
+
+TEST(CallTracker, AFailedOriginateWithoutChannelsEndsAfterTheChannelGrace) {
+  // A channel driver that cannot make the channel (Nope/123, PJSIP/123 without pjsip):
+  // Failure, Reason 0, and no channel event ever. The Failure looks like one that came
+  // before its channels, so the call waits channel_grace for them, then ends. (The
+  // recording's last call is an ordinary busy A, which ends at once.)
+  const auto t = recorded("ami-burst-nochannel");
+  std::set<std::string> with_channel;
+  for (const auto& m : t.received) {
+    if (m.get("Event") == "Newchannel") with_channel.insert(std::string(m.get("Uniqueid")));
+  }
+  std::vector<std::string> without;
+  for (const auto& c : t.calls) {
+    if (with_channel.count(c.id + "-A1") == 0) without.push_back(c.id);
+  }
+  ASSERT_EQ(without.size(), 2u);
+  Replay run(t);
+  run.feed(in_order(t.received));
+  EXPECT_EQ(run.tracker.size(), without.size()) << "ended before the grace: their channels could still come";
+  run.clock.advance(1999ms);
+  EXPECT_EQ(run.tracker.size(), without.size());
+  run.clock.advance(1ms);
+  EXPECT_EQ(run.tracker.size(), 0u);
+  for (const auto& id : without) {
+    const auto* a = ended(run.sink.events[id], LegRole::a);
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(a->cause.code(), 3) << id;
+    EXPECT_EQ(ended(run.sink.events[id], LegRole::b), nullptr);
+  }
+}
+
+TEST(CallTracker, RecordsThatNeverComeEndTheCallAfterTheWait) {
+  // CDR events off on this server: an answered call ends cdr_grace after its last
+  // event, with the Dial's ANSWEREDTIME as B's talk time.
+  const Traffic full = rendered_single_calls({"cb-nocdr-1"});  // answered-limit
+  Traffic t{.name = "no Cdr events", .calls = full.calls};
+  for (const auto& m : full.received) {
+    if (m.get("Event") != "Cdr") t.received.push_back(m);
+  }
+  Replay run(t);
+  run.feed(in_order(t.received));
+  EXPECT_EQ(run.tracker.size(), 1u);
+  run.clock.advance(999ms);
+  EXPECT_EQ(run.tracker.size(), 1u);
+  run.clock.advance(1ms);
+  ASSERT_EQ(run.tracker.size(), 0u);
+  const auto* b = ended(run.sink.events["cb-nocdr-1"], LegRole::b);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->dial_status, "ANSWER");
+  std::optional<std::chrono::seconds> answered;
+  for (const auto& m : t.received) {
+    if (m.get("UserEvent") == "CallbackResult") answered = std::chrono::seconds(number(m.get("AnsweredTime")));
+  }
+  EXPECT_EQ(b->billsec, answered);
+  EXPECT_TRUE(b->limit_reached);
+}
+
+TEST(CallTracker, ACancelBeforeTheChannelExistsGoesOutWhenItAppears) {
+  const Traffic t = rendered_single_calls({"cb-cancel-1"});
+  Replay run(t);
+  run.tracker.hangup("cb-cancel-1", LegRole::a, HangupCause{16});
+  EXPECT_TRUE(run.sink.sent.empty()) << "nothing to hang up yet";
+  for (const auto& m : t.received) {
+    run.tracker.on_message(server, m.view());
+    if (m.get("Event") == "Newchannel") break;
+  }
+  ASSERT_EQ(run.sink.sent.size(), 1u);
+  EXPECT_NE(run.sink.sent[0].find("Action: Hangup\r\nActionID: hangup-cb-cancel-1\r\nChannel: Local/"), std::string::npos)
+      << run.sink.sent[0];
+  // Once is enough, whatever comes next.
+  run.feed(in_order(t.received));
+  EXPECT_EQ(run.sink.sent.size(), 1u);
+}
+
+}  // namespace
+}  // namespace callback::engine_ami
