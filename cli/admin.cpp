@@ -97,10 +97,17 @@ Result<CdrQuery> make_query(const CdrFilter& filter) {
 // --- shared by the embedded and the remote way ---------------------------------------------
 
 std::string default_tariff(const std::string& t) { return t.empty() ? "(default)" : t; }
+// An account without a language: its callers hear the Asterisk server's default.
+std::string default_language(const std::string& l) { return l.empty() ? "(default)" : l; }
 
-const std::vector<Column> account_columns{{"ID", "id"},           {"NAME", "name"},     {"BALANCE", "balance"},
-                                          {"RESERVED", "reserved"}, {"CURRENCY", "currency"}, {"STATUS", "status"},
-                                          {"TARIFF", "tariff", default_tariff}};
+const std::vector<Column> account_columns{{"ID", "id"},
+                                          {"NAME", "name"},
+                                          {"BALANCE", "balance"},
+                                          {"RESERVED", "reserved"},
+                                          {"CURRENCY", "currency"},
+                                          {"STATUS", "status"},
+                                          {"TARIFF", "tariff", default_tariff},
+                                          {"LANGUAGE", "language", default_language}};
 const std::vector<Column> rate_columns{{"PREFIX", "prefix"},
                                        {"DESCRIPTION", "description"},
                                        {"RATE", "rate_per_minute"},
@@ -145,6 +152,7 @@ int print_account(const Output& output, json::object account, const json::array*
              << "available  " << text(account, "available") << " (credit limit " << text(account, "credit_limit")
              << ")\n"
              << "tariff     " << default_tariff(text(account, "tariff")) << "\n"
+             << "language   " << default_language(text(account, "language")) << "\n"
              << "PIN        " << (account.at("has_pin").as_bool() ? "set" : "none") << "\n";
   for (const auto& n : account.at("numbers").as_array()) output.out << "number     " << n.as_string() << "\n";
   if (ledger != nullptr) {
@@ -192,6 +200,7 @@ int accounts_add(const PluginSource& source, const Remote& remote, const Account
                       {"balance", args.balance}, {"credit_limit", args.credit_limit}, {"tariff", args.tariff},
                       {"numbers", numbers}};
     if (!args.pin.empty()) body["pin"] = args.pin;
+    if (!args.language.empty()) body["language"] = args.language;
     auto account = api(remote, "POST", "/v1/accounts", json::serialize(body));
     if (!account) return fail(output, account.error(), code_for(account.error()));
     return print_account(output, account->as_object(), nullptr);

@@ -155,6 +155,7 @@ int call_command(const PluginSource& source, const Remote& remote, const CallArg
     if (!args.campaign.empty()) body["campaign"] = args.campaign;
     if (!args.pin.empty()) body["pin"] = args.pin;
     if (args.limit_seconds > 0) body["limit_seconds"] = args.limit_seconds;
+    if (!args.language.empty()) body["language"] = args.language;
     std::vector<std::string> headers;
     if (!args.idempotency_key.empty()) headers.push_back("Idempotency-Key: " + args.idempotency_key);
     auto r = http(remote, "POST", "/v1/callbacks", json::serialize(body), headers);
@@ -174,7 +175,8 @@ int call_command(const PluginSource& source, const Remote& remote, const CallArg
   // Embedded: this process runs the service until the call ends.
   auto config = service_config(source);
   if (!config) return fail(output, config.error(), exit_bad_input);
-  CallbackForm form{.caller = args.caller, .callee = args.callee, .origin = Origin::cli, .secret = args.pin};
+  CallbackForm form{.caller = args.caller, .callee = args.callee, .origin = Origin::cli, .secret = args.pin,
+                    .language = args.language};
   form.payer = args.account.empty() ? Payer{CampaignId{args.campaign}} : Payer{AccountId{args.account}};
   if (args.limit_seconds > 0) form.limit = std::chrono::seconds(args.limit_seconds);
   auto request = make_request(form, config->numbering);

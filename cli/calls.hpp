@@ -15,6 +15,7 @@ struct CallArgs {
   long limit_seconds = 0;  // 0: as authorized
   bool wait = false;       // follow it to the end (always, embedded: the call lives in this process)
   std::string idempotency_key;
+  std::string language;  // Asterisk sound language of CALLER's announcements; empty: the account's or Asterisk's
 };
 
 // Exit codes of `call --wait` and `status`, for scripts.

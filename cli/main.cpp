@@ -75,6 +75,8 @@ int main(int argc, char** argv) {
   add->add_option("--tariff", add_args.tariff, "rate deck (default: the default tariff)");
   add->add_option("--number", add_args.numbers, "registered caller number (repeatable)")->allow_extra_args(false);
   add->add_option("--pin", add_args.pin, "PIN or password (stored as a scrypt hash)");
+  add->add_option("--language", add_args.language,
+                  "what its callers hear announcements in (Asterisk sound language: en, zh, pt_BR)");
   add->callback([&] { result = accounts_add(source, remote, add_args, out()); });
   command(accounts, "list", "every account with its balance")->callback([&] { result = accounts_list(source, remote, out()); });
   std::string account_id, amount, reference;
@@ -155,6 +157,8 @@ int main(int argc, char** argv) {
   call->add_option("--campaign", call_args.campaign, "the paying campaign (free calls)");
   call->add_option("--pin", call_args.pin, "the account's PIN, if it has one");
   call->add_option("--limit", call_args.limit_seconds, "at most this many seconds of talk");
+  call->add_option("--language", call_args.language,
+                   "what CALLER hears announcements in (en, zh, ...; default: the account's, else Asterisk's)");
   call->add_option("--idempotency-key", call_args.idempotency_key, "repeat-safe: the same key is the same call");
   call->add_flag("--wait", call_args.wait,
                  "with --server: follow the call to its end (embedded calls always do); exit 0 talked, 3 did not "

@@ -313,10 +313,10 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     if (!body) return reply(*response, error_reply(body.error()));
     for (const auto& [k, v] : *body) {
       if (k != "caller" && k != "callee" && k != "account" && k != "campaign" && k != "limit_seconds" &&
-          k != "status_callback" && k != "pin") {
+          k != "status_callback" && k != "pin" && k != "language") {
         return reply(*response, error_reply(Error{"unknown_field",
                                                   "unknown field (known: caller, callee, account, campaign, "
-                                                  "limit_seconds, status_callback, pin)",
+                                                  "limit_seconds, status_callback, pin, language)",
                                                   std::string(k)}));
       }
     }
@@ -334,6 +334,8 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     if (!pin) return reply(*response, error_reply(pin.error()));
     auto webhook = string_field(*body, "status_callback", false, 2000);
     if (!webhook) return reply(*response, error_reply(webhook.error()));
+    auto language = string_field(*body, "language", false);  // make_request checks its form
+    if (!language) return reply(*response, error_reply(language.error()));
     if (account->empty() == campaign->empty()) {
       return reply(*response, error_reply(Error{"missing_field", "give exactly one of \"account\" or \"campaign\"",
                                                 account->empty() ? "account" : "campaign"}));
@@ -358,6 +360,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       form.payer = CampaignId{std::move(*campaign)};
     }
     form.secret = std::move(*pin);
+    form.language = std::move(*language);
     if (auto idempotency = header(request, "Idempotency-Key")) {
       if (idempotency->empty() || idempotency->size() > 200) {
         return reply(*response, error_reply(Error{"invalid_header", "must be 1 to 200 characters", "Idempotency-Key"}));
@@ -648,11 +651,12 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
         }
         std::string* target = k == "id" ? &form.id : k == "name" ? &form.name : k == "currency" ? &form.currency
                               : k == "balance" ? &form.balance : k == "credit_limit" ? &form.credit_limit
-                              : k == "tariff" ? &form.tariff : k == "pin" ? &form.pin : nullptr;
+                              : k == "tariff" ? &form.tariff : k == "pin" ? &form.pin
+                              : k == "language" ? &form.language : nullptr;
         if (target == nullptr) {
           return reply(response, error_reply(Error{"unknown_field",
                                                    "unknown field (known: id, name, currency, balance, credit_limit, "
-                                                   "tariff, pin, numbers)",
+                                                   "tariff, pin, numbers, language)",
                                                    std::string(k)}));
         }
         if (!v.is_string()) return reply(response, error_reply(Error{"invalid_type", "must be a string", std::string(k)}));

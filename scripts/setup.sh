@@ -12,6 +12,8 @@ packages=(
   libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev
+  # The dialplan's announcements, spoken at build time (scripts/make_prompts.sh).
+  espeak-ng sox
   # Tests and benchmarks: the web page in a real browser (tests/browser: chromium driven by
   # node through playwright-core; CJK glyphs for its screenshots) and HTTP load with wrk.
   chromium fonts-wqy-microhei wrk

@@ -10,6 +10,22 @@ constexpr std::string_view origin_names[] = {"web", "rest", "sms", "email", "ani
 
 }  // namespace
 
+Status check_language(std::string_view language, const std::string& field) {
+  constexpr std::string_view examples = " (\"en\", \"zh\", \"pt_BR\")";
+  if (language.size() < 2 || language.size() > 16) {
+    return Error{"invalid_language", "a language is 2 to 16 characters" + std::string(examples), field};
+  }
+  for (unsigned char c : language) {
+    // ASCII only, whatever the locale: the tag goes into an AMI line and a folder name.
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (!(letter || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
+      return Error{"invalid_language", "a language may contain only letters, digits, '_' and '-'" + std::string(examples),
+                   field};
+    }
+  }
+  return ok_status();
+}
+
 std::string_view to_string(Origin origin) noexcept { return origin_names[static_cast<int>(origin)]; }
 
 std::optional<Origin> origin_from_string(std::string_view name) noexcept {
@@ -27,7 +43,8 @@ Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPl
                           .origin = form.origin,
                           .limit = form.limit,
                           .idempotency_key = form.idempotency_key,
-                          .secret = form.secret};
+                          .secret = form.secret,
+                          .language = form.language};
   if (auto ok = request.validate(); !ok) return ok.error();
   return request;
 }
@@ -46,6 +63,9 @@ Status CallbackRequest::validate() const {
   }
   if (idempotency_key.size() > 255) {
     return Error{"invalid_request", "idempotency key is longer than 255 characters", "idempotency_key"};
+  }
+  if (!language.empty()) {
+    if (auto ok = check_language(language); !ok) return ok;
   }
   return ok_status();
 }

@@ -44,6 +44,7 @@ json::object to_json(const Account& a) {
           {"available", (a.balance - a.reserved + a.credit_limit).format()},
           {"status", to_string(a.status)},
           {"tariff", a.tariff},
+          {"language", a.language},
           {"numbers", numbers},
           {"has_pin", !a.secret_hash.empty()}};
 }

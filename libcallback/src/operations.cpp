@@ -11,8 +11,11 @@ Result<Account> create_account(Store& store, const AccountForm& form, const Numb
   auto credit = Money::parse(form.credit_limit, *currency);
   if (!credit) return credit.error().at("credit_limit");
   if (credit->is_negative()) return Error{"invalid_amount", "a credit limit cannot be negative", "credit_limit"};
+  if (!form.language.empty()) {
+    if (auto ok = check_language(form.language); !ok) return ok.error();
+  }
   Account account{.id = form.id, .name = form.name, .currency = *currency, .balance = *balance,
-                  .credit_limit = *credit, .tariff = form.tariff};
+                  .credit_limit = *credit, .tariff = form.tariff, .language = form.language};
   for (const auto& text : form.numbers) {
     auto n = PhoneNumber::parse(text, plan);
     if (!n) return n.error().at("numbers");

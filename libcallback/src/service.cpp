@@ -325,6 +325,16 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
   const CallbackRequest& request = active.call.request();
   const PhoneNumber& a = request.caller;
   const PhoneNumber& b = request.callee;
+  // The request's own language (validated with it), else the paying account's, which billing
+  // read with the account's row; checked here too, as it goes into an AMI action.
+  std::string language = request.language;
+  if (language.empty() && !decision->language.empty()) {
+    if (auto ok = check_language(decision->language); ok) {
+      language = decision->language;
+    } else {
+      context_.log.warning("callback.service", id + ": the account's language is ignored: " + ok.error().message);
+    }
+  }
   OriginateRequest originate{
       .call_id = id,
       .leg = LegRole::a,
@@ -339,6 +349,7 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
                          .warning_before = std::min(active.warning_before, active.limit),
                          .warning_repeat = active.warning_repeat},
       .account_code = payer_account(request.payer),
+      .language = std::move(language),
   };
   arm_stage_timer(active, options_.a_ring_timeout);
   engine_.originate(originate);  // may end the call at once (no Asterisk reachable): `active` may be gone

@@ -287,7 +287,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       [&] {
       SQLite::Statement& select = prepared(db,
                                "SELECT currency, minor_exponent, balance_micros, credit_limit_micros, reserved_micros, "
-                               "status, tariff, secret_hash FROM account WHERE id = ?");
+                               "status, tariff, secret_hash, language FROM account WHERE id = ?");
       select.bindNoCopy(1, account_id->value);
       if (!select.executeStep()) {
         result = deny(DenialReason::unknown_account, "no account " + account_id->value);
@@ -304,6 +304,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       }
       const std::string tariff = select.getColumn(6).getString();
       const std::string secret_hash = select.getColumn(7).getString();
+      std::string language = select.getColumn(8).getString();  // for the call's announcements, from this same read
       // Who may spend it: the PIN/password, or a call from a registered number.
       if (!request.secret.empty()) {
         if (secret_hash.empty() || !verify_secret(request.secret, secret_hash)) {
@@ -371,7 +372,7 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
       hold.bindNoCopy(2, account_id->value);
       hold.exec();
       result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id,
-                             .rate = line_b->rate};
+                             .rate = line_b->rate, .language = std::move(language)};
       }();
     } else {
       const auto& campaign_id = std::get<CampaignId>(request.payer).value;

@@ -337,6 +337,9 @@ void AmiEngine::originate(const OriginateRequest& request) {
         .add("Variable", "CB_B_CALLERID=" + c.caller_id.digits())
         .add("Variable", "CB_DIAL=" + expand_dial_string(options_.dial_string, c.number.digits()));
   }
+  // The announcements' language (prompts in sounds/<lang>/): set on A's channels, where
+  // the callback dialplan runs. Checked by make_request (letters, digits, _ and -).
+  if (!request.language.empty()) action.add("Variable", "CHANNEL(language)=" + request.language);
   action.add("Async", "true");
   tracker_.add(request.call_id, server->name,
                request.connect ? std::optional(std::chrono::milliseconds(request.connect->limit)) : std::nullopt);

@@ -180,6 +180,9 @@ CREATE TABLE api_key (
   revoked_at TEXT
 );
 )sql"},
+    {5, "account language: what its callers hear announcements in", R"sql(
+ALTER TABLE account ADD COLUMN language TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 static_assert(std::size(migrations) == latest_schema_version);
 

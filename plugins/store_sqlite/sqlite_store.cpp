@@ -220,6 +220,9 @@ Status SqliteStore::create(const Account& account) {
   if (account.credit_limit.is_negative()) {
     return Error{"invalid_account", "credit limit cannot be negative", "credit_limit"};
   }
+  if (!account.language.empty()) {
+    if (auto ok = check_language(account.language); !ok) return ok;
+  }
   std::lock_guard lock(mutex_);
   try {
     SQLite::Transaction transaction(*db_);
@@ -228,7 +231,8 @@ Status SqliteStore::create(const Account& account) {
     if (exists.executeStep()) return Error{"account_exists", "account " + account.id + " already exists", "id"};
     SQLite::Statement insert(*db_,
                              "INSERT INTO account (id, name, currency, minor_exponent, balance_micros, "
-                             "credit_limit_micros, status, tariff, secret_hash, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)");
+                             "credit_limit_micros, status, tariff, secret_hash, created_at, language) "
+                             "VALUES (?,?,?,?,?,?,?,?,?,?,?)");
     insert.bind(1, account.id);
     insert.bind(2, account.name);
     insert.bind(3, std::string(account.currency.code()));
@@ -241,6 +245,7 @@ Status SqliteStore::create(const Account& account) {
     insert.bind(9, account.secret_hash);
     const auto created = account.created_at == Timestamp{} ? std::chrono::system_clock::now() : account.created_at;
     insert.bind(10, format_time(created));
+    insert.bind(11, account.language);
     insert.exec();
     SQLite::Statement number(*db_, "INSERT OR IGNORE INTO account_number (account_id, number) VALUES (?, ?)");
     for (const auto& n : account.caller_numbers) {
@@ -273,7 +278,7 @@ Status SqliteStore::create(const Account& account) {
 Result<std::optional<Account>> SqliteStore::find_locked(const std::string& id) {
   SQLite::Statement select(*db_,
                            "SELECT id, name, currency, minor_exponent, balance_micros, credit_limit_micros, status, "
-                           "tariff, secret_hash, created_at, reserved_micros FROM account WHERE id = ?");
+                           "tariff, secret_hash, created_at, reserved_micros, language FROM account WHERE id = ?");
   select.bind(1, id);
   if (!select.executeStep()) return std::optional<Account>{};
   Account account;
@@ -287,6 +292,7 @@ Result<std::optional<Account>> SqliteStore::find_locked(const std::string& id) {
   account.secret_hash = select.getColumn(8).getString();
   account.created_at = parse_time(select.getColumn(9).getString());
   account.reserved = Money::from_micros(select.getColumn(10).getInt64(), account.currency);
+  account.language = select.getColumn(11).getString();
   SQLite::Statement numbers(*db_, "SELECT number FROM account_number WHERE account_id = ? ORDER BY number");
   numbers.bind(1, id);
   while (numbers.executeStep()) {

@@ -106,8 +106,10 @@ Result<CallbackForm> WebPageFrontEnd::admit(const json::object& body, std::strin
                                             std::chrono::seconds& retry_after) {
   retry_after = std::chrono::seconds{0};
   for (const auto& [key, value] : body) {
-    const bool known = key == "caller" || key == "callee" || key == "account" || key == "pin" || key == "lang";
-    if (!known) return Error{"unknown_field", "unknown field (known: caller, callee, account, pin)", std::string(key)};
+    const bool known = key == "caller" || key == "callee" || key == "account" || key == "pin" || key == "language";
+    if (!known) {
+      return Error{"unknown_field", "unknown field (known: caller, callee, account, pin, language)", std::string(key)};
+    }
   }
   CallbackForm form;
   form.origin = Origin::web;
@@ -133,6 +135,10 @@ Result<CallbackForm> WebPageFrontEnd::admit(const json::object& body, std::strin
     }
     form.payer = CampaignId{options_.campaign};
   }
+  // The page's language ("zh", "en"): what the caller hears. make_request checks its form.
+  auto language = text_field(body, "language", 64);
+  if (!language) return language.error();
+  form.language = std::move(*language);
   // Limits last, once the form is sound: a typo does not cost a try.
   if (auto wait = per_ip_.hit(std::string(client_ip), now); wait.count() > 0) {
     retry_after = wait;

@@ -232,6 +232,8 @@ test('an answered call shows the countdown while connected, then ends with time 
     await openPage(page, '?lang=en');
     const response = await placeCall(page, '1001', '1002');
     assert.equal(response.status(), 202, await response.text());
+    // The page's language goes with the request: the caller hears Asterisk's sounds/en/.
+    assert.equal(JSON.parse(response.request().postData()).language, 'en');
     const accepted = await response.json();
     assert.equal(accepted.callback.caller, '1001');
     assert.equal(accepted.callback.callee, '1002');
@@ -301,6 +303,7 @@ test('the Chinese page checks numbers and shows the server\'s error next to the 
     // Passes the light check, but a '+' inside a number is the server's to refuse (400, field caller).
     const response = await placeCall(page, '1+23', '1002');
     assert.equal(response.status(), 400);
+    assert.equal(JSON.parse(response.request().postData()).language, 'zh');
     const { error } = await response.json();
     assert.equal(error.field, 'caller');
     assert.ok(error.message, 'the server explains');

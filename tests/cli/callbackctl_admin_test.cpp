@@ -50,6 +50,27 @@ TEST_F(AdminTest, AccountsFromOpeningToTopUpAndDisable) {
   EXPECT_NE(list.out.find("disabled"), std::string::npos);
 }
 
+TEST_F(AdminTest, AnAccountsLanguageIsSetAtOpeningAndShown) {
+  auto add = ctl("--json accounts add zh1 --name Li --balance 5.00 --language zh");
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  EXPECT_EQ(boost::json::parse(add.out).at("language").as_string(), "zh");
+  ASSERT_EQ(ctl("accounts add plain").exit_code, 0);
+  EXPECT_NE(ctl("accounts show zh1").out.find("language   zh\n"), std::string::npos);
+  EXPECT_NE(ctl("accounts show plain").out.find("language   (default)\n"), std::string::npos);
+  auto list = ctl("accounts list");
+  EXPECT_NE(list.out.find("LANGUAGE"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("(default)  zh"), std::string::npos) << list.out;  // zh1's TARIFF, then its LANGUAGE
+  const auto listed = boost::json::parse(ctl("--json accounts list").out).as_array();
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed.at(0).at("language").as_string(), "");  // plain
+  EXPECT_EQ(listed.at(1).at("language").as_string(), "zh");
+  auto bad = ctl("accounts add bad --language 'zh CN'");
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("language: a language may contain only letters, digits, '_' and '-'"), std::string::npos)
+      << bad.err;
+  EXPECT_EQ(ctl("accounts show bad").exit_code, 2);  // not created
+}
+
 TEST_F(AdminTest, AccountMistakesAreOneLineAndExitTwo) {
   ASSERT_EQ(ctl("accounts add 123 --balance 1").exit_code, 0);
   const std::pair<std::string, std::string> cases[] = {

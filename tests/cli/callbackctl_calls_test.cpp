@@ -118,6 +118,9 @@ TEST_F(CallCommandTest, EmbeddedMistakesAreOneLineAndAnExitCode) {
   EXPECT_NE(cancel.err.find("--server"), std::string::npos) << cancel.err;
   auto status = ctl("status cb-nothing-1");
   EXPECT_EQ(status.exit_code, 2);
+  auto language = ctl("call 1001 1002 --campaign free --language 'zh\nAction: X'");
+  EXPECT_EQ(language.exit_code, 2);
+  EXPECT_NE(language.err.find("language: a language may contain only letters"), std::string::npos) << language.err;
 }
 
 // The operator commands through callbackd's API show what they show embedded.
@@ -126,9 +129,13 @@ TEST_F(CallCommandTest, OperatorCommandsAgainstCallbackd) {
   const std::string deck = (dir / "deck.csv").string();
   std::ofstream(deck) << "prefix;description;rate\n1;ones;0.60\n10;tens;0.30\n";
 
-  auto added = ctl("accounts add 123 --balance 5.00 --pin 2468", env);
+  auto added = ctl("accounts add 123 --balance 5.00 --pin 2468 --language zh", env);
   EXPECT_EQ(added.exit_code, 0) << added.err;
   EXPECT_NE(added.out.find("balance    5.00 CNY"), std::string::npos) << added.out;
+  EXPECT_NE(added.out.find("language   zh"), std::string::npos) << added.out;
+  auto bad_language = ctl("accounts add 124 --language z", env);
+  EXPECT_EQ(bad_language.exit_code, 2);
+  EXPECT_NE(bad_language.err.find("language: a language is 2 to 16 characters"), std::string::npos) << bad_language.err;
   EXPECT_EQ(ctl("accounts add 123", env).exit_code, 2);  // taken
   auto topped = ctl("--json accounts topup 123 2.50", env);
   ASSERT_EQ(topped.exit_code, 0) << topped.err;
@@ -147,8 +154,11 @@ TEST_F(CallCommandTest, OperatorCommandsAgainstCallbackd) {
   EXPECT_EQ(json::parse(deck_rows.out).as_array().size(), 2u);
   EXPECT_EQ(ctl("rates list", env).exit_code, 2);  // the list of tariffs: embedded only, and says so
 
-  auto call = ctl("call 1001 1002 --account 123 --pin 2468 --limit 60 --wait", env);
+  auto call = ctl("call 1001 1002 --account 123 --pin 2468 --limit 60 --language en --wait", env);
   EXPECT_EQ(call.exit_code, 0) << call.out << call.err;
+  auto bad_call = ctl("call 1001 1002 --account 123 --pin 2468 --language 'en US'", env);
+  EXPECT_EQ(bad_call.exit_code, 2);
+  EXPECT_NE(bad_call.err.find("language: "), std::string::npos) << bad_call.err;
   auto cdrs = ctl("--json cdr list --number 1001", env);
   ASSERT_EQ(cdrs.exit_code, 0) << cdrs.err;
   EXPECT_EQ(json::parse(cdrs.out).as_array().size(), 2u);

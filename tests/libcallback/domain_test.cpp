@@ -122,6 +122,24 @@ TEST(CallbackRequest, MakeRequestNormalizesNumbersOrSaysWhichIsWrong) {
   EXPECT_EQ(bad_payer.error().field, "account");
 }
 
+TEST(CallbackRequest, TheLanguageIsCarriedOrRefusedNamingTheField) {
+  auto zh = make_request({.caller = "13800138000", .callee = "01055556666", .payer = CampaignId{"free"},
+                          .language = "zh"}, plan);
+  ASSERT_TRUE(zh) << zh.error().describe();
+  EXPECT_EQ(zh->language, "zh");
+  auto none = make_request({.caller = "13800138000", .callee = "01055556666", .payer = CampaignId{"free"}}, plan);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->language, "");
+  auto injected = make_request({.caller = "13800138000", .callee = "01055556666", .payer = CampaignId{"free"},
+                                .language = "zh\r\nAction: Originate"}, plan);
+  ASSERT_FALSE(injected);
+  EXPECT_EQ(injected.error().code, "invalid_language");
+  EXPECT_EQ(injected.error().field, "language");
+  EXPECT_EQ(check_language("pt_BR").ok(), true);
+  EXPECT_EQ(check_language("x").error().describe(), "language: a language is 2 to 16 characters (\"en\", \"zh\", \"pt_BR\")");
+  EXPECT_EQ(check_language("\xe4\xb8\xad\xe6\x96\x87", "accounts[0].language").error().field, "accounts[0].language");
+}
+
 TEST(Cdr, DispositionLikeAsterisk) {
   EXPECT_EQ(disposition_for(HangupCause{16}, true), Disposition::answered);
   EXPECT_EQ(disposition_for(HangupCause{17}, false), Disposition::busy);

@@ -142,6 +142,52 @@ TEST_F(ServiceTest, LimitIsTheSmallestOfBillingRequestAndMaximum) {
   EXPECT_EQ(engine.originated.back().connect->limit, 2min);
 }
 
+TEST_F(ServiceTest, TheRequestsLanguageIsWhatTheEngineSetsOnLegA) {
+  make({}, &billing);
+  billing.language = "en";  // the account's: the request's own comes first
+  auto r = request();
+  r.language = "zh";
+  start(r);
+  ASSERT_EQ(engine.originated.size(), 1u);
+  EXPECT_EQ(engine.originated[0].language, "zh");
+}
+
+TEST_F(ServiceTest, WithoutALanguageTheCallerHearsTheAccountsElseTheServersDefault) {
+  make({}, &billing);
+  billing.language = "zh";
+  start(request());
+  ASSERT_EQ(engine.originated.size(), 1u);
+  EXPECT_EQ(engine.originated[0].language, "zh");
+  billing.language.clear();
+  start(request());
+  ASSERT_EQ(engine.originated.size(), 2u);
+  EXPECT_EQ(engine.originated[1].language, "");  // Asterisk's own default
+  // A backend's bad value (a row written by hand) never reaches the engine.
+  billing.language = "zh\r\nAction: Logoff";
+  start(request());
+  ASSERT_EQ(engine.originated.size(), 3u);
+  EXPECT_EQ(engine.originated[2].language, "");
+}
+
+TEST_F(ServiceTest, ABadLanguageIsRefusedBeforeBillingOrTheEngine) {
+  make({}, &billing);
+  // It becomes CHANNEL(language) in an AMI action: a line break would start a new header.
+  for (const std::string bad : {"zh\r\nAction: Hangup", "z", "zh CN", "../../etc", "abcdefghijklmnopq", "zh\n"}) {
+    auto r = request();
+    r.language = bad;
+    auto id = service->start(r);
+    ASSERT_FALSE(id) << bad;
+    EXPECT_EQ(id.error().field, "language") << bad;
+  }
+  EXPECT_TRUE(billing.authorized.empty());
+  EXPECT_TRUE(engine.originated.empty());
+  for (const std::string good : {"en", "zh", "pt_BR", "en-US", "zh_CN_f_Yun12345"}) {
+    auto r = request();
+    r.language = good;
+    EXPECT_TRUE(r.validate()) << good;
+  }
+}
+
 TEST_F(ServiceTest, SilentEngineIsHungUpThenTheCallEndsAsEngineLostAndIsReleasedOnce) {
   ServiceOptions options;
   options.a_ring_timeout = 30s;

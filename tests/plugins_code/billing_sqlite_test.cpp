@@ -236,6 +236,20 @@ TEST_F(BillingTest, TheSeedsExampleFiveYuanAtTenFenIsFiftyMinutes) {
   EXPECT_EQ(ledger[1].reference, "cb-1");
 }
 
+TEST_F(BillingTest, AGrantCarriesTheAccountsLanguageFromTheRowItRead) {
+  import("default", "86;China;0.10\n");
+  ASSERT_TRUE(store->accounts().create({.id = "zh", .currency = cny, .balance = cny_amount("5.00"), .language = "zh"}));
+  account("plain", "5.00");
+  const auto zh = authorize("zh", "861234567", "cb-zh");
+  ASSERT_TRUE(zh.allowed) << zh.message;
+  EXPECT_EQ(zh.language, "zh");
+  const auto plain = authorize("plain", "861234567", "cb-plain");
+  ASSERT_TRUE(plain.allowed) << plain.message;
+  EXPECT_EQ(plain.language, "");
+  ASSERT_TRUE(billing->release(zh.reservation));
+  ASSERT_TRUE(billing->release(plain.reservation));
+}
+
 TEST_F(BillingTest, ReleaseChargesNothing) {
   import("default", "86;China;0.10\n");
   account("123", "1.00");

@@ -86,6 +86,45 @@ TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
 }
 
+TEST_F(SqliteStoreTest, AnAccountKeepsItsLanguageAndABadOneIsRefused) {
+  ASSERT_TRUE(store->accounts().create({.id = "zh1", .currency = cny, .language = "zh"}));
+  ASSERT_TRUE(store->accounts().create({.id = "plain", .currency = cny}));
+  EXPECT_EQ(store->accounts().find("zh1").value()->language, "zh");
+  EXPECT_EQ(store->accounts().find("plain").value()->language, "");
+  auto bad = store->accounts().create({.id = "bad", .currency = cny, .language = "zh\r\nAction: Logoff"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().field, "language");
+  EXPECT_FALSE(store->accounts().find("bad").value());
+}
+
+// A database of the release before account languages (schema 4) gains the column, its
+// accounts keep everything and have no language; new accounts can have one.
+TEST_F(SqliteStoreTest, MigrationFiveGivesTheAccountsOfAnOldDatabaseALanguageColumn) {
+  ASSERT_TRUE(store->accounts().create({.id = "old", .name = "From before", .currency = cny,
+                                        .balance = cny_amount("5.00"), .tariff = "gold"}));
+  store.reset();
+  {
+    // Back to schema 4, as that release left it (SQLite >= 3.35 drops columns).
+    SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("ALTER TABLE account DROP COLUMN language");
+    db.exec("DELETE FROM schema_migrations WHERE version >= 5");
+  }
+  auto upgraded = SqliteStore::open({.path = dir / "callback.db"});
+  ASSERT_TRUE(upgraded) << upgraded.error().describe();
+  EXPECT_EQ((*upgraded)->schema_version(), store_sqlite::latest_schema_version);
+  auto old = (*upgraded)->accounts().find("old").value();
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->name, "From before");
+  EXPECT_EQ(old->balance, cny_amount("5.00"));
+  EXPECT_EQ(old->tariff, "gold");
+  EXPECT_EQ(old->language, "");
+  ASSERT_TRUE((*upgraded)->accounts().create({.id = "new", .currency = cny, .language = "zh"}));
+  EXPECT_EQ((*upgraded)->accounts().find("new").value()->language, "zh");
+  SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT description FROM schema_migrations WHERE version = 5").getString(),
+            "account language: what its callers hear announcements in");
+}
+
 TEST_F(SqliteStoreTest, RefusesADatabaseFromANewerCallback) {
   {
     SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);

@@ -476,6 +476,14 @@ TEST_F(RestApiTest, BadRequestsGetAClearErrorAndCreateNothing) {
        "limit_seconds"},
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "status_callback": "ftp://x"})", 400, "invalid_url",
        "status_callback"},
+      // The language becomes CHANNEL(language) in an AMI action: no line breaks, no spaces, no paths.
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "language": "zh\r\nAction: Hangup"})", 400,
+       "invalid_language", "language"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "language": "../en"})", 400, "invalid_language",
+       "language"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "language": "z"})", 400, "invalid_language",
+       "language"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "language": 7})", 400, "invalid_type", "language"},
       {R"({"caller": "1001", "callee": "1002", "campaign": "nope"})", 403, "denied.campaign_limit", "payer"},
       {R"({"caller": "1001", "callee": "1002", "account": "nobody"})", 403, "denied.unknown_account", "payer"},
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "pad": ")" + std::string(4000, 'x') + "\"}", 413,
@@ -555,6 +563,16 @@ TEST_F(RestApiTest, OperatorsCreateAccountsTopThemUpAndImportDecks) {
   auto bad_id = request("POST", "/v1/accounts", R"({"id": "x'; DROP TABLE account; --"})");
   EXPECT_EQ(bad_id.status, 400);
   EXPECT_EQ(request("POST", "/v1/accounts", R"({"id": "125", "colour": "red"})").error_field(), "colour");
+  auto chinese = request("POST", "/v1/accounts", R"({"id": "zh1", "balance": "1.00", "language": "zh"})");
+  ASSERT_EQ(chinese.status, 201) << chinese.body;
+  conforms(chinese, "Account");
+  EXPECT_EQ(chinese.json().at("language").as_string(), "zh");
+  EXPECT_EQ(request("GET", "/v1/accounts/zh1").json().at("language").as_string(), "zh");
+  EXPECT_EQ(created.json().at("language").as_string(), "");  // none given: Asterisk's default
+  auto bad_language = request("POST", "/v1/accounts", R"({"id": "126", "language": "zh\nAction: Logoff"})");
+  EXPECT_EQ(bad_language.status, 400);
+  EXPECT_EQ(bad_language.error_field(), "language");
+  EXPECT_EQ(request("GET", "/v1/accounts/126").status, 404);  // not created
 
   auto topped = request("POST", "/v1/accounts/123/topup", R"({"amount": "2.50", "reference": "receipt 9"})");
   ASSERT_EQ(topped.status, 200) << topped.body;
@@ -566,7 +584,7 @@ TEST_F(RestApiTest, OperatorsCreateAccountsTopThemUpAndImportDecks) {
   EXPECT_EQ(request("GET", "/v1/accounts/123").json().at("balance").as_string(), "7.50");
   auto accounts = request("GET", "/v1/accounts");
   conforms(accounts, "AccountList");
-  EXPECT_EQ(accounts.json().at("accounts").as_array().size(), 1u);
+  EXPECT_EQ(accounts.json().at("accounts").as_array().size(), 2u);
 
   // A deck: all or nothing, the bad line named.
   auto imported = request("POST", "/v1/rates/gold", "prefix;description;rate\n86;China;0.10\n8610;Beijing;0.05\n",
@@ -586,6 +604,20 @@ TEST_F(RestApiTest, OperatorsCreateAccountsTopThemUpAndImportDecks) {
   ASSERT_EQ(deck.status, 200) << deck.body;
   conforms(deck, "RateList");
   EXPECT_EQ(deck.json().at("rates").as_array().size(), 2u);
+}
+
+TEST_F(RestApiTest, TheApiAndThePageTakeTheCallersLanguage) {
+  auto api = request("POST", "/v1/callbacks", R"({"caller": "1001", "callee": "3001", "campaign": "free", "language": "zh"})");
+  ASSERT_EQ(api.status, 202) << api.body;
+  conforms(api, "Callback");
+  auto page = request("POST", "/v1/public/callbacks", R"({"caller": "1007", "callee": "3001", "language": "en"})", {},
+                      false);
+  ASSERT_EQ(page.status, 202) << page.body;
+  auto bad = request("POST", "/v1/public/callbacks", R"({"caller": "1008", "callee": "3001", "language": "en US"})", {},
+                     false);
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(bad.error_field(), "language");
+  EXPECT_EQ(request("GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 2u);  // the bad one made none
 }
 
 TEST_F(RestApiTest, TheSameIdempotencyKeyIsTheSameCallback) {

@@ -14,6 +14,7 @@ class RecordingBilling final : public Billing, Rater, Authorizer {
  public:
   std::chrono::seconds max_duration{10};
   std::optional<DenialReason> deny;
+  std::string language;  // the paying account's, as a backend reads it with the account
   std::vector<AuthorizationRequest> authorized;
   std::vector<std::pair<std::string, std::chrono::seconds>> settled;
   std::vector<std::string> released;
@@ -27,7 +28,7 @@ class RecordingBilling final : public Billing, Rater, Authorizer {
     authorized.push_back(request);
     if (deny) return Authorization{.allowed = false, .reason = deny, .message = "denied by the test"};
     return Authorization{.allowed = true, .max_duration = max_duration, .reservation = "r-" + request.call_id,
-                         .rate = price()};
+                         .rate = price(), .language = language};
   }
   Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) override {
     settled.emplace_back(reservation, billsec);

@@ -33,6 +33,7 @@ struct Account {
   std::string tariff;                       // rate deck name; empty: the default deck
   std::vector<PhoneNumber> caller_numbers;  // registered numbers (ANI/SMS authentication)
   std::string secret_hash;                  // PIN/password, as a slow KDF's output; never the secret
+  std::string language;  // Asterisk sound language of its callers' announcements ("zh"); empty: the server's default
   Timestamp created_at{};
 
   // Shape of the id (the store's rule): a clear Error naming the problem.

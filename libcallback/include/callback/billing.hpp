@@ -71,6 +71,7 @@ struct Authorization {
   std::chrono::seconds max_duration{0};
   std::string reservation;  // id to settle or release; empty when not allowed
   std::optional<Rate> rate;
+  std::string language;  // the paying account's announcement language, read with its row; empty: none
 };
 
 class CALLBACK_EXPORT Authorizer {

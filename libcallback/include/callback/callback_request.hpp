@@ -42,11 +42,18 @@ struct CallbackForm {
   std::optional<std::chrono::seconds> limit;
   std::string idempotency_key;
   std::string secret;
+  std::string language;  // empty: none asked for
 };
+
+// An Asterisk sound language tag ("en", "zh", "pt_BR"): 2-16 letters, digits, '_' and
+// '-'. It reaches Asterisk as CHANNEL(language) and names a sounds folder, so nothing else
+// may pass (no spaces, CR or LF, '/', '.'). The Error names `field`.
+[[nodiscard]] CALLBACK_EXPORT Status check_language(std::string_view language, const std::string& field = "language");
 
 struct CallbackRequest;
 // Normalizes both numbers with the service's numbering plan and checks the rest; the
-// Error's field says which input was wrong ("caller", "callee", "account", "limit").
+// Error's field says which input was wrong ("caller", "callee", "account", "limit",
+// "language").
 // Nothing reaches billing or Asterisk unless this succeeds.
 [[nodiscard]] CALLBACK_EXPORT Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPlan& plan);
 
@@ -58,11 +65,15 @@ struct CallbackRequest {
   std::optional<std::chrono::seconds> limit;  // at most this long, even if more is authorized
   std::string idempotency_key;                // empty: none; else repeated requests are one callback
   std::string secret;                         // password/PIN for account mode; never logged
+  // Asterisk sound language of what A hears ("en", "zh", "pt_BR"); empty: the paying
+  // account's, else the server's default. Checked by check_language.
+  std::string language;
   // Opaque to the service, kept with the call for front ends ("owner": the API key that
   // asked, "status_callback": where its webhooks go).
   std::map<std::string, std::string, std::less<>> metadata;
 
-  // Rules that hold whatever the trigger: ids well-formed, caller != callee, limit > 0.
+  // Rules that hold whatever the trigger: ids well-formed, caller != callee, limit > 0,
+  // language well-formed.
   [[nodiscard]] CALLBACK_EXPORT Status validate() const;
 };
 

@@ -67,6 +67,7 @@ struct OriginateRequest {
   std::chrono::seconds ring_timeout{30};
   std::optional<Connect> connect;  // server_side_connect engines only
   std::string account_code;        // becomes CDR accountcode
+  std::string language;  // Asterisk sound language for A's announcements ("en", "zh"); empty: the server's default
 };
 
 enum class LegEventType {

@@ -21,9 +21,10 @@ namespace callback {
 struct AccountForm {
   std::string id, name, currency = "CNY", balance = "0", credit_limit = "0", tariff, pin;
   std::vector<std::string> numbers;
+  std::string language;  // "zh": its calls' announcements; empty: the server's default
 };
 
-// Checks the form (currency, amounts, numbers; the PIN is hashed with the slow KDF) and
+// Checks the form (currency, amounts, numbers, language; the PIN is hashed with the slow KDF) and
 // creates the account. Errors name the field; "account_exists" if the id is taken.
 [[nodiscard]] CALLBACK_EXPORT Result<Account> create_account(Store& store, const AccountForm& form,
                                                             const NumberingPlan& plan);

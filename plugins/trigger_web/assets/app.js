@@ -298,7 +298,8 @@
       $('callee').focus();
       return;
     }
-    const body = { caller: $('caller').value.trim(), callee: $('callee').value.trim() };
+    // The page's language is also what the caller hears on the phone (Asterisk's sounds/<lang>/).
+    const body = { caller: $('caller').value.trim(), callee: $('callee').value.trim(), language: page.lang };
     if (accountMode()) {
       body.account = $('account').value.trim();
       body.pin = $('pin').value;
