@@ -6,9 +6,13 @@
 //   hold:       start --calls callbacks (A=9XXX, B=9XXX, both stay up) and wait until all
 //               are bridged; prints the resident memory per callback in flight.
 // The fake runs in its own process when --port is given (so memory figures are ours
-// alone); otherwise in this process, on its own thread.
+// alone); otherwise in this process, on its own thread. --port also reaches a REAL
+// Asterisk on 127.0.0.1 (../shared/asterisk/peer.sh: user callback, secret
+// callbacksecret, the shipped dialplan and the fixtures' phones); --b-first picks other
+// B numbers (2000: answer after 1 s, talk 5 s), --a-first other A numbers.
 //   callback_load throughput --calls 50000 --in-flight 500
 //   callback_load hold --calls 10000 --port 5038
+//   callback_load throughput --calls 2000 --in-flight 200 --port 5038   (real Asterisk)
 #include "ami_engine.hpp"
 #include "fake_asterisk.hpp"
 #include "sqlite_store.hpp"
@@ -58,12 +62,19 @@ int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "throughput";
   std::size_t calls = 20000, in_flight = 500;
   int port = 0;
+  int a_first = 9000, b_first = 9800;
   double scale = mode == "hold" ? 1.0 : 0.0;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--calls")) calls = std::stoul(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--in-flight")) in_flight = std::stoul(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--port")) port = std::stoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--time-scale")) scale = std::stod(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--a-first")) a_first = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--b-first")) b_first = std::stoi(argv[i + 1]);
+    else {
+      std::cerr << "callback_load: unknown option " << argv[i] << "\n";
+      return 2;
+    }
   }
   std::unique_ptr<fake::FakeAsterisk> asterisk;
   if (port == 0) {
@@ -96,7 +107,7 @@ int main(int argc, char** argv) {
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!engine.status().servers.at(0).connected) {
     if (std::chrono::steady_clock::now() > deadline) {
-      std::cerr << "could not connect to the fake: " << engine.status().servers.at(0).detail << "\n";
+      std::cerr << "could not connect to Asterisk (or the fake): " << engine.status().servers.at(0).detail << "\n";
       return 1;
     }
     io.run_for(5ms);
@@ -104,9 +115,9 @@ int main(int argc, char** argv) {
   const NumberingPlan plan{.country_code = "", .trunk_prefix = "", .international_prefixes = {}};
   std::size_t started = 0;
   auto start_one = [&] {
-    const std::string a = std::to_string(9000 + started % 800);  // 9000-9799: answer, stay up
-    const std::string b = mode == "hold" ? std::to_string(9000 + (started + 1) % 800)
-                                         : std::to_string(9800 + started % 100);  // 98XX: hang up at once
+    const std::string a = std::to_string(a_first + static_cast<int>(started % 800));  // 9000-9799: answer, stay up
+    const std::string b = mode == "hold" ? std::to_string(a_first + static_cast<int>((started + 1) % 800))
+                                         : std::to_string(b_first + static_cast<int>(started % 100));  // 98XX: hang up at once
     CallbackRequest request{.caller = PhoneNumber::parse(a, plan).value(),
                             .callee = PhoneNumber::parse(b, plan).value(),
                             .payer = CampaignId{"free"}};

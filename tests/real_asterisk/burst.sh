@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# A burst of callbacks through callbackd (REST, SQLite billing) on a REAL Asterisk, as a new
+# user would run it: N callbacks POSTed at once, A = 9000.. (answers at once), B = 2000..
+# (answers after 1 s, hangs up 5 s later), each billed to its own prepaid account at
+# 0.60/min per second. Every callback must end `completed`, B talked 5 s (Asterisk's Cdr), cost 0.05.
+# Prints one line per callback and a summary; exits 1 if any was misreported.
+#
+#   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start .      # the real Asterisk
+#   tests/real_asterisk/burst.sh [--bin build/bin] [--calls 20] [--b-first 2000] [--port 18080]
+#
+# Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
+set -euo pipefail
+bin=build/bin calls=20 b_first=2000 port=18080 a_first=9000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) bin=$2; shift 2 ;;
+    --calls) calls=$2; shift 2 ;;
+    --b-first) b_first=$2; shift 2 ;;
+    --a-first) a_first=$2; shift 2 ;;
+    --port) port=$2; shift 2 ;;
+    *) echo "burst.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+bin=$(cd "$bin" && pwd)
+work=$(mktemp -d)
+trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; rm -rf "$work"' EXIT
+export CALLBACK_DATA_DIR=$work
+cat >"$work/callback.json" <<EOF
+{
+  "numbering": {"country_code": "", "trunk_prefix": "", "international_prefixes": []},
+  "store": {"plugin": "callback.store.sqlite"},
+  "billing": {"plugin": "callback.billing.sqlite"},
+  "engines": [{"plugin": "callback.engine.ami", "name": "asterisk",
+               "config": {"servers": ["127.0.0.1:5038"], "username": "callback", "secret": "callbacksecret",
+                          "dial_string": "Local/{number}@phones"}}],
+  "service": {"max_in_flight": 100000},
+  "server": {"listen": "127.0.0.1:$port", "shutdown_grace_seconds": 5},
+  "log": {"level": "warning"}
+}
+EOF
+ctl() { "$bin/callbackctl" --config "$work/callback.json" "$@"; }
+printf 'prefix;description;rate;increment;connection_fee\n2;burst B numbers;0.60;1/1;0\n9;burst A numbers;0.60;1/1;0\n' >"$work/deck.csv"
+ctl rates import default "$work/deck.csv" --currency CNY >/dev/null
+# One prepaid account per caller (an authorization reserves what the balance pays for).
+for i in $(seq 0 $((calls - 1))); do ctl accounts add "burst-$i" --currency CNY --balance 3.00 >/dev/null; done
+key=$(ctl keys add burst | grep -o 'cbk_[A-Za-z0-9_-]*' | head -1)
+"$bin/callbackd" --config "$work/callback.json" >"$work/callbackd.log" 2>&1 &
+daemon=$!
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$port/healthz" | grep -q '"connected":1' && break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$port/healthz" | grep -q '"connected":1' || { echo "callbackd did not reach Asterisk"; cat "$work/callbackd.log"; exit 1; }
+
+# All POSTs at once.
+for i in $(seq 0 $((calls - 1))); do
+  printf '{"caller":"%d","callee":"%d","account":"burst-%d"}\n' $((a_first + i)) $((b_first + i)) "$i"
+done >"$work/bodies"
+xargs -P "$calls" -d '\n' -I{} curl -s -w '\n' -XPOST "http://127.0.0.1:$port/v1/callbacks" -H "Authorization: Bearer $key" \
+  -H 'Content-Type: application/json' -d '{}' <"$work/bodies" | tee "$work/responses" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids"
+[ "$(wc -l <"$work/ids")" -eq "$calls" ] || { echo "only $(wc -l <"$work/ids") of $calls accepted"; grep -v "\"id\":\"cb-" "$work/responses" | sort | uniq -c | head -5; exit 1; }
+
+# Each to its end.
+bad=0
+while read -r id; do
+  for _ in $(seq 600); do
+    body=$(curl -s "http://127.0.0.1:$port/v1/callbacks/$id" -H "Authorization: Bearer $key")
+    state=$(grep -o '"state":"[a-z_]*"' <<<"$body" | head -1 | cut -d'"' -f4)
+    case "$state" in completed|failed|canceled|refused) break ;; esac
+    sleep 0.2
+  done
+  line=$(python3 -c '
+import json, sys
+c = json.loads(sys.argv[1]); b = c["legs"]["b"]
+print(c["id"], c["state"], c.get("outcome"), "B cause", b["cause"], "B billsec", b["billsec"], "cost", json.dumps(c.get("cost")))
+' "$body")
+  echo "$line"
+  case "$line" in *" completed "*"B billsec 5 "*) ;; *) bad=$((bad + 1)) ;; esac
+done <"$work/ids"
+echo "burst of $calls on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
+[ "$bad" -eq 0 ]
