@@ -283,4 +283,72 @@ int cancel_command(const Remote& remote, const std::string& id, const Output& ou
   return exit_ok;
 }
 
+// --- asterisk check ------------------------------------------------------------------------
+
+int asterisk_check_command(const PluginSource& source, const Remote& remote, const AsteriskCheckArgs& args,
+                           const Output& output) {
+  if (!args.call.empty() && args.call.size() != 2) {
+    return fail(output, Error{"invalid_arguments", "--call takes CALLER CALLEE", "call"}, exit_bad_input);
+  }
+  if (!args.call.empty() && args.payer.account.empty() == args.payer.campaign.empty()) {
+    return fail(output, Error{"missing_field", "the test call needs exactly one of --account or --campaign", "account"},
+                exit_bad_input);
+  }
+  // The servers as the engine sees them, in /healthz's form.
+  json::array servers;
+  if (!remote.server.empty()) {
+    auto r = http(remote, "GET", "/healthz", {}, {});
+    if (!r) return fail(output, r.error(), exit_failure);
+    boost::system::error_code ec;
+    auto body = json::parse(r->body, ec);
+    if (ec || !body.is_object() || !body.as_object().contains("engines")) {
+      return fail(output, Error{"http", "callbackd's /healthz answered " + std::to_string(r->status) + " without engines", {}},
+                  exit_failure);
+    }
+    servers = body.at("engines").at("servers").as_array();
+  } else {
+    auto config = service_config(source);
+    if (!config) return fail(output, config.error(), exit_bad_input);
+    auto runtime = Runtime::open(std::move(*config), {.plugin_dirs = source.plugin_dirs});
+    if (!runtime) return fail(output, runtime.error(), exit_bad_input);
+    if (auto ok = (*runtime)->start(); !ok) return fail(output, ok.error(), exit_failure);
+    const auto status = (*runtime)->wait_for_checks(std::chrono::seconds(args.timeout_seconds));
+    (*runtime)->stop(std::chrono::seconds{0});
+    for (const auto& server : status.servers) servers.push_back(to_json(server));
+  }
+
+  std::vector<std::string> failed;
+  for (const auto& value : servers) {
+    const auto& server = value.as_object();
+    const std::string name(server.at("name").as_string());
+    const auto& checks = server.at("checks").as_array();
+    if (checks.empty() || !server.at("checked").as_bool()) failed.push_back(name + " (no answer within the timeout)");
+    for (const auto& c : checks) {
+      const auto& check = c.as_object();
+      const bool ok = check.at("ok").as_bool();
+      const std::string check_name(check.at("name").as_string());
+      if (!ok) failed.push_back(name + " " + check_name);
+      if (output.json) continue;
+      output.out << (ok ? "ok    " : "FAIL  ") << name << "  " << check_name
+                 << std::string(check_name.size() < 16 ? 16 - check_name.size() : 1, ' ')
+                 << std::string(check.at("detail").as_string()) << "\n";
+    }
+  }
+  if (output.json) output.out << json::serialize(json::object{{"servers", servers}}) << std::endl;
+  if (servers.empty()) failed.emplace_back("no Asterisk server in the config's engines");
+  if (!failed.empty()) {
+    std::string list;
+    for (const auto& f : failed) list += (list.empty() ? "" : ", ") + f;
+    return fail(output, Error{"check_failed", "asterisk check failed: " + list, "engines"}, exit_failure);
+  }
+  if (args.call.empty()) return exit_ok;
+
+  // One test callback, followed to its end (exit 0 talked, 3 did not connect, 4 refused).
+  CallArgs call = args.payer;
+  call.caller = args.call[0];
+  call.callee = args.call[1];
+  call.wait = true;
+  return call_command(source, remote, call, output);
+}
+
 }  // namespace callback::cli

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace callback::cli {
 
@@ -27,5 +28,17 @@ int call_command(const PluginSource& source, const Remote& remote, const CallArg
 int status_command(const PluginSource& source, const Remote& remote, const std::string& id, bool wait,
                    const Output& output);
 int cancel_command(const Remote& remote, const std::string& id, const Output& output);
+
+// callbackctl asterisk check [--call CALLER CALLEE]: what the engine finds on each Asterisk
+// of the config (embedded) or of callbackd (--server, from /healthz), one line a check;
+// then, with --call, one test callback followed to its end. Exit 0 when every check
+// passed (and the call talked), 1 naming what failed.
+struct AsteriskCheckArgs {
+  std::vector<std::string> call;  // CALLER CALLEE, or empty
+  CallArgs payer;                 // --account/--campaign/--pin/--language for the test call
+  long timeout_seconds = 10;
+};
+int asterisk_check_command(const PluginSource& source, const Remote& remote, const AsteriskCheckArgs& args,
+                           const Output& output);
 
 }  // namespace callback::cli

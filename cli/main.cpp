@@ -174,6 +174,23 @@ int main(int argc, char** argv) {
   cancel->add_option("ID", callback_id, "callback id (cb-...)")->required();
   cancel->callback([&] { result = cancel_command(remote, callback_id, out()); });
 
+  // What the engine finds on each Asterisk (and one test call).
+  auto* asterisk = group("asterisk", "the Asterisk servers of the config (or of callbackd with --server)");
+  AsteriskCheckArgs check_args;
+  auto* ast_check = command(asterisk, "check",
+                        "log in to each Asterisk and check the manager user's classes, cdr_manager, the shipped "
+                        "dialplan's version and the prompts in each language; one line a check, exit 1 naming "
+                        "what failed");
+  ast_check->add_option("--call", check_args.call, "then place one test callback CALLER CALLEE and follow it to its end")
+      ->expected(2);
+  ast_check->add_option("--account", check_args.payer.account, "the test call's paying account");
+  ast_check->add_option("--campaign", check_args.payer.campaign, "the test call's paying campaign");
+  ast_check->add_option("--pin", check_args.payer.pin, "the account's PIN, if it has one");
+  ast_check->add_option("--language", check_args.payer.language, "the test call's announcement language");
+  ast_check->add_option("--timeout", check_args.timeout_seconds, "seconds to wait for every server's answers (embedded)")
+      ->check(CLI::Range(1, 600));
+  ast_check->callback([&] { result = asterisk_check_command(source, remote, check_args, out()); });
+
   // API keys for callbackd.
   auto* keys = group("keys", "API keys for callbackd's REST API (stored hashed)");
   std::string key_name, key_id;

@@ -597,7 +597,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     json::array servers;
     for (const auto& s : status.servers) {
       connected += s.connected;
-      servers.push_back(json::object{{"name", s.name}, {"connected", s.connected}, {"detail", s.detail}});
+      servers.push_back(to_json(s));
     }
     runtime.context().metrics.gauge("callback_engine_connections", "Asterisk servers logged in").set(
         static_cast<std::int64_t>(connected));

@@ -98,4 +98,14 @@ json::object to_json(const CallEvent& event) {
           {"error", event.error ? json::value(to_json(*event.error)) : json::value(nullptr)}};
 }
 
+json::object to_json(const EngineStatus::Server& server) {
+  json::array checks;
+  for (const auto& c : server.checks) checks.push_back(json::object{{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}});
+  return json::object{{"name", server.name},
+                      {"connected", server.connected},
+                      {"detail", server.detail},
+                      {"checked", server.checked},
+                      {"checks", std::move(checks)}};
+}
+
 }  // namespace callback

@@ -2,6 +2,8 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 
+#include <algorithm>
+
 #include <condition_variable>
 #include <future>
 #include <iostream>
@@ -116,21 +118,33 @@ void Runtime::run_on_service_thread(const std::function<void()>& work) {
   done.get_future().get();
 }
 
-bool Runtime::wait_for_engine(std::chrono::milliseconds timeout) {
-  if (!running_) return false;
+EngineStatus Runtime::poll_engine(std::chrono::milliseconds timeout, std::function<bool(const EngineStatus&)> done) {
+  if (!running_) return {};
   // The engine reports no changes of its connections, so look every 5 ms on its thread.
-  auto ready = std::make_shared<std::promise<bool>>();
-  auto future = ready->get_future();
+  auto result = std::make_shared<std::promise<EngineStatus>>();
+  auto future = result->get_future();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto check = std::make_shared<std::function<void()>>();
-  *check = [this, ready, deadline, weak = std::weak_ptr<std::function<void()>>(check)] {
-    bool connected = false;
-    for (const auto& server : engine_->status().servers) connected = connected || server.connected;
-    if (connected || std::chrono::steady_clock::now() >= deadline) return ready->set_value(connected);
+  *check = [this, result, deadline, done = std::move(done), weak = std::weak_ptr<std::function<void()>>(check)] {
+    auto status = engine_->status();
+    if (done(status) || std::chrono::steady_clock::now() >= deadline) return result->set_value(std::move(status));
     if (auto again = weak.lock()) clock_.schedule(std::chrono::milliseconds(5), [again] { (*again)(); });
   };
   post([check] { (*check)(); });
   return future.get();
+}
+
+bool Runtime::wait_for_engine(std::chrono::milliseconds timeout) {
+  auto connected = [](const EngineStatus& status) {
+    return std::any_of(status.servers.begin(), status.servers.end(), [](const auto& s) { return s.connected; });
+  };
+  return connected(poll_engine(timeout, connected));
+}
+
+EngineStatus Runtime::wait_for_checks(std::chrono::milliseconds timeout) {
+  return poll_engine(timeout, [](const EngineStatus& status) {
+    return std::all_of(status.servers.begin(), status.servers.end(), [](const auto& s) { return s.checked; });
+  });
 }
 
 Status Runtime::start() {

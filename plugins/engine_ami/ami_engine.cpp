@@ -4,6 +4,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 
 namespace callback::engine_ami {
@@ -41,6 +43,17 @@ Status validate(const AmiOptions& options) {
   for (const auto* value : {&options.username, &options.secret, &options.context, &options.dial_string,
                             &options.events}) {
     if (!ami::Action::is_safe_value(*value)) return Error{"config.value", "must not contain line breaks", {}};
+  }
+  for (std::size_t i = 0; i < options.languages.size(); ++i) {
+    const auto& language = options.languages[i];
+    const bool tag = !language.empty() && language.size() <= 16 &&
+                     std::all_of(language.begin(), language.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+                     });
+    if (!tag) {
+      return Error{"config.value", "a language is a sound folder name like \"en\" or \"pt_BR\", got \"" + language + "\"",
+                   "languages[" + std::to_string(i) + "]"};
+    }
   }
   return ok_status();
 }
@@ -83,6 +96,8 @@ struct AmiEngine::Server {
   std::uint64_t received_at_ping = 0;  // `received` when the outstanding Ping went out
   std::set<std::string> listed_linkedids;  // CoreShowChannels after a reconnect
   std::set<std::string> listed_uniqueids;
+  std::optional<ServerChecks> checks;  // what this login found (server_checks.hpp)
+  bool attempted = false;              // a connect attempt has ended (logged in or not)
 
   [[nodiscard]] bool healthy() const { return state == State::ready && dialplan_ok; }
   std::string next_id(std::string_view what) { return std::string(what) + "-" + std::to_string(++action_seq); }
@@ -199,6 +214,8 @@ struct AmiEngine::Server {
 
   void lost(const std::string& why) {
     const bool was_up = state == State::ready || state == State::login;
+    attempted = true;
+    checks.reset();
     ++generation;
     boost::system::error_code ignored;
     socket.close(ignored);
@@ -271,8 +288,18 @@ void AmiEngine::stop() {
 EngineStatus AmiEngine::status() const {
   EngineStatus status;
   for (const auto& server : servers_) {
-    std::string detail = server->detail;
-    status.servers.push_back({server->name, server->healthy(), detail});
+    EngineStatus::Server out{.name = server->name, .connected = server->healthy(), .detail = server->detail};
+    if (server->state == Server::State::ready) {
+      out.checks.push_back({.name = "login", .ok = true, .detail = "logged in as " + options_.username});
+      if (server->checks) {
+        for (auto& check : server->checks->results()) out.checks.push_back(std::move(check));
+        out.checked = server->checks->done();
+      }
+    } else if (server->attempted) {
+      out.checks.push_back({.name = "login", .ok = false, .detail = server->detail});
+      out.checked = true;
+    }
+    status.servers.push_back(std::move(out));
   }
   status.calls_in_flight = tracker_.size();
   return status;
@@ -373,6 +400,13 @@ void AmiEngine::on_logged_in(Server& server) {
     server.detail = "checking the dialplan";
     server.check_dialplan();
   }
+  // What this Asterisk offers: permissions, CDRs, the dialplan's version, the prompts.
+  server.attempted = true;
+  server.checks.emplace(CheckOptions{.username = options_.username, .events = options_.events,
+                                     .context = options_.context, .languages = options_.languages});
+  for (const auto& [id, command] : server.checks->commands()) {
+    server.send(ami::Action("Command").add("ActionID", id).add("Command", command).str());
+  }
   // Calls that were in flight when the connection dropped: ask what is still up.
   if (tracker_.has_orphans(server.name)) {
     server.listed_linkedids.clear();
@@ -439,6 +473,14 @@ void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
       return;
     }
     if (action_id == server.channels_id && !action_id.empty()) return;  // list follows as events
+    if (server.checks && server.checks->on_reply(m)) {
+      if (server.checks->done()) {
+        for (const auto& check : server.checks->results()) {
+          if (!check.ok) context_.log.warning(component, server.name + ": " + check.name + ": " + check.detail);
+        }
+      }
+      return;
+    }
     return tracker_.on_message(server.name, m);  // an Originate's acknowledgement
   }
   if (!m.is_event()) return;

@@ -9,6 +9,7 @@
 // events to the service.
 #include "ami_codec.hpp"
 #include "call_tracker.hpp"
+#include "server_checks.hpp"
 
 #include <callback/context.hpp>
 #include <callback/engine.hpp>
@@ -39,6 +40,8 @@ struct AmiOptions {
   std::chrono::milliseconds reconnect_max{30'000};
   TrackerOptions tracking;  // how long calls wait for records, channels, a lost server
   bool check_dialplan = true;
+  // Languages the announcement prompts must be installed in (the check at connect).
+  std::vector<std::string> languages{"en", "zh"};
 };
 
 // Checks option values the types alone cannot (server addresses, dial string).

@@ -39,6 +39,8 @@ class Factory final : public PluginFactory {
         {.name = "lost_call_grace_ms", .type = OptionType::integer, .default_value = 30000,
          .description = "how long calls on a lost server wait for it to come back before they end as engine lost",
          .min = 0, .max = 3600000},
+        {.name = "languages", .type = OptionType::string_list, .default_value = boost::json::array{"en", "zh"},
+         .description = "languages the announcement prompts must be installed in (checked at connect)"},
         {.name = "check_dialplan", .type = OptionType::boolean, .default_value = true,
          .description = "at connect, check that the context is loaded and refuse to use a server without it"},
     };
@@ -59,6 +61,7 @@ class Factory final : public PluginFactory {
     options.reconnect_max = std::chrono::milliseconds(args.options.integer("reconnect_max_ms"));
     options.tracking.lost_call_grace = std::chrono::milliseconds(args.options.integer("lost_call_grace_ms"));
     options.check_dialplan = args.options.boolean("check_dialplan");
+    options.languages = args.options.strings("languages");
     if (auto ok = validate(options); !ok) throw Exception(ok.error());
     return std::make_unique<AmiEngine>(args.context, std::move(options));
   }

@@ -107,10 +107,19 @@ struct InboundCall {
 };
 
 struct EngineStatus {
+  // What an engine found out about a server it connected to (callbackctl asterisk
+  // check, /healthz): "login", "permissions", "cdr", "dialplan", "prompts", ...
+  struct Check {
+    std::string name;
+    bool ok = false;
+    std::string detail;  // what was found, or what is wrong and how to fix it
+  };
   struct Server {
     std::string name;  // "127.0.0.1:5038"
     bool connected = false;
     std::string detail;  // why not: "login failed: Authentication failed"
+    std::vector<Check> checks;  // in a fixed order; empty until the first connect attempt
+    bool checked = false;       // every check has its answer (or the connection failed)
   };
   std::vector<Server> servers;
   std::size_t calls_in_flight = 0;

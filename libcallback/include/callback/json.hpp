@@ -8,6 +8,7 @@
 #include <callback/account.hpp>
 #include <callback/billing.hpp>
 #include <callback/cdr.hpp>
+#include <callback/engine.hpp>
 #include <callback/error.hpp>
 #include <callback/export.hpp>
 #include <callback/rate.hpp>
@@ -30,5 +31,8 @@ namespace callback {
 // The callback object of the REST API (rest/openapi.json, "Callback"): the call after
 // this event, its legs, limit, outcome, announcement, cost and refusal.
 [[nodiscard]] CALLBACK_EXPORT boost::json::object to_json(const CallEvent& event);
+// One Asterisk server as an engine sees it: {"name", "connected", "detail", "checked",
+// "checks": [{"name", "ok", "detail"}]} (/healthz, callbackctl asterisk check --json).
+[[nodiscard]] CALLBACK_EXPORT boost::json::object to_json(const EngineStatus::Server& server);
 
 }  // namespace callback

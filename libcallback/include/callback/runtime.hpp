@@ -69,6 +69,9 @@ class CALLBACK_EXPORT Runtime {
   // Waits until the engine has a server ready for calls (an embedded `callbackctl call`
   // right after start, tests); false if none is within `timeout`.
   [[nodiscard]] bool wait_for_engine(std::chrono::milliseconds timeout);
+  // Waits until every server has answered the engine's checks (EngineStatus::Server::
+  // checked: logged in and checked, or failed to log in), or `timeout`; the status then.
+  [[nodiscard]] EngineStatus wait_for_checks(std::chrono::milliseconds timeout);
 
   // Owned components. service() and engine() only on the service thread.
   [[nodiscard]] CallbackService& service() noexcept { return *service_; }
@@ -80,6 +83,9 @@ class CALLBACK_EXPORT Runtime {
   [[nodiscard]] const std::vector<PluginPtr<FrontEnd>>& frontends() const noexcept { return frontends_; }
 
  private:
+  // Looks at the engine's status every 5 ms on its thread until `done(status)` or the
+  // timeout; the last status seen.
+  EngineStatus poll_engine(std::chrono::milliseconds timeout, std::function<bool(const EngineStatus&)> done);
   class Sink;
   Runtime(ServiceConfig config, RuntimeOptions options);
 
