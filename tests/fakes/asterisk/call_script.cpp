@@ -715,7 +715,7 @@ bool extension_matches(std::string_view pattern, std::string_view exten) {
 }  // namespace
 
 std::vector<std::string> dialplan_show(const std::filesystem::path& extensions_conf, std::string_view context,
-                                       std::string_view exten_filter) {
+                                       std::string_view exten_filter, std::string_view file_name) {
   // Not recorded: the layout follows the recorded `dialplan show 1001@phones` (pbx.c's
   // "  %-17s %-45s [%s]"), with Asterisk's order (plain extensions before patterns).
   std::ifstream in(extensions_conf);
@@ -807,7 +807,7 @@ std::vector<std::string> dialplan_show(const std::filesystem::path& extensions_c
     for (const auto& p : priorities) {
       std::string column = first ? "'" + exten + "' =>" : (p.label.empty() ? "" : "   [" + p.label + "]");
       const std::string step = std::to_string(p.number) + ". " + p.app;
-      const std::string where = "extensions.conf:" + std::to_string(p.line);
+      const std::string where = std::string(file_name) + ":" + std::to_string(p.line);
       std::snprintf(buffer, sizeof buffer, "  %-17s %-45s [%s]", column.c_str(), step.c_str(), where.c_str());
       lines.emplace_back(buffer);
       first = false;
@@ -815,8 +815,9 @@ std::vector<std::string> dialplan_show(const std::filesystem::path& extensions_c
     }
   }
   lines.emplace_back("");
+  // pbx.c's handle_show_dialplan: singular for 1 ("-= 1 extension (1 priority) in 1 context. =-").
   lines.push_back("-= " + std::to_string(extensions.size()) + (extensions.size() == 1 ? " extension (" : " extensions (") +
-                  std::to_string(total) + " priorities) in 1 context. =-");
+                  std::to_string(total) + (total == 1 ? " priority)" : " priorities)") + " in 1 context. =-");
   return lines;
 }
 

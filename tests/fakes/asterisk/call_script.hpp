@@ -179,8 +179,10 @@ void render(const Script& script, std::size_t index, const CallValues& values, s
 
 // The `dialplan show [<exten>@]<context>` output lines from an extensions.conf, as
 // Asterisk prints them; empty if the context (or a matching extension) is not there.
+// `file_name` is what the lines cite ([<file_name>:<line>]): the name Asterisk loaded the
+// file under, which may differ from the path's (callback-extensions.conf).
 std::vector<std::string> dialplan_show(const std::filesystem::path& extensions_conf, std::string_view context,
-                                       std::string_view exten = {});
+                                       std::string_view exten = {}, std::string_view file_name = "extensions.conf");
 
 // Splits a server transcript into messages (after the banner line).
 std::vector<std::string> split_messages(std::string_view text);

@@ -20,6 +20,9 @@
 //  * CoreShowChannel entries always show the recorded "talking" state of each channel.
 //  * calls belong to the AMI connection that originated them: when it closes (Logoff too)
 //    its calls vanish, as if Asterisk had died.
+//  * the checker's Commands (ami-asterisk-check*): `manager show user` always shows the
+//    recorded ACL and flags, and the read classes are shown but filter no event;
+//    `module show like` knows cdr_manager only; `core show sound` calls every file slin.
 #include "fake_asterisk.hpp"
 
 #include "ami_codec.hpp"
@@ -95,6 +98,59 @@ std::uint32_t events_mask(std::string_view events) {
   return mask;
 }
 
+// manager.c's perms[], in its order: the words of manager.conf's read = / write = (get_perm)
+// and what `manager show user` lists (user_authority_to_str).
+constexpr std::array<std::pair<std::string_view, std::uint32_t>, 20> kPerms{{
+    {"system", detail::kClassSystem},       {"call", detail::kClassCall},       {"log", detail::kClassLog},
+    {"verbose", detail::kClassVerbose},     {"command", detail::kClassCommand}, {"agent", detail::kClassAgent},
+    {"user", detail::kClassUser},           {"config", detail::kClassConfig},   {"dtmf", detail::kClassDtmf},
+    {"reporting", detail::kClassReporting}, {"cdr", detail::kClassCdr},         {"dialplan", detail::kClassDialplan},
+    {"originate", detail::kClassOriginate}, {"agi", detail::kClassAgi},         {"cc", detail::kClassCc},
+    {"aoc", detail::kClassAoc},             {"test", detail::kClassTest},       {"security", detail::kClassSecurity},
+    {"message", detail::kClassMessage},     {"all", detail::kClassAll},
+}};
+
+std::uint32_t perm_mask(std::string_view list) {
+  std::uint32_t mask = 0;
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    auto word = list.substr(0, comma);
+    while (!word.empty() && word.front() == ' ') word.remove_prefix(1);
+    while (!word.empty() && word.back() == ' ') word.remove_suffix(1);
+    for (const auto& [name, bit] : kPerms) {
+      if (word == name) mask |= bit;
+    }
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return mask;
+}
+
+std::string perm_names(std::uint32_t mask) {
+  std::string out;
+  for (const auto& [name, bit] : kPerms) {
+    if ((mask & bit) != bit) continue;
+    if (!out.empty()) out += ',';
+    out += name;
+  }
+  return out.empty() ? "<none>" : out;
+}
+
+// The write classes an action needs, any one of them (manager.c's registrations); 0: none
+// (Ping, like Login, Logoff and Challenge); nullopt: an action the fake does not know.
+std::optional<std::uint32_t> action_authority(std::string_view action) {
+  if (ami::iequals(action, "Originate")) return detail::kClassOriginate;
+  if (ami::iequals(action, "Hangup")) return detail::kClassSystem | detail::kClassCall;
+  if (ami::iequals(action, "Command")) return detail::kClassCommand;
+  if (ami::iequals(action, "CoreShowChannels")) return detail::kClassSystem | detail::kClassReporting;
+  if (ami::iequals(action, "Ping")) return 0;
+  return std::nullopt;
+}
+
+// Where the fake's dialplan file is cited in `dialplan show`: the name it is #included
+// under (examples/asterisk/extensions.conf says so), as in ami-asterisk-check.txt.
+constexpr std::string_view kDialplanName = "callback-extensions.conf";
+
 void replace_all(std::string& text, std::string_view from, std::string_view to) {
   std::size_t pos = 0;
   while ((pos = text.find(from, pos)) != std::string::npos) {
@@ -165,7 +221,6 @@ struct Templates {
   Script tail_a_ringing, tail_b_ringing, tail_bridged;
   Script core_show_channel;  // the 4 CoreShowChannel entries, in the recorded order B;2, B;1, A;1, A;2
   std::vector<int> core_show_channel_roles;
-  std::vector<std::string> callback_dialplan;
 
   explicit Templates(const std::filesystem::path& dir) {
     using detail::compile;
@@ -312,7 +367,6 @@ struct Templates {
       }
       core_show_channel = compile(midcall, entries, 0, false);
     }
-    callback_dialplan = detail::dialplan_show(dir / "etc" / "extensions.conf", "callback");
   }
 };
 
@@ -345,7 +399,9 @@ struct ServerState {
       : options(std::move(o)),
         templates(options.recordings),
         acceptor(io),
-        rng(options.seed != 0 ? options.seed : std::random_device{}()) {}
+        rng(options.seed != 0 ? options.seed : std::random_device{}()),
+        write_mask(perm_mask(options.write_classes)),
+        callback_dialplan(detail::dialplan_show(options.dialplan_file, "callback", {}, kDialplanName)) {}
 
   FakeAsteriskOptions options;
   Templates templates;
@@ -377,6 +433,8 @@ struct ServerState {
   std::uint64_t calls_processed = 0;
   bool accepting = true;
   std::mt19937_64 rng;
+  std::uint32_t write_mask;                     // options.write_classes
+  std::vector<std::string> callback_dialplan;  // `dialplan show callback`, read once (as a dialplan reload)
 
   void accept();
   void open_acceptor();
@@ -522,6 +580,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     if (!logged_in_) return send(response(m, "Error", "Permission denied"));
+    const auto authority = action_authority(action);
+    if (!authority) {
+      return send(response(m, "Error", "Invalid/unknown command: " + std::string(action) +
+                                           ". Use Action: ListCommands to show available commands."));
+    }
+    // manager.c's process_message: the user's write classes must share one with the action's.
+    if (*authority != 0 && !(impl_.write_mask & *authority)) return send(response(m, "Error", "Permission denied"));
     if (ami::iequals(action, "Ping")) {
       if (!impl_.answering_pings) return;
       return ping(m);
@@ -529,9 +594,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (ami::iequals(action, "Command")) return command(m);
     if (ami::iequals(action, "CoreShowChannels")) return core_show_channels(m);
     if (ami::iequals(action, "Originate")) return originate(m);
-    if (ami::iequals(action, "Hangup")) return hangup(m);
-    send(response(m, "Error", "Invalid/unknown command: " + std::string(action) +
-                                  ". Use Action: ListCommands to show available commands."));
+    hangup(m);
   }
 
   void login(const ami::MessageView& m) {
@@ -591,10 +654,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void command(const ami::MessageView& m) {
-    std::string cmd(m.get("Command"));
+    // manager.c's action_command: the CLI's output, one Output: header per line, and
+    // Response: Error when the CLI command failed. A handler that fails (CLI_FAILURE) gets
+    // cli.c's "Command '<command>' failed." after its own lines (ami-asterisk-check.txt).
+    const std::string raw(m.get("Command"));
+    if (raw.empty()) return send(response(m, "Error", "No command provided"));
+    std::string cmd = raw;
     while (!cmd.empty() && cmd.back() == ' ') cmd.pop_back();
+    const auto& options = impl_.options;
     std::vector<std::string> output;
     bool ok = true;
+    auto failed = [&] {
+      ok = false;
+      output.push_back("Command '" + raw + "' failed.");
+    };
+    // The one word after `prefix` ("manager show user callback" -> "callback").
+    auto argument = [&](std::string_view prefix) -> std::optional<std::string> {
+      const bool one_word = cmd.size() > prefix.size() && cmd.find(' ', prefix.size()) == std::string::npos;
+      if (!cmd.starts_with(prefix) || !one_word) return std::nullopt;
+      return cmd.substr(prefix.size());
+    };
     if (cmd == "core show version") {
       output.push_back("Asterisk 23.4.1 built by root @ vm on a x86_64 running Linux on 2026-11-26 05:43:34 UTC");
     } else if (cmd == "core show channels count") {
@@ -604,22 +683,100 @@ class Connection : public std::enable_shared_from_this<Connection> {
       output.push_back(std::to_string(impl_.calls.size()) + " active call" + (impl_.calls.size() == 1 ? "" : "s"));
       output.push_back(std::to_string(impl_.calls_processed) + " call" + (impl_.calls_processed == 1 ? "" : "s") +
                        " processed");
-    } else if (cmd.starts_with("dialplan show ") && cmd.find(' ', 14) == std::string::npos) {
-      // `dialplan show <context>` / `<exten>@<context>`, from etc/extensions.conf. The
-      // recorded form is `dialplan show 1001@phones`; the rest follows pbx.c (not recorded).
-      const std::string what = cmd.substr(14);
-      const auto at = what.find('@');
-      const std::string context = at == std::string::npos ? what : what.substr(at + 1);
-      const std::string exten = at == std::string::npos ? "" : what.substr(0, at);
-      if (context == "callback" && exten.empty() && impl_.options.callback_dialplan_loaded) {
-        output = impl_.templates.callback_dialplan;
-      } else if (context != "callback" || impl_.options.callback_dialplan_loaded) {
-        output = detail::dialplan_show(impl_.options.recordings / "etc" / "extensions.conf", context, exten);
+    } else if (const auto user = argument("manager show user ")) {
+      // manager.c's handle_showmanager (names compared ignoring case); the ACL is the one of
+      // examples/asterisk/manager.conf, as recorded.
+      if (!ami::iequals(*user, options.username)) {
+        output.push_back("There is no manager called " + *user);
+      } else {
+        output = {"",
+                  "          username: " + options.username,
+                  "            secret: " + std::string(options.secret.empty() ? "(N/A)" : "<Set>"),
+                  "               ACL: yes",
+                  "         read perm: " + perm_names(perm_mask(options.read_classes)),
+                  "        write perm: " + perm_names(impl_.write_mask),
+                  "   displayconnects: yes",
+                  "allowmultiplelogin: yes",
+                  "         Variables: ",
+                  "ACL: (unnamed)",
+                  "---------------------------------------------",
+                  "  0:  deny - 0.0.0.0/0.0.0.0",
+                  "  1: allow - 127.0.0.1/255.255.255.255"};
       }
-      if (output.empty()) {
-        ok = false;
-        output.push_back(exten.empty() ? "There is no existence of '" + context + "' context"
-                                       : "There is no existence of " + what + " extension");
+    } else if (cmd == "cdr show status") {
+      // cdr.c: a backend with enabled = no is listed "<name> (suspended) ", trailing space included.
+      output = {"",
+                "Call Detail Record (CDR) settings",
+                "----------------------------------",
+                "  Logging:                    Enabled",
+                "  Mode:                       Simple",
+                "  Log calls by default:       Yes",
+                "  Log unanswered calls:       Yes",
+                "  Log congestion:             Yes",
+                "",
+                "  Ignore bridging changes:    No",
+                "",
+                "  Ignore dial state changes:  No",
+                "",
+                "  Cancel disposition enabled: No",
+                "",
+                "* Registered Backends",
+                "  -------------------",
+                options.cdr_manager_enabled ? "    cdr_manager" : "    cdr_manager (suspended) ",
+                ""};
+    } else if (const auto like = argument("module show like ")) {
+      // Only cdr_manager is modelled; it says Running whether enabled or suspended (README).
+      output.push_back("Module                         Description                              Use Count  Status      Support Level");
+      const bool match = std::string_view("cdr_manager.so").find(*like) != std::string_view::npos;
+      if (match) {
+        output.push_back("cdr_manager.so                 Asterisk Manager Interface CDR Backend   0          Running              core");
+      }
+      output.push_back(std::string(match ? "1" : "0") + " modules loaded");
+    } else if (const auto what = argument("dialplan show ")) {
+      // pbx.c's handle_show_dialplan: `dialplan show <context>` / `<exten>@<context>`. The
+      // callback context (and any other the dialplan file has) comes from dialplan_file,
+      // the phones from the fixtures' etc/extensions.conf. The recorded forms are
+      // `dialplan show 1001@phones`, `version@callback` and `callback`.
+      const auto at = what->find('@');
+      const std::string context = at == std::string::npos ? *what : what->substr(at + 1);
+      const std::string exten = at == std::string::npos ? "" : what->substr(0, at);
+      std::filesystem::path file = options.dialplan_file;
+      std::string_view file_name = kDialplanName;
+      std::vector<std::string> whole;
+      if (context == "callback") {
+        if (options.callback_dialplan_loaded) whole = impl_.callback_dialplan;
+      } else {
+        whole = detail::dialplan_show(file, context, {}, file_name);
+        if (whole.empty()) {
+          file = options.recordings / "etc" / "extensions.conf";
+          file_name = "extensions.conf";
+          whole = detail::dialplan_show(file, context);
+        }
+      }
+      if (whole.empty()) {
+        output.push_back("There is no existence of '" + context + "' context");
+        failed();
+      } else if (exten.empty()) {
+        output = whole;
+      } else {
+        output = detail::dialplan_show(file, context, exten, file_name);
+        if (output.empty()) {
+          output.push_back("There is no existence of " + exten + "@" + context + " extension");
+          failed();
+        }
+      }
+    } else if (const auto sound = argument("core show sound ")) {
+      // sounds.c's handle_cli_sound_show; the sounds are WAV files, which it calls slin.
+      const auto found = options.sounds.find(*sound);
+      if (found == options.sounds.end() || found->second.empty()) {
+        output.push_back("ERROR: File " + *sound + " not found in index");
+        failed();
+      } else {
+        output.push_back("Indexed Information for " + *sound + ":");
+        for (const auto& language : found->second) {
+          output.push_back("  Language " + language + ":");
+          output.push_back("    Format: slin");
+        }
       }
     } else {
       ok = false;
@@ -902,6 +1059,8 @@ void ServerState::advance(Call& call) {
         out += call.originate_fails ? "Message: Originate failed\r\n\r\n" : "Message: Originate successfully queued\r\n\r\n";
         touched.push_back(origin.get());
       }
+    } else if (message.event_class == detail::kClassCdr && !options.cdr_manager_enabled) {
+      // cdr_manager.conf enabled = no: no Cdr event at all (only Cdr events have class cdr).
     } else {
       // Rendered once, sent to every logged-in connection that takes this class.
       rendered.clear();
@@ -1038,8 +1197,20 @@ struct FakeAsterisk::Impl : ServerState {
   using ServerState::ServerState;
 };
 
+std::map<std::string, std::vector<std::string>> default_sounds() {
+  std::map<std::string, std::vector<std::string>> sounds;
+  for (const char* name : {"callback-please-wait", "callback-time-up", "callback-partner-hangup",
+                           "callback-partner-busy", "callback-partner-away", "callback-system-busy",
+                           "callback-call-failed"}) {
+    sounds[name] = {"en", "zh"};
+  }
+  for (const char* name : {"vm-youhave", "queue-seconds", "queue-minutes"}) sounds[name] = {"en"};
+  return sounds;
+}
+
 FakeAsterisk::FakeAsterisk(FakeAsteriskOptions options) {
   if (options.recordings.empty()) options.recordings = CALLBACK_ASTERISK_RECORDINGS;
+  if (options.dialplan_file.empty()) options.dialplan_file = CALLBACK_ASTERISK_DIALPLAN;
   port_ = options.port;
   impl_ = std::make_unique<Impl>(std::move(options));
   impl_->port = port_;

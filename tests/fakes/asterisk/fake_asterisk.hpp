@@ -18,12 +18,18 @@
 // (CB_LIMIT ms, default 300000) and the UserEvent CallbackResult is sent at the end.
 // Time can be scaled (time_scale 0.01 runs 100 times faster), so tests do not wait real
 // minutes. It binds 127.0.0.1 only and runs on its own thread until stop().
+//
+// The Commands an operator's checker sends (`manager show user`, `cdr show status`,
+// `dialplan show version@callback`, `core show sound`, ...) are answered as in the
+// ami-asterisk-check* recordings, from the options below (manager.conf permissions,
+// cdr_manager, the dialplan file, the installed sounds).
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +37,10 @@
 #include <vector>
 
 namespace callback::fake {
+
+// The prompts the callback dialplan plays, as a lab has them installed: the seven
+// callback-* prompts in en and zh, the core sounds of the time-left warning in en.
+std::map<std::string, std::vector<std::string>> default_sounds();
 
 struct FakeAsteriskOptions {
   std::string username = "callback";
@@ -46,6 +56,22 @@ struct FakeAsteriskOptions {
   // time (0: the recorded order). The flow tests run with it.
   std::int64_t interleave_window_ms = 0;
   std::uint64_t seed = 0;  // for the interleaving; 0: random
+  // manager.conf's read = / write = for `username`, as `manager show user` lists them.
+  // The write classes are enforced as manager.c does (Originate: originate; Hangup: system
+  // or call; Command: command; CoreShowChannels: system or reporting), else "Permission
+  // denied". The read classes are only shown: events are not filtered by them (the call
+  // recordings were made with a wider read =, dialplan events included).
+  std::string read_classes = "system,call,user,cdr,originate";
+  std::string write_classes = "system,call,command,originate";
+  // cdr_manager.conf `enabled`: false shows `cdr_manager (suspended) ` in `cdr show status`
+  // and sends no `Event: Cdr` at all, as Asterisk then does.
+  bool cdr_manager_enabled = true;
+  // The dialplan loaded as callback-extensions.conf: `dialplan show [<exten>@]callback`
+  // lists its [callback] context. Empty: the project's examples/asterisk/extensions.conf.
+  std::filesystem::path dialplan_file;
+  // `core show sound <name>`: the languages each sound is installed in; any other name
+  // is "not found in index".
+  std::map<std::string, std::vector<std::string>> sounds = default_sounds();
 };
 
 class FakeAsterisk {

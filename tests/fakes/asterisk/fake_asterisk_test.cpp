@@ -10,7 +10,9 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -233,6 +235,249 @@ TEST(FakeAsterisk, FailedLoginAnswersAfterTheDelayThenCloses) {
   EXPECT_EQ(fake.connections(), 0U);
 }
 
+// --- the operator's checker (callbackctl asterisk check) and the engine's checks -------
+
+const std::filesystem::path testdata{FAKE_ASTERISK_TESTDATA};
+
+// Sends a client transcript in one write, as the checker does (ami-asterisk-check-refused:
+// a server that closes on the failed Login has read it all, so it closes cleanly), and
+// returns every byte until the server closes.
+std::string replay(FakeAsteriskOptions options, const std::string& name) {
+  FakeAsterisk fake(std::move(options));
+  fake.start();
+  Client client(fake.port());
+  std::string received;
+  if (const auto banner = client.banner()) received += *banner;
+  client.send(read_file(name + ".sent.txt"));
+  EXPECT_TRUE(client.read_to_close(received)) << name << ": the fake did not close after Logoff / failed Login";
+  return received;
+}
+
+// The check recordings come from a later build of the same Asterisk than the fake's
+// `core show version` (ami-command.txt): only the build time differs.
+std::string without_build_time(const std::string& text) {
+  return std::regex_replace(text, std::regex(R"(Output: Asterisk 23\.4\.1 built by [^\r]*)"),
+                            "Output: Asterisk 23.4.1 built by <build>");
+}
+
+// What each recording was made with (tests/fixtures/asterisk/README, "AMI, bursts"): the
+// project's dialplan as of then (testdata/callback-extensions-recorded.conf, from 6c3bf8b),
+// no callback-please-wait installed but in -sounds, cdr_manager suspended in -cdr-disabled.
+FakeAsteriskOptions check_options(const std::string& name) {
+  auto options = fast_options();
+  options.dialplan_file = testdata / "callback-extensions-recorded.conf";
+  if (name != "ami-asterisk-check-sounds") options.sounds.erase("callback-please-wait");
+  if (name == "ami-asterisk-check-cdr-disabled") options.cdr_manager_enabled = false;
+  return options;
+}
+
+class AsteriskCheckRecording : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AsteriskCheckRecording, FakeSendsTheRecordedBytes) {
+  const std::string name = GetParam();
+  EXPECT_EQ(without_build_time(replay(check_options(name), name)), without_build_time(read_file(name + ".txt")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Recordings, AsteriskCheckRecording,
+                         ::testing::Values("ami-asterisk-check", "ami-asterisk-check-cdr-disabled",
+                                           "ami-asterisk-check-sounds", "ami-asterisk-check-refused"),
+                         [](const auto& test) {
+                           std::string n = test.param.substr(4);
+                           for (auto& c : n) c = c == '-' ? '_' : c;
+                           return n;
+                         });
+
+// Messages of a server transcript, after its banner line.
+std::vector<std::string> server_messages(const std::string& transcript) {
+  return split(std::string_view(transcript).substr(transcript.find("\r\n") + 2));
+}
+
+std::vector<std::string> output_lines(const std::string& message) {
+  std::vector<std::string> lines;
+  std::size_t pos = 0;
+  while ((pos = message.find("Output: ", pos)) != std::string::npos) {
+    pos += 8;
+    lines.push_back(message.substr(pos, message.find("\r\n", pos) - pos));
+  }
+  return lines;
+}
+
+std::vector<std::string> file_lines(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+TEST(AsteriskCheck, TheProjectsDialplanIsListedFromTheFileWithItsLineNumbers) {
+  // Defaults: examples/asterisk/extensions.conf as it is now. Every reply but the full
+  // listing of the context is the recorded one up to the line numbers; the listing is
+  // checked against the file itself.
+  auto options = fast_options();
+  options.sounds.erase("callback-please-wait");
+  const auto received = server_messages(without_build_time(replay(options, "ami-asterisk-check")));
+  const auto recorded = server_messages(without_build_time(read_file("ami-asterisk-check.txt")));
+  ASSERT_EQ(received.size(), recorded.size());
+  const std::regex cited(R"(\[callback-extensions\.conf:\d+\])");
+  for (std::size_t i = 0; i < received.size(); ++i) {
+    if (header(received[i], "ActionID") == "check-4") continue;
+    EXPECT_EQ(std::regex_replace(received[i], cited, "[callback-extensions.conf:N]"),
+              std::regex_replace(recorded[i], cited, "[callback-extensions.conf:N]"));
+  }
+  const auto listing = std::find_if(received.begin(), received.end(),
+                                    [](const std::string& m) { return header(m, "ActionID") == "check-4"; });
+  ASSERT_NE(listing, received.end());
+  EXPECT_EQ(header(*listing, "Response"), "Success");
+  const auto lines = output_lines(*listing);
+  ASSERT_GE(lines.size(), 3U);
+  EXPECT_EQ(lines.front(), "[ Context 'callback' created by 'pbx_config' ]");
+  const auto file = file_lines(CALLBACK_ASTERISK_DIALPLAN);
+  // "  'h' =>            1. GotoIf(...)         [callback-extensions.conf:77]": the
+  // extension (first priority only), the priority, the step, the line it cites.
+  const std::regex priority(
+      R"(^  (?:'([^']+)' =>|\s*(?:\[\w+\])?)\s+(\d+)\. (.*?) *\[callback-extensions\.conf:(\d+)\]$)");
+  std::vector<std::string> extensions;
+  int priorities = 0;
+  for (std::size_t i = 1; i + 2 < lines.size(); ++i) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(lines[i], m, priority)) << lines[i];
+    if (m[1].matched) extensions.push_back(m[1]);
+    const auto line = static_cast<std::size_t>(std::stoul(m[4]));
+    ASSERT_LE(line, file.size());
+    EXPECT_NE(file[line - 1].find("," + m[3].str()), std::string::npos) << lines[i] << " vs " << file[line - 1];
+    ++priorities;
+  }
+  EXPECT_EQ(extensions, (std::vector<std::string>{"h", "version", "_X."}));  // Asterisk's order, as recorded
+  EXPECT_EQ(lines[lines.size() - 2], "");
+  EXPECT_EQ(lines.back(), "-= 3 extensions (" + std::to_string(priorities) + " priorities) in 1 context. =-");
+}
+
+// A logged-in client (Events: off) that asks one action at a time.
+class Session {
+ public:
+  explicit Session(FakeAsteriskOptions options) : fake(std::move(options)) {
+    fake.start();
+    client.emplace(fake.port());
+    client->banner();
+    client->send(login("off"));
+    client->message();
+  }
+  // Sends `action` (a whole one, with "ActionID: <id>") and returns its reply.
+  std::string ask(const std::string& id, const std::string& action) {
+    client->send(action);
+    return client->until([&](const std::string& m) { return header(m, "ActionID") == id; }).value_or("");
+  }
+  std::string command(const std::string& id, const std::string& cmd) {
+    return ask(id, "Action: Command\r\nActionID: " + id + "\r\nCommand: " + cmd + "\r\n\r\n");
+  }
+  FakeAsterisk fake;
+  std::optional<Client> client;
+};
+
+std::string command_reply(const std::string& id, const std::string& status, const std::vector<std::string>& lines) {
+  std::string out = "Response: " + status + "\r\nActionID: " + id + "\r\nMessage: Command output follows\r\n";
+  for (const auto& line : lines) out += "Output: " + line + "\r\n";
+  return out + "\r\n";
+}
+
+TEST(AsteriskCheck, DialplanVersionComesFromTheDialplanFile) {
+  const auto dir = std::filesystem::temp_directory_path() / ("fake-asterisk-dialplan-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ifstream in(CALLBACK_ASTERISK_DIALPLAN);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string marker = "exten => version,1,NoOp(callback-dialplan 2)";
+  const auto at = text.find(marker);
+  ASSERT_NE(at, std::string::npos);
+  const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
+  auto write = [&](const std::string& name, std::string content) {
+    std::ofstream(dir / name, std::ios::binary) << content;
+    return dir / name;
+  };
+  std::string v3 = text;
+  v3.replace(at, marker.size(), "exten => version,1,NoOp(callback-dialplan 3)");
+  std::string none = text;
+  none.replace(at, marker.size(), "; no marker: an older dialplan");
+
+  auto options = fast_options();
+  options.dialplan_file = write("v3.conf", v3);
+  Session newer(options);
+  EXPECT_EQ(newer.command("v", "dialplan show version@callback"),
+            command_reply("v", "Success",
+                          {"[ Context 'callback' created by 'pbx_config' ]",
+                           "  'version' =>      1. NoOp(callback-dialplan 3)                  [callback-extensions.conf:" +
+                               std::to_string(line) + "]",
+                           "", "-= 1 extension (1 priority) in 1 context. =-"}));
+
+  options.dialplan_file = write("none.conf", none);
+  Session older(options);
+  EXPECT_EQ(older.command("v", "dialplan show version@callback"),
+            command_reply("v", "Error",
+                          {"There is no existence of version@callback extension",
+                           "Command 'dialplan show version@callback' failed."}));
+  EXPECT_EQ(header(older.command("c", "dialplan show callback"), "Response"), "Success");
+
+  options = fast_options();
+  options.callback_dialplan_loaded = false;
+  Session missing(options);
+  EXPECT_EQ(missing.command("v", "dialplan show version@callback"),
+            command_reply("v", "Error",
+                          {"There is no existence of 'callback' context",
+                           "Command 'dialplan show version@callback' failed."}));
+  EXPECT_EQ(missing.command("c", "dialplan show callback"),
+            command_reply("c", "Error",
+                          {"There is no existence of 'callback' context", "Command 'dialplan show callback' failed."}));
+  // The phones still come from the fixtures' extensions.conf.
+  EXPECT_EQ(header(missing.command("p", "dialplan show 1001@phones"), "Response"), "Success");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(AsteriskCheck, ManagerShowUserListsTheConfiguredClassesInAsterisksOrder) {
+  auto options = fast_options();
+  options.read_classes = "cdr,call";
+  options.write_classes = "originate, command,call";
+  Session session(options);
+  const auto reply = session.command("u", "manager show user callback");
+  EXPECT_NE(reply.find("\r\nOutput:          read perm: call,cdr\r\n"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("\r\nOutput:         write perm: call,command,originate\r\n"), std::string::npos) << reply;
+  // manager.c's handle_showmanager: an unknown user is not an error.
+  EXPECT_EQ(session.command("n", "manager show user nobody"),
+            command_reply("n", "Success", {"There is no manager called nobody"}));
+
+  // "all" sets every class: user_authority_to_str lists each of them, then "all".
+  options.read_classes = "all";
+  options.write_classes = "command";
+  Session all(options);
+  const auto everything = all.command("u", "manager show user callback");
+  EXPECT_NE(everything.find("\r\nOutput:          read perm: system,call,log,verbose,command,agent,user,config,dtmf,"
+                            "reporting,cdr,dialplan,originate,agi,cc,aoc,test,security,message,all\r\n"),
+            std::string::npos)
+      << everything;
+  EXPECT_NE(everything.find("\r\nOutput:         write perm: command\r\n"), std::string::npos) << everything;
+}
+
+TEST(AsteriskCheck, CoreShowSoundListsTheInstalledLanguages) {
+  auto options = fast_options();
+  options.sounds.erase("callback-time-up");
+  options.sounds["queue-minutes"] = {"en", "fr"};
+  Session session(options);
+  EXPECT_EQ(session.command("s", "core show sound callback-partner-busy"),
+            command_reply("s", "Success",
+                          {"Indexed Information for callback-partner-busy:", "  Language en:", "    Format: slin",
+                           "  Language zh:", "    Format: slin"}));
+  EXPECT_EQ(session.command("q", "core show sound queue-minutes"),
+            command_reply("q", "Success",
+                          {"Indexed Information for queue-minutes:", "  Language en:", "    Format: slin",
+                           "  Language fr:", "    Format: slin"}));
+  EXPECT_EQ(session.command("t", "core show sound callback-time-up"),
+            command_reply("t", "Error",
+                          {"ERROR: File callback-time-up not found in index",
+                           "Command 'core show sound callback-time-up' failed."}));
+  for (const auto& name : {"callback-please-wait", "callback-partner-hangup", "callback-partner-away",
+                           "callback-system-busy", "callback-call-failed", "vm-youhave", "queue-seconds"}) {
+    EXPECT_EQ(header(session.command(name, std::string("core show sound ") + name), "Response"), "Success") << name;
+  }
+}
+
 // --- calls: every originate recording is reproduced ---------------------------------
 
 class RecordedCall : public ::testing::TestWithParam<std::string> {};
@@ -416,6 +661,68 @@ TEST(FakeAsterisk, Md5LoginWithTheChallengeSucceedsAndAWrongKeyFails) {
       EXPECT_TRUE(client.read_to_close(rest));
     }
   }
+}
+
+// --- permissions and cdr_manager -----------------------------------------------------
+
+const std::string kGhostHangup = "Action: Hangup\r\nActionID: h\r\nChannel: Local/1001@phones-deadbeef;1\r\n\r\n";
+const std::string kListChannels = "Action: CoreShowChannels\r\nActionID: l\r\n\r\n";
+
+TEST(FakeAsterisk, ActionsNeedOneOfTheirWriteClasses) {
+  const std::string denied = "\r\nMessage: Permission denied\r\n\r\n";
+  auto options = fast_options();
+  options.write_classes = "system";  // Hangup and CoreShowChannels; not Command, not Originate
+  {
+    Session session(options);
+    EXPECT_EQ(session.command("c", "core show version"), "Response: Error\r\nActionID: c" + denied);
+    EXPECT_EQ(session.ask("o", originate("o", "1001", "1002")),
+              "Response: Error\r\nActionID: o" + denied);
+    EXPECT_EQ(session.fake.active_calls(), 0U);
+    EXPECT_EQ(header(session.ask("h", kGhostHangup), "Message"),
+              "No such channel");
+    EXPECT_EQ(header(session.ask("l", kListChannels), "Response"), "Success");
+    EXPECT_EQ(header(session.ask("p", "Action: Ping\r\nActionID: p\r\n\r\n"), "Ping"), "Pong");  // needs no class
+  }
+  options.write_classes = "originate,command";
+  {
+    Session session(options);
+    EXPECT_EQ(session.ask("h", kGhostHangup),
+              "Response: Error\r\nActionID: h" + denied);
+    EXPECT_EQ(session.ask("l", kListChannels), "Response: Error\r\nActionID: l" + denied);
+    EXPECT_EQ(header(session.command("c", "core show version"), "Response"), "Success");
+    // An unknown action stays unknown, whatever the classes.
+    EXPECT_EQ(header(session.ask("x", "Action: NoSuchThing\r\nActionID: x\r\n\r\n"), "Message"),
+              "Invalid/unknown command: NoSuchThing. Use Action: ListCommands to show available commands.");
+  }
+}
+
+TEST(FakeAsterisk, DefaultWriteClassesAllowEveryActionTheEngineSends) {
+  Session session(fast_options());
+  EXPECT_EQ(header(session.command("c", "core show version"), "Response"), "Success");
+  EXPECT_EQ(header(session.ask("o", originate("o", "3001", "1002")), "Message"), "Originate successfully queued");
+  EXPECT_EQ(header(session.ask("h", kGhostHangup), "Message"),
+            "No such channel");
+  EXPECT_EQ(header(session.ask("l", kListChannels), "Response"), "Success");
+  EXPECT_TRUE(session.fake.wait_for_active_calls(0, 5s));
+}
+
+TEST(FakeAsterisk, SuspendedCdrManagerSendsNoCdrEvents) {
+  auto options = fast_options();
+  options.cdr_manager_enabled = false;
+  FakeAsterisk fake(options);
+  fake.start();
+  Client client(fake.port());
+  client.banner();
+  client.send(login("call,user,cdr"));
+  client.send(originate("nocdr-1", "1001", "2001"));  // answered, B hangs up
+  client.send(originate("nocdr-2", "3001", "1002"));  // A busy
+  read_call(client, fake);
+  std::map<std::string, int> events;
+  for (const auto& m : client.all) ++events[header(m, "Event")];
+  EXPECT_EQ(events["Cdr"], 0);
+  EXPECT_EQ(events["UserEvent"], 1);
+  EXPECT_EQ(events["Hangup"], 6);
+  EXPECT_EQ(events["OriginateResponse"], 2);
 }
 
 // --- the Hangup action ----------------------------------------------------------------

@@ -20,8 +20,9 @@ constexpr std::string_view kHelp =
     "Never use it in place of a real PBX: no call audio, no SIP, nothing is dialled.\n"
     "\n"
     "usage: callback-fake-asterisk [--port N] [--time-scale X] [--interleave MS [--seed N]]\n"
-    "                              [--recordings DIR]\n"
-    "                              [--username U] [--secret S]\n"
+    "                              [--recordings DIR] [--dialplan FILE]\n"
+    "                              [--username U] [--secret S] [--write-classes LIST]\n"
+    "                              [--no-cdr] [--missing-sound NAME]...\n"
     "  --port N          TCP port on 127.0.0.1 (default 5038; 0 = any free port)\n"
     "  --time-scale X    multiply every delay by X (default 1; 0 = as fast as possible)\n"
     "  --interleave MS   each call's events in a random order that keeps every channel's\n"
@@ -30,6 +31,18 @@ constexpr std::string_view kHelp =
     "  --recordings DIR  folder with the ami-*.txt recordings (default: the source tree's)\n"
     "  --username U      AMI user (default callback)\n"
     "  --secret S        AMI secret (default callbacksecret)\n"
+    "  --dialplan FILE   the dialplan loaded as callback-extensions.conf, whose [callback]\n"
+    "                    context `dialplan show [version@]callback` lists (default: the\n"
+    "                    source tree's examples/asterisk/extensions.conf)\n"
+    "  --write-classes LIST\n"
+    "                    manager.conf write = of the user (default system,call,command,originate);\n"
+    "                    an action needing another class gets Permission denied\n"
+    "  --no-cdr          cdr_manager suspended (enabled = no): `cdr show status` says so and\n"
+    "                    no Cdr event is sent\n"
+    "  --missing-sound NAME\n"
+    "                    `core show sound NAME` finds nothing (repeatable); installed by\n"
+    "                    default: the callback-* prompts (en, zh), vm-youhave, queue-seconds,\n"
+    "                    queue-minutes (en)\n"
     "Runs until SIGINT or SIGTERM.\n";
 
 }  // namespace
@@ -68,6 +81,14 @@ int main(int argc, char** argv) {
         options.username = value();
       } else if (arg == "--secret") {
         options.secret = value();
+      } else if (arg == "--dialplan") {
+        options.dialplan_file = value();
+      } else if (arg == "--write-classes") {
+        options.write_classes = value();
+      } else if (arg == "--no-cdr") {
+        options.cdr_manager_enabled = false;
+      } else if (arg == "--missing-sound") {
+        options.sounds.erase(value());
       } else {
         std::cerr << "callback-fake-asterisk: unknown option " << arg << " (see --help)\n";
         return 2;
