@@ -206,5 +206,118 @@ TEST_F(CallCommandTest, AgainstCallbackd) {
   EXPECT_NE(wrong_key.err.find("api_key: unknown API key"), std::string::npos) << wrong_key.err;
 }
 
+// --- callbackctl asterisk check ----------------------------------------------------------
+
+// A config whose engine points at `fake` (its own port), in `dir`.
+std::string check_config(const test::TempDir& dir, const fake::FakeAsterisk& fake, const std::string& name) {
+  const auto path = (dir / name).string();
+  std::ofstream(path) << R"({
+    "numbering": {"country_code": "", "trunk_prefix": "", "international_prefixes": []},
+    "store": {"plugin": "callback.store.sqlite", "config": {"path": ")" << (dir / "check.db").string() << R"("}},
+    "engines": [{"plugin": "callback.engine.ami", "config": {"servers": ["127.0.0.1:)" << fake.port()
+                       << R"("], "secret": "callbacksecret"}}],
+    "service": {"campaigns": {"free": {"limit_seconds": 2}}},
+    "log": {"level": "error"}})";
+  return path;
+}
+
+test::CommandResult check_with(const std::string& config, const std::string& args = {}) {
+  return run_command(shell_quote(CALLBACKCTL_PATH) + " --plugin-dir " + shell_quote(CALLBACK_PLUGIN_DIR) +
+                     " --config " + shell_quote(config) + " asterisk check " + args);
+}
+
+TEST_F(CallCommandTest, AsteriskCheckPassesOnAWellSetUpAsteriskAndPlacesATestCall) {
+  auto r = ctl("asterisk check");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const auto* line : {"login", "permissions", "cdr", "dialplan", "prompts", "warning_prompts"}) {
+    EXPECT_NE(r.out.find(std::string("ok    127.0.0.1:") + std::to_string(asterisk.port()) + "  " + line),
+              std::string::npos)
+        << line << "\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("context 'callback' version 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("7 prompts in en, zh"), std::string::npos) << r.out;
+
+  // --json: the servers as /healthz shows them.
+  auto j = ctl("--json asterisk check");
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const auto servers = json::parse(j.out).at("servers").as_array();
+  ASSERT_EQ(servers.size(), 1u);
+  EXPECT_TRUE(servers[0].at("checked").as_bool());
+  EXPECT_EQ(servers[0].at("checks").as_array().size(), 6u);
+
+  // --call: one test callback to its end; the exit code is the call's.
+  auto talked = ctl("asterisk check --call 1001 2001 --campaign free");
+  EXPECT_EQ(talked.exit_code, 0) << talked.out << talked.err;
+  EXPECT_NE(talked.out.find("ended: "), std::string::npos) << talked.out;
+  auto busy = ctl("asterisk check --call 1001 3001 --campaign free");
+  EXPECT_EQ(busy.exit_code, 3) << busy.out << busy.err;
+  EXPECT_NE(busy.out.find("ended: partner_busy"), std::string::npos) << busy.out;
+  auto no_payer = ctl("asterisk check --call 1001 3001");
+  EXPECT_EQ(no_payer.exit_code, 2);
+  EXPECT_NE(no_payer.err.find("--account or --campaign"), std::string::npos) << no_payer.err;
+}
+
+TEST_F(CallCommandTest, AsteriskCheckNamesEachThingThatIsWrong) {
+  struct Case {
+    std::string what;
+    fake::FakeAsteriskOptions options;
+    std::string check, words;
+  };
+  fake::FakeAsteriskOptions no_cdr{.time_scale = 0.01};
+  no_cdr.cdr_manager_enabled = false;
+  fake::FakeAsteriskOptions few_classes{.time_scale = 0.01};
+  few_classes.write_classes = "system,originate";
+  fake::FakeAsteriskOptions no_zh{.time_scale = 0.01};
+  no_zh.sounds = fake::default_sounds();
+  no_zh.sounds["callback-time-up"] = {"en"};
+  fake::FakeAsteriskOptions old_dialplan{.time_scale = 0.01};
+  old_dialplan.dialplan_file = dir / "old-extensions.conf";
+  {
+    // The shipped dialplan with another version marker.
+    std::ifstream in(CALLBACK_ASTERISK_DIALPLAN);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text.replace(text.find("callback-dialplan 2"), 19, "callback-dialplan 1");
+    std::ofstream(old_dialplan.dialplan_file) << text;
+  }
+  fake::FakeAsteriskOptions wrong_secret{.secret = "other", .time_scale = 0.01};
+  const std::vector<Case> cases = {
+      {"cdr_manager suspended", no_cdr, "cdr", "enabled = yes in cdr_manager.conf"},
+      {"no command class", few_classes, "permissions", "lacks write command"},
+      {"a prompt missing in zh", no_zh, "prompts", "zh/callback-time-up"},
+      {"an older dialplan", old_dialplan, "dialplan", "version 1, this build expects 2"},
+      {"a wrong secret", wrong_secret, "login", "Authentication failed"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    fake::FakeAsterisk fake(c.options);
+    fake.start();
+    auto r = check_with(check_config(dir, fake, "check.json"));
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    const std::string failed = "FAIL  127.0.0.1:" + std::to_string(fake.port()) + "  " + c.check;
+    const auto line_at = r.out.find(failed);
+    ASSERT_NE(line_at, std::string::npos) << r.out;
+    const std::string line = r.out.substr(line_at, r.out.find('\n', line_at) - line_at);
+    EXPECT_NE(line.find(c.words), std::string::npos) << line;
+    // The last line on stderr names what failed.
+    EXPECT_NE(r.err.find("asterisk check failed: 127.0.0.1:" + std::to_string(fake.port()) + " " + c.check),
+              std::string::npos)
+        << r.err;
+  }
+}
+
+TEST_F(CallCommandTest, AsteriskCheckOfARunningCallbackdShowsItsHealthz) {
+  start_callbackd(false);
+  const auto status = runtime->wait_for_checks(std::chrono::seconds(10));  // answered after its login
+  ASSERT_EQ(status.servers.size(), 1u);
+  ASSERT_TRUE(status.servers[0].checked);
+  auto r = ctl("asterisk check", env);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("ok    127.0.0.1:" + std::to_string(asterisk.port()) + "  prompts"), std::string::npos) << r.out;
+  // callbackd stopped: the check says so instead of hanging.
+  server->stop();
+  auto gone = ctl("asterisk check", env);
+  EXPECT_EQ(gone.exit_code, 1) << gone.out << gone.err;
+}
+
 }  // namespace
 }  // namespace callback
