@@ -48,7 +48,7 @@ std::string_view to_string(LegState state) noexcept {
 }
 
 std::chrono::seconds Leg::duration() const { return between(started, ended); }
-std::chrono::seconds Leg::billsec() const { return between(answered, ended); }
+std::chrono::seconds Leg::billsec() const { return reported_billsec ? *reported_billsec : between(answered, ended); }
 
 Call::Call(std::string id, CallbackRequest request, Timestamp created_at)
     : id_(std::move(id)), request_(std::move(request)), created_at_(created_at), updated_at_(created_at) {

@@ -45,7 +45,6 @@ struct CallbackService::Active {
   bool a_hung_up = false;  // A's own phone ended the call
   bool b_hung_up = false;
   int timeouts = 0;
-  std::optional<std::chrono::seconds> a_billsec, b_billsec;
   std::string b_dial_status;
   bool authorized = false;
   std::optional<Error> refusal;
@@ -67,7 +66,7 @@ std::string payer_account(const Payer& payer) {
   return std::get<CampaignId>(payer).value;
 }
 
-Cdr make_cdr(const Call& call, const Leg& leg, const std::optional<std::chrono::seconds>& reported_billsec) {
+Cdr make_cdr(const Call& call, const Leg& leg) {
   Cdr cdr;
   const bool is_a = leg.role == LegRole::a;
   const PhoneNumber& a = call.request().caller;
@@ -81,7 +80,7 @@ Cdr make_cdr(const Call& call, const Leg& leg, const std::optional<std::chrono::
   cdr.dstchannel = is_a ? call.leg_b().channel : std::string();
   cdr.lastapp = "Dial";
   cdr.duration = leg.duration().count();
-  cdr.billsec = reported_billsec ? reported_billsec->count() : leg.billsec().count();
+  cdr.billsec = leg.billsec().count();  // Asterisk's, when the engine reported it
   cdr.billsec = std::min(cdr.billsec, std::max(cdr.duration, cdr.billsec));
   cdr.duration = std::max(cdr.duration, cdr.billsec);
   cdr.disposition = disposition_for(leg.cause, leg.answered.has_value());
@@ -129,16 +128,16 @@ CallbackService::~CallbackService() {
     }
     std::optional<Money> cost;
     if (!active->finishing && billing_ != nullptr && !active->reservation.empty()) {
-      const auto billsec = active->b_billsec.value_or(call.leg_b().billsec());
+      const auto billsec = call.leg_b().billsec();
       if (call.leg_b().answered && billsec.count() > 0) {
         if (auto settled = billing_->authorizer().settle(active->reservation, billsec)) cost = *settled;
       } else {
         (void)billing_->authorizer().release(active->reservation);
       }
     }
-    cdrs.push_back(make_cdr(call, call.leg_a(), active->a_billsec));
+    cdrs.push_back(make_cdr(call, call.leg_a()));
     if (active->b_dialed) {
-      cdrs.push_back(make_cdr(call, call.leg_b(), active->b_billsec));
+      cdrs.push_back(make_cdr(call, call.leg_b()));
       cdrs.back().cost = cost;
     }
   }
@@ -469,14 +468,13 @@ void CallbackService::on_leg_event(const LegEvent& event) {
       leg.ended = event.at;
       leg.state = LegState::ended;
       leg.cause = event.cause;
+      leg.reported_billsec = event.billsec;
       if (is_a) {
         active.a_ended = true;
-        active.a_billsec = event.billsec;
         active.a_hung_up = event.far_end_hung_up;
       } else {
         active.b_ended = true;
         active.b_dialed = true;
-        active.b_billsec = event.billsec;
         active.limit_reached = event.limit_reached;
         active.b_hung_up = event.far_end_hung_up;
         active.b_dial_status = event.dial_status;
@@ -517,7 +515,7 @@ void CallbackService::finish(Active& active, bool engine_lost) {
   // Billing answers on its own thread; the rest of the ending continues back here.
   const std::string id = call.id();
   if (billing_ == nullptr || active.reservation.empty()) return complete(id, std::nullopt);
-  const auto billsec = active.b_billsec.value_or(call.leg_b().billsec());
+  const auto billsec = call.leg_b().billsec();
   const std::string reservation = std::exchange(active.reservation, std::string());
   std::weak_ptr<int> alive = alive_;
   auto back = [this, alive, id](std::optional<Money> cost) {
@@ -552,9 +550,9 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
   const bool b_answered = call.leg_b().answered.has_value();
 
   // One CDR per leg that was placed.
-  pending_cdrs_.push_back(make_cdr(call, call.leg_a(), active.a_billsec));
+  pending_cdrs_.push_back(make_cdr(call, call.leg_a()));
   if (active.b_dialed) {
-    pending_cdrs_.push_back(make_cdr(call, call.leg_b(), active.b_billsec));
+    pending_cdrs_.push_back(make_cdr(call, call.leg_b()));
     pending_cdrs_.back().cost = cost;
   }
 

@@ -2,6 +2,7 @@
 #include "recording_billing.hpp"
 #include "test_context.hpp"
 
+#include <callback/json.hpp>
 #include <callback/service.hpp>
 
 #include <gtest/gtest.h>
@@ -254,6 +255,31 @@ TEST_F(ServiceTest, EngineEventsInAnyOrderStillWalkTheStateMachine) {
   ASSERT_EQ(billing.settled.size(), 1u);
   EXPECT_EQ(billing.settled[0].second, 30s);
   EXPECT_EQ(service->find(id)->state(), CallState::completed);  // still findable
+}
+
+TEST_F(ServiceTest, AsterisksTalkTimeIsTheLegsBillsecEvenWhenWeLearnOfTheEndLate) {
+  // On a busy Asterisk the engine reports B's end once its records are in, seconds after
+  // B hung up: the call's B billsec (the API's, the CDR's and the charge) is Asterisk's 5 s,
+  // not the 9 s between our own timestamps.
+  make({}, &billing);
+  const auto id = start(request());
+  leg(id, LegRole::a, LegEventType::answered);
+  leg(id, LegRole::b, LegEventType::connected);
+  service->on_leg_event({.call_id = id, .leg = LegRole::b, .type = LegEventType::ended, .at = clock.now() + 9s,
+                         .cause = HangupCause{16}, .far_end_hung_up = true, .billsec = 5s});
+  service->on_leg_event({.call_id = id, .leg = LegRole::a, .type = LegEventType::ended, .at = clock.now() + 9s,
+                         .cause = HangupCause{16}, .billsec = 12s});
+  pump();
+  ASSERT_EQ(service->in_flight(), 0u);
+  const auto& end = events.seen.back();
+  EXPECT_EQ(end.call.leg_b().billsec(), 5s);
+  EXPECT_EQ(end.call.leg_a().billsec(), 12s);
+  EXPECT_EQ(to_json(end).at("legs").at("b").at("billsec").as_int64(), 5);
+  ASSERT_EQ(billing.settled.size(), 1u);
+  EXPECT_EQ(billing.settled[0].second, 5s);
+  ASSERT_EQ(store.rows.size(), 2u);
+  EXPECT_EQ(store.rows[1].billsec, 5);
+  EXPECT_EQ(store.rows[0].billsec, 12);
 }
 
 TEST_F(ServiceTest, DenialArrivesThroughSubmitAndPlacesNothing) {

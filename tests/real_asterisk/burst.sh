@@ -4,13 +4,17 @@
 # (answers after 1 s, hangs up 5 s later), each billed to its own prepaid account at
 # 0.60/min per second. Every callback must end `completed`, B talked 5 s (Asterisk's Cdr), cost 0.05.
 # Prints one line per callback and a summary; exits 1 if any was misreported.
+# --cancel: each callback is canceled (DELETE) at a random moment 0-4 s after it was
+# accepted, all at once: each must end canceled, or completed when it ended first; either
+# way its account is charged exactly its cost (B's talk until then) and nothing stays
+# reserved. Every run must leave Asterisk with no channel.
 #
 #   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start .      # the real Asterisk
-#   tests/real_asterisk/burst.sh [--bin build/bin] [--calls 20] [--b-first 2000] [--port 18080]
+#   tests/real_asterisk/burst.sh [--bin build/bin] [--calls 20] [--b-first 2000] [--port 18080] [--cancel]
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
-bin=build/bin calls=20 b_first=2000 port=18080 a_first=9000
+bin=build/bin calls=20 b_first=2000 port=18080 a_first=9000 cancel=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -18,10 +22,12 @@ while [ $# -gt 0 ]; do
     --b-first) b_first=$2; shift 2 ;;
     --a-first) a_first=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
+    --cancel) cancel=1; shift ;;
     *) echo "burst.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 bin=$(cd "$bin" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; rm -rf "$work"' EXIT
 export CALLBACK_DATA_DIR=$work
@@ -60,6 +66,16 @@ xargs -P "$calls" -d '\n' -I{} curl -s -w '\n' -XPOST "http://127.0.0.1:$port/v1
   -H 'Content-Type: application/json' -d '{}' <"$work/bodies" | tee "$work/responses" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids"
 [ "$(wc -l <"$work/ids")" -eq "$calls" ] || { echo "only $(wc -l <"$work/ids") of $calls accepted"; grep -v "\"id\":\"cb-" "$work/responses" | sort | uniq -c | head -5; exit 1; }
 
+if [ "$cancel" = 1 ]; then
+  cancels=()
+  while read -r id; do
+    ( sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", r % 4000 / 1000 }')"
+      curl -s -o /dev/null -XDELETE "http://127.0.0.1:$port/v1/callbacks/$id" -H "Authorization: Bearer $key" ) &
+    cancels+=($!)
+  done <"$work/ids"
+  wait "${cancels[@]}"
+fi
+
 # Each to its end.
 bad=0
 while read -r id; do
@@ -69,13 +85,25 @@ while read -r id; do
     case "$state" in completed|failed|canceled|refused) break ;; esac
     sleep 0.2
   done
+  account=$(ctl --json accounts show "$(grep -o '"account":"burst-[0-9]*"' <<<"$body" | cut -d'"' -f4)")
   line=$(python3 -c '
 import json, sys
-c = json.loads(sys.argv[1]); b = c["legs"]["b"]
-print(c["id"], c["state"], c.get("outcome"), "B cause", b["cause"], "B billsec", b["billsec"], "cost", json.dumps(c.get("cost")))
-' "$body")
+from decimal import Decimal
+c = json.loads(sys.argv[1]); b = c["legs"]["b"]; acct = json.loads(sys.argv[2])
+cost = Decimal(c["cost"]["amount"]) if c.get("cost") else Decimal(0)
+charged = Decimal("3.00") - Decimal(acct["balance"])
+money = "money ok" if charged == cost and Decimal(acct["reserved"]) == 0 else "MONEY charged %s reserved %s" % (charged, acct["reserved"])
+print(c["id"], c["state"], c.get("outcome"), "B cause", b["cause"], "B billsec", b["billsec"], "cost", cost, money)
+' "$body" "$account")
   echo "$line"
-  case "$line" in *" completed "*"B billsec 5 "*) ;; *) bad=$((bad + 1)) ;; esac
+  if [ "$cancel" = 1 ]; then
+    case "$line" in *" canceled canceled "*"money ok"|*" completed partner_hangup "*"B billsec 5 "*"money ok") ;; *) bad=$((bad + 1)) ;; esac
+  else
+    case "$line" in *" completed "*"B billsec 5 "*"money ok") ;; *) bad=$((bad + 1)) ;; esac
+  fi
 done <"$work/ids"
-echo "burst of $calls on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
+left=$(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "$here/../../../shared/asterisk/peer.sh" cli "core show channels count" 2>/dev/null | head -1 || true)
+echo "Asterisk afterwards: ${left:-unknown}"
+case "$left" in "0 active channels"*) ;; *) bad=$((bad + 1)) ;; esac
+echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
 [ "$bad" -eq 0 ]

@@ -19,6 +19,7 @@ export CALLBACK_DATA_DIR=$work
 cat >"$work/callback.json" <<'EOF'
 {
   "numbering": {"country_code": "", "trunk_prefix": "", "international_prefixes": []},
+  "billing": {"plugin": "callback.billing.sqlite", "enabled": false},
   "engines": [{"plugin": "callback.engine.ami", "name": "asterisk",
                "config": {"servers": ["127.0.0.1:5038"], "username": "callback", "secret": "callbacksecret",
                           "dial_string": "Local/{number}@phones"}}],

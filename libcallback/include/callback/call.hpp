@@ -55,6 +55,9 @@ struct Leg {
   std::string uniqueid;  // engine's unique id of the channel
   std::optional<Timestamp> started, answered, ended;
   HangupCause cause;
+  // The talk time the engine's peer measured (Asterisk's BillableSeconds), when it said;
+  // billsec() prefers it to our own timestamps, which only say when we learned of the end.
+  std::optional<std::chrono::seconds> reported_billsec;
 
   // Seconds from start to end / from answer to end, as Asterisk's duration and billsec.
   [[nodiscard]] CALLBACK_EXPORT std::chrono::seconds duration() const;
