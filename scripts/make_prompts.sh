@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Speaks the announcements of the callback dialplan with espeak-ng and writes them the way
-# Asterisk's wav format reads them: OUT_DIR/<language>/<name>.wav, 8000 Hz, mono, 16-bit
+# Asterisk's wav format reads them: OUT_DIR/<language>/<name>.wav (a name may have a folder:
+# digits/9), 8000 Hz, mono, 16-bit
 # signed PCM, silence trimmed at both ends, peaks normalized to -1 dBFS. The texts and
 # voices are in examples/asterisk/sounds/prompts.tsv. The same table and the same
 # espeak-ng and sox give the same bytes (no dither, sox's repeatable mode).
@@ -37,11 +38,13 @@ while IFS=$'\t' read -r language name voice text || [ -n "$language" ]; do
   line_no=$((line_no + 1))
   case "$language" in '' | '#'* | language) continue ;; esac
   # The table names files and folders: nothing that could leave OUT_DIR.
-  if ! [[ $language =~ ^[A-Za-z0-9_-]{2,16}$ && $name =~ ^[a-z0-9][a-z0-9-]*$ && -n $voice && -n $text ]]; then
+  # A name may have one folder, as Asterisk's digits/9.
+  if ! [[ $language =~ ^[A-Za-z0-9_-]{2,16}$ && $name =~ ^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)?$ && -n $voice &&
+          -n $text ]]; then
     echo "make_prompts: $table: line $line_no: expected language, name, voice and text separated by tabs" >&2
     exit 1
   fi
-  mkdir -p "$out_dir/$language"
+  mkdir -p "$(dirname "$out_dir/$language/$name")"
   printf '%s' "$text" | espeak-ng -v "$voice" -s "$speed" -b 1 --stdin -w "$work/spoken.wav"
   # Trim (reverse, trim the start, reverse back), resample with sox's best filter, then
   # normalize the peak; written to a temporary name first so a failure leaves no half file.

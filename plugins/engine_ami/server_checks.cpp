@@ -48,7 +48,7 @@ const std::vector<std::string>& callback_prompts() {
 }
 
 const std::vector<std::string>& warning_prompts() {
-  static const std::vector<std::string> names = {"vm-youhave", "queue-minutes", "queue-seconds"};
+  static const std::vector<std::string> names = {"vm-youhave", "queue-minutes", "queue-seconds", "digits/10"};
   return names;
 }
 
@@ -213,9 +213,9 @@ std::vector<EngineStatus::Check> ServerChecks::results() const {
     prompt_check.detail += " (install build/share/callback/sounds/<lang>/; README, step 1)";
   }
   out.push_back(std::move(prompt_check));
-  auto warnings = prompts("warning_prompts", warning_prompts(), {"en"}, "time-left warning prompts");
+  auto warnings = prompts("warning_prompts", warning_prompts(), options_.languages, "time-left warning prompts");
   if (!warnings.ok && warnings.detail.starts_with("missing")) {
-    warnings.detail += " (Debian: apt-get install asterisk-core-sounds-en-wav)";
+    warnings.detail += " (en: Debian's asterisk-core-sounds-en-wav; zh: build/share/callback/sounds/zh/)";
   }
   out.push_back(std::move(warnings));
   return out;

@@ -35,8 +35,9 @@ struct CheckOptions {
 
 // The seven prompts the dialplan plays (examples/asterisk/sounds/prompts.tsv).
 [[nodiscard]] const std::vector<std::string>& callback_prompts();
-// Asterisk's own prompts that Dial's L() time-left warning speaks (in en at least: other
-// languages fall back to en).
+// Asterisk's core prompts that Dial's L() time-left warning speaks ("you have 19 seconds"),
+// wanted in each language: en from Debian's core sounds, zh from our prompts.tsv (a zh
+// channel says numbers the Chinese way, so English digits would say "ten nine").
 [[nodiscard]] const std::vector<std::string>& warning_prompts();
 
 class ServerChecks {

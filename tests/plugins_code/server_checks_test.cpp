@@ -153,7 +153,8 @@ TEST(ServerChecks, TheWholeSetFromOneLogin) {
   EXPECT_EQ(results[3].detail.find("callback-please-wait"), std::string::npos) << "it is there: " << results[3].detail;
   EXPECT_NE(results[3].detail.find("zh/callback-time-up"), std::string::npos) << results[3].detail;
   EXPECT_EQ(results[4].name, "warning_prompts");
-  EXPECT_FALSE(results[4].ok) << "queue-minutes and queue-seconds were not asked in that recording";
+  EXPECT_FALSE(results[4].ok) << "queue-minutes, queue-seconds and digits/10 were not asked in that recording";
+  EXPECT_NE(results[4].detail.find("zh/vm-youhave"), std::string::npos) << results[4].detail;
 }
 
 TEST(ServerChecks, WithoutTheCommandClassEveryCheckSaysWhy) {

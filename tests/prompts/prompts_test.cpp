@@ -164,6 +164,16 @@ TEST(Prompts, TheTableHasEachLanguageAndNameOnceWithAVoiceAndAText) {
   }
 }
 
+// The Asterisk core prompts Dial's L() time-left warning speaks for a channel in Chinese
+// ("you have 19 seconds": vm-youhave, digits/10, digits/9, queue-seconds): Debian has them in
+// English only, so the table speaks them in zh (numbers up to 999).
+std::set<std::string> zh_warning_prompts() {
+  std::set<std::string> names = {"vm-youhave", "queue-minutes", "queue-seconds", "digits/hundred"};
+  for (int i = 0; i <= 9; ++i) names.insert("digits/" + std::to_string(i));
+  for (int i = 10; i <= 90; i += 10) names.insert("digits/" + std::to_string(i));
+  return names;
+}
+
 TEST(Prompts, EveryPromptTheDialplanPlaysIsInTheTableInEnglishAndChineseAndNoOther) {
   const auto played = played_by_dialplan();
   // The seven of the dialplan's comment: a parse that finds none would prove nothing.
@@ -174,10 +184,15 @@ TEST(Prompts, EveryPromptTheDialplanPlaysIsInTheTableInEnglishAndChineseAndNoOth
   for (const auto& row : table()) by_language[row.language].insert(row.name);
   EXPECT_TRUE(by_language.contains("en"));
   EXPECT_TRUE(by_language.contains("zh"));
+  const auto warning = zh_warning_prompts();
   for (const auto& [language, names] : by_language) {
     for (const auto& name : played) EXPECT_TRUE(names.contains(name)) << language << " has no " << name;
-    for (const auto& name : names) EXPECT_TRUE(played.contains(name)) << language << "/" << name << " is never played";
+    for (const auto& name : names) {
+      EXPECT_TRUE(played.contains(name) || (language == "zh" && warning.contains(name)))
+          << language << "/" << name << " is never played";
+    }
   }
+  for (const auto& name : warning) EXPECT_TRUE(by_language["zh"].contains(name)) << "zh has no " << name;
 }
 
 TEST(Prompts, EveryFileIsEightKilohertzMonoSixteenBitPcmOfSpeech) {
@@ -198,7 +213,8 @@ TEST(Prompts, EveryFileIsEightKilohertzMonoSixteenBitPcmOfSpeech) {
     EXPECT_EQ(wav->block_align, 2);
     EXPECT_EQ(wav->byte_rate, 16000u);
     const double seconds = static_cast<double>(wav->samples.size()) / 8000.0;
-    EXPECT_GE(seconds, 0.5);
+    // A sentence lasts half a second at least; a number or "seconds" is one syllable or two.
+    EXPECT_GE(seconds, row.name.starts_with("callback-") ? 0.5 : 0.15);
     EXPECT_LE(seconds, 8.0);
     double sum = 0;
     int peak = 0;

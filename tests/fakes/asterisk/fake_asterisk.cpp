@@ -1204,7 +1204,8 @@ std::map<std::string, std::vector<std::string>> default_sounds() {
                            "callback-call-failed"}) {
     sounds[name] = {"en", "zh"};
   }
-  for (const char* name : {"vm-youhave", "queue-seconds", "queue-minutes"}) sounds[name] = {"en"};
+  // The time-left warning's core prompts: Debian's English ones and the project's Chinese.
+  for (const char* name : {"vm-youhave", "queue-seconds", "queue-minutes", "digits/10"}) sounds[name] = {"en", "zh"};
   return sounds;
 }
 

@@ -39,7 +39,8 @@
 namespace callback::fake {
 
 // The prompts the callback dialplan plays, as a lab has them installed: the seven
-// callback-* prompts in en and zh, the core sounds of the time-left warning in en.
+// callback-* prompts in en and zh, the core sounds of the time-left warning in en (Debian)
+// and zh (the project's, examples/asterisk/sounds/prompts.tsv).
 std::map<std::string, std::vector<std::string>> default_sounds();
 
 struct FakeAsteriskOptions {
