@@ -90,7 +90,10 @@ struct AmiEngine::Server {
   std::chrono::milliseconds backoff{0};
   std::uint64_t generation = 0;  // bumps on every new connection: stale handlers stop
   std::uint64_t action_seq = 0;
-  std::string challenge_id, login_id, ping_id, dialplan_id, channels_id;
+  std::string challenge_id, login_id, ping_id, dialplan_id, channels_id, booted_id;
+  // Asterisk opens AMI while it still loads modules; an Originate then fails. Its
+  // "core waitfullybooted" answers once it is up (AMI answers a session's actions in order).
+  bool booted = false;
   bool ping_outstanding = false;
   std::uint64_t received = 0;          // bytes read on this connection
   std::uint64_t received_at_ping = 0;  // `received` when the outstanding Ping went out
@@ -99,7 +102,7 @@ struct AmiEngine::Server {
   std::optional<ServerChecks> checks;  // what this login found (server_checks.hpp)
   bool attempted = false;              // a connect attempt has ended (logged in or not)
 
-  [[nodiscard]] bool healthy() const { return state == State::ready && dialplan_ok; }
+  [[nodiscard]] bool healthy() const { return state == State::ready && booted && dialplan_ok; }
   std::string next_id(std::string_view what) { return std::string(what) + "-" + std::to_string(++action_seq); }
 
   void connect() {
@@ -215,6 +218,7 @@ struct AmiEngine::Server {
   void lost(const std::string& why) {
     const bool was_up = state == State::ready || state == State::login;
     attempted = true;
+    booted = false;
     checks.reset();
     ++generation;
     boost::system::error_code ignored;
@@ -395,6 +399,9 @@ void AmiEngine::on_logged_in(Server& server) {
   server.backoff = 0ms;
   server.detail = "connected";
   context_.log.info(component, server.name + ": logged in");
+  server.booted = false;
+  server.booted_id = server.next_id("booted");
+  server.send(ami::Action("Command").add("ActionID", server.booted_id).add("Command", "core waitfullybooted").str());
   if (options_.check_dialplan) {
     server.dialplan_ok = false;  // until `dialplan show` says it is there
     server.detail = "checking the dialplan";
@@ -473,6 +480,10 @@ void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
       return;
     }
     if (action_id == server.channels_id && !action_id.empty()) return;  // list follows as events
+    if (action_id == server.booted_id && !action_id.empty()) {
+      server.booted = true;  // whatever it says: without the command class we cannot wait
+      return;
+    }
     if (server.checks && server.checks->on_reply(m)) {
       if (server.checks->done()) {
         for (const auto& check : server.checks->results()) {

@@ -765,6 +765,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
           failed();
         }
       }
+    } else if (cmd == "core waitfullybooted") {
+      // cli.c's handle_waitfullybooted: the fake is up as soon as it listens.
+      output.push_back("Asterisk has fully booted.");
     } else if (const auto sound = argument("core show sound ")) {
       // sounds.c's handle_cli_sound_show; the sounds are WAV files, which it calls slin.
       const auto found = options.sounds.find(*sound);
