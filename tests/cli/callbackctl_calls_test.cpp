@@ -35,7 +35,8 @@ class CallCommandTest : public ::testing::Test {
       "billing": {"plugin": "callback.billing.sqlite", "enabled": false},
       "engines": [{"plugin": "callback.engine.ami", "config": {"servers": ["127.0.0.1:)" << asterisk.port()
                                 << R"("], "secret": "callbacksecret"}}],
-      "service": {"campaigns": {"free": {"limit_seconds": 30}, "long": {"limit_seconds": 500}}},
+      "service": {"campaigns": {"free": {"limit_seconds": 30}, "long": {"limit_seconds": 500}},
+                  "b_ring_timeout_seconds": 600},
       "server": {"listen": "127.0.0.1:0", "stream_timeout_seconds": 1},
       "log": {"level": "warning"}})";
   }
@@ -173,7 +174,8 @@ TEST_F(CallCommandTest, AgainstCallbackd) {
   EXPECT_EQ(waited.exit_code, 3) << waited.out << waited.err;
   EXPECT_NE(waited.out.find("ended: partner_busy"), std::string::npos) << waited.out;
 
-  // B does not answer for a long while: place, look, cancel, look again.
+  // B does not answer for a long while (rings 600 s, 6 s at the fake's pace): place, look,
+  // cancel, look again.
   auto placed = ctl("--json call 1001 4001 --campaign free", env);
   ASSERT_EQ(placed.exit_code, 0) << placed.err;
   const std::string id(json::parse(placed.out).at("id").as_string());
