@@ -1,11 +1,11 @@
 #include "ami_engine.hpp"
 
+#include <callback/callback_request.hpp>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
-#include <algorithm>
-#include <cctype>
 #include <charconv>
 
 namespace callback::engine_ami {
@@ -45,14 +45,8 @@ Status validate(const AmiOptions& options) {
     if (!ami::Action::is_safe_value(*value)) return Error{"config.value", "must not contain line breaks", {}};
   }
   for (std::size_t i = 0; i < options.languages.size(); ++i) {
-    const auto& language = options.languages[i];
-    const bool tag = !language.empty() && language.size() <= 16 &&
-                     std::all_of(language.begin(), language.end(), [](char c) {
-                       return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-                     });
-    if (!tag) {
-      return Error{"config.value", "a language is a sound folder name like \"en\" or \"pt_BR\", got \"" + language + "\"",
-                   "languages[" + std::to_string(i) + "]"};
+    if (auto ok = check_language(options.languages[i], "languages[" + std::to_string(i) + "]"); !ok) {
+      return Error{"config.value", ok.error().message, ok.error().field};
     }
   }
   return ok_status();

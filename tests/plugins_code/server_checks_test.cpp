@@ -1,5 +1,6 @@
 // The AMI engine's checks of an Asterisk (server_checks.hpp), read from the replies a real
 // Asterisk 23.4.1 gave to the same Commands (tests/fixtures/asterisk/ami-asterisk-check*).
+#include "ami_engine.hpp"
 #include "server_checks.hpp"
 
 #include <gtest/gtest.h>
@@ -167,6 +168,25 @@ TEST(ServerChecks, WithoutTheCommandClassEveryCheckSaysWhy) {
     EXPECT_FALSE(c.ok) << c.name;
     EXPECT_NE(c.detail.find("lacks write command"), std::string::npos) << c.name << ": " << c.detail;
   }
+}
+
+}  // namespace
+}  // namespace callback::engine_ami
+
+namespace callback::engine_ami {
+namespace {
+
+TEST(AmiOptions, LanguagesAreSoundFolderNames) {
+  AmiOptions options;
+  options.secret = "s";
+  EXPECT_TRUE(validate(options));
+  options.languages = {"en", "zh\r\nX"};
+  const auto bad = validate(options);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().field, "languages[1]");
+  EXPECT_NE(bad.error().message.find("letters, digits"), std::string::npos) << bad.error().message;
+  options.languages = {"pt_BR", "x"};
+  EXPECT_EQ(validate(options).error().field, "languages[1]") << "one letter is no language";
 }
 
 }  // namespace
