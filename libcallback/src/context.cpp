@@ -1,5 +1,7 @@
 #include <callback/context.hpp>
 
+#include <atomic>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -19,12 +21,17 @@ std::chrono::steady_clock::time_point SystemClock::steady_now() const { return s
 
 TimerHandle SystemClock::schedule(std::chrono::milliseconds delay, std::function<void()> fire) {
   auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
-  timer->async_wait([timer, fire = std::move(fire)](const boost::system::error_code& ec) {
-    if (!ec) fire();
+  // A timer that is already due has its handler queued with success: steady_timer::cancel
+  // cannot take that back, so the handler itself asks whether it was canceled meanwhile.
+  auto canceled = std::make_shared<std::atomic<bool>>(false);
+  timer->async_wait([timer, canceled, fire = std::move(fire)](const boost::system::error_code& ec) {
+    if (!ec && !canceled->load()) fire();
   });
   std::weak_ptr<boost::asio::steady_timer> weak = timer;
-  // Cancel runs on the io_context's thread: steady_timer is not safe to touch from two.
-  return TimerHandle([weak, &io = io_] {
+  // The timer itself is cancelled on the io_context's thread: steady_timer is not safe to
+  // touch from two.
+  return TimerHandle([weak, canceled, &io = io_] {
+    canceled->store(true);
     boost::asio::post(io, [weak] {
       if (auto t = weak.lock()) t->cancel();
     });

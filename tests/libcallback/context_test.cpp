@@ -61,6 +61,20 @@ TEST(SystemClock, SchedulesOnTheIoContext) {
   EXPECT_EQ(fired, 1);
 }
 
+TEST(SystemClock, ACancelBeforeTheHandlerRunsHoldsEvenWhenTheTimerIsAlreadyDue) {
+  // A 0 ms timer is due at once: when io.run() looks, its handler is queued with success,
+  // which steady_timer::cancel cannot take back. The handle's cancel must hold anyway (it
+  // did not, now and then, under a loaded machine).
+  boost::asio::io_context io;
+  SystemClock clock{io};
+  int fired = 0;
+  std::vector<TimerHandle> handles;
+  for (int i = 0; i < 200; ++i) handles.push_back(clock.schedule(0ms, [&] { ++fired; }));
+  for (auto& handle : handles) handle.cancel();
+  io.run();
+  EXPECT_EQ(fired, 0);
+}
+
 TEST(StreamLogger, WritesOneLinePerMessageAboveThreshold) {
   std::ostringstream out;
   StreamLogger log{out, LogLevel::info};
