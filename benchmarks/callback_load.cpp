@@ -6,9 +6,9 @@
 //   hold:       start --calls callbacks (A=9XXX, B=9XXX, both stay up) and wait until all
 //               are bridged; prints the resident memory per callback in flight.
 // The fake runs in its own process when --port is given (so memory figures are ours
-// alone); otherwise in this process, on its own thread. --port also reaches a REAL
-// Asterisk on 127.0.0.1 (../shared/asterisk/peer.sh: user callback, secret
-// callbacksecret, the shipped dialplan and the fixtures' phones); --b-first picks other
+// alone); otherwise in this process, on its own thread. --port (with --host, default
+// 127.0.0.1, and --secret) also reaches a REAL Asterisk (../shared/asterisk/peer.sh: user
+// callback, secret callbacksecret, the shipped dialplan and the fixtures' phones); --b-first picks other
 // B numbers (2000: answer after 1 s, talk 5 s), --a-first other A numbers.
 //   callback_load throughput --calls 50000 --in-flight 500
 //   callback_load hold --calls 10000 --port 5038
@@ -62,12 +62,15 @@ int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "throughput";
   std::size_t calls = 20000, in_flight = 500;
   int port = 0;
+  std::string host = "127.0.0.1", secret = "callbacksecret";
   int a_first = 9000, b_first = 9800;
   double scale = mode == "hold" ? 1.0 : 0.0;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--calls")) calls = std::stoul(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--in-flight")) in_flight = std::stoul(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--port")) port = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--host")) host = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--secret")) secret = argv[i + 1];
     else if (!std::strcmp(argv[i], "--time-scale")) scale = std::stod(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--a-first")) a_first = std::stoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--b-first")) b_first = std::stoi(argv[i + 1]);
@@ -92,8 +95,8 @@ int main(int argc, char** argv) {
   const auto db = std::filesystem::temp_directory_path() / ("callback-load-" + std::to_string(getpid()) + ".db");
   auto store = store_sqlite::SqliteStore::open({.path = db, .synchronous = "normal"}).value();
   engine_ami::AmiOptions options;
-  options.servers = {"127.0.0.1:" + std::to_string(port)};
-  options.secret = "callbacksecret";
+  options.servers = {host + ":" + std::to_string(port)};
+  options.secret = secret;
   engine_ami::AmiEngine engine{context, options};
   ServiceOptions service_options;
   service_options.campaigns["free"] = CampaignLimits{.limit = mode == "hold" ? 600s : 300s};
