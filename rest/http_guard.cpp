@@ -326,6 +326,7 @@ void HttpGuard::pump(const std::shared_ptr<Pistache::Tcp::Peer>& peer, Connectio
   auto parser = getParser(peer);
   while (!connection.closing) {
     if (connection.answer_pending) {
+      if (connection.pending.empty()) return;  // nothing waits behind it: the next bytes look again
       // Pistache marks the peer idle just before it queues the answer's bytes, so the
       // peer must be seen idle twice, a tick apart, before the next answer may follow.
       const bool answered = peer->isIdle();

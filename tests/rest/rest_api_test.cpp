@@ -632,6 +632,18 @@ TEST_F(RestApiTest, PipelinedRequestsAreEachAnsweredInOrder) {
   EXPECT_FALSE(got.closed);
 }
 
+TEST_F(RestApiTest, ASlowHeadIsStillCutAtTheRequestTimeout) {
+  server->stop();
+  runtime->stop(std::chrono::seconds{0});
+  start([](ServiceConfig& c) { c.server.as_object()["stream_timeout_seconds"] = 1; });
+  // A valid head that never ends: the checks wait for it, Pistache's timeout ends it.
+  const auto got = test::raw_http(server->port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1",
+                                  {.until_closed = true});
+  ASSERT_EQ(got.responses.size(), 1u) << got.bytes;
+  EXPECT_EQ(got.responses[0].status, 408);
+  EXPECT_TRUE(got.closed);
+}
+
 TEST_F(RestApiTest, InsufficientBalanceIsPaymentRequiredAndChargesNothing) {
   add_account("poor", "0.00");
   auto r = request("POST", "/v1/callbacks", R"({"caller": "1001", "callee": "1002", "account": "poor"})");
