@@ -1,5 +1,7 @@
 #include "server.hpp"
 
+#include "http_guard.hpp"
+
 #include <callback/json.hpp>
 #include <callback/operations.hpp>
 #include <callback/options.hpp>
@@ -410,12 +412,22 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       return true;
     };
     subscriber->close = [peer] {
-      if (auto alive = peer.lock()) alive->send(Pistache::RawBuffer(std::string("0\r\n\r\n"), 5));
+      if (auto alive = peer.lock()) {
+        alive->send(Pistache::RawBuffer(std::string("0\r\n\r\n"), 5));
+        alive->setIdle(true);  // answered whole: the connection's next request may follow (http_guard.hpp)
+      }
     };
     if (!registry.subscribe(id, subscriber)) subscriber->close();  // gone since the check above
   }
 
   // --- routing -----------------------------------------------------------------------
+
+  // Rate decks are big; everything else is small.
+  std::size_t body_limit(std::string_view method, std::string_view path) const {
+    const auto parts = split_path(path);
+    const bool deck_import = method == "POST" && parts.size() == 3 && parts[0] == "v1" && parts[1] == "rates";
+    return deck_import ? options.max_import : options.max_body;
+  }
 
   void handle(const Pistache::Http::Request& request, ResponseWriter response) {
     const auto started = std::chrono::steady_clock::now();
@@ -436,14 +448,9 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       r.headers.emplace_back("Allow", std::string(allowed));
       reply(response, std::move(r));
     };
-    // Rate decks are big; everything else is small.
-    const bool deck_import = method == Method::Post && parts.size() == 3 && parts[0] == "v1" && parts[1] == "rates";
-    if (request.body().size() > (deck_import ? options.max_import : options.max_body)) {
-      return reply(response, error_reply(Error{"body_too_large",
-                                               "the body is over " +
-                                                   std::to_string(deck_import ? options.max_import : options.max_body) +
-                                                   " bytes",
-                                               "body"}));
+    if (const auto limit = body_limit(Pistache::Http::methodString(method), path); request.body().size() > limit) {
+      return reply(response,
+                   error_reply(Error{"body_too_large", "the body is over " + std::to_string(limit) + " bytes", "body"}));
     }
     // Public: the page, health, metrics, the API description.
     if (parts.empty() || parts[0] == "assets" || parts[0] == "index.html") {
@@ -780,10 +787,13 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
 
 namespace {
 
-class Handler final : public Pistache::Http::Handler {
+// HttpGuard checks the raw bytes first (http_guard.hpp).
+class Handler final : public HttpGuard {
  public:
   HTTP_PROTOTYPE(Handler)
-  explicit Handler(std::shared_ptr<RestServer::State> state) : state_(std::move(state)) {}
+  explicit Handler(std::shared_ptr<RestServer::State> state)
+      : HttpGuard([s = state.get()](std::string_view method, std::string_view path) { return s->body_limit(method, path); }),
+        state_(std::move(state)) {}
   void onRequest(const Pistache::Http::Request& request, ResponseWriter response) override {
     // Pistache 0.0.5 answers "Connection: close" to an HTTP/1.1 request that does not
     // mention the connection, though keep-alive is HTTP/1.1's default (RFC 9112 9.3):
@@ -819,7 +829,7 @@ Status RestServer::start() {
     auto opts = Pistache::Http::Endpoint::options()
                     .threads(state_->options.threads)
                     .flags(Pistache::Tcp::Options::ReuseAddr)
-                    .maxRequestSize(std::max(state_->options.max_body, state_->options.max_import) + 8192)
+                    .maxRequestSize(std::max(state_->options.max_body, state_->options.max_import) + max_request_head)
                     .keepaliveTimeout(state_->options.keepalive)
                     .headerTimeout(state_->options.stream_timeout)
                     .bodyTimeout(state_->options.stream_timeout);

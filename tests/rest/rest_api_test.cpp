@@ -2,6 +2,7 @@
 // against the Asterisk fake, the RestServer on a free port, and libcurl as the client.
 #include "api_keys.hpp"
 #include "fake_asterisk.hpp"
+#include "raw_http.hpp"
 #include "server.hpp"
 #include "temp_dir.hpp"
 
@@ -516,6 +517,131 @@ TEST_F(RestApiTest, BadRequestsGetAClearErrorAndCreateNothing) {
   // Nothing was created: no callbacks, no CDRs.
   EXPECT_EQ(request("GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 0u);
   EXPECT_EQ(cdr_count(), 0u);
+}
+
+// --- hostile HTTP, over a raw socket (tests/support/raw_http.hpp) ----------------------
+
+// The error an answer carries, or "" with what was wrong with the answer itself.
+std::string error_of(const test::RawResponse& r, const std::string& want_field) {
+  boost::system::error_code ec;
+  auto body = json::parse(r.body, ec);
+  if (ec || !body.is_object() || !body.as_object().contains("error")) return "not the API's error shape: " + r.body;
+  const auto& error = body.at("error");
+  if (error.at("field").as_string() != want_field) return "field " + std::string(error.at("field").as_string());
+  return std::string(error.at("code").as_string());
+}
+
+TEST_F(RestApiTest, ABadContentLengthIsA400ThatLeaksNoExceptionText) {
+  for (const std::string length : {"-1", "18446744073709551616", "12abc", "+5", "0x10", "", "5, 5"}) {
+    const auto got = test::raw_http(server->port(), "POST /v1/callbacks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                                        key + "\r\nContent-Length: " + length + "\r\n\r\n{}",
+                                    {.until_closed = true});
+    ASSERT_EQ(got.responses.size(), 1u) << "Content-Length: " << length << " got " << got.bytes;
+    const auto& r = got.responses[0];
+    EXPECT_EQ(r.status, 400) << length << ": " << r.body;
+    EXPECT_EQ(error_of(r, "Content-Length"), "invalid_content_length") << length;
+    EXPECT_EQ(r.headers.at("content-type"), "application/json");
+    EXPECT_EQ(r.body.find("stoull"), std::string::npos) << r.body;
+    EXPECT_TRUE(got.closed) << length;
+  }
+}
+
+TEST_F(RestApiTest, AHugeDeclaredBodyIs413BeforeAnyOfItArrives) {
+  // max_body_bytes is 2048 here; the body never comes, so only an answer to the head passes.
+  for (const std::string length : {"2049", "10000000", "1000000000000"}) {
+    const auto got = test::raw_http(
+        server->port(),
+        "POST /v1/callbacks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + length +
+            "\r\n\r\n{\"caller\": \"1001\"",
+        {.until_closed = true});
+    ASSERT_EQ(got.responses.size(), 1u) << "Content-Length: " << length << " got " << got.bytes;
+    EXPECT_EQ(got.responses[0].status, 413) << got.responses[0].body;
+    EXPECT_EQ(error_of(got.responses[0], "body"), "body_too_large");
+    EXPECT_TRUE(got.closed);
+  }
+}
+
+TEST_F(RestApiTest, PercentEncodedQueryValuesAreDecoded) {
+  add_account("decoded", "1.00");
+  auto get = [&](const std::string& target) {
+    const auto got = test::raw_http(server->port(), "GET " + target + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                                        key + "\r\n\r\n");
+    EXPECT_EQ(got.responses.size(), 1u) << target << " got " << got.bytes;
+    return got.responses.empty() ? test::RawResponse{} : got.responses[0];
+  };
+  auto since = get("/v1/callbacks?since=2026-11-30T09%3A00%3A00Z&limit=5");
+  EXPECT_EQ(since.status, 200) << since.body;
+  auto lookup = get("/v1/rates?lookup=%2B1001");
+  ASSERT_EQ(lookup.status, 200) << lookup.body;
+  EXPECT_EQ(json::parse(lookup.body).at("rates").at(0).at("prefix").as_string(), "1") << lookup.body;
+  auto spaced = get("/v1/stats?number=%2B1+001");  // '+' is a space in a query, %2B a plus
+  EXPECT_EQ(spaced.status, 200) << spaced.body;
+  // Broken escapes name the parameter.
+  auto bad_hex = get("/v1/callbacks?since=2026-11-30T09%G100%3A00Z");
+  EXPECT_EQ(bad_hex.status, 400);
+  EXPECT_EQ(error_of(bad_hex, "since"), "invalid_parameter");
+  auto truncated = get("/v1/rates?tariff=default&lookup=%2B1001%4");
+  EXPECT_EQ(truncated.status, 400);
+  EXPECT_EQ(error_of(truncated, "lookup"), "invalid_parameter");
+}
+
+TEST_F(RestApiTest, MalformedRequestHeadsAreAnsweredAtOnceAndClosed) {
+  struct Case {
+    std::string bytes;
+    int status;
+    std::string code, field;
+  };
+  const std::vector<Case> cases = {
+      {"GET /\r\n", 505, "unsupported_version", "version"},  // HTTP/0.9
+      {"GET / HTTP/2.0\r\n\r\n", 505, "unsupported_version", "version"},
+      {"GET / HTTP/1.1\r\nHost x\r\n\r\n", 400, "invalid_header", "headers"},
+      {"GET / HTTP/1.1\nHost: x\n\n", 400, "invalid_line_ending", "request_line"},
+      {"GET / HTTP/1.1\r\nHost: x\n\n", 400, "invalid_line_ending", "headers"},
+      {"GET /healthz\r\nHost: x\r\n\r\n", 505, "unsupported_version", "version"},
+      {"hello\r\n\r\n", 400, "invalid_request_line", "request_line"},
+      {"BREW /pot HTTP/1.1\r\n\r\n", 501, "unknown_method", "method"},
+      {"POST /v1/callbacks HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411, "length_required",
+       "Transfer-Encoding"},
+  };
+  for (const auto& c : cases) {
+    const auto got = test::raw_http(server->port(), c.bytes, {.until_closed = true});
+    ASSERT_EQ(got.responses.size(), 1u) << c.bytes << " got " << got.bytes;
+    EXPECT_EQ(got.responses[0].status, c.status) << c.bytes << " -> " << got.responses[0].body;
+    EXPECT_EQ(error_of(got.responses[0], c.field), c.code) << c.bytes;
+    EXPECT_TRUE(got.closed) << c.bytes;
+  }
+  // The server still answers well-formed requests.
+  EXPECT_EQ(request("GET", "/healthz", {}, {}, false).status, 200);
+}
+
+TEST_F(RestApiTest, PipelinedRequestsAreEachAnsweredInOrder) {
+  const std::string auth = "Host: x\r\nAuthorization: Bearer " + key + "\r\n";
+  const std::string post = R"({"caller": "1001", "callee": "1002", "campaign": "free"})";
+  // The POST is answered from the service thread, after the GET before it and before the one after.
+  const std::string three = "GET /v1/callbacks/cb-first HTTP/1.1\r\n" + auth + "\r\n" +
+                            "POST /v1/callbacks HTTP/1.1\r\n" + auth +
+                            "Content-Type: application/json\r\nContent-Length: " + std::to_string(post.size()) +
+                            "\r\n\r\n" + post + "GET /v1/callbacks/cb-third HTTP/1.1\r\n" + auth + "\r\n";
+  const auto got = test::raw_http(server->port(), three, {.responses = 3});
+  ASSERT_EQ(got.responses.size(), 3u) << got.bytes;
+  EXPECT_EQ(got.responses[0].status, 404);
+  EXPECT_NE(got.responses[0].body.find("cb-first"), std::string::npos) << got.responses[0].body;
+  EXPECT_EQ(got.responses[1].status, 202) << got.responses[1].body;
+  EXPECT_EQ(got.responses[2].status, 404);
+  EXPECT_NE(got.responses[2].body.find("cb-third"), std::string::npos) << got.responses[2].body;
+  EXPECT_FALSE(got.closed);
+}
+
+TEST_F(RestApiTest, ASlowHeadIsStillCutAtTheRequestTimeout) {
+  server->stop();
+  runtime->stop(std::chrono::seconds{0});
+  start([](ServiceConfig& c) { c.server.as_object()["stream_timeout_seconds"] = 1; });
+  // A valid head that never ends: the checks wait for it, Pistache's timeout ends it.
+  const auto got = test::raw_http(server->port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1",
+                                  {.until_closed = true});
+  ASSERT_EQ(got.responses.size(), 1u) << got.bytes;
+  EXPECT_EQ(got.responses[0].status, 408);
+  EXPECT_TRUE(got.closed);
 }
 
 TEST_F(RestApiTest, InsufficientBalanceIsPaymentRequiredAndChargesNothing) {
