@@ -81,8 +81,7 @@ class ApiKeys {
 // file ("store.config.path"), else the default database. callbackd and callbackctl agree.
 [[nodiscard]] std::filesystem::path keys_database_path(const ServiceConfig& config);
 
-// Hex HMAC-SHA256 of `body` with `secret`: the X-Callback-Signature of a webhook is
-// "sha256=" + this.
+// Hex HMAC-SHA256 of `body` with `secret` (webhook signatures: rest/webhooks.hpp).
 [[nodiscard]] std::string hmac_sha256_hex(std::string_view secret, std::string_view body);
 // Constant time for equal lengths.
 [[nodiscard]] bool equal_constant_time(std::string_view a, std::string_view b) noexcept;
