@@ -28,16 +28,22 @@ Result<std::unique_ptr<rest::ApiKeys>> open_keys(const PluginSource& source) {
 json::object key_json(const rest::ApiKeyInfo& k) {
   return {{"id", k.id},
           {"name", k.name},
+          {"scope", rest::to_string(k.scope)},
           {"created_at", format_rfc3339(k.created_at)},
           {"revoked_at", k.revoked_at ? json::value(format_rfc3339(*k.revoked_at)) : json::value(nullptr)}};
 }
 
 }  // namespace
 
-int keys_add(const PluginSource& source, const std::string& name, const Output& output) {
+int keys_add(const PluginSource& source, const std::string& name, const std::string& scope_name,
+             const Output& output) {
+  const auto scope = rest::key_scope_from_string(scope_name);
+  if (!scope) {
+    return fail(output, Error{"invalid_scope", "a scope is callbacks, operator or admin", "scope"}, exit_bad_input);
+  }
   auto keys = open_keys(source);
   if (!keys) return fail(output, keys.error(), exit_bad_input);
-  auto created = (*keys)->add(name);
+  auto created = (*keys)->add(name, *scope);
   if (!created) return fail(output, created.error(), created.error().code == "invalid_name" ? exit_bad_input : exit_failure);
   if (output.json) {
     json::object body = key_json(created->info);
@@ -46,10 +52,11 @@ int keys_add(const PluginSource& source, const std::string& name, const Output& 
     output.out << json::serialize(body) << '\n';
     return exit_ok;
   }
-  output.out << "API key " << created->info.id << " (" << name << ") created. It is shown only now:\n\n  "
-             << created->key << "\n\nSend it as  Authorization: Bearer <key>  (or X-API-Key: <key>).\n"
+  output.out << "API key " << created->info.id << " (" << name << ", scope " << scope_name
+             << ") created. It is shown only now:\n\n  " << created->key
+             << "\n\nSend it as  Authorization: Bearer <key>  (or X-API-Key: <key>).\n"
              << "Status webhooks of this key's callbacks are signed with  " << created->info.webhook_secret
-             << "\n(X-Callback-Signature: sha256=HMAC-SHA256(secret, body), hex).\n";
+             << "\n(Callback-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, \"<unix>.<body>\")>; see API-CONTRACT.md).\n";
   return exit_ok;
 }
 
@@ -64,9 +71,10 @@ int keys_list(const PluginSource& source, const Output& output) {
     output.out << json::serialize(out) << '\n';
     return exit_ok;
   }
-  Table table({"ID", "NAME", "CREATED", "REVOKED"});
+  Table table({"ID", "NAME", "SCOPE", "CREATED", "REVOKED"});
   for (const auto& k : *list) {
-    table.add({k.id, k.name, format_timestamp(k.created_at), k.revoked_at ? format_timestamp(*k.revoked_at) : ""});
+    table.add({k.id, k.name, std::string(rest::to_string(k.scope)), format_timestamp(k.created_at),
+               k.revoked_at ? format_timestamp(*k.revoked_at) : ""});
   }
   table.print(output.out);
   return exit_ok;

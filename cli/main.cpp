@@ -193,11 +193,16 @@ int main(int argc, char** argv) {
 
   // API keys for callbackd.
   auto* keys = group("keys", "API keys for callbackd's REST API (stored hashed)");
-  std::string key_name, key_id;
+  std::string key_name, key_id, key_scope = "callbacks";
   auto* key_add = command(keys, "add", "create a key; it is printed once, with its webhook secret");
+  key_add->alias("create");
   key_add->add_option("NAME", key_name, "who or what uses it (\"crm\", \"billing-sync\")")->required();
-  key_add->callback([&] { result = keys_add(source, key_name, out()); });
-  command(keys, "list", "keys, when made, whether revoked (never the keys themselves)")->callback([&] {
+  key_add->add_option("--scope", key_scope,
+                      "callbacks: its own callbacks only; operator: accounts, rates, CDRs, statistics; admin: all")
+      ->check(CLI::IsMember({"callbacks", "operator", "admin"}))
+      ->capture_default_str();
+  key_add->callback([&] { result = keys_add(source, key_name, key_scope, out()); });
+  command(keys, "list", "keys, their scopes, when made, whether revoked (never the keys themselves)")->callback([&] {
     result = keys_list(source, out());
   });
   auto* key_revoke = command(keys, "revoke", "revoke a key; callbackd refuses it within a second");

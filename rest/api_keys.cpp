@@ -40,8 +40,13 @@ std::string sha256_hex(std::string_view text) {
 
 Error unauthorized(std::string message) { return Error{"unauthorized", std::move(message), "api_key"}; }
 
+constexpr std::string_view scope_names[] = {"callbacks", "operator", "admin"};
+
 ApiKeyInfo read_info(SQLite::Statement& row) {
+  // An unknown scope (written by a newer callback) grants the least.
+  const auto scope = key_scope_from_string(row.getColumn("scope").getString()).value_or(KeyScope::callbacks);
   ApiKeyInfo info{.id = row.getColumn("id").getString(), .name = row.getColumn("name").getString(),
+                  .scope = scope,
                   .webhook_secret = row.getColumn("webhook_secret").getString(),
                   .created_at = sqlite::parse_time(row.getColumn("created_at").getString())};
   if (!row.getColumn("revoked_at").isNull()) info.revoked_at = sqlite::parse_time(row.getColumn("revoked_at").getString());
@@ -49,6 +54,15 @@ ApiKeyInfo read_info(SQLite::Statement& row) {
 }
 
 }  // namespace
+
+std::string_view to_string(KeyScope scope) noexcept { return scope_names[static_cast<int>(scope)]; }
+
+std::optional<KeyScope> key_scope_from_string(std::string_view name) noexcept {
+  for (std::size_t i = 0; i < std::size(scope_names); ++i) {
+    if (scope_names[i] == name) return static_cast<KeyScope>(i);
+  }
+  return std::nullopt;
+}
 
 std::filesystem::path keys_database_path(const ServiceConfig& config) {
   if (config.server.is_object()) {
@@ -82,22 +96,25 @@ Result<std::unique_ptr<ApiKeys>> ApiKeys::open(const std::filesystem::path& path
   return std::unique_ptr<ApiKeys>(new ApiKeys(std::move(database->db), refresh));
 }
 
-Result<CreatedKey> ApiKeys::add(const std::string& name) {
+Result<CreatedKey> ApiKeys::add(const std::string& name, KeyScope scope) {
   if (name.empty() || name.size() > 100) return Error{"invalid_name", "a key needs a name of 1 to 100 characters", "name"};
   CreatedKey created;
   created.info.id = random_hex(4);
   created.info.name = name;
+  created.info.scope = scope;
   created.info.webhook_secret = "whsec_" + random_hex(24);
   created.info.created_at = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
   created.key = "cbk_" + created.info.id + "_" + random_hex(32);
   std::lock_guard lock(mutex_);
   try {
-    SQLite::Statement insert(*db_, "INSERT INTO api_key (id, name, key_hash, webhook_secret, created_at) VALUES (?, ?, ?, ?, ?)");
+    SQLite::Statement insert(
+        *db_, "INSERT INTO api_key (id, name, key_hash, webhook_secret, created_at, scope) VALUES (?, ?, ?, ?, ?, ?)");
     insert.bind(1, created.info.id);
     insert.bind(2, name);
     insert.bind(3, sha256_hex(created.key));
     insert.bind(4, created.info.webhook_secret);
     insert.bind(5, sqlite::format_time(created.info.created_at));
+    insert.bind(6, std::string(to_string(scope)));
     insert.exec();
   } catch (const SQLite::Exception& e) {
     return Error{"store_failed", std::string("could not store the key: ") + e.what(), {}};

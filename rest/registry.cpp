@@ -57,12 +57,14 @@ std::optional<Snapshot> CallRegistry::find(const std::string& id) const {
   return it->second.snapshot;
 }
 
-std::vector<Snapshot> CallRegistry::list(std::optional<CallState> state, Timestamp since, std::size_t limit) const {
+std::vector<Snapshot> CallRegistry::list(std::optional<CallState> state, Timestamp since, std::size_t limit,
+                                         const std::optional<std::string>& owner) const {
   std::vector<Snapshot> out;
   {
     std::shared_lock lock(mutex_);
     for (const auto& [id, entry] : entries_) {
       if (state && entry.snapshot.state != *state) continue;
+      if (owner && entry.snapshot.owner != *owner) continue;
       if (entry.snapshot.created_at < since) continue;
       out.push_back(entry.snapshot);
     }

@@ -38,8 +38,9 @@ class CallRegistry final : public CallObserver {
   void on_call_event(const CallEvent& event) override;
 
   [[nodiscard]] std::optional<Snapshot> find(const std::string& id) const;
-  // Newest first; empty state matches all.
-  [[nodiscard]] std::vector<Snapshot> list(std::optional<CallState> state, Timestamp since, std::size_t limit) const;
+  // Newest first; empty state matches all; with `owner`, only that API key's callbacks.
+  [[nodiscard]] std::vector<Snapshot> list(std::optional<CallState> state, Timestamp since, std::size_t limit,
+                                           const std::optional<std::string>& owner = std::nullopt) const;
   // Sends the current snapshot, then every change; closes after the final one. False if
   // the id is unknown.
   bool subscribe(const std::string& id, std::shared_ptr<Subscriber> subscriber);

@@ -183,6 +183,13 @@ const std::vector<OptionSpec>& server_option_specs() {
        .description = "doubles each time", .min = 1, .max = 3'600'000},
       {.name = "webhook_timeout_ms", .type = T::integer, .default_value = 5000, .description = "per attempt",
        .min = 100, .max = 600'000},
+      {.name = "webhook_workers", .type = T::integer, .default_value = 4, .description = "webhook deliveries at once",
+       .min = 1, .max = 256},
+      {.name = "webhook_per_receiver", .type = T::integer, .default_value = 2,
+       .description = "webhook deliveries at once to one scheme://host:port", .min = 1, .max = 256},
+      {.name = "webhook_allow_networks", .type = T::string_list, .default_value = json::array{},
+       .description = "CIDR networks webhooks may reach though loopback, private, link-local or metadata "
+                      "(\"127.0.0.1/32\")"},
   };
   return specs;
 }
@@ -215,6 +222,11 @@ Result<ServerOptions> parse_server_options(const json::value& block) {
   options.webhooks.attempts = static_cast<int>(o.integer("webhook_attempts"));
   options.webhooks.first_retry = std::chrono::milliseconds(o.integer("webhook_first_retry_ms"));
   options.webhooks.timeout = std::chrono::milliseconds(o.integer("webhook_timeout_ms"));
+  options.webhooks.workers = static_cast<int>(o.integer("webhook_workers"));
+  options.webhooks.per_receiver = static_cast<int>(o.integer("webhook_per_receiver"));
+  auto addresses = AddressPolicy::make(o.strings("webhook_allow_networks"));
+  if (!addresses) return addresses.error();
+  options.webhooks.addresses = std::move(*addresses);
   return options;
 }
 
@@ -342,10 +354,6 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       return reply(*response, error_reply(Error{"missing_field", "give exactly one of \"account\" or \"campaign\"",
                                                 account->empty() ? "account" : "campaign"}));
     }
-    if (!webhook->empty() && !webhook->starts_with("http://") && !webhook->starts_with("https://")) {
-      return reply(*response,
-                   error_reply(Error{"invalid_url", "must be an http:// or https:// URL", "status_callback"}));
-    }
     if (const auto* limit = body->if_contains("limit_seconds"); limit != nullptr && !limit->is_null()) {
       if (!limit->is_int64() || limit->get_int64() < 1 || limit->get_int64() > 86400) {
         return reply(*response,
@@ -369,17 +377,37 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       }
       form.idempotency_key = *idempotency;
     }
-    auto made = make_request(form, runtime.config().numbering);
+    form.metadata["owner"] = key.id;
+    if (!webhook->empty()) form.metadata["status_callback"] = *webhook;
+    auto made = make_request(form, runtime.config().numbering);  // no control characters anywhere
     if (!made) return reply(*response, error_reply(made.error()));
+    if (!webhook->empty()) {
+      if (auto ok = check_webhook_url(*webhook); !ok) return reply(*response, error_reply(ok.error()));
+    }
     // Keys of different clients never collide.
     if (!made->idempotency_key.empty()) made->idempotency_key = key.id + ":" + made->idempotency_key;
-    made->metadata["owner"] = key.id;
-    if (!webhook->empty()) made->metadata["status_callback"] = *webhook;
     submit(std::move(*made), std::move(response), false);
   }
 
-  void stream_events(const std::string& id, ResponseWriter& response) {
-    if (!registry.find(id)) return reply(response, error_reply(Error{"not_found", "no callback \"" + id + "\"", "id"}));
+  // --- tenancy: a callbacks key sees only its own callbacks (rest/api_keys.hpp) --------
+
+  static Status need_scope(const ApiKeyInfo& key, KeyScope scope, std::string_view what) {
+    if (key.scope == KeyScope::admin || key.scope == scope) return ok_status();
+    return Error{"forbidden",
+                 "this API key's scope (" + std::string(to_string(key.scope)) + ") does not cover " + std::string(what),
+                 "api_key"};
+  }
+  // The callback `id` if `key` may see it; another key's is as unknown as a made-up id
+  // (404, not 403), so ids are no oracle. No key: the public page's token was checked.
+  std::optional<Snapshot> visible(const std::string& id, const ApiKeyInfo* key) const {
+    auto snapshot = registry.find(id);
+    if (snapshot && key != nullptr && key->scope != KeyScope::admin && snapshot->owner != key->id) return std::nullopt;
+    return snapshot;
+  }
+  static Error no_callback(const std::string& id) { return Error{"not_found", "no callback \"" + id + "\"", "id"}; }
+
+  void stream_events(const std::string& id, ResponseWriter& response, const ApiKeyInfo* key) {
+    if (!visible(id, key)) return reply(response, error_reply(no_callback(id)));
     requests_ok.add();
     response.headers().add<Pistache::Http::Header::ContentType>(Pistache::Http::Mime::MediaType("text/event-stream"));
     response.headers().add(std::make_shared<NamedHeader>("Cache-Control", "no-store"));
@@ -474,26 +502,34 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     if (!key) return reply(response, error_reply(key.error()));
     const std::string_view resource = parts[1];
     if (resource == "callbacks") {
+      if (auto ok = need_scope(*key, KeyScope::callbacks, "callbacks"); !ok) return reply(response, error_reply(ok.error()));
       if (parts.size() == 2) {
         if (method == Method::Post) {
           return post_callback(request, std::make_shared<ResponseWriter>(std::move(response)), *key);
         }
-        if (method == Method::Get) return list_callbacks(request, response);
+        if (method == Method::Get) return list_callbacks(request, response, *key);
         return method_not_allowed("GET, POST");
       }
       const std::string id(parts[2]);
       if (parts.size() == 3) {
         if (method == Method::Get) {
-          auto snapshot = registry.find(id);
-          if (!snapshot) return reply(response, error_reply(Error{"not_found", "no callback \"" + id + "\"", "id"}));
+          auto snapshot = visible(id, &*key);
+          if (!snapshot) return reply(response, error_reply(no_callback(id)));
           return reply(response, Reply{Code::Ok, std::move(snapshot->json)});
         }
-        if (method == Method::Delete) return cancel(id, std::make_shared<ResponseWriter>(std::move(response)));
+        if (method == Method::Delete) return cancel(id, std::make_shared<ResponseWriter>(std::move(response)), *key);
         return method_not_allowed("GET, DELETE");
       }
       if (parts.size() == 4 && parts[3] == "events") {
         if (method != Method::Get) return method_not_allowed("GET");
-        return stream_events(id, response);
+        return stream_events(id, response, &*key);
+      }
+    }
+    const bool operator_resource =
+        resource == "accounts" || resource == "cdrs" || resource == "stats" || resource == "rates";
+    if (operator_resource) {
+      if (auto ok = need_scope(*key, KeyScope::operator_, "accounts, rates, CDRs and statistics"); !ok) {
+        return reply(response, error_reply(ok.error()));
       }
     }
     if (resource == "accounts" && method == Method::Post && (parts.size() == 2 || (parts.size() == 4 && parts[3] == "topup"))) {
@@ -503,7 +539,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       if (method != Method::Post) return method_not_allowed("POST");
       return operator_write(request, response, parts);
     }
-    if (resource == "accounts" || resource == "cdrs" || resource == "stats" || resource == "rates") {
+    if (operator_resource) {
       if (method != Method::Get) return method_not_allowed(resource == "accounts" && parts.size() == 2 ? "GET, POST" : "GET");
       return operator_read(request, response, parts);
     }
@@ -542,12 +578,12 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       if (!equal_constant_time(token, token_for(id))) {
         return reply(response, error_reply(Error{"forbidden", "wrong or missing token for this callback", "token"}));
       }
-      return stream_events(id, response);
+      return stream_events(id, response, nullptr);
     }
     reply(response, error_reply(Error{"not_found", "no such endpoint: " + request.resource(), "path"}));
   }
 
-  void list_callbacks(const Pistache::Http::Request& request, ResponseWriter& response) {
+  void list_callbacks(const Pistache::Http::Request& request, ResponseWriter& response, const ApiKeyInfo& key) {
     std::optional<CallState> state;
     if (auto text = query(request, "state"); text && !text->empty()) {
       state = call_state_from_string(*text);
@@ -559,7 +595,8 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     if (!limit) return reply(response, error_reply(limit.error()));
     std::string body = "{\"callbacks\":[";
     bool first = true;
-    for (const auto& s : registry.list(state, since->value_or(Timestamp{}), *limit)) {
+    const auto owner = key.scope == KeyScope::admin ? std::nullopt : std::optional<std::string>(key.id);
+    for (const auto& s : registry.list(state, since->value_or(Timestamp{}), *limit, owner)) {
       if (!first) body += ',';
       first = false;
       body += s.json;
@@ -568,9 +605,9 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     reply(response, Reply{Code::Ok, std::move(body)});
   }
 
-  void cancel(const std::string& id, std::shared_ptr<ResponseWriter> response) {
-    auto snapshot = registry.find(id);
-    if (!snapshot) return reply(*response, error_reply(Error{"not_found", "no callback \"" + id + "\"", "id"}));
+  void cancel(const std::string& id, std::shared_ptr<ResponseWriter> response, const ApiKeyInfo& key) {
+    auto snapshot = visible(id, &key);
+    if (!snapshot) return reply(*response, error_reply(no_callback(id)));
     if (is_final(snapshot->state)) {
       return reply(*response, error_reply(Error{"already_final",
                                                 "callback " + id + " already ended (" +

@@ -1,35 +1,81 @@
 #pragma once
 // Status webhooks: POSTs of the callback object to the URL given with the request, on
 // initiated (A is being dialed), ringing (B is being dialed), answered (bridged) and
-// completed (any end) — the model Twilio's status callbacks made familiar. Each is signed:
+// completed (any end) — the model Twilio's status callbacks made familiar. Each is signed
+// over its timestamp and body, as Stripe and Svix do, so a captured one cannot be replayed
+// later (rest/API-CONTRACT.md shows a receiver's check, with a worked example):
 //
 //   X-Callback-Event: answered
-//   X-Callback-Timestamp: 1796000000
-//   X-Callback-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the API key's
-//                         webhook secret>
+//   Callback-Signature: t=1796000000,v1=<hex HMAC-SHA256 of "1796000000.<body>", keyed
+//                       with the API key's webhook secret>
+//
+// Where they may go: http and https only, and never to loopback, private, link-local,
+// metadata or unspecified addresses unless the operator allows the network
+// ("server.webhook_allow_networks"). The check is made on the address each connection is
+// opened to, after DNS (so "localhost", 2130706433, 0x7f.1 and DNS rebinding are caught).
+// URLs are logged without their user:password.
 //
 // A delivery that fails (no connection, timeout, non-2xx) is retried after 1, 2, 4, 8, 16 s
 // (attempts in all: 6); the events of one callback go out in order, each after the one
-// before it was delivered or given up.
+// before it was delivered or given up. Deliveries run on a few workers, and one receiver
+// (scheme, host, port) has at most `per_receiver` of them, so a receiver that never answers
+// delays only its own webhooks.
 #include <callback/context.hpp>
 #include <callback/error.hpp>
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <vector>
+
+struct sockaddr;
 
 namespace callback::rest {
+
+// Which destination addresses webhooks may reach. Refused by default: loopback
+// (127/8, ::1), private (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7), link-local
+// (169.254/16, fe80::/10), cloud metadata (169.254.169.254, fd00:ec2::254), unspecified
+// (0/8, ::), multicast, broadcast and reserved (240/4). IPv4-mapped and NAT64 IPv6 forms
+// are judged by the IPv4 address inside. Networks in the allow list pass whatever they are.
+class AddressPolicy {
+ public:
+  // `allow`: CIDR networks ("127.0.0.1/32", "10.0.0.0/8", "::1/128"; a bare address is /32
+  // or /128). The Error's field is "server.webhook_allow_networks[i]".
+  [[nodiscard]] static Result<AddressPolicy> make(const std::vector<std::string>& allow);
+  AddressPolicy() = default;  // nothing allowed beyond public addresses
+
+  // Why connecting to `address` is refused ("127.0.0.1 is a loopback address"), or "" when
+  // it may be used. Only AF_INET and AF_INET6 can be allowed.
+  [[nodiscard]] std::string refusal(const sockaddr& address) const;
+  // The same for an address in text ("10.1.2.3", "::1"); "not an IP address" if it is none.
+  [[nodiscard]] std::string refusal(std::string_view address) const;
+
+ private:
+  struct Network {
+    std::array<std::uint8_t, 16> bytes{};  // IPv4 as ::ffff:a.b.c.d
+    int prefix = 0;                         // over the 128 bits
+  };
+  [[nodiscard]] std::string refusal(const std::array<std::uint8_t, 16>& bytes, const std::string& text) const;
+  std::vector<Network> allow_;
+};
 
 struct WebhookOptions {
   int attempts = 6;
   std::chrono::milliseconds first_retry{1000};  // doubles each time
   std::chrono::milliseconds timeout{5000};      // per attempt
+  int workers = 4;                              // deliveries at once, in all
+  int per_receiver = 2;                         // deliveries at once to one scheme://host:port
+  AddressPolicy addresses;
 };
 
 struct Webhook {
@@ -40,12 +86,27 @@ struct Webhook {
   std::string owner;  // the API key whose webhook secret signs it
 };
 
+// A status_callback URL callbackd accepts: http or https, with a host, at most 2000
+// characters, no control characters. The Error's field is `field`.
+[[nodiscard]] Status check_webhook_url(std::string_view url, const std::string& field = "status_callback");
+// `url` fit for a log line: without user:password (and unparseable ones replaced).
+[[nodiscard]] std::string redact_url(const std::string& url);
+
+// The Callback-Signature header's value: "t=<unix seconds>,v1=<hex HMAC-SHA256 of
+// "<t>.<body>" keyed with `secret`>".
+[[nodiscard]] std::string webhook_signature(std::string_view secret, std::int64_t unix_seconds, std::string_view body);
+// A receiver's check (what rest/API-CONTRACT.md describes): some v1 matches, in constant
+// time, and t is within `tolerance` of `now_unix`. The Error says which check failed.
+[[nodiscard]] Status verify_webhook_signature(std::string_view secret, std::string_view header, std::string_view body,
+                                              std::int64_t now_unix,
+                                              std::chrono::seconds tolerance = std::chrono::minutes{5});
+
 class WebhookSender {
  public:
-  // `secret_for` gives an API key's webhook secret; it is called on the sender's thread.
+  // `secret_for` gives an API key's webhook secret; it is called on the workers' threads.
   using SecretLookup = std::function<Result<std::string>(const std::string& owner)>;
   WebhookSender(Logger& log, Metrics& metrics, SecretLookup secret_for, WebhookOptions options = {});
-  ~WebhookSender();  // stops; undelivered webhooks are dropped (and logged)
+  ~WebhookSender();  // stops; deliveries under way are aborted, undelivered webhooks dropped (and logged)
   WebhookSender(const WebhookSender&) = delete;
   WebhookSender& operator=(const WebhookSender&) = delete;
 
@@ -60,24 +121,30 @@ class WebhookSender {
  private:
   struct Pending {
     Webhook webhook;
+    std::string receiver;  // scheme://host:port, lower case
     int attempt = 0;
+    bool sending = false;
     std::chrono::steady_clock::time_point due;
   };
+  enum class Delivery { delivered, failed, refused };
   void run();
-  bool deliver(const Webhook& webhook);  // one attempt
+  Delivery deliver(const Webhook& webhook);  // one attempt
 
   Logger& log_;
   SecretLookup secret_for_;
   WebhookOptions options_;
   Counter& delivered_;
   Counter& failed_;
+  Counter& refused_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable idle_;
-  // Per callback, its webhooks in order; the front one is the one being tried.
+  // Per callback, its webhooks in order; the front one is the next to try.
   std::unordered_map<std::string, std::deque<Pending>> queues_;
+  std::map<std::string, int> receiver_busy_;  // deliveries under way per receiver
   bool stopping_ = false;
-  std::thread thread_;
+  std::atomic<bool> abort_{false};  // read by transfers under way
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace callback::rest

@@ -77,8 +77,8 @@ key_file=$data/demo-api-key.txt
 ctl_help=$("$bin/callbackctl" --help 2>/dev/null || true)
 if grep -Eq '^ +keys ' <<<"$ctl_help"; then
   if [ ! -s "$key_file" ]; then
-    (umask 077 && ctl keys add demo >"$key_file.new" && mv "$key_file.new" "$key_file") ||
-      { rm -f "$key_file.new"; echo "demo: could not create an API key (callbackctl keys add demo)" >&2; }
+    (umask 077 && ctl keys add demo --scope admin >"$key_file.new" && mv "$key_file.new" "$key_file") ||
+      { rm -f "$key_file.new"; echo "demo: could not create an API key (callbackctl keys add demo --scope admin)" >&2; }
   fi
 else
   key_file=""

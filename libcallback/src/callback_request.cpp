@@ -8,6 +8,16 @@ namespace callback {
 namespace {
 constexpr std::string_view origin_names[] = {"web", "rest", "sms", "email", "ani", "did", "cli", "api"};
 
+// C0 controls and DEL: CR/LF in a value would forge log lines or headers downstream.
+Status check_no_control(std::string_view text, const std::string& field) {
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      return Error{"invalid_request", "must not contain control characters (CR, LF, NUL, ...)", field};
+    }
+  }
+  return ok_status();
+}
+
 }  // namespace
 
 Status check_language(std::string_view language, const std::string& field) {
@@ -33,6 +43,9 @@ std::optional<Origin> origin_from_string(std::string_view name) noexcept {
 }
 
 Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPlan& plan) {
+  // Number parsing forgives spaces around a number; not CR/LF.
+  if (auto ok = check_no_control(form.caller, "caller"); !ok) return ok.error();
+  if (auto ok = check_no_control(form.callee, "callee"); !ok) return ok.error();
   auto caller = PhoneNumber::parse(form.caller, plan);
   if (!caller) return caller.error().at("caller");
   auto callee = PhoneNumber::parse(form.callee, plan);
@@ -44,7 +57,8 @@ Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPl
                           .limit = form.limit,
                           .idempotency_key = form.idempotency_key,
                           .secret = form.secret,
-                          .language = form.language};
+                          .language = form.language,
+                          .metadata = form.metadata};
   if (auto ok = request.validate(); !ok) return ok.error();
   return request;
 }
@@ -63,6 +77,12 @@ Status CallbackRequest::validate() const {
   }
   if (idempotency_key.size() > 255) {
     return Error{"invalid_request", "idempotency key is longer than 255 characters", "idempotency_key"};
+  }
+  if (auto ok = check_no_control(idempotency_key, "idempotency_key"); !ok) return ok;
+  if (auto ok = check_no_control(secret, "pin"); !ok) return ok;
+  for (const auto& [name, value] : metadata) {
+    if (auto ok = check_no_control(name, "metadata"); !ok) return ok;
+    if (auto ok = check_no_control(value, name); !ok) return ok;
   }
   if (!language.empty()) {
     if (auto ok = check_language(language); !ok) return ok;

@@ -67,7 +67,42 @@ std::string_view to_string(LogLevel level) noexcept {
   return names[static_cast<int>(level)];
 }
 
-void StreamLogger::write(LogLevel level, std::string_view component, std::string_view message) {
+std::string escape_control(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  constexpr char digits[] = "0123456789abcdef";
+  auto hex = [&](unsigned char c) {
+    out += "\\x";
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      hex(c);
+    } else if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      // U+0080-U+009F: NEL (U+0085) ends a line for some readers.
+      hex(c);
+      hex(static_cast<unsigned char>(text[++i]));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+void Logger::write(LogLevel level, std::string_view component, std::string_view message) {
+  write_line(level, escape_control(component), escape_control(message));
+}
+
+void StreamLogger::write_line(LogLevel level, std::string_view component, std::string_view message) {
   const auto now = std::chrono::system_clock::now();
   const auto seconds = std::chrono::system_clock::to_time_t(now);
   const auto millis =

@@ -183,6 +183,9 @@ CREATE TABLE api_key (
     {5, "account language: what its callers hear announcements in", R"sql(
 ALTER TABLE account ADD COLUMN language TEXT NOT NULL DEFAULT '';
 )sql"},
+    {6, "API key scopes: callbacks (its own), operator, admin; keys made before are admin", R"sql(
+ALTER TABLE api_key ADD COLUMN scope TEXT NOT NULL DEFAULT 'admin' CHECK (scope IN ('callbacks', 'operator', 'admin'));
+)sql"},
 };
 static_assert(std::size(migrations) == latest_schema_version);
 

@@ -152,4 +152,25 @@ TEST_F(AdminTest, CampaignsAddAndList) {
   EXPECT_EQ(ctl("campaigns add bad --limit 0").exit_code, 2);
 }
 
+// Keys carry a scope: `keys create --scope`, shown by `keys list`; a key made without one
+// gets the least (callbacks), an unknown scope is a usage mistake.
+TEST_F(AdminTest, KeysAreCreatedWithAScope) {
+  auto ops = ctl("--json keys create ops --scope operator");
+  ASSERT_EQ(ops.exit_code, 0) << ops.err;
+  EXPECT_EQ(boost::json::parse(ops.out).at("scope").as_string(), "operator");
+  auto plain = ctl("--json keys add crm");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(boost::json::parse(plain.out).at("scope").as_string(), "callbacks");
+  EXPECT_NE(ctl("keys add root --scope root").exit_code, 0);
+  auto list = ctl("--json keys list");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  const auto keys = boost::json::parse(list.out).as_array();
+  ASSERT_EQ(keys.size(), 2u);
+  for (const auto& key : keys) {
+    EXPECT_EQ(key.at("scope").as_string(), key.at("name") == "ops" ? "operator" : "callbacks") << key;
+  }
+  auto table = ctl("keys list");
+  EXPECT_NE(table.out.find("SCOPE"), std::string::npos) << table.out;
+}
+
 }  // namespace

@@ -56,7 +56,7 @@ class CallCommandTest : public ::testing::Test {
     }
     auto keys = rest::ApiKeys::open(dir / "callback.db");
     ASSERT_TRUE(keys);
-    const std::string key = (*keys)->add("cli").value().key;
+    const std::string key = (*keys)->add("cli", rest::KeyScope::admin).value().key;
     auto options = rest::parse_server_options(config->server).value();
     runtime = Runtime::open(std::move(*config), {.plugin_dirs = {CALLBACK_PLUGIN_DIR}}).value();
     server = std::make_unique<rest::RestServer>(*runtime, options, std::move(*keys));

@@ -86,6 +86,28 @@ TEST(StreamLogger, WritesOneLinePerMessageAboveThreshold) {
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
 }
 
+// A message quoting untrusted text (a webhook URL with CR/LF in it) stays one line,
+// whatever Logger it goes to: the escaping is in Logger::write, not in one sink.
+TEST(Logger, EscapesControlCharactersSoNoMessageForgesALine) {
+  std::ostringstream out;
+  StreamLogger log{out, LogLevel::info};
+  log.warning("callbackd", "webhook to http://x/\r\n2026-11-26T09:00:00.000Z error callbackd: forged\x1b[2J\t\x7f");
+  log.write(LogLevel::error, "comp\nonent", "a\xc2\x85" "b \xe4\xb8\xad");  // NEL (U+0085) ends lines too; CJK stays
+  const std::string text = out.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+  EXPECT_EQ(text.find('\r'), std::string::npos);
+  EXPECT_NE(text.find("http://x/\\r\\n2026-11-26T09:00:00.000Z error callbackd: forged\\x1b[2J\\t\\x7f\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(" error comp\\nonent: a\\xc2\\x85b \xe4\xb8\xad\n"), std::string::npos) << text;
+}
+
+TEST(Logger, EscapeControlLeavesOrdinaryTextAlone) {
+  EXPECT_EQ(escape_control("lost 127.0.0.1:5038 \"quoted\" \xe4\xb8\xad\xe6\x96\x87 caf\xc3\xa9"),
+            "lost 127.0.0.1:5038 \"quoted\" \xe4\xb8\xad\xe6\x96\x87 caf\xc3\xa9");
+  EXPECT_EQ(escape_control(std::string_view("a\0b", 3)), "a\\x00b");
+}
+
 TEST(Metrics, RendersPrometheusText) {
   Metrics metrics;
   metrics.counter("callback_calls_total", "Callbacks by outcome", "outcome=\"busy\"").add(2);

@@ -204,7 +204,9 @@ std::map<std::string, Truth> truth(const Traffic& t) {
 class NullLogger final : public Logger {
  public:
   bool enabled(LogLevel) const noexcept override { return false; }
-  void write(LogLevel, std::string_view, std::string_view) override {}
+
+ protected:
+  void write_line(LogLevel, std::string_view, std::string_view) override {}
 };
 
 struct Sink final : CallTracker::Sink {

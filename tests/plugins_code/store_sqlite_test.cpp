@@ -107,6 +107,7 @@ TEST_F(SqliteStoreTest, MigrationFiveGivesTheAccountsOfAnOldDatabaseALanguageCol
     // Back to schema 4, as that release left it (SQLite >= 3.35 drops columns).
     SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
     db.exec("ALTER TABLE account DROP COLUMN language");
+    db.exec("ALTER TABLE api_key DROP COLUMN scope");  // migration 6's
     db.exec("DELETE FROM schema_migrations WHERE version >= 5");
   }
   auto upgraded = SqliteStore::open({.path = dir / "callback.db"});

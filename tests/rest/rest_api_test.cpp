@@ -194,13 +194,14 @@ class RestApiTest : public ::testing::Test {
                                    std::to_string(asterisk.port()) + R"("], "secret": "callbacksecret"}}],
       "frontends": [{"plugin": "callback.trigger.web", "config": {"per_number_per_hour": 3, "per_ip_per_minute": 100}}],
       "service": {"campaigns": {"free": {"limit_seconds": 120}}},
-      "server": {"listen": "127.0.0.1:0", "max_body_bytes": 2048, "webhook_first_retry_ms": 20},
+      "server": {"listen": "127.0.0.1:0", "max_body_bytes": 2048, "webhook_first_retry_ms": 20,
+                 "webhook_allow_networks": ["127.0.0.1/32"]},
       "log": {"level": "warning"}})");
     ASSERT_TRUE(config) << config.error().describe();
     if (tweak) tweak(*config);
     auto keys = ApiKeys::open(dir / "callback.db", std::chrono::milliseconds{0});
     ASSERT_TRUE(keys) << keys.error().describe();
-    auto created = (*keys)->add("test");
+    auto created = (*keys)->add("test", KeyScope::admin);
     ASSERT_TRUE(created);
     key = created->key;
     auto options = parse_server_options(config->server);
@@ -302,7 +303,7 @@ class RestApiTest : public ::testing::Test {
 // the retry is exercised.
 struct WebhookReceiver {
   struct Received {
-    std::string event, signature, timestamp, body;
+    std::string event, signature, body;
   };
   std::mutex mutex;
   std::condition_variable arrived;
@@ -324,8 +325,7 @@ struct WebhookReceiver {
         std::lock_guard lock(receiver_->mutex);
         fail = receiver_->requests++ == 0;
         if (!fail) {
-          receiver_->received.push_back({header("X-Callback-Event"), header("X-Callback-Signature"),
-                                         header("X-Callback-Timestamp"), request.body()});
+          receiver_->received.push_back({header("X-Callback-Event"), header("Callback-Signature"), request.body()});
         }
       }
       receiver_->arrived.notify_all();
@@ -371,10 +371,13 @@ TEST_F(RestApiTest, StatusWebhooksAreSignedRetriedAndInOrder) {
   std::vector<std::string> events;
   for (const auto& got : receiver.received) {
     events.push_back(got.event);
-    // Signed with this key's webhook secret, over the body exactly as sent.
-    EXPECT_EQ(got.signature, "sha256=" + hmac_sha256_hex(secret, got.body));
-    EXPECT_NE(got.signature, "sha256=" + hmac_sha256_hex("whsec_forged", got.body));
-    EXPECT_FALSE(got.timestamp.empty());
+    // Signed with this key's webhook secret, over the timestamp and the body exactly as sent.
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+    EXPECT_TRUE(verify_webhook_signature(secret, got.signature, got.body, now)) << got.signature;
+    EXPECT_FALSE(verify_webhook_signature("whsec_forged", got.signature, got.body, now));
+    // Replayed an hour later, the same request is refused.
+    EXPECT_EQ(verify_webhook_signature(secret, got.signature, got.body, now + 3600).error().code, "stale_signature");
     EXPECT_EQ(json::parse(got.body).at("id").as_string(), id);
   }
   // The first attempt failed (500) and was retried: nothing lost, order kept.
@@ -457,6 +460,85 @@ TEST_F(RestApiTest, OperatorEndpointsNeedAValidKey) {
   EXPECT_EQ(request("GET", "/v1/openapi.json", {}, {}, false).status, 200);
 }
 
+// Tenancy: a callbacks key sees, cancels and follows only its own callbacks; another's id
+// answers exactly as a made-up one (404), so ids are no oracle. Operator keys get the
+// operator resources and no callbacks; admin keys (the fixture's) see everything.
+TEST_F(RestApiTest, ACallbacksKeySeesOnlyItsOwnCallbacks) {
+  auto keys = ApiKeys::open(dir / "callback.db").value();
+  const std::string alice = keys->add("alice", KeyScope::callbacks).value().key;
+  const std::string bob = keys->add("bob", KeyScope::callbacks).value().key;
+  const std::string ops = keys->add("ops", KeyScope::operator_).value().key;
+  auto as = [&](const std::string& who, const std::string& method, const std::string& path, const std::string& body = {}) {
+    return request(method, path, body, {"Authorization: Bearer " + who}, false);
+  };
+  // B (4001) rings for a long time: the callback stays in flight.
+  auto posted = as(alice, "POST", "/v1/callbacks", R"({"caller": "1001", "callee": "4001", "campaign": "free"})");
+  ASSERT_EQ(posted.status, 202) << posted.body;
+  const std::string id(posted.json().at("id").as_string());
+
+  const auto unknown = as(bob, "GET", "/v1/callbacks/cb-made-up");
+  for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/v1/callbacks/" + id}, {"DELETE", "/v1/callbacks/" + id}, {"GET", "/v1/callbacks/" + id + "/events"}}) {
+    auto r = as(bob, method, path);
+    EXPECT_EQ(r.status, 404) << method << " " << path << " -> " << r.body;
+    EXPECT_EQ(r.error_code(), unknown.error_code());
+    EXPECT_EQ(r.error_field(), unknown.error_field());
+  }
+  EXPECT_EQ(as(bob, "GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 0u);
+  // Its owner and an admin see it.
+  EXPECT_EQ(as(alice, "GET", "/v1/callbacks/" + id).status, 200);
+  auto own = as(alice, "GET", "/v1/callbacks");
+  ASSERT_EQ(own.json().at("callbacks").as_array().size(), 1u);
+  EXPECT_EQ(own.json().at("callbacks").at(0).at("id").as_string(), id);
+  EXPECT_EQ(request("GET", "/v1/callbacks/" + id).status, 200);
+  EXPECT_EQ(request("GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 1u);
+  // Bob's own callback is his; Alice's list does not grow.
+  auto bobs = as(bob, "POST", "/v1/callbacks", R"({"caller": "1003", "callee": "4002", "campaign": "free"})");
+  ASSERT_EQ(bobs.status, 202) << bobs.body;
+  EXPECT_EQ(as(alice, "GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 1u);
+  EXPECT_EQ(request("GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 2u);
+  // Scopes: callbacks keys have no operator resources, operator keys no callbacks.
+  for (const char* path : {"/v1/accounts", "/v1/cdrs", "/v1/stats", "/v1/rates"}) {
+    auto r = as(alice, "GET", path);
+    EXPECT_EQ(r.status, 403) << path << " -> " << r.body;
+    EXPECT_EQ(r.error_code(), "forbidden");
+    EXPECT_EQ(r.error_field(), "api_key");
+    EXPECT_NE(as(ops, "GET", path).status, 403) << path;  // /v1/rates with no deck is 400: the scope let it through
+  }
+  EXPECT_EQ(as(alice, "POST", "/v1/accounts", R"({"id": "mine", "currency": "CNY"})").status, 403);
+  EXPECT_EQ(as(ops, "GET", "/v1/callbacks").status, 403);
+  EXPECT_EQ(as(ops, "GET", "/v1/callbacks/" + id).status, 403);
+  EXPECT_EQ(as(ops, "POST", "/v1/callbacks", R"({"caller": "1001", "callee": "1002", "campaign": "free"})").status, 403);
+  // The owner cancels its own.
+  EXPECT_EQ(as(alice, "DELETE", "/v1/callbacks/" + id).status, 202);
+  EXPECT_EQ(request("DELETE", "/v1/callbacks/" + std::string(bobs.json().at("id").as_string())).status, 202);
+}
+
+// Keys made before scopes existed (schema 5) keep what they could do: admin.
+TEST(ApiKeyScopes, KeysOfAnOldDatabaseBecomeAdminAndNewOnesKeepTheirScope) {
+  test::TempDir dir;
+  std::string old_id;
+  {
+    auto keys = ApiKeys::open(dir / "keys.db").value();
+    old_id = keys->add("old", KeyScope::callbacks).value().info.id;
+  }
+  {
+    // Back to schema 5, as that release left it (SQLite >= 3.35 drops columns).
+    SQLite::Database db((dir / "keys.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("ALTER TABLE api_key DROP COLUMN scope");
+    db.exec("DELETE FROM schema_migrations WHERE version >= 6");
+  }
+  auto keys = ApiKeys::open(dir / "keys.db").value();
+  const std::string fresh = keys->add("new", KeyScope::operator_).value().info.id;
+  std::map<std::string, KeyScope> scopes;
+  for (const auto& k : keys->list().value()) scopes[k.id] = k.scope;
+  EXPECT_EQ(scopes.at(old_id), KeyScope::admin);
+  EXPECT_EQ(scopes.at(fresh), KeyScope::operator_);
+  EXPECT_EQ(key_scope_from_string("operator"), KeyScope::operator_);
+  EXPECT_EQ(to_string(KeyScope::callbacks), "callbacks");
+  EXPECT_FALSE(key_scope_from_string("root"));
+}
+
 TEST_F(RestApiTest, BadRequestsGetAClearErrorAndCreateNothing) {
   struct Case {
     std::string body;
@@ -477,6 +559,13 @@ TEST_F(RestApiTest, BadRequestsGetAClearErrorAndCreateNothing) {
        "limit_seconds"},
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "status_callback": "ftp://x"})", 400, "invalid_url",
        "status_callback"},
+      // CR/LF in any field would forge log lines (and headers): refused, naming the field.
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "status_callback": "http://x/\r\n2026 error forged"})",
+       400, "invalid_request", "status_callback"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "status_callback": "http://x/\u0000"})", 400,
+       "invalid_request", "status_callback"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "free", "pin": "12\n34"})", 400, "invalid_request", "pin"},
+      {R"({"caller": "1001\r\n", "callee": "1002", "campaign": "free"})", 400, "invalid_request", "caller"},
       // The language becomes CHANNEL(language) in an AMI action: no line breaks, no spaces, no paths.
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "language": "zh\r\nAction: Hangup"})", 400,
        "invalid_language", "language"},

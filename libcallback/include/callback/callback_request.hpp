@@ -43,6 +43,7 @@ struct CallbackForm {
   std::string idempotency_key;
   std::string secret;
   std::string language;  // empty: none asked for
+  std::map<std::string, std::string, std::less<>> metadata;  // CallbackRequest::metadata
 };
 
 // An Asterisk sound language tag ("en", "zh", "pt_BR"): 2-16 letters, digits, '_' and
@@ -73,7 +74,9 @@ struct CallbackRequest {
   std::map<std::string, std::string, std::less<>> metadata;
 
   // Rules that hold whatever the trigger: ids well-formed, caller != callee, limit > 0,
-  // language well-formed.
+  // language well-formed, no control character (CR, LF, NUL, ESC, ...) in any text: the
+  // idempotency key, the secret, metadata names and values (the Error's field is the
+  // metadata name: "status_callback").
   [[nodiscard]] CALLBACK_EXPORT Status validate() const;
 };
 

@@ -90,25 +90,38 @@ class CALLBACK_EXPORT ManualClock final : public Clock {
 enum class LogLevel { debug, info, warning, error };
 [[nodiscard]] CALLBACK_EXPORT std::string_view to_string(LogLevel level) noexcept;
 
+// Every message goes through write(), which escapes control characters (CR, LF, ESC,
+// ... as \r, \n, \x1b) before a sink sees it: a message quoting untrusted text (a URL,
+// a header) can never forge a line. Sinks implement write_line().
 class CALLBACK_EXPORT Logger {
  public:
   virtual ~Logger();
   [[nodiscard]] virtual bool enabled(LogLevel level) const noexcept = 0;
   // `component` is the canonical plugin or module name: "callback.engine.ami".
-  virtual void write(LogLevel level, std::string_view component, std::string_view message) = 0;
+  void write(LogLevel level, std::string_view component, std::string_view message);
 
   void debug(std::string_view c, std::string_view m) { if (enabled(LogLevel::debug)) write(LogLevel::debug, c, m); }
   void info(std::string_view c, std::string_view m) { if (enabled(LogLevel::info)) write(LogLevel::info, c, m); }
   void warning(std::string_view c, std::string_view m) { if (enabled(LogLevel::warning)) write(LogLevel::warning, c, m); }
   void error(std::string_view c, std::string_view m) { if (enabled(LogLevel::error)) write(LogLevel::error, c, m); }
+
+ protected:
+  // One line, already escaped: no byte below 0x20, no DEL, no C1 control.
+  virtual void write_line(LogLevel level, std::string_view component, std::string_view message) = 0;
 };
+
+// `text` with its control characters spelled out: \r \n \t, others \xHH (ASCII C0 and
+// DEL, and UTF-8 C1 controls U+0080-U+009F); everything else as it is.
+[[nodiscard]] CALLBACK_EXPORT std::string escape_control(std::string_view text);
 
 // One line a message: "2026-11-26T09:13:17.123Z warning callback.engine.ami: lost 127.0.0.1:5038".
 class CALLBACK_EXPORT StreamLogger final : public Logger {
  public:
   StreamLogger(std::ostream& out, LogLevel threshold) : out_(out), threshold_(threshold) {}
   [[nodiscard]] bool enabled(LogLevel level) const noexcept override { return level >= threshold_; }
-  void write(LogLevel level, std::string_view component, std::string_view message) override;
+
+ protected:
+  void write_line(LogLevel level, std::string_view component, std::string_view message) override;
 
  private:
   std::mutex mutex_;
