@@ -86,7 +86,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& headers : whole.messages) {
     const auto& [first_name, first_value] = headers.front();
     bool writable = ami::Action::is_safe_value(first_value);
-    for (const auto& [name, value] : headers) writable = writable && ami::Action::is_safe_value(value);
+    for (const auto& [name, value] : headers) {
+      writable = writable && ami::Action::is_safe_value(name) && ami::Action::is_safe_value(value);
+    }
     if (!writable) continue;
     ami::Action action(first_value);
     for (std::size_t i = 1; i < headers.size(); ++i) action.add(headers[i].first, headers[i].second);

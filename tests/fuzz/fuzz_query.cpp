@@ -53,9 +53,10 @@ void check_time(const std::string& value) {
   gmtime_r(&seconds, &utc);
   const std::vector<long> fields = {utc.tm_year + 1900L, utc.tm_mon + 1L, utc.tm_mday,
                                     utc.tm_hour,         utc.tm_min,      utc.tm_sec};
+  // (Only where the numbers are apart: strptime also reads "2026-11-2709:00:00".)
   auto written = numbers_in(value);
   if (written.size() == 3) written.insert(written.end(), {0, 0, 0});
-  FUZZ_CHECK(written == fields, value, callback::format_rfc3339(*at));
+  if (written.size() == 6) FUZZ_CHECK(written == fields, value, callback::format_rfc3339(*at));
 }
 
 void check_value(const std::string& value) {
