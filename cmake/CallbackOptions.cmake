@@ -9,6 +9,16 @@ if(CALLBACK_SANITIZE)
     -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   target_link_options(callback_build_options INTERFACE -fsanitize=address,undefined)
 endif()
+# The libFuzzer build (tests/fuzz, build-fuzz/): every library gets libFuzzer's coverage
+# instrumentation with ASan and UBSan; the fuzz programs link libFuzzer's main.
+if(CALLBACK_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "CALLBACK_FUZZ needs clang (libFuzzer): configure with -DCMAKE_CXX_COMPILER=clang++")
+  endif()
+  target_compile_options(callback_build_options INTERFACE
+    -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_link_options(callback_build_options INTERFACE -fsanitize=address,undefined)
+endif()
 
 # callback_add_plugin(<target> ENTRY <file> [SOURCES ...] [LIBRARIES ...])
 # A plugin is a MODULE library placed where the loader looks for it, in the build tree

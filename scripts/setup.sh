@@ -17,6 +17,8 @@ packages=(
   # Tests and benchmarks: the web page in a real browser (tests/browser: chromium driven by
   # node through playwright-core; CJK glyphs for its screenshots) and HTTP load with wrk.
   chromium fonts-wqy-microhei wrk
+  # Fuzzing (scripts/fuzz.sh): clang 14 with libFuzzer and the sanitizers' runtimes.
+  clang libclang-rt-14-dev
 )
 # Debian 12's nodejs (18) is enough for tests/browser (playwright-core pinned to a release
 # that supports it); a newer node already on the machine is used as it is.

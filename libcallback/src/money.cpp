@@ -129,8 +129,14 @@ Result<Money> Money::parse(std::string_view text, Currency currency, Precision p
     return fail("has more decimal places than " + std::string(currency.code()) + " allows (" +
                 std::to_string(allowed) + ")");
   }
-  const std::int64_t micros = static_cast<std::int64_t>(whole) * scale + fraction * pow10(scale_digits - fraction_digits);
-  return Money(negative ? -micros : micros, currency);
+  // In 128 bits: the whole part alone fits, but with the fraction it may not
+  // ("9223372036854.9"), and the most negative amount has no positive twin.
+  int128 micros = whole * scale + fraction * pow10(scale_digits - fraction_digits);
+  if (negative) micros = -micros;
+  if (micros > std::numeric_limits<std::int64_t>::max() || micros < std::numeric_limits<std::int64_t>::min()) {
+    return fail("is too large");
+  }
+  return Money(static_cast<std::int64_t>(micros), currency);
 }
 
 Money Money::from_minor(std::int64_t minor_units, Currency currency) {

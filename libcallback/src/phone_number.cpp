@@ -110,6 +110,9 @@ Result<PhoneNumber> PhoneNumber::parse(std::string_view text, const NumberingPla
   if (digits.empty()) return number_error("invalid_phone_number", quoted(text) + " has no digits");
 
   if (plus) {
+    // A private plan's numbers are as dialed and may start with 0; e164() prints "0101"
+    // as "+0101", which must read back as the same number.
+    if (digits.front() == '0' && plan.country_code.empty()) return check_length(std::move(digits), text);
     if (digits.front() == '0') {
       return number_error("invalid_phone_number", quoted(text) + ": a country code never starts with 0");
     }

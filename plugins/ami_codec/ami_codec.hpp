@@ -169,6 +169,8 @@ Result<std::size_t> Parser::consume(std::string_view data, OnMessage& on_message
     }
     std::string_view line = data.substr(0, eol);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    // As for any line, whether it came in one piece or in many (found by tests/fuzz/fuzz_ami).
+    if (line.size() > limits_.max_line) return Error{"ami_protocol", "no AMI banner line", {}};
     if (line.rfind("Asterisk Call Manager/", 0) != 0) {
       return Error{"ami_protocol", "peer is not an Asterisk manager (banner \"" +
                                        std::string(line.substr(0, 60)) + "\")", {}};

@@ -4,6 +4,7 @@
 #include <callback/cdr.hpp>
 #include <callback/hangup_cause.hpp>
 #include <callback/rate.hpp>
+#include <callback/timestamp.hpp>
 
 #include <gtest/gtest.h>
 
@@ -201,4 +202,22 @@ TEST(CallState, NamesReadBackAndUnknownOnesAreNot) {
   }
   EXPECT_EQ(call_state_from_string("sleeping"), std::nullopt);
   EXPECT_EQ(call_state_from_string(""), std::nullopt);
+}
+
+TEST(Timestamp, ReadsWhatItPrintsInEveryForm) {
+  const auto at = parse_timestamp("2026-11-26T09:13:17Z");
+  ASSERT_TRUE(at);
+  EXPECT_EQ(format_rfc3339(*at), "2026-11-26T09:13:17Z");
+  EXPECT_EQ(parse_timestamp(format_timestamp(*at)), at);
+  EXPECT_EQ(format_timestamp(*parse_timestamp("2028-02-29")), "2028-02-29 00:00:00");
+}
+
+// Found by tests/fuzz/fuzz_query (?since=2026-02-31 meant 3 March; a NUL ended the text) and fuzz_rate_deck (an
+// effective_from in year 26 overflowed system_clock's nanoseconds: undefined behaviour).
+TEST(Timestamp, RefusesDatesThatDoNotExistOrThatTheClockCannotHold) {
+  for (auto text : {"2026-02-31", "2027-02-29", "2026-04-31T00:00:00Z", "2026-11-26 23:59:60", "0026-01-01",
+                    "1677-01-01", "2263-01-01", "9999-12-31 23:59:59"}) {
+    EXPECT_FALSE(parse_timestamp(text)) << text;
+  }
+  EXPECT_FALSE(parse_timestamp(std::string_view("2026-11-2\0state=bridged", 24)));  // read as a C string before
 }

@@ -1,5 +1,7 @@
 #include <callback/money.hpp>
 
+#include <cstdint>
+
 #include <gtest/gtest.h>
 
 using callback::Currency;
@@ -68,6 +70,23 @@ TEST(Money, RefusesMalformedAmountsSayingWhere) {
   }
   EXPECT_NE(Money::parse("12a", cny).error().message.find("'a' at position 3"), std::string::npos);
   EXPECT_FALSE(Money::parse("99999999999999999999", cny));  // overflow, not wrap
+}
+
+// Found by tests/fuzz/fuzz_money: the largest whole part passed the overflow check, and
+// adding its fraction overflowed (undefined behaviour; UBSan stopped on it). The smallest
+// amount the store can hold printed as text that did not read back.
+TEST(Money, ReadsEveryAmountItPrintsAndRefusesOneMicroBeyond) {
+  for (auto micros : {INT64_MAX, INT64_MIN, INT64_MIN + 1, std::int64_t{0}}) {
+    const Money amount = Money::from_micros(micros, cny);
+    auto again = Money::parse(amount.format(), cny, Money::Precision::rate);
+    ASSERT_TRUE(again) << amount.format();
+    EXPECT_EQ(again->micros(), micros) << amount.format();
+  }
+  for (auto text : {"9223372036854.775808", "9223372036854.999999", "-9223372036854.775809"}) {
+    auto amount = Money::parse(text, cny, Money::Precision::rate);
+    ASSERT_FALSE(amount) << text;
+    EXPECT_NE(amount.error().message.find("too large"), std::string::npos) << amount.error().message;
+  }
 }
 
 TEST(Money, ArithmeticIsExact) {

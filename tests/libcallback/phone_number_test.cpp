@@ -39,6 +39,17 @@ TEST(PhoneNumber, PlanWithoutCountryCodeKeepsNationalNumbersAsDialed) {
   EXPECT_EQ(normalized("0086 10 5555 6666", plan), "861055556666");
 }
 
+// Found by tests/fuzz/fuzz_phone: under a private plan "0101" is a number as dialed, and
+// its printed form "+0101" was refused ("a country code never starts with 0").
+TEST(PhoneNumber, PrivatePlanNumberStartingWithZeroReadsBackFromItsPrintedForm) {
+  const NumberingPlan plan{.country_code = "", .trunk_prefix = "", .international_prefixes = {"00"}};
+  auto dialed = PhoneNumber::parse("0101", plan);
+  ASSERT_TRUE(dialed);
+  EXPECT_EQ(dialed->e164(), "+0101");
+  EXPECT_EQ(normalized(dialed->e164(), plan), "0101");
+  EXPECT_FALSE(PhoneNumber::parse("+0101", china));  // a real plan still refuses it
+}
+
 TEST(PhoneNumber, FormatsAsE164WithPlus) {
   EXPECT_EQ(PhoneNumber::parse("010 5555 6666", china)->e164(), "+861055556666");
 }

@@ -185,6 +185,19 @@ TEST(AmiCodec, RefusesGarbageLinesAndOversizedInput) {
   EXPECT_EQ(delivered, 0);
 }
 
+// Found by tests/fuzz/fuzz_ami: a banner longer than max_line was refused when it came in
+// pieces and accepted when it came in one read.
+TEST(AmiCodec, OverlongBannerIsRefusedHoweverItArrives) {
+  const std::string banner = "Asterisk Call Manager/" + std::string(100, '9') + "\r\n";
+  auto count = [](const ami::MessageView&) {};
+  ami::Parser whole({.max_line = 64});
+  EXPECT_FALSE(whole.feed(banner, count));
+  ami::Parser pieces({.max_line = 64});
+  Status last = ok_status();
+  for (std::size_t i = 0; i < banner.size() && last; i += 10) last = pieces.feed(banner.substr(i, 10), count);
+  EXPECT_FALSE(last);
+}
+
 TEST(AmiCodec, TruncatedFrameIsHeldUntilItCompletes) {
   ami::Parser parser;
   int delivered = 0;

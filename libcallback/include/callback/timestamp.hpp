@@ -13,7 +13,8 @@ namespace callback {
 [[nodiscard]] CALLBACK_EXPORT std::string format_timestamp(Timestamp t);
 // For the REST API and webhooks: "2026-11-26T09:13:17Z".
 [[nodiscard]] CALLBACK_EXPORT std::string format_rfc3339(Timestamp t);
-// "YYYY-MM-DD HH:MM:SS", "YYYY-MM-DDTHH:MM:SSZ" or "YYYY-MM-DD" (midnight); empty when malformed.
+// "YYYY-MM-DD HH:MM:SS", "YYYY-MM-DDTHH:MM:SSZ" or "YYYY-MM-DD" (midnight); empty when malformed,
+// not a real date or time (31 February, 23:59:60) or outside the years 1970-2199.
 [[nodiscard]] CALLBACK_EXPORT std::optional<Timestamp> parse_timestamp(std::string_view text);
 
 }  // namespace callback
