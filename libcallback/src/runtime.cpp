@@ -33,13 +33,21 @@ class Runtime::Sink final : public TriggerSink, public CallObserver {
     std::lock_guard lock(mutex_);
     // Drained once nothing runs and every ending is recorded and told.
     in_flight_ = runtime_.service().in_flight() + (runtime_.service().endings_pending() ? 1 : 0);
+    ++updates_;
     changed_.notify_all();
   }
-  // Waits until nothing is in flight or `timeout` passes; true when drained.
+  // Waits until nothing is in flight or `timeout` passes; true when drained. Only a count
+  // taken after this call counts: the one left by an earlier call's ending is stale (calls
+  // started since do not update it), and trusting it ended live calls at shutdown.
   bool wait_drained(std::chrono::milliseconds timeout) {
+    std::uint64_t asked = 0;
+    {
+      std::lock_guard lock(mutex_);
+      asked = updates_ + 1;
+    }
     runtime_.post([this] { update(); });
     std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, timeout, [this] { return in_flight_ == 0; });
+    return changed_.wait_for(lock, timeout, [this, asked] { return updates_ >= asked && in_flight_ == 0; });
   }
 
  private:
@@ -47,6 +55,7 @@ class Runtime::Sink final : public TriggerSink, public CallObserver {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::size_t in_flight_ = 1;  // unknown until the first update
+  std::uint64_t updates_ = 0;
 };
 
 Runtime::Runtime(ServiceConfig config, RuntimeOptions options)

@@ -779,5 +779,18 @@ TEST_F(RestApiTest, DrainingRefusesNewCallsAndEndsTheOnesInFlight) {
   EXPECT_EQ(request("GET", "/healthz", {}, {}, false).status, 503);
 }
 
+TEST_F(RestApiTest, DrainingAfterAnEarlierCallEndedWaitsForTheCallsInFlight) {
+  // The order of the report: one call ends first (which left a count of 0 behind), then
+  // another is in flight when the drain begins. The drain must wait for it, not end it.
+  const std::string first = post_callback("1001", "3001", R"("campaign": "free")");
+  (void)events("/v1/callbacks/" + first + "/events");  // to its end
+  const std::string second = post_callback("1002", "2001", R"("campaign": "free")");  // talks, then B hangs up
+  runtime->drain(std::chrono::seconds{60});
+  auto ended = request("GET", "/v1/callbacks/" + second).json();
+  EXPECT_EQ(ended.at("state").as_string(), "completed") << ended;
+  EXPECT_EQ(ended.at("outcome").as_string(), "partner_hangup") << ended;
+  EXPECT_EQ(ended.at("legs").at("b").at("cause").as_int64(), 16) << ended;
+}
+
 }  // namespace
 }  // namespace callback::rest

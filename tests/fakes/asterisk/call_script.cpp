@@ -239,9 +239,10 @@ class Compiler {
         emit(messages[i], headers, i >= pivot, kind, phase).stream = static_cast<std::int8_t>(role);
         continue;
       }
-      MessageTemplate& added = emit(messages[i], headers, i >= pivot,
-                                    event == "OriginateResponse" ? MessageKind::kOriginateResponse : MessageKind::kPlain,
-                                    phase);
+      auto kind = MessageKind::kPlain;
+      if (event == "OriginateResponse") kind = MessageKind::kOriginateResponse;
+      if (event == "UserEvent" && header(headers, "UserEvent") == "CallbackResult") kind = MessageKind::kCallbackResult;
+      MessageTemplate& added = emit(messages[i], headers, i >= pivot, kind, phase);
       if (event == "Newchannel" && role >= 0) added.creates = role_bit(role);
       if (event == "Hangup" && role >= 0) added.hangs_up = role_bit(role);
       if (event == "OriginateResponse") {

@@ -65,6 +65,7 @@ enum class MessageKind : std::uint8_t {
   kOriginateResponse,  // replaced by the late Response for a synchronous Originate
   kVarBlockA1,         // one VarSet per Originate Variable on A;1, last variable first
   kVarBlockA2,         // the same on A;2, first variable first
+  kCallbackResult,     // UserEvent CallbackResult: the dialplan writes its AstDB record here
 };
 
 // Event classes (the first class in Privilege:), as bits for the Events: filter.

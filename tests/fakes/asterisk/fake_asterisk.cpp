@@ -18,8 +18,12 @@
 //    delay removed (the benchmark pair).
 //  * B 58XX is b-rejected with Hangup(1) / "Unallocated (unassigned) number".
 //  * CoreShowChannel entries always show the recorded "talking" state of each channel.
-//  * calls belong to the AMI connection that originated them: when it closes (Logoff too)
-//    its calls vanish, as if Asterisk had died.
+//  * calls go on when the AMI connection that placed them closes (Logoff too), as in
+//    Asterisk; close_all_connections() (Asterisk died) drops them, with no `h` path and so
+//    no AstDB record, and keeps the AstDB.
+//  * the AstDB record's LimitReached is 1 exactly when the call plays ami-originate-
+//    answered-limit (the limit ends it); A 2XXX hanging up by itself is not modelled (A 2XXX
+//    behaves as 1XXX), so the fake never writes the `h` record of ami-db-record's cb-db-7.
 //  * the checker's Commands (ami-asterisk-check*): `manager show user` always shows the
 //    recorded ACL and flags, and the read classes are shown but filter no event;
 //    `module show like` knows cdr_manager only; `core show sound` calls every file slin.
@@ -143,6 +147,9 @@ std::optional<std::uint32_t> action_authority(std::string_view action) {
   if (ami::iequals(action, "Hangup")) return detail::kClassSystem | detail::kClassCall;
   if (ami::iequals(action, "Command")) return detail::kClassCommand;
   if (ami::iequals(action, "CoreShowChannels")) return detail::kClassSystem | detail::kClassReporting;
+  // main/db.c
+  if (ami::iequals(action, "DBGet")) return detail::kClassSystem | detail::kClassReporting;
+  if (ami::iequals(action, "DBPut") || ami::iequals(action, "DBDel")) return detail::kClassSystem;
   if (ami::iequals(action, "Ping")) return 0;
   return std::nullopt;
 }
@@ -419,6 +426,7 @@ struct ServerState {
   std::size_t logged_in = 0;
   std::size_t active = 0;
   std::vector<std::string> actions;
+  std::map<std::string, std::string> astdb;  // "/<family>/<key>" -> value, as main/db.c keys it
 
   // io thread only.
   std::unordered_set<std::shared_ptr<Connection>> connections;
@@ -442,6 +450,24 @@ struct ServerState {
   void advance(Call& call);
   void start_tail(Call& call);
   void drop_all_calls();  // Asterisk died
+  void record_result(const Call& call, std::size_t index);
+  static std::string db_key(std::string_view family, std::string_view key) {
+    return "/" + std::string(family) + "/" + std::string(key);
+  }
+  std::optional<std::string> db_get(std::string_view family, std::string_view key) const {
+    std::lock_guard lock(mutex);
+    const auto it = astdb.find(db_key(family, key));
+    if (it == astdb.end()) return std::nullopt;
+    return it->second;
+  }
+  void db_put(std::string_view family, std::string_view key, std::string value) {
+    std::lock_guard lock(mutex);
+    astdb[db_key(family, key)] = std::move(value);
+  }
+  bool db_del(std::string_view family, std::string_view key) {
+    std::lock_guard lock(mutex);
+    return astdb.erase(db_key(family, key)) == 1;
+  }
   [[nodiscard]] std::int64_t offset_us(const Call& call, std::size_t index) const;
   void set_script(Call& call, const Script& script);
   template <class F>
@@ -593,6 +619,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (ami::iequals(action, "Command")) return command(m);
     if (ami::iequals(action, "CoreShowChannels")) return core_show_channels(m);
+    if (ami::iequals(action, "DBGet") || ami::iequals(action, "DBPut") || ami::iequals(action, "DBDel")) {
+      return db(m, action);
+    }
     if (ami::iequals(action, "Originate")) return originate(m);
     hangup(m);
   }
@@ -827,6 +856,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
     send(out);
   }
 
+  // main/db.c's manager_dbget, manager_dbput and manager_dbdel (ami-db-record.txt).
+  void db(const ami::MessageView& m, std::string_view action) {
+    const auto family = m.get("Family");
+    const auto key = m.get("Key");
+    const bool put = ami::iequals(action, "DBPut");
+    const std::string stop = put ? "" : ".";  // DBGet's and DBDel's messages end in a full stop
+    if (family.empty()) return send(response(m, "Error", "No family specified" + stop));
+    if (key.empty()) return send(response(m, "Error", "No key specified" + stop));
+    if (put) {
+      impl_.db_put(family, key, std::string(m.get("Val")));
+      return send(response(m, "Success", "Updated database successfully"));
+    }
+    if (ami::iequals(action, "DBDel")) {
+      return send(impl_.db_del(family, key) ? response(m, "Success", "Key deleted successfully")
+                                            : response(m, "Error", "Database entry could not be deleted"));
+    }
+    const auto value = impl_.db_get(family, key);
+    if (!value) return send(response(m, "Error", "Database entry not found"));
+    // A list of one: the listack, DBGetResponse (ActionID last), DBGetComplete.
+    const std::string id = m.action_id().empty() ? "" : "ActionID: " + std::string(m.action_id()) + "\r\n";
+    send("Response: Success\r\n" + id + "EventList: start\r\nMessage: Result will follow\r\n\r\n" +
+         "Event: DBGetResponse\r\nFamily: " + std::string(family) + "\r\nKey: " + std::string(key) +
+         "\r\nVal: " + *value + "\r\n" + id + "\r\n" +
+         "Event: DBGetComplete\r\n" + id + "EventList: Complete\r\nListItems: 1\r\n\r\n");
+  }
+
   void originate(const ami::MessageView& m);
   void hangup(const ami::MessageView& m);
 
@@ -1051,6 +1106,7 @@ void ServerState::advance(Call& call) {
     }
     call.last_offset_us = offset;
     const auto& message = s.messages[index];
+    if (message.kind == MessageKind::kCallbackResult) record_result(call, index);
     if (message.kind == MessageKind::kOriginateResponse && call.sync) {
       // Without Async the Originate's only answer is this late response (ami-originate-sync-a-busy).
       if (auto origin = call.origin.lock()) {
@@ -1097,6 +1153,21 @@ void ServerState::advance(Call& call) {
   }
   owned.erase(key);  // destroys `call`
   add_active(-1);
+}
+
+// The dialplan's Set(DB(callback/${CB_ID})=...) right after its UserEvent CallbackResult
+// (examples/asterisk/extensions.conf), from the values that UserEvent carries; written
+// whether or not any client is connected. Without a CB_ID the real Set() fails: no entry.
+void ServerState::record_result(const Call& call, std::size_t index) {
+  if (call.values.cb_id.empty()) return;
+  std::string event;
+  detail::render(*call.script, index, call.values, event);
+  const bool h = header_of(event, "Where") == "h";
+  std::string value = header_of(event, "DialStatus") + "|" + header_of(event, "HangupCause") + "|" +
+                      header_of(event, "AnsweredTime") + "|";
+  if (!h) value += call.script == &templates.answered_limit ? "1" : "0";
+  value += h ? "|h" : "|end";
+  db_put("callback", call.values.cb_id, std::move(value));
 }
 
 void ServerState::drop_all_calls() {
@@ -1257,6 +1328,14 @@ std::size_t FakeAsterisk::active_calls() const {
 std::vector<std::string> FakeAsterisk::actions() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->actions;
+}
+
+std::optional<std::string> FakeAsterisk::db_get(const std::string& family, const std::string& key) const {
+  return impl_->db_get(family, key);
+}
+
+void FakeAsterisk::db_put(const std::string& family, const std::string& key, const std::string& value) {
+  impl_->db_put(family, key, value);
 }
 
 bool FakeAsterisk::wait_for_connections(std::size_t n, std::chrono::milliseconds timeout) const {

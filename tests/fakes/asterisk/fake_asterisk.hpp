@@ -19,6 +19,14 @@
 // Time can be scaled (time_scale 0.01 runs 100 times faster), so tests do not wait real
 // minutes. It binds 127.0.0.1 only and runs on its own thread until stop().
 //
+// The dialplan's record of each callback (examples/asterisk/extensions.conf) is kept in an
+// AstDB of this fake: right after each UserEvent CallbackResult, whether or not a client is
+// connected, family `callback`, key CB_ID, value DIALSTATUS|HANGUPCAUSE|ANSWEREDTIME|
+// LimitReached|end, or DIALSTATUS|HANGUPCAUSE|ANSWEREDTIME||h from the `h` path (ami-db-record
+// in tests/fixtures/asterisk). DBGet, DBPut and DBDel answer as recorded there. The AstDB
+// lives as long as the fake object, as astdb.sqlite3 outlives an Asterisk restart:
+// close_all_connections() keeps it.
+//
 // The Commands an operator's checker sends (`manager show user`, `cdr show status`,
 // `dialplan show version@callback`, `core show sound`, ...) are answered as in the
 // ami-asterisk-check* recordings, from the options below (manager.conf permissions,
@@ -32,6 +40,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,8 +68,8 @@ struct FakeAsteriskOptions {
   std::uint64_t seed = 0;  // for the interleaving; 0: random
   // manager.conf's read = / write = for `username`, as `manager show user` lists them.
   // The write classes are enforced as manager.c does (Originate: originate; Hangup: system
-  // or call; Command: command; CoreShowChannels: system or reporting), else "Permission
-  // denied". The read classes are only shown: events are not filtered by them (the call
+  // or call; Command: command; CoreShowChannels and DBGet: system or reporting; DBPut and
+  // DBDel: system), else "Permission denied". The read classes are only shown: events are not filtered by them (the call
   // recordings were made with a wider read =, dialplan events included).
   std::string read_classes = "system,call,user,cdr,originate";
   std::string write_classes = "system,call,command,originate";
@@ -92,6 +101,10 @@ class FakeAsterisk {
   [[nodiscard]] std::vector<std::string> actions() const;  // every action received, raw text
   bool wait_for_connections(std::size_t n, std::chrono::milliseconds timeout) const;
   bool wait_for_active_calls(std::size_t n, std::chrono::milliseconds timeout) const;
+  // The AstDB entry family/key, as DBGet would read it; nullopt if there is none.
+  [[nodiscard]] std::optional<std::string> db_get(const std::string& family, const std::string& key) const;
+  // Writes an AstDB entry, as DBPut or the dialplan's Set(DB(family/key)=value) do.
+  void db_put(const std::string& family, const std::string& key, const std::string& value);
 
   // --- faults (thread-safe) ---
   void close_all_connections();                 // TCP close, as when Asterisk dies

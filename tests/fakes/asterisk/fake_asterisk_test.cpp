@@ -921,4 +921,193 @@ TEST(FakeAsterisk, ManyCallsAtTimeScaleZero) {
   EXPECT_TRUE(fake.wait_for_active_calls(0, 5s));
 }
 
+// --- the dialplan's AstDB record (issue 10) and DBGet / DBPut / DBDel -----------------
+
+// key -> Val of the DBGetResponse events in ami-db-record.txt: what the real dialplan wrote.
+std::map<std::string, std::string> recorded_db_records() {
+  std::map<std::string, std::string> records;
+  for (const auto& m : split(read_file("ami-db-record.txt").substr(std::string_view("Asterisk Call Manager/12.0.0\r\n").size()))) {
+    if (header(m, "Event") == "DBGetResponse" && header(m, "Key") != "cb-db-put") records[header(m, "Key")] = header(m, "Val");
+  }
+  return records;
+}
+
+std::vector<std::string> fields(const std::string& record) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (true) {
+    const auto bar = record.find('|', pos);
+    out.push_back(record.substr(pos, bar == std::string::npos ? std::string::npos : bar - pos));
+    if (bar == std::string::npos) return out;
+    pos = bar + 1;
+  }
+}
+
+TEST(FakeAsteriskDb, DbActionsSendTheRecordedBytes) {
+  const auto records = recorded_db_records();
+  ASSERT_EQ(records.size(), 7U);
+  FakeAsterisk fake(fast_options());
+  for (const auto& [key, value] : records) fake.db_put("callback", key, value);  // as the calls left them
+  fake.start();
+  Client client(fake.port());
+  std::string received = client.banner().value_or("");
+  client.send(read_file("ami-db-record.sent.txt"));
+  ASSERT_TRUE(client.read_to_close(received));
+  EXPECT_EQ(received, read_file("ami-db-record.txt"));  // byte for byte: nothing in it varies
+  for (const auto& [key, value] : records) EXPECT_FALSE(fake.db_get("callback", key)) << key << " was DBDel'd";
+  EXPECT_FALSE(fake.db_get("callback", "cb-db-put"));
+}
+
+TEST(FakeAsteriskDb, MissingFamilyOrKeyIsAnErrorAndNothingIsWritten) {
+  Session session(fast_options());
+  EXPECT_EQ(session.ask("g", "Action: DBGet\r\nActionID: g\r\nKey: k\r\n\r\n"),
+            "Response: Error\r\nActionID: g\r\nMessage: No family specified.\r\n\r\n");
+  EXPECT_EQ(session.ask("d", "Action: DBDel\r\nActionID: d\r\nFamily: callback\r\n\r\n"),
+            "Response: Error\r\nActionID: d\r\nMessage: No key specified.\r\n\r\n");
+  EXPECT_EQ(session.ask("p", "Action: DBPut\r\nActionID: p\r\nFamily: callback\r\nVal: x\r\n\r\n"),
+            "Response: Error\r\nActionID: p\r\nMessage: No key specified\r\n\r\n");  // no full stop in DBPut's
+  EXPECT_FALSE(session.fake.db_get("callback", ""));
+}
+
+TEST(FakeAsteriskDb, DbActionsNeedTheirWriteClasses) {
+  const std::string denied = "\r\nMessage: Permission denied\r\n\r\n";
+  const std::string get = "Action: DBGet\r\nActionID: g\r\nFamily: callback\r\nKey: k\r\n\r\n";
+  const std::string put = "Action: DBPut\r\nActionID: p\r\nFamily: callback\r\nKey: k\r\nVal: v\r\n\r\n";
+  const std::string del = "Action: DBDel\r\nActionID: d\r\nFamily: callback\r\nKey: k\r\n\r\n";
+  auto options = fast_options();
+  options.write_classes = "reporting";  // DBGet only (main/db.c: system or reporting)
+  {
+    Session session(options);
+    session.fake.db_put("callback", "k", "BUSY|0||0|end");
+    EXPECT_EQ(header(session.ask("g", get), "EventList"), "start");
+    EXPECT_EQ(session.ask("p", put), "Response: Error\r\nActionID: p" + denied);
+    EXPECT_EQ(session.ask("d", del), "Response: Error\r\nActionID: d" + denied);
+    EXPECT_EQ(session.fake.db_get("callback", "k"), "BUSY|0||0|end");
+  }
+  options.write_classes = "call,originate,command";
+  {
+    Session session(options);
+    EXPECT_EQ(session.ask("g", get), "Response: Error\r\nActionID: g" + denied);
+  }
+  options.write_classes = "system";
+  {
+    Session session(options);
+    EXPECT_EQ(header(session.ask("p", put), "Message"), "Updated database successfully");
+    EXPECT_EQ(session.fake.db_get("callback", "k"), "v");
+    EXPECT_EQ(header(session.ask("d", del), "Message"), "Key deleted successfully");
+    EXPECT_FALSE(session.fake.db_get("callback", "k"));
+  }
+}
+
+// Checks the fake's record of `id` against the real one of `recorded_id`: the same
+// DialStatus, HangupCause, LimitReached and end/h; AnsweredTime is the one of the fake's own
+// UserEvent (the fake's timing is its recordings', without the please-wait prompt), empty
+// exactly when the real one is.
+void expect_record_like(FakeAsterisk& fake, const std::string& id, const std::string& recorded_id,
+                        const std::vector<std::string>& user_events) {
+  const auto records = recorded_db_records();
+  ASSERT_EQ(records.count(recorded_id), 1U) << recorded_id;
+  const auto real = fields(records.at(recorded_id));
+  const auto record = fake.db_get("callback", id);
+  ASSERT_TRUE(record) << id;
+  const auto mine = fields(*record);
+  ASSERT_EQ(mine.size(), 5U) << *record;
+  ASSERT_EQ(real.size(), 5U);
+  EXPECT_EQ(mine[0], real[0]) << id << ": DialStatus";
+  EXPECT_EQ(mine[1], real[1]) << id << ": HangupCause";
+  EXPECT_EQ(mine[3], real[3]) << id << ": LimitReached";
+  EXPECT_EQ(mine[4], real[4]) << id << ": end or h";
+  EXPECT_EQ(mine[2].empty(), real[2].empty()) << id << ": AnsweredTime " << mine[2] << " vs " << real[2];
+  bool seen = false;
+  for (const auto& m : user_events) {
+    if (header(m, "CallbackID") != id) continue;
+    seen = true;
+    EXPECT_EQ(mine[2], header(m, "AnsweredTime")) << id;
+    EXPECT_EQ(mine[0], header(m, "DialStatus")) << id;
+  }
+  EXPECT_TRUE(seen) << id << ": no UserEvent";
+}
+
+TEST(FakeAsteriskDb, TheDialplanRecordsEachOutcomeAsTheRealOneDid) {
+  // ami-db-record-calls: the same numbers, limits and dial timeout.
+  FakeAsterisk fake(fast_options());
+  fake.start();
+  Client client(fake.port());
+  client.banner();
+  client.send(login("user"));
+  const std::string limits = "Variable: CB_DIAL_TIMEOUT=4\r\n";
+  client.send(originate("cb-db-1", "9001", "2001", limits + "Variable: CB_LIMIT=8000\r\n") +
+              originate("cb-db-2", "9002", "3002", limits + "Variable: CB_LIMIT=8000\r\n") +
+              originate("cb-db-3", "9003", "1003", limits + "Variable: CB_LIMIT=4000\r\n") +
+              originate("cb-db-5", "9005", "4005", limits + "Variable: CB_LIMIT=8000\r\n") +
+              originate("cb-db-6", "9006", "5506", limits + "Variable: CB_LIMIT=8000\r\n"));
+  int results = 0;
+  ASSERT_TRUE(client.until([&](const std::string& m) { return header(m, "Event") == "UserEvent" && ++results == 5; }));
+  ASSERT_TRUE(fake.wait_for_active_calls(0, 10s));
+  for (const char* id : {"cb-db-1", "cb-db-2", "cb-db-3", "cb-db-5", "cb-db-6"}) {
+    expect_record_like(fake, id, id, client.all);
+  }
+}
+
+TEST(FakeAsteriskDb, TheHPathRecordsTheEnginesHangup) {
+  FakeAsterisk fake(fast_options(0.05));
+  fake.start();
+  Client client(fake.port());
+  client.banner();
+  client.send(login());
+  client.send(originate("cb-db-4", "9004", "1004", "Variable: CB_LIMIT=8000\r\n"));
+  int entered = 0;
+  const auto outcome = hang_up_when(
+      client, fake, [&](const std::string& m) { return header(m, "Event") == "BridgeEnter" && ++entered == 2; },
+      [](const std::string& m) { return header(m, "Linkedid"); });
+  ASSERT_EQ(outcome.user_events.size(), 1U);
+  expect_record_like(fake, "cb-db-4", "cb-db-4", outcome.user_events);
+}
+
+TEST(FakeAsteriskDb, TheRecordIsWrittenWithNoClientConnectedAndOutlivesAsteriskDying) {
+  // The call is bridged when the only client logs off; the limit (10000 ms, at time scale
+  // 0.2 two seconds) ends it later, when no client is connected.
+  FakeAsterisk fake(fast_options(0.2));
+  fake.start();
+  {
+    Client client(fake.port());
+    client.banner();
+    client.send(login("call"));
+    client.send(originate("cb-alone", "9001", "1002", "Variable: CB_LIMIT=10000\r\n"));
+    int entered = 0;
+    ASSERT_TRUE(client.until([&](const std::string& m) { return header(m, "Event") == "BridgeEnter" && ++entered == 2; }));
+    client.send("Action: Logoff\r\nActionID: bye\r\n\r\n");
+    std::string rest;
+    ASSERT_TRUE(client.read_to_close(rest));
+  }
+  ASSERT_TRUE(fake.wait_for_connections(0, 2s));
+  EXPECT_FALSE(fake.db_get("callback", "cb-alone")) << "the call had already ended: this test proves nothing";
+  ASSERT_TRUE(fake.wait_for_active_calls(0, 10s));
+  EXPECT_EQ(fake.db_get("callback", "cb-alone"), "ANSWER|16|11|1|end");  // ANSWEREDTIME as in CallLimitStretches...
+  fake.close_all_connections();  // Asterisk dies: astdb.sqlite3 stays
+  Client later(fake.port());
+  later.banner();
+  later.send(login("off"));
+  ASSERT_TRUE(later.message());
+  later.send("Action: DBGet\r\nActionID: dbget-cb-alone\r\nFamily: callback\r\nKey: cb-alone\r\n\r\n");
+  const auto value = later.until([](const std::string& m) { return header(m, "Event") == "DBGetResponse"; });
+  ASSERT_TRUE(value);
+  EXPECT_EQ(header(*value, "Val"), "ANSWER|16|11|1|end");
+}
+
+TEST(FakeAsteriskDb, NoCallbackIdNoRecord) {
+  // Set(DB(callback/)=...) fails on a real Asterisk: no entry with an empty key.
+  FakeAsterisk fake(fast_options());
+  fake.start();
+  Client client(fake.port());
+  client.banner();
+  client.send(login("user"));
+  client.send("Action: Originate\r\nActionID: anon\r\nChannel: Local/9001@phones\r\nContext: callback\r\n"
+              "Exten: 3001\r\nPriority: 1\r\nAsync: true\r\n\r\n");
+  ASSERT_TRUE(client.until([](const std::string& m) { return header(m, "Event") == "UserEvent"; }));
+  ASSERT_TRUE(fake.wait_for_active_calls(0, 10s));
+  EXPECT_FALSE(fake.db_get("callback", ""));
+  EXPECT_FALSE(fake.db_get("callback", "anon"));
+}
+
 }  // namespace

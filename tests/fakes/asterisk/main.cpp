@@ -17,6 +17,8 @@ constexpr std::string_view kHelp =
     "Speaks the Asterisk Manager Interface (AMI) on 127.0.0.1, replaying the transcripts\n"
     "recorded from a real Asterisk 23.4.1 (tests/fixtures/asterisk). Phones behave by number\n"
     "(1XXX answers, 3XXX busy, 4XXX no answer, ...; see etc/extensions.conf there).\n"
+    "Each callback's result goes to an AstDB kept in memory (DBGet/DBPut/DBDel, family\n"
+    "callback, key CB_ID), as the project's dialplan writes it; it is lost on exit.\n"
     "Never use it in place of a real PBX: no call audio, no SIP, nothing is dialled.\n"
     "\n"
     "usage: callback-fake-asterisk [--port N] [--time-scale X] [--interleave MS [--seed N]]\n"
