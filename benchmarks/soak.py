@@ -120,12 +120,15 @@ class Connection:
         for attempt in (1, 2):
             fresh = self.writer is None
             if fresh:
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+                try:
+                    self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError as e:
+                    raise HttpError(f"{method} {path}: {e!r}") from e
             try:
                 self.writer.write(request_bytes(method, path, f"127.0.0.1:{self.port}", headers, body))
                 await self.writer.drain()
                 status, response_headers, response_body = await read_response(self.reader)
-            except (ConnectionError, asyncio.IncompleteReadError) as e:
+            except (OSError, asyncio.IncompleteReadError) as e:
                 self.close()
                 # A kept-alive connection the server closed meanwhile: once more on a new one.
                 if fresh or attempt == 2:
@@ -227,11 +230,7 @@ def write_config(path, ami_port, server_threads, extra_server):
 # Webhooks to 127.0.0.1 are refused by callbackd's SSRF policy unless allowed: the option
 # that allows them, tried in this order (the first `config check` accepts is used; none
 # when this callbackd has no policy).
-WEBHOOK_ALLOW_OPTIONS = [
-    {"webhook_allow": ["127.0.0.1/32"]},
-    {"webhooks": {"allow": ["127.0.0.1/32"]}},
-    {"webhook_allow_loopback": True},
-]
+WEBHOOK_ALLOW_OPTIONS = [{"webhook_allow_networks": ["127.0.0.1/32"]}]
 
 
 def start_callbackd(bin_dir, data, out, ami_port, server_threads, env):
@@ -297,12 +296,13 @@ def expected_webhooks(final):
 
 
 class Soak:
-    def __init__(self, args, api_port, api_key, webhook_secret, pid):
+    def __init__(self, args, api_port, api_key, webhook_secret, process):
         self.args = args
         self.api_port = api_port
         self.key = api_key
         self.secret = webhook_secret.encode() if webhook_secret else None
-        self.pid = pid
+        self.process = process
+        self.pid = process.pid
         self.rng = random.Random(args.seed)
         self.auth = {"Authorization": f"Bearer {api_key}"}
         self.callbacks = {}  # id -> record
@@ -336,13 +336,15 @@ class Soak:
         """True, False, or None when it carries no signature this driver knows."""
         if self.secret is None:
             return None
-        signature = headers.get("x-callback-signature", "")
-        timestamp = headers.get("x-callback-timestamp", "")
-        fields = dict(p.split("=", 1) for p in signature.split(",") if "=" in p)
-        if "v1" in fields:  # t=<unix>,v1=<hex HMAC of "<t>.<body>">
-            t = fields.get("t", timestamp)
+        # Callback-Signature: t=<unix>,v1=<hex HMAC of "<t>.<body>">[,v1=...] (any v1 may match);
+        # older callbackd: X-Callback-Signature: sha256=<hex HMAC of the body>.
+        signature = headers.get("callback-signature") or headers.get("x-callback-signature", "")
+        pairs = [p.strip().split("=", 1) for p in signature.split(",") if "=" in p]
+        v1 = [value for name, value in pairs if name == "v1"]
+        if v1:
+            t = dict(pairs).get("t", headers.get("x-callback-timestamp", ""))
             want = hmac.new(self.secret, t.encode() + b"." + body, hashlib.sha256).hexdigest()
-            return hmac.compare_digest(want, fields["v1"])
+            return any(hmac.compare_digest(want, given) for given in v1)
         if signature.startswith("sha256="):
             want = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
             return hmac.compare_digest(want, signature[7:])
@@ -368,7 +370,7 @@ class Soak:
         self.counts["webhooks"] += 1
         signed = self.check_signature(headers, body)
         if signed is False:
-            self.error("webhook_signature", headers.get("x-callback-signature"))
+            self.error("webhook_signature", headers.get("callback-signature") or headers.get("x-callback-signature"))
         elif signed is None:
             self.counts["webhooks_unsigned"] += 1
         try:
@@ -444,7 +446,7 @@ class Soak:
                 self.error("sse_unfinished", f"{record['id']}: stream ended after {record['sse']}")
         except asyncio.TimeoutError:
             self.error("sse_timeout", f"{record['id']}: no end after {self.args.stream_seconds} s: {record['sse']}")
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError, KeyError) as e:
+        except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as e:
             self.error("sse_read", f"{record['id']}: {e!r}")
         finally:
             self.sse_open -= 1
@@ -538,6 +540,9 @@ class Soak:
             due = start + i / self.args.rate
             if due >= start + seconds:
                 break
+            if self.died():
+                log("callbackd is gone: load stopped")
+                break
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -548,6 +553,10 @@ class Soak:
         self.counts["posts"] = i
 
     # --- sampling ----------------------------------------------------------------------------
+
+    def died(self):
+        """callbackd's exit status once it has exited, else None."""
+        return self.process.poll()
 
     async def health(self):
         status, _, body = await one_request(self.api_port, "GET", "/healthz")
@@ -574,6 +583,7 @@ class Soak:
             "webhooks_received": self.counts["webhooks"],
             "webhooks_delivered": sum_metric(metrics, "callbackd_webhooks_total", 'result="delivered"'),
             "webhooks_given_up": sum_metric(metrics, "callbackd_webhooks_total", 'result="given_up"'),
+            "webhooks_refused": sum_metric(metrics, "callbackd_webhooks_total", 'result="refused"'),
             "sse_streams_open": self.sse_open,
             "sse_events": self.counts["sse_events"],
             "errors": sum(self.errors.values()),
@@ -590,9 +600,13 @@ class Soak:
         n = 1
         while self.load_running:
             await asyncio.sleep(max(0.0, t0 + n * self.args.sample_seconds - time.monotonic()))
-            if not self.load_running:
+            if not self.load_running or self.died() is not None:
                 break
-            row = await self.sample("load", t0)
+            try:
+                row = await self.sample("load", t0)
+            except (HttpError, OSError, ValueError) as e:
+                log(f"no sample: {e!r}")
+                continue
             log(f"{row['seconds']:5d} s  rss {row['rss_kb']} kB  fds {row['fds']}  in flight {row['in_flight']}  "
                 f"accepted {row['accepted']}  webhooks {row['webhooks_received']}  sse {row['sse_events']} "
                 f"(open {row['sse_streams_open']})  errors {row['errors']}")
@@ -634,6 +648,13 @@ class Soak:
         await self.load(self.args.minutes * 60)
         self.load_running = False
         await sampler
+        if self.died() is not None:
+            await asyncio.sleep(1)
+            for task in set(self.tasks) | set(self.sse_tasks):
+                task.cancel()
+            server.close()
+            return [f"callbackd died under load (exit status {self.died()}) after "
+                    f"{time.monotonic() - t0:.0f} s, {self.counts['accepted']} callbacks; see its log"]
         last_load = await self.sample("load_end", t0)
         log("load stopped; draining")
         drain_started = time.monotonic()
@@ -728,7 +749,8 @@ class Soak:
         print(f"   fds: idle before {fds_before}, under load min {min(fds_load)} max {max(fds_load)}, idle after {fds_after}")
         print(f"   in flight at end of load {last_load['in_flight']}, after {drain_seconds:.1f} s {end['in_flight']}")
         print(f"   webhooks: received {self.counts['webhooks']}, expected {hooks_expected} (missing {hooks_missing}, "
-              f"extra {hooks_extra}); callbackd delivered {end['webhooks_delivered']}, gave up {end['webhooks_given_up']}; "
+              f"extra {hooks_extra}); callbackd delivered {end['webhooks_delivered']}, gave up {end['webhooks_given_up']}, "
+              f"refused {end['webhooks_refused']}; "
               f"unsigned {self.counts['webhooks_unsigned']}")
         print(f"   SSE: {self.counts['sse_streams']} streams, {self.counts['sse_events']} events, expected {sse_expected} "
               f"({sse_bad} streams differ)")
@@ -746,6 +768,8 @@ class Soak:
             failures.append(f"{unfinished} callbacks without a completed webhook")
         if hooks_missing or hooks_extra or self.counts["webhooks"] != hooks_expected:
             failures.append(f"webhooks: {self.counts['webhooks']} received, {hooks_expected} expected")
+        if end["webhooks_refused"]:
+            failures.append(f"callbackd refused {end['webhooks_refused']} webhooks (its address policy)")
         if end["webhooks_given_up"]:
             failures.append(f"callbackd gave {end['webhooks_given_up']} webhooks up")
         if end["webhooks_delivered"] != self.counts["webhooks"]:
@@ -814,7 +838,7 @@ def main():
         secret = created.get("webhook_secret")
         callbackd, api_port, config, extra = start_callbackd(bin_dir, data, out, ami_port, args.server_threads, env)
         log(f"config {config}; server options added for webhooks to 127.0.0.1: {extra or 'none needed'}")
-        soak = Soak(args, api_port, created["key"], secret, callbackd.pid)
+        soak = Soak(args, api_port, created["key"], secret, callbackd)
         failures = asyncio.run(soak.run())
         code = stop_process(callbackd)
         callbackd = None
