@@ -22,8 +22,9 @@ file descriptors (/proc/PID/fd), its threads, callbacks in flight (/healthz), fi
 state (/metrics), POSTs accepted and refused, webhooks received, SSE events and streams.
 At the end it stops the load, waits for in flight to reach 0, for the webhooks and the
 streams to end, closes its connections and prints a summary. It exits 1 when:
-  - RSS at the end of the load is 5 % or more above RSS after the warm-up (--warmup-minutes,
-    default 5, or half the run when shorter);
+  - RSS (VmRSS), or its anonymous part (RssAnon: the heap; VmRSS also counts the pages of
+    the database file SQLite maps), at the end of the load is 5 % or more above what it was
+    after the warm-up (--warmup-minutes, default 5, or half the run when shorter);
   - callbackd, once idle again, has more file descriptors open than when it was idle before
     the load;
   - anything is left in flight;
@@ -157,15 +158,18 @@ async def one_request(port, method, path, headers=None, body=b""):
 # --- processes ----------------------------------------------------------------------------
 
 def proc_status(pid):
-    """(VmRSS in kB, open fds, threads) of a process."""
-    rss = threads = 0
+    """{rss, anon, file (kB), fds, threads} of a process. VmRSS = RssAnon (heap, stacks) +
+    RssFile (mapped files: the libraries, and SQLite's memory map of the database, which
+    grows with the CDR table up to the store's mmap_size) + RssShmem."""
+    out = {"rss": 0, "anon": 0, "file": 0, "threads": 0}
+    names = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "Threads:": "threads"}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-            elif line.startswith("Threads:"):
-                threads = int(line.split()[1])
-    return rss, len(os.listdir(f"/proc/{pid}/fd")), threads
+            fields = line.split()
+            if fields and fields[0] in names:
+                out[names[fields[0]]] = int(fields[1])
+    out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    return out
 
 
 def start_process(args, log_path, pattern, env=None, timeout=30):
@@ -563,16 +567,19 @@ class Soak:
         return status, json.loads(body)
 
     async def sample(self, phase, t0):
-        rss, fds, threads = proc_status(self.pid)
+        status = proc_status(self.pid)
         _, health = await self.health()
         _, _, text = await one_request(self.api_port, "GET", "/metrics")
         metrics = parse_metrics(text.decode())
         row = {
             "seconds": round(time.monotonic() - t0),
             "phase": phase,
-            "rss_kb": rss,
-            "fds": fds,
-            "threads": threads,
+            "rss_kb": status["rss"],
+            "rss_anon_kb": status["anon"],
+            "rss_file_kb": status["file"],
+            "db_kb": os.path.getsize(self.args.db) // 1024 if os.path.exists(self.args.db) else 0,
+            "fds": status["fds"],
+            "threads": status["threads"],
             "in_flight": health.get("in_flight"),
             "posts": self.counts["accepted"] + sum(self.errors[k] for k in self.errors if k.startswith("post_")),
             "accepted": self.counts["accepted"],
@@ -607,7 +614,7 @@ class Soak:
             except (HttpError, OSError, ValueError) as e:
                 log(f"no sample: {e!r}")
                 continue
-            log(f"{row['seconds']:5d} s  rss {row['rss_kb']} kB  fds {row['fds']}  in flight {row['in_flight']}  "
+            log(f"{row['seconds']:5d} s  rss {row['rss_kb']} kB (anon {row['rss_anon_kb']})  fds {row['fds']}  in flight {row['in_flight']}  "
                 f"accepted {row['accepted']}  webhooks {row['webhooks_received']}  sse {row['sse_events']} "
                 f"(open {row['sse_streams_open']})  errors {row['errors']}")
             n += 1
@@ -626,7 +633,7 @@ class Soak:
         """callbackd's fd count when nothing is going on (the smallest of a few looks)."""
         looks = []
         for _ in range(5):
-            looks.append(proc_status(self.pid)[1])
+            looks.append(proc_status(self.pid)["fds"])
             await asyncio.sleep(0.2)
         return min(looks)
 
@@ -639,7 +646,7 @@ class Soak:
         if not ok:
             raise SystemExit("soak: callbackd's engine did not log in to the fake")
         fds_before = await self.idle_fds()
-        rss_before = proc_status(self.pid)[0]
+        rss_before = proc_status(self.pid)["rss"]
         log(f"callbackd idle: rss {rss_before} kB, fds {fds_before}; webhooks to 127.0.0.1:{self.hook_port}; "
             f"load {self.args.rate}/s for {self.args.minutes} min")
         t0 = time.monotonic()
@@ -678,7 +685,7 @@ class Soak:
         await server.wait_closed()
 
         async def fds_back():
-            return proc_status(self.pid)[1] <= fds_before
+            return proc_status(self.pid)["fds"] <= fds_before
         await self.wait_for("callbackd's fds to come back", fds_back, 15)
         fds_after = await self.idle_fds()
         end = await self.sample("drained", t0)
@@ -700,6 +707,7 @@ class Soak:
         after_warmup = [r for r in load_rows if r["seconds"] >= warmup] or load_rows[-1:]
         warm = after_warmup[0]
         growth = (last_load["rss_kb"] - warm["rss_kb"]) * 100.0 / warm["rss_kb"]
+        anon_growth = (last_load["rss_anon_kb"] - warm["rss_anon_kb"]) * 100.0 / max(1, warm["rss_anon_kb"])
         fds_load = [r["fds"] for r in load_rows]
         peak_rss = max(r["rss_kb"] for r in self.rows)
 
@@ -746,6 +754,9 @@ class Soak:
         print(f"   RSS: idle {rss_before} kB; after warm-up ({warm['seconds']} s) {warm['rss_kb']} kB; end of load "
               f"({last_load['seconds']} s) {last_load['rss_kb']} kB: {growth:+.2f} %; peak {peak_rss} kB; "
               f"after drain {end['rss_kb']} kB")
+        print(f"   of which anonymous (heap): after warm-up {warm['rss_anon_kb']} kB, end of load "
+              f"{last_load['rss_anon_kb']} kB: {anon_growth:+.2f} %; mapped files {warm['rss_file_kb']} -> "
+              f"{last_load['rss_file_kb']} kB (the database: {warm['db_kb']} -> {last_load['db_kb']} kB)")
         print(f"   fds: idle before {fds_before}, under load min {min(fds_load)} max {max(fds_load)}, idle after {fds_after}")
         print(f"   in flight at end of load {last_load['in_flight']}, after {drain_seconds:.1f} s {end['in_flight']}")
         print(f"   webhooks: received {self.counts['webhooks']}, expected {hooks_expected} (missing {hooks_missing}, "
@@ -760,6 +771,8 @@ class Soak:
 
         if growth >= 5.0:
             failures.append(f"RSS grew {growth:.2f} % after the warm-up")
+        if anon_growth >= 5.0:
+            failures.append(f"anonymous RSS grew {anon_growth:.2f} % after the warm-up")
         if fds_after > fds_before:
             failures.append(f"fds idle after {fds_after} > idle before {fds_before}")
         if end["in_flight"] != 0:
@@ -781,6 +794,25 @@ class Soak:
         return failures
 
 
+def table(rows, minutes):
+    """Markdown rows of the samples every `minutes` (and the last ones): the README's table."""
+    out = ["| time | phase | RSS (kB) | anon (kB) | fds | threads | in flight | accepted | webhooks received | SSE events |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    picked, next_at = [], 0.0
+    for row in rows:
+        if row["phase"] != "load" or float(row["seconds"]) >= next_at:
+            picked.append(row)
+            if row["phase"] == "load":
+                next_at = (float(row["seconds"]) // (minutes * 60) + 1) * minutes * 60
+    for row in picked:
+        seconds = int(float(row["seconds"]))
+        out.append(f"| {seconds // 60}:{seconds % 60:02d} | {row['phase']} | {row['rss_kb']} | "
+                   f"{row.get('rss_anon_kb', '')} | {row['fds']} | "
+                   f"{row['threads']} | {row['in_flight']} | {row['accepted']} | {row['webhooks_received']} | "
+                   f"{row['sse_events']} |")
+    return "\n".join(out)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60, help="how long the load runs (default 60)")
@@ -798,7 +830,14 @@ def main():
     parser.add_argument("--drain-seconds", type=float, default=120)
     parser.add_argument("--stream-seconds", type=float, default=50, help="longest an SSE stream may take")
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument("--table", metavar="CSV", help="print the samples of an earlier run's CSV as a table "
+                                                       "(every --table-minutes) and exit")
+    parser.add_argument("--table-minutes", type=float, default=10)
     args = parser.parse_args()
+    if args.table:
+        with open(args.table, newline="") as f:
+            print(table(list(csv.DictReader(f)), args.table_minutes))
+        return 0
     if args.warmup_minutes is None:
         args.warmup_minutes = min(5.0, args.minutes / 2)
 
@@ -810,6 +849,7 @@ def main():
     out = args.out or tempfile.mkdtemp(prefix="soak.")
     os.makedirs(out, exist_ok=True)
     args.csv = os.path.join(out, "soak.csv")
+    args.db = os.path.join(out, "data", "callback.db")
     if os.path.exists(args.csv):
         os.remove(args.csv)
     data = os.path.join(out, "data")
