@@ -830,6 +830,8 @@ def main():
     parser.add_argument("--drain-seconds", type=float, default=120)
     parser.add_argument("--stream-seconds", type=float, default=50, help="longest an SSE stream may take")
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument("--callbackd-env", metavar="NAME=VALUE", action="append", default=[],
+                        help="set in callbackd's environment only (e.g. LD_PRELOAD of a heap profiler)")
     parser.add_argument("--table", metavar="CSV", help="print the samples of an earlier run's CSV as a table "
                                                        "(every --table-minutes) and exit")
     parser.add_argument("--table-minutes", type=float, default=10)
@@ -876,7 +878,9 @@ def main():
         ctl(bin_dir, config, env, "campaigns", "add", "soak", "--limit", "30")
         created = json.loads(ctl(bin_dir, config, env, "--json", "keys", "add", "soak"))
         secret = created.get("webhook_secret")
-        callbackd, api_port, config, extra = start_callbackd(bin_dir, data, out, ami_port, args.server_threads, env)
+        callbackd_env = dict(env, **dict(v.split("=", 1) for v in args.callbackd_env))
+        callbackd, api_port, config, extra = start_callbackd(bin_dir, data, out, ami_port, args.server_threads,
+                                                             callbackd_env)
         log(f"config {config}; server options added for webhooks to 127.0.0.1: {extra or 'none needed'}")
         soak = Soak(args, api_port, created["key"], secret, callbackd)
         failures = asyncio.run(soak.run())
