@@ -409,17 +409,20 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
   void stream_events(const std::string& id, ResponseWriter& response, const ApiKeyInfo* key) {
     if (!visible(id, key)) return reply(response, error_reply(no_callback(id)));
     requests_ok.add();
-    response.headers().add<Pistache::Http::Header::ContentType>(Pistache::Http::Mime::MediaType("text/event-stream"));
-    response.headers().add(std::make_shared<NamedHeader>("Cache-Control", "no-store"));
-    // Pistache 0.0.5's ResponseStream::flush() drains the transport's write queue on the
-    // calling thread, which races with the reactor when called from the service thread
-    // (it aborts with "could not find write data"). So the stream only sends the headers,
-    // here on the reactor thread; frames go through Peer::send, which only queues, in
-    // HTTP/1.1 chunks written by hand.
+    // Pistache 0.0.5's ResponseStream::flush() empties the transport's whole write queue
+    // (every connection's) on the calling thread. From the service thread that races with
+    // the reactor; on the reactor thread it still empties the queue of a connection whose
+    // "writable" event epoll has already handed out, and that event then aborts callbackd
+    // ("could not find write data": benchmarks/soak.py hit it within minutes). So nothing
+    // here flushes: the head, like every frame, goes through Peer::send, which only queues,
+    // and the frames are HTTP/1.1 chunks written by hand.
     std::weak_ptr<Pistache::Tcp::Peer> peer = response.peer();
+    response.timeout().disarm();  // as ResponseStream::flush() did
     {
-      auto stream = response.stream(Code::Ok);
-      stream.flush();
+      const std::string head =
+          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n";
+      response.peer()->send(Pistache::RawBuffer(head, head.size()));
     }
     auto chunk = [](std::string_view data) {
       char size[20];
