@@ -519,7 +519,8 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       auto body = parse_body(request);
       if (!body) return reply(response, error_reply(body.error()));
       std::chrono::seconds retry_after{0};
-      auto form = page->admit(*body, request.address().host(), runtime.context().clock.now(), retry_after);
+      auto form = page->admit(*body, request.address().host(), runtime.context().clock.now(),
+                              runtime.config().numbering, retry_after);
       if (!form) {
         Reply r = error_reply(form.error());
         if (retry_after.count() > 0) r.headers.emplace_back("Retry-After", std::to_string(retry_after.count()));

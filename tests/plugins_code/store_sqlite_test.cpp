@@ -74,7 +74,8 @@ TEST_F(SqliteStoreTest, CreatesTheSchemaInWalModeWithTheSeedsCdrColumnsAndIndexe
     ASSERT_TRUE(q.executeStep());
     EXPECT_EQ(q.getColumn(0).getInt(), 1) << index;
   }
-  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+  EXPECT_EQ(db.execAndGet("SELECT max(version) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) - count(DISTINCT version) FROM schema_migrations").getInt(), 0);
 }
 
 TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
@@ -83,7 +84,8 @@ TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
   ASSERT_TRUE(again) << again.error().describe();
   EXPECT_EQ((*again)->schema_version(), store_sqlite::latest_schema_version);
   SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
-  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+  EXPECT_EQ(db.execAndGet("SELECT max(version) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) - count(DISTINCT version) FROM schema_migrations").getInt(), 0);
 }
 
 TEST_F(SqliteStoreTest, AnAccountKeepsItsLanguageAndABadOneIsRefused) {
