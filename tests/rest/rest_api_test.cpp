@@ -717,6 +717,24 @@ TEST_F(RestApiTest, ThePageNeverDialsBarredPremiumOrEmergencyNumbers) {
   }
 }
 
+TEST_F(RestApiTest, OperatorsSetAPayersPolicyAndItsRefusalsNameTheRule) {
+  auto put = request("PUT", "/v1/policies/campaign/free", R"({"deny_prefixes": ["+100"], "max_concurrent": 5})");
+  ASSERT_EQ(put.status, 200) << put.body;
+  auto got = request("GET", "/v1/policies/campaign/free");
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(json::serialize(got.json().at("deny_prefixes")), R"(["+100"])");
+  EXPECT_EQ(got.json().at("max_concurrent").as_int64(), 5);
+  auto refused = request("POST", "/v1/callbacks", R"({"caller": "2001", "callee": "1002", "campaign": "free"})");
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  EXPECT_EQ(refused.error_code(), "denied.destination_blocked");
+  EXPECT_EQ(refused.error_field(), "callee");
+  EXPECT_EQ(std::string(refused.json().at("error").at("rule").as_string()), "deny_prefix +100");
+  auto bad = request("PUT", "/v1/policies/campaign/free", R"({"deny_prefixes": ["88x"]})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.error_field(), "deny_prefixes");
+  EXPECT_EQ(request("PUT", "/v1/policies/campaign/free", R"({"max_call_cost": "-1"})").error_field(), "max_call_cost");
+}
+
 TEST_F(RestApiTest, CutStreamsResumeWithTheCurrentState) {
   server->stop();
   runtime->stop(std::chrono::seconds{0});
