@@ -109,6 +109,13 @@ TEST_F(SqliteStoreTest, MigrationFiveGivesTheAccountsOfAnOldDatabaseALanguageCol
     // Back to schema 4, as that release left it (SQLite >= 3.35 drops columns).
     SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
     db.exec("ALTER TABLE account DROP COLUMN language");
+    // and without what later migrations added (7: toll-fraud policies)
+    db.exec("DROP TABLE payer_policy");
+    db.exec("DROP INDEX reservation_campaign_open");
+    db.exec("DROP INDEX reservation_account_created");
+    db.exec("DROP INDEX reservation_campaign_created");
+    db.exec("ALTER TABLE campaign DROP COLUMN tariff");
+    db.exec("ALTER TABLE reservation DROP COLUMN limit_seconds");
     db.exec("DELETE FROM schema_migrations WHERE version >= 5");
   }
   auto upgraded = SqliteStore::open({.path = dir / "callback.db"});

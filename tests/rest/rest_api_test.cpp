@@ -484,8 +484,8 @@ TEST_F(RestApiTest, BadRequestsGetAClearErrorAndCreateNothing) {
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "language": "z"})", 400, "invalid_language",
        "language"},
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "language": 7})", 400, "invalid_type", "language"},
-      {R"({"caller": "1001", "callee": "1002", "campaign": "nope"})", 403, "denied.campaign_limit", "payer"},
-      {R"({"caller": "1001", "callee": "1002", "account": "nobody"})", 403, "denied.unknown_account", "payer"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "nope"})", 403, "denied.campaign_limit", "campaign"},
+      {R"({"caller": "1001", "callee": "1002", "account": "nobody"})", 403, "denied.unknown_account", "account"},
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "pad": ")" + std::string(4000, 'x') + "\"}", 413,
        "body_too_large", "body"},
   };
