@@ -473,7 +473,7 @@ int campaigns_add(const PluginSource& source, const Remote& remote, const Campai
   auto* admin = (*embedded)->billing->admin();
   Campaign c{.id = args.id, .limit = std::chrono::seconds(args.limit_seconds), .uses_per_day = args.uses_per_day,
              .once_ever = args.once_ever, .min_hours_between = args.min_hours_between,
-             .daily_budget = std::chrono::seconds(args.daily_budget_seconds)};
+             .daily_budget = std::chrono::seconds(args.daily_budget_seconds), .tariff = args.tariff};
   if (auto ok = admin->put_campaign(c); !ok) return fail(output, ok.error(), code_for(ok.error()));
   return campaigns_list(source, remote, output);
 }
@@ -490,18 +490,78 @@ int campaigns_list(const PluginSource& source, const Remote& remote, const Outpu
     for (const auto& c : *list) {
       out.push_back(json::object{{"id", c.id}, {"limit_seconds", c.limit.count()}, {"uses_per_day", c.uses_per_day},
                                  {"once_ever", c.once_ever}, {"min_hours_between", c.min_hours_between},
-                                 {"daily_budget_seconds", c.daily_budget.count()}, {"active", c.active}});
+                                 {"daily_budget_seconds", c.daily_budget.count()}, {"active", c.active},
+                                 {"tariff", c.tariff}});
     }
     output.out << json::serialize(out) << '\n';
     return exit_ok;
   }
-  Table table({"CAMPAIGN", "LIMIT (s)", "PER DAY", "ONCE", "GAP (h)", "DAILY BUDGET (s)", "ACTIVE"});
+  Table table({"CAMPAIGN", "LIMIT (s)", "PER DAY", "ONCE", "GAP (h)", "DAILY BUDGET (s)", "ACTIVE", "TARIFF"});
   for (const auto& c : *list) {
     table.add({c.id, std::to_string(c.limit.count()), std::to_string(c.uses_per_day), c.once_ever ? "yes" : "no",
-               std::to_string(c.min_hours_between), std::to_string(c.daily_budget.count()), c.active ? "yes" : "no"});
+               std::to_string(c.min_hours_between), std::to_string(c.daily_budget.count()), c.active ? "yes" : "no",
+               c.tariff.empty() ? "(default)" : c.tariff});
   }
   table.print(output.out);
   return exit_ok;
+}
+
+namespace {
+
+Result<Payer> policy_payer(const PolicySet& args) {
+  if (args.account.empty() == args.campaign.empty()) {
+    return Error{"invalid_arguments", "give exactly one of --account or --campaign", "--account"};
+  }
+  if (!args.account.empty()) return Payer{AccountId{args.account}};
+  return Payer{CampaignId{args.campaign}};
+}
+
+int print_policy(const PayerPolicy& policy, const Output& output) {
+  const auto record = to_json(policy);
+  if (output.json) {
+    output.out << json::serialize(record) << '\n';
+    return exit_ok;
+  }
+  auto list = [](const json::value& v) {
+    std::string text;
+    for (const auto& p : v.as_array()) text += (text.empty() ? "" : " ") + std::string(p.as_string());
+    return text.empty() ? std::string("-") : text;
+  };
+  auto amount = [](const json::value& v) { return v.is_null() ? std::string("-") : std::string(v.as_string()); };
+  Table table({"ALLOW", "DENY", "MAX CALL COST", "DAILY SPEND", "MAX CONCURRENT"});
+  table.add({list(record.at("allow_prefixes")), list(record.at("deny_prefixes")), amount(record.at("max_call_cost")),
+             amount(record.at("daily_spend")),
+             policy.max_concurrent == 0 ? std::string("-") : std::to_string(policy.max_concurrent)});
+  table.print(output.out);
+  return exit_ok;
+}
+
+}  // namespace
+
+int policy_set(const PluginSource& source, const Remote& remote, const PolicySet& args, const Output& output) {
+  if (!remote.server.empty()) return remote_only_embedded(output, "policy set");
+  auto payer = policy_payer(args);
+  if (!payer) return fail(output, payer.error(), exit_bad_input);
+  auto policy = make_policy({.payer = *payer, .allow_prefixes = args.allow, .deny_prefixes = args.deny,
+                             .max_call_cost = args.max_call_cost, .daily_spend = args.daily_spend,
+                             .max_concurrent = args.max_concurrent});
+  if (!policy) return fail(output, policy.error(), exit_bad_input);
+  auto embedded = open_admin(source, "policies");
+  if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
+  auto* admin = (*embedded)->billing->admin();
+  if (auto ok = admin->put_policy(*policy); !ok) return fail(output, ok.error(), code_for(ok.error()));
+  return print_policy(*policy, output);
+}
+
+int policy_show(const PluginSource& source, const Remote& remote, const PolicySet& args, const Output& output) {
+  if (!remote.server.empty()) return remote_only_embedded(output, "policy show");
+  auto payer = policy_payer(args);
+  if (!payer) return fail(output, payer.error(), exit_bad_input);
+  auto embedded = open_admin(source, "policies");
+  if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
+  auto policy = (*embedded)->billing->admin()->policy(*payer);
+  if (!policy) return fail(output, policy.error(), exit_failure);
+  return print_policy(*policy, output);
 }
 
 }  // namespace callback::cli

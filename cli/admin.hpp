@@ -48,6 +48,13 @@ struct CampaignAdd {
   bool once_ever = false;
   int min_hours_between = 0;
   long daily_budget_seconds = 0;
+  std::string tariff;
+};
+struct PolicySet {
+  std::string account, campaign;  // exactly one
+  std::vector<std::string> allow, deny;
+  std::string max_call_cost, daily_spend;
+  int max_concurrent = 0;
 };
 
 // Each works on the embedded database, or through callbackd's API when remote.server is
@@ -70,5 +77,8 @@ int stats(const PluginSource& source, const Remote& remote, const std::string& n
           const Output& output);
 int campaigns_add(const PluginSource& source, const Remote& remote, const CampaignAdd& args, const Output& output);
 int campaigns_list(const PluginSource& source, const Remote& remote, const Output& output);
+// A payer's toll-fraud policy: `policy set` replaces it whole, `policy show` prints it.
+int policy_set(const PluginSource& source, const Remote& remote, const PolicySet& args, const Output& output);
+int policy_show(const PluginSource& source, const Remote& remote, const PolicySet& args, const Output& output);
 
 }  // namespace callback::cli

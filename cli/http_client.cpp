@@ -64,8 +64,10 @@ Error api_error(const Http& r) {
   auto value = json::parse(r.body, ec);
   if (!ec && value.is_object() && value.as_object().contains("error")) {
     const auto& e = value.at("error");
+    const auto* rule = e.as_object().if_contains("rule");
     return Error{std::string(e.at("code").as_string()), std::string(e.at("message").as_string()),
-                 std::string(e.at("field").as_string())};
+                 std::string(e.at("field").as_string()),
+                 rule != nullptr && rule->is_string() ? std::string(rule->as_string()) : std::string()};
   }
   return Error{"http", "callbackd answered HTTP " + std::to_string(r.status), {}};
 }

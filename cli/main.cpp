@@ -138,8 +138,26 @@ int main(int argc, char** argv) {
   campaign_add->add_flag("--once", campaign.once_ever, "one call per caller number, ever");
   campaign_add->add_option("--gap-hours", campaign.min_hours_between, "hours between calls of one number");
   campaign_add->add_option("--daily-budget", campaign.daily_budget_seconds, "talk seconds a day for all (0: any)");
+  campaign_add->add_option("--tariff", campaign.tariff, "rate deck its calls are checked and priced with (default: billing's)");
   campaign_add->callback([&] { result = campaigns_add(source, remote, campaign, out()); });
   command(campaigns, "list", "campaigns")->callback([&] { result = campaigns_list(source, remote, out()); });
+
+  // Toll-fraud policy of an account or a campaign.
+  auto* policy = group("policy", "toll-fraud controls of an account or a campaign");
+  PolicySet policy_args;
+  auto* policy_set_cmd = command(policy, "set", "replace a payer's policy (what is not given has no limit)");
+  auto* policy_show_cmd = command(policy, "show", "a payer's policy");
+  for (auto* c : {policy_set_cmd, policy_show_cmd}) {
+    c->add_option("--account", policy_args.account, "the account");
+    c->add_option("--campaign", policy_args.campaign, "the campaign");
+  }
+  policy_set_cmd->add_option("--allow", policy_args.allow, "destination prefixes it may call (+86 ...); none: all");
+  policy_set_cmd->add_option("--deny", policy_args.deny, "destination prefixes it may not call (+882 +1900 ...)");
+  policy_set_cmd->add_option("--max-call-cost", policy_args.max_call_cost, "most one call may cost (2.00)");
+  policy_set_cmd->add_option("--daily-spend", policy_args.daily_spend, "most all its calls may cost a day (UTC)");
+  policy_set_cmd->add_option("--max-concurrent", policy_args.max_concurrent, "calls at once (0: any)");
+  policy_set_cmd->callback([&] { result = policy_set(source, remote, policy_args, out()); });
+  policy_show_cmd->callback([&] { result = policy_show(source, remote, policy_args, out()); });
 
   // The service itself, and calls.
   std::string listen;

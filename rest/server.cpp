@@ -546,7 +546,60 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       if (method != Method::Get) return method_not_allowed(resource == "accounts" && parts.size() == 2 ? "GET, POST" : "GET");
       return operator_read(request, response, parts);
     }
+    if (resource == "policies" && parts.size() == 4 && (parts[2] == "account" || parts[2] == "campaign")) {
+      if (method != Method::Get && method != Method::Put) return method_not_allowed("GET, PUT");
+      return payer_policy(request, response, parts);
+    }
     reply(response, error_reply(Error{"not_found", "no such endpoint: " + path, "path"}));
+  }
+
+  // GET / PUT /v1/policies/{account|campaign}/{id}: a payer's toll-fraud policy, replaced whole.
+  void payer_policy(const Pistache::Http::Request& request, ResponseWriter& response,
+                    const std::vector<std::string_view>& parts) {
+    auto* admin = runtime.billing() != nullptr ? runtime.billing()->admin() : nullptr;
+    if (admin == nullptr) {
+      return reply(response, error_reply(Error{"not_found", "this billing backend keeps no policies", "path"}));
+    }
+    const Payer payer = parts[2] == "account" ? Payer{AccountId{std::string(parts[3])}}
+                                              : Payer{CampaignId{std::string(parts[3])}};
+    if (request.method() == Method::Get) {
+      auto policy = admin->policy(payer);
+      if (!policy) return reply(response, error_reply(policy.error()));
+      return reply(response, json_reply(Code::Ok, to_json(*policy)));
+    }
+    auto body = parse_body(request);
+    if (!body) return reply(response, error_reply(body.error()));
+    PolicyForm form{.payer = payer};
+    for (const auto& [k, v] : *body) {
+      if (k == "allow_prefixes" || k == "deny_prefixes") {
+        auto& target = k == "allow_prefixes" ? form.allow_prefixes : form.deny_prefixes;
+        if (!v.is_array()) return reply(response, error_reply(Error{"invalid_type", "must be an array of strings", std::string(k)}));
+        for (const auto& prefix : v.as_array()) {
+          if (!prefix.is_string()) {
+            return reply(response, error_reply(Error{"invalid_type", "must be an array of strings", std::string(k)}));
+          }
+          target.emplace_back(prefix.as_string());
+        }
+      } else if (k == "max_call_cost" || k == "daily_spend") {
+        if (v.is_null()) continue;
+        if (!v.is_string()) return reply(response, error_reply(Error{"invalid_type", "must be a decimal string or null", std::string(k)}));
+        (k == "max_call_cost" ? form.max_call_cost : form.daily_spend) = std::string(v.as_string());
+      } else if (k == "max_concurrent") {
+        if (!v.is_int64() || v.as_int64() < 0 || v.as_int64() > 1'000'000) {
+          return reply(response, error_reply(Error{"invalid_type", "must be a whole number from 0 (no limit)", "max_concurrent"}));
+        }
+        form.max_concurrent = static_cast<int>(v.as_int64());
+      } else {
+        return reply(response, error_reply(Error{"unknown_field",
+                                                 "unknown field (known: allow_prefixes, deny_prefixes, max_call_cost, "
+                                                 "daily_spend, max_concurrent)",
+                                                 std::string(k)}));
+      }
+    }
+    auto policy = make_policy(form);
+    if (!policy) return reply(response, error_reply(policy.error()));
+    if (auto ok = admin->put_policy(*policy); !ok) return reply(response, error_reply(ok.error()));
+    reply(response, json_reply(Code::Ok, to_json(*policy)));
   }
 
   void route_public(const Pistache::Http::Request& request, ResponseWriter response,
@@ -565,7 +618,8 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       auto body = parse_body(request);
       if (!body) return reply(response, error_reply(body.error()));
       std::chrono::seconds retry_after{0};
-      auto form = page->admit(*body, request.address().host(), runtime.context().clock.now(), retry_after);
+      auto form = page->admit(*body, request.address().host(), runtime.context().clock.now(),
+                              runtime.config().numbering, retry_after);
       if (!form) {
         Reply r = error_reply(form.error());
         if (retry_after.count() > 0) r.headers.emplace_back("Retry-After", std::to_string(retry_after.count()));

@@ -60,6 +60,9 @@ Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPl
                           .language = form.language,
                           .metadata = form.metadata};
   if (auto ok = request.validate(); !ok) return ok.error();
+  // Emergency services and short codes are never dialled, as B nor as A (a callback dials A too).
+  if (auto ok = check_dialable(request.callee, plan, "callee"); !ok) return ok.error();
+  if (auto ok = check_dialable(request.caller, plan, "caller"); !ok) return ok.error();
   return request;
 }
 

@@ -177,7 +177,9 @@ Result<NumberingPlan> parse_numbering(const json::value& value) {
   const std::string path = "numbering";
   if (!value.is_object()) return type_error(path, "object", value);
   const auto& object = value.get_object();
-  if (auto ok = check_keys(object, path, {"country_code", "trunk_prefix", "international_prefixes"}); !ok) {
+  if (auto ok = check_keys(object, path, {"country_code", "trunk_prefix", "international_prefixes",
+                                          "emergency_numbers", "min_subscriber_digits"});
+      !ok) {
     return ok.error();
   }
   NumberingPlan plan;
@@ -192,6 +194,17 @@ Result<NumberingPlan> parse_numbering(const json::value& value) {
     auto list = string_list(*v, path + ".international_prefixes");
     if (!list) return list.error();
     plan.international_prefixes = std::move(*list);
+  }
+  if (const auto* v = object.if_contains("emergency_numbers")) {
+    auto list = string_list(*v, path + ".emergency_numbers");
+    if (!list) return list.error();
+    plan.emergency_numbers = std::move(*list);
+  }
+  if (const auto* v = object.if_contains("min_subscriber_digits")) {
+    if (!v->is_int64() || v->get_int64() < 0 || v->get_int64() > 15) {
+      return type_error(path + ".min_subscriber_digits", "whole number from 0 (no check) to 15", *v);
+    }
+    plan.min_subscriber_digits = static_cast<std::size_t>(v->get_int64());
   }
   if (auto ok = plan.validate(); !ok) return ok.error().within(path);
   return plan;

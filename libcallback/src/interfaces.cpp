@@ -23,13 +23,19 @@ LedgerStore::~LedgerStore() = default;
 Rater::~Rater() = default;
 Authorizer::~Authorizer() = default;
 BillingAdmin::~BillingAdmin() = default;
+
+Result<std::chrono::seconds> Authorizer::extend(const std::string& reservation, std::chrono::seconds) {
+  return Error{"not_supported", "this billing backend reserves whole calls; reservation " + reservation +
+                                    " has nothing to extend", "reservation"};
+}
 EngineObserver::~EngineObserver() = default;
 TriggerSink::~TriggerSink() = default;
 
 std::string_view to_string(DenialReason reason) noexcept {
   constexpr std::string_view names[] = {"unknown_account",      "disabled",            "bad_secret",
                                         "no_rate",              "insufficient_balance", "destination_blocked",
-                                        "campaign_limit",       "unavailable"};
+                                        "campaign_limit",       "unavailable",          "too_many_calls",
+                                        "spend_limit"};
   return names[static_cast<int>(reason)];
 }
 

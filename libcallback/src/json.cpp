@@ -27,7 +27,9 @@ json::object leg_json(const Leg& leg) {
 }  // namespace
 
 json::object to_json(const Error& error) {
-  return {{"code", error.code}, {"message", error.message}, {"field", error.field}};
+  json::object out{{"code", error.code}, {"message", error.message}, {"field", error.field}};
+  if (!error.rule.empty()) out["rule"] = error.rule;
+  return out;
 }
 
 json::object error_body(const Error& error) { return {{"error", to_json(error)}}; }

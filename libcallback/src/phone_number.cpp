@@ -33,7 +33,95 @@ Result<PhoneNumber> check_length(std::string digits, std::string_view original) 
   return PhoneNumber::from_e164(digits);
 }
 
+// The regions whose emergency numbers are built in, by country code.
+struct EmergencyRegion {
+  std::vector<std::string_view> country_codes;
+  std::vector<std::string_view> patterns;
+};
+const std::vector<EmergencyRegion>& emergency_regions() {
+  static const std::vector<EmergencyRegion> regions{
+      {{"86"}, {"110", "119", "120", "122", "112"}},  // China: police, fire, ambulance, traffic, GSM
+      {{"1"}, {"911", "N11", "112"}},                  // NANP: 911 and the N11 service codes
+      // Europe: the EU's members, the UK, Norway, Switzerland, Iceland: 112, the 116
+      // harmonised services, 118 directory codes, 999 (UK, Ireland).
+      {{"30",  "31",  "32",  "33",  "34",  "36",  "39",  "40",  "41",  "43",  "44",  "45",  "46",  "47",
+        "48",  "49",  "351", "352", "353", "354", "356", "357", "358", "359", "370", "371", "372", "385",
+        "386", "420", "421"},
+       {"112", "116XXX", "118XX", "999"}},
+  };
+  return regions;
+}
+
+bool matches_pattern(std::string_view pattern, std::string_view digits) {
+  if (pattern.size() != digits.size()) return false;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    const char p = pattern[i], d = digits[i];
+    const bool ok = p == 'X' ? true : p == 'N' ? (d >= '2' && d <= '9') : p == 'Z' ? (d >= '1' && d <= '9') : p == d;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// The first pattern matching the national number, if any.
+template <class Patterns>
+std::optional<std::string> emergency_match(const Patterns& patterns, std::string_view national) {
+  for (const auto& pattern : patterns) {
+    if (matches_pattern(pattern, national)) return std::string(pattern);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+std::vector<std::string> default_emergency_numbers(std::string_view country_code) {
+  std::vector<std::string> all;
+  for (const auto& region : emergency_regions()) {
+    const bool ours = std::find(region.country_codes.begin(), region.country_codes.end(), country_code) !=
+                      region.country_codes.end();
+    if (ours) return {region.patterns.begin(), region.patterns.end()};
+    for (auto pattern : region.patterns) {
+      if (std::find(all.begin(), all.end(), pattern) == all.end()) all.emplace_back(pattern);
+    }
+  }
+  return all;
+}
+
+Status check_dialable(const PhoneNumber& number, const NumberingPlan& plan, const std::string& field) {
+  const std::string& digits = number.digits();
+  auto emergency = [&](const std::string& pattern) {
+    return Error{"denied.emergency_number",
+                 number.e164() + " is an emergency or service number; a callback never dials it", field,
+                 "emergency " + pattern};
+  };
+  const std::size_t min_digits = plan.min_subscriber_digits.value_or(plan.country_code.empty() ? 0 : 6);
+  auto short_code = [&](std::string_view national) -> Status {
+    if (national.size() >= min_digits) return ok_status();
+    return Error{"denied.short_code",
+                 number.e164() + " is a short code (" + std::to_string(national.size()) +
+                     " digits), not a subscriber's number; a callback never dials it",
+                 field, "short_code <" + std::to_string(min_digits) + " digits"};
+  };
+  const auto own_patterns = plan.emergency_numbers.value_or(default_emergency_numbers(plan.country_code));
+  if (plan.country_code.empty()) {  // numbers as dialed: the number is its own national number
+    if (auto match = emergency_match(own_patterns, digits)) return emergency(*match);
+    return short_code(digits);
+  }
+  if (digits.starts_with(plan.country_code)) {
+    const std::string_view national = std::string_view(digits).substr(plan.country_code.size());
+    if (auto match = emergency_match(own_patterns, national)) return emergency(*match);
+    return short_code(national);
+  }
+  // Another country's number: its built-in emergency numbers, when it is one we know.
+  for (const auto& region : emergency_regions()) {
+    for (auto code : region.country_codes) {
+      if (!digits.starts_with(code)) continue;
+      const std::string_view national = std::string_view(digits).substr(code.size());
+      if (auto match = emergency_match(region.patterns, national)) return emergency(*match);
+      return short_code(national);
+    }
+  }
+  return ok_status();
+}
 
 Status NumberingPlan::validate() const {
   if (!country_code.empty() &&
@@ -51,6 +139,23 @@ Status NumberingPlan::validate() const {
       return Error{"invalid_numbering_plan", "international prefix must be 1 to 4 digits, got \"" + p + "\"",
                    "international_prefixes[" + std::to_string(i) + "]"};
     }
+  }
+  if (emergency_numbers) {
+    for (std::size_t i = 0; i < emergency_numbers->size(); ++i) {
+      const auto& p = (*emergency_numbers)[i];
+      const bool shaped = !p.empty() && p.size() <= PhoneNumber::max_digits &&
+                          std::all_of(p.begin(), p.end(), [](char c) {
+                            return (c >= '0' && c <= '9') || c == 'X' || c == 'N' || c == 'Z';
+                          });
+      if (!shaped) {
+        return Error{"invalid_numbering_plan",
+                     "an emergency number is 1 to 15 digits or X, N, Z (Asterisk patterns), got \"" + p + "\"",
+                     "emergency_numbers[" + std::to_string(i) + "]"};
+      }
+    }
+  }
+  if (min_subscriber_digits && *min_subscriber_digits > PhoneNumber::max_digits) {
+    return Error{"invalid_numbering_plan", "min_subscriber_digits must be 0 to 15", "min_subscriber_digits"};
   }
   return ok_status();
 }

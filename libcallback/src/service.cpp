@@ -49,6 +49,12 @@ struct CallbackService::Active {
   bool authorized = false;
   std::optional<Error> refusal;
   TimerHandle stage_timer;
+  // Money held in slices (billing's debit interval): the talk time the reservation covers
+  // now, the size of one slice, and the timer that extends it or ends the call.
+  std::chrono::seconds covered{0};
+  std::chrono::seconds slice{0};
+  TimerHandle slice_timer;
+  bool money_ran_out = false;  // the service hung up: ends as "time up", like the limit
 };
 
 namespace {
@@ -264,7 +270,7 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
   active.pending_done = std::move(done);
   arm_stage_timer(active, std::chrono::seconds{0});  // billing too gets a deadline
   authorizer.authorize_async(
-      {request.payer, request.caller, request.callee, id, request.secret},
+      {request.payer, request.caller, request.callee, id, request.secret, active.limit},
       [this, alive, &io, &authorizer, id](Result<Authorization> decision) mutable {
         auto give_back = [&authorizer](const Result<Authorization>& d) {
           if (d && d->allowed && !d->reservation.empty()) authorizer.release_async(d->reservation, [](Status) {});
@@ -305,11 +311,13 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
     const auto reason = decision->reason.value_or(DenialReason::unavailable);
     return refuse(active,
                   Error{"denied." + std::string(to_string(reason)),
-                        decision->message.empty() ? std::string(to_string(reason)) : decision->message, "payer"},
+                        decision->message.empty() ? std::string(to_string(reason)) : decision->message,
+                        decision->field.empty() ? "payer" : decision->field, decision->rule},
                   done);
   }
   active.reservation = decision->reservation;
   active.limit = std::min(active.limit, decision->max_duration);
+  note_slice(active, *decision);
   if (active.limit <= std::chrono::seconds{0} || active.cancel_requested) {
     if (billing_ != nullptr && !active.reservation.empty()) {
       billing_->authorizer().release_async(active.reservation, [](Status) {});
@@ -455,6 +463,7 @@ void CallbackService::on_leg_event(const LegEvent& event) {
           enter(active, CallState::bridged);
           active.timeouts = 0;
           arm_stage_timer(active, active.limit);
+          arm_slice_timer(active, active.covered);  // talk time runs from B's answer
         }
       }
       break;
@@ -497,6 +506,7 @@ void CallbackService::maybe_finish(Active& active) {
 void CallbackService::finish(Active& active, bool engine_lost) {
   if (active.finishing) return;  // exactly once
   active.stage_timer.cancel();
+  active.slice_timer.cancel();
   Call& call = active.call;
   const Timestamp now = context_.clock.now();
   // Legs the engine never reported as ended end now (A was always placed; B if dialed).
@@ -564,7 +574,7 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
     final_state = CallState::completed;
     announcement = announcement_for({.b_answered = b_answered,
                                      .b_cause = call.leg_b().cause,
-                                     .limit_reached = active.limit_reached,
+                                     .limit_reached = active.limit_reached || active.money_ran_out,
                                      .b_hung_up = active.b_hung_up,
                                      .a_hung_up = active.a_hung_up || active.engine_lost});
   }
@@ -628,6 +638,66 @@ void CallbackService::flush_endings() {
       });
 }
 
+// --- money in slices (billing's debit interval) -----------------------------------------
+// A reservation may cover less than the call's limit; then, while B talks, it is extended
+// one slice at a time a little before the covered time runs out, and when billing gives
+// no more the service hangs up B at the end of what is covered ("time up", as the limit).
+
+void CallbackService::note_slice(Active& active, const Authorization& decision) {
+  active.covered = decision.reserved_for.count() > 0 ? std::min(decision.reserved_for, active.limit) : active.limit;
+  active.slice = active.covered;
+}
+
+void CallbackService::arm_slice_timer(Active& active, std::chrono::seconds left) {
+  active.slice_timer.cancel();
+  if (billing_ == nullptr || active.reservation.empty() || active.covered >= active.limit) return;
+  // Ask early enough for billing to answer: a quarter of the slice, at most 10 s.
+  const auto lead = std::min(std::chrono::seconds{10}, active.slice / 4);
+  const std::string id = active.call.id();
+  active.slice_timer = context_.clock.schedule(std::max(left - lead, std::chrono::seconds{0}),
+                                               [this, id] { extend_slice(id); });
+}
+
+void CallbackService::extend_slice(const std::string& id) {
+  auto it = active_.find(id);
+  if (it == active_.end() || it->second->finishing) return;
+  Active& active = *it->second;
+  const auto wanted = std::min(active.covered + active.slice, active.limit);
+  std::weak_ptr<int> alive = alive_;
+  boost::asio::io_context& io = context_.io;
+  billing_->authorizer().extend_async(active.reservation, wanted,
+                                      [this, alive, &io, id](Result<std::chrono::seconds> covered) {
+                                        if (alive.expired()) return;
+                                        boost::asio::post(io, [this, alive, id, covered = std::move(covered)] {
+                                          if (!alive.expired()) on_slice_extended(id, covered);
+                                        });
+                                      });
+}
+
+void CallbackService::on_slice_extended(const std::string& id, const Result<std::chrono::seconds>& covered) {
+  auto it = active_.find(id);
+  if (it == active_.end() || it->second->finishing) return;
+  Active& active = *it->second;
+  const auto answered = active.call.leg_b().answered.value_or(context_.clock.now());
+  const auto talked = std::chrono::duration_cast<std::chrono::seconds>(context_.clock.now() - answered);
+  if (covered && *covered > active.covered) {
+    active.covered = *covered;
+    return arm_slice_timer(active, active.covered - talked);
+  }
+  if (!covered) context_.log.error("callback.service", id + ": extending the reservation failed: " + covered.error().message);
+  // No more money: hang up when what is covered is talked.
+  active.slice_timer = context_.clock.schedule(std::max(active.covered - talked, std::chrono::seconds{0}), [this, id] {
+    auto found = active_.find(id);
+    if (found == active_.end() || found->second->finishing) return;
+    Active& ending = *found->second;
+    context_.log.info("callback.service", id + ": the money ran out after " + std::to_string(ending.covered.count()) +
+                                              " s; hanging up");
+    ending.money_ran_out = true;
+    engine_.hangup(id, LegRole::b, HangupCause::normal());
+    arm_stage_timer(ending, std::chrono::seconds{0});  // and A, if the engine does not end it
+  });
+}
+
 void CallbackService::keep_for_retry(std::vector<Cdr> cdrs, const Error& error) {
   // Kept and tried again (a locked or full disk passes): a CDR is never dropped.
   context_.log.error("callback.service", std::to_string(cdrs.size()) + " CDRs not stored yet (" + error.message +
@@ -649,6 +719,7 @@ void CallbackService::retire(Active& active) {
   finished_order_.push_back(id);
   finished_.insert_or_assign(id, active.call);
   active.stage_timer.cancel();
+  active.slice_timer.cancel();
   active_.erase(id);  // destroys `active`
   in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
   if (finished_order_.size() > finished_kept) {

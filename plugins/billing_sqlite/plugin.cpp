@@ -3,6 +3,8 @@
 
 #include <callback/plugin.hpp>
 
+#include <boost/json/array.hpp>
+
 namespace callback::billing_sqlite {
 namespace {
 
@@ -23,6 +25,14 @@ class Factory final : public PluginFactory {
          .description = "also charge the caller's leg at its own rate (the seed bills leg B only)"},
         {.name = "max_call_seconds", .type = OptionType::integer, .default_value = 3600,
          .description = "longest call one authorization may cover", .min = 60, .max = 86400},
+        {.name = "debit_interval_seconds", .type = OptionType::integer, .default_value = 60,
+         .description = "an account's money is held this much talk at a time, extended while the call lasts; "
+                        "0: the whole call at once",
+         .min = 0, .max = 86400},
+        {.name = "deny_prefixes", .type = OptionType::string_list,
+         .default_value = boost::json::array{"881", "882", "883", "979", "1900", "1976"},
+         .description = "destinations no account or campaign may call (E.164 digit prefixes): satellite and "
+                        "international premium ranges by default; each payer's policy adds its own"},
     };
   }
 
@@ -34,6 +44,15 @@ class Factory final : public PluginFactory {
     options.default_tariff = args.options.string("default_tariff");
     options.bill_leg_a = args.options.boolean("bill_leg_a");
     options.max_call = std::chrono::seconds(args.options.integer("max_call_seconds"));
+    options.debit_interval = std::chrono::seconds(args.options.integer("debit_interval_seconds"));
+    options.deny_prefixes = args.options.strings("deny_prefixes");
+    for (std::size_t i = 0; i < options.deny_prefixes.size(); ++i) {
+      const auto& prefix = options.deny_prefixes[i];
+      if (prefix.empty() || prefix.size() > 15 || prefix.find_first_not_of("0123456789") != std::string::npos) {
+        throw Exception(Error{"config.value", "a prefix is 1 to 15 digits, got \"" + prefix + "\"",
+                              "deny_prefixes[" + std::to_string(i) + "]"});
+      }
+    }
     auto billing = SqliteBilling::open(options);
     if (!billing) throw Exception(billing.error());
     return std::move(*billing);

@@ -5,6 +5,7 @@
 
 #include <SQLiteCpp/Statement.h>
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <sstream>
@@ -283,180 +284,291 @@ SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest reques
     const Timestamp now = std::chrono::system_clock::now();
     const std::string reservation_id = "res-" + request.call_id;
     Authorization& result = *out;
-    if (const auto* account_id = std::get_if<AccountId>(&request.payer)) {
-      [&] {
+    result = Authorization{};
+    auto deny_for = [&](DenialReason reason, std::string message, std::string field, std::string rule = {}) {
+      result = deny(reason, std::move(message));
+      result.field = std::move(field);
+      result.rule = std::move(rule);
+    };
+    const auto* account_id = std::get_if<AccountId>(&request.payer);
+    const bool is_account = account_id != nullptr;
+    const std::string& payer_id = is_account ? account_id->value : std::get<CampaignId>(request.payer).value;
+    const std::string payer_field = is_account ? "account" : "campaign";
+    const std::string destination = request.destination.digits();
+
+    // --- who pays, and may they ----------------------------------------------------
+    Currency currency;
+    Money available;  // accounts: balance - reserved + credit
+    std::string tariff;
+    std::string language;
+    std::chrono::seconds campaign_limit{0};
+    std::int64_t campaign_budget = 0;  // seconds a day; 0: none
+    if (is_account) {
       SQLite::Statement& select = prepared(db,
                                "SELECT currency, minor_exponent, balance_micros, credit_limit_micros, reserved_micros, "
                                "status, tariff, secret_hash, language FROM account WHERE id = ?");
-      select.bindNoCopy(1, account_id->value);
-      if (!select.executeStep()) {
-        result = deny(DenialReason::unknown_account, "no account " + account_id->value);
-        return;
-      }
-      const Currency currency =
-          Currency::of(select.getColumn(0).getString(), select.getColumn(1).getInt()).value_or(Currency{});
+      select.bindNoCopy(1, payer_id);
+      if (!select.executeStep()) return deny_for(DenialReason::unknown_account, "no account " + payer_id, payer_field);
+      currency = Currency::of(select.getColumn(0).getString(), select.getColumn(1).getInt()).value_or(Currency{});
       const Money balance = Money::from_micros(select.getColumn(2).getInt64(), currency);
       const Money credit = Money::from_micros(select.getColumn(3).getInt64(), currency);
       const Money reserved = Money::from_micros(select.getColumn(4).getInt64(), currency);
+      available = balance - reserved + credit;
       if (select.getColumn(5).getString() != "active") {
-        result = deny(DenialReason::disabled, "account " + account_id->value + " is disabled");
-        return;
+        return deny_for(DenialReason::disabled, "account " + payer_id + " is disabled", payer_field);
       }
-      const std::string tariff = select.getColumn(6).getString();
+      tariff = select.getColumn(6).getString();
       const std::string secret_hash = select.getColumn(7).getString();
-      std::string language = select.getColumn(8).getString();  // for the call's announcements, from this same read
+      language = select.getColumn(8).getString();  // for the call's announcements, from this same read
       // Who may spend it: the PIN/password, or a call from a registered number.
       if (!request.secret.empty()) {
         if (secret_hash.empty() || !verify_secret(request.secret, secret_hash)) {
-          result = deny(DenialReason::bad_secret, "wrong PIN or password for account " + account_id->value);
-          return;
+          return deny_for(DenialReason::bad_secret, "wrong PIN or password for account " + payer_id, "pin");
         }
       } else if (!secret_hash.empty()) {
         SQLite::Statement& number = prepared(db, "SELECT 1 FROM account_number WHERE account_id = ? AND number = ?");
-        number.bindNoCopy(1, account_id->value);
+        number.bindNoCopy(1, payer_id);
         number.bind(2, request.caller.digits());
         if (!number.executeStep()) {
-          result = deny(DenialReason::bad_secret, "account " + account_id->value +
-                                                      " needs its PIN, or a call from a registered number");
-          return;
+          return deny_for(DenialReason::bad_secret,
+                          "account " + payer_id + " needs its PIN, or a call from a registered number", "pin");
         }
       }
-      auto d = deck(tariff);
-      const RateLine* line_b = d ? d->lookup(request.destination.digits(), now) : nullptr;
-      if (line_b == nullptr) {
-        result = deny(DenialReason::no_rate, "no rate for " + request.destination.e164() + " in tariff \"" +
-                                                 (tariff.empty() ? options_.default_tariff : tariff) + "\"");
-        return;
-      }
-      if (line_b->blocked) {
-        result = deny(DenialReason::destination_blocked, request.destination.e164() + " is barred (" +
-                                                             line_b->rate.prefix + ")");
-        return;
-      }
-      if (!(line_b->rate.price_per_minute.currency() == currency)) {
-        result = deny(DenialReason::no_rate, "tariff is in " + std::string(line_b->rate.price_per_minute.currency().code()) +
-                                                 ", the account in " + std::string(currency.code()));
-        return;
-      }
-      std::optional<Rate> rate_a;
-      if (options_.bill_leg_a) {
-        const RateLine* line_a = d->lookup(request.caller.digits(), now);
-        if (line_a == nullptr || line_a->blocked) {
-          result = deny(DenialReason::no_rate, "no rate for the caller's leg " + request.caller.e164());
-          return;
-        }
-        rate_a = line_a->rate;
-      }
-      const Money available = balance - reserved + credit;
-      const auto seconds = affordable(line_b->rate, rate_a, available, options_.max_call);
-      if (seconds.count() == 0) {
-        result = deny(DenialReason::insufficient_balance,
-                      "available " + available.format() + " " + std::string(currency.code()) + " is less than " +
-                          "the first increment at " + line_b->rate.price_per_minute.format() + "/min");
-        return;
-      }
-      const Money amount = rate_a ? line_b->rate.cost(seconds) + rate_a->cost(seconds) : line_b->rate.cost(seconds);
-      SQLite::Statement& insert = prepared(db,
-                               "INSERT INTO reservation (id, account_id, call_id, amount_micros, max_seconds, rate, "
-                               "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
-      insert.bindNoCopy(1, reservation_id);
-      insert.bindNoCopy(2, account_id->value);
-      insert.bind(3, request.call_id);
-      insert.bind(4, amount.micros());
-      insert.bind(5, static_cast<std::int64_t>(seconds.count()));
-      insert.bind(6, encode(line_b->rate) + (rate_a ? ";" + encode(*rate_a) : std::string()));
-      insert.bind(7, now_text(now));
-      insert.exec();
-      SQLite::Statement& hold = prepared(db, "UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
-      hold.bind(1, amount.micros());
-      hold.bindNoCopy(2, account_id->value);
-      hold.exec();
-      result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id,
-                             .rate = line_b->rate, .language = std::move(language)};
-      }();
     } else {
-      const auto& campaign_id = std::get<CampaignId>(request.payer).value;
-      [&] {
       SQLite::Statement& select = prepared(db,
                                "SELECT limit_seconds, uses_per_day, once_ever, min_hours_between, "
-                               "daily_budget_seconds, status FROM campaign WHERE id = ?");
-      select.bindNoCopy(1, campaign_id);
-      if (!select.executeStep()) {
-        result = deny(DenialReason::campaign_limit, "no campaign " + campaign_id);
-        return;
-      }
-      auto seconds = std::chrono::seconds(select.getColumn(0).getInt());
+                               "daily_budget_seconds, status, tariff FROM campaign WHERE id = ?");
+      select.bindNoCopy(1, payer_id);
+      if (!select.executeStep()) return deny_for(DenialReason::campaign_limit, "no campaign " + payer_id, payer_field);
+      campaign_limit = std::chrono::seconds(select.getColumn(0).getInt());
       const int per_day = select.getColumn(1).getInt();
       const bool once = select.getColumn(2).getInt() != 0;
       const int hours_between = select.getColumn(3).getInt();
-      const std::int64_t budget = select.getColumn(4).getInt64();
+      campaign_budget = select.getColumn(4).getInt64();
       if (select.getColumn(5).getString() != "active") {
-        result = deny(DenialReason::disabled, "campaign " + campaign_id + " is over");
-        return;
+        return deny_for(DenialReason::disabled, "campaign " + payer_id + " is over", payer_field);
       }
-      const std::string caller = request.caller.digits();
-      // A use is a call that is in flight or talked; attempts that never connected do not count.
+      tariff = select.getColumn(6).getString();
+      // A use is a call that is in flight or talked; attempts that never connected do not
+      // count. Counted by the caller's E.164 number, however it was typed.
       SQLite::Statement& uses = prepared(db,
                              "SELECT COUNT(*), COALESCE(SUM(day = ?), 0), MAX(at) FROM campaign_use "
                              "WHERE campaign = ? AND caller = ? AND (status = 'open' OR (status = 'settled' AND seconds > 0))");
       uses.bind(1, today(now));
-      uses.bindNoCopy(2, campaign_id);
-      uses.bindNoCopy(3, caller);
+      uses.bindNoCopy(2, payer_id);
+      uses.bind(3, request.caller.digits());
       uses.executeStep();
       const auto ever = uses.getColumn(0).getInt64();
       const auto today_uses = uses.getColumn(1).getInt64();
       if (once && ever > 0) {
-        result = deny(DenialReason::campaign_limit, request.caller.e164() + " already used campaign " + campaign_id);
-        return;
+        return deny_for(DenialReason::campaign_limit, request.caller.e164() + " already used campaign " + payer_id,
+                        "caller", "once_ever");
       }
       if (per_day > 0 && today_uses >= per_day) {
-        result = deny(DenialReason::campaign_limit, request.caller.e164() + " used campaign " + campaign_id + " " +
-                                                        std::to_string(today_uses) + " times today");
-        return;
+        return deny_for(DenialReason::campaign_limit, request.caller.e164() + " used campaign " + payer_id + " " +
+                                                          std::to_string(today_uses) + " times today",
+                        "caller", "uses_per_day " + std::to_string(per_day));
       }
       if (hours_between > 0 && !uses.getColumn(2).isNull()) {
         const auto last = parse_time(uses.getColumn(2).getString());
         if (now - last < std::chrono::hours(hours_between)) {
-          result = deny(DenialReason::campaign_limit, request.caller.e164() + " must wait " +
-                                                          std::to_string(hours_between) + " h between calls");
-          return;
+          return deny_for(DenialReason::campaign_limit,
+                          request.caller.e164() + " must wait " + std::to_string(hours_between) + " h between calls",
+                          "caller", "min_hours_between " + std::to_string(hours_between));
         }
       }
-      if (budget > 0) {
-        SQLite::Statement& spent = prepared(db, "SELECT COALESCE(SUM(seconds), 0) FROM campaign_use WHERE campaign = ? AND day = ? "
-                                    "AND status <> 'released'");
-        spent.bindNoCopy(1, campaign_id);
-        spent.bind(2, today(now));
-        spent.executeStep();
-        const auto left = budget - spent.getColumn(0).getInt64();
-        if (left < 60) {
-          result = deny(DenialReason::campaign_limit, "campaign " + campaign_id + " has spent today's budget");
-          return;
-        }
-        seconds = std::min(seconds, std::chrono::seconds(left));
+    }
+
+    // --- where to: the deny lists, the allow list, the deck ---------------------------
+    const PayerPolicy policy = read_policy(db, request.payer);
+    auto denied_prefix = [&](const std::vector<std::string>& prefixes) -> std::optional<std::string> {
+      for (const auto& prefix : prefixes) {
+        if (destination.starts_with(prefix)) return prefix;
       }
-      SQLite::Statement& insert = prepared(db,
-                               "INSERT INTO reservation (id, campaign, call_id, max_seconds, rate, created_at) "
-                               "VALUES (?, ?, ?, ?, '', ?)");
-      insert.bindNoCopy(1, reservation_id);
-      insert.bindNoCopy(2, campaign_id);
-      insert.bind(3, request.call_id);
-      insert.bind(4, static_cast<std::int64_t>(seconds.count()));
-      insert.bind(5, format_time(now));
-      insert.exec();
+      return std::nullopt;
+    };
+    if (auto prefix = denied_prefix(options_.deny_prefixes)) {
+      return deny_for(DenialReason::destination_blocked,
+                      request.destination.e164() + " is in a denied range (+" + *prefix + ", billing's default list)",
+                      "callee", "deny_prefix +" + *prefix + " (default)");
+    }
+    if (auto prefix = denied_prefix(policy.deny_prefixes)) {
+      return deny_for(DenialReason::destination_blocked,
+                      request.destination.e164() + " is in a range " + payer_field + " " + payer_id + " may not call",
+                      "callee", "deny_prefix +" + *prefix);
+    }
+    if (!policy.allow_prefixes.empty() && !denied_prefix(policy.allow_prefixes)) {
+      std::string allowed;
+      for (const auto& prefix : policy.allow_prefixes) allowed += (allowed.empty() ? "+" : " +") + prefix;
+      return deny_for(DenialReason::destination_blocked,
+                      request.destination.e164() + " is outside the ranges " + payer_field + " " + payer_id +
+                          " may call",
+                      "callee", "allow_prefixes " + allowed);
+    }
+    const std::string tariff_name = tariff.empty() ? options_.default_tariff : tariff;
+    auto d = deck(tariff);
+    const RateLine* line_b = d ? d->lookup(destination, now) : nullptr;
+    if (line_b != nullptr && line_b->blocked) {
+      return deny_for(DenialReason::destination_blocked,
+                      request.destination.e164() + " is barred (" + line_b->rate.prefix + ")", "callee",
+                      "BLOCKED " + line_b->rate.prefix + " in tariff " + tariff_name);
+    }
+    // An account pays by the deck, so it needs a rate; a campaign needs one when its deck
+    // exists (a range the operator prices nowhere is not one to give away) or it was named.
+    if (line_b == nullptr && (is_account || d != nullptr || !tariff.empty())) {
+      return deny_for(DenialReason::no_rate,
+                      "no rate for " + request.destination.e164() + " in tariff \"" + tariff_name + "\"", "callee",
+                      "no rate in tariff " + tariff_name);
+    }
+    std::optional<Rate> rate_b;
+    if (line_b != nullptr) rate_b = line_b->rate;
+    if (!is_account && rate_b) currency = rate_b->price_per_minute.currency();
+    if (is_account && !(line_b->rate.price_per_minute.currency() == currency)) {
+      return deny_for(DenialReason::no_rate,
+                      "tariff is in " + std::string(line_b->rate.price_per_minute.currency().code()) +
+                          ", the account in " + std::string(currency.code()),
+                      payer_field);
+    }
+    std::optional<Rate> rate_a;
+    if (is_account && options_.bill_leg_a) {
+      const RateLine* line_a = d->lookup(request.caller.digits(), now);
+      if (line_a == nullptr || line_a->blocked) {
+        return deny_for(DenialReason::no_rate, "no rate for the caller's leg " + request.caller.e164(), "caller",
+                        "no rate in tariff " + tariff_name);
+      }
+      rate_a = line_a->rate;
+    }
+
+    // --- how many at once -------------------------------------------------------------
+    if (policy.max_concurrent > 0) {
+      SQLite::Statement& open = prepared(db, is_account
+                                                 ? "SELECT COUNT(*) FROM reservation WHERE account_id = ? AND status = 'open'"
+                                                 : "SELECT COUNT(*) FROM reservation WHERE campaign = ? AND status = 'open'");
+      open.bindNoCopy(1, payer_id);
+      open.executeStep();
+      if (open.getColumn(0).getInt64() >= policy.max_concurrent) {
+        return deny_for(DenialReason::too_many_calls,
+                        payer_field + " " + payer_id + " has " + std::to_string(open.getColumn(0).getInt64()) +
+                            " calls in flight, the most it may",
+                        payer_field, "max_concurrent " + std::to_string(policy.max_concurrent));
+      }
+    }
+
+    // --- how long: what the money, the policy and the caller allow ---------------------
+    std::chrono::seconds cap = is_account ? options_.max_call : campaign_limit;
+    if (request.max_duration) cap = std::min(cap, std::max(*request.max_duration, std::chrono::seconds{1}));
+    if (!is_account && campaign_budget > 0) {
+      SQLite::Statement& spent = prepared(db, "SELECT COALESCE(SUM(seconds), 0) FROM campaign_use WHERE campaign = ? AND day = ? "
+                                  "AND status <> 'released'");
+      spent.bindNoCopy(1, payer_id);
+      spent.bind(2, today(now));
+      spent.executeStep();
+      const auto left = campaign_budget - spent.getColumn(0).getInt64();
+      if (left < 60) {
+        return deny_for(DenialReason::campaign_limit, "campaign " + payer_id + " has spent today's budget",
+                        payer_field, "daily_budget_seconds " + std::to_string(campaign_budget));
+      }
+      cap = std::min(cap, std::chrono::seconds(left));
+    }
+    std::chrono::seconds seconds = cap;
+    Money amount = Money::zero(currency);
+    if (rate_b) {
+      auto cost = [&](std::chrono::seconds t) { return rate_a ? rate_b->cost(t) + rate_a->cost(t) : rate_b->cost(t); };
+      // Each money limit in turn: the one that cuts the call shortest says why when it is nothing.
+      struct Limit {
+        Money money;
+        DenialReason reason;
+        std::string rule;
+      };
+      std::vector<Limit> limits;
+      if (is_account) limits.push_back({available, DenialReason::insufficient_balance, {}});
+      if (policy.max_call_cost) {
+        limits.push_back({Money::from_micros(policy.max_call_cost->micros(), currency), DenialReason::spend_limit,
+                          "max_call_cost " + Money::from_micros(policy.max_call_cost->micros(), currency).format()});
+      }
+      if (policy.daily_spend) {
+        const Money spent = spent_today(db, request.payer, now, currency, {});
+        limits.push_back({Money::from_micros(policy.daily_spend->micros(), currency) - spent, DenialReason::spend_limit,
+                          "daily_spend " + Money::from_micros(policy.daily_spend->micros(), currency).format()});
+      }
+      for (const auto& limit : limits) {
+        const auto fits = affordable(*rate_b, rate_a, limit.money, seconds);
+        if (fits.count() == 0) {
+          std::string message = limit.rule.empty()
+                                    ? "available " + limit.money.format() + " " + std::string(currency.code()) +
+                                          " is less than the first increment at " +
+                                          rate_b->price_per_minute.format() + "/min"
+                                    : "the first increment at " + rate_b->price_per_minute.format() +
+                                          "/min goes past the " + payer_field + "'s limit";
+          return deny_for(limit.reason, std::move(message), limit.rule.empty() ? payer_field : "callee", limit.rule);
+        }
+        seconds = std::min(seconds, fits);
+      }
+      amount = cost(seconds);
+    }
+    // Accounts' money is held one debit interval at a time, extended while the call lasts.
+    std::chrono::seconds covered = seconds;
+    if (is_account && options_.debit_interval.count() > 0 && options_.debit_interval < seconds) {
+      covered = affordable(*rate_b, rate_a, amount, options_.debit_interval);
+      if (covered.count() == 0 || covered > seconds) covered = seconds;
+      amount = rate_a ? rate_b->cost(covered) + rate_a->cost(covered) : rate_b->cost(covered);
+    }
+
+    // --- hold it ------------------------------------------------------------------------
+    SQLite::Statement& insert = prepared(db,
+                             "INSERT INTO reservation (id, account_id, campaign, call_id, amount_micros, max_seconds, "
+                             "limit_seconds, rate, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    insert.bindNoCopy(1, reservation_id);
+    if (is_account) {
+      insert.bindNoCopy(2, payer_id);
+      insert.bind(3);
+    } else {
+      insert.bind(2);
+      insert.bindNoCopy(3, payer_id);
+    }
+    insert.bind(4, request.call_id);
+    insert.bind(5, amount.micros());
+    insert.bind(6, static_cast<std::int64_t>(covered.count()));
+    insert.bind(7, static_cast<std::int64_t>(seconds.count()));
+    insert.bind(8, rate_b ? encode(*rate_b) + (rate_a ? ";" + encode(*rate_a) : std::string()) : std::string());
+    insert.bind(9, now_text(now));
+    insert.exec();
+    if (is_account) {
+      SQLite::Statement& hold = prepared(db, "UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
+      hold.bind(1, amount.micros());
+      hold.bindNoCopy(2, payer_id);
+      hold.exec();
+    } else {
       SQLite::Statement& use = prepared(db, "INSERT INTO campaign_use (reservation, campaign, caller, at, day, seconds) "
                                 "VALUES (?, ?, ?, ?, ?, ?)");
       use.bindNoCopy(1, reservation_id);
-      use.bindNoCopy(2, campaign_id);
-      use.bindNoCopy(3, caller);
+      use.bindNoCopy(2, payer_id);
+      use.bind(3, request.caller.digits());
       use.bind(4, now_text(now));
       use.bind(5, today(now));
       use.bind(6, static_cast<std::int64_t>(seconds.count()));
       use.exec();
-      result = Authorization{.allowed = true, .max_duration = seconds, .reservation = reservation_id};
-      }();
     }
+    result = Authorization{.allowed = true, .max_duration = seconds, .reserved_for = covered,
+                           .reservation = reservation_id, .rate = rate_b, .language = std::move(language)};
   };
+}
+
+// Today's spend of a payer (UTC day): open reservations' holds and settled charges,
+// leaving out one reservation (the one being extended).
+Money SqliteBilling::spent_today(SQLite::Database& db, const Payer& payer, Timestamp now, const Currency& currency,
+                                 const std::string& except) {
+  const bool is_account = std::holds_alternative<AccountId>(payer);
+  SQLite::Statement& spent = prepared(
+      db, is_account ? "SELECT COALESCE(SUM(CASE status WHEN 'open' THEN amount_micros WHEN 'settled' THEN cost_micros "
+                       "ELSE 0 END), 0) FROM reservation WHERE account_id = ? AND created_at >= ? AND id <> ?"
+                     : "SELECT COALESCE(SUM(CASE status WHEN 'open' THEN amount_micros WHEN 'settled' THEN cost_micros "
+                       "ELSE 0 END), 0) FROM reservation WHERE campaign = ? AND created_at >= ? AND id <> ?");
+  spent.bind(1, is_account ? std::get<AccountId>(payer).value : std::get<CampaignId>(payer).value);
+  spent.bind(2, today(now));
+  spent.bind(3, except);
+  spent.executeStep();
+  return Money::from_micros(spent.getColumn(0).getInt64(), currency);
 }
 
 Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& request) {
@@ -496,11 +608,17 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
       use.bind(1, static_cast<std::int64_t>(billsec.count()));
       use.bindNoCopy(2, reservation);
       use.exec();
-      SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = 0 "
+      // What it cost the operator at the campaign's deck (its spend limits count it); nobody is charged.
+      std::int64_t cost = 0;
+      if (auto rate = decode(select.getColumn(5).getString(), Currency{})) {
+        cost = std::min(rate->cost(billsec).micros(), select.getColumn(3).getInt64());
+      }
+      SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = ? "
                                 "WHERE id = ?");
       end.bindNoCopy(1, now);
       end.bind(2, static_cast<std::int64_t>(billsec.count()));
-      end.bindNoCopy(3, reservation);
+      end.bind(3, cost);
+      end.bindNoCopy(4, reservation);
       end.exec();
       charged = Money{};
       return;
@@ -601,6 +719,169 @@ SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
   };
 }
 
+// --- extending a reservation (debit intervals) ----------------------------------------
+
+SqliteBilling::Operation SqliteBilling::extend_op(std::string reservation, std::chrono::seconds wanted,
+                                                  std::shared_ptr<std::chrono::seconds> out) {
+  return [this, reservation = std::move(reservation), wanted, out](SQLite::Database& db) {
+    const Timestamp now = std::chrono::system_clock::now();
+    SQLite::Statement& select = prepared(db, "SELECT account_id, amount_micros, max_seconds, limit_seconds, rate, status "
+                                 "FROM reservation WHERE id = ?");
+    select.bindNoCopy(1, reservation);
+    if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
+    if (select.getColumn(5).getString() != "open") {
+      throw Exception(Error{"reservation_ended", "reservation " + reservation + " is already " +
+                                                     select.getColumn(5).getString(), "reservation"});
+    }
+    const std::chrono::seconds covered(select.getColumn(2).getInt64());
+    const std::chrono::seconds limit(select.getColumn(3).getInt64());
+    *out = covered;
+    // Campaigns and whole-call reservations already cover all they ever will.
+    if (select.getColumn(0).isNull() || limit <= covered || wanted <= covered) return;
+    const std::string account_id = select.getColumn(0).getString();
+    const std::int64_t held = select.getColumn(1).getInt64();
+    const std::string rates = select.getColumn(4).getString();
+    SQLite::Statement& account = prepared(db, "SELECT currency, minor_exponent, balance_micros, credit_limit_micros, "
+                                  "reserved_micros FROM account WHERE id = ?");
+    account.bindNoCopy(1, account_id);
+    if (!account.executeStep()) throw Exception(Error{"unknown_account", "no account " + account_id, "account"});
+    const Currency currency = Currency::of(account.getColumn(0).getString(), account.getColumn(1).getInt()).value_or(Currency{});
+    // What this call may hold in all: its own hold plus what is free, within the policy.
+    Money money = Money::from_micros(account.getColumn(2).getInt64() + account.getColumn(3).getInt64() -
+                                         account.getColumn(4).getInt64() + held, currency);
+    const Payer payer = AccountId{account_id};
+    const PayerPolicy policy = read_policy(db, payer);
+    if (policy.daily_spend) {
+      const Money left = Money::from_micros(policy.daily_spend->micros(), currency) -
+                         spent_today(db, payer, now, currency, reservation);
+      if (left < money) money = left;
+    }
+    const auto semicolon = rates.find(';');
+    auto rate_b = decode(std::string_view(rates).substr(0, semicolon), currency);
+    if (!rate_b) throw Exception(Error{"corrupt_reservation", "reservation " + reservation + " has no rate", {}});
+    std::optional<Rate> rate_a;
+    if (semicolon != std::string::npos) rate_a = decode(std::string_view(rates).substr(semicolon + 1), currency);
+    const auto target = std::min(wanted, limit);
+    const auto grown = affordable(*rate_b, rate_a, money, target);
+    if (grown <= covered) return;  // the money ran out: the call ends at `covered`
+    const std::int64_t amount = (rate_a ? rate_b->cost(grown) + rate_a->cost(grown) : rate_b->cost(grown)).micros();
+    SQLite::Statement& hold = prepared(db, "UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
+    hold.bind(1, amount - held);
+    hold.bindNoCopy(2, account_id);
+    hold.exec();
+    SQLite::Statement& update = prepared(db, "UPDATE reservation SET amount_micros = ?, max_seconds = ? WHERE id = ?");
+    update.bind(1, amount);
+    update.bind(2, static_cast<std::int64_t>(grown.count()));
+    update.bindNoCopy(3, reservation);
+    update.exec();
+    *out = grown;
+  };
+}
+
+Result<std::chrono::seconds> SqliteBilling::extend(const std::string& reservation, std::chrono::seconds wanted) {
+  auto out = std::make_shared<std::chrono::seconds>(0);
+  auto written = write(extend_op(reservation, wanted, out));
+  if (!written) return written.error();
+  return *out;
+}
+
+void SqliteBilling::extend_async(const std::string& reservation, std::chrono::seconds wanted,
+                                 std::function<void(Result<std::chrono::seconds>)> done) {
+  auto out = std::make_shared<std::chrono::seconds>(0);
+  write_async(extend_op(reservation, wanted, out), [out, done = std::move(done)](Status written) {
+    if (!written) return done(written.error());
+    done(*out);
+  });
+}
+
+// --- payers' policies -------------------------------------------------------------------
+
+namespace {
+
+std::string join_prefixes(const std::vector<std::string>& prefixes) {
+  std::string out;
+  for (const auto& p : prefixes) out += (out.empty() ? "" : ",") + p;
+  return out;
+}
+
+std::vector<std::string> split_prefixes(const std::string& text) {
+  std::vector<std::string> out;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    if (comma != 0) out.emplace_back(rest.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::pair<const char*, std::string> payer_key(const Payer& payer) {
+  if (const auto* account = std::get_if<AccountId>(&payer)) return {"account", account->value};
+  return {"campaign", std::get<CampaignId>(payer).value};
+}
+
+}  // namespace
+
+PayerPolicy SqliteBilling::read_policy(SQLite::Database& db, const Payer& payer) {
+  PayerPolicy policy{.payer = payer};
+  const auto [kind, id] = payer_key(payer);
+  SQLite::Statement& select = prepared(db, "SELECT allow_prefixes, deny_prefixes, max_call_cost_micros, "
+                                           "daily_spend_micros, max_concurrent FROM payer_policy "
+                                           "WHERE payer_kind = ? AND payer_id = ?");
+  select.bind(1, kind);
+  select.bind(2, id);
+  if (!select.executeStep()) return policy;
+  policy.allow_prefixes = split_prefixes(select.getColumn(0).getString());
+  policy.deny_prefixes = split_prefixes(select.getColumn(1).getString());
+  if (!select.getColumn(2).isNull()) policy.max_call_cost = Money::from_micros(select.getColumn(2).getInt64(), Currency{});
+  if (!select.getColumn(3).isNull()) policy.daily_spend = Money::from_micros(select.getColumn(3).getInt64(), Currency{});
+  policy.max_concurrent = select.getColumn(4).getInt();
+  return policy;
+}
+
+Status SqliteBilling::put_policy(const PayerPolicy& policy) {
+  const auto [kind, id] = payer_key(policy.payer);
+  if (auto ok = Account::validate_id(id); !ok) return Error{"invalid_policy", ok.error().message, kind};
+  for (const auto* list : {&policy.allow_prefixes, &policy.deny_prefixes}) {
+    const std::string field = list == &policy.allow_prefixes ? "allow_prefixes" : "deny_prefixes";
+    for (const auto& prefix : *list) {
+      if (prefix.empty() || prefix.size() > PhoneNumber::max_digits ||
+          !std::all_of(prefix.begin(), prefix.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        return Error{"invalid_policy", "a prefix is 1 to 15 digits of an E.164 number (\"882\", \"1900\"), got \"" +
+                                           prefix + "\"", field};
+      }
+    }
+  }
+  for (auto [amount, field] : {std::pair{&policy.max_call_cost, "max_call_cost"}, {&policy.daily_spend, "daily_spend"}}) {
+    if (*amount && (*amount)->micros() <= 0) return Error{"invalid_policy", "must be more than 0 (leave it out for no limit)", field};
+  }
+  if (policy.max_concurrent < 0) return Error{"invalid_policy", "must be 0 (no limit) or more", "max_concurrent"};
+  return write([&, kind = kind, id = id](SQLite::Database& db) {
+    SQLite::Statement& upsert = prepared(db,
+        "INSERT INTO payer_policy (payer_kind, payer_id, allow_prefixes, deny_prefixes, max_call_cost_micros, "
+        "daily_spend_micros, max_concurrent) VALUES (?,?,?,?,?,?,?) ON CONFLICT (payer_kind, payer_id) DO UPDATE SET "
+        "allow_prefixes = excluded.allow_prefixes, deny_prefixes = excluded.deny_prefixes, "
+        "max_call_cost_micros = excluded.max_call_cost_micros, daily_spend_micros = excluded.daily_spend_micros, "
+        "max_concurrent = excluded.max_concurrent");
+    upsert.bind(1, kind);
+    upsert.bind(2, id);
+    upsert.bind(3, join_prefixes(policy.allow_prefixes));
+    upsert.bind(4, join_prefixes(policy.deny_prefixes));
+    if (policy.max_call_cost) upsert.bind(5, policy.max_call_cost->micros()); else upsert.bind(5);
+    if (policy.daily_spend) upsert.bind(6, policy.daily_spend->micros()); else upsert.bind(6);
+    upsert.bind(7, policy.max_concurrent);
+    upsert.exec();
+  });
+}
+
+Result<PayerPolicy> SqliteBilling::policy(const Payer& payer) {
+  PayerPolicy out;
+  auto written = write([&](SQLite::Database& db) { out = read_policy(db, payer); });
+  if (!written) return written.error();
+  return out;
+}
+
 // --- administration ---------------------------------------------------------------------
 
 Result<ImportReport> SqliteBilling::import_rates(const std::string& tariff, std::istream& csv, const Currency& currency) {
@@ -685,16 +966,20 @@ Result<std::vector<Rate>> SqliteBilling::rates(const std::string& tariff, const 
 
 Status SqliteBilling::put_campaign(const Campaign& c) {
   if (auto ok = Account::validate_id(c.id); !ok) return Error{"invalid_campaign", ok.error().message, "id"};
+  if (!c.tariff.empty()) {
+    if (auto ok = Account::validate_id(c.tariff); !ok) return Error{"invalid_campaign", ok.error().message, "tariff"};
+  }
   if (c.limit.count() <= 0 || c.uses_per_day < 0 || c.min_hours_between < 0 || c.daily_budget.count() < 0) {
     return Error{"invalid_campaign", "limits must be positive (per call) or zero (none)", "limit"};
   }
   return write([&](SQLite::Database& db) {
     SQLite::Statement upsert(db,
                              "INSERT INTO campaign (id, limit_seconds, uses_per_day, once_ever, min_hours_between, "
-                             "daily_budget_seconds, status) VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+                             "daily_budget_seconds, status, tariff) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
                              "limit_seconds = excluded.limit_seconds, uses_per_day = excluded.uses_per_day, "
                              "once_ever = excluded.once_ever, min_hours_between = excluded.min_hours_between, "
-                             "daily_budget_seconds = excluded.daily_budget_seconds, status = excluded.status");
+                             "daily_budget_seconds = excluded.daily_budget_seconds, status = excluded.status, "
+                             "tariff = excluded.tariff");
     upsert.bind(1, c.id);
     upsert.bind(2, static_cast<std::int64_t>(c.limit.count()));
     upsert.bind(3, c.uses_per_day);
@@ -702,6 +987,7 @@ Status SqliteBilling::put_campaign(const Campaign& c) {
     upsert.bind(5, c.min_hours_between);
     upsert.bind(6, static_cast<std::int64_t>(c.daily_budget.count()));
     upsert.bind(7, c.active ? "active" : "ended");
+    upsert.bind(8, c.tariff);
     upsert.exec();
   });
 }
@@ -711,11 +997,12 @@ Result<std::vector<Campaign>> SqliteBilling::campaigns() {
   auto written = write([&](SQLite::Database& db) {
     out.clear();  // a batch may be replayed
     SQLite::Statement& select = prepared(db, "SELECT id, limit_seconds, uses_per_day, once_ever, min_hours_between, "
-                                 "daily_budget_seconds, status FROM campaign ORDER BY id");
+                                 "daily_budget_seconds, status, tariff FROM campaign ORDER BY id");
     while (select.executeStep()) {
       out.push_back({select.getColumn(0).getString(), std::chrono::seconds(select.getColumn(1).getInt64()),
                      select.getColumn(2).getInt(), select.getColumn(3).getInt() != 0, select.getColumn(4).getInt(),
-                     std::chrono::seconds(select.getColumn(5).getInt64()), select.getColumn(6).getString() == "active"});
+                     std::chrono::seconds(select.getColumn(5).getInt64()), select.getColumn(6).getString() == "active",
+                     select.getColumn(7).getString()});
     }
   });
   if (!written) return written.error();

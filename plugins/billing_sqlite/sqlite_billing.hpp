@@ -33,6 +33,12 @@ struct BillingOptions {
   std::string default_tariff = "default";
   bool bill_leg_a = false;                 // the seed bills leg B only
   std::chrono::seconds max_call{3600};     // no single call may reserve more than this
+  // An account's money is held this much talk time at a time, extended while the call
+  // lasts (CGRateS's debit interval); 0: the whole call at once.
+  std::chrono::seconds debit_interval{60};
+  // Destinations no payer may call (E.164 digit prefixes), on top of each payer's policy:
+  // satellite and international premium ranges by default.
+  std::vector<std::string> deny_prefixes{"881", "882", "883", "979", "1900", "1976"};
   std::size_t max_batch = 512;             // operations committed together at most
 };
 
@@ -52,6 +58,9 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
   [[nodiscard]] Result<Authorization> authorize(const AuthorizationRequest& request) override;
   [[nodiscard]] Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) override;
   Status release(const std::string& reservation) override;
+  [[nodiscard]] Result<std::chrono::seconds> extend(const std::string& reservation, std::chrono::seconds wanted) override;
+  void extend_async(const std::string& reservation, std::chrono::seconds wanted,
+                    std::function<void(Result<std::chrono::seconds>)> done) override;
   void authorize_async(const AuthorizationRequest& request, std::function<void(Result<Authorization>)> done) override;
   void settle_async(const std::string& reservation, std::chrono::seconds billsec,
                     std::function<void(Result<Money>)> done) override;
@@ -64,6 +73,8 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
                                                 std::size_t limit) override;
   Status put_campaign(const Campaign& campaign) override;
   [[nodiscard]] Result<std::vector<Campaign>> campaigns() override;
+  Status put_policy(const PayerPolicy& policy) override;
+  [[nodiscard]] Result<PayerPolicy> policy(const Payer& payer) override;
   [[nodiscard]] Result<std::vector<CallerStats>> caller_stats(const std::string& number, std::size_t limit) override;
 
   [[nodiscard]] std::shared_ptr<const RateDeck> deck(const std::string& tariff) const;
@@ -79,6 +90,11 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
   Operation authorize_op(AuthorizationRequest request, std::shared_ptr<Authorization> out);
   Operation settle_op(std::string reservation, std::chrono::seconds billsec, std::shared_ptr<Money> out);
   static Operation release_op(std::string reservation);
+  Operation extend_op(std::string reservation, std::chrono::seconds wanted, std::shared_ptr<std::chrono::seconds> out);
+  // On the writer thread: a payer's policy (none: no limits), today's spend.
+  static PayerPolicy read_policy(SQLite::Database& db, const Payer& payer);
+  static Money spent_today(SQLite::Database& db, const Payer& payer, Timestamp now, const Currency& currency,
+                           const std::string& except);
   void writer_loop();
   Status load_decks();
 

@@ -186,8 +186,28 @@ ALTER TABLE account ADD COLUMN language TEXT NOT NULL DEFAULT '';
     {6, "API key scopes: callbacks (its own), operator, admin; keys made before are admin", R"sql(
 ALTER TABLE api_key ADD COLUMN scope TEXT NOT NULL DEFAULT 'admin' CHECK (scope IN ('callbacks', 'operator', 'admin'));
 )sql"},
+    {7, "toll-fraud controls: payers' policies, campaigns' decks, reservations by payer and day", R"sql(
+ALTER TABLE campaign ADD COLUMN tariff TEXT NOT NULL DEFAULT '';
+CREATE TABLE payer_policy (
+  payer_kind           TEXT    NOT NULL CHECK (payer_kind IN ('account', 'campaign')),
+  payer_id             TEXT    NOT NULL,
+  allow_prefixes       TEXT    NOT NULL DEFAULT '',  -- E.164 digit prefixes, comma-separated
+  deny_prefixes        TEXT    NOT NULL DEFAULT '',
+  max_call_cost_micros INTEGER,                      -- NULL: no limit
+  daily_spend_micros   INTEGER,
+  max_concurrent       INTEGER NOT NULL DEFAULT 0 CHECK (max_concurrent >= 0),
+  PRIMARY KEY (payer_kind, payer_id)
+);
+-- The call's whole limit; max_seconds is what the reservation covers now (one debit
+-- interval at a time for accounts). 0: max_seconds is the whole limit (older rows).
+ALTER TABLE reservation ADD COLUMN limit_seconds INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX reservation_campaign_open ON reservation (campaign) WHERE status = 'open';
+CREATE INDEX reservation_account_created ON reservation (account_id, created_at);
+CREATE INDEX reservation_campaign_created ON reservation (campaign, created_at);
+)sql"},
 };
-static_assert(std::size(migrations) == latest_schema_version);
+// Versions ascend; the last is the latest (numbers are handed out per branch, so one may be missing).
+static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);
 
 // Applies what is missing, under an exclusive lock: two processes (or the store and the
 // billing plugin) opening a new file at once must not both run a migration.

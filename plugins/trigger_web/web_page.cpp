@@ -51,14 +51,6 @@ Result<std::string> text_field(const json::object& body, std::string_view key, s
   return std::string(v->get_string());
 }
 
-std::string digits_of(std::string_view text) {
-  std::string digits;
-  for (char c : text) {
-    if (c >= '0' && c <= '9') digits.push_back(c);
-  }
-  return digits;
-}
-
 }  // namespace
 
 WebPageFrontEnd::WebPageFrontEnd(Context& context, WebOptions options)
@@ -103,7 +95,7 @@ json::object WebPageFrontEnd::public_config() const {
 }
 
 Result<CallbackForm> WebPageFrontEnd::admit(const json::object& body, std::string_view client_ip, Timestamp now,
-                                            std::chrono::seconds& retry_after) {
+                                            const NumberingPlan& plan, std::chrono::seconds& retry_after) {
   retry_after = std::chrono::seconds{0};
   for (const auto& [key, value] : body) {
     const bool known = key == "caller" || key == "callee" || key == "account" || key == "pin" || key == "language";
@@ -145,7 +137,10 @@ Result<CallbackForm> WebPageFrontEnd::admit(const json::object& body, std::strin
     return Error{"rate_limited",
                  "too many requests from this address; try again in " + std::to_string(wait.count()) + " s", "client"};
   }
-  if (auto wait = per_number_.hit(digits_of(form.caller), now); wait.count() > 0) {
+  // One number written five ways is one number: counted in E.164.
+  auto caller = PhoneNumber::parse(form.caller, plan);
+  if (!caller) return caller.error().at("caller");
+  if (auto wait = per_number_.hit(caller->digits(), now); wait.count() > 0) {
     retry_after = wait;
     return Error{"rate_limited",
                  "too many callbacks for this number; try again in " + std::to_string(wait.count()) + " s", "caller"};

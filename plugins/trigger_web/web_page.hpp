@@ -55,7 +55,7 @@ class WebPageFrontEnd final : public WebPage {
   [[nodiscard]] std::optional<WebAsset> asset(std::string_view path) const override;
   [[nodiscard]] boost::json::object public_config() const override;
   [[nodiscard]] Result<CallbackForm> admit(const boost::json::object& body, std::string_view client_ip, Timestamp now,
-                                           std::chrono::seconds& retry_after) override;
+                                           const NumberingPlan& plan, std::chrono::seconds& retry_after) override;
 
  private:
   Context& context_;

@@ -1,3 +1,4 @@
+#include <callback/callback_request.hpp>
 #include <callback/phone_number.hpp>
 
 #include <gtest/gtest.h>
@@ -113,6 +114,68 @@ TEST(PhoneNumber, NumberingPlanValidation) {
 TEST(PhoneNumber, ComparesByDigits) {
   EXPECT_EQ(*PhoneNumber::parse("+86 10 5555 6666", china), *PhoneNumber::parse("010-55556666", china));
   EXPECT_LT(*PhoneNumber::parse("+1 928 111 2222", china), *PhoneNumber::parse("+86 10 5555 6666", china));
+}
+
+// --- numbers a callback never dials (issue #10, item 4) ------------------------------------
+
+std::string refusal(std::string_view text, const NumberingPlan& plan) {
+  auto n = PhoneNumber::parse(text, plan);
+  if (!n) return "parse error";
+  auto ok = callback::check_dialable(*n, plan, "callee");
+  return ok ? "ok" : ok.error().code + " " + ok.error().rule + " @" + ok.error().field;
+}
+
+TEST(Dialable, EmergencyNumbersOfTheCountryAreNeverDialled) {
+  for (const char* n : {"110", "119", "120", "122", "112"}) {
+    EXPECT_EQ(refusal(n, china), "denied.emergency_number emergency " + std::string(n) + " @callee") << n;
+  }
+  EXPECT_EQ(refusal("911", nanp), "denied.emergency_number emergency 911 @callee");
+  EXPECT_EQ(refusal("411", nanp), "denied.emergency_number emergency N11 @callee");
+  const NumberingPlan germany{.country_code = "49", .trunk_prefix = "0", .international_prefixes = {"00"}};
+  EXPECT_EQ(refusal("112", germany), "denied.emergency_number emergency 112 @callee");
+  EXPECT_EQ(refusal("116 000", germany), "denied.emergency_number emergency 116XXX @callee");
+  EXPECT_EQ(refusal("11833", germany), "denied.emergency_number emergency 118XX @callee");
+  // Another known country's, written in full.
+  EXPECT_EQ(refusal("+1 911", china), "denied.emergency_number emergency 911 @callee");
+  EXPECT_EQ(refusal("0044 999", china), "denied.emergency_number emergency 999 @callee");
+  // Subscribers pass.
+  EXPECT_EQ(refusal("13800138000", china), "ok");
+  EXPECT_EQ(refusal("(928) 111-2222", nanp), "ok");
+}
+
+TEST(Dialable, ShortCodesAreNeverDialled) {
+  EXPECT_EQ(refusal("10086", china), "denied.short_code short_code <6 digits @callee");
+  EXPECT_EQ(refusal("95555", china), "denied.short_code short_code <6 digits @callee");
+  // Private numbering (no country code) dials as typed: 4-digit extensions are fine, the
+  // emergency numbers of every built-in country are not.
+  const NumberingPlan as_dialed{.country_code = "", .trunk_prefix = "", .international_prefixes = {}};
+  EXPECT_EQ(refusal("1001", as_dialed), "ok");
+  for (const char* n : {"112", "911", "110", "999"}) {
+    EXPECT_NE(refusal(n, as_dialed).find("denied.emergency_number"), std::string::npos) << n;
+  }
+}
+
+TEST(Dialable, TheListAndTheShortCodeLengthAreConfigurable) {
+  NumberingPlan plan = china;
+  plan.emergency_numbers = std::vector<std::string>{"12345"};
+  plan.min_subscriber_digits = 4;
+  EXPECT_EQ(refusal("12345", plan), "denied.emergency_number emergency 12345 @callee");
+  EXPECT_EQ(refusal("110", plan), "denied.short_code short_code <4 digits @callee");  // no longer on the list
+  EXPECT_EQ(refusal("10086", plan), "ok");
+  plan.emergency_numbers = std::vector<std::string>{"11a"};
+  EXPECT_EQ(plan.validate().error().field, "emergency_numbers[0]");
+}
+
+TEST(Dialable, MakeRequestRefusesThemAsCalleeOrCaller) {
+  callback::CallbackForm form{.caller = "13800138000", .callee = "110", .payer = callback::CampaignId{"free"}};
+  auto made = callback::make_request(form, china);
+  ASSERT_FALSE(made);
+  EXPECT_EQ(made.error().code, "denied.emergency_number");
+  EXPECT_EQ(made.error().field, "callee");
+  EXPECT_EQ(made.error().rule, "emergency 110");
+  form.callee = "13900139000";
+  form.caller = "112";
+  EXPECT_EQ(callback::make_request(form, china).error().field, "caller");
 }
 
 }  // namespace

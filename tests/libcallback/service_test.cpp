@@ -227,6 +227,69 @@ TEST_F(ServiceTest, BridgedCallThatOverrunsItsLimitIsCut) {
   EXPECT_FALSE(engine.hung_up.empty());
 }
 
+TEST_F(ServiceTest, BillingIsAskedForNoMoreThanTheCallsLimit) {
+  make({}, &billing);
+  billing.max_duration = 1000s;
+  auto r = request();
+  r.limit = 60s;
+  start(r);
+  ASSERT_EQ(billing.authorized.size(), 1u);
+  ASSERT_TRUE(billing.authorized[0].max_duration);
+  EXPECT_EQ(*billing.authorized[0].max_duration, 60s);
+}
+
+TEST_F(ServiceTest, SlicesAreExtendedWhileBTalksAndTheCallEndsWhenTheMoneyRunsOut) {
+  make({}, &billing);
+  billing.max_duration = 300s;
+  billing.reserved_for = 60s;  // one debit interval
+  billing.money_for = 120s;    // the account pays for two
+  const auto id = start(request());
+  leg(id, LegRole::a, LegEventType::answered);
+  leg(id, LegRole::b, LegEventType::dialing);
+  leg(id, LegRole::b, LegEventType::connected);
+  EXPECT_EQ(engine.originated.at(0).connect->limit, 300s);
+  clock.advance(49s);
+  pump();
+  EXPECT_TRUE(billing.extended.empty());
+  clock.advance(1s);  // 10 s before the slice runs out
+  pump();
+  ASSERT_EQ(billing.extended.size(), 1u);
+  EXPECT_EQ(billing.extended[0], std::make_pair("r-" + id, 120s));
+  clock.advance(60s);  // 110 s: the next slice, which the money does not pay
+  pump();
+  ASSERT_EQ(billing.extended.size(), 2u);
+  EXPECT_EQ(billing.extended[1].second, 180s);
+  clock.advance(9s);
+  pump();
+  EXPECT_TRUE(engine.hung_up.empty());
+  clock.advance(1s);  // 120 s: all that is paid for was talked
+  pump();
+  ASSERT_FALSE(engine.hung_up.empty());
+  EXPECT_EQ(engine.hung_up[0], std::make_pair(id, LegRole::b));
+  leg(id, LegRole::b, LegEventType::ended, HangupCause::normal());
+  leg(id, LegRole::a, LegEventType::ended, HangupCause::normal());
+  pump();
+  ASSERT_FALSE(events.seen.empty());
+  EXPECT_EQ(events.seen.back().outcome, "time_up");
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  ASSERT_EQ(billing.settled.size(), 1u);
+  EXPECT_EQ(billing.settled[0].second, 120s);
+}
+
+TEST_F(ServiceTest, ADenialCarriesBillingsFieldAndRule) {
+  make({}, &billing);
+  billing.deny = DenialReason::destination_blocked;
+  billing.field = "callee";
+  billing.rule = "deny_prefix +882";
+  Result<std::string> answer = Error{};
+  service->submit(request(), [&](Result<std::string> r) { answer = std::move(r); });
+  pump();
+  ASSERT_FALSE(answer);
+  EXPECT_EQ(answer.error().code, "denied.destination_blocked");
+  EXPECT_EQ(answer.error().field, "callee");
+  EXPECT_EQ(answer.error().rule, "deny_prefix +882");
+}
+
 TEST_F(ServiceTest, IdempotencyKeyGivesTheSameCallback) {
   make({}, &billing);
   auto r = request();

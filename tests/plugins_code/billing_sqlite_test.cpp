@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 #include <set>
 #include <sstream>
@@ -188,7 +189,8 @@ struct BillingTest : ::testing::Test {
   test::TempDir dir;
   std::unique_ptr<store_sqlite::SqliteStore> store =
       store_sqlite::SqliteStore::open({.path = dir / "callback.db"}).value();
-  std::unique_ptr<SqliteBilling> billing = open_billing({});
+  // Whole-call reservations, as the seed: the tests of slices open their own.
+  std::unique_ptr<SqliteBilling> billing = open_billing({.debit_interval = 0s});
 
   std::unique_ptr<SqliteBilling> open_billing(BillingOptions options) {
     options.database.path = dir / "callback.db";
@@ -432,6 +434,207 @@ TEST_F(BillingTest, CampaignPoliciesAreCheckedPerCallerNumber) {
   EXPECT_EQ(campaign("budget", "13800000003", "b3").reason, DenialReason::campaign_limit);
   EXPECT_EQ(billing->authorize({CampaignId{"nope"}, number("13800138000"), number("01055556666"), "n", {}})->reason,
             DenialReason::campaign_limit);
+}
+
+// --- toll-fraud controls (issue #10, item 4) ------------------------------------------------
+
+TEST_F(BillingTest, CampaignCallsConsultTheDeckAndTheDenyLists) {
+  // The free page's campaign dialled a BLOCKED range and premium ranges: now the deck and
+  // the default deny list (881, 882, 883, 979, 1900, 1976) apply to campaigns too.
+  import("default", "0;No such number;BLOCKED\n86;China;0.10\n1;NANP;0.05\n");
+  ASSERT_TRUE(billing->put_campaign({.id = "free", .limit = 300s}));
+  auto campaign = [&](std::string_view callee, const std::string& call) {
+    return billing->authorize({CampaignId{"free"}, number("13800138000"), PhoneNumber::from_e164(callee).value(), call, {}})
+        .value();
+  };
+  const auto blocked = campaign("0123", "t1");
+  EXPECT_EQ(blocked.reason, DenialReason::destination_blocked);
+  EXPECT_EQ(blocked.field, "callee");
+  EXPECT_EQ(blocked.rule, "BLOCKED 0 in tariff default");
+  const auto satellite = campaign("8821234567", "t2");
+  EXPECT_EQ(satellite.reason, DenialReason::destination_blocked);
+  EXPECT_EQ(satellite.rule, "deny_prefix +882 (default)");
+  EXPECT_EQ(campaign("19005550100", "t3").rule, "deny_prefix +1900 (default)");
+  // A range the deck does not price is not given away either.
+  const auto unpriced = campaign("442079460018", "t4");
+  EXPECT_EQ(unpriced.reason, DenialReason::no_rate);
+  EXPECT_EQ(unpriced.field, "callee");
+  const auto fine = campaign("8613900139000", "t5");
+  ASSERT_TRUE(fine.allowed) << fine.message;
+  ASSERT_TRUE(billing->release(fine.reservation));
+  // A campaign with a deck of its own is checked against that one.
+  import("narrow", "8610;Beijing;0.05\n");
+  ASSERT_TRUE(billing->put_campaign({.id = "free", .limit = 300s, .tariff = "narrow"}));
+  EXPECT_EQ(campaign("8613900139000", "t6").rule, "no rate in tariff narrow");
+  EXPECT_TRUE(campaign("861055556666", "t7").allowed);
+}
+
+TEST_F(BillingTest, PayerPoliciesAllowAndDenyPrefixes) {
+  import("default", "86;China;0.10\n44;UK;0.20\n");
+  account("123", "50.00");
+  ASSERT_TRUE(billing->put_policy({.payer = AccountId{"123"}, .allow_prefixes = {"86", "44"}, .deny_prefixes = {"8610"}}));
+  const auto beijing = authorize("123", "010 5555 6666", "p1");
+  EXPECT_EQ(beijing.reason, DenialReason::destination_blocked);
+  EXPECT_EQ(beijing.rule, "deny_prefix +8610");
+  EXPECT_EQ(beijing.field, "callee");
+  EXPECT_TRUE(authorize("123", "+44 20 7946 0018", "p2").allowed);
+  ASSERT_TRUE(billing->put_policy({.payer = AccountId{"123"}, .allow_prefixes = {"44"}}));
+  const auto china = authorize("123", "861234567", "p3");
+  EXPECT_EQ(china.reason, DenialReason::destination_blocked);
+  EXPECT_EQ(china.rule, "allow_prefixes +44");
+  // Read back as written; bad prefixes are refused naming the field.
+  EXPECT_EQ(billing->policy(AccountId{"123"})->allow_prefixes, std::vector<std::string>{"44"});
+  EXPECT_EQ(billing->put_policy({.payer = AccountId{"123"}, .deny_prefixes = {"+882"}}).error().field, "deny_prefixes");
+  EXPECT_EQ(billing->put_policy({.payer = AccountId{"123"}, .max_concurrent = -1}).error().field, "max_concurrent");
+}
+
+TEST_F(BillingTest, ConcurrentCallsAreLimitedPerAccountAndPerCampaign) {
+  import("default", "86;China;0.10\n");
+  account("123", "50.00");
+  ASSERT_TRUE(billing->put_campaign({.id = "free", .limit = 60s}));
+  ASSERT_TRUE(billing->put_policy({.payer = AccountId{"123"}, .max_concurrent = 2}));
+  ASSERT_TRUE(billing->put_policy({.payer = CampaignId{"free"}, .max_concurrent = 1}));
+  const auto first = authorize("123", "861234567", "c1");
+  ASSERT_TRUE(authorize("123", "861234567", "c2").allowed);
+  const auto third = authorize("123", "861234567", "c3");
+  EXPECT_EQ(third.reason, DenialReason::too_many_calls);
+  EXPECT_EQ(third.rule, "max_concurrent 2");
+  ASSERT_TRUE(billing->settle(first.reservation, 10s));
+  EXPECT_TRUE(authorize("123", "861234567", "c4").allowed);  // one ended: room again
+
+  auto campaign = [&](std::string_view caller, const std::string& call) {
+    return billing->authorize({CampaignId{"free"}, number(caller), number("861234567"), call, {}}).value();
+  };
+  ASSERT_TRUE(campaign("13800000001", "f1").allowed);
+  EXPECT_EQ(campaign("13800000002", "f2").reason, DenialReason::too_many_calls);
+}
+
+TEST_F(BillingTest, CostPerCallAndSpendPerDayCutOrRefuseTheCall) {
+  import("default", "86;China;0.60\n");  // 0.01 a second, 60/60
+  account("123", "100.00");
+  ASSERT_TRUE(billing->put_policy({.payer = AccountId{"123"}, .max_call_cost = cny_amount("1.20"),
+                                   .daily_spend = cny_amount("3.00")}));
+  const auto first = authorize("123", "861234567", "s1");
+  ASSERT_TRUE(first.allowed) << first.message;
+  EXPECT_EQ(first.max_duration, 120s);  // 1.20 at 0.60/min
+  const auto second = authorize("123", "861234567", "s2");
+  EXPECT_EQ(second.max_duration, 120s);
+  const auto third = authorize("123", "861234567", "s3");
+  EXPECT_EQ(third.max_duration, 60s);  // 3.00 - 2 x 1.20 held: one minute left today
+  const auto fourth = authorize("123", "861234567", "s4");
+  EXPECT_EQ(fourth.reason, DenialReason::spend_limit);
+  EXPECT_EQ(fourth.rule, "daily_spend 3.00");
+  // What was charged counts, not what was held: a short call gives back the rest.
+  ASSERT_TRUE(billing->settle(first.reservation, 30s));  // 0.60 charged
+  EXPECT_EQ(authorize("123", "861234567", "s5").max_duration, 60s);
+  // A call whose first increment costs more than the cap is refused.
+  ASSERT_TRUE(billing->put_policy({.payer = AccountId{"123"}, .max_call_cost = cny_amount("0.50")}));
+  const auto dear = authorize("123", "861234567", "s6");
+  EXPECT_EQ(dear.reason, DenialReason::spend_limit);
+  EXPECT_EQ(dear.rule, "max_call_cost 0.50");
+}
+
+// --- reservations that fit the call (issue #10, item 6) ------------------------------------
+
+TEST_F(BillingTest, AReservationHoldsNoMoreThanTheCallsLimit) {
+  // A call with a limit of 60 s held the account's whole 1.00 (1,000 s) and blocked the rest.
+  import("default", "86;China;0.06;1/1\n");  // 0.001 a second
+  account("123", "1.00");
+  auto a = billing->authorize({AccountId{"123"}, number("13800138000"), number("861234567"), "l1", {}, 60s}).value();
+  ASSERT_TRUE(a.allowed) << a.message;
+  EXPECT_EQ(a.max_duration, 60s);
+  EXPECT_EQ(reserved("123"), cny_amount("0.06"));
+  auto b = billing->authorize({AccountId{"123"}, number("13800138000"), number("861234567"), "l2", {}, 60s}).value();
+  EXPECT_TRUE(b.allowed) << b.message;  // the rest of the money is still there
+}
+
+TEST_F(BillingTest, SlicesAreExtendedUntilTheMoneyRunsOut) {
+  auto sliced = open_billing({.debit_interval = 60s});
+  import("default", "86;China;0.06;1/1\n", sliced.get());  // 0.001 a second
+  account("123", "0.15");  // 150 s
+  auto a = sliced->authorize({AccountId{"123"}, number("13800138000"), number("861234567"), "x1", {}}).value();
+  ASSERT_TRUE(a.allowed) << a.message;
+  EXPECT_EQ(a.max_duration, 150s);
+  EXPECT_EQ(a.reserved_for, 60s);
+  EXPECT_EQ(reserved("123"), cny_amount("0.06"));
+  EXPECT_EQ(sliced->extend(a.reservation, 120s).value(), 120s);
+  EXPECT_EQ(reserved("123"), cny_amount("0.12"));
+  EXPECT_EQ(sliced->extend(a.reservation, 180s).value(), 150s);  // what is left
+  EXPECT_EQ(sliced->extend(a.reservation, 210s).value(), 150s);  // nothing more: the call ends at 150 s
+  // Never charged past what was held, however late the call ended.
+  EXPECT_EQ(sliced->settle(a.reservation, 170s).value(), cny_amount("0.15"));
+  EXPECT_TRUE(balance("123").is_zero());
+  EXPECT_TRUE(reserved("123").is_zero());
+  EXPECT_EQ(sliced->extend(a.reservation, 240s).error().code, "reservation_ended");
+}
+
+TEST_F(BillingTest, AThousandSlicedCallsOnOneAccountNeverSpendMoreThanItHas) {
+  auto sliced = open_billing({.debit_interval = 60s});
+  import("default", "86;China;0.06;1/1\n", sliced.get());  // 0.001 a second
+  account("shared", "10.00");                              // 10,000 s of talk
+  // 1,000 callers at once, each wanting up to 600 s, extending a slice at a time.
+  std::vector<std::thread> threads;
+  std::vector<Money> charged(1000, Money::zero(cny));
+  std::vector<std::chrono::seconds> first_slice(1000);
+  std::atomic<int> allowed{0};
+  for (int i = 0; i < 1000; ++i) {
+    threads.emplace_back([&, i] {
+      const auto index = static_cast<std::size_t>(i);
+      auto a = sliced->authorize({AccountId{"shared"}, number("13800138000"), number("861234567"),
+                                  "k" + std::to_string(i), {}, 600s}).value();
+      if (!a.allowed) {
+        EXPECT_EQ(a.reason, DenialReason::insufficient_balance);
+        return;
+      }
+      ++allowed;
+      first_slice[index] = a.reserved_for;
+      std::chrono::seconds covered = a.reserved_for;
+      const std::chrono::seconds talk{60 + (i % 10) * 60};  // 60 .. 600 s
+      while (covered < talk) {
+        const auto more = sliced->extend(a.reservation, covered + 60s).value();
+        if (more <= covered) break;  // the money ran out: hung up at `covered`
+        covered = more;
+      }
+      // Ended a little late (the hangup's own delay): 2 s past what was covered.
+      charged[index] = sliced->settle(a.reservation, std::min(talk, covered) + 2s).value();
+    });
+  }
+  for (auto& t : threads) t.join();
+  // 60 s slices of 0.06: far more than one call at once (a whole 600 s hold would let 16).
+  EXPECT_GT(allowed.load(), 16);
+  for (std::size_t i = 0; i < first_slice.size(); ++i) {
+    if (first_slice[i].count() > 0) EXPECT_LE(first_slice[i], 60s);
+  }
+  Money total = Money::zero(cny);
+  for (const auto& c : charged) total += c;
+  EXPECT_LE(total, cny_amount("10.00"));
+  EXPECT_FALSE(balance("shared").is_negative());
+  EXPECT_EQ(balance("shared"), cny_amount("10.00") - total);
+  EXPECT_TRUE(reserved("shared").is_zero());
+  Money sum = Money::zero(cny);
+  for (const auto& e : store->ledger().entries("shared").value()) sum += e.amount;
+  EXPECT_EQ(sum, balance("shared"));
+}
+
+// --- one number, however it is written (issue #10, item 5) ----------------------------------
+
+TEST_F(BillingTest, CampaignUsesCountTheNumberNotItsSpelling) {
+  ASSERT_TRUE(billing->put_campaign({.id = "free", .limit = 60s, .uses_per_day = 1}));
+  int allowed = 0;
+  int call = 0;
+  for (const char* spelling : {"13800138000", "+8613800138000", "008613800138000", "013800138000",
+                               "+86 (0) 138 0013 8000"}) {
+    auto caller = PhoneNumber::parse(spelling, plan);
+    ASSERT_TRUE(caller) << spelling;
+    auto a = billing->authorize({CampaignId{"free"}, *caller, number("861234567"), "n" + std::to_string(++call), {}})
+                 .value();
+    if (a.allowed) {
+      ++allowed;
+    } else {
+      EXPECT_EQ(a.rule, "uses_per_day 1") << spelling;
+    }
+  }
+  EXPECT_EQ(allowed, 1);
 }
 
 TEST_F(BillingTest, CallerStatisticsFollowTheCdrs) {

@@ -74,7 +74,8 @@ TEST_F(SqliteStoreTest, CreatesTheSchemaInWalModeWithTheSeedsCdrColumnsAndIndexe
     ASSERT_TRUE(q.executeStep());
     EXPECT_EQ(q.getColumn(0).getInt(), 1) << index;
   }
-  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+  EXPECT_EQ(db.execAndGet("SELECT max(version) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) - count(DISTINCT version) FROM schema_migrations").getInt(), 0);
 }
 
 TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
@@ -83,7 +84,8 @@ TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
   ASSERT_TRUE(again) << again.error().describe();
   EXPECT_EQ((*again)->schema_version(), store_sqlite::latest_schema_version);
   SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
-  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+  EXPECT_EQ(db.execAndGet("SELECT max(version) FROM schema_migrations").getInt(), store_sqlite::latest_schema_version);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) - count(DISTINCT version) FROM schema_migrations").getInt(), 0);
 }
 
 TEST_F(SqliteStoreTest, AnAccountKeepsItsLanguageAndABadOneIsRefused) {
@@ -107,6 +109,13 @@ TEST_F(SqliteStoreTest, MigrationFiveGivesTheAccountsOfAnOldDatabaseALanguageCol
     // Back to schema 4, as that release left it (SQLite >= 3.35 drops columns).
     SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
     db.exec("ALTER TABLE account DROP COLUMN language");
+    // and without what later migrations added (7: toll-fraud policies)
+    db.exec("DROP TABLE payer_policy");
+    db.exec("DROP INDEX reservation_campaign_open");
+    db.exec("DROP INDEX reservation_account_created");
+    db.exec("DROP INDEX reservation_campaign_created");
+    db.exec("ALTER TABLE campaign DROP COLUMN tariff");
+    db.exec("ALTER TABLE reservation DROP COLUMN limit_seconds");
     db.exec("ALTER TABLE api_key DROP COLUMN scope");  // migration 6's
     db.exec("DELETE FROM schema_migrations WHERE version >= 5");
   }

@@ -574,8 +574,8 @@ TEST_F(RestApiTest, BadRequestsGetAClearErrorAndCreateNothing) {
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "language": "z"})", 400, "invalid_language",
        "language"},
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "language": 7})", 400, "invalid_type", "language"},
-      {R"({"caller": "1001", "callee": "1002", "campaign": "nope"})", 403, "denied.campaign_limit", "payer"},
-      {R"({"caller": "1001", "callee": "1002", "account": "nobody"})", 403, "denied.unknown_account", "payer"},
+      {R"({"caller": "1001", "callee": "1002", "campaign": "nope"})", 403, "denied.campaign_limit", "campaign"},
+      {R"({"caller": "1001", "callee": "1002", "account": "nobody"})", 403, "denied.unknown_account", "account"},
       {R"({"caller": "1001", "callee": "1002", "campaign": "free", "pad": ")" + std::string(4000, 'x') + "\"}", 413,
        "body_too_large", "body"},
   };
@@ -878,6 +878,76 @@ TEST_F(RestApiTest, ThePagesPublicEndpoints) {
   EXPECT_EQ(limited.status, 429);
   EXPECT_EQ(limited.error_code(), "rate_limited");
   EXPECT_GT(std::stoi(limited.headers["retry-after"]), 0);
+}
+
+TEST_F(RestApiTest, ThePagesRateLimitCountsANumberNotItsSpellings) {
+  server->stop();
+  runtime->stop(std::chrono::seconds{0});
+  // China's numbering plan, one callback per number an hour.
+  start([](ServiceConfig& c) {
+    c.numbering = NumberingPlan{.country_code = "86", .trunk_prefix = "0", .international_prefixes = {"00"}};
+    c.frontends[0].config.as_object()["per_number_per_hour"] = 1;
+  });
+  const char* spellings[] = {"13800138000", "+8613800138000", "008613800138000", "013800138000",
+                             "+86 (0) 138 0013 8000"};
+  std::vector<long> statuses;
+  for (const char* caller : spellings) {
+    const std::string body = std::string(R"({"caller": ")") + caller + R"(", "callee": "13900139000"})";
+    auto r = request("POST", "/v1/public/callbacks", body, {}, false);
+    statuses.push_back(r.status);
+    if (r.status == 429) {
+      EXPECT_EQ(r.error_field(), "caller");
+    }
+  }
+  EXPECT_EQ(statuses, (std::vector<long>{202, 429, 429, 429, 429}));
+}
+
+TEST_F(RestApiTest, ThePageNeverDialsBarredPremiumOrEmergencyNumbers) {
+  // The deck of the demo: 0XXX is BLOCKED. The page's campaign is checked against it,
+  // against billing's default deny list, and against the emergency numbers.
+  runtime->run_on_service_thread([&] {
+    std::istringstream deck("0;No such number;BLOCKED\n1;Phones;0.10\n");
+    ASSERT_TRUE(runtime->billing()->admin()->import_rates("default", deck, Currency::of("CNY").value()));
+  });
+  struct Case {
+    const char* callee;
+    const char* code;
+    const char* rule;
+  };
+  int caller = 1100;
+  for (const Case& c : {Case{"0123", "denied.destination_blocked", "BLOCKED 0 in tariff default"},
+                        Case{"+882 1234 5678", "denied.destination_blocked", "deny_prefix +882 (default)"},
+                        Case{"+1 900 555 0100", "denied.destination_blocked", "deny_prefix +1900 (default)"},
+                        Case{"112", "denied.emergency_number", "emergency 112"},
+                        Case{"911", "denied.emergency_number", "emergency 911"},
+                        Case{"110", "denied.emergency_number", "emergency 110"},
+                        Case{"999", "denied.emergency_number", "emergency 999"}}) {
+    const std::string body = R"({"caller": ")" + std::to_string(++caller) + R"(", "callee": ")" + c.callee + R"("})";
+    auto r = request("POST", "/v1/public/callbacks", body, {}, false);
+    EXPECT_EQ(r.status, 403) << c.callee << ": " << r.body;
+    if (r.status != 403) continue;
+    EXPECT_EQ(r.error_code(), c.code) << c.callee;
+    EXPECT_EQ(r.error_field(), "callee") << c.callee;
+    EXPECT_EQ(std::string(r.json().at("error").at("rule").as_string()), c.rule) << c.callee;
+  }
+}
+
+TEST_F(RestApiTest, OperatorsSetAPayersPolicyAndItsRefusalsNameTheRule) {
+  auto put = request("PUT", "/v1/policies/campaign/free", R"({"deny_prefixes": ["+100"], "max_concurrent": 5})");
+  ASSERT_EQ(put.status, 200) << put.body;
+  auto got = request("GET", "/v1/policies/campaign/free");
+  ASSERT_EQ(got.status, 200);
+  EXPECT_EQ(json::serialize(got.json().at("deny_prefixes")), R"(["+100"])");
+  EXPECT_EQ(got.json().at("max_concurrent").as_int64(), 5);
+  auto refused = request("POST", "/v1/callbacks", R"({"caller": "2001", "callee": "1002", "campaign": "free"})");
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  EXPECT_EQ(refused.error_code(), "denied.destination_blocked");
+  EXPECT_EQ(refused.error_field(), "callee");
+  EXPECT_EQ(std::string(refused.json().at("error").at("rule").as_string()), "deny_prefix +100");
+  auto bad = request("PUT", "/v1/policies/campaign/free", R"({"deny_prefixes": ["88x"]})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.error_field(), "deny_prefixes");
+  EXPECT_EQ(request("PUT", "/v1/policies/campaign/free", R"({"max_call_cost": "-1"})").error_field(), "max_call_cost");
 }
 
 TEST_F(RestApiTest, CutStreamsResumeWithTheCurrentState) {

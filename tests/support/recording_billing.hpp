@@ -13,7 +13,13 @@ namespace callback::test {
 class RecordingBilling final : public Billing, Rater, Authorizer {
  public:
   std::chrono::seconds max_duration{10};
+  // Slices: the first reservation covers this much (0: all of max_duration), and extend()
+  // grows it up to `money_for` of talk in all.
+  std::chrono::seconds reserved_for{0};
+  std::chrono::seconds money_for{0};
+  std::vector<std::pair<std::string, std::chrono::seconds>> extended;  // reservation, wanted
   std::optional<DenialReason> deny;
+  std::string field, rule;  // of a denial
   std::string language;  // the paying account's, as a backend reads it with the account
   std::vector<AuthorizationRequest> authorized;
   std::vector<std::pair<std::string, std::chrono::seconds>> settled;
@@ -26,9 +32,16 @@ class RecordingBilling final : public Billing, Rater, Authorizer {
 
   Result<Authorization> authorize(const AuthorizationRequest& request) override {
     authorized.push_back(request);
-    if (deny) return Authorization{.allowed = false, .reason = deny, .message = "denied by the test"};
-    return Authorization{.allowed = true, .max_duration = max_duration, .reservation = "r-" + request.call_id,
-                         .rate = price(), .language = language};
+    if (deny) {
+      return Authorization{.allowed = false, .reason = deny, .message = "denied by the test", .field = field,
+                           .rule = rule};
+    }
+    return Authorization{.allowed = true, .max_duration = max_duration, .reserved_for = reserved_for,
+                         .reservation = "r-" + request.call_id, .rate = price(), .language = language};
+  }
+  Result<std::chrono::seconds> extend(const std::string& reservation, std::chrono::seconds wanted) override {
+    extended.emplace_back(reservation, wanted);
+    return std::min(wanted, money_for);
   }
   Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) override {
     settled.emplace_back(reservation, billsec);

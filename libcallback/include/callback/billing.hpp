@@ -14,6 +14,17 @@
 //   ... call ends after 61 s of talk ...
 //   billing->authorizer().settle(decision->reservation, 61s);  // debits 0.20 at 60/60
 //
+// A reservation may cover the call in slices (a debit interval, as CGRateS does): then
+// `reserved_for` is less than `max_duration`, and the service extends the reservation
+// while the call lasts; when extend() gives no more time, the money ran out:
+//
+//   auto more = billing->authorizer().extend(decision->reservation, covered + 60s);
+//   if (*more <= covered) hang_up_at(answered + covered);   // "time up"
+//
+// The payer's policy (PayerPolicy: allowed and denied prefixes, cost per call, spend per
+// day, calls at once) and the deck's BLOCKED lines are checked at every authorization; a
+// denial names the field and the rule that matched.
+//
 // The blocking calls may wait for a database; the service uses the *_async ones, so its
 // event loop never waits for a disk.
 #include <callback/call.hpp>
@@ -53,6 +64,8 @@ enum class DenialReason {
   destination_blocked,
   campaign_limit,  // campaign policy: used too often, daily budget spent
   unavailable,     // the billing backend itself failed
+  too_many_calls,  // the payer's policy: calls in flight at once
+  spend_limit,     // the payer's policy: cost of one call, spend per day
 };
 [[nodiscard]] CALLBACK_EXPORT std::string_view to_string(DenialReason reason) noexcept;
 
@@ -62,13 +75,21 @@ struct AuthorizationRequest {
   PhoneNumber destination;  // the leg billed (leg B by default, as in the seed)
   std::string call_id;
   std::string secret;  // account mode password/PIN, checked against the stored KDF hash
+  // The longest the call may last anyway (the request's, the campaign's, the service's
+  // limit): no more than this is reserved. Empty: as long as the money lasts.
+  std::optional<std::chrono::seconds> max_duration;
 };
 
 struct Authorization {
   bool allowed = false;
   std::optional<DenialReason> reason;  // when not allowed
   std::string message;                 // for people: "balance 0.05 is below one minute at 0.10/min"
+  std::string field;                   // when not allowed: the input refused ("callee", "caller", "payer")
+  std::string rule;                    // when not allowed by a policy: the rule that matched ("deny_prefix +882")
   std::chrono::seconds max_duration{0};
+  // Talk time the reservation covers now: max_duration, or one debit interval when it
+  // comes in slices (then extend it before this runs out). 0: the same as max_duration.
+  std::chrono::seconds reserved_for{0};
   std::string reservation;  // id to settle or release; empty when not allowed
   std::optional<Rate> rate;
   std::string language;  // the paying account's announcement language, read with its row; empty: none
@@ -82,6 +103,11 @@ class CALLBACK_EXPORT Authorizer {
   [[nodiscard]] virtual Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) = 0;
   // Ends the reservation without charging (the call never connected).
   virtual Status release(const std::string& reservation) = 0;
+  // Grows an open reservation to cover `wanted` seconds of talk in all, as far as the
+  // money and the payer's policy allow (never past the authorized max_duration). The
+  // answer is the talk time covered now: no more than before means the money ran out.
+  // The default (a backend that reserves whole calls) has nothing to extend.
+  [[nodiscard]] virtual Result<std::chrono::seconds> extend(const std::string& reservation, std::chrono::seconds wanted);
 
   // The same without waiting: `done` runs once the result is durable, on the backend's
   // own thread (post it back to your executor). Many calls in flight share commits.
@@ -95,6 +121,10 @@ class CALLBACK_EXPORT Authorizer {
   }
   virtual void release_async(const std::string& reservation, std::function<void(Status)> done) {
     done(release(reservation));
+  }
+  virtual void extend_async(const std::string& reservation, std::chrono::seconds wanted,
+                            std::function<void(Result<std::chrono::seconds>)> done) {
+    done(extend(reservation, wanted));
   }
 };
 
@@ -122,6 +152,22 @@ struct Campaign {
   int min_hours_between = 0;              // between two calls of one caller number
   std::chrono::seconds daily_budget{0};   // talk time for the whole campaign a day; 0: no limit
   bool active = true;
+  // The rate deck its calls are checked against (BLOCKED lines, no rate) and priced with
+  // for its policy's cost limits; empty: the backend's default tariff.
+  std::string tariff;
+};
+
+// Toll-fraud controls of one payer, an account or a campaign, checked at every
+// authorization together with the deck's BLOCKED lines (always) and the backend's own
+// default deny list. Amounts are in the payer's currency (the account's, or the
+// campaign's deck's); prefixes are E.164 digits ("882", "1900").
+struct PayerPolicy {
+  Payer payer;
+  std::vector<std::string> allow_prefixes;  // empty: any destination the deck rates
+  std::vector<std::string> deny_prefixes;
+  std::optional<Money> max_call_cost;       // one call's time is cut to cost at most this
+  std::optional<Money> daily_spend;         // all its calls of one day (UTC), reserved or charged
+  int max_concurrent = 0;                   // calls in flight at once; 0: no limit
 };
 
 // Per caller number, from the CDRs as calls end (the seed's monitor program).
@@ -148,6 +194,9 @@ class CALLBACK_EXPORT BillingAdmin {
                                                         std::size_t limit) = 0;
   virtual Status put_campaign(const Campaign& campaign) = 0;
   [[nodiscard]] virtual Result<std::vector<Campaign>> campaigns() = 0;
+  // A payer's toll-fraud policy: replaced whole; the default (none set) has no limits of its own.
+  virtual Status put_policy(const PayerPolicy& policy) = 0;
+  [[nodiscard]] virtual Result<PayerPolicy> policy(const Payer& payer) = 0;
   // One number's statistics, or all (number empty), busiest first.
   [[nodiscard]] virtual Result<std::vector<CallerStats>> caller_stats(const std::string& number,
                                                                       std::size_t limit) = 0;

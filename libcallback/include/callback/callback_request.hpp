@@ -54,7 +54,8 @@ struct CallbackForm {
 struct CallbackRequest;
 // Normalizes both numbers with the service's numbering plan and checks the rest; the
 // Error's field says which input was wrong ("caller", "callee", "account", "limit",
-// "language").
+// "language"). Emergency and short codes (check_dialable) are refused with
+// "denied.emergency_number" / "denied.short_code" and the rule that matched.
 // Nothing reaches billing or Asterisk unless this succeeds.
 [[nodiscard]] CALLBACK_EXPORT Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPlan& plan);
 

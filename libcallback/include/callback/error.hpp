@@ -1,8 +1,9 @@
 #pragma once
 // Errors for untrusted input: every parser and validator returns Result<T>, which holds
 // either the value or an Error naming what was wrong (code), how (message) and where
-// (field: a JSON path, a CSV line, a form field). The REST layer serializes the same
-// Error as {"error": {"code", "message", "field"}}.
+// (field: a JSON path, a CSV line, a form field) and, for a policy's refusal, which rule
+// matched. The REST layer serializes the same Error as {"error": {"code", "message",
+// "field", "rule"}} ("rule" only when there is one).
 //
 //   auto number = PhoneNumber::parse(text, plan);
 //   if (!number) return fail(number.error());      // "caller: ... letter 'x' ..."
@@ -22,15 +23,17 @@ struct Error {
   std::string code;     // stable, machine-readable: "invalid_phone_number", "config.type"
   std::string message;  // for people: says what was wrong
   std::string field;    // where, if known: "engines[0].config.port", "line 12", "callee"
+  std::string rule;     // a policy's refusal: the rule that matched ("deny_prefix +882"); else empty
 
-  // "field: message" (or just the message when there is no field).
+  // "field: message" (or just the message when there is no field), then "[rule: ...]".
   [[nodiscard]] std::string describe() const {
-    return field.empty() ? message : field + ": " + message;
+    std::string text = field.empty() ? message : field + ": " + message;
+    return rule.empty() ? text : text + " [rule: " + rule + "]";
   }
   // The same error reported at `place`; its own field moves into the message
   // ({"f", "no plugin", "x.so"}.at("engines[0].plugin") -> "engines[0].plugin: x.so: no plugin").
   [[nodiscard]] Error at(const std::string& place) const {
-    return Error{code, field.empty() ? message : field + ": " + message, place};
+    return Error{code, field.empty() ? message : field + ": " + message, place, rule};
   }
   // The same error, located inside an enclosing field ("caller" + "x" -> "caller.x").
   [[nodiscard]] Error within(const std::string& outer) const {

@@ -6,10 +6,13 @@
 //   auto account = create_account(store, AccountForm{.id = "123", .balance = "5.00"}, plan);
 //   auto entry = top_up(store, "123", "10.00", "receipt 991");   // Error field "amount"
 #include <callback/account.hpp>
+#include <callback/billing.hpp>
 #include <callback/error.hpp>
 #include <callback/export.hpp>
 #include <callback/phone_number.hpp>
 #include <callback/store.hpp>
+
+#include <boost/json/object.hpp>
 
 #include <string>
 #include <string_view>
@@ -31,5 +34,18 @@ struct AccountForm {
 // Credits `amount` (text, in the account's currency, positive) with a ledger entry.
 [[nodiscard]] CALLBACK_EXPORT Result<LedgerEntry> top_up(Store& store, const std::string& account_id,
                                                         std::string_view amount, const std::string& reference);
+
+// A payer's toll-fraud policy as an operator types it: prefixes with or without '+'
+// ("+882", "1900"), amounts as text in the payer's currency, empty for no limit.
+struct PolicyForm {
+  Payer payer;
+  std::vector<std::string> allow_prefixes, deny_prefixes;
+  std::string max_call_cost, daily_spend;
+  int max_concurrent = 0;
+};
+// Checks the form (Error field: "allow_prefixes", "deny_prefixes", "max_call_cost",
+// "daily_spend", "max_concurrent") and gives the policy billing stores.
+[[nodiscard]] CALLBACK_EXPORT Result<PayerPolicy> make_policy(const PolicyForm& form);
+[[nodiscard]] CALLBACK_EXPORT boost::json::object to_json(const PayerPolicy& policy);
 
 }  // namespace callback

@@ -139,6 +139,11 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   void arm_stage_timer(Active& active, std::chrono::seconds budget);
   void on_stage_timeout(const std::string& id);
   void maybe_finish(Active& active);
+  // Money in slices: the reservation's covered time, extended while B talks.
+  void note_slice(Active& active, const Authorization& decision);
+  void arm_slice_timer(Active& active, std::chrono::seconds left);
+  void extend_slice(const std::string& id);
+  void on_slice_extended(const std::string& id, const Result<std::chrono::seconds>& covered);
   void finish(Active& active, bool engine_lost);
   void notify(const CallEvent& event);
   void count_finished(CallState state, std::string_view outcome);

@@ -7,7 +7,7 @@
 //   if (auto* page = dynamic_cast<WebPage*>(frontend.get())) {
 //     if (auto file = page->asset("/")) reply(200, file->content_type, file->body);
 //     std::chrono::seconds retry_after{0};
-//     auto form = page->admit(body, client_ip, now, retry_after);   // 429 when rate limited
+//     auto form = page->admit(body, client_ip, now, plan, retry_after);   // 429 when rate limited
 //   }
 #include <callback/callback_request.hpp>
 #include <callback/call.hpp>
@@ -36,10 +36,12 @@ class CALLBACK_EXPORT WebPage : public FrontEnd {
   // What the page needs to know: {"mode", "campaign", "limit_seconds", "default_language"}.
   [[nodiscard]] virtual boost::json::object public_config() const = 0;
   // The page's POSTed JSON as a request form, after the policy: fields of the mode, the
-  // rate limits per caller number and per client address. A rate-limited request is an
-  // Error with code "rate_limited" and `retry_after` set. Thread-safe.
+  // rate limits per caller number and per client address. A number is counted as the
+  // number it is under `plan` (E.164), however it was written. A rate-limited request is
+  // an Error with code "rate_limited" and `retry_after` set. Thread-safe.
   [[nodiscard]] virtual Result<CallbackForm> admit(const boost::json::object& body, std::string_view client_ip,
-                                                   Timestamp now, std::chrono::seconds& retry_after) = 0;
+                                                   Timestamp now, const NumberingPlan& plan,
+                                                   std::chrono::seconds& retry_after) = 0;
 };
 
 }  // namespace callback

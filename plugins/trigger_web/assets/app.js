@@ -343,10 +343,12 @@
     return Number.isFinite(seconds) ? Math.max(1, seconds) : null;
   }
 
-  // A refused POST: 4xx/5xx with {"error": {code, message, field}}.
+  // A refused POST: 4xx/5xx with {"error": {code, message, field, rule}}.
   function showRequestError(response, error) {
     const code = error && typeof error.code === 'string' ? error.code : 'http_error';
-    const message = error && typeof error.message === 'string' && error.message !== '' ? error.message : null;
+    let message = error && typeof error.message === 'string' && error.message !== '' ? error.message : null;
+    // A policy's refusal names the rule that matched ("deny_prefix +882"): shown with the message.
+    if (message !== null && typeof error.rule === 'string' && error.rule !== '') message += ` (${error.rule})`;
     if (response.status === 429) {
       const seconds = retryAfterSeconds(response);
       if (seconds !== null || message === null) {
