@@ -603,7 +603,9 @@ TEST_F(BillingTest, AThousandSlicedCallsOnOneAccountNeverSpendMoreThanItHas) {
   // 60 s slices of 0.06: far more than one call at once (a whole 600 s hold would let 16).
   EXPECT_GT(allowed.load(), 16);
   for (std::size_t i = 0; i < first_slice.size(); ++i) {
-    if (first_slice[i].count() > 0) EXPECT_LE(first_slice[i], 60s);
+    if (first_slice[i].count() > 0) {
+      EXPECT_LE(first_slice[i], 60s);
+    }
   }
   Money total = Money::zero(cny);
   for (const auto& c : charged) total += c;

@@ -526,6 +526,13 @@ TEST(ApiKeyScopes, KeysOfAnOldDatabaseBecomeAdminAndNewOnesKeepTheirScope) {
     // Back to schema 5, as that release left it (SQLite >= 3.35 drops columns).
     SQLite::Database db((dir / "keys.db").string(), SQLite::OPEN_READWRITE);
     db.exec("ALTER TABLE api_key DROP COLUMN scope");
+    // and without what migration 7 (toll-fraud policies) added
+    db.exec("DROP TABLE payer_policy");
+    db.exec("DROP INDEX reservation_campaign_open");
+    db.exec("DROP INDEX reservation_account_created");
+    db.exec("DROP INDEX reservation_campaign_created");
+    db.exec("ALTER TABLE campaign DROP COLUMN tariff");
+    db.exec("ALTER TABLE reservation DROP COLUMN limit_seconds");
     db.exec("DELETE FROM schema_migrations WHERE version >= 6");
   }
   auto keys = ApiKeys::open(dir / "keys.db").value();
