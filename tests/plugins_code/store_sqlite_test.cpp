@@ -3,6 +3,8 @@
 
 #include <SQLiteCpp/Database.h>
 
+#include "schema_rollback.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -110,12 +112,7 @@ TEST_F(SqliteStoreTest, MigrationFiveGivesTheAccountsOfAnOldDatabaseALanguageCol
     SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
     db.exec("ALTER TABLE account DROP COLUMN language");
     // and without what later migrations added (7: toll-fraud policies)
-    db.exec("DROP TABLE payer_policy");
-    db.exec("DROP INDEX reservation_campaign_open");
-    db.exec("DROP INDEX reservation_account_created");
-    db.exec("DROP INDEX reservation_campaign_created");
-    db.exec("ALTER TABLE campaign DROP COLUMN tariff");
-    db.exec("ALTER TABLE reservation DROP COLUMN limit_seconds");
+    test::undo_migration_7(db);
     db.exec("ALTER TABLE api_key DROP COLUMN scope");  // migration 6's
     db.exec("DELETE FROM schema_migrations WHERE version >= 5");
   }

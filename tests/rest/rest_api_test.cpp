@@ -11,6 +11,8 @@
 
 #include <boost/json.hpp>
 #include <curl/curl.h>
+#include "schema_rollback.hpp"
+
 #include <gtest/gtest.h>
 
 #include <pistache/endpoint.h>
@@ -527,12 +529,7 @@ TEST(ApiKeyScopes, KeysOfAnOldDatabaseBecomeAdminAndNewOnesKeepTheirScope) {
     SQLite::Database db((dir / "keys.db").string(), SQLite::OPEN_READWRITE);
     db.exec("ALTER TABLE api_key DROP COLUMN scope");
     // and without what migration 7 (toll-fraud policies) added
-    db.exec("DROP TABLE payer_policy");
-    db.exec("DROP INDEX reservation_campaign_open");
-    db.exec("DROP INDEX reservation_account_created");
-    db.exec("DROP INDEX reservation_campaign_created");
-    db.exec("ALTER TABLE campaign DROP COLUMN tariff");
-    db.exec("ALTER TABLE reservation DROP COLUMN limit_seconds");
+    test::undo_migration_7(db);
     db.exec("DELETE FROM schema_migrations WHERE version >= 6");
   }
   auto keys = ApiKeys::open(dir / "keys.db").value();
