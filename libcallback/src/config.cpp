@@ -5,6 +5,7 @@
 #include <boost/json/stream_parser.hpp>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -23,6 +24,33 @@ EnvironmentLookup process_environment() {
     return std::string(value);
   };
 }
+
+namespace {
+
+std::string join_path(const std::string& base, std::string_view key) {
+  return base.empty() ? std::string(key) : base + "." + std::string(key);
+}
+
+bool all_numbers_finite(const json::value& value, const std::string& path, std::string& where) {
+  if (value.is_double()) {
+    if (std::isfinite(value.get_double())) return true;
+    where = path;
+    return false;
+  }
+  if (value.is_object()) {
+    for (const auto& [key, child] : value.get_object()) {
+      if (!all_numbers_finite(child, join_path(path, key), where)) return false;
+    }
+  } else if (value.is_array()) {
+    const auto& array = value.get_array();
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      if (!all_numbers_finite(array[i], path + "[" + std::to_string(i) + "]", where)) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
 
 Result<json::value> parse_json_with_comments(std::string_view text) {
   json::parse_options options;
@@ -50,14 +78,16 @@ Result<json::value> parse_json_with_comments(std::string_view text) {
     return Error{"config.syntax", "not valid JSON: " + what, "line " + std::to_string(line) + ", column " +
                                                                     std::to_string(column)};
   }
-  return parser.release();
+  json::value value = parser.release();
+  // A number past a double's range (1e400) parses as infinity, which no JSON can hold; say where.
+  std::string where;
+  if (!all_numbers_finite(value, "", where)) {
+    return Error{"config.range", "a number too large to hold", where.empty() ? std::string("value") : where};
+  }
+  return value;
 }
 
 namespace {
-
-std::string join_path(const std::string& base, std::string_view key) {
-  return base.empty() ? std::string(key) : base + "." + std::string(key);
-}
 
 // Replaces ${NAME} in every string, in place.
 Status substitute_environment(json::value& value, const std::string& path, const EnvironmentLookup& env) {

@@ -723,7 +723,7 @@ SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
 
 SqliteBilling::Operation SqliteBilling::extend_op(std::string reservation, std::chrono::seconds wanted,
                                                   std::shared_ptr<std::chrono::seconds> out) {
-  return [this, reservation = std::move(reservation), wanted, out](SQLite::Database& db) {
+  return [reservation = std::move(reservation), wanted, out](SQLite::Database& db) {
     const Timestamp now = std::chrono::system_clock::now();
     SQLite::Statement& select = prepared(db, "SELECT account_id, amount_micros, max_seconds, limit_seconds, rate, status "
                                  "FROM reservation WHERE id = ?");

@@ -52,7 +52,7 @@ void callback_body(const json::object& body, std::string_view text) {
   auto made = callback::make_request(form, china);
   if (!made) {
     static const std::set<std::string, std::less<>> fields = {"caller", "callee", "account", "campaign",
-                                                              "limit", "language", "idempotency_key"};
+                                                              "limit", "language", "idempotency_key", "pin"};
     FUZZ_CHECK(fields.contains(made.error().field) && !made.error().message.empty(), text, made.error().field,
                made.error().message);
     return;

@@ -93,6 +93,9 @@ TEST(Config, SyntaxErrorsSayLineAndColumn) {
   EXPECT_EQ(error_of("[1, 2]"), "(top level): expected object, got array");
   // Absurd nesting is refused, not a stack overflow.
   EXPECT_NE(error_of(std::string(100000, '[')).find("not valid JSON"), std::string::npos);
+  // A number past a double's range would read as infinity, which JSON cannot write back (found by fuzz_config).
+  EXPECT_EQ(error_of(R"({"log": {"x": [1, 5061160e070611369]}})"), "log.x[1]: a number too large to hold");
+  EXPECT_EQ(error_of("5061160e070611369"), "value: a number too large to hold");
 }
 
 TEST(Config, StructuralMistakesNameTheJsonPath) {
