@@ -97,6 +97,11 @@ struct LegEvent {
   // preferred over our own timestamps; and the peer's dial status ("BUSY", "ANSWER").
   std::optional<std::chrono::seconds> billsec;
   std::string dial_status;
+  // for ended: the engine did not see this end happen (its connection, or this process,
+  // was away). billsec is then what the server recorded of the call (AstDB, CDR), or
+  // the time up to the last moment the call was known to be up. The outcome is
+  // "engine_lost" whatever the cause says.
+  bool unobserved = false;
 };
 
 struct InboundCall {
@@ -150,6 +155,20 @@ class CALLBACK_EXPORT Engine : public Component {
   virtual void originate(const OriginateRequest& request) = 0;
   // Hangs up a leg of a call (cancel). Unknown or finished legs are ignored.
   virtual void hangup(const std::string& call_id, LegRole leg, HangupCause cause) = 0;
+
+  // After a restart: callbacks the service had in flight (from its journal). The engine
+  // looks for each on its servers (`server` when known, else on every one): a call still
+  // up is followed to its end as if nothing had happened; one that ended meanwhile ends
+  // with what the server recorded of it, else with no talk time; either way its leg
+  // events end in `ended` for each leg that was dialed, with `unobserved` set. The
+  // default finds nothing (the service's stage timer ends them as engine lost).
+  struct Recovered {
+    std::string call_id;
+    std::string server;  // where it was placed, when known
+    std::chrono::seconds limit{0};
+    bool b_dialed = false;  // B was (maybe) dialed: its end is reported too
+  };
+  virtual void recover(const std::vector<Recovered>& calls) { (void)calls; }
 
   // Primitives (capabilities().primitives).
   virtual void bridge(const std::string& call_id) = 0;  // A with B
