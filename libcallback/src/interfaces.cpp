@@ -20,6 +20,7 @@ void CdrStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {
 }
 AccountStore::~AccountStore() = default;
 LedgerStore::~LedgerStore() = default;
+CallJournal::~CallJournal() = default;
 Rater::~Rater() = default;
 Authorizer::~Authorizer() = default;
 BillingAdmin::~BillingAdmin() = default;

@@ -1,7 +1,11 @@
 #include <callback/service.hpp>
 
+#include "journal.hpp"
+
 #include <boost/asio/post.hpp>
 
+#include <csignal>
+#include <cstdlib>
 #include <random>
 
 namespace callback {
@@ -31,7 +35,10 @@ std::optional<Announcement> announcement_for(const LegOutcome& outcome) {
 struct CallbackService::Active {
   explicit Active(Call c) : call(std::move(c)) {}
   Call call;
-  std::string reservation;
+  std::string reservation;     // while it is to be settled or released
+  std::string reservation_id;  // kept for the journal
+  std::string server;          // the engine's, once an event named it
+  bool journaled = false;      // has an entry in the journal
   std::chrono::seconds limit{0};
   std::chrono::seconds warning_before{0}, warning_repeat{0};
   bool finishing = false;  // billing is settling; engine events no longer matter
@@ -113,7 +120,14 @@ CallbackService::CallbackService(Context& context, Engine& engine, Billing* bill
       in_flight_gauge_(context.metrics.gauge("callback_in_flight", "Callbacks in flight")),
       setup_latency_(context.metrics.histogram("callback_setup_seconds",
                                                "From the request to A and B talking (includes A's ringing)",
-                                               {}, {0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90})) {}
+                                               {}, {0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90})),
+      journal_(store.journal()) {
+  if (const char* point = std::getenv("CALLBACK_CRASH_AT")) crash_at_ = point;
+}
+
+void CallbackService::crash_point(std::string_view point) const {
+  if (!crash_at_.empty() && crash_at_ == point) std::raise(SIGKILL);  // as kill -9 would, at a known moment
+}
 
 CallbackService::~CallbackService() {
   cdr_retry_.cancel();
@@ -253,22 +267,33 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
     }
   }
   if (request.limit) active.limit = std::min(active.limit, *request.limit);
+  if (billing_ == nullptr && campaign_id == nullptr) {
+    Error error{"billing_unavailable", "account callbacks need a billing backend; none is configured", "account"};
+    refuse(active, error, done);
+    return error;
+  }
+  active.pending_done = std::move(done);
+  arm_stage_timer(active, std::chrono::seconds{0});  // billing and the journal get a deadline
+  // In the journal before billing reserves anything: a crash from here on leaves a trace
+  // that the next start settles or releases.
+  write_journal(active, [this, id] { authorize(id); });
+  return id;
+}
+
+void CallbackService::authorize(const std::string& id) {
+  auto found = active_.find(id);
+  if (found == active_.end()) return;
+  Active& active = *found->second;
+  const CallbackRequest& request = active.call.request();
   if (billing_ == nullptr) {
-    if (campaign_id == nullptr) {
-      Error error{"billing_unavailable", "account callbacks need a billing backend; none is configured", "account"};
-      refuse(active, error, done);
-      return error;
-    }
-    on_authorized(id, Authorization{.allowed = true, .max_duration = active.limit}, std::move(done));
-    return id;
+    on_authorized(id, Authorization{.allowed = true, .max_duration = active.limit}, nullptr);
+    return;
   }
   // The answer comes on billing's thread: carry it back to ours. If the service is gone
   // by then, a grant is given back at once (billing outlives the service).
   std::weak_ptr<int> alive = alive_;
   boost::asio::io_context& io = context_.io;
   Authorizer& authorizer = billing_->authorizer();
-  active.pending_done = std::move(done);
-  arm_stage_timer(active, std::chrono::seconds{0});  // billing too gets a deadline
   authorizer.authorize_async(
       {request.payer, request.caller, request.callee, id, request.secret, active.limit},
       [this, alive, &io, &authorizer, id](Result<Authorization> decision) mutable {
@@ -281,7 +306,6 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
           on_authorized(id, std::move(decision), nullptr);
         });
       });
-  return id;
 }
 
 void CallbackService::refuse(Active& active, const Error& error, const Done& done) {
@@ -291,6 +315,11 @@ void CallbackService::refuse(Active& active, const Error& error, const Done& don
   if (!active.cancel_requested) active.refusal = error;
   enter(active, active.cancel_requested ? CallState::canceled : CallState::failed);
   count_finished(active.call.state(), active.cancel_requested ? "canceled" : "refused");
+  if (active.journaled) {
+    CallEvent ending{active.call, active.call.state(), {}, {}, {}, active.refusal,
+                     active.cancel_requested ? "canceled" : "refused"};
+    queue_final_entry(journal_entry(active, &ending));
+  }
   retire(active);  // destroys `active`
   if (done) done(error);
 }
@@ -316,6 +345,8 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
                   done);
   }
   active.reservation = decision->reservation;
+  active.reservation_id = decision->reservation;
+  crash_point("authorized");  // the grant is durable, nothing is dialed yet
   active.limit = std::min(active.limit, decision->max_duration);
   note_slice(active, *decision);
   if (active.limit <= std::chrono::seconds{0} || active.cancel_requested) {
@@ -329,6 +360,7 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
   }
   active.authorized = true;
   enter(active, CallState::dialing_a);
+  write_journal(active);  // with the reservation; not waited for (recovery finds it in billing)
   const CallbackRequest& request = active.call.request();
   const PhoneNumber& a = request.caller;
   const PhoneNumber& b = request.callee;
@@ -422,6 +454,7 @@ void CallbackService::on_leg_event(const LegEvent& event) {
   Active& active = *it->second;
   Call& call = active.call;
   Leg& leg = event.leg == LegRole::a ? call.leg_a() : call.leg_b();
+  if (active.server.empty() && !event.server.empty()) active.server = event.server;
   if (!event.channel.empty()) leg.channel = event.channel;
   if (!event.uniqueid.empty()) leg.uniqueid = event.uniqueid;
   const bool is_a = event.leg == LegRole::a;
@@ -464,6 +497,7 @@ void CallbackService::on_leg_event(const LegEvent& event) {
           active.timeouts = 0;
           arm_stage_timer(active, active.limit);
           arm_slice_timer(active, active.covered);  // talk time runs from B's answer
+          write_journal(active);
         }
       }
       break;
@@ -536,6 +570,7 @@ void CallbackService::finish(Active& active, bool engine_lost) {
   };
   if (b_answered && billsec.count() > 0) {
     billing_->authorizer().settle_async(reservation, billsec, [this, back, id](Result<Money> settled) {
+      crash_point("settled");  // charged, the records not written yet
       if (!settled) {
         context_.log.error("callback.service", id + ": settle failed: " + settled.error().message);
         return back(std::nullopt);
@@ -586,28 +621,101 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
   CallEvent event{call, previous, announcement, cost, active.limit};
   if (call.state() == CallState::canceled) {
     event.outcome = "canceled";
+  } else if (active.engine_lost || call.leg_a().cause == HangupCause::engine_lost() ||
+             call.leg_b().cause == HangupCause::engine_lost()) {
+    // Asterisk was lost and nothing it recorded said how the call ended: billed up to
+    // the last moment it was known to be up.
+    event.outcome = "engine_lost";
   } else if (call.state() == CallState::failed) {
-    event.outcome = active.engine_lost ? "system_busy" : "caller_unreachable";
+    event.outcome = "caller_unreachable";
   } else {
     event.outcome = announcement ? std::string(to_string(*announcement)) : "completed";
   }
   count_finished(call.state(), event.outcome);
+  if (active.journaled) pending_journal_.push_back(journal_entry(active, &event));
   pending_events_.push_back(std::move(event));
   retire(active);
-  if (!flush_posted_) {
-    flush_posted_ = true;
-    std::weak_ptr<int> alive = alive_;
-    boost::asio::post(context_.io, [this, alive] {
-      if (!alive.expired()) flush_endings();
-    });
+  post_flush();
+}
+
+void CallbackService::post_flush() {
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  std::weak_ptr<int> alive = alive_;
+  boost::asio::post(context_.io, [this, alive] {
+    if (!alive.expired()) flush_endings();
+  });
+}
+
+void CallbackService::queue_final_entry(JournalEntry entry) {
+  pending_journal_.push_back(std::move(entry));
+  post_flush();
+}
+
+JournalEntry CallbackService::journal_entry(const Active& active, const CallEvent* final) const {
+  const Call& call = active.call;
+  journal::Record record{.call = call,
+                         .reservation = active.reservation_id,
+                         .limit = active.limit,
+                         .b_dialed = active.b_dialed,
+                         .server = active.server};
+  if (final != nullptr) {
+    record.outcome = final->outcome;
+    record.announcement = final->announcement;
+    record.cost = final->cost;
+    record.error = final->error;
   }
+  // A refused request's key is given back (the same key may try again).
+  const bool keep_key = final == nullptr || final->outcome != "refused";
+  return JournalEntry{.id = call.id(),
+                      .idempotency_key = keep_key ? call.request().idempotency_key : std::string(),
+                      .state = std::string(to_string(call.state())),
+                      .final = final != nullptr,
+                      .server = active.server,
+                      .reservation = active.reservation_id,
+                      .call = journal::encode(record),
+                      .created_at = call.created_at(),
+                      .updated_at = context_.clock.now()};
+}
+
+void CallbackService::write_journal(Active& active, std::function<void()> then) {
+  if (journal_ == nullptr) {
+    if (then) then();
+    return;
+  }
+  active.journaled = true;
+  std::weak_ptr<int> alive = alive_;
+  boost::asio::io_context& io = context_.io;
+  const std::string id = active.call.id();
+  journal_->write_async({journal_entry(active, nullptr)}, {},
+                        [this, alive, &io, id, then = std::move(then)](Status written, std::vector<Cdr>) mutable {
+                          if (written && !then) return;
+                          if (alive.expired()) return;
+                          boost::asio::post(io, [this, alive, id, written = std::move(written), then = std::move(then)] {
+                            if (alive.expired()) return;
+                            if (written) return then();
+                            context_.log.error("callback.service",
+                                               id + ": the callback journal was not written: " + written.error().message);
+                            if (!then) return;  // a later write (or the final one) carries it
+                            auto it = active_.find(id);
+                            if (it == active_.end()) return;
+                            Done done = std::exchange(it->second->pending_done, nullptr);
+                            it->second->journaled = false;
+                            refuse(*it->second,
+                                   Error{"store_unavailable",
+                                         "the callback could not be recorded before dialing: " + written.error().message,
+                                         {}},
+                                   done);
+                          });
+                        });
 }
 
 void CallbackService::flush_endings() {
   flush_posted_ = false;
   std::vector<Cdr> cdrs = std::exchange(pending_cdrs_, {});
   std::vector<CallEvent> events = std::exchange(pending_events_, {});
-  if (cdrs.empty()) {
+  std::vector<JournalEntry> entries = std::exchange(pending_journal_, {});
+  if (cdrs.empty() && entries.empty()) {
     for (const auto& event : events) notify(event);
     return;
   }
@@ -617,25 +725,34 @@ void CallbackService::flush_endings() {
   boost::asio::io_context& io = context_.io;
   Logger& log = context_.log;
   ++cdr_writes_;
-  store_.cdrs().append_async(
-      std::move(cdrs), [this, alive, &io, &log, events = std::move(events)](Status stored, std::vector<Cdr> back) mutable {
+  auto written = [this, alive, &io, &log, events = std::move(events), entries](Status stored,
+                                                                              std::vector<Cdr> back) mutable {
         if (alive.expired()) {
           if (!stored) log.error("callback.service", std::to_string(back.size()) + " CDRs not stored at shutdown: " +
                                                          stored.error().message);
           return;
         }
         boost::asio::post(io, [this, alive, &log, stored = std::move(stored), back = std::move(back),
-                               events = std::move(events)]() mutable {
+                               events = std::move(events), entries = std::move(entries)]() mutable {
           if (alive.expired()) {  // the service went meanwhile: nobody is left to retry
             if (!stored) log.error("callback.service", std::to_string(back.size()) + " CDRs not stored at shutdown: " +
                                                            stored.error().message);
             return;
           }
           --cdr_writes_;
-          if (!stored) keep_for_retry(std::move(back), stored.error());
+          if (!stored) {
+            pending_journal_.insert(pending_journal_.begin(), entries.begin(), entries.end());
+            keep_for_retry(std::move(back), stored.error());
+          }
           for (const auto& event : events) notify(event);
         });
-      });
+      };
+  // The final journal entries go with their CDRs, in one transaction.
+  if (journal_ != nullptr) {
+    journal_->write_async(std::move(entries), std::move(cdrs), std::move(written));
+  } else {
+    store_.cdrs().append_async(std::move(cdrs), std::move(written));
+  }
 }
 
 // --- money in slices (billing's debit interval) -----------------------------------------
@@ -730,6 +847,74 @@ void CallbackService::retire(Active& active) {
     }
     finished_order_.pop_front();
   }
+}
+
+Result<RecoveryReport> CallbackService::recover() {
+  RecoveryReport report;
+  if (journal_ == nullptr) return report;
+  auto recent = journal_->recent(finished_kept);
+  if (!recent) return recent.error();
+  // Finished ones, oldest first: readable again, keys honoured again.
+  for (auto it = recent->rbegin(); it != recent->rend(); ++it) {
+    auto record = journal::decode(it->id, it->call);
+    if (!record) {
+      report.skipped.push_back(it->id + ": " + record.error().message);
+      continue;
+    }
+    const Call& call = record->call;
+    if (!it->idempotency_key.empty()) idempotency_[it->idempotency_key] = call.id();
+    finished_order_.push_back(call.id());
+    finished_.insert_or_assign(call.id(), call);
+    CallEvent event{call, call.state(), record->announcement, record->cost, record->limit, record->error,
+                    record->outcome};
+    event.replayed = true;
+    notify(event);
+    ++report.finished;
+  }
+  auto open = journal_->open();
+  if (!open) return open.error();
+  std::vector<Engine::Recovered> lost;
+  for (const auto& entry : *open) {
+    if (active_.count(entry.id) > 0) continue;  // ours already (reconcile run twice)
+    auto record = journal::decode(entry.id, entry.call);
+    if (!record) {
+      report.skipped.push_back(entry.id + ": " + record.error().message);
+      continue;
+    }
+    auto owned = std::make_unique<Active>(record->call);
+    Active& active = *owned;
+    active.journaled = true;
+    active.server = record->server.empty() ? entry.server : record->server;
+    active.limit = record->limit;
+    active.b_dialed = record->b_dialed;
+    active.authorized = active.call.state() != CallState::authorizing;
+    active.warning_before = options_.warning_before;
+    active.warning_repeat = options_.warning_repeat;
+    // What billing holds for it: the journal may not have heard of the grant yet (a crash
+    // right after it), and the charge may be made already (a crash while settling).
+    std::string reservation = record->reservation.empty() ? entry.reservation : record->reservation;
+    if (billing_ != nullptr) {
+      auto held = billing_->authorizer().reservation_of(entry.id);
+      if (!held) return held.error();
+      if (*held) reservation = (*held)->status == "released" ? std::string() : (*held)->reservation;
+    }
+    active.reservation = reservation;
+    active.reservation_id = reservation;
+    if (!active.call.request().idempotency_key.empty()) {
+      idempotency_[active.call.request().idempotency_key] = entry.id;
+    }
+    lost.push_back({.call_id = entry.id, .server = active.server, .limit = active.limit, .b_dialed = active.b_dialed});
+    report.resumed.push_back(entry.id);
+    active_.emplace(entry.id, std::move(owned));
+    CallEvent event{active.call, active.call.state(), {}, {}, active.limit};
+    event.replayed = true;
+    notify(event);
+    // The engine answers for each; if it cannot, the stage timer ends it as engine lost.
+    arm_stage_timer(active, options_.a_ring_timeout + options_.b_ring_timeout + active.limit);
+  }
+  in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
+  if (!lost.empty()) engine_.recover(lost);
+  return report;
 }
 
 }  // namespace callback

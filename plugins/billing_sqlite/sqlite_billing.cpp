@@ -589,6 +589,33 @@ void SqliteBilling::authorize_async(const AuthorizationRequest& request,
 
 
 
+namespace {
+
+// What a settled reservation charged, in its account's currency (0 for a campaign's).
+Money settled_cost(SQLite::Database& db, const std::string& reservation) {
+  SQLite::Statement select(db, "SELECT r.cost_micros, a.currency, a.minor_exponent FROM reservation r "
+                               "LEFT JOIN account a ON a.id = r.account_id WHERE r.id = ?");
+  select.bind(1, reservation);
+  if (!select.executeStep() || select.getColumn(1).isNull()) return Money{};
+  const Currency currency = Currency::of(select.getColumn(1).getString(), select.getColumn(2).getInt()).value_or(Currency{});
+  return Money::from_micros(select.getColumn(0).getInt64(), currency);
+}
+
+}  // namespace
+
+Result<std::optional<Authorizer::Held>> SqliteBilling::reservation_of(const std::string& call_id) {
+  std::optional<Held> held;
+  auto read = write([&held, call_id](SQLite::Database& db) {
+    SQLite::Statement select(db, "SELECT id, status FROM reservation WHERE call_id = ? ORDER BY created_at DESC LIMIT 1");
+    select.bind(1, call_id);
+    if (!select.executeStep()) return;
+    held = Held{.reservation = select.getColumn(0).getString(), .status = select.getColumn(1).getString()};
+    if (held->status == "settled") held->cost = settled_cost(db, held->reservation);
+  });
+  if (!read) return read.error();
+  return held;
+}
+
 SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::chrono::seconds billsec,
                                                   std::shared_ptr<Money> out) {
   return [reservation = std::move(reservation), billsec, out](SQLite::Database& db) {
@@ -597,6 +624,12 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
                                  "FROM reservation WHERE id = ?");
     select.bindNoCopy(1, reservation);
     if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
+    if (select.getColumn(6).getString() == "settled") {
+      // Settled before (a crash came between the charge and the call's records): the
+      // same answer again, nothing charged twice.
+      charged = settled_cost(db, reservation);
+      return;
+    }
     if (select.getColumn(6).getString() != "open") {
       throw Exception(Error{"reservation_ended", "reservation " + reservation + " is already " +
                                                      select.getColumn(6).getString() + "; nothing charged twice",

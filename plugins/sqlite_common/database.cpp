@@ -205,6 +205,22 @@ CREATE INDEX reservation_campaign_open ON reservation (campaign) WHERE status = 
 CREATE INDEX reservation_account_created ON reservation (account_id, created_at);
 CREATE INDEX reservation_campaign_created ON reservation (campaign, created_at);
 )sql"},
+    {8, "the journal of callbacks, so a restart finds what was in flight", R"sql(
+CREATE TABLE callback_journal (
+  id              TEXT PRIMARY KEY,
+  idempotency_key TEXT,              -- NULL when none
+  state           TEXT NOT NULL,
+  final           INTEGER NOT NULL DEFAULT 0,
+  server          TEXT NOT NULL DEFAULT '',
+  reservation     TEXT NOT NULL DEFAULT '',
+  call            TEXT NOT NULL,     -- the service's JSON of the callback
+  created_at      TEXT NOT NULL,
+  updated_at      TEXT NOT NULL
+);
+CREATE INDEX callback_journal_key ON callback_journal (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX callback_journal_open ON callback_journal (created_at) WHERE final = 0;
+CREATE INDEX callback_journal_updated ON callback_journal (updated_at);
+)sql"},
 };
 // Versions ascend; the last is the latest (numbers are handed out per branch, so one may be missing).
 static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);

@@ -42,9 +42,13 @@ SqliteStore::~SqliteStore() {
 }
 
 void SqliteStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {
+  write_async({}, std::move(cdrs), std::move(done));
+}
+
+void SqliteStore::write_async(std::vector<JournalEntry> entries, std::vector<Cdr> cdrs, AppendDone done) {
   {
     std::lock_guard lock(queue_mutex_);
-    queue_.push_back({std::move(cdrs), std::move(done)});
+    queue_.push_back({std::move(entries), std::move(cdrs), std::move(done)});
     if (!writer_.joinable()) writer_ = std::thread([this] { write_loop(); });
   }
   queue_changed_.notify_all();
@@ -69,8 +73,12 @@ void SqliteStore::write_loop() {
     bool together = false;
     if (batches.size() > 1) {
       std::vector<Cdr> all;
-      for (auto& b : batches) all.insert(all.end(), b.cdrs.begin(), b.cdrs.end());
-      together = append(std::span<Cdr>(all)).ok();
+      std::vector<JournalEntry> journal;
+      for (auto& b : batches) {
+        all.insert(all.end(), b.cdrs.begin(), b.cdrs.end());
+        journal.insert(journal.end(), b.entries.begin(), b.entries.end());
+      }
+      together = write(std::span<Cdr>(all), journal).ok();
       if (together) {  // the ids the store gave them
         std::size_t i = 0;
         for (auto& b : batches) {
@@ -79,7 +87,7 @@ void SqliteStore::write_loop() {
       }
     }
     for (auto& b : batches) {
-      Status stored = together ? ok_status() : append(std::span<Cdr>(b.cdrs));
+      Status stored = together ? ok_status() : write(std::span<Cdr>(b.cdrs), b.entries);
       try {
         b.done(std::move(stored), std::move(b.cdrs));
       } catch (...) {
@@ -92,10 +100,34 @@ void SqliteStore::write_loop() {
   }
 }
 
-Status SqliteStore::append(std::span<Cdr> cdrs) {
+Status SqliteStore::append(std::span<Cdr> cdrs) { return write(cdrs, {}); }
+
+Status SqliteStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> entries) {
   std::lock_guard lock(mutex_);
   try {
     SQLite::Transaction transaction(*db_);
+    if (!entries.empty()) {
+      SQLite::Statement upsert(
+          *db_,
+          "INSERT INTO callback_journal (id, idempotency_key, state, final, server, reservation, call, created_at, "
+          "updated_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET idempotency_key = "
+          "excluded.idempotency_key, state = excluded.state, final = excluded.final, server = excluded.server, "
+          "reservation = excluded.reservation, call = excluded.call, updated_at = excluded.updated_at");
+      for (const auto& e : entries) {
+        upsert.reset();
+        upsert.clearBindings();
+        upsert.bind(1, e.id);
+        if (!e.idempotency_key.empty()) upsert.bind(2, e.idempotency_key);  // else NULL: no key
+        upsert.bind(3, e.state);
+        upsert.bind(4, e.final ? 1 : 0);
+        upsert.bind(5, e.server);
+        upsert.bind(6, e.reservation);
+        upsert.bind(7, e.call);
+        upsert.bind(8, format_time(e.created_at));
+        upsert.bind(9, format_time(e.updated_at));
+        upsert.exec();
+      }
+    }
     // Compiled once: CDRs are written for every call, and preparing this statement costs
     // more than running it.
     if (!insert_cdr_) {
@@ -148,8 +180,52 @@ Status SqliteStore::append(std::span<Cdr> cdrs) {
     for (std::size_t k = 0; k < cdrs.size(); ++k) cdrs[k].id = ids[k];
     return ok_status();
   } catch (const std::exception& e) {
-    return database_error("cannot store CDRs", e);
+    return database_error(entries.empty() ? "cannot store CDRs" : "cannot store CDRs and the callback journal", e);
   }
+}
+
+// --- the callback journal ------------------------------------------------------------------
+
+Result<std::vector<JournalEntry>> SqliteStore::select_entries(const std::string& where, const std::string& value,
+                                                              std::size_t limit) {
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Statement select(*db_, "SELECT id, COALESCE(idempotency_key, ''), state, final, server, reservation, call, "
+                                   "created_at, updated_at FROM callback_journal " + where);
+    int i = 1;
+    if (!value.empty()) select.bind(i++, value);
+    if (limit != 0) select.bind(i++, static_cast<std::int64_t>(limit));
+    std::vector<JournalEntry> out;
+    while (select.executeStep()) {
+      out.push_back({.id = select.getColumn(0).getString(),
+                     .idempotency_key = select.getColumn(1).getString(),
+                     .state = select.getColumn(2).getString(),
+                     .final = select.getColumn(3).getInt() != 0,
+                     .server = select.getColumn(4).getString(),
+                     .reservation = select.getColumn(5).getString(),
+                     .call = select.getColumn(6).getString(),
+                     .created_at = parse_time(select.getColumn(7).getString()),
+                     .updated_at = parse_time(select.getColumn(8).getString())});
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return database_error("cannot read the callback journal", e);
+  }
+}
+
+Result<std::vector<JournalEntry>> SqliteStore::open() {
+  return select_entries("WHERE final = 0 ORDER BY created_at, id", {}, 0);
+}
+
+Result<std::vector<JournalEntry>> SqliteStore::recent(std::size_t limit) {
+  return select_entries("WHERE final = 1 ORDER BY updated_at DESC, id DESC LIMIT ?", {}, limit == 0 ? 1 : limit);
+}
+
+Result<std::optional<JournalEntry>> SqliteStore::entry(const std::string& id) {
+  auto found = select_entries("WHERE id = ?", id, 0);
+  if (!found) return found.error();
+  if (found->empty()) return std::optional<JournalEntry>{};
+  return std::optional<JournalEntry>{std::move(found->front())};
 }
 
 Status SqliteStore::query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) {

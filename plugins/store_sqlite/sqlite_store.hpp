@@ -24,7 +24,7 @@ using SqliteOptions = sqlite::DatabaseOptions;
 using sqlite::default_database_path;
 using sqlite::latest_schema_version;
 
-class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
+class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, CallJournal {
  public:
   // Opens (creating the file and its folder if needed) and migrates; Error if it cannot.
   [[nodiscard]] static Result<std::unique_ptr<SqliteStore>> open(const SqliteOptions& options);
@@ -32,6 +32,7 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
   CdrStore& cdrs() override { return *this; }
   AccountStore& accounts() override { return *this; }
   LedgerStore& ledger() override { return *this; }
+  CallJournal* journal() override { return this; }
   [[nodiscard]] int schema_version() const override { return schema_version_; }
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
@@ -46,6 +47,11 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
   void append_async(std::vector<Cdr> cdrs, AppendDone done) override;
   void flush() override;
   Status query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) override;
+  // CallJournal: through the same writer thread as append_async (one queue, in order).
+  void write_async(std::vector<JournalEntry> entries, std::vector<Cdr> cdrs, AppendDone done) override;
+  Result<std::vector<JournalEntry>> open() override;
+  Result<std::vector<JournalEntry>> recent(std::size_t limit) override;
+  Result<std::optional<JournalEntry>> entry(const std::string& id) override;
   // AccountStore
   Status create(const Account& account) override;
   Result<std::optional<Account>> find(const std::string& id) override;
@@ -59,6 +65,10 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
   SqliteStore(std::unique_ptr<SQLite::Database> db, std::filesystem::path path)
       : db_(std::move(db)), path_(std::move(path)) {}
   Result<std::optional<Account>> find_locked(const std::string& id);
+  // CDRs and journal entries in one transaction.
+  Status write(std::span<Cdr> cdrs, std::span<const JournalEntry> entries);
+  Result<std::vector<JournalEntry>> select_entries(const std::string& where, const std::string& value,
+                                                   std::size_t limit);
 
   void write_loop();
 
@@ -66,6 +76,7 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore {
   std::unique_ptr<SQLite::Database> db_;
   // append_async's queue and writer thread (started on first use).
   struct Batch {
+    std::vector<JournalEntry> entries;
     std::vector<Cdr> cdrs;
     AppendDone done;
   };

@@ -1,11 +1,15 @@
 #pragma once
-// Test helper: takes a database back to before migration 7 (toll-fraud policies), so tests
-// of older migrations can rebuild the schema an earlier release left (SQLite >= 3.35).
+// Test helper: takes a database back to before migration 7 (toll-fraud policies) and 8 (the
+// callback journal), so tests of older migrations can rebuild the schema an earlier release
+// left (SQLite >= 3.35).
 #include <SQLiteCpp/Database.h>
 
 namespace callback::test {
 
+inline void undo_migration_8(SQLite::Database& db) { db.exec("DROP TABLE callback_journal"); }
+
 inline void undo_migration_7(SQLite::Database& db) {
+  undo_migration_8(db);
   db.exec("DROP TABLE payer_policy");
   db.exec("DROP INDEX reservation_campaign_open");
   db.exec("DROP INDEX reservation_account_created");

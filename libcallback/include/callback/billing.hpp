@@ -126,6 +126,20 @@ class CALLBACK_EXPORT Authorizer {
                             std::function<void(Result<std::chrono::seconds>)> done) {
     done(extend(reservation, wanted));
   }
+
+  // After a crash: the reservation a call holds, whatever state it is in ("open",
+  // "settled", "released"), with what was charged; empty when the call has none (it never
+  // got one, or this backend keeps none). Settling a settled reservation again gives its
+  // first charge back and charges nothing (settle is idempotent).
+  struct Held {
+    std::string reservation;
+    std::string status;
+    std::optional<Money> cost;  // when settled
+  };
+  [[nodiscard]] virtual Result<std::optional<Held>> reservation_of(const std::string& call_id) {
+    (void)call_id;
+    return std::optional<Held>{};
+  }
 };
 
 // A rate deck as stored: a named tariff accounts are assigned to.

@@ -86,6 +86,16 @@ struct CallEvent {
   // an announcement's name ("time_up", "partner_busy", ...), "caller_unreachable",
   // "canceled", "refused". Empty while the call runs.
   std::string outcome;
+  // Read back from the journal after a restart, not a change: streams and webhooks told
+  // it before the restart.
+  bool replayed = false;
+};
+
+// What CallbackService::recover found in the journal.
+struct RecoveryReport {
+  std::size_t finished = 0;  // finished callbacks readable again (and their idempotency keys)
+  std::vector<std::string> resumed;  // in flight at the crash: handed to the engine to find
+  std::vector<std::string> skipped;  // entries that could not be read ("id: why")
 };
 
 class CALLBACK_EXPORT CallObserver {
@@ -110,6 +120,12 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   // stage grace runs out). Unknown or finished ids are an Error.
   Status cancel(const std::string& id);
 
+  // After a restart, before new requests: reads the store's journal. Finished callbacks
+  // become readable again (with their idempotency keys); those that were in flight are
+  // taken up again: the engine finds them on Asterisk and they end, are billed and
+  // recorded as usual (replayed events tell observers where they stand first).
+  Result<RecoveryReport> recover();
+
   // In flight, or among the last `finished_kept` finished ones.
   [[nodiscard]] std::optional<Call> find(const std::string& id) const;
   static constexpr std::size_t finished_kept = 10'000;
@@ -117,7 +133,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   [[nodiscard]] std::vector<std::string> in_flight_ids() const;
   // Calls that ended but whose CDRs are not stored (and endings not told) yet.
   [[nodiscard]] bool endings_pending() const noexcept {
-    return !pending_cdrs_.empty() || !pending_events_.empty() || cdr_writes_ != 0;
+    return !pending_cdrs_.empty() || !pending_events_.empty() || !pending_journal_.empty() || cdr_writes_ != 0;
   }
   void subscribe(CallObserver& observer) { observers_.push_back(&observer); }
 
@@ -146,6 +162,15 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   void on_slice_extended(const std::string& id, const Result<std::chrono::seconds>& covered);
   void finish(Active& active, bool engine_lost);
   void notify(const CallEvent& event);
+  void authorize(const std::string& id);
+  // The journal: `then` runs (on this thread) once the entry is durable; a failed write
+  // refuses a call that waits for it. Final entries go with the CDRs (flush_endings).
+  void write_journal(Active& active, std::function<void()> then = nullptr);
+  [[nodiscard]] JournalEntry journal_entry(const Active& active, const CallEvent* final) const;
+  void queue_final_entry(JournalEntry entry);
+  void post_flush();
+  // Test hook for the crash tests: CALLBACK_CRASH_AT=<point> kills the process there.
+  void crash_point(std::string_view point) const;
   void count_finished(CallState state, std::string_view outcome);
   std::string next_id();
 
@@ -172,6 +197,9 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   // the endings are told all the same and the CDRs are kept and retried every second.
   std::vector<Cdr> pending_cdrs_;
   std::vector<CallEvent> pending_events_;
+  std::vector<JournalEntry> pending_journal_;
+  CallJournal* journal_ = nullptr;
+  std::string crash_at_;
   bool flush_posted_ = false;
   std::size_t cdr_writes_ = 0;  // append_async calls not answered yet
   bool cdr_retry_armed_ = false;

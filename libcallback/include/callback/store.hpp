@@ -71,9 +71,39 @@ class CALLBACK_EXPORT LedgerStore {
                                                                  std::size_t limit = 0) = 0;
 };
 
+// The journal of callbacks: one row per callback, written before it is authorized and
+// before anything is dialed, then as it runs, and with its CDRs when it ends (one
+// transaction). After a crash the service finds here what was in flight (to follow or
+// settle it), the idempotency keys given, and what finished callbacks looked like.
+struct JournalEntry {
+  std::string id;
+  std::string idempotency_key;  // "" when none (a refused request's key is given back: "")
+  std::string state;            // CallState's name
+  bool final = false;
+  std::string server;       // the engine's server, once known
+  std::string reservation;  // billing's, once authorized
+  std::string call;         // the service's own JSON of the callback (request without secret, legs, outcome)
+  Timestamp created_at{}, updated_at{};
+};
+
+class CALLBACK_EXPORT CallJournal {
+ public:
+  virtual ~CallJournal();
+  // Writes (inserts or replaces by id) the entries and appends the CDRs, in one
+  // transaction, on the store's writer thread; `done` gets the outcome and the CDRs back.
+  virtual void write_async(std::vector<JournalEntry> entries, std::vector<Cdr> cdrs, CdrStore::AppendDone done) = 0;
+  // Entries not final, oldest first.
+  [[nodiscard]] virtual Result<std::vector<JournalEntry>> open() = 0;
+  // The `limit` final entries updated last, newest first.
+  [[nodiscard]] virtual Result<std::vector<JournalEntry>> recent(std::size_t limit) = 0;
+  [[nodiscard]] virtual Result<std::optional<JournalEntry>> entry(const std::string& id) = 0;
+};
+
 class CALLBACK_EXPORT Store : public Component {
  public:
   virtual CdrStore& cdrs() = 0;
+  // nullptr: this store keeps no journal (calls in flight are lost with the process).
+  virtual CallJournal* journal() { return nullptr; }
   virtual AccountStore& accounts() = 0;
   virtual LedgerStore& ledger() = 0;
   // The schema version after migrations ran (for `callbackctl` and health checks).
