@@ -14,10 +14,13 @@
 #include <boost/json.hpp>
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <iostream>
+#include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 namespace callback::cli {
@@ -117,13 +120,21 @@ class Printer final : public CallObserver {
  public:
   explicit Printer(const Output& output) : output_(output) {}
   void on_call_event(const CallEvent& event) override {
+    // Not ours: callbacks the journal held from before (replayed, or taken up again).
+    if (event.replayed) return;
+    std::lock_guard lock(mutex_);
+    if (others_.contains(event.call.id())) return;
     auto object = to_json(event);
     print_event(output_, object);
     if (is_final(event.call.state())) {
-      std::lock_guard lock(mutex_);
       final_ = object;
       done_.notify_all();
     }
+  }
+  // Callbacks the runtime took up from its journal: their events are not ours to print.
+  void ignore(const std::vector<std::string>& ids) {
+    std::lock_guard lock(mutex_);
+    others_.insert(ids.begin(), ids.end());
   }
   json::object wait() {
     std::unique_lock lock(mutex_);
@@ -136,6 +147,31 @@ class Printer final : public CallObserver {
   std::mutex mutex_;
   std::condition_variable done_;
   json::object final_;
+  std::set<std::string, std::less<>> others_;
+};
+
+// Follows the callbacks a runtime took up from its journal to their ends.
+class Reconciler final : public CallObserver {
+ public:
+  void on_call_event(const CallEvent& event) override {
+    if (event.replayed || !is_final(event.call.state())) return;
+    std::lock_guard lock(mutex_);
+    ended_.insert_or_assign(event.call.id(), to_json(event));
+    changed_.notify_all();
+  }
+  // The final events of `ids` that came within `timeout`.
+  std::map<std::string, json::object> wait(const std::vector<std::string>& ids, std::chrono::seconds timeout) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] {
+      return std::all_of(ids.begin(), ids.end(), [&](const auto& id) { return ended_.contains(id); });
+    });
+    return ended_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::string, json::object> ended_;
 };
 
 }  // namespace
@@ -196,6 +232,7 @@ int call_command(const PluginSource& source, const Remote& remote, const CallArg
     accepted.set_value((*runtime)->service().start(std::move(*request)));
   });
   auto id = accepted.get_future().get();
+  printer.ignore((*runtime)->recovery().resumed);
   if (!id) {
     (*runtime)->stop(std::chrono::seconds{0});
     return fail(output, id.error(), code_for(id.error()));
@@ -203,6 +240,71 @@ int call_command(const PluginSource& source, const Remote& remote, const CallArg
   const auto last = printer.wait();
   (*runtime)->stop(std::chrono::seconds{0});
   return exit_for(last);
+}
+
+int reconcile_command(const PluginSource& source, int timeout_seconds, const Output& output) {
+  auto config = service_config(source);
+  if (!config) return fail(output, config.error(), exit_bad_input);
+  auto runtime = Runtime::open(std::move(*config), {.plugin_dirs = source.plugin_dirs});
+  if (!runtime) return fail(output, runtime.error(), exit_bad_input);
+  Reconciler reconciler;
+  (*runtime)->post([&] { (*runtime)->service().subscribe(reconciler); });
+  // start() reads the journal (refused while callbackd owns the store) and hands the
+  // callbacks that were in flight to the engine, which looks for them on each Asterisk.
+  if (auto ok = (*runtime)->start(); !ok) return fail(output, ok.error(), exit_failure);
+  const RecoveryReport report = (*runtime)->recovery();
+  auto ended = reconciler.wait(report.resumed, std::chrono::seconds(timeout_seconds));
+  (*runtime)->stop(std::chrono::seconds{0});  // flushes the CDRs and settlements
+
+  json::array fixed, open;
+  Table table({"ID", "STATE", "OUTCOME", "COST", "BILLSEC"});
+  for (const auto& id : report.resumed) {
+    auto it = ended.find(id);
+    if (it == ended.end()) {
+      open.push_back(json::value(id));
+      table.add({id, "(still open)", "", "", ""});
+      continue;
+    }
+    const auto& e = it->second;
+    auto text = [&](std::string_view key) {
+      const auto* v = e.if_contains(key);
+      return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+    };
+    std::string cost, billsec;
+    if (const auto* c = e.if_contains("cost"); c != nullptr && c->is_object()) {
+      cost = std::string(c->at("amount").as_string()) + " " + std::string(c->at("currency").as_string());
+    }
+    if (const auto* b = e.at("legs").at("b").as_object().if_contains("billsec"); b != nullptr && b->is_int64()) {
+      billsec = std::to_string(b->as_int64());
+    }
+    table.add({id, text("state"), text("outcome"), cost, billsec});
+    fixed.push_back(e);
+  }
+  json::array skipped;
+  for (const auto& s : report.skipped) skipped.push_back(json::value(s));
+  if (output.json) {
+    output.out << json::serialize(json::object{{"finished", report.finished},
+                                               {"fixed", fixed},
+                                               {"still_open", open},
+                                               {"skipped", skipped}})
+               << '\n';
+  } else {
+    output.out << "journal: " << report.finished << " finished callbacks on record, " << report.resumed.size()
+               << " were in flight";
+    if (!report.resumed.empty()) output.out << ", " << fixed.size() << " ended, billed and recorded now";
+    output.out << '\n';
+    if (!report.resumed.empty()) table.print(output.out);
+    for (const auto& s : report.skipped) output.out << "skipped (unreadable): " << s << '\n';
+  }
+  if (!open.empty()) {
+    return fail(output,
+                Error{"reconcile_incomplete",
+                      std::to_string(open.size()) + " callbacks did not end within " + std::to_string(timeout_seconds) +
+                          " s; they stay in the journal for the next start or reconcile",
+                      "timeout"},
+                exit_failure);
+  }
+  return report.skipped.empty() ? 0 : exit_failure;
 }
 
 int status_command(const PluginSource& source, const Remote& remote, const std::string& id, bool wait,

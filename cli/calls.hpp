@@ -28,6 +28,10 @@ int call_command(const PluginSource& source, const Remote& remote, const CallArg
 int status_command(const PluginSource& source, const Remote& remote, const std::string& id, bool wait,
                    const Output& output);
 int cancel_command(const Remote& remote, const std::string& id, const Output& output);
+// After a crash, without callbackd: reads the store's journal, finds the callbacks that were
+// in flight on each Asterisk, follows those still up to their end (at most `timeout_seconds`),
+// settles or releases their money and writes their CDRs; prints what it fixed.
+int reconcile_command(const PluginSource& source, int timeout_seconds, const Output& output);
 
 // callbackctl asterisk check [--call CALLER CALLEE]: what the engine finds on each Asterisk
 // of the config (embedded) or of callbackd (--server, from /healthz), one line a check;

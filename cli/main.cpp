@@ -192,6 +192,15 @@ int main(int argc, char** argv) {
   cancel->add_option("ID", callback_id, "callback id (cb-...)")->required();
   cancel->callback([&] { result = cancel_command(remote, callback_id, out()); });
 
+  int reconcile_timeout = 3600;
+  auto* reconcile = command(&app, "reconcile",
+                            "after a crash (callbackd stopped): settle or release the money of callbacks that were in "
+                            "flight, follow those still up on Asterisk to their end, write their CDRs; prints what it "
+                            "fixed");
+  reconcile->add_option("--timeout", reconcile_timeout, "seconds to follow calls still up (default 3600)")
+      ->check(CLI::Range(1, 86400));
+  reconcile->callback([&] { result = reconcile_command(source, reconcile_timeout, out()); });
+
   // What the engine finds on each Asterisk (and one test call).
   auto* asterisk = group("asterisk", "the Asterisk servers of the config (or of callbackd with --server)");
   AsteriskCheckArgs check_args;

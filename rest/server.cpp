@@ -260,7 +260,8 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
         accepting(r.context().metrics.histogram("callbackd_callback_accept_seconds",
                                                 "POST of a callback to its answer (authorized and dialing, or refused)")) {
     registry.on_event = [this](const CallEvent& event, const Snapshot& snapshot) {
-      if (snapshot.webhook_url.empty()) return;
+      // Replayed from the journal after a restart: the receiver was told before.
+      if (snapshot.webhook_url.empty() || event.replayed) return;
       const auto name = WebhookSender::event_for(to_string(event.call.state()));
       if (name.empty()) return;
       webhooks.send({event.call.id(), snapshot.webhook_url, std::string(name), snapshot.json, snapshot.owner});

@@ -158,6 +158,10 @@ EngineStatus Runtime::wait_for_checks(std::chrono::milliseconds timeout) {
 
 Status Runtime::start() {
   if (started_) return ok_status();
+  // One service owns a journal's calls: a second would follow and bill them again.
+  if (CallJournal* journal = store_->journal()) {
+    if (auto claimed = journal->claim(); !claimed) return claimed;
+  }
   started_ = true;
   thread_ = std::thread([this] {
     auto guard = boost::asio::make_work_guard(io_);
@@ -165,6 +169,24 @@ Status Runtime::start() {
   });
   running_ = true;
   run_on_service_thread([this] { engine_->start(); });
+  // What the journal holds from before (a crash, a kill -9): finished callbacks readable
+  // again, those in flight handed to the engine to find. Before any new request.
+  Result<RecoveryReport> recovered = RecoveryReport{};
+  run_on_service_thread([&] { recovered = service_->recover(); });
+  if (!recovered) {
+    context_.log.error("callback.runtime", "cannot read the callback journal: " + recovered.error().describe());
+    return recovered.error();
+  }
+  recovery_ = *recovered;
+  if (recovery_.finished + recovery_.resumed.size() + recovery_.skipped.size() > 0) {
+    std::string ids;
+    for (const auto& id : recovery_.resumed) ids += (ids.empty() ? "" : ", ") + id;
+    context_.log.info("callback.runtime",
+                      "journal: " + std::to_string(recovery_.finished) + " finished callbacks readable again, " +
+                          std::to_string(recovery_.resumed.size()) + " in flight taken up again" +
+                          (ids.empty() ? std::string() : " (" + ids + ")"));
+    for (const auto& skipped : recovery_.skipped) context_.log.error("callback.runtime", "journal: skipped " + skipped);
+  }
   for (auto& trigger : triggers_) trigger->start(*sink_);
   for (auto& frontend : frontends_) frontend->start(*sink_);
   accepting_ = true;

@@ -3,6 +3,13 @@
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace callback::store_sqlite {
 namespace fs = std::filesystem;
 
@@ -39,6 +46,34 @@ SqliteStore::~SqliteStore() {
   }
   queue_changed_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (owner_fd_ >= 0) ::close(owner_fd_);  // the lock goes with it
+}
+
+Status SqliteStore::claim() {
+  if (owner_fd_ >= 0) return ok_status();
+  const std::string lock_path = path_.string() + ".owner";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Error{"store.locked", "cannot open " + lock_path + ": " + std::strerror(errno), "store.path"};
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    const auto n = ::pread(fd, pid, sizeof pid - 1, 0);
+    ::close(fd);
+    std::string holder(pid, n > 0 ? static_cast<std::size_t>(n) : 0);
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    return Error{"store.locked",
+                 path_.string() + " is in use by another callback service" +
+                     (holder.empty() ? std::string() : " (pid " + holder + ")") +
+                     " (callbackd, or callbackctl call or reconcile): one service at a time owns its calls in flight",
+                 "store.path"};
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock holds all the same; only the error message of a second process is poorer.
+  }
+  owner_fd_ = fd;
+  return ok_status();
 }
 
 void SqliteStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {

@@ -52,6 +52,8 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   Result<std::vector<JournalEntry>> open() override;
   Result<std::vector<JournalEntry>> recent(std::size_t limit) override;
   Result<std::optional<JournalEntry>> entry(const std::string& id) override;
+  // An exclusive flock on "<database>.owner", which holds the owner's pid for the error.
+  Status claim() override;
   // AccountStore
   Status create(const Account& account) override;
   Result<std::optional<Account>> find(const std::string& id) override;
@@ -89,6 +91,7 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   std::unique_ptr<SQLite::Statement> insert_cdr_;  // prepared on first use; guarded by mutex_
   std::filesystem::path path_;
   int schema_version_ = 0;
+  int owner_fd_ = -1;  // claim()'s lock
 };
 
 }  // namespace callback::store_sqlite

@@ -66,6 +66,8 @@ class CALLBACK_EXPORT Runtime {
   // std::runtime_error once the runtime has stopped.
   void run_on_service_thread(const std::function<void()>& work);
   [[nodiscard]] bool accepting() const noexcept { return accepting_.load(); }
+  // What start() found in the store's journal (CallbackService::recover).
+  [[nodiscard]] const RecoveryReport& recovery() const noexcept { return recovery_; }
   // Waits until the engine has a server ready for calls (an embedded `callbackctl call`
   // right after start, tests); false if none is within `timeout`.
   [[nodiscard]] bool wait_for_engine(std::chrono::milliseconds timeout);
@@ -104,6 +106,7 @@ class CALLBACK_EXPORT Runtime {
   std::unique_ptr<CallbackService> service_;
   std::unique_ptr<Sink> sink_;
   std::thread thread_;
+  RecoveryReport recovery_;
   std::atomic<bool> accepting_{false};
   bool started_ = false;
   bool drained_ = false;

@@ -97,6 +97,10 @@ class CALLBACK_EXPORT CallJournal {
   // The `limit` final entries updated last, newest first.
   [[nodiscard]] virtual Result<std::vector<JournalEntry>> recent(std::size_t limit) = 0;
   [[nodiscard]] virtual Result<std::optional<JournalEntry>> entry(const std::string& id) = 0;
+  // Makes this process the journal's only user until the store closes: two services
+  // recovering the same calls would bill them twice. Error (saying who holds it) when
+  // another process has it.
+  [[nodiscard]] virtual Status claim() = 0;
 };
 
 class CALLBACK_EXPORT Store : public Component {
