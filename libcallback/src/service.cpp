@@ -195,6 +195,14 @@ void CallbackService::notify(const CallEvent& event) {
   }
 }
 
+namespace {
+
+// A request the service stopped (a crash) before placing it was not refused by policy: it
+// is shown (the client never got an answer) and its key is free again all the same.
+std::string refusal_outcome(const Error& error) { return error.code == "interrupted" ? "interrupted" : "refused"; }
+
+}  // namespace
+
 void CallbackService::enter(Active& active, CallState to, std::optional<Announcement> announcement) {
   const CallState previous = active.call.state();
   if (previous == to) return;
@@ -209,7 +217,7 @@ void CallbackService::enter(Active& active, CallState to, std::optional<Announce
   CallEvent event{active.call, previous, announcement, {}};
   if (active.authorized) event.limit = active.limit;
   event.error = active.refusal;
-  if (is_final(to)) event.outcome = active.refusal ? "refused" : to == CallState::canceled ? "canceled" : "failed";
+  if (is_final(to)) event.outcome = active.refusal ? refusal_outcome(*active.refusal) : to == CallState::canceled ? "canceled" : "failed";
   notify(event);
 }
 
@@ -285,6 +293,7 @@ void CallbackService::authorize(const std::string& id) {
   if (found == active_.end()) return;
   Active& active = *found->second;
   const CallbackRequest& request = active.call.request();
+  crash_point("authorizing");  // in the journal, billing not asked yet
   if (billing_ == nullptr) {
     on_authorized(id, Authorization{.allowed = true, .max_duration = active.limit}, nullptr);
     return;
@@ -314,10 +323,10 @@ void CallbackService::refuse(Active& active, const Error& error, const Done& don
   if (!active.call.request().idempotency_key.empty()) idempotency_.erase(active.call.request().idempotency_key);
   if (!active.cancel_requested) active.refusal = error;
   enter(active, active.cancel_requested ? CallState::canceled : CallState::failed);
-  count_finished(active.call.state(), active.cancel_requested ? "canceled" : "refused");
+  const std::string outcome = active.cancel_requested ? "canceled" : refusal_outcome(error);
+  count_finished(active.call.state(), outcome);
   if (active.journaled) {
-    CallEvent ending{active.call, active.call.state(), {}, {}, {}, active.refusal,
-                     active.cancel_requested ? "canceled" : "refused"};
+    CallEvent ending{active.call, active.call.state(), {}, {}, {}, active.refusal, outcome};
     queue_final_entry(journal_entry(active, &ending));
   }
   retire(active);  // destroys `active`
@@ -666,7 +675,7 @@ JournalEntry CallbackService::journal_entry(const Active& active, const CallEven
     record.error = final->error;
   }
   // A refused request's key is given back (the same key may try again).
-  const bool keep_key = final == nullptr || final->outcome != "refused";
+  const bool keep_key = final == nullptr || (final->outcome != "refused" && final->outcome != "interrupted");
   return JournalEntry{.id = call.id(),
                       .idempotency_key = keep_key ? call.request().idempotency_key : std::string(),
                       .state = std::string(to_string(call.state())),
@@ -903,8 +912,22 @@ Result<RecoveryReport> CallbackService::recover() {
     if (!active.call.request().idempotency_key.empty()) {
       idempotency_[active.call.request().idempotency_key] = entry.id;
     }
-    lost.push_back({.call_id = entry.id, .server = active.server, .limit = active.limit, .b_dialed = active.b_dialed});
     report.resumed.push_back(entry.id);
+    if (!active.authorized) {
+      // Stopped while billing was asked: nothing was dialed. What billing may have
+      // granted meanwhile is given back, and the request ends refused (its key free again).
+      if (billing_ != nullptr && !active.reservation.empty()) {
+        billing_->authorizer().release_async(active.reservation, [](Status) {});
+        active.reservation.clear();
+      }
+      active_.emplace(entry.id, std::move(owned));
+      refuse(active,
+             Error{"interrupted", "the service stopped before this callback was placed; nothing was dialed or charged",
+                   {}},
+             nullptr);
+      continue;
+    }
+    lost.push_back({.call_id = entry.id, .server = active.server, .limit = active.limit, .b_dialed = active.b_dialed});
     active_.emplace(entry.id, std::move(owned));
     CallEvent event{active.call, active.call.state(), {}, {}, active.limit};
     event.replayed = true;

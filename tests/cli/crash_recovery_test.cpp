@@ -1,0 +1,398 @@
+// kill -9 of callbackd at each stage of a callback, then a restart (issue 10, item 1): the
+// money is settled or released, the CDRs are written, the callback is readable by id and
+// its idempotency key still names it. callbackd runs as a process of its own (callbackctl
+// serve) on SQLite store and billing, against the Asterisk fake in this process, which
+// keeps its calls and its AstDB across the kill as a real Asterisk would.
+//
+// The stages come from CALLBACK_CRASH_AT (the service raises SIGKILL there: "authorizing",
+// "authorized", "settled"), or from a kill -9 sent once GET shows the state (A ringing,
+// bridged).
+#include "raw_http.hpp"
+#include "run_command.hpp"
+#include "temp_dir.hpp"
+
+#include "fake_asterisk.hpp"
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace callback {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using test::run_command;
+using test::shell_quote;
+
+// A callbackd process: started with `env` added, stopped by kill -9 or SIGTERM.
+class Daemon {
+ public:
+  Daemon(const std::string& config, const std::vector<std::string>& env) {
+    int out[2];
+    if (pipe(out) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      close(out[0]);
+      close(out[1]);
+      for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+      execl(CALLBACKCTL_PATH, CALLBACKCTL_PATH, "--config", config.c_str(), "serve", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(out[1]);
+    // Its first line says where it listens.
+    FILE* stream = fdopen(out[0], "r");
+    char line[512];
+    while (stream != nullptr && fgets(line, sizeof line, stream) != nullptr) {
+      const std::string text(line);
+      if (auto at = text.find("listening on http://127.0.0.1:"); at != std::string::npos) {
+        port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + 30)));
+        break;
+      }
+    }
+    // The rest of its output is drained so it never blocks on a full pipe.
+    drain_ = std::thread([stream] {
+      char buffer[512];
+      while (stream != nullptr && fgets(buffer, sizeof buffer, stream) != nullptr) {
+      }
+      if (stream != nullptr) fclose(stream);
+    });
+  }
+  ~Daemon() {
+    if (pid_ > 0 && !reaped_) kill9();
+    if (drain_.joinable()) drain_.join();
+  }
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  // How it ended: the signal that killed it, or 128 + exit code.
+  int wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    reaped_ = true;
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 128 + WEXITSTATUS(status);
+  }
+  void kill9() {
+    kill(pid_, SIGKILL);
+    wait();
+  }
+  void terminate() {
+    kill(pid_, SIGTERM);
+    wait();
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+  bool reaped_ = false;
+  std::thread drain_;
+};
+
+struct Reply {
+  int status = 0;
+  json::value body;
+  bool answered = false;
+};
+
+class CrashRecoveryTest : public ::testing::Test {
+ protected:
+  test::TempDir dir;
+  fake::FakeAsterisk asterisk{{.time_scale = 0.05}};
+  std::string config;
+  std::string key;
+
+  void SetUp() override {
+    asterisk.start();
+    config = (dir / "callback.json").string();
+    const std::string db = (dir / "callback.db").string();
+    std::ofstream(config) << R"({
+      "numbering": {"country_code": "", "trunk_prefix": "", "international_prefixes": [], "min_subscriber_digits": 4},
+      "store": {"plugin": "callback.store.sqlite", "config": {"path": ")" << db << R"("}},
+      "billing": {"plugin": "callback.billing.sqlite", "config": {"path": ")" << db << R"("}},
+      "engines": [{"plugin": "callback.engine.ami", "config": {"servers": ["127.0.0.1:)" << asterisk.port()
+                          << R"("], "secret": "callbacksecret"}}],
+      "service": {"a_ring_timeout_seconds": 60, "b_ring_timeout_seconds": 20},
+      "server": {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 1},
+      "log": {"level": "warning"}})";
+    std::ofstream(dir / "deck.csv") << "prefix;description;rate;increment;connection_fee\n1;Lab stays up;0.60;1/1;0\n2;Lab hangs up;0.60;1/1;0\n"
+                                       "4;Lab no answer;0.60;1/1;0\n9;Lab answers;0.60;1/1;0\n";
+    ASSERT_EQ(ctl("rates import default " + shell_quote((dir / "deck.csv").string()) + " --currency CNY").exit_code, 0);
+    auto account = ctl("accounts add acc --currency CNY --balance 100.00");
+    ASSERT_EQ(account.exit_code, 0) << account.err;
+    auto made = ctl("--json keys add crash --scope admin");
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    key = std::string(json::parse(made.out).at("key").as_string());
+  }
+
+  test::CommandResult ctl(const std::string& args, int timeout_seconds = 30) {
+    return run_command(shell_quote(CALLBACKCTL_PATH) + " --config " + shell_quote(config) + " " + args, timeout_seconds);
+  }
+
+  Reply http(const Daemon& d, const std::string& method, const std::string& path, const std::string& body = "",
+             const std::string& extra = "") {
+    std::string request = method + " " + path + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key +
+                          "\r\nConnection: close\r\n" + extra;
+    if (!body.empty()) {
+      request += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    }
+    request += "\r\n" + body;
+    auto exchange = test::raw_http(d.port(), request, {.deadline = 10'000ms});
+    Reply reply;
+    if (exchange.responses.empty()) return reply;
+    reply.answered = true;
+    reply.status = exchange.responses[0].status;
+    boost::system::error_code ec;
+    reply.body = json::parse(exchange.responses[0].body, ec);
+    return reply;
+  }
+
+  Reply post_callback(const Daemon& d, const std::string& caller, const std::string& callee,
+                      const std::string& idempotency_key = "") {
+    return http(d, "POST", "/v1/callbacks",
+                R"({"caller": ")" + caller + R"(", "callee": ")" + callee + R"(", "account": "acc"})",
+                idempotency_key.empty() ? "" : "Idempotency-Key: " + idempotency_key + "\r\n");
+  }
+
+  // Polls GET until `done(callback)` holds (a condition, not a fixed wait); the last body.
+  json::object wait_for(const Daemon& d, const std::string& id, const std::function<bool(const json::object&)>& done,
+                        std::chrono::seconds deadline = 60s) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    json::object last;
+    while (std::chrono::steady_clock::now() < until) {
+      auto r = http(d, "GET", "/v1/callbacks/" + id);
+      if (r.status == 200 && r.body.is_object()) {
+        last = r.body.as_object();
+        if (done(last)) return last;
+      }
+      std::this_thread::sleep_for(20ms);  // poll interval, not a synchronization
+    }
+    ADD_FAILURE() << id << " never reached the awaited state; last: " << json::serialize(last);
+    return last;
+  }
+  // The id of the one callback callbackd knows (the POST that made it got no answer).
+  std::string only_callback(const Daemon& d) {
+    auto list = http(d, "GET", "/v1/callbacks");
+    if (list.status != 200 || list.body.at("callbacks").as_array().size() != 1) {
+      ADD_FAILURE() << "expected one callback: " << json::serialize(list.body);
+      return {};
+    }
+    return std::string(list.body.at("callbacks").as_array()[0].at("id").as_string());
+  }
+  static bool final(const json::object& cb) {
+    const auto& s = cb.at("state").as_string();
+    return s == "completed" || s == "failed" || s == "canceled";
+  }
+
+  json::object account() {
+    auto shown = ctl("--json accounts show acc");
+    EXPECT_EQ(shown.exit_code, 0) << shown.err;
+    return json::parse(shown.out).as_object();
+  }
+  std::string balance() { return std::string(account().at("balance").as_string()); }
+  std::string reserved() { return std::string(account().at("reserved").as_string()); }
+  // The CDRs of a callback, as the store has them.
+  json::array cdrs(const std::string& id) {
+    auto status = ctl("--json status " + id);
+    if (status.exit_code != 0) return {};
+    return json::parse(status.out).at("cdrs").as_array();
+  }
+};
+
+std::string id_of(const Reply& r) { return std::string(r.body.at("id").as_string()); }
+
+TEST_F(CrashRecoveryTest, FinishedCallbacksAndTheirIdempotencyKeysSurviveAKill) {
+  std::string id, cost;
+  {
+    Daemon d(config, {});
+    ASSERT_NE(d.port(), 0);
+    auto accepted = post_callback(d, "9001", "2001", "order-42");
+    ASSERT_EQ(accepted.status, 202) << json::serialize(accepted.body);
+    id = id_of(accepted);
+    auto done = wait_for(d, id, final);
+    ASSERT_EQ(done.at("state"), "completed") << json::serialize(done);
+    ASSERT_TRUE(done.at("cost").is_object());
+    cost = std::string(done.at("cost").at("amount").as_string());
+    d.kill9();
+  }
+  const std::string balance_before = balance();
+  Daemon again(config, {});
+  ASSERT_NE(again.port(), 0);
+  // Readable by id, as it ended.
+  auto read = http(again, "GET", "/v1/callbacks/" + id);
+  ASSERT_EQ(read.status, 200);
+  EXPECT_EQ(read.body.at("state"), "completed");
+  EXPECT_EQ(read.body.at("cost").at("amount"), json::value(cost));
+  // The same key is the same callback: no second call, no second charge.
+  auto repeated = post_callback(again, "9001", "2001", "order-42");
+  ASSERT_TRUE(repeated.status == 200 || repeated.status == 202) << repeated.status;
+  EXPECT_EQ(id_of(repeated), id);
+  EXPECT_EQ(balance(), balance_before);
+  EXPECT_EQ(cdrs(id).size(), 2u);
+}
+
+TEST_F(CrashRecoveryTest, AKillWhileAuthorizingHoldsNoMoneyAndFreesTheKey) {
+  const std::string before = balance();
+  {
+    Daemon d(config, {"CALLBACK_CRASH_AT=authorizing"});
+    ASSERT_NE(d.port(), 0);
+    auto lost = post_callback(d, "9001", "2001", "try-1");
+    EXPECT_FALSE(lost.answered);  // it died before answering
+    EXPECT_EQ(d.wait(), SIGKILL);
+  }
+  Daemon again(config, {});
+  ASSERT_NE(again.port(), 0);
+  auto list = http(again, "GET", "/v1/callbacks");
+  ASSERT_EQ(list.status, 200);
+  const auto& callbacks = list.body.at("callbacks").as_array();
+  ASSERT_EQ(callbacks.size(), 1u) << json::serialize(list.body);
+  EXPECT_EQ(callbacks[0].at("state"), "failed");
+  EXPECT_EQ(callbacks[0].at("outcome"), "interrupted");
+  EXPECT_EQ(callbacks[0].at("error").at("code"), "interrupted");
+  EXPECT_EQ(reserved(), "0.00");
+  EXPECT_EQ(balance(), before);
+  EXPECT_EQ(asterisk.active_calls(), 0u);
+  // The key was given back: trying again places the call.
+  auto retried = post_callback(again, "9001", "2001", "try-1");
+  ASSERT_EQ(retried.status, 202);
+  EXPECT_NE(id_of(retried), std::string(callbacks[0].at("id").as_string()));
+  EXPECT_EQ(wait_for(again, id_of(retried), final).at("state"), "completed");
+}
+
+TEST_F(CrashRecoveryTest, AKillRightAfterTheGrantReleasesIt) {
+  const std::string before = balance();
+  {
+    Daemon d(config, {"CALLBACK_CRASH_AT=authorized"});
+    ASSERT_NE(d.port(), 0);
+    (void)post_callback(d, "9001", "2001");
+    EXPECT_EQ(d.wait(), SIGKILL);
+  }
+  EXPECT_NE(reserved(), "0.00");  // the grant outlived the process
+  Daemon again(config, {});
+  ASSERT_NE(again.port(), 0);
+  const std::string id = only_callback(again);
+  ASSERT_FALSE(id.empty());
+  auto ended = wait_for(again, id, final);
+  EXPECT_EQ(ended.at("state"), "failed") << json::serialize(ended);
+  EXPECT_EQ(ended.at("outcome"), "engine_lost");
+  EXPECT_EQ(reserved(), "0.00");
+  EXPECT_EQ(balance(), before);
+}
+
+TEST_F(CrashRecoveryTest, AKillWhileARingsEndsItAfterTheRestartWithoutCharge) {
+  const std::string before = balance();
+  std::string id;
+  {
+    Daemon d(config, {});
+    ASSERT_NE(d.port(), 0);
+    auto accepted = post_callback(d, "4001", "2001");  // A rings, nobody answers
+    ASSERT_EQ(accepted.status, 202);
+    id = id_of(accepted);
+    wait_for(d, id, [](const json::object& cb) { return cb.at("state") == "dialing_a"; });
+    d.kill9();
+  }
+  Daemon again(config, {});
+  ASSERT_NE(again.port(), 0);
+  auto ended = wait_for(again, id, final);
+  EXPECT_EQ(ended.at("state"), "failed") << json::serialize(ended);
+  EXPECT_EQ(reserved(), "0.00");
+  EXPECT_EQ(balance(), before);
+  EXPECT_FALSE(cdrs(id).empty());
+}
+
+TEST_F(CrashRecoveryTest, CallsBridgedAtTheKillAreFollowedAndBilledAfterTheRestart) {
+  std::vector<std::string> ids;
+  {
+    Daemon d(config, {});
+    ASSERT_NE(d.port(), 0);
+    for (int i = 0; i < 5; ++i) {
+      auto accepted = post_callback(d, "900" + std::to_string(i), "100" + std::to_string(i));
+      ASSERT_EQ(accepted.status, 202) << json::serialize(accepted.body);
+      ids.push_back(id_of(accepted));
+    }
+    for (const auto& id : ids) wait_for(d, id, [](const json::object& cb) { return cb.at("state") == "bridged"; });
+    d.kill9();
+  }
+  ASSERT_EQ(asterisk.active_calls(), 5u);  // Asterisk keeps them up
+  EXPECT_NE(reserved(), "0.00");
+  Daemon again(config, {});
+  ASSERT_NE(again.port(), 0);
+  // Still bridged and ours: a cancel reaches them, and they end billed.
+  for (const auto& id : ids) {
+    auto state = wait_for(again, id, [](const json::object& cb) { return cb.at("state") == "bridged"; });
+    auto canceled = http(again, "DELETE", "/v1/callbacks/" + id);
+    EXPECT_TRUE(canceled.status == 202 || canceled.status == 200) << canceled.status;
+  }
+  for (const auto& id : ids) {
+    auto ended = wait_for(again, id, final);
+    ASSERT_TRUE(ended.at("cost").is_object()) << json::serialize(ended);
+    EXPECT_GT(ended.at("legs").at("b").at("billsec").as_int64(), 0);
+    EXPECT_EQ(cdrs(id).size(), 2u) << id;
+  }
+  EXPECT_TRUE(asterisk.wait_for_active_calls(0, 10s));
+  EXPECT_EQ(reserved(), "0.00");
+  EXPECT_NE(balance(), "100.00");
+}
+
+TEST_F(CrashRecoveryTest, AKillWhileSettlingChargesOnceAndWritesTheRecordsOnce) {
+  {
+    Daemon d(config, {"CALLBACK_CRASH_AT=settled"});
+    ASSERT_NE(d.port(), 0);
+    auto accepted = post_callback(d, "9001", "2001");  // B hangs up after a while
+    ASSERT_EQ(accepted.status, 202);
+    EXPECT_EQ(d.wait(), SIGKILL);
+  }
+  const std::string charged = balance();
+  EXPECT_NE(charged, "100.00");  // the charge was made before the kill
+  EXPECT_EQ(reserved(), "0.00");
+  Daemon again(config, {});
+  ASSERT_NE(again.port(), 0);
+  const std::string id = only_callback(again);
+  ASSERT_FALSE(id.empty());
+  auto ended = wait_for(again, id, final);
+  ASSERT_TRUE(ended.at("cost").is_object()) << json::serialize(ended);
+  EXPECT_EQ(balance(), charged);  // not charged twice
+  EXPECT_EQ(cdrs(id).size(), 2u);
+}
+
+TEST_F(CrashRecoveryTest, ReconcileRefusesWhileCallbackdOwnsTheStoreAndFixesAfterAKill) {
+  std::string id;
+  {
+    Daemon d(config, {});
+    ASSERT_NE(d.port(), 0);
+    auto busy = ctl("reconcile");
+    EXPECT_NE(busy.exit_code, 0);
+    EXPECT_NE(busy.err.find("in use by another callback service"), std::string::npos) << busy.err;
+    auto accepted = post_callback(d, "9001", "2001");
+    ASSERT_EQ(accepted.status, 202);
+    id = id_of(accepted);
+    wait_for(d, id, [](const json::object& cb) { return cb.at("state") == "bridged"; });
+    d.kill9();
+  }
+  // B hangs up on its own (2XXX) while nobody watches; reconcile finds the call ended.
+  ASSERT_TRUE(asterisk.wait_for_active_calls(0, 30s));
+  auto fixed = ctl("--json reconcile --timeout 30", 60);
+  ASSERT_EQ(fixed.exit_code, 0) << fixed.err << fixed.out;
+  auto report = json::parse(fixed.out).as_object();
+  ASSERT_EQ(report.at("fixed").as_array().size(), 1u) << fixed.out;
+  EXPECT_EQ(report.at("fixed").as_array()[0].at("id"), json::value(id));
+  EXPECT_EQ(reserved(), "0.00");
+  EXPECT_EQ(cdrs(id).size(), 2u);
+  // Run again: nothing left to fix.
+  auto twice = ctl("--json reconcile --timeout 30", 60);
+  ASSERT_EQ(twice.exit_code, 0) << twice.err;
+  EXPECT_TRUE(json::parse(twice.out).at("fixed").as_array().empty());
+}
+
+}  // namespace
+}  // namespace callback
