@@ -6,8 +6,7 @@
 // "talked 3 s" is exact, while the sockets and the fake run in real time.
 #include "ami_engine.hpp"
 #include "fake_asterisk.hpp"
-
-#include <callback/context.hpp>
+#include "test_context.hpp"
 
 #include <gtest/gtest.h>
 
@@ -48,15 +47,9 @@ std::vector<std::string> fields(const std::string& record) {
   return out;
 }
 
-struct RecoveryTest : ::testing::Test {
+struct RecoveryTest : ::testing::Test, test::TestContext {
   // 1 s of Asterisk time is 100 ms here: B 2XXX hangs up 0.5 s after it answers.
   fake::FakeAsterisk asterisk{{.time_scale = 0.1, .recordings = CALLBACK_ASTERISK_RECORDINGS}};
-  boost::asio::io_context io;
-  ManualClock clock;
-  std::ostringstream log_text;
-  StreamLogger log{log_text, LogLevel::debug};
-  Metrics metrics;
-  Context context{io, clock, log, metrics};
   Recorder observer;
   std::unique_ptr<engine_ami::AmiEngine> engine;
 
@@ -90,12 +83,7 @@ struct RecoveryTest : ::testing::Test {
   }
 
   bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      io.run_for(2ms);
-    }
-    return true;
+    return test::run_until(io, done, timeout);
   }
 
   void originate(engine_ami::AmiEngine& e, const std::string& id, std::string_view a, std::string_view b) {

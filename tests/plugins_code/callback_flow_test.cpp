@@ -8,6 +8,7 @@
 #include "sqlite_billing.hpp"
 #include "sqlite_store.hpp"
 #include "temp_dir.hpp"
+#include "test_context.hpp"
 
 #include <callback/service.hpp>
 
@@ -114,12 +115,7 @@ struct FlowTest : ::testing::Test {
   void connect() { connect(engine_options()); }
 
   bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      io.run_for(2ms);
-    }
-    return true;
+    return test::run_until(io, done, timeout);
   }
 
   std::string start(std::string_view a, std::string_view b) {
