@@ -10,8 +10,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <functional>
+#include <iostream>
+#include <tuple>
 #include <sstream>
+#include <thread>
 
 using namespace callback;
 using namespace std::chrono_literals;
@@ -282,6 +286,68 @@ TEST_F(RecoveryTest, ANormalEndDeletesTheRecordAndItsAnswerIsIgnored) {
   if (!run_until([&] { return observer.ended("cb-f2"); }, 1s)) clock.advance(2s);
   EXPECT_EQ(ends_once(observer, "cb-f2").cause.code(), 17);
   EXPECT_TRUE(engine->status().servers.at(0).connected);
+}
+
+// By hand, against a real Asterisk with the project's dialplan (tests/README.md, "a lost AMI
+// connection"): CALLBACK_REAL_AMI=127.0.0.1:5038 build/bin/ami_recovery_tests
+// --gtest_filter=RealAsterisk.*  An engine places two callbacks and goes away with both
+// bridged; while it is away one ends (B 2XXX hangs up 5 s after answering); a second engine
+// recover()s both.
+TEST(RealAsterisk, RecoverFollowsTheCallStillUpAndEndsTheOtherFromItsRecord) {
+  const char* address = std::getenv("CALLBACK_REAL_AMI");
+  if (address == nullptr) GTEST_SKIP() << "set CALLBACK_REAL_AMI=host:port to run against a real Asterisk";
+  test::TestContext t;
+  engine_ami::AmiOptions o;
+  o.servers = {address};
+  o.secret = "callbacksecret";
+  auto run_until = [&](const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    return test::run_until(t.io, done, timeout);
+  };
+  const auto suffix = std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1'000'000'000);
+  const std::string up = "cb-real-up-" + suffix, gone = "cb-real-gone-" + suffix;
+  Recorder before, after;
+  auto first = std::make_unique<engine_ami::AmiEngine>(t.context, o);
+  first->set_observer(&before);
+  first->start();
+  ASSERT_TRUE(run_until([&] { return first->status().servers.at(0).connected; }, 10s)) << t.log_text.str();
+  for (const auto& [id, a, b] : {std::tuple{up, "9001", "1001"}, std::tuple{gone, "9002", "2002"}}) {
+    const auto pa = PhoneNumber::parse(a, as_dialed).value();
+    const auto pb = PhoneNumber::parse(b, as_dialed).value();
+    first->originate({.call_id = id, .leg = LegRole::a, .number = pa, .caller_id = pb, .ring_timeout = 30s,
+                      .connect = Connect{.number = pb, .caller_id = pa, .limit = 60s}, .language = "en"});
+  }
+  ASSERT_TRUE(run_until([&] {
+    return before.find(up, LegRole::b, LegEventType::connected) && before.find(gone, LegRole::b, LegEventType::connected);
+  }, 20s)) << t.log_text.str();
+  first.reset();  // the crash
+  // The outage: B of `gone` hangs up 5 s after it answered. (No engine: nothing to run.)
+  std::this_thread::sleep_for(8s);
+  auto second = std::make_unique<engine_ami::AmiEngine>(t.context, o);
+  second->set_observer(&after);
+  second->recover({{.call_id = up, .server = address, .limit = 60s, .b_dialed = true},
+                   {.call_id = gone, .server = "", .limit = 60s, .b_dialed = true}});
+  second->start();
+  ASSERT_TRUE(run_until([&] { return after.ended(gone) && after.find(up, LegRole::b, LegEventType::connected); }, 15s))
+      << t.log_text.str();
+  const auto* gone_b = after.find(gone, LegRole::b, LegEventType::ended);
+  ASSERT_NE(gone_b, nullptr);
+  EXPECT_TRUE(gone_b->unobserved);
+  EXPECT_EQ(gone_b->dial_status, "ANSWER");
+  EXPECT_TRUE(gone_b->far_end_hung_up);
+  ASSERT_TRUE(gone_b->billsec);
+  EXPECT_GE(*gone_b->billsec, 5s) << "ANSWEREDTIME: from A's answer";
+  EXPECT_FALSE(after.ended(up));
+  second->hangup(up, LegRole::a, HangupCause{16});
+  ASSERT_TRUE(run_until([&] { return after.ended(up); }, 20s)) << t.log_text.str();
+  const auto* up_b = after.find(up, LegRole::b, LegEventType::ended);
+  ASSERT_NE(up_b, nullptr);
+  EXPECT_FALSE(up_b->unobserved);
+  ASSERT_TRUE(up_b->billsec);
+  EXPECT_GE(*up_b->billsec, 8s) << "B's Cdr: it talked through the 8 s outage";
+  std::cout << "[ info ] " << gone << ": B billsec " << gone_b->billsec->count() << " s (record); " << up
+            << ": B billsec " << up_b->billsec->count() << " s (Cdr)" << std::endl;
+  second->stop();
+  t.io.run_for(100ms);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@ struct TestContext {
 inline bool run_until(boost::asio::io_context& io, const std::function<bool()>& done,
                       std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (io.stopped()) io.restart();  // it ran out of work once: run_for would return at once
   while (!done()) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     io.run_for(std::chrono::milliseconds(2));
