@@ -780,7 +780,8 @@ void CallTracker::stop_all() {
   std::vector<std::string> open;
   for (auto& [id, call] : calls_) open.push_back(id);
   for (const auto& id : open) {
-    if (Call* call = find(id)) finish(*call, End::stopped);
+    // One we had already lost sight of ends as lost: billed up to when it was last seen.
+    if (Call* call = find(id)) finish(*call, call->orphaned ? End::lost : End::stopped);
   }
 }
 

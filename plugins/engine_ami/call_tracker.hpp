@@ -139,7 +139,8 @@ class CallTracker {
   // asked for (DBGet) and the call ends from the answer.
   void reconcile(const std::string& server, const std::vector<ListedChannel>& channels);
   // Engine stop: hangs up what is still up on connected servers and ends every call as
-  // engine lost.
+  // engine lost (those on a lost connection, or adopted and not found yet, as unobserved,
+  // billed up to lost_at).
   void stop_all();
 
   [[nodiscard]] std::size_t size() const noexcept { return calls_.size(); }

@@ -784,6 +784,17 @@ TEST(CallTrackerLost, LostAndNeverBackBillsUpToTheLastMomentItWasKnownUpNotTheGr
   expect_lost(run.sink.events["cb-lost-1"], 2s);  // the grace is not talk
 }
 
+TEST(CallTrackerLost, AStopDuringTheOutageBillsUpToTheLossToo) {
+  const Traffic t = rendered_single_calls({"cb-lost-2"});
+  Replay run(t);
+  talk_then_lose(run, t, 4s);
+  run.clock.advance(1s);
+  run.tracker.stop_all();
+  ASSERT_EQ(run.tracker.size(), 0u);
+  expect_lost(run.sink.events["cb-lost-2"], 4s);
+  EXPECT_TRUE(run.sink.sent.empty()) << "no connection to send a Hangup on";
+}
+
 TEST(CallTrackerLost, NoRecordAfterTheReconnectEndsAsLostBilledUpToTheLastMomentKnownUp) {
   // The recorded "Database entry not found" (ami-db-get-missing) for a call named as in
   // the recording, bridged 3 s before the connection went and gone on the reconnect.
