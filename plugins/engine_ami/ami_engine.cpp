@@ -91,8 +91,7 @@ struct AmiEngine::Server {
   bool ping_outstanding = false;
   std::uint64_t received = 0;          // bytes read on this connection
   std::uint64_t received_at_ping = 0;  // `received` when the outstanding Ping went out
-  std::set<std::string> listed_linkedids;  // CoreShowChannels after a reconnect
-  std::set<std::string> listed_uniqueids;
+  std::vector<ListedChannel> listed;  // CoreShowChannels after a (re)connect
   std::optional<ServerChecks> checks;  // what this login found (server_checks.hpp)
   bool attempted = false;              // a connect attempt has ended (logged in or not)
 
@@ -408,14 +407,26 @@ void AmiEngine::on_logged_in(Server& server) {
   for (const auto& [id, command] : server.checks->commands()) {
     server.send(ami::Action("Command").add("ActionID", id).add("Command", command).str());
   }
-  // Calls that were in flight when the connection dropped: ask what is still up.
-  if (tracker_.has_orphans(server.name)) {
-    server.listed_linkedids.clear();
-    server.listed_uniqueids.clear();
-    server.channels_id = server.next_id("channels");
-    server.send(ami::Action("CoreShowChannels").add("ActionID", server.channels_id).str());
-  }
+  // Calls that were in flight when the connection dropped (or before a restart): ask
+  // what is still up.
+  if (tracker_.has_orphans(server.name)) list_channels(server);
   server.schedule_ping();
+}
+
+void AmiEngine::list_channels(Server& server) {
+  server.listed.clear();
+  server.channels_id = server.next_id("channels");
+  server.send(ami::Action("CoreShowChannels").add("ActionID", server.channels_id).str());
+}
+
+void AmiEngine::recover(const std::vector<Recovered>& calls) {
+  std::vector<std::string> names;
+  for (const auto& server : servers_) names.push_back(server->name);
+  for (const auto& call : calls) tracker_.adopt(call, names);
+  // Servers already logged in list their channels now; the others once they are.
+  for (auto& server : servers_) {
+    if (server->state == Server::State::ready && tracker_.has_orphans(server->name)) list_channels(*server);
+  }
 }
 
 void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
@@ -491,14 +502,17 @@ void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
   if (!m.is_event()) return;
   const auto event = m.event();
 
-  if (event == "CoreShowChannel" && server.channels_id == m.action_id()) {
-    server.listed_linkedids.insert(std::string(m.get("Linkedid")));
-    server.listed_uniqueids.insert(std::string(m.get("Uniqueid")));
+  const bool listing = !server.channels_id.empty() && server.channels_id == m.action_id();
+  if (event == "CoreShowChannel" && listing) {
+    server.listed.push_back(listed_channel(m));
     return;
   }
-  if (event == "CoreShowChannelsComplete" && server.channels_id == m.action_id()) {
+  if (event == "CoreShowChannelsComplete" && listing) {
     // Calls still up on Asterisk go on being tracked; the rest are gone.
-    return tracker_.reconcile(server.name, server.listed_linkedids, server.listed_uniqueids);
+    const auto listed = std::move(server.listed);
+    server.listed.clear();
+    server.channels_id.clear();  // a late duplicate of the list is not a second answer
+    return tracker_.reconcile(server.name, listed);
   }
   tracker_.on_message(server.name, m);
 }

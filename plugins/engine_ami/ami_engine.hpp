@@ -62,6 +62,8 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
 
   void originate(const OriginateRequest& request) override;
   void hangup(const std::string& call_id, LegRole leg, HangupCause cause) override;
+  // Adopts the calls; each server lists its channels (now, or once it is connected).
+  void recover(const std::vector<Recovered>& calls) override;
 
   // Not offered: this engine connects server-side (see capabilities()). Each reports
   // an `ended` event for the leg... no: calling them is a bug in the caller.
@@ -83,6 +85,7 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   void emit(const LegEvent& event);
   void on_message(Server& server, const ami::MessageView& message);
   void on_logged_in(Server& server);
+  void list_channels(Server& server);  // CoreShowChannels, for the tracker's reconcile
   Server* pick_server();
 
   Context& context_;

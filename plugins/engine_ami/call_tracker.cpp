@@ -43,7 +43,58 @@ HangupCause cause_for_reason(int reason, int hangup_cause) {
 
 std::string hangup_cause_text(HangupCause cause) { return std::to_string(cause.code() > 127 ? 16 : cause.code()); }
 
+constexpr std::string_view record_family = "callback";  // the dialplan's DB(callback/${CB_ID})
+constexpr std::string_view dbget_prefix = "dbget-";
+
+bool all_digits(std::string_view text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Talk time from `since` up to `until` (whole seconds, never negative).
+std::chrono::seconds up_time(const std::optional<Timestamp>& since, const std::optional<Timestamp>& until) {
+  if (!since || !until || *until < *since) return std::chrono::seconds{0};
+  return std::chrono::duration_cast<std::chrono::seconds>(*until - *since);
+}
+
 }  // namespace
+
+std::optional<CallRecord> parse_call_record(std::string_view value) {
+  std::vector<std::string_view> fields;
+  for (std::size_t start = 0;;) {
+    const auto bar = value.find('|', start);
+    fields.push_back(value.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start));
+    if (bar == std::string_view::npos) break;
+    start = bar + 1;
+  }
+  if (fields.size() != 5 || (fields[4] != "end" && fields[4] != "h")) return std::nullopt;
+  const std::string_view status = fields[0], cause = fields[1], answered = fields[2], limit = fields[3];
+  if ((!cause.empty() && !all_digits(cause)) || (!answered.empty() && !all_digits(answered)) ||
+      (limit != "" && limit != "0" && limit != "1") ||
+      !std::all_of(status.begin(), status.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    return std::nullopt;
+  }
+  CallRecord record{.dial_status = std::string(status), .hangup_cause = to_int(cause), .where_h = fields[4] == "h"};
+  if (!answered.empty()) record.answered_time = std::chrono::seconds(to_int(answered));
+  record.limit_reached = limit.empty() ? -1 : to_int(limit);
+  return record;
+}
+
+ListedChannel listed_channel(const ami::MessageView& m) {
+  ListedChannel out{.channel = std::string(m.get("Channel")),
+                    .uniqueid = std::string(m.get("Uniqueid")),
+                    .linkedid = std::string(m.get("Linkedid")),
+                    .state = to_int(m.get("ChannelState")),
+                    .bridge_id = std::string(m.get("BridgeId"))};
+  // Duration: HH:MM:SS (main/manager.c, action_coreshowchannels).
+  int seconds = 0;
+  for (std::string_view rest = m.get("Duration"); !rest.empty();) {
+    const auto colon = rest.find(':');
+    seconds = seconds * 60 + to_int(rest.substr(0, colon));
+    rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+  }
+  out.duration = std::chrono::seconds(seconds);
+  return out;
+}
 
 // --- one callback as Asterisk reports it -------------------------------------------------
 
@@ -81,10 +132,19 @@ struct CallTracker::Call {
   // Talk time from the Cdr records.
   std::optional<std::chrono::seconds> a_billsec, b_billsec;
   bool b_answered_record = false;
+  // Losing sight of it (a lost connection, a restart of this process).
+  std::optional<Timestamp> a_up_at, b_up_at;  // when A answered, B connected
+  std::optional<Timestamp> lost_at;           // the last moment it was known up
+  std::set<std::string> candidates;           // orphaned: the servers that may still hold it
+  std::set<std::string> asked;                // servers asked for its record (DBGet)
+  bool recovered = false;                     // adopted after a restart (recover())
+  bool b_dialed_hint = false;                 // the service says B was (maybe) dialed
+  bool from_record = false;                   // the result came from the AstDB record
+  bool counted = false;                       // in in_flight_[server]
   // Waiting.
   enum class Wait { none, channels, records, lost };
   Wait waiting = Wait::none;
-  bool orphaned = false;  // its server connection was lost
+  bool orphaned = false;  // its server connection was lost (or it was adopted)
   bool done = false;
   TimerHandle timer;
 };
@@ -104,8 +164,35 @@ void CallTracker::add(const std::string& call_id, const std::string& server,
   call->a1 = call_id + std::string(a1_suffix);
   call->a2 = call_id + std::string(a2_suffix);
   call->server = server;
+  call->counted = true;
   ++in_flight_[server];
   calls_.insert_or_assign(call_id, std::move(call));
+}
+
+void CallTracker::adopt(const Engine::Recovered& recovered, const std::vector<std::string>& servers) {
+  if (calls_.count(recovered.call_id) > 0) return;
+  auto call = std::make_unique<Call>();
+  call->id = recovered.call_id;
+  call->a1 = recovered.call_id + std::string(a1_suffix);
+  call->a2 = recovered.call_id + std::string(a2_suffix);
+  if (recovered.limit.count() > 0) call->limit = std::chrono::milliseconds(recovered.limit);
+  call->recovered = true;
+  call->b_dialed_hint = recovered.b_dialed;
+  call->orphaned = true;
+  call->waiting = Call::Wait::lost;
+  if (std::find(servers.begin(), servers.end(), recovered.server) != servers.end()) {
+    call->server = recovered.server;
+    call->counted = true;
+    ++in_flight_[recovered.server];
+    call->candidates.insert(recovered.server);
+  } else {
+    // Placed on a server we do not know (or did not say where): any of ours may hold it.
+    call->candidates.insert(servers.begin(), servers.end());
+  }
+  auto& adopted = *call;
+  calls_.emplace(recovered.call_id, std::move(call));
+  if (adopted.candidates.empty()) return finish(adopted, End::lost);
+  wait_then_finish(adopted, options_.lost_call_grace);
 }
 
 std::size_t CallTracker::in_flight(const std::string& server) const {
@@ -148,6 +235,7 @@ void CallTracker::a_ringing(Call& call) {
 }
 void CallTracker::a_answered(Call& call) {
   if (std::exchange(call.a_answered, true)) return;
+  if (!call.a_up_at) call.a_up_at = clock_.now();
   a_dialing(call);
   emit(call, LegRole::a, LegEventType::answered);
 }
@@ -166,6 +254,7 @@ void CallTracker::b_connected(Call& call) {
   if (call.b_connected) return;
   b_dialing(call);
   call.b_connected = true;
+  if (!call.b_up_at) call.b_up_at = clock_.now();
   emit(call, LegRole::b, LegEventType::connected);
 }
 
@@ -175,7 +264,18 @@ void CallTracker::on_message(const std::string& server, const ami::MessageView& 
   if (m.is_response()) {
     // The Originate's acknowledgement (ActionID = callback id).
     Call* call = find(m.action_id());
-    if (call == nullptr || call->server != server || call->done) return;
+    if (call == nullptr) {
+      // DBGet's "Database entry not found" (its Success is the list's start: the record
+      // follows as DBGetResponse). DBDel's answers are not waited for.
+      if (const auto id = m.action_id(); id.starts_with(dbget_prefix) && m.response() != "Success") {
+        if (m.get("Message") != "Database entry not found") {
+          log_.warning(component, std::string(id) + " on " + server + ": " + std::string(m.get("Message")));
+        }
+        on_record(server, id.substr(dbget_prefix.size()), std::nullopt);
+      }
+      return;
+    }
+    if (call->server != server || call->done) return;
     if (m.response() == "Success") {
       if (!call->queued) {
         call->queued = true;
@@ -196,6 +296,14 @@ void CallTracker::on_message(const std::string& server, const ami::MessageView& 
 
 void CallTracker::on_event(const std::string& server, const ami::MessageView& m, std::string_view event) {
   if (event == "Cdr") return on_cdr(server, m);
+  if (event == "DBGetResponse") {
+    const auto id = m.action_id();
+    if (!id.starts_with(dbget_prefix) || m.get("Family") != record_family ||
+        m.get("Key") != id.substr(dbget_prefix.size())) {
+      return;
+    }
+    return on_record(server, m.get("Key"), m.get("Val"));
+  }
 
   if (event == "UserEvent") {
     if (m.get("UserEvent") != "CallbackResult") return;
@@ -349,7 +457,7 @@ void CallTracker::apply_cdr(Call& call, std::string_view uniqueid, std::string_v
 
 void CallTracker::check_done(Call& call) {
   if (call.done || call.orphaned || !call.originate_done) return;
-  if (call.refused) return finish(call, false);
+  if (call.refused) return finish(call, End::seen);
   if (!call.originate_ok) {
     if (!call.a1_seen) {
       // A Failure often comes before A's channel events, which carry the real cause
@@ -364,12 +472,12 @@ void CallTracker::check_done(Call& call) {
       return;
     }
     if (!call.live.empty()) return;
-    return finish(call, false);
+    return finish(call, End::seen);
   }
   // A answered: the dialplan's result and A;1's end make the call over.
   if (!call.user_event || !call.a1_gone) return;
   const bool need_b = call.dial_status == "ANSWER" && !call.b_answered_record;
-  if (call.a_billsec && !need_b) return finish(call, false);
+  if (call.a_billsec && !need_b) return finish(call, End::seen);
   // The talk-time records trail the Hangups; how long to wait for them depends on
   // whether this server sends Cdr events at all.
   if (call.waiting == Call::Wait::records) return;
@@ -385,17 +493,23 @@ void CallTracker::wait_then_finish(Call& call, std::chrono::milliseconds delay) 
     Call* c = find(id);
     if (c == nullptr || c->waiting != waiting) return;
     if (waiting == Call::Wait::channels && c->a1_seen) return;  // they came after all
-    finish(*c, waiting == Call::Wait::lost);
+    finish(*c, waiting == Call::Wait::lost ? End::lost : End::seen);
   });
 }
 
-void CallTracker::finish(Call& call, bool engine_lost) {
+void CallTracker::finish(Call& call, End how) {
   if (call.done) return;
   call.done = true;
   call.timer.cancel();
+  const bool engine_lost = how == End::lost || how == End::stopped;
+  const bool unobserved = how == End::lost || how == End::record;
   const bool we_hung_up = call.hangup_requested;
   a_dialing(call);
-  if (call.b_dialing || !call.b_channels.empty() || (call.user_event && call.originate_ok)) {
+  // B was dialed as far as anyone knows: its events, the dialplan's result (a record whose
+  // DIALSTATUS is empty comes from an A that hung up before the Dial), or the service.
+  const bool b_known = call.b_dialing || !call.b_channels.empty() || call.b_dialed_hint ||
+                       (call.user_event && call.originate_ok && !(call.from_record && call.dial_status.empty()));
+  if (b_known) {
     if (call.dial_status == "ANSWER") b_connected(call);
     b_dialing(call);
     LegEvent b{.call_id = call.id, .leg = LegRole::b, .type = LegEventType::ended, .at = clock_.now(),
@@ -411,6 +525,9 @@ void CallTracker::finish(Call& call, bool engine_lost) {
     b.dial_status = call.dial_status;
     if (!call.b_connected) {
       b.billsec = std::chrono::seconds{0};
+    } else if (how == End::lost) {
+      // Not what the grace added: only the time it was known to be up.
+      b.billsec = up_time(call.b_up_at, call.lost_at);
     } else {
       // Asterisk's own record; without one (no CDR events), the Dial's ANSWEREDTIME.
       b.billsec = call.b_billsec ? call.b_billsec : call.answered_time;
@@ -428,6 +545,7 @@ void CallTracker::finish(Call& call, bool engine_lost) {
                         std::chrono::milliseconds(*call.answered_time) + std::chrono::seconds(1) >= *call.limit;
     }
     b.far_end_hung_up = b_ended_it && !b.limit_reached;
+    b.unobserved = unobserved;
     sink_.on_leg_event(b);
   }
   LegEvent a{.call_id = call.id, .leg = LegRole::a, .type = LegEventType::ended, .at = clock_.now(),
@@ -441,10 +559,25 @@ void CallTracker::finish(Call& call, bool engine_lost) {
   } else {
     a.cause = HangupCause{call.a_hangup_cause != 0 ? call.a_hangup_cause : 16};
   }
-  // A that never answered has nothing to bill, whether or not its record came yet.
-  a.billsec = call.originate_ok ? call.a_billsec : call.a_billsec.value_or(std::chrono::seconds{0});
+  if (how == End::lost) {
+    a.billsec = call.a_answered ? up_time(call.a_up_at, call.lost_at) : std::chrono::seconds{0};
+  } else if (how == End::record) {
+    a.billsec = call.a_billsec ? call.a_billsec : call.answered_time;  // ANSWEREDTIME is A's up time
+  } else {
+    // A that never answered has nothing to bill, whether or not its record came yet.
+    a.billsec = call.originate_ok ? call.a_billsec : call.a_billsec.value_or(std::chrono::seconds{0});
+  }
   a.far_end_hung_up = !engine_lost && !we_hung_up && call.where_h;
-  if (auto n = in_flight_.find(call.server); n != in_flight_.end() && n->second > 0) --n->second;
+  a.unobserved = unobserved;
+  // The dialplan wrote its record with the result we now have: AstDB need not keep it.
+  if ((how == End::seen || how == End::record) && call.user_event && call.originate_ok) {
+    sink_.send(call.server, ami::Action("DBDel")
+                                .add("ActionID", "dbdel-" + call.id)
+                                .add("Family", std::string(record_family))
+                                .add("Key", call.id)
+                                .str());
+  }
+  if (auto n = in_flight_.find(call.server); call.counted && n != in_flight_.end() && n->second > 0) --n->second;
   for (const auto& b_id : call.b_channels) b_channels_.erase(b_id);
   auto node = calls_.extract(call.id);  // keeps `call` alive until the end of this scope
   sink_.on_leg_event(a);
@@ -484,55 +617,153 @@ void CallTracker::hangup(const std::string& call_id, LegRole leg, HangupCause ca
 }
 
 void CallTracker::connection_lost(const std::string& server) {
-  // We no longer see these calls. They wait for the reconnect to tell whether they are
-  // still up; past lost_call_grace they end as "engine lost".
+  // We no longer see these calls: each was last known up now. They wait for the
+  // reconnect to tell whether they are still up; past lost_call_grace they end as
+  // "engine lost", billed up to now.
+  const auto now = clock_.now();
   for (auto& [id, call] : calls_) {
     if (call->server != server || call->orphaned) continue;
     call->orphaned = true;
+    call->lost_at = now;
+    call->candidates = {server};
+    call->asked.clear();
     call->waiting = Call::Wait::lost;
     wait_then_finish(*call, options_.lost_call_grace);
   }
 }
 
 bool CallTracker::has_orphans(const std::string& server) const {
-  return std::any_of(calls_.begin(), calls_.end(),
-                     [&](const auto& entry) { return entry.second->server == server && entry.second->orphaned; });
+  return std::any_of(calls_.begin(), calls_.end(), [&](const auto& entry) {
+    return entry.second->orphaned && entry.second->candidates.count(server) > 0;
+  });
 }
 
-void CallTracker::reconcile(const std::string& server, const std::set<std::string>& linkedids,
-                            const std::set<std::string>& uniqueids) {
-  std::vector<std::string> gone, kept;
+void CallTracker::reconcile(const std::string& server, const std::vector<ListedChannel>& channels) {
+  std::unordered_map<std::string, std::vector<const ListedChannel*>> by_linkedid;
+  for (const auto& c : channels) by_linkedid[c.linkedid].push_back(&c);
+  std::vector<std::string> orphans;
   for (auto& [id, call] : calls_) {
-    if (call->server != server || !call->orphaned) continue;
-    // A;1 runs the dialplan: when it went while we were away, so did the call's result.
-    if (linkedids.count(call->a1) > 0 && uniqueids.count(call->a1) > 0) {
-      kept.push_back(id);
-    } else {
-      gone.push_back(id);
-    }
+    if (call->orphaned && call->candidates.count(server) > 0) orphans.push_back(id);
   }
-  for (const auto& id : gone) {
-    if (Call* call = find(id)) finish(*call, true);
-  }
-  for (const auto& id : kept) {
+  for (const auto& id : orphans) {
     Call* call = find(id);
     if (call == nullptr) continue;
-    call->orphaned = false;
-    call->timer.cancel();
-    call->waiting = Call::Wait::none;
-    // Channels that hung up while we were away are gone now.
-    for (auto it = call->live.begin(); it != call->live.end();) {
-      if (uniqueids.count(*it) == 0) {
-        call->gone.insert(*it);
-        it = call->live.erase(it);
-      } else {
-        ++it;
-      }
+    // A;1 runs the dialplan: while it is there, so is the call.
+    const auto listed = by_linkedid.find(call->a1);
+    if (listed != by_linkedid.end() &&
+        std::any_of(listed->second.begin(), listed->second.end(), [&](auto* c) { return c->uniqueid == call->a1; })) {
+      follow_listed(*call, server, listed->second);
+    } else if (call->user_event && call->server == server) {
+      // Its result came before we lost sight of it; only the records did not.
+      finish(*call, End::seen);
+    } else {
+      ask_record(*call, server);
     }
-    // A cancel asked for while we were away goes out now.
-    if (call->hangup_requested && !call->hangup_sent) send_hangup(*call);
-    check_done(*call);
   }
+}
+
+void CallTracker::follow_listed(Call& call, const std::string& server, const std::vector<const ListedChannel*>& channels) {
+  call.orphaned = false;
+  call.timer.cancel();
+  call.waiting = Call::Wait::none;
+  call.candidates.clear();
+  call.asked.clear();
+  if (!call.counted) {
+    call.server = server;
+    call.counted = true;
+    ++in_flight_[server];
+  }
+  // Channels that hung up while we were away are gone now.
+  std::set<std::string> listed;
+  for (const auto* c : channels) listed.insert(c->uniqueid);
+  for (auto it = call.live.begin(); it != call.live.end();) {
+    if (listed.count(*it) == 0) {
+      call.gone.insert(*it);
+      it = call.live.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // What the listing says of the call (all we know of an adopted one): A up, B's channels,
+  // B bridged. Duration counts from a channel's creation (for B: its ringing included).
+  const auto now = clock_.now();
+  const ListedChannel* b_up = nullptr;
+  bool b_seen = false;
+  for (const auto* c : channels) {
+    if (call.gone.count(c->uniqueid) > 0) continue;
+    call.live.insert(c->uniqueid);
+    if (c->uniqueid == call.a1) {
+      call.a1_seen = true;
+      if (call.a_channel.empty()) call.a_channel = c->channel;
+      if (c->state == 6 && !call.originate_done) {
+        // Up: its OriginateResponse went out while nobody listened.
+        call.queued = call.originate_done = call.originate_ok = true;
+        if (!call.a_up_at) call.a_up_at = now - c->duration;
+        a_answered(call);
+      }
+    } else if (c->uniqueid != call.a2) {
+      b_seen = true;
+      call.b_channels.insert(c->uniqueid);
+      b_channels_.emplace(c->uniqueid, call.id);
+      if (call.b_uniqueid.empty() || c->channel.ends_with(";1")) {
+        call.b_uniqueid = c->uniqueid;
+        call.b_channel = c->channel;
+      }
+      if (c->state == 6 && !c->bridge_id.empty()) b_up = c;
+    }
+  }
+  if (b_up != nullptr) {
+    if (!call.b_up_at) call.b_up_at = now - b_up->duration;
+    b_connected(call);
+  } else if (b_seen && call.originate_ok) {
+    b_dialing(call);
+  }
+  // A cancel asked for while we were away goes out now.
+  if (call.hangup_requested && !call.hangup_sent) send_hangup(call);
+  check_done(call);
+}
+
+void CallTracker::ask_record(Call& call, const std::string& server) {
+  if (!sink_.send(server, ami::Action("DBGet")
+                              .add("ActionID", std::string(dbget_prefix) + call.id)
+                              .add("Family", std::string(record_family))
+                              .add("Key", call.id)
+                              .str())) {
+    return;  // gone again: asked after the next reconnect
+  }
+  call.asked.insert(server);
+  // Once every server that may hold it was asked, the answers get a bounded time.
+  if (std::includes(call.asked.begin(), call.asked.end(), call.candidates.begin(), call.candidates.end())) {
+    wait_then_finish(call, options_.record_wait);
+  }
+}
+
+void CallTracker::on_record(const std::string& server, std::string_view call_id, std::optional<std::string_view> value) {
+  Call* call = find(call_id);
+  if (call == nullptr || !call->orphaned || call->asked.erase(server) == 0) return;
+  if (value) {
+    if (const auto record = parse_call_record(*value)) {
+      // The dialplan's result, as its UserEvent would have said it.
+      if (!call->counted) {
+        call->server = server;
+        call->counted = true;
+        ++in_flight_[server];
+      }
+      call->user_event = true;
+      call->from_record = true;
+      call->dial_status = record->dial_status;
+      call->user_hangup_cause = record->hangup_cause;
+      call->answered_time = record->answered_time;
+      call->limit_header = record->limit_reached;
+      call->where_h = record->where_h;
+      call->originate_done = call->originate_ok = true;  // the dialplan ran: A answered
+      a_answered(*call);
+      return finish(*call, End::record);
+    }
+    log_.warning(component, call->id + " on " + server + ": not a callback record: " + std::string(*value));
+  }
+  call->candidates.erase(server);
+  if (call->candidates.empty()) finish(*call, End::lost);
 }
 
 void CallTracker::stop_all() {
@@ -549,7 +780,8 @@ void CallTracker::stop_all() {
   std::vector<std::string> open;
   for (auto& [id, call] : calls_) open.push_back(id);
   for (const auto& id : open) {
-    if (Call* call = find(id)) finish(*call, true);
+    // One we had already lost sight of ends as lost: billed up to when it was last seen.
+    if (Call* call = find(id)) finish(*call, call->orphaned ? End::lost : End::stopped);
   }
 }
 

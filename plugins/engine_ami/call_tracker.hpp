@@ -23,6 +23,17 @@
 // wait for them has passed. What it emits keeps the order of a call (A answered before
 // B dialing, B connected before the ends), whatever order the messages came in.
 //
+// A lost connection: each call remembers the moment it was last known up (lost_at). On the
+// reconnect CoreShowChannels says which calls are still there; for one that is not, the
+// dialplan's AstDB record (`callback/<id>`, written right after its UserEvent, see
+// examples/asterisk/extensions.conf) is read with DBGet, and the call ends from it as the
+// UserEvent would have ended it; without a record (or past lost_call_grace) it ends as
+// engine lost, billed up to lost_at. Either way its `ended` events say `unobserved`. A call
+// whose result was read (UserEvent or record) has its record deleted (DBDel).
+//
+// After a restart of this process, recover() adopts the calls the service had in flight:
+// they are found (or not) the same way, on their server or on every server.
+//
 // Bad input never touches another call or ends one twice: events for unknown channels,
 // duplicates, events after a call ended, a Cdr before its Hangup (or before its channel's
 // Newchannel: it is held until the channel is known), a UserEvent with a foreign or
@@ -59,7 +70,35 @@ struct TrackerOptions {
   std::chrono::milliseconds lost_call_grace{30'000};
   // Cdrs for channels not (yet) known, held for when their Newchannel arrives.
   std::size_t max_held_cdrs = 4096;
+  // A call gone from a server we were away from: how long the DBGet of its AstDB record
+  // may take before the call ends as engine lost.
+  std::chrono::milliseconds record_wait{5'000};
 };
+
+// The dialplan's AstDB record of a callback: `DIALSTATUS|HANGUPCAUSE|ANSWEREDTIME|
+// LimitReached|end`, or `DIALSTATUS|HANGUPCAUSE|ANSWEREDTIME||h` from the `h` path
+// (fixtures README, "AMI, the dialplan's AstDB record").
+struct CallRecord {
+  std::string dial_status;
+  int hangup_cause = 0;
+  std::optional<std::chrono::seconds> answered_time;  // empty: B never answered
+  int limit_reached = -1;                              // 1/0; -1 on the h path
+  bool where_h = false;
+};
+// Nullopt when `value` is not such a record (another dialplan's, or damaged).
+[[nodiscard]] std::optional<CallRecord> parse_call_record(std::string_view value);
+
+// One CoreShowChannel entry: what the reconcile needs of it.
+struct ListedChannel {
+  std::string channel;
+  std::string uniqueid;
+  std::string linkedid;
+  int state = 0;  // ChannelState: 6 is Up
+  std::string bridge_id;
+  std::chrono::seconds duration{0};  // since the channel was created
+};
+// Reads one `Event: CoreShowChannel` (its Duration is HH:MM:SS).
+[[nodiscard]] ListedChannel listed_channel(const ami::MessageView& message);
 
 class CallTracker {
  public:
@@ -87,15 +126,21 @@ class CallTracker {
   // exists, or while its server is away, the Hangup goes out once it can.
   void hangup(const std::string& call_id, LegRole leg, HangupCause cause);
 
+  // After a restart: a call the service had in flight. It waits (lost_call_grace) for
+  // `servers` (its own, or every configured one when unknown) to list it or give its
+  // record; a call already tracked is left alone.
+  void adopt(const Engine::Recovered& call, const std::vector<std::string>& servers);
+
   // The connection to `server` is gone: its calls wait lost_call_grace for it.
   void connection_lost(const std::string& server);
-  // Reconnected: true when calls wait for CoreShowChannels to say which are still up.
+  // (Re)connected: true when calls wait for CoreShowChannels to say which are still up.
   [[nodiscard]] bool has_orphans(const std::string& server) const;
-  // CoreShowChannels' answer: calls with a listed channel go on, the rest end as lost.
-  void reconcile(const std::string& server, const std::set<std::string>& linkedids,
-                 const std::set<std::string>& uniqueids);
+  // CoreShowChannels' answer: calls whose A;1 is listed go on; for the rest the record is
+  // asked for (DBGet) and the call ends from the answer.
+  void reconcile(const std::string& server, const std::vector<ListedChannel>& channels);
   // Engine stop: hangs up what is still up on connected servers and ends every call as
-  // engine lost.
+  // engine lost (those on a lost connection, or adopted and not found yet, as unobserved,
+  // billed up to lost_at).
   void stop_all();
 
   [[nodiscard]] std::size_t size() const noexcept { return calls_.size(); }
@@ -111,13 +156,23 @@ class CallTracker {
     std::chrono::seconds billsec{};
   };
 
+  enum class End {
+    seen,     // as Asterisk reported it
+    lost,     // not seen and no record: engine lost, billed up to lost_at
+    record,   // not seen, ended from the AstDB record
+    stopped,  // the engine stops
+  };
+
   void on_event(const std::string& server, const ami::MessageView& m, std::string_view event);
   void on_cdr(const std::string& server, const ami::MessageView& m);
+  void on_record(const std::string& server, std::string_view call_id, std::optional<std::string_view> value);
+  void ask_record(Call& call, const std::string& server);
+  void follow_listed(Call& call, const std::string& server, const std::vector<const ListedChannel*>& channels);
   void apply_cdr(Call& call, std::string_view uniqueid, std::string_view destination_channel,
                  std::string_view disposition, std::chrono::seconds billsec);
   void check_done(Call& call);
   void wait_then_finish(Call& call, std::chrono::milliseconds delay);
-  void finish(Call& call, bool engine_lost);
+  void finish(Call& call, End how);
   void send_hangup(Call& call);
   Call* find(std::string_view call_id);
   Call* for_linkedid(std::string_view linkedid);

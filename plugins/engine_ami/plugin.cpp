@@ -39,6 +39,10 @@ class Factory final : public PluginFactory {
         {.name = "lost_call_grace_ms", .type = OptionType::integer, .default_value = 30000,
          .description = "how long calls on a lost server wait for it to come back before they end as engine lost",
          .min = 0, .max = 3600000},
+        {.name = "record_wait_ms", .type = OptionType::integer, .default_value = 5000,
+         .description = "after a reconnect, how long the DBGet of a vanished call's AstDB record may take before "
+                        "the call ends as engine lost",
+         .min = 100, .max = 600000},
         {.name = "languages", .type = OptionType::string_list, .default_value = boost::json::array{"en", "zh"},
          .description = "languages the announcement prompts must be installed in (checked at connect)"},
         {.name = "check_dialplan", .type = OptionType::boolean, .default_value = true,
@@ -60,6 +64,7 @@ class Factory final : public PluginFactory {
     options.reconnect_min = std::chrono::milliseconds(args.options.integer("reconnect_min_ms"));
     options.reconnect_max = std::chrono::milliseconds(args.options.integer("reconnect_max_ms"));
     options.tracking.lost_call_grace = std::chrono::milliseconds(args.options.integer("lost_call_grace_ms"));
+    options.tracking.record_wait = std::chrono::milliseconds(args.options.integer("record_wait_ms"));
     options.check_dialplan = args.options.boolean("check_dialplan");
     options.languages = args.options.strings("languages");
     if (auto ok = validate(options); !ok) throw Exception(ok.error());

@@ -16,6 +16,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -212,13 +213,15 @@ class NullLogger final : public Logger {
 struct Sink final : CallTracker::Sink {
   std::map<std::string, std::vector<LegEvent>> events;
   std::vector<std::string> sent;
+  std::vector<std::string> sent_to;  // the server of each of `sent`
   std::size_t after_end = 0;  // events for a call whose A had already ended
   void on_leg_event(const LegEvent& e) override {
     auto& list = events[e.call_id];
     if (!list.empty() && list.back().leg == LegRole::a && list.back().type == LegEventType::ended) ++after_end;
     list.push_back(e);
   }
-  bool send(const std::string&, std::string bytes) override {
+  bool send(const std::string& to, std::string bytes) override {
+    sent_to.push_back(to);
     sent.push_back(std::move(bytes));
     return true;
   }
@@ -607,7 +610,381 @@ TEST(CallTracker, ACancelBeforeTheChannelExistsGoesOutWhenItAppears) {
       << run.sink.sent[0];
   // Once is enough, whatever comes next.
   run.feed(in_order(t.received));
-  EXPECT_EQ(run.sink.sent.size(), 1u);
+  EXPECT_EQ(std::count_if(run.sink.sent.begin(), run.sink.sent.end(),
+                          [](const std::string& a) { return a.starts_with("Action: Hangup\r\n"); }),
+            1);
+}
+
+
+// --- a lost connection, the AstDB record, recover() (issue 10) ----------------------------
+
+// The messages of a recording after its banner, in the order Asterisk sent them.
+std::vector<ami::Message> received(const std::string& name) {
+  auto text = read_file(recordings / (name + ".txt"));
+  text.erase(0, text.find("\r\n") + 2);
+  return parse(text);
+}
+
+// The recorded action with this ActionID, byte for byte as it was sent.
+std::string sent_action(const std::string& name, const std::string& action_id) {
+  const auto text = read_file(recordings / (name + ".sent.txt"));
+  const auto at = text.find("ActionID: " + action_id + "\r\n");
+  if (at == std::string::npos) throw std::runtime_error("no " + action_id + " in " + name);
+  const auto begin = text.rfind("Action: ", at);
+  return text.substr(begin, text.find("\r\n\r\n", at) + 4 - begin);
+}
+
+// Asterisk's answers to one action (ActionID), in order.
+std::vector<const ami::Message*> answers(const std::vector<ami::Message>& messages, const std::string& action_id) {
+  std::vector<const ami::Message*> out;
+  for (const auto& m : messages) {
+    if (m.get("ActionID") == action_id) out.push_back(&m);
+  }
+  return out;
+}
+
+std::size_t count_ends(const std::vector<LegEvent>& events, LegRole leg) {
+  return static_cast<std::size_t>(std::count_if(events.begin(), events.end(), [&](const LegEvent& e) {
+    return e.leg == leg && e.type == LegEventType::ended;
+  }));
+}
+
+bool emitted(const std::vector<LegEvent>& events, LegRole leg, LegEventType type) {
+  return std::any_of(events.begin(), events.end(), [&](const LegEvent& e) { return e.leg == leg && e.type == type; });
+}
+
+// Feeds a rendered call up to (and with) the first message `stop` says yes to.
+void feed_until(Replay& run, const Traffic& t, const std::function<bool(const ami::Message&)>& stop) {
+  for (const auto& m : t.received) {
+    run.tracker.on_message(server, m.view());
+    if (stop(m)) return;
+  }
+  FAIL() << "the recording never got there";
+}
+
+bool b_bridged(const ami::Message& m) {
+  return m.get("Event") == "BridgeEnter" && !m.get("Uniqueid").ends_with("-A1");
+}
+
+// A rendered call fed until B is in the bridge, `talk` of talking, then the connection goes.
+void talk_then_lose(Replay& run, const Traffic& t, std::chrono::seconds talk) {
+  feed_until(run, t, b_bridged);
+  ASSERT_TRUE(emitted(run.sink.events[t.calls.at(0).id], LegRole::b, LegEventType::connected));
+  run.clock.advance(talk);
+  run.tracker.connection_lost(server);
+}
+
+// Ended as engine lost, unseen, both legs billed `talk`: up to the loss.
+void expect_lost(const std::vector<LegEvent>& events, std::chrono::seconds talk) {
+  ASSERT_EQ(count_ends(events, LegRole::a), 1u);
+  ASSERT_EQ(count_ends(events, LegRole::b), 1u);
+  for (const auto leg : {LegRole::a, LegRole::b}) {
+    const auto* e = ended(events, leg);
+    EXPECT_EQ(e->cause, HangupCause::engine_lost());
+    EXPECT_TRUE(e->unobserved);
+    EXPECT_EQ(e->billsec, std::optional(talk));
+    EXPECT_FALSE(e->limit_reached);
+    EXPECT_FALSE(e->far_end_hung_up);
+  }
+}
+
+TEST(CallTrackerLost, TheReconnectsListingReadsAsAsteriskSentIt) {
+  std::vector<ListedChannel> listed;
+  for (const auto& m : received("ami-db-get-missing")) {
+    if (m.get("Event") == "CoreShowChannel" && m.get("ActionID") == "channels-1") listed.push_back(listed_channel(m.view()));
+  }
+  ASSERT_EQ(listed.size(), 8u);
+  for (const std::string id : {"cb-rc-1", "cb-rc-2"}) {
+    const auto a1 = std::find_if(listed.begin(), listed.end(), [&](const auto& c) { return c.uniqueid == id + "-A1"; });
+    ASSERT_NE(a1, listed.end());
+    EXPECT_EQ(a1->linkedid, id + "-A1");
+    EXPECT_EQ(a1->state, 6);
+    EXPECT_EQ(a1->duration, 3s);
+    EXPECT_FALSE(a1->bridge_id.empty());
+    // B;1 is in the same bridge, and every channel of the call names it by Linkedid.
+    EXPECT_EQ(std::count_if(listed.begin(), listed.end(), [&](const auto& c) {
+                return c.linkedid == id + "-A1" && c.channel.ends_with(";1") && c.bridge_id == a1->bridge_id;
+              }),
+              2);
+    EXPECT_EQ(std::count_if(listed.begin(), listed.end(), [&](const auto& c) { return c.linkedid == id + "-A1"; }), 4);
+  }
+}
+
+TEST(CallTrackerLost, RecordsParseAsTheDialplanWroteThemAndNothingElseDoes) {
+  for (const auto& m : received("ami-db-record")) {
+    if (m.get("Event") != "DBGetResponse") continue;
+    SCOPED_TRACE(std::string(m.get("Val")));
+    const auto record = parse_call_record(m.get("Val"));
+    ASSERT_TRUE(record);
+    const std::string val(m.get("Val"));
+    EXPECT_EQ(record->dial_status, val.substr(0, val.find('|')));
+    EXPECT_EQ(record->where_h, val.ends_with("|h"));
+  }
+  for (const std::string_view bad : {"", "ANSWER|16|8|0", "ANSWER|16|8|0|end|x", "ANSWER|16|8|0|later", "ANSWER|x|8|0|end",
+                                     "ANSWER|16|-8|0|end", "ANSWER|16|8|2|end", "answer|16|8|0|end"}) {
+    EXPECT_FALSE(parse_call_record(bad)) << bad;
+  }
+}
+
+TEST(CallTrackerLost, ARecordReadAfterAReconnectEndsTheCallAsItsUserEventWould) {
+  // The seven outcomes of ami-db-record, each for a call whose connection was lost with
+  // the call bridged and found gone on the reconnect: the DBGet's recorded answer ends it.
+  const auto replies = received("ami-db-record");
+  for (int n = 1; n <= 7; ++n) {
+    const std::string id = "cb-db-" + std::to_string(n);
+    SCOPED_TRACE(id);
+    const auto got = answers(replies, "dbget-" + id);
+    ASSERT_EQ(got.size(), 3u);  // the list's start, DBGetResponse, DBGetComplete
+    const std::string val(got[1]->get("Val"));
+    std::vector<std::string> f;
+    for (std::size_t at = 0;; at = val.find('|', at) + 1) {
+      f.push_back(val.substr(at, val.find('|', at) - at));
+      if (val.find('|', at) == std::string::npos) break;
+    }
+    ASSERT_EQ(f.size(), 5u);
+    Replay run(Traffic{});
+    run.tracker.add(id, server, 8s);
+    run.tracker.connection_lost(server);
+    EXPECT_TRUE(run.tracker.has_orphans(server));
+    run.tracker.reconcile(server, {});
+    ASSERT_EQ(run.sink.sent.size(), 1u);
+    EXPECT_EQ(run.sink.sent[0], sent_action("ami-db-record", "dbget-" + id)) << "what the real Asterisk answered";
+    for (const auto* m : got) run.tracker.on_message(server, m->view());
+    ASSERT_EQ(run.tracker.size(), 0u) << "ended by the record";
+    const auto& events = run.sink.events[id];
+    ASSERT_EQ(count_ends(events, LegRole::a), 1u);
+    ASSERT_EQ(count_ends(events, LegRole::b), 1u);
+    const auto* a = ended(events, LegRole::a);
+    const auto* b = ended(events, LegRole::b);
+    EXPECT_TRUE(a->unobserved);
+    EXPECT_TRUE(b->unobserved);
+    EXPECT_EQ(b->dial_status, f[0]);
+    const int cause = f[1] != "0" ? std::stoi(f[1]) : f[0] == "BUSY" ? 17 : f[0] == "NOANSWER" ? 19 : 3;
+    EXPECT_EQ(b->cause.code(), cause);
+    EXPECT_EQ(b->billsec, std::chrono::seconds(f[0] == "ANSWER" ? std::stoi(f[2]) : 0)) << "ANSWEREDTIME";
+    EXPECT_EQ(b->limit_reached, f[3] == "1");
+    EXPECT_EQ(b->far_end_hung_up, f[0] == "ANSWER" && f[4] == "end" && f[3] == "0");
+    EXPECT_EQ(a->far_end_hung_up, f[4] == "h");
+    EXPECT_EQ(emitted(events, LegRole::b, LegEventType::connected), f[0] == "ANSWER");
+    // Read, so deleted: exactly the DBDel the real Asterisk answered "Key deleted successfully".
+    ASSERT_EQ(run.sink.sent.size(), 2u);
+    EXPECT_EQ(run.sink.sent[1], sent_action("ami-db-record", "dbdel-" + id));
+    EXPECT_EQ(answers(replies, "dbdel-" + id).at(0)->get("Message"), "Key deleted successfully");
+  }
+}
+
+TEST(CallTrackerLost, LostAndNeverBackBillsUpToTheLastMomentItWasKnownUpNotTheGrace) {
+  const Traffic t = rendered_single_calls({"cb-lost-1"});  // answered-limit
+  Replay run(t);
+  talk_then_lose(run, t, 2s);
+  run.clock.advance(29'999ms);
+  EXPECT_EQ(run.tracker.size(), 1u) << "ended before lost_call_grace";
+  run.clock.advance(1ms);
+  ASSERT_EQ(run.tracker.size(), 0u);
+  expect_lost(run.sink.events["cb-lost-1"], 2s);  // the grace is not talk
+}
+
+TEST(CallTrackerLost, AStopDuringTheOutageBillsUpToTheLossToo) {
+  const Traffic t = rendered_single_calls({"cb-lost-2"});
+  Replay run(t);
+  talk_then_lose(run, t, 4s);
+  run.clock.advance(1s);
+  run.tracker.stop_all();
+  ASSERT_EQ(run.tracker.size(), 0u);
+  expect_lost(run.sink.events["cb-lost-2"], 4s);
+  EXPECT_TRUE(run.sink.sent.empty()) << "no connection to send a Hangup on";
+}
+
+TEST(CallTrackerLost, NoRecordAfterTheReconnectEndsAsLostBilledUpToTheLastMomentKnownUp) {
+  // The recorded "Database entry not found" (ami-db-get-missing) for a call named as in
+  // the recording, bridged 3 s before the connection went and gone on the reconnect.
+  const auto replies = received("ami-db-get-missing");
+  const auto not_found = answers(replies, "dbget-cb-rc-missing");
+  ASSERT_EQ(not_found.size(), 1u);
+  ASSERT_EQ(not_found[0]->get("Message"), "Database entry not found");
+  for (const bool answered : {true, false}) {
+    SCOPED_TRACE(answered ? "not found" : "no answer");
+    const Traffic t = rendered_single_calls({"cb-rc-missing"});
+    Replay run(t);
+    talk_then_lose(run, t, 3s);
+    run.clock.advance(10s);  // reconnecting
+    run.tracker.reconcile(server, {});
+    ASSERT_EQ(run.sink.sent.size(), 1u);
+    EXPECT_EQ(run.sink.sent[0], sent_action("ami-db-get-missing", "dbget-cb-rc-missing"));
+    if (answered) {
+      run.tracker.on_message(server, not_found[0]->view());
+    } else {
+      run.clock.advance(4'999ms);
+      EXPECT_EQ(run.tracker.size(), 1u) << "record_wait is 5 s";
+      run.clock.advance(1ms);
+    }
+    ASSERT_EQ(run.tracker.size(), 0u);
+    expect_lost(run.sink.events["cb-rc-missing"], 3s);  // up to the loss, not the reconnect
+    EXPECT_EQ(run.sink.sent.size(), 1u) << "no record: nothing to delete";
+  }
+}
+
+TEST(CallTrackerLost, ACallStillListedOnTheReconnectIsFollowedAsBefore) {
+  const Traffic t = rendered_single_calls({"cb-kept-1"});  // answered-limit
+  Replay run(t);
+  std::size_t fed = 0;
+  for (; fed < t.received.size(); ++fed) {
+    run.tracker.on_message(server, t.received[fed].view());
+    if (b_bridged(t.received[fed])) break;
+  }
+  run.tracker.connection_lost(server);
+  std::vector<ListedChannel> listed;
+  for (const auto& m : t.received) {
+    if (m.get("Event") == "Newchannel") {
+      listed.push_back({.channel = std::string(m.get("Channel")), .uniqueid = std::string(m.get("Uniqueid")),
+                        .linkedid = std::string(m.get("Linkedid")), .state = 6});
+    }
+  }
+  run.tracker.reconcile(server, listed);
+  EXPECT_TRUE(run.sink.sent.empty()) << "no DBGet for a call that is still up";
+  std::vector<const ami::Message*> rest;
+  for (std::size_t i = fed + 1; i < t.received.size(); ++i) rest.push_back(&t.received[i]);
+  run.feed(rest);
+  run.settle();
+  check(t, run, "reconnected while bridged");
+  EXPECT_FALSE(ended(run.sink.events["cb-kept-1"], LegRole::b)->unobserved);
+}
+
+TEST(CallTrackerLost, ANormalEndDeletesTheRecordAndAFailedAOrAnUnansweredOneHasNoneToDelete) {
+  const Traffic t = rendered_single_calls(prefix_ids(16));
+  Replay run(t);
+  run.feed(in_order(t.received));
+  run.settle();
+  check(t, run, "in order");
+  const auto expected = truth(t);
+  for (const auto& c : t.calls) {
+    SCOPED_TRACE(c.id);
+    const auto del = "Action: DBDel\r\nActionID: dbdel-" + c.id + "\r\nFamily: callback\r\nKey: " + c.id + "\r\n\r\n";
+    EXPECT_EQ(std::count(run.sink.sent.begin(), run.sink.sent.end(), del), expected.at(c.id).user_event ? 1 : 0);
+  }
+  // The same shape as the action the real Asterisk answered.
+  const auto recorded = sent_action("ami-db-record", "dbdel-cb-db-1");
+  EXPECT_EQ(recorded, "Action: DBDel\r\nActionID: dbdel-cb-db-1\r\nFamily: callback\r\nKey: cb-db-1\r\n\r\n");
+  // Its answers (and the list of a DBGet nobody asked for) are ignored.
+  const auto before = run.sink.events.size();
+  for (const auto& m : received("ami-db-record")) run.tracker.on_message(server, m.view());
+  EXPECT_EQ(run.sink.events.size(), before);
+  EXPECT_EQ(run.tracker.size(), 0u);
+}
+
+TEST(CallTrackerRecover, AdoptedCallsAreFollowedFromTheListingOrEndedFromWhatTheServerKept) {
+  // ami-db-get-missing from the reconnect on, as a restarted engine sees it: two calls
+  // bridged (cb-rc-2's B hangs up, cb-rc-1 is hung up by us), one the server never had.
+  const auto messages = received("ami-db-get-missing");
+  Replay run(Traffic{});
+  run.tracker.adopt({.call_id = "cb-rc-1", .server = server, .limit = 60s, .b_dialed = true}, {server});
+  run.tracker.adopt({.call_id = "cb-rc-2", .server = "", .limit = 60s, .b_dialed = false}, {server});
+  run.tracker.adopt({.call_id = "cb-rc-missing", .server = "", .limit = 60s, .b_dialed = true}, {server});
+  run.tracker.adopt({.call_id = "cb-rc-missing", .server = server, .limit = 60s}, {server});  // once is enough
+  EXPECT_EQ(run.tracker.size(), 3u);
+  EXPECT_TRUE(run.tracker.has_orphans(server));
+  std::vector<ListedChannel> listed;
+  std::map<std::string, std::chrono::seconds> b_cdr;  // B's own ANSWERED record, by call
+  for (const auto& m : messages) {
+    if (m.get("Event") == "Cdr" && m.get("DestinationChannel").empty() && m.get("Disposition") == "ANSWERED" &&
+        !m.get("UniqueID").ends_with("-A1") && !m.get("UniqueID").ends_with("-A2")) {
+      const std::string linked(m.get("LinkedID"));
+      b_cdr[linked.substr(0, linked.size() - 3)] = std::chrono::seconds(std::stoi(std::string(m.get("BillableSeconds"))));
+    }
+  }
+  ASSERT_EQ(b_cdr.size(), 2u);
+  for (const auto& m : messages) {
+    if (m.get("Event") == "CoreShowChannel") {
+      listed.push_back(listed_channel(m.view()));
+      continue;
+    }
+    if (m.get("Event") == "CoreShowChannelsComplete") {
+      if (m.get("ActionID") == "channels-1") {
+        run.tracker.reconcile(server, listed);
+        for (const std::string id : {"cb-rc-1", "cb-rc-2"}) {
+          const auto& events = run.sink.events[id];
+          EXPECT_TRUE(emitted(events, LegRole::a, LegEventType::answered)) << id;
+          EXPECT_TRUE(emitted(events, LegRole::b, LegEventType::connected)) << id << ": B is listed in the bridge";
+          EXPECT_EQ(count_ends(events, LegRole::a), 0u) << id;
+        }
+        ASSERT_EQ(run.sink.sent.size(), 1u);
+        EXPECT_EQ(run.sink.sent[0], sent_action("ami-db-get-missing", "dbget-cb-rc-missing"));
+      }
+      continue;
+    }
+    if (m.get("ActionID") == "hangup-cb-rc-1") run.tracker.hangup("cb-rc-1", LegRole::a, HangupCause{16});
+    run.tracker.on_message(server, m.view());
+  }
+  EXPECT_EQ(run.tracker.size(), 0u);
+  for (const std::string id : {"cb-rc-1", "cb-rc-2"}) {
+    SCOPED_TRACE(id);
+    const auto& events = run.sink.events[id];
+    ASSERT_EQ(count_ends(events, LegRole::a), 1u);
+    ASSERT_EQ(count_ends(events, LegRole::b), 1u);
+    EXPECT_EQ(events.back().leg, LegRole::a);
+    const auto* b = ended(events, LegRole::b);
+    EXPECT_FALSE(b->unobserved) << "followed to its end";
+    EXPECT_EQ(b->dial_status, "ANSWER");
+    EXPECT_EQ(b->billsec, b_cdr.at(id)) << "B's own Cdr";
+    EXPECT_EQ(b->server, server);
+    EXPECT_EQ(b->channel.substr(0, 13), id == "cb-rc-1" ? "Local/1001@ph" : "Local/2002@ph");
+  }
+  EXPECT_TRUE(ended(run.sink.events["cb-rc-2"], LegRole::b)->far_end_hung_up);
+  EXPECT_EQ(ended(run.sink.events["cb-rc-1"], LegRole::b)->cause.code(), 16);
+  const auto& missing = run.sink.events["cb-rc-missing"];
+  ASSERT_EQ(count_ends(missing, LegRole::a), 1u);
+  ASSERT_EQ(count_ends(missing, LegRole::b), 1u) << "b_dialed: B's end is reported too";
+  for (const auto leg : {LegRole::a, LegRole::b}) {
+    const auto* e = ended(missing, leg);
+    EXPECT_EQ(e->cause, HangupCause::engine_lost());
+    EXPECT_TRUE(e->unobserved);
+    EXPECT_EQ(e->billsec, std::optional(0s));
+  }
+}
+
+TEST(CallTrackerRecover, ACallOnAnUnknownServerIsGoneOnlyWhenNoServerHasIt) {
+  const auto replies = received("ami-db-record");
+  Replay run(Traffic{});
+  run.tracker.adopt({.call_id = "cb-db-1", .server = "", .b_dialed = true}, {"ast-1", "ast-2"});
+  run.tracker.adopt({.call_id = "cb-db-missing", .server = "ast-9", .b_dialed = false}, {"ast-1", "ast-2"});
+  EXPECT_TRUE(run.tracker.has_orphans("ast-1"));
+  EXPECT_TRUE(run.tracker.has_orphans("ast-2"));
+  // ast-1 has neither call, nor a record of one.
+  run.tracker.reconcile("ast-1", {});
+  ASSERT_EQ(run.sink.sent.size(), 2u);
+  for (const auto* m : answers(replies, "dbget-cb-db-missing")) run.tracker.on_message("ast-1", m->view());
+  const auto not_found = parse("Response: Error\r\nActionID: dbget-cb-db-1\r\nMessage: Database entry not found\r\n\r\n");
+  run.tracker.on_message("ast-1", not_found[0].view());
+  EXPECT_EQ(run.tracker.size(), 2u) << "ast-2 may still have them";
+  // An answer from a server that was not asked changes nothing.
+  for (const auto* m : answers(replies, "dbget-cb-db-1")) run.tracker.on_message("ast-3", m->view());
+  EXPECT_EQ(run.tracker.size(), 2u);
+  run.tracker.reconcile("ast-2", {});
+  for (const auto* m : answers(replies, "dbget-cb-db-1")) run.tracker.on_message("ast-2", m->view());
+  for (const auto* m : answers(replies, "dbget-cb-db-missing")) run.tracker.on_message("ast-2", m->view());
+  ASSERT_EQ(run.tracker.size(), 0u);
+  const auto& found = run.sink.events["cb-db-1"];
+  ASSERT_EQ(count_ends(found, LegRole::b), 1u);
+  EXPECT_EQ(ended(found, LegRole::b)->server, "ast-2");
+  EXPECT_EQ(ended(found, LegRole::b)->billsec, std::optional(8s));  // ANSWER|16|8|0|end
+  EXPECT_TRUE(ended(found, LegRole::b)->unobserved);
+  EXPECT_EQ(run.sink.sent_to.back(), "ast-2") << "its record is deleted where it was";
+  const auto& missing = run.sink.events["cb-db-missing"];
+  EXPECT_EQ(count_ends(missing, LegRole::a), 1u);
+  EXPECT_EQ(count_ends(missing, LegRole::b), 0u) << "B was not dialed";
+  EXPECT_TRUE(ended(missing, LegRole::a)->unobserved);
+}
+
+TEST(CallTrackerRecover, NoServerAnsweringWithinTheGraceEndsTheAdoptedCallAsLost) {
+  Replay run(Traffic{});
+  run.tracker.adopt({.call_id = "cb-nobody", .server = server, .b_dialed = true}, {server});
+  run.clock.advance(29'999ms);
+  EXPECT_EQ(run.tracker.size(), 1u);
+  run.clock.advance(1ms);
+  ASSERT_EQ(run.tracker.size(), 0u);
+  EXPECT_EQ(count_ends(run.sink.events["cb-nobody"], LegRole::b), 1u);
+  EXPECT_EQ(ended(run.sink.events["cb-nobody"], LegRole::a)->billsec, std::optional(0s));
+  EXPECT_TRUE(ended(run.sink.events["cb-nobody"], LegRole::a)->unobserved);
 }
 
 }  // namespace

@@ -958,6 +958,73 @@ TEST(FakeAsteriskDb, DbActionsSendTheRecordedBytes) {
   EXPECT_FALSE(fake.db_get("callback", "cb-db-put"));
 }
 
+// ami-db-get-missing: what the engine asks after a reconnect, answered as the real one did.
+TEST(FakeAsteriskDb, TheReconnectsDbActionsSendTheRecordedBytes) {
+  const auto sent = split(read_file("ami-db-get-missing.sent.txt"));
+  const auto replies = split(read_file("ami-db-get-missing.txt").substr(std::string_view("Asterisk Call Manager/12.0.0\r\n").size()));
+  auto recorded = [&](const std::string& id) {  // the recorded action and every reply to it
+    std::pair<std::string, std::string> out;
+    for (const auto& m : sent) {
+      if (header(m, "ActionID") == id) out.first = m;
+    }
+    for (const auto& m : replies) {
+      if (header(m, "ActionID") == id) out.second += m;
+    }
+    return out;
+  };
+  Session session(fast_options());
+  session.fake.db_put("callback", "cb-rc-2", "ANSWER|16|8|0|end");  // as the dialplan left it
+  for (const std::string id : {"dbget-cb-rc-missing", "dbget-cb-rc-2", "dbdel-cb-rc-2", "dbdel-cb-rc-2-again"}) {
+    SCOPED_TRACE(id);
+    const auto [action, reply] = recorded(id);
+    ASSERT_FALSE(action.empty());
+    ASSERT_FALSE(reply.empty());
+    session.client->send(action);
+    std::string got;
+    const bool list = header(reply, "EventList") == "start";
+    session.client->until([&](const std::string& m) {
+      got += m;
+      return !list || header(m, "EventList") == "Complete";
+    });
+    EXPECT_EQ(got, reply);
+  }
+  EXPECT_FALSE(session.fake.db_get("callback", "cb-rc-2"));
+}
+
+// A call placed by a client that went away is listed to the next one as the real Asterisk
+// lists it after a reconnect (ami-db-get-missing): every channel with Linkedid <id>-A1, A;1
+// and B;1 Up in one bridge.
+TEST(FakeAsterisk, AnotherClientsCallIsListedWithItsLinkedidAndBridge) {
+  FakeAsterisk fake(fast_options(0.05));
+  fake.start();
+  {
+    Client first(fake.port());
+    first.banner();
+    first.send(login("call"));
+    first.send(originate("cb-gone", "1001", "1002", "ChannelId: cb-gone-A1\r\nOtherChannelId: cb-gone-A2\r\n"));
+    int entered = 0;
+    ASSERT_TRUE(first.until([&](const std::string& m) { return header(m, "Event") == "BridgeEnter" && ++entered == 2; }));
+  }  // closed without a Logoff
+  Client next(fake.port());
+  next.banner();
+  next.send(login("off"));
+  next.send("Action: CoreShowChannels\r\nActionID: channels-1\r\n\r\n");
+  std::map<std::string, std::string> bridge_of;  // Uniqueid -> BridgeId
+  ASSERT_TRUE(next.until([&](const std::string& m) {
+    if (header(m, "Event") == "CoreShowChannel") {
+      EXPECT_EQ(header(m, "Linkedid"), "cb-gone-A1");
+      EXPECT_EQ(header(m, "ChannelState"), "6");
+      if (header(m, "Channel").ends_with(";1")) bridge_of[header(m, "Uniqueid")] = header(m, "BridgeId");
+    }
+    return header(m, "Event") == "CoreShowChannelsComplete";
+  }));
+  ASSERT_EQ(bridge_of.size(), 2u);
+  ASSERT_EQ(bridge_of.count("cb-gone-A1"), 1u);
+  EXPECT_FALSE(bridge_of["cb-gone-A1"].empty());
+  for (const auto& [uid, bridge] : bridge_of) EXPECT_EQ(bridge, bridge_of["cb-gone-A1"]) << uid;
+  EXPECT_EQ(fake.active_calls(), 1u);
+}
+
 TEST(FakeAsteriskDb, MissingFamilyOrKeyIsAnErrorAndNothingIsWritten) {
   Session session(fast_options());
   EXPECT_EQ(session.ask("g", "Action: DBGet\r\nActionID: g\r\nKey: k\r\n\r\n"),
