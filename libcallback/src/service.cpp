@@ -49,6 +49,7 @@ struct CallbackService::Active {
   bool cancel_requested = false;
   bool limit_reached = false;
   bool engine_lost = false;
+  bool unobserved = false;  // the engine did not see it end (LegEvent::unobserved)
   bool a_hung_up = false;  // A's own phone ended the call
   bool b_hung_up = false;
   int timeouts = 0;
@@ -521,6 +522,7 @@ void CallbackService::on_leg_event(const LegEvent& event) {
       leg.state = LegState::ended;
       leg.cause = event.cause;
       leg.reported_billsec = event.billsec;
+      if (event.unobserved) active.unobserved = true;
       if (is_a) {
         active.a_ended = true;
         active.a_hung_up = event.far_end_hung_up;
@@ -560,14 +562,25 @@ void CallbackService::finish(Active& active, bool engine_lost) {
     leg->ended = now;
     leg->cause = engine_lost ? HangupCause::engine_lost() : leg->cause;
   }
-  const bool b_answered = call.leg_b().answered.has_value();
 
   active.engine_lost = engine_lost;
   active.finishing = true;
-  // Money first, exactly once: talk time on leg B is charged, anything else released.
-  // Billing answers on its own thread; the rest of the ending continues back here.
   const std::string id = call.id();
   if (billing_ == nullptr || active.reservation.empty()) return complete(id, std::nullopt);
+  // The legs' ends reach the journal before the money moves: a restart after the charge
+  // finds there what it was for, and completes the call without asking anyone.
+  if (active.journaled) return write_journal(active, [this, id] { move_money(id); }, false);
+  move_money(id);
+}
+
+void CallbackService::move_money(const std::string& id) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  Active& active = *it->second;
+  Call& call = active.call;
+  const bool b_answered = call.leg_b().answered.has_value();
+  // Money first, exactly once: talk time on leg B is charged, anything else released.
+  // Billing answers on its own thread; the rest of the ending continues back here.
   const auto billsec = call.leg_b().billsec();
   const std::string reservation = std::exchange(active.reservation, std::string());
   std::weak_ptr<int> alive = alive_;
@@ -630,10 +643,10 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
   CallEvent event{call, previous, announcement, cost, active.limit};
   if (call.state() == CallState::canceled) {
     event.outcome = "canceled";
-  } else if (active.engine_lost || call.leg_a().cause == HangupCause::engine_lost() ||
+  } else if (active.engine_lost || active.unobserved || call.leg_a().cause == HangupCause::engine_lost() ||
              call.leg_b().cause == HangupCause::engine_lost()) {
-    // Asterisk was lost and nothing it recorded said how the call ended: billed up to
-    // the last moment it was known to be up.
+    // Asterisk (or this process) was away when the call ended, so nobody saw the end:
+    // billed from what Asterisk recorded, else up to the last moment it was known up.
     event.outcome = "engine_lost";
   } else if (call.state() == CallState::failed) {
     event.outcome = "caller_unreachable";
@@ -687,7 +700,7 @@ JournalEntry CallbackService::journal_entry(const Active& active, const CallEven
                       .updated_at = context_.clock.now()};
 }
 
-void CallbackService::write_journal(Active& active, std::function<void()> then) {
+void CallbackService::write_journal(Active& active, std::function<void()> then, bool refuse_unwritten) {
   if (journal_ == nullptr) {
     if (then) then();
     return;
@@ -697,15 +710,18 @@ void CallbackService::write_journal(Active& active, std::function<void()> then) 
   boost::asio::io_context& io = context_.io;
   const std::string id = active.call.id();
   journal_->write_async({journal_entry(active, nullptr)}, {},
-                        [this, alive, &io, id, then = std::move(then)](Status written, std::vector<Cdr>) mutable {
+                        [this, alive, &io, id, then = std::move(then), refuse_unwritten](Status written,
+                                                                                        std::vector<Cdr>) mutable {
                           if (written && !then) return;
                           if (alive.expired()) return;
-                          boost::asio::post(io, [this, alive, id, written = std::move(written), then = std::move(then)] {
+                          boost::asio::post(io, [this, alive, id, written = std::move(written), then = std::move(then),
+                                                 refuse_unwritten] {
                             if (alive.expired()) return;
                             if (written) return then();
                             context_.log.error("callback.service",
                                                id + ": the callback journal was not written: " + written.error().message);
                             if (!then) return;  // a later write (or the final one) carries it
+                            if (!refuse_unwritten) return then();
                             auto it = active_.find(id);
                             if (it == active_.end()) return;
                             Done done = std::exchange(it->second->pending_done, nullptr);
@@ -902,10 +918,13 @@ Result<RecoveryReport> CallbackService::recover() {
     // What billing holds for it: the journal may not have heard of the grant yet (a crash
     // right after it), and the charge may be made already (a crash while settling).
     std::string reservation = record->reservation.empty() ? entry.reservation : record->reservation;
+    std::optional<Money> settled_cost;
     if (billing_ != nullptr) {
       auto held = billing_->authorizer().reservation_of(entry.id);
       if (!held) return held.error();
-      if (*held) reservation = (*held)->status == "released" ? std::string() : (*held)->reservation;
+      if (*held) reservation = (*held)->status == "open" ? (*held)->reservation : std::string();
+      const bool legs_ended = active.call.leg_a().state == LegState::ended;
+      if (*held && (*held)->status == "settled" && legs_ended) settled_cost = (*held)->cost;
     }
     active.reservation = reservation;
     active.reservation_id = reservation;
@@ -913,6 +932,13 @@ Result<RecoveryReport> CallbackService::recover() {
       idempotency_[active.call.request().idempotency_key] = entry.id;
     }
     report.resumed.push_back(entry.id);
+    if (settled_cost) {
+      // Charged before the crash; the journal has the legs' ends the charge was for.
+      active.finishing = true;
+      active_.emplace(entry.id, std::move(owned));
+      complete(entry.id, settled_cost);
+      continue;
+    }
     if (!active.authorized) {
       // Stopped while billing was asked: nothing was dialed. What billing may have
       // granted meanwhile is given back, and the request ends refused (its key free again).

@@ -384,7 +384,12 @@ void CallTracker::on_event(const std::string& server, const ami::MessageView& m,
   if (event == "Newstate") {
     const int state = to_int(m.get("ChannelState"));
     if (uniqueid == call->a1 && state == 5) a_ringing(*call);
-    if (uniqueid == call->a1 && state == 6) a_answered(*call);
+    if (uniqueid == call->a1 && state == 6) {
+      // Adopted while A rang: its OriginateResponse goes to the connection that sent the
+      // Originate, which is gone; A;1 going Up says the same.
+      if (call->recovered && !call->originate_done) call->queued = call->originate_done = call->originate_ok = true;
+      a_answered(*call);
+    }
     return;
   }
   if (is_a) return;  // the rest concerns B
@@ -456,7 +461,14 @@ void CallTracker::apply_cdr(Call& call, std::string_view uniqueid, std::string_v
 // --- when a call is over -------------------------------------------------------------------
 
 void CallTracker::check_done(Call& call) {
-  if (call.done || call.orphaned || !call.originate_done) return;
+  if (call.done || call.orphaned) return;
+  if (call.recovered && !call.originate_done && call.a1_gone) {
+    // Adopted while A rang, and A;1 went without going Up: A never answered (its
+    // OriginateResponse went to the connection that is gone). The Hangup's cause says why.
+    call.queued = call.originate_done = true;
+    call.originate_ok = false;
+  }
+  if (!call.originate_done) return;
   if (call.refused) return finish(call, End::seen);
   if (!call.originate_ok) {
     if (!call.a1_seen) {

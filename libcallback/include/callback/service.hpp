@@ -164,8 +164,10 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   void notify(const CallEvent& event);
   void authorize(const std::string& id);
   // The journal: `then` runs (on this thread) once the entry is durable; a failed write
-  // refuses a call that waits for it. Final entries go with the CDRs (flush_endings).
-  void write_journal(Active& active, std::function<void()> then = nullptr);
+  // refuses a call that waits for it (with refuse_unwritten; else `then` runs anyway).
+  // Final entries go with the CDRs (flush_endings).
+  void write_journal(Active& active, std::function<void()> then = nullptr, bool refuse_unwritten = true);
+  void move_money(const std::string& id);
   [[nodiscard]] JournalEntry journal_entry(const Active& active, const CallEvent* final) const;
   void queue_final_entry(JournalEntry entry);
   void post_flush();

@@ -17,7 +17,8 @@
 //    behave as 1XXX, B 9XXX as 1XXX, and A 9XXX with B 98XX is b-hangs-up with every
 //    delay removed (the benchmark pair).
 //  * B 58XX is b-rejected with Hangup(1) / "Unallocated (unassigned) number".
-//  * CoreShowChannel entries always show the recorded "talking" state of each channel.
+//  * CoreShowChannel entries show the recorded "talking" state of each channel, except
+//    that A's channels while A rings, and B's while B rings, are Ringing (5) in no bridge.
 //  * calls go on when the AMI connection that placed them closes (Logoff too), as in
 //    Asterisk; close_all_connections() (Asterisk died) drops them, with no `h` path and so
 //    no AstDB record, and keeps the AstDB.
@@ -845,8 +846,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
       const auto real = std::chrono::duration<double>(Clock::now() - call->originated).count();
       values.duration_s = scale > 0 ? static_cast<std::int64_t>(real / scale) : 0;
       for (std::size_t i = 0; i < t.core_show_channel.messages.size(); ++i) {
-        if (!(call->live & detail::role_bit(t.core_show_channel_roles[i]))) continue;
-        detail::render(t.core_show_channel, i, values, out);
+        const int role = t.core_show_channel_roles[i];
+        if (!(call->live & detail::role_bit(role))) continue;
+        std::string entry;
+        detail::render(t.core_show_channel, i, values, entry);
+        // The recording shows the talking state; a phone still ringing is listed as such
+        // (A;1 Ringing as for any outbound channel; B not bridged yet).
+        const bool a_ringing = call->phase == Phase::kARinging && (role == detail::kA1 || role == detail::kA2);
+        const bool b_ringing = call->phase == Phase::kBRinging && (role == detail::kB1 || role == detail::kB2);
+        if (a_ringing || b_ringing) {
+          replace_all(entry, "ChannelState: 6\r\nChannelStateDesc: Up", "ChannelState: 5\r\nChannelStateDesc: Ringing");
+          set_header(entry, "BridgeId", "");
+        }
+        out += entry;
         ++items;
       }
     }
