@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <tuple>
 
 namespace callback {
@@ -23,6 +24,10 @@ Result<Account> create_account(Store& store, const AccountForm& form, const Numb
   for (const auto& text : form.numbers) {
     auto n = PhoneNumber::parse(text, plan);
     if (!n) return n.error().at("numbers");
+    // Two spellings of one number are one number: said, not silently kept once.
+    if (std::find(account.caller_numbers.begin(), account.caller_numbers.end(), *n) != account.caller_numbers.end()) {
+      return Error{"duplicate_number", "\"" + text + "\" is +" + n->digits() + ", given twice", "numbers"};
+    }
     account.caller_numbers.push_back(*n);
   }
   if (!form.pin.empty()) {

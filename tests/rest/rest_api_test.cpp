@@ -792,6 +792,12 @@ TEST_F(RestApiTest, OperatorsCreateAccountsTopThemUpAndImportDecks) {
   EXPECT_EQ(bad_language.status, 400);
   EXPECT_EQ(bad_language.error_field(), "language");
   EXPECT_EQ(request("GET", "/v1/accounts/126").status, 404);  // not created
+  // One number in two spellings is refused, not silently kept once (found by fuzz_rest_body).
+  auto twice = request("POST", "/v1/accounts", R"({"id": "127", "numbers": ["+8613800138000", "+86 138 0013 8000"]})");
+  EXPECT_EQ(twice.status, 400) << twice.body;
+  EXPECT_EQ(twice.error_field(), "numbers");
+  EXPECT_NE(twice.body.find("given twice"), std::string::npos) << twice.body;
+  EXPECT_EQ(request("GET", "/v1/accounts/127").status, 404);
 
   auto topped = request("POST", "/v1/accounts/123/topup", R"({"amount": "2.50", "reference": "receipt 9"})");
   ASSERT_EQ(topped.status, 200) << topped.body;
