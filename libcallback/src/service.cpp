@@ -370,7 +370,6 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
   }
   active.authorized = true;
   enter(active, CallState::dialing_a);
-  write_journal(active);  // with the reservation; not waited for (recovery finds it in billing)
   const CallbackRequest& request = active.call.request();
   const PhoneNumber& a = request.caller;
   const PhoneNumber& b = request.callee;
@@ -401,6 +400,24 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
       .language = std::move(language),
   };
   arm_stage_timer(active, options_.a_ring_timeout);
+  // In the journal as dialing, with its reservation, before anything is dialed: a restart
+  // then looks for it on Asterisk (a crash before this write finds it "authorizing" and
+  // gives the grant back).
+  active.pending_done = std::move(done);
+  write_journal(active, [this, id, originate = std::move(originate)] { place(id, originate); });
+}
+
+void CallbackService::place(const std::string& id, const OriginateRequest& originate) {
+  auto it = active_.find(id);
+  if (it == active_.end() || it->second->finishing) return;
+  Active& active = *it->second;
+  Done done = std::exchange(active.pending_done, nullptr);
+  if (active.cancel_requested) {  // while the journal was written
+    if (billing_ != nullptr && !active.reservation.empty()) {
+      billing_->authorizer().release_async(std::exchange(active.reservation, std::string()), [](Status) {});
+    }
+    return refuse(active, Error{"canceled", "canceled before it was dialed", "id"}, done);
+  }
   engine_.originate(originate);  // may end the call at once (no Asterisk reachable): `active` may be gone
   if (done) {
     auto placed = active_.find(id);
@@ -726,6 +743,10 @@ void CallbackService::write_journal(Active& active, std::function<void()> then, 
                             if (it == active_.end()) return;
                             Done done = std::exchange(it->second->pending_done, nullptr);
                             it->second->journaled = false;
+                            if (billing_ != nullptr && !it->second->reservation.empty()) {
+                              billing_->authorizer().release_async(
+                                  std::exchange(it->second->reservation, std::string()), [](Status) {});
+                            }
                             refuse(*it->second,
                                    Error{"store_unavailable",
                                          "the callback could not be recorded before dialing: " + written.error().message,
