@@ -8,7 +8,12 @@
 
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <iostream>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 namespace callback::rest {
 
@@ -70,7 +75,17 @@ int run_daemon(const DaemonArgs& args) {
   }
   std::cout << "callbackd: listening on http://" << host << ":" << server.port() << "/" << std::endl;
   int received = 0;
-  sigwait(&signals, &received);
+  // Waits for SIGTERM/SIGINT; meanwhile, once a minute, gives the pages glibc's malloc
+  // holds free back to the system. Its arenas otherwise keep every page they ever held:
+  // under a steady load the live heap stays flat while RSS creeps up to each thread
+  // arena's highest point so far (the soak, benchmarks/README.md).
+  const timespec minute{.tv_sec = 60, .tv_nsec = 0};
+  while (received <= 0) {
+    received = sigtimedwait(&signals, nullptr, &minute);
+#ifdef __GLIBC__
+    if (received < 0) malloc_trim(0);
+#endif
+  }
   std::cout << "callbackd: " << strsignal(received) << ": draining (grace " << grace.count() << " s)" << std::endl;
   (*runtime)->drain(grace);
   if (!server.flush_webhooks(std::chrono::seconds(10))) {

@@ -105,8 +105,6 @@ void reset_statements() noexcept {
 
 SqliteBilling::SqliteBilling(BillingOptions options, sqlite::Database database)
     : options_(std::move(options)), database_(std::move(database)) {
-  // Room for a large deck import's pages (sorted inserts then stay in memory).
-  database_.db->exec("PRAGMA cache_size = -16384");
   writer_ = std::thread([this] { writer_loop(); });
 }
 
@@ -927,6 +925,14 @@ Result<ImportReport> SqliteBilling::import_rates(const std::string& tariff, std:
   std::vector<RateLine> lines = std::move(*parsed);
   const std::size_t count = lines.size();
   auto written = write([&](SQLite::Database& db) {
+    // Room for a large deck's pages while it is written (sorted inserts then stay in
+    // memory), given back afterwards: kept for good, a long-running daemon's cache would
+    // fill with the pages of every table it touches, up to 16 MB of heap.
+    db.exec("PRAGMA cache_size = -16384");
+    struct CacheBack {
+      SQLite::Database& db;
+      ~CacheBack() { db.tryExec("PRAGMA cache_size = -2000"); }  // SQLite's default; never throws
+    } cache_back{db};
     SQLite::Statement& drop = prepared(db, "DELETE FROM tariff WHERE name = ?");  // cascades to its rates
     drop.bind(1, tariff);
     drop.exec();
