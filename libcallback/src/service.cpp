@@ -173,7 +173,13 @@ std::vector<std::string> CallbackService::in_flight_ids() const {
   return ids;
 }
 
-std::string CallbackService::next_id() { return "cb-" + id_prefix_ + "-" + std::to_string(++sequence_); }
+std::string CallbackService::next_id() {
+  // The sequence zero-padded to 8 digits: every id is as long as the 100,000,000th, so a
+  // long-running service's memory does not step up when the ids grow a digit (soak test).
+  std::string n = std::to_string(++sequence_);
+  if (n.size() < 8) n.insert(0, 8 - n.size(), '0');
+  return "cb-" + id_prefix_ + "-" + n;
+}
 
 void CallbackService::count_finished(CallState state, std::string_view outcome) {
   context_.metrics
