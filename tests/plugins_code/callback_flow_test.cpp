@@ -548,6 +548,69 @@ TEST_F(FlowTest, TheSeedsAccountIsChargedForWhatItTalkedThroughRealBilling) {
   engine.reset();
 }
 
+// Issue 10, item 6, through the whole service: 1,000 callbacks asked for at once on one
+// 10.00 account, each held in 60 s slices of 0.60. Billing grants what the balance covers;
+// the rest are refused; the ones placed talk and are charged. Whatever the order, the total
+// charged never passes the balance, nothing stays reserved, and the balance is exactly
+// 10.00 less the charges told.
+TEST_F(FlowTest, AThousandCallbacksAtOnceOnOneAccountNeverSpendMoreThanItHas) {
+  auto sqlite_billing =
+      billing_sqlite::SqliteBilling::open({.database = {.path = dir / "callback.db", .synchronous = "normal"}}).value();
+  const auto cny = Currency::of("CNY").value();
+  std::istringstream deck("prefix;description;rate;increment\n1;Phones 1XXX;0.60;60/60\n");
+  ASSERT_TRUE(sqlite_billing->import_rates("default", deck, cny));
+  ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = Money::parse("10.00", cny).value()}));
+  engine = std::make_unique<engine_ami::AmiEngine>(context, engine_options());
+  ServiceOptions options;
+  options.max_in_flight = 0;  // no cap: billing alone decides
+  service = std::make_unique<CallbackService>(context, *engine, sqlite_billing.get(), *store, options);
+  engine->set_observer(service.get());
+  service->subscribe(observer);
+  engine->start();
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  std::vector<std::string> ids;
+  std::size_t refused_at_once = 0;
+  for (int i = 0; i < 1000; ++i) {
+    CallbackRequest request{.caller = PhoneNumber::parse("9" + std::to_string(1000 + i % 1000).substr(1), as_dialed).value(),
+                            .callee = PhoneNumber::parse("1" + std::to_string(1000 + i % 1000).substr(1), as_dialed).value(),
+                            .payer = AccountId{"123"},
+                            .origin = Origin::rest,
+                            .limit = 90s};  // two slices when it gets them
+    auto id = service->start(request);
+    if (id) {
+      ids.push_back(*id);
+    } else {
+      ++refused_at_once;
+    }
+  }
+  auto all_told = [&] {
+    return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return observer.final_event(id) != nullptr; });
+  };
+  ASSERT_TRUE(run_until([&] { return service->in_flight() == 0 && all_told(); }, 120s)) << service->in_flight();
+  Money charged = Money::from_micros(0, cny);
+  std::size_t talked = 0, refused = refused_at_once;
+  for (const auto& id : ids) {
+    const CallEvent* end = observer.final_event(id);
+    if (end->cost) {
+      charged += *end->cost;
+      ++talked;
+    } else if (end->outcome == "refused") {
+      ++refused;
+    }
+  }
+  EXPECT_GT(talked, 0u);
+  EXPECT_LE(talked, 16u);  // a first slice each (0.60): 10.00 covers 16 at a time, and none ended before all asked
+  EXPECT_GT(refused, 0u);
+  EXPECT_EQ(talked + refused, 1000u);
+  EXPECT_LE(charged, Money::parse("10.00", cny).value()) << charged.format();
+  auto account = store->accounts().find("123").value();
+  EXPECT_FALSE(account->balance.is_negative());
+  EXPECT_TRUE(account->reserved.is_zero()) << account->reserved.format();
+  EXPECT_EQ(account->balance + charged, Money::parse("10.00", cny).value());
+  service.reset();
+  engine.reset();
+}
+
 // Liveness: an Asterisk that says nothing for a whole Ping interval is given up on; one
 // that is only slow to answer the Ping (behind a flood of events) is not.
 TEST_F(FlowTest, ASilentAsteriskIsLostAButABusyOneIsNot) {
