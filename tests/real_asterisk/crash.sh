@@ -2,9 +2,9 @@
 # kill -9 of callbackd with callbacks bridged on a REAL Asterisk, then a restart, as
 # tests/cli/crash_recovery_test.cpp does on the fake: SQLite store and billing in a temp
 # folder, one account (100.00 CNY), a deck at 0.60/min per second.
-#  - N callbacks A = 9001.. (answers at once), B = 1001.. (stays up), and one more with
-#    B = 2099 (hangs up 5 s after answering). Once all are bridged, kill -9; 8 s later (the
-#    2099 call has ended while nobody watched) callbackd starts again.
+#  - N callbacks A = 9001.. (answers at once), B = 1001.. (stays up); once they are bridged,
+#    one more with B = 2099 (hangs up 5 s after answering), and kill -9 as soon as it is
+#    bridged; 8 s later (the 2099 call has ended while nobody watched) callbackd starts again.
 #  - The N must show `bridged` again; each is canceled (DELETE) and must end with a cost,
 #    B's billsec > 0 and two CDRs (`callbackctl --json status ID`).
 #  - The 2099 one must end from the dialplan's AstDB record: outcome engine_lost, a cost,
@@ -59,9 +59,9 @@ start() {
   done
   echo "callbackd did not reach Asterisk"; cat "$work/callbackd.log"; exit 1
 }
-state_of() { api GET "/v1/callbacks/$1" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("state", "?"))' 2>/dev/null || echo "?"; }
+state_of() { api GET "/v1/callbacks/$1" | grep -o '"state":"[a-z_]*"' | head -1 | cut -d'"' -f4; }
 wait_state() {  # id, states (regex); up to 60 s
-  for _ in $(seq 300); do [[ "$(state_of "$1")" =~ ^($2)$ ]] && return 0; sleep 0.2; done
+  for _ in $(seq 600); do [[ "$(state_of "$1")" =~ ^($2)$ ]] && return 0; sleep 0.1; done
   return 1
 }
 
@@ -71,9 +71,11 @@ for i in $(seq 1 "$calls"); do
   ids+=("$(api POST /v1/callbacks -H 'Content-Type: application/json' \
     -d "{\"caller\":\"$((9000 + i))\",\"callee\":\"$((1000 + i))\",\"account\":\"acc\"}" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4)")
 done
+for id in "${ids[@]}"; do wait_state "$id" bridged || { echo "$id never bridged: $(api GET "/v1/callbacks/$id")"; exit 1; }; done
+# The one that ends while callbackd is dead: placed last, the kill as soon as it is bridged.
 lost=$(api POST /v1/callbacks -H 'Content-Type: application/json' -d '{"caller":"9099","callee":"2099","account":"acc"}' |
   grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4)
-for id in "${ids[@]}" "$lost"; do wait_state "$id" bridged || { echo "$id never bridged: $(api GET "/v1/callbacks/$id")"; exit 1; }; done
+wait_state "$lost" bridged || { echo "$lost never bridged: $(api GET "/v1/callbacks/$lost")"; exit 1; }
 kill -9 "$daemon"; wait "$daemon" 2>/dev/null || true; daemon=
 echo "killed -9 with $((calls + 1)) bridged; Asterisk: $("$ast/sbin/asterisk" -C "$ast/etc/asterisk/asterisk.conf" -rx 'core show channels count' | head -1)"
 sleep 8  # B of the last one hangs up 5 s after answering: it ends while callbackd is dead
