@@ -942,6 +942,70 @@ TEST(CallTrackerRecover, AdoptedCallsAreFollowedFromTheListingOrEndedFromWhatThe
   }
 }
 
+// What a restarted engine sees of a callback whose A, or B, still rings, as Asterisk 23.4.1
+// listed it (ami-coreshowchannels-ringing-a/-b: ;1 Ringing, ;2 Ring, no BridgeId): from the
+// listing on, then our Hangup of A. Ringing is not Up: A rings on (no answer, no B), or A
+// is up and B is being dialed (not connected); each ends as it was seen to end.
+TEST(CallTrackerRecover, AnAdoptedCallStillRingingIsFollowedAsRingingNotAsAnswered) {
+  for (const std::string leg : {"a", "b"}) {
+    SCOPED_TRACE(leg);
+    const std::string name = "ami-coreshowchannels-ringing-" + leg;
+    const std::string id = "cb-ring-" + leg;
+    Replay run(Traffic{});
+    run.tracker.adopt({.call_id = id, .server = server, .limit = 60s, .b_dialed = leg == "b"}, {server});
+    std::vector<ListedChannel> listed;
+    bool listing = false;
+    for (const auto& m : received(name)) {
+      if (m.get("ActionID") == "channels-1") listing = true;
+      if (!listing) continue;  // before the listing: what the old process saw
+      if (m.get("Event") == "CoreShowChannel") {
+        listed.push_back(listed_channel(m.view()));
+        continue;
+      }
+      if (m.get("Event") == "CoreShowChannelsComplete") {
+        run.tracker.reconcile(server, listed);
+        const auto& events = run.sink.events[id];
+        EXPECT_EQ(emitted(events, LegRole::a, LegEventType::answered), leg == "b") << "A;1 is listed Up only in -b";
+        EXPECT_FALSE(emitted(events, LegRole::b, LegEventType::connected)) << "B rings: not in a bridge";
+        EXPECT_EQ(count_ends(events, LegRole::a), 0u);
+        EXPECT_TRUE(run.sink.sent.empty()) << "listed: no record to ask for";
+        EXPECT_EQ(run.tracker.size(), 1u);
+        run.tracker.hangup(id, LegRole::a, HangupCause{16});
+        ASSERT_EQ(run.sink.sent.size(), 1u);
+        const auto a1 = std::find_if(listed.begin(), listed.end(), [&](const auto& c) { return c.uniqueid == id + "-A1"; });
+        ASSERT_NE(a1, listed.end());
+        EXPECT_EQ(run.sink.sent[0], "Action: Hangup\r\nActionID: hangup-" + id + "\r\nChannel: " + a1->channel +
+                                        "\r\nCause: 16\r\n\r\n")
+            << "A;1 by the name it was listed under";
+        continue;
+      }
+      run.tracker.on_message(server, m.view());
+    }
+    ASSERT_TRUE(listing);
+    EXPECT_EQ(run.tracker.size(), 0u);
+    const auto& events = run.sink.events[id];
+    ASSERT_EQ(count_ends(events, LegRole::a), 1u);
+    EXPECT_FALSE(ended(events, LegRole::a)->unobserved) << "seen to end";
+    // A's talk as Asterisk counted it: A;2's Cdr (ANSWERED 2 s in -b, NO ANSWER 0 s in -a).
+    std::optional<std::chrono::seconds> a2_cdr;
+    for (const auto& m : received(name)) {
+      if (m.get("Event") == "Cdr" && m.get("UniqueID") == id + "-A2") {
+        a2_cdr = std::chrono::seconds(std::stoi(std::string(m.get("BillableSeconds"))));
+      }
+    }
+    ASSERT_TRUE(a2_cdr);
+    EXPECT_EQ(ended(events, LegRole::a)->billsec.value_or(0s), *a2_cdr);
+    EXPECT_EQ(*a2_cdr > 0s, leg == "b");
+    if (leg == "a") {
+      EXPECT_EQ(count_ends(events, LegRole::b), 0u) << "B was never dialed";
+    } else {
+      ASSERT_EQ(count_ends(events, LegRole::b), 1u);
+      EXPECT_EQ(ended(events, LegRole::b)->billsec.value_or(0s), 0s) << "B never answered";
+      EXPECT_FALSE(ended(events, LegRole::b)->unobserved);
+    }
+  }
+}
+
 TEST(CallTrackerRecover, ACallOnAnUnknownServerIsGoneOnlyWhenNoServerHasIt) {
   const auto replies = received("ami-db-record");
   Replay run(Traffic{});

@@ -27,7 +27,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 bin=$(cd "$bin" && pwd)
-here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; rm -rf "$work"' EXIT
 export CALLBACK_DATA_DIR=$work
@@ -102,7 +101,8 @@ print(c["id"], c["state"], c.get("outcome"), "B cause", b["cause"], "B billsec",
     case "$line" in *" completed "*"B billsec 5 "*"money ok") ;; *) bad=$((bad + 1)) ;; esac
   fi
 done <"$work/ids"
-left=$(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "$here/../../../shared/asterisk/peer.sh" cli "core show channels count" 2>/dev/null | head -1 || true)
+ast=${AST_PREFIX:-/tmp/ast}
+left=$("$ast/sbin/asterisk" -C "$ast/etc/asterisk/asterisk.conf" -rx "core show channels count" 2>/dev/null | head -1 || true)
 echo "Asterisk afterwards: ${left:-unknown}"
 case "$left" in "0 active channels"*) ;; *) bad=$((bad + 1)) ;; esac
 echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"

@@ -136,6 +136,7 @@ struct CallValues {
   std::string cid_num;
   std::string cid_name;
   std::string channel_id;  // the Originate's ChannelId ("" if none)
+  std::string account;     // the Originate's Account (only CoreShowChannel shows it so far)
   std::array<std::string, 4> channel;
   std::array<std::string, 4> uniqueid;
   std::string bridge;

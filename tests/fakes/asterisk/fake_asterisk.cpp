@@ -845,22 +845,40 @@ class Connection : public std::enable_shared_from_this<Connection> {
       const double scale = impl_.options.time_scale;
       const auto real = std::chrono::duration<double>(Clock::now() - call->originated).count();
       values.duration_s = scale > 0 ? static_cast<std::int64_t>(real / scale) : 0;
+      // The recording shows the talking state. While a phone rings, Asterisk lists
+      // (ami-coreshowchannels-ringing-a/-b): its ;1 Ringing (5), its ;2 Ring (4), and no
+      // BridgeId on any channel of the call; a ringing A;1 is still in AppDial2 in [phones]
+      // and comes after A;2; a ringing B;1 still shows its Exten.
+      const bool a_ringing = call->phase == Phase::kARinging;
+      const bool b_ringing = call->phase == Phase::kBRinging;
+      std::string a1_entry;
       for (std::size_t i = 0; i < t.core_show_channel.messages.size(); ++i) {
         const int role = t.core_show_channel_roles[i];
         if (!(call->live & detail::role_bit(role))) continue;
         std::string entry;
         detail::render(t.core_show_channel, i, values, entry);
-        // The recording shows the talking state; a phone still ringing is listed as such
-        // (A;1 Ringing as for any outbound channel; B not bridged yet).
-        const bool a_ringing = call->phase == Phase::kARinging && (role == detail::kA1 || role == detail::kA2);
-        const bool b_ringing = call->phase == Phase::kBRinging && (role == detail::kB1 || role == detail::kB2);
-        if (a_ringing || b_ringing) {
-          replace_all(entry, "ChannelState: 6\r\nChannelStateDesc: Up", "ChannelState: 5\r\nChannelStateDesc: Ringing");
-          set_header(entry, "BridgeId", "");
+        const bool is_a = role == detail::kA1 || role == detail::kA2;
+        if ((a_ringing && is_a) || (b_ringing && !is_a)) {
+          const bool half1 = role == detail::kA1 || role == detail::kB1;
+          set_header(entry, "ChannelState", half1 ? "5" : "4");
+          set_header(entry, "ChannelStateDesc", half1 ? "Ringing" : "Ring");
+        }
+        set_header(entry, "AccountCode", values.account);
+        if (a_ringing || b_ringing) set_header(entry, "BridgeId", "");
+        if (b_ringing && role == detail::kB1) set_header(entry, "Exten", values.num_b);  // emptied once B answers
+        ++items;
+        if (a_ringing && role == detail::kA1) {
+          set_header(entry, "Context", "phones");
+          set_header(entry, "Exten", values.num_a);
+          set_header(entry, "Priority", "1");
+          set_header(entry, "Application", "AppDial2");
+          set_header(entry, "ApplicationData", "(Outgoing Line)");
+          a1_entry = std::move(entry);
+          continue;
         }
         out += entry;
-        ++items;
       }
+      out += a1_entry;
     }
     out += "Event: CoreShowChannelsComplete\r\n";
     if (m.has("ActionID")) out += "ActionID: " + id + "\r\n";
@@ -954,6 +972,7 @@ void Connection::originate(const ami::MessageView& m) {
     v.variables.emplace_back(std::move(name), std::move(value));
   }
   v.channel_id = std::string(m.get("ChannelId"));
+  v.account = std::string(m.get("Account"));
   const std::string other_channel_id(m.get("OtherChannelId"));
   const auto now_epoch = std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch()).count();

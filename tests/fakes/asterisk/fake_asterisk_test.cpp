@@ -1025,6 +1025,66 @@ TEST(FakeAsterisk, AnotherClientsCallIsListedWithItsLinkedidAndBridge) {
   EXPECT_EQ(fake.active_calls(), 1u);
 }
 
+// CoreShowChannels while A rings, and while B rings, against what Asterisk 23.4.1 listed
+// (ami-coreshowchannels-ringing-a/-b): the recording's own actions, the listing asked for
+// once the ringing phone's Newstate Ringing came, as the recorder did. Each entry in order,
+// header by header; Asterisk's own Uniqueids, channel counters and the dialplan's
+// priorities and Dial arguments aside.
+class CoreShowChannelsWhileRinging : public ::testing::TestWithParam<std::string> {};
+
+std::vector<std::map<std::string, std::string>> listed_channels(const std::vector<std::string>& messages) {
+  std::vector<std::map<std::string, std::string>> out;
+  for (const auto& m : messages) {
+    if (header(m, "Event") != "CoreShowChannel" || header(m, "ActionID") != "channels-1") continue;
+    auto& entry = out.emplace_back();
+    for (const char* name : {"ChannelState", "ChannelStateDesc", "Context", "Exten", "Application", "BridgeId",
+                             "Linkedid", "Language", "AccountCode"}) {
+      entry[name] = header(m, name);
+    }
+    entry["Channel"] = std::regex_replace(header(m, "Channel"), std::regex(R"(@phones-[0-9a-f]{8})"), "@phones");
+    const auto uid = header(m, "Uniqueid");
+    entry["Uniqueid"] = uid.starts_with("cb-") ? uid : "<asterisk's>";
+    if (entry["Application"] != "Dial") entry["ApplicationData"] = header(m, "ApplicationData");
+  }
+  return out;
+}
+
+TEST_P(CoreShowChannelsWhileRinging, ListsWhatAsteriskListed) {
+  const std::string name = GetParam();
+  const std::string cid = name.ends_with("-a") ? "cb-ring-a" : "cb-ring-b";
+  const auto expected = listed_channels(split(read_file(name + ".txt")));
+  ASSERT_FALSE(expected.empty());
+  const auto actions = split(read_file(name + ".sent.txt"));
+  ASSERT_EQ(actions.size(), 5u);  // Login, Originate, CoreShowChannels, Hangup, Logoff
+  FakeAsterisk fake(fast_options(1.0));
+  fake.start();
+  Client client(fake.port());
+  client.banner();
+  client.send(actions[0]);
+  client.send(actions[1]);
+  ASSERT_TRUE(client.until([&](const std::string& m) {
+    if (header(m, "Event") != "Newstate" || header(m, "ChannelStateDesc") != "Ringing") return false;
+    return header(m, "Uniqueid").starts_with(cid + "-A") == name.ends_with("-a");
+  }));
+  client.send(actions[2]);
+  ASSERT_TRUE(client.until([](const std::string& m) {
+    return header(m, "ActionID") == "channels-1" && header(m, "EventList") == "Complete";
+  }));
+  const auto got = listed_channels(client.all);
+  ASSERT_EQ(got.size(), expected.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    for (const auto& [key, value] : expected[i]) {
+      EXPECT_EQ(got[i].count(key) ? got[i].at(key) : "<absent>", value) << "entry " << i << " " << key;
+    }
+  }
+  client.send(actions[3]);
+  ASSERT_TRUE(fake.wait_for_active_calls(0, 10s));
+}
+
+INSTANTIATE_TEST_SUITE_P(Recorded, CoreShowChannelsWhileRinging,
+                         ::testing::Values("ami-coreshowchannels-ringing-a", "ami-coreshowchannels-ringing-b"),
+                         [](const auto& p) { return p.param.ends_with("-a") ? "ARinging" : "BRinging"; });
+
 TEST(FakeAsteriskDb, MissingFamilyOrKeyIsAnErrorAndNothingIsWritten) {
   Session session(fast_options());
   EXPECT_EQ(session.ask("g", "Action: DBGet\r\nActionID: g\r\nKey: k\r\n\r\n"),
