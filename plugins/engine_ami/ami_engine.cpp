@@ -119,10 +119,13 @@ struct AmiEngine::Server {
     socket = tcp::socket(engine.context_.io);
     const auto gen = generation;
     timer.expires_after(engine.options_.connect_timeout);
-    timer.async_wait([this, gen](const boost::system::error_code& e) {
+    timer.async_wait([this, gen, alive = std::weak_ptr<bool>(engine.alive_)](const boost::system::error_code& e) {
+      if (alive.expired()) return;  // the engine was destroyed with this handler pending
       if (!e && gen == generation && state == State::connecting) lost("connect timed out");
     });
-    socket.async_connect(endpoint, [this, gen](const boost::system::error_code& e) {
+    socket.async_connect(endpoint, [this, gen, alive = std::weak_ptr<bool>(engine.alive_)](
+                                       const boost::system::error_code& e) {
+      if (alive.expired()) return;  // the engine was destroyed with this handler pending
       if (gen != generation) return;
       timer.cancel();
       if (e) return lost("connect failed: " + e.message());
@@ -148,7 +151,9 @@ struct AmiEngine::Server {
 
   void read() {
     const auto gen = generation;
-    socket.async_read_some(asio::buffer(read_buffer), [this, gen](const boost::system::error_code& e, std::size_t n) {
+    socket.async_read_some(asio::buffer(read_buffer), [this, gen, alive = std::weak_ptr<bool>(engine.alive_)](
+                                                          const boost::system::error_code& e, std::size_t n) {
+      if (alive.expired()) return;  // the engine was destroyed with this handler pending
       if (gen != generation) return;
       if (e) return lost(e == asio::error::eof ? "Asterisk closed the connection" : "read failed: " + e.message());
       received += n;
@@ -172,7 +177,10 @@ struct AmiEngine::Server {
     }
     writing = true;
     const auto gen = generation;
-    asio::async_write(socket, asio::buffer(write_queue.front()), [this, gen](const boost::system::error_code& e, std::size_t) {
+    asio::async_write(socket, asio::buffer(write_queue.front()),
+                      [this, gen, alive = std::weak_ptr<bool>(engine.alive_)](const boost::system::error_code& e,
+                                                                              std::size_t) {
+      if (alive.expired()) return;  // the engine was destroyed with this handler pending
       if (gen != generation) return;
       if (e) return lost("write failed: " + e.message());
       write_queue.pop_front();
@@ -183,7 +191,8 @@ struct AmiEngine::Server {
   void schedule_ping() {
     const auto gen = generation;
     ping_timer.expires_after(engine.options_.ping_interval);
-    ping_timer.async_wait([this, gen](const boost::system::error_code& e) {
+    ping_timer.async_wait([this, gen, alive = std::weak_ptr<bool>(engine.alive_)](const boost::system::error_code& e) {
+      if (alive.expired()) return;  // the engine was destroyed with this handler pending
       if (e || gen != generation || state != State::ready) return;
       if (ping_outstanding) {
         // Anything read since the Ping proves the link alive: a busy Asterisk answers a
@@ -231,7 +240,8 @@ struct AmiEngine::Server {
     engine.tracker_.connection_lost(name);
     const auto gen = generation;
     timer.expires_after(backoff);
-    timer.async_wait([this, gen](const boost::system::error_code& e) {
+    timer.async_wait([this, gen, alive = std::weak_ptr<bool>(engine.alive_)](const boost::system::error_code& e) {
+      if (alive.expired()) return;  // the engine was destroyed with this handler pending
       if (!e && gen == generation) connect();
     });
   }
@@ -277,7 +287,8 @@ void AmiEngine::stop() {
   }
   stopping_ = true;
   // Let the Logoff go out before closing.
-  asio::post(context_.io, [this] {
+  asio::post(context_.io, [this, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
     for (auto& server : servers_) server->close();
   });
 }

@@ -78,6 +78,9 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
 
  private:
   friend struct Server;
+  // Handlers of the io_context check it: an engine destroyed with operations pending (a
+  // test's simulated crash, a runtime torn down) is never touched by them afterwards.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // CallTracker::Sink
   void on_leg_event(const LegEvent& event) override;
   bool send(const std::string& server, std::string bytes) override;
