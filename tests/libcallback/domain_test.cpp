@@ -212,6 +212,26 @@ TEST(Timestamp, ReadsWhatItPrintsInEveryForm) {
   EXPECT_EQ(format_timestamp(*parse_timestamp("2028-02-29")), "2028-02-29 00:00:00");
 }
 
+// ARI stamps its events "2026-11-26T05:43:34.731+0000" (tests/fixtures/asterisk/ari-*.events.jsonl); RFC 3339
+// writes the offset "+08:00".
+TEST(Timestamp, ReadsFractionsAndOffsetsAsTheInstantTheyName) {
+  using namespace std::chrono_literals;
+  const auto utc = parse_timestamp("2026-11-26T05:43:34Z");
+  ASSERT_TRUE(utc);
+  EXPECT_EQ(parse_timestamp("2026-11-26T05:43:34.731+0000"), *utc + 731ms);
+  EXPECT_EQ(parse_timestamp("2026-11-26T13:43:34.5+08:00"), *utc + 500ms);
+  EXPECT_EQ(parse_timestamp("2026-11-26T00:13:34-0530"), *utc);
+  EXPECT_EQ(parse_timestamp("2026-11-26T05:43:34.000000001Z"), *utc + 1ns);
+  EXPECT_EQ(parse_timestamp("2026-11-26 05:43:34+00"), *utc);
+  EXPECT_EQ(parse_timestamp("2026-11-27T00:43:34+19:00"), *utc);
+  for (auto text : {"2026-11-26T05:43:34", "2026-11-26T05:43:34.Z", "2026-11-26T05:43:34.0000000001Z",
+                    "2026-11-26T05:43:34+24:00", "2026-11-26T05:43:34+0060", "2026-11-26T05:43:34+0",
+                    "2026-11-26T05:43:34+00:", "2026-11-26T05:43:34Zjunk", "2026-11-26T05:43:34 +0000",
+                    "2026-11-26T5:43:34Z", "2026-11-26X05:43:34Z", "2026-11-26 ", "+026-11-26", "2026-11-26T24:00:00Z"}) {
+    EXPECT_FALSE(parse_timestamp(text)) << text;
+  }
+}
+
 // Found by tests/fuzz/fuzz_query (?since=2026-02-31 meant 3 March; a NUL ended the text) and fuzz_rate_deck (an
 // effective_from in year 26 overflowed system_clock's nanoseconds: undefined behaviour).
 TEST(Timestamp, RefusesDatesThatDoNotExistOrThatTheClockCannotHold) {
