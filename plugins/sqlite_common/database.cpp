@@ -5,9 +5,12 @@
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 
+#include <sqlite3.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <mutex>
 
 namespace callback::sqlite {
 namespace fs = std::filesystem;
@@ -262,6 +265,29 @@ Result<int> migrate(SQLite::Database& db, const fs::path& path) {
 
 }  // namespace
 
+bool use_page_cache_pool() {
+  // Once per copy of this library (each plugin links its own); SQLite itself refuses
+  // (SQLITE_MISUSE) once the first connection has initialized it, so the first copy
+  // to open a database sets the pool up for the whole process.
+  static std::once_flag once;
+  static bool configured = false;
+  std::call_once(once, [] {
+    int header = 0;
+    if (sqlite3_config(SQLITE_CONFIG_PCACHE_HDRSZ, &header) != SQLITE_OK) return;
+    const std::size_t slot = page_cache_pool_page_size + static_cast<std::size_t>(header);
+    const std::size_t bytes = slot * page_cache_pool_pages;
+    // MAP_POPULATE: every page of the pool is resident from the start.
+    void* pool = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (pool == MAP_FAILED) return;
+    if (sqlite3_config(SQLITE_CONFIG_PAGECACHE, pool, static_cast<int>(slot), page_cache_pool_pages) != SQLITE_OK) {
+      munmap(pool, bytes);  // SQLite already initialized by another copy: it has its pool (or none)
+      return;
+    }
+    configured = true;  // the pool lives as long as the process
+  });
+  return configured;
+}
+
 fs::path default_database_path() {
   if (const char* dir = std::getenv("CALLBACK_DATA_DIR"); dir != nullptr && *dir != '\0') {
     return fs::path(dir) / "callback.db";
@@ -286,6 +312,7 @@ Result<Database> open_database(const DatabaseOptions& options) {
   }
   try {
     if (path.has_parent_path()) fs::create_directories(path.parent_path());
+    use_page_cache_pool();
     auto db = std::make_unique<SQLite::Database>(path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE |
                                                                      SQLite::OPEN_NOMUTEX);  // each user serializes its own access
     db->setBusyTimeout(options.busy_timeout_ms);

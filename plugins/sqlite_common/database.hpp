@@ -8,6 +8,7 @@
 
 #include <SQLiteCpp/Database.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -31,6 +32,20 @@ struct Database {
   std::filesystem::path path;
   int schema_version = 0;
 };
+
+// SQLite's page caches take their pages from one pool that is mapped and made resident
+// when the first database opens, instead of from malloc as they fill. With malloc, a
+// cache's pages were freed whenever another connection's commit made it stale (the store
+// and billing write the same file), and the arena they came from kept the highest number
+// ever held, mixed with other allocations: callbackd's RSS crept up for the first 40
+// minutes of the soak (benchmarks/README.md, "Soak"). The pool holds the three
+// connections' default caches (store, billing, API keys: 2,000 KiB each) of 4 KiB pages;
+// a page that does not fit (a deck import's larger cache, another page size) is
+// malloc'ed as before. Called by open_database; true when this copy of the library set
+// the pool up (each plugin links its own copy; the first to open a database does it).
+inline constexpr std::size_t page_cache_pool_page_size = 4096;
+inline constexpr int page_cache_pool_pages = 3 * 500;
+bool use_page_cache_pool();
 
 // Opens (creating the file and its folder if needed) and migrates.
 [[nodiscard]] Result<Database> open_database(const DatabaseOptions& options);

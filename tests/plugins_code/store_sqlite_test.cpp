@@ -2,6 +2,7 @@
 #include "temp_dir.hpp"
 
 #include <SQLiteCpp/Database.h>
+#include <sqlite3.h>
 
 #include "schema_rollback.hpp"
 
@@ -87,6 +88,25 @@ TEST_F(SqliteStoreTest, TheDatabaseIsReadWithoutAMemoryMap) {
   auto database = sqlite::open_database({.path = dir / "callback.db"});
   ASSERT_TRUE(database) << database.error().describe();
   EXPECT_EQ(database->db->execAndGet("PRAGMA mmap_size").getInt64(), 0);
+}
+
+// The page caches take their pages from the pool mapped when the first database opened, not from malloc
+// (benchmarks/README.md, "Soak"): reading 2,000 CDRs' pages grows the pool's use, and not one page is malloc'ed.
+TEST_F(SqliteStoreTest, PageCachesTakeTheirPagesFromThePoolMappedAtTheFirstOpen) {
+  ASSERT_TRUE(sqlite::use_page_cache_pool());  // this test binary's only copy opened the fixture's database first
+  std::vector<Cdr> cdrs;
+  for (int i = 0; i < 2000; ++i) cdrs.push_back(make_cdr("cb-" + std::to_string(i), "13800138000", Timestamp{} + std::chrono::hours(i)));
+  ASSERT_TRUE(store->cdrs().append(cdrs));
+  auto database = sqlite::open_database({.path = dir / "callback.db"});
+  ASSERT_TRUE(database) << database.error().describe();
+  sqlite3_int64 used = 0, used_peak = 0, overflow = 0, overflow_peak = 0;
+  ASSERT_EQ(sqlite3_status64(SQLITE_STATUS_PAGECACHE_USED, &used, &used_peak, 0), SQLITE_OK);
+  const sqlite3_int64 before = used;
+  EXPECT_EQ(database->db->execAndGet("SELECT count(*) FROM cdr WHERE userfield <> ''").getInt(), 2000);
+  ASSERT_EQ(sqlite3_status64(SQLITE_STATUS_PAGECACHE_USED, &used, &used_peak, 0), SQLITE_OK);
+  ASSERT_EQ(sqlite3_status64(SQLITE_STATUS_PAGECACHE_OVERFLOW, &overflow, &overflow_peak, 0), SQLITE_OK);
+  EXPECT_GT(used, before + 20);  // pool slots: the CDR table's pages, now in this connection's cache
+  EXPECT_EQ(overflow_peak, 0);   // bytes of pages malloc'ed because the pool had none
 }
 
 TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
