@@ -319,8 +319,11 @@ void WebhookSender::send(Webhook webhook) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
-    auto& queue = queues_[webhook.callback_id];
-    queue.push_back(Pending{std::move(webhook), std::move(receiver), 0, false, std::chrono::steady_clock::now()});
+    const auto now = Clock::now();
+    const std::string id = webhook.callback_id;
+    auto& queue = queues_[id];
+    queue.push_back(Pending{std::move(webhook), std::move(receiver), 0, now});
+    if (queue.size() == 1) schedule_front(id, now);  // else it waits behind the callback's earlier events
   }
   wake_.notify_all();
 }
@@ -330,41 +333,65 @@ bool WebhookSender::flush(std::chrono::milliseconds timeout) {
   return idle_.wait_for(lock, timeout, [this] { return queues_.empty(); });
 }
 
+void WebhookSender::schedule_front(const std::string& callback_id, Clock::time_point now) {
+  const Pending& front = queues_.at(callback_id).front();
+  if (front.due > now) {
+    timers_.emplace(front.due, callback_id);
+    return;
+  }
+  Receiver& receiver = receivers_[front.receiver];
+  receiver.ready.push_back(callback_id);
+  list_if_runnable(front.receiver, receiver);
+}
+
+void WebhookSender::list_if_runnable(const std::string& name, Receiver& receiver) {
+  if (!receiver.listed && !receiver.ready.empty() && receiver.busy < std::max(1, options_.per_receiver)) {
+    receiver.listed = true;
+    runnable_.push_back(name);
+  }
+}
+
 void WebhookSender::run() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
-    // The earliest due front of any callback's queue whose receiver has a free slot.
-    Pending* next = nullptr;
-    for (auto& [id, queue] : queues_) {
-      if (queue.empty() || queue.front().sending) continue;
-      Pending& front = queue.front();
-      if (auto busy = receiver_busy_.find(front.receiver);
-          busy != receiver_busy_.end() && busy->second >= options_.per_receiver) {
-        continue;
+    auto now = Clock::now();
+    while (!timers_.empty() && timers_.top().first <= now) {
+      const std::string id = timers_.top().second;
+      timers_.pop();
+      schedule_front(id, now);
+    }
+    // The next receiver with a due webhook and a free slot; it goes to the back of the
+    // line, so that one busy receiver's backlog does not hold up the others.
+    std::string id;
+    std::string receiver_name;
+    while (id.empty() && !runnable_.empty()) {
+      receiver_name = std::move(runnable_.front());
+      runnable_.pop_front();
+      Receiver& receiver = receivers_.at(receiver_name);  // listed ones are never erased
+      receiver.listed = false;
+      if (receiver.ready.empty() || receiver.busy >= std::max(1, options_.per_receiver)) continue;
+      id = std::move(receiver.ready.front());
+      receiver.ready.pop_front();
+      ++receiver.busy;
+      list_if_runnable(receiver_name, receiver);
+    }
+    if (id.empty()) {
+      if (timers_.empty()) {
+        wake_.wait(lock);
+      } else {
+        wake_.wait_until(lock, timers_.top().first);
       }
-      if (next == nullptr || front.due < next->due) next = &front;
-    }
-    if (next == nullptr) {
-      wake_.wait(lock);
       continue;
     }
-    if (next->due > std::chrono::steady_clock::now()) {
-      wake_.wait_until(lock, next->due);
-      continue;
-    }
-    next->sending = true;
-    const int attempt = ++next->attempt;
-    const Webhook webhook = next->webhook;
-    const std::string receiver = next->receiver;
-    ++receiver_busy_[receiver];
+    Pending& front = queues_.at(id).front();
+    const int attempt = ++front.attempt;
+    const Webhook webhook = front.webhook;
     lock.unlock();
     const Delivery result = deliver(webhook);
     lock.lock();
-    if (--receiver_busy_[receiver] <= 0) receiver_busy_.erase(receiver);
-    // Only the worker that marked it sending takes the front off, so it is still ours.
-    auto it = queues_.find(webhook.callback_id);
-    Pending& front = it->second.front();
-    front.sending = false;
+    now = Clock::now();
+    // Only this worker delivers a callback's front, so the queue and its front are still there.
+    auto it = queues_.find(id);
     if (result != Delivery::failed || attempt >= options_.attempts) {
       if (result == Delivery::failed) {
         failed_.add();
@@ -375,11 +402,22 @@ void WebhookSender::run() {
         (result == Delivery::delivered ? delivered_ : refused_).add();
       }
       it->second.pop_front();
-      if (it->second.empty()) queues_.erase(it);
-      if (queues_.empty()) idle_.notify_all();
+      if (it->second.empty()) {
+        queues_.erase(it);
+      } else {
+        schedule_front(id, now);
+      }
     } else {
-      front.due = std::chrono::steady_clock::now() + options_.first_retry * (1 << std::min(attempt - 1, 20));
+      it->second.front().due = now + options_.first_retry * (1 << std::min(attempt - 1, 20));
+      schedule_front(id, now);
     }
+    auto receiver = receivers_.find(receiver_name);
+    --receiver->second.busy;
+    list_if_runnable(receiver_name, receiver->second);
+    if (receiver->second.busy == 0 && receiver->second.ready.empty() && !receiver->second.listed) {
+      receivers_.erase(receiver);
+    }
+    if (queues_.empty()) idle_.notify_all();
     wake_.notify_all();  // a receiver's slot is free, or this callback's next event may go
   }
 }

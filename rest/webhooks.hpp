@@ -30,8 +30,8 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <mutex>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -119,16 +119,30 @@ class WebhookSender {
   [[nodiscard]] static std::string_view event_for(std::string_view state) noexcept;
 
  private:
+  // Scheduling is O(log n) in the webhooks waiting, whatever the backlog: a worker takes
+  // the next receiver in `runnable_` (round robin), and from it the callback whose front
+  // webhook has been due longest. An earlier version scanned every callback's queue for
+  // each delivery, which made a backlog (a slow receiver, a starved CPU) cost more per
+  // delivery the longer it grew, so it never drained (benchmarks/README.md, "Soak").
+  using Clock = std::chrono::steady_clock;
   struct Pending {
     Webhook webhook;
     std::string receiver;  // scheme://host:port, lower case
     int attempt = 0;
-    bool sending = false;
-    std::chrono::steady_clock::time_point due;
+    Clock::time_point due;
+  };
+  struct Receiver {
+    int busy = 0;                    // deliveries under way
+    std::deque<std::string> ready;   // callbacks whose front webhook is due, oldest first
+    bool listed = false;             // in runnable_
   };
   enum class Delivery { delivered, failed, refused };
   void run();
   Delivery deliver(const Webhook& webhook);  // one attempt
+  // With mutex_ held. A callback's front webhook is, at any time, in exactly one of: a
+  // receiver's `ready`, `timers_` (not due yet), or being delivered.
+  void schedule_front(const std::string& callback_id, Clock::time_point now);
+  void list_if_runnable(const std::string& name, Receiver& receiver);
 
   Logger& log_;
   SecretLookup secret_for_;
@@ -141,7 +155,10 @@ class WebhookSender {
   std::condition_variable idle_;
   // Per callback, its webhooks in order; the front one is the next to try.
   std::unordered_map<std::string, std::deque<Pending>> queues_;
-  std::map<std::string, int> receiver_busy_;  // deliveries under way per receiver
+  std::unordered_map<std::string, Receiver> receivers_;  // those with webhooks due or under way
+  std::deque<std::string> runnable_;  // receivers with a ready callback and a free slot
+  using Timer = std::pair<Clock::time_point, std::string>;  // a front webhook's retry time, its callback
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   bool stopping_ = false;
   std::atomic<bool> abort_{false};  // read by transfers under way
   std::vector<std::thread> workers_;

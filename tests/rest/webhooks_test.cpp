@@ -17,7 +17,9 @@
 
 #include <condition_variable>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 namespace callback::rest {
@@ -133,6 +135,9 @@ struct Receiver {
   std::condition_variable arrived;
   std::vector<std::string> bodies;
   std::unique_ptr<Pistache::Http::Endpoint> endpoint;
+  // Bodies containing this answer 500 the first time they come (then 204, as the others).
+  std::string fail_first_containing;
+  std::set<std::string> failed_once;
 
   class Handler final : public Pistache::Http::Handler {
    public:
@@ -141,7 +146,14 @@ struct Receiver {
     void onRequest(const Pistache::Http::Request& request, Pistache::Http::ResponseWriter response) override {
       {
         std::lock_guard lock(receiver_->mutex);
-        receiver_->bodies.push_back(request.body());
+        const std::string& body = request.body();
+        if (!receiver_->fail_first_containing.empty() &&
+            body.find(receiver_->fail_first_containing) != std::string::npos &&
+            receiver_->failed_once.insert(body).second) {
+          response.send(Pistache::Http::Code::Internal_Server_Error);
+          return;
+        }
+        receiver_->bodies.push_back(body);
       }
       receiver_->arrived.notify_all();
       response.send(Pistache::Http::Code::No_Content);
@@ -161,9 +173,9 @@ struct Receiver {
   ~Receiver() {
     if (endpoint) endpoint->shutdown();
   }
-  bool wait_for(std::size_t n) {
+  bool wait_for(std::size_t n, std::chrono::seconds timeout = std::chrono::seconds(10)) {
     std::unique_lock lock(mutex);
-    return arrived.wait_for(lock, std::chrono::seconds(10), [&] { return bodies.size() >= n; });
+    return arrived.wait_for(lock, timeout, [&] { return bodies.size() >= n; });
   }
   std::size_t count() {
     std::lock_guard lock(mutex);
@@ -285,6 +297,40 @@ TEST(WebhookDelivery, ASilentReceiverDoesNotHoldUpTheOthers) {
   EXPECT_EQ(sender.count("delivered"), 5);
   EXPECT_EQ(sender.count("given_up"), 0);  // the silent receiver's are all still pending
   // Stopping aborts the deliveries under way instead of waiting out their minute.
+}
+
+// A backlog (500 callbacks' events queued at once, every "initiated" failing its first
+// attempt) drains, and each callback's events arrive in the order they were sent: a retried
+// event holds back that callback's later ones, never the other callbacks'.
+TEST(WebhookDelivery, EachCallbacksEventsArriveInOrderThroughRetriesAndABacklog) {
+  Receiver receiver;
+  receiver.fail_first_containing = R"("event":"initiated")";
+  const std::string url = "http://127.0.0.1:" + std::to_string(receiver.start()) + "/";
+  Sender sender({.first_retry = std::chrono::milliseconds(1), .addresses = AddressPolicy::make({"127.0.0.1/32"}).value()});
+  constexpr int callbacks = 500;
+  const std::vector<std::string> events = {"initiated", "ringing", "completed"};
+  for (const auto& event : events) {
+    for (int i = 0; i < callbacks; ++i) {
+      const std::string id = "cb_" + std::to_string(i);
+      sender.sender.send({.callback_id = id, .url = url, .event = event,
+                          .body = R"({"id":")" + id + R"(","event":")" + event + R"("})", .owner = "k"});
+    }
+  }
+  ASSERT_TRUE(sender.sender.flush(std::chrono::seconds(120)));
+  EXPECT_EQ(sender.count("delivered"), callbacks * 3);
+  EXPECT_EQ(sender.count("given_up"), 0);
+  std::map<std::string, std::vector<std::string>> arrived;
+  {
+    std::lock_guard lock(receiver.mutex);
+    EXPECT_EQ(receiver.failed_once.size(), static_cast<std::size_t>(callbacks));
+    for (const auto& body : receiver.bodies) {
+      const auto id = body.substr(7, body.find('"', 7) - 7);
+      const auto at = body.find(R"("event":")") + 9;
+      arrived[id].push_back(body.substr(at, body.find('"', at) - at));
+    }
+  }
+  ASSERT_EQ(arrived.size(), static_cast<std::size_t>(callbacks));
+  for (const auto& [id, got] : arrived) EXPECT_EQ(got, events) << id;
 }
 
 }  // namespace
