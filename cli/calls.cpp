@@ -119,22 +119,25 @@ Result<json::object> follow_remote(const Remote& remote, const std::string& id, 
 class Printer final : public CallObserver {
  public:
   explicit Printer(const Output& output) : output_(output) {}
+  // Prints the events of one callback, the one this process placed. The runtime may tell
+  // others before that one's id is known (callbacks its journal held from before, ending
+  // as it starts): events are kept until follow() names the id, and only its are shown.
   void on_call_event(const CallEvent& event) override {
-    // Not ours: callbacks the journal held from before (replayed, or taken up again).
-    if (event.replayed) return;
+    if (event.replayed) return;  // a finished callback from before, told again
     std::lock_guard lock(mutex_);
-    if (others_.contains(event.call.id())) return;
-    auto object = to_json(event);
-    print_event(output_, object);
-    if (is_final(event.call.state())) {
-      final_ = object;
-      done_.notify_all();
+    if (!id_) {
+      early_.push_back(event);
+      return;
     }
+    if (event.call.id() == *id_) show(event);
   }
-  // Callbacks the runtime took up from its journal: their events are not ours to print.
-  void ignore(const std::vector<std::string>& ids) {
+  void follow(const std::string& id) {
     std::lock_guard lock(mutex_);
-    others_.insert(ids.begin(), ids.end());
+    id_ = id;
+    for (const auto& event : early_) {
+      if (event.call.id() == id) show(event);
+    }
+    early_.clear();
   }
   json::object wait() {
     std::unique_lock lock(mutex_);
@@ -143,11 +146,20 @@ class Printer final : public CallObserver {
   }
 
  private:
+  void show(const CallEvent& event) {
+    auto object = to_json(event);
+    print_event(output_, object);
+    if (is_final(event.call.state())) {
+      final_ = object;
+      done_.notify_all();
+    }
+  }
   const Output& output_;
   std::mutex mutex_;
   std::condition_variable done_;
   json::object final_;
-  std::set<std::string, std::less<>> others_;
+  std::optional<std::string> id_;
+  std::vector<CallEvent> early_;
 };
 
 // Follows the callbacks a runtime took up from its journal to their ends.
@@ -232,11 +244,11 @@ int call_command(const PluginSource& source, const Remote& remote, const CallArg
     accepted.set_value((*runtime)->service().start(std::move(*request)));
   });
   auto id = accepted.get_future().get();
-  printer.ignore((*runtime)->recovery().resumed);
   if (!id) {
     (*runtime)->stop(std::chrono::seconds{0});
     return fail(output, id.error(), code_for(id.error()));
   }
+  printer.follow(*id);
   const auto last = printer.wait();
   (*runtime)->stop(std::chrono::seconds{0});
   return exit_for(last);
