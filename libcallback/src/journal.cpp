@@ -158,6 +158,14 @@ std::string encode(const Record& record) {
       {"limit", record.limit.count()},
       {"b_dialed", record.b_dialed},
       {"server", record.server},
+      {"covered", record.covered.count()},
+      {"slice", record.slice.count()},
+      {"ending", json::object{{"limit_reached", record.ending.limit_reached},
+                              {"money_ran_out", record.ending.money_ran_out},
+                              {"a_hung_up", record.ending.a_hung_up},
+                              {"b_hung_up", record.ending.b_hung_up},
+                              {"unobserved", record.ending.unobserved},
+                              {"cancel_requested", record.ending.cancel_requested}}},
       {"outcome", record.outcome},
       {"announcement", record.announcement ? json::value(to_string(*record.announcement)) : json::value(nullptr)},
   };
@@ -244,6 +252,21 @@ Result<Record> decode(const std::string& id, const std::string& text) {
   record.server = *server;
   record.outcome = *outcome;
   if (auto* d = r.o.if_contains("b_dialed"); d != nullptr && d->is_bool()) record.b_dialed = d->as_bool();
+  // Absent in entries written before they were added: whole-call reservations, nothing known.
+  for (auto [name, field] : {std::pair{"covered", &record.covered}, std::pair{"slice", &record.slice}}) {
+    if (auto* n = r.o.if_contains(name); n != nullptr && n->is_int64() && n->as_int64() >= 0) {
+      *field = std::chrono::seconds(n->as_int64());
+    }
+  }
+  if (auto* e = r.o.if_contains("ending"); e != nullptr && e->is_object()) {
+    auto flag = [&](const char* name) {
+      const auto* f = e->as_object().if_contains(name);
+      return f != nullptr && f->is_bool() && f->as_bool();
+    };
+    record.ending = {.limit_reached = flag("limit_reached"), .money_ran_out = flag("money_ran_out"),
+                     .a_hung_up = flag("a_hung_up"), .b_hung_up = flag("b_hung_up"),
+                     .unobserved = flag("unobserved"), .cancel_requested = flag("cancel_requested")};
+  }
   if (auto* n = r.o.if_contains("announcement"); n != nullptr && n->is_string()) {
     record.announcement = announcement_named(n->as_string());
   }

@@ -22,6 +22,20 @@ struct Record {
   std::chrono::seconds limit{0};
   bool b_dialed = false;
   std::string server;
+  // Money held in slices: the talk time the reservation covers, one slice (0: whole call).
+  std::chrono::seconds covered{0};
+  std::chrono::seconds slice{0};
+  // How the legs ended, as far as the service knows (for the outcome of a call completed
+  // from the journal after a crash).
+  struct Ending {
+    bool limit_reached = false;
+    bool money_ran_out = false;
+    bool a_hung_up = false;
+    bool b_hung_up = false;
+    bool unobserved = false;
+    bool cancel_requested = false;
+    bool operator==(const Ending&) const = default;
+  } ending;
   // Once final: what the service told.
   std::string outcome;
   std::optional<Announcement> announcement;

@@ -62,6 +62,7 @@ struct CallbackService::Active {
   std::chrono::seconds covered{0};
   std::chrono::seconds slice{0};
   TimerHandle slice_timer;
+  std::chrono::seconds money_retry_delay{0};  // billing failed to settle or release: the next wait
   bool money_ran_out = false;  // the service hung up: ends as "time up", like the limit
 };
 
@@ -132,12 +133,28 @@ void CallbackService::crash_point(std::string_view point) const {
 
 CallbackService::~CallbackService() {
   cdr_retry_.cancel();
-  // Shutting down with calls in flight (callbackd cancels and waits first; this is the
-  // last line): money and records still end exactly once. Blocking is fine here.
   std::vector<Cdr> cdrs = std::exchange(pending_cdrs_, {});
-  const Timestamp now = context_.clock.now();
+  std::vector<JournalEntry> entries = std::exchange(pending_journal_, {});
   for (auto& [id, active] : active_) {
     active->stage_timer.cancel();
+    active->slice_timer.cancel();
+  }
+  if (journal_ != nullptr) {
+    // Shutting down with calls still in flight (callbackd cancels and waits first; this is
+    // the last line): they stay open in the journal, as after a crash, and the next start
+    // (or `callbackctl reconcile`) finds out from Asterisk how they ended and bills them
+    // then, once. What has ended is written now: its final entries with its CDRs, in one
+    // transaction, so a restart never completes it a second time.
+    if (!cdrs.empty() || !entries.empty()) {
+      journal_->write_async(std::move(entries), std::move(cdrs), [](Status, std::vector<Cdr>) {});
+    }
+    store_.cdrs().flush();  // waits for the store's writer: the write above is on disk
+    return;
+  }
+  // Without a journal nothing would end them later: money and records end here, once.
+  // Blocking is fine here.
+  const Timestamp now = context_.clock.now();
+  for (auto& [id, active] : active_) {
     Call& call = active->call;
     if (call.state() == CallState::authorizing) continue;  // nothing placed; a late grant is given back
     for (Leg* leg : {&call.leg_a(), &call.leg_b()}) {
@@ -592,7 +609,12 @@ void CallbackService::finish(Active& active, bool engine_lost) {
   if (billing_ == nullptr || active.reservation.empty()) return complete(id, std::nullopt);
   // The legs' ends reach the journal before the money moves: a restart after the charge
   // finds there what it was for, and completes the call without asking anyone.
-  if (active.journaled) return write_journal(active, [this, id] { move_money(id); }, false);
+  if (active.journaled) {
+    return write_journal(active, [this, id] {
+      crash_point("ended");  // the legs' ends are durable, the money not moved yet
+      move_money(id);
+    }, false);
+  }
   move_money(id);
 }
 
@@ -603,31 +625,49 @@ void CallbackService::move_money(const std::string& id) {
   Call& call = active.call;
   const bool b_answered = call.leg_b().answered.has_value();
   // Money first, exactly once: talk time on leg B is charged, anything else released.
-  // Billing answers on its own thread; the rest of the ending continues back here.
+  // Billing answers on its own thread; the rest of the ending continues back here. If
+  // billing fails (its database busy, gone), the call stays in flight and the same
+  // settle or release is tried again: a call never ends with its reservation open.
   const auto billsec = call.leg_b().billsec();
-  const std::string reservation = std::exchange(active.reservation, std::string());
+  const std::string reservation = active.reservation;
   std::weak_ptr<int> alive = alive_;
-  auto back = [this, alive, id](std::optional<Money> cost) {
+  boost::asio::io_context& io = context_.io;
+  const bool crash_when_settled = !crash_at_.empty() && crash_at_ == "settled";
+  auto back = [this, alive, &io, id](Result<std::optional<Money>> moved) {
     if (alive.expired()) return;
-    boost::asio::post(context_.io, [this, alive, id, cost] {
-      if (!alive.expired()) complete(id, cost);
+    boost::asio::post(io, [this, alive, id, moved = std::move(moved)] {
+      if (!alive.expired()) on_money_moved(id, moved);
     });
   };
   if (b_answered && billsec.count() > 0) {
-    billing_->authorizer().settle_async(reservation, billsec, [this, back, id](Result<Money> settled) {
-      crash_point("settled");  // charged, the records not written yet
-      if (!settled) {
-        context_.log.error("callback.service", id + ": settle failed: " + settled.error().message);
-        return back(std::nullopt);
-      }
-      back(*settled);
+    billing_->authorizer().settle_async(reservation, billsec, [back, crash_when_settled](Result<Money> settled) {
+      if (crash_when_settled) std::raise(SIGKILL);  // charged, the records not written yet
+      if (!settled) return back(settled.error());
+      back(std::optional<Money>(*settled));
     });
   } else {
-    billing_->authorizer().release_async(reservation, [this, back, id](Status released) {
-      if (!released) context_.log.error("callback.service", id + ": release failed: " + released.error().message);
-      back(std::nullopt);
+    billing_->authorizer().release_async(reservation, [back](Status released) {
+      if (!released) return back(released.error());
+      back(std::optional<Money>());
     });
   }
+}
+
+void CallbackService::on_money_moved(const std::string& id, const Result<std::optional<Money>>& moved) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  Active& active = *it->second;
+  if (moved) {
+    active.reservation.clear();
+    active.money_retry_delay = std::chrono::seconds{0};
+    return complete(id, *moved);
+  }
+  // Not moved: try again, 1 s, then doubling up to a minute, for as long as it takes.
+  active.money_retry_delay = std::clamp(active.money_retry_delay * 2, std::chrono::seconds{1}, std::chrono::seconds{60});
+  context_.log.error("callback.service", id + ": " + (active.call.leg_b().answered ? "settling" : "releasing") +
+                                             " reservation " + active.reservation + " failed: " + moved.error().message +
+                                             "; trying again in " + std::to_string(active.money_retry_delay.count()) + " s");
+  active.stage_timer = context_.clock.schedule(active.money_retry_delay, [this, id] { move_money(id); });
 }
 
 void CallbackService::complete(const std::string& id, std::optional<Money> cost) {
@@ -677,6 +717,11 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
     event.outcome = announcement ? std::string(to_string(*announcement)) : "completed";
   }
   count_finished(call.state(), event.outcome);
+  if (Done done = std::exchange(active.pending_done, nullptr)) {
+    // Ended while its placing was being journaled (a cancel, a stalled disk): it never went out.
+    done(active.cancel_requested ? Error{"canceled", "canceled before it was dialed", "id"}
+                                 : Error{"store_unavailable", "the call could not be recorded in time; nothing was dialed", {}});
+  }
   if (active.journaled) pending_journal_.push_back(journal_entry(active, &event));
   pending_events_.push_back(std::move(event));
   retire(active);
@@ -703,7 +748,15 @@ JournalEntry CallbackService::journal_entry(const Active& active, const CallEven
                          .reservation = active.reservation_id,
                          .limit = active.limit,
                          .b_dialed = active.b_dialed,
-                         .server = active.server};
+                         .server = active.server,
+                         .covered = active.covered,
+                         .slice = active.slice,
+                         .ending = {.limit_reached = active.limit_reached,
+                                    .money_ran_out = active.money_ran_out,
+                                    .a_hung_up = active.a_hung_up,
+                                    .b_hung_up = active.b_hung_up,
+                                    .unobserved = active.unobserved || active.engine_lost,
+                                    .cancel_requested = active.cancel_requested}};
   if (final != nullptr) {
     record.outcome = final->outcome;
     record.announcement = final->announcement;
@@ -901,6 +954,17 @@ void CallbackService::retire(Active& active) {
   }
 }
 
+namespace {
+
+// Every leg that was placed has ended (A always; B when it was dialed).
+bool legs_ended_of(const Call& call, bool b_dialed) {
+  return call.leg_a().state == LegState::ended && (!b_dialed || call.leg_b().state == LegState::ended);
+}
+
+}  // namespace
+
+bool CallbackService::legs_ended(const Active& active) { return legs_ended_of(active.call, active.b_dialed); }
+
 Result<RecoveryReport> CallbackService::recover() {
   RecoveryReport report;
   if (journal_ == nullptr) return report;
@@ -942,6 +1006,14 @@ Result<RecoveryReport> CallbackService::recover() {
     active.authorized = active.call.state() != CallState::authorizing;
     active.warning_before = options_.warning_before;
     active.warning_repeat = options_.warning_repeat;
+    active.covered = record->covered;
+    active.slice = record->slice;
+    active.limit_reached = record->ending.limit_reached;
+    active.money_ran_out = record->ending.money_ran_out;
+    active.a_hung_up = record->ending.a_hung_up;
+    active.b_hung_up = record->ending.b_hung_up;
+    active.unobserved = record->ending.unobserved;
+    active.cancel_requested = record->ending.cancel_requested;
     // What billing holds for it: the journal may not have heard of the grant yet (a crash
     // right after it), and the charge may be made already (a crash while settling).
     std::string reservation = record->reservation.empty() ? entry.reservation : record->reservation;
@@ -950,8 +1022,8 @@ Result<RecoveryReport> CallbackService::recover() {
       auto held = billing_->authorizer().reservation_of(entry.id);
       if (!held) return held.error();
       if (*held) reservation = (*held)->status == "open" ? (*held)->reservation : std::string();
-      const bool legs_ended = active.call.leg_a().state == LegState::ended;
-      if (*held && (*held)->status == "settled" && legs_ended) settled_cost = (*held)->cost;
+      if (*held && (*held)->status == "open" && (*held)->covered > active.covered) active.covered = (*held)->covered;
+      if (*held && (*held)->status == "settled" && legs_ended(active)) settled_cost = (*held)->cost;
     }
     active.reservation = reservation;
     active.reservation_id = reservation;
@@ -964,6 +1036,19 @@ Result<RecoveryReport> CallbackService::recover() {
       active.finishing = true;
       active_.emplace(entry.id, std::move(owned));
       complete(entry.id, settled_cost);
+      continue;
+    }
+    if (active.authorized && legs_ended(active)) {
+      // Ended before the stop, the legs' ends in the journal, the money not moved yet (a
+      // crash between the two): moved now from what the journal says, without asking
+      // Asterisk, which may have forgotten the call.
+      active.finishing = true;
+      active_.emplace(entry.id, std::move(owned));
+      if (billing_ != nullptr && !active.reservation.empty()) {
+        move_money(entry.id);
+      } else {
+        complete(entry.id, std::nullopt);
+      }
       continue;
     }
     if (!active.authorized) {
@@ -987,6 +1072,12 @@ Result<RecoveryReport> CallbackService::recover() {
     notify(event);
     // The engine answers for each; if it cannot, the stage timer ends it as engine lost.
     arm_stage_timer(active, options_.a_ring_timeout + options_.b_ring_timeout + active.limit);
+    // Talking on money held in slices: the next slice is asked for as before the stop.
+    if (active.call.state() == CallState::bridged && active.call.leg_b().answered) {
+      const auto talked =
+          std::chrono::duration_cast<std::chrono::seconds>(context_.clock.now() - *active.call.leg_b().answered);
+      arm_slice_timer(active, active.covered - talked);
+    }
   }
   in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
   if (!lost.empty()) engine_.recover(lost);

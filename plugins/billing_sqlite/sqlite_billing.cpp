@@ -604,10 +604,12 @@ Money settled_cost(SQLite::Database& db, const std::string& reservation) {
 Result<std::optional<Authorizer::Held>> SqliteBilling::reservation_of(const std::string& call_id) {
   std::optional<Held> held;
   auto read = write([&held, call_id](SQLite::Database& db) {
-    SQLite::Statement select(db, "SELECT id, status FROM reservation WHERE call_id = ? ORDER BY created_at DESC LIMIT 1");
+    SQLite::Statement select(
+        db, "SELECT id, status, max_seconds FROM reservation WHERE call_id = ? ORDER BY created_at DESC LIMIT 1");
     select.bind(1, call_id);
     if (!select.executeStep()) return;
-    held = Held{.reservation = select.getColumn(0).getString(), .status = select.getColumn(1).getString()};
+    held = Held{.reservation = select.getColumn(0).getString(), .status = select.getColumn(1).getString(),
+                .covered = std::chrono::seconds(select.getColumn(2).getInt64())};
     if (held->status == "settled") held->cost = settled_cost(db, held->reservation);
   });
   if (!read) return read.error();

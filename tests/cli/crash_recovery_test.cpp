@@ -23,6 +23,7 @@
 #include <chrono>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -278,6 +279,32 @@ TEST_F(CrashRecoveryTest, AKillWhileAuthorizingHoldsNoMoneyAndFreesTheKey) {
   EXPECT_EQ(wait_for(again, id_of(retried), final).at("state"), "completed");
 }
 
+// `callbackctl call` runs its own service, which takes up what the journal held when it
+// starts: a callback interrupted by a kill ends "interrupted" right then. The command shows
+// and waits for its own call, not that one.
+TEST_F(CrashRecoveryTest, CallbackctlCallFollowsItsOwnCallNotOneItsStartTookUp) {
+  {
+    Daemon d(config, {"CALLBACK_CRASH_AT=authorizing"});
+    ASSERT_NE(d.port(), 0);
+    EXPECT_FALSE(post_callback(d, "9001", "2001").answered);
+    EXPECT_EQ(d.wait(), SIGKILL);
+  }
+  auto run = ctl("--json call 9002 2002 --account acc --wait", 60);
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  std::istringstream lines(run.out);
+  std::string id;
+  std::size_t events = 0;
+  for (std::string line; std::getline(lines, line);) {
+    auto event = json::parse(line).as_object();
+    if (id.empty()) id = std::string(event.at("id").as_string());
+    EXPECT_EQ(event.at("id"), json::value(id)) << run.out;  // one callback's events only
+    EXPECT_EQ(event.at("caller"), "9002") << run.out;
+    ++events;
+  }
+  EXPECT_GT(events, 1u) << run.out;
+  EXPECT_EQ(cdrs(id).size(), 2u);
+}
+
 TEST_F(CrashRecoveryTest, AKillRightAfterTheGrantReleasesIt) {
   const std::string before = balance();
   {
@@ -374,6 +401,81 @@ TEST_F(CrashRecoveryTest, AKillWhileSettlingChargesOnceAndWritesTheRecordsOnce) 
   ASSERT_TRUE(ended.at("cost").is_object()) << json::serialize(ended);
   EXPECT_EQ(balance(), charged);  // not charged twice
   EXPECT_EQ(cdrs(id).size(), 2u);
+}
+
+// Killed between the legs' ends reaching the journal and the charge: Asterisk has forgotten
+// the call (and its AstDB record is deleted), so only the journal knows what it was. The
+// restart charges B's talk from it, once, and writes the records once.
+TEST_F(CrashRecoveryTest, AKillAfterTheCallEndedButBeforeTheChargeChargesItFromTheJournal) {
+  {
+    Daemon d(config, {"CALLBACK_CRASH_AT=ended"});
+    ASSERT_NE(d.port(), 0);
+    auto accepted = post_callback(d, "9001", "2001");  // B hangs up after a while
+    ASSERT_EQ(accepted.status, 202);
+    EXPECT_EQ(d.wait(), SIGKILL);
+  }
+  EXPECT_EQ(balance(), "100.00");  // nothing charged yet
+  EXPECT_NE(reserved(), "0.00");
+  ASSERT_TRUE(asterisk.wait_for_active_calls(0, 10s));
+  Daemon again(config, {});
+  ASSERT_NE(again.port(), 0);
+  const std::string id = only_callback(again);
+  ASSERT_FALSE(id.empty());
+  auto ended = wait_for(again, id, final);
+  ASSERT_TRUE(ended.at("cost").is_object()) << json::serialize(ended);
+  EXPECT_GT(ended.at("legs").at("b").at("billsec").as_int64(), 0) << json::serialize(ended);
+  EXPECT_EQ(ended.at("outcome"), "partner_hangup") << json::serialize(ended);
+  EXPECT_EQ(reserved(), "0.00");
+  EXPECT_NE(balance(), "100.00");
+  EXPECT_EQ(cdrs(id).size(), 2u);
+}
+
+// Money held in slices (debit_interval_seconds): a call taken up after a kill keeps asking
+// for the next slice (before, it held the slice it had at the kill and no more), and is
+// charged for its talk.
+TEST_F(CrashRecoveryTest, ACallOnMoneyHeldInSlicesKeepsExtendingAfterTheRestart) {
+  {
+    std::ifstream in(config);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string billing = "\"plugin\": \"callback.billing.sqlite\", \"config\": {";
+    const auto at = text.find(billing);
+    ASSERT_NE(at, std::string::npos);
+    text.insert(at + billing.size(), "\"debit_interval_seconds\": 4, ");
+    std::ofstream(config) << text;
+  }
+  std::string id;
+  {
+    Daemon d(config, {});
+    ASSERT_NE(d.port(), 0);
+    auto accepted = post_callback(d, "9001", "1001");  // B stays up
+    ASSERT_EQ(accepted.status, 202) << json::serialize(accepted.body);
+    id = id_of(accepted);
+    wait_for(d, id, [](const json::object& cb) { return cb.at("state") == "bridged"; });
+    d.kill9();
+  }
+  EXPECT_NE(reserved(), "0.00");  // a slice or two: 4 s at 0.60/min each
+  Daemon again(config, {});
+  ASSERT_NE(again.port(), 0);
+  wait_for(again, id, [](const json::object& cb) { return cb.at("state") == "bridged"; });
+  // The next slices are asked for (a condition, polled): more than 8 s of talk held.
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (std::stod(reserved()) <= 0.08 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(200ms);  // poll interval, not a synchronization
+  }
+  ASSERT_GT(std::stod(reserved()), 0.08);
+  auto canceled = http(again, "DELETE", "/v1/callbacks/" + id);
+  EXPECT_TRUE(canceled.status == 202 || canceled.status == 200) << canceled.status;
+  auto ended = wait_for(again, id, final);
+  ASSERT_TRUE(ended.at("cost").is_object()) << json::serialize(ended);
+  // B's billsec is what the fake replays from its recording (not the time the test took).
+  const auto billsec = ended.at("legs").at("b").at("billsec").as_int64();
+  EXPECT_EQ(reserved(), "0.00");
+  // Charged for every second of it (0.01 a second at 0.60/min, 1/1 increments).
+  const auto charged = ended.at("cost").at("amount").as_string();
+  char expected[48];
+  std::snprintf(expected, sizeof expected, "%lld.%02lld", static_cast<long long>(billsec / 100),
+                static_cast<long long>(billsec % 100));
+  EXPECT_EQ(charged, expected) << json::serialize(ended);
 }
 
 TEST_F(CrashRecoveryTest, ReconcileRefusesWhileCallbackdOwnsTheStoreAndFixesAfterAKill) {

@@ -425,6 +425,55 @@ TEST_F(ServiceTest, DestroyingTheServiceSettlesCallsInFlightAndWritesTheirCdrs) 
   EXPECT_EQ(store.rows[1].hangup_cause, HangupCause::canceled());
 }
 
+// Billing that fails to settle (its database locked) leaves the call in flight and is asked
+// again, 1 s then 2 s later: the call never ends with its reservation open and unbilled.
+TEST_F(ServiceTest, ASettleThatFailsIsTriedAgainUntilItIsMadeAndOnlyThenTheCallEnds) {
+  make({}, &billing);
+  billing.max_duration = 300s;
+  const auto id = start(request());
+  leg(id, LegRole::a, LegEventType::answered);
+  leg(id, LegRole::b, LegEventType::dialing);
+  leg(id, LegRole::b, LegEventType::connected);
+  clock.advance(30s);
+  billing.failures_left = 2;
+  leg(id, LegRole::b, LegEventType::ended, HangupCause{16});
+  leg(id, LegRole::a, LegEventType::ended, HangupCause{16});
+  pump();
+  EXPECT_TRUE(billing.settled.empty());
+  EXPECT_EQ(service->in_flight(), 1u);  // not ended while its money is not settled
+  EXPECT_NE(events.seen.back().call.state(), CallState::completed);
+  clock.advance(1s);  // the second try fails too
+  pump();
+  EXPECT_TRUE(billing.settled.empty());
+  EXPECT_EQ(service->in_flight(), 1u);
+  clock.advance(2s);
+  pump();
+  ASSERT_EQ(billing.settled.size(), 1u);
+  EXPECT_EQ(billing.settled[0].second, 30s);
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  EXPECT_EQ(events.seen.back().call.state(), CallState::completed);
+  ASSERT_TRUE(events.seen.back().cost);
+  EXPECT_EQ(service->in_flight(), 0u);
+  EXPECT_NE(log_text.str().find("settling reservation r-" + id + " failed: database is locked; trying again in 2 s"),
+            std::string::npos) << log_text.str();
+}
+
+// The same for a release (nothing to charge): the grant is given back before the call ends.
+TEST_F(ServiceTest, AReleaseThatFailsIsTriedAgainToo) {
+  make({}, &billing);
+  const auto id = start(request());
+  billing.failures_left = 1;
+  leg(id, LegRole::a, LegEventType::ended, HangupCause{17});
+  pump();
+  EXPECT_TRUE(billing.released.empty());
+  EXPECT_EQ(service->in_flight(), 1u);
+  clock.advance(1s);
+  pump();
+  EXPECT_EQ(billing.released, std::vector<std::string>{"r-" + id});
+  EXPECT_EQ(events.seen.back().call.state(), CallState::failed);
+  EXPECT_EQ(service->in_flight(), 0u);
+}
+
 TEST_F(ServiceTest, CdrsThatCannotBeStoredAreKeptAndStoredLater) {
   make({}, &billing);
   const auto id = start(request());

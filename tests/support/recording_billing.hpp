@@ -24,6 +24,8 @@ class RecordingBilling final : public Billing, Rater, Authorizer {
   std::vector<AuthorizationRequest> authorized;
   std::vector<std::pair<std::string, std::chrono::seconds>> settled;
   std::vector<std::string> released;
+  // Settles and releases fail (the database busy) while this is above 0; each failure counts down.
+  int failures_left = 0;
 
   Rater& rater() override { return *this; }
   Authorizer& authorizer() override { return *this; }
@@ -44,10 +46,12 @@ class RecordingBilling final : public Billing, Rater, Authorizer {
     return std::min(wanted, money_for);
   }
   Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) override {
+    if (failures_left > 0 && failures_left--) return Error{"billing_unavailable", "database is locked", {}};
     settled.emplace_back(reservation, billsec);
     return price().cost(billsec);
   }
   Status release(const std::string& reservation) override {
+    if (failures_left > 0 && failures_left--) return Error{"billing_unavailable", "database is locked", {}};
     released.push_back(reservation);
     return ok_status();
   }

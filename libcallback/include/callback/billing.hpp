@@ -135,6 +135,7 @@ class CALLBACK_EXPORT Authorizer {
     std::string reservation;
     std::string status;
     std::optional<Money> cost;  // when settled
+    std::chrono::seconds covered{0};  // when open: the talk time it covers (money held in slices)
   };
   [[nodiscard]] virtual Result<std::optional<Held>> reservation_of(const std::string& call_id) {
     (void)call_id;

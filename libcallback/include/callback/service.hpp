@@ -168,6 +168,8 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   // Final entries go with the CDRs (flush_endings).
   void write_journal(Active& active, std::function<void()> then = nullptr, bool refuse_unwritten = true);
   void move_money(const std::string& id);
+  static bool legs_ended(const Active& active);
+  void on_money_moved(const std::string& id, const Result<std::optional<Money>>& moved);
   void place(const std::string& id, const OriginateRequest& originate);
   [[nodiscard]] JournalEntry journal_entry(const Active& active, const CallEvent* final) const;
   void queue_final_entry(JournalEntry entry);
