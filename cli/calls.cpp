@@ -294,10 +294,13 @@ int reconcile_command(const PluginSource& source, int timeout_seconds, const Out
   }
   json::array skipped;
   for (const auto& s : report.skipped) skipped.push_back(json::value(s));
+  json::array released;
+  for (const auto& r : report.released) released.push_back(json::value(r));
   if (output.json) {
     output.out << json::serialize(json::object{{"finished", report.finished},
                                                {"fixed", fixed},
                                                {"still_open", open},
+                                               {"released", released},
                                                {"skipped", skipped}})
                << '\n';
   } else {
@@ -306,6 +309,7 @@ int reconcile_command(const PluginSource& source, int timeout_seconds, const Out
     if (!report.resumed.empty()) output.out << ", " << fixed.size() << " ended, billed and recorded now";
     output.out << '\n';
     if (!report.resumed.empty()) table.print(output.out);
+    for (const auto& r : report.released) output.out << "released (left open by a stop): " << r << '\n';
     for (const auto& s : report.skipped) output.out << "skipped (unreadable): " << s << '\n';
   }
   if (!open.empty()) {

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <random>
+#include <set>
 
 namespace callback {
 
@@ -662,6 +663,12 @@ void CallbackService::on_money_moved(const std::string& id, const Result<std::op
     active.money_retry_delay = std::chrono::seconds{0};
     return complete(id, *moved);
   }
+  if (moved.error().code == "reservation_ended" || moved.error().code == "unknown_reservation") {
+    // Nothing to try again: billing has no open reservation by that id (ended already).
+    context_.log.error("callback.service", id + ": reservation " + active.reservation + ": " + moved.error().message);
+    active.reservation.clear();
+    return complete(id, std::nullopt);
+  }
   // Not moved: try again, 1 s, then doubling up to a minute, for as long as it takes.
   active.money_retry_delay = std::clamp(active.money_retry_delay * 2, std::chrono::seconds{1}, std::chrono::seconds{60});
   context_.log.error("callback.service", id + ": " + (active.call.leg_b().answered ? "settling" : "releasing") +
@@ -1077,6 +1084,22 @@ Result<RecoveryReport> CallbackService::recover() {
       const auto talked =
           std::chrono::duration_cast<std::chrono::seconds>(context_.clock.now() - *active.call.leg_b().answered);
       arm_slice_timer(active, active.covered - talked);
+    }
+  }
+  // Reservations still open for no callback in flight: their release was on its way
+  // (billing's thread) when the final entry (the store's thread) was written, and the
+  // process stopped between the two. Given back now; nothing else would ever do it.
+  if (billing_ != nullptr) {
+    auto held = billing_->authorizer().open_reservations();
+    if (!held) return held.error();
+    std::set<std::string> journaled;
+    for (const auto& entry : *open) journaled.insert(entry.id);
+    for (const auto& h : *held) {
+      if (journaled.count(h.call_id) > 0 || active_.count(h.call_id) > 0) continue;
+      context_.log.warning("callback.service", "reservation " + h.reservation + " of " + h.call_id +
+                                                   " was left open by a stop; releasing it");
+      report.released.push_back(h.reservation);
+      billing_->authorizer().release_async(h.reservation, [](Status) {});
     }
   }
   in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));

@@ -601,6 +601,19 @@ Money settled_cost(SQLite::Database& db, const std::string& reservation) {
 
 }  // namespace
 
+Result<std::vector<Authorizer::Held>> SqliteBilling::open_reservations() {
+  std::vector<Held> held;
+  auto read = write([&held](SQLite::Database& db) {
+    SQLite::Statement select(db, "SELECT id, call_id, max_seconds FROM reservation WHERE status = 'open' ORDER BY created_at");
+    while (select.executeStep()) {
+      held.push_back(Held{.reservation = select.getColumn(0).getString(), .call_id = select.getColumn(1).getString(),
+                          .status = "open", .covered = std::chrono::seconds(select.getColumn(2).getInt64())});
+    }
+  });
+  if (!read) return read.error();
+  return held;
+}
+
 Result<std::optional<Authorizer::Held>> SqliteBilling::reservation_of(const std::string& call_id) {
   std::optional<Held> held;
   auto read = write([&held, call_id](SQLite::Database& db) {
@@ -608,7 +621,8 @@ Result<std::optional<Authorizer::Held>> SqliteBilling::reservation_of(const std:
         db, "SELECT id, status, max_seconds FROM reservation WHERE call_id = ? ORDER BY created_at DESC LIMIT 1");
     select.bind(1, call_id);
     if (!select.executeStep()) return;
-    held = Held{.reservation = select.getColumn(0).getString(), .status = select.getColumn(1).getString(),
+    held = Held{.reservation = select.getColumn(0).getString(), .call_id = call_id,
+                .status = select.getColumn(1).getString(),
                 .covered = std::chrono::seconds(select.getColumn(2).getInt64())};
     if (held->status == "settled") held->cost = settled_cost(db, held->reservation);
   });

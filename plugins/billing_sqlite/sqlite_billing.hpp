@@ -66,6 +66,7 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
                     std::function<void(Result<Money>)> done) override;
   void release_async(const std::string& reservation, std::function<void(Status)> done) override;
   [[nodiscard]] Result<std::optional<Held>> reservation_of(const std::string& call_id) override;
+  [[nodiscard]] Result<std::vector<Held>> open_reservations() override;
   // BillingAdmin
   [[nodiscard]] Result<ImportReport> import_rates(const std::string& tariff, std::istream& csv,
                                                   const Currency& currency) override;

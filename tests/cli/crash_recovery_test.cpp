@@ -14,6 +14,7 @@
 #include "fake_asterisk.hpp"
 
 #include <boost/json.hpp>
+#include <SQLiteCpp/Database.h>
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -505,6 +506,37 @@ TEST_F(CrashRecoveryTest, ReconcileRefusesWhileCallbackdOwnsTheStoreAndFixesAfte
   auto twice = ctl("--json reconcile --timeout 30", 60);
   ASSERT_EQ(twice.exit_code, 0) << twice.err;
   EXPECT_TRUE(json::parse(twice.out).at("fixed").as_array().empty());
+}
+
+// A release on billing's thread and the final journal entry on the store's commit in no
+// fixed order; a stop between the two left the reservation open with its callback final.
+// Made here by hand (an open reservation of a finished callback): reconcile gives it back.
+TEST_F(CrashRecoveryTest, AReservationLeftOpenForAFinishedCallbackIsReleasedByTheNextStart) {
+  std::string id;
+  {
+    Daemon d(config, {});
+    ASSERT_NE(d.port(), 0);
+    auto accepted = post_callback(d, "9001", "4001");  // B never answers: released, nothing charged
+    ASSERT_EQ(accepted.status, 202);
+    id = id_of(accepted);
+    EXPECT_EQ(wait_for(d, id, final).at("state"), "completed");
+    d.terminate();
+  }
+  {
+    SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
+    db.exec("UPDATE reservation SET status = 'open', ended_at = NULL WHERE call_id = '" + id + "'");
+    db.exec("UPDATE account SET reserved_micros = reserved_micros + "
+            "(SELECT amount_micros FROM reservation WHERE call_id = '" + id + "') WHERE id = 'acc'");
+  }
+  ASSERT_NE(reserved(), "0.00");
+  auto fixed = ctl("--json reconcile --timeout 10", 60);
+  ASSERT_EQ(fixed.exit_code, 0) << fixed.err << fixed.out;
+  auto report = json::parse(fixed.out).as_object();
+  EXPECT_EQ(report.at("released").as_array().size(), 1u) << fixed.out;
+  EXPECT_TRUE(report.at("fixed").as_array().empty()) << fixed.out;
+  EXPECT_EQ(reserved(), "0.00");
+  EXPECT_EQ(balance(), "100.00");
+  EXPECT_EQ(cdrs(id).size(), 2u);  // its records stay as they were
 }
 
 }  // namespace

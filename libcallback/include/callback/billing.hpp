@@ -133,6 +133,7 @@ class CALLBACK_EXPORT Authorizer {
   // first charge back and charges nothing (settle is idempotent).
   struct Held {
     std::string reservation;
+    std::string call_id;
     std::string status;
     std::optional<Money> cost;  // when settled
     std::chrono::seconds covered{0};  // when open: the talk time it covers (money held in slices)
@@ -141,6 +142,8 @@ class CALLBACK_EXPORT Authorizer {
     (void)call_id;
     return std::optional<Held>{};
   }
+  // Every reservation still open (status "open"), for the sweep after a restart.
+  [[nodiscard]] virtual Result<std::vector<Held>> open_reservations() { return std::vector<Held>{}; }
 };
 
 // A rate deck as stored: a named tariff accounts are assigned to.

@@ -96,6 +96,7 @@ struct RecoveryReport {
   std::size_t finished = 0;  // finished callbacks readable again (and their idempotency keys)
   std::vector<std::string> resumed;  // in flight at the crash: handed to the engine to find
   std::vector<std::string> skipped;  // entries that could not be read ("id: why")
+  std::vector<std::string> released;  // reservations left open for no callback, given back
 };
 
 class CALLBACK_EXPORT CallObserver {
