@@ -855,6 +855,16 @@ void CallbackService::flush_endings() {
           if (!stored) {
             pending_journal_.insert(pending_journal_.begin(), entries.begin(), entries.end());
             keep_for_retry(std::move(back), stored.error());
+          } else {
+            // Their ends are on disk: what the engine kept on Asterisk to recover them may go.
+            for (const auto& entry : entries) {
+              if (entry.final) engine_.forget(entry.id);
+            }
+            if (journal_ == nullptr) {
+              for (const auto& event : events) {
+                if (is_final(event.call.state())) engine_.forget(event.call.id());
+              }
+            }
           }
           for (const auto& event : events) notify(event);
         });

@@ -430,6 +430,8 @@ void AmiEngine::list_channels(Server& server) {
   server.send(ami::Action("CoreShowChannels").add("ActionID", server.channels_id).str());
 }
 
+void AmiEngine::forget(const std::string& call_id) { tracker_.forget(call_id); }
+
 void AmiEngine::recover(const std::vector<Recovered>& calls) {
   std::vector<std::string> names;
   for (const auto& server : servers_) names.push_back(server->name);

@@ -64,6 +64,7 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   void hangup(const std::string& call_id, LegRole leg, HangupCause cause) override;
   // Adopts the calls; each server lists its channels (now, or once it is connected).
   void recover(const std::vector<Recovered>& calls) override;
+  void forget(const std::string& call_id) override;
 
   // Not offered: this engine connects server-side (see capabilities()). Each reports
   // an `ended` event for the leg... no: calling them is a bug in the caller.

@@ -581,18 +581,42 @@ void CallTracker::finish(Call& call, End how) {
   }
   a.far_end_hung_up = !engine_lost && !we_hung_up && call.where_h;
   a.unobserved = unobserved;
-  // The dialplan wrote its record with the result we now have: AstDB need not keep it.
+  // The dialplan wrote its record with the result we now have: AstDB need not keep it
+  // once the service has the end on disk (forget()).
   if ((how == End::seen || how == End::record) && call.user_event && call.originate_ok) {
-    sink_.send(call.server, ami::Action("DBDel")
-                                .add("ActionID", "dbdel-" + call.id)
-                                .add("Family", std::string(record_family))
-                                .add("Key", call.id)
-                                .str());
+    if (unforgotten_.emplace(call.id, call.server).second) unforgotten_order_.push_back(call.id);
+    while (unforgotten_.size() > forget_kept && !unforgotten_order_.empty()) {
+      const std::string oldest = std::move(unforgotten_order_.front());
+      unforgotten_order_.pop_front();
+      if (auto it = unforgotten_.find(oldest); it != unforgotten_.end()) {
+        delete_record(it->second, oldest);
+        unforgotten_.erase(it);
+      }
+    }
   }
   if (auto n = in_flight_.find(call.server); call.counted && n != in_flight_.end() && n->second > 0) --n->second;
   for (const auto& b_id : call.b_channels) b_channels_.erase(b_id);
   auto node = calls_.extract(call.id);  // keeps `call` alive until the end of this scope
   sink_.on_leg_event(a);
+}
+
+void CallTracker::delete_record(const std::string& server, const std::string& call_id) {
+  sink_.send(server, ami::Action("DBDel")
+                         .add("ActionID", "dbdel-" + call_id)
+                         .add("Family", std::string(record_family))
+                         .add("Key", call_id)
+                         .str());
+}
+
+void CallTracker::forget(const std::string& call_id) {
+  auto it = unforgotten_.find(call_id);
+  if (it == unforgotten_.end()) return;
+  delete_record(it->second, call_id);
+  unforgotten_.erase(it);
+  // Its place in the order goes when it reaches the front (erased ids are skipped there).
+  while (!unforgotten_order_.empty() && unforgotten_.count(unforgotten_order_.front()) == 0) {
+    unforgotten_order_.pop_front();
+  }
 }
 
 // --- cancel, lost connections, stop --------------------------------------------------------

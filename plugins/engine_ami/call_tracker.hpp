@@ -131,6 +131,12 @@ class CallTracker {
   // record; a call already tracked is left alone.
   void adopt(const Engine::Recovered& call, const std::vector<std::string>& servers);
 
+  // The service has the end of `call_id` on disk: its AstDB record is deleted (DBDel) now,
+  // not when the call ended. At most `forget_kept` ended calls wait for this; beyond that
+  // the oldest's record is deleted anyway.
+  void forget(const std::string& call_id);
+  static constexpr std::size_t forget_kept = 65'536;
+
   // The connection to `server` is gone: its calls wait lost_call_grace for it.
   void connection_lost(const std::string& server);
   // (Re)connected: true when calls wait for CoreShowChannels to say which are still up.
@@ -150,6 +156,10 @@ class CallTracker {
   struct Call;
 
  private:
+  // Ended calls whose AstDB record waits for forget(): id -> server, and their order.
+  std::unordered_map<std::string, std::string> unforgotten_;
+  std::deque<std::string> unforgotten_order_;
+  void delete_record(const std::string& server, const std::string& call_id);
   struct HeldCdr {
     std::string destination_channel;
     std::string disposition;

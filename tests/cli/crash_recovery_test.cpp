@@ -404,9 +404,9 @@ TEST_F(CrashRecoveryTest, AKillWhileSettlingChargesOnceAndWritesTheRecordsOnce) 
   EXPECT_EQ(cdrs(id).size(), 2u);
 }
 
-// Killed between the legs' ends reaching the journal and the charge: Asterisk has forgotten
-// the call (and its AstDB record is deleted), so only the journal knows what it was. The
-// restart charges B's talk from it, once, and writes the records once.
+// Killed between the legs' ends reaching the journal and the charge: Asterisk has no channel
+// of the call any more, and the journal knows how it ended. The restart charges B's talk
+// from it, once, and writes the records once.
 TEST_F(CrashRecoveryTest, AKillAfterTheCallEndedButBeforeTheChargeChargesItFromTheJournal) {
   {
     Daemon d(config, {"CALLBACK_CRASH_AT=ended"});

@@ -143,7 +143,9 @@ TEST_F(RecoveryTest, BridgedCallThatEndsDuringTheOutageIsBilledFromItsRecordOnce
   EXPECT_EQ(b.billsec, std::chrono::seconds(std::stoi(f[2]))) << "the record's ANSWEREDTIME: " << *record;
   EXPECT_TRUE(b.far_end_hung_up);
   EXPECT_FALSE(b.limit_reached);
-  // Read, so deleted.
+  // Read, so deleted once the service says it has the end on disk.
+  EXPECT_TRUE(asterisk.db_get("callback", "cb-a")) << "kept until the service has the end on disk";
+  engine->forget("cb-a");
   EXPECT_TRUE(run_until([&] { return !asterisk.db_get("callback", "cb-a"); }, 5s));
 }
 
@@ -216,6 +218,8 @@ TEST_F(RecoveryTest, RecoverFollowsACallStillUpToItsEndAndBillsIt) {
   EXPECT_EQ(b.dial_status, "ANSWER");
   ASSERT_TRUE(b.billsec);
   EXPECT_GT(*b.billsec, 0s) << "B's Cdr";
+  EXPECT_TRUE(asterisk.db_get("callback", "cb-d")) << "kept until the service has the end on disk";
+  engine->forget("cb-d");
   EXPECT_TRUE(run_until([&] { return !asterisk.db_get("callback", "cb-d"); }, 5s)) << "its record deleted";
 }
 
@@ -244,6 +248,8 @@ TEST_F(RecoveryTest, RecoverOfACallThatEndedWithNoEngineEndsItFromItsRecordOnAny
   EXPECT_EQ(b.dial_status, "ANSWER");
   EXPECT_EQ(b.billsec, std::chrono::seconds(std::stoi(f[2]))) << *record;
   EXPECT_TRUE(b.far_end_hung_up);
+  EXPECT_TRUE(asterisk.db_get("callback", "cb-e")) << "kept until the service has the end on disk";
+  engine->forget("cb-e");
   EXPECT_TRUE(run_until([&] { return !asterisk.db_get("callback", "cb-e"); }, 5s)) << "its record deleted";
 }
 
@@ -277,6 +283,10 @@ TEST_F(RecoveryTest, ANormalEndDeletesTheRecordAndItsAnswerIsIgnored) {
   const LegEvent& b = ends_once(observer, "cb-f");
   EXPECT_FALSE(b.unobserved);
   EXPECT_EQ(b.cause.code(), 17);
+  EXPECT_FALSE(sent("Action: DBDel")) << "not before the service has the end on disk";
+  engine->forget("cb-f");
+  engine->forget("cb-f");  // twice, or for a call it does not know: nothing more
+  engine->forget("cb-unknown");
   EXPECT_TRUE(run_until([&] { return sent("Action: DBDel\r\nActionID: dbdel-cb-f\r\nFamily: callback\r\nKey: cb-f\r\n"); },
                         5s));
   EXPECT_TRUE(run_until([&] { return !asterisk.db_get("callback", "cb-f"); }, 5s)) << "the record stays for ever";

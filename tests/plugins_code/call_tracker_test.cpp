@@ -766,7 +766,10 @@ TEST(CallTrackerLost, ARecordReadAfterAReconnectEndsTheCallAsItsUserEventWould) 
     EXPECT_EQ(b->far_end_hung_up, f[0] == "ANSWER" && f[4] == "end" && f[3] == "0");
     EXPECT_EQ(a->far_end_hung_up, f[4] == "h");
     EXPECT_EQ(emitted(events, LegRole::b, LegEventType::connected), f[0] == "ANSWER");
-    // Read, so deleted: exactly the DBDel the real Asterisk answered "Key deleted successfully".
+    // Read, so deleted once the service has the end on disk: exactly the DBDel the real
+    // Asterisk answered "Key deleted successfully".
+    ASSERT_EQ(run.sink.sent.size(), 1u) << "the DBGet only, until forget()";
+    run.tracker.forget(id);
     ASSERT_EQ(run.sink.sent.size(), 2u);
     EXPECT_EQ(run.sink.sent[1], sent_action("ami-db-record", "dbdel-" + id));
     EXPECT_EQ(answers(replies, "dbdel-" + id).at(0)->get("Message"), "Key deleted successfully");
@@ -857,6 +860,10 @@ TEST(CallTrackerLost, ANormalEndDeletesTheRecordAndAFailedAOrAnUnansweredOneHasN
   run.settle();
   check(t, run, "in order");
   const auto expected = truth(t);
+  EXPECT_TRUE(std::none_of(run.sink.sent.begin(), run.sink.sent.end(),
+                           [](const std::string& a) { return a.starts_with("Action: DBDel"); }))
+      << "no record deleted before the service has the end on disk";
+  for (const auto& c : t.calls) run.tracker.forget(c.id);
   for (const auto& c : t.calls) {
     SCOPED_TRACE(c.id);
     const auto del = "Action: DBDel\r\nActionID: dbdel-" + c.id + "\r\nFamily: callback\r\nKey: " + c.id + "\r\n\r\n";

@@ -169,6 +169,11 @@ class CALLBACK_EXPORT Engine : public Component {
     bool b_dialed = false;  // B was (maybe) dialed: its end is reported too
   };
   virtual void recover(const std::vector<Recovered>& calls) { (void)calls; }
+  // The service has this ended call's end on disk (its final journal entry, or its CDRs):
+  // what the engine kept on the server to recover it (AMI: the dialplan's AstDB record) may
+  // go now. Until then it stays, so that a crash between the end and that write still finds
+  // what the call was. Unknown ids are ignored.
+  virtual void forget(const std::string& call_id) { (void)call_id; }
 
   // Primitives (capabilities().primitives).
   virtual void bridge(const std::string& call_id) = 0;  // A with B
