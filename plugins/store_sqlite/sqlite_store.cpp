@@ -161,6 +161,15 @@ Status SqliteStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> ent
         upsert.bind(8, format_time(e.created_at));
         upsert.bind(9, format_time(e.updated_at));
         upsert.exec();
+        if (e.final) ++finals_since_prune_;
+      }
+      if (finals_since_prune_ >= journal_prune_every_) {
+        SQLite::Statement prune(*db_,
+                                "DELETE FROM callback_journal WHERE final = 1 AND id NOT IN (SELECT id FROM "
+                                "callback_journal WHERE final = 1 ORDER BY updated_at DESC, rowid DESC LIMIT ?)");
+        prune.bind(1, static_cast<std::int64_t>(journal_kept_));
+        prune.exec();
+        finals_since_prune_ = 0;
       }
     }
     // Compiled once: CDRs are written for every call, and preparing this statement costs

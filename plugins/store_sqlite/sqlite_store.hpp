@@ -54,6 +54,16 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   Result<std::optional<JournalEntry>> entry(const std::string& id) override;
   // An exclusive flock on "<database>.owner", which holds the owner's pid for the error.
   Status claim() override;
+  // Finished callbacks' entries are pruned as new ones come: every `every` final entries
+  // written, the finished ones beyond the newest `kept` are deleted in the same
+  // transaction (in flight ones never). A restart reads back at most the service's
+  // finished_kept (10,000): the default keeps twice that. Without this the journal grew
+  // by one row (about 2 KB) a callback for ever: 500 MB an hour in the soak.
+  void set_journal_pruning(std::size_t kept, std::size_t every) {
+    std::lock_guard lock(mutex_);
+    journal_kept_ = kept;
+    journal_prune_every_ = every;
+  }
   // AccountStore
   Status create(const Account& account) override;
   Result<std::optional<Account>> find(const std::string& id) override;
@@ -89,6 +99,9 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   bool stopping_ = false;
   std::thread writer_;
   std::unique_ptr<SQLite::Statement> insert_cdr_;  // prepared on first use; guarded by mutex_
+  std::size_t journal_kept_ = 20'000;      // guarded by mutex_
+  std::size_t journal_prune_every_ = 1'000;
+  std::size_t finals_since_prune_ = 0;
   std::filesystem::path path_;
   int schema_version_ = 0;
   int owner_fd_ = -1;  // claim()'s lock

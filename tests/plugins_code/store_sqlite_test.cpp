@@ -109,6 +109,39 @@ TEST_F(SqliteStoreTest, PageCachesTakeTheirPagesFromThePoolMappedAtTheFirstOpen)
   EXPECT_EQ(overflow_peak, 0);   // bytes of pages malloc'ed because the pool had none
 }
 
+// The journal keeps the newest finished callbacks (and every one in flight), not all of them.
+TEST_F(SqliteStoreTest, TheJournalPrunesFinishedCallbacksBeyondTheNewestItKeeps) {
+  store->set_journal_pruning(/*kept=*/50, /*every=*/10);
+  auto entry = [](int i, bool final) {
+    const auto at = Timestamp{} + std::chrono::hours(1000) + std::chrono::seconds(i);
+    return JournalEntry{.id = "cb-" + std::to_string(i), .idempotency_key = "key-" + std::to_string(i),
+                        .state = final ? "completed" : "bridged", .final = final, .call = "{}",
+                        .created_at = at, .updated_at = at};
+  };
+  int failed = 0;
+  auto write = [&](std::vector<JournalEntry> entries) {
+    store->journal()->write_async(std::move(entries), {}, [&](Status s, std::vector<Cdr>) { failed += !s; });
+    store->cdrs().flush();  // one at a time: each its own transaction
+  };
+  write({entry(0, false), entry(1, false)});
+  for (int i = 2; i < 302; ++i) write({entry(i, true)});
+  EXPECT_EQ(failed, 0);
+  auto open = store->journal()->open();
+  ASSERT_TRUE(open);
+  EXPECT_EQ(open->size(), 2u);  // in flight: never pruned
+  auto recent = store->journal()->recent(1000);
+  ASSERT_TRUE(recent);
+  EXPECT_GE(recent->size(), 50u);
+  EXPECT_LE(recent->size(), 60u);  // the newest 50, and at most the 10 written since the last pruning
+  EXPECT_EQ(recent->front().id, "cb-301");
+  auto oldest = store->journal()->entry("cb-2");
+  ASSERT_TRUE(oldest);
+  EXPECT_FALSE(*oldest);
+  auto newest = store->journal()->entry("cb-300");
+  ASSERT_TRUE(newest);
+  EXPECT_TRUE(*newest);
+}
+
 TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
   store.reset();
   auto again = SqliteStore::open({.path = dir / "callback.db"});
