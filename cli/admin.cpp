@@ -524,7 +524,10 @@ int print_policy(const PayerPolicy& policy, const Output& output) {
   }
   auto list = [](const json::value& v) {
     std::string text;
-    for (const auto& p : v.as_array()) text += (text.empty() ? "" : " ") + std::string(p.as_string());
+    for (const auto& p : v.as_array()) {
+      if (!text.empty()) text += ' ';
+      text += std::string_view(p.as_string());
+    }
     return text.empty() ? std::string("-") : text;
   };
   auto amount = [](const json::value& v) { return v.is_null() ? std::string("-") : std::string(v.as_string()); };

@@ -571,8 +571,9 @@ TEST_F(FlowTest, AThousandCallbacksAtOnceOnOneAccountNeverSpendMoreThanItHas) {
   std::vector<std::string> ids;
   std::size_t refused_at_once = 0;
   for (int i = 0; i < 1000; ++i) {
-    CallbackRequest request{.caller = PhoneNumber::parse("9" + std::to_string(1000 + i % 1000).substr(1), as_dialed).value(),
-                            .callee = PhoneNumber::parse("1" + std::to_string(1000 + i % 1000).substr(1), as_dialed).value(),
+    const std::string digits = std::to_string(1000 + i % 1000).substr(1);  // 000-999
+    CallbackRequest request{.caller = PhoneNumber::parse(std::string("9").append(digits), as_dialed).value(),
+                            .callee = PhoneNumber::parse(std::string("1").append(digits), as_dialed).value(),
                             .payer = AccountId{"123"},
                             .origin = Origin::rest,
                             .limit = 90s};  // two slices when it gets them
