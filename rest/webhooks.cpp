@@ -379,7 +379,10 @@ void WebhookSender::run() {
       if (timers_.empty()) {
         wake_.wait(lock);
       } else {
-        wake_.wait_until(lock, timers_.top().first);
+        // A copy: wait_until reads its deadline again after the lock was given up, when
+        // another worker may have pushed to the heap (and moved its elements).
+        const Clock::time_point until = timers_.top().first;
+        wake_.wait_until(lock, until);
       }
       continue;
     }
