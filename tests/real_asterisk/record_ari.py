@@ -450,6 +450,15 @@ def ari_no_app(rec):
     rec.http("GET", "/ari/channels", "list channels")
 
 
+def ari_inbound_no_app(rec):
+    """No WebSocket: a call to the access number finds no Stasis application."""
+    caller, msgs = rec.ami(".caller", "call,cdr")
+    rec.call_in(caller, "5000", "callback-access", "quiet", "caller-noapp-1")
+    _, n = rec.wait_ami(msgs, Event="Newchannel", Exten="5000")
+    caller_hangup(rec, msgs, "caller-noapp-1", ami.get(n, "Channel")[:-2] + ";2")
+    rec.quiet(1)
+
+
 # --- AMI scenarios: the inbound call in Async AGI --------------------------------------------
 
 AMI_EVENTS = "call,user,cdr,agi,dtmf"
@@ -525,6 +534,7 @@ SCENARIOS = {
     "ari-play": ari_play,
     "ari-errors": ari_errors,
     "ari-no-app": ari_no_app,
+    "ari-inbound-no-app": ari_inbound_no_app,
     "ami-inbound-asyncagi": ami_inbound_asyncagi,
     "ami-inbound-getdata": ami_inbound_getdata,
     "ami-inbound-reject": ami_inbound_reject,
