@@ -513,11 +513,11 @@ def ami_inbound_asyncagi(rec):
     agi_hangup(rec, conn, msgs, cmsgs, ch, "caller-agi-1", "16")
 
 
-def ami_inbound_getdata(rec):
-    conn, msgs, cmsgs, ch = ami_inbound(rec, "caller-agi-2", "dtmf")
+def ami_inbound_getdata(rec, cid="caller-agi-2", caller="dtmf"):
+    conn, msgs, cmsgs, ch = ami_inbound(rec, cid, caller)
     agi_step(rec, conn, msgs, ch, "ANSWER", "agi-1")
     agi_step(rec, conn, msgs, ch, "GET DATA callback-please-wait 3000 10", "agi-2", timeout=20)
-    agi_hangup(rec, conn, msgs, cmsgs, ch, "caller-agi-2", "16")
+    agi_hangup(rec, conn, msgs, cmsgs, ch, cid, "16")
 
 
 def ami_inbound_reject(rec):
@@ -537,6 +537,7 @@ SCENARIOS = {
     "ari-inbound-no-app": ari_inbound_no_app,
     "ami-inbound-asyncagi": ami_inbound_asyncagi,
     "ami-inbound-getdata": ami_inbound_getdata,
+    "ami-inbound-getdata-timeout": lambda rec: ami_inbound_getdata(rec, "caller-agi-4", "quiet"),
     "ami-inbound-reject": ami_inbound_reject,
 }
 
