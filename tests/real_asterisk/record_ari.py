@@ -330,14 +330,17 @@ def ari_inbound_caller_hangup(rec):
     rec.http("DELETE", "/ari/channels/%s?reason=normal" % ch, "hang up, after StasisEnd")
 
 
-def reject(rec, cid, how, ring=0.0):
+def reject(rec, cid, how, ring=0.0, subscribe=False):
     rec.connect_ws()
     msgs, ch, name = inbound(rec, cid, "quiet")
+    if subscribe:
+        rec.http("POST", "/ari/applications/%s/subscription?eventSource=channel:%s" % (APP, ch),
+                 "subscribe the app to the inbound channel")
     if ring:
         rec.http("POST", "/ari/channels/%s/ring" % ch, "ring (indicate ringing, not answered)")
         rec.quiet(ring)
     rec.http("DELETE", "/ari/channels/%s?%s" % (ch, how), "reject unanswered (%s)" % how)
-    rec.wait_type("StasisEnd", ch)
+    rec.wait_type("ChannelDestroyed" if subscribe else "StasisEnd", ch)
     caller_hangup(rec, msgs, cid, name)
     rec.quiet(1)
 
@@ -531,6 +534,7 @@ SCENARIOS = {
     "ari-inbound-reject": lambda rec: reject(rec, "caller-rej-1", "reason=busy"),
     "ari-inbound-reject-congestion": lambda rec: reject(rec, "caller-rej-2", "reason=congestion"),
     "ari-inbound-ring-reject": lambda rec: reject(rec, "caller-rej-3", "reason_code=17", ring=3.0),
+    "ari-inbound-reject-subscribed": lambda rec: reject(rec, "caller-rej-4", "reason=busy", subscribe=True),
     "ari-play": ari_play,
     "ari-errors": ari_errors,
     "ari-no-app": ari_no_app,
