@@ -235,7 +235,10 @@ struct Channel {
 
   std::weak_ptr<Call> call;
   int half = 1;             // 1 or 2 of a Local pair
-  bool subscribed = false;  // the app gets its events
+  // The app gets the channel's events while it is subscribed to it (the channels it
+  // originated or created) or while the channel is in Stasis (an inbound call, which
+  // therefore has no ChannelDestroyed: ari-inbound-dtmf).
+  bool subscribed = false;
   bool in_stasis = false;
   bool created = false;     // POST /channels/create (in Stasis at once, dialled later)
   bool alive = true;
@@ -248,6 +251,7 @@ struct Channel {
   std::string bridge_id;
   std::string bridgepeer;         // BRIDGEPEER, as set by the bridge
   std::map<std::string, std::string> variables;
+  std::deque<std::string> playback_queue;  // the first one is playing
 };
 using ChannelPtr = std::shared_ptr<Channel>;
 
@@ -275,6 +279,8 @@ struct Call : std::enable_shared_from_this<Call> {
   std::string number;
   PhoneInfo phone;
   bool inbound = false;
+  bool dialplan = false;  // originated into the dialplan, not into an app
+  bool caller_id_given = false;
   int timeout_seconds = 30;
   asio::steady_timer timer;    // the phone's dialplan
   asio::steady_timer timeout;  // originate / dial timeout, inbound give-up
@@ -458,7 +464,7 @@ struct Server {
 
   void emit(const Channel& c, std::string_view type, std::string_view prefix = {}, std::string_view middle = {},
             std::string_view key = "channel") {
-    if (!c.subscribed) return;
+    if (!c.subscribed && !c.in_stasis) return;
     if (apps.find(c.app) == apps.end()) return;
     send_to_app(c.app, event(prefix, type, middle, &c, key, c.app));
   }
@@ -530,7 +536,7 @@ struct Server {
     append_string(middle, cause_text(cause));
     emit(c, "ChannelDestroyed", {}, middle);
     c.alive = false;
-    stop_playbacks_of(c);
+    stop_playbacks_of(c, "failed");
     const std::string id = c.id;
     const std::uint64_t serial = c.serial;
     channels_in_order.erase(serial);
@@ -550,10 +556,10 @@ struct Server {
   }
 
   void enter_stasis(Channel& c) {
-    c.in_stasis = true;
     c.app_name = "Stasis";
     c.app_data = c.app + (c.app_args.empty() ? "" : "," + c.app_args);
     ev_varset(c, "STASISSTATUS", "");
+    c.in_stasis = true;
     std::string middle = ",\"args\":[";
     if (!c.app_args.empty()) {
       const auto args = split(c.app_args, ',');
@@ -566,13 +572,14 @@ struct Server {
     emit(c, "StasisStart", {}, middle);
   }
 
-  // ari-bridge-answered: [Varset BRIDGEPEER ""], ChannelLeftBridge, StasisEnd, Varset SUCCESS.
+  // ari-bridge-answered: [Varset BRIDGEPEER ""], ChannelLeftBridge, StasisEnd, Varset SUCCESS;
+  // ari-play: a prompt cut by the hang-up ends "failed" before StasisEnd.
   void leave_stasis(Channel& c) {
-    stop_playbacks_of(c);
-    if (!c.bridge_id.empty()) leave_bridge(c);
+    stop_playbacks_of(c, "failed");
+    if (!c.bridge_id.empty()) leave_bridge(c, true);
     if (!c.in_stasis) return;
-    c.in_stasis = false;
     emit(c, "StasisEnd");
+    c.in_stasis = false;
     ev_varset(c, "STASISSTATUS", "SUCCESS");
   }
 
@@ -636,9 +643,13 @@ struct Server {
     const auto call = c->call.lock();
     ev_hangup_request(*c, 32, true);
     leave_stasis(*c);
+    if (call && call->inbound) {
+      // ari-inbound-reject-subscribed: seen only by an app subscribed to the channel.
+      ev_hangup_request(*c, 16, true);
+    }
     after_stasis_dialplan(*c);
     ChannelPtr other;
-    if (call) other = c->half == 1 ? call->two : call->one;
+    if (call && !call->inbound) other = c->half == 1 ? call->two : call->one;
     if (other && other->alive) {
       if (other->half == 2) {
         ev_hangup_request(*other, cause, false);
@@ -657,7 +668,7 @@ struct Server {
         destroy(*other, cause);
       }
     } else {
-      if (c->half == 2 || (call && call->inbound)) {
+      if (c->half == 2) {
         c->app_name.clear();
         c->app_data.clear();
       }
@@ -668,7 +679,10 @@ struct Server {
 
   // --- bridges ----------------------------------------------------------------------------
 
-  void leave_bridge(Channel& c) {
+  // hanging_up: the channel leaves because it is hung up. Otherwise (moved, removed, the
+  // bridge destroyed) the app's subscription to the bridge goes with its last channel:
+  // ari-errors has no BridgeDestroyed, ari-b-busy (A hung up, then DELETE) has one.
+  void leave_bridge(Channel& c, bool hanging_up) {
     const auto found = bridges.find(c.bridge_id);
     c.bridge_id.clear();
     if (found == bridges.end()) return;
@@ -679,13 +693,14 @@ struct Server {
       ev_varset(c, "BRIDGEPEER", "");
     }
     ev_bridge(c, "ChannelLeftBridge", b);
+    if (!hanging_up && b.channels.empty()) b.app.clear();
   }
 
   // ari-bridge-answered: ChannelEnteredBridge per channel; with two in the bridge, BRIDGEPEER
   // on each and the connected line of each set to the other's caller.
   void enter_bridge(Bridge& b, Channel& c) {
     if (c.bridge_id == b.id) return;
-    if (!c.bridge_id.empty()) leave_bridge(c);
+    if (!c.bridge_id.empty()) leave_bridge(c, false);
     c.bridge_id = b.id;
     b.channels.push_back(c.id);
     if (b.app.empty()) b.app = c.app;
@@ -720,7 +735,7 @@ struct Server {
     if (found == bridges.end()) return;
     const std::vector<std::string> members = found->second.channels;
     for (const auto& member : members) {
-      if (ChannelPtr c = find(member)) leave_bridge(*c);
+      if (ChannelPtr c = find(member)) leave_bridge(*c, false);
     }
     Bridge b = std::move(found->second);
     bridges.erase(found);
@@ -741,6 +756,10 @@ struct Server {
     return found == options.sound_seconds.end() ? options.default_sound_seconds : found->second;
   }
 
+  bool sound_exists(const std::string& media) const {
+    return media.rfind("sound:", 0) != 0 || options.missing_sounds.count(media.substr(6)) == 0;
+  }
+
   void playback_event(Playback& p, std::string_view type) {
     if (apps.count(p.app) == 0) return;
     std::string middle = ",\"playback\":";
@@ -748,44 +767,72 @@ struct Server {
     send_to_app(p.app, event({}, type, middle, nullptr, {}, p.app));
   }
 
-  void playback_step(const std::string& id) {
+  // ari-play: PlaybackStarted (with next_media_uri while more follow); between two media,
+  // PlaybackContinuing for the one ending, then PlaybackStarted for the next; at the end
+  // PlaybackFinished "done", or "failed" when the last media does not exist (2 ms after
+  // its start). A missing media among several is skipped at once.
+  void start_playback(const std::string& id) {
     const auto found = playbacks.find(id);
     if (found == playbacks.end()) return;
     Playback& p = *found->second;
-    if (p.state == "queued") {
-      p.state = "playing";
-      playback_event(p, "PlaybackStarted");
-    } else if (p.index + 1 < p.media.size()) {
-      ++p.index;
-      p.state = "continuing";
-      playback_event(p, "PlaybackContinuing");
-    } else {
-      finish_playback(id);
-      return;
-    }
-    p.timer->expires_after(scaled(sound_seconds(p.media[p.index])));
-    p.timer->async_wait([this, id](const boost::system::error_code& ec) {
-      if (!ec) playback_step(id);
+    p.state = "playing";
+    playback_event(p, "PlaybackStarted");
+    schedule_media_end(p);
+  }
+
+  void schedule_media_end(Playback& p) {
+    const std::string& media = p.media[p.index];
+    const bool missing = !sound_exists(media);
+    const bool last = p.index + 1 == p.media.size();
+    p.timer->expires_after(scaled(missing ? (last ? 0.002 : 0.0) : sound_seconds(media)));
+    p.timer->async_wait([this, id = p.id](const boost::system::error_code& ec) {
+      if (!ec) media_ended(id);
     });
   }
 
-  void finish_playback(const std::string& id) {
+  void media_ended(const std::string& id) {
+    const auto found = playbacks.find(id);
+    if (found == playbacks.end()) return;
+    Playback& p = *found->second;
+    if (p.index + 1 < p.media.size()) {
+      p.state = "continuing";
+      playback_event(p, "PlaybackContinuing");
+      ++p.index;
+      p.state = "playing";
+      playback_event(p, "PlaybackStarted");
+      schedule_media_end(p);
+      return;
+    }
+    finish_playback(id, sound_exists(p.media[p.index]) ? "done" : "failed");
+  }
+
+  // DELETE /playbacks/{id} ends it "done", the channel's hang-up "failed" (ari-play). The
+  // next play queued on the channel starts then. A play still queued is dropped silently.
+  void finish_playback(const std::string& id, std::string_view state) {
     const auto found = playbacks.find(id);
     if (found == playbacks.end()) return;
     Playback& p = *found->second;
     p.timer->cancel();
-    p.state = "done";
-    playback_event(p, "PlaybackFinished");
+    const bool started = p.state != "queued";
+    p.state = std::string(state);
+    if (started) playback_event(p, "PlaybackFinished");
+    const ChannelPtr c = find(p.channel_id);
     playbacks.erase(found);
     publish_counts();
+    if (!c) return;
+    auto& queue = c->playback_queue;
+    const bool was_playing = !queue.empty() && queue.front() == id;
+    queue.erase(std::remove(queue.begin(), queue.end(), id), queue.end());
+    if (was_playing && !queue.empty() && c->alive && c->in_stasis) {
+      asio::post(io, [this, next = queue.front()] { start_playback(next); });
+    }
   }
 
-  void stop_playbacks_of(const Channel& c) {
-    std::vector<std::string> ids;
-    for (const auto& [id, p] : playbacks) {
-      if (p->channel_id == c.id) ids.push_back(id);
-    }
-    for (const auto& id : ids) finish_playback(id);
+  void stop_playbacks_of(Channel& c, std::string_view state) {
+    if (c.playback_queue.empty()) return;
+    const std::deque<std::string> queue = std::move(c.playback_queue);
+    c.playback_queue.clear();
+    for (const auto& id : queue) finish_playback(id, state);
   }
 
   // --- phones -----------------------------------------------------------------------------
@@ -810,8 +857,11 @@ struct Server {
     const std::string dialstring = call->number + "@phones";
     const std::string later_dialstring = created ? std::string() : dialstring;
     const PhoneInfo& phone = call->phone;
-    ev_callerid(two);
-    ev_connected(two);
+    if (call->caller_id_given) {
+      // Setting the originate's callerId (ari-bridge-answered); none without it (ari-errors).
+      ev_callerid(two);
+      ev_connected(two);
+    }
     if (phone.kind == Phone::kInvalid) {
       // ari-a-invalid: no Dial event, both halves destroyed with cause 0 at once.
       if (created) {
@@ -921,7 +971,10 @@ struct Server {
     ev_state(two, "Up");
     ev_state(one, "Up");
     ev_dial(one, "ANSWER", one.created ? std::string() : call->number + "@phones");
-    if (!one.created) {
+    if (call->dialplan) {
+      one.app_name = "Wait";  // whatever the extension runs, until the app hangs it up
+      one.app_data = "3600";
+    } else if (!one.created) {
       if (!app_registered(one.app)) {
         // res_stasis: "Stasis app '...' not registered": Stasis() fails, the channel hangs up.
         one.subscribed = two.subscribed = false;
@@ -958,8 +1011,10 @@ struct Server {
   }
 
   // --- inbound (POST /fake/inbound) -----------------------------------------------------
-  // Not recorded yet: a call into [stasis] (etc/extensions.conf: NoOp, Stasis(app,${EXTEN}))
-  // seen from the app as a channel in state Ring entering Stasis with args [DID].
+  // ari-inbound-*: a call into [callback-access] (examples/asterisk/extensions.conf:
+  // Stasis(callback-app,access,${EXTEN}), no Answer) is the ;2 half of a Local channel that
+  // enters Stasis unanswered, state Ring, args ["access", DID]; its ;1 (the caller) is never
+  // seen by the app.
 
   std::string start_inbound(const InboundCallOptions& in) {
     if (!app_registered(in.app)) return {};
@@ -970,18 +1025,19 @@ struct Server {
     char counter[16];
     std::snprintf(counter, sizeof counter, "%08x", next_local++);
     next_uniqueid++;  // the ;1 half the app never sees
-    auto c = new_channel(new_uniqueid(), "Local/" + in.to + "@stasis-" + counter + ";2");
+    auto c = new_channel(new_uniqueid(), "Local/" + in.to + "@callback-access-" + counter + ";2");
     c->call = call;
     c->half = 2;
     c->state = "Ring";
     c->caller_name = in.name;
     c->caller_number = in.from;
-    c->context = "stasis";
+    c->connected_name = in.name;
+    c->connected_number = in.from;
+    c->context = "callback-access";
     c->exten = in.to;
-    c->priority = 2;
+    c->priority = 1;
     c->app = in.app;
-    c->app_args = in.to;
-    c->subscribed = true;
+    c->app_args = "access," + in.to;
     call->one = c;
     enter_stasis(*c);
     if (in.give_up_ms >= 0) {
@@ -1448,6 +1504,22 @@ Server::Reply Server::handle_ari(const std::string& method, const std::vector<st
                 "\",\"asterisk_id\":\"02:fc:00:00:00:01\"}");
     }
   }
+  if (resource == "applications" && n == 3 && path[2] == "subscription" && (method == "POST" || method == "DELETE")) {
+    // ari-inbound-reject-subscribed; messages of res/ari/resource_applications.c.
+    key += "/{app}/subscription";
+    const auto source = query.find("eventSource");
+    if (source == query.end() || source->second.empty()) {
+      return error(400, "Bad Request", "Missing parameter eventSource");
+    }
+    if (apps.count(path[1]) == 0) return error(404, "Not Found", "Application not found");
+    for (const auto& item : split(source->second, ',')) {
+      if (item.rfind("channel:", 0) != 0) return error(400, "Bad Request", "Invalid event source URI scheme");
+      const ChannelPtr c = find(item.substr(8));
+      if (!c) return error(422, "Unprocessable Entity", "Event source does not exist");
+      c->subscribed = method == "POST";
+    }
+    return ok(application_json(path[1]));
+  }
   if (resource == "applications" && method == "GET") {
     if (n == 1) {
       std::string out = "[";
@@ -1498,7 +1570,7 @@ Server::Reply Server::handle_ari(const std::string& method, const std::vector<st
     }
     if (method == "DELETE") {
       if (found == playbacks.end()) return error(404, "Not Found", "Playback not found");
-      finish_playback(path[1]);
+      finish_playback(path[1], "done");
       return no_content();
     }
   }
@@ -1512,18 +1584,28 @@ Server::Reply Server::originate(const std::map<std::string, std::string>& query,
     const auto found = query.find(name);
     return found == query.end() ? std::string() : found->second;
   };
+  // ari-errors: the order of the checks and their replies.
   const std::string endpoint = get("endpoint");
   if (endpoint.empty()) return error(400, "Bad Request", "Endpoint must be specified");
-  const std::string app = get("app");
-  if (app.empty()) {
-    return error(400, "Bad Request", create ? "app is required" : "Application or extension must be specified");
-  }
-  // Only the fixtures' phones exist: Local/<number>@phones.
-  const std::size_t at = endpoint.find('@');
-  if (endpoint.rfind("Local/", 0) != 0 || at == std::string::npos || endpoint.substr(at + 1) != "phones") {
+  const std::size_t slash = endpoint.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == endpoint.size()) {
     return error(400, "Bad Request", "Invalid endpoint specified");
   }
-  const std::string number = endpoint.substr(6, at - 6);
+  const std::string app = get("app");
+  const bool dialplan = app.empty() && !get("extension").empty();
+  if (app.empty() && !dialplan) {
+    return error(400, "Bad Request", create ? "app is required" : "Application or extension must be specified");
+  }
+  // Only Local channels exist here (no SIP): any other technology cannot be allocated.
+  if (endpoint.substr(0, slash) != "Local") {
+    Reply r = error(500, "Internal Server Error", "");
+    r.body = "{\"error\":\"Allocation failed\"}";
+    return r;
+  }
+  // Local/<number>@<context>; only [phones] has extensions.
+  const std::size_t at = endpoint.find('@');
+  const std::string number = endpoint.substr(slash + 1, at == std::string::npos ? std::string::npos : at - slash - 1);
+  const std::string phone_context = at == std::string::npos ? "default" : endpoint.substr(at + 1);
   std::map<std::string, std::string> variables;
   if (!body.empty()) {
     boost::system::error_code ec;
@@ -1573,11 +1655,12 @@ Server::Reply Server::originate(const std::map<std::string, std::string>& query,
   auto call = std::make_shared<Call>(io);
   calls.emplace(call.get(), call);
   call->number = number;
-  call->phone = classify(number);
+  call->phone = phone_context == "phones" ? classify(number) : PhoneInfo{};
   call->timeout_seconds = timeout;
+  call->caller_id_given = !get("callerId").empty();
   char counter[16];
   std::snprintf(counter, sizeof counter, "%08x", next_local++);
-  const std::string base = "Local/" + number + "@phones-" + counter;
+  const std::string base = "Local/" + number + "@" + phone_context + "-" + counter;
   if (id1.empty()) id1 = new_uniqueid();
   if (id2.empty()) id2 = new_uniqueid();
   auto one = new_channel(id1, base + ";1");
@@ -1588,7 +1671,7 @@ Server::Reply Server::originate(const std::map<std::string, std::string>& query,
     c->caller_number = cid_number;
     c->connected_name = cid_name;
     c->connected_number = cid_number;
-    c->context = "phones";
+    c->context = phone_context;
     c->exten = number;
     c->app = app;
     c->app_args = get("appArgs");
@@ -1616,8 +1699,11 @@ Server::Reply Server::originate(const std::map<std::string, std::string>& query,
     ev_dialplan(*one, 1, "Stasis", app + (one->app_args.empty() ? "" : "," + one->app_args));
     enter_stasis(*one);
   } else {
-    // ari-bridge-answered: both halves are subscribed; AppDial2 runs the ;1 dial.
-    one->subscribed = two->subscribed = true;
+    // ari-bridge-answered: both halves are subscribed; AppDial2 runs the ;1 dial. Into the
+    // dialplan (extension=, no app; ari-errors), the app is subscribed to neither and the
+    // answered ;1 runs that extension, never in Stasis.
+    one->subscribed = two->subscribed = !dialplan;
+    call->dialplan = dialplan;
     one->app_name = "AppDial2";
     one->app_data = "(Outgoing Line)";
     put_channel(response, *one);
@@ -1702,6 +1788,10 @@ Server::Reply Server::channel_action(const std::string& method, const std::strin
     }
     return no_content();
   }
+  if (action == "ring") {
+    // ari-inbound-ring-reject: the caller hears ringing; the channel itself stays Ring.
+    return no_content();
+  }
   if (action == "dial") {
     if (!c->created) return error(409, "Conflict", "Dialing a channel not created by ARI");
     if (c->state != "Down") return error(409, "Conflict", "Channel is not in the 'Down' state");
@@ -1735,6 +1825,10 @@ Server::Reply Server::channel_action(const std::string& method, const std::strin
     p->language = get("lang").empty() ? c->language : get("lang");
     p->app = c->app;
     p->timer = std::make_unique<asio::steady_timer>(io);
+    c->playback_queue.push_back(p->id);
+    if (c->playback_queue.size() == 1) {
+      asio::post(io, [this, pid = p->id] { start_playback(pid); });
+    }
     Reply r;
     r.status = 201;
     r.reason = "Created";
@@ -1742,7 +1836,6 @@ Server::Reply Server::channel_action(const std::string& method, const std::strin
     r.extra_headers = "Location: /ari/playbacks/" + p->id + "\r\n";
     const std::string pid = p->id;
     playbacks.emplace(pid, std::move(p));
-    asio::post(io, [this, pid] { playback_step(pid); });
     publish_counts();
     return r;
   }
@@ -1809,7 +1902,7 @@ Server::Reply Server::bridge_request(const std::string& method, const std::vecto
       for (const auto& c : members) {
         if (c->bridge_id != b.id) return error(422, "Unprocessable Entity", "Channel not in this bridge");
       }
-      for (const auto& c : members) leave_bridge(*c);
+      for (const auto& c : members) leave_bridge(*c, false);
     }
     return no_content();
   }

@@ -23,10 +23,11 @@
 //
 // An application exists only while a WebSocket for it is open (`GET /ari/events?app=X`).
 // Control endpoints, not ARI, with no authentication:
-//   POST /fake/inbound?from=1234&to=5000[&name=N][&app=A][&dtmf=123%23][&dtmf_delay_ms=500]
-//        [&dtmf_interval_ms=250][&dtmf_duration_ms=100][&hangup_after_ms=N][&give_up_ms=N]
-//        a call enters the app as an inbound channel (StasisStart, state Ring, args [to]);
-//        once the app answered it, the caller sends the digits as ChannelDtmfReceived
+//   POST /fake/inbound?from=1234&to=5000[&name=N][&app=A][&dtmf=123%23][&dtmf_delay_ms=1000]
+//        [&dtmf_interval_ms=350][&dtmf_duration_ms=100][&hangup_after_ms=N][&give_up_ms=N]
+//        a call enters the app as an inbound channel (StasisStart, state Ring, args
+//        ["access", to]); once the app answered it, the caller sends the digits as
+//        ChannelDtmfReceived; 200 {"id":"<channel id>"}, 409 if the app has no WebSocket
 //   POST /fake/drop   close every WebSocket in the middle of a frame
 //   GET  /fake/stats  {"channels":N,"bridges":N,"playbacks":N,"websockets":N,"requests":{..}}
 //
@@ -41,6 +42,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 namespace callback::fake {
@@ -57,6 +59,9 @@ struct FakeAriOptions {
   // How long each sound plays (unscaled seconds), by name without the "sound:" scheme.
   std::map<std::string, double> sound_seconds;
   double default_sound_seconds = 1.0;
+  // Sounds that are not installed: a play of one ends "failed" (ari-play). Only "sound:"
+  // media can be missing.
+  std::set<std::string> missing_sounds;
 };
 
 struct InboundCallOptions {
@@ -65,8 +70,10 @@ struct InboundCallOptions {
   std::string name;            // caller name
   std::string app = "callback-app";
   std::string dtmf;            // digits the caller sends once answered
-  std::int64_t dtmf_delay_ms = 500;     // after the answer, before the first digit
-  std::int64_t dtmf_interval_ms = 250;  // between digits
+  // tests/real_asterisk/testcallers.conf `dtmf`: 1 s after the answer, SendDTMF(...,250),
+  // which the app sees 0.35 s apart.
+  std::int64_t dtmf_delay_ms = 1000;    // after the answer, before the first digit
+  std::int64_t dtmf_interval_ms = 350;  // between digits
   std::int64_t dtmf_duration_ms = 100;  // reported duration_ms
   std::int64_t hangup_after_ms = -1;    // after the last digit the caller hangs up (-1: never)
   std::int64_t give_up_ms = -1;         // unanswered this long, the caller hangs up (-1: never)
