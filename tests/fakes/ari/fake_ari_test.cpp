@@ -416,15 +416,191 @@ INSTANTIATE_TEST_SUITE_P(Recordings, RecordedScenario,
                            return name;
                          });
 
+// The REST-only recordings (no WebSocket). settle: as in replay().
+void replay_http(const std::string& scenario, callback::fake::FakeAri& fake, const std::vector<std::string>& settle = {}) {
+  for (const auto& entry : read_jsonl(kRecordings + "/" + scenario + ".http.jsonl")) {
+    const auto& o = entry.as_object();
+    const std::string label(o.at("label").as_string());
+    if (std::find(settle.begin(), settle.end(), label) != settle.end()) {
+      EXPECT_TRUE(fake.wait_for_idle(10s)) << fake.stats_json();
+    }
+    const HttpReply recorded = parse_reply(std::string(o.at("response").as_string()));
+    const HttpReply ours = parse_reply(raw_request(fake.port(), std::string(o.at("request").as_string())));
+    expect_same_reply(recorded, ours, label);
+  }
+}
+
 TEST(FakeAri, HttpBasicsMatchTheRecording) {
   callback::fake::FakeAri fake;
   fake.start();
-  for (const auto& entry : read_jsonl(kRecordings + "/ari-http-basics.http.jsonl")) {
-    const auto& o = entry.as_object();
-    const HttpReply recorded = parse_reply(std::string(o.at("response").as_string()));
-    const HttpReply ours = parse_reply(raw_request(fake.port(), std::string(o.at("request").as_string())));
-    expect_same_reply(recorded, ours, std::string(o.at("label").as_string()));
+  replay_http("ari-http-basics", fake);
+}
+
+// ari-no-app: with no WebSocket the app does not exist, the originate is still accepted,
+// and the channel is hung up once the phone answered (Stasis() fails).
+TEST(FakeAri, OriginateIntoAnAppWithNoWebSocketIsAcceptedThenHungUp) {
+  callback::fake::FakeAri fake({.time_scale = 0.1});
+  fake.start();
+  replay_http("ari-no-app", fake, {"that channel, 2.5 s later"});
+  EXPECT_EQ(fake.stats().channels, 0U);
+}
+
+// Phones the ARI recordings do not cover end as the AMI recordings and the dialplan say
+// (README "Hangup causes with Local channels"): the causes of ChannelDestroyed per half.
+TEST(FakeAri, UnrecordedPhonesEndWithTheirDialplanCauses) {
+  callback::fake::FakeAri fake({.time_scale = 0.01});
+  fake.start();
+  EventClient client(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  struct Case {
+    std::string number;
+    int cause_1, cause_2;
+    bool stasis;  // StasisStart before the end
+  };
+  const std::vector<Case> cases = {{"5001", 0, 34, false}, {"5501", 38, 38, false}, {"5801", 1, 1, false},
+                                   {"6001", 21, 21, false}, {"9801", 16, 16, true}, {"0001", 0, 0, false}};
+  for (const auto& c : cases) {
+    const auto reply = call(fake.port(), "POST",
+                            "/ari/channels?endpoint=Local/" + c.number + "@phones&app=callback-app&appArgs=x&channelId=" +
+                                c.number + "-1&otherChannelId=" + c.number + "-2");
+    ASSERT_EQ(reply.status, 200) << reply.body;
+    for (const auto& [id, cause] : {std::pair{c.number + "-1", c.cause_1}, std::pair{c.number + "-2", c.cause_2}}) {
+      const json::value destroyed = client.wait_for([&](const json::object& e) {
+        return e.at("type") == "ChannelDestroyed" && e.at("channel").at("id") == id.c_str();
+      });
+      ASSERT_TRUE(destroyed.is_object()) << id;
+      EXPECT_EQ(destroyed.at("cause").as_int64(), cause) << id;
+    }
+    const bool started = client.wait_for([&](const json::object& e) {
+      return e.at("type") == "StasisStart" && e.at("channel").at("id") == (c.number + "-1").c_str();
+    }, 0ms).is_object();
+    EXPECT_EQ(started, c.stasis) << c.number;
   }
+  // 9XXX answers at once and stays up: no ringing, StasisStart in state Up.
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/channels?endpoint=Local/9001@phones&app=callback-app&channelId=b1").status, 200);
+  const json::value start = client.wait_for([](const json::object& e) {
+    return e.at("type") == "StasisStart" && e.at("channel").at("id") == "b1";
+  });
+  ASSERT_TRUE(start.is_object());
+  EXPECT_EQ(start.at("channel").at("state"), "Up");
+  EXPECT_EQ(call(fake.port(), "DELETE", "/ari/channels/b1").status, 204);
+  EXPECT_TRUE(fake.wait_for_idle(5s)) << fake.stats_json();
+}
+
+// /fake/drop: the WebSocket ends in the middle of a frame (not a clean close), the app is
+// gone with it, the calls go on; a new WebSocket gets their events again.
+TEST(FakeAri, DropClosesTheWebSocketMidFrameAndCallsSurviveForTheNextOne) {
+  callback::fake::FakeAri fake({.time_scale = 0.1});
+  fake.start();
+  auto client = std::make_unique<EventClient>(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/channels?endpoint=Local/1001@phones&app=callback-app&channelId=a1").status, 200);
+  ASSERT_TRUE(client->wait_for([](const json::object& e) { return e.at("type") == "StasisStart"; }).is_object());
+  EXPECT_EQ(call(fake.port(), "POST", "/fake/drop").status, 204);
+  ASSERT_TRUE(client->wait_for_error(5s));
+  EXPECT_NE(*client->error(), beast::websocket::error::closed);  // no close frame
+  ASSERT_TRUE(fake.wait_for_websockets(0, 5s));
+  EXPECT_EQ(call(fake.port(), "GET", "/ari/applications").body, "[]");
+  EXPECT_EQ(json::parse(call(fake.port(), "GET", "/ari/channels").body).as_array().size(), 2U);
+  client = std::make_unique<EventClient>(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  EXPECT_EQ(call(fake.port(), "DELETE", "/ari/channels/a1").status, 204);
+  EXPECT_TRUE(client->wait_for([](const json::object& e) {
+    return e.at("type") == "StasisEnd" && e.at("channel").at("id") == "a1";
+  }).is_object());
+  EXPECT_TRUE(fake.wait_for_idle(5s)) << fake.stats_json();
+}
+
+// Each fake is its own Asterisk: its own port, channels, ids and counts.
+TEST(FakeAri, SeveralFakesRunSideBySide) {
+  callback::fake::FakeAri one({.time_scale = 0.1});
+  callback::fake::FakeAri two({.time_scale = 0.1});
+  one.start();
+  two.start();
+  ASSERT_NE(one.port(), two.port());
+  EventClient client_one(one.port());
+  EventClient client_two(two.port());
+  ASSERT_TRUE(one.wait_for_websockets(1, 5s));
+  ASSERT_TRUE(two.wait_for_websockets(1, 5s));
+  ASSERT_EQ(call(one.port(), "POST", "/ari/channels?endpoint=Local/4001@phones&app=callback-app&channelId=x").status, 200);
+  ASSERT_TRUE(client_one.wait_for([](const json::object& e) { return e.at("type") == "Dial"; }).is_object());
+  EXPECT_EQ(one.stats().channels, 2U);
+  EXPECT_EQ(two.stats().channels, 0U);
+  EXPECT_EQ(call(two.port(), "GET", "/ari/channels/x").status, 404);
+  // The same channelId is free on the other one.
+  ASSERT_EQ(call(two.port(), "POST", "/ari/channels?endpoint=Local/4001@phones&app=callback-app&channelId=x").status, 200);
+  EXPECT_EQ(call(one.port(), "DELETE", "/ari/channels/x").status, 204);
+  EXPECT_EQ(call(two.port(), "DELETE", "/ari/channels/x").status, 204);
+  EXPECT_TRUE(one.wait_for_idle(5s));
+  EXPECT_TRUE(two.wait_for_idle(5s));
+  EXPECT_EQ(client_two.wait_for([](const json::object& e) { return e.at("type") == "ChannelDestroyed"; }).at("cause"), 16);
+}
+
+// GET /fake/stats: what is alive and how many requests each endpoint got.
+TEST(FakeAri, StatsShowNothingLeftAfterTheCallsAndCountRequestsByEndpoint) {
+  callback::fake::FakeAri fake({.time_scale = 0.1});
+  fake.start();
+  EventClient client(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/channels?endpoint=Local/1001@phones&app=callback-app&channelId=a").status, 200);
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/channels?endpoint=Local/1002@phones&app=callback-app&channelId=b").status, 200);
+  for (const char* id : {"a", "b"}) {
+    ASSERT_TRUE(client.wait_for([&](const json::object& e) {
+      return e.at("type") == "StasisStart" && e.at("channel").at("id") == id;
+    }).is_object());
+  }
+  const std::string bridge(json::parse(call(fake.port(), "POST", "/ari/bridges?type=mixing").body).at("id").as_string());
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/bridges/" + bridge + "/addChannel?channel=a,b").status, 204);
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/channels/a/play?media=sound:hello").status, 201);
+  auto stats = json::parse(call(fake.port(), "GET", "/fake/stats").body).as_object();
+  EXPECT_EQ(stats.at("channels"), 4);
+  EXPECT_EQ(stats.at("bridges"), 1);
+  EXPECT_EQ(stats.at("websockets"), 1);
+  ASSERT_EQ(call(fake.port(), "DELETE", "/ari/channels/a").status, 204);
+  ASSERT_EQ(call(fake.port(), "DELETE", "/ari/channels/b?reason_code=16").status, 204);
+  ASSERT_EQ(call(fake.port(), "DELETE", "/ari/bridges/" + bridge).status, 204);
+  ASSERT_TRUE(fake.wait_for_idle(5s));
+  stats = json::parse(call(fake.port(), "GET", "/fake/stats").body).as_object();
+  EXPECT_EQ(stats.at("channels"), 0);
+  EXPECT_EQ(stats.at("bridges"), 0);
+  EXPECT_EQ(stats.at("playbacks"), 0);
+  const auto& requests = stats.at("requests").as_object();
+  EXPECT_EQ(requests.at("POST /ari/channels"), 2);
+  EXPECT_EQ(requests.at("DELETE /ari/channels/{id}"), 2);
+  EXPECT_EQ(requests.at("POST /ari/bridges/{id}/addChannel"), 1);
+  EXPECT_EQ(requests.at("POST /ari/channels/{id}/play"), 1);
+  EXPECT_EQ(requests.at("GET /ari/events"), 1);
+}
+
+// An inbound call needs its app: refused without a WebSocket (Stasis() would fail at once,
+// ari-inbound-no-app), unless app_check is off.
+TEST(FakeAri, InboundCallNeedsItsApp) {
+  callback::fake::FakeAri fake;
+  fake.start();
+  EXPECT_EQ(call(fake.port(), "POST", "/fake/inbound?from=1234&to=5000").status, 409);
+  EXPECT_EQ(call(fake.port(), "POST", "/fake/inbound?to=5000").status, 400);
+  EXPECT_EQ(fake.stats().channels, 0U);
+  callback::fake::FakeAri lenient({.app_check = false});
+  lenient.start();
+  const auto reply = call(lenient.port(), "POST", "/fake/inbound?from=1234&to=5000");
+  ASSERT_EQ(reply.status, 200);
+  const std::string id(json::parse(reply.body).at("id").as_string());
+  EXPECT_EQ(json::parse(call(lenient.port(), "GET", "/ari/channels/" + id).body).at("state"), "Ring");
+  EXPECT_EQ(call(lenient.port(), "DELETE", "/ari/channels/" + id + "?reason=busy").status, 204);
+  EXPECT_TRUE(lenient.wait_for_idle(5s));
+}
+
+// The WebSocket needs the ARI credentials too.
+TEST(FakeAri, EventsNeedCredentials) {
+  callback::fake::FakeAri fake;
+  fake.start();
+  const HttpReply r = parse_reply(raw_request(
+      fake.port(),
+      "GET /ari/events?app=callback-app&api_key=callback:wrong HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(r.headers.at("WWW-Authenticate"), "Basic realm=\"Asterisk REST Interface\"");
+  EXPECT_EQ(fake.stats().websockets, 0U);
 }
 
 // Asterisk's messages (res/ari/resource_channels.c, resource_bridges.c) for what the
