@@ -21,6 +21,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <ctime>
@@ -1222,16 +1223,22 @@ struct Server {
   void drop_all();
 };
 
-// One WebSocket of an app. Writes are queued: Beast allows one async_write at a time.
+// One WebSocket of an app. Beast does the handshake; after it the session writes the
+// frames itself, every frame queued meanwhile in one write (a busy fake sends tens of
+// thousands of events a second), and reads the client's frames only to answer a ping
+// and a close.
 struct WsSession : std::enable_shared_from_this<WsSession> {
   WsSession(Server& server, beast::tcp_stream stream, std::string app_name)
-      : impl(server), ws(std::move(stream)), app(std::move(app_name)) {}
+      : impl(server), ws(std::move(stream)), socket(server.io), app(std::move(app_name)) {}
 
   Server& impl;
-  websocket::stream<beast::tcp_stream> ws;
+  websocket::stream<beast::tcp_stream> ws;  // the handshake only
+  tcp::socket socket;
   std::string app;
-  std::deque<std::string> queue;
-  beast::flat_buffer read_buffer;
+  std::string pending;   // frames not yet written
+  std::string inflight;  // frames being written
+  std::string input;     // the client's bytes not yet parsed
+  std::array<char, 4096> read_buffer{};
   bool writing = false;
   bool open = false;
   bool dropping = false;
@@ -1240,76 +1247,133 @@ struct WsSession : std::enable_shared_from_this<WsSession> {
     ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
       res.erase(http::field::server);
     }));
-    ws.text(true);
     auto self = shared_from_this();
     ws.async_accept(req, [self](const beast::error_code& ec) {
       if (ec) return;
+      self->socket = self->ws.next_layer().release_socket();
       self->open = true;
       self->impl.register_ws(self);
       self->read();
     });
   }
 
-  void read() {
-    auto self = shared_from_this();
-    ws.async_read(read_buffer, [self](const beast::error_code& ec, std::size_t) {
-      if (ec) {
-        self->close();
-        return;
-      }
-      self->read_buffer.consume(self->read_buffer.size());
-      self->read();
-    });
+  static void append_frame(std::string& out, unsigned char opcode, std::string_view payload) {
+    out += static_cast<char>(0x80 | opcode);
+    const std::size_t n = payload.size();
+    if (n < 126) {
+      out += static_cast<char>(n);
+    } else if (n < 65536) {
+      out += static_cast<char>(126);
+      out += static_cast<char>((n >> 8) & 0xFF);
+      out += static_cast<char>(n & 0xFF);
+    } else {
+      out += static_cast<char>(127);
+      for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xFF);
+    }
+    out += payload;
   }
 
-  void send(std::string frame) {
+  void send(std::string_view frame) { queue_frame(0x1, frame); }
+
+  void queue_frame(unsigned char opcode, std::string_view payload) {
     if (!open || dropping) return;
-    queue.push_back(std::move(frame));
-    if (!writing) write_next();
+    append_frame(pending, opcode, payload);
+    if (!writing) write_pending();
   }
 
-  void write_next() {
-    if (queue.empty() || !open) {
+  void write_pending() {
+    if (pending.empty() || !open) {
       writing = false;
       if (dropping) drop_now();
       return;
     }
     writing = true;
+    inflight.clear();
+    inflight.swap(pending);
     auto self = shared_from_this();
-    ws.async_write(asio::buffer(queue.front()), [self](const beast::error_code& ec, std::size_t) {
-      if (!self->queue.empty()) self->queue.pop_front();
+    asio::async_write(socket, asio::buffer(inflight), [self](const beast::error_code& ec, std::size_t) {
       if (ec) {
         self->writing = false;
         self->close();
         return;
       }
-      self->write_next();
+      self->write_pending();
     });
+  }
+
+  void read() {
+    auto self = shared_from_this();
+    socket.async_read_some(asio::buffer(read_buffer), [self](const beast::error_code& ec, std::size_t n) {
+      if (ec || !self->open) {
+        self->close();
+        return;
+      }
+      self->input.append(self->read_buffer.data(), n);
+      if (self->parse_input()) self->read();
+    });
+  }
+
+  // The client's frames are masked (RFC 6455 5.3). Returns false once closed.
+  bool parse_input() {
+    while (input.size() >= 2) {
+      const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(input[i]); };
+      const unsigned char opcode = byte(0) & 0x0F;
+      std::size_t length = byte(1) & 0x7F;
+      std::size_t at = 2;
+      if (length == 126) {
+        if (input.size() < 4) return true;
+        length = (std::size_t{byte(2)} << 8) | byte(3);
+        at = 4;
+      } else if (length == 127) {
+        if (input.size() < 10) return true;
+        length = 0;
+        for (std::size_t i = 2; i < 10; ++i) length = (length << 8) | byte(i);
+        at = 10;
+      }
+      const bool masked = (byte(1) & 0x80) != 0;
+      const std::size_t mask_at = at;
+      if (masked) at += 4;
+      if (input.size() < at + length) return true;
+      std::string payload = input.substr(at, length);
+      if (masked) {
+        for (std::size_t i = 0; i < payload.size(); ++i) payload[i] ^= input[mask_at + (i % 4)];
+      }
+      input.erase(0, at + length);
+      if (opcode == 0x8) {  // close: answer it, then close the socket
+        queue_frame(0x8, payload.substr(0, std::min<std::size_t>(payload.size(), 2)));
+        dropping = true;
+        if (!writing) drop_now();
+        return false;
+      }
+      if (opcode == 0x9) queue_frame(0xA, payload);  // ping -> pong
+    }
+    return true;
   }
 
   // /fake/drop: a text frame header announcing 200 bytes, 12 of them, then the TCP close.
   void drop() {
     if (!open) return;
     dropping = true;
-    queue.clear();
+    pending.clear();
+    pending.append(reinterpret_cast<const char*>(kPartial), sizeof kPartial);
     if (!writing) drop_now();
   }
+  // Writes what is pending (the partial frame, or the answer to a close), then closes.
   void drop_now() {
-    static constexpr unsigned char kPartial[] = {0x81, 126, 0x00, 200, '{', '"', 't', 'y', 'p', 'e', '"', ':', '"', 'C', 'h', 'a'};
     beast::error_code ec;
-    auto& socket = beast::get_lowest_layer(ws).socket();
-    asio::write(socket, asio::buffer(kPartial, sizeof kPartial), ec);
+    if (!pending.empty()) asio::write(socket, asio::buffer(pending), ec);
+    pending.clear();
     socket.shutdown(tcp::socket::shutdown_both, ec);
-    socket.close(ec);
     close();
   }
+  static constexpr unsigned char kPartial[] = {0x81, 126, 0x00, 200, '{', '"', 't', 'y', 'p', 'e', '"', ':', '"', 'C', 'h', 'a'};
 
   void close() {
     if (!open) return;
     open = false;
-    queue.clear();
+    pending.clear();
     beast::error_code ec;
-    beast::get_lowest_layer(ws).socket().close(ec);
+    socket.close(ec);
     impl.unregister_ws(shared_from_this());
   }
 };
@@ -1380,14 +1444,7 @@ struct HttpSession : std::enable_shared_from_this<HttpSession> {
 void Server::send_to_app(const std::string& app, std::string frame) {
   const auto found = apps.find(app);
   if (found == apps.end()) return;
-  auto& sessions = found->second;
-  for (std::size_t i = 0; i < sessions.size(); ++i) {
-    if (i + 1 == sessions.size()) {
-      sessions[i]->send(std::move(frame));
-    } else {
-      sessions[i]->send(frame);
-    }
-  }
+  for (const auto& session : found->second) session->send(frame);
 }
 
 void Server::register_ws(const std::shared_ptr<WsSession>& s) {

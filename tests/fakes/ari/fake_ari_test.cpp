@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -141,6 +142,12 @@ class EventClient {
       return false;
     });
     return found;
+  }
+  // A clean close: our close frame, the server's answer. Returns the close's error.
+  beast::error_code close() {
+    std::promise<beast::error_code> done;
+    asio::post(io_, [&] { ws_.async_close(beast::websocket::close_code::normal, [&](const beast::error_code& ec) { done.set_value(ec); }); });
+    return done.get_future().get();
   }
   bool wait_for_error(std::chrono::milliseconds timeout) const {
     std::unique_lock lock(mutex_);
@@ -509,6 +516,18 @@ TEST(FakeAri, DropClosesTheWebSocketMidFrameAndCallsSurviveForTheNextOne) {
     return e.at("type") == "StasisEnd" && e.at("channel").at("id") == "a1";
   }).is_object());
   EXPECT_TRUE(fake.wait_for_idle(5s)) << fake.stats_json();
+}
+
+// A client's close frame is answered, and the app is gone with its WebSocket.
+TEST(FakeAri, CleanCloseIsAnsweredAndUnregistersTheApp) {
+  callback::fake::FakeAri fake;
+  fake.start();
+  EventClient client(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  EXPECT_EQ(json::parse(call(fake.port(), "GET", "/ari/applications/callback-app").body).at("name"), "callback-app");
+  EXPECT_FALSE(client.close());
+  ASSERT_TRUE(fake.wait_for_websockets(0, 5s));
+  EXPECT_EQ(call(fake.port(), "GET", "/ari/applications/callback-app").status, 404);
 }
 
 // Each fake is its own Asterisk: its own port, channels, ids and counts.
