@@ -518,6 +518,28 @@ TEST(FakeAri, DropClosesTheWebSocketMidFrameAndCallsSurviveForTheNextOne) {
   EXPECT_TRUE(fake.wait_for_idle(5s)) << fake.stats_json();
 }
 
+// Text from the request reaches the events escaped: the args and the caller name parse
+// back as they were sent.
+TEST(FakeAri, TextFromRequestsIsEscapedInTheEvents) {
+  callback::fake::FakeAri fake({.time_scale = 0.01});
+  fake.start();
+  EventClient client(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  // appArgs a"b\c,d<TAB>e ; callerId "Dr \"X\"" <0042> (URL-encoded)
+  ASSERT_EQ(call(fake.port(), "POST",
+                 "/ari/channels?endpoint=Local/9001@phones&app=callback-app&channelId=q&appArgs=a%22b%5Cc,d%09e"
+                 "&callerId=%22Dr%20%5C%22X%5C%22%22%20%3C0042%3E")
+                .status,
+            200);
+  const json::value start = client.wait_for([](const json::object& e) { return e.at("type") == "StasisStart"; });
+  ASSERT_TRUE(start.is_object());
+  EXPECT_EQ(start.at("args"), (json::array{"a\"b\\c", "d\te"}));
+  EXPECT_EQ(start.at("channel").at("caller").at("number"), "0042");
+  EXPECT_EQ(start.at("channel").at("caller").at("name"), "Dr \\\"X\\\"");
+  EXPECT_EQ(call(fake.port(), "DELETE", "/ari/channels/q").status, 204);
+  EXPECT_TRUE(fake.wait_for_idle(5s));
+}
+
 // A client's close frame is answered, and the app is gone with its WebSocket.
 TEST(FakeAri, CleanCloseIsAnsweredAndUnregistersTheApp) {
   callback::fake::FakeAri fake;

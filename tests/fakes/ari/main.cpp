@@ -1,9 +1,7 @@
 // callback-fake-ari: a TEST AND DEMO DOUBLE of the Asterisk REST Interface.
+#include "../serve_until_signal.hpp"
 #include "fake_ari.hpp"
 
-#include <pthread.h>
-
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <stdexcept>
@@ -88,23 +86,6 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  try {
-    // Block the signals before the fake's thread starts (it inherits the mask), then
-    // wait for them here: no handler runs on the fake's thread.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    callback::fake::FakeAri fake(options);
-    fake.start();
-    std::cout << "fake ari listening on 127.0.0.1:" << fake.port() << std::endl;
-    int signal = 0;
-    sigwait(&signals, &signal);
-    fake.stop();
-  } catch (const std::exception& e) {
-    std::cerr << "callback-fake-ari: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+  return callback::fake::serve_until_signal<callback::fake::FakeAri>(options, "callback-fake-ari",
+                                                                     "fake ari listening on 127.0.0.1:");
 }

@@ -1,9 +1,7 @@
 // callback-fake-asterisk: a TEST AND DEMO DOUBLE of the Asterisk Manager Interface.
+#include "../serve_until_signal.hpp"
 #include "fake_asterisk.hpp"
 
-#include <pthread.h>
-
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -100,23 +98,6 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  try {
-    // Block the signals before the fake's thread starts (it inherits the mask), then
-    // wait for them here: no handler runs on the fake's thread.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    callback::fake::FakeAsterisk fake(options);
-    fake.start();
-    std::cout << "fake asterisk listening on 127.0.0.1:" << fake.port() << std::endl;
-    int signal = 0;
-    sigwait(&signals, &signal);
-    fake.stop();
-  } catch (const std::exception& e) {
-    std::cerr << "callback-fake-asterisk: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+  return callback::fake::serve_until_signal<callback::fake::FakeAsterisk>(options, "callback-fake-asterisk",
+                                                                          "fake asterisk listening on 127.0.0.1:");
 }
