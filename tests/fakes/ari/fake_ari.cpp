@@ -1052,14 +1052,39 @@ struct Server {
     return c->id;
   }
 
-  void caller_hangs_up(const std::shared_ptr<Call>& call) {
+  // ari-inbound-caller-hangup: ChannelHangupRequest with the real cause (not soft), the
+  // prompt "failed", StasisEnd.
+  void caller_hangs_up(const std::shared_ptr<Call>& call, int cause = 16) {
     Channel& c = *call->one;
-    ev_hangup_request(c, 16, false);
+    ev_hangup_request(c, cause, false);
     leave_stasis(c);
     after_stasis_dialplan(c);
-    destroy(c, 16);
+    destroy(c, cause);
     end_call(call);
   }
+
+  // POST /fake/hangup: the far end of a channel hangs up (the phone behind a Local ;1, the
+  // caller of an inbound call). False: no such channel.
+  bool far_end_hangs_up(const std::string& id, int cause) {
+    const ChannelPtr c = find(id);
+    if (!c) return false;
+    const auto call = c->call.lock();
+    if (!call) return false;
+    if (call->inbound) {
+      caller_hangs_up(call, cause);
+    } else if (call->two && call->two->alive) {
+      far_hangup(call, cause, call->two->priority + 1);
+    } else {
+      ev_hangup_request(*c, cause, false);
+      leave_stasis(*c);
+      after_stasis_dialplan(*c);
+      destroy(*c, cause);
+      end_call(call);
+    }
+    return true;
+  }
+
+  void send_raw_to_all(const std::string& frame, const std::string& app);
 
   void inbound_answered(const std::shared_ptr<Call>& call) {
     call->timeout.cancel();
@@ -1165,7 +1190,8 @@ struct Server {
   Reply handle(const http::request<http::string_body>& req);
   Reply handle_ari(const std::string& method, const std::vector<std::string>& path,
                    const std::map<std::string, std::string>& query, const std::string& body, std::string& key);
-  Reply handle_fake(const std::string& method, const std::string& path, const std::map<std::string, std::string>& query);
+  Reply handle_fake(const std::string& method, const std::string& path, const std::map<std::string, std::string>& query,
+                    const std::string& body);
 
   Reply originate(const std::map<std::string, std::string>& query, const std::string& body, bool create);
   Reply channel_action(const std::string& method, const std::string& id, const std::string& action,
@@ -1450,6 +1476,13 @@ void Server::send_to_app(const std::string& app, std::string frame) {
   for (const auto& session : found->second) session->send(frame);
 }
 
+void Server::send_raw_to_all(const std::string& frame, const std::string& app) {
+  for (const auto& [name, sessions] : apps) {
+    if (!app.empty() && name != app) continue;
+    for (const auto& session : sessions) session->send(frame);
+  }
+}
+
 void Server::register_ws(const std::shared_ptr<WsSession>& s) {
   apps[s->app].push_back(s);
   publish_counts();
@@ -1487,7 +1520,7 @@ Server::Reply Server::handle(const http::request<http::string_body>& req) {
   const std::string method(req.method_string());
   if (path.rfind("/fake/", 0) == 0) {
     ++requests[method + " " + path];
-    return handle_fake(method, path, query);
+    return handle_fake(method, path, query, req.body());
   }
   if (path.rfind("/ari/", 0) != 0) return error(404, "Not Found", "Not found");
   if (!authorized(req, query)) return error(401, "Unauthorized", "Authentication required");
@@ -1500,7 +1533,7 @@ Server::Reply Server::handle(const http::request<http::string_body>& req) {
 }
 
 Server::Reply Server::handle_fake(const std::string& method, const std::string& path,
-                                                 const std::map<std::string, std::string>& query) {
+                                  const std::map<std::string, std::string>& query, const std::string& body) {
   auto get = [&](const char* name, std::string fallback = {}) {
     const auto found = query.find(name);
     return found == query.end() ? fallback : found->second;
@@ -1519,6 +1552,16 @@ Server::Reply Server::handle_fake(const std::string& method, const std::string& 
     drop_all();
     return no_content();
   }
+  if (path == "/fake/send" && method == "POST") {
+    send_raw_to_all(body, get("app"));
+    return no_content();
+  }
+  if (path == "/fake/hangup" && method == "POST") {
+    const std::int64_t cause = number("cause", 16);
+    if (cause < 0 || cause > 127) return error(400, "Bad Request", "cause: 0 to 127");
+    if (!far_end_hangs_up(get("channel"), static_cast<int>(cause))) return error(404, "Not Found", "Channel not found");
+    return no_content();
+  }
   if (path == "/fake/inbound" && method == "POST") {
     InboundCallOptions in;
     in.from = get("from");
@@ -1534,10 +1577,10 @@ Server::Reply Server::handle_fake(const std::string& method, const std::string& 
     in.give_up_ms = number("give_up_ms", in.give_up_ms);
     const std::string id = start_inbound(in);
     if (id.empty()) return error(409, "Conflict", "Stasis app not registered");
-    std::string body = "{\"id\":";
-    append_string(body, id);
-    body += '}';
-    return ok(body);
+    std::string reply = "{\"id\":";
+    append_string(reply, id);
+    reply += '}';
+    return ok(reply);
   }
   return error(404, "Not Found", "Not found");
 }
@@ -2037,6 +2080,14 @@ std::string FakeAri::inbound(const InboundCallOptions& options) {
 
 void FakeAri::drop_websockets() {
   impl_->on_io([this] { impl_->drop_all(); });
+}
+
+void FakeAri::send_raw(const std::string& frame) {
+  impl_->on_io([this, &frame] { impl_->send_raw_to_all(frame, {}); });
+}
+
+bool FakeAri::hang_up(const std::string& channel_id, int cause) {
+  return impl_->on_io([this, &channel_id, cause] { return impl_->far_end_hangs_up(channel_id, cause); });
 }
 
 }  // namespace callback::fake

@@ -29,6 +29,8 @@
 //        ["access", to]); once the app answered it, the caller sends the digits as
 //        ChannelDtmfReceived; 200 {"id":"<channel id>"}, 409 if the app has no WebSocket
 //   POST /fake/drop   close every WebSocket in the middle of a frame
+//   POST /fake/send[?app=A]  the request body, as is, as one text frame to every WebSocket
+//   POST /fake/hangup?channel=<id>[&cause=16]  the far end of that channel hangs up
 //   GET  /fake/stats  {"channels":N,"bridges":N,"playbacks":N,"websockets":N,"requests":{..}}
 //
 //   callback::fake::FakeAri ari({.time_scale = 0.01});
@@ -108,6 +110,11 @@ class FakeAri {
   // registered and app_check is on: the call fails as Stasis() does).
   std::string inbound(const InboundCallOptions& options);
   void drop_websockets();  // every WebSocket closed in the middle of a frame
+  // One text frame, as given, to every WebSocket: malformed JSON, events of unknown channels.
+  void send_raw(const std::string& frame);
+  // The far end of a channel hangs up with this cause: the phone behind a Local ;1 (its ;2
+  // runs Hangup(cause)), or the caller of an inbound call. False if there is no such channel.
+  bool hang_up(const std::string& channel_id, int cause = 16);
 
  private:
   struct Impl;

@@ -120,9 +120,10 @@ class EventClient {
     std::lock_guard lock(mutex_);
     return events_;
   }
-  std::size_t count() const {
-    std::lock_guard lock(mutex_);
-    return events_.size();
+  bool wait_for_frame(const std::string& frame, std::chrono::milliseconds timeout = 10s) const {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout,
+                             [&] { return std::find(frames_.begin(), frames_.end(), frame) != frames_.end(); });
   }
   bool wait_for_count(std::size_t n, std::chrono::milliseconds timeout = 10s) const {
     std::unique_lock lock(mutex_);
@@ -167,7 +168,10 @@ class EventClient {
         changed_.notify_all();
         return;
       }
-      events_.push_back(json::parse(beast::buffers_to_string(buffer_.data())));
+      frames_.push_back(beast::buffers_to_string(buffer_.data()));
+      boost::system::error_code parse_error;
+      json::value event = json::parse(frames_.back(), parse_error);
+      if (!parse_error && event.is_object()) events_.push_back(std::move(event));
       buffer_.consume(buffer_.size());
       changed_.notify_all();
       asio::post(io_, [this] { read(); });
@@ -180,7 +184,8 @@ class EventClient {
   std::thread thread_;
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
-  std::vector<json::value> events_;
+  std::vector<json::value> events_;  // the frames that are JSON objects
+  std::vector<std::string> frames_;  // every frame as received
   std::optional<beast::error_code> error_;
 };
 
@@ -538,6 +543,59 @@ TEST(FakeAri, TextFromRequestsIsEscapedInTheEvents) {
   EXPECT_EQ(start.at("channel").at("caller").at("name"), "Dr \\\"X\\\"");
   EXPECT_EQ(call(fake.port(), "DELETE", "/ari/channels/q").status, 204);
   EXPECT_TRUE(fake.wait_for_idle(5s));
+}
+
+// The far end hangs up: a real cause on ChannelHangupRequest (not the soft 32 of a DELETE),
+// both halves destroyed with it; an inbound caller's hang-up as in ari-inbound-caller-hangup.
+TEST(FakeAri, FarEndHangupGivesTheCauseOfThePhoneOrCaller) {
+  callback::fake::FakeAri fake({.time_scale = 0.1});
+  fake.start();
+  EventClient client(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/channels?endpoint=Local/1001@phones&app=callback-app&channelId=a&otherChannelId=a2").status, 200);
+  ASSERT_TRUE(client.wait_for([](const json::object& e) { return e.at("type") == "StasisStart"; }).is_object());
+  EXPECT_EQ(call(fake.port(), "POST", "/fake/hangup?channel=nope").status, 404);
+  EXPECT_EQ(call(fake.port(), "POST", "/fake/hangup?channel=a&cause=21").status, 204);
+  const json::value request = client.wait_for([](const json::object& e) {
+    return e.at("type") == "ChannelHangupRequest" && e.at("channel").at("id") == "a";
+  });
+  ASSERT_TRUE(request.is_object());
+  EXPECT_EQ(request.at("cause"), 21);
+  EXPECT_FALSE(request.as_object().contains("soft"));
+  for (const char* id : {"a", "a2"}) {
+    const json::value destroyed = client.wait_for([&](const json::object& e) {
+      return e.at("type") == "ChannelDestroyed" && e.at("channel").at("id") == id;
+    });
+    ASSERT_TRUE(destroyed.is_object()) << id;
+    EXPECT_EQ(destroyed.at("cause"), 21) << id;
+  }
+  callback::fake::InboundCallOptions in;
+  in.from = "1234";
+  in.to = "5000";
+  const std::string inbound = fake.inbound(in);
+  ASSERT_FALSE(inbound.empty());
+  EXPECT_TRUE(fake.hang_up(inbound, 16));
+  EXPECT_TRUE(client.wait_for([&](const json::object& e) {
+    return e.at("type") == "StasisEnd" && e.at("channel").at("id") == inbound.c_str();
+  }).is_object());
+  EXPECT_FALSE(fake.hang_up(inbound, 16));
+  EXPECT_TRUE(fake.wait_for_idle(5s)) << fake.stats_json();
+}
+
+// /fake/send puts any text on the WebSocket, for the engine's bad-input tests.
+TEST(FakeAri, SendPutsRawFramesOnTheWebSocket) {
+  callback::fake::FakeAri fake;
+  fake.start();
+  EventClient client(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  EXPECT_EQ(call(fake.port(), "POST", "/fake/send", "{\"type\":\"StasisEnd\",\"chan").status, 204);
+  EXPECT_TRUE(client.wait_for_frame("{\"type\":\"StasisEnd\",\"chan"));
+  fake.send_raw("{\"type\":\"ChannelDestroyed\",\"channel\":{\"id\":\"unknown\"}}");
+  EXPECT_TRUE(client.wait_for([](const json::object& e) { return e.at("type") == "ChannelDestroyed"; }).is_object());
+  EXPECT_EQ(call(fake.port(), "POST", "/fake/send?app=other-app", "not for you").status, 204);
+  EXPECT_EQ(call(fake.port(), "POST", "/fake/send", "last").status, 204);
+  ASSERT_TRUE(client.wait_for_frame("last"));
+  EXPECT_FALSE(client.wait_for_frame("not for you", 0ms));  // frames arrive in order: it would be before "last"
 }
 
 // A client's close frame is answered, and the app is gone with its WebSocket.
