@@ -464,13 +464,63 @@ struct Server {
 
   // --- events to the app ------------------------------------------------------------------
 
-  void send_to_app(const std::string& app, std::string frame);
+  // PUT /applications/{app}/eventFilter (res/stasis/app.c): an event goes out unless its
+  // type is disallowed, and, when an allowed list is set, only if its type is in it.
+  struct EventFilter {
+    std::vector<std::string> allowed, disallowed;
+    std::string allowed_json = "[]", disallowed_json = "[]";  // as set, for the app object
+  };
+  std::unordered_map<std::string, EventFilter> filters;
+
+  bool event_allowed(const std::string& app, std::string_view type) const {
+    const auto found = filters.find(app);
+    if (found == filters.end()) return true;
+    const auto& f = found->second;
+    const auto listed = [&](const std::vector<std::string>& types) {
+      return std::find(types.begin(), types.end(), type) != types.end();
+    };
+    return !listed(f.disallowed) && (f.allowed.empty() || listed(f.allowed));
+  }
+
+  // The body of the PUT: {"allowed":[{"type":"X"},...],"disallowed":[...]}; {} resets both,
+  // a list left out stays. False: not that format.
+  bool set_event_filter(const std::string& app, const std::string& body) {
+    boost::system::error_code ec;
+    const boost::json::value parsed = boost::json::parse(body.empty() ? std::string("{}") : body, ec);
+    if (ec || !parsed.is_object()) return false;
+    const auto& object = parsed.as_object();
+    EventFilter next = filters[app];
+    for (const char* which : {"allowed", "disallowed"}) {
+      std::vector<std::string>& types = std::string_view(which) == "allowed" ? next.allowed : next.disallowed;
+      std::string& text = std::string_view(which) == "allowed" ? next.allowed_json : next.disallowed_json;
+      if (object.empty()) {
+        types.clear();
+        text = "[]";
+        continue;
+      }
+      const auto* list = object.if_contains(which);
+      if (list == nullptr) continue;
+      if (!list->is_array()) return false;
+      types.clear();
+      for (const auto& item : list->as_array()) {
+        const auto* type = item.is_object() ? item.as_object().if_contains("type") : nullptr;
+        if (type == nullptr || !type->is_string() || type->as_string().empty()) return false;
+        types.emplace_back(type->as_string());
+      }
+      text = boost::json::serialize(*list);
+    }
+    filters[app] = std::move(next);
+    return true;
+  }
+
+  void send_to_app(const std::string& app, std::string_view type, const std::string& frame);
 
   void emit(const Channel& c, std::string_view type, std::string_view prefix = {}, std::string_view middle = {},
             std::string_view key = "channel") {
     if (!c.subscribed && !c.in_stasis) return;
     if (apps.find(c.app) == apps.end()) return;
-    send_to_app(c.app, event(prefix, type, middle, &c, key, c.app));
+    if (!event_allowed(c.app, type)) return;
+    send_to_app(c.app, type, event(prefix, type, middle, &c, key, c.app));
   }
 
   // ari-create-dial-answered: a caller id with no number is presented as 67.
@@ -746,7 +796,7 @@ struct Server {
     if (!b.app.empty() && apps.count(b.app) != 0) {
       std::string middle = ",\"bridge\":";
       put_bridge(middle, b);
-      send_to_app(b.app, event({}, "BridgeDestroyed", middle, nullptr, {}, b.app));
+      send_to_app(b.app, "BridgeDestroyed", event({}, "BridgeDestroyed", middle, nullptr, {}, b.app));
     }
     publish_counts();
   }
@@ -768,7 +818,8 @@ struct Server {
     if (apps.count(p.app) == 0) return;
     std::string middle = ",\"playback\":";
     put_playback(middle, p);
-    send_to_app(p.app, event({}, type, middle, nullptr, {}, p.app));
+    if (!event_allowed(p.app, type)) return;
+    send_to_app(p.app, type, event({}, type, middle, nullptr, {}, p.app));
   }
 
   // ari-play: PlaybackStarted (with next_media_uri while more follow); between two media,
@@ -1222,7 +1273,12 @@ struct Server {
       first = false;
       append_string(out, c->id);
     }
-    out += "],\"bridge_ids\":[],\"endpoint_ids\":[],\"device_names\":[],\"events_allowed\":[],\"events_disallowed\":[]}";
+    out += "],\"bridge_ids\":[],\"endpoint_ids\":[],\"device_names\":[],\"events_allowed\":";
+    const auto filter = filters.find(name);
+    out += filter == filters.end() ? "[]" : filter->second.allowed_json;
+    out += ",\"events_disallowed\":";
+    out += filter == filters.end() ? "[]" : filter->second.disallowed_json;
+    out += '}';
     return out;
   }
 
@@ -1470,9 +1526,9 @@ struct HttpSession : std::enable_shared_from_this<HttpSession> {
   }
 };
 
-void Server::send_to_app(const std::string& app, std::string frame) {
+void Server::send_to_app(const std::string& app, std::string_view type, const std::string& frame) {
   const auto found = apps.find(app);
-  if (found == apps.end()) return;
+  if (found == apps.end() || !event_allowed(app, type)) return;
   for (const auto& session : found->second) session->send(frame);
 }
 
@@ -1621,6 +1677,12 @@ Server::Reply Server::handle_ari(const std::string& method, const std::vector<st
       if (!c) return error(422, "Unprocessable Entity", "Event source does not exist");
       c->subscribed = method == "POST";
     }
+    return ok(application_json(path[1]));
+  }
+  if (resource == "applications" && n == 3 && path[2] == "eventFilter" && method == "PUT") {
+    key += "/{app}/eventFilter";
+    if (apps.count(path[1]) == 0) return error(404, "Not Found", "Application not found");
+    if (!set_event_filter(path[1], body)) return error(400, "Bad Request", "Invalid format definition");
     return ok(application_json(path[1]));
   }
   if (resource == "applications" && method == "GET") {

@@ -17,9 +17,10 @@
 //
 // Supported: GET asterisk/info, asterisk/ping, applications[/{app}], channels[/{id}],
 // channels/{id}/variable, bridges/{id}, playbacks/{id}; POST channels (originate),
-// channels/create, channels/{id}/dial|answer|play, bridges, bridges/{id}/addChannel|
-// removeChannel; DELETE channels/{id}, bridges/{id}, playbacks/{id}. Error replies carry
-// Asterisk's own messages (res/ari/resource_channels.c, resource_bridges.c).
+// channels/create, channels/{id}/dial|answer|ring|play, bridges, bridges/{id}/addChannel|
+// removeChannel, applications/{app}/subscription; PUT applications/{app}/eventFilter;
+// DELETE channels/{id}, bridges/{id}, playbacks/{id}, applications/{app}/subscription.
+// Error replies carry Asterisk's own messages (res/ari/resource_*.c, and ari-errors).
 //
 // An application exists only while a WebSocket for it is open (`GET /ari/events?app=X`).
 // Control endpoints, not ARI, with no authentication:

@@ -598,6 +598,37 @@ TEST(FakeAri, SendPutsRawFramesOnTheWebSocket) {
   EXPECT_FALSE(client.wait_for_frame("not for you", 0ms));  // frames arrive in order: it would be before "last"
 }
 
+// PUT /applications/{app}/eventFilter cuts the stream to the types an engine reads (fewer
+// bytes at 2,000 callbacks/s), as res/stasis/app.c filters.
+TEST(FakeAri, EventFilterKeepsOnlyTheAllowedTypes) {
+  callback::fake::FakeAri fake({.time_scale = 0.01});
+  fake.start();
+  EventClient client(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  auto put = [&](const std::string& body) {
+    std::string request = "PUT /ari/applications/callback-app/eventFilter HTTP/1.1\r\nHost: x\r\n" + kAuth +
+                          "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\nConnection: close\r\n\r\n" + body;
+    return parse_reply(raw_request(fake.port(), request));
+  };
+  EXPECT_EQ(put("{\"allowed\":[{\"no-type\":1}]}").status, 400);
+  const HttpReply set = put(R"({"allowed":[{"type":"StasisStart"},{"type":"StasisEnd"},{"type":"ChannelDestroyed"}],)"
+                            R"("disallowed":[{"type":"StasisEnd"}]})");
+  ASSERT_EQ(set.status, 200) << set.body;
+  EXPECT_EQ(json::parse(set.body).at("events_allowed").as_array().size(), 3U);
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/channels?endpoint=Local/1001@phones&app=callback-app&channelId=f&otherChannelId=f2").status, 200);
+  ASSERT_TRUE(client.wait_for([](const json::object& e) { return e.at("type") == "StasisStart"; }).is_object());
+  EXPECT_EQ(call(fake.port(), "DELETE", "/ari/channels/f").status, 204);
+  ASSERT_TRUE(fake.wait_for_idle(5s));
+  fake.send_raw(R"({"type":"Marker"})");  // raw frames are not filtered: the end of the stream
+  ASSERT_TRUE(client.wait_for([](const json::object& e) { return e.at("type") == "Marker"; }).is_object());
+  std::vector<std::string> types;
+  for (const auto& e : client.events()) types.emplace_back(e.at("type").as_string());
+  EXPECT_EQ(types, (std::vector<std::string>{"StasisStart", "ChannelDestroyed", "ChannelDestroyed", "Marker"}));
+  // {} resets the filter.
+  EXPECT_EQ(json::parse(put("{}").body).at("events_allowed").as_array().size(), 0U);
+}
+
 // A client's close frame is answered, and the app is gone with its WebSocket.
 TEST(FakeAri, CleanCloseIsAnsweredAndUnregistersTheApp) {
   callback::fake::FakeAri fake;
