@@ -20,6 +20,7 @@ constexpr std::string_view kHelp =
     "\n"
     "usage: callback-fake-ari [--port N] [--user U] [--password P] [--time-scale X]\n"
     "                         [--app-check on|off] [--sound NAME=SECONDS]... [--sound-default S]\n"
+    "                         [--missing-sound NAME]...\n"
     "  --port N           TCP port on 127.0.0.1 (default 8088; 0 = any free port, printed)\n"
     "  --user U           ARI user (default callback)\n"
     "  --password P       ARI password (default callbacksecret)\n"
@@ -29,9 +30,13 @@ constexpr std::string_view kHelp =
     "                     app is taken as registered\n"
     "  --sound NAME=S     the sound NAME plays S seconds (repeatable; default 1)\n"
     "  --sound-default S  every other sound plays S seconds\n"
+    "  --missing-sound NAME  the sound NAME is not installed: its play ends \"failed\" (repeatable)\n"
+    "Every sound:NAME, number:N or digits:N media plays; ids are <epoch>.<n> unless the client\n"
+    "chooses them (channelId, otherChannelId, playbackId, bridgeId).\n"
     "Control endpoints (no authentication): POST /fake/inbound?from=&to=[&dtmf=&name=&app=\n"
     "&dtmf_delay_ms=&dtmf_interval_ms=&dtmf_duration_ms=&hangup_after_ms=&give_up_ms=],\n"
-    "POST /fake/drop (close every WebSocket mid-frame), GET /fake/stats.\n"
+    "POST /fake/drop (close every WebSocket mid-frame), POST /fake/send (the body as one frame\n"
+    "to every WebSocket), POST /fake/hangup?channel=&cause= (the far end hangs up), GET /fake/stats.\n"
     "Runs until SIGINT or SIGTERM.\n";
 
 }  // namespace
@@ -74,6 +79,8 @@ int main(int argc, char** argv) {
         const double seconds = std::stod(v.substr(eq + 1));
         if (seconds < 0) throw std::out_of_range("sound");
         options.sound_seconds[v.substr(0, eq)] = seconds;
+      } else if (arg == "--missing-sound") {
+        options.missing_sounds.insert(value());
       } else if (arg == "--sound-default") {
         options.default_sound_seconds = std::stod(value());
         if (options.default_sound_seconds < 0) throw std::out_of_range("sound-default");
