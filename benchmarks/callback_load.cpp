@@ -103,7 +103,6 @@ int main(int argc, char** argv) {
   service_options.stage_grace = 60s;
   service_options.max_in_flight = 0;  // the tool sets its own concurrency
   CallbackService service{context, engine, nullptr, *store, service_options};
-  engine.set_observer(&service);
   Outcomes counter;
   service.subscribe(counter);
   engine.start();

@@ -107,7 +107,6 @@ struct FlowTest : ::testing::Test {
     service_options.stage_grace = 5s;     // real seconds: only when the engine goes quiet
     service_options.campaigns["free"] = CampaignLimits{.limit = 300s};
     service = std::make_unique<CallbackService>(context, *engine, &billing, *store, service_options);
-    engine->set_observer(service.get());
     service->subscribe(observer);
     engine->start();
     ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s)) << log_text.str();
@@ -468,7 +467,6 @@ TEST_F(FlowTest, NoReachableAsteriskFailsTheCallAtOnce) {
   asterisk.stop();
   engine = std::make_unique<engine_ami::AmiEngine>(context, options);
   service = std::make_unique<CallbackService>(context, *engine, &billing, *store, ServiceOptions{});
-  engine->set_observer(service.get());
   service->subscribe(observer);
   engine->start();
   const auto id = start("1001", "1002");
@@ -529,7 +527,6 @@ TEST_F(FlowTest, TheSeedsAccountIsChargedForWhatItTalkedThroughRealBilling) {
   ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = Money::parse("5.00", cny).value()}));
   engine = std::make_unique<engine_ami::AmiEngine>(context, engine_options());
   service = std::make_unique<CallbackService>(context, *engine, sqlite_billing.get(), *store, ServiceOptions{});
-  engine->set_observer(service.get());
   service->subscribe(observer);
   engine->start();
   ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
@@ -564,7 +561,6 @@ TEST_F(FlowTest, AThousandCallbacksAtOnceOnOneAccountNeverSpendMoreThanItHas) {
   ServiceOptions options;
   options.max_in_flight = 0;  // no cap: billing alone decides
   service = std::make_unique<CallbackService>(context, *engine, sqlite_billing.get(), *store, options);
-  engine->set_observer(service.get());
   service->subscribe(observer);
   engine->start();
   ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
