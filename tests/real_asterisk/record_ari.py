@@ -1,0 +1,563 @@
+#!/usr/bin/env python3
+# record_ari.py -- records byte-exact ARI (and AMI Async AGI) traffic of inbound calls,
+# prompts and error replies from a REAL Asterisk, for tests/fixtures/asterisk (issue 11).
+# Not used by CI; run by hand, see tests/README.md ("Issue 11: ARI and inbound recordings").
+#
+# ARI scenarios write, like the other ari-* recordings (fixtures README, "File formats"):
+#   <name>.events.jsonl    one WebSocket text frame per line, exactly as received
+#   <name>.http.jsonl      the WebSocket handshake and every REST call, raw request and response
+#   <name>.timeline.jsonl  both merged in arrival order (t = seconds since the scenario began)
+# AMI scenarios write <name>.txt / .sent.txt / .timeline.jsonl (record_ami.py's format).
+# The test caller of an inbound scenario is placed over a second AMI connection, recorded
+# beside it as <name>.caller.txt / .caller.sent.txt / .caller.timeline.jsonl: its
+# OriginateResponse and the caller half's Newstate/Hangup say what the caller saw (answered
+# or not, and the cause).
+#
+# Needs a running Asterisk with the project's dialplan (callback-access, callback-access-ami),
+# the fixtures' phones and the test callers:
+#   cd <worktree> && EXTRA_DIALPLAN=tests/real_asterisk/testcallers.conf \
+#     AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start . build/share/callback/sounds
+#   python3 tests/real_asterisk/record_ari.py ari-inbound-dtmf [--out tests/fixtures/asterisk]
+# Scenarios: see SCENARIOS at the end. Python 3 standard library only.
+import argparse
+import base64
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "asterisk", "tools"))
+import record_ami as ami  # noqa: E402  (action, Conn, get, login, logoff)
+
+HOST, ARI_PORT, AMI_PORT = "127.0.0.1", 8088, 5038
+USER, SECRET = "callback", "callbacksecret"
+APP = "callback-app"
+AUTH = "Basic " + base64.b64encode(("%s:%s" % (USER, SECRET)).encode()).decode()
+CALLER_ID = '"Test caller" <1234>'
+
+
+def q(value):
+    return urllib.parse.quote(value, safe="")
+
+
+class Recording:
+    """One scenario: the ARI WebSocket, REST calls, and any AMI connections, on one clock."""
+
+    def __init__(self, name, out):
+        self.name, self.out = name, out
+        self.t0 = time.monotonic()
+        self.cv = threading.Condition()
+        self.http_log, self.timeline, self.frames, self.events = [], [], [], []
+        self.ws = None
+        self.amis = []  # (Conn, [messages]) read by threads
+        self.stop = False
+        self.threads = []
+
+    def now(self):
+        return round(time.monotonic() - self.t0, 6)
+
+    # --- ARI WebSocket (RFC 6455, client side, just enough) ---------------------------------
+    def connect_ws(self, app=APP):
+        sock = socket.create_connection((HOST, ARI_PORT))
+        key = base64.b64encode(os.urandom(16)).decode()
+        req = ("GET /ari/events?app=%s&api_key=%s:%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+               % (app, USER, SECRET, HOST, ARI_PORT, key))
+        sock.sendall(req.encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(4096)
+            if not data:
+                raise RuntimeError("WebSocket handshake: connection closed")
+            buf += data
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        entry = {"t": self.now(), "kind": "ws-handshake", "request": req, "response": head.decode() + "\r\n\r\n"}
+        with self.cv:
+            self.http_log.append(entry)
+            self.timeline.append(entry)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError("WebSocket handshake refused: " + head.decode())
+        self.ws = sock
+        th = threading.Thread(target=self._read_ws, args=(sock, rest), daemon=True)
+        th.start()
+        self.threads.append(th)
+
+    def _send_frame(self, opcode, payload):
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        self.ws.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _read_ws(self, sock, buf):
+        message, msg_opcode = b"", 0
+
+        def need(n):
+            nonlocal buf
+            while len(buf) < n:
+                data = sock.recv(65536)
+                if not data:
+                    raise EOFError
+                buf += data
+
+        try:
+            while True:
+                need(2)
+                fin, opcode, n = buf[0] & 0x80, buf[0] & 0x0F, buf[1] & 0x7F
+                off = 2
+                if n == 126:
+                    need(4)
+                    n, off = int.from_bytes(buf[2:4], "big"), 4
+                elif n == 127:
+                    need(10)
+                    n, off = int.from_bytes(buf[2:10], "big"), 10
+                need(off + n)
+                payload, buf = buf[off:off + n], buf[off + n:]
+                if opcode == 0x9:
+                    self._send_frame(0xA, payload)
+                    continue
+                if opcode == 0x8:
+                    break
+                if opcode in (0x1, 0x2):
+                    message, msg_opcode = payload, opcode
+                elif opcode == 0x0:
+                    message += payload
+                else:
+                    continue
+                if fin and msg_opcode == 0x1:
+                    text = message.decode()
+                    with self.cv:
+                        self.frames.append(text)
+                        self.events.append(json.loads(text))
+                        self.timeline.append({"t": self.now(), "kind": "ws", "data": text})
+                        self.cv.notify_all()
+        except (EOFError, OSError):
+            pass
+
+    # --- REST ------------------------------------------------------------------------------
+    def http(self, method, path, label, auth=True):
+        """One REST call on its own connection; returns (status, parsed JSON body or None)."""
+        req = "%s %s HTTP/1.1\r\nHost: %s:%d\r\n" % (method, path, HOST, ARI_PORT)
+        if auth:
+            req += "Authorization: %s\r\n" % AUTH
+        if method in ("POST", "PUT"):
+            req += "Content-Length: 0\r\n"
+        req += "Connection: close\r\n\r\n"
+        t_request = self.now()
+        sock = socket.create_connection((HOST, ARI_PORT))
+        sock.sendall(req.encode())
+        resp = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            resp += data
+        sock.close()
+        text = resp.decode()
+        status = int(text.split(" ", 2)[1])
+        entry = {"t": self.now(), "kind": "http", "label": label, "request": req, "response": text,
+                 "status": status, "t_request": t_request}
+        with self.cv:
+            self.http_log.append(entry)
+            self.timeline.append(entry)
+        body = text.partition("\r\n\r\n")[2]
+        print("  %-45s %d %s" % (label, status, body[:150]))
+        try:
+            return status, json.loads(body) if body else None
+        except ValueError:
+            return status, body
+
+    # --- waiting for events ----------------------------------------------------------------
+    def wait(self, pred, timeout=10.0, start=0, what="event"):
+        """The first ARI event at or after index `start` for which pred is true: (index, event)."""
+        end = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                for i in range(start, len(self.events)):
+                    if pred(self.events[i]):
+                        return i, self.events[i]
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("%s: no %s within %.0f s" % (self.name, what, timeout))
+                self.cv.wait(left)
+
+    def wait_type(self, type_, channel=None, start=0, timeout=10.0, **fields):
+        def pred(e):
+            if e.get("type") != type_:
+                return False
+            if channel is not None and e.get("channel", {}).get("id") != channel:
+                return False
+            return all(e.get(k) == v for k, v in fields.items())
+        return self.wait(pred, timeout, start, "%s %s %s" % (type_, channel or "", fields or ""))
+
+    def quiet(self, seconds):
+        time.sleep(seconds)
+
+    # --- AMI connections -------------------------------------------------------------------
+    def ami(self, suffix, events):
+        """A recorded AMI connection on this scenario's clock, logged in; its messages are read
+        by a thread into a list."""
+        name = self.name + suffix
+        conn = ami.Conn(name, self.out, HOST, AMI_PORT)
+        conn.t0 = self.t0
+        while conn.banner is None and not conn.closed:
+            conn.poll(1.0)
+        if not ami.login(conn, events):
+            raise RuntimeError("AMI login failed")
+        msgs = []
+        th = threading.Thread(target=self._read_ami, args=(conn, msgs), daemon=True)
+        th.start()
+        self.threads.append(th)
+        self.amis.append((conn, msgs))
+        return conn, msgs
+
+    def _read_ami(self, conn, msgs):
+        while not self.stop and not conn.closed:
+            got = conn.poll(0.05)
+            if got:
+                with self.cv:
+                    msgs.extend(got)
+                    self.cv.notify_all()
+
+    def wait_ami(self, msgs, timeout=10.0, start=0, **fields):
+        end = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                for i in range(start, len(msgs)):
+                    if all(ami.get(msgs[i], k) == v for k, v in fields.items()):
+                        return i, msgs[i]
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("%s: no AMI %s within %.0f s" % (self.name, fields, timeout))
+                self.cv.wait(left)
+
+    def call_in(self, caller, number, context, exten, cid, timeout_ms=30000):
+        """The test caller dials `number` in `context` (callback-access or callback-access-ami);
+        once answered its half runs testcallers,<exten>. <cid> is the Originate's ActionID; the
+        channels get Asterisk's own ids, as a call from a trunk would."""
+        caller.send(ami.action("Originate", ("ActionID", cid), ("Channel", "Local/%s@%s" % (number, context)),
+                               ("Context", "testcallers"), ("Exten", exten), ("Priority", "1"),
+                               ("Timeout", str(timeout_ms)), ("CallerID", CALLER_ID), ("Async", "true")))
+
+    # --- saving ----------------------------------------------------------------------------
+    def close(self):
+        if self.ws is not None:
+            try:
+                self._send_frame(0x8, (1000).to_bytes(2, "big"))
+            except OSError:
+                pass
+            time.sleep(0.2)
+            self.ws.close()
+        self.stop = True
+        for th in self.threads:
+            th.join(2)
+        for conn, _ in self.amis:
+            if not conn.closed:
+                ami.logoff(conn)
+
+    def save(self):
+        self.close()
+        if self.ws is not None:
+            with open(os.path.join(self.out, self.name + ".events.jsonl"), "w") as f:
+                f.write("".join(t + "\n" for t in self.frames))
+        if self.http_log:
+            with open(os.path.join(self.out, self.name + ".http.jsonl"), "w") as f:
+                f.write("".join(json.dumps(e) + "\n" for e in self.http_log))
+        if self.ws is not None:
+            with open(os.path.join(self.out, self.name + ".timeline.jsonl"), "w") as f:
+                f.write("".join(json.dumps(e) + "\n" for e in sorted(self.timeline, key=lambda e: e["t"])))
+        for conn, _ in self.amis:
+            conn.save()
+        print("%s: %d events, %d HTTP exchanges" % (self.name, len(self.frames), len(self.http_log)))
+
+
+def caller_hangup(rec, caller_msgs, cid, inbound_name, timeout=15.0):
+    """Waits for the caller half's Hangup (the ;1 of the inbound ;2) and its OriginateResponse."""
+    name = inbound_name[:-2] + ";1"
+    _, h = rec.wait_ami(caller_msgs, timeout, Event="Hangup", Channel=name)
+    print("  caller %s: Hangup Cause %s %s" % (name, ami.get(h, "Cause"), ami.get(h, "Cause-txt")))
+    states = [ami.get(m, "ChannelStateDesc") for m in caller_msgs
+              if ami.get(m, "Event") == "Newstate" and ami.get(m, "Channel") == name]
+    print("  caller %s: Newstate %s" % (name, states))
+    _, r = rec.wait_ami(caller_msgs, timeout, Event="OriginateResponse", ActionID=cid)
+    print("  caller %s: OriginateResponse %s Reason %s" % (cid, ami.get(r, "Response"), ami.get(r, "Reason")))
+    _, c = rec.wait_ami(caller_msgs, timeout, Event="Cdr", Channel=name)
+    print("  caller %s: Cdr %s, BillableSeconds %s" % (name, ami.get(c, "Disposition"), ami.get(c, "BillableSeconds")))
+
+
+def inbound(rec, cid, exten="dtmf", number="5000"):
+    """A test caller into callback-access; returns (caller msgs, the inbound channel's id and name)."""
+    caller, msgs = rec.ami(".caller", "call,cdr")
+    rec.call_in(caller, number, "callback-access", exten, cid)
+    _, start = rec.wait_type("StasisStart")
+    print("  StasisStart %s state %s args %s caller %s" % (start["channel"]["id"], start["channel"]["state"],
+                                                           start["args"], start["channel"]["caller"]))
+    return msgs, start["channel"]["id"], start["channel"]["name"]
+
+
+# --- ARI scenarios ------------------------------------------------------------------------
+
+def ari_inbound_dtmf(rec):
+    rec.connect_ws()
+    msgs, ch, name = inbound(rec, "caller-dtmf-1")
+    rec.http("POST", "/ari/channels/%s/answer" % ch, "answer the inbound call")
+    rec.wait_type("ChannelStateChange", ch)
+    rec.http("POST", "/ari/channels/%s/play?media=sound:callback-please-wait&lang=en" % ch, "play please-wait (en)")
+    rec.wait_type("PlaybackFinished")
+    rec.wait_type("ChannelDtmfReceived", ch, digit="#", timeout=15)
+    rec.http("DELETE", "/ari/channels/%s?reason=normal" % ch, "hang up (reason=normal)")
+    rec.wait_type("StasisEnd", ch)
+    caller_hangup(rec, msgs, "caller-dtmf-1", name)
+    rec.quiet(1)
+
+
+def ari_inbound_caller_hangup(rec):
+    rec.connect_ws()
+    msgs, ch, name = inbound(rec, "caller-bye-1", "bye")
+    rec.http("POST", "/ari/channels/%s/answer" % ch, "answer the inbound call")
+    rec.http("POST", "/ari/channels/%s/play?media=sound:callback-please-wait&lang=en" % ch, "play please-wait (en)")
+    rec.wait_type("StasisEnd", ch)
+    caller_hangup(rec, msgs, "caller-bye-1", name)
+    rec.quiet(1)
+    rec.http("DELETE", "/ari/channels/%s?reason=normal" % ch, "hang up, after StasisEnd")
+
+
+def reject(rec, cid, how, ring=0.0, subscribe=False):
+    rec.connect_ws()
+    msgs, ch, name = inbound(rec, cid, "quiet")
+    if subscribe:
+        rec.http("POST", "/ari/applications/%s/subscription?eventSource=channel:%s" % (APP, ch),
+                 "subscribe the app to the inbound channel")
+    if ring:
+        rec.http("POST", "/ari/channels/%s/ring" % ch, "ring (indicate ringing, not answered)")
+        rec.quiet(ring)
+    rec.http("DELETE", "/ari/channels/%s?%s" % (ch, how), "reject unanswered (%s)" % how)
+    rec.wait_type("ChannelDestroyed" if subscribe else "StasisEnd", ch)
+    caller_hangup(rec, msgs, cid, name)
+    rec.quiet(1)
+
+
+def ari_play(rec):
+    rec.connect_ws()
+    _, a = rec.http("POST", "/ari/channels?endpoint=Local/1001@phones&app=%s&appArgs=leg-a,cb-play-1&callerId=%s"
+                    "&timeout=30&channelId=cb-play-1-A1&otherChannelId=cb-play-1-A2" % (APP, q('"Callback" <1002>')),
+                    "originate A (answers after 1 s)")
+    ch = "cb-play-1-A1"
+    rec.wait_type("StasisStart", ch)
+
+    def play(media, lang, label, pid=None, wait=True):
+        path = "/ari/channels/%s/play?media=%s&lang=%s" % (ch, ",".join(q(m) for m in media), lang)
+        if pid:
+            path += "&playbackId=" + pid
+        status, body = rec.http("POST", path, label)
+        if wait and status in (200, 201):
+            rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == body["id"], 20,
+                     what="PlaybackFinished " + body["id"])
+        return status, body
+
+    play(["sound:callback-please-wait"], "en", "play a prompt that exists", "cb-play-1-pb1")
+    play(["sound:callback-no-such-prompt"], "en", "play a prompt that does not exist", "cb-play-1-pb2")
+    play(["sound:callback-please-wait", "sound:callback-time-up"], "en", "two prompts in one play", "cb-play-1-pb3")
+    play(["sound:callback-please-wait"], "zh", "play a prompt in zh", "cb-play-1-pb4")
+    play(["sound:callback-no-such-prompt", "sound:callback-time-up"], "en", "missing prompt, then one that exists",
+         "cb-play-1-pb5")
+    play(["number:20"], "en", "say number 20 (en)", "cb-play-1-pb6")
+    play(["digits:20"], "en", "say digits 20 (en)", "cb-play-1-pb7")
+    play(["number:20"], "zh", "say number 20 (zh)", "cb-play-1-pb8")
+    play(["sound:vm-youhave", "number:20", "sound:queue-seconds"], "en", "you have 20 seconds (en)", "cb-play-1-pb9")
+    # two plays at once: the second is queued behind the first
+    play(["sound:callback-please-wait"], "en", "play, then another at once (1)", "cb-play-1-pb10", wait=False)
+    play(["sound:callback-time-up"], "en", "play, then another at once (2)", "cb-play-1-pb11", wait=False)
+    rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == "cb-play-1-pb11", 20)
+    # stopped mid-play
+    play(["sound:callback-please-wait"], "en", "play, to be stopped", "cb-play-1-pb12", wait=False)
+    rec.wait(lambda e: e.get("type") == "PlaybackStarted" and e["playback"]["id"] == "cb-play-1-pb12")
+    rec.quiet(0.5)
+    rec.http("DELETE", "/ari/playbacks/cb-play-1-pb12", "stop the playback mid-play")
+    rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == "cb-play-1-pb12")
+    rec.http("DELETE", "/ari/playbacks/cb-play-1-pb12", "stop it again (gone)")
+    rec.http("GET", "/ari/playbacks/cb-play-1-pb1", "get a finished playback")
+    # a playback still running when the channel goes away
+    play(["sound:callback-please-wait"], "en", "play, channel hung up mid-play", "cb-play-1-pb13", wait=False)
+    rec.wait(lambda e: e.get("type") == "PlaybackStarted" and e["playback"]["id"] == "cb-play-1-pb13")
+    rec.quiet(0.5)
+    rec.http("DELETE", "/ari/channels/%s?reason_code=16" % ch, "hang up A mid-play")
+    rec.wait_type("ChannelDestroyed", ch)
+    play(["sound:callback-please-wait"], "en", "play on a gone channel", "cb-play-1-pb14", wait=False)
+    rec.quiet(1)
+
+
+def ari_errors(rec):
+    rec.connect_ws()
+    # a channel that is not in Stasis: originated into the dialplan (testcallers,quiet)
+    rec.http("POST", "/ari/channels?endpoint=Local/1001@phones&context=testcallers&extension=quiet&priority=1"
+             "&channelId=cb-err-dp-1&otherChannelId=cb-err-dp-2&callerId=%s" % q('"Callback" <1002>'),
+             "originate into the dialplan, not Stasis")
+    rec.quiet(2)  # 1001 answers after 1 s
+    _, br = rec.http("POST", "/ari/bridges?type=mixing&bridgeId=cb-err-bridge", "create bridge")
+    rec.http("POST", "/ari/bridges/cb-err-bridge/addChannel?channel=cb-err-dp-1", "addChannel, not in Stasis")
+    rec.http("POST", "/ari/channels/cb-err-dp-1/answer", "answer, not in Stasis")
+    rec.http("POST", "/ari/channels/cb-err-dp-1/play?media=sound:callback-please-wait", "play, not in Stasis")
+    rec.http("DELETE", "/ari/channels/cb-err-dp-1?reason_code=16", "hang up a channel not in Stasis")
+    rec.http("POST", "/ari/bridges/cb-err-bridge/addChannel?channel=no-such-channel", "addChannel, no such channel")
+    rec.http("POST", "/ari/bridges/no-such-bridge/addChannel?channel=cb-err-dp-1", "addChannel, no such bridge")
+    # a channel in Stasis
+    rec.http("POST", "/ari/channels?endpoint=Local/1001@phones&app=%s&appArgs=leg-a,cb-err-1&channelId=cb-err-1-A1"
+             "&otherChannelId=cb-err-1-A2" % APP, "originate A into the app")
+    rec.wait_type("StasisStart", "cb-err-1-A1")
+    rec.http("POST", "/ari/channels?endpoint=Local/1001@phones&app=%s&channelId=cb-err-1-A1" % APP,
+             "originate with a channelId in use")
+    rec.http("POST", "/ari/bridges/cb-err-bridge/addChannel?channel=cb-err-1-A1", "addChannel")
+    rec.http("POST", "/ari/bridges?type=mixing&bridgeId=cb-err-bridge-2", "create a second bridge")
+    rec.http("POST", "/ari/bridges/cb-err-bridge-2/addChannel?channel=cb-err-1-A1", "addChannel, already in a bridge")
+    rec.http("DELETE", "/ari/bridges/cb-err-bridge-2", "destroy the second bridge")
+    rec.http("DELETE", "/ari/channels/cb-err-1-A1?reason_code=16", "hang up A")
+    rec.wait_type("ChannelDestroyed", "cb-err-1-A1")
+    rec.http("DELETE", "/ari/channels/cb-err-1-A1?reason_code=16", "hang up A again (gone)")
+    rec.http("POST", "/ari/channels/cb-err-1-A1/answer", "answer a gone channel")
+    rec.http("POST", "/ari/channels/cb-err-1-A1/ring", "ring a gone channel")
+    rec.http("DELETE", "/ari/bridges/cb-err-bridge", "destroy bridge")
+    rec.http("DELETE", "/ari/bridges/cb-err-bridge", "destroy bridge again (gone)")
+    # bad endpoints
+    rec.http("POST", "/ari/channels?endpoint=Nope/123&app=%s" % APP, "originate, unknown technology")
+    rec.http("POST", "/ari/channels?endpoint=PJSIP/123&app=%s" % APP, "originate, technology not loaded")
+    rec.http("POST", "/ari/channels?endpoint=garbage&app=%s" % APP, "originate, endpoint without a slash")
+    rec.http("POST", "/ari/channels?app=%s" % APP, "originate, no endpoint")
+    rec.http("POST", "/ari/channels?endpoint=Local/1001@phones", "originate, neither app nor extension")
+    # an app with no WebSocket connected
+    rec.http("POST", "/ari/channels?endpoint=Local/1001@phones&app=nobody-app&channelId=cb-err-2-A1"
+             "&otherChannelId=cb-err-2-A2", "originate into an app nobody listens to")
+    rec.quiet(2.5)
+    rec.http("GET", "/ari/channels/cb-err-2-A1", "that channel, 2.5 s later")
+    rec.http("GET", "/ari/channels", "list channels")
+    rec.quiet(1)
+
+
+def ari_no_app(rec):
+    """HTTP only, no WebSocket: the app callback-app is not registered."""
+    rec.http("GET", "/ari/applications", "list applications (no ws connected)")
+    rec.http("GET", "/ari/applications/callback-app", "app state (no ws connected)")
+    rec.http("POST", "/ari/channels?endpoint=Local/1001@phones&app=callback-app&appArgs=leg-a,cb-noapp-1"
+             "&channelId=cb-noapp-1-A1&otherChannelId=cb-noapp-1-A2",
+             "originate into callback-app, no ws connected")
+    rec.quiet(2.5)
+    rec.http("GET", "/ari/channels/cb-noapp-1-A1", "that channel, 2.5 s later")
+    rec.http("GET", "/ari/channels", "list channels")
+
+
+def ari_inbound_no_app(rec):
+    """No WebSocket: a call to the access number finds no Stasis application."""
+    caller, msgs = rec.ami(".caller", "call,cdr")
+    rec.call_in(caller, "5000", "callback-access", "quiet", "caller-noapp-1")
+    _, n = rec.wait_ami(msgs, Event="Newchannel", Exten="5000")
+    caller_hangup(rec, msgs, "caller-noapp-1", ami.get(n, "Channel")[:-2] + ";2")
+    rec.quiet(1)
+
+
+# --- AMI scenarios: the inbound call in Async AGI --------------------------------------------
+
+AMI_EVENTS = "call,user,cdr,agi,dtmf"
+
+
+def agi(conn, channel, command, aid):
+    conn.send(ami.action("AGI", ("ActionID", aid), ("Channel", channel), ("Command", command),
+                         ("CommandID", aid)))
+
+
+def ami_inbound(rec, cid, exten):
+    conn, msgs = rec.ami("", AMI_EVENTS)
+    caller, cmsgs = rec.ami(".caller", "call,cdr")
+    rec.call_in(caller, "5000", "callback-access-ami", exten, cid)
+    _, start = rec.wait_ami(msgs, Event="AsyncAGIStart")
+    channel = ami.get(start, "Channel")
+    print("  AsyncAGIStart %s Env %s" % (channel, urllib.parse.unquote(ami.get(start, "Env"))[:300]))
+    return conn, msgs, cmsgs, channel
+
+
+def agi_step(rec, conn, msgs, channel, command, aid, timeout=10.0):
+    n = len(msgs)
+    agi(conn, channel, command, aid)
+    _, r = rec.wait_ami(msgs, timeout, start=n, Event="AsyncAGIExec", CommandID=aid)
+    result = urllib.parse.unquote(ami.get(r, "Result") or "")
+    print("  %-40s -> %s" % (command, result.strip()))
+    return result
+
+
+def agi_hangup(rec, conn, msgs, cmsgs, ch, cid, cause):
+    """The AMI Hangup action with a cause on the channel in Async AGI; waits for the caller's
+    end and AsyncAGIEnd, then 2 s for the late Cdr events."""
+    conn.send(ami.action("Hangup", ("ActionID", "hangup-1"), ("Channel", ch), ("Cause", cause)))
+    caller_hangup(rec, cmsgs, cid, ch)
+    rec.wait_ami(msgs, Event="AsyncAGIEnd", Channel=ch)
+    rec.quiet(2)
+
+
+def ami_inbound_asyncagi(rec):
+    conn, msgs, cmsgs, ch = ami_inbound(rec, "caller-agi-1", "dtmf")
+    agi_step(rec, conn, msgs, ch, "ANSWER", "agi-1")
+    agi_step(rec, conn, msgs, ch, 'STREAM FILE callback-please-wait "0123456789#*"', "agi-2")
+    digits, i = "", 3
+    while not digits.endswith("#") and i < 20:
+        result = agi_step(rec, conn, msgs, ch, "WAIT FOR DIGIT 3000", "agi-%d" % i)
+        i += 1
+        code = int(result.split("result=")[1].split()[0]) if "result=" in result else -1
+        if code <= 0:
+            break
+        digits += chr(code)
+    print("  digits after the first: %r" % digits)
+    agi_hangup(rec, conn, msgs, cmsgs, ch, "caller-agi-1", "16")
+
+
+def ami_inbound_getdata(rec, cid="caller-agi-2", caller="dtmf"):
+    conn, msgs, cmsgs, ch = ami_inbound(rec, cid, caller)
+    agi_step(rec, conn, msgs, ch, "ANSWER", "agi-1")
+    agi_step(rec, conn, msgs, ch, "GET DATA callback-please-wait 3000 10", "agi-2", timeout=20)
+    agi_hangup(rec, conn, msgs, cmsgs, ch, cid, "16")
+
+
+def ami_inbound_reject(rec):
+    conn, msgs, cmsgs, ch = ami_inbound(rec, "caller-agi-3", "quiet")
+    agi_hangup(rec, conn, msgs, cmsgs, ch, "caller-agi-3", "17")
+
+
+SCENARIOS = {
+    "ari-inbound-dtmf": ari_inbound_dtmf,
+    "ari-inbound-caller-hangup": ari_inbound_caller_hangup,
+    "ari-inbound-reject": lambda rec: reject(rec, "caller-rej-1", "reason=busy"),
+    "ari-inbound-reject-congestion": lambda rec: reject(rec, "caller-rej-2", "reason=congestion"),
+    "ari-inbound-ring-reject": lambda rec: reject(rec, "caller-rej-3", "reason_code=17", ring=3.0),
+    "ari-inbound-reject-subscribed": lambda rec: reject(rec, "caller-rej-4", "reason=busy", subscribe=True),
+    "ari-play": ari_play,
+    "ari-errors": ari_errors,
+    "ari-no-app": ari_no_app,
+    "ari-inbound-no-app": ari_inbound_no_app,
+    "ami-inbound-asyncagi": ami_inbound_asyncagi,
+    "ami-inbound-getdata": ami_inbound_getdata,
+    "ami-inbound-getdata-timeout": lambda rec: ami_inbound_getdata(rec, "caller-agi-4", "quiet"),
+    "ami-inbound-reject": ami_inbound_reject,
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
+                                                 "asterisk"))
+    args = p.parse_args()
+    rec = Recording(args.scenario, args.out)
+    try:
+        SCENARIOS[args.scenario](rec)
+    finally:
+        rec.save()
+
+
+if __name__ == "__main__":
+    main()
