@@ -546,7 +546,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     if (handlers.closed) handlers.closed(why);
   }
 
-  void stop_events(const std::shared_ptr<EventStream>& stream) {
+  void stop_events(std::shared_ptr<EventStream> stream) {  // a copy: `events` itself may be passed
     if (events == stream) events.reset();
     const bool was_open = stream->state == EventStream::State::open;
     stream->state = EventStream::State::done;
@@ -567,12 +567,13 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   void shutdown(bool notify) {
     closed = true;
     if (events) stop_events(events);
-    std::vector<std::shared_ptr<Call>> calls(queue.begin(), queue.end());
-    queue.clear();
+    std::vector<std::shared_ptr<Call>> calls;  // in flight first, then the queued ones, oldest first
     for (const auto& conn : std::vector(connections)) {
       if (conn->call) calls.push_back(conn->call);
       drop(conn);
     }
+    calls.insert(calls.end(), queue.begin(), queue.end());
+    queue.clear();
     std::vector<std::pair<std::function<void(Result<Response>)>, std::string>> callbacks;
     for (const auto& call : calls) {
       if (call->finished) continue;
