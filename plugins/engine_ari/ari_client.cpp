@@ -146,6 +146,11 @@ void connect_stream(const Endpoint& endpoint, std::chrono::milliseconds timeout,
                          });
 }
 
+bool valid_target(std::string_view target) {
+  return !target.empty() && target.front() == '/' &&
+         std::none_of(target.begin(), target.end(), [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7F; });
+}
+
 std::string connect_failure(const Endpoint& endpoint, error_code ec, std::chrono::milliseconds timeout) {
   const std::string address = host_header(endpoint);
   if (ec == beast::error::timeout) {
@@ -203,30 +208,34 @@ std::string quote_untrusted(std::string_view text, std::size_t limit) {
   return escape_control(text.substr(0, cut)) + "...";
 }
 
+std::string encode(std::string_view text) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                            c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += ch;
+    } else {
+      out += '%';
+      out += hex[c >> 4U];
+      out += hex[c & 15U];
+    }
+  }
+  return out;
+}
+
 std::string with_query(std::string path,
                        std::initializer_list<std::pair<std::string_view, std::string_view>> params) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  auto append = [&path](std::string_view text) {
-    for (const char ch : text) {
-      const auto c = static_cast<unsigned char>(ch);
-      const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                              c == '.' || c == '_' || c == '~';
-      if (unreserved) {
-        path += ch;
-      } else {
-        path += '%';
-        path += hex[c >> 4U];
-        path += hex[c & 15U];
-      }
-    }
-  };
   char separator = path.find('?') == std::string::npos ? '?' : '&';
   for (const auto& [name, value] : params) {
     path += separator;
     separator = '&';
-    append(name);
+    path += encode(name);
     path += '=';
-    append(value);
+    path += encode(value);
   }
   return path;
 }
@@ -254,9 +263,17 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   // --- REST ------------------------------------------------------------------------
 
   void request(http::verb method, std::string target, std::function<void(Result<Response>)> done, json::object body) {
+    std::optional<Error> refused;
     if (closed) {
-      asio::post(io, [done = std::move(done), field = where(method, target)] {
-        if (done) done(Error{"ari.closed", "the ARI client is closed", field});
+      refused = Error{"ari.closed", "the ARI client is closed", where(method, target)};
+    } else if (!valid_target(target)) {
+      // An id from Asterisk pasted into a path unencoded could otherwise forge a header.
+      refused = Error{"ari.invalid_target", "the request target must start with '/' and hold no space or control character (ari::encode)",
+                      quote_untrusted(where(method, target))};
+    }
+    if (refused) {
+      asio::post(io, [done = std::move(done), why = std::move(*refused)] {
+        if (done) done(why);
       });
       return;
     }

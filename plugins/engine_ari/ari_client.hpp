@@ -22,6 +22,7 @@
 //   ari.protocol       a reply or frame we cannot read
 //   ari.timeout        no reply within request_timeout (the WebSocket: nothing within event_idle_timeout)
 //   ari.closed         close() was called while the request was in flight (or before it was made)
+//   ari.invalid_target the target has a space or a control character (nothing is sent)
 #include <callback/error.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -101,9 +102,13 @@ class Client {
   std::shared_ptr<Impl> impl_;
 };
 
+// Every byte but RFC 3986's unreserved ones (A-Z a-z 0-9 - . _ ~) percent-encoded: a path
+// segment from Asterisk's data ("/ari/channels/" + encode(id)) or a query value.
+[[nodiscard]] std::string encode(std::string_view text);
+
 // "/ari/channels" + {{"endpoint", "Local/1001@phones"}, {"callerId", "\"Callback\" <1001>"}}
-// -> "/ari/channels?endpoint=Local%2F1001%40phones&callerId=%22Callback%22%20%3C1001%3E":
-// every byte but RFC 3986's unreserved ones (A-Z a-z 0-9 - . _ ~) percent-encoded.
+// -> "/ari/channels?endpoint=Local%2F1001%40phones&callerId=%22Callback%22%20%3C1001%3E"
+// (names and values through encode(); '&' when `path` already has a query).
 [[nodiscard]] std::string with_query(std::string path,
                                      std::initializer_list<std::pair<std::string_view, std::string_view>> params);
 

@@ -454,6 +454,45 @@ TEST_F(AriClientTest, ConnectionRefusedIsUnreachable) {
   EXPECT_FALSE(client->is_open());
 }
 
+TEST_F(AriClientTest, ConnectWithoutAnswerIsUnreachableAfterTheConnectTimeout) {
+  // A listener with a full accept queue: Linux drops the SYN, so connect() hangs.
+  tcp::acceptor full(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), true);
+  full.listen(0);
+  tcp::socket filler(io);
+  filler.connect(full.local_endpoint());
+  options.connect_timeout = 200ms;
+  make_client(full.local_endpoint().port());
+  auto reply = call(http::verb::get, "/ari/asterisk/info");
+  ASSERT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error().code, "ari.unreachable");
+  EXPECT_NE(reply.error().message.find("no answer within 200 ms"), std::string::npos) << reply.error().message;
+}
+
+TEST_F(AriClientTest, HostNameIsResolved) {
+  ari::Client::Handlers none;
+  client = std::make_unique<ari::Client>(io, ari::Endpoint{"localhost", server.port(), "callback", "callbacksecret"}, options,
+                                         std::move(none));
+  auto reply = call(http::verb::get, "/ari/asterisk/info");
+  ASSERT_TRUE(reply.ok()) << reply.error().describe();
+  ASSERT_EQ(server.seen.size(), 1U);
+  EXPECT_EQ(server.seen[0].host, "localhost:" + std::to_string(server.port()));
+}
+
+TEST_F(AriClientTest, TargetThatCouldForgeAHeaderIsRefusedUnsent) {
+  make_client();
+  auto reply = call(http::verb::delete_, "/ari/channels/x HTTP/1.1\r\nX-Forged: 1");
+  ASSERT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error().code, "ari.invalid_target");
+  EXPECT_EQ(reply.error().field, "DELETE /ari/channels/x HTTP/1.1\\r\\nX-Forged: 1");
+  auto relative = call(http::verb::get, "ari/asterisk/info");
+  EXPECT_EQ(relative.ok() ? "" : relative.error().code, "ari.invalid_target");
+  auto encoded = call(http::verb::delete_, "/ari/channels/" + ari::encode("x HTTP/1.1\r\nX-Forged: 1"));
+  EXPECT_TRUE(encoded.ok());
+  EXPECT_EQ(server.accepted, 1);
+  ASSERT_EQ(server.seen.size(), 1U);
+  EXPECT_EQ(server.seen[0].target, "/ari/channels/x%20HTTP%2F1.1%0D%0AX-Forged%3A%201");
+}
+
 TEST_F(AriClientTest, NoReplyWithinTheRequestTimeoutIsATimeout) {
   server.rest = [](const Seen&, int) { return Step{Act::silent, {}}; };
   options.request_timeout = 300ms;
@@ -740,6 +779,13 @@ TEST(AriWithQuery, PercentEncodesAllButUnreserved) {
   EXPECT_EQ(ari::with_query("/x?y=1", {{"name", "\xe5\x90\x8d"}}), "/x?y=1&name=%E5%90%8D");
   EXPECT_EQ(ari::with_query("/x", {{"a&b", "c=d+e"}}), "/x?a%26b=c%3Dd%2Be");
   EXPECT_EQ(ari::with_query("/x", {}), "/x");
+}
+
+TEST(AriEncode, KeepsOnlyUnreserved) {
+  EXPECT_EQ(ari::encode("1795672242.76"), "1795672242.76");
+  EXPECT_EQ(ari::encode("cb-ari-11_a~"), "cb-ari-11_a~");
+  EXPECT_EQ(ari::encode("a/b c?d#e%f"), "a%2Fb%20c%3Fd%23e%25f");
+  EXPECT_EQ(ari::encode(std::string("\0\x7f", 2)), "%00%7F");
 }
 
 TEST(AriQuoteUntrusted, EscapesAndCutsOnACharacterBoundary) {
