@@ -71,14 +71,17 @@ std::string where(http::verb method, std::string_view target) {
   return text;
 }
 
-// Asterisk's error bodies are {"message":"Channel not found"}.
+// Asterisk's error bodies are {"message":"Channel not found"}, except the 500 of an
+// originate to a missing technology: {"error":"Allocation failed"} (fixtures: ari-errors).
 std::optional<std::string> asterisk_message(std::string_view body) {
   error_code ec;
   auto parsed = json::parse(body, ec);
   if (ec || !parsed.is_object()) return std::nullopt;
-  const auto* message = parsed.as_object().if_contains("message");
-  if (message == nullptr || !message->is_string()) return std::nullopt;
-  return std::string(message->as_string());
+  for (const char* key : {"message", "error"}) {
+    const auto* message = parsed.as_object().if_contains(key);
+    if (message != nullptr && message->is_string()) return std::string(message->as_string());
+  }
+  return std::nullopt;
 }
 
 std::string code_for_status(unsigned status) {
