@@ -128,6 +128,7 @@ struct AriEngine::Leg {
   int cause1 = 0, cause2 = 0, requested_cause = 0;  // requested: the last hard ChannelHangupRequest
   std::optional<HangupCause> hung_up_by_us;
   bool hangup_sent = false;
+  bool hangup_pending = false;  // asked for while its server was away
   bool limit_reached = false;
   std::string bridge;
   std::weak_ptr<Leg> other;
@@ -137,6 +138,7 @@ struct AriEngine::Leg {
   std::chrono::milliseconds warning_repeat{0};
   std::string language;
   std::vector<std::string> playbacks;  // in flight on this channel
+  std::string typeahead;               // DTMF that came while no collection ran
   bool orphaned = false;    // its server is away: we do not know whether it is still up
   Timestamp last_seen{};    // when it was last known up
   std::chrono::seconds recovered_limit{0};  // adopted after a restart: the call's limit
@@ -350,7 +352,7 @@ void AriEngine::on_closed(Server& server, const Error& why) {
   if (was_up) context_.log.warning(component, server.name + ": " + why.message + "; reconnecting");
   server.state = Server::State::backoff;
   server.backoff = server.backoff.count() == 0 ? options_.reconnect_min : std::min(server.backoff * 2, options_.reconnect_max);
-  server.client->close();  // the REST connections too: they failed, or will
+  // REST calls under way go on: Asterisk's HTTP may well be up; if not, they fail by themselves.
   // Its legs wait for the reconnect to say whether they are still up.
   const Timestamp now = context_.clock.now();
   bool orphans = false;
@@ -398,6 +400,14 @@ void AriEngine::reconcile(Server& server, const json::array& channels) {
       ++server.legs;
     }
     leg->orphaned = false;
+    if (leg->hangup_pending) {  // asked for while the server was away
+      leg->hangup_pending = false;
+      leg->hangup_sent = true;
+      request(server, verb::delete_,
+              "/ari/channels/" + ari::encode(leg->id) + "?reason_code=" +
+                  std::to_string(q850(leg->hung_up_by_us.value_or(HangupCause::normal()))),
+              nullptr);
+    }
     if (str(*found->second, "state") == "Up" && !leg->up) {
       leg->up = true;
       leg->answered_at = parse_timestamp(str(*found->second, "creationtime")).value_or(context_.clock.now());
@@ -432,6 +442,7 @@ void AriEngine::on_event(Server& server, const json::object& e) {
     auto done = std::move(it->second);
     playbacks_.erase(it);
     const auto state = str(*playback, "state");
+    if (!done) return;
     if (state == "done") return done(ok_status());
     done(engine_error(engine_errc::not_found, "the prompt " + std::string(str(*playback, "media_uri")) +
                                                   " was not played (" + std::string(state) +
@@ -441,6 +452,10 @@ void AriEngine::on_event(Server& server, const json::object& e) {
   const json::object* channel = obj(e, type == "Dial" ? "peer" : "channel");
   if (channel == nullptr) return;
   const std::string id(str(*channel, "id"));
+  if (context_.log.enabled(LogLevel::debug)) {
+    context_.log.debug(component, server.name + " <- " + escape_control(type) + " " + escape_control(id) + " " +
+                                      escape_control(str(*channel, "state")) + " " + escape_control(str(e, "dialstatus")));
+  }
   auto it = legs_.find(id);
   if (it == legs_.end()) {
     if (type != "StasisStart") return;  // not ours (another app's, or a leg that ended)
@@ -510,32 +525,39 @@ void AriEngine::on_event(Server& server, const json::object& e) {
   } else if (type == "StasisEnd" && leg->inbound) {
     leg_ended(*leg, at, false);  // an inbound channel gets no ChannelDestroyed
   } else if (type == "ChannelDtmfReceived" && !half2) {
-    auto c = collections_.find(leg->id);
-    if (c == collections_.end()) return;
-    auto collection = c->second;
     const auto digit = str(e, "digit");
-    if (digit.size() != 1) return;
-    if (!collection->prompt_playback.empty()) {
-      if (Server* s = server_named(leg->server)) {
-        request(*s, verb::delete_, "/ari/playbacks/" + ari::encode(collection->prompt_playback), nullptr);
-      }
-      collection->prompt_playback.clear();
-    }
-    const auto& r = collection->request;
-    if (r.terminator != '\0' && digit[0] == r.terminator) {
-      return end_collection(leg->id, Digits{collection->digits, Digits::Stop::terminator});
-    }
-    collection->digits += digit;
-    if (collection->digits.size() >= r.max_digits) {
-      return end_collection(leg->id, Digits{collection->digits, Digits::Stop::max_digits});
-    }
-    collection->timer.cancel();
-    collection->timer = context_.clock.schedule(r.inter_digit_timeout, [this, id = leg->id] {
-      auto found = collections_.find(id);
-      if (found == collections_.end()) return;
-      end_collection(id, Digits{found->second->digits, Digits::Stop::inter_digit_timeout});
-    });
+    if (digit.size() == 1) feed_digit(*leg, digit[0]);
   }
+}
+
+void AriEngine::feed_digit(Leg& leg, char digit) {
+  auto c = collections_.find(leg.id);
+  if (c == collections_.end()) {
+    // Typed ahead (before a collection, or between two): kept for the next one.
+    if (leg.typeahead.size() < 64) leg.typeahead.push_back(digit);
+    return;
+  }
+  auto collection = c->second;
+  if (!collection->prompt_playback.empty()) {
+    if (Server* s = server_named(leg.server)) {
+      request(*s, verb::delete_, "/ari/playbacks/" + ari::encode(collection->prompt_playback), nullptr);
+    }
+    collection->prompt_playback.clear();
+  }
+  const auto& r = collection->request;
+  if (r.terminator != '\0' && digit == r.terminator) {
+    return end_collection(leg.id, Digits{collection->digits, Digits::Stop::terminator});
+  }
+  collection->digits.push_back(digit);
+  if (collection->digits.size() >= r.max_digits) {
+    return end_collection(leg.id, Digits{collection->digits, Digits::Stop::max_digits});
+  }
+  collection->timer.cancel();
+  collection->timer = context_.clock.schedule(r.inter_digit_timeout, [this, id = leg.id] {
+    auto found = collections_.find(id);
+    if (found == collections_.end()) return;
+    end_collection(id, Digits{found->second->digits, Digits::Stop::inter_digit_timeout});
+  });
 }
 
 void AriEngine::answered(Leg& leg, Timestamp at) {
@@ -729,7 +751,9 @@ void AriEngine::hangup(const Channel& channel, HangupCause cause, StatusCompleti
   if (leg->placing) return answer_later(std::move(done), ok_status());  // sent once the originate is answered
   Server* server = server_named(leg->server);
   if (server == nullptr || server->state != Server::State::ready) {
-    return answer_later(std::move(done), Status(engine_error(engine_errc::unavailable, leg->server + " is not connected")));
+    // Sent once the server is back and lists the channel (or the leg ends as lost).
+    leg->hangup_pending = true;
+    return answer_later(std::move(done), ok_status());
   }
   leg->hangup_sent = true;
   request(*server, verb::delete_, "/ari/channels/" + ari::encode(leg->id) + "?reason_code=" + std::to_string(q850(cause)),
@@ -971,7 +995,16 @@ void AriEngine::collect_digits(const Channel& channel, const DigitRequest& reque
                                                               : Digits::Stop::inter_digit_timeout});
     });
   };
-  if (!request_.prompt) return arm_first();
+  // Digits typed ahead count first; they may complete the collection at once.
+  for (const char digit : std::exchange(leg->typeahead, {})) {
+    if (collections_.count(id) == 0) {
+      leg->typeahead.push_back(digit);  // the rest waits for the next collection
+      continue;
+    }
+    feed_digit(*leg, digit);
+  }
+  if (collections_.count(id) == 0) return;
+  if (!request_.prompt || !c->digits.empty()) return arm_first();
   // The first digit's wait starts when the prompt has played (or was cut by a digit).
   play(channel, *request_.prompt, [arm_first](Status) { arm_first(); });
   c->prompt_playback = leg->id + "-p" + std::to_string(sequence_);

@@ -95,6 +95,7 @@ class AriEngine final : public Engine {
   void answered(Leg& leg, Timestamp at);
   void warn_or_end(const std::string& id);
   void end_collection(const std::string& channel_id, Result<Digits> result);
+  void feed_digit(Leg& leg, char digit);
   Server* pick_server();
   Server* server_named(const std::string& name);
   std::shared_ptr<Leg> find(const Channel& channel);

@@ -976,11 +976,11 @@ struct Server {
     c->state = "Ring";
     c->caller_name = in.name;
     c->caller_number = in.from;
-    c->context = "stasis";
+    c->context = "callback-access";
     c->exten = in.to;
-    c->priority = 2;
+    c->priority = 1;
     c->app = in.app;
-    c->app_args = in.to;
+    c->app_args = "access," + in.to;  // Stasis(callback-app,access,${EXTEN}) in [callback-access]
     c->subscribed = true;
     call->one = c;
     enter_stasis(*c);
