@@ -6,7 +6,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
@@ -172,6 +171,7 @@ struct Call {
   std::function<void(Result<Response>)> done;
   asio::steady_timer deadline;  // request_timeout, from request() on
   int attempts = 0;             // sends; a stale keep-alive connection earns one more
+  bool fresh_only = false;      // that one more: on a new connection (the other idle ones are as old)
   bool finished = false;
 };
 
@@ -300,7 +300,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     while (!queue.empty()) {
       auto idle = std::find_if(connections.begin(), connections.end(),
                                [](const auto& c) { return c->state == Connection::State::idle; });
-      if (idle != connections.end()) {
+      if (idle != connections.end() && !queue.front()->fresh_only) {
         auto conn = *idle;
         error_code ignored;
         conn->stream.socket().cancel(ignored);  // the idle watch
@@ -309,7 +309,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         send(conn, std::move(call));
         continue;
       }
-      if (connections.size() >= limit) break;
+      if (connections.size() >= limit) {
+        if (idle == connections.end()) break;
+        drop(*idle);  // room for the retry's new connection
+      }
       auto conn = std::make_shared<Connection>(io);
       conn->call = std::move(queue.front());
       queue.pop_front();
@@ -397,6 +400,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     const bool stale = conn->reused && unanswered;
     drop(conn);
     if (stale && call->attempts < 2) {
+      call->fresh_only = true;
       queue.push_front(std::move(call));
       dispatch();
       return;
@@ -495,7 +499,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     if (ec) {
-      lose_events(stream, events_error(*stream, ec, "the event WebSocket handshake failed"));
+      lose_events(stream, events_error(*stream, ec, "the event WebSocket handshake failed", options.connect_timeout));
       return;
     }
     stream->state = EventStream::State::open;
@@ -512,12 +516,12 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   void on_frame(const std::shared_ptr<EventStream>& stream, error_code ec) {
     if (events != stream) return;
     if (ec) {
-      lose_events(stream, events_error(*stream, ec, "the event WebSocket was lost"));
+      lose_events(stream, events_error(*stream, ec, "the event WebSocket was lost", options.event_idle_timeout));
       return;
     }
     const bool text = stream->ws.got_text();
-    const std::string frame = beast::buffers_to_string(stream->buffer.data());
-    stream->buffer.consume(stream->buffer.size());
+    const auto bytes = stream->buffer.data();  // a flat_buffer: one piece
+    const std::string_view frame(static_cast<const char*>(bytes.data()), bytes.size());
     std::optional<Error> bad;
     json::value parsed;
     if (!text) {
@@ -533,6 +537,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         bad = Error{"ari.protocol", "an event that is not a JSON object: " + quote_untrusted(frame), "/ari/events"};
       }
     }
+    stream->buffer.consume(stream->buffer.size());
     // The next read first: whatever the handler does (close(), ~Client, throw), the
     // stream's state is whole.
     read_events(stream);
@@ -543,7 +548,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  Error events_error(const EventStream& stream, error_code ec, const std::string& what) const {
+  // `limit`: the timeout that applied (the handshake's, or the idle one once open).
+  static Error events_error(const EventStream& stream, error_code ec, const std::string& what,
+                            std::chrono::milliseconds limit) {
     if (ec == websocket::error::closed) {
       const auto& reason = stream.ws.reason();
       std::string text = "Asterisk closed the event WebSocket (code " + std::to_string(reason.code);
@@ -551,8 +558,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       return Error{"ari.unreachable", text + ")", "/ari/events"};
     }
     if (ec == beast::error::timeout) {
-      return Error{"ari.timeout", what + ": nothing from Asterisk within " + std::to_string(options.event_idle_timeout.count()) +
-                                      " ms", "/ari/events"};
+      return Error{"ari.timeout", what + ": nothing from Asterisk within " + std::to_string(limit.count()) + " ms",
+                   "/ari/events"};
     }
     if (ec == websocket::condition::protocol_violation || ec == websocket::error::message_too_big) {
       return Error{"ari.protocol", what + ": " + ec.message(), "/ari/events"};

@@ -639,6 +639,28 @@ TEST_F(AriClientTest, StaleKeptAliveConnectionIsRetriedOnceOnANewOne) {
   EXPECT_EQ(server.seen[2].target, "/ari/asterisk/ping");
 }
 
+TEST_F(AriClientTest, RetryGoesOnANewConnectionNotAnotherKeptOne) {
+  // Two kept connections; each drops its second request unanswered (both went stale).
+  server.rest = [](const Seen&, int on_connection) {
+    if (on_connection > 1) return Step{Act::hang_up, {}};
+    return Step{Act::answer, kept_alive(recorded_response("ari-http-basics.http.jsonl", "asterisk info"))};
+  };
+  options.max_connections = 2;
+  make_client();
+  int answered = 0;
+  for (int i = 0; i < 2; ++i) {
+    client->request(http::verb::get, "/ari/asterisk/info", [&](Result<ari::Response> r) { answered += r.ok() ? 1 : 0; });
+  }
+  ASSERT_TRUE(run_until([&] { return answered == 2; }));
+  ASSERT_EQ(client->connection_count(), 2U);
+  auto reply = call(http::verb::get, "/ari/asterisk/ping");
+  ASSERT_TRUE(reply.ok()) << reply.error().describe();
+  EXPECT_EQ(server.accepted, 3);
+  ASSERT_EQ(server.seen.size(), 4U);
+  EXPECT_EQ(server.seen[3].connection, 3);
+  EXPECT_LE(client->connection_count(), 2U);
+}
+
 TEST_F(AriClientTest, RequestIsRetriedOnlyOnce) {
   server.rest = [](const Seen&, int) {
     return Step{Act::answer, kept_alive(recorded_response("ari-http-basics.http.jsonl", "asterisk info"))};
