@@ -917,8 +917,18 @@ void AriEngine::bridge(const Channel& a, const Channel& b, StatusCompletion done
             lb->other = la;
             request(*server, verb::post,
                     ari::with_query("/ari/bridges/" + ari::encode(id) + "/addChannel", {{"channel", la->id + "," + lb->id}}),
-                    [done = std::move(done)](Result<ari::Response> added) {
-                      if (done) done(added ? ok_status() : Status(engine_error_for(added.error(), "adding the legs")));
+                    [la, lb, done = std::move(done)](Result<ari::Response> added) {
+                      if (!done) return;
+                      if (added) return done(ok_status());
+                      // A leg that hung up meanwhile makes Asterisk answer 400 or 404 ("Channel
+                      // not found") or 422 (not in Stasis any more), maybe before its events come.
+                      const auto& code = added.error().code;
+                      if (la->ended || lb->ended || code == "ari.bad_request" || code == "ari.not_found" ||
+                          code == "ari.unprocessable") {
+                        return done(engine_error(engine_errc::channel_gone,
+                                                 "a leg hung up before the bridge: " + added.error().message));
+                      }
+                      done(engine_error_for(added.error(), "adding the legs"));
                     });
           });
 }
