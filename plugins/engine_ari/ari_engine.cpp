@@ -142,6 +142,7 @@ struct AriEngine::Leg {
   bool orphaned = false;    // its server is away: we do not know whether it is still up
   Timestamp last_seen{};    // when it was last known up
   std::chrono::seconds recovered_limit{0};  // adopted after a restart: the call's limit
+  bool adopted = false;                     // from recover(), not yet found on a server
 };
 
 struct AriEngine::Collection {
@@ -400,6 +401,14 @@ void AriEngine::reconcile(Server& server, const json::array& channels) {
       ++server.legs;
     }
     leg->orphaned = false;
+    if (leg->adopted) {
+      // Taken up after a restart: the service learns the leg's channel (to hang it up, to
+      // play to it) from this event; the leg was dialed before, so nothing else moves.
+      leg->adopted = false;
+      emit({.call_id = leg->call_id, .leg = leg->role, .type = LegEventType::dialing, .at = context_.clock.now(),
+            .handle = {leg->server, leg->id}, .channel = std::string(str(*found->second, "name")),
+            .uniqueid = leg->id, .server = leg->server});
+    }
     if (leg->hangup_pending) {  // asked for while the server was away
       leg->hangup_pending = false;
       leg->hangup_sent = true;
@@ -427,6 +436,41 @@ void AriEngine::reconcile(Server& server, const json::array& channels) {
   }
   const Timestamp now = context_.clock.now();
   for (auto& leg : gone) leg_ended(*leg, std::min(now, leg->last_seen), true);
+  if (!adopting_.empty()) find_bridges(server);
+}
+
+void AriEngine::find_bridges(Server& server) {
+  // Calls taken up after a restart: their bridges (named by callback id) are ours again,
+  // to delete when the first leg leaves; one left empty is deleted now.
+  request(server, verb::get, "/ari/bridges", [this, &server](Result<ari::Response> list) {
+    if (!list || !list->body.is_array()) return;
+    for (const auto& b : list->body.as_array()) {
+      if (!b.is_object()) continue;
+      const auto& bridge = b.as_object();
+      const std::string name(str(bridge, "name")), id(str(bridge, "id"));
+      if (adopting_.count(name) == 0 || id.empty()) continue;
+      std::size_t members = 0;
+      std::shared_ptr<Leg> first;
+      if (const auto* channels = bridge.if_contains("channels"); channels != nullptr && channels->is_array()) {
+        for (const auto& c : channels->as_array()) {
+          if (!c.is_string()) continue;
+          auto leg = legs_.find(std::string(c.as_string()));
+          if (leg == legs_.end() || leg->second->ended) continue;
+          ++members;
+          leg->second->bridge = id;
+          if (first) {
+            first->other = leg->second;
+            leg->second->other = first;
+          }
+          first = leg->second;
+        }
+      }
+      if (members < 2) {
+        if (first) first->bridge.clear();
+        request(server, verb::delete_, "/ari/bridges/" + ari::encode(id), nullptr);
+      }
+    }
+  });
 }
 
 // --- events -----------------------------------------------------------------------------
@@ -614,13 +658,14 @@ void AriEngine::leg_ended(Leg& leg, Timestamp at, bool unobserved) {
   if (collections_.count(leg.id) != 0) {
     end_collection(leg.id, engine_error(engine_errc::channel_gone, "the channel hung up while digits were collected"));
   }
-  if (auto other = leg.other.lock(); other && !leg.bridge.empty()) {
+  if (!leg.bridge.empty()) {
+    // The bridge goes with the first leg to leave it (Asterisk keeps an empty one for ever).
     if (Server* s = server_named(leg.server); s != nullptr && s->state == Server::State::ready) {
       request(*s, verb::delete_, "/ari/bridges/" + ari::encode(leg.bridge), nullptr);
     }
-    other->bridge.clear();
-    if (leg.limit_reached) other->limit_reached = true;
+    if (auto other = leg.other.lock(); other && other->bridge == leg.bridge) other->bridge.clear();
   }
+  if (auto other = leg.other.lock(); other && leg.limit_reached) other->limit_reached = true;
   leg.bridge.clear();
   LegEvent event{.call_id = leg.call_id, .leg = leg.role, .type = LegEventType::ended, .at = at,
                  .handle = {leg.server, leg.id}, .channel = leg.name, .uniqueid = leg.id,
@@ -783,6 +828,8 @@ void AriEngine::recover(const std::vector<Recovered>& calls) {
       leg->orphaned = true;
       leg->last_seen = now;
       leg->recovered_limit = call.limit;
+      leg->adopted = true;
+      adopting_.insert(call.call_id);
       legs_[leg->id] = leg;
       legs_[leg->id2] = leg;
       ++legs_in_flight_;

@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -89,6 +90,7 @@ class AriEngine final : public Engine {
   void on_opened(Server& server);
   void on_closed(Server& server, const Error& why);
   void reconcile(Server& server, const boost::json::array& channels);
+  void find_bridges(Server& server);
   void inbound(Server& server, const boost::json::object& channel, const std::string& dialed, Timestamp at);
   void leg_ended(Leg& leg, Timestamp at, bool unobserved);
   void emit(const LegEvent& event);
@@ -128,6 +130,7 @@ class AriEngine final : public Engine {
   std::unordered_map<std::string, std::shared_ptr<Collection>> collections_;  // by channel id
   std::unordered_map<std::string, StatusCompletion> playbacks_;              // by playback id
   std::uint64_t sequence_ = 0;
+  std::set<std::string> adopting_;  // callback ids given to recover(): their bridges are ours
 };
 
 }  // namespace callback::engine_ari

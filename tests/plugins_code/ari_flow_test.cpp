@@ -271,6 +271,58 @@ TEST_F(AriFlowTest, CallsSpreadOverSeveralServers) {
   EXPECT_GE(requests("POST /ari/channels"), 4u);
 }
 
+// After a restart (the engine gone without hanging up anything), recover() takes up the
+// service's calls by their channel ids: a leg still up is followed (its handle reported,
+// so it can be hung up) and ends once; a leg that went meanwhile ends as not observed.
+TEST_F(AriFlowTest, RecoverFollowsTheLegsStillUpAndEndsThoseThatWentAsUnobserved) {
+  connect();
+  billing.max_duration = 300s;
+  const auto up = start("1001", "1003");    // both stay up
+  const auto gone = start("1001", "2003");  // B hangs up 5 s (here 50 ms) after answering
+  ASSERT_TRUE(run_until([&] { return observer.reached(up, CallState::bridged) && observer.reached(gone, CallState::bridged); }, 5s));
+  const std::string server = "127.0.0.1:" + std::to_string(ari.port());
+  // The crash: nothing is hung up. Without a service, gone's A stays up after its B went.
+  service.reset();
+  engine.reset();
+  ASSERT_TRUE(run_until([&] { return ari.stats().websockets == 0; }, 5s)) << "the old connection is gone";
+  // While nobody watches, gone's B hangs up: up's four channels and gone's A (two) are left.
+  ASSERT_TRUE(run_until([&] { return ari.stats().channels == 6; }, 5s)) << ari.stats_json();
+  std::vector<LegEvent> events;
+  auto second = std::make_unique<engine_ari::AriEngine>(context, engine_options());
+  auto subscription = second->subscribe([&](const LegEvent& e) { events.push_back(e); });
+  second->recover({{.call_id = up, .server = server, .limit = 300s, .b_dialed = true},
+                   {.call_id = gone, .server = "", .limit = 300s, .b_dialed = true}});
+  second->start();
+  const auto ended = [&](const std::string& id, LegRole leg) -> const LegEvent* {
+    for (const auto& e : events) {
+      if (e.call_id == id && e.leg == leg && e.type == LegEventType::ended) return &e;
+    }
+    return nullptr;
+  };
+  const auto handle = [&](const std::string& id, LegRole leg) {
+    for (const auto& e : events) {
+      if (e.call_id == id && e.leg == leg && !e.handle.empty()) return e.handle;
+    }
+    return Channel{};
+  };
+  ASSERT_TRUE(run_until([&] { return ended(gone, LegRole::b) != nullptr && !handle(up, LegRole::b).empty(); }, 5s));
+  EXPECT_TRUE(ended(gone, LegRole::b)->unobserved);
+  EXPECT_EQ(ended(up, LegRole::a), nullptr) << "still up: followed, not ended";
+  EXPECT_EQ(ended(gone, LegRole::a), nullptr) << "gone's A is still up too";
+  // The handles work: hang them up, each ends once.
+  for (const auto& [id, leg] : {std::pair{up, LegRole::a}, std::pair{up, LegRole::b}, std::pair{gone, LegRole::a}}) {
+    ASSERT_FALSE(handle(id, leg).empty()) << id;
+    second->hangup(handle(id, leg), HangupCause::normal(), nullptr);
+  }
+  ASSERT_TRUE(run_until([&] { return ended(up, LegRole::a) && ended(up, LegRole::b) && ended(gone, LegRole::a); }, 5s));
+  EXPECT_FALSE(ended(up, LegRole::b)->unobserved);
+  std::size_t ends = 0;
+  for (const auto& e : events) ends += e.type == LegEventType::ended ? 1 : 0;
+  EXPECT_EQ(ends, 4u);
+  nothing_left();
+  second.reset();
+}
+
 // --- inbound calls and digits (the ANI/DID triggers' primitives) ---------------------------
 
 TEST_F(AriFlowTest, AnInboundCallGoesToTheRouteOfItsNumberIsAnsweredAndItsDigitsCollected) {
