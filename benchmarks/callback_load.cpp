@@ -1,5 +1,5 @@
 // Load tool: the CallbackService with the AMI engine against the Asterisk fake on
-// loopback. Two modes:
+// loopback, or (--engine ari) with the ARI engine against the ARI fake. Two modes:
 //   throughput: keep --in-flight callbacks going until --calls complete; A=9XXX answers
 //               at once, B=98XX answers and hangs up at once; prints callbacks/s and the
 //               number that did not complete normally (must be 0).
@@ -13,13 +13,18 @@
 //   callback_load throughput --calls 50000 --in-flight 500
 //   callback_load hold --calls 10000 --port 5038
 //   callback_load throughput --calls 2000 --in-flight 200 --port 5038   (real Asterisk)
+//   callback_load throughput --engine ari --calls 50000 --in-flight 500
+//   callback_load hold --engine ari --calls 10000 --port 8088   (callback-fake-ari --port 8088)
 #include "ami_engine.hpp"
+#include "ari_engine.hpp"
+#include "fake_ari.hpp"
 #include "fake_asterisk.hpp"
 #include "sqlite_store.hpp"
 
 #include <callback/service.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -62,7 +67,7 @@ int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "throughput";
   std::size_t calls = 20000, in_flight = 500;
   int port = 0;
-  std::string host = "127.0.0.1", secret = "callbacksecret";
+  std::string host = "127.0.0.1", secret = "callbacksecret", engine_name = "ami";
   int a_first = 9000, b_first = 9800;
   double scale = mode == "hold" ? 1.0 : 0.0;
   for (int i = 2; i + 1 < argc; i += 2) {
@@ -70,6 +75,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--in-flight")) in_flight = std::stoul(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--port")) port = std::stoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--host")) host = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--engine")) engine_name = argv[i + 1];
     else if (!std::strcmp(argv[i], "--secret")) secret = argv[i + 1];
     else if (!std::strcmp(argv[i], "--time-scale")) scale = std::stod(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--a-first")) a_first = std::stoi(argv[i + 1]);
@@ -79,12 +85,22 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (engine_name != "ami" && engine_name != "ari") {
+    std::cerr << "callback_load: --engine is ami or ari\n";
+    return 2;
+  }
+  const bool ari = engine_name == "ari";
   std::unique_ptr<fake::FakeAsterisk> asterisk;
-  if (port == 0) {
+  std::unique_ptr<fake::FakeAri> ari_fake;
+  if (port == 0 && !ari) {
     asterisk = std::make_unique<fake::FakeAsterisk>(
         fake::FakeAsteriskOptions{.time_scale = scale, .recordings = CALLBACK_ASTERISK_RECORDINGS});
     asterisk->start();
     port = asterisk->port();
+  } else if (port == 0) {
+    ari_fake = std::make_unique<fake::FakeAri>(fake::FakeAriOptions{.time_scale = scale});
+    ari_fake->start();
+    port = ari_fake->port();
   }
 
   boost::asio::io_context io;
@@ -94,16 +110,25 @@ int main(int argc, char** argv) {
   Context context{io, clock, log, metrics};
   const auto db = std::filesystem::temp_directory_path() / ("callback-load-" + std::to_string(getpid()) + ".db");
   auto store = store_sqlite::SqliteStore::open({.path = db, .synchronous = "normal"}).value();
-  engine_ami::AmiOptions options;
-  options.servers = {host + ":" + std::to_string(port)};
-  options.secret = secret;
-  engine_ami::AmiEngine engine{context, options};
+  std::unique_ptr<Engine> engine_owner;
+  if (ari) {
+    engine_ari::AriOptions options;
+    options.servers = {host + ":" + std::to_string(port)};
+    options.password = secret;
+    options.max_connections = std::getenv("ARI_CONNECTIONS") ? std::stoul(std::getenv("ARI_CONNECTIONS")) : 8;
+    engine_owner = std::make_unique<engine_ari::AriEngine>(context, options);
+  } else {
+    engine_ami::AmiOptions options;
+    options.servers = {host + ":" + std::to_string(port)};
+    options.secret = secret;
+    engine_owner = std::make_unique<engine_ami::AmiEngine>(context, options);
+  }
+  Engine& engine = *engine_owner;
   ServiceOptions service_options;
   service_options.campaigns["free"] = CampaignLimits{.limit = mode == "hold" ? 600s : 300s};
   service_options.stage_grace = 60s;
   service_options.max_in_flight = 0;  // the tool sets its own concurrency
   CallbackService service{context, engine, nullptr, *store, service_options};
-  engine.set_observer(&service);
   Outcomes counter;
   service.subscribe(counter);
   engine.start();
@@ -148,7 +173,7 @@ int main(int argc, char** argv) {
                 service.in_flight(), counter.failed, seconds);
     std::printf("memory: RSS %ld KiB idle -> %ld KiB held: %.1f KiB per callback in flight%s\n", rss_before,
                 rss_held, static_cast<double>(rss_held - rss_before) / static_cast<double>(calls),
-                asterisk ? " (fake in this process: includes its share)" : "");
+                asterisk || ari_fake ? " (fake in this process: includes its share)" : "");
     engine.stop();
     io.run_for(100ms);
     std::filesystem::remove(db);
@@ -160,9 +185,9 @@ int main(int argc, char** argv) {
     if (std::chrono::steady_clock::now() - t0 > 600s) break;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("throughput: %zu callbacks in %.2f s = %.0f callbacks/s with %zu in flight; %zu not completed\n",
-              counter.completed + counter.failed, seconds, static_cast<double>(counter.completed) / seconds,
-              in_flight, counter.failed);
+  std::printf("throughput (%s): %zu callbacks in %.2f s = %.0f callbacks/s with %zu in flight; %zu not completed\n",
+              engine_name.c_str(), counter.completed + counter.failed, seconds,
+              static_cast<double>(counter.completed) / seconds, in_flight, counter.failed);
   engine.stop();
   io.run_for(100ms);
   std::filesystem::remove(db);

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: callbackd with its web page and REST API, against
-# callback-fake-asterisk -- a TEST AND DEMO DOUBLE of Asterisk, not a PBX: it speaks AMI
-# on 127.0.0.1 and its "phones" behave by number; nothing is dialled.
+# callback-fake-asterisk (AMI) or callback-fake-ari (ARI) -- TEST AND DEMO DOUBLES of
+# Asterisk, not a PBX: they speak AMI or ARI on 127.0.0.1 and their "phones" behave by
+# number; nothing is dialled.
 #
 # Run it after scripts/build.sh (it builds nothing):
-#   scripts/demo.sh [--listen HOST:PORT] [--ami-port N] [--time-scale X]
+#   scripts/demo.sh [--engine ami|ari] [--listen HOST:PORT] [--ami-port N] [--ari-port N] [--time-scale X]
+#     --engine ami|ari    which engine callbackd runs (default ami: callback.engine.ami)
 #     --listen HOST:PORT  where callbackd serves the page and the API (default 127.0.0.1:8080)
-#     --ami-port N        the fake's AMI port on 127.0.0.1 (default 5038)
+#     --ami-port N        the AMI fake's port on 127.0.0.1 (default 5038)
+#     --ari-port N        the ARI fake's HTTP port on 127.0.0.1 (default 8088)
 #     --time-scale X      the fake's clock (default 1: real time; 0.1 runs it 10 times faster)
 #
 # Data: $CALLBACK_DATA_DIR (default ~/.local/share/callback-demo) gets, once, a demo rate
@@ -17,25 +20,33 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-listen=127.0.0.1:8080 ami_port=5038 time_scale=1
-usage() { sed -n '7,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+listen=127.0.0.1:8080 ami_port=5038 ari_port=8088 time_scale=1 engine=ami
+usage() { sed -n '8,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --listen) [ $# -ge 2 ] || usage; listen=$2; shift 2 ;;
     --listen=*) listen=${1#*=}; shift ;;
+    --engine) [ $# -ge 2 ] || usage; engine=$2; shift 2 ;;
+    --engine=*) engine=${1#*=}; shift ;;
+    --ari-port) [ $# -ge 2 ] || usage; ari_port=$2; shift 2 ;;
+    --ari-port=*) ari_port=${1#*=}; shift ;;
     --ami-port) [ $# -ge 2 ] || usage; ami_port=$2; shift 2 ;;
     --ami-port=*) ami_port=${1#*=}; shift ;;
     --time-scale) [ $# -ge 2 ] || usage; time_scale=$2; shift 2 ;;
     --time-scale=*) time_scale=${1#*=}; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument $1" >&2; usage ;;
   esac
 done
 case "$ami_port" in ''|*[!0-9]*) echo "demo.sh: --ami-port needs a number, got \"$ami_port\"" >&2; exit 2 ;; esac
+case "$ari_port" in ''|*[!0-9]*) echo "demo.sh: --ari-port needs a number, got \"$ari_port\"" >&2; exit 2 ;; esac
+case "$engine" in ami|ari) ;; *) echo "demo.sh: --engine is ami or ari, got \"$engine\"" >&2; exit 2 ;; esac
+fake=callback-fake-asterisk fake_port=$ami_port
+[ "$engine" = ami ] || { fake=callback-fake-ari; fake_port=$ari_port; }
 case "$listen" in *:*) ;; *) echo "demo.sh: --listen needs HOST:PORT, got \"$listen\"" >&2; exit 2 ;; esac
 
 bin=$root/build/bin
-for program in callbackd callbackctl callback-fake-asterisk; do
+for program in callbackd callbackctl "$fake"; do
   if [ ! -x "$bin/$program" ]; then
     echo "demo.sh: $bin/$program is missing: run ./scripts/setup.sh && ./scripts/build.sh first" >&2
     exit 1
@@ -46,9 +57,14 @@ export CALLBACK_DATA_DIR=${CALLBACK_DATA_DIR:-$HOME/.local/share/callback-demo}
 mkdir -p "$CALLBACK_DATA_DIR"
 data=$CALLBACK_DATA_DIR
 
-# The config: examples/config/demo.json, or a copy of it with the fake's port changed.
+# The config: examples/config/demo.json, or a copy of it with the fake's port changed or
+# the ARI engine chosen (its plugin line; ARI calls the secret "password", on port 8088).
 config=$root/examples/config/demo.json
-if [ "$ami_port" != 5038 ]; then
+if [ "$engine" = ari ]; then
+  config=$data/demo-ari.json
+  sed -e 's/"callback\.engine\.ami"/"callback.engine.ari"/' -e 's/"secret":/"password":/' \
+    -e "s/\"127\\.0\\.0\\.1:5038\"/\"127.0.0.1:$ari_port\"/" "$root/examples/config/demo.json" >"$config"
+elif [ "$ami_port" != 5038 ]; then
   config=$data/demo.json
   sed "s/\"127\\.0\\.0\\.1:5038\"/\"127.0.0.1:$ami_port\"/" "$root/examples/config/demo.json" >"$config"
 fi
@@ -96,7 +112,7 @@ cleanup() {
   if [ -n "$fake_pid" ] && kill -0 "$fake_pid" 2>/dev/null; then
     kill -TERM "$fake_pid" 2>/dev/null || true
     wait "$fake_pid" 2>/dev/null || true
-    echo "demo: callback-fake-asterisk stopped"
+    echo "demo: $fake stopped"
   fi
   [ -z "$fifo_dir" ] || rm -rf "$fifo_dir"
 }
@@ -104,23 +120,23 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-fake_log=$data/fake-asterisk.log
-echo "demo: starting callback-fake-asterisk on 127.0.0.1:$ami_port -- a TEST AND DEMO DOUBLE, NOT Asterisk"
+fake_log=$data/$fake.log
+echo "demo: starting $fake on 127.0.0.1:$fake_port -- a TEST AND DEMO DOUBLE, NOT Asterisk"
 echo "      (no SIP, no audio, nothing is dialled; its log: $fake_log)"
 # In a session of its own: Ctrl-C must not end it while callbackd is still draining its
 # calls (the trap below stops it once callbackd is gone). setsid execs here (no fork).
-setsid "$bin/callback-fake-asterisk" --port "$ami_port" --time-scale "$time_scale" >"$fake_log" 2>&1 </dev/null &
+setsid "$bin/$fake" --port "$fake_port" --time-scale "$time_scale" >"$fake_log" 2>&1 </dev/null &
 fake_pid=$!
 for _ in $(seq 100); do
   grep -q 'listening on 127\.0\.0\.1:' "$fake_log" 2>/dev/null && break
   if ! kill -0 "$fake_pid" 2>/dev/null; then
-    echo "demo: callback-fake-asterisk did not start (is port $ami_port taken? try --ami-port N):" >&2
+    echo "demo: $fake did not start (is port $fake_port taken? try --$engine-port N):" >&2
     sed 's/^/  /' "$fake_log" >&2
     exit 1
   fi
   sleep 0.1
 done
-grep -q 'listening on 127\.0\.0\.1:' "$fake_log" || { echo "demo: callback-fake-asterisk is not listening after 10 s" >&2; exit 1; }
+grep -q 'listening on 127\.0\.0\.1:' "$fake_log" || { echo "demo: $fake is not listening after 10 s" >&2; exit 1; }
 
 # ---- callbackd -------------------------------------------------------------------------
 # What to tell the person once callbackd says where it listens.

@@ -40,26 +40,29 @@ TimerHandle SystemClock::schedule(std::chrono::milliseconds delay, std::function
 
 ManualClock::ManualClock(std::chrono::system_clock::time_point start) : start_(start) {}
 
-std::chrono::system_clock::time_point ManualClock::now() const { return start_ + elapsed_; }
+std::chrono::system_clock::time_point ManualClock::now() const {
+  return start_ + std::chrono::milliseconds(elapsed_.load());
+}
 std::chrono::steady_clock::time_point ManualClock::steady_now() const {
-  return std::chrono::steady_clock::time_point{} + elapsed_;
+  return std::chrono::steady_clock::time_point{} + std::chrono::milliseconds(elapsed_.load());
 }
 
 TimerHandle ManualClock::schedule(std::chrono::milliseconds delay, std::function<void()> fire) {
-  const auto key = std::make_pair(elapsed_ + std::max(delay, std::chrono::milliseconds{0}), next_sequence_++);
+  const auto key = std::make_pair(std::chrono::milliseconds(elapsed_.load()) + std::max(delay, std::chrono::milliseconds{0}),
+                                  next_sequence_++);
   timers_.emplace(key, std::move(fire));
   return TimerHandle([this, key] { timers_.erase(key); });
 }
 
 void ManualClock::advance(std::chrono::milliseconds by) {
-  const auto target = elapsed_ + by;
+  const auto target = std::chrono::milliseconds(elapsed_.load()) + by;
   // Timers scheduled by a firing timer fire too if they fall due before `target`.
   while (!timers_.empty() && timers_.begin()->first.first <= target) {
     auto node = timers_.extract(timers_.begin());
-    elapsed_ = node.key().first;
+    elapsed_ = node.key().first.count();
     node.mapped()();
   }
-  elapsed_ = target;
+  elapsed_ = target.count();
 }
 
 std::string_view to_string(LogLevel level) noexcept {

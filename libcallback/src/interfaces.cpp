@@ -29,7 +29,6 @@ Result<std::chrono::seconds> Authorizer::extend(const std::string& reservation, 
   return Error{"not_supported", "this billing backend reserves whole calls; reservation " + reservation +
                                     " has nothing to extend", "reservation"};
 }
-EngineObserver::~EngineObserver() = default;
 TriggerSink::~TriggerSink() = default;
 
 std::string_view to_string(DenialReason reason) noexcept {
@@ -44,6 +43,18 @@ std::string_view to_string(Announcement a) noexcept {
   constexpr std::string_view names[] = {"welcome",      "time_warning", "time_up",     "partner_hangup", "partner_busy",
                                         "partner_away", "system_busy",  "call_failed", "enter_number"};
   return names[static_cast<int>(a)];
+}
+
+std::string_view sound_name(Announcement a) noexcept {
+  constexpr std::string_view names[] = {"callback-please-wait",    "vm-youhave",           "callback-time-up",
+                                        "callback-partner-hangup", "callback-partner-busy", "callback-partner-away",
+                                        "callback-system-busy",    "callback-call-failed",  "callback-enter-number"};
+  return names[static_cast<int>(a)];
+}
+
+std::string_view to_string(Digits::Stop stop) noexcept {
+  constexpr std::string_view names[] = {"max_digits", "terminator", "first_digit_timeout", "inter_digit_timeout"};
+  return names[static_cast<int>(stop)];
 }
 
 std::string_view to_string(LegEventType t) noexcept {

@@ -101,7 +101,6 @@ Result<std::unique_ptr<Runtime>> Runtime::open(ServiceConfig config, RuntimeOpti
     r.frontends_.push_back(std::move(*made));
   }
   r.service_ = std::make_unique<CallbackService>(r.context_, *r.engine_, r.billing_.get(), *r.store_, r.config_.service);
-  r.engine_->set_observer(r.service_.get());
   r.sink_ = std::make_unique<Sink>(r);
   r.service_->subscribe(*r.sink_);
   return runtime;

@@ -65,6 +65,12 @@ struct CallbackService::Active {
   TimerHandle slice_timer;
   std::chrono::seconds money_retry_delay{0};  // billing failed to settle or release: the next wait
   bool money_ran_out = false;  // the service hung up: ends as "time up", like the limit
+  // The legs' channels, once the engine named them (originate's answer, or an event).
+  Channel a_channel, b_channel;
+  std::optional<HangupCause> hangup_cause;  // we hang up: legs whose channel comes later too
+  bool a_hangup_sent = false, b_hangup_sent = false;
+  std::string language;  // of A's announcements
+  bool announcing = false;  // step flow: A hears B's outcome before we hang up
 };
 
 namespace {
@@ -126,6 +132,9 @@ CallbackService::CallbackService(Context& context, Engine& engine, Billing* bill
                                                {}, {0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90})),
       journal_(store.journal()) {
   if (const char* point = std::getenv("CALLBACK_CRASH_AT")) crash_at_ = point;
+  const auto can = engine_.capabilities();
+  step_flow_ = !can.dialplan_flow && can.step_flow;
+  engine_events_ = engine_.subscribe([this](const LegEvent& event) { on_leg_event(event); });
 }
 
 void CallbackService::crash_point(std::string_view point) const {
@@ -407,6 +416,7 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
       context_.log.warning("callback.service", id + ": the account's language is ignored: " + ok.error().message);
     }
   }
+  active.language = language;
   OriginateRequest originate{
       .call_id = id,
       .leg = LegRole::a,
@@ -423,6 +433,7 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
       .account_code = payer_account(request.payer),
       .language = std::move(language),
   };
+  if (step_flow_) originate.connect.reset();  // B is dialed by dial_b once A has answered
   arm_stage_timer(active, options_.a_ring_timeout);
   // In the journal as dialing, with its reservation, before anything is dialed: a restart
   // then looks for it on Asterisk (a crash before this write finds it "authorizing" and
@@ -442,15 +453,39 @@ void CallbackService::place(const std::string& id, const OriginateRequest& origi
     }
     return refuse(active, Error{"canceled", "canceled before it was dialed", "id"}, done);
   }
-  engine_.originate(originate);  // may end the call at once (no Asterisk reachable): `active` may be gone
-  if (done) {
-    auto placed = active_.find(id);
-    if (placed == active_.end() || placed->second->finishing) {
-      done(Error{"engine_unavailable", "the call could not be placed: no Asterisk server is reachable", {}});
-    } else {
-      done(id);
+  std::weak_ptr<int> alive = alive_;
+  engine_.originate(originate, [this, alive, id, done = std::move(done)](Result<Channel> placed) {
+    if (alive.expired()) return;
+    auto found = active_.find(id);
+    if (placed && found != active_.end() && found->second->a_channel.empty()) {
+      found->second->a_channel = *placed;
+      if (found->second->hangup_cause) hang_up_leg(*found->second, LegRole::a);  // canceled meanwhile
     }
-  }
+    if (!done) return;
+    if (placed) return done(id);
+    // The engine ends the leg too (its `ended` event), so the call ends as engine lost.
+    done(Error{"engine_unavailable", "the call could not be placed: " + placed.error().message, {}});
+  });
+}
+
+void CallbackService::hang_up(Active& active, HangupCause cause) {
+  if (!active.hangup_cause) active.hangup_cause = cause;
+  hang_up_leg(active, LegRole::a);
+  if (active.b_dialed) hang_up_leg(active, LegRole::b);
+}
+
+void CallbackService::hang_up_leg(Active& active, LegRole leg) {
+  const bool is_a = leg == LegRole::a;
+  const Channel& channel = is_a ? active.a_channel : active.b_channel;
+  bool& sent = is_a ? active.a_hangup_sent : active.b_hangup_sent;
+  if (channel.empty() || sent || (is_a ? active.a_ended : active.b_ended)) return;
+  sent = true;
+  const std::string id = active.call.id();
+  engine_.hangup(channel, active.hangup_cause.value_or(HangupCause::normal()), [this, id](Status done) {
+    if (!done && done.error().code != engine_errc::channel_gone) {
+      context_.log.warning("callback.service", id + ": hanging up failed: " + done.error().message);
+    }
+  });
 }
 
 Status CallbackService::cancel(const std::string& id) {
@@ -460,8 +495,7 @@ Status CallbackService::cancel(const std::string& id) {
   if (active.cancel_requested || active.finishing) return ok_status();  // ending anyway
   active.cancel_requested = true;
   if (active.call.state() == CallState::authorizing) return ok_status();  // billing's answer ends it
-  engine_.hangup(id, LegRole::a, HangupCause::canceled());
-  if (active.b_dialed) engine_.hangup(id, LegRole::b, HangupCause::canceled());
+  hang_up(active, HangupCause::canceled());
   arm_stage_timer(active, std::chrono::seconds{0});
   return ok_status();
 }
@@ -491,8 +525,7 @@ void CallbackService::on_stage_timeout(const std::string& id) {
     // The engine went quiet past the stage's own time: end the call ourselves.
     context_.log.warning("callback.service", id + ": no word from the engine in state " +
                                                  std::string(to_string(active.call.state())) + "; hanging up");
-    engine_.hangup(id, LegRole::a, HangupCause::engine_lost());
-    if (active.b_dialed) engine_.hangup(id, LegRole::b, HangupCause::engine_lost());
+    hang_up(active, HangupCause::engine_lost());
     arm_stage_timer(active, std::chrono::seconds{0});
     return;
   }
@@ -509,6 +542,13 @@ void CallbackService::on_leg_event(const LegEvent& event) {
   if (!event.channel.empty()) leg.channel = event.channel;
   if (!event.uniqueid.empty()) leg.uniqueid = event.uniqueid;
   const bool is_a = event.leg == LegRole::a;
+  if (!event.handle.empty()) {
+    Channel& channel = is_a ? active.a_channel : active.b_channel;
+    if (channel.empty()) {
+      channel = event.handle;
+      if (active.hangup_cause && event.type != LegEventType::ended) hang_up_leg(active, event.leg);
+    }
+  }
   switch (event.type) {
     case LegEventType::dialing:
       if (!leg.started) leg.started = event.at;
@@ -577,12 +617,110 @@ void CallbackService::on_leg_event(const LegEvent& event) {
       maybe_finish(active);
       break;
   }
+  if (step_flow_) {
+    auto again = active_.find(event.call_id);
+    if (again != active_.end() && !again->second->finishing) step(*again->second, event);
+  }
 }
 
-void CallbackService::on_inbound_call(const InboundCall& call) {
-  // ANI and DID callbacks are started by their triggers, which see inbound calls through
-  // the engine themselves; the service only places outbound callbacks.
-  context_.log.debug("callback.service", "inbound call on " + call.channel + " left to the ANI/DID triggers");
+void CallbackService::step(Active& active, const LegEvent& event) {
+  const std::string id = active.call.id();
+  std::weak_ptr<int> alive = alive_;
+  const bool is_a = event.leg == LegRole::a;
+  if (event.type == LegEventType::answered && is_a) {
+    if (active.b_dialed || active.hangup_cause || active.call.state() != CallState::a_answered) return;
+    // "Please wait", then B (whatever became of the prompt: a missing one must not stop the call).
+    engine_.play(active.a_channel, Prompt::announcement(Announcement::welcome, active.language),
+                 [this, alive, id](Status played) {
+                   if (alive.expired()) return;
+                   if (!played && played.error().code != engine_errc::channel_gone) {
+                     context_.log.warning("callback.service", id + ": the welcome prompt: " + played.error().message);
+                   }
+                   dial_b(id);
+                 });
+  } else if (event.type == LegEventType::answered) {
+    // B answered: bridge them, then the limit.
+    engine_.bridge(active.a_channel, active.b_channel, [this, alive, id](Status bridged) {
+      if (alive.expired()) return;
+      auto it = active_.find(id);
+      if (it == active_.end() || it->second->finishing) return;
+      Active& call = *it->second;
+      if (!bridged) {
+        if (bridged.error().code != engine_errc::channel_gone) {
+          context_.log.warning("callback.service", id + ": bridging A and B failed: " + bridged.error().message);
+        }
+        return hang_up(call, HangupCause::normal());
+      }
+      const TimeLimit limit{.limit = call.limit,
+                            .warning_before = std::min(call.warning_before, call.limit),
+                            .warning_repeat = call.warning_repeat,
+                            .language = call.language};
+      engine_.set_time_limit(call.a_channel, call.b_channel, limit, [this, alive, id](Status armed) {
+        if (alive.expired() || armed) return;
+        auto found = active_.find(id);
+        if (found == active_.end() || found->second->finishing) return;
+        // Without the engine's limit the call could run past what is paid for: end it.
+        context_.log.warning("callback.service", id + ": the time limit could not be set: " + armed.error().message);
+        hang_up(*found->second, HangupCause::normal());
+      });
+    });
+  } else if (event.type == LegEventType::ended && is_a) {
+    if (active.b_dialed && !active.b_ended) {
+      if (!active.hangup_cause) active.hangup_cause = HangupCause::normal();
+      hang_up_leg(active, LegRole::b);
+    }
+  } else if (event.type == LegEventType::ended && !active.a_ended) {
+    announce_and_end(active);
+  }
+}
+
+void CallbackService::dial_b(const std::string& id) {
+  auto it = active_.find(id);
+  if (it == active_.end() || it->second->finishing) return;
+  Active& active = *it->second;
+  if (active.a_ended || active.hangup_cause || active.b_dialed) return;
+  active.b_dialed = true;  // from now on the call ends only with B's end too
+  const CallbackRequest& request = active.call.request();
+  OriginateRequest b{.call_id = id,
+                     .leg = LegRole::b,
+                     .number = request.callee,
+                     .caller_id = request.caller,  // B sees A's number
+                     .caller_name = "Callback",
+                     .ring_timeout = options_.b_ring_timeout,
+                     .connect = std::nullopt,
+                     .account_code = payer_account(request.payer),
+                     .language = {}};
+  arm_stage_timer(active, options_.b_ring_timeout);
+  std::weak_ptr<int> alive = alive_;
+  engine_.originate(b, [this, alive, id](Result<Channel> placed) {
+    if (alive.expired() || !placed) return;  // a refusal comes as B's `ended` too
+    auto found = active_.find(id);
+    if (found == active_.end() || found->second->finishing) return;
+    Active& call = *found->second;
+    if (call.b_channel.empty()) call.b_channel = *placed;
+    if (call.hangup_cause) hang_up_leg(call, LegRole::b);
+  });
+}
+
+void CallbackService::announce_and_end(Active& active) {
+  if (active.announcing) return;
+  active.announcing = true;
+  if (active.limit_reached) return;  // the engine's limit says "time up" and ends A itself
+  const Leg& b = active.call.leg_b();
+  const auto announcement = announcement_for({.b_answered = b.answered.has_value(),
+                                              .b_cause = b.cause,
+                                              .limit_reached = active.money_ran_out,
+                                              .b_hung_up = active.b_hung_up,
+                                              .a_hung_up = false});
+  if (!active.hangup_cause) active.hangup_cause = HangupCause::normal();
+  if (!announcement || active.cancel_requested) return hang_up_leg(active, LegRole::a);
+  const std::string id = active.call.id();
+  std::weak_ptr<int> alive = alive_;
+  engine_.play(active.a_channel, Prompt::announcement(*announcement, active.language), [this, alive, id](Status) {
+    if (alive.expired()) return;
+    auto it = active_.find(id);
+    if (it != active_.end() && !it->second->finishing) hang_up_leg(*it->second, LegRole::a);
+  });
 }
 
 void CallbackService::maybe_finish(Active& active) {
@@ -932,7 +1070,8 @@ void CallbackService::on_slice_extended(const std::string& id, const Result<std:
     context_.log.info("callback.service", id + ": the money ran out after " + std::to_string(ending.covered.count()) +
                                               " s; hanging up");
     ending.money_ran_out = true;
-    engine_.hangup(id, LegRole::b, HangupCause::normal());
+    if (!ending.hangup_cause) ending.hangup_cause = HangupCause::normal();
+    hang_up_leg(ending, LegRole::b);
     arm_stage_timer(ending, std::chrono::seconds{0});  // and A, if the engine does not end it
   });
 }

@@ -46,6 +46,7 @@ class Factory final : public PluginFactory {
     options.max_call = std::chrono::seconds(args.options.integer("max_call_seconds"));
     options.debit_interval = std::chrono::seconds(args.options.integer("debit_interval_seconds"));
     options.deny_prefixes = args.options.strings("deny_prefixes");
+    options.clock = &args.context.clock;
     for (std::size_t i = 0; i < options.deny_prefixes.size(); ++i) {
       const auto& prefix = options.deny_prefixes[i];
       if (prefix.empty() || prefix.size() > 15 || prefix.find_first_not_of("0123456789") != std::string::npos) {

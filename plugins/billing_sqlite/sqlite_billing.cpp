@@ -279,7 +279,7 @@ void SqliteBilling::writer_loop() {
 
 SqliteBilling::Operation SqliteBilling::authorize_op(AuthorizationRequest request, std::shared_ptr<Authorization> out) {
   return [this, request = std::move(request), out](SQLite::Database& db) {
-    const Timestamp now = std::chrono::system_clock::now();
+    const Timestamp now = this->now();
     const std::string reservation_id = "res-" + request.call_id;
     Authorization& result = *out;
     result = Authorization{};
@@ -632,7 +632,7 @@ Result<std::optional<Authorizer::Held>> SqliteBilling::reservation_of(const std:
 
 SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::chrono::seconds billsec,
                                                   std::shared_ptr<Money> out) {
-  return [reservation = std::move(reservation), billsec, out](SQLite::Database& db) {
+  return [this, reservation = std::move(reservation), billsec, out](SQLite::Database& db) {
     Money& charged = *out;
     SQLite::Statement& select = prepared(db, "SELECT account_id, campaign, call_id, amount_micros, max_seconds, rate, status "
                                  "FROM reservation WHERE id = ?");
@@ -649,7 +649,7 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
                                                      select.getColumn(6).getString() + "; nothing charged twice",
                             "reservation"});
     }
-    const auto now = now_text(std::chrono::system_clock::now());
+    const auto now = now_text(this->now());
     if (select.getColumn(0).isNull()) {  // a campaign call: free for the caller, counted for the campaign
       SQLite::Statement& use = prepared(db, "UPDATE campaign_use SET status = 'settled', seconds = ? WHERE reservation = ?");
       use.bind(1, static_cast<std::int64_t>(billsec.count()));
@@ -741,7 +741,7 @@ void SqliteBilling::release_async(const std::string& reservation, std::function<
 }
 
 SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
-  return [reservation = std::move(reservation)](SQLite::Database& db) {
+  return [this, reservation = std::move(reservation)](SQLite::Database& db) {
     SQLite::Statement& select = prepared(db, "SELECT account_id, amount_micros, status FROM reservation WHERE id = ?");
     select.bindNoCopy(1, reservation);
     if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
@@ -760,7 +760,7 @@ SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
       use.exec();
     }
     SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'released', ended_at = ? WHERE id = ?");
-    end.bind(1, format_time(std::chrono::system_clock::now()));
+    end.bind(1, format_time(this->now()));
     end.bindNoCopy(2, reservation);
     end.exec();
   };
@@ -770,8 +770,8 @@ SqliteBilling::Operation SqliteBilling::release_op(std::string reservation) {
 
 SqliteBilling::Operation SqliteBilling::extend_op(std::string reservation, std::chrono::seconds wanted,
                                                   std::shared_ptr<std::chrono::seconds> out) {
-  return [reservation = std::move(reservation), wanted, out](SQLite::Database& db) {
-    const Timestamp now = std::chrono::system_clock::now();
+  return [this, reservation = std::move(reservation), wanted, out](SQLite::Database& db) {
+    const Timestamp now = this->now();
     SQLite::Statement& select = prepared(db, "SELECT account_id, amount_micros, max_seconds, limit_seconds, rate, status "
                                  "FROM reservation WHERE id = ?");
     select.bindNoCopy(1, reservation);
@@ -956,7 +956,7 @@ Result<ImportReport> SqliteBilling::import_rates(const std::string& tariff, std:
     add.bind(1, tariff);
     add.bind(2, std::string(currency.code()));
     add.bind(3, currency.minor_exponent());
-    add.bind(4, format_time(std::chrono::system_clock::now()));
+    add.bind(4, format_time(this->now()));
     add.bind(5, static_cast<std::int64_t>(count));
     add.exec();
     SQLite::Statement insert(db,

@@ -15,6 +15,7 @@
 #include "rate_deck.hpp"
 
 #include <callback/billing.hpp>
+#include <callback/context.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -40,6 +41,10 @@ struct BillingOptions {
   // satellite and international premium ranges by default.
   std::vector<std::string> deny_prefixes{"881", "882", "883", "979", "1900", "1976"};
   std::size_t max_batch = 512;             // operations committed together at most
+  // Where "now" comes from (reservation and settle times, the day's spending): the
+  // Context's Clock, so tests can move it. Null: the system clock. Read from the writer
+  // thread: its now() must be thread-safe (SystemClock and ManualClock are).
+  const Clock* clock = nullptr;
 };
 
 class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
@@ -83,6 +88,9 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
 
  private:
   explicit SqliteBilling(BillingOptions options, sqlite::Database database);
+  [[nodiscard]] Timestamp now() const {
+    return options_.clock != nullptr ? options_.clock->now() : std::chrono::system_clock::now();
+  }
   using Operation = std::function<void(SQLite::Database&)>;
   // Runs `op` inside the next group transaction on the writer thread; waits for the commit.
   Status write(Operation op);
@@ -91,7 +99,7 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
   // The work of an authorization / settlement, filling `out` (run by the writer).
   Operation authorize_op(AuthorizationRequest request, std::shared_ptr<Authorization> out);
   Operation settle_op(std::string reservation, std::chrono::seconds billsec, std::shared_ptr<Money> out);
-  static Operation release_op(std::string reservation);
+  Operation release_op(std::string reservation);
   Operation extend_op(std::string reservation, std::chrono::seconds wanted, std::shared_ptr<std::chrono::seconds> out);
   // On the writer thread: a payer's policy (none: no limits), today's spend.
   static PayerPolicy read_policy(SQLite::Database& db, const Payer& payer);

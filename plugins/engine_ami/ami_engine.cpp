@@ -66,14 +66,13 @@ struct AmiEngine::Server {
   enum class State { idle, connecting, login, ready, backoff };
 
   Server(AmiEngine& owner, std::string address)
-      : engine(owner), name(std::move(address)), socket(owner.context_.io), timer(owner.context_.io),
-        ping_timer(owner.context_.io) {}
+      : engine(owner), name(std::move(address)), socket(owner.context_.io) {}
 
   AmiEngine& engine;
   std::string name;
   tcp::socket socket;
-  asio::steady_timer timer;       // connect timeout, backoff
-  asio::steady_timer ping_timer;  // keep-alive
+  TimerHandle timer;       // connect timeout, backoff (on the Context's Clock, like every timer)
+  TimerHandle ping_timer;  // keep-alive
   State state = State::idle;
   std::string detail = "not connected";
   bool dialplan_ok = true;
@@ -118,10 +117,11 @@ struct AmiEngine::Server {
     const tcp::endpoint endpoint(address, static_cast<unsigned short>(to_int(name.substr(colon + 1))));
     socket = tcp::socket(engine.context_.io);
     const auto gen = generation;
-    timer.expires_after(engine.options_.connect_timeout);
-    timer.async_wait([this, gen, alive = std::weak_ptr<bool>(engine.alive_)](const boost::system::error_code& e) {
+    timer.cancel();
+    timer = engine.context_.clock.schedule(engine.options_.connect_timeout,
+                                           [this, gen, alive = std::weak_ptr<bool>(engine.alive_)] {
       if (alive.expired()) return;  // the engine was destroyed with this handler pending
-      if (!e && gen == generation && state == State::connecting) lost("connect timed out");
+      if (gen == generation && state == State::connecting) lost("connect timed out");
     });
     socket.async_connect(endpoint, [this, gen, alive = std::weak_ptr<bool>(engine.alive_)](
                                        const boost::system::error_code& e) {
@@ -190,10 +190,11 @@ struct AmiEngine::Server {
 
   void schedule_ping() {
     const auto gen = generation;
-    ping_timer.expires_after(engine.options_.ping_interval);
-    ping_timer.async_wait([this, gen, alive = std::weak_ptr<bool>(engine.alive_)](const boost::system::error_code& e) {
+    ping_timer.cancel();
+    ping_timer = engine.context_.clock.schedule(engine.options_.ping_interval,
+                                                [this, gen, alive = std::weak_ptr<bool>(engine.alive_)] {
       if (alive.expired()) return;  // the engine was destroyed with this handler pending
-      if (e || gen != generation || state != State::ready) return;
+      if (gen != generation || state != State::ready) return;
       if (ping_outstanding) {
         // Anything read since the Ping proves the link alive: a busy Asterisk answers a
         // Ping behind megabytes of events. Only a silent interval means it is gone.
@@ -239,10 +240,10 @@ struct AmiEngine::Server {
     if (was_up) engine.context_.log.warning(component, name + ": " + why + "; reconnecting");
     engine.tracker_.connection_lost(name);
     const auto gen = generation;
-    timer.expires_after(backoff);
-    timer.async_wait([this, gen, alive = std::weak_ptr<bool>(engine.alive_)](const boost::system::error_code& e) {
+    timer.cancel();
+    timer = engine.context_.clock.schedule(backoff, [this, gen, alive = std::weak_ptr<bool>(engine.alive_)] {
       if (alive.expired()) return;  // the engine was destroyed with this handler pending
-      if (!e && gen == generation) connect();
+      if (gen == generation) connect();
     });
   }
 
@@ -325,7 +326,37 @@ AmiEngine::Server* AmiEngine::pick_server() {
 }
 
 void AmiEngine::emit(const LegEvent& event) {
-  if (observer_ != nullptr) observer_->on_leg_event(event);
+  if (!event.handle.empty() || event.call_id.empty()) return subscribers_.each(event);
+  LegEvent named = event;
+  named.handle = leg_channel(event.server, event.call_id, event.leg);
+  subscribers_.each(named);
+}
+
+Channel AmiEngine::leg_channel(const std::string& server, const std::string& call_id, LegRole leg) {
+  // A's ;1 half has the ChannelId we gave it; B's channels are named by its dialplan, so
+  // B's handle names the call and the leg, which is how the tracker knows both.
+  return Channel{server, call_id + std::string(leg == LegRole::a ? a_suffix : b_suffix)};
+}
+
+std::optional<std::pair<std::string, LegRole>> AmiEngine::leg_of(const Channel& channel) {
+  for (auto [suffix, leg] : {std::pair{a_suffix, LegRole::a}, std::pair{b_suffix, LegRole::b}}) {
+    if (channel.id.size() > suffix.size() && channel.id.ends_with(suffix)) {
+      return std::pair{channel.id.substr(0, channel.id.size() - suffix.size()), leg};
+    }
+  }
+  return std::nullopt;
+}
+
+void AmiEngine::answer_later(StatusCompletion done, Status result) {
+  asio::post(context_.io, [done = std::move(done), result = std::move(result), alive = std::weak_ptr<bool>(alive_)] {
+    if (!alive.expired() && done) done(result);
+  });
+}
+
+void AmiEngine::unsupported(StatusCompletion done, std::string_view what) {
+  answer_later(std::move(done), engine_error(engine_errc::unsupported,
+                                             std::string("callback.engine.ami runs calls in the dialplan; ") +
+                                                 std::string(what) + " is not offered (capabilities())"));
 }
 
 void AmiEngine::on_leg_event(const LegEvent& event) { emit(event); }
@@ -340,14 +371,35 @@ bool AmiEngine::send(const std::string& server, std::string bytes) {
   return false;
 }
 
-void AmiEngine::originate(const OriginateRequest& request) {
+void AmiEngine::originate(const OriginateRequest& request, Completion<Channel> placed) {
   const Timestamp now = context_.clock.now();
   Server* server = stopping_ ? nullptr : pick_server();
+  const auto answer = [this](Completion<Channel> done, Result<Channel> result) {
+    asio::post(context_.io, [done = std::move(done), result = std::move(result), alive = std::weak_ptr<bool>(alive_)] {
+      if (!alive.expired() && done) done(result);
+    });
+  };
+  if (request.leg != LegRole::a || !request.connect) {
+    // Without the plan (B from the dialplan, the limit) this engine cannot run the call.
+    answer(std::move(placed), engine_error(engine_errc::unsupported,
+                                           "callback.engine.ami places callbacks with their whole plan "
+                                           "(OriginateRequest::connect, leg A); the step flow is not offered"));
+    asio::post(context_.io, [this, request, now, alive = std::weak_ptr<bool>(alive_)] {
+      if (alive.expired()) return;
+      emit({.call_id = request.call_id, .leg = request.leg, .type = LegEventType::ended, .at = now,
+            .cause = HangupCause::engine_lost()});
+    });
+    return;
+  }
   if (server == nullptr) {
-    // No Asterisk to place it on: the call fails at once, and says why.
-    emit({.call_id = request.call_id, .leg = LegRole::a, .type = LegEventType::dialing, .at = now});
-    emit({.call_id = request.call_id, .leg = LegRole::a, .type = LegEventType::ended, .at = now,
-          .cause = HangupCause::engine_lost()});
+    // No Asterisk to place it on: the call fails (after this returns), and says why.
+    answer(std::move(placed), engine_error(engine_errc::unavailable, "no Asterisk server is reachable"));
+    asio::post(context_.io, [this, id = request.call_id, now, alive = std::weak_ptr<bool>(alive_)] {
+      if (alive.expired()) return;
+      emit({.call_id = id, .leg = LegRole::a, .type = LegEventType::dialing, .at = now});
+      emit({.call_id = id, .leg = LegRole::a, .type = LegEventType::ended, .at = now,
+            .cause = HangupCause::engine_lost()});
+    });
     return;
   }
   ami::Action action("Originate");
@@ -358,7 +410,7 @@ void AmiEngine::originate(const OriginateRequest& request) {
       .add("Priority", "1")
       .add("Timeout", std::to_string(std::chrono::milliseconds(request.ring_timeout).count()))
       .add("CallerID", "\"" + request.caller_name + "\" <" + request.caller_id.digits() + ">")
-      .add("ChannelId", request.call_id + "-A1")
+      .add("ChannelId", request.call_id + std::string(a_suffix))
       .add("OtherChannelId", request.call_id + "-A2")
       .add("Account", request.account_code)
       .add("Variable", "CB_ID=" + request.call_id)
@@ -379,23 +431,37 @@ void AmiEngine::originate(const OriginateRequest& request) {
   tracker_.add(request.call_id, server->name,
                request.connect ? std::optional(std::chrono::milliseconds(request.connect->limit)) : std::nullopt);
   server->send(action.str());
+  answer(std::move(placed), leg_channel(server->name, request.call_id, LegRole::a));
 }
 
-void AmiEngine::hangup(const std::string& call_id, LegRole leg, HangupCause cause) {
-  tracker_.hangup(call_id, leg, cause);
+void AmiEngine::hangup(const Channel& channel, HangupCause cause, StatusCompletion done) {
+  const auto leg = leg_of(channel);
+  if (!leg) {
+    return answer_later(std::move(done), engine_error(engine_errc::not_found, "no channel " + channel.id + " here"));
+  }
+  if (!tracker_.hangup(leg->first, leg->second, cause)) {
+    return answer_later(std::move(done),
+                        engine_error(engine_errc::channel_gone, "callback " + leg->first + " has ended"));
+  }
+  answer_later(std::move(done), ok_status());
 }
 
-void AmiEngine::bridge(const std::string&) {
-  throw std::logic_error("callback.engine.ami connects server-side; bridge() is for engines with primitives");
+void AmiEngine::answer(const Channel&, StatusCompletion done) { unsupported(std::move(done), "answer"); }
+void AmiEngine::reject(const Channel&, HangupCause, std::chrono::milliseconds, StatusCompletion done) {
+  unsupported(std::move(done), "reject");
 }
-void AmiEngine::set_time_limit(const std::string&, std::chrono::seconds, std::chrono::seconds, std::chrono::seconds) {
-  throw std::logic_error("callback.engine.ami sets the limit in the Originate (CB_LIMIT)");
+void AmiEngine::play(const Channel&, const Prompt&, StatusCompletion done) { unsupported(std::move(done), "play"); }
+void AmiEngine::bridge(const Channel&, const Channel&, StatusCompletion done) {
+  unsupported(std::move(done), "bridge");
 }
-void AmiEngine::play(const std::string&, LegRole, Announcement) {
-  throw std::logic_error("callback.engine.ami plays announcements in the dialplan");
+void AmiEngine::set_time_limit(const Channel&, const Channel&, const TimeLimit&, StatusCompletion done) {
+  unsupported(std::move(done), "set_time_limit (the limit goes in the Originate: CB_LIMIT)");
 }
-void AmiEngine::collect_digits(const std::string&, LegRole, std::size_t, char, std::chrono::seconds) {
-  throw std::logic_error("callback.engine.ami does not collect digits");
+void AmiEngine::collect_digits(const Channel&, const DigitRequest&, Completion<Digits> done) {
+  asio::post(context_.io, [done = std::move(done), alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired() || !done) return;
+    done(engine_error(engine_errc::unsupported, "callback.engine.ami does not collect digits yet"));
+  });
 }
 
 void AmiEngine::on_logged_in(Server& server) {

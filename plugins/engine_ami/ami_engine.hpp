@@ -54,26 +54,35 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   AmiEngine(Context& context, AmiOptions options);
   ~AmiEngine() override;
 
-  [[nodiscard]] Capabilities capabilities() const override { return {.server_side_connect = true}; }
-  void set_observer(EngineObserver* observer) override { observer_ = observer; }
+  [[nodiscard]] Capabilities capabilities() const override { return {.dialplan_flow = true}; }
+  [[nodiscard]] Subscription subscribe(std::function<void(const LegEvent&)> on_event) override {
+    return subscribers_.add(std::move(on_event));
+  }
+  // Inbound calls are not routed by this engine yet: the Subscription is inactive.
+  [[nodiscard]] Subscription route_inbound(InboundRoute, std::function<void(const InboundCall&)>) override {
+    return {};
+  }
   void start() override;
   void stop() override;
   [[nodiscard]] EngineStatus status() const override;
 
-  void originate(const OriginateRequest& request) override;
-  void hangup(const std::string& call_id, LegRole leg, HangupCause cause) override;
+  // Leg A with its whole plan (`connect`); anything else is engine.unsupported.
+  void originate(const OriginateRequest& request, Completion<Channel> placed) override;
+  // A's handle ("<id>-A1", its ChannelId) or B's ("<id>-B").
+  void hangup(const Channel& channel, HangupCause cause, StatusCompletion done) override;
   // Adopts the calls; each server lists its channels (now, or once it is connected).
   void recover(const std::vector<Recovered>& calls) override;
   void forget(const std::string& call_id) override;
 
-  // Not offered: this engine connects server-side (see capabilities()). Each reports
-  // an `ended` event for the leg... no: calling them is a bug in the caller.
-  void bridge(const std::string& call_id) override;
-  void set_time_limit(const std::string& call_id, std::chrono::seconds limit, std::chrono::seconds warning_before,
-                      std::chrono::seconds warning_repeat) override;
-  void play(const std::string& call_id, LegRole leg, Announcement announcement) override;
-  void collect_digits(const std::string& call_id, LegRole leg, std::size_t max_digits, char terminator,
-                      std::chrono::seconds timeout) override;
+  // Not offered (see capabilities()): each answers engine.unsupported.
+  void answer(const Channel& channel, StatusCompletion done) override;
+  void reject(const Channel& channel, HangupCause cause, std::chrono::milliseconds ring_first,
+              StatusCompletion done) override;
+  void play(const Channel& channel, const Prompt& prompt, StatusCompletion done) override;
+  void bridge(const Channel& a, const Channel& b, StatusCompletion done) override;
+  void set_time_limit(const Channel& warn, const Channel& other, const TimeLimit& limit,
+                      StatusCompletion done) override;
+  void collect_digits(const Channel& channel, const DigitRequest& request, Completion<Digits> done) override;
 
   struct Server;
 
@@ -87,6 +96,12 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   bool send(const std::string& server, std::string bytes) override;
 
   void emit(const LegEvent& event);
+  static constexpr std::string_view a_suffix = "-A1";
+  static constexpr std::string_view b_suffix = "-B";
+  static Channel leg_channel(const std::string& server, const std::string& call_id, LegRole leg);
+  static std::optional<std::pair<std::string, LegRole>> leg_of(const Channel& channel);
+  void answer_later(StatusCompletion done, Status result);
+  void unsupported(StatusCompletion done, std::string_view what);
   void on_message(Server& server, const ami::MessageView& message);
   void on_logged_in(Server& server);
   void list_channels(Server& server);  // CoreShowChannels, for the tracker's reconcile
@@ -94,7 +109,7 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
 
   Context& context_;
   AmiOptions options_;
-  EngineObserver* observer_ = nullptr;
+  Subscribers<std::function<void(const LegEvent&)>> subscribers_;
   std::vector<std::unique_ptr<Server>> servers_;
   CallTracker tracker_;
   std::size_t next_server_ = 0;

@@ -632,9 +632,9 @@ void CallTracker::send_hangup(Call& call) {
                                                  .str());
 }
 
-void CallTracker::hangup(const std::string& call_id, LegRole leg, HangupCause cause) {
+bool CallTracker::hangup(const std::string& call_id, LegRole leg, HangupCause cause) {
   Call* call = find(call_id);
-  if (call == nullptr || call->done) return;
+  if (call == nullptr || call->done) return false;
   if (leg == LegRole::b) {
     // Hanging up A ends B as well (the dialplan's Dial goes with it); B alone only when
     // B's channel is known.
@@ -645,11 +645,12 @@ void CallTracker::hangup(const std::string& call_id, LegRole leg, HangupCause ca
                                    .add("Cause", hangup_cause_text(cause))
                                    .str());
     }
-    return;
+    return true;
   }
   call->hangup_requested = true;
   call->requested_cause = cause;
   if (!call->orphaned) send_hangup(*call);
+  return true;
 }
 
 void CallTracker::connection_lost(const std::string& server) {

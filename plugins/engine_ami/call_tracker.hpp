@@ -123,8 +123,9 @@ class CallTracker {
   // Every message from `server` that the connection does not handle itself.
   void on_message(const std::string& server, const ami::MessageView& message);
   // Cancel: hangs up A (which ends the dialplan and B) or B alone. Before A's channel
-  // exists, or while its server is away, the Hangup goes out once it can.
-  void hangup(const std::string& call_id, LegRole leg, HangupCause cause);
+  // exists, or while its server is away, the Hangup goes out once it can. False: no such
+  // call in flight (unknown, or ended).
+  bool hangup(const std::string& call_id, LegRole leg, HangupCause cause);
 
   // After a restart: a call the service had in flight. It waits (lost_call_grace) for
   // `servers` (its own, or every configured one when unknown) to list it or give its

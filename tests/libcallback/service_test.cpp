@@ -3,6 +3,8 @@
 #include "test_context.hpp"
 
 #include <callback/json.hpp>
+
+#include <boost/asio/post.hpp>
 #include <callback/service.hpp>
 
 #include <gtest/gtest.h>
@@ -16,23 +18,66 @@ namespace {
 
 const NumberingPlan plan{.country_code = "", .trunk_prefix = "", .international_prefixes = {}};
 
-// Records what the service asks; the test plays the engine's part by calling
-// service.on_leg_event itself.
+// Records what the service asks and answers each operation ok (through the io_context,
+// as real engines do); the test plays the engine's part for leg events by calling
+// service.on_leg_event itself. With `steps` it offers only the step flow.
 class ScriptedEngine final : public Engine {
  public:
+  bool steps = false;
   std::vector<OriginateRequest> originated;
   std::vector<std::pair<std::string, LegRole>> hung_up;
-  Capabilities capabilities() const override { return {.server_side_connect = true}; }
-  void set_observer(EngineObserver*) override {}
+  std::vector<std::string> operations;  // "play A callback-please-wait zh", "bridge", "limit 60000/20000/20000"
+  std::optional<Error> fail_bridge;
+  boost::asio::io_context* io = nullptr;
+
+  static Channel channel(const std::string& id, LegRole leg) {
+    return {"scripted", id + (leg == LegRole::a ? "/a" : "/b")};
+  }
+  Capabilities capabilities() const override {
+    return steps ? Capabilities{.step_flow = true} : Capabilities{.dialplan_flow = true};
+  }
+  Subscription subscribe(std::function<void(const LegEvent&)> on_event) override {
+    return subscribers.add(std::move(on_event));
+  }
+  Subscription route_inbound(InboundRoute, std::function<void(const InboundCall&)>) override { return {}; }
   void start() override {}
   void stop() override {}
   EngineStatus status() const override { return {}; }
-  void originate(const OriginateRequest& request) override { originated.push_back(request); }
-  void hangup(const std::string& id, LegRole leg, HangupCause) override { hung_up.emplace_back(id, leg); }
-  void bridge(const std::string&) override {}
-  void set_time_limit(const std::string&, std::chrono::seconds, std::chrono::seconds, std::chrono::seconds) override {}
-  void play(const std::string&, LegRole, Announcement) override {}
-  void collect_digits(const std::string&, LegRole, std::size_t, char, std::chrono::seconds) override {}
+  void originate(const OriginateRequest& request, Completion<Channel> placed) override {
+    originated.push_back(request);
+    later([placed, c = channel(request.call_id, request.leg)] { placed(c); });
+  }
+  void hangup(const Channel& c, HangupCause, StatusCompletion done) override {
+    const auto slash = c.id.rfind('/');
+    hung_up.emplace_back(c.id.substr(0, slash), c.id.substr(slash + 1) == "a" ? LegRole::a : LegRole::b);
+    operations.push_back("hangup " + leg_name(c));
+    later([done] { done(ok_status()); });
+  }
+  void answer(const Channel&, StatusCompletion done) override { later([done] { done(ok_status()); }); }
+  void reject(const Channel&, HangupCause, std::chrono::milliseconds, StatusCompletion done) override {
+    later([done] { done(ok_status()); });
+  }
+  void play(const Channel& c, const Prompt& prompt, StatusCompletion done) override {
+    operations.push_back("play " + leg_name(c) + " " + prompt.name + " " + prompt.language);
+    later([done] { done(ok_status()); });
+  }
+  void bridge(const Channel& a, const Channel& b, StatusCompletion done) override {
+    operations.push_back("bridge " + leg_name(a) + " " + leg_name(b));
+    later([done, fail = fail_bridge]() { fail ? done(*fail) : done(ok_status()); });
+  }
+  void set_time_limit(const Channel& warn, const Channel&, const TimeLimit& l, StatusCompletion done) override {
+    operations.push_back("limit " + leg_name(warn) + " " + std::to_string(l.limit.count()) + "/" +
+                         std::to_string(l.warning_before.count()) + "/" + std::to_string(l.warning_repeat.count()));
+    later([done] { done(ok_status()); });
+  }
+  void collect_digits(const Channel&, const DigitRequest&, Completion<Digits> done) override {
+    later([done] { done(Digits{}); });
+  }
+
+ private:
+  static std::string leg_name(const Channel& c) { return c.id.ends_with("/a") ? "A" : c.id.ends_with("/b") ? "B" : c.id; }
+  void later(std::function<void()> f) { boost::asio::post(*io, std::move(f)); }
+  Subscribers<std::function<void(const LegEvent&)>> subscribers;
 };
 
 // A store that keeps CDRs in memory (the SQLite one is tested on its own).
@@ -78,6 +123,7 @@ struct ServiceTest : ::testing::Test, test::TestContext {
   std::unique_ptr<CallbackService> service;
 
   void make(ServiceOptions options = {}, Billing* with_billing = nullptr) {
+    engine.io = &io;
     service = std::make_unique<CallbackService>(context, engine, with_billing, store, std::move(options));
     service->subscribe(events);
   }
@@ -86,7 +132,8 @@ struct ServiceTest : ::testing::Test, test::TestContext {
             .payer = std::move(payer)};
   }
   void leg(const std::string& id, LegRole role, LegEventType type, HangupCause cause = {}) {
-    service->on_leg_event({.call_id = id, .leg = role, .type = type, .at = clock.now(), .cause = cause});
+    service->on_leg_event({.call_id = id, .leg = role, .type = type, .at = clock.now(),
+                           .handle = ScriptedEngine::channel(id, role), .cause = cause});
     pump();
   }
   // Billing's answers come back through the io_context: run what is ready.
@@ -508,3 +555,216 @@ TEST(AnnouncementFor, MapsCausesAsTheSeedDoes) {
 }
 
 }  // namespace
+
+// --- the step flow: an engine with primitives only (ARI) --------------------------------
+
+struct StepFlowTest : ServiceTest {
+  void SetUp() override { engine.steps = true; }
+  std::string answered_call(const std::string& language = "zh") {
+    auto r = request();
+    r.language = language;
+    const auto id = start(r);
+    EXPECT_TRUE(service->step_flow());
+    leg(id, LegRole::a, LegEventType::dialing);
+    leg(id, LegRole::a, LegEventType::answered);
+    return id;
+  }
+  void b_ended(const std::string& id, HangupCause cause, bool far_end = false) {
+    service->on_leg_event({.call_id = id, .leg = LegRole::b, .type = LegEventType::ended, .at = clock.now(),
+                           .handle = ScriptedEngine::channel(id, LegRole::b), .cause = cause,
+                           .far_end_hung_up = far_end});
+    pump();
+  }
+  std::vector<std::string> ops() { return std::exchange(engine.operations, {}); }
+};
+
+TEST_F(StepFlowTest, AHearsPleaseWaitThenBIsDialedBridgedAndLimitedAndHearsThatBHungUp) {
+  ServiceOptions options;
+  options.campaigns["free"] = CampaignLimits{.limit = 60s, .warning_before = 20s, .warning_repeat = 10s};
+  make(options);
+  auto r = request(CampaignId{"free"});
+  r.language = "zh";
+  const auto id = start(r);
+  ASSERT_EQ(engine.originated.size(), 1u);
+  EXPECT_FALSE(engine.originated[0].connect) << "no dialplan plan for a step engine";
+  EXPECT_EQ(engine.originated[0].leg, LegRole::a);
+  EXPECT_EQ(engine.originated[0].caller_id.digits(), "1002");  // A sees B's number
+  leg(id, LegRole::a, LegEventType::answered);
+  EXPECT_EQ(ops(), std::vector<std::string>{"play A callback-please-wait zh"});
+  ASSERT_EQ(engine.originated.size(), 2u) << "B once the prompt has played";
+  const auto& b = engine.originated[1];
+  EXPECT_EQ(b.leg, LegRole::b);
+  EXPECT_EQ(b.number.digits(), "1002");
+  EXPECT_EQ(b.caller_id.digits(), "1001");  // B sees A's number
+  EXPECT_FALSE(b.connect);
+  leg(id, LegRole::b, LegEventType::dialing);
+  EXPECT_EQ(service->find(id)->state(), CallState::dialing_b);
+  leg(id, LegRole::b, LegEventType::answered);
+  EXPECT_EQ(ops(), (std::vector<std::string>{"bridge A B", "limit A 60000/20000/10000"}));
+  EXPECT_EQ(service->find(id)->state(), CallState::bridged);
+  clock.advance(30s);
+  b_ended(id, HangupCause::normal(), true);
+  EXPECT_EQ(ops(), (std::vector<std::string>{"play A callback-partner-hangup zh", "hangup A"}));
+  EXPECT_EQ(service->in_flight(), 1u) << "until A's end";
+  leg(id, LegRole::a, LegEventType::ended, HangupCause::normal());
+  EXPECT_EQ(service->in_flight(), 0u);
+  EXPECT_EQ(events.seen.back().outcome, "partner_hangup");
+  EXPECT_EQ(events.seen.back().call.state(), CallState::completed);
+  EXPECT_EQ(store.rows.size(), 2u);
+}
+
+TEST_F(StepFlowTest, EachCauseOfBGivesAItsAnnouncementFromTheDialplansTable) {
+  make({}, &billing);
+  const std::vector<std::pair<int, std::string>> table{{17, "callback-partner-busy"}, {21, "callback-partner-busy"},
+                                                       {19, "callback-partner-away"}, {18, "callback-partner-away"},
+                                                       {34, "callback-system-busy"},  {38, "callback-system-busy"},
+                                                       {1, "callback-call-failed"},   {0, "callback-call-failed"}};
+  for (const auto& [cause, sound] : table) {
+    const auto id = answered_call("en");
+    leg(id, LegRole::b, LegEventType::dialing);
+    ops();
+    b_ended(id, HangupCause{cause});
+    EXPECT_EQ(ops(), (std::vector<std::string>{"play A " + sound + " en", "hangup A"})) << cause;
+    leg(id, LegRole::a, LegEventType::ended, HangupCause::normal());
+    EXPECT_EQ(service->find(id)->state(), CallState::completed) << cause;
+    EXPECT_EQ(events.seen.back().announcement, announcement_for({.b_cause = HangupCause{cause}})) << cause;
+  }
+}
+
+TEST_F(StepFlowTest, AHangingUpWhileBRingsHangsUpB) {
+  make({}, &billing);
+  const auto id = answered_call();
+  leg(id, LegRole::b, LegEventType::dialing);
+  ops();
+  service->on_leg_event({.call_id = id, .leg = LegRole::a, .type = LegEventType::ended, .at = clock.now(),
+                         .handle = ScriptedEngine::channel(id, LegRole::a), .cause = HangupCause::normal(),
+                         .far_end_hung_up = true});
+  pump();
+  EXPECT_EQ(ops(), std::vector<std::string>{"hangup B"});
+  EXPECT_EQ(service->in_flight(), 1u);
+  b_ended(id, HangupCause::normal());
+  EXPECT_EQ(ops(), std::vector<std::string>{}) << "nobody left to hear anything";
+  EXPECT_EQ(service->in_flight(), 0u);
+}
+
+TEST_F(StepFlowTest, ACancelBeforeBIsDialedHangsUpAAndNeverDialsB) {
+  make({}, &billing);
+  const auto id = start(request());
+  leg(id, LegRole::a, LegEventType::dialing);
+  ASSERT_TRUE(service->cancel(id));
+  EXPECT_EQ(ops(), std::vector<std::string>{"hangup A"});
+  // A answers anyway (the hangup crossed it): no prompt, no B.
+  leg(id, LegRole::a, LegEventType::answered);
+  EXPECT_EQ(ops(), std::vector<std::string>{});
+  EXPECT_EQ(engine.originated.size(), 1u);
+  leg(id, LegRole::a, LegEventType::ended, HangupCause::canceled());
+  EXPECT_EQ(service->find(id)->state(), CallState::canceled);
+}
+
+TEST_F(StepFlowTest, ACancelWhileBRingsHangsUpBothAndAHearsNothing) {
+  make({}, &billing);
+  const auto id = answered_call();
+  leg(id, LegRole::b, LegEventType::dialing);
+  ops();
+  ASSERT_TRUE(service->cancel(id));
+  EXPECT_EQ(ops(), (std::vector<std::string>{"hangup A", "hangup B"}));
+  b_ended(id, HangupCause::canceled());
+  leg(id, LegRole::a, LegEventType::ended, HangupCause::canceled());
+  EXPECT_EQ(ops(), std::vector<std::string>{});
+  EXPECT_EQ(service->find(id)->state(), CallState::canceled);
+}
+
+TEST_F(StepFlowTest, ABridgeTheEngineRefusesEndsTheCall) {
+  make({}, &billing);
+  engine.fail_bridge = Error{std::string(engine_errc::refused), "Channel not in Stasis application", {}};
+  const auto id = answered_call();
+  leg(id, LegRole::b, LegEventType::dialing);
+  ops();
+  leg(id, LegRole::b, LegEventType::answered);
+  EXPECT_EQ(ops(), (std::vector<std::string>{"bridge A B", "hangup A", "hangup B"}));
+}
+
+TEST_F(ServiceTest, AnOriginateNoServerTakesAnswersTheSubmitWithWhyAndEndsTheCall) {
+  // The dialplan flow's engine refuses the originate (no server), then ends the leg.
+  class Refusing final : public Engine {
+   public:
+    boost::asio::io_context* io = nullptr;
+    Subscribers<std::function<void(const LegEvent&)>> subscribers;
+    Capabilities capabilities() const override { return {.dialplan_flow = true}; }
+    Subscription subscribe(std::function<void(const LegEvent&)> f) override { return subscribers.add(std::move(f)); }
+    Subscription route_inbound(InboundRoute, std::function<void(const InboundCall&)>) override { return {}; }
+    void start() override {}
+    void stop() override {}
+    EngineStatus status() const override { return {}; }
+    void originate(const OriginateRequest& r, Completion<Channel> placed) override {
+      boost::asio::post(*io, [this, r, placed] {
+        placed(engine_error(engine_errc::unavailable, "no Asterisk server is reachable"));
+        subscribers.each(LegEvent{.call_id = r.call_id, .type = LegEventType::ended, .cause = HangupCause::engine_lost()});
+      });
+    }
+    void hangup(const Channel&, HangupCause, StatusCompletion) override {}
+    void answer(const Channel&, StatusCompletion) override {}
+    void reject(const Channel&, HangupCause, std::chrono::milliseconds, StatusCompletion) override {}
+    void play(const Channel&, const Prompt&, StatusCompletion) override {}
+    void bridge(const Channel&, const Channel&, StatusCompletion) override {}
+    void set_time_limit(const Channel&, const Channel&, const TimeLimit&, StatusCompletion) override {}
+    void collect_digits(const Channel&, const DigitRequest&, Completion<Digits>) override {}
+  } refusing;
+  refusing.io = &io;
+  service = std::make_unique<CallbackService>(context, refusing, &billing, store, ServiceOptions{});
+  service->subscribe(events);
+  Result<std::string> answer = std::string();
+  service->submit(request(), [&](Result<std::string> r) { answer = std::move(r); });
+  pump();
+  pump();
+  ASSERT_FALSE(answer);
+  EXPECT_EQ(answer.error().code, "engine_unavailable");
+  EXPECT_NE(answer.error().message.find("no Asterisk server is reachable"), std::string::npos);
+  EXPECT_EQ(service->in_flight(), 0u) << "the leg's end ended the call";
+  EXPECT_EQ(billing.settled.size() + billing.released.size(), 1u);
+  service.reset();
+}
+
+// --- Subscription -------------------------------------------------------------------
+
+TEST(Subscription, EachSubscriberGetsEveryEventUntilItsHandleGoes) {
+  Subscribers<std::function<void(int)>> list;
+  std::vector<std::string> seen;
+  auto first = list.add([&](int n) { seen.push_back("1:" + std::to_string(n)); });
+  std::optional<Subscription> second = list.add([&](int n) { seen.push_back("2:" + std::to_string(n)); });
+  list.each(1);
+  second.reset();  // destroyed: unsubscribed
+  list.each(2);
+  first.reset();
+  list.each(3);
+  EXPECT_EQ(seen, (std::vector<std::string>{"1:1", "2:1", "1:2"}));
+  EXPECT_TRUE(list.empty());
+}
+
+TEST(Subscription, AHandlerMayUnsubscribeItselfAndOthersWhileEventsGoOut) {
+  Subscribers<std::function<void(int)>> list;
+  std::vector<std::string> seen;
+  Subscription a, b, c;
+  a = list.add([&](int) {
+    seen.push_back("a");
+    a.reset();
+    b.reset();
+    c = list.add([&](int) { seen.push_back("c"); });  // joins from the next event
+  });
+  b = list.add([&](int) { seen.push_back("b"); });
+  list.each(1);
+  list.each(2);
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(list.size(), 1u);
+}
+
+TEST(Subscription, AHandleOutlivingItsPublisherIsHarmless) {
+  Subscription kept;
+  {
+    Subscribers<std::function<void()>> list;
+    kept = list.add([] {});
+    EXPECT_TRUE(kept.active());
+  }
+  kept.reset();  // the list is gone: nothing to do, nothing touched
+  EXPECT_FALSE(kept.active());
+}

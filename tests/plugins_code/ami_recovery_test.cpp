@@ -24,10 +24,19 @@ namespace {
 
 const NumberingPlan as_dialed{.country_code = "", .trunk_prefix = "", .international_prefixes = {}};
 
-struct Recorder final : EngineObserver {
+struct Recorder {
   std::vector<LegEvent> events;
-  void on_leg_event(const LegEvent& event) override { events.push_back(event); }
-  void on_inbound_call(const InboundCall&) override {}
+  Subscription subscription;
+  void listen_to(Engine& engine) {
+    subscription = engine.subscribe([this](const LegEvent& event) { events.push_back(event); });
+  }
+  // The leg's channel handle, from its first event that named one.
+  [[nodiscard]] Channel handle(const std::string& id, LegRole leg) const {
+    for (const auto& e : events) {
+      if (e.call_id == id && e.leg == leg && !e.handle.empty()) return e.handle;
+    }
+    return {};
+  }
 
   [[nodiscard]] std::size_t count(const std::string& id, LegRole leg, LegEventType type) const {
     return static_cast<std::size_t>(std::count_if(events.begin(), events.end(), [&](const LegEvent& e) {
@@ -78,7 +87,7 @@ struct RecoveryTest : ::testing::Test, test::TestContext {
 
   std::unique_ptr<engine_ami::AmiEngine> make_engine(Recorder& to) {
     auto e = std::make_unique<engine_ami::AmiEngine>(context, options());
-    e->set_observer(&to);
+    to.listen_to(*e);
     return e;
   }
   void start(engine_ami::AmiEngine& e) {
@@ -94,7 +103,8 @@ struct RecoveryTest : ::testing::Test, test::TestContext {
     const auto pa = PhoneNumber::parse(a, as_dialed).value();
     const auto pb = PhoneNumber::parse(b, as_dialed).value();
     e.originate({.call_id = id, .leg = LegRole::a, .number = pa, .caller_id = pb, .ring_timeout = 30s,
-                 .connect = Connect{.number = pb, .caller_id = pa, .limit = 300s}});
+                 .connect = Connect{.number = pb, .caller_id = pa, .limit = 300s}},
+                [](Result<Channel>) {});
   }
   void until_bridged(const Recorder& r, const std::string& id) {
     ASSERT_TRUE(run_until([&] { return r.find(id, LegRole::b, LegEventType::connected) != nullptr; }, 10s));
@@ -104,6 +114,18 @@ struct RecoveryTest : ::testing::Test, test::TestContext {
     asterisk.set_accepting(false);
     asterisk.send_raw_to_all("garbage\r\n\r\n");
     ASSERT_TRUE(run_until([&] { return !e.status().servers.at(0).connected; }, 5s));
+  }
+  // Asterisk takes logins again; the engine's reconnect backoff (on the test's Clock) ends.
+  // A connect attempt already under way fails first; each round lets it, then ends the
+  // next backoff (at most reconnect_max of the test's time a round).
+  void back_again() {
+    asterisk.set_accepting(true);
+    const auto connected = [&] { return engine->status().servers.at(0).connected; };
+    for (int round = 0; round < 10 && !connected(); ++round) {
+      clock.advance(options().reconnect_max);
+      (void)run_until(connected, 500ms);
+    }
+    ASSERT_TRUE(connected()) << log_text.str();
   }
   // Ended, each leg exactly once; B's end.
   const LegEvent& ends_once(const Recorder& r, const std::string& id, bool b_reported = true) {
@@ -132,7 +154,7 @@ TEST_F(RecoveryTest, BridgedCallThatEndsDuringTheOutageIsBilledFromItsRecordOnce
   const auto f = fields(*record);
   ASSERT_EQ(f.size(), 5u) << *record;
   EXPECT_FALSE(observer.ended("cb-a"));
-  asterisk.set_accepting(true);
+  ASSERT_NO_FATAL_FAILURE(back_again());
   const LegEvent& b = ends_once(observer, "cb-a");
   EXPECT_TRUE(sent("Action: DBGet\r\nActionID: dbget-cb-a\r\nFamily: callback\r\nKey: cb-a\r\n"));
   EXPECT_TRUE(b.unobserved);
@@ -178,7 +200,7 @@ TEST_F(RecoveryTest, NoRecordAfterTheReconnectEndsAsEngineLostBilledUpToTheLoss)
   ASSERT_TRUE(asterisk.wait_for_active_calls(0, 5s));
   ASSERT_FALSE(asterisk.db_get("callback", "cb-c"));
   clock.advance(1s);  // the outage, within the grace
-  asterisk.set_accepting(true);
+  ASSERT_NO_FATAL_FAILURE(back_again());
   const LegEvent& b = ends_once(observer, "cb-c");
   EXPECT_TRUE(sent("Action: DBGet\r\nActionID: dbget-cb-c\r\n"));
   EXPECT_EQ(b.cause, HangupCause::engine_lost());
@@ -210,7 +232,8 @@ TEST_F(RecoveryTest, RecoverFollowsACallStillUpToItsEndAndBillsIt) {
   EXPECT_TRUE(connected->channel.starts_with("Local/1004@phones-")) << connected->channel;
   EXPECT_FALSE(observer.ended("cb-d"));
   // Followed: a cancel reaches the call, and its end is seen, with Asterisk's billing.
-  engine->hangup("cb-d", LegRole::a, HangupCause{16});
+  ASSERT_FALSE(observer.handle("cb-d", LegRole::a).empty());
+  engine->hangup(observer.handle("cb-d", LegRole::a), HangupCause{16}, [](Status) {});
   ASSERT_TRUE(asterisk.wait_for_active_calls(0, 5s));
   const LegEvent& b = ends_once(observer, "cb-d");
   EXPECT_FALSE(b.unobserved);
@@ -317,14 +340,15 @@ TEST(RealAsterisk, RecoverFollowsTheCallStillUpAndEndsTheOtherFromItsRecord) {
   const std::string up = "cb-real-up-" + suffix, gone = "cb-real-gone-" + suffix;
   Recorder before, after;
   auto first = std::make_unique<engine_ami::AmiEngine>(t.context, o);
-  first->set_observer(&before);
+  before.listen_to(*first);
   first->start();
   ASSERT_TRUE(run_until([&] { return first->status().servers.at(0).connected; }, 10s)) << t.log_text.str();
   for (const auto& [id, a, b] : {std::tuple{up, "9001", "1001"}, std::tuple{gone, "9002", "2002"}}) {
     const auto pa = PhoneNumber::parse(a, as_dialed).value();
     const auto pb = PhoneNumber::parse(b, as_dialed).value();
     first->originate({.call_id = id, .leg = LegRole::a, .number = pa, .caller_id = pb, .ring_timeout = 30s,
-                      .connect = Connect{.number = pb, .caller_id = pa, .limit = 60s}, .language = "en"});
+                      .connect = Connect{.number = pb, .caller_id = pa, .limit = 60s}, .language = "en"},
+                     [](Result<Channel>) {});
   }
   ASSERT_TRUE(run_until([&] {
     return before.find(up, LegRole::b, LegEventType::connected) && before.find(gone, LegRole::b, LegEventType::connected);
@@ -333,7 +357,7 @@ TEST(RealAsterisk, RecoverFollowsTheCallStillUpAndEndsTheOtherFromItsRecord) {
   // The outage: B of `gone` hangs up 5 s after it answered. (No engine: nothing to run.)
   std::this_thread::sleep_for(8s);
   auto second = std::make_unique<engine_ami::AmiEngine>(t.context, o);
-  second->set_observer(&after);
+  after.listen_to(*second);
   second->recover({{.call_id = up, .server = address, .limit = 60s, .b_dialed = true},
                    {.call_id = gone, .server = "", .limit = 60s, .b_dialed = true}});
   second->start();
@@ -347,7 +371,7 @@ TEST(RealAsterisk, RecoverFollowsTheCallStillUpAndEndsTheOtherFromItsRecord) {
   ASSERT_TRUE(gone_b->billsec);
   EXPECT_GE(*gone_b->billsec, 5s) << "ANSWEREDTIME: from A's answer";
   EXPECT_FALSE(after.ended(up));
-  second->hangup(up, LegRole::a, HangupCause{16});
+  second->hangup(after.handle(up, LegRole::a), HangupCause{16}, [](Status) {});
   ASSERT_TRUE(run_until([&] { return after.ended(up); }, 20s)) << t.log_text.str();
   const auto* up_b = after.find(up, LegRole::b, LegEventType::ended);
   ASSERT_NE(up_b, nullptr);

@@ -4,6 +4,7 @@
 // the CDR rows and the billing calls.
 #include "ami_engine.hpp"
 #include "fake_asterisk.hpp"
+#include "flow_check.hpp"
 #include "recording_billing.hpp"
 #include "sqlite_billing.hpp"
 #include "sqlite_store.hpp"
@@ -23,36 +24,15 @@
 using namespace callback;
 using namespace std::chrono_literals;
 
+using callback::test::Expected;
+using callback::test::FlowObserver;
+using callback::test::check;
+
 namespace {
 
 // 1 s of Asterisk time is 10 ms here.
 constexpr double time_scale = 0.01;
-const NumberingPlan as_dialed{.country_code = "", .trunk_prefix = "", .international_prefixes = {}};
-
-class Observer final : public CallObserver {
- public:
-  std::vector<CallEvent> events;
-  void on_call_event(const CallEvent& event) override { events.push_back(event); }
-  const CallEvent* final_event(const std::string& id) const {
-    for (const auto& e : events) {
-      if (e.call.id() == id && is_final(e.call.state())) return &e;
-    }
-    return nullptr;
-  }
-  bool reached(const std::string& id, CallState state) const {
-    for (const auto& e : events) {
-      if (e.call.id() == id && e.call.state() == state) return true;
-    }
-    return false;
-  }
-  std::vector<CallState> states(const std::string& id) const {
-    std::vector<CallState> out;
-    for (const auto& e : events) {
-      if (e.call.id() == id) out.push_back(e.call.state());
-    }
-    return out;
-  }
-};
+using test::as_dialed;
 
 // Every flow runs with the fake interleaving each call's events as a busy Asterisk does
 // (each channel's own order kept): a new order every run, the seed in the test's output.
@@ -66,24 +46,11 @@ std::uint64_t interleave_seed() {
   return seed;
 }
 
-struct FlowTest : ::testing::Test {
+struct FlowTest : test::FlowBase<engine_ami::AmiEngine> {
   fake::FakeAsterisk asterisk{{.time_scale = time_scale,
                                .recordings = CALLBACK_ASTERISK_RECORDINGS,
                                .interleave_window_ms = 1500,
                                .seed = interleave_seed()}};
-  boost::asio::io_context io;
-  SystemClock clock{io};
-  std::ostringstream log_text;
-  StreamLogger log{log_text, LogLevel::debug};
-  Metrics metrics;
-  Context context{io, clock, log, metrics};
-  test::TempDir dir;
-  std::unique_ptr<store_sqlite::SqliteStore> store =
-      store_sqlite::SqliteStore::open({.path = dir / "callback.db", .synchronous = "normal"}).value();
-  test::RecordingBilling billing;
-  Observer observer;
-  std::unique_ptr<engine_ami::AmiEngine> engine;
-  std::unique_ptr<CallbackService> service;
 
   void SetUp() override { asterisk.start(); }
 
@@ -107,104 +74,13 @@ struct FlowTest : ::testing::Test {
     service_options.stage_grace = 5s;     // real seconds: only when the engine goes quiet
     service_options.campaigns["free"] = CampaignLimits{.limit = 300s};
     service = std::make_unique<CallbackService>(context, *engine, &billing, *store, service_options);
-    engine->set_observer(service.get());
     service->subscribe(observer);
     engine->start();
     ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s)) << log_text.str();
   }
   void connect() { connect(engine_options()); }
 
-  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    return test::run_until(io, done, timeout);
-  }
-
-  std::string start(std::string_view a, std::string_view b) {
-    CallbackRequest request{.caller = PhoneNumber::parse(a, as_dialed).value(),
-                            .callee = PhoneNumber::parse(b, as_dialed).value(),
-                            .payer = AccountId{"123"},
-                            .origin = Origin::rest};
-    auto id = service->start(request);
-    EXPECT_TRUE(id) << id.error().describe();
-    return id ? *id : std::string();
-  }
-
-  const CallEvent& finish(const std::string& id) {
-    EXPECT_TRUE(run_until([&] { return observer.final_event(id) != nullptr; }, 10s))
-        << "callback " << id << " did not end; log:\n" << log_text.str();
-    static const CallEvent none{Call{"none", CallbackRequest{.caller = PhoneNumber::from_e164("111").value(),
-                                                             .callee = PhoneNumber::from_e164("222").value(),
-                                                             .payer = CampaignId{"x"}},
-                                     Timestamp{}},
-                                CallState::created, {}, {}};
-    const auto* e = observer.final_event(id);
-    return e != nullptr ? *e : none;
-  }
-
-  std::vector<Cdr> cdrs(const std::string& id) {
-    std::vector<Cdr> rows;
-    EXPECT_TRUE(store->cdrs().query({.callback_id = id}, [&](const Cdr& c) {
-      rows.push_back(c);
-      return true;
-    }));
-    std::sort(rows.begin(), rows.end(), [](const Cdr& x, const Cdr& y) { return x.leg < y.leg; });
-    return rows;
-  }
 };
-
-struct Expected {
-  CallState state;
-  Outcome a_outcome;
-  std::optional<Outcome> b_outcome;  // empty: B never dialed
-  std::optional<Announcement> announcement;
-  Disposition a_disposition;
-  std::optional<Disposition> b_disposition;
-  std::optional<std::chrono::seconds> settled;  // empty: released
-};
-
-void check(FlowTest& t, const std::string& id, const Expected& expected) {
-  SCOPED_TRACE(id);
-  struct DumpLogOnFailure {
-    FlowTest& t;
-    ~DumpLogOnFailure() {
-      if (::testing::Test::HasFailure()) std::cerr << "engine log:\n" << t.log_text.str();
-    }
-  } dump{t};
-  const CallEvent& end = t.finish(id);
-  EXPECT_EQ(end.call.state(), expected.state) << to_string(end.call.state());
-  EXPECT_EQ(end.call.leg_a().cause.outcome(), expected.a_outcome)
-      << "A cause " << end.call.leg_a().cause.code();
-  if (expected.b_outcome) {
-    EXPECT_EQ(end.call.leg_b().cause.outcome(), *expected.b_outcome) << "B cause " << end.call.leg_b().cause.code();
-  }
-  EXPECT_EQ(end.announcement, expected.announcement)
-      << (end.announcement ? to_string(*end.announcement) : std::string_view("none"));
-  // Billing: one authorization, then exactly one settle or release.
-  EXPECT_EQ(t.billing.endings("r-" + id), 1u);
-  if (expected.settled) {
-    ASSERT_EQ(t.billing.settled.size(), 1u);
-    EXPECT_EQ(t.billing.settled[0].second, *expected.settled);
-    ASSERT_TRUE(end.cost);
-  } else {
-    EXPECT_TRUE(t.billing.settled.empty());
-    EXPECT_FALSE(end.cost);
-  }
-  // CDRs: one row per leg placed.
-  const auto rows = t.cdrs(id);
-  ASSERT_EQ(rows.size(), expected.b_disposition ? 2u : 1u);
-  EXPECT_EQ(rows[0].leg, LegRole::a);
-  EXPECT_EQ(rows[0].disposition, expected.a_disposition) << to_string(rows[0].disposition);
-  EXPECT_EQ(rows[0].accountcode, "123");
-  EXPECT_EQ(rows[0].userfield, "Hangupcause:" + std::to_string(end.call.leg_a().cause.code()));
-  if (expected.b_disposition) {
-    EXPECT_EQ(rows[1].leg, LegRole::b);
-    EXPECT_EQ(rows[1].disposition, *expected.b_disposition) << to_string(rows[1].disposition);
-    if (expected.settled) {
-      EXPECT_EQ(rows[1].billsec, expected.settled->count());
-      ASSERT_TRUE(rows[1].cost);
-      EXPECT_EQ(*rows[1].cost, *end.cost);
-    }
-  }
-}
 
 TEST_F(FlowTest, BothAnswerAndTheLimitEndsItWithTimeUp) {
   connect();
@@ -240,25 +116,10 @@ TEST_F(FlowTest, PartnerHangsUpAndIsBilledForFiveSeconds) {
          .b_disposition = Disposition::answered, .settled = 5s});
 }
 
-struct BCase {
-  const char* b;
-  Outcome outcome;
-  Announcement announcement;
-  Disposition disposition;
-};
 
 TEST_F(FlowTest, PartnerFailuresPlayTheAnnouncementForTheCauseAndBillNothing) {
   connect();
-  const BCase cases[] = {
-      {"3001", Outcome::busy, Announcement::partner_busy, Disposition::busy},
-      {"4001", Outcome::no_answer, Announcement::partner_away, Disposition::no_answer},
-      {"5001", Outcome::system_busy, Announcement::system_busy, Disposition::congestion},
-      {"5501", Outcome::unreachable, Announcement::system_busy, Disposition::failed},
-      {"6001", Outcome::rejected, Announcement::partner_busy, Disposition::busy},
-      {"5801", Outcome::unreachable, Announcement::call_failed, Disposition::failed},
-      {"0002", Outcome::unreachable, Announcement::call_failed, Disposition::failed},
-  };
-  for (const auto& c : cases) {
+  for (const auto& c : test::partner_failures) {
     SCOPED_TRACE(c.b);
     billing.settled.clear();
     check(*this, start("1001", c.b),
@@ -267,24 +128,10 @@ TEST_F(FlowTest, PartnerFailuresPlayTheAnnouncementForTheCauseAndBillNothing) {
   }
 }
 
-struct ACase {
-  const char* a;
-  Outcome outcome;
-  Disposition disposition;
-};
 
 TEST_F(FlowTest, CallerFailuresAreRecordedAndChargedNothing) {
   connect();
-  const ACase cases[] = {
-      {"3001", Outcome::busy, Disposition::busy},
-      {"4001", Outcome::no_answer, Disposition::no_answer},
-      {"5001", Outcome::system_busy, Disposition::congestion},
-      {"5501", Outcome::unreachable, Disposition::failed},
-      {"5801", Outcome::unreachable, Disposition::failed},
-      {"6001", Outcome::rejected, Disposition::busy},
-      {"0001", Outcome::unreachable, Disposition::failed},
-  };
-  for (const auto& c : cases) {
+  for (const auto& c : test::caller_failures) {
     SCOPED_TRACE(c.a);
     const auto id = start(c.a, "1002");
     check(*this, id, {.state = CallState::failed, .a_outcome = c.outcome, .a_disposition = c.disposition});
@@ -467,23 +314,7 @@ TEST_F(FlowTest, NoReachableAsteriskFailsTheCallAtOnce) {
   auto options = engine_options();
   asterisk.stop();
   engine = std::make_unique<engine_ami::AmiEngine>(context, options);
-  service = std::make_unique<CallbackService>(context, *engine, &billing, *store, ServiceOptions{});
-  engine->set_observer(service.get());
-  service->subscribe(observer);
-  engine->start();
-  const auto id = start("1001", "1002");
-  const CallEvent& end = finish(id);
-  EXPECT_EQ(end.call.state(), CallState::failed);
-  EXPECT_EQ(end.call.leg_a().cause.outcome(), Outcome::engine_lost);
-  EXPECT_EQ(billing.released.size(), 1u);
-  // A trigger asking through submit() is told so, not handed an id as if it worked.
-  std::optional<Result<std::string>> answer;
-  service->submit({.caller = PhoneNumber::parse("1001", as_dialed).value(),
-                   .callee = PhoneNumber::parse("1003", as_dialed).value(), .payer = AccountId{"123"}},
-                  [&](Result<std::string> r) { answer = std::move(r); });
-  ASSERT_TRUE(run_until([&] { return answer.has_value(); }, 5s));
-  ASSERT_FALSE(*answer);
-  EXPECT_EQ(answer->error().code, "engine_unavailable");
+  expect_calls_fail_at_once_without_a_server();
 }
 
 TEST_F(FlowTest, MissingDialplanIsReportedAndTheServerIsNotUsed) {
@@ -529,7 +360,6 @@ TEST_F(FlowTest, TheSeedsAccountIsChargedForWhatItTalkedThroughRealBilling) {
   ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = Money::parse("5.00", cny).value()}));
   engine = std::make_unique<engine_ami::AmiEngine>(context, engine_options());
   service = std::make_unique<CallbackService>(context, *engine, sqlite_billing.get(), *store, ServiceOptions{});
-  engine->set_observer(service.get());
   service->subscribe(observer);
   engine->start();
   ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
@@ -564,7 +394,6 @@ TEST_F(FlowTest, AThousandCallbacksAtOnceOnOneAccountNeverSpendMoreThanItHas) {
   ServiceOptions options;
   options.max_in_flight = 0;  // no cap: billing alone decides
   service = std::make_unique<CallbackService>(context, *engine, sqlite_billing.get(), *store, options);
-  engine->set_observer(service.get());
   service->subscribe(observer);
   engine->start();
   ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));

@@ -80,7 +80,8 @@ class CALLBACK_EXPORT ManualClock final : public Clock {
 
  private:
   std::chrono::system_clock::time_point start_;
-  std::chrono::milliseconds elapsed_{0};
+  // now() may be read from other threads (billing's writer) while advance() runs.
+  std::atomic<std::chrono::milliseconds::rep> elapsed_{0};
   std::uint64_t next_sequence_ = 0;
   std::map<std::pair<std::chrono::milliseconds, std::uint64_t>, std::function<void()>> timers_;
 };

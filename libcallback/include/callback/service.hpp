@@ -12,10 +12,14 @@
 // be canceled at any stage; CDRs are written and the reservation settled or released
 // exactly once. Every state change goes to the observers.
 //
-//   CallbackService service{context, *engine, billing.get(), *store, options};
-//   engine->set_observer(&service);
+//   CallbackService service{context, *engine, billing.get(), *store, options};  // subscribes to the engine
 //   auto id = service.start(request);          // Result<std::string>: the callback id
 //   service.cancel(*id);
+//
+// How the call runs depends on the engine (Engine::Capabilities): an engine with a
+// dialplan_flow gets one originate with the whole plan; one with only the step_flow is
+// driven step by step (originate A; on answer play "please wait", originate B; on B's
+// answer bridge and set the limit; on B's failure play its announcement to A, hang up).
 //
 // All methods run on the Context's io_context (the engine's thread); call them there.
 #include <callback/billing.hpp>
@@ -105,7 +109,7 @@ class CALLBACK_EXPORT CallObserver {
   virtual void on_call_event(const CallEvent& event) = 0;
 };
 
-class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineObserver {
+class CALLBACK_EXPORT CallbackService final : public TriggerSink {
  public:
   CallbackService(Context& context, Engine& engine, Billing* billing, Store& store, ServiceOptions options);
   ~CallbackService() override;
@@ -138,9 +142,10 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   }
   void subscribe(CallObserver& observer) { observers_.push_back(&observer); }
 
-  // EngineObserver
-  void on_leg_event(const LegEvent& event) override;
-  void on_inbound_call(const InboundCall& call) override;
+  // What the engine reports (the service subscribes itself; tests may call it directly).
+  void on_leg_event(const LegEvent& event);
+  // Runs the call step by step (the engine has no dialplan_flow).
+  [[nodiscard]] bool step_flow() const noexcept { return step_flow_; }
 
  private:
   struct Active;
@@ -172,6 +177,14 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   static bool legs_ended(const Active& active);
   void on_money_moved(const std::string& id, const Result<std::optional<Money>>& moved);
   void place(const std::string& id, const OriginateRequest& originate);
+  // Hangs up each leg that has a channel and has not ended; legs whose channel comes
+  // later are hung up when it does.
+  void hang_up(Active& active, HangupCause cause);
+  void hang_up_leg(Active& active, LegRole leg);
+  // The step flow's steps.
+  void step(Active& active, const LegEvent& event);
+  void dial_b(const std::string& id);
+  void announce_and_end(Active& active);
   [[nodiscard]] JournalEntry journal_entry(const Active& active, const CallEvent* final) const;
   void queue_final_entry(JournalEntry entry);
   void post_flush();
@@ -182,6 +195,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
 
   Context& context_;
   Engine& engine_;
+  bool step_flow_ = false;
   Billing* billing_;
   Store& store_;
   ServiceOptions options_;
@@ -210,6 +224,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink, public EngineO
   std::size_t cdr_writes_ = 0;  // append_async calls not answered yet
   bool cdr_retry_armed_ = false;
   TimerHandle cdr_retry_;
+  Subscription engine_events_;  // last: unsubscribes before anything else goes
 };
 
 }  // namespace callback

@@ -1092,7 +1092,7 @@ struct Server {
     c->exten = in.to;
     c->priority = 1;
     c->app = in.app;
-    c->app_args = "access," + in.to;
+    c->app_args = "access," + in.to;  // Stasis(callback-app,access,${EXTEN}) in [callback-access]
     call->one = c;
     enter_stasis(*c);
     if (in.give_up_ms >= 0) {

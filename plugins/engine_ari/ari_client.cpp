@@ -1,0 +1,639 @@
+#include "ari_client.hpp"
+
+#include <callback/context.hpp>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/error.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+#include <vector>
+
+namespace callback::ari {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+// GET /ari/channels with a few hundred channels is a few hundred KB; anything near these
+// limits is not Asterisk talking.
+constexpr std::uint64_t reply_body_limit = 16 * 1024 * 1024;
+constexpr std::uint64_t event_frame_limit = 4 * 1024 * 1024;
+
+std::string base64(std::string_view in) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < in.size(); i += 3) {
+    const std::size_t n = std::min<std::size_t>(3, in.size() - i);
+    std::uint32_t group = 0;
+    for (std::size_t k = 0; k < 3; ++k) {
+      group = (group << 8) | (k < n ? static_cast<unsigned char>(in[i + k]) : 0U);
+    }
+    for (std::size_t k = 0; k < 4; ++k) {
+      out += k <= n ? alphabet[(group >> (18 - 6 * k)) & 63U] : '=';
+    }
+  }
+  return out;
+}
+
+// "127.0.0.1:8088" (what Asterisk's own recordings show), "[::1]:8088" for IPv6.
+std::string host_header(const Endpoint& endpoint) {
+  const bool v6 = endpoint.host.find(':') != std::string::npos;
+  return (v6 ? "[" + endpoint.host + "]" : endpoint.host) + ":" + std::to_string(endpoint.port);
+}
+
+std::string where(http::verb method, std::string_view target) {
+  std::string text(http::to_string(method));
+  text += ' ';
+  text += target;
+  return text;
+}
+
+// Asterisk's error bodies are {"message":"Channel not found"}, except the 500 of an
+// originate to a missing technology: {"error":"Allocation failed"} (fixtures: ari-errors).
+std::optional<std::string> asterisk_message(std::string_view body) {
+  error_code ec;
+  auto parsed = json::parse(body, ec);
+  if (ec || !parsed.is_object()) return std::nullopt;
+  for (const char* key : {"message", "error"}) {
+    const auto* message = parsed.as_object().if_contains(key);
+    if (message != nullptr && message->is_string()) return std::string(message->as_string());
+  }
+  return std::nullopt;
+}
+
+std::string code_for_status(unsigned status) {
+  switch (status) {
+    case 401:
+    case 403: return "ari.unauthorized";
+    case 404: return "ari.not_found";
+    case 409: return "ari.conflict";
+    case 422: return "ari.unprocessable";
+    default: break;
+  }
+  if (status >= 500 && status < 600) return "ari.server";
+  if (status >= 400 && status < 500) return "ari.bad_request";
+  return "ari.protocol";  // 1xx/3xx: ARI never answers a REST call with those
+}
+
+// "HTTP 404 Not Found" plus Asterisk's message or the start of the body, if any.
+std::string status_text(const http::response<http::string_body>& reply) {
+  std::string text = "HTTP " + std::to_string(reply.result_int());
+  if (!reply.reason().empty()) text += " " + quote_untrusted(reply.reason(), 80);
+  if (auto message = asterisk_message(reply.body())) {
+    text += ": " + quote_untrusted(*message);
+  } else if (!reply.body().empty()) {
+    text += ": " + quote_untrusted(reply.body());
+  }
+  return text;
+}
+
+Result<Response> to_result(const http::response<http::string_body>& reply, const std::string& field) {
+  const unsigned status = reply.result_int();
+  const std::string& body = reply.body();
+  if (status >= 200 && status < 300) {
+    Response response{status, nullptr};
+    if (body.empty()) return response;  // 204 No Content, Content-Length: 0
+    error_code ec;
+    response.body = json::parse(body, ec);
+    if (ec) return Error{"ari.protocol", "the reply is not JSON (" + ec.message() + "): " + quote_untrusted(body), field};
+    return response;
+  }
+  // The API's own errors carry Asterisk's message as it is ("Channel not found").
+  if (auto message = asterisk_message(body); message && status >= 400) {
+    return Error{code_for_status(status), quote_untrusted(*message), field};
+  }
+  return Error{code_for_status(status), status_text(reply), field};
+}
+
+// Resolves (unless the host is an address) and connects within `timeout`; `done(ec)`.
+// The caller keeps `stream` and `resolver` alive through `done`'s captures.
+template <class Done>
+void connect_stream(const Endpoint& endpoint, std::chrono::milliseconds timeout, beast::tcp_stream& stream,
+                    tcp::resolver& resolver, Done done) {
+  error_code ec;
+  const auto address = asio::ip::make_address(endpoint.host, ec);
+  stream.expires_after(timeout);
+  if (!ec) {
+    stream.async_connect(tcp::endpoint(address, endpoint.port), std::move(done));
+    return;
+  }
+  resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
+                         [&stream, done = std::move(done)](error_code resolved, const tcp::resolver::results_type& results) mutable {
+                           if (resolved) return done(resolved);
+                           stream.async_connect(results, [done = std::move(done)](error_code connected, const tcp::endpoint&) mutable {
+                             done(connected);
+                           });
+                         });
+}
+
+bool valid_target(std::string_view target) {
+  return !target.empty() && target.front() == '/' &&
+         std::none_of(target.begin(), target.end(), [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7F; });
+}
+
+std::string connect_failure(const Endpoint& endpoint, error_code ec, std::chrono::milliseconds timeout) {
+  const std::string address = host_header(endpoint);
+  if (ec == beast::error::timeout) {
+    return "cannot connect to ARI at " + address + ": no answer within " + std::to_string(timeout.count()) + " ms";
+  }
+  return "cannot connect to ARI at " + address + ": " + ec.message();
+}
+
+struct Call {
+  Call(asio::io_context& io, http::verb method_, std::string target_, std::string body_,
+       std::function<void(Result<Response>)> done_)
+      : method(method_), target(std::move(target_)), body(std::move(body_)), done(std::move(done_)), deadline(io) {}
+  http::verb method;
+  std::string target;
+  std::string body;  // JSON text, or empty
+  std::function<void(Result<Response>)> done;
+  asio::steady_timer deadline;  // request_timeout, from request() on
+  int attempts = 0;             // sends; a stale keep-alive connection earns one more
+  bool fresh_only = false;      // that one more: on a new connection (the other idle ones are as old)
+  bool finished = false;
+};
+
+// One HTTP connection of the pool. Async operations hold it by shared_ptr; the Client
+// only by its list, so a dropped connection lives until its last handler has run.
+struct Connection {
+  explicit Connection(asio::io_context& io) : stream(io), resolver(io) {}
+  enum class State { connecting, idle, busy, dead };
+  beast::tcp_stream stream;
+  tcp::resolver resolver;
+  beast::flat_buffer buffer;
+  http::request<http::string_body> request;
+  std::optional<http::response_parser<http::string_body>> parser;
+  std::shared_ptr<Call> call;  // the one being served (or connected for)
+  State state = State::connecting;
+  bool reused = false;         // it has answered a request before
+  std::uint64_t idle_epoch = 0;
+};
+
+// The event WebSocket of one open().
+struct EventStream {
+  explicit EventStream(asio::io_context& io) : ws(io), resolver(io) {}
+  enum class State { connecting, open, done };
+  websocket::stream<beast::tcp_stream> ws;
+  tcp::resolver resolver;
+  beast::flat_buffer buffer;
+  websocket::response_type handshake_reply;
+  State state = State::connecting;
+};
+
+}  // namespace
+
+std::string quote_untrusted(std::string_view text, std::size_t limit) {
+  if (text.size() <= limit) return escape_control(text);
+  std::size_t cut = limit;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0U) == 0x80U) --cut;  // not inside a UTF-8 character
+  return escape_control(text.substr(0, cut)) + "...";
+}
+
+std::string encode(std::string_view text) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                            c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += ch;
+    } else {
+      out += '%';
+      out += hex[c >> 4U];
+      out += hex[c & 15U];
+    }
+  }
+  return out;
+}
+
+std::string with_query(std::string path,
+                       std::initializer_list<std::pair<std::string_view, std::string_view>> params) {
+  char separator = path.find('?') == std::string::npos ? '?' : '&';
+  for (const auto& [name, value] : params) {
+    path += separator;
+    separator = '&';
+    path += encode(name);
+    path += '=';
+    path += encode(value);
+  }
+  return path;
+}
+
+struct Client::Impl : std::enable_shared_from_this<Impl> {
+  Impl(asio::io_context& io_, Endpoint endpoint_, Options options_, Handlers handlers_)
+      : io(io_),
+        endpoint(std::move(endpoint_)),
+        options(options_),
+        handlers(std::move(handlers_)),
+        host(host_header(endpoint)),
+        authorization("Basic " + base64(endpoint.username + ":" + endpoint.password)) {}
+
+  asio::io_context& io;
+  Endpoint endpoint;
+  Options options;
+  Handlers handlers;
+  std::string host;
+  std::string authorization;
+  bool closed = false;  // close() and no open() since
+  std::deque<std::shared_ptr<Call>> queue;
+  std::vector<std::shared_ptr<Connection>> connections;
+  std::shared_ptr<EventStream> events;
+
+  // --- REST ------------------------------------------------------------------------
+
+  void request(http::verb method, std::string target, std::function<void(Result<Response>)> done, json::object body) {
+    std::optional<Error> refused;
+    if (closed) {
+      refused = Error{"ari.closed", "the ARI client is closed", where(method, target)};
+    } else if (!valid_target(target)) {
+      // An id from Asterisk pasted into a path unencoded could otherwise forge a header.
+      refused = Error{"ari.invalid_target", "the request target must start with '/' and hold no space or control character (ari::encode)",
+                      quote_untrusted(where(method, target))};
+    }
+    if (refused) {
+      asio::post(io, [done = std::move(done), why = std::move(*refused)] {
+        if (done) done(why);
+      });
+      return;
+    }
+    auto call = std::make_shared<Call>(io, method, std::move(target), body.empty() ? std::string() : json::serialize(body),
+                                       std::move(done));
+    call->deadline.expires_after(options.request_timeout);
+    call->deadline.async_wait([weak = weak_from_this(), weak_call = std::weak_ptr<Call>(call)](error_code ec) {
+      auto self = weak.lock();
+      auto expired = weak_call.lock();
+      if (ec || !self || !expired) return;
+      self->expire(expired);
+    });
+    queue.push_back(std::move(call));
+    dispatch();
+  }
+
+  // Gives queued calls to idle connections, then opens new ones up to max_connections.
+  void dispatch() {
+    if (closed) return;
+    const std::size_t limit = std::max<std::size_t>(1, options.max_connections);
+    while (!queue.empty()) {
+      auto idle = std::find_if(connections.begin(), connections.end(),
+                               [](const auto& c) { return c->state == Connection::State::idle; });
+      if (idle != connections.end() && !queue.front()->fresh_only) {
+        auto conn = *idle;
+        error_code ignored;
+        conn->stream.socket().cancel(ignored);  // the idle watch
+        auto call = std::move(queue.front());
+        queue.pop_front();
+        send(conn, std::move(call));
+        continue;
+      }
+      if (connections.size() >= limit) {
+        if (idle == connections.end()) break;
+        drop(*idle);  // room for the retry's new connection
+      }
+      auto conn = std::make_shared<Connection>(io);
+      conn->call = std::move(queue.front());
+      queue.pop_front();
+      connections.push_back(conn);
+      connect_stream(endpoint, options.connect_timeout, conn->stream, conn->resolver,
+                     [weak = weak_from_this(), conn](error_code ec) {
+                       if (auto self = weak.lock()) self->on_connected(conn, ec);
+                     });
+    }
+  }
+
+  void on_connected(const std::shared_ptr<Connection>& conn, error_code ec) {
+    if (conn->state == Connection::State::dead) return;  // timed out or closed meanwhile
+    if (ec) {
+      auto call = conn->call;
+      drop(conn);
+      finish(call, Error{"ari.unreachable", connect_failure(endpoint, ec, options.connect_timeout),
+                         where(call->method, call->target)});
+      return;
+    }
+    conn->stream.expires_never();  // the call's deadline covers the rest
+    auto call = std::move(conn->call);
+    send(conn, std::move(call));
+  }
+
+  void send(const std::shared_ptr<Connection>& conn, std::shared_ptr<Call> call) {
+    conn->state = Connection::State::busy;
+    conn->call = std::move(call);
+    ++conn->call->attempts;
+    auto& req = conn->request;
+    req = {};
+    req.method(conn->call->method);
+    req.target(conn->call->target);
+    req.version(11);
+    req.set(http::field::host, host);
+    req.set(http::field::authorization, authorization);
+    if (!conn->call->body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = conn->call->body;
+    }
+    req.prepare_payload();
+    conn->parser.emplace();
+    conn->parser->body_limit(reply_body_limit);
+    http::async_write(conn->stream, conn->request, [weak = weak_from_this(), conn](error_code ec, std::size_t) {
+      if (auto self = weak.lock()) self->on_written(conn, ec);
+    });
+  }
+
+  void on_written(const std::shared_ptr<Connection>& conn, error_code ec) {
+    if (conn->state == Connection::State::dead) return;
+    if (ec) {
+      // Nothing reached Asterisk: on a reused connection that is a stale keep-alive.
+      fail_or_retry(conn, ec, true);
+      return;
+    }
+    http::async_read(conn->stream, conn->buffer, *conn->parser, [weak = weak_from_this(), conn](error_code read, std::size_t) {
+      if (auto self = weak.lock()) self->on_read(conn, read);
+    });
+  }
+
+  void on_read(const std::shared_ptr<Connection>& conn, error_code ec) {
+    if (conn->state == Connection::State::dead) return;
+    if (ec) {
+      fail_or_retry(conn, ec, !conn->parser->got_some());
+      return;
+    }
+    auto call = std::move(conn->call);
+    auto reply = conn->parser->release();
+    auto result = to_result(reply, where(call->method, call->target));
+    conn->reused = true;
+    // Asterisk's "Connection: close" (and leftovers nobody asked for) end the connection.
+    if (reply.keep_alive() && conn->buffer.size() == 0) {
+      watch_idle(conn);
+    } else {
+      drop(conn);
+    }
+    finish(call, std::move(result));
+  }
+
+  // A connection that failed under a call. `unanswered`: no byte of a reply came. A kept
+  // -alive connection that Asterisk closed (its session_keep_alive) before reading the
+  // request gives exactly that; the call goes once more on a fresh connection.
+  void fail_or_retry(const std::shared_ptr<Connection>& conn, error_code ec, bool unanswered) {
+    auto call = std::move(conn->call);
+    const bool stale = conn->reused && unanswered;
+    drop(conn);
+    if (stale && call->attempts < 2) {
+      call->fresh_only = true;
+      queue.push_front(std::move(call));
+      dispatch();
+      return;
+    }
+    const std::string field = where(call->method, call->target);
+    if (unanswered) {
+      finish(call, Error{"ari.unreachable", "Asterisk closed the connection without answering (" + ec.message() + ")", field});
+    } else {
+      finish(call, Error{"ari.protocol", "cannot read Asterisk's reply (" + ec.message() + ")", field});
+    }
+  }
+
+  // Between requests: a readable idle socket means Asterisk closed it (or spoke out of turn).
+  void watch_idle(const std::shared_ptr<Connection>& conn) {
+    conn->state = Connection::State::idle;
+    conn->call.reset();
+    const auto epoch = ++conn->idle_epoch;
+    conn->stream.socket().async_wait(tcp::socket::wait_read, [weak = weak_from_this(), conn, epoch](error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || conn->state != Connection::State::idle || conn->idle_epoch != epoch) return;
+      self->drop(conn);
+    });
+  }
+
+  void expire(const std::shared_ptr<Call>& call) {
+    if (call->finished) return;
+    if (auto queued = std::find(queue.begin(), queue.end(), call); queued != queue.end()) queue.erase(queued);
+    auto serving = std::find_if(connections.begin(), connections.end(), [&](const auto& c) { return c->call == call; });
+    if (serving != connections.end()) drop(*serving);  // its reply, if any, comes too late
+    finish(call, Error{"ari.timeout",
+                       "no reply from Asterisk within " + std::to_string(options.request_timeout.count()) + " ms",
+                       where(call->method, call->target)});
+  }
+
+  void drop(const std::shared_ptr<Connection>& conn) {
+    conn->state = Connection::State::dead;
+    conn->resolver.cancel();
+    conn->stream.close();
+    std::erase(connections, conn);
+  }
+
+  // The one place a call ends. The callback runs last: it may call anything, even ~Client.
+  void finish(const std::shared_ptr<Call>& call, Result<Response> result) {
+    if (call->finished) return;
+    call->finished = true;
+    call->deadline.cancel();
+    auto done = std::move(call->done);
+    dispatch();
+    if (done) done(std::move(result));
+  }
+
+  // --- events ----------------------------------------------------------------------
+
+  void open() {
+    closed = false;
+    if (events) return;
+    auto stream = std::make_shared<EventStream>(io);
+    events = stream;
+    connect_stream(endpoint, options.connect_timeout, beast::get_lowest_layer(stream->ws), stream->resolver,
+                   [weak = weak_from_this(), stream](error_code ec) {
+                     if (auto self = weak.lock()) self->on_events_connected(stream, ec);
+                   });
+  }
+
+  void on_events_connected(const std::shared_ptr<EventStream>& stream, error_code ec) {
+    if (events != stream) return;
+    if (ec) {
+      lose_events(stream, Error{"ari.unreachable", connect_failure(endpoint, ec, options.connect_timeout), "/ari/events"});
+      return;
+    }
+    beast::get_lowest_layer(stream->ws).expires_never();  // the WebSocket's own timeouts from here on
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = options.connect_timeout;
+    timeouts.idle_timeout = options.event_idle_timeout;
+    timeouts.keep_alive_pings = true;
+    stream->ws.set_option(timeouts);
+    stream->ws.set_option(websocket::stream_base::decorator([auth = authorization](websocket::request_type& req) {
+      req.set(http::field::authorization, auth);
+    }));
+    stream->ws.read_message_max(event_frame_limit);
+    const auto target = with_query("/ari/events", {{"app", endpoint.app}, {"subscribeAll", "false"}});
+    stream->ws.async_handshake(stream->handshake_reply, host, target, [weak = weak_from_this(), stream](error_code shook) {
+      if (auto self = weak.lock()) self->on_handshake(stream, shook);
+    });
+  }
+
+  void on_handshake(const std::shared_ptr<EventStream>& stream, error_code ec) {
+    if (events != stream) return;
+    if (ec == websocket::error::upgrade_declined) {
+      // ARI answers a plain HTTP error here: 401 for wrong credentials, 400/404 for a bad app.
+      const auto& reply = stream->handshake_reply;
+      lose_events(stream, Error{code_for_status(reply.result_int()),
+                                "Asterisk refused the event WebSocket for app '" + quote_untrusted(endpoint.app, 80) +
+                                    "': " + status_text(reply),
+                                "/ari/events"});
+      return;
+    }
+    if (ec) {
+      lose_events(stream, events_error(*stream, ec, "the event WebSocket handshake failed", options.connect_timeout));
+      return;
+    }
+    stream->state = EventStream::State::open;
+    read_events(stream);
+    if (handlers.opened) handlers.opened();
+  }
+
+  void read_events(const std::shared_ptr<EventStream>& stream) {
+    stream->ws.async_read(stream->buffer, [weak = weak_from_this(), stream](error_code ec, std::size_t) {
+      if (auto self = weak.lock()) self->on_frame(stream, ec);
+    });
+  }
+
+  void on_frame(const std::shared_ptr<EventStream>& stream, error_code ec) {
+    if (events != stream) return;
+    if (ec) {
+      lose_events(stream, events_error(*stream, ec, "the event WebSocket was lost", options.event_idle_timeout));
+      return;
+    }
+    const bool text = stream->ws.got_text();
+    const auto bytes = stream->buffer.data();  // a flat_buffer: one piece
+    const std::string_view frame(static_cast<const char*>(bytes.data()), bytes.size());
+    std::optional<Error> bad;
+    json::value parsed;
+    if (!text) {
+      bad = Error{"ari.protocol", "a binary frame of " + std::to_string(frame.size()) + " bytes where an event was expected",
+                  "/ari/events"};
+    } else {
+      error_code parse_error;
+      parsed = json::parse(frame, parse_error);
+      if (parse_error) {
+        bad = Error{"ari.protocol", "an event that is not JSON (" + parse_error.message() + "): " + quote_untrusted(frame),
+                    "/ari/events"};
+      } else if (!parsed.is_object()) {
+        bad = Error{"ari.protocol", "an event that is not a JSON object: " + quote_untrusted(frame), "/ari/events"};
+      }
+    }
+    stream->buffer.consume(stream->buffer.size());
+    // The next read first: whatever the handler does (close(), ~Client, throw), the
+    // stream's state is whole.
+    read_events(stream);
+    if (bad) {
+      if (handlers.malformed) handlers.malformed(*bad);
+    } else if (handlers.event) {
+      handlers.event(parsed.as_object());
+    }
+  }
+
+  // `limit`: the timeout that applied (the handshake's, or the idle one once open).
+  static Error events_error(const EventStream& stream, error_code ec, const std::string& what,
+                            std::chrono::milliseconds limit) {
+    if (ec == websocket::error::closed) {
+      const auto& reason = stream.ws.reason();
+      std::string text = "Asterisk closed the event WebSocket (code " + std::to_string(reason.code);
+      if (!reason.reason.empty()) text += ", " + quote_untrusted(std::string_view(reason.reason.data(), reason.reason.size()));
+      return Error{"ari.unreachable", text + ")", "/ari/events"};
+    }
+    if (ec == beast::error::timeout) {
+      return Error{"ari.timeout", what + ": nothing from Asterisk within " + std::to_string(limit.count()) + " ms",
+                   "/ari/events"};
+    }
+    if (ec == websocket::condition::protocol_violation || ec == websocket::error::message_too_big) {
+      return Error{"ari.protocol", what + ": " + ec.message(), "/ari/events"};
+    }
+    return Error{"ari.unreachable", what + ": " + ec.message(), "/ari/events"};
+  }
+
+  // The WebSocket failed: `closed` once, last.
+  void lose_events(const std::shared_ptr<EventStream>& stream, const Error& why) {
+    stop_events(stream);
+    if (handlers.closed) handlers.closed(why);
+  }
+
+  void stop_events(std::shared_ptr<EventStream> stream) {  // a copy: `events` itself may be passed
+    if (events == stream) events.reset();
+    const bool was_open = stream->state == EventStream::State::open;
+    stream->state = EventStream::State::done;
+    stream->resolver.cancel();
+    if (was_open && stream->ws.is_open()) {
+      // A close frame, so Asterisk logs a clean goodbye; the handshake timeout bounds it.
+      stream->ws.async_close(websocket::close_code::normal, [stream](error_code) {
+        beast::get_lowest_layer(stream->ws).close();
+      });
+    } else {
+      beast::get_lowest_layer(stream->ws).close();
+    }
+  }
+
+  // --- both ------------------------------------------------------------------------
+
+  // close() (notify) and ~Client (silent).
+  void shutdown(bool notify) {
+    closed = true;
+    if (events) stop_events(events);
+    std::vector<std::shared_ptr<Call>> calls;  // in flight first, then the queued ones, oldest first
+    for (const auto& conn : std::vector(connections)) {
+      if (conn->call) calls.push_back(conn->call);
+      drop(conn);
+    }
+    calls.insert(calls.end(), queue.begin(), queue.end());
+    queue.clear();
+    std::vector<std::pair<std::function<void(Result<Response>)>, std::string>> callbacks;
+    for (const auto& call : calls) {
+      if (call->finished) continue;
+      call->finished = true;
+      call->deadline.cancel();
+      callbacks.emplace_back(std::move(call->done), where(call->method, call->target));
+    }
+    if (!notify) return;
+    for (auto& [done, field] : callbacks) {
+      if (done) done(Error{"ari.closed", "the ARI client was closed before Asterisk answered", field});
+    }
+  }
+};
+
+Client::Client(asio::io_context& io, Endpoint endpoint, Options options, Handlers handlers)
+    : impl_(std::make_shared<Impl>(io, std::move(endpoint), options, std::move(handlers))) {}
+
+Client::~Client() { impl_->shutdown(false); }
+
+void Client::open() { impl_->open(); }
+
+void Client::close() {
+  auto keep = impl_;  // a request's callback may destroy this Client
+  keep->shutdown(true);
+}
+
+void Client::request(http::verb method, std::string target, std::function<void(Result<Response>)> done,
+                     json::object body) {
+  impl_->request(method, std::move(target), std::move(done), std::move(body));
+}
+
+bool Client::is_open() const { return impl_->events && impl_->events->state == EventStream::State::open; }
+
+std::size_t Client::connection_count() const { return impl_->connections.size(); }
+
+}  // namespace callback::ari

@@ -1,0 +1,434 @@
+// The whole callback through the ARI engine against the ARI fake on loopback, in the step
+// flow the service runs for it: every outcome the AMI flow tests check (flow_check.hpp,
+// the same assertions on state, cause class, announcement, CDR rows and billing), the
+// limit with its warnings, cancel at every stage, a lost WebSocket, a server that refuses
+// us; inbound calls routed by the dialled number, answered or rejected, with digits.
+#include "ari_engine.hpp"
+#include "fake_ari.hpp"
+#include "flow_check.hpp"
+
+#include <callback/service.hpp>
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+using namespace callback;
+using namespace std::chrono_literals;
+using callback::test::check;
+using callback::test::Expected;
+using callback::test::FlowObserver;
+
+namespace {
+
+using test::as_dialed;
+
+struct AriFlowTest : test::FlowBase<engine_ari::AriEngine> {
+  // 1 s of the fake's phones is 10 ms here; tests of talk time and the limit (which this
+  // engine times on our clock, as it must with ARI) run the fake in real time.
+  explicit AriFlowTest(double scale = 0.01) : ari({.time_scale = scale, .sound_seconds = {}, .default_sound_seconds = 0.2}) {}
+  fake::FakeAri ari;
+
+  void SetUp() override { ari.start(); }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "engine log:\n" << log_text.str().substr(0, 200'000);
+  }
+
+  engine_ari::AriOptions engine_options() {
+    engine_ari::AriOptions o;
+    o.servers = {"127.0.0.1:" + std::to_string(ari.port())};
+    o.password = "callbacksecret";
+    o.reconnect_min = 20ms;
+    o.reconnect_max = 200ms;
+    o.lost_call_grace = 2s;
+    return o;
+  }
+
+  void connect(engine_ari::AriOptions options, ServiceOptions service_options = {}) {
+    engine = std::make_unique<engine_ari::AriEngine>(context, std::move(options));
+    service_options.a_ring_timeout = 8s;  // the fake's 80 ms
+    service_options.b_ring_timeout = 8s;
+    service_options.stage_grace = 5s;
+    service_options.warning_before = 2s;  // a 3 s limit: warnings with 2 s and 1 s left
+    service_options.warning_repeat = 1s;
+    service = std::make_unique<CallbackService>(context, *engine, &billing, *store, service_options);
+    service->subscribe(observer);
+    engine->start();
+    ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s)) << log_text.str();
+    ASSERT_TRUE(service->step_flow());
+  }
+  void connect() { connect(engine_options()); }
+
+  std::size_t requests(const std::string& what) {
+    const auto stats = ari.stats();
+    auto it = stats.requests.find(what);
+    return it == stats.requests.end() ? 0 : it->second;
+  }
+  // Nothing left on the fake: every channel hung up, every bridge and playback gone.
+  void nothing_left() {
+    EXPECT_TRUE(run_until([&] {
+      const auto st = ari.stats();
+      return st.channels == 0 && st.bridges == 0 && st.playbacks == 0;
+    }, 5s)) << ari.stats_json();
+  }
+};
+
+struct AriRealTimeTest : AriFlowTest {
+  AriRealTimeTest() : AriFlowTest(1.0) {}
+};
+
+TEST_F(AriRealTimeTest, BothAnswerTheLimitWarnsThenEndsItWithTimeUp) {
+  connect();
+  billing.max_duration = 3s;  // warnings with 2 s and 1 s left
+  const auto id = start("9001", "9002", "zh");
+  check(*this, id, {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+                    .announcement = Announcement::time_up, .a_disposition = Disposition::answered,
+                    .b_disposition = Disposition::answered, .settled = 3s});
+  EXPECT_EQ(observer.states(id), (std::vector<CallState>{CallState::authorizing, CallState::dialing_a,
+                                                         CallState::a_answered, CallState::dialing_b,
+                                                         CallState::bridged, CallState::completed}));
+  // please wait, two warnings, time up: each a play on A's channel.
+  EXPECT_EQ(requests("POST /ari/channels/{id}/play"), 4u) << ari.stats_json();
+  EXPECT_EQ(metrics.counter("callback_warnings_total", "").value(), 2u);
+  EXPECT_EQ(requests("POST /ari/bridges"), 1u);
+  nothing_left();
+}
+
+TEST_F(AriRealTimeTest, PartnerHangsUpAndIsBilledForFiveSeconds) {
+  connect();
+  billing.max_duration = 300s;
+  check(*this, start("9001", "2001"),
+        {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+         .announcement = Announcement::partner_hangup, .a_disposition = Disposition::answered,
+         .b_disposition = Disposition::answered, .settled = 5s});
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, PartnerFailuresPlayTheAnnouncementForTheCauseAndBillNothing) {
+  connect();
+  for (const auto& c : test::partner_failures) {
+    SCOPED_TRACE(c.b);
+    billing.settled.clear();
+    const auto plays = requests("POST /ari/channels/{id}/play");
+    check(*this, start("1001", c.b),
+          {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = c.outcome,
+           .announcement = c.announcement, .a_disposition = Disposition::answered, .b_disposition = c.disposition});
+    EXPECT_EQ(requests("POST /ari/channels/{id}/play") - plays, 2u) << "please wait, then the cause's";
+  }
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, CallerFailuresAreRecordedAndChargedNothing) {
+  connect();
+  for (const auto& c : test::caller_failures) {
+    SCOPED_TRACE(c.a);
+    const auto id = start(c.a, "1002");
+    check(*this, id, {.state = CallState::failed, .a_outcome = c.outcome, .a_disposition = c.disposition});
+    EXPECT_FALSE(observer.reached(id, CallState::dialing_b));
+  }
+  EXPECT_EQ(requests("POST /ari/channels/{id}/play"), 0u) << "nobody answered to hear anything";
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, CancelWhileCallerRings) {
+  connect();
+  const auto id = start("4001", "1002");
+  ASSERT_TRUE(run_until([&] { return service->find(id)->leg_a().state == LegState::ringing; }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  check(*this, id, {.state = CallState::canceled, .a_outcome = Outcome::canceled,
+                    .a_disposition = Disposition::no_answer});
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, CancelRightAfterTheStartBeforeTheOriginateIsAnswered) {
+  connect();
+  const auto id = start("1001", "1002");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::dialing_a); }, 5s));
+  ASSERT_TRUE(service->cancel(id));  // the originate's reply may not be in yet
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  EXPECT_TRUE(billing.settled.empty());
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, CancelWhilePartnerRings) {
+  connect();
+  const auto id = start("1001", "4001");
+  ASSERT_TRUE(run_until([&] { return service->find(id)->leg_b().state == LegState::ringing; }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  check(*this, id, {.state = CallState::canceled, .a_outcome = Outcome::canceled, .b_outcome = Outcome::canceled,
+                    .a_disposition = Disposition::answered, .b_disposition = Disposition::no_answer});
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, CancelWhileBridgedBillsTheTalkSoFar) {
+  connect();
+  billing.max_duration = 300s;
+  const auto id = start("1001", "1003");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_FALSE(end.announcement);
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  ASSERT_EQ(cdrs(id).size(), 2u);
+  EXPECT_EQ(cdrs(id)[1].disposition, Disposition::answered);
+  EXPECT_GE(requests("DELETE /ari/channels/{id}"), 2u);
+  nothing_left();
+}
+
+// In real time: this engine measures talk time from the fake's event timestamps, which
+// are wall-clock times.
+TEST_F(AriRealTimeTest, ManyCallsAtOnceEachEndOnce) {
+  connect();
+  billing.max_duration = 300s;
+  std::vector<std::string> ids;
+  const char* partners[] = {"2002", "2003", "3002", "4002", "5002"};
+  for (int i = 0; i < 50; ++i) ids.push_back(start("9001", partners[i % 5]));
+  auto all_told = [&] {
+    return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return observer.final_event(id) != nullptr; });
+  };
+  ASSERT_TRUE(run_until([&] { return service->in_flight() == 0 && all_told(); }, 30s)) << service->in_flight();
+  for (const auto& id : ids) {
+    EXPECT_EQ(billing.endings("r-" + id), 1u) << id;
+    EXPECT_EQ(cdrs(id).size(), 2u) << id;
+  }
+  EXPECT_EQ(billing.settled.size(), 20u);  // 2XXX talk; the rest fail
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, ALostWebSocketEndsCallsInFlightAsEngineLostAndBillsOnce) {
+  auto options = engine_options();
+  options.lost_call_grace = 300ms;
+  options.reconnect_min = 5s;  // not back within the grace
+  connect(options);
+  billing.max_duration = 300s;
+  const auto id = start("1001", "1003");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  ari.drop_websockets();  // closed in the middle of a frame
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.outcome, "engine_lost");
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  EXPECT_EQ(cdrs(id).size(), 2u);
+}
+
+TEST_F(AriFlowTest, ACallStillUpAfterTheReconnectIsFollowedToItsEnd) {
+  connect();
+  billing.max_duration = 300s;
+  const auto id = start("1001", "1003");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  ari.drop_websockets();
+  ASSERT_TRUE(run_until([&] { return !engine->status().servers.at(0).connected; }, 5s));
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  EXPECT_GE(requests("GET /ari/channels"), 1u) << "reconciled";
+  EXPECT_EQ(service->in_flight(), 1u) << "still up on Asterisk";
+  ASSERT_TRUE(service->cancel(id));
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_EQ(end.call.leg_b().cause, HangupCause::canceled()) << "followed to its end, not lost";
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, NoReachableAsteriskFailsTheCallAtOnceAndSubmitSaysWhy) {
+  auto options = engine_options();
+  ari.stop();
+  engine = std::make_unique<engine_ari::AriEngine>(context, options);
+  expect_calls_fail_at_once_without_a_server();
+}
+
+TEST_F(AriFlowTest, AWrongPasswordIsNotConnectedAndSaysWhy) {
+  auto options = engine_options();
+  options.password = "wrong";
+  engine = std::make_unique<engine_ari::AriEngine>(context, options);
+  engine->start();
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).checked; }, 5s));
+  const auto status = engine->status().servers.at(0);
+  EXPECT_FALSE(status.connected);
+  EXPECT_NE(status.detail.find("401"), std::string::npos) << status.detail;
+}
+
+TEST_F(AriFlowTest, CallsSpreadOverSeveralServers) {
+  fake::FakeAri second({.time_scale = 0.01, .default_sound_seconds = 0.2});
+  second.start();
+  auto options = engine_options();
+  options.servers.push_back("127.0.0.1:" + std::to_string(second.port()));
+  engine = std::make_unique<engine_ari::AriEngine>(context, options);
+  service = std::make_unique<CallbackService>(context, *engine, &billing, *store, ServiceOptions{});
+  service->subscribe(observer);
+  engine->start();
+  ASSERT_TRUE(run_until([&] {
+    const auto s = engine->status();
+    return s.servers.at(0).connected && s.servers.at(1).connected;
+  }, 5s));
+  billing.max_duration = 300s;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(start("9001", "2002"));
+  ASSERT_TRUE(run_until([&] { return service->in_flight() == 0; }, 20s));
+  for (const auto& id : ids) EXPECT_EQ(observer.final_event(id)->call.state(), CallState::completed) << id;
+  EXPECT_GE(second.stats().requests["POST /ari/channels"], 4u);
+  EXPECT_GE(requests("POST /ari/channels"), 4u);
+}
+
+// After a restart (the engine gone without hanging up anything), recover() takes up the
+// service's calls by their channel ids: a leg still up is followed (its handle reported,
+// so it can be hung up) and ends once; a leg that went meanwhile ends as not observed.
+TEST_F(AriFlowTest, RecoverFollowsTheLegsStillUpAndEndsThoseThatWentAsUnobserved) {
+  connect();
+  billing.max_duration = 300s;
+  const auto up = start("1001", "1003");    // both stay up
+  const auto gone = start("1001", "2003");  // B hangs up 5 s (here 50 ms) after answering
+  ASSERT_TRUE(run_until([&] { return observer.reached(up, CallState::bridged) && observer.reached(gone, CallState::bridged); }, 5s));
+  const std::string server = "127.0.0.1:" + std::to_string(ari.port());
+  // The crash: nothing is hung up. Without a service, gone's A stays up after its B went.
+  service.reset();
+  engine.reset();
+  ASSERT_TRUE(run_until([&] { return ari.stats().websockets == 0; }, 5s)) << "the old connection is gone";
+  // While nobody watches, gone's B hangs up: up's four channels and gone's A (two) are left.
+  ASSERT_TRUE(run_until([&] { return ari.stats().channels == 6; }, 5s)) << ari.stats_json();
+  std::vector<LegEvent> events;
+  auto second = std::make_unique<engine_ari::AriEngine>(context, engine_options());
+  auto subscription = second->subscribe([&](const LegEvent& e) { events.push_back(e); });
+  second->recover({{.call_id = up, .server = server, .limit = 300s, .b_dialed = true},
+                   {.call_id = gone, .server = "", .limit = 300s, .b_dialed = true}});
+  second->start();
+  const auto ended = [&](const std::string& id, LegRole leg) -> const LegEvent* {
+    for (const auto& e : events) {
+      if (e.call_id == id && e.leg == leg && e.type == LegEventType::ended) return &e;
+    }
+    return nullptr;
+  };
+  const auto handle = [&](const std::string& id, LegRole leg) {
+    for (const auto& e : events) {
+      if (e.call_id == id && e.leg == leg && !e.handle.empty()) return e.handle;
+    }
+    return Channel{};
+  };
+  ASSERT_TRUE(run_until([&] { return ended(gone, LegRole::b) != nullptr && !handle(up, LegRole::b).empty(); }, 5s));
+  EXPECT_TRUE(ended(gone, LegRole::b)->unobserved);
+  EXPECT_EQ(ended(up, LegRole::a), nullptr) << "still up: followed, not ended";
+  EXPECT_EQ(ended(gone, LegRole::a), nullptr) << "gone's A is still up too";
+  // The handles work: hang them up, each ends once.
+  for (const auto& [id, leg] : {std::pair{up, LegRole::a}, std::pair{up, LegRole::b}, std::pair{gone, LegRole::a}}) {
+    ASSERT_FALSE(handle(id, leg).empty()) << id;
+    second->hangup(handle(id, leg), HangupCause::normal(), nullptr);
+  }
+  ASSERT_TRUE(run_until([&] { return ended(up, LegRole::a) && ended(up, LegRole::b) && ended(gone, LegRole::a); }, 5s));
+  EXPECT_FALSE(ended(up, LegRole::b)->unobserved);
+  std::size_t ends = 0;
+  for (const auto& e : events) ends += e.type == LegEventType::ended ? 1 : 0;
+  EXPECT_EQ(ends, 4u);
+  nothing_left();
+  second.reset();
+}
+
+// --- inbound calls and digits (the ANI/DID triggers' primitives) ---------------------------
+
+TEST_F(AriFlowTest, AnInboundCallGoesToTheRouteOfItsNumberIsAnsweredAndItsDigitsCollected) {
+  connect();
+  std::vector<InboundCall> other_calls, calls;
+  auto any = engine->route_inbound({}, [&](const InboundCall& c) { other_calls.push_back(c); });
+  auto mine = engine->route_inbound({.dialed = {"5000"}}, [&](const InboundCall& c) { calls.push_back(c); });
+  ASSERT_FALSE(ari.inbound({.from = "1234", .to = "5000", .dtmf = "5551234#", .dtmf_delay_ms = 100,
+                            .dtmf_interval_ms = 30}).empty());
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
+  EXPECT_TRUE(other_calls.empty()) << "the number's own route wins";
+  EXPECT_EQ(calls[0].caller, "1234");
+  EXPECT_EQ(calls[0].dialed, "5000");
+  std::optional<Status> answered;
+  engine->answer(calls[0].channel, [&](Status s) { answered = s; });
+  ASSERT_TRUE(run_until([&] { return answered.has_value(); }, 5s));
+  ASSERT_TRUE(*answered) << answered->error().describe();
+  std::optional<Result<Digits>> digits;
+  engine->collect_digits(calls[0].channel,
+                         {.max_digits = 15, .terminator = '#', .first_digit_timeout = 5s, .inter_digit_timeout = 3s,
+                          .prompt = Prompt::announcement(Announcement::enter_number, "en")},
+                         [&](Result<Digits> d) { digits = std::move(d); });
+  ASSERT_TRUE(run_until([&] { return digits.has_value(); }, 10s));
+  ASSERT_TRUE(*digits) << digits->error().describe();
+  EXPECT_EQ((*digits)->digits, "5551234");
+  EXPECT_EQ((*digits)->stop, Digits::Stop::terminator);
+  std::vector<LegEvent> ends;
+  auto events = engine->subscribe([&](const LegEvent& e) {
+    if (e.type == LegEventType::ended && e.call_id.empty()) ends.push_back(e);
+  });
+  std::optional<Status> hung_up;
+  engine->hangup(calls[0].channel, HangupCause::normal(), [&](Status s) { hung_up = s; });
+  ASSERT_TRUE(run_until([&] { return !ends.empty() && hung_up.has_value(); }, 5s));
+  EXPECT_TRUE(*hung_up);
+  EXPECT_EQ(ends[0].handle, calls[0].channel);
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, DigitCollectionStopsAtMaxDigitsOrWhenTheCallerIsSilent) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({.dialed = {"5000", "5001"}}, [&](const InboundCall& c) { calls.push_back(c); });
+  ari.inbound({.from = "1234", .to = "5000", .dtmf = "123456", .dtmf_delay_ms = 50, .dtmf_interval_ms = 20});
+  ari.inbound({.from = "1235", .to = "5001", .dtmf = "", .dtmf_delay_ms = 50});
+  ASSERT_TRUE(run_until([&] { return calls.size() == 2; }, 5s));
+  std::map<std::string, Result<Digits>> got;
+  for (const auto& call : calls) {
+    engine->answer(call.channel, [](Status) {});
+    engine->collect_digits(call.channel,
+                           {.max_digits = 4, .terminator = '#', .first_digit_timeout = 300ms,
+                            .inter_digit_timeout = 300ms},
+                           [&, caller = call.caller](Result<Digits> d) { got.emplace(caller, std::move(d)); });
+  }
+  ASSERT_TRUE(run_until([&] { return got.size() == 2; }, 10s));
+  ASSERT_TRUE(got.at("1234"));
+  EXPECT_EQ(got.at("1234")->digits, "1234");
+  EXPECT_EQ(got.at("1234")->stop, Digits::Stop::max_digits);
+  ASSERT_TRUE(got.at("1235"));
+  EXPECT_EQ(got.at("1235")->digits, "");
+  EXPECT_EQ(got.at("1235")->stop, Digits::Stop::first_digit_timeout);
+  for (const auto& call : calls) engine->hangup(call.channel, HangupCause::normal(), nullptr);
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, AMissedCallIsRejectedBusyWithoutAnswerAndAnUnroutedOneWithCongestion) {
+  connect();
+  std::vector<InboundCall> calls;
+  std::vector<LegEvent> ends;
+  auto events = engine->subscribe([&](const LegEvent& e) {
+    if (e.type == LegEventType::ended && e.call_id.empty()) ends.push_back(e);
+  });
+  auto route = engine->route_inbound({.dialed = {"5000"}}, [&](const InboundCall& c) { calls.push_back(c); });
+  ari.inbound({.from = "1234", .to = "5000"});
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
+  std::optional<Status> rejected;
+  engine->reject(calls[0].channel, HangupCause{17}, 100ms, [&](Status s) { rejected = s; });
+  ASSERT_TRUE(run_until([&] { return rejected.has_value() && !ends.empty(); }, 5s));
+  EXPECT_TRUE(*rejected);
+  EXPECT_EQ(ends[0].cause, HangupCause{17});
+  EXPECT_EQ(requests("POST /ari/channels/{id}/answer"), 0u) << "never answered: the caller pays nothing";
+  EXPECT_EQ(requests("POST /ari/channels/{id}/ring"), 1u);
+  // A number nobody routes is turned away, not left ringing.
+  ari.inbound({.from = "1234", .to = "7777"});
+  ASSERT_TRUE(run_until([&] { return ends.size() == 2; }, 5s));
+  EXPECT_EQ(ends[1].cause, HangupCause{34});
+  EXPECT_EQ(calls.size(), 1u);
+  nothing_left();
+}
+
+TEST_F(AriFlowTest, OperationsOnAGoneChannelAnswerChannelGoneAndAnUnsubscribedRouteGetsNothing) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  route.reset();
+  ari.inbound({.from = "1234", .to = "5000"});
+  ASSERT_TRUE(run_until([&] { return requests("DELETE /ari/channels/{id}") == 1; }, 5s)) << "rejected: nobody takes it";
+  nothing_left();
+  EXPECT_TRUE(calls.empty());
+  const Channel gone{"127.0.0.1:" + std::to_string(ari.port()), "no-such-channel"};
+  std::vector<std::string> codes;
+  engine->hangup(gone, HangupCause::normal(), [&](Status s) { codes.push_back(s ? "ok" : s.error().code); });
+  engine->play(gone, Prompt::sound("callback-please-wait"), [&](Status s) { codes.push_back(s ? "ok" : s.error().code); });
+  engine->answer(gone, [&](Status s) { codes.push_back(s ? "ok" : s.error().code); });
+  engine->collect_digits(gone, {}, [&](Result<Digits> d) { codes.push_back(d ? "ok" : d.error().code); });
+  ASSERT_TRUE(run_until([&] { return codes.size() == 4; }, 5s));
+  for (const auto& code : codes) EXPECT_EQ(code, engine_errc::channel_gone);
+}
+
+}  // namespace
