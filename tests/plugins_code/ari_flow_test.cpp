@@ -55,6 +55,8 @@ struct AriFlowTest : test::FlowBase<engine_ari::AriEngine> {
     service->subscribe(observer);
     engine->start();
     ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s)) << log_text.str();
+    // Our side of the handshake may finish before the fake registered the app.
+    ASSERT_TRUE(ari.wait_for_websockets(1, 5s));
     ASSERT_TRUE(service->step_flow());
   }
   void connect() { connect(engine_options()); }
@@ -265,7 +267,10 @@ TEST_F(AriFlowTest, CallsSpreadOverSeveralServers) {
   billing.max_duration = 300s;
   std::vector<std::string> ids;
   for (int i = 0; i < 10; ++i) ids.push_back(start("9001", "2002"));
-  ASSERT_TRUE(run_until([&] { return service->in_flight() == 0; }, 20s));
+  // Final events follow the CDR write of their loop turn: wait for every one.
+  ASSERT_TRUE(run_until([&] {
+    return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return observer.final_event(id) != nullptr; });
+  }, 20s));
   for (const auto& id : ids) EXPECT_EQ(observer.final_event(id)->call.state(), CallState::completed) << id;
   EXPECT_GE(second.stats().requests["POST /ari/channels"], 4u);
   EXPECT_GE(requests("POST /ari/channels"), 4u);
