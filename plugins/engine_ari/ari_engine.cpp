@@ -790,6 +790,7 @@ void AriEngine::originate(const OriginateRequest& r, Completion<Channel> placed)
 }
 
 void AriEngine::hangup(const Channel& channel, HangupCause cause, StatusCompletion done) {
+  if (stopping_) return answer_later(std::move(done), ok_status());  // stop() hangs up every leg
   auto leg = find(channel);
   if (!leg) return answer_later(std::move(done), Status(engine_error(engine_errc::channel_gone, "no channel " + channel.id + " up")));
   if (!leg->hung_up_by_us) leg->hung_up_by_us = cause;
