@@ -125,6 +125,7 @@ struct InboundCalls::Line {
   struct Command {
     std::string text;
     AgiDone done;
+    std::function<bool()> skip;  // true: not sent any more (its sequence stopped)
   };
   std::deque<Command> queue;
   std::string running_id;  // the CommandID waiting for its AsyncAGIExec
@@ -281,16 +282,17 @@ void InboundCalls::finish(const std::string& key, HangupCause cause, bool unobse
   sink_.on_leg_event(event);
 }
 
-void InboundCalls::agi(Line& line, std::string command, AgiDone done) {
+void InboundCalls::agi(Line& line, std::string command, AgiDone done, std::function<bool()> skip) {
   if (line.agi_over) {
     later<Result<AgiReply>>(std::move(done), engine_error(engine_errc::channel_gone, "the channel left AGI"));
     return;
   }
-  line.queue.push_back({std::move(command), std::move(done)});
+  line.queue.push_back({std::move(command), std::move(done), std::move(skip)});
   pump(line);
 }
 
 void InboundCalls::pump(Line& line) {
+  while (!line.queue.empty() && line.queue.front().skip && line.queue.front().skip()) line.queue.pop_front();
   if (line.running || line.queue.empty()) return;
   auto command = std::move(line.queue.front());
   line.queue.pop_front();
@@ -320,8 +322,9 @@ void InboundCalls::pump(Line& line) {
     auto running = std::exchange(held->running, nullptr);
     held->running_id.clear();
     const std::string message(reply != nullptr ? reply->get("Message") : "the connection was lost");
-    running(engine_error(message.find("No such channel") != std::string::npos ? engine_errc::channel_gone
-                                                                                : engine_errc::refused,
+    // res_agi.c: "Channel <name> does not exist."
+    const bool gone = message.find("does not exist") != std::string::npos;
+    running(engine_error(gone ? engine_errc::channel_gone : engine_errc::refused,
                          "Asterisk refused the AGI command: " + printable(message)));
     pump(*held);
   }};
@@ -350,28 +353,32 @@ void InboundCalls::on_exec(Line& line, const ami::MessageView& m) {
 void InboundCalls::sequence(const std::shared_ptr<Line>& line, std::vector<std::string> commands,
                             std::function<bool()> cut, StatusCompletion done) {
   if (commands.empty()) return later<Status>(std::move(done), ok_status());
-  auto first = std::move(commands.front());
-  commands.erase(commands.begin());
-  std::weak_ptr<Line> weak = line;
-  agi(*line, std::move(first),
-      [this, weak, commands = std::move(commands), cut = std::move(cut), done = std::move(done)](
-          Result<AgiReply> reply) mutable {
-        auto still = weak.lock();
-        if (!reply) {
-          if (done) done(reply.error());
-          return;
-        }
-        // STREAM FILE, SAY NUMBER: -1 is a failure (a missing file, or the channel went).
-        if (reply->result == "-1") {
-          if (done) done(engine_error(engine_errc::not_found, "Asterisk could not play the prompt (missing sound?)"));
-          return;
-        }
-        if (commands.empty() || !still || (cut && cut())) {
-          if (done) done(ok_status());
-          return;
-        }
-        sequence(still, std::move(commands), std::move(cut), std::move(done));
-      });
+  // All queued now, so that another operation's commands do not come in between (a
+  // language set for one prompt would play another); the rest are skipped once one fails
+  // or `cut` says so.
+  struct State {
+    std::function<bool()> cut;
+    StatusCompletion done;
+    bool stopped = false;
+  };
+  auto state = std::make_shared<State>(State{std::move(cut), std::move(done), false});
+  const std::size_t last = commands.size() - 1;
+  for (std::size_t i = 0; i <= last; ++i) {
+    auto step = [state, is_last = i == last](Result<AgiReply> reply) {
+      if (state->stopped) return;
+      auto finish = [&](Status status) {
+        state->stopped = true;
+        if (auto d = std::exchange(state->done, nullptr)) d(std::move(status));
+      };
+      if (!reply) return finish(reply.error());
+      // STREAM FILE, SAY NUMBER: -1 is a failure (a missing file, or the channel went).
+      if (reply->result == "-1") {
+        return finish(engine_error(engine_errc::not_found, "Asterisk could not play the prompt (missing sound?)"));
+      }
+      if (is_last || (state->cut && state->cut())) finish(ok_status());
+    };
+    agi(*line, std::move(commands[i]), std::move(step), [state] { return state->stopped; });
+  }
 }
 
 void InboundCalls::answer(const Channel& channel, StatusCompletion done) {

@@ -85,10 +85,11 @@ class InboundCalls {
   void started(const std::string& server, const ami::MessageView& m);
   void ended(Line& line, const ami::MessageView& m);
   void finish(const std::string& key, HangupCause cause, bool unobserved);
-  void agi(Line& line, std::string command, AgiDone done);
+  void agi(Line& line, std::string command, AgiDone done, std::function<bool()> skip = nullptr);
   void pump(Line& line);
   void on_exec(Line& line, const ami::MessageView& m);
-  // Commands one after the other; stops at the first failure, or when `cut` says so.
+  // Commands one after the other; stops at the first failure, or when `cut` says so
+  // after one.
   void sequence(const std::shared_ptr<Line>& line, std::vector<std::string> commands, std::function<bool()> cut,
                 StatusCompletion done);
   void send_hangup(Line& line, HangupCause cause, StatusCompletion done);
