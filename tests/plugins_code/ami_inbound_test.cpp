@@ -8,13 +8,12 @@
 // prompts by language and "time left"; bad AGI replies and events for unknown channels.
 #include "ami_engine.hpp"
 #include "fake_asterisk.hpp"
-#include "test_context.hpp"
+#include "flow_check.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <iostream>
-#include <map>
 #include <optional>
 #include <sstream>
 
@@ -23,19 +22,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct AmiInboundTest : ::testing::Test {
-  boost::asio::io_context io;
-  SystemClock clock{io};
-  std::ostringstream log_text;
-  StreamLogger log{log_text, LogLevel::debug};
-  Metrics metrics;
-  Context context{io, clock, log, metrics};
+// FlowBase: the context on a real clock, run_until, `engine` (no service here).
+struct AmiInboundTest : test::FlowBase<engine_ami::AmiEngine> {
   // 1 s of Asterisk time is 10 ms here: a prompt plays 10 ms, the caller's keys start 10 ms
   // after the answer.
   fake::FakeAsterisk asterisk{{.time_scale = 0.01,
                                .recordings = CALLBACK_ASTERISK_RECORDINGS,
                                .write_classes = "system,call,command,originate,agi"}};
-  std::unique_ptr<engine_ami::AmiEngine> engine;
   std::vector<LegEvent> ends;  // inbound channels' `ended` events
   Subscription events;
 
@@ -43,10 +36,6 @@ struct AmiInboundTest : ::testing::Test {
   void TearDown() override {
     if (HasFailure()) std::cerr << "engine log:\n" << log_text.str().substr(0, 100'000);
     engine.reset();
-  }
-
-  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    return test::run_until(io, done, timeout);
   }
 
   void connect(std::string events_classes = "call,user,cdr,agi,dtmf") {
@@ -140,23 +129,7 @@ TEST_F(AmiInboundTest, DigitCollectionStopsAtMaxDigitsOrWhenTheCallerIsSilent) {
   auto route = engine->route_inbound({.dialed = {"5000", "5001"}}, [&](const InboundCall& c) { calls.push_back(c); });
   asterisk.inbound({.from = "1234", .to = "5000", .dtmf = "123456"});
   asterisk.inbound({.from = "1235", .to = "5001", .dtmf = ""});
-  ASSERT_TRUE(run_until([&] { return calls.size() == 2; }, 5s));
-  std::map<std::string, Result<Digits>> got;
-  for (const auto& call : calls) {
-    engine->answer(call.channel, [](Status) {});
-    engine->collect_digits(call.channel,
-                           {.max_digits = 4, .terminator = '#', .first_digit_timeout = 300ms,
-                            .inter_digit_timeout = 300ms},
-                           [&, caller = call.caller](Result<Digits> d) { got.emplace(caller, std::move(d)); });
-  }
-  ASSERT_TRUE(run_until([&] { return got.size() == 2; }, 10s));
-  ASSERT_TRUE(got.at("1234"));
-  EXPECT_EQ(got.at("1234")->digits, "1234");
-  EXPECT_EQ(got.at("1234")->stop, Digits::Stop::max_digits);
-  ASSERT_TRUE(got.at("1235"));
-  EXPECT_EQ(got.at("1235")->digits, "");
-  EXPECT_EQ(got.at("1235")->stop, Digits::Stop::first_digit_timeout);
-  for (const auto& call : calls) engine->hangup(call.channel, HangupCause::normal(), nullptr);
+  test::expect_max_digits_and_first_digit_timeout(*this, calls);
   ASSERT_TRUE(run_until([&] { return ends.size() == 2; }, 5s));
 }
 
