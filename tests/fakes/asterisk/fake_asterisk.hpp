@@ -27,6 +27,12 @@
 // lives as long as the fake object, as astdb.sqlite3 outlives an Asterisk restart:
 // close_all_connections() keeps it.
 //
+// Inbound calls into [callback-access-ami] (`AGI(agi:async)`), from the ami-inbound-asyncagi
+// and ami-inbound-reject recordings: inbound() starts one; the AGI action runs its commands
+// (ANSWER, STREAM FILE, WAIT FOR DIGIT, SAY NUMBER, SET VARIABLE) with AsyncAGIExec results,
+// the caller's keys come as DTMFBegin/DTMFEnd of the ;2 half, and a Hangup action with
+// Cause ends it (inbound_end() says what the caller got).
+//
 // The Commands an operator's checker sends (`manager show user`, `cdr show status`,
 // `dialplan show version@callback`, `core show sound`, ...) are answered as in the
 // ami-asterisk-check* recordings, from the options below (manager.conf permissions,
