@@ -28,6 +28,7 @@
 //  * the checker's Commands (ami-asterisk-check*): `manager show user` always shows the
 //    recorded ACL and flags, and the read classes are shown but filter no event;
 //    `module show like` knows cdr_manager only; `core show sound` calls every file slin.
+//  * inbound calls (Async AGI): see "inbound calls" below.
 #include "fake_asterisk.hpp"
 
 #include "ami_codec.hpp"
