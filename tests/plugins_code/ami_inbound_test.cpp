@@ -93,7 +93,8 @@ TEST_F(AmiInboundTest, AnInboundCallGoesToTheRouteOfItsNumberIsAnsweredAndItsDig
   std::vector<InboundCall> other_calls, calls;
   auto any = engine->route_inbound({}, [&](const InboundCall& c) { other_calls.push_back(c); });
   auto mine = engine->route_inbound({.dialed = {"5000"}}, [&](const InboundCall& c) { calls.push_back(c); });
-  const auto channel = asterisk.inbound({.from = "1234", .to = "5000", .dtmf = "5551234#"});
+  // The first key 200 ms after the answer: the collection (and its prompt) starts first.
+  const auto channel = asterisk.inbound({.from = "1234", .to = "5000", .dtmf = "5551234#", .dtmf_delay_ms = 20'000});
   ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
   EXPECT_TRUE(other_calls.empty()) << "the number's own route wins";
   EXPECT_EQ(calls[0].caller, "1234");
@@ -275,6 +276,51 @@ TEST_F(AmiInboundTest, ABadAgiResultFailsItsOperationAndEventsForUnknownChannels
   engine->hangup(calls[0].channel, HangupCause::normal(), nullptr);
   ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 5s));
   EXPECT_EQ(ends.size(), 1u);
+}
+
+TEST_F(AmiInboundTest, ACallerWhoHangsUpEndsTheCollectionAsChannelGoneAndTheCallAsTheirs) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  asterisk.inbound({.from = "1234", .to = "5000", .dtmf = "12", .hangup_after_ms = 500});
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
+  ASSERT_TRUE(answer(calls[0].channel));
+  const auto digits = collect(calls[0].channel, {.max_digits = 10, .terminator = '#', .first_digit_timeout = 5s,
+                                                 .inter_digit_timeout = 5s});
+  ASSERT_FALSE(digits);
+  EXPECT_EQ(digits.error().code, engine_errc::channel_gone);
+  ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 5s));
+  EXPECT_EQ(ends[0].cause, HangupCause::normal());
+  EXPECT_TRUE(ends[0].far_end_hung_up);
+  EXPECT_FALSE(ends[0].unobserved);
+}
+
+TEST_F(AmiInboundTest, ALostConnectionEndsInboundCallsUnobservedAndStopHangsThemUp) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  asterisk.inbound({.from = "1234", .to = "5000"});
+  ASSERT_TRUE(run_until([&] { return calls.size() == 1; }, 5s));
+  std::optional<Result<Digits>> digits;
+  engine->collect_digits(calls[0].channel, {.first_digit_timeout = 60s}, [&](Result<Digits> d) { digits = std::move(d); });
+  asterisk.close_all_connections();
+  ASSERT_TRUE(run_until([&] { return !ends.empty() && digits.has_value(); }, 5s));
+  EXPECT_TRUE(ends[0].unobserved);
+  EXPECT_EQ(ends[0].cause, HangupCause::engine_lost());
+  ASSERT_FALSE(*digits);
+  EXPECT_EQ(digits->error().code, engine_errc::unavailable);
+  // Back again: a new call, then the engine stops. It hangs the call up and ends it.
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  const auto channel = asterisk.inbound({.from = "1234", .to = "5000"});
+  ASSERT_TRUE(run_until([&] { return calls.size() == 2; }, 5s));
+  engine->stop();
+  ASSERT_TRUE(run_until([&] { return ends.size() == 2; }, 5s));
+  EXPECT_EQ(ends[1].handle, calls[1].channel);
+  EXPECT_EQ(ends[1].cause, HangupCause::engine_lost());
+  EXPECT_FALSE(ends[1].unobserved);
+  const auto end = caller_end(channel);
+  ASSERT_TRUE(end) << "the stop hung it up on Asterisk";
+  EXPECT_FALSE(end->answered);
 }
 
 TEST_F(AmiInboundTest, WithoutTheAgiEventClassTheEngineOffersNoInboundCalls) {

@@ -428,6 +428,7 @@ struct InboundLine {
   std::string dtmf;  // the caller's digits, sent once answered
   std::size_t next_digit = 0;
   std::int64_t dtmf_delay_ms = 0, dtmf_interval_ms = 0;
+  std::int64_t hangup_after_ms = -1;
 };
 
 struct ServerState {
@@ -491,6 +492,7 @@ struct ServerState {
   void agi_next(InboundLine& line);
   void agi_finish(InboundLine& line, const std::string& result);
   void inbound_digit(InboundLine& line);
+  void caller_hangs_up_later(InboundLine& line);
   void end_inbound(const std::string& channel, int cause);
   static std::string db_key(std::string_view family, std::string_view key) {
     return "/" + std::string(family) + "/" + std::string(key);
@@ -1408,6 +1410,7 @@ std::string ServerState::start_inbound(const InboundCallOptions& call) {
   line->dtmf = call.dtmf;
   line->dtmf_delay_ms = call.dtmf_delay_ms;
   line->dtmf_interval_ms = call.dtmf_interval_ms;
+  line->hangup_after_ms = call.hangup_after_ms;
   for (const auto& m : inbound_script.start) broadcast(inbound_message(*line, m));
   const std::string channel = line->channel;
   inbound.emplace(channel, std::move(line));
@@ -1470,7 +1473,9 @@ void ServerState::agi_next(InboundLine& line) {
     }
     line.up = true;
     line.answer_epoch = epoch_now();
-    if (!line.dtmf.empty()) {
+    if (line.dtmf.empty()) {
+      caller_hangs_up_later(line);
+    } else {
       line.dtmf_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double, std::milli>(static_cast<double>(line.dtmf_delay_ms) * scale)));
       line.dtmf_timer.async_wait([this, channel = line.channel](boost::system::error_code ec) {
@@ -1557,13 +1562,23 @@ void ServerState::inbound_digit(InboundLine& line) {
     }
     agi_finish(line, result + "\n");
   }
-  if (line.next_digit >= line.dtmf.size()) return;
+  if (line.next_digit >= line.dtmf.size()) return caller_hangs_up_later(line);
   line.dtmf_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double, std::milli>(static_cast<double>(line.dtmf_interval_ms) * options.time_scale)));
   line.dtmf_timer.async_wait([this, channel = line.channel](boost::system::error_code ec) {
     if (ec) return;
     const auto it = inbound.find(channel);
     if (it != inbound.end()) inbound_digit(*it->second);
+  });
+}
+
+// The caller's own hang-up, hangup_after_ms after its last key (the dtmf timer is free then).
+void ServerState::caller_hangs_up_later(InboundLine& line) {
+  if (line.hangup_after_ms < 0) return;
+  line.dtmf_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double, std::milli>(static_cast<double>(line.hangup_after_ms) * options.time_scale)));
+  line.dtmf_timer.async_wait([this, channel = line.channel](boost::system::error_code ec) {
+    if (!ec) end_inbound(channel, 16);
   });
 }
 

@@ -101,6 +101,9 @@ struct InboundCallOptions {
   std::string dtmf;                     // keys the caller presses once answered (0-9, *, #)
   std::int64_t dtmf_delay_ms = 1000;    // after the answer, before the first key (recorded: 1 s)
   std::int64_t dtmf_interval_ms = 350;  // between keys (recorded: SendDTMF(...,250) with 100 ms keys)
+  // After its last key (or the answer, without keys) the caller hangs up (-1: never). Not
+  // recorded over AMI: the events are those of a Hangup action on the answered call, cause 16.
+  std::int64_t hangup_after_ms = -1;
 };
 // How an inbound call ended for its caller.
 struct InboundEnd {
