@@ -239,6 +239,7 @@ struct AmiEngine::Server {
     backoff = backoff.count() == 0 ? engine.options_.reconnect_min : std::min(backoff * 2, engine.options_.reconnect_max);
     if (was_up) engine.context_.log.warning(component, name + ": " + why + "; reconnecting");
     engine.tracker_.connection_lost(name);
+    engine.inbound_.connection_lost(name);
     const auto gen = generation;
     timer.cancel();
     timer = engine.context_.clock.schedule(backoff, [this, gen, alive = std::weak_ptr<bool>(engine.alive_)] {
@@ -263,7 +264,8 @@ struct AmiEngine::Server {
 AmiEngine::AmiEngine(Context& context, AmiOptions options)
     : context_(context),
       options_(std::move(options)),
-      tracker_(context.clock, context.log, *this, options_.tracking) {
+      tracker_(context.clock, context.log, *this, options_.tracking),
+      inbound_(context, *this) {
   for (const auto& address : options_.servers) servers_.push_back(std::make_unique<Server>(*this, address));
 }
 
@@ -283,6 +285,7 @@ void AmiEngine::stop() {
   // Calls still up are hung up, then each server is logged off; every call ends as
   // engine lost (nobody would follow or bill it any more).
   tracker_.stop_all();
+  inbound_.stop_all();
   for (auto& server : servers_) {
     if (server->state == Server::State::ready) server->send(ami::Action("Logoff").add("ActionID", "logoff").str());
   }
@@ -435,9 +438,10 @@ void AmiEngine::originate(const OriginateRequest& request, Completion<Channel> p
 }
 
 void AmiEngine::hangup(const Channel& channel, HangupCause cause, StatusCompletion done) {
+  if (inbound_.owns(channel)) return inbound_.hangup(channel, cause, std::move(done));
   const auto leg = leg_of(channel);
   if (!leg) {
-    return answer_later(std::move(done), engine_error(engine_errc::not_found, "no channel " + channel.id + " here"));
+    return answer_later(std::move(done), engine_error(engine_errc::channel_gone, "no channel " + channel.id + " here"));
   }
   if (!tracker_.hangup(leg->first, leg->second, cause)) {
     return answer_later(std::move(done),
@@ -446,22 +450,54 @@ void AmiEngine::hangup(const Channel& channel, HangupCause cause, StatusCompleti
   answer_later(std::move(done), ok_status());
 }
 
-void AmiEngine::answer(const Channel&, StatusCompletion done) { unsupported(std::move(done), "answer"); }
-void AmiEngine::reject(const Channel&, HangupCause, std::chrono::milliseconds, StatusCompletion done) {
-  unsupported(std::move(done), "reject");
+namespace {
+bool has_class(std::string_view events, std::string_view name) {
+  for (std::size_t start = 0; start <= events.size();) {
+    const auto comma = std::min(events.find(',', start), events.size());
+    auto word = events.substr(start, comma - start);
+    while (!word.empty() && word.front() == ' ') word.remove_prefix(1);
+    while (!word.empty() && word.back() == ' ') word.remove_suffix(1);
+    if (word == name || word == "all") return true;
+    start = comma + 1;
+  }
+  return false;
 }
-void AmiEngine::play(const Channel&, const Prompt&, StatusCompletion done) { unsupported(std::move(done), "play"); }
+}  // namespace
+
+Engine::Capabilities AmiEngine::capabilities() const {
+  const bool agi = has_class(options_.events, "agi");
+  return {.dialplan_flow = true, .inbound_calls = agi, .collect_digits = agi && has_class(options_.events, "dtmf")};
+}
+
+Subscription AmiEngine::route_inbound(InboundRoute route, std::function<void(const InboundCall&)> on_call) {
+  if (!capabilities().inbound_calls) return {};
+  return inbound_.route(std::move(route), std::move(on_call));
+}
+
+void AmiEngine::answer(const Channel& channel, StatusCompletion done) { inbound_.answer(channel, std::move(done)); }
+void AmiEngine::reject(const Channel& channel, HangupCause cause, std::chrono::milliseconds ring_first,
+                       StatusCompletion done) {
+  inbound_.reject(channel, cause, ring_first, std::move(done));
+}
+void AmiEngine::play(const Channel& channel, const Prompt& prompt, StatusCompletion done) {
+  inbound_.play(channel, prompt, std::move(done));
+}
 void AmiEngine::bridge(const Channel&, const Channel&, StatusCompletion done) {
   unsupported(std::move(done), "bridge");
 }
 void AmiEngine::set_time_limit(const Channel&, const Channel&, const TimeLimit&, StatusCompletion done) {
   unsupported(std::move(done), "set_time_limit (the limit goes in the Originate: CB_LIMIT)");
 }
-void AmiEngine::collect_digits(const Channel&, const DigitRequest&, Completion<Digits> done) {
-  asio::post(context_.io, [done = std::move(done), alive = std::weak_ptr<bool>(alive_)] {
-    if (alive.expired() || !done) return;
-    done(engine_error(engine_errc::unsupported, "callback.engine.ami does not collect digits yet"));
-  });
+void AmiEngine::collect_digits(const Channel& channel, const DigitRequest& request, Completion<Digits> done) {
+  if (!capabilities().collect_digits) {
+    asio::post(context_.io, [done = std::move(done), alive = std::weak_ptr<bool>(alive_)] {
+      if (alive.expired() || !done) return;
+      done(engine_error(engine_errc::unsupported, "callback.engine.ami collects digits with the dtmf event class "
+                                                  "(add agi,dtmf to `events`)"));
+    });
+    return;
+  }
+  inbound_.collect_digits(channel, request, std::move(done));
 }
 
 void AmiEngine::on_logged_in(Server& server) {
@@ -568,6 +604,7 @@ void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
       server.booted = true;  // whatever it says: without the command class we cannot wait
       return;
     }
+    if (inbound_.on_message(server.name, m)) return;  // a reply to an AGI or inbound Hangup action
     if (server.checks && server.checks->on_reply(m)) {
       if (server.checks->done()) {
         for (const auto& check : server.checks->results()) {
@@ -593,6 +630,7 @@ void AmiEngine::on_message(Server& server, const ami::MessageView& m) {
     server.channels_id.clear();  // a late duplicate of the list is not a second answer
     return tracker_.reconcile(server.name, listed);
   }
+  if (inbound_.on_message(server.name, m)) return;
   tracker_.on_message(server.name, m);
 }
 

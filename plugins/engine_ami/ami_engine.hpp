@@ -9,6 +9,7 @@
 // events to the service.
 #include "ami_codec.hpp"
 #include "call_tracker.hpp"
+#include "inbound_calls.hpp"
 #include "server_checks.hpp"
 
 #include <callback/context.hpp>
@@ -54,35 +55,36 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   AmiEngine(Context& context, AmiOptions options);
   ~AmiEngine() override;
 
-  [[nodiscard]] Capabilities capabilities() const override { return {.dialplan_flow = true}; }
+  // Inbound calls (Async AGI) need the agi event class, digits also dtmf (`events`).
+  [[nodiscard]] Capabilities capabilities() const override;
   [[nodiscard]] Subscription subscribe(std::function<void(const LegEvent&)> on_event) override {
     return subscribers_.add(std::move(on_event));
   }
-  // Inbound calls are not routed by this engine yet: the Subscription is inactive.
-  [[nodiscard]] Subscription route_inbound(InboundRoute, std::function<void(const InboundCall&)>) override {
-    return {};
-  }
+  // Inbound calls that the dialplan hands over with AGI(agi:async) (inbound_calls.hpp);
+  // inactive when `events` lacks agi.
+  [[nodiscard]] Subscription route_inbound(InboundRoute route, std::function<void(const InboundCall&)> on_call) override;
   void start() override;
   void stop() override;
   [[nodiscard]] EngineStatus status() const override;
 
   // Leg A with its whole plan (`connect`); anything else is engine.unsupported.
   void originate(const OriginateRequest& request, Completion<Channel> placed) override;
-  // A's handle ("<id>-A1", its ChannelId) or B's ("<id>-B").
+  // A's handle ("<id>-A1", its ChannelId) or B's ("<id>-B"), or an inbound channel's.
   void hangup(const Channel& channel, HangupCause cause, StatusCompletion done) override;
   // Adopts the calls; each server lists its channels (now, or once it is connected).
   void recover(const std::vector<Recovered>& calls) override;
   void forget(const std::string& call_id) override;
 
-  // Not offered (see capabilities()): each answers engine.unsupported.
+  // On inbound channels (inbound_calls.hpp).
   void answer(const Channel& channel, StatusCompletion done) override;
   void reject(const Channel& channel, HangupCause cause, std::chrono::milliseconds ring_first,
               StatusCompletion done) override;
   void play(const Channel& channel, const Prompt& prompt, StatusCompletion done) override;
+  void collect_digits(const Channel& channel, const DigitRequest& request, Completion<Digits> done) override;
+  // Not offered (see capabilities()): each answers engine.unsupported.
   void bridge(const Channel& a, const Channel& b, StatusCompletion done) override;
   void set_time_limit(const Channel& warn, const Channel& other, const TimeLimit& limit,
                       StatusCompletion done) override;
-  void collect_digits(const Channel& channel, const DigitRequest& request, Completion<Digits> done) override;
 
   struct Server;
 
@@ -112,6 +114,7 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   Subscribers<std::function<void(const LegEvent&)>> subscribers_;
   std::vector<std::unique_ptr<Server>> servers_;
   CallTracker tracker_;
+  InboundCalls inbound_;
   std::size_t next_server_ = 0;
   bool stopping_ = false;
 };

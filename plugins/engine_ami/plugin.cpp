@@ -27,7 +27,8 @@ class Factory final : public PluginFactory {
         {.name = "dial_string", .type = OptionType::string, .default_value = "Local/{number}@phones",
          .description = "how to reach a number: PJSIP/{number}@gateway, SIP/{number}@a.b.c.d, Local/{number}@ctx"},
         {.name = "events", .type = OptionType::string, .default_value = "call,user,cdr",
-         .description = "AMI event classes to receive (fewer is faster; these three are needed)"},
+         .description = "AMI event classes to receive (fewer is faster; these three are needed; add agi,dtmf "
+                        "for inbound calls and digits over Async AGI)"},
         {.name = "ping_interval_ms", .type = OptionType::integer, .default_value = 10000,
          .description = "keep-alive Ping period; no answer by the next one drops the connection", .min = 100,
          .max = 600000},

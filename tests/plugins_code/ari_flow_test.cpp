@@ -372,23 +372,7 @@ TEST_F(AriFlowTest, DigitCollectionStopsAtMaxDigitsOrWhenTheCallerIsSilent) {
   auto route = engine->route_inbound({.dialed = {"5000", "5001"}}, [&](const InboundCall& c) { calls.push_back(c); });
   ari.inbound({.from = "1234", .to = "5000", .dtmf = "123456", .dtmf_delay_ms = 50, .dtmf_interval_ms = 20});
   ari.inbound({.from = "1235", .to = "5001", .dtmf = "", .dtmf_delay_ms = 50});
-  ASSERT_TRUE(run_until([&] { return calls.size() == 2; }, 5s));
-  std::map<std::string, Result<Digits>> got;
-  for (const auto& call : calls) {
-    engine->answer(call.channel, [](Status) {});
-    engine->collect_digits(call.channel,
-                           {.max_digits = 4, .terminator = '#', .first_digit_timeout = 300ms,
-                            .inter_digit_timeout = 300ms},
-                           [&, caller = call.caller](Result<Digits> d) { got.emplace(caller, std::move(d)); });
-  }
-  ASSERT_TRUE(run_until([&] { return got.size() == 2; }, 10s));
-  ASSERT_TRUE(got.at("1234"));
-  EXPECT_EQ(got.at("1234")->digits, "1234");
-  EXPECT_EQ(got.at("1234")->stop, Digits::Stop::max_digits);
-  ASSERT_TRUE(got.at("1235"));
-  EXPECT_EQ(got.at("1235")->digits, "");
-  EXPECT_EQ(got.at("1235")->stop, Digits::Stop::first_digit_timeout);
-  for (const auto& call : calls) engine->hangup(call.channel, HangupCause::normal(), nullptr);
+  test::expect_max_digits_and_first_digit_timeout(*this, calls);
   nothing_left();
 }
 

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <algorithm>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <optional>
 #include <string>
@@ -221,5 +222,30 @@ void check(Fixture& t, const std::string& id, const Expected& expected) {
   }
 }
 
+
+// Two inbound calls whose callers (1234 and 1235) send "123456" and nothing, answered and
+// asked for at most 4 digits with 300 ms timeouts: the first stops at max digits with
+// "1234", the second at the first-digit timeout with none. Both are hung up then.
+template <class Fixture>
+void expect_max_digits_and_first_digit_timeout(Fixture& t, const std::vector<InboundCall>& calls) {
+  using namespace std::chrono_literals;
+  ASSERT_TRUE(t.run_until([&] { return calls.size() == 2; }, 5s));
+  std::map<std::string, Result<Digits>> got;
+  for (const auto& call : calls) {
+    t.engine->answer(call.channel, [](Status) {});
+    t.engine->collect_digits(call.channel,
+                             {.max_digits = 4, .terminator = '#', .first_digit_timeout = 300ms,
+                              .inter_digit_timeout = 300ms},
+                             [&, caller = call.caller](Result<Digits> d) { got.emplace(caller, std::move(d)); });
+  }
+  ASSERT_TRUE(t.run_until([&] { return got.size() == 2; }, 10s));
+  ASSERT_TRUE(got.at("1234"));
+  EXPECT_EQ(got.at("1234")->digits, "1234");
+  EXPECT_EQ(got.at("1234")->stop, Digits::Stop::max_digits);
+  ASSERT_TRUE(got.at("1235"));
+  EXPECT_EQ(got.at("1235")->digits, "");
+  EXPECT_EQ(got.at("1235")->stop, Digits::Stop::first_digit_timeout);
+  for (const auto& call : calls) t.engine->hangup(call.channel, HangupCause::normal(), nullptr);
+}
 
 }  // namespace callback::test

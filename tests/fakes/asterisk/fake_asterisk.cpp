@@ -28,10 +28,12 @@
 //  * the checker's Commands (ami-asterisk-check*): `manager show user` always shows the
 //    recorded ACL and flags, and the read classes are shown but filter no event;
 //    `module show like` knows cdr_manager only; `core show sound` calls every file slin.
+//  * inbound calls (Async AGI): see "inbound calls" below.
 #include "fake_asterisk.hpp"
 
 #include "ami_codec.hpp"
 #include "call_script.hpp"
+#include "inbound_script.hpp"
 
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -152,6 +154,7 @@ std::optional<std::uint32_t> action_authority(std::string_view action) {
   if (ami::iequals(action, "DBGet")) return detail::kClassSystem | detail::kClassReporting;
   if (ami::iequals(action, "DBPut") || ami::iequals(action, "DBDel")) return detail::kClassSystem;
   if (ami::iequals(action, "Ping")) return 0;
+  if (ami::iequals(action, "AGI")) return detail::kClassAgi;  // res_agi.c registers it with EVENT_FLAG_AGI
   return std::nullopt;
 }
 
@@ -402,10 +405,37 @@ struct Call {
   asio::steady_timer timer;
 };
 
+// An inbound call in [callback-access-ami]: the Local channel's ;2 half runs AGI(agi:async).
+struct InboundLine {
+  explicit InboundLine(asio::io_context& io) : command_timer(io), dtmf_timer(io) {}
+  detail::InboundValues values;
+  std::string channel;  // the ;2 half: what AGI and Hangup actions name
+  std::string language = "en";
+  bool up = false;
+  std::int64_t start_epoch = 0, answer_epoch = 0;
+  Clock::time_point started, command_started;
+  struct Command {
+    std::string text;     // as sent
+    std::string id;       // the action's CommandID ("" if none)
+    std::string escape;   // digits that stop it (STREAM FILE, SAY NUMBER); WAIT FOR DIGIT: any
+    bool any_digit = false;
+    std::uint32_t agi_number = 0;  // Asterisk's own CommandId in AGIExecStart/End
+  };
+  std::optional<Command> running;
+  std::deque<Command> queue;
+  asio::steady_timer command_timer;
+  asio::steady_timer dtmf_timer;
+  std::string dtmf;  // the caller's digits, sent once answered
+  std::size_t next_digit = 0;
+  std::int64_t dtmf_delay_ms = 0, dtmf_interval_ms = 0;
+  std::int64_t hangup_after_ms = -1;
+};
+
 struct ServerState {
   explicit ServerState(FakeAsteriskOptions o)
       : options(std::move(o)),
         templates(options.recordings),
+        inbound_script(options.recordings),
         acceptor(io),
         rng(options.seed != 0 ? options.seed : std::random_device{}()),
         write_mask(perm_mask(options.write_classes)),
@@ -413,6 +443,9 @@ struct ServerState {
 
   FakeAsteriskOptions options;
   Templates templates;
+  detail::InboundScript inbound_script;
+  std::unordered_map<std::string, std::unique_ptr<InboundLine>> inbound;  // by the ;2 channel name (io thread)
+  std::map<std::string, InboundEnd> inbound_ends;  // by channel; under `mutex`
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   tcp::acceptor acceptor;
@@ -452,6 +485,15 @@ struct ServerState {
   void start_tail(Call& call);
   void drop_all_calls();  // Asterisk died
   void record_result(const Call& call, std::size_t index);
+  // Inbound calls (Async AGI), fake_asterisk_inbound below.
+  std::string start_inbound(const AmiInboundCallOptions& call);
+  void broadcast(const std::string& message);
+  std::string inbound_message(const InboundLine& line, std::string_view text);
+  void agi_next(InboundLine& line);
+  void agi_finish(InboundLine& line, const std::string& result);
+  void inbound_digit(InboundLine& line);
+  void caller_hangs_up_later(InboundLine& line);
+  void end_inbound(const std::string& channel, int cause);
   static std::string db_key(std::string_view family, std::string_view key) {
     return "/" + std::string(family) + "/" + std::string(key);
   }
@@ -624,6 +666,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return db(m, action);
     }
     if (ami::iequals(action, "Originate")) return originate(m);
+    if (ami::iequals(action, "AGI")) return agi(m);
     hangup(m);
   }
 
@@ -914,6 +957,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void originate(const ami::MessageView& m);
   void hangup(const ami::MessageView& m);
+  void agi(const ami::MessageView& m);
 
  private:
   ServerState& impl_;
@@ -1208,6 +1252,11 @@ void ServerState::drop_all_calls() {
   calls.clear();
   by_channel_id.clear();
   if (count) add_active(-static_cast<long>(count));
+  for (auto& [channel, line] : inbound) {
+    line->command_timer.cancel();
+    line->dtmf_timer.cancel();
+  }
+  inbound.clear();
 }
 
 void ServerState::start_tail(Call& call) {
@@ -1243,6 +1292,11 @@ void ServerState::start_tail(Call& call) {
 
 void Connection::hangup(const ami::MessageView& m) {
   const std::string channel(m.get("Channel"));
+  if (impl_.inbound.count(channel) != 0) {
+    send(response(m, "Success", "Channel Hungup"));
+    const auto cause = std::atoi(std::string(m.get("Cause")).c_str());
+    return impl_.end_inbound(channel, cause > 0 && cause <= 127 ? cause : 16);
+  }
   Call* call = nullptr;
   int role = -1;
   auto find_key = [&](std::uint64_t key) -> Call* {
@@ -1269,6 +1323,304 @@ void Connection::hangup(const ami::MessageView& m) {
   // Already being hung up (a Hangup for A and then for B): the tail under way covers it.
   if (call->script->tail || call->hangup_pending) return;
   impl_.start_tail(*call);
+}
+
+// --- inbound calls (Async AGI) -------------------------------------------------------------
+// As ami-inbound-asyncagi / ami-inbound-reject show them (inbound_script.hpp). Approximated:
+// a command starts at once (Asterisk polls its queue, ~100 ms), DTMFBegin and DTMFEnd of a
+// key come together, STREAM FILE of a sound not in `sounds` answers `result=-1 endpos=0`,
+// SAY NUMBER takes 0.9 s, SET VARIABLE answers result=1, any other command 510.
+
+namespace {
+
+std::string cdr_time(std::int64_t epoch) {
+  if (epoch == 0) return {};
+  const std::time_t at = static_cast<std::time_t>(epoch);
+  std::tm tm{};
+  gmtime_r(&at, &tm);
+  char buffer[32];
+  const auto n = std::strftime(buffer, sizeof buffer, "%Y-%m-%d %H:%M:%S", &tm);
+  return std::string(buffer, n);
+}
+
+std::string cause_txt(int cause) {
+  switch (cause) {
+    case 16: return "Normal Clearing";
+    case 17: return "User busy";
+    case 19: return "User alerting, no answer";
+    case 21: return "Call Rejected";
+    case 34: return "Circuit/channel congestion";
+    case 38: return "Network out of order";
+    default: return "Unknown";
+  }
+}
+
+std::int64_t epoch_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// `"0123456789#*"` or `0123456789` -> the digits; `""` -> none.
+std::string unquote(std::string_view word) {
+  if (word.size() >= 2 && word.front() == '"' && word.back() == '"') word = word.substr(1, word.size() - 2);
+  return std::string(word);
+}
+
+std::vector<std::string_view> words(std::string_view text) {
+  std::vector<std::string_view> out;
+  while (!text.empty()) {
+    const auto start = text.find_first_not_of(' ');
+    if (start == std::string_view::npos) break;
+    text.remove_prefix(start);
+    const auto end = std::min(text.find(' '), text.size());
+    out.push_back(text.substr(0, end));
+    text.remove_prefix(end);
+  }
+  return out;
+}
+
+}  // namespace
+
+void ServerState::broadcast(const std::string& message) {
+  const auto privilege = header_of(message, "Privilege");
+  const auto cls = detail::event_class_bit(privilege.substr(0, privilege.find(',')));
+  if (cls == detail::kClassCdr && !options.cdr_manager_enabled) return;
+  for (const auto& c : connections) {
+    if (!c->logged_in() || !(cls == detail::kClassNone || (cls & c->mask()))) continue;
+    c->out() += message;
+    c->flush();
+  }
+}
+
+std::string ServerState::inbound_message(const InboundLine& line, std::string_view text) {
+  return detail::InboundScript::render(text, line.values);
+}
+
+std::string ServerState::start_inbound(const AmiInboundCallOptions& call) {
+  auto line = std::make_unique<InboundLine>(io);
+  const auto key = next_key++;
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%08llx", static_cast<unsigned long long>((key * 2) & 0xffffffffULL));
+  line->start_epoch = epoch_now();
+  line->started = Clock::now();
+  line->values = {.exten = call.to, .counter = hex,
+                  .uniqueid1 = std::to_string(line->start_epoch) + "." + std::to_string(key * 4),
+                  .uniqueid2 = std::to_string(line->start_epoch) + "." + std::to_string(key * 4 + 1),
+                  .cid_num = call.from, .cid_name = call.name};
+  line->channel = "Local/" + call.to + "@callback-access-ami-" + hex + ";2";
+  line->dtmf = call.dtmf;
+  line->dtmf_delay_ms = call.dtmf_delay_ms;
+  line->dtmf_interval_ms = call.dtmf_interval_ms;
+  line->hangup_after_ms = call.hangup_after_ms;
+  for (const auto& m : inbound_script.start) broadcast(inbound_message(*line, m));
+  const std::string channel = line->channel;
+  inbound.emplace(channel, std::move(line));
+  return channel;
+}
+
+void Connection::agi(const ami::MessageView& m) {
+  const std::string channel(m.get("Channel"));
+  const std::string command(m.get("Command"));
+  if (channel.empty() || command.empty()) return send(response(m, "Error", "Both, Channel and Command are *required*"));
+  const auto it = impl_.inbound.find(channel);
+  if (it == impl_.inbound.end()) return send(response(m, "Error", "Channel " + channel + " does not exist."));
+  send(response(m, "Success", "Added AGI command to queue"));
+  InboundLine::Command c{.text = command, .id = std::string(m.get("CommandID")), .escape = {}, .any_digit = false,
+                         .agi_number = static_cast<std::uint32_t>(impl_.rng() % 2'000'000'000U)};
+  it->second->queue.push_back(std::move(c));
+  if (!it->second->running) impl_.agi_next(*it->second);
+}
+
+void ServerState::agi_next(InboundLine& line) {
+  if (line.running || line.queue.empty()) return;
+  line.running = std::move(line.queue.front());
+  line.queue.pop_front();
+  auto& c = *line.running;
+  line.command_started = Clock::now();
+  const auto w = words(c.text);
+  const std::string verb = w.empty() ? std::string() : std::string(w[0]);
+  auto exec_start = [&](const std::string& templ) {
+    std::string out = inbound_message(line, templ);
+    set_header(out, "CommandId", std::to_string(c.agi_number));
+    set_header(out, "Command", c.text);
+    if (!line.up) {
+      set_header(out, "ChannelState", "4");
+      set_header(out, "ChannelStateDesc", "Ring");
+    }
+    broadcast(out);
+  };
+  const double scale = options.time_scale;
+  auto after = [&](double seconds, std::string result) {
+    line.command_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(seconds * scale)));
+    line.command_timer.async_wait([this, channel = line.channel, result = std::move(result)](boost::system::error_code ec) {
+      if (ec) return;
+      const auto it = inbound.find(channel);
+      if (it != inbound.end()) agi_finish(*it->second, result);
+    });
+  };
+  if (verb == "ANSWER" && w.size() == 1) {
+    // The recorded ANSWER: AGIExecStart, the Newstates (;2 then ;1), DialEnd, the device
+    // states at once; AGIExecEnd and AsyncAGIExec 0.5 s later.
+    if (line.up) {
+      exec_start(inbound_script.exec_start);
+      return after(0, "200 result=0\n");
+    }
+    for (const auto& m : inbound_script.answer) {
+      if (m.starts_with("Event: AGIExecEnd")) break;
+      std::string out = inbound_message(line, m);
+      if (m.starts_with("Event: AGIExecStart")) set_header(out, "CommandId", std::to_string(c.agi_number));
+      broadcast(out);
+    }
+    line.up = true;
+    line.answer_epoch = epoch_now();
+    if (line.dtmf.empty()) {
+      caller_hangs_up_later(line);
+    } else {
+      line.dtmf_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double, std::milli>(static_cast<double>(line.dtmf_delay_ms) * scale)));
+      line.dtmf_timer.async_wait([this, channel = line.channel](boost::system::error_code ec) {
+        if (ec) return;
+        const auto it = inbound.find(channel);
+        if (it != inbound.end()) inbound_digit(*it->second);
+      });
+    }
+    return after(0.5, "200 result=0\n");
+  }
+  exec_start(inbound_script.exec_start);
+  if (verb == "STREAM" && w.size() >= 3 && w[1] == "FILE") {
+    c.escape = w.size() >= 4 ? unquote(w[3]) : std::string();
+    const std::string name(w[2]);
+    const auto sound = options.sounds.find(name);
+    const bool installed = sound != options.sounds.end() &&
+                           std::find(sound->second.begin(), sound->second.end(), line.language) != sound->second.end();
+    if (!installed) return after(0, "200 result=-1 endpos=0\n");
+    return after(options.sound_seconds, "200 result=0 endpos=" +
+                                            std::to_string(static_cast<std::int64_t>(options.sound_seconds * 8000)) + "\n");
+  }
+  if (verb == "WAIT" && w.size() == 4 && w[1] == "FOR" && w[2] == "DIGIT") {
+    c.any_digit = true;
+    const auto ms = std::atoll(std::string(w[3]).c_str());
+    if (ms < 0) return;  // until a key
+    return after(static_cast<double>(ms) / 1000.0, "200 result=0\n");
+  }
+  if (verb == "SAY" && w.size() >= 3 && w[1] == "NUMBER") {
+    c.escape = w.size() >= 4 ? unquote(w[3]) : std::string();
+    return after(0.9, "200 result=0\n");
+  }
+  if (verb == "SET" && w.size() >= 4 && w[1] == "VARIABLE") {
+    if (w[2] == "CHANNEL(language)") line.language = std::string(w[3]);
+    return after(0, "200 result=1\n");
+  }
+  after(0, "510 Invalid or unknown command\n");
+}
+
+void ServerState::agi_finish(InboundLine& line, const std::string& result) {
+  if (!line.running) return;
+  line.command_timer.cancel();
+  const auto c = std::move(*line.running);
+  line.running.reset();
+  std::string end = inbound_message(line, inbound_script.exec_end);
+  set_header(end, "CommandId", std::to_string(c.agi_number));
+  set_header(end, "Command", c.text);
+  const auto code = result.substr(0, 3);
+  set_header(end, "ResultCode", code);
+  if (code != "200") set_header(end, "Result", "Usage");
+  std::string exec = inbound_message(line, inbound_script.async_exec);
+  set_header(exec, "Result", detail::agi_url_encode(result));
+  if (c.id.empty()) {
+    const auto at = exec.find("CommandId: ");
+    exec.erase(at, exec.find("\r\n", at) + 2 - at);
+  } else {
+    set_header(exec, "CommandId", c.id);
+  }
+  if (!line.up) {
+    for (auto* m : {&end, &exec}) {
+      set_header(*m, "ChannelState", "4");
+      set_header(*m, "ChannelStateDesc", "Ring");
+    }
+  }
+  broadcast(end);
+  broadcast(exec);
+  agi_next(line);
+}
+
+// The caller presses its next key: DTMFBegin, DTMFEnd; a command waiting for it ends.
+void ServerState::inbound_digit(InboundLine& line) {
+  if (line.next_digit >= line.dtmf.size()) return;
+  const char digit = line.dtmf[line.next_digit++];
+  for (const auto* templ : {&inbound_script.dtmf_begin, &inbound_script.dtmf_end}) {
+    std::string out = inbound_message(line, *templ);
+    set_header(out, "Digit", std::string(1, digit));
+    broadcast(out);
+  }
+  if (line.running && (line.running->any_digit || line.running->escape.find(digit) != std::string::npos)) {
+    std::string result = "200 result=" + std::to_string(static_cast<int>(digit));
+    if (!line.running->any_digit) {
+      const auto played = std::chrono::duration<double>(Clock::now() - line.command_started).count() /
+                          (options.time_scale > 0 ? options.time_scale : 1.0);
+      result += " endpos=" + std::to_string(static_cast<std::int64_t>(played * 8000));
+    }
+    agi_finish(line, result + "\n");
+  }
+  if (line.next_digit >= line.dtmf.size()) return caller_hangs_up_later(line);
+  line.dtmf_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double, std::milli>(static_cast<double>(line.dtmf_interval_ms) * options.time_scale)));
+  line.dtmf_timer.async_wait([this, channel = line.channel](boost::system::error_code ec) {
+    if (ec) return;
+    const auto it = inbound.find(channel);
+    if (it != inbound.end()) inbound_digit(*it->second);
+  });
+}
+
+// The caller's own hang-up, hangup_after_ms after its last key (the dtmf timer is free then).
+void ServerState::caller_hangs_up_later(InboundLine& line) {
+  if (line.hangup_after_ms < 0) return;
+  line.dtmf_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double, std::milli>(static_cast<double>(line.hangup_after_ms) * options.time_scale)));
+  line.dtmf_timer.async_wait([this, channel = line.channel](boost::system::error_code ec) {
+    if (!ec) end_inbound(channel, 16);
+  });
+}
+
+// A Hangup action on the ;2 half: the recorded end of an answered call (its Cause 16) or
+// of a ringing one (the reject, its Cause 17), with this cause; the caller gets it.
+void ServerState::end_inbound(const std::string& channel, int cause) {
+  const auto it = inbound.find(channel);
+  if (it == inbound.end()) return;
+  auto line = std::move(it->second);
+  inbound.erase(it);
+  line->command_timer.cancel();
+  line->dtmf_timer.cancel();
+  const auto now = epoch_now();
+  const double scale = options.time_scale > 0 ? options.time_scale : 1.0;
+  const auto lasted = [&](Clock::time_point since) {
+    return static_cast<std::int64_t>(std::chrono::duration<double>(Clock::now() - since).count() / scale);
+  };
+  const auto duration = lasted(line->started);
+  for (const auto& m : line->up ? inbound_script.hangup_up : inbound_script.hangup_ring) {
+    std::string out = inbound_message(*line, m);
+    if (m.starts_with("Event: Hangup\r") || m.starts_with("Event: HangupRequest\r")) {
+      set_header(out, "Cause", std::to_string(cause));
+      set_header(out, "Cause-txt", cause_txt(cause));
+    }
+    if (m.starts_with("Event: Cdr\r")) {
+      set_header(out, "StartTime", cdr_time(line->start_epoch));
+      set_header(out, "EndTime", cdr_time(now));
+      set_header(out, "Duration", std::to_string(duration));
+      if (line->up) {
+        set_header(out, "AnswerTime", cdr_time(line->answer_epoch));
+        set_header(out, "BillableSeconds", std::to_string(std::max<std::int64_t>(0, now - line->answer_epoch)));
+      } else {
+        set_header(out, "Disposition", cause == 17 ? "BUSY" : cause == 34 ? "CONGESTION" : "NO ANSWER");
+      }
+    }
+    broadcast(out);
+  }
+  {
+    std::lock_guard lock(mutex);
+    inbound_ends[channel] = InboundEnd{.answered = line->up, .cause = cause};
+  }
+  changed.notify_all();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1395,6 +1747,24 @@ void FakeAsterisk::send_raw_to_all(std::string bytes) {
 
 void FakeAsterisk::set_answering_pings(bool answering) {
   impl_->run_sync([this, answering] { impl_->answering_pings = answering; });
+}
+
+std::string FakeAsterisk::inbound(const AmiInboundCallOptions& call) {
+  std::string channel;
+  impl_->run_sync([&] { channel = impl_->start_inbound(call); });
+  return channel;
+}
+
+std::optional<InboundEnd> FakeAsterisk::inbound_end(const std::string& channel) const {
+  std::lock_guard lock(impl_->mutex);
+  const auto it = impl_->inbound_ends.find(channel);
+  if (it == impl_->inbound_ends.end()) return std::nullopt;
+  return it->second;
+}
+
+bool FakeAsterisk::wait_for_inbound_end(const std::string& channel, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->changed.wait_for(lock, timeout, [&] { return impl_->inbound_ends.count(channel) != 0; });
 }
 
 void FakeAsterisk::set_accepting(bool accepting) {

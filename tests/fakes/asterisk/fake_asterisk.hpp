@@ -27,6 +27,12 @@
 // lives as long as the fake object, as astdb.sqlite3 outlives an Asterisk restart:
 // close_all_connections() keeps it.
 //
+// Inbound calls into [callback-access-ami] (`AGI(agi:async)`), from the ami-inbound-asyncagi
+// and ami-inbound-reject recordings: inbound() starts one; the AGI action runs its commands
+// (ANSWER, STREAM FILE, WAIT FOR DIGIT, SAY NUMBER, SET VARIABLE) with AsyncAGIExec results,
+// the caller's keys come as DTMFBegin/DTMFEnd of the ;2 half, and a Hangup action with
+// Cause ends it (inbound_end() says what the caller got).
+//
 // The Commands an operator's checker sends (`manager show user`, `cdr show status`,
 // `dialplan show version@callback`, `core show sound`, ...) are answered as in the
 // ami-asterisk-check* recordings, from the options below (manager.conf permissions,
@@ -82,6 +88,27 @@ struct FakeAsteriskOptions {
   // `core show sound <name>`: the languages each sound is installed in; any other name
   // is "not found in index".
   std::map<std::string, std::vector<std::string>> sounds = default_sounds();
+  // How long STREAM FILE plays an installed sound on an inbound call (seconds, scaled).
+  double sound_seconds = 1.0;
+};
+
+// A call into [callback-access-ami] (`AGI(agi:async)`): what the ami-inbound-* recordings
+// test caller did (a Local channel; its ;2 half is what AsyncAGIStart names).
+struct AmiInboundCallOptions {
+  std::string from = "1234";  // the caller's number
+  std::string to = "5000";    // the dialled number (the extension)
+  std::string name = "Test caller";
+  std::string dtmf;                     // keys the caller presses once answered (0-9, *, #)
+  std::int64_t dtmf_delay_ms = 1000;    // after the answer, before the first key (recorded: 1 s)
+  std::int64_t dtmf_interval_ms = 350;  // between keys (recorded: SendDTMF(...,250) with 100 ms keys)
+  // After its last key (or the answer, without keys) the caller hangs up (-1: never). Not
+  // recorded over AMI: the events are those of a Hangup action on the answered call, cause 16.
+  std::int64_t hangup_after_ms = -1;
+};
+// How an inbound call ended for its caller.
+struct InboundEnd {
+  bool answered = false;
+  int cause = 0;  // the Hangup's cause the caller got (17: busy, 34: congestion)
 };
 
 class FakeAsterisk {
@@ -105,6 +132,14 @@ class FakeAsterisk {
   [[nodiscard]] std::optional<std::string> db_get(const std::string& family, const std::string& key) const;
   // Writes an AstDB entry, as DBPut or the dialplan's Set(DB(family/key)=value) do.
   void db_put(const std::string& family, const std::string& key, const std::string& value);
+
+  // --- inbound calls (thread-safe) ---
+  // Starts one: the recorded Newchannel ... AsyncAGIStart go out now. Returns the name of
+  // the channel AGI runs on. AGI actions run its commands (ANSWER, STREAM FILE, WAIT FOR
+  // DIGIT, SAY NUMBER, SET VARIABLE); a Hangup action (with Cause) ends it.
+  std::string inbound(const AmiInboundCallOptions& call);
+  [[nodiscard]] std::optional<InboundEnd> inbound_end(const std::string& channel) const;
+  bool wait_for_inbound_end(const std::string& channel, std::chrono::milliseconds timeout) const;
 
   // --- faults (thread-safe) ---
   void close_all_connections();                 // TCP close, as when Asterisk dies

@@ -1237,4 +1237,176 @@ TEST(FakeAsteriskDb, NoCallbackIdNoRecord) {
   EXPECT_FALSE(fake.db_get("callback", "anon"));
 }
 
+
+// --- inbound calls (Async AGI) --------------------------------------------------------------
+
+// What differs between two runs of the same inbound call: ids, the Local channel's counter,
+// Asterisk's own AGI command numbers, how far a prompt played, CDR times.
+std::string normalize_inbound(std::string text) {
+  text = std::regex_replace(text, std::regex(R"(callback-access-ami-[0-9a-f]{8})"), "callback-access-ami-<C>");
+  text = std::regex_replace(text, std::regex(R"(\b\d{10}\.\d+\b)"), "<U>");
+  text = std::regex_replace(text, std::regex(R"(agi_uniqueid%3A%20\d{10}\.\d+%0A)"), "agi_uniqueid%3A%20<U>%0A");
+  text = std::regex_replace(text, std::regex(R"(CommandId: \d+\r\n)"), "CommandId: <N>\r\n");
+  text = std::regex_replace(text, std::regex(R"(endpos%3D\d+)"), "endpos%3D<N>");
+  text = std::regex_replace(text, std::regex(R"((StartTime|AnswerTime|EndTime): \d{4}-\d\d-\d\d \d\d:\d\d:\d\d)"),
+                            "$1: <T>");
+  text = std::regex_replace(text, std::regex(R"((Duration|BillableSeconds): \d+)"), "$1: <N>");
+  return text;
+}
+
+// Message by message, so that a difference names its message.
+void expect_same_messages(const std::string& received, const std::string& recorded) {
+  const auto got = split(normalize_inbound(received)), want = split(normalize_inbound(recorded));
+  for (std::size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    ASSERT_EQ(got[i], want[i]) << "message " << i;
+  }
+  EXPECT_EQ(got.size(), want.size());
+}
+
+// The recording's server messages, without the test caller's OriginateResponse (its own
+// AMI client's, not part of an inbound call).
+std::string recorded_inbound(const std::string& name) {
+  std::string out;
+  const auto text = read_file(name + ".txt");
+  out = text.substr(0, text.find("\r\n") + 2);
+  for (const auto& m : split(text.substr(out.size()))) {
+    if (!m.starts_with("Event: OriginateResponse\r\n")) out += m;
+  }
+  return out;
+}
+
+// Replays the engine side of an ami-inbound-* recording against the fake: the login, the
+// call (started with the recording's test caller), each action once the previous one has
+// its answer (an AGI command's AsyncAGIExec), the Logoff; what the fake sent must be what
+// Asterisk sent.
+std::string replay_inbound(FakeAsterisk& fake, const std::string& name, const callback::fake::AmiInboundCallOptions& call) {
+  Client client(fake.port());
+  std::string received = *client.banner();
+  const auto actions = split(read_file(name + ".sent.txt"));
+  client.send(actions.front());  // Login
+  received += *client.message();
+  const auto channel = fake.inbound(call);
+  auto read_until = [&](const std::function<bool(const std::string&)>& done) {
+    while (auto m = client.message()) {
+      received += *m;
+      if (done(*m)) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(read_until([](const std::string& m) { return m.starts_with("Event: AsyncAGIStart\r\n"); }));
+  for (std::size_t i = 1; i + 1 < actions.size(); ++i) {
+    // The recorded action with this call's channel.
+    std::string action = actions[i];
+    const auto recorded_channel = header(action, "Channel");
+    action.replace(action.find(recorded_channel), recorded_channel.size(), channel);
+    client.send(action);
+    if (header(actions[i], "Action") == "AGI") {
+      const auto id = header(actions[i], "CommandID");
+      EXPECT_TRUE(read_until([&](const std::string& m) {
+        return m.starts_with("Event: AsyncAGIExec\r\n") && header(m, "CommandId") == id;
+      })) << actions[i];
+    }
+  }
+  // The Hangup's events, then the Logoff's Goodbye and the close.
+  EXPECT_TRUE(read_until([](const std::string& m) { return m.starts_with("Event: Hangup\r\n") && m.find(";2\r\n") != std::string::npos; }));
+  client.send(actions.back());
+  EXPECT_TRUE(client.read_to_close(received));
+  return received;
+}
+
+FakeAsteriskOptions inbound_options() {
+  auto options = fast_options(0.2);  // 1 s of the recording is 200 ms
+  options.write_classes = "system,call,command,originate,agi";
+  options.sound_seconds = 3.0;  // the first key cuts the prompt, as in the recording
+  return options;
+}
+
+TEST(FakeAsteriskInbound, AnAnsweredCallWithDigitsSendsTheRecordedBytes) {
+  FakeAsterisk fake(inbound_options());
+  fake.start();
+  // The recording's test caller: 1 s after the answer, 5551234# at 0.35 s.
+  const auto received =
+      replay_inbound(fake, "ami-inbound-asyncagi", {.from = "1234", .to = "5000", .name = "Test caller", .dtmf = "5551234#"});
+  expect_same_messages(received, recorded_inbound("ami-inbound-asyncagi"));
+}
+
+TEST(FakeAsteriskInbound, ARejectOfTheRingingCallSendsTheRecordedBytesAndTheCallerGetsTheCause) {
+  FakeAsterisk fake(inbound_options());
+  fake.start();
+  const auto received = replay_inbound(fake, "ami-inbound-reject", {.from = "1234", .to = "5000", .name = "Test caller"});
+  expect_same_messages(received, recorded_inbound("ami-inbound-reject"));
+  const auto channel = header(received.substr(received.find("Event: AsyncAGIStart\r\n")), "Channel");
+  ASSERT_TRUE(fake.wait_for_inbound_end(channel, 5s));
+  EXPECT_FALSE(fake.inbound_end(channel)->answered);
+  EXPECT_EQ(fake.inbound_end(channel)->cause, 17);
+}
+
+TEST(FakeAsteriskInbound, TheCallCarriesItsOwnNumbersAndIdsAndCommandsAnswerAsAgiDoes) {
+  FakeAsterisk fake(inbound_options());
+  fake.start();
+  Client client(fake.port());
+  ASSERT_TRUE(client.banner());
+  client.send(login("call,agi,dtmf"));
+  ASSERT_TRUE(client.message());
+  const auto channel = fake.inbound({.from = "0612345678", .to = "8888", .name = "Zoe Q", .dtmf = "7"});
+  EXPECT_EQ(channel.substr(0, 31), "Local/8888@callback-access-ami-");
+  const auto start = client.until([](const std::string& m) { return m.starts_with("Event: AsyncAGIStart\r\n"); });
+  ASSERT_TRUE(start);
+  EXPECT_EQ(header(*start, "Channel"), channel);
+  EXPECT_EQ(header(*start, "CallerIDNum"), "0612345678");
+  EXPECT_EQ(header(*start, "CallerIDName"), "Zoe Q");
+  EXPECT_EQ(header(*start, "Exten"), "8888");
+  const auto env = header(*start, "Env");
+  EXPECT_NE(env.find("agi_callerid%3A%200612345678%0A"), std::string::npos) << env;
+  EXPECT_NE(env.find("agi_calleridname%3A%20Zoe%20Q%0A"), std::string::npos) << env;
+  EXPECT_NE(env.find("agi_extension%3A%208888%0A"), std::string::npos) << env;
+  EXPECT_NE(env.find("agi_dnid%3A%20unknown%0A"), std::string::npos) << env;
+  auto command = [&](const std::string& id, const std::string& text) {
+    client.send("Action: AGI\r\nActionID: " + id + "\r\nChannel: " + channel + "\r\nCommand: " + text +
+                "\r\nCommandID: " + id + "\r\n\r\n");
+    const auto reply = client.until([&](const std::string& m) { return header(m, "ActionID") == id; });
+    EXPECT_TRUE(reply && header(*reply, "Message") == "Added AGI command to queue") << (reply ? *reply : "");
+    const auto exec = client.until([&](const std::string& m) {
+      return m.starts_with("Event: AsyncAGIExec\r\n") && header(m, "CommandId") == id;
+    });
+    return exec ? header(*exec, "Result") : std::string("none");
+  };
+  EXPECT_EQ(command("a1", "STREAM FILE no-such-sound \"\""), "200%20result%3D-1%20endpos%3D0%0A");
+  EXPECT_EQ(command("a2", "ANSWER"), "200%20result%3D0%0A");
+  EXPECT_EQ(command("a3", "WAIT FOR DIGIT 5000"), "200%20result%3D55%0A") << "the caller's 7";
+  EXPECT_EQ(command("a4", "WAIT FOR DIGIT 100"), "200%20result%3D0%0A") << "no key: 0 after the wait";
+  EXPECT_EQ(command("a5", "SET VARIABLE CHANNEL(language) zh"), "200%20result%3D1%0A");
+  EXPECT_EQ(command("a6", "NOT A COMMAND"), "510%20Invalid%20or%20unknown%20command%0A");
+  // A channel that is not there, and an AGI without the write class.
+  client.send("Action: AGI\r\nActionID: x1\r\nChannel: Local/1@nowhere-00000001;2\r\nCommand: ANSWER\r\n\r\n");
+  const auto missing = client.until([](const std::string& m) { return header(m, "ActionID") == "x1"; });
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(header(*missing, "Response"), "Error");
+  EXPECT_EQ(header(*missing, "Message"), "Channel Local/1@nowhere-00000001;2 does not exist.");
+  client.send("Action: Hangup\r\nActionID: h1\r\nChannel: " + channel + "\r\nCause: 21\r\n\r\n");
+  const auto hangup = client.until([&](const std::string& m) {
+    return m.starts_with("Event: Hangup\r\n") && header(m, "Channel") == channel;
+  });
+  ASSERT_TRUE(hangup);
+  EXPECT_EQ(header(*hangup, "Cause"), "21");
+  EXPECT_EQ(header(*hangup, "Cause-txt"), "Call Rejected");
+  ASSERT_TRUE(fake.wait_for_inbound_end(channel, 5s));
+  EXPECT_TRUE(fake.inbound_end(channel)->answered);
+  EXPECT_EQ(fake.inbound_end(channel)->cause, 21);
+}
+
+TEST(FakeAsteriskInbound, TheAgiActionNeedsTheAgiWriteClass) {
+  FakeAsterisk fake(fast_options());  // write = system,call,command,originate
+  fake.start();
+  Client client(fake.port());
+  ASSERT_TRUE(client.banner());
+  client.send(login());
+  ASSERT_TRUE(client.message());
+  const auto channel = fake.inbound({});
+  client.send("Action: AGI\r\nActionID: x1\r\nChannel: " + channel + "\r\nCommand: ANSWER\r\n\r\n");
+  const auto reply = client.until([](const std::string& m) { return header(m, "ActionID") == "x1"; });
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(header(*reply, "Message"), "Permission denied");
+}
+
 }  // namespace

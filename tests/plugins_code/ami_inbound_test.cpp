@@ -1,0 +1,350 @@
+// Inbound calls and digits through the AMI engine against the Asterisk fake on loopback
+// (Async AGI, as the ami-inbound-* recordings show it): the same behaviour as the ARI
+// engine's inbound tests (ari_flow_test.cpp): routed by the dialled number (a route naming
+// it beats one taking any), answered, digits collected after a prompt up to a terminator,
+// at most N, a first-digit timeout, digits typed ahead kept for the next collection;
+// rejected busy without answering (the caller gets 17 and is never answered), unrouted
+// calls turned away with congestion, operations on a gone channel, an unsubscribed route;
+// prompts by language and "time left"; bad AGI replies and events for unknown channels.
+#include "ami_engine.hpp"
+#include "fake_asterisk.hpp"
+#include "flow_check.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+using namespace callback;
+using namespace std::chrono_literals;
+
+namespace {
+
+// FlowBase: the context on a real clock, run_until, `engine` (no service here).
+struct AmiInboundTest : test::FlowBase<engine_ami::AmiEngine> {
+  // 1 s of Asterisk time is 10 ms here: a prompt plays 10 ms, the caller's keys start 10 ms
+  // after the answer.
+  fake::FakeAsterisk asterisk{{.time_scale = 0.01,
+                               .recordings = CALLBACK_ASTERISK_RECORDINGS,
+                               .write_classes = "system,call,command,originate,agi"}};
+  std::vector<LegEvent> ends;  // inbound channels' `ended` events
+  Subscription events;
+
+  void SetUp() override { asterisk.start(); }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "engine log:\n" << log_text.str().substr(0, 100'000);
+    engine.reset();
+  }
+
+  void connect(std::string events_classes = "call,user,cdr,agi,dtmf") {
+    engine_ami::AmiOptions o;
+    o.servers = {"127.0.0.1:" + std::to_string(asterisk.port())};
+    o.secret = "callbacksecret";
+    o.events = std::move(events_classes);
+    o.reconnect_min = 20ms;
+    o.reconnect_max = 200ms;
+    engine = std::make_unique<engine_ami::AmiEngine>(context, std::move(o));
+    events = engine->subscribe([this](const LegEvent& e) {
+      if (e.type == LegEventType::ended && e.call_id.empty()) ends.push_back(e);
+    });
+    engine->start();
+    ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s)) << log_text.str();
+  }
+
+  Status answer(const Channel& channel) {
+    std::optional<Status> answered;
+    engine->answer(channel, [&](Status s) { answered = s; });
+    EXPECT_TRUE(run_until([&] { return answered.has_value(); }, 5s));
+    return answered.value_or(Status(engine_error(engine_errc::timeout, "no answer")));
+  }
+
+  Result<Digits> collect(const Channel& channel, const DigitRequest& request) {
+    std::optional<Result<Digits>> digits;
+    engine->collect_digits(channel, request, [&](Result<Digits> d) { digits = std::move(d); });
+    EXPECT_TRUE(run_until([&] { return digits.has_value(); }, 10s));
+    return digits.value_or(Result<Digits>(engine_error(engine_errc::timeout, "no digits")));
+  }
+
+  // How the caller's side of an inbound call ended, once it has (the engine runs meanwhile).
+  std::optional<fake::InboundEnd> caller_end(const std::string& channel) {
+    run_until([&] { return asterisk.inbound_end(channel).has_value(); }, 5s);
+    return asterisk.inbound_end(channel);
+  }
+
+  // The AGI commands the engine sent for `channel`, in order.
+  std::vector<std::string> commands(const std::string& channel) {
+    std::vector<std::string> out;
+    for (const auto& action : asterisk.actions()) {
+      if (action.find("Action: AGI\r\n") == std::string::npos ||
+          action.find("\r\nChannel: " + channel + "\r\n") == std::string::npos) {
+        continue;
+      }
+      const auto at = action.find("\r\nCommand: ") + 11;
+      out.push_back(action.substr(at, action.find("\r\n", at) - at));
+    }
+    return out;
+  }
+};
+
+TEST_F(AmiInboundTest, AnInboundCallGoesToTheRouteOfItsNumberIsAnsweredAndItsDigitsCollected) {
+  connect();
+  std::vector<InboundCall> other_calls, calls;
+  auto any = engine->route_inbound({}, [&](const InboundCall& c) { other_calls.push_back(c); });
+  auto mine = engine->route_inbound({.dialed = {"5000"}}, [&](const InboundCall& c) { calls.push_back(c); });
+  // The first key 200 ms after the answer: the collection (and its prompt) starts first.
+  const auto channel = asterisk.inbound({.from = "1234", .to = "5000", .dtmf = "5551234#", .dtmf_delay_ms = 20'000});
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
+  EXPECT_TRUE(other_calls.empty()) << "the number's own route wins";
+  EXPECT_EQ(calls[0].caller, "1234");
+  EXPECT_EQ(calls[0].dialed, "5000") << "agi_extension, not agi_dnid (unknown on Local channels)";
+  EXPECT_EQ(calls[0].context, "callback-access-ami");
+  EXPECT_EQ(calls[0].name, channel);
+  ASSERT_TRUE(answer(calls[0].channel));
+  const auto digits = collect(calls[0].channel, {.max_digits = 15, .terminator = '#', .first_digit_timeout = 5s,
+                                                 .inter_digit_timeout = 3s,
+                                                 .prompt = Prompt::announcement(Announcement::enter_number, "en")});
+  ASSERT_TRUE(digits) << digits.error().describe();
+  EXPECT_EQ(digits->digits, "5551234");
+  EXPECT_EQ(digits->stop, Digits::Stop::terminator);
+  // A key stops the prompt: STREAM FILE with every key as an escape digit. The channel is
+  // in English already: no SET VARIABLE.
+  EXPECT_EQ(commands(channel), (std::vector<std::string>{"ANSWER", "STREAM FILE callback-enter-number \"0123456789*#\""}));
+  std::optional<Status> hung_up;
+  engine->hangup(calls[0].channel, HangupCause::normal(), [&](Status s) { hung_up = s; });
+  ASSERT_TRUE(run_until([&] { return !ends.empty() && hung_up.has_value(); }, 5s));
+  EXPECT_TRUE(*hung_up);
+  EXPECT_EQ(ends[0].handle, calls[0].channel);
+  EXPECT_EQ(ends[0].cause, HangupCause::normal());
+  EXPECT_FALSE(ends[0].far_end_hung_up);
+  const auto end = caller_end(channel);
+  ASSERT_TRUE(end);
+  EXPECT_TRUE(end->answered);
+  EXPECT_EQ(end->cause, 16);
+}
+
+TEST_F(AmiInboundTest, DigitCollectionStopsAtMaxDigitsOrWhenTheCallerIsSilent) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({.dialed = {"5000", "5001"}}, [&](const InboundCall& c) { calls.push_back(c); });
+  asterisk.inbound({.from = "1234", .to = "5000", .dtmf = "123456"});
+  asterisk.inbound({.from = "1235", .to = "5001", .dtmf = ""});
+  test::expect_max_digits_and_first_digit_timeout(*this, calls);
+  ASSERT_TRUE(run_until([&] { return ends.size() == 2; }, 5s));
+}
+
+TEST_F(AmiInboundTest, DigitsPressedAfterACollectionEndedAreKeptForTheNext) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  asterisk.inbound({.from = "1234", .to = "5000", .dtmf = "12#34#"});
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
+  ASSERT_TRUE(answer(calls[0].channel));
+  const DigitRequest request{.max_digits = 10, .terminator = '#', .first_digit_timeout = 2s,
+                             .inter_digit_timeout = 2s};
+  const auto first = collect(calls[0].channel, request);
+  ASSERT_TRUE(first) << first.error().describe();
+  EXPECT_EQ(first->digits, "12");
+  // The caller sends no key after its second '#': without type-ahead this one would time out.
+  const auto second = collect(calls[0].channel, request);
+  ASSERT_TRUE(second) << second.error().describe();
+  EXPECT_EQ(second->digits, "34");
+  EXPECT_EQ(second->stop, Digits::Stop::terminator);
+  engine->hangup(calls[0].channel, HangupCause::normal(), nullptr);
+  ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 5s));
+}
+
+TEST_F(AmiInboundTest, AMissedCallIsRejectedBusyWithoutAnswerAndAnUnroutedOneWithCongestion) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({.dialed = {"5000"}}, [&](const InboundCall& c) { calls.push_back(c); });
+  const auto missed = asterisk.inbound({.from = "1234", .to = "5000"});
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
+  std::optional<Status> rejected;
+  engine->reject(calls[0].channel, HangupCause{17}, 100ms, [&](Status s) { rejected = s; });
+  ASSERT_TRUE(run_until([&] { return rejected.has_value() && !ends.empty(); }, 5s));
+  EXPECT_TRUE(*rejected) << rejected->error().describe();
+  EXPECT_EQ(ends[0].cause, HangupCause{17});
+  EXPECT_EQ(ends[0].handle, calls[0].channel);
+  EXPECT_TRUE(commands(missed).empty()) << "never answered: the caller pays nothing";
+  const auto missed_end = caller_end(missed);
+  ASSERT_TRUE(missed_end);
+  EXPECT_FALSE(missed_end->answered);
+  EXPECT_EQ(missed_end->cause, 17);
+  bool hangup_with_cause = false;
+  for (const auto& action : asterisk.actions()) {
+    if (action.find("Action: Hangup\r\n") != std::string::npos && action.find("Channel: " + missed + "\r\n") != std::string::npos) {
+      hangup_with_cause = action.find("\r\nCause: 17\r\n") != std::string::npos;
+    }
+  }
+  EXPECT_TRUE(hangup_with_cause);
+  // A number nobody routes is turned away, not left ringing.
+  const auto unrouted = asterisk.inbound({.from = "1234", .to = "7777"});
+  ASSERT_TRUE(run_until([&] { return ends.size() == 2; }, 5s));
+  EXPECT_EQ(ends[1].cause, HangupCause{34});
+  EXPECT_EQ(calls.size(), 1u);
+  const auto unrouted_end = caller_end(unrouted);
+  ASSERT_TRUE(unrouted_end);
+  EXPECT_FALSE(unrouted_end->answered);
+  EXPECT_EQ(unrouted_end->cause, 34);
+}
+
+TEST_F(AmiInboundTest, OperationsOnAGoneChannelAnswerChannelGoneAndAnUnsubscribedRouteGetsNothing) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  route.reset();
+  const auto channel = asterisk.inbound({.from = "1234", .to = "5000"});
+  const auto end = caller_end(channel);
+  ASSERT_TRUE(end) << "rejected: nobody takes it";
+  EXPECT_EQ(end->cause, 34);
+  ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 5s));
+  EXPECT_TRUE(calls.empty());
+  // The channel that was just hung up, and one that never was.
+  for (const Channel& gone : {Channel{"127.0.0.1:" + std::to_string(asterisk.port()), channel},
+                              Channel{"127.0.0.1:" + std::to_string(asterisk.port()), "no-such-channel"}}) {
+    std::vector<std::string> codes;
+    auto code_of = [&](Status s) { codes.push_back(s ? "ok" : s.error().code); };
+    engine->hangup(gone, HangupCause::normal(), code_of);
+    engine->play(gone, Prompt::sound("callback-please-wait"), code_of);
+    engine->answer(gone, code_of);
+    engine->reject(gone, HangupCause{17}, 0ms, code_of);
+    engine->collect_digits(gone, {}, [&](Result<Digits> d) { codes.push_back(d ? "ok" : d.error().code); });
+    ASSERT_TRUE(run_until([&] { return codes.size() == 5; }, 5s));
+    for (const auto& code : codes) EXPECT_EQ(code, engine_errc::channel_gone) << gone.id;
+  }
+}
+
+TEST_F(AmiInboundTest, PromptsPlayInTheirLanguageAndTimeLeftIsSaidAsANumber) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  const auto channel = asterisk.inbound({.from = "1234", .to = "5000"});
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
+  ASSERT_TRUE(answer(calls[0].channel));
+  std::vector<Status> played;
+  engine->play(calls[0].channel, Prompt::announcement(Announcement::welcome, "zh"), [&](Status s) { played.push_back(s); });
+  engine->play(calls[0].channel, Prompt::seconds_left(20s, "en"), [&](Status s) { played.push_back(s); });
+  engine->play(calls[0].channel, Prompt::sound("no-such-prompt"), [&](Status s) { played.push_back(s); });
+  engine->play(calls[0].channel, Prompt::sound("bad\r\nAction: Originate"), [&](Status s) { played.push_back(s); });
+  ASSERT_TRUE(run_until([&] { return played.size() == 4; }, 5s));
+  // The bad name is refused at once; the others in order.
+  EXPECT_EQ(played[0].error().code, engine_errc::invalid);
+  EXPECT_TRUE(played[1]) << played[1].error().describe();
+  EXPECT_TRUE(played[2]) << played[2].error().describe();
+  ASSERT_FALSE(played[3]) << "played";
+  EXPECT_EQ(played[3].error().code, engine_errc::not_found) << "STREAM FILE of a missing sound says result=-1";
+  EXPECT_EQ(commands(channel), (std::vector<std::string>{"ANSWER", "SET VARIABLE CHANNEL(language) zh",
+                                                         "STREAM FILE callback-please-wait \"\"",
+                                                         "SET VARIABLE CHANNEL(language) en",
+                                                         "STREAM FILE vm-youhave \"\"", "SAY NUMBER 20 \"\"",
+                                                         "STREAM FILE queue-seconds \"\"",
+                                                         "STREAM FILE no-such-prompt \"\""}));
+  engine->hangup(calls[0].channel, HangupCause::normal(), nullptr);
+  ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 5s));
+}
+
+TEST_F(AmiInboundTest, ABadAgiResultFailsItsOperationAndEventsForUnknownChannelsAreIgnored) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  const auto channel = asterisk.inbound({.from = "1234", .to = "5000"});
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
+  // Events of a channel nobody follows, and a second AsyncAGIStart of the same one.
+  const std::string foreign = "Local/9@elsewhere-00000001;2";
+  asterisk.send_raw_to_all("Event: AsyncAGIExec\r\nChannel: " + foreign + "\r\nResult: 200%20result%3D0%0A\r\n"
+                           "CommandId: agi-1\r\n\r\nEvent: DTMFEnd\r\nChannel: " + foreign + "\r\nDigit: 1\r\n"
+                           "Direction: Received\r\n\r\nEvent: Hangup\r\nChannel: " + foreign + "\r\nCause: 16\r\n\r\n"
+                           "Event: AsyncAGIStart\r\nChannel: " + channel + "\r\nEnv: agi_extension%3A%205001%0A\r\n\r\n");
+  ASSERT_TRUE(answer(calls[0].channel));
+  EXPECT_EQ(calls.size(), 1u) << "a repeated AsyncAGIStart is not a second call";
+  EXPECT_TRUE(ends.empty());
+  // The answer was agi-1; the next command is agi-2: its result arrives garbled, before
+  // the fake's own (which is then ignored).
+  std::optional<Status> played;
+  engine->play(calls[0].channel, Prompt::sound("callback-please-wait"), [&](Status s) { played = s; });
+  asterisk.send_raw_to_all("Event: AsyncAGIExec\r\nChannel: " + channel + "\r\nResult: garbage\r\nCommandId: agi-2\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return played.has_value(); }, 5s));
+  ASSERT_FALSE(*played);
+  EXPECT_EQ(played->error().code, engine_errc::refused);
+  // The channel still works.
+  std::optional<Status> again;
+  engine->play(calls[0].channel, Prompt::sound("callback-please-wait"), [&](Status s) { again = s; });
+  ASSERT_TRUE(run_until([&] { return again.has_value(); }, 5s));
+  EXPECT_TRUE(*again) << again->error().describe();
+  engine->hangup(calls[0].channel, HangupCause::normal(), nullptr);
+  ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 5s));
+  EXPECT_EQ(ends.size(), 1u);
+}
+
+TEST_F(AmiInboundTest, ACallerWhoHangsUpEndsTheCollectionAsChannelGoneAndTheCallAsTheirs) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  asterisk.inbound({.from = "1234", .to = "5000", .dtmf = "12", .hangup_after_ms = 500});
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
+  ASSERT_TRUE(answer(calls[0].channel));
+  const auto digits = collect(calls[0].channel, {.max_digits = 10, .terminator = '#', .first_digit_timeout = 5s,
+                                                 .inter_digit_timeout = 5s});
+  ASSERT_FALSE(digits);
+  EXPECT_EQ(digits.error().code, engine_errc::channel_gone);
+  ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 5s));
+  EXPECT_EQ(ends[0].cause, HangupCause::normal());
+  EXPECT_TRUE(ends[0].far_end_hung_up);
+  EXPECT_FALSE(ends[0].unobserved);
+}
+
+TEST_F(AmiInboundTest, ALostConnectionEndsInboundCallsUnobservedAndStopHangsThemUp) {
+  connect();
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  asterisk.inbound({.from = "1234", .to = "5000"});
+  ASSERT_TRUE(run_until([&] { return calls.size() == 1; }, 5s));
+  std::optional<Result<Digits>> digits;
+  engine->collect_digits(calls[0].channel, {.first_digit_timeout = 60s}, [&](Result<Digits> d) { digits = std::move(d); });
+  asterisk.close_all_connections();
+  ASSERT_TRUE(run_until([&] { return !ends.empty() && digits.has_value(); }, 5s));
+  EXPECT_TRUE(ends[0].unobserved);
+  EXPECT_EQ(ends[0].cause, HangupCause::engine_lost());
+  ASSERT_FALSE(*digits);
+  EXPECT_EQ(digits->error().code, engine_errc::unavailable);
+  // Back again: a new call, then the engine stops. It hangs the call up and ends it.
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  const auto channel = asterisk.inbound({.from = "1234", .to = "5000"});
+  ASSERT_TRUE(run_until([&] { return calls.size() == 2; }, 5s));
+  engine->stop();
+  ASSERT_TRUE(run_until([&] { return ends.size() == 2; }, 5s));
+  EXPECT_EQ(ends[1].handle, calls[1].channel);
+  EXPECT_EQ(ends[1].cause, HangupCause::engine_lost());
+  EXPECT_FALSE(ends[1].unobserved);
+  const auto end = caller_end(channel);
+  ASSERT_TRUE(end) << "the stop hung it up on Asterisk";
+  EXPECT_FALSE(end->answered);
+}
+
+TEST_F(AmiInboundTest, WithoutTheAgiEventClassTheEngineOffersNoInboundCalls) {
+  connect("call,user,cdr");
+  EXPECT_FALSE(engine->capabilities().inbound_calls);
+  EXPECT_FALSE(engine->capabilities().collect_digits);
+  EXPECT_TRUE(engine->capabilities().dialplan_flow);
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  EXPECT_FALSE(route.active());
+  std::optional<Result<Digits>> digits;
+  engine->collect_digits({"x", "y"}, {}, [&](Result<Digits> d) { digits = std::move(d); });
+  ASSERT_TRUE(run_until([&] { return digits.has_value(); }, 5s));
+  ASSERT_FALSE(*digits);
+  EXPECT_EQ(digits->error().code, engine_errc::unsupported);
+}
+
+TEST_F(AmiInboundTest, WithAgiAndDtmfTheEngineOffersInboundCallsAndDigitsButNotTheStepFlow) {
+  connect();
+  const auto caps = engine->capabilities();
+  EXPECT_TRUE(caps.inbound_calls);
+  EXPECT_TRUE(caps.collect_digits);
+  EXPECT_TRUE(caps.dialplan_flow);
+  EXPECT_FALSE(caps.step_flow);
+}
+
+}  // namespace
