@@ -449,6 +449,21 @@ void AriEngine::on_event(Server& server, const json::object& e) {
                                                   "): not installed in that language, or the channel went"));
     return;
   }
+  if (type == "ApplicationReplaced") {
+    // Another WebSocket took our app (a second callbackd, or callbackctl beside this one):
+    // nothing more comes on ours, not even after that one leaves (ari-app-replaced). A
+    // new connection takes it back; GET /ari/channels then says what became of our legs.
+    if (server.state != Server::State::ready) return;
+    context_.log.error(component, server.name + ": another client connected to the Stasis application " +
+                                      options_.app + " and took its events; reconnecting");
+    later([this, &server] {
+      if (server.state != Server::State::ready) return;
+      server.client->close();
+      on_closed(server, Error{"ari.replaced", "another client took the Stasis application " + options_.app,
+                              "/ari/events"});
+    });
+    return;
+  }
   const json::object* channel = obj(e, type == "Dial" ? "peer" : "channel");
   if (channel == nullptr) return;
   const std::string id(str(*channel, "id"));

@@ -231,6 +231,34 @@ TEST_F(AriFlowTest, ACallStillUpAfterTheReconnectIsFollowedToItsEnd) {
   nothing_left();
 }
 
+// A second WebSocket for our app (a second callbackd, or callbackctl beside callbackd) takes
+// it over: ours gets ApplicationReplaced and then nothing, even once the other has gone
+// (ari-app-replaced, recorded on Asterisk 23.4.1). The engine connects again to take it back.
+TEST_F(AriFlowTest, AnotherClientTakingTheAppOverIsFollowedByAReconnectAndTheCallStillEnds) {
+  connect();
+  billing.max_duration = 300s;
+  const auto id = start("1001", "1003");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  {
+    bool opened = false;
+    ari::Client other(io, {.host = "127.0.0.1", .port = ari.port(), .username = "callback",
+                           .password = "callbacksecret", .app = "callback-app"},
+                      {}, {.opened = [&] { opened = true; }, .event = [](const boost::json::object&) {},
+                           .closed = [](const Error&) {}, .malformed = [](const Error&) {}});
+    other.open();
+    ASSERT_TRUE(run_until([&] { return opened; }, 5s));
+  }  // the other client leaves: the app stays with nobody's WebSocket but a new one's
+  ASSERT_TRUE(run_until([&] { return requests("GET /ari/events") == 3; }, 5s)) << "ours, the other's, ours again";
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_EQ(end.call.leg_b().cause, HangupCause::canceled()) << "followed to its end, not lost";
+  EXPECT_NE(log_text.str().find("took its events; reconnecting"), std::string::npos);
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  nothing_left();
+}
+
 TEST_F(AriFlowTest, NoReachableAsteriskFailsTheCallAtOnceAndSubmitSaysWhy) {
   auto options = engine_options();
   ari.stop();

@@ -303,7 +303,10 @@ struct Server {
   std::map<std::uint64_t, ChannelPtr> channels_in_order;
   std::unordered_map<std::string, Bridge> bridges;
   std::unordered_map<std::string, std::unique_ptr<Playback>> playbacks;
+  // The WebSocket each app's events go to: the newest one (ari-app-replaced: a second
+  // WebSocket for an app takes it over, the first gets ApplicationReplaced, then nothing).
   std::unordered_map<std::string, std::vector<std::shared_ptr<WsSession>>> apps;
+  std::vector<std::shared_ptr<WsSession>> replaced;  // still open, told nothing any more
   std::map<std::string, std::size_t> requests;
 
   // Read by other threads.
@@ -314,7 +317,7 @@ struct Server {
 
   void publish_counts() {
     std::lock_guard lock(mutex);
-    std::size_t ws = 0;
+    std::size_t ws = replaced.size();
     for (const auto& [name, sessions] : apps) ws += sessions.size();
     websockets_open = ws;
     live_objects = channels.size() + bridges.size() + playbacks.size();
@@ -1125,6 +1128,10 @@ struct Server {
     return out;
   }
 
+  // GET /ari/applications/{app} finds it while a WebSocket for it is open (taken over or
+  // not), or while channels are in it (ari-app-replaced: 200 after the second WebSocket left).
+  bool application_exists(const std::string& name) const;
+
   std::string application_json(const std::string& name) const {
     std::string out = "{\"name\":";
     append_string(out, name);
@@ -1144,7 +1151,7 @@ struct Server {
     std::string out = "{\"channels\":" + std::to_string(channels.size()) +
                       ",\"bridges\":" + std::to_string(bridges.size()) +
                       ",\"playbacks\":" + std::to_string(playbacks.size()) + ",\"websockets\":";
-    std::size_t ws = 0;
+    std::size_t ws = replaced.size();
     for (const auto& [name, sessions] : apps) ws += sessions.size();
     out += std::to_string(ws) + ",\"requests\":{";
     bool first = true;
@@ -1334,12 +1341,37 @@ void Server::send_to_app(const std::string& app, std::string frame) {
   }
 }
 
+bool Server::application_exists(const std::string& name) const {
+  if (apps.count(name) != 0) return true;
+  for (const auto& s : replaced) {
+    if (s->app == name) return true;
+  }
+  for (const auto& [id, c] : channels) {
+    if (c->app == name && c->subscribed) return true;
+  }
+  return false;
+}
+
 void Server::register_ws(const std::shared_ptr<WsSession>& s) {
-  apps[s->app].push_back(s);
+  auto& sessions = apps[s->app];
+  for (auto& old : sessions) {
+    std::string frame = "{\"type\":\"ApplicationReplaced\",\"timestamp\":\"" + ari_time(std::chrono::system_clock::now()) +
+                        "\",\"application\":";
+    append_string(frame, s->app);
+    frame += ",\"asterisk_id\":\"" + std::string(kAsteriskId) + "\"}";
+    old->send(std::move(frame));
+    replaced.push_back(std::move(old));
+  }
+  sessions.assign({s});
   publish_counts();
 }
 
 void Server::unregister_ws(const std::shared_ptr<WsSession>& s) {
+  if (const auto r = std::find(replaced.begin(), replaced.end(), s); r != replaced.end()) {
+    replaced.erase(r);
+    publish_counts();
+    return;
+  }
   const auto found = apps.find(s->app);
   if (found == apps.end()) return;
   auto& sessions = found->second;
@@ -1351,6 +1383,7 @@ void Server::unregister_ws(const std::shared_ptr<WsSession>& s) {
 void Server::drop_all() {
   std::vector<std::shared_ptr<WsSession>> all;
   for (const auto& [name, sessions] : apps) all.insert(all.end(), sessions.begin(), sessions.end());
+  all.insert(all.end(), replaced.begin(), replaced.end());
   for (const auto& s : all) s->drop();
 }
 
@@ -1461,7 +1494,7 @@ Server::Reply Server::handle_ari(const std::string& method, const std::vector<st
     }
     if (n == 2) {
       key += "/{app}";
-      if (apps.count(path[1]) == 0) return error(404, "Not Found", "Application not found");
+      if (!application_exists(path[1])) return error(404, "Not Found", "Application not found");
       return ok(application_json(path[1]));
     }
   }

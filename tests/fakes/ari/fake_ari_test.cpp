@@ -22,6 +22,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <regex>
 #include <string>
@@ -264,6 +265,16 @@ std::string substitute(std::string text, const std::map<std::string, std::string
   return text;
 }
 
+// How many frames of the recorded WebSocket had come before `t`.
+std::size_t frames_seen_before(const std::vector<json::value>& timeline, double t) {
+  std::size_t n = 0;
+  for (const auto& entry : timeline) {
+    const auto& o = entry.as_object();
+    if (o.at("kind").as_string() == "ws" && o.at("t").to_number<double>() < t) ++n;
+  }
+  return n;
+}
+
 Replay replay(const std::string& scenario, callback::fake::FakeAri& fake) {
   Replay result;
   result.recorded_events = read_jsonl(kRecordings + "/" + scenario + ".events.jsonl");
@@ -271,17 +282,18 @@ Replay replay(const std::string& scenario, callback::fake::FakeAri& fake) {
   EventClient client(fake.port());
   EXPECT_TRUE(fake.wait_for_websockets(1, 5s));
   std::map<std::string, std::string> ids;
+  std::unique_ptr<EventClient> other;  // a second WebSocket for the app (ari-app-replaced)
   for (const auto& entry : timeline) {
     const auto& o = entry.as_object();
     const std::string kind(o.at("kind").as_string());
+    if (kind == "ws-handshake" && o.contains("label")) {
+      EXPECT_TRUE(client.wait_for_count(frames_seen_before(timeline, o.at("t").to_number<double>()))) << scenario;
+      other = std::make_unique<EventClient>(fake.port());
+    }
+    if (kind == "ws-close") other.reset();
     if (kind != "http") continue;
     // The recorder sent this request once it had seen this many events.
-    std::size_t frames_before = 0;
-    const double t_request = o.at("t_request").to_number<double>();
-    for (const auto& other : timeline) {
-      const auto& oo = other.as_object();
-      if (oo.at("kind").as_string() == "ws" && oo.at("t").to_number<double>() < t_request) ++frames_before;
-    }
+    const std::size_t frames_before = frames_seen_before(timeline, o.at("t_request").to_number<double>());
     EXPECT_TRUE(client.wait_for_count(frames_before)) << scenario << ": before " << o.at("label").as_string();
     const std::string request = substitute(std::string(o.at("request").as_string()), ids);
     HttpReply ours = parse_reply(raw_request(fake.port(), request));
@@ -339,7 +351,7 @@ INSTANTIATE_TEST_SUITE_P(Recordings, RecordedScenario,
                          ::testing::Values("ari-bridge-answered", "ari-b-hangs-up", "ari-b-busy", "ari-b-noanswer",
                                            "ari-a-busy", "ari-a-busy-channelid", "ari-a-noanswer", "ari-a-invalid",
                                            "ari-create-dial-answered", "ari-create-dial-busy",
-                                           "ari-create-dial-noanswer"),
+                                           "ari-create-dial-noanswer", "ari-app-replaced"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
                            std::string name = param.param.substr(4);
                            std::replace(name.begin(), name.end(), '-', '_');
