@@ -91,6 +91,8 @@ class AriEngine final : public Engine {
   void reconcile(Server& server, const boost::json::array& channels);
   void inbound(Server& server, const boost::json::object& channel, const std::string& dialed, Timestamp at);
   void leg_ended(Leg& leg, Timestamp at, bool unobserved);
+  void unbridge(const std::shared_ptr<Leg>& leg);
+  void release_plays(Leg& leg);
   void emit(const LegEvent& event);
   void answered(Leg& leg, Timestamp at);
   void warn_or_end(const std::string& id);

@@ -26,7 +26,9 @@ using test::as_dialed;
 struct AriFlowTest : test::FlowBase<engine_ari::AriEngine> {
   // 1 s of the fake's phones is 10 ms here; tests of talk time and the limit (which this
   // engine times on our clock, as it must with ARI) run the fake in real time.
-  explicit AriFlowTest(double scale = 0.01) : ari({.time_scale = scale, .sound_seconds = {}, .default_sound_seconds = 0.2}) {}
+  explicit AriFlowTest(double scale = 0.01, std::int64_t stasis_start_delay_ms = 0, std::int64_t bridge_play_delay_ms = 0)
+      : ari({.time_scale = scale, .sound_seconds = {}, .default_sound_seconds = 0.2,
+             .stasis_start_delay_ms = stasis_start_delay_ms, .bridge_play_delay_ms = bridge_play_delay_ms}) {}
   fake::FakeAri ari;
 
   void SetUp() override { ari.start(); }
@@ -91,6 +93,39 @@ TEST_F(AriRealTimeTest, BothAnswerTheLimitWarnsThenEndsItWithTimeUp) {
   EXPECT_EQ(requests("POST /ari/channels/{id}/play"), 4u) << ari.stats_json();
   EXPECT_EQ(metrics.counter("callback_warnings_total", "").value(), 2u);
   EXPECT_EQ(requests("POST /ari/bridges"), 1u);
+  nothing_left();
+}
+
+// As Asterisk under load: StasisStart 300 ms after the answer events (a play before it is
+// refused 409), and a play queued to a bridged channel dropped if the bridge goes first.
+struct AriLoadedAsteriskTest : AriFlowTest {
+  AriLoadedAsteriskTest() : AriFlowTest(1.0, 300, 300) {}
+};
+
+// outcomes.sh on the real Asterisk: "the welcome prompt: the prompt: Channel not in Stasis
+// application", and A was put through to B without "please wait".
+TEST_F(AriLoadedAsteriskTest, TheCallerCountsAsAnsweredOnlyOnceInStasisSoPleaseWaitIsPlayed) {
+  connect();
+  billing.max_duration = 300s;
+  check(*this, start("9001", "2001"),
+        {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+         .announcement = Announcement::partner_hangup, .a_disposition = Disposition::answered,
+         .b_disposition = Disposition::answered, .settled = 5s});
+  EXPECT_EQ(log_text.str().find("welcome prompt"), std::string::npos) << "please wait was refused";
+  EXPECT_EQ(requests("POST /ari/channels/{id}/play"), 2u) << ari.stats_json();
+  nothing_left();
+}
+
+// outcomes.sh on the real Asterisk: "time up" sent to A while the bridge was being destroyed
+// never started (no PlaybackFinished), so A was never hung up: engine_lost 10 s later.
+TEST_F(AriLoadedAsteriskTest, TimeUpIsPlayedOnlyOnceTheBridgeIsGoneAndEndsTheCall) {
+  connect();
+  billing.max_duration = 2s;
+  const auto id = start("9001", "9002");
+  check(*this, id, {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+                    .announcement = Announcement::time_up, .a_disposition = Disposition::answered,
+                    .b_disposition = Disposition::answered, .settled = 2s});
+  EXPECT_EQ(observer.final_event(id)->outcome, "time_up");
   nothing_left();
 }
 

@@ -259,6 +259,7 @@ struct Playback {
   std::string channel_id;
   std::string language;
   std::string state = "queued";
+  std::string bridge_id;  // queued behind the bridge channel of this bridge (bridge_play_delay_ms)
   std::string app;
   std::unique_ptr<asio::steady_timer> timer;
 };
@@ -672,6 +673,15 @@ struct Server {
   // --- bridges ----------------------------------------------------------------------------
 
   void leave_bridge(Channel& c) {
+    // A play still queued behind the bridge channel is dropped silently (ari-play-bridge-destroyed).
+    for (auto it = playbacks.begin(); it != playbacks.end();) {
+      if (it->second->channel_id == c.id && it->second->state == "queued" && it->second->bridge_id == c.bridge_id) {
+        it->second->timer->cancel();
+        it = playbacks.erase(it);
+      } else {
+        ++it;
+      }
+    }
     const auto found = bridges.find(c.bridge_id);
     c.bridge_id.clear();
     if (found == bridges.end()) return;
@@ -933,7 +943,15 @@ struct Server {
         end_call(call);
         return;
       }
-      enter_stasis(one);
+      if (options.stasis_start_delay_ms <= 0) {
+        enter_stasis(one);
+      } else {
+        auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(options.stasis_start_delay_ms));
+        timer->async_wait([this, timer, weak = std::weak_ptr<Channel>(call->one)](const boost::system::error_code& ec) {
+          const auto late = weak.lock();
+          if (!ec && late && late->alive) enter_stasis(*late);
+        });
+      }
     }
     // Answer() on a Local channel waits 0.5 s for media, then the next priority runs.
     after(call, call->timer, 0.5, [this, priority](const std::shared_ptr<Call>& c) {
@@ -1774,8 +1792,16 @@ Server::Reply Server::channel_action(const std::string& method, const std::strin
     put_playback(r.body, *p);
     r.extra_headers = "Location: /ari/playbacks/" + p->id + "\r\n";
     const std::string pid = p->id;
+    if (!c->bridge_id.empty() && options.bridge_play_delay_ms > 0) {
+      p->bridge_id = c->bridge_id;
+      p->timer->expires_after(std::chrono::milliseconds(options.bridge_play_delay_ms));
+      p->timer->async_wait([this, pid](const boost::system::error_code& ec) {
+        if (!ec) playback_step(pid);
+      });
+    } else {
+      asio::post(io, [this, pid] { playback_step(pid); });
+    }
     playbacks.emplace(pid, std::move(p));
-    asio::post(io, [this, pid] { playback_step(pid); });
     publish_counts();
     return r;
   }
