@@ -1,5 +1,5 @@
 // Load tool: the CallbackService with the AMI engine against the Asterisk fake on
-// loopback. Two modes:
+// loopback (or with --engine ari, the ARI engine against Asterisk's HTTP at --port). Two modes:
 //   throughput: keep --in-flight callbacks going until --calls complete; A=9XXX answers
 //               at once, B=98XX answers and hangs up at once; prints callbacks/s and the
 //               number that did not complete normally (must be 0).
@@ -13,7 +13,14 @@
 //   callback_load throughput --calls 50000 --in-flight 500
 //   callback_load hold --calls 10000 --port 5038
 //   callback_load throughput --calls 2000 --in-flight 200 --port 5038   (real Asterisk)
+// --engine ari runs callback.engine.ari (the step flow) against --port (needed: a real
+// Asterisk's 8088, or callback-fake-ari), --password its ARI password (default
+// callbacksecret); --limit S sets the campaign's limit (default 300 s, hold 600 s): with B
+// 9XXX, which stays up, each callback then ends at its limit with "time up" (outcome
+// time_up counts as completed; benchmarks/raw_ari_loop does the same flow by hand).
+//   callback_load throughput --engine ari --port 8088 --b-first 9000 --limit 2 --calls 400 --in-flight 100
 #include "ami_engine.hpp"
+#include "ari_engine.hpp"
 #include "fake_asterisk.hpp"
 #include "sqlite_store.hpp"
 
@@ -62,8 +69,9 @@ int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "throughput";
   std::size_t calls = 20000, in_flight = 500;
   int port = 0;
-  std::string host = "127.0.0.1", secret = "callbacksecret";
+  std::string host = "127.0.0.1", secret = "callbacksecret", engine_name = "ami";
   int a_first = 9000, b_first = 9800;
+  std::chrono::seconds limit = mode == "hold" ? 600s : 300s;
   double scale = mode == "hold" ? 1.0 : 0.0;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--calls")) calls = std::stoul(argv[i + 1]);
@@ -74,10 +82,18 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--time-scale")) scale = std::stod(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--a-first")) a_first = std::stoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--b-first")) b_first = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--engine") && (!std::strcmp(argv[i + 1], "ami") || !std::strcmp(argv[i + 1], "ari")))
+      engine_name = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--password")) secret = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--limit")) limit = std::chrono::seconds(std::stol(argv[i + 1]));
     else {
       std::cerr << "callback_load: unknown option " << argv[i] << "\n";
       return 2;
     }
+  }
+  if (engine_name == "ari" && port == 0) {
+    std::cerr << "callback_load: --engine ari needs --port (Asterisk's HTTP, or callback-fake-ari's)\n";
+    return 2;
   }
   std::unique_ptr<fake::FakeAsterisk> asterisk;
   if (port == 0) {
@@ -94,12 +110,21 @@ int main(int argc, char** argv) {
   Context context{io, clock, log, metrics};
   const auto db = std::filesystem::temp_directory_path() / ("callback-load-" + std::to_string(getpid()) + ".db");
   auto store = store_sqlite::SqliteStore::open({.path = db, .synchronous = "normal"}).value();
-  engine_ami::AmiOptions options;
-  options.servers = {host + ":" + std::to_string(port)};
-  options.secret = secret;
-  engine_ami::AmiEngine engine{context, options};
+  std::unique_ptr<Engine> engine_owned;
+  if (engine_name == "ari") {
+    engine_ari::AriOptions options;
+    options.servers = {host + ":" + std::to_string(port)};
+    options.password = secret;
+    engine_owned = std::make_unique<engine_ari::AriEngine>(context, options);
+  } else {
+    engine_ami::AmiOptions options;
+    options.servers = {host + ":" + std::to_string(port)};
+    options.secret = secret;
+    engine_owned = std::make_unique<engine_ami::AmiEngine>(context, options);
+  }
+  Engine& engine = *engine_owned;
   ServiceOptions service_options;
-  service_options.campaigns["free"] = CampaignLimits{.limit = mode == "hold" ? 600s : 300s};
+  service_options.campaigns["free"] = CampaignLimits{.limit = limit};
   service_options.stage_grace = 60s;
   service_options.max_in_flight = 0;  // the tool sets its own concurrency
   CallbackService service{context, engine, nullptr, *store, service_options};
