@@ -14,11 +14,11 @@
 #   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start . build/share/callback/sounds
 #   tests/real_asterisk/crash.sh [--bin build/bin] [--calls 5] [--port 18090] [--engine ami|ari]
 #
-# --engine: which engine callbackd runs (common.sh; default ami). The ARI engine has no record
-# of a call that ended while nobody watched (no dialplan runs, so no AstDB entry): it adopts
-# the legs by their channel ids (<id>-a, <id>-b) from GET /ari/channels, and a leg that is not
-# listed ended unobserved, with no billsec: with --engine ari the 2099 one must end engine_lost
-# with no cost instead. A run must also leave no bridge on Asterisk.
+# --engine: which engine callbackd runs (common.sh; default ami). The checks are the AMI
+# engine's: the ARI engine has no record of a call that ended while nobody watched (no
+# dialplan runs, so no AstDB entry) and adopts legs by their channel ids (<id>-a, <id>-b)
+# from GET /ari/channels; what it did is in tests/README.md ("The ARI engine on the real
+# Asterisk"). A run must also leave no bridge on Asterisk.
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
