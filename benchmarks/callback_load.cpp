@@ -18,6 +18,11 @@
 #include "ami_engine.hpp"
 #include "ari_engine.hpp"
 #include "fake_ari.hpp"
+// --password is the ARI password (default callbacksecret); --limit S sets the campaign's
+// limit (default 300 s, hold 600 s): with B 9XXX, which stays up, each callback then ends
+// at its limit with "time up" (outcome time_up counts as completed; benchmarks/raw_ari_loop
+// does the same flow by hand on a real Asterisk):
+//   callback_load throughput --engine ari --port 8088 --b-first 9000 --limit 2 --calls 400 --in-flight 100
 #include "fake_asterisk.hpp"
 #include "sqlite_store.hpp"
 
@@ -69,6 +74,7 @@ int main(int argc, char** argv) {
   int port = 0;
   std::string host = "127.0.0.1", secret = "callbacksecret", engine_name = "ami";
   int a_first = 9000, b_first = 9800;
+  std::chrono::seconds limit = mode == "hold" ? 600s : 300s;
   double scale = mode == "hold" ? 1.0 : 0.0;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--calls")) calls = std::stoul(argv[i + 1]);
@@ -80,6 +86,8 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--time-scale")) scale = std::stod(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--a-first")) a_first = std::stoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--b-first")) b_first = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--password")) secret = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--limit")) limit = std::chrono::seconds(std::stol(argv[i + 1]));
     else {
       std::cerr << "callback_load: unknown option " << argv[i] << "\n";
       return 2;
@@ -125,7 +133,7 @@ int main(int argc, char** argv) {
   }
   Engine& engine = *engine_owner;
   ServiceOptions service_options;
-  service_options.campaigns["free"] = CampaignLimits{.limit = mode == "hold" ? 600s : 300s};
+  service_options.campaigns["free"] = CampaignLimits{.limit = limit};
   service_options.stage_grace = 60s;
   service_options.max_in_flight = 0;  // the tool sets its own concurrency
   CallbackService service{context, engine, nullptr, *store, service_options};

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
+#include <optional>
 
 namespace callback::engine_ari {
 namespace json = boost::json;
@@ -124,6 +126,7 @@ struct AriEngine::Leg {
   bool placing = false;  // the originate's reply has not come
   bool dialing = false, ringing = false, up = false, ended = false;
   Timestamp started{}, answered_at{};
+  std::optional<Timestamp> up_at;  // the answer events' time; answered once in Stasis
   std::string dial_status;
   int cause1 = 0, cause2 = 0, requested_cause = 0;  // requested: the last hard ChannelHangupRequest
   std::optional<HangupCause> hung_up_by_us;
@@ -131,6 +134,8 @@ struct AriEngine::Leg {
   bool hangup_pending = false;  // asked for while its server was away
   bool limit_reached = false;
   std::string bridge;
+  bool unbridging = false;  // its bridge's DELETE is out: plays wait for its ChannelLeftBridge
+  std::vector<std::function<void()>> after_unbridge;
   std::weak_ptr<Leg> other;
   // The time limit, on the leg that hears the warnings.
   TimerHandle limit_timer;
@@ -493,6 +498,21 @@ void AriEngine::on_event(Server& server, const json::object& e) {
                                                   "): not installed in that language, or the channel went"));
     return;
   }
+  if (type == "ApplicationReplaced") {
+    // Another WebSocket took our app (a second callbackd, or callbackctl beside this one):
+    // nothing more comes on ours, not even after that one leaves (ari-app-replaced). A
+    // new connection takes it back; GET /ari/channels then says what became of our legs.
+    if (server.state != Server::State::ready) return;
+    context_.log.error(component, server.name + ": another client connected to the Stasis application " +
+                                      options_.app + " and took its events; reconnecting");
+    later([this, &server] {
+      if (server.state != Server::State::ready) return;
+      server.client->close();
+      on_closed(server, Error{"ari.replaced", "another client took the Stasis application " + options_.app,
+                              "/ari/events"});
+    });
+    return;
+  }
   const json::object* channel = obj(e, type == "Dial" ? "peer" : "channel");
   if (channel == nullptr) return;
   const std::string id(str(*channel, "id"));
@@ -533,6 +553,9 @@ void AriEngine::on_event(Server& server, const json::object& e) {
     emit({.call_id = leg->call_id, .leg = leg->role, .type = LegEventType::ringing, .at = at,
           .handle = {leg->server, leg->id}, .channel = leg->name, .uniqueid = leg->id, .server = leg->server});
   };
+  // A placed leg counts as answered at its StasisStart: the answer events (Dial ANSWER,
+  // ChannelStateChange Up) come first, and until StasisStart Asterisk refuses a play with
+  // 409 "Channel not in Stasis application" (seen under load). Its talk time starts at them.
   if (type == "Dial") {
     const auto status = str(e, "dialstatus");
     if (!status.empty()) leg->dial_status = status;
@@ -542,19 +565,19 @@ void AriEngine::on_event(Server& server, const json::object& e) {
       ringing();
     } else if (status == "ANSWER") {
       dialing();
-      answered(*leg, at);
+      if (!leg->up_at) leg->up_at = at;
     }
   } else if (type == "ChannelStateChange" && !half2) {
     const auto state = str(*channel, "state");
     if (state == "Ringing") ringing();
     if (state == "Up") {
       dialing();
-      answered(*leg, at);
+      if (!leg->up_at) leg->up_at = at;
     }
   } else if (type == "StasisStart" && !half2) {
     if (str(*channel, "state") == "Up") {
       dialing();
-      answered(*leg, at);
+      answered(*leg, leg->up_at.value_or(at));
     }
   } else if (type == "ChannelHangupRequest") {
     if (!boolean(e, "soft") && integer(e, "cause") > 0 && !half2) leg->requested_cause = integer(e, "cause");
@@ -566,6 +589,8 @@ void AriEngine::on_event(Server& server, const json::object& e) {
       dialing();
       leg_ended(*leg, at, false);
     }
+  } else if (type == "ChannelLeftBridge" && !half2) {
+    if (leg->unbridging) release_plays(*leg);
   } else if (type == "StasisEnd" && leg->inbound) {
     leg_ended(*leg, at, false);  // an inbound channel gets no ChannelDestroyed
   } else if (type == "ChannelDtmfReceived" && !half2) {
@@ -602,6 +627,36 @@ void AriEngine::feed_digit(Leg& leg, char digit) {
     if (found == collections_.end()) return;
     end_collection(id, Digits{found->second->digits, Digits::Stop::inter_digit_timeout});
   });
+}
+
+void AriEngine::unbridge(const std::shared_ptr<Leg>& leg) {
+  // A play sent while its channel's bridge is being destroyed may be answered 201 and then
+  // never start, with no PlaybackFinished (ari-play-bridge-destroyed); Asterisk answers the
+  // DELETE before the channels have left (seen in a burst of 200). So a leg's plays wait for
+  // its ChannelLeftBridge (or a failed DELETE, or 2 s).
+  if (leg->bridge.empty()) return;
+  const std::string bridge = std::exchange(leg->bridge, {});
+  std::vector<std::shared_ptr<Leg>> parties{leg};
+  if (auto other = leg->other.lock(); other && other->bridge == bridge) {
+    other->bridge.clear();
+    parties.push_back(other);
+  }
+  for (auto& p : parties) p->unbridging = !p->ended;
+  auto release = [this, parties] {
+    for (const auto& p : parties) release_plays(*p);
+  };
+  Server* s = server_named(leg->server);
+  if (s == nullptr || s->state != Server::State::ready) return release();
+  request(*s, verb::delete_, "/ari/bridges/" + ari::encode(bridge), [release](Result<ari::Response> deleted) {
+    if (!deleted) release();
+  });
+  auto timer = std::make_shared<TimerHandle>();
+  *timer = context_.clock.schedule(2s, [timer, release] { release(); });
+}
+
+void AriEngine::release_plays(Leg& leg) {
+  leg.unbridging = false;
+  for (auto& send : std::exchange(leg.after_unbridge, {})) send();
 }
 
 void AriEngine::answered(Leg& leg, Timestamp at) {
@@ -658,14 +713,9 @@ void AriEngine::leg_ended(Leg& leg, Timestamp at, bool unobserved) {
   if (collections_.count(leg.id) != 0) {
     end_collection(leg.id, engine_error(engine_errc::channel_gone, "the channel hung up while digits were collected"));
   }
-  if (!leg.bridge.empty()) {
-    // The bridge goes with the first leg to leave it (Asterisk keeps an empty one for ever).
-    if (Server* s = server_named(leg.server); s != nullptr && s->state == Server::State::ready) {
-      request(*s, verb::delete_, "/ari/bridges/" + ari::encode(leg.bridge), nullptr);
-    }
-    if (auto other = leg.other.lock(); other && other->bridge == leg.bridge) other->bridge.clear();
-  }
   if (auto other = leg.other.lock(); other && leg.limit_reached) other->limit_reached = true;
+  // The bridge goes with the first leg to leave it (Asterisk keeps an empty one for ever).
+  if (auto self = legs_.find(leg.id); self != legs_.end()) unbridge(self->second);
   leg.bridge.clear();
   LegEvent event{.call_id = leg.call_id, .leg = leg.role, .type = LegEventType::ended, .at = at,
                  .handle = {leg.server, leg.id}, .channel = leg.name, .uniqueid = leg.id,
@@ -924,18 +974,22 @@ void AriEngine::play(const Channel& channel, const Prompt& prompt, StatusComplet
   std::string target = ari::with_query("/ari/channels/" + ari::encode(leg->id) + "/play",
                                        {{"media", media}, {"playbackId", playback}});
   if (!language.empty()) target += "&lang=" + ari::encode(language);
-  request(*server, verb::post, std::move(target), [this, leg, playback](Result<ari::Response> reply) {
-    std::erase(leg->playbacks, playback);  // its PlaybackFinished still finds it in playbacks_
-    if (reply) {
-      leg->playbacks.push_back(playback);
-      return;
-    }
-    auto it = playbacks_.find(playback);
-    if (it == playbacks_.end()) return;
-    auto finished = std::move(it->second);
-    playbacks_.erase(it);
-    if (finished) finished(engine_error_for(reply.error(), "the prompt"));
-  });
+  auto send = [this, leg, server, playback, target = std::move(target)] {
+    request(*server, verb::post, target, [this, leg, playback](Result<ari::Response> reply) {
+      std::erase(leg->playbacks, playback);  // its PlaybackFinished still finds it in playbacks_
+      if (reply) {
+        leg->playbacks.push_back(playback);
+        return;
+      }
+      auto it = playbacks_.find(playback);
+      if (it == playbacks_.end()) return;
+      auto finished = std::move(it->second);
+      playbacks_.erase(it);
+      if (finished) finished(engine_error_for(reply.error(), "the prompt"));
+    });
+  };
+  if (leg->unbridging) return leg->after_unbridge.push_back(std::move(send));
+  send();
 }
 
 void AriEngine::bridge(const Channel& a, const Channel& b, StatusCompletion done) {
@@ -1014,8 +1068,9 @@ void AriEngine::warn_or_end(const std::string& id) {
     a->limit_timer = context_.clock.schedule(next, [this, id] { warn_or_end(id); });
     return;
   }
-  // Time up: B goes; A hears "time up", then goes too.
+  // Time up: the bridge goes (the prompt waits for that), B goes; A hears "time up", then goes too.
   a->limit_reached = true;
+  unbridge(a);
   if (b && !b->ended) {
     b->limit_reached = true;
     hangup({b->server, b->id}, HangupCause::normal(), nullptr);

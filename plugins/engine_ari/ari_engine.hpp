@@ -93,6 +93,8 @@ class AriEngine final : public Engine {
   void find_bridges(Server& server);
   void inbound(Server& server, const boost::json::object& channel, const std::string& dialed, Timestamp at);
   void leg_ended(Leg& leg, Timestamp at, bool unobserved);
+  void unbridge(const std::shared_ptr<Leg>& leg);
+  void release_plays(Leg& leg);
   void emit(const LegEvent& event);
   void answered(Leg& leg, Timestamp at);
   void warn_or_end(const std::string& id);

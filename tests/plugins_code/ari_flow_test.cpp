@@ -26,7 +26,9 @@ using test::as_dialed;
 struct AriFlowTest : test::FlowBase<engine_ari::AriEngine> {
   // 1 s of the fake's phones is 10 ms here; tests of talk time and the limit (which this
   // engine times on our clock, as it must with ARI) run the fake in real time.
-  explicit AriFlowTest(double scale = 0.01) : ari({.time_scale = scale, .sound_seconds = {}, .default_sound_seconds = 0.2}) {}
+  explicit AriFlowTest(double scale = 0.01, std::int64_t stasis_start_delay_ms = 0, std::int64_t bridge_play_delay_ms = 0)
+      : ari({.time_scale = scale, .sound_seconds = {}, .default_sound_seconds = 0.2,
+             .stasis_start_delay_ms = stasis_start_delay_ms, .bridge_play_delay_ms = bridge_play_delay_ms}) {}
   fake::FakeAri ari;
 
   void SetUp() override { ari.start(); }
@@ -93,6 +95,39 @@ TEST_F(AriRealTimeTest, BothAnswerTheLimitWarnsThenEndsItWithTimeUp) {
   EXPECT_EQ(requests("POST /ari/channels/{id}/play"), 4u) << ari.stats_json();
   EXPECT_EQ(metrics.counter("callback_warnings_total", "").value(), 2u);
   EXPECT_EQ(requests("POST /ari/bridges"), 1u);
+  nothing_left();
+}
+
+// As Asterisk under load: StasisStart 300 ms after the answer events (a play before it is
+// refused 409), and a play queued to a bridged channel dropped if the bridge goes first.
+struct AriLoadedAsteriskTest : AriFlowTest {
+  AriLoadedAsteriskTest() : AriFlowTest(1.0, 300, 300) {}
+};
+
+// outcomes.sh on the real Asterisk: "the welcome prompt: the prompt: Channel not in Stasis
+// application", and A was put through to B without "please wait".
+TEST_F(AriLoadedAsteriskTest, TheCallerCountsAsAnsweredOnlyOnceInStasisSoPleaseWaitIsPlayed) {
+  connect();
+  billing.max_duration = 300s;
+  check(*this, start("9001", "2001"),
+        {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+         .announcement = Announcement::partner_hangup, .a_disposition = Disposition::answered,
+         .b_disposition = Disposition::answered, .settled = 5s});
+  EXPECT_EQ(log_text.str().find("welcome prompt"), std::string::npos) << "please wait was refused";
+  EXPECT_EQ(requests("POST /ari/channels/{id}/play"), 2u) << ari.stats_json();
+  nothing_left();
+}
+
+// outcomes.sh on the real Asterisk: "time up" sent to A while the bridge was being destroyed
+// never started (no PlaybackFinished), so A was never hung up: engine_lost 10 s later.
+TEST_F(AriLoadedAsteriskTest, TimeUpIsPlayedOnlyOnceTheBridgeIsGoneAndEndsTheCall) {
+  connect();
+  billing.max_duration = 2s;
+  const auto id = start("9001", "9002");
+  check(*this, id, {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+                    .announcement = Announcement::time_up, .a_disposition = Disposition::answered,
+                    .b_disposition = Disposition::answered, .settled = 2s});
+  EXPECT_EQ(observer.final_event(id)->outcome, "time_up");
   nothing_left();
 }
 
@@ -229,6 +264,34 @@ TEST_F(AriFlowTest, ACallStillUpAfterTheReconnectIsFollowedToItsEnd) {
   const CallEvent& end = finish(id);
   EXPECT_EQ(end.call.state(), CallState::canceled);
   EXPECT_EQ(end.call.leg_b().cause, HangupCause::canceled()) << "followed to its end, not lost";
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  nothing_left();
+}
+
+// A second WebSocket for our app (a second callbackd, or callbackctl beside callbackd) takes
+// it over: ours gets ApplicationReplaced and then nothing, even once the other has gone
+// (ari-app-replaced, recorded on Asterisk 23.4.1). The engine connects again to take it back.
+TEST_F(AriFlowTest, AnotherClientTakingTheAppOverIsFollowedByAReconnectAndTheCallStillEnds) {
+  connect();
+  billing.max_duration = 300s;
+  const auto id = start("1001", "1003");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  {
+    bool opened = false;
+    ari::Client other(io, {.host = "127.0.0.1", .port = ari.port(), .username = "callback",
+                           .password = "callbacksecret", .app = "callback-app"},
+                      {}, {.opened = [&] { opened = true; }, .event = [](const boost::json::object&) {},
+                           .closed = [](const Error&) {}, .malformed = [](const Error&) {}});
+    other.open();
+    ASSERT_TRUE(run_until([&] { return opened; }, 5s));
+  }  // the other client leaves: the app stays with nobody's WebSocket but a new one's
+  ASSERT_TRUE(run_until([&] { return requests("GET /ari/events") == 3; }, 5s)) << "ours, the other's, ours again";
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_EQ(end.call.leg_b().cause, HangupCause::canceled()) << "followed to its end, not lost";
+  EXPECT_NE(log_text.str().find("took its events; reconnecting"), std::string::npos);
   EXPECT_EQ(billing.endings("r-" + id), 1u);
   nothing_left();
 }

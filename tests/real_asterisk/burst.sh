@@ -10,11 +10,15 @@
 # reserved. Every run must leave Asterisk with no channel.
 #
 #   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start .      # the real Asterisk
-#   tests/real_asterisk/burst.sh [--bin build/bin] [--calls 20] [--b-first 2000] [--port 18080] [--cancel]
+#   tests/real_asterisk/burst.sh [--bin build/bin] [--calls 20] [--b-first 2000] [--port 18080] [--cancel N]
+#                                [--engine ami|ari]
+#
+# --cancel N: only the first N callbacks are canceled (without N: all). --engine: which
+# engine callbackd runs (common.sh; default ami). A run must also leave no bridge on Asterisk.
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
-bin=build/bin calls=20 b_first=2000 port=18080 a_first=9000 cancel=0
+bin=build/bin calls=20 b_first=2000 port=18080 a_first=9000 cancel=0 engine=ami
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -22,10 +26,14 @@ while [ $# -gt 0 ]; do
     --b-first) b_first=$2; shift 2 ;;
     --a-first) a_first=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
-    --cancel) cancel=1; shift ;;
+    --cancel) cancel=1; if [[ "${2:-}" =~ ^[0-9]+$ ]]; then cancel_count=$2; shift; fi; shift ;;
+    --engine) engine=$2; shift 2 ;;
     *) echo "burst.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+source "$(cd "$(dirname "$0")" && pwd)/common.sh"
+engine_json=$(engine_entry "$engine")
+cancel_count=${cancel_count:-$calls}
 bin=$(cd "$bin" && pwd)
 work=$(mktemp -d)
 trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -35,9 +43,7 @@ cat >"$work/callback.json" <<EOF
   "numbering": {"country_code": "", "trunk_prefix": "", "international_prefixes": []},
   "store": {"plugin": "callback.store.sqlite"},
   "billing": {"plugin": "callback.billing.sqlite"},
-  "engines": [{"plugin": "callback.engine.ami", "name": "asterisk",
-               "config": {"servers": ["127.0.0.1:5038"], "username": "callback", "secret": "callbacksecret",
-                          "dial_string": "Local/{number}@phones"}}],
+  "engines": [$engine_json],
   "service": {"max_in_flight": 100000},
   "server": {"listen": "127.0.0.1:$port", "shutdown_grace_seconds": 5},
   "log": {"level": "warning"}
@@ -57,6 +63,8 @@ for _ in $(seq 100); do
 done
 curl -sf "http://127.0.0.1:$port/healthz" | grep -q '"connected":1' || { echo "callbackd did not reach Asterisk"; cat "$work/callbackd.log"; exit 1; }
 
+log=${AST_PREFIX:-/tmp/ast}/peer.log
+before=$(wc -l <"$log")
 # All POSTs at once.
 for i in $(seq 0 $((calls - 1))); do
   printf '{"caller":"%d","callee":"%d","account":"burst-%d"}\n' $((a_first + i)) $((b_first + i)) "$i"
@@ -67,11 +75,12 @@ xargs -P "$calls" -d '\n' -I{} curl -s -w '\n' -XPOST "http://127.0.0.1:$port/v1
 
 if [ "$cancel" = 1 ]; then
   cancels=()
+  head -n "$cancel_count" "$work/ids" >"$work/cancel-ids"
   while read -r id; do
     ( sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", r % 4000 / 1000 }')"
       curl -s -o /dev/null -XDELETE "http://127.0.0.1:$port/v1/callbacks/$id" -H "Authorization: Bearer $key" ) &
     cancels+=($!)
-  done <"$work/ids"
+  done <"$work/cancel-ids"
   wait "${cancels[@]}"
 fi
 
@@ -101,9 +110,11 @@ print(c["id"], c["state"], c.get("outcome"), "B cause", b["cause"], "B billsec",
     case "$line" in *" completed "*"B billsec 5 "*"money ok") ;; *) bad=$((bad + 1)) ;; esac
   fi
 done <"$work/ids"
-ast=${AST_PREFIX:-/tmp/ast}
-left=$("$ast/sbin/asterisk" -C "$ast/etc/asterisk/asterisk.conf" -rx "core show channels count" 2>/dev/null | head -1 || true)
-echo "Asterisk afterwards: ${left:-unknown}"
-case "$left" in "0 active channels"*) ;; *) bad=$((bad + 1)) ;; esac
+echo "Asterisk's log of the run, prompts played: $(tail -n +"$((before + 1))" "$log" | grep -o "Playing '[a-z/-]*" |
+  cut -d"'" -f2 | sort | uniq -c | awk '{ printf "%s%s x%s", n++ ? ", " : "", $2, $1 }'); 'Playback failed': $(
+  tail -n +"$((before + 1))" "$log" | grep -c 'Playback failed' || true)"
+left=$(asterisk_left)
+echo "Asterisk afterwards: $left"
+[ "$left" = "0 active channels, 0 bridges" ] || bad=$((bad + 1))
 echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
 [ "$bad" -eq 0 ]

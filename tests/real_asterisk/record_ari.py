@@ -52,6 +52,7 @@ class Recording:
         self.cv = threading.Condition()
         self.http_log, self.timeline, self.frames, self.events = [], [], [], []
         self.ws = None
+        self.other_frames = 0  # frames on WebSockets other than the recorded one
         self.amis = []  # (Conn, [messages]) read by threads
         self.stop = False
         self.threads = []
@@ -60,7 +61,10 @@ class Recording:
         return round(time.monotonic() - self.t0, 6)
 
     # --- ARI WebSocket (RFC 6455, client side, just enough) ---------------------------------
-    def connect_ws(self, app=APP):
+    def connect_ws(self, app=APP, label=None):
+        """The app's event WebSocket. The first one is the recorded stream (events.jsonl); with a
+        label, another WebSocket for the same app: its handshake is logged under that label, its
+        frames are only counted (other_frames), and the socket is returned for close_other_ws."""
         sock = socket.create_connection((HOST, ARI_PORT))
         key = base64.b64encode(os.urandom(16)).decode()
         req = ("GET /ari/events?app=%s&api_key=%s:%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
@@ -75,17 +79,36 @@ class Recording:
             buf += data
         head, _, rest = buf.partition(b"\r\n\r\n")
         entry = {"t": self.now(), "kind": "ws-handshake", "request": req, "response": head.decode() + "\r\n\r\n"}
+        if label:
+            entry["label"] = label
         with self.cv:
             self.http_log.append(entry)
             self.timeline.append(entry)
         if not head.startswith(b"HTTP/1.1 101"):
             raise RuntimeError("WebSocket handshake refused: " + head.decode())
+        if label:
+            print("  %-45s 101" % label)
+            th = threading.Thread(target=self._read_ws, args=(sock, rest, False), daemon=True)
+            th.start()
+            self.threads.append(th)
+            return sock
         self.ws = sock
         th = threading.Thread(target=self._read_ws, args=(sock, rest), daemon=True)
         th.start()
         self.threads.append(th)
+        return sock
 
-    def _send_frame(self, opcode, payload):
+    def close_other_ws(self, sock, label):
+        """Closes a WebSocket of connect_ws(label=...) with a close frame (status 1000)."""
+        self._send_frame(0x8, (1000).to_bytes(2, "big"), sock)
+        time.sleep(0.2)
+        sock.close()
+        entry = {"t": self.now(), "kind": "ws-close", "label": label}
+        with self.cv:
+            self.timeline.append(entry)
+        print("  %-45s closed (%d frames came on it)" % (label, self.other_frames))
+
+    def _send_frame(self, opcode, payload, sock=None):
         mask = os.urandom(4)
         n = len(payload)
         head = bytes([0x80 | opcode])
@@ -95,9 +118,9 @@ class Recording:
             head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
         else:
             head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-        self.ws.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        (sock or self.ws).sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
-    def _read_ws(self, sock, buf):
+    def _read_ws(self, sock, buf, recorded=True):
         message, msg_opcode = b"", 0
 
         def need(n):
@@ -122,7 +145,7 @@ class Recording:
                 need(off + n)
                 payload, buf = buf[off:off + n], buf[off + n:]
                 if opcode == 0x9:
-                    self._send_frame(0xA, payload)
+                    self._send_frame(0xA, payload, sock)
                     continue
                 if opcode == 0x8:
                     break
@@ -132,7 +155,10 @@ class Recording:
                     message += payload
                 else:
                     continue
-                if fin and msg_opcode == 0x1:
+                if fin and msg_opcode == 0x1 and not recorded:
+                    with self.cv:
+                        self.other_frames += 1
+                elif fin and msg_opcode == 0x1:
                     text = message.decode()
                     with self.cv:
                         self.frames.append(text)
@@ -441,6 +467,71 @@ def ari_errors(rec):
     rec.quiet(1)
 
 
+def ari_app_replaced(rec):
+    """A second WebSocket for the same app takes it over (as a second callbackd, or callbackctl
+    beside callbackd, would): the first gets ApplicationReplaced, then nothing, even after the
+    second has gone."""
+    rec.connect_ws()
+    rec.http("POST", "/ari/channels?endpoint=Local/1001@phones&app=%s&appArgs=leg-a,cb-repl-1&callerId=%s&timeout=30"
+             "&channelId=cb-repl-1-a&otherChannelId=cb-repl-1-a2" % (APP, q('"Callback" <1002>')),
+             "originate A into the app")
+    rec.wait_type("StasisStart", "cb-repl-1-a")
+    # the phone's half settles in Wait(3600): no more events until something happens
+    rec.wait(lambda e: e.get("type") == "ChannelDialplan" and e["channel"]["id"] == "cb-repl-1-a2"
+             and e.get("dialplan_app_data") == "3600", what="A;2 in Wait(3600)")
+    other = rec.connect_ws(label="a second WebSocket for the same app")
+    rec.wait_type("ApplicationReplaced")
+    rec.http("GET", "/ari/applications/%s" % APP, "the app, with the second WebSocket")
+    rec.http("POST", "/ari/channels/cb-repl-1-a/play?media=sound:callback-please-wait&playbackId=cb-repl-1-pb1",
+             "play to A (its events go to the second WebSocket)")
+    rec.quiet(1)
+    rec.close_other_ws(other, "the second WebSocket closes")
+    rec.quiet(1)
+    rec.http("GET", "/ari/applications/%s" % APP, "the app, the second WebSocket gone")
+    rec.http("DELETE", "/ari/channels/cb-repl-1-a?reason_code=16", "hang up A (the first WebSocket hears nothing)")
+    rec.quiet(2)
+    rec.http("GET", "/ari/channels/cb-repl-1-a", "A, 2 s later")
+    rec.http("GET", "/ari/applications/%s" % APP, "the app, A gone")
+
+
+def ari_play_bridge_destroyed(rec):
+    """A and B bridged; the bridge DELETE and a play on A sent at once (as when the call ends
+    and A is told why while the bridge goes): the play answers 201, but Asterisk may never
+    start it, and then no PlaybackFinished comes (up to 5 tries, stopping at the first lost one)."""
+    rec.connect_ws()
+    for n in range(1, 6):
+        a, b, pb = "cb-pbd-%d-a" % n, "cb-pbd-%d-b" % n, "cb-pbd-%d-p1" % n
+        rec.http("POST", "/ari/channels?endpoint=Local/9%03d@phones&app=%s&appArgs=leg-a,cb-pbd-%d&channelId=%s"
+                 "&otherChannelId=%s2" % (n, APP, n, a, a), "originate A (%d)" % n)
+        rec.wait_type("StasisStart", a)
+        rec.http("POST", "/ari/channels?endpoint=Local/9%03d@phones&app=%s&appArgs=leg-b,cb-pbd-%d&channelId=%s"
+                 "&otherChannelId=%s2" % (500 + n, APP, n, b, b), "originate B (%d)" % n)
+        rec.wait_type("StasisStart", b)
+        _, bridge = rec.http("POST", "/ari/bridges?type=mixing&name=cb-pbd-%d" % n, "create the bridge (%d)" % n)
+        rec.http("POST", "/ari/bridges/%s/addChannel?channel=%s,%s" % (bridge["id"], a, b), "add A and B (%d)" % n)
+        rec.quiet(0.5)
+        th = threading.Thread(target=rec.http, args=("DELETE", "/ari/bridges/%s" % bridge["id"],
+                                                     "destroy the bridge, at once with the play (%d)" % n))
+        th.start()
+        rec.http("POST", "/ari/channels/%s/play?media=sound:callback-time-up&lang=en&playbackId=%s" % (a, pb),
+                 "play to A, at once with the bridge's DELETE (%d)" % n)
+        th.join()
+        try:
+            rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == pb, 5,
+                     what="PlaybackFinished " + pb)
+            lost = False
+        except TimeoutError:
+            lost = True
+        rec.http("GET", "/ari/playbacks/%s" % pb, "the playback (%d)" % n)
+        rec.http("DELETE", "/ari/channels/%s?reason_code=16" % b, "hang up B (%d)" % n)
+        rec.http("DELETE", "/ari/channels/%s?reason_code=16" % a, "hang up A (%d)" % n)
+        rec.wait_type("ChannelDestroyed", a)
+        if lost:
+            print("  playback %s lost: no PlaybackStarted, no PlaybackFinished" % pb)
+            break
+    rec.quiet(1)
+
+
 def ari_no_app(rec):
     """HTTP only, no WebSocket: the app callback-app is not registered."""
     rec.http("GET", "/ari/applications", "list applications (no ws connected)")
@@ -538,6 +629,8 @@ SCENARIOS = {
     "ari-play": ari_play,
     "ari-errors": ari_errors,
     "ari-no-app": ari_no_app,
+    "ari-app-replaced": ari_app_replaced,
+    "ari-play-bridge-destroyed": ari_play_bridge_destroyed,
     "ari-inbound-no-app": ari_inbound_no_app,
     "ami-inbound-asyncagi": ami_inbound_asyncagi,
     "ami-inbound-getdata": ami_inbound_getdata,

@@ -267,6 +267,7 @@ struct Playback {
   std::string channel_id;
   std::string language;
   std::string state = "queued";
+  std::string bridge_id;  // queued behind the bridge channel of this bridge (bridge_play_delay_ms)
   std::string app;
   std::unique_ptr<asio::steady_timer> timer;
 };
@@ -313,7 +314,10 @@ struct Server {
   std::map<std::uint64_t, ChannelPtr> channels_in_order;
   std::unordered_map<std::string, Bridge> bridges;
   std::unordered_map<std::string, std::unique_ptr<Playback>> playbacks;
+  // The WebSocket each app's events go to: the newest one (ari-app-replaced: a second
+  // WebSocket for an app takes it over, the first gets ApplicationReplaced, then nothing).
   std::unordered_map<std::string, std::vector<std::shared_ptr<WsSession>>> apps;
+  std::vector<std::shared_ptr<WsSession>> replaced;  // still open, told nothing any more
   std::map<std::string, std::size_t> requests;
 
   // Read by other threads.
@@ -324,7 +328,7 @@ struct Server {
 
   void publish_counts() {
     std::lock_guard lock(mutex);
-    std::size_t ws = 0;
+    std::size_t ws = replaced.size();
     for (const auto& [name, sessions] : apps) ws += sessions.size();
     websockets_open = ws;
     live_objects = channels.size() + bridges.size() + playbacks.size();
@@ -737,6 +741,17 @@ struct Server {
   // bridge destroyed) the app's subscription to the bridge goes with its last channel:
   // ari-errors has no BridgeDestroyed, ari-b-busy (A hung up, then DELETE) has one.
   void leave_bridge(Channel& c, bool hanging_up) {
+    // A play still queued behind the bridge channel is dropped silently (ari-play-bridge-destroyed).
+    for (auto it = playbacks.begin(); it != playbacks.end();) {
+      if (it->second->channel_id == c.id && it->second->state == "queued" && !c.bridge_id.empty() &&
+          it->second->bridge_id == c.bridge_id) {
+        it->second->timer->cancel();
+        std::erase(c.playback_queue, it->first);
+        it = playbacks.erase(it);
+      } else {
+        ++it;
+      }
+    }
     const auto found = bridges.find(c.bridge_id);
     c.bridge_id.clear();
     if (found == bridges.end()) return;
@@ -1038,7 +1053,15 @@ struct Server {
         end_call(call);
         return;
       }
-      enter_stasis(one);
+      if (options.stasis_start_delay_ms <= 0) {
+        enter_stasis(one);
+      } else {
+        auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(options.stasis_start_delay_ms));
+        timer->async_wait([this, timer, weak = std::weak_ptr<Channel>(call->one)](const boost::system::error_code& ec) {
+          const auto late = weak.lock();
+          if (!ec && late && late->alive) enter_stasis(*late);
+        });
+      }
     }
     // Answer() on a Local channel waits 0.5 s for media, then the next priority runs.
     after(call, call->timer, 0.5, [this, priority](const std::shared_ptr<Call>& c) {
@@ -1262,6 +1285,10 @@ struct Server {
     return out;
   }
 
+  // GET /ari/applications/{app} finds it while a WebSocket for it is open (taken over or
+  // not), or while channels are in it (ari-app-replaced: 200 after the second WebSocket left).
+  bool application_exists(const std::string& name) const;
+
   std::string application_json(const std::string& name) const {
     std::string out = "{\"name\":";
     append_string(out, name);
@@ -1286,7 +1313,7 @@ struct Server {
     std::string out = "{\"channels\":" + std::to_string(channels.size()) +
                       ",\"bridges\":" + std::to_string(bridges.size()) +
                       ",\"playbacks\":" + std::to_string(playbacks.size()) + ",\"websockets\":";
-    std::size_t ws = 0;
+    std::size_t ws = replaced.size();
     for (const auto& [name, sessions] : apps) ws += sessions.size();
     out += std::to_string(ws) + ",\"requests\":{";
     bool first = true;
@@ -1539,12 +1566,37 @@ void Server::send_raw_to_all(const std::string& frame, const std::string& app) {
   }
 }
 
+bool Server::application_exists(const std::string& name) const {
+  if (apps.count(name) != 0) return true;
+  for (const auto& s : replaced) {
+    if (s->app == name) return true;
+  }
+  for (const auto& [id, c] : channels) {
+    if (c->app == name && c->subscribed) return true;
+  }
+  return false;
+}
+
 void Server::register_ws(const std::shared_ptr<WsSession>& s) {
-  apps[s->app].push_back(s);
+  auto& sessions = apps[s->app];
+  for (auto& old : sessions) {
+    std::string frame = "{\"type\":\"ApplicationReplaced\",\"timestamp\":\"" + ari_time(std::chrono::system_clock::now()) +
+                        "\",\"application\":";
+    append_string(frame, s->app);
+    frame += ",\"asterisk_id\":\"" + std::string(kAsteriskId) + "\"}";
+    old->send(std::move(frame));
+    replaced.push_back(std::move(old));
+  }
+  sessions.assign({s});
   publish_counts();
 }
 
 void Server::unregister_ws(const std::shared_ptr<WsSession>& s) {
+  if (const auto r = std::find(replaced.begin(), replaced.end(), s); r != replaced.end()) {
+    replaced.erase(r);
+    publish_counts();
+    return;
+  }
   const auto found = apps.find(s->app);
   if (found == apps.end()) return;
   auto& sessions = found->second;
@@ -1556,6 +1608,7 @@ void Server::unregister_ws(const std::shared_ptr<WsSession>& s) {
 void Server::drop_all() {
   std::vector<std::shared_ptr<WsSession>> all;
   for (const auto& [name, sessions] : apps) all.insert(all.end(), sessions.begin(), sessions.end());
+  all.insert(all.end(), replaced.begin(), replaced.end());
   for (const auto& s : all) s->drop();
 }
 
@@ -1698,7 +1751,7 @@ Server::Reply Server::handle_ari(const std::string& method, const std::vector<st
     }
     if (n == 2) {
       key += "/{app}";
-      if (apps.count(path[1]) == 0) return error(404, "Not Found", "Application not found");
+      if (!application_exists(path[1])) return error(404, "Not Found", "Application not found");
       return ok(application_json(path[1]));
     }
   }
@@ -1991,15 +2044,24 @@ Server::Reply Server::channel_action(const std::string& method, const std::strin
     p->app = c->app;
     p->timer = std::make_unique<asio::steady_timer>(io);
     c->playback_queue.push_back(p->id);
+    const std::string pid = p->id;
     if (c->playback_queue.size() == 1) {
-      asio::post(io, [this, pid = p->id] { start_playback(pid); });
+      if (!c->bridge_id.empty() && options.bridge_play_delay_ms > 0) {
+        // Queued behind the bridge channel first (ari-play-bridge-destroyed).
+        p->bridge_id = c->bridge_id;
+        p->timer->expires_after(std::chrono::milliseconds(options.bridge_play_delay_ms));
+        p->timer->async_wait([this, pid](const boost::system::error_code& ec) {
+          if (!ec && playbacks.count(pid) != 0) start_playback(pid);
+        });
+      } else {
+        asio::post(io, [this, pid] { start_playback(pid); });
+      }
     }
     Reply r;
     r.status = 201;
     r.reason = "Created";
     put_playback(r.body, *p);
     r.extra_headers = "Location: /ari/playbacks/" + p->id + "\r\n";
-    const std::string pid = p->id;
     playbacks.emplace(pid, std::move(p));
     publish_counts();
     return r;

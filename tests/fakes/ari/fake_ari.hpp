@@ -65,6 +65,13 @@ struct FakeAriOptions {
   // Sounds that are not installed: a play of one ends "failed" (ari-play). Only "sound:"
   // media can be missing.
   std::set<std::string> missing_sounds;
+  // Under load Asterisk sends StasisStart a while after the answer events (Dial ANSWER,
+  // ChannelStateChange Up); until then the channel is not in Stasis (409 to a play). Unscaled.
+  std::int64_t stasis_start_delay_ms = 0;
+  // A play on a channel in a bridge waits in the bridge channel's queue this long (unscaled);
+  // if the channel leaves the bridge meanwhile, the play is dropped without a PlaybackStarted
+  // or PlaybackFinished (ari-play-bridge-destroyed).
+  std::int64_t bridge_play_delay_ms = 0;
 };
 
 struct InboundCallOptions {

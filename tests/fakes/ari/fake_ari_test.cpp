@@ -23,6 +23,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <regex>
 #include <string>
@@ -295,6 +296,16 @@ void learn_event_ids(const std::vector<json::value>& recorded, std::size_t n, co
   }
 }
 
+// How many frames of the recorded WebSocket had come before `t`.
+std::size_t frames_seen_before(const std::vector<json::value>& timeline, double t) {
+  std::size_t n = 0;
+  for (const auto& entry : timeline) {
+    const auto& o = entry.as_object();
+    if (o.at("kind").as_string() == "ws" && o.at("t").to_number<double>() < t) ++n;
+  }
+  return n;
+}
+
 // start: what the recording's other side did once the WebSocket was up (an inbound call).
 // settle: the requests the recorder sent after waiting for the server to finish something
 // that sends the app no event (a channel into an app nobody listens to, hung up).
@@ -307,17 +318,18 @@ Replay replay(const std::string& scenario, callback::fake::FakeAri& fake, const 
   EXPECT_TRUE(fake.wait_for_websockets(1, 5s));
   if (start) start();
   std::map<std::string, std::string> ids;
+  std::unique_ptr<EventClient> other;  // a second WebSocket for the app (ari-app-replaced)
   for (const auto& entry : timeline) {
     const auto& o = entry.as_object();
     const std::string kind(o.at("kind").as_string());
+    if (kind == "ws-handshake" && o.contains("label")) {
+      EXPECT_TRUE(client.wait_for_count(frames_seen_before(timeline, o.at("t").to_number<double>()))) << scenario;
+      other = std::make_unique<EventClient>(fake.port());
+    }
+    if (kind == "ws-close") other.reset();
     if (kind != "http") continue;
     // The recorder sent this request once it had seen this many events.
-    std::size_t frames_before = 0;
-    const double t_request = o.at("t_request").to_number<double>();
-    for (const auto& other : timeline) {
-      const auto& oo = other.as_object();
-      if (oo.at("kind").as_string() == "ws" && oo.at("t").to_number<double>() < t_request) ++frames_before;
-    }
+    const std::size_t frames_before = frames_seen_before(timeline, o.at("t_request").to_number<double>());
     EXPECT_TRUE(client.wait_for_count(frames_before)) << scenario << ": before " << o.at("label").as_string();
     learn_event_ids(result.recorded_events, frames_before, client.events(), ids);
     if (std::find(settle.begin(), settle.end(), std::string(o.at("label").as_string())) != settle.end()) {
@@ -426,7 +438,7 @@ INSTANTIATE_TEST_SUITE_P(Recordings, RecordedScenario,
                                            "ari-create-dial-noanswer", "ari-play", "ari-errors",
                                            "ari-inbound-dtmf", "ari-inbound-caller-hangup", "ari-inbound-reject",
                                            "ari-inbound-reject-congestion", "ari-inbound-ring-reject",
-                                           "ari-inbound-reject-subscribed"),
+                                           "ari-inbound-reject-subscribed", "ari-app-replaced"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
                            std::string name = param.param.substr(4);
                            std::replace(name.begin(), name.end(), '-', '_');
