@@ -853,7 +853,25 @@ void AriEngine::hangup(const Channel& channel, HangupCause cause, StatusCompleti
   }
   leg->hangup_sent = true;
   request(*server, verb::delete_, "/ari/channels/" + ari::encode(leg->id) + "?reason_code=" + std::to_string(q850(cause)),
-          [done = std::move(done)](Result<ari::Response> reply) {
+          [this, leg, cause, done = std::move(done)](Result<ari::Response> reply) mutable {
+            const bool lost = !reply && (reply.error().code == "ari.closed" || reply.error().code == "ari.unreachable");
+            if (lost && !leg->ended && !stopping_) {
+              // The connection went under it (the app taken over, Asterisk restarting): a
+              // hangup is never dropped. Tried again shortly; if the server is away by then,
+              // it waits for the reconnect (hangup_pending, sent by reconcile).
+              leg->hangup_sent = false;
+              leg->hangup_pending = true;
+              auto timer = std::make_shared<TimerHandle>();
+              *timer = context_.clock.schedule(200ms, [this, timer, leg, cause] {
+                if (leg->ended || !leg->hangup_pending) return;
+                Server* s = server_named(leg->server);
+                if (s == nullptr || s->state != Server::State::ready) return;  // reconcile sends it
+                leg->hangup_pending = false;
+                hangup({leg->server, leg->id}, cause, nullptr);
+              });
+              if (done) done(ok_status());
+              return;
+            }
             if (!done) return;
             done(reply ? ok_status() : Status(engine_error_for(reply.error(), "the hangup")));
           });
