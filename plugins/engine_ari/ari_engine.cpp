@@ -7,6 +7,7 @@
 #include <boost/json/array.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <functional>
 #include <optional>
@@ -80,6 +81,19 @@ std::string dial_status_for(HangupCause cause) {
     case 34: return "CONGESTION";
     default: return "CHANUNAVAIL";
   }
+}
+
+// The event types on_event() reads. Set as the app's event filter once its WebSocket is up
+// (PUT /applications/{app}/eventFilter, fixtures: ari-event-filter), Asterisk sends only
+// these: a callback's ~60 events become ~27, half the bytes to parse here and to write there.
+constexpr std::array<std::string_view, 10> kEventsRead = {
+    "StasisStart",       "StasisEnd",          "ChannelStateChange",  "Dial",             "ChannelHangupRequest",
+    "ChannelDestroyed",  "ChannelLeftBridge",  "ChannelDtmfReceived", "PlaybackFinished", "ApplicationReplaced"};
+
+json::object event_filter() {
+  json::array allowed;
+  for (const auto type : kEventsRead) allowed.push_back(json::object{{"type", type}});
+  return json::object{{"allowed", std::move(allowed)}};
 }
 
 std::string expand(const std::string& pattern, const std::string& number) {
@@ -332,6 +346,13 @@ void AriEngine::on_opened(Server& server) {
   server.detail = "connected";
   server.grace_timer.cancel();
   context_.log.info(component, server.name + ": events of " + options_.app + " connected");
+  // Only the events we read. An Asterisk without eventFilter (before 16.3) sends them all,
+  // which costs time but changes nothing.
+  request(server, verb::put, "/ari/applications/" + ari::encode(options_.app) + "/eventFilter",
+          [this, &server](Result<ari::Response> set) {
+            if (!set) context_.log.info(component, server.name + ": the event filter was not set: " + set.error().message);
+          },
+          event_filter());
   request(server, verb::get, "/ari/asterisk/info", [this, &server](Result<ari::Response> info) {
     if (!info || !info->body.is_object()) return;
     if (const auto* system = obj(info->body.as_object(), "system")) server.version = std::string(str(*system, "version"));

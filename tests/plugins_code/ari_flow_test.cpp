@@ -155,6 +155,26 @@ TEST_F(AriFlowTest, PartnerFailuresPlayTheAnnouncementForTheCauseAndBillNothing)
   nothing_left();
 }
 
+// Once its WebSocket is up the engine sets the app's event filter (ari-event-filter): a
+// callback then costs half the events, and runs the same.
+TEST_F(AriFlowTest, AsteriskSendsOnlyTheEventTypesTheEngineReads) {
+  connect();
+  ASSERT_TRUE(run_until([&] { return requests("PUT /ari/applications/{app}/eventFilter") == 1; }, 5s));
+  check(*this, start("1001", "2001"),
+        {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+         .announcement = Announcement::partner_hangup, .a_disposition = Disposition::answered,
+         .b_disposition = Disposition::answered});
+  const auto stats = ari.stats();
+  for (const char* noise : {"ChannelVarset", "ChannelDialplan", "ChannelCallerId", "ChannelEnteredBridge"}) {
+    EXPECT_EQ(stats.events_sent.count(noise), 0u) << noise;
+    EXPECT_GT(stats.events_filtered.count(noise), 0u) << noise << " is made by the fake, and held back";
+  }
+  for (const char* read : {"StasisStart", "Dial", "ChannelDestroyed", "ChannelLeftBridge", "PlaybackFinished"}) {
+    EXPECT_GT(stats.events_sent.count(read), 0u) << read;
+  }
+  nothing_left();
+}
+
 TEST_F(AriFlowTest, CallerFailuresAreRecordedAndChargedNothing) {
   connect();
   for (const auto& c : test::caller_failures) {

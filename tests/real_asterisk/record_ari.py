@@ -169,14 +169,17 @@ class Recording:
             pass
 
     # --- REST ------------------------------------------------------------------------------
-    def http(self, method, path, label, auth=True):
-        """One REST call on its own connection; returns (status, parsed JSON body or None)."""
+    def http(self, method, path, label, auth=True, body=None):
+        """One REST call on its own connection; returns (status, parsed JSON body or None).
+        `body`: JSON text, sent as application/json."""
         req = "%s %s HTTP/1.1\r\nHost: %s:%d\r\n" % (method, path, HOST, ARI_PORT)
         if auth:
             req += "Authorization: %s\r\n" % AUTH
-        if method in ("POST", "PUT"):
+        if body is not None:
+            req += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body.encode())
+        elif method in ("POST", "PUT"):
             req += "Content-Length: 0\r\n"
-        req += "Connection: close\r\n\r\n"
+        req += "Connection: close\r\n\r\n" + (body or "")
         t_request = self.now()
         sock = socket.create_connection((HOST, ARI_PORT))
         sock.sendall(req.encode())
@@ -532,6 +535,47 @@ def ari_play_bridge_destroyed(rec):
     rec.quiet(1)
 
 
+# The event types callback.engine.ari reads (ari_engine.cpp, kEventsRead).
+ENGINE_EVENTS = ["StasisStart", "StasisEnd", "ChannelStateChange", "Dial", "ChannelHangupRequest",
+                 "ChannelDestroyed", "ChannelLeftBridge", "ChannelDtmfReceived", "PlaybackFinished",
+                 "ApplicationReplaced"]
+
+
+def ari_event_filter(rec):
+    """PUT /applications/{app}/eventFilter with the types the engine reads, then a whole
+    callback (A 9001 answers at once; "please wait"; B 2001 answers after 1 s and hangs up 5 s
+    later; bridged; "partner hung up" to A; A and the bridge deleted): only those types come.
+    Then a malformed filter (400), and {} resets it."""
+    rec.connect_ws()
+    allowed = json.dumps({"allowed": [{"type": t} for t in ENGINE_EVENTS]}, separators=(",", ":"))
+    rec.http("PUT", "/ari/applications/%s/eventFilter" % APP, "set the engine's event filter", body=allowed)
+    rec.http("GET", "/ari/applications/%s" % APP, "the app, with its filter")
+    rec.http("POST", "/ari/channels?endpoint=Local/9001@phones&app=%s&appArgs=leg-a,cb-flt-1&callerId=%s&timeout=30"
+             "&channelId=cb-flt-1-a&otherChannelId=cb-flt-1-a2" % (APP, q('"Callback" <2001>')), "originate A")
+    rec.wait_type("StasisStart", "cb-flt-1-a")
+    rec.http("POST", "/ari/channels/cb-flt-1-a/play?media=sound:callback-please-wait&lang=en&playbackId=cb-flt-1-p1",
+             "play please wait to A")
+    rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == "cb-flt-1-p1",
+             what="PlaybackFinished cb-flt-1-p1")
+    rec.http("POST", "/ari/channels?endpoint=Local/2001@phones&app=%s&appArgs=leg-b,cb-flt-1&callerId=%s&timeout=30"
+             "&channelId=cb-flt-1-b&otherChannelId=cb-flt-1-b2" % (APP, q('"Callback" <9001>')), "originate B")
+    rec.wait_type("StasisStart", "cb-flt-1-b")
+    _, bridge = rec.http("POST", "/ari/bridges?type=mixing&name=cb-flt-1", "create the bridge")
+    rec.http("POST", "/ari/bridges/%s/addChannel?channel=cb-flt-1-a,cb-flt-1-b" % bridge["id"], "add A and B")
+    rec.wait_type("ChannelDestroyed", "cb-flt-1-b", timeout=15)
+    rec.http("POST", "/ari/channels/cb-flt-1-a/play?media=sound:callback-partner-hangup&lang=en&playbackId=cb-flt-1-p2",
+             "play partner hung up to A")
+    rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == "cb-flt-1-p2",
+             what="PlaybackFinished cb-flt-1-p2")
+    rec.http("DELETE", "/ari/channels/cb-flt-1-a?reason_code=16", "hang up A")
+    rec.http("DELETE", "/ari/bridges/%s" % bridge["id"], "delete the bridge")
+    rec.wait_type("ChannelDestroyed", "cb-flt-1-a")
+    rec.http("PUT", "/ari/applications/%s/eventFilter" % APP, "a filter that is not one",
+             body='{"allowed":[{"name":"StasisStart"}]}')
+    rec.http("PUT", "/ari/applications/%s/eventFilter" % APP, "reset the filter", body="{}")
+    rec.quiet(1)
+
+
 def ari_no_app(rec):
     """HTTP only, no WebSocket: the app callback-app is not registered."""
     rec.http("GET", "/ari/applications", "list applications (no ws connected)")
@@ -631,6 +675,7 @@ SCENARIOS = {
     "ari-no-app": ari_no_app,
     "ari-app-replaced": ari_app_replaced,
     "ari-play-bridge-destroyed": ari_play_bridge_destroyed,
+    "ari-event-filter": ari_event_filter,
     "ari-inbound-no-app": ari_inbound_no_app,
     "ami-inbound-asyncagi": ami_inbound_asyncagi,
     "ami-inbound-getdata": ami_inbound_getdata,

@@ -319,6 +319,7 @@ struct Server {
   std::unordered_map<std::string, std::vector<std::shared_ptr<WsSession>>> apps;
   std::vector<std::shared_ptr<WsSession>> replaced;  // still open, told nothing any more
   std::map<std::string, std::size_t> requests;
+  std::map<std::string, std::size_t, std::less<>> events_sent, events_filtered;  // FakeAriStats
 
   // Read by other threads.
   mutable std::mutex mutex;
@@ -518,12 +519,20 @@ struct Server {
   }
 
   void send_to_app(const std::string& app, std::string_view type, const std::string& frame);
+  static void count(std::map<std::string, std::size_t, std::less<>>& counts, std::string_view type) {
+    auto found = counts.find(type);
+    if (found == counts.end()) found = counts.emplace(std::string(type), 0).first;
+    ++found->second;
+  }
 
   void emit(const Channel& c, std::string_view type, std::string_view prefix = {}, std::string_view middle = {},
             std::string_view key = "channel") {
     if (!c.subscribed && !c.in_stasis) return;
     if (apps.find(c.app) == apps.end()) return;
-    if (!event_allowed(c.app, type)) return;
+    if (!event_allowed(c.app, type)) {
+      count(events_filtered, type);
+      return;
+    }
     send_to_app(c.app, type, event(prefix, type, middle, &c, key, c.app));
   }
 
@@ -833,7 +842,10 @@ struct Server {
     if (apps.count(p.app) == 0) return;
     std::string middle = ",\"playback\":";
     put_playback(middle, p);
-    if (!event_allowed(p.app, type)) return;
+    if (!event_allowed(p.app, type)) {
+      count(events_filtered, type);
+      return;
+    }
     send_to_app(p.app, type, event({}, type, middle, nullptr, {}, p.app));
   }
 
@@ -1555,7 +1567,12 @@ struct HttpSession : std::enable_shared_from_this<HttpSession> {
 
 void Server::send_to_app(const std::string& app, std::string_view type, const std::string& frame) {
   const auto found = apps.find(app);
-  if (found == apps.end() || !event_allowed(app, type)) return;
+  if (found == apps.end()) return;
+  if (!event_allowed(app, type)) {
+    count(events_filtered, type);
+    return;
+  }
+  count(events_sent, type);
   for (const auto& session : found->second) session->send(frame);
 }
 
@@ -2180,6 +2197,8 @@ FakeAriStats FakeAri::stats() const {
     s.playbacks = impl_->playbacks.size();
     for (const auto& [name, sessions] : impl_->apps) s.websockets += sessions.size();
     s.requests = impl_->requests;
+    s.events_sent.insert(impl_->events_sent.begin(), impl_->events_sent.end());
+    s.events_filtered.insert(impl_->events_filtered.begin(), impl_->events_filtered.end());
     return s;
   });
 }

@@ -95,6 +95,8 @@ struct FakeAriStats {
   std::size_t playbacks = 0;
   std::size_t websockets = 0;
   std::map<std::string, std::size_t> requests;  // "POST /ari/channels/{id}/answer" -> count
+  // Events by type: sent to an app's WebSockets, and held back by its eventFilter.
+  std::map<std::string, std::size_t> events_sent, events_filtered;
 };
 
 class FakeAri {

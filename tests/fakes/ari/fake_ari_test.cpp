@@ -438,7 +438,8 @@ INSTANTIATE_TEST_SUITE_P(Recordings, RecordedScenario,
                                            "ari-create-dial-noanswer", "ari-play", "ari-errors",
                                            "ari-inbound-dtmf", "ari-inbound-caller-hangup", "ari-inbound-reject",
                                            "ari-inbound-reject-congestion", "ari-inbound-ring-reject",
-                                           "ari-inbound-reject-subscribed", "ari-app-replaced"),
+                                           "ari-inbound-reject-subscribed", "ari-app-replaced",
+                                           "ari-event-filter"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
                            std::string name = param.param.substr(4);
                            std::replace(name.begin(), name.end(), '-', '_');
