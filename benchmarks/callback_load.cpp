@@ -1,8 +1,9 @@
 // Load tool: the CallbackService with the AMI engine against the Asterisk fake on
 // loopback, or (--engine ari) with the ARI engine against the ARI fake. Two modes:
 //   throughput: keep --in-flight callbacks going until --calls complete; A=9XXX answers
-//               at once, B=98XX answers and hangs up at once; prints callbacks/s and the
-//               number that did not complete normally (must be 0).
+//               at once, B=98XX answers and hangs up at once (ARI: B=2XXX at time scale
+//               0.01, see below); prints callbacks/s and the number that did not complete
+//               normally (must be 0).
 //   hold:       start --calls callbacks (A=9XXX, B=9XXX, both stay up) and wait until all
 //               are bridged; prints the resident memory per callback in flight.
 // The fake runs in its own process when --port is given (so memory figures are ours
@@ -98,6 +99,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool ari = engine_name == "ari";
+  // ARI: B 2XXX (rings 10 ms, talks 50 ms at scale 0.01) unless told otherwise, so that every
+  // callback runs the whole step flow. A 98XX B hangs up while the bridge is being made (the
+  // fake has no delays at scale 0): the addChannel fails, and A hears no "partner hung up".
+  if (ari && mode == "throughput") {
+    bool b_given = false, scale_given = false;
+    for (int i = 2; i + 1 < argc; i += 2) {
+      b_given = b_given || !std::strcmp(argv[i], "--b-first");
+      scale_given = scale_given || !std::strcmp(argv[i], "--time-scale");
+    }
+    if (!b_given) b_first = 2000;
+    if (!scale_given) scale = 0.01;
+  }
   std::unique_ptr<fake::FakeAsterisk> asterisk;
   std::unique_ptr<fake::FakeAri> ari_fake;
   if (port == 0 && !ari) {

@@ -161,15 +161,17 @@ std::string connect_failure(const Endpoint& endpoint, error_code ec, std::chrono
   return "cannot connect to ARI at " + address + ": " + ec.message();
 }
 
+using steady = std::chrono::steady_clock;
+
 struct Call {
-  Call(asio::io_context& io, http::verb method_, std::string target_, std::string body_,
-       std::function<void(Result<Response>)> done_)
-      : method(method_), target(std::move(target_)), body(std::move(body_)), done(std::move(done_)), deadline(io) {}
+  Call(http::verb method_, std::string target_, std::string body_, std::function<void(Result<Response>)> done_,
+       steady::time_point deadline_)
+      : method(method_), target(std::move(target_)), body(std::move(body_)), done(std::move(done_)), deadline(deadline_) {}
   http::verb method;
   std::string target;
   std::string body;  // JSON text, or empty
   std::function<void(Result<Response>)> done;
-  asio::steady_timer deadline;  // request_timeout, from request() on
+  steady::time_point deadline;  // request_timeout, from request() on
   int attempts = 0;             // sends; a stale keep-alive connection earns one more
   bool fresh_only = false;      // that one more: on a new connection (the other idle ones are as old)
   bool finished = false;
@@ -189,6 +191,8 @@ struct Connection {
   State state = State::connecting;
   bool reused = false;         // it has answered a request before
   std::uint64_t idle_epoch = 0;
+  steady::time_point idle_since;
+  bool watched = false;  // idle, with a wait for Asterisk closing it
 };
 
 // The event WebSocket of one open().
@@ -250,7 +254,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         options(options_),
         handlers(std::move(handlers_)),
         host(host_header(endpoint)),
-        authorization("Basic " + base64(endpoint.username + ":" + endpoint.password)) {}
+        authorization("Basic " + base64(endpoint.username + ":" + endpoint.password)),
+        deadline_timer(io_),
+        idle_timer(io_) {}
 
   asio::io_context& io;
   Endpoint endpoint;
@@ -262,6 +268,18 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   std::deque<std::shared_ptr<Call>> queue;
   std::vector<std::shared_ptr<Connection>> connections;
   std::shared_ptr<EventStream> events;
+  // Request deadlines without a timer each: every call has the same timeout, so calls in
+  // the order made are in deadline order; one timer waits for the oldest unfinished one.
+  std::deque<std::weak_ptr<Call>> by_deadline;
+  asio::steady_timer deadline_timer;
+  bool deadline_armed = false;
+  // Idle keep-alive connections are watched for Asterisk closing them only once idle for
+  // idle_watch_after: under load a connection is reused long before, and a wait armed and
+  // cancelled for every request costs a system call each time. A connection closed before
+  // it is watched is found stale when next used, and its request goes again on a new one.
+  static constexpr std::chrono::milliseconds idle_watch_after{1000};
+  asio::steady_timer idle_timer;
+  bool idle_armed = false;
 
   // --- REST ------------------------------------------------------------------------
 
@@ -280,17 +298,41 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       });
       return;
     }
-    auto call = std::make_shared<Call>(io, method, std::move(target), body.empty() ? std::string() : json::serialize(body),
-                                       std::move(done));
-    call->deadline.expires_after(options.request_timeout);
-    call->deadline.async_wait([weak = weak_from_this(), weak_call = std::weak_ptr<Call>(call)](error_code ec) {
-      auto self = weak.lock();
-      auto expired = weak_call.lock();
-      if (ec || !self || !expired) return;
-      self->expire(expired);
-    });
+    auto call = std::make_shared<Call>(method, std::move(target), body.empty() ? std::string() : json::serialize(body),
+                                       std::move(done), steady::now() + options.request_timeout);
+    by_deadline.push_back(call);
+    arm_deadline();
     queue.push_back(std::move(call));
     dispatch();
+  }
+
+  // The oldest unfinished call's deadline, if the timer is not already set for it.
+  void arm_deadline() {
+    while (!by_deadline.empty()) {
+      auto oldest = by_deadline.front().lock();
+      if (oldest && !oldest->finished) break;
+      by_deadline.pop_front();
+    }
+    if (deadline_armed || by_deadline.empty()) return;
+    deadline_armed = true;
+    deadline_timer.expires_at(by_deadline.front().lock()->deadline);
+    deadline_timer.async_wait([weak = weak_from_this()](error_code) {
+      auto self = weak.lock();
+      if (!self) return;
+      self->deadline_armed = false;
+      self->expire_due();
+    });
+  }
+
+  void expire_due() {
+    const auto now = steady::now();
+    while (!by_deadline.empty()) {
+      auto oldest = by_deadline.front().lock();
+      if (oldest && !oldest->finished && oldest->deadline > now) break;
+      by_deadline.pop_front();
+      if (oldest && !oldest->finished) expire(oldest);  // its callback may close() or destroy us
+    }
+    if (!closed) arm_deadline();
   }
 
   // Gives queued calls to idle connections, then opens new ones up to max_connections.
@@ -302,8 +344,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
                                [](const auto& c) { return c->state == Connection::State::idle; });
       if (idle != connections.end() && !queue.front()->fresh_only) {
         auto conn = *idle;
-        error_code ignored;
-        conn->stream.socket().cancel(ignored);  // the idle watch
+        if (conn->watched) {
+          error_code ignored;
+          conn->stream.socket().cancel(ignored);  // the idle watch
+          conn->watched = false;
+        }
         auto call = std::move(queue.front());
         queue.pop_front();
         send(conn, std::move(call));
@@ -413,15 +458,51 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Between requests: a readable idle socket means Asterisk closed it (or spoke out of turn).
+  // Between requests. Watched (arm_idle_watch) once idle for idle_watch_after.
   void watch_idle(const std::shared_ptr<Connection>& conn) {
     conn->state = Connection::State::idle;
     conn->call.reset();
-    const auto epoch = ++conn->idle_epoch;
-    conn->stream.socket().async_wait(tcp::socket::wait_read, [weak = weak_from_this(), conn, epoch](error_code ec) {
-      auto self = weak.lock();
-      if (ec || !self || conn->state != Connection::State::idle || conn->idle_epoch != epoch) return;
-      self->drop(conn);
+    ++conn->idle_epoch;
+    conn->idle_since = steady::now();
+    conn->watched = false;
+    if (idle_armed) return;
+    idle_armed = true;
+    idle_timer.expires_after(idle_watch_after);
+    idle_timer.async_wait([weak = weak_from_this()](error_code) {
+      if (auto self = weak.lock()) {
+        self->idle_armed = false;
+        self->arm_idle_watches();
+      }
+    });
+  }
+
+  // A readable idle socket means Asterisk closed it (or spoke out of turn): dropped.
+  void arm_idle_watches() {
+    if (closed) return;
+    const auto now = steady::now();
+    std::optional<steady::time_point> next;
+    for (const auto& conn : connections) {
+      if (conn->state != Connection::State::idle || conn->watched) continue;
+      if (now - conn->idle_since < idle_watch_after) {
+        next = std::min(next.value_or(conn->idle_since), conn->idle_since);
+        continue;
+      }
+      conn->watched = true;
+      conn->stream.socket().async_wait(tcp::socket::wait_read,
+                                       [weak = weak_from_this(), conn, epoch = conn->idle_epoch](error_code ec) {
+                                         auto self = weak.lock();
+                                         if (ec || !self || conn->state != Connection::State::idle || conn->idle_epoch != epoch) return;
+                                         self->drop(conn);
+                                       });
+    }
+    if (!next) return;
+    idle_armed = true;
+    idle_timer.expires_at(*next + idle_watch_after);
+    idle_timer.async_wait([weak = weak_from_this()](error_code) {
+      if (auto self = weak.lock()) {
+        self->idle_armed = false;
+        self->arm_idle_watches();
+      }
     });
   }
 
@@ -446,8 +527,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   void finish(const std::shared_ptr<Call>& call, Result<Response> result) {
     if (call->finished) return;
     call->finished = true;
-    call->deadline.cancel();
     auto done = std::move(call->done);
+    if (!by_deadline.empty() && by_deadline.front().lock() == call) arm_deadline();  // pops it (and any finished behind it)
     dispatch();
     if (done) done(std::move(result));
   }
@@ -593,6 +674,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   // close() (notify) and ~Client (silent).
   void shutdown(bool notify) {
     closed = true;
+    deadline_timer.cancel();
+    idle_timer.cancel();
+    by_deadline.clear();
     if (events) stop_events(events);
     std::vector<std::shared_ptr<Call>> calls;  // in flight first, then the queued ones, oldest first
     for (const auto& conn : std::vector(connections)) {
@@ -605,7 +689,6 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     for (const auto& call : calls) {
       if (call->finished) continue;
       call->finished = true;
-      call->deadline.cancel();
       callbacks.emplace_back(std::move(call->done), where(call->method, call->target));
     }
     if (!notify) return;
