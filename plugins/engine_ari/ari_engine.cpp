@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <deque>
 #include <functional>
 #include <optional>
 
@@ -120,6 +121,9 @@ Status validate(const AriOptions& options) {
     return Error{"config.value", "dial string must contain {number}, got \"" + options.dial_string + "\"",
                  "dial_string"};
   }
+  if (options.leg_end_context.find_first_of(",()|\\ \t\r\n") != std::string::npos) {
+    return Error{"config.value", "a dialplan context name, without ',', '(', ')', '|', '\\' or spaces", "leg_end_context"};
+  }
   if (options.app.empty() || options.app.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
                                  std::string::npos) {
     return Error{"config.value", "the Stasis application name is letters, digits, '_', '-' and '.'", "app"};
@@ -162,7 +166,40 @@ struct AriEngine::Leg {
   Timestamp last_seen{};    // when it was last known up
   std::chrono::seconds recovered_limit{0};  // adopted after a restart: the call's limit
   bool adopted = false;                     // from recover(), not yet found on a server
+  bool record_asked = false;                // its end record is being read (end_unobserved)
+  std::optional<bool> recorded_up;          // its end record came: whether it had answered
 };
+
+// A B leg's end as [callback-ari-leg-end] recorded it: "cause|state|epoch.ms".
+struct EndRecord {
+  int cause = 0;
+  bool up = false;  // it was answered (state Up when it hung up)
+  Timestamp at{};
+};
+std::optional<EndRecord> parse_end_record(std::string_view text) {
+  const auto bar1 = text.find('|');
+  const auto bar2 = bar1 == std::string_view::npos ? bar1 : text.find('|', bar1 + 1);
+  if (bar2 == std::string_view::npos) return std::nullopt;
+  const int cause = to_int(text.substr(0, bar1), -1);
+  const std::string_view state = text.substr(bar1 + 1, bar2 - bar1 - 1);
+  const std::string_view when = text.substr(bar2 + 1);
+  const auto dot = when.find('.');
+  long long seconds = -1;
+  auto [ptr, ec] = std::from_chars(when.data(), when.data() + std::min(dot, when.size()), seconds);
+  if (cause < 0 || ec != std::errc{} || ptr != when.data() + std::min(dot, when.size()) || seconds <= 0) return std::nullopt;
+  const int ms = dot == std::string_view::npos ? 0 : to_int(when.substr(dot + 1), -1);
+  if (ms < 0 || ms > 999) return std::nullopt;
+  return EndRecord{cause, state == "Up", Timestamp{std::chrono::seconds{seconds} + std::chrono::milliseconds{ms}}};
+}
+
+// A callback id goes into the hangup handler's argument: only characters that cannot end it.
+bool fits_handler_argument(std::string_view id) {
+  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+  });
+}
+constexpr std::size_t kForgetPerOriginate = 20;  // ids in one B's CB_FORGET
+constexpr std::size_t kForgetKept = 1000;        // beyond that the oldest records stay on Asterisk
 
 struct AriEngine::Collection {
   DigitRequest request;
@@ -183,6 +220,9 @@ struct AriEngine::Server {
   TimerHandle timer;        // reconnect backoff
   TimerHandle grace_timer;  // legs of a lost connection wait for it this long
   std::size_t legs = 0;
+  // Callbacks whose end the service has on disk: their end records on this server go with
+  // the next B placed here (CB_FORGET).
+  std::deque<std::string> forgotten;
 };
 
 // --- the engine -----------------------------------------------------------------------
@@ -461,7 +501,7 @@ void AriEngine::reconcile(Server& server, const json::array& channels) {
     }
   }
   const Timestamp now = context_.clock.now();
-  for (auto& leg : gone) leg_ended(*leg, std::min(now, leg->last_seen), true);
+  for (auto& leg : gone) end_unobserved(leg, std::min(now, leg->last_seen));
   if (!adopting_.empty()) find_bridges(server);
 }
 
@@ -753,7 +793,11 @@ void AriEngine::leg_ended(Leg& leg, Timestamp at, bool unobserved) {
   }
   event.limit_reached = leg.limit_reached;
   event.far_end_hung_up = !unobserved && !leg.hung_up_by_us && !leg.limit_reached;
-  if (leg.up) {
+  if (leg.recorded_up) {
+    // Ended while we were away, at the time its record says: the service bills from B's
+    // answer in its journal to then (no billsec of ours: we did not see the answer).
+    event.dial_status = *leg.recorded_up ? "ANSWER" : dial_status_for(HangupCause{leg.cause1});
+  } else if (leg.up) {
     event.billsec = std::chrono::duration_cast<std::chrono::seconds>(std::max(at - leg.answered_at, Timestamp::duration{}));
     event.dial_status = "ANSWER";
   } else {
@@ -773,6 +817,7 @@ void AriEngine::leg_ended(Leg& leg, Timestamp at, bool unobserved) {
 // --- operations -------------------------------------------------------------------------
 
 void AriEngine::originate(const OriginateRequest& r, Completion<Channel> placed) {
+  if (!placed) placed = [](Result<Channel>) {};  // the events tell the rest
   const Timestamp now = context_.clock.now();
   Server* server = stopping_ ? nullptr : pick_server();
   if (server == nullptr) {
@@ -811,6 +856,19 @@ void AriEngine::originate(const OriginateRequest& r, Completion<Channel> placed)
   if (!r.language.empty()) variables["CHANNEL(language)"] = r.language;
   if (!r.account_code.empty()) variables["CHANNEL(accountcode)"] = r.account_code;
   variables["CB_ID"] = r.call_id;
+  std::vector<std::string> forgetting;
+  if (r.leg == LegRole::b && !options_.leg_end_context.empty() && fits_handler_argument(r.call_id)) {
+    // B's end, recorded by Asterisk itself, for a B that ends while we are away.
+    variables["CHANNEL(hangup_handler_push)"] = options_.leg_end_context + ",s,1(" + r.call_id + ")";
+    std::string list;
+    while (!server->forgotten.empty() && forgetting.size() < kForgetPerOriginate) {
+      forgetting.push_back(std::move(server->forgotten.front()));
+      server->forgotten.pop_front();
+      list += (list.empty() ? "" : ",") + forgetting.back();
+    }
+    variables["CB_FORGET"] = list;
+    recorded_on_[r.call_id] = server->name;
+  }
   json::object body;
   body["variables"] = std::move(variables);
   request(*server, verb::post,
@@ -821,8 +879,14 @@ void AriEngine::originate(const OriginateRequest& r, Completion<Channel> placed)
                                             {"timeout", timeout},
                                             {"channelId", leg->id},
                                             {"otherChannelId", leg->id2}}),
-          [this, leg, placed = std::move(placed)](Result<ari::Response> reply) {
+          [this, leg, placed = std::move(placed), forgetting = std::move(forgetting)](Result<ari::Response> reply) mutable {
             leg->placing = false;
+            if (!reply && !forgetting.empty()) {  // not placed: the next B carries them
+              if (Server* s = server_named(leg->server)) {
+                s->forgotten.insert(s->forgotten.begin(), std::make_move_iterator(forgetting.begin()),
+                                    std::make_move_iterator(forgetting.end()));
+              }
+            }
             if (leg->ended) return placed(Result<Channel>(engine_error(engine_errc::channel_gone, "it ended already")));
             const Timestamp at = context_.clock.now();
             if (!reply) {
@@ -898,6 +962,58 @@ void AriEngine::hangup(const Channel& channel, HangupCause cause, StatusCompleti
           });
 }
 
+void AriEngine::forget(const std::string& call_id) {
+  auto it = recorded_on_.find(call_id);
+  if (it == recorded_on_.end()) return;
+  if (Server* server = server_named(it->second)) {
+    server->forgotten.push_back(call_id);
+    if (server->forgotten.size() > kForgetKept) server->forgotten.pop_front();  // stays on Asterisk
+  }
+  recorded_on_.erase(it);
+}
+
+// A leg we did not see end. A B leg left its end record on its server ([callback-ari-leg-end]):
+// read it first, so that the talk while we were away is billed as Asterisk measured it;
+// without one, the leg ends as last seen.
+void AriEngine::end_unobserved(const std::shared_ptr<Leg>& leg, Timestamp last_seen) {
+  if (leg->ended || leg->record_asked) return;
+  std::vector<Server*> ask;
+  if (leg->role == LegRole::b && !leg->call_id.empty() && !options_.leg_end_context.empty()) {
+    for (auto& server : servers_) {  // an adopted leg's server may be unknown: every one that is up
+      if (server->state == Server::State::ready && (leg->server.empty() || leg->server == server->name)) {
+        ask.push_back(server.get());
+      }
+    }
+  }
+  if (ask.empty()) return leg_ended(*leg, last_seen, true);
+  leg->record_asked = true;
+  auto pending = std::make_shared<std::size_t>(ask.size());
+  for (Server* server : ask) {
+    request(*server, verb::get, ari::with_query("/ari/asterisk/variable", {{"variable", "CB_END_" + leg->call_id}}),
+            [this, leg, last_seen, pending, name = server->name](Result<ari::Response> reply) {
+              --*pending;
+              if (leg->ended) return;
+              std::optional<EndRecord> record;
+              if (reply && reply->body.is_object()) record = parse_end_record(str(reply->body.as_object(), "value"));
+              if (!reply) {
+                context_.log.warning(component, name + ": reading the end record of " + leg->id + " failed: " +
+                                                    reply.error().message);
+              }
+              if (record) {
+                leg->recorded_up = record->up;
+                if (leg->cause1 == 0) leg->cause1 = record->cause;
+                if (leg->server.empty()) leg->server = name;
+                recorded_on_[leg->call_id] = name;  // forget() deletes it
+                context_.log.info(component, name + ": " + leg->id + " ended while we were away; its record says cause " +
+                                                 std::to_string(record->cause) + (record->up ? ", answered" : ", unanswered") +
+                                                 ", at " + format_timestamp(record->at));
+                return leg_ended(*leg, record->at, true);
+              }
+              if (*pending == 0) leg_ended(*leg, last_seen, true);
+            });
+  }
+}
+
 void AriEngine::recover(const std::vector<Recovered>& calls) {
   // Each leg of each call waits for a server's channel list (or the grace) to say whether
   // it is still up. Ids are ours (channelId), so they are found by name.
@@ -933,7 +1049,7 @@ void AriEngine::recover(const std::vector<Recovered>& calls) {
     for (auto& [id, leg] : legs_) {
       if (leg->orphaned && !leg->ended && id == leg->id && leg->recovered_limit.count() >= 0) lost.push_back(leg);
     }
-    for (auto& leg : lost) leg_ended(*leg, leg->last_seen, true);
+    for (auto& leg : lost) end_unobserved(leg, leg->last_seen);
   });
   for (auto& server : servers_) {
     if (server->state != Server::State::ready) continue;

@@ -50,6 +50,11 @@ struct AriOptions {
   std::chrono::milliseconds lost_call_grace{30'000};  // legs of a lost server wait this long for it
   std::chrono::milliseconds event_idle_timeout{30'000};
   std::size_t max_connections = 4;  // HTTP connections per server
+  // The hangup handler each B leg gets (examples/asterisk/extensions.conf): it leaves B's
+  // end in a global on Asterisk, read back for a B that ended while we were away (a
+  // restart, a lost connection), so that call is billed. Empty: none, and such a B is
+  // billed up to when it was last seen.
+  std::string leg_end_context = "callback-ari-leg-end";
 };
 
 [[nodiscard]] Status validate(const AriOptions& options);
@@ -71,6 +76,7 @@ class AriEngine final : public Engine {
   void originate(const OriginateRequest& request, Completion<Channel> placed) override;
   void hangup(const Channel& channel, HangupCause cause, StatusCompletion done) override;
   void recover(const std::vector<Recovered>& calls) override;
+  void forget(const std::string& call_id) override;
   void answer(const Channel& channel, StatusCompletion done) override;
   void reject(const Channel& channel, HangupCause cause, std::chrono::milliseconds ring_first,
               StatusCompletion done) override;
@@ -93,6 +99,7 @@ class AriEngine final : public Engine {
   void find_bridges(Server& server);
   void inbound(Server& server, const boost::json::object& channel, const std::string& dialed, Timestamp at);
   void leg_ended(Leg& leg, Timestamp at, bool unobserved);
+  void end_unobserved(const std::shared_ptr<Leg>& leg, Timestamp last_seen);
   void unbridge(const std::shared_ptr<Leg>& leg);
   void release_plays(Leg& leg);
   void emit(const LegEvent& event);
@@ -133,6 +140,8 @@ class AriEngine final : public Engine {
   std::unordered_map<std::string, StatusCompletion> playbacks_;              // by playback id
   std::uint64_t sequence_ = 0;
   std::set<std::string> adopting_;  // callback ids given to recover(): their bridges are ours
+  // Callbacks whose B was placed with the end record's hangup handler: the server it is on.
+  std::unordered_map<std::string, std::string> recorded_on_;
 };
 
 }  // namespace callback::engine_ari

@@ -34,6 +34,10 @@ class Factory final : public PluginFactory {
          .min = 0, .max = 3600000},
         {.name = "max_connections", .type = OptionType::integer, .default_value = 4,
          .description = "HTTP connections per server for REST calls", .min = 1, .max = 64},
+        {.name = "leg_end_context", .type = OptionType::string, .default_value = "callback-ari-leg-end",
+         .description = "dialplan context of the hangup handler each B leg gets (examples/asterisk/extensions.conf): "
+                        "it records B's end on Asterisk, so a call that ends while callbackd is away is still billed; "
+                        "empty: none"},
     };
   }
 
@@ -50,6 +54,7 @@ class Factory final : public PluginFactory {
     options.reconnect_max = std::chrono::milliseconds(args.options.integer("reconnect_max_ms"));
     options.lost_call_grace = std::chrono::milliseconds(args.options.integer("lost_call_grace_ms"));
     options.max_connections = static_cast<std::size_t>(args.options.integer("max_connections"));
+    options.leg_end_context = args.options.string("leg_end_context");
     if (auto ok = validate(options); !ok) throw Exception(ok.error());
     return std::make_unique<AriEngine>(args.context, std::move(options));
   }

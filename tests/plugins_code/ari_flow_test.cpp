@@ -413,6 +413,60 @@ TEST_F(AriFlowTest, RecoverFollowsTheLegsStillUpAndEndsThoseThatWentAsUnobserved
   second.reset();
 }
 
+// A B that hangs up while callbackd is away (a crash) leaves its end on Asterisk: the hangup
+// handler of [callback-ari-leg-end] that each B gets (ari-leg-end-record). After the restart
+// it ends unobserved, but with the talk time Asterisk measured, so the call is billed; the
+// record goes (CB_FORGET) with the next B placed there once the service has the end on disk.
+TEST_F(AriRealTimeTest, APartnerWhoHungUpWhileWeWereAwayIsBilledFromAsterisksRecord) {
+  connect();
+  billing.max_duration = 300s;
+  const auto gone = start("9001", "2001");  // B answers after 1 s and hangs up 5 s later
+  ASSERT_TRUE(run_until([&] { return observer.reached(gone, CallState::bridged); }, 5s));
+  const Timestamp answered = context.clock.now();  // B answered just before the bridge
+  const std::string server = "127.0.0.1:" + std::to_string(ari.port());
+  const std::string record = "CB_END_" + gone;
+  service.reset();  // the crash: nothing is hung up
+  engine.reset();
+  ASSERT_TRUE(run_until([&] { return ari.stats().websockets == 0; }, 5s));
+  ASSERT_TRUE(run_until([&] { return ari.stats().globals.count(record) == 1; }, 10s)) << "B hangs up while nobody watches";
+  std::vector<LegEvent> events;
+  auto second = std::make_unique<engine_ari::AriEngine>(context, engine_options());
+  auto subscription = second->subscribe([&](const LegEvent& e) { events.push_back(e); });
+  second->recover({{.call_id = gone, .server = server, .limit = 300s, .b_dialed = true}});
+  second->start();
+  const auto find = [&](const std::string& id, LegRole leg, LegEventType type) -> const LegEvent* {
+    for (const auto& e : events) {
+      if (e.call_id == id && e.leg == leg && e.type == type) return &e;
+    }
+    return nullptr;
+  };
+  ASSERT_TRUE(run_until([&] { return find(gone, LegRole::b, LegEventType::ended) && find(gone, LegRole::a, LegEventType::dialing); }, 5s));
+  const LegEvent& b_end = *find(gone, LegRole::b, LegEventType::ended);
+  EXPECT_TRUE(b_end.unobserved);
+  EXPECT_FALSE(b_end.billsec.has_value()) << "the service bills from B's answer in its journal to the recorded end";
+  const auto talked = std::chrono::duration_cast<std::chrono::milliseconds>(b_end.at - answered);
+  EXPECT_GT(talked, 4500ms) << "the end Asterisk recorded, 5 s after the answer: not the restart's time";
+  EXPECT_LT(talked, 5500ms);
+  EXPECT_EQ(b_end.dial_status, "ANSWER");
+  EXPECT_EQ(find(gone, LegRole::a, LegEventType::ended), nullptr) << "A is still up, alone in its bridge";
+  second->hangup(find(gone, LegRole::a, LegEventType::dialing)->handle, HangupCause::normal(), nullptr);
+  ASSERT_TRUE(run_until([&] { return find(gone, LegRole::a, LegEventType::ended) != nullptr; }, 5s));
+  // The service has the end on disk: the record goes with the next B placed on that server.
+  second->forget(gone);
+  EXPECT_EQ(ari.stats().globals.count(record), 1u) << "nothing is sent for it by itself";
+  second->originate({.call_id = "cb-next", .leg = LegRole::b, .number = PhoneNumber::parse("9002", test::as_dialed).value(),
+                     .caller_id = PhoneNumber::parse("9001", test::as_dialed).value(), .caller_name = "Callback"},
+                    nullptr);
+  ASSERT_TRUE(run_until([&] { return find("cb-next", LegRole::b, LegEventType::answered) != nullptr; }, 5s));
+  second->hangup(find("cb-next", LegRole::b, LegEventType::dialing)->handle, HangupCause::normal(), nullptr);
+  ASSERT_TRUE(run_until([&] { return find("cb-next", LegRole::b, LegEventType::ended) != nullptr; }, 5s));
+  const auto globals = ari.stats().globals;
+  EXPECT_EQ(globals.count(record), 0u) << "deleted by the next B's hangup handler";
+  EXPECT_EQ(globals.count("CB_END_cb-next"), 1u) << "that B's own record, until it is forgotten in turn";
+  nothing_left();
+  second.reset();
+}
+
 // --- inbound calls and digits (the ANI/DID triggers' primitives) ---------------------------
 
 TEST_F(AriFlowTest, AnInboundCallGoesToTheRouteOfItsNumberIsAnsweredAndItsDigitsCollected) {

@@ -7,18 +7,17 @@
 #    bridged; 8 s later (the 2099 call has ended while nobody watched) callbackd starts again.
 #  - The N must show `bridged` again; each is canceled (DELETE) and must end with a cost,
 #    B's billsec > 0 and two CDRs (`callbackctl --json status ID`).
-#  - The 2099 one must end from the dialplan's AstDB record: outcome engine_lost, a cost,
-#    two CDRs. Nothing stays reserved; Asterisk is left with no channel.
+#  - The 2099 one must end from what Asterisk recorded of it (AMI: the dialplan's AstDB
+#    record; ARI: the global its B's hangup handler set, [callback-ari-leg-end]): outcome
+#    engine_lost, a cost, two CDRs. Nothing stays reserved; Asterisk is left with no channel.
 # Prints one line per callback; exits 1 if any was wrong.
 #
 #   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start . build/share/callback/sounds
 #   tests/real_asterisk/crash.sh [--bin build/bin] [--calls 5] [--port 18090] [--engine ami|ari]
 #
-# --engine: which engine callbackd runs (common.sh; default ami). The checks are the AMI
-# engine's: the ARI engine has no record of a call that ended while nobody watched (no
-# dialplan runs, so no AstDB entry) and adopts legs by their channel ids (<id>-a, <id>-b)
-# from GET /ari/channels; what it did is in tests/README.md ("The ARI engine on the real
-# Asterisk"). A run must also leave no bridge on Asterisk.
+# --engine: which engine callbackd runs (common.sh; default ami). The same checks hold for
+# both; the ARI engine adopts legs by their channel ids (<id>-a, <id>-b) from GET
+# /ari/channels. A run must also leave no bridge on Asterisk. Runs: tests/README.md.
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail

@@ -576,6 +576,58 @@ def ari_event_filter(rec):
     rec.quiet(1)
 
 
+def originate_b_with_record(rec, cid, number, timeout=30, forget=""):
+    """A B leg as the ARI engine places it: the hangup handler of [callback-ari-leg-end] pushed
+    and CB_FORGET set, in the body's variables."""
+    variables = {"CHANNEL(hangup_handler_push)": "callback-ari-leg-end,s,1(%s)" % cid, "CB_FORGET": forget}
+    body = json.dumps({"variables": variables}, separators=(",", ":"))
+    rec.http("POST", "/ari/channels?endpoint=Local/%s@phones&app=%s&appArgs=leg-b,%s&callerId=%s&timeout=%d"
+             "&channelId=%s-b&otherChannelId=%s-b2" % (number, APP, cid, q('"Callback" <9001>'), timeout, cid, cid),
+             "originate B %s (%s) with the hangup handler, CB_FORGET=%s" % (number, cid, forget), body=body)
+
+
+def read_record(rec, cid):
+    rec.http("GET", "/ari/asterisk/variable?variable=CB_END_%s" % cid, "the record of %s" % cid)
+
+
+def ari_leg_end_record(rec):
+    """The record B legs leave in a global when they hang up ([callback-ari-leg-end]), read
+    back with GET /ari/asterisk/variable, and forgotten through a later B's CB_FORGET.
+    B=2001 answers after 1 s and hangs up 5 s later, bridged with A=9001 as in a callback; B=1002 answers and is hung up by us 1 s
+    later (CB_FORGET=cb-rec-1); B=4003 never answers (timeout 3 s, CB_FORGET=cb-rec-2 and
+    one never written). Also: DB() read through a channel (refused), and a global never set."""
+    rec.connect_ws()
+    allowed = json.dumps({"allowed": [{"type": t} for t in ENGINE_EVENTS]}, separators=(",", ":"))
+    rec.http("PUT", "/ari/applications/%s/eventFilter" % APP, "set the engine's event filter", body=allowed)
+    rec.http("POST", "/ari/channels?endpoint=Local/9001@phones&app=%s&appArgs=leg-a,cb-rec-1&channelId=cb-rec-1-a"
+             "&otherChannelId=cb-rec-1-a2" % APP, "originate A 9001")
+    rec.wait_type("StasisStart", "cb-rec-1-a")
+    originate_b_with_record(rec, "cb-rec-1", "2001")
+    rec.wait_type("StasisStart", "cb-rec-1-b")
+    _, bridge = rec.http("POST", "/ari/bridges?type=mixing&name=cb-rec-1", "create the bridge")
+    rec.http("POST", "/ari/bridges/%s/addChannel?channel=cb-rec-1-a,cb-rec-1-b" % bridge["id"], "add A and B")
+    rec.wait_type("ChannelDestroyed", "cb-rec-1-b", timeout=15)
+    rec.http("DELETE", "/ari/bridges/%s" % bridge["id"], "delete the bridge")
+    rec.http("DELETE", "/ari/channels/cb-rec-1-a?reason_code=16", "hang up A")
+    rec.wait_type("ChannelDestroyed", "cb-rec-1-a")
+    read_record(rec, "cb-rec-1")
+    read_record(rec, "cb-never-written")
+    originate_b_with_record(rec, "cb-rec-2", "1002", forget="cb-rec-1")
+    rec.wait_type("StasisStart", "cb-rec-2-b")
+    rec.http("GET", "/ari/channels/cb-rec-2-b/variable?variable=%s" % q("DB(callback/cb-rec-1-b)"),
+             "DB() read through a channel")
+    rec.quiet(1)
+    rec.http("DELETE", "/ari/channels/cb-rec-2-b?reason_code=16", "hang up B 1002")
+    rec.wait_type("ChannelDestroyed", "cb-rec-2-b", timeout=15)
+    read_record(rec, "cb-rec-1")
+    read_record(rec, "cb-rec-2")
+    originate_b_with_record(rec, "cb-rec-3", "4003", timeout=3, forget="cb-rec-2,cb-rec-none")
+    rec.wait_type("ChannelDestroyed", "cb-rec-3-b", timeout=15)
+    read_record(rec, "cb-rec-2")
+    read_record(rec, "cb-rec-3")
+    rec.quiet(1)
+
+
 def ari_no_app(rec):
     """HTTP only, no WebSocket: the app callback-app is not registered."""
     rec.http("GET", "/ari/applications", "list applications (no ws connected)")
@@ -676,6 +728,7 @@ SCENARIOS = {
     "ari-app-replaced": ari_app_replaced,
     "ari-play-bridge-destroyed": ari_play_bridge_destroyed,
     "ari-event-filter": ari_event_filter,
+    "ari-leg-end-record": ari_leg_end_record,
     "ari-inbound-no-app": ari_inbound_no_app,
     "ami-inbound-asyncagi": ami_inbound_asyncagi,
     "ami-inbound-getdata": ami_inbound_getdata,

@@ -24,11 +24,13 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <ctime>
 #include <deque>
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -319,6 +321,7 @@ struct Server {
   std::unordered_map<std::string, std::vector<std::shared_ptr<WsSession>>> apps;
   std::vector<std::shared_ptr<WsSession>> replaced;  // still open, told nothing any more
   std::map<std::string, std::size_t> requests;
+  std::map<std::string, std::string> globals;  // GET /ari/asterisk/variable
   std::map<std::string, std::size_t, std::less<>> events_sent, events_filtered;  // FakeAriStats
 
   // Read by other threads.
@@ -596,9 +599,38 @@ struct Server {
     return c;
   }
 
+  // The hangup handler of examples/asterisk/extensions.conf [callback-ari-leg-end], pushed by
+  // the originate's CHANNEL(hangup_handler_push) (ari-leg-end-record): the global
+  // CB_END_<id> = cause|state|epoch with milliseconds, then the CB_FORGET ones deleted.
+  void run_hangup_handler(const Channel& c, int cause) {
+    // A function, run when the originate set it: on the channel made, the ;1 (the ;2 copies
+    // only variables).
+    const auto pushed = c.variables.find("CHANNEL(hangup_handler_push)");
+    if (pushed == c.variables.end() || c.half != 1) return;
+    const std::string_view handler = pushed->second;
+    constexpr std::string_view target = "callback-ari-leg-end,s,1(";
+    if (handler.substr(0, target.size()) != target || handler.back() != ')') return;  // not ours: nothing we know
+    const std::string id(handler.substr(target.size(), handler.size() - target.size() - 1));
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch()).count();
+    char end[32];
+    std::snprintf(end, sizeof end, "%lld.%03lld", static_cast<long long>(ms / 1000), static_cast<long long>(ms % 1000));
+    globals["CB_END_" + id] = std::to_string(cause) + "|" + c.state + "|" + end;
+    if (const auto forget = c.variables.find("CB_FORGET"); forget != c.variables.end()) {
+      std::string_view list = forget->second;
+      while (!list.empty()) {
+        const auto comma = list.find(',');
+        const auto one = list.substr(0, comma);
+        if (!one.empty()) globals.erase("CB_END_" + std::string(one));
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      }
+    }
+  }
+
   void destroy(Channel& c, int cause) {
     if (!c.alive) return;
     const ChannelPtr keep = find(c.id);  // the maps may hold the last reference
+    run_hangup_handler(c, cause);
     std::string middle = ",\"cause\":" + std::to_string(cause) + ",\"cause_txt\":";
     append_string(middle, cause_text(cause));
     emit(c, "ChannelDestroyed", {}, middle);
@@ -1728,6 +1760,14 @@ Server::Reply Server::handle_ari(const std::string& method, const std::vector<st
           ari_time(std::chrono::system_clock::from_time_t(epoch)) + "\",\"last_reload_time\":\"" +
           ari_time(std::chrono::system_clock::from_time_t(epoch)) + "\"}}");
     }
+    if (path[1] == "variable") {  // a global; functions are not read here (ari-leg-end-record)
+      const auto name = query.find("variable");
+      if (name == query.end() || name->second.empty()) return error(400, "Bad Request", "Variable name is required");
+      const auto found = globals.find(name->second);
+      std::string out = "{\"value\":";
+      append_string(out, found == globals.end() ? std::string() : found->second);
+      return ok(out + "}");
+    }
     if (path[1] == "ping") {
       return ok("{\"ping\":\"pong\",\"timestamp\":\"" + ari_time(std::chrono::system_clock::now()) +
                 "\",\"asterisk_id\":\"02:fc:00:00:00:01\"}");
@@ -1992,6 +2032,10 @@ Server::Reply Server::channel_action(const std::string& method, const std::strin
     if (variable.empty()) return error(400, "Bad Request", "Variable name is required");
     if (!c) return error(404, "Channel Not Found", "Provided channel was not found");
     std::string value;
+    if (variable.rfind("DB(", 0) == 0 || variable.rfind("DB_DELETE(", 0) == 0) {
+      // Escalating functions: "Dangerous function DB read blocked" in the log (ari-leg-end-record).
+      return error(500, "Error With Function", "Unable to read provided function");
+    }
     if (variable == "CHANNEL(state)") {
       value = c->state;
     } else if (variable == "CHANNEL(name)") {
@@ -2199,6 +2243,7 @@ FakeAriStats FakeAri::stats() const {
     s.requests = impl_->requests;
     s.events_sent.insert(impl_->events_sent.begin(), impl_->events_sent.end());
     s.events_filtered.insert(impl_->events_filtered.begin(), impl_->events_filtered.end());
+    s.globals = impl_->globals;
     return s;
   });
 }

@@ -97,6 +97,7 @@ struct FakeAriStats {
   std::map<std::string, std::size_t> requests;  // "POST /ari/channels/{id}/answer" -> count
   // Events by type: sent to an app's WebSockets, and held back by its eventFilter.
   std::map<std::string, std::size_t> events_sent, events_filtered;
+  std::map<std::string, std::string> globals;  // Asterisk's global variables (the B legs' end records)
 };
 
 class FakeAri {
