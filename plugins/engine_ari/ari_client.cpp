@@ -705,6 +705,10 @@ Client::~Client() { impl_->shutdown(false); }
 
 void Client::open() { impl_->open(); }
 
+void Client::drop_events() {
+  if (impl_->events) impl_->stop_events(impl_->events);
+}
+
 void Client::close() {
   auto keep = impl_;  // a request's callback may destroy this Client
   keep->shutdown(true);

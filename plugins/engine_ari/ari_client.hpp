@@ -82,6 +82,10 @@ class Client {
   // Connects the event WebSocket (Basic auth header, not api_key in the URL). Nothing if
   // it is already open or opening. Also undoes close() for request().
   void open();
+  // Closes the event WebSocket only (no `closed` handler): REST calls in flight and queued
+  // go on, on their own connections. open() makes a new one. For an app another client
+  // took over (ApplicationReplaced): a REST call is no less valid for that.
+  void drop_events();
   // Closes the WebSocket and every HTTP connection. Requests in flight or queued complete
   // with ari.closed before close() returns; requests made afterwards (until open()) too,
   // later. No other handler runs after close() returns.

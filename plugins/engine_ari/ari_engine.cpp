@@ -145,6 +145,10 @@ struct AriEngine::Leg {
   bool dialing = false, ringing = false, up = false, ended = false;
   Timestamp started{}, answered_at{};
   std::optional<Timestamp> up_at;  // the answer events' time; answered once in Stasis
+  // The first sign of its end: the phone's half (;2) hanging up, or either half destroyed
+  // or hung up hard. Under load the ;1's own ChannelDestroyed comes a second or more after
+  // (a burst of 200: B billsec 6 where Asterisk's CDR says 5); the talk ends here.
+  std::optional<Timestamp> end_seen;
   std::string dial_status;
   int cause1 = 0, cause2 = 0, requested_cause = 0;  // requested: the last hard ChannelHangupRequest
   std::optional<HangupCause> hung_up_by_us;
@@ -568,7 +572,7 @@ void AriEngine::on_event(Server& server, const json::object& e) {
                                       options_.app + " and took its events; reconnecting");
     later([this, &server] {
       if (server.state != Server::State::ready) return;
-      server.client->close();
+      server.client->drop_events();  // REST calls under way (a bridge, a hangup) go on
       on_closed(server, Error{"ari.replaced", "another client took the Stasis application " + options_.app,
                               "/ari/events"});
     });
@@ -641,14 +645,17 @@ void AriEngine::on_event(Server& server, const json::object& e) {
       answered(*leg, leg->up_at.value_or(at));
     }
   } else if (type == "ChannelHangupRequest") {
-    if (!boolean(e, "soft") && integer(e, "cause") > 0 && !half2) leg->requested_cause = integer(e, "cause");
+    const bool soft = boolean(e, "soft");
+    if (!soft && integer(e, "cause") > 0 && !half2) leg->requested_cause = integer(e, "cause");
+    if ((!soft || half2) && !leg->end_seen) leg->end_seen = at;
   } else if (type == "ChannelDestroyed") {
+    if (!leg->end_seen) leg->end_seen = at;
     if (half2) {
       leg->cause2 = integer(e, "cause");
     } else {
       leg->cause1 = integer(e, "cause");
       dialing();
-      leg_ended(*leg, at, false);
+      leg_ended(*leg, std::min(at, *leg->end_seen), false);
     }
   } else if (type == "ChannelLeftBridge" && !half2) {
     if (leg->unbridging) release_plays(*leg);

@@ -531,6 +531,34 @@ TEST_F(AriClientTest, CloseCompletesRequestsInFlightAndQueuedWithClosed) {
   EXPECT_EQ(events.size(), 1U);
 }
 
+// An app taken over by another client (ApplicationReplaced): the engine drops only the
+// WebSocket; REST calls in flight are no less valid and go on.
+TEST_F(AriClientTest, DroppingTheEventsLeavesRequestsInFlightAndTheConnectionsAlone) {
+  server.rest = [](const Seen& seen, int) {
+    if (seen.target == "/ari/channels") return Step{Act::silent, {}};  // in flight until close()
+    return Step{Act::answer, recorded_response("ari-http-basics.http.jsonl", "asterisk info")};
+  };
+  server.events = {{WsStep::text, recorded_events("ari-a-busy.events.jsonl")[0]}};
+  make_client();
+  client->open();
+  std::optional<Result<ari::Response>> slow, quick;
+  client->request(http::verb::get, "/ari/channels", [&](Result<ari::Response> r) { slow = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return server.seen.size() == 2 && !events.empty(); }));  // the upgrade and the GET
+  client->drop_events();
+  EXPECT_FALSE(client->is_open());
+  // Had dropping failed the slow call, its completion would have run before this reply's.
+  client->request(http::verb::get, "/ari/asterisk/info", [&](Result<ari::Response> r) { quick = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return quick.has_value(); }));
+  EXPECT_TRUE(quick->ok());
+  EXPECT_FALSE(slow.has_value()) << "still in flight";
+  EXPECT_TRUE(closed.empty()) << "dropping the events is not losing them";
+  client->open();
+  ASSERT_TRUE(run_until([&] { return client->is_open(); })) << "a new WebSocket";
+  client->close();
+  ASSERT_TRUE(slow.has_value());
+  EXPECT_EQ(slow->error().code, "ari.closed") << "it was in flight all along";
+}
+
 TEST_F(AriClientTest, DestroyingTheClientWithWorkPendingCallsNothing) {
   server.rest = [](const Seen&, int) { return Step{Act::silent, {}}; };
   make_client();
