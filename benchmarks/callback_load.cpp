@@ -126,7 +126,9 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io;
   SystemClock clock{io};
-  StreamLogger log{std::cerr, LogLevel::warning};
+  // CALLBACK_LOAD_DEBUG=1: the engines' and the service's debug log on stderr (every ARI
+  // event and REST call, timestamped): where a callback's time goes.
+  StreamLogger log{std::cerr, std::getenv("CALLBACK_LOAD_DEBUG") ? LogLevel::debug : LogLevel::warning};
   Metrics metrics;
   Context context{io, clock, log, metrics};
   const auto db = std::filesystem::temp_directory_path() / ("callback-load-" + std::to_string(getpid()) + ".db");

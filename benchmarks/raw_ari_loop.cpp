@@ -7,11 +7,11 @@
 //   StasisStart of A (A answered): POST play sound:callback-please-wait
 //   its PlaybackFinished: POST /ari/channels B (<id>-b)
 //   StasisStart of B: POST /ari/bridges?type=mixing, then addChannel A,B
-//   --talk-ms after the addChannel reply: DELETE B; its ChannelDestroyed: DELETE the bridge;
-//     A's ChannelLeftBridge: play sound:callback-time-up to A (a play racing the bridge's
-//     DELETE can be lost: ari-play-bridge-destroyed)
-//   its PlaybackFinished: DELETE A; the callback is over when A's ChannelDestroyed comes
-//     (and B's: both counted)
+//   --talk-ms after the addChannel reply: DELETE B; its ChannelDestroyed: play
+//     sound:callback-time-up to A, alone in the bridge (a play to a channel leaving a
+//     bridge that goes can be lost, even after its ChannelLeftBridge)
+//   its PlaybackFinished: DELETE A; A's ChannelDestroyed: DELETE the bridge; the callback is
+//     over then (and at B's: both counted)
 // That is the flow the service runs with a campaign limit of --talk-ms and no warning (the
 // limit is at most warning_before): callback_load throughput --engine ari --limit S. No
 // store, no billing, no CDRs, no state machine, no timers but the talk time, no
@@ -210,11 +210,10 @@ int main(int argc, char** argv) {
                           });
                         });
               });
-    } else if (type == "ChannelLeftBridge" && is_a && cb->time_up) {
-      play(cb, "callback-time-up");
     } else if (type == "ChannelDestroyed") {
       (is_a ? cb->a_gone : cb->b_gone) = true;
-      if (!is_a && cb->bridged) request(verb::delete_, "/ari/bridges/" + cb->bridge, nullptr);
+      if (!is_a && cb->time_up && !cb->a_gone) play(cb, "callback-time-up");
+      if (is_a && cb->bridged) request(verb::delete_, "/ari/bridges/" + cb->bridge, nullptr);
       if (!is_a && !cb->a_gone && !cb->bridged) {  // B never answered: A goes too
         cb->failed = true;
         hang_up(cb->id + "-a");

@@ -782,8 +782,15 @@ void AriEngine::leg_ended(Leg& leg, Timestamp at, bool unobserved) {
     end_collection(leg.id, engine_error(engine_errc::channel_gone, "the channel hung up while digits were collected"));
   }
   if (auto other = leg.other.lock(); other && leg.limit_reached) other->limit_reached = true;
-  // The bridge goes with the first leg to leave it (Asterisk keeps an empty one for ever).
-  if (auto self = legs_.find(leg.id); self != legs_.end()) unbridge(self->second);
+  // The bridge goes with the last leg to leave it (Asterisk keeps an empty one for ever).
+  // The other stays in it, alone, and hears its last prompt there: a play to a channel
+  // leaving a bridge that is being destroyed can be lost, even one sent after its
+  // ChannelLeftBridge (ari-play-bridge-destroyed; a loaded Asterisk, tests/README.md).
+  if (auto other = leg.other.lock(); other && !other->ended && !leg.bridge.empty() && other->bridge == leg.bridge) {
+    other->other.reset();
+  } else if (auto self = legs_.find(leg.id); self != legs_.end()) {
+    unbridge(self->second);
+  }
   leg.bridge.clear();
   LegEvent event{.call_id = leg.call_id, .leg = leg.role, .type = LegEventType::ended, .at = at,
                  .handle = {leg.server, leg.id}, .channel = leg.name, .uniqueid = leg.id,
@@ -1230,9 +1237,9 @@ void AriEngine::warn_or_end(const std::string& id) {
     a->limit_timer = context_.clock.schedule(next, [this, id] { warn_or_end(id); });
     return;
   }
-  // Time up: the bridge goes (the prompt waits for that), B goes; A hears "time up", then goes too.
+  // Time up: B goes; A hears "time up" (still in the bridge, alone), then goes too, and the
+  // bridge with it.
   a->limit_reached = true;
-  unbridge(a);
   if (b && !b->ended) {
     b->limit_reached = true;
     hangup({b->server, b->id}, HangupCause::normal(), nullptr);

@@ -119,8 +119,10 @@ TEST_F(AriLoadedAsteriskTest, TheCallerCountsAsAnsweredOnlyOnceInStasisSoPleaseW
 }
 
 // outcomes.sh on the real Asterisk: "time up" sent to A while the bridge was being destroyed
-// never started (no PlaybackFinished), so A was never hung up: engine_lost 10 s later.
-TEST_F(AriLoadedAsteriskTest, TimeUpIsPlayedOnlyOnceTheBridgeIsGoneAndEndsTheCall) {
+// never started (no PlaybackFinished), so A was never hung up: engine_lost 10 s later. And
+// on a loaded one (callback_load --limit 2, 120 callbacks): sent after A's ChannelLeftBridge,
+// it was still lost in 2 of them, each held 60 s. A now stays in the bridge, alone, for it.
+TEST_F(AriLoadedAsteriskTest, TimeUpIsPlayedToTheCallerStillInTheBridgeAndEndsTheCall) {
   connect();
   billing.max_duration = 2s;
   const auto id = start("9001", "9002");
@@ -128,6 +130,25 @@ TEST_F(AriLoadedAsteriskTest, TimeUpIsPlayedOnlyOnceTheBridgeIsGoneAndEndsTheCal
                     .announcement = Announcement::time_up, .a_disposition = Disposition::answered,
                     .b_disposition = Disposition::answered, .settled = 2s});
   EXPECT_EQ(observer.final_event(id)->outcome, "time_up");
+  EXPECT_EQ(ari.stats().events_sent.count("PlaybackFinished") ? ari.stats().events_sent.at("PlaybackFinished") : 0u, 2u)
+      << "please wait, then time up: both played";
+  nothing_left();
+}
+
+// The partner hangs up: the caller hears "partner hung up" in the bridge it is left alone in,
+// and the bridge goes once the caller has gone too.
+TEST_F(AriLoadedAsteriskTest, PartnerHungUpIsPlayedInTheBridgeWhichGoesWithTheCaller) {
+  connect();
+  billing.max_duration = 300s;
+  const auto id = start("9001", "2001");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  ASSERT_TRUE(run_until([&] { return requests("POST /ari/channels/{id}/play") == 2; }, 10s)) << "B hung up: the prompt";
+  EXPECT_EQ(ari.stats().bridges, 1u) << "A is still in it";
+  EXPECT_EQ(requests("DELETE /ari/bridges/{id}"), 0u);
+  check(*this, id, {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+                    .announcement = Announcement::partner_hangup, .a_disposition = Disposition::answered,
+                    .b_disposition = Disposition::answered, .settled = 5s});
+  EXPECT_EQ(requests("DELETE /ari/bridges/{id}"), 1u);
   nothing_left();
 }
 

@@ -258,6 +258,7 @@ struct Channel {
   std::string bridgepeer;         // BRIDGEPEER, as set by the bridge
   std::map<std::string, std::string> variables;
   std::deque<std::string> playback_queue;  // the first one is playing
+  std::optional<std::chrono::steady_clock::time_point> left_bridge;  // when it last left one alive
 };
 using ChannelPtr = std::shared_ptr<Channel>;
 
@@ -794,6 +795,7 @@ struct Server {
       }
     }
     const auto found = bridges.find(c.bridge_id);
+    if (!hanging_up && !c.bridge_id.empty()) c.left_bridge = std::chrono::steady_clock::now();
     c.bridge_id.clear();
     if (found == bridges.end()) return;
     Bridge& b = found->second;
@@ -2104,6 +2106,18 @@ Server::Reply Server::channel_action(const std::string& method, const std::strin
     p->language = get("lang").empty() ? c->language : get("lang");
     p->app = c->app;
     p->timer = std::make_unique<asio::steady_timer>(io);
+    if (c->bridge_id.empty() && c->left_bridge && options.bridge_play_delay_ms > 0 &&
+        std::chrono::steady_clock::now() - *c->left_bridge < std::chrono::milliseconds(options.bridge_play_delay_ms)) {
+      // Just out of a bridge that is going: Asterisk still hands the play to the departed
+      // bridge channel, answers 201 and never starts it (a loaded Asterisk, even after the
+      // ChannelLeftBridge; tests/README.md). No PlaybackStarted, no PlaybackFinished.
+      Reply r;
+      r.status = 201;
+      r.reason = "Created";
+      put_playback(r.body, *p);
+      r.extra_headers = "Location: /ari/playbacks/" + p->id + "\r\n";
+      return r;
+    }
     c->playback_queue.push_back(p->id);
     const std::string pid = p->id;
     if (c->playback_queue.size() == 1) {

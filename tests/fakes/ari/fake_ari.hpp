@@ -70,7 +70,8 @@ struct FakeAriOptions {
   std::int64_t stasis_start_delay_ms = 0;
   // A play on a channel in a bridge waits in the bridge channel's queue this long (unscaled);
   // if the channel leaves the bridge meanwhile, the play is dropped without a PlaybackStarted
-  // or PlaybackFinished (ari-play-bridge-destroyed).
+  // or PlaybackFinished (ari-play-bridge-destroyed). So is a play sent within this long after
+  // the channel left a bridge alive (seen on a loaded Asterisk after ChannelLeftBridge).
   std::int64_t bridge_play_delay_ms = 0;
 };
 
