@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
                 asterisk || ari_fake ? " (fake in this process: includes its share)" : "");
     engine.stop();
     io.run_for(100ms);
-    std::filesystem::remove(db);
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db.string() + suffix);
     return counter.failed == 0 && counter.bridged >= calls ? 0 : 1;
   }
   while (counter.completed + counter.failed < calls) {
@@ -213,6 +213,6 @@ int main(int argc, char** argv) {
               static_cast<double>(counter.completed) / seconds, in_flight, counter.failed);
   engine.stop();
   io.run_for(100ms);
-  std::filesystem::remove(db);
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db.string() + suffix);
   return counter.failed == 0 ? 0 : 1;
 }
