@@ -745,8 +745,11 @@ void AriEngine::inbound(Server& server, const json::object& channel, const std::
   legs_[leg->id] = leg;
   ++server.legs;
   ++legs_in_flight_;
+  // The dialplan context it entered Stasis from ([callback-access], or an operator's own
+  // per group of access numbers), as the AMI engine reports its AGI's: routes name it.
   InboundCall call{.channel = {server.name, leg->id}, .name = leg->name, .caller = {}, .dialed = dialed,
-                   .context = "access", .at = at};
+                   .context = {}, .at = at};
+  if (const auto* plan = obj(channel, "dialplan")) call.context = str(*plan, "context");
   if (const auto* caller = obj(channel, "caller")) call.caller = str(*caller, "number");
   // The most specific route: one naming this number, else one taking any.
   std::shared_ptr<Route> best;

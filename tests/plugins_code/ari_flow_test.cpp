@@ -495,12 +495,16 @@ TEST_F(AriFlowTest, AnInboundCallGoesToTheRouteOfItsNumberIsAnsweredAndItsDigits
   std::vector<InboundCall> other_calls, calls;
   auto any = engine->route_inbound({}, [&](const InboundCall& c) { other_calls.push_back(c); });
   auto mine = engine->route_inbound({.dialed = {"5000"}}, [&](const InboundCall& c) { calls.push_back(c); });
+  // The same number from another access context is another route's.
+  auto elsewhere = engine->route_inbound({.dialed = {"5000"}, .context = "callback-access-vip"},
+                                         [&](const InboundCall& c) { other_calls.push_back(c); });
   ASSERT_FALSE(ari.inbound({.from = "1234", .to = "5000", .dtmf = "5551234#", .dtmf_delay_ms = 100,
                             .dtmf_interval_ms = 30}).empty());
   ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 5s));
   EXPECT_TRUE(other_calls.empty()) << "the number's own route wins";
   EXPECT_EQ(calls[0].caller, "1234");
   EXPECT_EQ(calls[0].dialed, "5000");
+  EXPECT_EQ(calls[0].context, "callback-access") << "the dialplan context, as the AMI engine reports it";
   std::optional<Status> answered;
   engine->answer(calls[0].channel, [&](Status s) { answered = s; });
   ASSERT_TRUE(run_until([&] { return answered.has_value(); }, 5s));

@@ -192,7 +192,7 @@ struct InboundCall {
   std::string name;     // the channel's name on the server
   std::string caller;   // ANI as the network gave it (digits, maybe a leading +); empty when withheld
   std::string dialed;   // DNIS: the access number that was called
-  std::string context;  // the access context it came in through (AMI dialplan context, ARI app argument)
+  std::string context;  // the dialplan context it came in through ("callback-access"; AMI: its AGI's)
   Timestamp at{};
 };
 // Which inbound calls a subscriber takes: those to one of `dialed` (any when empty) that
