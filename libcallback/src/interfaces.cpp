@@ -2,10 +2,13 @@
 // names of their enums.
 #include <callback/billing.hpp>
 #include <callback/component.hpp>
+#include <callback/context.hpp>
 #include <callback/engine.hpp>
 #include <callback/store.hpp>
 #include <callback/trigger.hpp>
 #include <callback/version.hpp>
+
+#include <charconv>
 
 namespace callback {
 
@@ -43,6 +46,41 @@ std::string_view to_string(Announcement a) noexcept {
   constexpr std::string_view names[] = {"welcome",      "time_warning", "time_up",     "partner_hangup", "partner_busy",
                                         "partner_away", "system_busy",  "call_failed", "enter_number"};
   return names[static_cast<int>(a)];
+}
+
+Status validate_servers(const std::vector<std::string>& servers) {
+  if (servers.empty()) return Error{"config.value", "at least one server is needed", "servers"};
+  for (std::size_t i = 0; i < servers.size(); ++i) {
+    const auto& s = servers[i];
+    const auto colon = s.rfind(':');
+    int port = 0;
+    if (colon != std::string::npos) {
+      const std::string_view digits = std::string_view(s).substr(colon + 1);
+      auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+      if (ec != std::errc{} || ptr != digits.data() + digits.size()) port = 0;
+    }
+    if (colon == std::string::npos || colon == 0 || port <= 0 || port > 65535) {
+      return Error{"config.value", "server must be host:port, got \"" + escape_control(s) + "\"",
+                   "servers[" + std::to_string(i) + "]"};
+    }
+  }
+  return ok_status();
+}
+
+Status validate_dial_string(const std::string& dial_string) {
+  if (dial_string.find("{number}") == std::string::npos) {
+    return Error{"config.value", "dial string must contain {number}, got \"" + escape_control(dial_string) + "\"",
+                 "dial_string"};
+  }
+  return ok_status();
+}
+
+std::string expand_dial_string(const std::string& pattern, const std::string& number) {
+  std::string out = pattern;
+  for (auto at = out.find("{number}"); at != std::string::npos; at = out.find("{number}", at + number.size())) {
+    out.replace(at, 8, number);
+  }
+  return out;
 }
 
 std::string_view sound_name(Announcement a) noexcept {

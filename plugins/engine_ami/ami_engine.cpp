@@ -27,19 +27,8 @@ int to_int(std::string_view text, int fallback = 0) {
 }  // namespace
 
 Status validate(const AmiOptions& options) {
-  if (options.servers.empty()) return Error{"config.value", "at least one server is needed", "servers"};
-  for (std::size_t i = 0; i < options.servers.size(); ++i) {
-    const auto& s = options.servers[i];
-    const auto colon = s.rfind(':');
-    const int port = colon == std::string::npos ? 0 : to_int(std::string_view(s).substr(colon + 1));
-    if (colon == std::string::npos || colon == 0 || port <= 0 || port > 65535) {
-      return Error{"config.value", "server must be host:port, got \"" + s + "\"", "servers[" + std::to_string(i) + "]"};
-    }
-  }
-  if (options.dial_string.find("{number}") == std::string::npos) {
-    return Error{"config.value", "dial string must contain {number}, got \"" + options.dial_string + "\"",
-                 "dial_string"};
-  }
+  if (auto ok = validate_servers(options.servers); !ok) return ok;
+  if (auto ok = validate_dial_string(options.dial_string); !ok) return ok;
   for (const auto* value : {&options.username, &options.secret, &options.context, &options.dial_string,
                             &options.events}) {
     if (!ami::Action::is_safe_value(*value)) return Error{"config.value", "must not contain line breaks", {}};
@@ -52,13 +41,6 @@ Status validate(const AmiOptions& options) {
   return ok_status();
 }
 
-std::string expand_dial_string(const std::string& pattern, const std::string& number) {
-  std::string out = pattern;
-  for (auto at = out.find("{number}"); at != std::string::npos; at = out.find("{number}", at + number.size())) {
-    out.replace(at, 8, number);
-  }
-  return out;
-}
 
 // --- one Asterisk server connection ---------------------------------------------------
 

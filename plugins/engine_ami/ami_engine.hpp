@@ -47,8 +47,6 @@ struct AmiOptions {
 
 // Checks option values the types alone cannot (server addresses, dial string).
 [[nodiscard]] Status validate(const AmiOptions& options);
-// "Local/{number}@phones" + "1001" -> "Local/1001@phones".
-[[nodiscard]] std::string expand_dial_string(const std::string& pattern, const std::string& number);
 
 class AmiEngine final : public Engine, private CallTracker::Sink {
  public:

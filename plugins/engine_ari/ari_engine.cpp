@@ -97,30 +97,12 @@ json::object event_filter() {
   return json::object{{"allowed", std::move(allowed)}};
 }
 
-std::string expand(const std::string& pattern, const std::string& number) {
-  std::string out = pattern;
-  for (auto at = out.find("{number}"); at != std::string::npos; at = out.find("{number}", at + number.size())) {
-    out.replace(at, 8, number);
-  }
-  return out;
-}
 
 }  // namespace
 
 Status validate(const AriOptions& options) {
-  if (options.servers.empty()) return Error{"config.value", "at least one server is needed", "servers"};
-  for (std::size_t i = 0; i < options.servers.size(); ++i) {
-    const auto& s = options.servers[i];
-    const auto colon = s.rfind(':');
-    const int port = colon == std::string::npos ? 0 : to_int(std::string_view(s).substr(colon + 1));
-    if (colon == std::string::npos || colon == 0 || port <= 0 || port > 65535) {
-      return Error{"config.value", "server must be host:port, got \"" + s + "\"", "servers[" + std::to_string(i) + "]"};
-    }
-  }
-  if (options.dial_string.find("{number}") == std::string::npos) {
-    return Error{"config.value", "dial string must contain {number}, got \"" + options.dial_string + "\"",
-                 "dial_string"};
-  }
+  if (auto ok = validate_servers(options.servers); !ok) return ok;
+  if (auto ok = validate_dial_string(options.dial_string); !ok) return ok;
   if (options.leg_end_context.find_first_of(",()|\\ \t\r\n") != std::string::npos) {
     return Error{"config.value", "a dialplan context name, without ',', '(', ')', '|', '\\' or spaces", "leg_end_context"};
   }
@@ -865,7 +847,7 @@ void AriEngine::originate(const OriginateRequest& r, Completion<Channel> placed)
   legs_[leg->id2] = leg;
   ++server->legs;
   ++legs_in_flight_;
-  const std::string endpoint = expand(options_.dial_string, r.number.digits());
+  const std::string endpoint = expand_dial_string(options_.dial_string, r.number.digits());
   const std::string caller_id = "\"" + r.caller_name + "\" <" + r.caller_id.digits() + ">";
   const std::string timeout = std::to_string(r.ring_timeout.count());
   const std::string app_args = std::string(r.leg == LegRole::a ? "leg-a," : "leg-b,") + r.call_id;

@@ -727,6 +727,23 @@ TEST_F(ServiceTest, AnOriginateNoServerTakesAnswersTheSubmitWithWhyAndEndsTheCal
 
 // --- Subscription -------------------------------------------------------------------
 
+// What the AMI and ARI engines' options share (validate_servers, validate_dial_string).
+TEST(EngineOptions, ServersAreHostAndPortAndTheDialStringHoldsTheNumber) {
+  EXPECT_TRUE(validate_servers({"127.0.0.1:5038", "pbx.example:8088", "[::1]:5038"}));
+  EXPECT_EQ(validate_servers({}).error().field, "servers");
+  for (const char* bad : {"127.0.0.1", ":5038", "host:0", "host:65536", "host:50x38", "host:"}) {
+    const auto checked = validate_servers({"127.0.0.1:5038", bad});
+    ASSERT_FALSE(checked) << bad;
+    EXPECT_EQ(checked.error().code, "config.value");
+    EXPECT_EQ(checked.error().field, "servers[1]") << "the bad one named";
+  }
+  EXPECT_NE(validate_servers({"a\nb"}).error().message.find("\\n"), std::string::npos) << "escaped";
+  EXPECT_TRUE(validate_dial_string("PJSIP/{number}@gateway"));
+  EXPECT_EQ(validate_dial_string("PJSIP/gateway").error().field, "dial_string");
+  EXPECT_EQ(expand_dial_string("Local/{number}@phones/{number}", "1001"), "Local/1001@phones/1001");
+  EXPECT_EQ(expand_dial_string("Local/{number}@phones", "{number}"), "Local/{number}@phones") << "once, not again";
+}
+
 TEST(Subscription, EachSubscriberGetsEveryEventUntilItsHandleGoes) {
   Subscribers<std::function<void(int)>> list;
   std::vector<std::string> seen;

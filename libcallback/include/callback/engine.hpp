@@ -82,6 +82,13 @@ inline constexpr std::string_view canceled = "engine.canceled";          // stop
   return Error{std::string(code), std::move(message), {}};
 }
 
+// What every engine's options share. Servers are "host:port" (IPv6 as "[::1]:5038"): ok, or
+// config.value naming the bad one ("servers[1]"). A dial string holds {number}
+// ("PJSIP/{number}@gateway"); expand_dial_string puts the number in each place.
+[[nodiscard]] CALLBACK_EXPORT Status validate_servers(const std::vector<std::string>& servers);
+[[nodiscard]] CALLBACK_EXPORT Status validate_dial_string(const std::string& dial_string);
+[[nodiscard]] CALLBACK_EXPORT std::string expand_dial_string(const std::string& pattern, const std::string& number);
+
 template <class T>
 using Completion = std::function<void(Result<T>)>;
 using StatusCompletion = std::function<void(Status)>;
