@@ -37,6 +37,9 @@ std::optional<int> digits(std::string_view text, std::size_t& at, std::size_t n)
   return value;
 }
 
+// 2200-01-01T00:00:00Z: the first instant past the span parse_timestamp accepts.
+constexpr std::time_t kTimestampEnd = 7'258'118'400;
+
 bool expect(std::string_view text, std::size_t& at, char c) {
   if (at >= text.size() || text[at] != c) return false;
   ++at;
@@ -119,7 +122,12 @@ std::optional<Timestamp> parse_timestamp(std::string_view text) {
       tm.tm_hour != written.tm_hour || tm.tm_min != written.tm_min || tm.tm_sec != written.tm_sec) {
     return std::nullopt;
   }
-  const auto utc = std::chrono::system_clock::from_time_t(seconds) - offset;
+  // The same span holds for the instant meant, not only for the digits written:
+  // "1970-01-01T00:30:00+01:00" is before 1970 and "2199-12-31T23:30:00-01:00" after 2199,
+  // and neither would read back from how it prints (fuzz_query found it).
+  const std::time_t instant = seconds - static_cast<std::time_t>(offset.count());
+  if (instant < 0 || instant >= kTimestampEnd) return std::nullopt;
+  const auto utc = std::chrono::system_clock::from_time_t(instant);
   return Timestamp(std::chrono::duration_cast<Timestamp::duration>((utc + fraction).time_since_epoch()));
 }
 

@@ -241,3 +241,17 @@ TEST(Timestamp, RefusesDatesThatDoNotExistOrThatTheClockCannotHold) {
   }
   EXPECT_FALSE(parse_timestamp(std::string_view("2026-11-2\0state=bridged", 24)));  // read as a C string before
 }
+
+// Found by fuzz_query in CI: the span is of the instant meant, after the offset, so that every
+// accepted time prints as one that reads back (1969-12-31T23:30:00Z would not).
+TEST(Timestamp, RefusesAnOffsetThatTakesTheInstantOutOfTheSpan) {
+  EXPECT_FALSE(parse_timestamp("1970-01-01T00:30:00+01:00"));
+  EXPECT_FALSE(parse_timestamp("2199-12-31T23:30:00-01:00"));
+  const auto first = parse_timestamp("1970-01-01T01:00:00+01:00");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(format_rfc3339(*first), "1970-01-01T00:00:00Z");
+  const auto last = parse_timestamp("2199-12-31T22:59:59.999-01:00");
+  ASSERT_TRUE(last);
+  EXPECT_EQ(format_rfc3339(*last), "2199-12-31T23:59:59Z");
+  EXPECT_EQ(parse_timestamp(format_rfc3339(*last)), parse_timestamp("2199-12-31T23:59:59Z"));
+}
