@@ -1,7 +1,7 @@
-// Fuzzes query strings as callbackd reads them: Pistache parses the request line and
-// splits the query, then each value goes through the parsers the handlers use (times for
+// Fuzzes query strings as callbackd reads them: its HttpGuard checks the head and decodes
+// the query, Pistache parses what passed, then each value goes through the parsers the handlers use (times for
 // since/until, call states, currencies, phone numbers for number/lookup). Every value is
-// tried with every parser. Invariants: a time reads back from both of its printed forms
+// tried with every parser. Invariants: a time reads back, to the second, from both of its printed forms
 // and means the date and time written (no silent roll-over of 31 February); a state or a
 // currency prints as it was written; a number's E.164 form reads back to itself. The
 // handlers' own glue (the limit parameter, which parameter goes where) sits inside
@@ -12,6 +12,8 @@
 #include <callback/money.hpp>
 #include <callback/phone_number.hpp>
 #include <callback/timestamp.hpp>
+
+#include "http_guard.hpp"
 
 #include <pistache/http.h>
 
@@ -43,9 +45,11 @@ std::vector<long> numbers_in(std::string_view text) {
 void check_time(const std::string& value) {
   const auto at = callback::parse_timestamp(value);
   if (!at) return;
+  // Both printed forms are to the second: they read back as the time with its fraction cut.
+  const auto whole = std::chrono::floor<std::chrono::seconds>(*at);
   for (const auto& printed : {callback::format_rfc3339(*at), callback::format_timestamp(*at)}) {
     const auto again = callback::parse_timestamp(printed);
-    FUZZ_CHECK(again && *again == *at, value, printed);
+    FUZZ_CHECK(again && *again == whole, value, printed);
   }
   // What was accepted is what was written: the fields of the time are the numbers given.
   const std::time_t seconds = std::chrono::system_clock::to_time_t(*at);
@@ -84,19 +88,36 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else {
     request = "GET /v1/cdrs?" + std::string(in.rest()) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   }
-  Pistache::Http::RequestParser parser(64 * 1024);
-  if (!parser.feed(request.data(), request.size())) return 0;
-  try {
-    if (parser.parse() != Pistache::Http::Private::State::Done) return 0;
-  } catch (...) {
-    return 0;  // Pistache refuses the request itself (400, or 500: item 9 of issue 10)
+  // As callbackd's HttpGuard: the head is checked first, and Pistache gets only a head that
+  // passed, then the body it declares (Pistache alone reserves any Content-Length it is
+  // given: 19000000010055190 bytes, found by this target in CI).
+  constexpr std::size_t body_limit = 16384;
+  const auto check = callback::rest::check_request_head(request, [](std::string_view, std::string_view) { return body_limit; });
+  if (const auto* rejection = std::get_if<callback::rest::Rejection>(&check)) {
+    FUZZ_CHECK(!rejection->error.code.empty() && !rejection->error.message.empty(), request);
+    const int status = static_cast<int>(rejection->status);  // the client's fault (4xx), or 501/505: never a 500
+    FUZZ_CHECK((status >= 400 && status < 500) || status == 501 || status == 505, request, std::to_string(status));
+    return 0;
   }
-  const auto& query = parser.request.query();
-  for (auto it = query.parameters_begin(); it != query.parameters_end(); ++it) {
-    const auto got = query.get(it->first);
-    FUZZ_CHECK(got && *got == it->second, request, it->first);
-    check_value(it->first);
-    check_value(it->second);
+  const auto* head = std::get_if<callback::rest::RequestHead>(&check);
+  if (head == nullptr) return 0;  // incomplete
+  FUZZ_CHECK(head->content_length <= body_limit, request);
+  if (request.size() - head->size < head->content_length) return 0;  // the body has not all come
+  Pistache::Http::RequestParser parser(body_limit + callback::rest::max_request_head);
+  FUZZ_CHECK(parser.feed(request.data() + head->preamble, head->size - head->preamble), request);
+  FUZZ_CHECK(parser.feed(request.data() + head->size, head->content_length), request);
+  Pistache::Http::Private::State state{};
+  try {
+    state = parser.parse();
+  } catch (...) {
+    state = Pistache::Http::Private::State::Again;
+  }
+  // The guard's checks let through nothing Pistache refuses (HttpGuard::dispatch).
+  FUZZ_CHECK(state == Pistache::Http::Private::State::Done, request);
+  // The handlers see the guard's decoded query (HttpGuard::dispatch puts it in the request).
+  for (const auto& [name, value] : head->query) {
+    check_value(name);
+    check_value(value);
   }
   return 0;
 }

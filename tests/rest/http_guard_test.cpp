@@ -110,6 +110,9 @@ TEST(CheckRequestHead, EachDefectIsRefusedWithItsStatusAndField) {
       {"GET / HTTP/1.1\r\nHost : x\r\n", Code::Bad_Request, "invalid_header", "headers"},
       {"GET / HTTP/1.1\r\nA: b\r\n folded\r\n", Code::Bad_Request, "invalid_header", "headers"},
       {std::string_view("GET / HTTP/1.1\r\nA: b\0c\r\n", 24), Code::Bad_Request, "invalid_header", "A"},
+      // A value Pistache cannot read in a header it parses (found by fuzz_query), named.
+      {"POST / HTTP/1.1\r\nContent-Type: applicaength: 19\r\n", Code::Bad_Request, "invalid_header", "Content-Type"},
+      {"POST / HTTP/1.1\r\ncontent-type: json\r\n", Code::Bad_Request, "invalid_header", "content-type"},
       {"GET x HTTP/1.1\r\n", Code::Bad_Request, "invalid_target", "target"},
       {"GET  / HTTP/1.1\r\n", Code::Bad_Request, "invalid_target", "target"},
       {"hello\r\n", Code::Bad_Request, "invalid_request_line", "request_line"},
