@@ -1,7 +1,9 @@
 // The announcements: the prompt table (examples/asterisk/sounds/prompts.tsv) names every
-// prompt the dialplan plays, in every language, once; and the files the build spoke from it
+// prompt the dialplan and the engines play, in every language, once; and the files the build spoke from it
 // are what Asterisk's wav format reads (RIFF/WAVE, PCM, 8000 Hz, mono, 16-bit), long
 // enough to be words and not silent.
+#include <callback/engine.hpp>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -175,11 +177,20 @@ std::set<std::string> zh_warning_prompts() {
 }
 
 TEST(Prompts, EveryPromptTheDialplanPlaysIsInTheTableInEnglishAndChineseAndNoOther) {
-  const auto played = played_by_dialplan();
+  auto played = played_by_dialplan();
   // The seven of the dialplan's comment: a parse that finds none would prove nothing.
   EXPECT_EQ(played, (std::set<std::string>{"callback-please-wait", "callback-time-up", "callback-partner-hangup",
                                            "callback-partner-busy", "callback-partner-away", "callback-system-busy",
                                            "callback-call-failed"}));
+  // And every announcement the engines play by name (Prompt::announcement -> sound_name):
+  // "callback-enter-number" was missing, and the real Asterisk said "File
+  // callback-enter-number does not exist" to the IVR's first caller. vm-youhave is the
+  // core prompt of "you have N seconds".
+  for (int i = 0; i <= static_cast<int>(callback::Announcement::enter_number); ++i) {
+    const std::string name(callback::sound_name(static_cast<callback::Announcement>(i)));
+    if (name != "vm-youhave") played.insert(name);
+  }
+  EXPECT_TRUE(played.contains("callback-enter-number"));
   std::map<std::string, std::set<std::string>> by_language;
   for (const auto& row : table()) by_language[row.language].insert(row.name);
   EXPECT_TRUE(by_language.contains("en"));
