@@ -710,6 +710,17 @@ def ami_inbound_getdata(rec, cid="caller-agi-2", caller="dtmf"):
     agi_hangup(rec, conn, msgs, cmsgs, ch, cid, "16")
 
 
+def ami_inbound_missing_prompt(rec):
+    """STREAM FILE of a sound Asterisk does not have: on 23.4.1 the command fails
+    (RESULT_FAILURE), which ends the Async AGI; the dialplan goes on to its Hangup()."""
+    conn, msgs, cmsgs, ch = ami_inbound(rec, "caller-agi-5", "quiet")
+    agi_step(rec, conn, msgs, ch, "ANSWER", "agi-1")
+    agi_step(rec, conn, msgs, ch, 'STREAM FILE callback-no-such-prompt "0123456789*#"', "agi-2")
+    rec.wait_ami(msgs, Event="AsyncAGIEnd", Channel=ch)
+    caller_hangup(rec, cmsgs, "caller-agi-5", ch)
+    rec.quiet(2)
+
+
 def ami_inbound_reject(rec):
     conn, msgs, cmsgs, ch = ami_inbound(rec, "caller-agi-3", "quiet")
     agi_hangup(rec, conn, msgs, cmsgs, ch, "caller-agi-3", "17")
@@ -734,6 +745,7 @@ SCENARIOS = {
     "ami-inbound-getdata": ami_inbound_getdata,
     "ami-inbound-getdata-timeout": lambda rec: ami_inbound_getdata(rec, "caller-agi-4", "quiet"),
     "ami-inbound-reject": ami_inbound_reject,
+    "ami-inbound-missing-prompt": ami_inbound_missing_prompt,
 }
 
 

@@ -419,6 +419,7 @@ struct InboundLine {
     std::string id;       // the action's CommandID ("" if none)
     std::string escape;   // digits that stop it (STREAM FILE, SAY NUMBER); WAIT FOR DIGIT: any
     bool any_digit = false;
+    bool fails = false;  // RESULT_FAILURE: the Async AGI ends after it (a missing sound)
     std::uint32_t agi_number = 0;  // Asterisk's own CommandId in AGIExecStart/End
   };
   std::optional<Command> running;
@@ -493,7 +494,8 @@ struct ServerState {
   void agi_finish(InboundLine& line, const std::string& result);
   void inbound_digit(InboundLine& line);
   void caller_hangs_up_later(InboundLine& line);
-  void end_inbound(const std::string& channel, int cause);
+  // `script`: what follows (default: a Hangup action's, by whether the line is up).
+  void end_inbound(const std::string& channel, int cause, const std::vector<std::string>* script = nullptr);
   static std::string db_key(std::string_view family, std::string_view key) {
     return "/" + std::string(family) + "/" + std::string(key);
   }
@@ -1328,7 +1330,8 @@ void Connection::hangup(const ami::MessageView& m) {
 // --- inbound calls (Async AGI) -------------------------------------------------------------
 // As ami-inbound-asyncagi / ami-inbound-reject show them (inbound_script.hpp). Approximated:
 // a command starts at once (Asterisk polls its queue, ~100 ms), DTMFBegin and DTMFEnd of a
-// key come together, STREAM FILE of a sound not in `sounds` answers `result=-1 endpos=0`,
+// key come together, STREAM FILE of a sound not in `sounds` answers `result=-1 endpos=0`
+// and ends the AGI, after which the dialplan hangs up (ami-inbound-missing-prompt),
 // SAY NUMBER takes 0.9 s, SET VARIABLE answers result=1, any other command 510.
 
 namespace {
@@ -1493,7 +1496,10 @@ void ServerState::agi_next(InboundLine& line) {
     const auto sound = options.sounds.find(name);
     const bool installed = sound != options.sounds.end() &&
                            std::find(sound->second.begin(), sound->second.end(), line.language) != sound->second.end();
-    if (!installed) return after(0, "200 result=-1 endpos=0\n");
+    if (!installed) {  // res_agi's handle_streamfile: RESULT_FAILURE, which ends the Async AGI
+      c.fails = true;
+      return after(0, "200 result=-1 endpos=0\n");
+    }
     return after(options.sound_seconds, "200 result=0 endpos=" +
                                             std::to_string(static_cast<std::int64_t>(options.sound_seconds * 8000)) + "\n");
   }
@@ -1523,8 +1529,12 @@ void ServerState::agi_finish(InboundLine& line, const std::string& result) {
   set_header(end, "CommandId", std::to_string(c.agi_number));
   set_header(end, "Command", c.text);
   const auto code = result.substr(0, 3);
-  set_header(end, "ResultCode", code);
-  if (code != "200") set_header(end, "Result", "Usage");
+  set_header(end, "ResultCode", c.fails ? "-1" : code);  // RESULT_FAILURE (ami-inbound-missing-prompt)
+  if (c.fails) {
+    set_header(end, "Result", "Failure");
+  } else if (code != "200") {
+    set_header(end, "Result", "Usage");
+  }
   std::string exec = inbound_message(line, inbound_script.async_exec);
   set_header(exec, "Result", detail::agi_url_encode(result));
   if (c.id.empty()) {
@@ -1541,6 +1551,10 @@ void ServerState::agi_finish(InboundLine& line, const std::string& result) {
   }
   broadcast(end);
   broadcast(exec);
+  if (c.fails) {
+    // ami-inbound-missing-prompt: AsyncAGIEnd, then the dialplan's next priority, Hangup().
+    return end_inbound(line.channel, 16, &inbound_script.failed_end);
+  }
   agi_next(line);
 }
 
@@ -1584,7 +1598,7 @@ void ServerState::caller_hangs_up_later(InboundLine& line) {
 
 // A Hangup action on the ;2 half: the recorded end of an answered call (its Cause 16) or
 // of a ringing one (the reject, its Cause 17), with this cause; the caller gets it.
-void ServerState::end_inbound(const std::string& channel, int cause) {
+void ServerState::end_inbound(const std::string& channel, int cause, const std::vector<std::string>* script) {
   const auto it = inbound.find(channel);
   if (it == inbound.end()) return;
   auto line = std::move(it->second);
@@ -1597,7 +1611,8 @@ void ServerState::end_inbound(const std::string& channel, int cause) {
     return static_cast<std::int64_t>(std::chrono::duration<double>(Clock::now() - since).count() / scale);
   };
   const auto duration = lasted(line->started);
-  for (const auto& m : line->up ? inbound_script.hangup_up : inbound_script.hangup_ring) {
+  if (script == nullptr) script = line->up ? &inbound_script.hangup_up : &inbound_script.hangup_ring;
+  for (const auto& m : *script) {
     std::string out = inbound_message(*line, m);
     if (m.starts_with("Event: Hangup\r") || m.starts_with("Event: HangupRequest\r")) {
       set_header(out, "Cause", std::to_string(cause));
@@ -1658,7 +1673,7 @@ std::map<std::string, std::vector<std::string>> default_sounds() {
   std::map<std::string, std::vector<std::string>> sounds;
   for (const char* name : {"callback-please-wait", "callback-time-up", "callback-partner-hangup",
                            "callback-partner-busy", "callback-partner-away", "callback-system-busy",
-                           "callback-call-failed"}) {
+                           "callback-call-failed", "callback-enter-number"}) {
     sounds[name] = {"en", "zh"};
   }
   // The time-left warning's core prompts: Debian's English ones and the project's Chinese.

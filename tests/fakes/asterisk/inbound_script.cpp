@@ -125,8 +125,14 @@ InboundScript::InboundScript(const std::filesystem::path& recordings) {
   }
   hangup_up = after_hangup(agi);
   hangup_ring = after_hangup(load(recordings, "ami-inbound-reject"));
+  bool failed = false;
+  for (const auto& m : load(recordings, "ami-inbound-missing-prompt")) {
+    if (is(m, "Response: Goodbye")) break;
+    if (failed && !is(m, "Event: OriginateResponse")) failed_end.push_back(m);
+    if (is(m, "Event: AsyncAGIExec") && m.find("\r\nResult: 200%20result%3D-1%20") != std::string::npos) failed = true;
+  }
   if (start.empty() || answer.empty() || exec_start.empty() || exec_end.empty() || async_exec.empty() ||
-      dtmf_begin.empty() || dtmf_end.empty() || hangup_up.empty() || hangup_ring.empty()) {
+      dtmf_begin.empty() || dtmf_end.empty() || hangup_up.empty() || hangup_ring.empty() || failed_end.empty()) {
     throw std::runtime_error("fake asterisk: the ami-inbound-* recordings lack a message the fake needs");
   }
 }

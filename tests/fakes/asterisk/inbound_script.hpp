@@ -37,6 +37,9 @@ struct InboundScript {
   // channel (ami-inbound-asyncagi, Cause 16) and on a ringing one (ami-inbound-reject,
   // Cause 17; its caller's OriginateResponse left out).
   std::vector<std::string> hangup_up, hangup_ring;
+  // After the AsyncAGIExec of a command that failed (STREAM FILE of a missing sound,
+  // ami-inbound-missing-prompt): AsyncAGIEnd, then the dialplan's Hangup() (Cause 16).
+  std::vector<std::string> failed_end;
 
   explicit InboundScript(const std::filesystem::path& recordings);
   [[nodiscard]] static std::string render(std::string_view text, const InboundValues& values);
