@@ -10,6 +10,11 @@
 #include "fake_asterisk.hpp"
 #include "flow_check.hpp"
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -241,8 +246,15 @@ TEST_F(AmiInboundTest, PromptsPlayInTheirLanguageAndTimeLeftIsSaidAsANumber) {
                                                          "STREAM FILE vm-youhave \"\"", "SAY NUMBER 20 \"\"",
                                                          "STREAM FILE queue-seconds \"\"",
                                                          "STREAM FILE no-such-prompt \"\""}));
-  engine->hangup(calls[0].channel, HangupCause::normal(), nullptr);
+  // On Asterisk 23 a missing sound also ends the Async AGI, and the access dialplan hangs up
+  // (ami-inbound-missing-prompt): the call ends without a hangup from us.
   ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 5s));
+  EXPECT_EQ(ends[0].handle, calls[0].channel);
+  EXPECT_EQ(ends[0].cause, HangupCause::normal());
+  std::optional<Status> hung_up;
+  engine->hangup(calls[0].channel, HangupCause::normal(), [&](Status s) { hung_up = s; });
+  ASSERT_TRUE(run_until([&] { return hung_up.has_value(); }, 5s));
+  EXPECT_EQ(hung_up->error().code, engine_errc::channel_gone);
 }
 
 TEST_F(AmiInboundTest, ABadAgiResultFailsItsOperationAndEventsForUnknownChannelsAreIgnored) {
@@ -348,3 +360,132 @@ TEST_F(AmiInboundTest, WithAgiAndDtmfTheEngineOffersInboundCallsAndDigitsButNotT
 }
 
 }  // namespace
+
+// By hand, against the real Asterisk 23.4.1 with the project's dialplan and the test callers
+// (tests/README.md, "AMI inbound calls on the real Asterisk"):
+//   CALLBACK_REAL_AMI=127.0.0.1:5038 build/bin/ami_inbound_tests --gtest_filter='RealAsterisk*'
+// A test caller (tests/real_asterisk/testcallers.conf) rings the access number 5000 through
+// [callback-access-ami]: one is answered, hears the "enter the number" prompt and keys
+// 5551234#; another is rejected busy after 1 s of ringing and is never answered.
+namespace real {
+
+// Places a test caller with its own AMI connection, as record_ari.py does; returns the
+// OriginateResponse's Response ("Success": the engine answered; "Failure": it was rejected)
+// through `poll`, which the test calls while its engine runs.
+class TestCaller {
+ public:
+  TestCaller(const std::string& address, const std::string& exten, const std::string& action_id)
+      : socket_(io_), action_id_(action_id) {
+    const auto colon = address.rfind(':');
+    socket_.connect({boost::asio::ip::make_address(address.substr(0, colon)),
+                     static_cast<unsigned short>(std::stoi(address.substr(colon + 1)))});
+    send("Action: Login\r\nUsername: callback\r\nSecret: callbacksecret\r\nEvents: call\r\n\r\n");
+    send("Action: Originate\r\nActionID: " + action_id + "\r\nChannel: Local/5000@callback-access-ami\r\n"
+         "Context: testcallers\r\nExten: " + exten + "\r\nPriority: 1\r\nCallerID: \"Test caller\" <1234>\r\n"
+         "Timeout: 20000\r\nAsync: true\r\n\r\n");
+    socket_.non_blocking(true);
+  }
+  // The OriginateResponse's Response header, once it has come.
+  std::optional<std::string> poll() {
+    char chunk[4096];
+    boost::system::error_code ec;
+    const std::size_t n = socket_.read_some(boost::asio::buffer(chunk), ec);
+    if (!ec) text_.append(chunk, n);
+    const auto at = text_.find("Event: OriginateResponse\r\n");
+    if (at == std::string::npos) return std::nullopt;
+    const auto end = text_.find("\r\n\r\n", at);
+    if (end == std::string::npos) return std::nullopt;
+    const std::string message = text_.substr(at, end - at);
+    if (message.find("ActionID: " + action_id_ + "\r\n") == std::string::npos) {
+      text_.erase(0, end + 4);
+      return poll();
+    }
+    const auto response = message.find("\r\nResponse: ") + 12;
+    return message.substr(response, message.find("\r\n", response) - response);
+  }
+
+ private:
+  void send(const std::string& text) { boost::asio::write(socket_, boost::asio::buffer(text)); }
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::socket socket_;
+  std::string action_id_;
+  std::string text_;
+};
+
+struct RealAsteriskAmiInbound : test::FlowBase<engine_ami::AmiEngine> {
+  std::string address;
+  std::vector<LegEvent> ends;
+  Subscription events;
+
+  void SetUp() override {
+    const char* real = std::getenv("CALLBACK_REAL_AMI");
+    if (real == nullptr) GTEST_SKIP() << "set CALLBACK_REAL_AMI=host:port to run against a real Asterisk";
+    address = real;
+    engine_ami::AmiOptions o;
+    o.servers = {address};
+    o.secret = "callbacksecret";
+    o.events = "call,user,cdr,agi,dtmf";
+    engine = std::make_unique<engine_ami::AmiEngine>(context, std::move(o));
+    events = engine->subscribe([this](const LegEvent& e) {
+      if (e.type == LegEventType::ended && e.call_id.empty()) ends.push_back(e);
+    });
+    engine->start();
+    ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 10s)) << log_text.str();
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "engine log:\n" << log_text.str().substr(0, 100'000);
+    engine.reset();
+  }
+  std::optional<std::string> outcome(TestCaller& caller) {
+    std::optional<std::string> got;
+    run_until([&] { return (got = caller.poll()).has_value(); }, 30s);
+    return got;
+  }
+};
+
+TEST_F(RealAsteriskAmiInbound, ACallerIsAnsweredHearsThePromptAndItsDigitsAreCollected) {
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({.dialed = {"5000"}}, [&](const InboundCall& c) { calls.push_back(c); });
+  TestCaller caller(address, "dtmf", "real-inbound-dtmf");
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 15s)) << log_text.str();
+  EXPECT_EQ(calls[0].caller, "1234");
+  EXPECT_EQ(calls[0].dialed, "5000");
+  EXPECT_EQ(calls[0].context, "callback-access-ami");
+  std::optional<Status> answered;
+  engine->answer(calls[0].channel, [&](Status s) { answered = s; });
+  ASSERT_TRUE(run_until([&] { return answered.has_value(); }, 10s));
+  ASSERT_TRUE(*answered) << answered->error().describe();
+  std::optional<Result<Digits>> digits;
+  engine->collect_digits(calls[0].channel,
+                         {.max_digits = 15, .terminator = '#', .first_digit_timeout = 10s, .inter_digit_timeout = 3s,
+                          .prompt = Prompt::announcement(Announcement::enter_number, "en")},
+                         [&](Result<Digits> d) { digits = std::move(d); });
+  ASSERT_TRUE(run_until([&] { return digits.has_value(); }, 20s)) << log_text.str();
+  ASSERT_TRUE(*digits) << digits->error().describe();
+  EXPECT_EQ((*digits)->digits, "5551234");
+  EXPECT_EQ((*digits)->stop, Digits::Stop::terminator);
+  EXPECT_EQ(outcome(caller), "Success") << "the caller was answered";
+  std::optional<Status> hung_up;
+  engine->hangup(calls[0].channel, HangupCause::normal(), [&](Status s) { hung_up = s; });
+  ASSERT_TRUE(run_until([&] { return !ends.empty() && hung_up.has_value(); }, 10s)) << log_text.str();
+  EXPECT_TRUE(*hung_up);
+  EXPECT_EQ(ends[0].handle, calls[0].channel);
+  EXPECT_EQ(ends[0].cause, HangupCause::normal());
+}
+
+TEST_F(RealAsteriskAmiInbound, ARejectedCallerRingsThenGetsBusyAndIsNeverAnswered) {
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({.dialed = {"5000"}}, [&](const InboundCall& c) { calls.push_back(c); });
+  TestCaller caller(address, "quiet", "real-inbound-busy");
+  ASSERT_TRUE(run_until([&] { return !calls.empty(); }, 15s)) << log_text.str();
+  std::optional<Status> rejected;
+  const auto asked = std::chrono::steady_clock::now();
+  engine->reject(calls[0].channel, HangupCause{17}, 1000ms, [&](Status s) { rejected = s; });
+  ASSERT_TRUE(run_until([&] { return rejected.has_value() && !ends.empty(); }, 15s)) << log_text.str();
+  EXPECT_TRUE(*rejected);
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, 1000ms) << "it rang first";
+  EXPECT_EQ(ends[0].cause, HangupCause{17});
+  EXPECT_EQ(outcome(caller), "Failure") << "never answered: the caller pays nothing";
+}
+
+}  // namespace real
