@@ -86,10 +86,12 @@ std::string dial_status_for(HangupCause cause) {
 
 // The event types on_event() reads. Set as the app's event filter once its WebSocket is up
 // (PUT /applications/{app}/eventFilter, fixtures: ari-event-filter), Asterisk sends only
-// these: a callback's ~60 events become ~27, half the bytes to parse here and to write there.
-constexpr std::array<std::string_view, 10> kEventsRead = {
-    "StasisStart",       "StasisEnd",          "ChannelStateChange",  "Dial",             "ChannelHangupRequest",
-    "ChannelDestroyed",  "ChannelLeftBridge",  "ChannelDtmfReceived", "PlaybackFinished", "ApplicationReplaced"};
+// these: a callback's ~60 events become ~25, half the bytes to parse here and to write there.
+// (ChannelLeftBridge, read while plays waited for it, is no longer: the bridge goes with the
+// last leg, whose prompts are over.)
+constexpr std::array<std::string_view, 9> kEventsRead = {
+    "StasisStart",      "StasisEnd",           "ChannelStateChange", "Dial",               "ChannelHangupRequest",
+    "ChannelDestroyed", "ChannelDtmfReceived", "PlaybackFinished",   "ApplicationReplaced"};
 
 json::object event_filter() {
   json::array allowed;
@@ -138,8 +140,6 @@ struct AriEngine::Leg {
   bool hangup_pending = false;  // asked for while its server was away
   bool limit_reached = false;
   std::string bridge;
-  bool unbridging = false;  // its bridge's DELETE is out: plays wait for its ChannelLeftBridge
-  std::vector<std::function<void()>> after_unbridge;
   std::weak_ptr<Leg> other;
   // The time limit, on the leg that hears the warnings.
   TimerHandle limit_timer;
@@ -639,8 +639,6 @@ void AriEngine::on_event(Server& server, const json::object& e) {
       dialing();
       leg_ended(*leg, std::min(at, *leg->end_seen), false);
     }
-  } else if (type == "ChannelLeftBridge" && !half2) {
-    if (leg->unbridging) release_plays(*leg);
   } else if (type == "StasisEnd" && leg->inbound) {
     leg_ended(*leg, at, false);  // an inbound channel gets no ChannelDestroyed
   } else if (type == "ChannelDtmfReceived" && !half2) {
@@ -679,34 +677,16 @@ void AriEngine::feed_digit(Leg& leg, char digit) {
   });
 }
 
-void AriEngine::unbridge(const std::shared_ptr<Leg>& leg) {
-  // A play sent while its channel's bridge is being destroyed may be answered 201 and then
-  // never start, with no PlaybackFinished (ari-play-bridge-destroyed); Asterisk answers the
-  // DELETE before the channels have left (seen in a burst of 200). So a leg's plays wait for
-  // its ChannelLeftBridge (or a failed DELETE, or 2 s).
-  if (leg->bridge.empty()) return;
-  const std::string bridge = std::exchange(leg->bridge, {});
-  std::vector<std::shared_ptr<Leg>> parties{leg};
-  if (auto other = leg->other.lock(); other && other->bridge == bridge) {
-    other->bridge.clear();
-    parties.push_back(other);
-  }
-  for (auto& p : parties) p->unbridging = !p->ended;
-  auto release = [this, parties] {
-    for (const auto& p : parties) release_plays(*p);
-  };
-  Server* s = server_named(leg->server);
-  if (s == nullptr || s->state != Server::State::ready) return release();
-  request(*s, verb::delete_, "/ari/bridges/" + ari::encode(bridge), [release](Result<ari::Response> deleted) {
-    if (!deleted) release();
-  });
-  auto timer = std::make_shared<TimerHandle>();
-  *timer = context_.clock.schedule(2s, [timer, release] { release(); });
-}
-
-void AriEngine::release_plays(Leg& leg) {
-  leg.unbridging = false;
-  for (auto& send : std::exchange(leg.after_unbridge, {})) send();
+void AriEngine::delete_bridge(Leg& leg) {
+  // Only the last leg to leave deletes it (leg_ended): nobody is left in it to hear a prompt.
+  // (Plays sent to a channel leaving a bridge being destroyed can be lost:
+  // ari-play-bridge-destroyed.)
+  if (leg.bridge.empty()) return;
+  const std::string bridge = std::exchange(leg.bridge, {});
+  if (auto other = leg.other.lock(); other && other->bridge == bridge) other->bridge.clear();
+  Server* s = server_named(leg.server);
+  if (s == nullptr || s->state != Server::State::ready) return;  // the reconcile deletes it
+  request(*s, verb::delete_, "/ari/bridges/" + ari::encode(bridge), nullptr);
 }
 
 void AriEngine::answered(Leg& leg, Timestamp at) {
@@ -773,8 +753,8 @@ void AriEngine::leg_ended(Leg& leg, Timestamp at, bool unobserved) {
   // ChannelLeftBridge (ari-play-bridge-destroyed; a loaded Asterisk, tests/README.md).
   if (auto other = leg.other.lock(); other && !other->ended && !leg.bridge.empty() && other->bridge == leg.bridge) {
     other->other.reset();
-  } else if (auto self = legs_.find(leg.id); self != legs_.end()) {
-    unbridge(self->second);
+  } else {
+    delete_bridge(leg);
   }
   leg.bridge.clear();
   LegEvent event{.call_id = leg.call_id, .leg = leg.role, .type = LegEventType::ended, .at = at,
@@ -1142,7 +1122,6 @@ void AriEngine::play(const Channel& channel, const Prompt& prompt, StatusComplet
       if (finished) finished(engine_error_for(reply.error(), "the prompt"));
     });
   };
-  if (leg->unbridging) return leg->after_unbridge.push_back(std::move(send));
   send();
 }
 

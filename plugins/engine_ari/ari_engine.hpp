@@ -100,8 +100,7 @@ class AriEngine final : public Engine {
   void inbound(Server& server, const boost::json::object& channel, const std::string& dialed, Timestamp at);
   void leg_ended(Leg& leg, Timestamp at, bool unobserved);
   void end_unobserved(const std::shared_ptr<Leg>& leg, Timestamp last_seen);
-  void unbridge(const std::shared_ptr<Leg>& leg);
-  void release_plays(Leg& leg);
+  void delete_bridge(Leg& leg);
   void emit(const LegEvent& event);
   void answered(Leg& leg, Timestamp at);
   void warn_or_end(const std::string& id);
