@@ -113,6 +113,7 @@ TEST(CheckRequestHead, EachDefectIsRefusedWithItsStatusAndField) {
       // A value Pistache cannot read in a header it parses (found by fuzz_query), named.
       {"POST / HTTP/1.1\r\nContent-Type: applicaength: 19\r\n", Code::Bad_Request, "invalid_header", "Content-Type"},
       {"POST / HTTP/1.1\r\ncontent-type: json\r\n", Code::Bad_Request, "invalid_header", "content-type"},
+      {"GET / HTTP/1.1\r\nHost: example.com:13\t\t\r\n", Code::Bad_Request, "invalid_header", "Host"},
       {"GET x HTTP/1.1\r\n", Code::Bad_Request, "invalid_target", "target"},
       {"GET  / HTTP/1.1\r\n", Code::Bad_Request, "invalid_target", "target"},
       {"hello\r\n", Code::Bad_Request, "invalid_request_line", "request_line"},
