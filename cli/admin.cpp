@@ -155,6 +155,9 @@ int print_account(const Output& output, json::object account, const json::array*
              << "language   " << default_language(text(account, "language")) << "\n"
              << "PIN        " << (account.at("has_pin").as_bool() ? "set" : "none") << "\n";
   for (const auto& n : account.at("numbers").as_array()) output.out << "number     " << n.as_string() << "\n";
+  if (const auto* emails = account.if_contains("emails"); emails != nullptr && emails->is_array()) {
+    for (const auto& e : emails->as_array()) output.out << "e-mail     " << e.as_string() << "\n";
+  }
   if (ledger != nullptr) {
     output.out << "\n";
     print_table(output.out, *ledger,
@@ -196,9 +199,11 @@ int accounts_add(const PluginSource& source, const Remote& remote, const Account
   if (!remote.server.empty()) {
     json::array numbers;
     for (const auto& n : args.numbers) numbers.emplace_back(n);
+    json::array emails;
+    for (const auto& e : args.emails) emails.emplace_back(e);
     json::object body{{"id", args.id},       {"name", args.name},         {"currency", args.currency},
                       {"balance", args.balance}, {"credit_limit", args.credit_limit}, {"tariff", args.tariff},
-                      {"numbers", numbers}};
+                      {"numbers", numbers},     {"emails", emails}};
     if (!args.pin.empty()) body["pin"] = args.pin;
     if (!args.language.empty()) body["language"] = args.language;
     auto account = api(remote, "POST", "/v1/accounts", json::serialize(body));

@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
   add->add_option("--credit-limit", add_args.credit_limit, "how far below zero it may go")->capture_default_str();
   add->add_option("--tariff", add_args.tariff, "rate deck (default: the default tariff)");
   add->add_option("--number", add_args.numbers, "registered caller number (repeatable)")->allow_extra_args(false);
+  add->add_option("--email", add_args.emails, "registered e-mail address (repeatable; the e-mail trigger)")
+      ->allow_extra_args(false);
   add->add_option("--pin", add_args.pin, "PIN or password (stored as a scrypt hash)");
   add->add_option("--language", add_args.language,
                   "what its callers hear announcements in (Asterisk sound language: en, zh, pt_BR)");

@@ -2,6 +2,7 @@
 
 #include "database.hpp"
 
+#include <callback/secret.hpp>
 #include <callback/timestamp.hpp>
 
 #include <SQLiteCpp/Statement.h>
@@ -15,14 +16,7 @@ namespace callback::rest {
 namespace {
 
 std::string hex(const unsigned char* data, std::size_t size) {
-  constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    out.push_back(digits[data[i] >> 4]);
-    out.push_back(digits[data[i] & 15]);
-  }
-  return out;
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(data), size));
 }
 
 std::string random_hex(std::size_t bytes) {
@@ -79,15 +73,7 @@ std::filesystem::path keys_database_path(const ServiceConfig& config) {
 }
 
 std::string hmac_sha256_hex(std::string_view secret, std::string_view body) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(body.data()),
-       body.size(), digest, &size);
-  return hex(digest, size);
-}
-
-bool equal_constant_time(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+  return hex_encode(hmac(Digest::sha256, secret, body));
 }
 
 Result<std::unique_ptr<ApiKeys>> ApiKeys::open(const std::filesystem::path& path, std::chrono::milliseconds refresh) {

@@ -11,6 +11,7 @@
 #include <callback/call.hpp>
 #include <callback/config.hpp>
 #include <callback/error.hpp>
+#include <callback/secret.hpp>
 
 #include <SQLiteCpp/Database.h>
 
@@ -83,7 +84,6 @@ class ApiKeys {
 
 // Hex HMAC-SHA256 of `body` with `secret` (webhook signatures: rest/webhooks.hpp).
 [[nodiscard]] std::string hmac_sha256_hex(std::string_view secret, std::string_view body);
-// Constant time for equal lengths.
-[[nodiscard]] bool equal_constant_time(std::string_view a, std::string_view b) noexcept;
+using callback::equal_constant_time;  // callback/secret.hpp
 
 }  // namespace callback::rest

@@ -21,13 +21,6 @@ namespace {
 
 using Pistache::Http::Code;
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
 // RFC 9110 5.6.2: token = 1*tchar.
@@ -203,53 +196,6 @@ std::optional<Rejection> check_header(std::string_view line, RequestHead& head, 
 }
 
 }  // namespace
-
-std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '%') {
-      if (text.size() - i < 3) return std::nullopt;
-      const int high = hex_value(text[i + 1]);
-      const int low = hex_value(text[i + 2]);
-      if (high < 0 || low < 0) return std::nullopt;
-      out += static_cast<char>(high * 16 + low);
-      i += 2;
-    } else {
-      out += c == '+' && plus_is_space ? ' ' : c;
-    }
-  }
-  return out;
-}
-
-Result<QueryParameters> decode_query(std::string_view query) {
-  QueryParameters parameters;
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.empty()) continue;  // "a=1&&b=2"
-    const auto equals = pair.find('=');
-    const std::string_view raw_name = pair.substr(0, equals);
-    auto name = percent_decode(raw_name, true);
-    if (!name) {
-      return Error{"invalid_parameter", "the name has a malformed %-escape (a '%' must be followed by two hex digits)",
-                   std::string(raw_name)};
-    }
-    auto value = percent_decode(equals == std::string_view::npos ? std::string_view{} : pair.substr(equals + 1), true);
-    if (!value) {
-      return Error{"invalid_parameter", "malformed %-escape (a '%' must be followed by two hex digits; write '%' as %25)",
-                   *name};
-    }
-    auto control = [](char c) { return is_control(static_cast<unsigned char>(c)); };
-    if (std::any_of(name->begin(), name->end(), control) || std::any_of(value->begin(), value->end(), control)) {
-      return Error{"invalid_parameter", "control characters are not allowed", *name};
-    }
-    parameters.emplace_back(std::move(*name), std::move(*value));
-  }
-  return parameters;
-}
 
 HeadCheck check_request_head(std::string_view bytes, const BodyLimit& body_limit) {
   RequestHead head;

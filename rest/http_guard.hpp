@@ -20,6 +20,7 @@
 //     void onRequest(const Pistache::Http::Request&, Pistache::Http::ResponseWriter) override;
 //   };
 #include <callback/error.hpp>
+#include <callback/http.hpp>
 
 #include <pistache/http.h>
 
@@ -37,17 +38,11 @@
 
 namespace callback::rest {
 
-// RFC 3986 percent-decoding. `plus_is_space`: '+' stands for a space, as in
-// application/x-www-form-urlencoded text (a query string). nullopt for a malformed escape
-// ("%G1", a truncated "%4").
-[[nodiscard]] std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space);
-
-using QueryParameters = std::vector<std::pair<std::string, std::string>>;
-
-// A query string ("since=2026-11-30T09%3A00%3A00Z&limit=10", without the '?') as decoded
-// names and values, in order. A malformed escape or a decoded control character is an
-// "invalid_parameter" error whose field is the parameter's name.
-[[nodiscard]] Result<QueryParameters> decode_query(std::string_view query);
+// callback/http.hpp's, where the triggers' form bodies are decoded too.
+using callback::FormFields;
+using callback::percent_decode;
+using QueryParameters = FormFields;
+inline Result<QueryParameters> decode_query(std::string_view query) { return decode_form(query); }
 
 // Why a request is refused before it reaches a handler: the status and the API's error.
 struct Rejection {

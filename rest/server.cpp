@@ -13,6 +13,7 @@
 #include <pistache/http.h>
 #include <pistache/peer.h>
 
+#include <atomic>
 #include <charconv>
 #include <functional>
 #include <sstream>
@@ -40,7 +41,9 @@ Code status_for(const Error& e) {
   if (c == "unauthorized") return Code::Unauthorized;
   if (c == "not_found" || c == "unknown_account") return Code::Not_Found;
   if (c == "method_not_allowed") return Code::Method_Not_Allowed;
-  if (c == "already_final" || c == "account_exists") return Code::Conflict;
+  if (c == "already_final" || c == "account_exists" || c == "number_taken" || c == "email_taken") {
+    return Code::Conflict;
+  }
   if (c == "body_too_large") return Code::Request_Entity_Too_Large;
   if (c == "unsupported_media_type") return Code::Unsupported_Media_Type;
   if (c == "rate_limited") return Code::Too_Many_Requests;
@@ -471,6 +474,41 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     }
   }
 
+  // Hands a request to a plugin's route; its answer, from any thread, goes out once.
+  void to_plugin(const Pistache::Http::Request& request, std::shared_ptr<ResponseWriter> response,
+                 const HttpHandler& handler) {
+    HttpRequest plain{.method = Pistache::Http::methodString(request.method()),
+                      .path = request.resource(),
+                      .body = request.body(),
+                      .client_ip = request.address().host()};
+    const auto& query = request.query();
+    for (auto it = query.parameters_begin(); it != query.parameters_end(); ++it) plain.query.emplace_back(*it);
+    for (const auto& typed : request.headers().list()) {
+      std::ostringstream value;
+      typed->write(value);
+      plain.headers.emplace_back(typed->name(), value.str());
+    }
+    for (const auto& [name, raw] : request.headers().rawList()) plain.headers.emplace_back(raw.name(), raw.value());
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto self = shared_from_this();
+    HttpRespond respond = [self, response, answered](HttpResponse answer) {
+      if (answered->exchange(true)) return;  // a second answer: the first one went out
+      if (answer.status < 100 || answer.status > 599) {
+        self->runtime.context().log.error("callbackd", "a plugin's route answered status " +
+                                                           std::to_string(answer.status) + "; sent 500");
+        return self->reply(*response, error_reply(Error{"internal", "the handler gave no valid answer", {}}));
+      }
+      self->reply(*response, Reply{static_cast<Code>(answer.status), std::move(answer.body),
+                                   std::move(answer.content_type), std::move(answer.headers)});
+    };
+    try {
+      handler(plain, respond);
+    } catch (const std::exception& e) {
+      runtime.context().log.error("callbackd", std::string("a plugin's route failed: ") + escape_control(e.what()));
+      respond(HttpResponse{.status = 500, .body = json::serialize(error_body(Error{"internal", "the handler failed", {}}))});
+    }
+  }
+
   void route(const Pistache::Http::Request& request, ResponseWriter response) {
     const std::string& path = request.resource();
     const auto parts = split_path(path);
@@ -483,6 +521,12 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     if (const auto limit = body_limit(Pistache::Http::methodString(method), path); request.body().size() > limit) {
       return reply(response,
                    error_reply(Error{"body_too_large", "the body is over " + std::to_string(limit) + " bytes", "body"}));
+    }
+    // What triggers and front ends added (an SMS gateway's webhook): they check it themselves.
+    if (auto plugin = runtime.http_routes().find(Pistache::Http::methodString(method), path);
+        plugin.handler || !plugin.allowed.empty()) {
+      if (!plugin.handler) return method_not_allowed(plugin.allowed);
+      return to_plugin(request, std::make_shared<ResponseWriter>(std::move(response)), plugin.handler);
     }
     // Public: the page, health, metrics, the API description.
     if (parts.empty() || parts[0] == "assets" || parts[0] == "index.html") {
@@ -743,11 +787,13 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     if (parts.size() == 2) {
       AccountForm form;
       for (const auto& [k, v] : *body) {
-        if (k == "numbers") {
-          if (!v.is_array()) return reply(response, error_reply(Error{"invalid_type", "must be an array of strings", "numbers"}));
+        if (k == "numbers" || k == "emails") {
+          auto& list = k == "numbers" ? form.numbers : form.emails;
+          const std::string field(k);
+          if (!v.is_array()) return reply(response, error_reply(Error{"invalid_type", "must be an array of strings", field}));
           for (const auto& n : v.as_array()) {
-            if (!n.is_string()) return reply(response, error_reply(Error{"invalid_type", "must be an array of strings", "numbers"}));
-            form.numbers.emplace_back(n.as_string());
+            if (!n.is_string()) return reply(response, error_reply(Error{"invalid_type", "must be an array of strings", field}));
+            list.emplace_back(n.as_string());
           }
           continue;
         }
@@ -758,7 +804,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
         if (target == nullptr) {
           return reply(response, error_reply(Error{"unknown_field",
                                                    "unknown field (known: id, name, currency, balance, credit_limit, "
-                                                   "tariff, pin, numbers, language)",
+                                                   "tariff, pin, numbers, emails, language)",
                                                    std::string(k)}));
         }
         if (!v.is_string()) return reply(response, error_reply(Error{"invalid_type", "must be a string", std::string(k)}));

@@ -8,7 +8,9 @@
 #include <callback/trigger.hpp>
 #include <callback/version.hpp>
 
+#include <algorithm>
 #include <charconv>
+#include <functional>
 
 namespace callback {
 
@@ -22,6 +24,39 @@ void CdrStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {
   done(std::move(stored), std::move(cdrs));
 }
 AccountStore::~AccountStore() = default;
+
+namespace {
+// The one account `matches`, nothing, or an Error when it is several (a registration the
+// store should have refused).
+Result<std::optional<Account>> only_account(AccountStore& store, const std::string& what,
+                                            const std::function<bool(const Account&)>& matches) {
+  auto all = store.list();
+  if (!all) return all.error();
+  std::optional<Account> found;
+  for (auto& account : *all) {
+    if (!matches(account)) continue;
+    if (found) {
+      return Error{"ambiguous_registration", what + " is registered to accounts " + found->id + " and " + account.id,
+                   "account"};
+    }
+    found = std::move(account);
+  }
+  return found;
+}
+}  // namespace
+
+Result<std::optional<Account>> AccountStore::find_by_number(const PhoneNumber& number) {
+  return only_account(*this, "+" + number.digits(), [&](const Account& account) {
+    return std::find(account.caller_numbers.begin(), account.caller_numbers.end(), number) !=
+           account.caller_numbers.end();
+  });
+}
+
+Result<std::optional<Account>> AccountStore::find_by_email(std::string_view email) {
+  return only_account(*this, std::string(email), [&](const Account& account) {
+    return std::find(account.emails.begin(), account.emails.end(), email) != account.emails.end();
+  });
+}
 LedgerStore::~LedgerStore() = default;
 CallJournal::~CallJournal() = default;
 Rater::~Rater() = default;
@@ -33,6 +68,7 @@ Result<std::chrono::seconds> Authorizer::extend(const std::string& reservation, 
                                     " has nothing to extend", "reservation"};
 }
 TriggerSink::~TriggerSink() = default;
+CallbackHandle::~CallbackHandle() = default;
 
 std::string_view to_string(DenialReason reason) noexcept {
   constexpr std::string_view names[] = {"unknown_account",      "disabled",            "bad_secret",

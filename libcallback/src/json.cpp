@@ -37,6 +37,8 @@ json::object error_body(const Error& error) { return {{"error", to_json(error)}}
 json::object to_json(const Account& a) {
   json::array numbers;
   for (const auto& n : a.caller_numbers) numbers.push_back(json::string(n.e164()));
+  json::array emails;
+  for (const auto& e : a.emails) emails.push_back(json::string(e));
   return {{"id", a.id},
           {"name", a.name},
           {"currency", a.currency.code()},
@@ -48,6 +50,7 @@ json::object to_json(const Account& a) {
           {"tariff", a.tariff},
           {"language", a.language},
           {"numbers", numbers},
+          {"emails", emails},
           {"has_pin", !a.secret_hash.empty()}};
 }
 

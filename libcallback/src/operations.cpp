@@ -30,6 +30,14 @@ Result<Account> create_account(Store& store, const AccountForm& form, const Numb
     }
     account.caller_numbers.push_back(*n);
   }
+  for (const auto& text : form.emails) {
+    auto address = normalize_email(text);
+    if (!address) return address.error().at("emails");
+    if (std::find(account.emails.begin(), account.emails.end(), *address) != account.emails.end()) {
+      return Error{"duplicate_email", *address + " is given twice", "emails"};
+    }
+    account.emails.push_back(*address);
+  }
   if (!form.pin.empty()) {
     auto hash = hash_secret(form.pin);
     if (!hash) return hash.error().at("pin");

@@ -24,6 +24,18 @@ class Runtime::Sink final : public TriggerSink, public CallObserver {
       runtime_.service().submit(std::move(request), std::move(done));
     });
   }
+  void track(CallbackRequest request, Tracking tracking) override {
+    if (!runtime_.accepting()) {
+      if (tracking.accepted) {
+        tracking.accepted(Error{"shutting_down", "the service is shutting down and takes no new calls", {}});
+      }
+      return;
+    }
+    runtime_.post([this, request = std::move(request), tracking = std::move(tracking)]() mutable {
+      runtime_.service().track(std::move(request), std::move(tracking));
+    });
+  }
+
   // Final events come before the call leaves the service's books: count afterwards.
   void on_call_event(const CallEvent& event) override {
     if (!is_final(event.call.state())) return;
@@ -91,12 +103,14 @@ Result<std::unique_ptr<Runtime>> Runtime::open(ServiceConfig config, RuntimeOpti
   if (!engine) return engine.error();
   r.engine_ = std::move(*engine);
   for (const auto& trigger : r.config_.triggers) {
-    auto made = r.loader_->create_from_config<Trigger>(trigger, r.context_, r.store_.get());
+    auto made = r.loader_->create_from_config<Trigger>(trigger, r.context_, r.store_.get(), &r.config_.numbering,
+                                                       &r.routes_);
     if (!made) return made.error();
     r.triggers_.push_back(std::move(*made));
   }
   for (const auto& frontend : r.config_.frontends) {
-    auto made = r.loader_->create_from_config<FrontEnd>(frontend, r.context_, r.store_.get());
+    auto made = r.loader_->create_from_config<FrontEnd>(frontend, r.context_, r.store_.get(), &r.config_.numbering,
+                                                        &r.routes_);
     if (!made) return made.error();
     r.frontends_.push_back(std::move(*made));
   }

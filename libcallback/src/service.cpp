@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <random>
 #include <set>
+#include <unordered_map>
 
 namespace callback {
 
@@ -117,6 +118,95 @@ Cdr make_cdr(const Call& call, const Leg& leg) {
 
 }  // namespace
 
+// Follows the calls that track() took, for their triggers. On the service thread.
+class CallbackService::Tracker final : public CallObserver {
+ public:
+  explicit Tracker(CallbackService& service) : service_(service) {}
+
+  void track(CallbackRequest request, Tracking tracking) {
+    auto tracked = std::make_shared<Tracked>();
+    tracked->tracking = std::move(tracking);
+    // The service's first event while it takes the request is the new call's own (it
+    // enters `authorizing` before anything else can happen); a refusal of the request as
+    // it stands, or a repeated idempotency key, comes with none.
+    binding_ = tracked;
+    service_.submit(std::move(request), [this, tracked](Result<std::string> id) { accept(tracked, id); });
+    binding_.reset();
+  }
+
+  void on_call_event(const CallEvent& event) override {
+    if (binding_ && binding_->id.empty()) {
+      binding_->id = event.call.id();
+      tracked_[binding_->id] = binding_;
+    }
+    if (tracked_.empty()) return;
+    auto it = tracked_.find(event.call.id());
+    if (it == tracked_.end()) return;
+    auto tracked = it->second;
+    if (tracked->tracking.event) tracked->tracking.event(event);
+    if (!is_final(event.call.state())) return;
+    if (!tracked->told) {
+      tracked->final_event = event;  // told after `accepted`, or dropped if that is a refusal
+      return;
+    }
+    tracked_.erase(event.call.id());
+    if (tracked->tracking.ended) tracked->tracking.ended(event);
+  }
+
+ private:
+  struct Tracked {
+    Tracking tracking;
+    std::string id;
+    bool told = false;                     // `accepted` was called
+    std::optional<CallEvent> final_event;  // the end, when it came before `accepted` was told
+  };
+  class Handle final : public CallbackHandle {
+   public:
+    Handle(CallbackService& service, std::string id) : service_(service), alive_(service.alive_), id_(std::move(id)) {}
+    const std::string& id() const noexcept override { return id_; }
+    void cancel() override {
+      boost::asio::post(service_.context_.io, [&service = service_, alive = alive_, id = id_] {
+        if (!alive.expired()) (void)service.cancel(id);  // an ended one: nothing to do
+      });
+    }
+
+   private:
+    CallbackService& service_;
+    std::weak_ptr<int> alive_;
+    std::string id_;
+  };
+
+  void accept(const std::shared_ptr<Tracked>& tracked, const Result<std::string>& id) {
+    tracked->told = true;
+    if (!id) {
+      // Refused, or never placed: there is no call to follow (`ended` is for accepted ones).
+      if (!tracked->id.empty()) tracked_.erase(tracked->id);
+      if (tracked->tracking.accepted) tracked->tracking.accepted(id.error());
+      return;
+    }
+    if (tracked->id.empty()) {  // a repeated idempotency key: the call it named before
+      tracked->id = *id;
+      auto call = service_.find(*id);
+      if (call && is_final(call->state())) {
+        tracked->final_event = CallEvent{.call = *call, .previous = call->state()};
+      } else {
+        tracked_[*id] = tracked;
+      }
+    }
+    if (tracked->tracking.accepted) {
+      tracked->tracking.accepted(std::shared_ptr<CallbackHandle>(std::make_shared<Handle>(service_, *id)));
+    }
+    if (tracked->final_event) {
+      tracked_.erase(*id);
+      if (tracked->tracking.ended) tracked->tracking.ended(*tracked->final_event);
+    }
+  }
+
+  CallbackService& service_;
+  std::unordered_map<std::string, std::shared_ptr<Tracked>> tracked_;
+  std::shared_ptr<Tracked> binding_;
+};
+
 CallbackService::CallbackService(Context& context, Engine& engine, Billing* billing, Store& store,
                                  ServiceOptions options)
     : context_(context),
@@ -135,6 +225,8 @@ CallbackService::CallbackService(Context& context, Engine& engine, Billing* bill
   const auto can = engine_.capabilities();
   step_flow_ = !can.dialplan_flow && can.step_flow;
   engine_events_ = engine_.subscribe([this](const LegEvent& event) { on_leg_event(event); });
+  tracker_ = std::make_unique<Tracker>(*this);
+  observers_.push_back(tracker_.get());
 }
 
 void CallbackService::crash_point(std::string_view point) const {
@@ -256,6 +348,10 @@ void CallbackService::enter(Active& active, CallState to, std::optional<Announce
 }
 
 Result<std::string> CallbackService::start(CallbackRequest request) { return begin(std::move(request), nullptr); }
+
+void CallbackService::track(CallbackRequest request, Tracking tracking) {
+  tracker_->track(std::move(request), std::move(tracking));
+}
 
 void CallbackService::submit(CallbackRequest request, std::function<void(Result<std::string>)> done) {
   (void)begin(std::move(request), std::move(done));

@@ -1,6 +1,7 @@
 #include "ari_client.hpp"
 
 #include <callback/context.hpp>
+#include <callback/secret.hpp>
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -40,22 +41,6 @@ namespace {
 constexpr std::uint64_t reply_body_limit = 16 * 1024 * 1024;
 constexpr std::uint64_t event_frame_limit = 4 * 1024 * 1024;
 
-std::string base64(std::string_view in) {
-  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  for (std::size_t i = 0; i < in.size(); i += 3) {
-    const std::size_t n = std::min<std::size_t>(3, in.size() - i);
-    std::uint32_t group = 0;
-    for (std::size_t k = 0; k < 3; ++k) {
-      group = (group << 8) | (k < n ? static_cast<unsigned char>(in[i + k]) : 0U);
-    }
-    for (std::size_t k = 0; k < 4; ++k) {
-      out += k <= n ? alphabet[(group >> (18 - 6 * k)) & 63U] : '=';
-    }
-  }
-  return out;
-}
 
 // "127.0.0.1:8088" (what Asterisk's own recordings show), "[::1]:8088" for IPv6.
 std::string host_header(const Endpoint& endpoint) {
@@ -254,7 +239,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         options(options_),
         handlers(std::move(handlers_)),
         host(host_header(endpoint)),
-        authorization("Basic " + base64(endpoint.username + ":" + endpoint.password)),
+        authorization("Basic " + base64_encode(endpoint.username + ":" + endpoint.password)),
         deadline_timer(io_),
         idle_timer(io_) {}
 

@@ -224,6 +224,13 @@ CREATE INDEX callback_journal_key ON callback_journal (idempotency_key) WHERE id
 CREATE INDEX callback_journal_open ON callback_journal (created_at) WHERE final = 0;
 CREATE INDEX callback_journal_updated ON callback_journal (updated_at);
 )sql"},
+    {9, "accounts' registered e-mail addresses (the e-mail trigger), each one account's", R"sql(
+CREATE TABLE account_email (
+  email      TEXT PRIMARY KEY,  -- normalize_email's form
+  account_id TEXT NOT NULL REFERENCES account (id) ON DELETE CASCADE
+);
+CREATE INDEX account_email_account ON account_email (account_id);
+)sql"},
 };
 // Versions ascend; the last is the latest (numbers are handed out per branch, so one may be missing).
 static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);

@@ -19,7 +19,7 @@ namespace callback::sqlite {
 // else $XDG_DATA_HOME/callback/callback.db (~/.local/share/callback/callback.db).
 [[nodiscard]] std::filesystem::path default_database_path();
 
-inline constexpr int latest_schema_version = 8;
+inline constexpr int latest_schema_version = 9;
 
 struct DatabaseOptions {
   std::filesystem::path path;        // empty: default_database_path()

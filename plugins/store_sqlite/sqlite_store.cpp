@@ -1,5 +1,6 @@
 #include "sqlite_store.hpp"
 
+#include <callback/context.hpp>
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 
@@ -367,12 +368,37 @@ Status SqliteStore::create(const Account& account) {
     insert.bind(10, format_time(created));
     insert.bind(11, account.language);
     insert.exec();
+    // A number or an address tells a trigger whose account it is: one account each.
+    SQLite::Statement number_taken(*db_, "SELECT account_id FROM account_number WHERE number = ? LIMIT 1");
     SQLite::Statement number(*db_, "INSERT OR IGNORE INTO account_number (account_id, number) VALUES (?, ?)");
     for (const auto& n : account.caller_numbers) {
+      number_taken.bind(1, n.digits());
+      if (number_taken.executeStep()) {
+        return Error{"number_taken", "+" + n.digits() + " is registered to account " + number_taken.getColumn(0).getString(),
+                     "numbers"};
+      }
+      number_taken.reset();
       number.bind(1, account.id);
       number.bind(2, n.digits());
       number.exec();
       number.reset();
+    }
+    SQLite::Statement email_taken(*db_, "SELECT account_id FROM account_email WHERE email = ?");
+    SQLite::Statement email(*db_, "INSERT INTO account_email (email, account_id) VALUES (?, ?)");
+    for (const auto& address : account.emails) {
+      auto normal = normalize_email(address);
+      if (!normal) return normal.error().at("emails");
+      email_taken.bind(1, *normal);
+      if (email_taken.executeStep()) {
+        const auto owner = email_taken.getColumn(0).getString();
+        if (owner == account.id) return Error{"duplicate_email", *normal + " is given twice", "emails"};
+        return Error{"email_taken", *normal + " is registered to account " + owner, "emails"};
+      }
+      email_taken.reset();
+      email.bind(1, *normal);
+      email.bind(2, account.id);
+      email.exec();
+      email.reset();
     }
     if (!account.balance.is_zero()) {
       SQLite::Statement ledger(*db_,
@@ -418,7 +444,42 @@ Result<std::optional<Account>> SqliteStore::find_locked(const std::string& id) {
   while (numbers.executeStep()) {
     if (auto n = PhoneNumber::from_e164(numbers.getColumn(0).getString())) account.caller_numbers.push_back(*n);
   }
+  SQLite::Statement emails(*db_, "SELECT email FROM account_email WHERE account_id = ? ORDER BY email");
+  emails.bind(1, id);
+  while (emails.executeStep()) account.emails.push_back(emails.getColumn(0).getString());
   return std::optional<Account>{std::move(account)};
+}
+
+Result<std::optional<Account>> SqliteStore::find_registered(SQLite::Statement& select, const std::string& what) {
+  if (!select.executeStep()) return std::optional<Account>{};
+  const std::string id = select.getColumn(0).getString();
+  if (select.executeStep()) {
+    return Error{"ambiguous_registration",
+                 what + " is registered to accounts " + id + " and " + select.getColumn(0).getString(), "account"};
+  }
+  return find_locked(id);
+}
+
+Result<std::optional<Account>> SqliteStore::find_by_number(const PhoneNumber& number) {
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Statement select(*db_, "SELECT account_id FROM account_number WHERE number = ? ORDER BY account_id LIMIT 2");
+    select.bind(1, number.digits());
+    return find_registered(select, "+" + number.digits());
+  } catch (const std::exception& e) {
+    return database_error("cannot look up the account of +" + number.digits(), e);
+  }
+}
+
+Result<std::optional<Account>> SqliteStore::find_by_email(std::string_view email) {
+  std::lock_guard lock(mutex_);
+  try {
+    SQLite::Statement select(*db_, "SELECT account_id FROM account_email WHERE email = ?");
+    select.bind(1, std::string(email));
+    return find_registered(select, escape_control(email));
+  } catch (const std::exception& e) {
+    return database_error("cannot look up the account of an e-mail address", e);
+  }
 }
 
 Result<std::optional<Account>> SqliteStore::find(const std::string& id) {

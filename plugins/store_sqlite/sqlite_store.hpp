@@ -68,6 +68,8 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   Status create(const Account& account) override;
   Result<std::optional<Account>> find(const std::string& id) override;
   Result<std::vector<Account>> list() override;
+  Result<std::optional<Account>> find_by_number(const PhoneNumber& number) override;
+  Result<std::optional<Account>> find_by_email(std::string_view email) override;
   Status set_status(const std::string& id, AccountStatus status) override;
   // LedgerStore
   Result<LedgerEntry> post(const LedgerEntry& entry) override;
@@ -77,6 +79,8 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   SqliteStore(std::unique_ptr<SQLite::Database> db, std::filesystem::path path)
       : db_(std::move(db)), path_(std::move(path)) {}
   Result<std::optional<Account>> find_locked(const std::string& id);
+  // The account of the one row `select` (bound, selecting account ids) gives; an Error when several.
+  Result<std::optional<Account>> find_registered(SQLite::Statement& select, const std::string& what);
   // CDRs and journal entries in one transaction.
   Status write(std::span<Cdr> cdrs, std::span<const JournalEntry> entries);
   Result<std::vector<JournalEntry>> select_entries(const std::string& where, const std::string& value,

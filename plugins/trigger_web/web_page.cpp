@@ -10,22 +10,6 @@ namespace callback::trigger_web {
 
 namespace json = boost::json;
 
-std::chrono::seconds RateLimiter::hit(const std::string& key, Timestamp now) {
-  std::lock_guard lock(mutex_);
-  if (now - last_prune_ > window_) {
-    std::erase_if(windows_, [&](const auto& entry) { return now - entry.second.start >= window_; });
-    last_prune_ = now;
-  }
-  Window& w = windows_[key];
-  if (w.count == 0 || now - w.start >= window_) w = Window{now, 0};
-  if (w.count >= limit_) {
-    const auto left = std::chrono::ceil<std::chrono::seconds>(w.start + window_ - now);
-    return std::max(left, std::chrono::seconds{1});
-  }
-  ++w.count;
-  return std::chrono::seconds{0};
-}
-
 namespace {
 
 std::string content_type_of(std::string_view name) {

@@ -1,6 +1,7 @@
 #pragma once
 // callback.trigger.web: the seed's callback page and its public policy.
 #include <callback/context.hpp>
+#include <callback/rate_limiter.hpp>
 #include <callback/web.hpp>
 
 #include <chrono>
@@ -26,25 +27,6 @@ struct WebOptions {
   std::filesystem::path assets_dir;  // empty: the files compiled in
   int per_number_per_hour = 5;       // requests for one caller number
   int per_ip_per_minute = 20;        // requests from one client address
-};
-
-// Fixed-window counters per key, pruned as windows pass. Thread-safe.
-class RateLimiter {
- public:
-  RateLimiter(int limit, std::chrono::seconds window) : limit_(limit), window_(window) {}
-  // Counts one request for `key` at `now`; 0 if allowed, else seconds until it would be.
-  std::chrono::seconds hit(const std::string& key, Timestamp now);
-
- private:
-  struct Window {
-    Timestamp start;
-    int count = 0;
-  };
-  int limit_;
-  std::chrono::seconds window_;
-  std::mutex mutex_;
-  std::unordered_map<std::string, Window> windows_;
-  Timestamp last_prune_{};
 };
 
 class WebPageFrontEnd final : public WebPage {

@@ -407,6 +407,84 @@ TEST_F(ServiceTest, DenialArrivesThroughSubmitAndPlacesNothing) {
   EXPECT_TRUE(store.rows.empty());  // nothing was placed: no CDR
 }
 
+// What a trigger gets from TriggerSink::track: a handle once the call is placed, every
+// event, and its end once; a refusal instead of a handle, and then no end.
+TEST_F(ServiceTest, ATrackedCallbackGivesAHandleItsEventsAndItsEndOnce) {
+  make({}, &billing);
+  std::vector<Result<std::shared_ptr<CallbackHandle>>> accepted;
+  std::vector<CallState> seen;
+  std::vector<CallEvent> ended;
+  const auto tracking = [&] {
+    return Tracking{.accepted = [&](Result<std::shared_ptr<CallbackHandle>> h) { accepted.push_back(std::move(h)); },
+                    .ended = [&](const CallEvent& e) { ended.push_back(e); },
+                    .event = [&](const CallEvent& e) { seen.push_back(e.call.state()); }};
+  };
+  service->track(request(), tracking());
+  pump();
+  ASSERT_EQ(accepted.size(), 1u);
+  ASSERT_TRUE(accepted[0]) << accepted[0].error().describe();
+  const std::string id = (*accepted[0])->id();
+  ASSERT_EQ(engine.originated.size(), 1u);
+  EXPECT_EQ(engine.originated[0].call_id, id);
+  EXPECT_EQ(seen.front(), CallState::authorizing) << "the events from the first one on";
+  EXPECT_TRUE(ended.empty());
+
+  // Canceled through the handle (it posts to the service's thread).
+  (*accepted[0])->cancel();
+  pump();
+  EXPECT_FALSE(engine.hung_up.empty());
+  leg(id, LegRole::a, LegEventType::ended, HangupCause::canceled());
+  clock.advance(std::chrono::seconds(30));
+  pump();
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].call.id(), id);
+  EXPECT_EQ(ended[0].call.state(), CallState::canceled);
+  EXPECT_EQ(ended[0].outcome, "canceled");
+  EXPECT_EQ(seen.back(), CallState::canceled);
+  (*accepted[0])->cancel();  // after the end: nothing to do, nothing breaks
+  pump();
+
+  // Refused by billing: the answer says why, and no end follows.
+  billing.deny = DenialReason::insufficient_balance;
+  service->track(request(), tracking());
+  pump();
+  ASSERT_EQ(accepted.size(), 2u);
+  ASSERT_FALSE(accepted[1]);
+  EXPECT_EQ(accepted[1].error().code, "denied.insufficient_balance");
+  clock.advance(std::chrono::seconds(60));
+  pump();
+  EXPECT_EQ(ended.size(), 1u);
+
+  // Refused as it stands (A = B): no event, the answer at once.
+  auto same = request();
+  same.callee = same.caller;
+  service->track(same, tracking());
+  ASSERT_EQ(accepted.size(), 3u);
+  EXPECT_FALSE(accepted[2]);
+}
+
+TEST_F(ServiceTest, ATrackedRepeatOfAFinishedCallbackIsToldItsEndAtOnce) {
+  make({}, &billing);
+  auto r = request();
+  r.idempotency_key = "sms:SM1";
+  const auto id = start(r);
+  ASSERT_TRUE(service->cancel(id));
+  pump();
+  leg(id, LegRole::a, LegEventType::ended, HangupCause::canceled());
+  clock.advance(std::chrono::seconds(30));
+  pump();
+  ASSERT_TRUE(is_final(service->find(id)->state()));
+
+  std::optional<std::string> handle_id;
+  std::vector<CallState> ended;
+  service->track(r, {.accepted = [&](Result<std::shared_ptr<CallbackHandle>> h) { handle_id = (*h)->id(); },
+                     .ended = [&](const CallEvent& e) { ended.push_back(e.call.state()); }});
+  pump();
+  EXPECT_EQ(handle_id, id) << "the same callback";
+  EXPECT_EQ(ended, std::vector<CallState>{CallState::canceled});
+  EXPECT_EQ(engine.originated.size(), 1u);
+}
+
 TEST_F(ServiceTest, CancelDuringAuthorizationReleasesAndPlacesNothing) {
   make({}, &billing);
   const auto id = service->start(request()).value();  // billing's answer not yet back

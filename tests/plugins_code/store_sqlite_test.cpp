@@ -312,6 +312,81 @@ TEST_F(SqliteStoreTest, AccountsAndLedgerKeepTheBalanceEqualToTheSumOfEntries) {
   EXPECT_EQ(entries[1].reference, "cb-1");
 }
 
+TEST_F(SqliteStoreTest, TriggersFindAnAccountByItsRegisteredNumberOrAddressAndEachIsOneAccounts) {
+  const NumberingPlan plan{.country_code = "86", .trunk_prefix = "0"};
+  const auto mobile = PhoneNumber::parse("13800138000", plan).value();
+  Account account{.id = "123", .currency = cny};
+  account.caller_numbers.push_back(mobile);
+  account.emails = {"li.lei@example.com"};
+  ASSERT_TRUE(store->accounts().create(account));
+
+  auto by_number = store->accounts().find_by_number(PhoneNumber::parse("+86 138 0013 8000", plan).value());
+  ASSERT_TRUE(by_number && *by_number) << (by_number ? "none" : by_number.error().describe());
+  EXPECT_EQ((*by_number)->id, "123");
+  EXPECT_EQ((*by_number)->emails, std::vector<std::string>{"li.lei@example.com"});
+  auto by_email = store->accounts().find_by_email("li.lei@example.com");
+  ASSERT_TRUE(by_email && *by_email);
+  EXPECT_EQ((*by_email)->id, "123");
+  EXPECT_FALSE(store->accounts().find_by_email("han.meimei@example.com").value());
+  EXPECT_FALSE(store->accounts().find_by_number(PhoneNumber::parse("13900139000", plan).value()).value());
+  // Hostile text is only a value to look up.
+  EXPECT_FALSE(store->accounts().find_by_email("x' OR '1'='1").value());
+
+  // A second account cannot take either: a trigger could not tell whose it is.
+  Account other{.id = "456", .currency = cny};
+  other.caller_numbers.push_back(mobile);
+  auto taken = store->accounts().create(other);
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, "number_taken");
+  EXPECT_EQ(taken.error().field, "numbers");
+  other.caller_numbers.clear();
+  other.emails = {"LI.LEI@Example.com"};  // the same address in other case
+  taken = store->accounts().create(other);
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, "email_taken");
+  EXPECT_FALSE(store->accounts().find("456").value()) << "nothing of a refused account is kept";
+
+  // The defaults, for a backend without an index, give the same answers.
+  struct ListOnly final : AccountStore {
+    explicit ListOnly(AccountStore& store) : inner(store) {}
+    AccountStore& inner;
+    Status create(const Account& a) override { return inner.create(a); }
+    Result<std::optional<Account>> find(const std::string& id) override { return inner.find(id); }
+    Result<std::vector<Account>> list() override { return inner.list(); }
+    Status set_status(const std::string& id, AccountStatus s) override { return inner.set_status(id, s); }
+  } list_only{store->accounts()};
+  EXPECT_EQ(list_only.find_by_number(mobile).value().value().id, "123");
+  EXPECT_EQ(list_only.find_by_email("li.lei@example.com").value().value().id, "123");
+  EXPECT_FALSE(list_only.find_by_email("nobody@example.com").value());
+}
+
+TEST(NormalizeEmail, KeepsAPlainAddressInLowerCaseAndSaysWhatIsWrongWithOthers) {
+  EXPECT_EQ(normalize_email("Li.Lei+callback@Mail.Example.COM").value(), "li.lei+callback@mail.example.com");
+  const std::pair<const char*, const char*> bad[] = {
+      {"", "needed"},
+      {"li.lei", "has an @"},
+      {"@example.com", "1 to 64"},
+      {".li@example.com", "dot"},
+      {"li..lei@example.com", "dot"},
+      {"li lei@example.com", "character 3"},
+      {"\"li\"@example.com", "character 1"},
+      {"li@", "1 to 253"},
+      {"li@-example.com", "labels"},
+      {"li@example..com", "labels"},
+      {"li@exa_mple.com", "character 7"},
+      {"li@[127.0.0.1]", "character 4"},
+      {"Li Lei <li@example.com>", "character 3"},
+  };
+  for (const auto& [address, says] : bad) {
+    auto result = normalize_email(address);
+    ASSERT_FALSE(result) << address;
+    EXPECT_EQ(result.error().code, "invalid_email") << address;
+    EXPECT_NE(result.error().message.find(says), std::string::npos) << address << ": " << result.error().message;
+  }
+  EXPECT_FALSE(normalize_email(std::string(65, 'a') + "@example.com"));
+  EXPECT_FALSE(normalize_email("a@" + std::string(250, 'b') + ".com"));
+}
+
 TEST_F(SqliteStoreTest, LedgerRefusesWhatWouldCorruptIt) {
   ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = cny_amount("1.00")}));
   const Currency usd = Currency::of("USD").value();

@@ -1,12 +1,17 @@
 #pragma once
-// Test helper: takes a database back to before migration 7 (toll-fraud policies) and 8 (the
-// callback journal), so tests of older migrations can rebuild the schema an earlier release
+// Test helper: takes a database back to before migration 7 (toll-fraud policies), 8 (the
+// callback journal) and 9 (accounts' e-mail addresses), so tests of older migrations can rebuild the schema an earlier release
 // left (SQLite >= 3.35).
 #include <SQLiteCpp/Database.h>
 
 namespace callback::test {
 
-inline void undo_migration_8(SQLite::Database& db) { db.exec("DROP TABLE callback_journal"); }
+inline void undo_migration_9(SQLite::Database& db) { db.exec("DROP TABLE account_email"); }
+
+inline void undo_migration_8(SQLite::Database& db) {
+  undo_migration_9(db);
+  db.exec("DROP TABLE callback_journal");
+}
 
 inline void undo_migration_7(SQLite::Database& db) {
   undo_migration_8(db);

@@ -24,6 +24,7 @@ namespace callback {
 struct AccountForm {
   std::string id, name, currency = "CNY", balance = "0", credit_limit = "0", tariff, pin;
   std::vector<std::string> numbers;
+  std::vector<std::string> emails;  // registered e-mail addresses (the e-mail trigger)
   std::string language;  // "zh": its calls' announcements; empty: the server's default
 };
 

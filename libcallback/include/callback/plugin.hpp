@@ -79,6 +79,8 @@ struct callback_plugin_descriptor {
 namespace callback {
 
 class Store;
+class HttpRoutes;
+struct NumberingPlan;
 
 enum class PluginKind { store, billing, engine, trigger, frontend };
 [[nodiscard]] CALLBACK_EXPORT std::string_view to_string(PluginKind kind) noexcept;
@@ -89,7 +91,9 @@ struct CreateArgs {
   Context& context;
   const Options& options;    // validated against the factory's options()
   std::string instance_name;  // "ast1"; the canonical plugin name when not configured
-  Store* store = nullptr;     // the service's store, for components that need one
+  Store* store = nullptr;     // the service's store (accounts by id, number, e-mail), for components that need one
+  const NumberingPlan* plan = nullptr;  // the service's, for make_request (triggers, front ends)
+  HttpRoutes* routes = nullptr;  // callbackd's HTTP routes (triggers, front ends); nullptr: no HTTP server here
 };
 
 class CALLBACK_EXPORT PluginFactory {

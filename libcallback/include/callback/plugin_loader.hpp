@@ -106,12 +106,14 @@ class CALLBACK_EXPORT PluginLoader {
   // factory's options first, so mistakes name their JSON path ("engines[0].config.port").
   template <class T>
   [[nodiscard]] Result<PluginPtr<T>> create_from_config(const ComponentConfig& component, Context& context,
-                                                        Store* store = nullptr) {
+                                                        Store* store = nullptr,
+                                                        const NumberingPlan* plan = nullptr,
+                                                        HttpRoutes* routes = nullptr) {
     auto plugin = find(component.plugin);
     if (!plugin) return plugin.error().at(component.path + ".plugin");
     auto options = validate_options((*plugin)->factory->options(), component.config, component.path + ".config");
     if (!options) return options.error();
-    auto created = create<T>(component.plugin, CreateArgs{context, *options, component.name, store});
+    auto created = create<T>(component.plugin, CreateArgs{context, *options, component.name, store, plan, routes});
     if (!created) return created.error().at(component.path);
     return created;
   }

@@ -15,6 +15,7 @@
 #include <callback/context.hpp>
 #include <callback/engine.hpp>
 #include <callback/error.hpp>
+#include <callback/http.hpp>
 #include <callback/export.hpp>
 #include <callback/plugin_loader.hpp>
 #include <callback/service.hpp>
@@ -83,6 +84,8 @@ class CALLBACK_EXPORT Runtime {
   [[nodiscard]] Context& context() noexcept { return context_; }
   [[nodiscard]] const ServiceConfig& config() const noexcept { return config_; }
   [[nodiscard]] const std::vector<PluginPtr<FrontEnd>>& frontends() const noexcept { return frontends_; }
+  // What triggers and front ends added to callbackd's HTTP routes (CreateArgs::routes).
+  [[nodiscard]] const HttpRouteTable& http_routes() const noexcept { return routes_; }
 
  private:
   // Looks at the engine's status every 5 ms on its thread until `done(status)` or the
@@ -98,6 +101,7 @@ class CALLBACK_EXPORT Runtime {
   std::unique_ptr<Logger> log_;
   Metrics metrics_;
   Context context_;
+  HttpRouteTable routes_;  // before the plugins that add to it, after them in destruction
   PluginPtr<Store> store_;
   PluginPtr<Billing> billing_;
   PluginPtr<Engine> engine_;

@@ -15,4 +15,13 @@ namespace callback {
 [[nodiscard]] CALLBACK_EXPORT Result<std::string> hash_secret(std::string_view secret);
 [[nodiscard]] CALLBACK_EXPORT bool verify_secret(std::string_view secret, std::string_view stored) noexcept;
 
+// Signatures of webhooks, ours and those we receive (Twilio's X-Twilio-Signature is the
+// Base64 of an HMAC-SHA1; ours and the generic SMS gateway's are hex HMAC-SHA256).
+enum class Digest { sha1, sha256 };
+[[nodiscard]] CALLBACK_EXPORT std::string hmac(Digest digest, std::string_view key, std::string_view data);
+[[nodiscard]] CALLBACK_EXPORT std::string hex_encode(std::string_view bytes);  // lower case
+[[nodiscard]] CALLBACK_EXPORT std::string base64_encode(std::string_view bytes);  // RFC 4648, with padding
+// Constant time for equal lengths (a signature's length is no secret).
+[[nodiscard]] CALLBACK_EXPORT bool equal_constant_time(std::string_view a, std::string_view b) noexcept;
+
 }  // namespace callback

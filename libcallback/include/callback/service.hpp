@@ -121,6 +121,8 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
   // TriggerSink: `done` gets the id once billing has allowed the call and A is being
   // dialed, or the reason it was refused (then nothing was placed or charged).
   void submit(CallbackRequest request, std::function<void(Result<std::string>)> done) override;
+  // TriggerSink: the same, and the call followed to its end (Tracking). On this thread.
+  void track(CallbackRequest request, Tracking tracking) override;
   // Cancels at any stage; the call ends as canceled once the engine confirms (or the
   // stage grace runs out). Unknown or finished ids are an Error.
   Status cancel(const std::string& id);
@@ -149,6 +151,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
 
  private:
   struct Active;
+  class Tracker;
   using Done = std::function<void(Result<std::string>)>;
   Result<std::string> begin(CallbackRequest request, Done done);
   void on_authorized(const std::string& id, Result<Authorization> decision, Done done);
@@ -212,6 +215,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
   // Billing answers on its own thread; its answers are posted back here only while the
   // service lives.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  std::unique_ptr<Tracker> tracker_;  // what track() follows; the first observer
   // Calls that ended in this turn of the event loop: their CDRs go to the store (on its
   // thread, in one transaction), then their final events go out. If the store refuses,
   // the endings are told all the same and the CDRs are kept and retried every second.

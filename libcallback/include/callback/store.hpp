@@ -57,6 +57,11 @@ class CALLBACK_EXPORT AccountStore {
   virtual Status create(const Account& account) = 0;  // Error "account_exists" if taken
   [[nodiscard]] virtual Result<std::optional<Account>> find(const std::string& id) = 0;
   [[nodiscard]] virtual Result<std::vector<Account>> list() = 0;
+  // The account a caller number or an e-mail address (normalize_email's form) is
+  // registered to, for triggers that know people by them (SMS, missed call, e-mail).
+  // Nothing when none is. The defaults read list(); a backend answers from an index.
+  [[nodiscard]] virtual Result<std::optional<Account>> find_by_number(const PhoneNumber& number);
+  [[nodiscard]] virtual Result<std::optional<Account>> find_by_email(std::string_view email);
   virtual Status set_status(const std::string& id, AccountStatus status) = 0;
 };
 

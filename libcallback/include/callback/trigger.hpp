@@ -19,15 +19,41 @@
 #include <callback/export.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace callback {
+
+class Call;
+struct CallEvent;
+
+// One submitted callback, as its trigger follows it: valid while the runtime runs.
+class CALLBACK_EXPORT CallbackHandle {
+ public:
+  virtual ~CallbackHandle();
+  [[nodiscard]] virtual const std::string& id() const noexcept = 0;
+  // Cancels it at whatever stage it is; any thread. Tracking::ended still comes.
+  virtual void cancel() = 0;
+};
+
+// What a trigger hears of a callback it submitted with TriggerSink::track. All on the
+// service thread; keep them short (post the slow part: a reply mail, an SMS).
+struct Tracking {
+  // Once: the handle when the service took the call (authorized, dialing), or why not.
+  std::function<void(Result<std::shared_ptr<CallbackHandle>>)> accepted;
+  // Once, for an accepted call: its final event (state, causes, legs, outcome, cost).
+  std::function<void(const CallEvent&)> ended;
+  // Optional: every event on the way (dialing, ringing, answered, ...).
+  std::function<void(const CallEvent&)> event;
+};
 
 class CALLBACK_EXPORT TriggerSink {
  public:
   virtual ~TriggerSink();
   // `done` receives the callback id, or an Error (invalid number, denied, rate limited).
   virtual void submit(CallbackRequest request, std::function<void(Result<std::string>)> done) = 0;
+  // The same, followed to its end (a reply SMS or mail says how it went). Any thread.
+  virtual void track(CallbackRequest request, Tracking tracking) = 0;
 };
 
 class CALLBACK_EXPORT Trigger : public Component {

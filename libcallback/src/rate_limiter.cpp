@@ -1,0 +1,36 @@
+#include <callback/rate_limiter.hpp>
+
+#include <algorithm>
+
+namespace callback {
+
+RateLimiter::Window& RateLimiter::window(const std::string& key, Timestamp now) {
+  if (now - last_prune_ > window_) {
+    std::erase_if(windows_, [&](const auto& entry) { return now - entry.second.start >= window_; });
+    last_prune_ = now;
+  }
+  Window& w = windows_[key];
+  if (w.count == 0 || now - w.start >= window_) w = Window{now, 0};
+  return w;
+}
+
+std::chrono::seconds RateLimiter::wait(const Window& w, Timestamp now) const {
+  if (w.count < limit_) return std::chrono::seconds{0};
+  const auto left = std::chrono::ceil<std::chrono::seconds>(w.start + window_ - now);
+  return std::max(left, std::chrono::seconds{1});
+}
+
+std::chrono::seconds RateLimiter::hit(const std::string& key, Timestamp now) {
+  std::lock_guard lock(mutex_);
+  Window& w = window(key, now);
+  if (auto left = wait(w, now); left.count() > 0) return left;
+  ++w.count;
+  return std::chrono::seconds{0};
+}
+
+std::chrono::seconds RateLimiter::blocked(const std::string& key, Timestamp now) {
+  std::lock_guard lock(mutex_);
+  return wait(window(key, now), now);
+}
+
+}  // namespace callback
