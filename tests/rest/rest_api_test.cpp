@@ -8,6 +8,7 @@
 
 #include <callback/billing.hpp>
 #include <callback/runtime.hpp>
+#include <callback/secret.hpp>
 
 #include <boost/json.hpp>
 #include <curl/curl.h>
@@ -888,6 +889,105 @@ TEST_F(RestApiTest, ThePagesPublicEndpoints) {
   EXPECT_EQ(limited.status, 429);
   EXPECT_EQ(limited.error_code(), "rate_limited");
   EXPECT_GT(std::stoi(limited.headers["retry-after"]), 0);
+}
+
+// callback.trigger.sms through callbackd: its routes, Twilio's signature over the URL
+// configured at Twilio, the reply in TwiML, the callback it makes followed like any other;
+// and what must call nobody (a forged, a repeated or a stranger's message).
+TEST_F(RestApiTest, AnSmsThroughTwiliosWebhookCallsTheSenderBackAndNothingElseCallsAnyone) {
+  server->stop();
+  runtime->stop(std::chrono::seconds{0});
+  const std::string twilio_url = "https://cb.example.com/hooks/sms/twilio";
+  start([&](ServiceConfig& c) {
+    c.triggers.push_back({.plugin = "callback.trigger.sms",
+                          .name = "sms",
+                          .config = json::object{{"twilio_auth_token", "12345"},
+                                                 {"twilio_url", twilio_url},
+                                                 {"hmac_secret", "topsecret"}},
+                          .path = "triggers[0]"});
+  });
+  runtime->run_on_service_thread([&] {
+    const auto cny = Currency::of("CNY").value();
+    ASSERT_TRUE(runtime->store().accounts().create({.id = "alice", .currency = cny,
+                                                    .balance = Money::parse("5.00", cny).value(),
+                                                    .caller_numbers = {PhoneNumber::from_e164("1001").value()}}));
+    std::istringstream deck("prefix;description;rate\n3;threes;0.60\n");
+    ASSERT_TRUE(runtime->billing()->admin()->import_rates("default", deck, cny));
+  });
+  // As Twilio posts it: the fields form-encoded, signed over the configured URL.
+  const auto twilio = [&](FormFields fields, std::string signature = {}) {
+    std::string body, signed_text = twilio_url;
+    auto sorted = fields;
+    std::sort(sorted.begin(), sorted.end());
+    for (const auto& [name, value] : sorted) signed_text += name + value;
+    for (const auto& [name, value] : fields) {
+      std::string encoded;
+      for (unsigned char c : value) {
+        if (std::isalnum(c)) encoded += static_cast<char>(c);
+        else encoded += "%" + hex_encode(std::string(1, static_cast<char>(c)));
+      }
+      body += (body.empty() ? "" : "&") + name + "=" + encoded;
+    }
+    if (signature.empty()) signature = base64_encode(hmac(Digest::sha1, "12345", signed_text));
+    return request("POST", "/hooks/sms/twilio", body,
+                   {"Content-Type: application/x-www-form-urlencoded", "X-Twilio-Signature: " + signature}, false);
+  };
+  const FormFields sms{{"MessageSid", "SM0001"}, {"From", "+1001"}, {"To", "+10690000"}, {"Body", "3001"}};
+
+  auto r = twilio(sms);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["content-type"], "text/xml; charset=utf-8");
+  const auto open = r.body.find("(cb-"), close = r.body.find(')', open);
+  ASSERT_NE(open, std::string::npos) << r.body;
+  const std::string id = r.body.substr(open + 1, close - open - 1);
+  EXPECT_EQ(r.body, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>Calling you at +1001 now, then +3001. (" +
+                        id + ")</Message></Response>");
+  auto [states, last] = events("/v1/callbacks/" + id + "/events");
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back(), "completed");
+  EXPECT_EQ(last.at("origin").as_string(), "sms");
+  EXPECT_EQ(last.at("account").as_string(), "alice");
+  EXPECT_EQ(last.at("caller").as_string(), "1001");
+
+  // Twilio's retry of the same message, a forged one, a stranger's: no call.
+  auto again = twilio(sms);
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(again.body, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>") << "no reply either";
+  auto forged = twilio({{"MessageSid", "SM0002"}, {"From", "+1001"}, {"Body", "3002"}}, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
+  EXPECT_EQ(forged.status, 403);
+  EXPECT_EQ(forged.error_code(), "bad_signature");
+  auto unsigned_one = request("POST", "/hooks/sms/twilio", "MessageSid=SM0003&From=%2B1001&Body=3003",
+                              {"Content-Type: application/x-www-form-urlencoded"}, false);
+  EXPECT_EQ(unsigned_one.status, 403);
+  auto stranger = twilio({{"MessageSid", "SM0004"}, {"From", "+1009"}, {"Body", "3004"}});
+  EXPECT_EQ(stranger.status, 200);
+  EXPECT_EQ(stranger.body.find("<Message>"), std::string::npos) << stranger.body;
+  auto garbled = request("POST", "/hooks/sms/twilio", "From=%ZZ", {"Content-Type: application/x-www-form-urlencoded"}, false);
+  EXPECT_EQ(garbled.status, 400);
+  auto get = request("GET", "/hooks/sms/twilio", {}, {}, false);
+  EXPECT_EQ(get.status, 405);
+  EXPECT_EQ(get.headers["allow"], "POST");
+
+  // The generic gateway's signed JSON.
+  const std::string body = R"({"from": "+1001", "text": "3005", "id": "g-1"})";
+  const std::string now = std::to_string(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  auto generic = request("POST", "/hooks/sms", body,
+                         {"X-Callback-Timestamp: " + now,
+                          "X-Callback-Signature: sha256=" + hex_encode(hmac(Digest::sha256, "topsecret", now + "." + body))},
+                         false);
+  ASSERT_EQ(generic.status, 200) << generic.body;
+  EXPECT_EQ(generic.json().at("status").as_string(), "accepted");
+  const std::string second(generic.json().at("callback_id").as_string());
+  EXPECT_EQ(events("/v1/callbacks/" + second + "/events").first.back(), "completed");
+
+  auto listed = request("GET", "/v1/callbacks?limit=100");
+  EXPECT_EQ(listed.json().at("callbacks").as_array().size(), 2u) << "two calls, from the two real messages";
+  const auto metrics = request("GET", "/metrics", {}, {}, false).body;
+  EXPECT_NE(metrics.find("callback_trigger_requests_total{trigger=\"sms\",outcome=\"accepted\"} 2"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("callback_trigger_requests_total{trigger=\"sms\",outcome=\"forged\"} 2"), std::string::npos);
+  EXPECT_NE(metrics.find("callback_trigger_requests_total{trigger=\"sms\",outcome=\"ignored\"} 2"), std::string::npos);
 }
 
 TEST_F(RestApiTest, ThePagesRateLimitCountsANumberNotItsSpellings) {

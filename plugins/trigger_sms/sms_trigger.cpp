@@ -1,0 +1,236 @@
+#include "sms_trigger.hpp"
+
+#include <callback/callback_request.hpp>
+#include <callback/secret.hpp>
+#include <callback/service.hpp>
+
+#include <boost/json.hpp>
+
+namespace callback::trigger_sms {
+
+namespace json = boost::json;
+
+namespace {
+constexpr std::string_view component = "callback.trigger.sms";
+
+SmsTrigger::Answer ignored(std::string reason) {
+  return {.kind = SmsTrigger::Answer::Kind::ignored, .reason = std::move(reason)};
+}
+SmsTrigger::Answer refused(std::string reason, std::string reply) {
+  return {.kind = SmsTrigger::Answer::Kind::refused, .reply = std::move(reply), .reason = std::move(reason)};
+}
+HttpResponse error_response(int status, const Error& error) {
+  return {.status = status,
+          .body = json::serialize(
+              json::object{{"error", {{"code", error.code}, {"message", error.message}, {"field", error.field}}}})};
+}
+// Not started, or the store is down: the gateway tries again later.
+HttpResponse unavailable_response() {
+  auto response = error_response(503, Error{"unavailable", "not taking messages now; try again later", {}});
+  response.headers.emplace_back("Retry-After", "10");
+  return response;
+}
+std::string_view kind_name(SmsTrigger::Answer::Kind kind) {
+  switch (kind) {
+    case SmsTrigger::Answer::Kind::accepted: return "accepted";
+    case SmsTrigger::Answer::Kind::refused: return "refused";
+    case SmsTrigger::Answer::Kind::ignored: return "ignored";
+    case SmsTrigger::Answer::Kind::unavailable: return "unavailable";
+  }
+  return "ignored";
+}
+}  // namespace
+
+SmsTrigger::SmsTrigger(Context& context, Store& store, const NumberingPlan& plan, HttpRoutes* routes,
+                       SmsOptions options)
+    : context_(context),
+      store_(store),
+      plan_(plan),
+      options_(std::move(options)),
+      dummy_hash_(hash_secret("no account has this password").value_or("")),
+      per_sender_(options_.per_sender_per_hour, std::chrono::hours(1)),
+      bad_passwords_(options_.bad_passwords_per_hour, std::chrono::hours(1)) {
+  if (routes == nullptr) return;
+  if (!options_.twilio_auth_token.empty()) {
+    auto added = routes->add("POST", options_.twilio_path,
+                             [this](const HttpRequest& request, HttpRespond respond) { on_twilio(request, std::move(respond)); });
+    if (!added) throw std::runtime_error(added.error().message);
+  }
+  if (!options_.hmac_secret.empty()) {
+    auto added = routes->add("POST", options_.path,
+                             [this](const HttpRequest& request, HttpRespond respond) { on_json(request, std::move(respond)); });
+    if (!added) throw std::runtime_error(added.error().message);
+  }
+}
+
+SmsTrigger::~SmsTrigger() = default;
+
+void SmsTrigger::start(TriggerSink& sink) {
+  std::lock_guard lock(mutex_);
+  sink_ = &sink;
+}
+
+void SmsTrigger::stop() {
+  std::lock_guard lock(mutex_);
+  sink_ = nullptr;
+}
+
+bool SmsTrigger::first_time(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  if (!seen_.insert(id).second) return false;
+  seen_order_.push_back(id);
+  if (seen_order_.size() > options_.remembered_messages) {
+    seen_.erase(seen_order_.front());
+    seen_order_.pop_front();
+  }
+  return true;
+}
+
+void SmsTrigger::count(std::string_view outcome) {
+  context_.metrics
+      .counter("callback_trigger_requests_total", "Requests that triggers received, by trigger and outcome",
+               "trigger=\"sms\",outcome=\"" + std::string(outcome) + "\"")
+      .add();
+}
+
+void SmsTrigger::receive(const Sms& sms, std::function<void(Answer)> done) {
+  const std::string from = escape_control(sms.from);
+  auto finish = [this, from, done](Answer answer) {
+    count(kind_name(answer.kind));
+    context_.log.info(component, "SMS from " + from + ": " + std::string(kind_name(answer.kind)) +
+                                     (answer.reason.empty() ? "" : " (" + answer.reason + ")"));
+    done(std::move(answer));
+  };
+  // A gateway sends a message again when our answer was late; it asks for one call.
+  if (!sms.id.empty() && !first_time(sms.id)) return finish(ignored("repeated message " + escape_control(sms.id)));
+  auto sender = PhoneNumber::parse(sms.from, plan_);
+  if (!sender) return finish(ignored("the sender is not a phone number"));
+  const auto now = context_.clock.now();
+  const std::string sender_key = sender->e164();
+  if (bad_passwords_.blocked(sender_key, now).count() > 0) return finish(ignored("too many wrong passwords"));
+  if (per_sender_.hit(sender_key, now).count() > 0) return finish(ignored("over the sender's limit"));
+  if (sms.text.size() > options_.max_text) return finish(ignored("a message of " + std::to_string(sms.text.size()) + " bytes"));
+
+  auto command = parse_sms_command(sms.text);
+  std::optional<Account> account;
+  if (command && !command->account.empty()) {
+    // Whoever sends it: the account's password says who pays. Checked as long for an
+    // unknown account as for a known one.
+    auto found = store_.accounts().find(command->account);
+    if (!found) return finish({.kind = Answer::Kind::unavailable, .reason = "store: " + found.error().message});
+    const bool known = found->has_value() && !(**found).secret_hash.empty();
+    const bool password_ok = verify_secret(command->password, known ? (**found).secret_hash : dummy_hash_) && known;
+    if (!password_ok) {
+      (void)bad_passwords_.hit(sender_key, now);
+      return finish(ignored("wrong account or password"));
+    }
+    account = std::move(**found);
+  } else {
+    auto found = store_.accounts().find_by_number(*sender);
+    if (!found) return finish({.kind = Answer::Kind::unavailable, .reason = "store: " + found.error().message});
+    if (!*found) return finish(ignored("unknown sender"));
+    account = std::move(**found);
+  }
+  // From here the sender is a customer: a refusal is told.
+  if (!command) return finish(refused(command.error().code, command.error().message));
+  if (account->status != AccountStatus::active) {
+    return finish(refused("denied.disabled", "Your account " + account->id + " is disabled."));
+  }
+  CallbackForm form{.caller = command->caller.empty() ? sender_key : command->caller,
+                    .callee = command->callee,
+                    .payer = AccountId{account->id},
+                    .origin = Origin::sms,
+                    .idempotency_key = sms.id.empty() ? std::string() : "sms:" + sms.id,
+                    .secret = command->password};
+  form.metadata["sms_from"] = sender_key;
+  auto request = make_request(form, plan_);
+  if (!request) {
+    const std::string field = request.error().field == "callee" ? "the number to call" : "your number";
+    return finish(refused(request.error().code, "Not called: " + field + ": " + request.error().message));
+  }
+  TriggerSink* sink = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    sink = sink_;
+  }
+  if (sink == nullptr) return finish({.kind = Answer::Kind::unavailable, .reason = "not started"});
+  const std::string a = request->caller.e164(), b = request->callee.e164();
+  Tracking tracking;
+  tracking.accepted = [finish, a, b](Result<std::shared_ptr<CallbackHandle>> handle) {
+    if (!handle) {
+      return finish(refused(handle.error().code, "Not called: " + handle.error().message));
+    }
+    finish({.kind = Answer::Kind::accepted,
+            .reply = "Calling you at " + a + " now, then " + b + ". (" + (*handle)->id() + ")",
+            .reason = {},
+            .callback_id = (*handle)->id()});
+  };
+  tracking.ended = [this, alive = std::weak_ptr<int>(alive_), from](const CallEvent& event) {
+    if (alive.expired()) return;
+    context_.log.info(component, "callback " + event.call.id() + " for SMS from " + from + " ended: " + event.outcome);
+  };
+  sink->track(std::move(*request), std::move(tracking));
+}
+
+void SmsTrigger::on_twilio(const HttpRequest& request, HttpRespond respond) {
+  const auto fail = [&](int status, const Error& error) { respond(error_response(status, error)); };
+  auto fields = decode_form(request.body);
+  if (!fields) return fail(400, fields.error());
+  const auto signature = request.header("X-Twilio-Signature");
+  if (!twilio_signature_ok(options_.twilio_auth_token, options_.twilio_url, *fields, signature.value_or(""))) {
+    count("forged");
+    context_.log.warning(component, "a Twilio webhook from " + escape_control(request.client_ip) +
+                                        (signature ? " with a wrong X-Twilio-Signature" : " without X-Twilio-Signature") +
+                                        " was refused");
+    return fail(403, Error{"bad_signature", "X-Twilio-Signature does not match (is twilio_url the URL configured "
+                                            "at Twilio?)", "X-Twilio-Signature"});
+  }
+  Sms sms;
+  for (const auto& [name, value] : *fields) {
+    if (name == "From") sms.from = value;
+    if (name == "To") sms.to = value;
+    if (name == "Body") sms.text = value;
+    if (name == "MessageSid") sms.id = value;
+  }
+  if (sms.from.empty() || sms.id.empty()) return fail(400, Error{"missing_field", "From and MessageSid are required", "From"});
+  receive(sms, [respond](Answer answer) {
+    if (answer.kind == Answer::Kind::unavailable) return respond(unavailable_response());
+    std::string twiml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>";
+    if (!answer.reply.empty()) twiml += "<Message>" + xml_escape(answer.reply) + "</Message>";
+    twiml += "</Response>";
+    respond({.status = 200, .content_type = "text/xml; charset=utf-8", .body = std::move(twiml)});
+  });
+}
+
+void SmsTrigger::on_json(const HttpRequest& request, HttpRespond respond) {
+  const auto fail = [&](int status, const Error& error) { respond(error_response(status, error)); };
+  if (auto signed_ok = check_json_signature(options_.hmac_secret, request, context_.clock.now(), options_.max_skew);
+      !signed_ok) {
+    count("forged");
+    context_.log.warning(component, "an SMS webhook from " + escape_control(request.client_ip) +
+                                        " was refused: " + signed_ok.error().message);
+    return fail(403, signed_ok.error());
+  }
+  boost::system::error_code ec;
+  auto body = json::parse(request.body, ec);
+  if (ec || !body.is_object()) return fail(400, Error{"invalid_json", "the body must be a JSON object", "body"});
+  Sms sms;
+  for (auto [key, target] : {std::pair{"from", &sms.from}, std::pair{"to", &sms.to}, std::pair{"text", &sms.text},
+                             std::pair{"id", &sms.id}}) {
+    const auto* v = body.as_object().if_contains(key);
+    if (v == nullptr) continue;
+    if (!v->is_string()) return fail(400, Error{"invalid_type", "must be a string", key});
+    *target = std::string(v->as_string());
+  }
+  if (sms.from.empty() || sms.id.empty()) return fail(400, Error{"missing_field", "from and id are required", "from"});
+  receive(sms, [respond](Answer answer) {
+    if (answer.kind == Answer::Kind::unavailable) return respond(unavailable_response());
+    json::object out{{"status", kind_name(answer.kind)}};
+    if (!answer.reply.empty()) out["reply"] = answer.reply;
+    if (answer.kind != Answer::Kind::ignored) out["reason"] = answer.reason;
+    if (!answer.callback_id.empty()) out["callback_id"] = answer.callback_id;
+    respond({.status = 200, .body = json::serialize(out)});
+  });
+}
+
+}  // namespace callback::trigger_sms
