@@ -33,7 +33,7 @@ Currency currency_from_row(const std::string& code, int exponent) {
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& options) {
   auto database = sqlite::open_database(options);
   if (!database) return database.error();
-  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(database->db), database->path));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(database->db), database->path, options));
   store->schema_version_ = database->schema_version;
   return store;
 }
@@ -421,8 +421,19 @@ Status SqliteStore::create(const Account& account) {
   }
 }
 
-Result<std::optional<Account>> SqliteStore::find_locked(const std::string& id) {
-  SQLite::Statement select(*db_,
+Result<SQLite::Database*> SqliteStore::reader() {
+  if (!reader_) {
+    auto options = options_;
+    options.path = path_;
+    auto opened = sqlite::open_database(options);
+    if (!opened) return opened.error();
+    reader_ = std::move(opened->db);
+  }
+  return reader_.get();
+}
+
+Result<std::optional<Account>> SqliteStore::find_locked(SQLite::Database& db, const std::string& id) {
+  SQLite::Statement select(db,
                            "SELECT id, name, currency, minor_exponent, balance_micros, credit_limit_micros, status, "
                            "tariff, secret_hash, created_at, reserved_micros, language FROM account WHERE id = ?");
   select.bind(1, id);
@@ -439,53 +450,60 @@ Result<std::optional<Account>> SqliteStore::find_locked(const std::string& id) {
   account.created_at = parse_time(select.getColumn(9).getString());
   account.reserved = Money::from_micros(select.getColumn(10).getInt64(), account.currency);
   account.language = select.getColumn(11).getString();
-  SQLite::Statement numbers(*db_, "SELECT number FROM account_number WHERE account_id = ? ORDER BY number");
+  SQLite::Statement numbers(db, "SELECT number FROM account_number WHERE account_id = ? ORDER BY number");
   numbers.bind(1, id);
   while (numbers.executeStep()) {
     if (auto n = PhoneNumber::from_e164(numbers.getColumn(0).getString())) account.caller_numbers.push_back(*n);
   }
-  SQLite::Statement emails(*db_, "SELECT email FROM account_email WHERE account_id = ? ORDER BY email");
+  SQLite::Statement emails(db, "SELECT email FROM account_email WHERE account_id = ? ORDER BY email");
   emails.bind(1, id);
   while (emails.executeStep()) account.emails.push_back(emails.getColumn(0).getString());
   return std::optional<Account>{std::move(account)};
 }
 
-Result<std::optional<Account>> SqliteStore::find_registered(SQLite::Statement& select, const std::string& what) {
+Result<std::optional<Account>> SqliteStore::find_registered(SQLite::Database& db, SQLite::Statement& select,
+                                                            const std::string& what) {
   if (!select.executeStep()) return std::optional<Account>{};
   const std::string id = select.getColumn(0).getString();
   if (select.executeStep()) {
     return Error{"ambiguous_registration",
                  what + " is registered to accounts " + id + " and " + select.getColumn(0).getString(), "account"};
   }
-  return find_locked(id);
+  return find_locked(db, id);
 }
 
 Result<std::optional<Account>> SqliteStore::find_by_number(const PhoneNumber& number) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(reader_mutex_);
   try {
-    SQLite::Statement select(*db_, "SELECT account_id FROM account_number WHERE number = ? ORDER BY account_id LIMIT 2");
+    auto db = reader();
+    if (!db) return db.error();
+    SQLite::Statement select(**db, "SELECT account_id FROM account_number WHERE number = ? ORDER BY account_id LIMIT 2");
     select.bind(1, number.digits());
-    return find_registered(select, "+" + number.digits());
+    return find_registered(**db, select, "+" + number.digits());
   } catch (const std::exception& e) {
     return database_error("cannot look up the account of +" + number.digits(), e);
   }
 }
 
 Result<std::optional<Account>> SqliteStore::find_by_email(std::string_view email) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(reader_mutex_);
   try {
-    SQLite::Statement select(*db_, "SELECT account_id FROM account_email WHERE email = ?");
+    auto db = reader();
+    if (!db) return db.error();
+    SQLite::Statement select(**db, "SELECT account_id FROM account_email WHERE email = ?");
     select.bind(1, std::string(email));
-    return find_registered(select, escape_control(email));
+    return find_registered(**db, select, escape_control(email));
   } catch (const std::exception& e) {
     return database_error("cannot look up the account of an e-mail address", e);
   }
 }
 
 Result<std::optional<Account>> SqliteStore::find(const std::string& id) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(reader_mutex_);
   try {
-    return find_locked(id);
+    auto db = reader();
+    if (!db) return db.error();
+    return find_locked(**db, id);
   } catch (const std::exception& e) {
     return database_error("cannot read account " + id, e);
   }

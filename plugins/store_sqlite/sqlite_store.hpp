@@ -76,11 +76,17 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   Result<std::vector<LedgerEntry>> entries(const std::string& account_id, std::size_t limit) override;
 
  private:
-  SqliteStore(std::unique_ptr<SQLite::Database> db, std::filesystem::path path)
-      : db_(std::move(db)), path_(std::move(path)) {}
-  Result<std::optional<Account>> find_locked(const std::string& id);
+  SqliteStore(std::unique_ptr<SQLite::Database> db, std::filesystem::path path, SqliteOptions options)
+      : db_(std::move(db)), path_(std::move(path)), options_(std::move(options)) {}
+  // Under the lock of `db` (mutex_ for db_, reader_mutex_ for the reader).
+  static Result<std::optional<Account>> find_locked(SQLite::Database& db, const std::string& id);
+  Result<std::optional<Account>> find_locked(const std::string& id) { return find_locked(*db_, id); }
   // The account of the one row `select` (bound, selecting account ids) gives; an Error when several.
-  Result<std::optional<Account>> find_registered(SQLite::Statement& select, const std::string& what);
+  static Result<std::optional<Account>> find_registered(SQLite::Database& db, SQLite::Statement& select,
+                                                        const std::string& what);
+  // A connection of its own for the account lookups of triggers and pages (WAL: it reads
+  // while the writer writes), opened at the first one; under reader_mutex_.
+  Result<SQLite::Database*> reader();
   // CDRs and journal entries in one transaction.
   Status write(std::span<Cdr> cdrs, std::span<const JournalEntry> entries);
   Result<std::vector<JournalEntry>> select_entries(const std::string& where, const std::string& value,
@@ -107,6 +113,9 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   std::size_t journal_prune_every_ = 1'000;
   std::size_t finals_since_prune_ = 0;
   std::filesystem::path path_;
+  SqliteOptions options_;
+  std::mutex reader_mutex_;
+  std::unique_ptr<SQLite::Database> reader_;
   int schema_version_ = 0;
   int owner_fd_ = -1;  // claim()'s lock
 };
