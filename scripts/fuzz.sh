@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz) with clang, ASan and UBSan in build-fuzz/ and
 # runs each for a while. Usage: scripts/fuzz.sh [--seconds N] [--runs N] [--seed S] [target...]
-#   targets: ami config phone money rate_deck rest_body query (default: all), N default 30.
+#   targets: ami config phone money rate_deck rest_body query sms (default: all), N default 30.
 #   --seed S: start from the committed seeds only, with libFuzzer's random seed S, so a run is
 #   the same sequence of inputs every time and a shorter run is a prefix of a longer one. CI
 #   runs `--seconds 30 --seed 1`; `--seconds 600 --seed 1` on a workstation covers it (a gate
@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(ami config phone money rate_deck rest_body query)
+[ ${#targets[@]} -gt 0 ] || targets=(ami config phone money rate_deck rest_body query sms)
 
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCALLBACK_FUZZ=ON -DCALLBACK_BUILD_TESTS=OFF -DCALLBACK_BUILD_BENCHMARKS=OFF -DCALLBACK_INSTALL=OFF >/dev/null
