@@ -154,9 +154,9 @@ int print_account(const Output& output, json::object account, const json::array*
              << "tariff     " << default_tariff(text(account, "tariff")) << "\n"
              << "language   " << default_language(text(account, "language")) << "\n"
              << "PIN        " << (account.at("has_pin").as_bool() ? "set" : "none") << "\n";
-  for (const auto& n : account.at("numbers").as_array()) output.out << "number     " << n.as_string() << "\n";
+  for (const auto& n : account.at("numbers").as_array()) output.out << "number     " << std::string_view(n.as_string()) << "\n";
   if (const auto* emails = account.if_contains("emails"); emails != nullptr && emails->is_array()) {
-    for (const auto& e : emails->as_array()) output.out << "e-mail     " << e.as_string() << "\n";
+    for (const auto& e : emails->as_array()) output.out << "e-mail     " << std::string_view(e.as_string()) << "\n";
   }
   if (ledger != nullptr) {
     output.out << "\n";
@@ -231,6 +231,29 @@ int accounts_list(const PluginSource& source, const Remote& remote, const Output
     for (const auto& a : *accounts) records.push_back(to_json(a));
   }
   return print_records(output, records, account_columns);
+}
+
+int triggers_list(const Remote& remote, const Output& output) {
+  if (remote.server.empty()) {
+    return fail(output,
+                Error{"needs_server", "triggers run inside callbackd: ask it with --server URL --api-key KEY", "server"},
+                exit_bad_input);
+  }
+  auto list = api(remote, "GET", "/v1/triggers");
+  if (!list) return fail(output, list.error(), code_for(list.error()));
+  json::array records = list->at("triggers").as_array();
+  if (!output.json) {
+    for (auto& record : records) {  // "accepted=2 forged=1" for the table
+      std::string counts;
+      for (const auto& [outcome, n] : record.as_object().at("counts").as_object()) {
+        counts += (counts.empty() ? "" : " ") + std::string(outcome) + "=" + json::serialize(n);
+      }
+      record.as_object()["counts"] = counts;
+    }
+  }
+  return print_records(output, records,
+                       {{"NAME", "name"}, {"PLUGIN", "plugin"}, {"HEALTHY", "healthy"}, {"LAST MESSAGE", "last_message"},
+                        {"LAST POLL", "last_poll"}, {"COUNTS", "counts"}, {"LAST ERROR", "last_error"}});
 }
 
 int accounts_show(const PluginSource& source, const Remote& remote, const std::string& id, const Output& output) {

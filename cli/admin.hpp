@@ -77,6 +77,8 @@ int stats(const PluginSource& source, const Remote& remote, const std::string& n
           const Output& output);
 int campaigns_add(const PluginSource& source, const Remote& remote, const CampaignAdd& args, const Output& output);
 int campaigns_list(const PluginSource& source, const Remote& remote, const Output& output);
+// The triggers of a callbackd (--server): health, last message and poll, counts, last error.
+int triggers_list(const Remote& remote, const Output& output);
 // A payer's toll-fraud policy: `policy set` replaces it whole, `policy show` prints it.
 int policy_set(const PluginSource& source, const Remote& remote, const PolicySet& args, const Output& output);
 int policy_show(const PluginSource& source, const Remote& remote, const PolicySet& args, const Output& output);

@@ -221,6 +221,9 @@ int main(int argc, char** argv) {
   ast_check->callback([&] { result = asterisk_check_command(source, remote, check_args, out()); });
 
   // API keys for callbackd.
+  command(&app, "triggers", "callbackd's triggers (--server): health, last message, counts, last error")
+      ->callback([&] { result = triggers_list(remote, out()); });
+
   auto* keys = group("keys", "API keys for callbackd's REST API (stored hashed)");
   std::string key_name, key_id, key_scope = "callbacks";
   auto* key_add = command(keys, "add", "create a key; it is printed once, with its webhook secret");

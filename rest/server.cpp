@@ -573,8 +573,8 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
         return stream_events(id, response, &*key);
       }
     }
-    const bool operator_resource =
-        resource == "accounts" || resource == "cdrs" || resource == "stats" || resource == "rates";
+    const bool operator_resource = resource == "accounts" || resource == "cdrs" || resource == "stats" ||
+                                   resource == "rates" || resource == "triggers";
     if (operator_resource) {
       if (auto ok = need_scope(*key, KeyScope::operator_, "accounts, rates, CDRs and statistics"); !ok) {
         return reply(response, error_reply(ok.error()));
@@ -586,6 +586,10 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
     if (resource == "rates" && parts.size() == 3) {
       if (method != Method::Post) return method_not_allowed("POST");
       return operator_write(request, response, parts);
+    }
+    if (resource == "triggers" && parts.size() == 2) {
+      if (method != Method::Get) return method_not_allowed("GET");
+      return triggers(response);
     }
     if (operator_resource) {
       if (method != Method::Get) return method_not_allowed(resource == "accounts" && parts.size() == 2 ? "GET, POST" : "GET");
@@ -726,6 +730,27 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
       auto now = registry.find(id);
       reply(*response, Reply{Code::Accepted, now ? now->json : "{\"id\":\"" + id + "\"}"});
     });
+  }
+
+  // GET /v1/triggers: each configured trigger and how it is doing.
+  void triggers(ResponseWriter& response) {
+    json::array list;
+    for (const auto& [name, plugin, status] : runtime.trigger_status()) {
+      const auto when = [](const std::optional<Timestamp>& t) -> json::value {
+        return t ? json::value(format_rfc3339(*t)) : json::value(nullptr);
+      };
+      json::object counts;
+      for (const auto& [outcome, n] : status.counts) counts[outcome] = n;
+      list.push_back(json::object{{"name", name},
+                                  {"plugin", plugin},
+                                  {"healthy", status.healthy},
+                                  {"last_poll", when(status.last_poll)},
+                                  {"last_message", when(status.last_message)},
+                                  {"last_error", status.last_error},
+                                  {"last_error_at", when(status.last_error_at)},
+                                  {"counts", std::move(counts)}});
+    }
+    reply(response, json_reply(Code::Ok, json::object{{"triggers", std::move(list)}}));
   }
 
   void healthz(ResponseWriter& response) {

@@ -69,6 +69,7 @@ Result<std::chrono::seconds> Authorizer::extend(const std::string& reservation, 
 }
 TriggerSink::~TriggerSink() = default;
 CallbackHandle::~CallbackHandle() = default;
+TriggerStatus Trigger::status() const { return {}; }
 
 std::string_view to_string(DenialReason reason) noexcept {
   constexpr std::string_view names[] = {"unknown_account",      "disabled",            "bad_secret",

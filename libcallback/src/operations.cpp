@@ -32,7 +32,11 @@ Result<Account> create_account(Store& store, const AccountForm& form, const Numb
   }
   for (const auto& text : form.emails) {
     auto address = normalize_email(text);
-    if (!address) return address.error().at("emails");
+    if (!address) {
+      Error error = address.error();
+      error.field = "emails";  // its message already says what is wrong with the address
+      return error;
+    }
     if (std::find(account.emails.begin(), account.emails.end(), *address) != account.emails.end()) {
       return Error{"duplicate_email", *address + " is given twice", "emails"};
     }

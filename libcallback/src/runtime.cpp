@@ -124,6 +124,16 @@ Runtime::~Runtime() { stop(std::chrono::seconds{0}); }
 
 TriggerSink& Runtime::sink() noexcept { return *sink_; }
 
+std::vector<Runtime::TriggerReport> Runtime::trigger_status() const {
+  std::vector<TriggerReport> out;
+  for (std::size_t i = 0; i < triggers_.size() && i < config_.triggers.size(); ++i) {
+    const auto& configured = config_.triggers[i];
+    out.push_back({configured.name.empty() ? configured.plugin : configured.name, configured.plugin,
+                   triggers_[i]->status()});
+  }
+  return out;
+}
+
 void Runtime::post(std::function<void()> work) { boost::asio::post(io_, std::move(work)); }
 
 void Runtime::run_on_service_thread(const std::function<void()>& work) {

@@ -387,7 +387,11 @@ Status SqliteStore::create(const Account& account) {
     SQLite::Statement email(*db_, "INSERT INTO account_email (email, account_id) VALUES (?, ?)");
     for (const auto& address : account.emails) {
       auto normal = normalize_email(address);
-      if (!normal) return normal.error().at("emails");
+      if (!normal) {
+        Error error = normal.error();
+        error.field = "emails";
+        return error;
+      }
       email_taken.bind(1, *normal);
       if (email_taken.executeStep()) {
         const auto owner = email_taken.getColumn(0).getString();

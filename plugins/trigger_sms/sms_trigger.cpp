@@ -86,7 +86,25 @@ bool SmsTrigger::first_time(const std::string& id) {
   return true;
 }
 
+TriggerStatus SmsTrigger::status() const {
+  std::lock_guard lock(mutex_);
+  TriggerStatus status = status_;
+  status.healthy = sink_ != nullptr;
+  return status;
+}
+
+void SmsTrigger::note_error(std::string what) {
+  std::lock_guard lock(mutex_);
+  status_.last_error = std::move(what);
+  status_.last_error_at = context_.clock.now();
+}
+
 void SmsTrigger::count(std::string_view outcome) {
+  {
+    std::lock_guard lock(mutex_);
+    ++status_.counts[std::string(outcome)];
+    if (outcome != "forged") status_.last_message = context_.clock.now();
+  }
   context_.metrics
       .counter("callback_trigger_requests_total", "Requests that triggers received, by trigger and outcome",
                "trigger=\"sms\",outcome=\"" + std::string(outcome) + "\"")
@@ -117,7 +135,10 @@ void SmsTrigger::receive(const Sms& sms, std::function<void(Answer)> done) {
     // Whoever sends it: the account's password says who pays. Checked as long for an
     // unknown account as for a known one.
     auto found = store_.accounts().find(command->account);
-    if (!found) return finish({.kind = Answer::Kind::unavailable, .reason = "store: " + found.error().message});
+    if (!found) {
+      note_error("the store: " + found.error().message);
+      return finish({.kind = Answer::Kind::unavailable, .reason = "store: " + found.error().message});
+    }
     const bool known = found->has_value() && !(**found).secret_hash.empty();
     const bool password_ok = verify_secret(command->password, known ? (**found).secret_hash : dummy_hash_) && known;
     if (!password_ok) {
@@ -127,7 +148,10 @@ void SmsTrigger::receive(const Sms& sms, std::function<void(Answer)> done) {
     account = std::move(**found);
   } else {
     auto found = store_.accounts().find_by_number(*sender);
-    if (!found) return finish({.kind = Answer::Kind::unavailable, .reason = "store: " + found.error().message});
+    if (!found) {
+      note_error("the store: " + found.error().message);
+      return finish({.kind = Answer::Kind::unavailable, .reason = "store: " + found.error().message});
+    }
     if (!*found) return finish(ignored("unknown sender"));
     account = std::move(**found);
   }
@@ -179,9 +203,11 @@ void SmsTrigger::on_twilio(const HttpRequest& request, HttpRespond respond) {
   const auto signature = request.header("X-Twilio-Signature");
   if (!twilio_signature_ok(options_.twilio_auth_token, options_.twilio_url, *fields, signature.value_or(""))) {
     count("forged");
-    context_.log.warning(component, "a Twilio webhook from " + escape_control(request.client_ip) +
-                                        (signature ? " with a wrong X-Twilio-Signature" : " without X-Twilio-Signature") +
-                                        " was refused");
+    const std::string what = "a Twilio webhook from " + escape_control(request.client_ip) +
+                             (signature ? " with a wrong X-Twilio-Signature" : " without X-Twilio-Signature") +
+                             " was refused";
+    context_.log.warning(component, what);
+    note_error(what);
     return fail(403, Error{"bad_signature", "X-Twilio-Signature does not match (is twilio_url the URL configured "
                                             "at Twilio?)", "X-Twilio-Signature"});
   }
@@ -207,8 +233,10 @@ void SmsTrigger::on_json(const HttpRequest& request, HttpRespond respond) {
   if (auto signed_ok = check_json_signature(options_.hmac_secret, request, context_.clock.now(), options_.max_skew);
       !signed_ok) {
     count("forged");
-    context_.log.warning(component, "an SMS webhook from " + escape_control(request.client_ip) +
-                                        " was refused: " + signed_ok.error().message);
+    const std::string what =
+        "an SMS webhook from " + escape_control(request.client_ip) + " was refused: " + signed_ok.error().message;
+    context_.log.warning(component, what);
+    note_error(what);
     return fail(403, signed_ok.error());
   }
   boost::system::error_code ec;

@@ -45,6 +45,7 @@ class SmsTrigger final : public Trigger {
   ~SmsTrigger() override;
   void start(TriggerSink& sink) override;
   void stop() override;
+  [[nodiscard]] TriggerStatus status() const override;
 
   struct Sms {
     std::string from, to, text, id;  // id: the gateway's (MessageSid)
@@ -63,6 +64,7 @@ class SmsTrigger final : public Trigger {
   void on_json(const HttpRequest& request, HttpRespond respond);
   bool first_time(const std::string& id);  // false for an id seen before
   void count(std::string_view outcome);
+  void note_error(std::string what);  // for status(); `what` already escaped
 
   Context& context_;
   Store& store_;
@@ -71,8 +73,9 @@ class SmsTrigger final : public Trigger {
   std::string dummy_hash_;  // verified against for an unknown account: the same time as a real one
   RateLimiter per_sender_;
   RateLimiter bad_passwords_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   TriggerSink* sink_ = nullptr;
+  TriggerStatus status_;
   std::unordered_set<std::string> seen_;
   std::deque<std::string> seen_order_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -165,6 +165,25 @@ TEST_F(CallCommandTest, OperatorCommandsAgainstCallbackd) {
   EXPECT_EQ(json::parse(cdrs.out).as_array().size(), 2u);
   auto stats = ctl("stats 1001", env);
   EXPECT_NE(stats.out.find("1001"), std::string::npos) << stats.out;
+
+  // Numbers and e-mail addresses tell triggers whose account it is: one account each.
+  auto registered = ctl("accounts add 125 --number 1005 --email Li.Lei@Example.COM", env);
+  ASSERT_EQ(registered.exit_code, 0) << registered.err;
+  EXPECT_NE(registered.out.find("number     +1005\n"), std::string::npos) << registered.out;
+  EXPECT_NE(registered.out.find("e-mail     li.lei@example.com\n"), std::string::npos) << registered.out;
+  auto taken = ctl("accounts add 126 --email li.lei@example.com", env);
+  EXPECT_NE(taken.exit_code, 0);
+  EXPECT_NE(taken.err.find("li.lei@example.com is registered to account 125"), std::string::npos) << taken.err;
+  auto bad_email = ctl("accounts add 127 --email 'li lei@example.com'", env);
+  EXPECT_EQ(bad_email.exit_code, 2);
+  EXPECT_NE(bad_email.err.find("emails: character 3"), std::string::npos) << bad_email.err;
+
+  auto triggers = ctl("triggers", env);
+  EXPECT_EQ(triggers.exit_code, 0) << triggers.err;
+  EXPECT_NE(triggers.out.find("NAME"), std::string::npos) << triggers.out;
+  auto embedded_triggers = ctl("triggers");
+  EXPECT_EQ(embedded_triggers.exit_code, 2);
+  EXPECT_NE(embedded_triggers.err.find("--server"), std::string::npos) << embedded_triggers.err;
 }
 
 TEST_F(CallCommandTest, AgainstCallbackd) {

@@ -919,14 +919,22 @@ TEST_F(RestApiTest, AnSmsThroughTwiliosWebhookCallsTheSenderBackAndNothingElseCa
     std::string body, signed_text = twilio_url;
     auto sorted = fields;
     std::sort(sorted.begin(), sorted.end());
-    for (const auto& [name, value] : sorted) signed_text += name + value;
+    for (const auto& [name, value] : sorted) {
+      signed_text += name;
+      signed_text += value;
+    }
     for (const auto& [name, value] : fields) {
-      std::string encoded;
+      if (!body.empty()) body += '&';
+      body += name;
+      body += '=';
       for (unsigned char c : value) {
-        if (std::isalnum(c)) encoded += static_cast<char>(c);
-        else encoded += "%" + hex_encode(std::string(1, static_cast<char>(c)));
+        if (std::isalnum(c)) {
+          body += static_cast<char>(c);
+        } else {
+          body += '%';
+          body += hex_encode(std::string_view(reinterpret_cast<const char*>(&c), 1));
+        }
       }
-      body += (body.empty() ? "" : "&") + name + "=" + encoded;
     }
     if (signature.empty()) signature = base64_encode(hmac(Digest::sha1, "12345", signed_text));
     return request("POST", "/hooks/sms/twilio", body,
@@ -988,6 +996,24 @@ TEST_F(RestApiTest, AnSmsThroughTwiliosWebhookCallsTheSenderBackAndNothingElseCa
       << metrics;
   EXPECT_NE(metrics.find("callback_trigger_requests_total{trigger=\"sms\",outcome=\"forged\"} 2"), std::string::npos);
   EXPECT_NE(metrics.find("callback_trigger_requests_total{trigger=\"sms\",outcome=\"ignored\"} 2"), std::string::npos);
+
+  // What operators see of it.
+  auto status = request("GET", "/v1/triggers");
+  ASSERT_EQ(status.status, 200) << status.body;
+  conforms(status, "TriggerList");
+  const auto listed_triggers = status.json();
+  const auto& sms_status = listed_triggers.at("triggers").at(0).as_object();
+  EXPECT_EQ(sms_status.at("name").as_string(), "sms");
+  EXPECT_EQ(sms_status.at("plugin").as_string(), "callback.trigger.sms");
+  EXPECT_TRUE(sms_status.at("healthy").as_bool());
+  EXPECT_TRUE(sms_status.at("last_message").is_string());
+  EXPECT_TRUE(sms_status.at("last_poll").is_null()) << "it does not poll";
+  EXPECT_NE(sms_status.at("last_error").as_string().find("without X-Twilio-Signature"), std::string::npos)
+      << sms_status.at("last_error");
+  EXPECT_EQ(sms_status.at("counts").at("accepted").as_int64(), 2);
+  EXPECT_EQ(sms_status.at("counts").at("forged").as_int64(), 2);
+  EXPECT_EQ(request("POST", "/v1/triggers", "{}").status, 405);
+  EXPECT_EQ(request("GET", "/v1/triggers", {}, {}, false).status, 401);
 }
 
 TEST_F(RestApiTest, ThePagesRateLimitCountsANumberNotItsSpellings) {

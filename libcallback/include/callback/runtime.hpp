@@ -84,6 +84,12 @@ class CALLBACK_EXPORT Runtime {
   [[nodiscard]] Context& context() noexcept { return context_; }
   [[nodiscard]] const ServiceConfig& config() const noexcept { return config_; }
   [[nodiscard]] const std::vector<PluginPtr<FrontEnd>>& frontends() const noexcept { return frontends_; }
+  // Each configured trigger: its instance and plugin names, and its status. Any thread.
+  struct TriggerReport {
+    std::string name, plugin;
+    TriggerStatus status;
+  };
+  [[nodiscard]] std::vector<TriggerReport> trigger_status() const;
   // What triggers and front ends added to callbackd's HTTP routes (CreateArgs::routes).
   [[nodiscard]] const HttpRouteTable& http_routes() const noexcept { return routes_; }
 

@@ -13,12 +13,16 @@
 //       sink_->submit(std::move(*request), [sms](Result<std::string> id) { reply(sms, id); });
 //     }
 //   };
+#include <callback/call.hpp>
 #include <callback/callback_request.hpp>
 #include <callback/component.hpp>
 #include <callback/error.hpp>
 #include <callback/export.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -56,10 +60,22 @@ class CALLBACK_EXPORT TriggerSink {
   virtual void track(CallbackRequest request, Tracking tracking) = 0;
 };
 
+// How a trigger is doing, for `callbackctl triggers` and GET /v1/triggers.
+struct TriggerStatus {
+  bool healthy = true;                 // false: it cannot do its job now (its mailbox is unreachable, ...)
+  std::optional<Timestamp> last_poll;     // pollers: the last time it looked
+  std::optional<Timestamp> last_message;  // the last request it received
+  std::string last_error;                 // the last thing that went wrong ("" when none yet), escaped
+  std::optional<Timestamp> last_error_at;
+  std::map<std::string, std::int64_t> counts;  // requests by outcome: accepted, refused, ignored, forged
+};
+
 class CALLBACK_EXPORT Trigger : public Component {
  public:
   virtual void start(TriggerSink& sink) = 0;
   virtual void stop() = 0;
+  // Thread-safe. The default: healthy, nothing known.
+  [[nodiscard]] virtual TriggerStatus status() const;
 };
 
 // A front end serves people or programs (the REST server, the web page); it gets the
