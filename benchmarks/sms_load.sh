@@ -13,7 +13,9 @@
 #      signature, dedupe, sender lookup, policy, then a callback (billing, the fake);
 #   2. messages the first run sent, again: Twilio's retries, refused after the signature
 #      and the dedupe (no call, empty TwiML); the accepted count must not move;
-#   3. the peer: POST /v1/callbacks {"caller": "1000", "callee": "3001", "account": ...}.
+#   3. one message at a time (LATENCY_MESSAGES, default 1000): the time from the webhook
+#      to callbackd's answer, which comes once A's Originate is placed;
+#   4. the peer: POST /v1/callbacks {"caller": "1000", "callee": "3001", "account": ...}.
 # Environment: DURATION (10s), CONNECTIONS (64), WRK_THREADS (2), SERVER_THREADS (2), KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,6 +90,36 @@ head -n $(( sent * 9 / 10 )) "$tmp/requests.tsv" >"$tmp/again.tsv"
 export WRK_REQUESTS=$tmp/again.tsv
 run "SMS webhooks, the same again" "$cb_pid" "http://127.0.0.1:$cb_port/hooks/sms/twilio"
 echo "-- counters: $(curl -sf "http://127.0.0.1:$cb_port/metrics" | grep '^callback_trigger_requests_total' | tr '\n' ' ')"
+
+# Time from an SMS to A being dialed, one message at a time (no queueing): Twilio's POST
+# to callbackd's answer, which comes once billing has authorized the call, the journal has
+# it and the engine has placed A's Originate (the fake rings A at once).
+echo
+echo "== one SMS at a time: webhook to A dialed (${LATENCY_MESSAGES:-1000} messages)"
+latency=$(python3 - "$cb_port" "$url" "${LATENCY_MESSAGES:-1000}" "$senders" <<'PY'
+import base64, hashlib, hmac, http.client, sys, time, urllib.parse
+port, url, n, senders = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+c = http.client.HTTPConnection("127.0.0.1", port)
+took = []
+for i in range(n):
+    fields = {"MessageSid": "LAT%030d" % i, "From": "+%d" % (1000 + i % senders), "To": "+10690000", "Body": "3001"}
+    signed = url + "".join(k + fields[k] for k in sorted(fields))
+    signature = base64.b64encode(hmac.new(b"benchtoken", signed.encode(), hashlib.sha1).digest()).decode()
+    body = urllib.parse.urlencode(fields)
+    start = time.perf_counter()
+    c.request("POST", "/hooks/sms/twilio", body, {"Content-Type": "application/x-www-form-urlencoded",
+                                                  "X-Twilio-Signature": signature})
+    r = c.getresponse()
+    text = r.read().decode()
+    took.append(time.perf_counter() - start)
+    assert r.status == 200 and "Calling you" in text, (r.status, text)
+took.sort()
+q = lambda p: took[min(len(took) - 1, int(p * len(took)))] * 1000
+print("p50=%.2fms p90=%.2fms p99=%.2fms max=%.2fms" % (q(0.5), q(0.9), q(0.99), took[-1] * 1000))
+PY
+)
+echo "-- $latency"
+results+=("$(printf '%-37s %s' "SMS to A dialed, one at a time" "$latency")")
 
 lua=$PWD/benchmarks/wrk/count.lua
 run "callbackd POST account (the peer)" "$cb_pid" "http://127.0.0.1:$cb_port/v1/callbacks" POST \

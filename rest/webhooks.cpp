@@ -232,54 +232,6 @@ std::string redact_url(const std::string& url) {
   return handle.part(CURLUPART_URL);
 }
 
-namespace {
-
-// v1: the hex HMAC-SHA256 of "<t>.<body>".
-std::string signature_v1(std::string_view secret, std::int64_t unix_seconds, std::string_view body) {
-  const std::string t = std::to_string(unix_seconds);
-  std::string signed_text;
-  signed_text.reserve(t.size() + 1 + body.size());
-  signed_text.append(t).append(".").append(body);
-  return hmac_sha256_hex(secret, signed_text);
-}
-
-}  // namespace
-
-std::string webhook_signature(std::string_view secret, std::int64_t unix_seconds, std::string_view body) {
-  return "t=" + std::to_string(unix_seconds) + ",v1=" + signature_v1(secret, unix_seconds, body);
-}
-
-Status verify_webhook_signature(std::string_view secret, std::string_view header, std::string_view body,
-                                std::int64_t now_unix, std::chrono::seconds tolerance) {
-  std::optional<std::int64_t> t;
-  std::vector<std::string_view> signatures;
-  while (!header.empty()) {
-    const auto comma = header.find(',');
-    const std::string_view item = header.substr(0, comma);
-    header = comma == std::string_view::npos ? std::string_view{} : header.substr(comma + 1);
-    if (item.starts_with("t=")) {
-      std::int64_t value = 0;
-      auto [end, ec] = std::from_chars(item.data() + 2, item.data() + item.size(), value);
-      if (ec != std::errc{} || end != item.data() + item.size() || item.size() == 2) {
-        return Error{"invalid_signature", "t= is not a whole number of seconds", "Callback-Signature"};
-      }
-      t = value;
-    } else if (item.starts_with("v1=")) {
-      signatures.push_back(item.substr(3));
-    }
-  }
-  if (!t || signatures.empty()) return Error{"invalid_signature", "needs t= and v1=", "Callback-Signature"};
-  if (*t < now_unix - tolerance.count() || *t > now_unix + tolerance.count()) {
-    return Error{"stale_signature", "t= is more than " + std::to_string(tolerance.count()) + " s from now",
-                 "Callback-Signature"};
-  }
-  const std::string expected = signature_v1(secret, *t, body);
-  for (auto signature : signatures) {
-    if (equal_constant_time(signature, expected)) return ok_status();
-  }
-  return Error{"invalid_signature", "no v1= matches the body and t=", "Callback-Signature"};
-}
-
 // --- the sender --------------------------------------------------------------------------
 
 std::string_view WebhookSender::event_for(std::string_view state) noexcept {

@@ -22,6 +22,7 @@
 // delays only its own webhooks.
 #include <callback/context.hpp>
 #include <callback/error.hpp>
+#include <callback/secret.hpp>
 
 #include <array>
 #include <atomic>
@@ -92,14 +93,9 @@ struct Webhook {
 // `url` fit for a log line: without user:password (and unparseable ones replaced).
 [[nodiscard]] std::string redact_url(const std::string& url);
 
-// The Callback-Signature header's value: "t=<unix seconds>,v1=<hex HMAC-SHA256 of
-// "<t>.<body>" keyed with `secret`>".
-[[nodiscard]] std::string webhook_signature(std::string_view secret, std::int64_t unix_seconds, std::string_view body);
-// A receiver's check (what rest/API-CONTRACT.md describes): some v1 matches, in constant
-// time, and t is within `tolerance` of `now_unix`. The Error says which check failed.
-[[nodiscard]] Status verify_webhook_signature(std::string_view secret, std::string_view header, std::string_view body,
-                                              std::int64_t now_unix,
-                                              std::chrono::seconds tolerance = std::chrono::minutes{5});
+// callback/secret.hpp's: the Callback-Signature header, made and checked.
+using callback::verify_webhook_signature;
+using callback::webhook_signature;
 
 class WebhookSender {
  public:

@@ -19,11 +19,11 @@ class Factory final : public PluginFactory {
         {.name = "path", .type = OptionType::string, .default_value = "/hooks/sms",
          .description = "callbackd path of the generic JSON webhook (with hmac_secret)"},
         {.name = "hmac_secret", .type = OptionType::string, .default_value = "",
-         .description = "signs the generic webhook: X-Callback-Signature sha256=HMAC(\"<timestamp>.<body>\"); "
-                        "empty: that webhook is off",
+         .description = "signs the generic webhook as callbackd signs its own: Callback-Signature "
+                        "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">; empty: that webhook is off",
          .secret = true},
         {.name = "max_skew_seconds", .type = OptionType::integer, .default_value = 300,
-         .description = "how far X-Callback-Timestamp may be from now", .min = 1, .max = 86400},
+         .description = "how far the signature's t= may be from now", .min = 1, .max = 86400},
         {.name = "twilio_path", .type = OptionType::string, .default_value = "/hooks/sms/twilio",
          .description = "callbackd path of Twilio's webhook (with twilio_auth_token)"},
         {.name = "twilio_auth_token", .type = OptionType::string, .default_value = "",
@@ -31,6 +31,16 @@ class Factory final : public PluginFactory {
          .secret = true},
         {.name = "twilio_url", .type = OptionType::string, .default_value = "",
          .description = "the webhook URL exactly as configured at Twilio (https://host/hooks/sms/twilio): it is signed"},
+        {.name = "outcome_url", .type = OptionType::string, .default_value = "",
+         .description = "where the outcome SMS goes when a call ends (the gateway's send API); empty: none"},
+        {.name = "outcome_format", .type = OptionType::string, .default_value = "json",
+         .description = "json: {to, from, text, callback_id, outcome} signed with outcome_secret (Callback-Signature); "
+                        "twilio: Twilio's Messages API (form To, From, Body; basic auth twilio_account_sid:twilio_auth_token)",
+         .choices = {"json", "twilio"}},
+        {.name = "outcome_secret", .type = OptionType::string, .default_value = "",
+         .description = "signs the json outcome messages; empty: hmac_secret", .secret = true},
+        {.name = "twilio_account_sid", .type = OptionType::string, .default_value = "",
+         .description = "the Twilio account (AC...) that sends outcome SMS with outcome_format twilio"},
         {.name = "per_sender_per_hour", .type = OptionType::integer, .default_value = 5,
          .description = "messages one sender may send in an hour; more are ignored", .min = 1, .max = 1000000},
         {.name = "bad_passwords_per_hour", .type = OptionType::integer, .default_value = 3,
@@ -52,6 +62,15 @@ class Factory final : public PluginFactory {
     options.twilio_url = args.options.string("twilio_url");
     options.per_sender_per_hour = static_cast<int>(args.options.integer("per_sender_per_hour"));
     options.bad_passwords_per_hour = static_cast<int>(args.options.integer("bad_passwords_per_hour"));
+    options.outcome_url = args.options.string("outcome_url");
+    options.outcome_twilio = args.options.string("outcome_format") == "twilio";
+    options.outcome_secret = args.options.string("outcome_secret");
+    if (options.outcome_secret.empty()) options.outcome_secret = options.hmac_secret;
+    options.twilio_account_sid = args.options.string("twilio_account_sid");
+    if (options.outcome_twilio && !options.outcome_url.empty() &&
+        (options.twilio_account_sid.empty() || options.twilio_auth_token.empty())) {
+      throw std::runtime_error("outcome_format twilio needs twilio_account_sid and twilio_auth_token");
+    }
     if (!options.twilio_auth_token.empty() && options.twilio_url.empty()) {
       throw std::runtime_error("twilio_url is needed with twilio_auth_token: Twilio signs the URL it posts to");
     }

@@ -3,7 +3,6 @@
 #include <callback/secret.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <vector>
 
 namespace callback::trigger_sms {
@@ -52,34 +51,37 @@ bool twilio_signature_ok(std::string_view auth_token, std::string_view url, cons
   return equal_constant_time(twilio_signature(auth_token, url, fields), signature);
 }
 
-std::string json_signature(std::string_view secret, std::string_view timestamp, std::string_view body) {
-  std::string data(timestamp);
-  data += '.';
-  data += body;
-  return "sha256=" + hex_encode(hmac(Digest::sha256, secret, data));
+Status check_gateway_signature(std::string_view secret, const HttpRequest& request, Timestamp now,
+                               std::chrono::seconds skew) {
+  const auto header = request.header("Callback-Signature");
+  if (!header) return Error{"invalid_signature", "the Callback-Signature header is required", "Callback-Signature"};
+  const auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  return verify_webhook_signature(secret, *header, request.body, now_unix, skew);
 }
 
-Status check_json_signature(std::string_view secret, const HttpRequest& request, Timestamp now,
-                            std::chrono::seconds skew) {
-  const auto bad = [](std::string why) { return Error{"bad_signature", std::move(why), "X-Callback-Signature"}; };
-  const auto timestamp = request.header("X-Callback-Timestamp");
-  const auto signature = request.header("X-Callback-Signature");
-  if (!timestamp || !signature) return bad("X-Callback-Timestamp and X-Callback-Signature are required");
-  std::int64_t seconds = 0;
-  const auto* end = timestamp->data() + timestamp->size();
-  if (timestamp->empty() || std::from_chars(timestamp->data(), end, seconds).ptr != end || seconds < 0) {
-    return bad("X-Callback-Timestamp is Unix seconds");
+std::string outcome_text(std::string_view outcome, std::string_view callee, std::chrono::seconds talked,
+                         std::string_view cost) {
+  const std::string b(callee);
+  std::string text;
+  if (outcome == "completed" || outcome == "partner_hangup" || outcome == "time_up") {
+    const auto minutes = talked.count() / 60, seconds = talked.count() % 60;
+    text = "Your call with " + b + " ended after " + std::to_string(minutes) + " min " + std::to_string(seconds) + " s" +
+           (outcome == "time_up" ? " (the time limit)." : ".");
+  } else if (outcome == "partner_busy") {
+    text = b + " was busy. Try again later.";
+  } else if (outcome == "partner_away") {
+    text = b + " did not answer.";
+  } else if (outcome == "system_busy") {
+    text = "The network could not reach " + b + ". Try again later.";
+  } else if (outcome == "caller_unreachable") {
+    text = "We called you but could not reach you.";
+  } else if (outcome == "canceled") {
+    text = "Your call to " + b + " was canceled.";
+  } else {
+    text = "Your call to " + b + " could not be made.";
   }
-  const auto sent = Timestamp{std::chrono::seconds{seconds}};
-  const auto apart = sent > now ? sent - now : now - sent;
-  if (apart > skew) {
-    return bad("X-Callback-Timestamp is " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(apart).count()) +
-               " s from now; at most " + std::to_string(skew.count()) + " s is accepted (a replay?)");
-  }
-  if (!equal_constant_time(json_signature(secret, *timestamp, request.body), *signature)) {
-    return bad("the signature does not match the body");
-  }
-  return ok_status();
+  if (!cost.empty()) text += " Charged: " + std::string(cost) + ".";
+  return text;
 }
 
 std::string xml_escape(std::string_view text) {

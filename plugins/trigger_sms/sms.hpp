@@ -37,13 +37,17 @@ struct SmsCommand {
 [[nodiscard]] bool twilio_signature_ok(std::string_view auth_token, std::string_view url, const FormFields& fields,
                                        std::string_view signature);
 
-// The generic gateway's JSON POST, signed as callbackd signs its own webhooks: header
-// X-Callback-Timestamp (Unix seconds) and X-Callback-Signature "sha256=<hex HMAC-SHA256 of
-// "<timestamp>.<body>">". Refused ("bad_signature", with why) when missing, wrong, or more
-// than `skew` away from `now` (a replayed request).
-[[nodiscard]] std::string json_signature(std::string_view secret, std::string_view timestamp, std::string_view body);
-[[nodiscard]] Status check_json_signature(std::string_view secret, const HttpRequest& request, Timestamp now,
-                                          std::chrono::seconds skew);
+// The generic gateway's JSON POST is signed as callbackd signs its own webhooks
+// (callback/secret.hpp: Callback-Signature "t=<unix seconds>,v1=<hex HMAC-SHA256 of
+// "<t>.<body>">"); refused when missing, wrong or too far from now (a replay).
+[[nodiscard]] Status check_gateway_signature(std::string_view secret, const HttpRequest& request, Timestamp now,
+                                             std::chrono::seconds skew);
+
+// What the outcome SMS says of a call that ended: its `outcome` (CallEvent::outcome: an
+// announcement's name, "completed", "caller_unreachable", "canceled", ...), the number it
+// was for, how long they talked and what it cost ("" when nothing was charged).
+[[nodiscard]] std::string outcome_text(std::string_view outcome, std::string_view callee, std::chrono::seconds talked,
+                                       std::string_view cost);
 
 // Text for a TwiML <Message> or any XML text node: & < > " ' escaped.
 [[nodiscard]] std::string xml_escape(std::string_view text);

@@ -50,6 +50,7 @@ SmsTrigger::SmsTrigger(Context& context, Store& store, const NumberingPlan& plan
       dummy_hash_(hash_secret("no account has this password").value_or("")),
       per_sender_(options_.per_sender_per_hour, std::chrono::hours(1)),
       bad_passwords_(options_.bad_passwords_per_hour, std::chrono::hours(1)) {
+  if (!options_.outcome_url.empty()) outcomes_ = std::make_unique<OutcomeSender>(context_.log);
   if (routes == nullptr) return;
   if (!options_.twilio_auth_token.empty()) {
     auto added = routes->add("POST", options_.twilio_path,
@@ -189,11 +190,49 @@ void SmsTrigger::receive(const Sms& sms, std::function<void(Answer)> done) {
             .reason = {},
             .callback_id = (*handle)->id()});
   };
-  tracking.ended = [this, alive = std::weak_ptr<int>(alive_), from](const CallEvent& event) {
+  tracking.ended = [this, alive = std::weak_ptr<int>(alive_), from, sms, sender_key, b](const CallEvent& event) {
     if (alive.expired()) return;
     context_.log.info(component, "callback " + event.call.id() + " for SMS from " + from + " ended: " + event.outcome);
+    send_outcome(sms, sender_key, b, event);
   };
   sink->track(std::move(*request), std::move(tracking));
+}
+
+void SmsTrigger::send_outcome(const Sms& sms, const std::string& sender, const std::string& callee,
+                              const CallEvent& event) {
+  if (!outcomes_) return;
+  const std::string text = outcome_text(event.outcome, callee, event.call.leg_b().billsec(),
+                                        event.cost && !event.cost->is_zero() ? event.cost->format() : std::string());
+  OutcomeSender::Message message{.url = options_.outcome_url,
+                                 .what = "outcome of " + event.call.id() + " to " + sender};
+  if (options_.outcome_twilio) {
+    const auto field = [](std::string_view name, std::string_view value) {
+      std::string out(name);
+      out += '=';
+      for (const char ch : value) {
+        const auto c = static_cast<unsigned char>(ch);
+        const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                           c == '.' || c == '_' || c == '~';
+        out += plain ? std::string(1, ch) : "%" + hex_encode(std::string_view(&ch, 1));
+      }
+      return out;
+    };
+    message.headers = {"Content-Type: application/x-www-form-urlencoded"};
+    message.body = field("To", sender) + "&" + field("From", sms.to) + "&" + field("Body", text);
+    message.userpwd = options_.twilio_account_sid + ":" + options_.twilio_auth_token;
+  } else {
+    message.body = json::serialize(json::object{{"to", sender},
+                                                {"from", sms.to},
+                                                {"text", text},
+                                                {"callback_id", event.call.id()},
+                                                {"outcome", event.outcome}});
+    message.headers = {"Content-Type: application/json", "X-Callback-Event: sms.outcome"};
+    if (!options_.outcome_secret.empty()) {
+      const auto now = std::chrono::duration_cast<std::chrono::seconds>(context_.clock.now().time_since_epoch()).count();
+      message.headers.push_back("Callback-Signature: " + webhook_signature(options_.outcome_secret, now, message.body));
+    }
+  }
+  outcomes_->send(std::move(message));
 }
 
 void SmsTrigger::on_twilio(const HttpRequest& request, HttpRespond respond) {
@@ -230,7 +269,7 @@ void SmsTrigger::on_twilio(const HttpRequest& request, HttpRespond respond) {
 
 void SmsTrigger::on_json(const HttpRequest& request, HttpRespond respond) {
   const auto fail = [&](int status, const Error& error) { respond(error_response(status, error)); };
-  if (auto signed_ok = check_json_signature(options_.hmac_secret, request, context_.clock.now(), options_.max_skew);
+  if (auto signed_ok = check_gateway_signature(options_.hmac_secret, request, context_.clock.now(), options_.max_skew);
       !signed_ok) {
     count("forged");
     const std::string what =

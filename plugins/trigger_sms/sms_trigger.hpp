@@ -5,6 +5,7 @@
 // not plainly a customer's request gets no call and no reply: a forged or replayed
 // webhook, a repeated message, an unknown sender, a wrong password, a sender over its
 // limits. Replies cost money and can be aimed at a stranger, so only a known sender gets one.
+#include "outcome_sender.hpp"
 #include "sms.hpp"
 
 #include <callback/context.hpp>
@@ -36,6 +37,14 @@ struct SmsOptions {
   int bad_passwords_per_hour = 3;      // wrong passwords before a sender is ignored for the hour
   std::size_t max_text = 1600;         // longer messages are ignored (10 concatenated SMS)
   std::size_t remembered_messages = 100'000;  // message ids kept to spot a gateway's retries
+  // The outcome SMS, when the call ends: POSTed to outcome_url (empty: none sent), as JSON
+  // {"to", "from", "text", "callback_id", "outcome"} signed with outcome_secret (Callback-
+  // Signature, as callbackd's webhooks), or as Twilio's Messages API wants it (form To,
+  // From, Body; basic authentication with twilio_account_sid and twilio_auth_token).
+  std::string outcome_url;
+  bool outcome_twilio = false;
+  std::string outcome_secret;
+  std::string twilio_account_sid;
 };
 
 class SmsTrigger final : public Trigger {
@@ -65,6 +74,8 @@ class SmsTrigger final : public Trigger {
   bool first_time(const std::string& id);  // false for an id seen before
   void count(std::string_view outcome);
   void note_error(std::string what);  // for status(); `what` already escaped
+  // The outcome SMS of a call a known sender asked for, queued for the gateway.
+  void send_outcome(const Sms& sms, const std::string& sender, const std::string& callee, const CallEvent& event);
 
   Context& context_;
   Store& store_;
@@ -78,6 +89,7 @@ class SmsTrigger final : public Trigger {
   TriggerStatus status_;
   std::unordered_set<std::string> seen_;
   std::deque<std::string> seen_order_;
+  std::unique_ptr<OutcomeSender> outcomes_;  // when options_.outcome_url is set
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

@@ -66,37 +66,44 @@ TEST(TwilioSignature, MatchesTheExampleInTwiliosDocumentation) {
   EXPECT_FALSE(twilio_signature_ok("", url, fields, twilio_signature("", url, fields))) << "no token, no trust";
 }
 
-TEST(JsonSignature, NeedsTheRightSecretBodyAndAFreshTimestamp) {
+TEST(GatewaySignature, IsCallbackdsOwnWebhookSignatureWithAFreshTimestamp) {
   const Timestamp now{std::chrono::seconds{1'764'500'000}};
   const std::string body = R"({"from":"+8613800138000","text":"13900139000","id":"m1"})";
   HttpRequest request{.method = "POST", .path = "/hooks/sms", .body = body};
-  request.headers = {{"x-callback-timestamp", "1764500000"},
-                     {"X-Callback-Signature", json_signature("topsecret", "1764500000", body)}};
-  EXPECT_TRUE(check_json_signature("topsecret", request, now, std::chrono::seconds{300}));
-  EXPECT_EQ(json_signature("k", "1", "b"), "sha256=" + hex_encode(hmac(Digest::sha256, "k", "1.b")));
+  request.headers = {{"callback-signature", webhook_signature("topsecret", 1'764'500'000, body)}};
+  EXPECT_TRUE(check_gateway_signature("topsecret", request, now, std::chrono::seconds{300}));
+  EXPECT_EQ(webhook_signature("k", 1, "b"), "t=1,v1=" + hex_encode(hmac(Digest::sha256, "k", "1.b")));
 
-  const auto refused = [&](HttpRequest r, std::string_view says) {
-    auto checked = check_json_signature("topsecret", r, now, std::chrono::seconds{300});
-    ASSERT_FALSE(checked) << says;
-    EXPECT_EQ(checked.error().code, "bad_signature");
-    EXPECT_NE(checked.error().message.find(says), std::string::npos) << checked.error().message;
+  const auto refused = [&](HttpRequest r, std::string_view code) {
+    auto checked = check_gateway_signature("topsecret", r, now, std::chrono::seconds{300});
+    ASSERT_FALSE(checked) << code;
+    EXPECT_EQ(checked.error().code, code) << checked.error().message;
   };
   auto other_body = request;
   other_body.body += " ";
-  refused(other_body, "does not match");
+  refused(other_body, "invalid_signature");
   auto other_secret = request;
-  other_secret.headers[1].second = json_signature("guess", "1764500000", body);
-  refused(other_secret, "does not match");
+  other_secret.headers[0].second = webhook_signature("guess", 1'764'500'000, body);
+  refused(other_secret, "invalid_signature");
   auto replayed = request;  // an old request, signed then
-  replayed.headers = {{"X-Callback-Timestamp", "1764499000"},
-                      {"X-Callback-Signature", json_signature("topsecret", "1764499000", body)}};
-  refused(replayed, "1000 s from now");
+  replayed.headers[0].second = webhook_signature("topsecret", 1'764'499'000, body);
+  refused(replayed, "stale_signature");
   auto unsigned_request = request;
   unsigned_request.headers.clear();
-  refused(unsigned_request, "are required");
-  auto bad_time = request;
-  bad_time.headers[0].second = "soon";
-  refused(bad_time, "Unix seconds");
+  refused(unsigned_request, "invalid_signature");
+  auto garbled = request;
+  garbled.headers[0].second = "t=soon,v1=00";
+  refused(garbled, "invalid_signature");
+}
+
+TEST(OutcomeText, SaysHowTheCallEndedInWordsAndWhatItCost) {
+  EXPECT_EQ(outcome_text("completed", "+8613900139000", std::chrono::seconds{125}, "0.30"),
+            "Your call with +8613900139000 ended after 2 min 5 s. Charged: 0.30.");
+  EXPECT_EQ(outcome_text("time_up", "+1", std::chrono::seconds{300}, ""),
+            "Your call with +1 ended after 5 min 0 s (the time limit).");
+  EXPECT_EQ(outcome_text("partner_busy", "+1", {}, ""), "+1 was busy. Try again later.");
+  EXPECT_EQ(outcome_text("caller_unreachable", "+1", {}, ""), "We called you but could not reach you.");
+  EXPECT_EQ(outcome_text("refused", "+1", {}, ""), "Your call to +1 could not be made.");
 }
 
 TEST(XmlEscape, LeavesNoMarkupAndNoControlCharacter) {

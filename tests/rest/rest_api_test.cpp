@@ -306,7 +306,7 @@ class RestApiTest : public ::testing::Test {
 // the retry is exercised.
 struct WebhookReceiver {
   struct Received {
-    std::string event, signature, body;
+    std::string event, signature, body, authorization, content_type;
   };
   std::mutex mutex;
   std::condition_variable arrived;
@@ -328,7 +328,11 @@ struct WebhookReceiver {
         std::lock_guard lock(receiver_->mutex);
         fail = receiver_->requests++ == 0;
         if (!fail) {
-          receiver_->received.push_back({header("X-Callback-Event"), header("Callback-Signature"), request.body()});
+          auto auth = request.headers().tryGet<Pistache::Http::Header::Authorization>();
+          auto type = request.headers().tryGet<Pistache::Http::Header::ContentType>();
+          receiver_->received.push_back({header("X-Callback-Event"), header("Callback-Signature"), request.body(),
+                                         auth ? auth->value() : std::string(),
+                                         type ? type->mime().toString() : std::string()});
         }
       }
       receiver_->arrived.notify_all();
@@ -348,6 +352,11 @@ struct WebhookReceiver {
   }
   ~WebhookReceiver() {
     if (endpoint) endpoint->shutdown();
+  }
+  // Waits until `n` requests have been received (answered 2xx), or 10 s.
+  bool wait_for_count(std::size_t n) {
+    std::unique_lock lock(mutex);
+    return arrived.wait_for(lock, std::chrono::seconds(10), [&] { return received.size() >= n; });
   }
   // Waits until an event named `event` has arrived (or 10 s).
   bool wait_for(const std::string& event) {
@@ -898,12 +907,15 @@ TEST_F(RestApiTest, AnSmsThroughTwiliosWebhookCallsTheSenderBackAndNothingElseCa
   server->stop();
   runtime->stop(std::chrono::seconds{0});
   const std::string twilio_url = "https://cb.example.com/hooks/sms/twilio";
+  WebhookReceiver gateway;  // the gateway's send API, for the outcome SMS (its first answer is a 500)
+  const std::string outcome_url = gateway.start();
   start([&](ServiceConfig& c) {
     c.triggers.push_back({.plugin = "callback.trigger.sms",
                           .name = "sms",
                           .config = json::object{{"twilio_auth_token", "12345"},
                                                  {"twilio_url", twilio_url},
-                                                 {"hmac_secret", "topsecret"}},
+                                                 {"hmac_secret", "topsecret"},
+                                                 {"outcome_url", outcome_url}},
                           .path = "triggers[0]"});
   });
   runtime->run_on_service_thread([&] {
@@ -957,6 +969,24 @@ TEST_F(RestApiTest, AnSmsThroughTwiliosWebhookCallsTheSenderBackAndNothingElseCa
   EXPECT_EQ(last.at("account").as_string(), "alice");
   EXPECT_EQ(last.at("caller").as_string(), "1001");
 
+  // The outcome SMS, through the gateway's API once the call ended: signed, and tried
+  // again after the gateway's 500.
+  ASSERT_TRUE(gateway.wait_for("sms.outcome"));
+  {
+    std::lock_guard lock(gateway.mutex);
+    EXPECT_EQ(gateway.requests, 2);
+    const auto& outcome = gateway.received.at(0);
+    const auto sent = json::parse(outcome.body);
+    EXPECT_EQ(sent.at("to").as_string(), "+1001");
+    EXPECT_EQ(sent.at("from").as_string(), "+10690000");
+    EXPECT_EQ(sent.at("callback_id").as_string(), id);
+    EXPECT_EQ(sent.at("outcome").as_string(), "partner_busy");
+    EXPECT_EQ(sent.at("text").as_string(), "+3001 was busy. Try again later.");
+    const auto now =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    EXPECT_TRUE(verify_webhook_signature("topsecret", outcome.signature, outcome.body, now)) << outcome.signature;
+  }
+
   // Twilio's retry of the same message, a forged one, a stranger's: no call.
   auto again = twilio(sms);
   EXPECT_EQ(again.status, 200);
@@ -978,12 +1008,10 @@ TEST_F(RestApiTest, AnSmsThroughTwiliosWebhookCallsTheSenderBackAndNothingElseCa
 
   // The generic gateway's signed JSON.
   const std::string body = R"({"from": "+1001", "text": "3005", "id": "g-1"})";
-  const std::string now = std::to_string(
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   auto generic = request("POST", "/hooks/sms", body,
-                         {"X-Callback-Timestamp: " + now,
-                          "X-Callback-Signature: sha256=" + hex_encode(hmac(Digest::sha256, "topsecret", now + "." + body))},
-                         false);
+                         {"Callback-Signature: " + webhook_signature("topsecret", now, body)}, false);
   ASSERT_EQ(generic.status, 200) << generic.body;
   EXPECT_EQ(generic.json().at("status").as_string(), "accepted");
   const std::string second(generic.json().at("callback_id").as_string());
@@ -1014,6 +1042,47 @@ TEST_F(RestApiTest, AnSmsThroughTwiliosWebhookCallsTheSenderBackAndNothingElseCa
   EXPECT_EQ(sms_status.at("counts").at("forged").as_int64(), 2);
   EXPECT_EQ(request("POST", "/v1/triggers", "{}").status, 405);
   EXPECT_EQ(request("GET", "/v1/triggers", {}, {}, false).status, 401);
+}
+
+// The outcome SMS in the form of Twilio's Messages API, with its basic authentication.
+TEST_F(RestApiTest, TheOutcomeSmsCanGoThroughTwiliosMessagesApi) {
+  server->stop();
+  runtime->stop(std::chrono::seconds{0});
+  WebhookReceiver twilio_api;
+  const std::string api_url = twilio_api.start();
+  start([&](ServiceConfig& c) {
+    c.triggers.push_back({.plugin = "callback.trigger.sms",
+                          .name = "sms",
+                          .config = json::object{{"hmac_secret", "topsecret"},
+                                                 {"twilio_auth_token", "12345"},
+                                                 {"twilio_url", "https://cb.example.com/t"},
+                                                 {"twilio_account_sid", "AC0123"},
+                                                 {"outcome_url", api_url},
+                                                 {"outcome_format", "twilio"}},
+                          .path = "triggers[0]"});
+  });
+  runtime->run_on_service_thread([&] {
+    const auto cny = Currency::of("CNY").value();
+    ASSERT_TRUE(runtime->store().accounts().create({.id = "alice", .currency = cny,
+                                                    .balance = Money::parse("5.00", cny).value(),
+                                                    .caller_numbers = {PhoneNumber::from_e164("1001").value()}}));
+    std::istringstream deck("prefix;description;rate\n3;threes;0.60\n");
+    ASSERT_TRUE(runtime->billing()->admin()->import_rates("default", deck, cny));
+  });
+  const std::string body = R"({"from": "+1001", "to": "+10690000", "text": "3001", "id": "g-7"})";
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto r = request("POST", "/hooks/sms", body, {"Callback-Signature: " + webhook_signature("topsecret", now, body)},
+                   false);
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(twilio_api.wait_for_count(1));
+  std::lock_guard lock(twilio_api.mutex);
+  const auto& sent = twilio_api.received.at(0);
+  EXPECT_EQ(sent.authorization, "Basic " + base64_encode("AC0123:12345"));
+  EXPECT_EQ(sent.content_type, "application/x-www-form-urlencoded");
+  auto fields = decode_form(sent.body);
+  ASSERT_TRUE(fields) << sent.body;
+  EXPECT_EQ(*fields, (FormFields{{"To", "+1001"}, {"From", "+10690000"}, {"Body", "+3001 was busy. Try again later."}}));
 }
 
 TEST_F(RestApiTest, ThePagesRateLimitCountsANumberNotItsSpellings) {

@@ -7,6 +7,8 @@
 #include <callback/error.hpp>
 #include <callback/export.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -23,5 +25,17 @@ enum class Digest { sha1, sha256 };
 [[nodiscard]] CALLBACK_EXPORT std::string base64_encode(std::string_view bytes);  // RFC 4648, with padding
 // Constant time for equal lengths (a signature's length is no secret).
 [[nodiscard]] CALLBACK_EXPORT bool equal_constant_time(std::string_view a, std::string_view b) noexcept;
+
+// The Callback-Signature header of the webhooks callbackd sends (status callbacks, the SMS
+// trigger's outcome messages) and of the ones its triggers take from a gateway:
+// "t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with `secret`>".
+[[nodiscard]] CALLBACK_EXPORT std::string webhook_signature(std::string_view secret, std::int64_t unix_seconds,
+                                                            std::string_view body);
+// A receiver's check (what rest/API-CONTRACT.md describes): some v1 matches, in constant
+// time, and t is within `tolerance` of `now_unix`. The Error ("invalid_signature",
+// "stale_signature") says which check failed.
+[[nodiscard]] CALLBACK_EXPORT Status verify_webhook_signature(std::string_view secret, std::string_view header,
+                                                              std::string_view body, std::int64_t now_unix,
+                                                              std::chrono::seconds tolerance = std::chrono::minutes{5});
 
 }  // namespace callback
