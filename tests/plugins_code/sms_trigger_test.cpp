@@ -4,6 +4,7 @@
 #include "sms.hpp"
 #include "sms_trigger.hpp"
 #include "sqlite_store.hpp"
+#include "recording_sink.hpp"
 #include "temp_dir.hpp"
 #include "test_context.hpp"
 
@@ -110,22 +111,7 @@ TEST(XmlEscape, LeavesNoMarkupAndNoControlCharacter) {
   EXPECT_EQ(xml_escape("<b>&\"'</b>\x01ok"), "&lt;b&gt;&amp;&quot;&apos;&lt;/b&gt;?ok");
 }
 
-// Records what reached the service; answers as told.
-struct RecordingSink final : TriggerSink {
-  std::vector<CallbackRequest> requests;
-  std::optional<Error> refuse;
-  void submit(CallbackRequest, std::function<void(Result<std::string>)>) override { ADD_FAILURE() << "submit"; }
-  void track(CallbackRequest request, Tracking tracking) override {
-    requests.push_back(request);
-    struct Handle final : CallbackHandle {
-      std::string id_ = "cb-test-1";
-      const std::string& id() const noexcept override { return id_; }
-      void cancel() override {}
-    };
-    if (refuse) return tracking.accepted(*refuse);
-    tracking.accepted(std::shared_ptr<CallbackHandle>(std::make_shared<Handle>()));
-  }
-};
+using test::RecordingSink;
 
 class SmsPolicyTest : public ::testing::Test {
  protected:

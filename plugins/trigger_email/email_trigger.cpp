@@ -1,0 +1,155 @@
+#include "email_trigger.hpp"
+
+#include <callback/account.hpp>
+#include <callback/callback_request.hpp>
+
+namespace callback::trigger_email {
+
+namespace {
+constexpr std::string_view component = "callback.trigger.email";
+constexpr std::size_t remembered_ids = 100'000;
+}  // namespace
+
+EmailTrigger::EmailTrigger(Context& context, Store& store, const NumberingPlan& plan, EmailOptions options)
+    : context_(context), store_(store), plan_(plan), options_(std::move(options)), mailbox_(options_.imap) {}
+
+EmailTrigger::~EmailTrigger() { stop(); }
+
+void EmailTrigger::start(TriggerSink& sink) {
+  std::lock_guard lock(mutex_);
+  sink_ = &sink;
+  stopping_ = false;
+  if (!poller_.joinable() && options_.poll_interval.count() > 0) poller_ = std::thread([this] { run(); });
+}
+
+void EmailTrigger::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    sink_ = nullptr;
+  }
+  wake_.notify_all();
+  if (poller_.joinable()) poller_.join();
+}
+
+TriggerStatus EmailTrigger::status() const {
+  std::lock_guard lock(mutex_);
+  return status_;
+}
+
+void EmailTrigger::count(const std::string& kind) {
+  {
+    std::lock_guard lock(mutex_);
+    ++status_.counts[kind];
+  }
+  context_.metrics
+      .counter("callback_trigger_requests_total", "Requests that triggers received, by trigger and outcome",
+               "trigger=\"email\",outcome=\"" + kind + "\"")
+      .add();
+}
+
+void EmailTrigger::run() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    lock.unlock();
+    auto polled = poll_once();
+    lock.lock();
+    status_.last_poll = context_.clock.now();
+    status_.healthy = polled.ok();
+    if (!polled) {
+      status_.last_error = escape_control(polled.error().message);
+      status_.last_error_at = status_.last_poll;
+      context_.log.warning(component, polled.error().message);
+    }
+    wake_.wait_for(lock, options_.poll_interval, [this] { return stopping_; });
+  }
+}
+
+Result<std::size_t> EmailTrigger::poll_once() {
+  auto uids = mailbox_.unprocessed(options_.keyword);
+  if (!uids) return uids.error();
+  std::size_t processed = 0;
+  for (std::size_t from = 0; from < uids->size(); from += options_.batch) {
+    const std::vector<std::uint32_t> batch(uids->begin() + static_cast<std::ptrdiff_t>(from),
+                                           uids->begin() + static_cast<std::ptrdiff_t>(
+                                                               std::min(uids->size(), from + options_.batch)));
+    auto mails = mailbox_.headers(batch, options_.max_header);
+    if (!mails) return mails.error();
+    for (const auto& mail : *mails) {
+      const Outcome outcome = handle(mail);
+      if (outcome.kind == "retry") continue;  // the store was away: next poll
+      count(outcome.kind);
+      context_.log.info(component, "mail " + std::to_string(mail.uid) + ": " + outcome.kind +
+                                       (outcome.reason.empty() ? "" : " (" + outcome.reason + ")"));
+      if (auto marked = mailbox_.mark(mail.uid, options_.keyword); !marked) return marked.error();
+      ++processed;
+    }
+  }
+  return processed;
+}
+
+EmailTrigger::Outcome EmailTrigger::handle(const FetchedHeader& mail) {
+  if (mail.too_large) return {"ignored", "its header is over " + std::to_string(options_.max_header) + " bytes"};
+  auto header = parse_mail_header(mail.header);
+  if (!header) return {"ignored", header.error().message};
+  auto address = normalize_email(header->from);
+  if (!address) return {"ignored", "the sender's address: " + address.error().message};
+  {
+    std::lock_guard lock(mutex_);
+    status_.last_message = context_.clock.now();
+    if (!header->message_id.empty()) {
+      if (!seen_ids_.insert(header->message_id).second) {
+        return {"ignored", "repeated Message-ID " + escape_control(header->message_id)};
+      }
+      seen_order_.push_back(header->message_id);
+      if (seen_order_.size() > remembered_ids) {
+        seen_ids_.erase(seen_order_.front());
+        seen_order_.pop_front();
+      }
+    }
+  }
+  auto account = store_.accounts().find_by_email(*address);
+  if (!account) {
+    std::lock_guard lock(mutex_);
+    status_.last_error = "the store: " + escape_control(account.error().message);
+    status_.last_error_at = context_.clock.now();
+    seen_ids_.erase(header->message_id);  // taken again at the next poll
+    return {"retry", account.error().message};
+  }
+  if (!*account) return {"ignored", "unknown sender " + escape_control(*address)};
+  // From here the sender is a customer (the reply mail, when there is one, goes to it).
+  auto command = parse_subject(header->subject);
+  if (!command) return {"refused", command.error().message};
+  const bool known_number = std::any_of(options_.access_numbers.begin(), options_.access_numbers.end(),
+                                        [&](const std::string& n) { return n.ends_with(command->access_suffix); });
+  if (!known_number) return {"refused", "no access number ends in " + command->access_suffix};
+  if (command->callee.empty()) {
+    return {"refused", "a subject without # and the number to call needs the IVR, which asks for it; it is not built yet"};
+  }
+  if ((**account).caller_numbers.empty()) return {"refused", "account " + (**account).id + " has no registered number to call"};
+  if ((**account).status != AccountStatus::active) return {"refused", "account " + (**account).id + " is disabled"};
+  CallbackForm form{.caller = (**account).caller_numbers.front().e164(),
+                    .callee = command->callee,
+                    .payer = AccountId{(**account).id},
+                    .origin = Origin::email,
+                    .idempotency_key = header->message_id.empty() ? std::string() : "email:" + header->message_id};
+  form.metadata["email_from"] = *address;
+  auto request = make_request(form, plan_);
+  if (!request) return {"refused", request.error().field + ": " + request.error().message};
+  TriggerSink* sink = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    sink = sink_;
+  }
+  if (sink == nullptr) return {"retry", "not started"};
+  Tracking tracking;
+  tracking.accepted = [this, uid = mail.uid](Result<std::shared_ptr<CallbackHandle>> handle) {
+    if (!handle) {
+      context_.log.info(component, "mail " + std::to_string(uid) + ": the service refused it: " + handle.error().message);
+    }
+  };
+  sink->track(std::move(*request), std::move(tracking));
+  return {"accepted", {}};
+}
+
+}  // namespace callback::trigger_email
