@@ -66,26 +66,28 @@ void EmailTrigger::run() {
 }
 
 Result<std::size_t> EmailTrigger::poll_once() {
-  auto uids = mailbox_.unprocessed(options_.keyword);
-  if (!uids) return uids.error();
   std::size_t processed = 0;
-  for (std::size_t from = 0; from < uids->size(); from += options_.batch) {
-    const std::vector<std::uint32_t> batch(uids->begin() + static_cast<std::ptrdiff_t>(from),
-                                           uids->begin() + static_cast<std::ptrdiff_t>(
-                                                               std::min(uids->size(), from + options_.batch)));
-    auto mails = mailbox_.headers(batch, options_.max_header);
+  while (true) {
+    auto uids = mailbox_.unprocessed(options_.keyword, options_.batch);
+    if (!uids) return uids.error();
+    if (uids->empty()) return processed;
+    auto mails = mailbox_.headers(*uids, options_.max_header);
     if (!mails) return mails.error();
+    std::vector<std::uint32_t> done;
     for (const auto& mail : *mails) {
       const Outcome outcome = handle(mail);
-      if (outcome.kind == "retry") continue;  // the store was away: next poll
+      if (outcome.kind == "retry") continue;  // the store was away, or not started: next poll
       count(outcome.kind);
       context_.log.info(component, "mail " + std::to_string(mail.uid) + ": " + outcome.kind +
                                        (outcome.reason.empty() ? "" : " (" + outcome.reason + ")"));
-      if (auto marked = mailbox_.mark(mail.uid, options_.keyword); !marked) return marked.error();
-      ++processed;
+      done.push_back(mail.uid);
     }
+    // Flagged a batch at a time: a crash before it leaves them to the next start, which
+    // calls no one twice (the Message-ID is the callback's idempotency key).
+    if (auto marked = mailbox_.mark(done, options_.keyword); !marked) return marked.error();
+    processed += done.size();
+    if (done.size() < uids->size()) return processed;  // some wait for the next poll
   }
-  return processed;
 }
 
 EmailTrigger::Outcome EmailTrigger::handle(const FetchedHeader& mail) {

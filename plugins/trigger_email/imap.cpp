@@ -2,7 +2,9 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <charconv>
+#include <optional>
 
 namespace callback::trigger_email {
 
@@ -62,27 +64,14 @@ std::vector<std::uint32_t> parse_search(std::string_view response) {
   return uids;
 }
 
-std::vector<FetchedHeader> parse_sizes(std::string_view response) {
-  std::vector<FetchedHeader> out;
-  for (auto at = response.find(" FETCH ("); at != std::string_view::npos; at = response.find(" FETCH (", at)) {
-    at += 8;
-    FetchedHeader mail;
-    const auto end = response.find(')', at);
-    const auto items = response.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
-    if (auto u = items.find("UID "); u != std::string_view::npos) {
-      std::size_t p = u + 4;
-      if (!read_number(items, p, mail.uid)) mail.uid = 0;
-    }
-    if (auto z = items.find("RFC822.SIZE "); z != std::string_view::npos) {
-      std::size_t p = z + 12;
-      if (!read_number(items, p, mail.size)) mail.size = 0;
-    }
-    if (mail.uid != 0) out.push_back(std::move(mail));
-  }
-  return out;
+ImapMailbox::ImapMailbox(ImapOptions options) : options_(std::move(options)) {
+  // The mailbox is the URL's path after the host ("INBOX" in imap://host:143/INBOX).
+  const auto scheme = options_.url.find("://");
+  const auto slash = options_.url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  mailbox_ = slash == std::string::npos ? "INBOX" : options_.url.substr(slash + 1);
+  if (mailbox_.empty()) mailbox_ = "INBOX";
+  if (mailbox_.find_first_of(" \"(){%*\\") != std::string::npos) mailbox_ = "\"" + mailbox_ + "\"";
 }
-
-ImapMailbox::ImapMailbox(ImapOptions options) : options_(std::move(options)) {}
 
 ImapMailbox::~ImapMailbox() {
   if (curl_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(curl_));
@@ -118,38 +107,63 @@ Result<std::string> ImapMailbox::command(const std::string& text, const std::str
   return std::move(response.text);
 }
 
-Result<std::vector<std::uint32_t>> ImapMailbox::unprocessed(const std::string& keyword) {
+Result<std::vector<std::uint32_t>> ImapMailbox::unprocessed(const std::string& keyword, std::size_t most) {
   // The mailbox stays selected between polls: NOOP makes the server look for new mail
   // (dovecot does not for a SEARCH alone).
   if (auto noop = command("NOOP"); !noop) return noop.error();
-  auto response = command("UID SEARCH UNKEYWORD " + keyword);
-  if (!response) return response.error();
-  return parse_search(*response);
+  auto status = command("STATUS " + mailbox_ + " (UIDNEXT)");
+  if (!status) return status.error();
+  const auto at = status->find("UIDNEXT ");
+  std::uint32_t next = 0;
+  std::size_t p = at + 8;
+  if (at == std::string::npos || !read_number(*status, p, next)) {
+    return Error{"imap.protocol", "STATUS gave no UIDNEXT", "imap"};
+  }
+  // libcurl 7.88 (Debian 12) counts a custom command's untagged responses against its 300 KB
+  // limit on response headers, far more than their size: a FETCH of 17 untagged lines or a
+  // SEARCH line of 4 KB already fails ("Too large response headers"). So the search goes by
+  // windows of UIDs whose answer is a short line, from the lowest UID not yet seen processed.
+  std::vector<std::uint32_t> uids;
+  constexpr std::uint32_t window = 200;
+  std::optional<std::uint32_t> lowest;
+  for (std::uint32_t from = low_water_; from < next && uids.size() < most; from += window) {
+    const std::uint32_t to = std::min<std::uint64_t>(static_cast<std::uint64_t>(from) + window - 1, next - 1);
+    auto response = command("UID SEARCH UID " + std::to_string(from) + ":" + std::to_string(to) + " UNKEYWORD " + keyword);
+    if (!response) return response.error();
+    for (const auto uid : parse_search(*response)) {
+      if (uid < from || uid > to) continue;  // "n:m" also matches the highest UID when above m
+      if (!lowest) lowest = uid;
+      uids.push_back(uid);
+    }
+  }
+  // New mail comes with higher UIDs: the next poll starts at the lowest left, or at UIDNEXT.
+  low_water_ = lowest ? *lowest : std::max(low_water_, next);
+  if (uids.size() > most) uids.resize(most);
+  return uids;
 }
 
 Result<std::vector<FetchedHeader>> ImapMailbox::headers(const std::vector<std::uint32_t>& uids,
                                                         std::size_t max_header) {
-  if (uids.empty()) return std::vector<FetchedHeader>{};
-  auto sizes = command("UID FETCH " + uid_set(uids) + " (UID RFC822.SIZE)");
-  if (!sizes) return sizes.error();
-  auto mails = parse_sizes(*sizes);
-  for (auto& mail : mails) {
+  std::vector<FetchedHeader> mails;
+  for (const auto uid : uids) {
     // libcurl hands over a literal only for the FETCH its URL names (a custom FETCH loses it).
-    auto header = command({}, "/;UID=" + std::to_string(mail.uid) + ";SECTION=HEADER.FIELDS%20(FROM%20SUBJECT%20MESSAGE-ID)",
+    auto header = command({}, "/;UID=" + std::to_string(uid) + ";SECTION=HEADER.FIELDS%20(FROM%20SUBJECT%20MESSAGE-ID)",
                           max_header);
+    FetchedHeader mail{.uid = uid};
     if (!header) {
       if (header.error().code != "imap.too_large") return header.error();
-      mail.header.clear();
       mail.too_large = true;
-      continue;
+    } else {
+      mail.header = std::move(*header);
     }
-    mail.header = std::move(*header);
+    mails.push_back(std::move(mail));
   }
   return mails;
 }
 
-Status ImapMailbox::mark(std::uint32_t uid, const std::string& keyword) {
-  auto response = command("UID STORE " + std::to_string(uid) + " +FLAGS.SILENT (\\Seen " + keyword + ")");
+Status ImapMailbox::mark(const std::vector<std::uint32_t>& uids, const std::string& keyword) {
+  if (uids.empty()) return ok_status();
+  auto response = command("UID STORE " + uid_set(uids) + " +FLAGS.SILENT (\\Seen " + keyword + ")");
   if (!response) return response.error();
   return ok_status();
 }

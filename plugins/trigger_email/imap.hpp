@@ -20,7 +20,6 @@ struct ImapOptions {
 
 struct FetchedHeader {
   std::uint32_t uid = 0;
-  std::uint64_t size = 0;  // RFC822.SIZE: the whole mail's
   std::string header;      // From, Subject, Message-ID, as the server sent them
   bool too_large = false;  // the header fields were over the limit: not read
 };
@@ -32,14 +31,14 @@ class ImapMailbox {
   ImapMailbox(const ImapMailbox&) = delete;
   ImapMailbox& operator=(const ImapMailbox&) = delete;
 
-  // The UIDs of mails without `keyword`, oldest first.
-  [[nodiscard]] Result<std::vector<std::uint32_t>> unprocessed(const std::string& keyword);
-  // Their sizes and header fields (From, Subject, Message-ID); header fields over
-  // `max_header` bytes are not read (too_large).
+  // The UIDs of mails without `keyword`, oldest first, at most `most`.
+  [[nodiscard]] Result<std::vector<std::uint32_t>> unprocessed(const std::string& keyword, std::size_t most);
+  // Their header fields (From, Subject, Message-ID), one round trip each; header fields
+  // over `max_header` bytes are not read (too_large).
   [[nodiscard]] Result<std::vector<FetchedHeader>> headers(const std::vector<std::uint32_t>& uids,
                                                            std::size_t max_header);
-  // Flags the mail with `keyword` (and \Seen).
-  [[nodiscard]] Status mark(std::uint32_t uid, const std::string& keyword);
+  // Flags the mails with `keyword` (and \Seen), in one command.
+  [[nodiscard]] Status mark(const std::vector<std::uint32_t>& uids, const std::string& keyword);
 
  private:
   // One IMAP command on the kept connection (`text`; empty: the FETCH the URL names, with
@@ -48,12 +47,12 @@ class ImapMailbox {
                               std::size_t limit = 16 * 1024 * 1024);
 
   ImapOptions options_;
+  std::string mailbox_;          // its name, as a command names it
+  std::uint32_t low_water_ = 1;  // no unprocessed mail below this UID (as far as we know)
   void* curl_ = nullptr;  // CURL*
 };
 
-// The pieces of the responses, exposed for tests: "* SEARCH 3 5 8" -> {3, 5, 8};
-// "* 1 FETCH (UID 3 RFC822.SIZE 176)" lines -> each mail's UID and size.
+// A SEARCH response's numbers, for tests: "* SEARCH 3 5 8" -> {3, 5, 8}.
 [[nodiscard]] std::vector<std::uint32_t> parse_search(std::string_view response);
-[[nodiscard]] std::vector<FetchedHeader> parse_sizes(std::string_view response);
 
 }  // namespace callback::trigger_email
