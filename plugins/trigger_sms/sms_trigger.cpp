@@ -100,6 +100,11 @@ void SmsTrigger::note_error(std::string what) {
   status_.last_error_at = context_.clock.now();
 }
 
+void SmsTrigger::forget(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  seen_.erase(id);  // its place in seen_order_ goes when it comes round
+}
+
 void SmsTrigger::count(std::string_view outcome) {
   {
     std::lock_guard lock(mutex_);
@@ -114,7 +119,9 @@ void SmsTrigger::count(std::string_view outcome) {
 
 void SmsTrigger::receive(const Sms& sms, std::function<void(Answer)> done) {
   const std::string from = escape_control(sms.from);
-  auto finish = [this, from, done](Answer answer) {
+  auto finish = [this, from, done, id = sms.id](Answer answer) {
+    // Not taken (not started, the store away): the gateway's retry must not count as a repeat.
+    if (answer.kind == Answer::Kind::unavailable && !id.empty()) forget(id);
     count(kind_name(answer.kind));
     context_.log.info(component, "SMS from " + from + ": " + std::string(kind_name(answer.kind)) +
                                      (answer.reason.empty() ? "" : " (" + answer.reason + ")"));

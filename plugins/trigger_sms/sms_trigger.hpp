@@ -72,6 +72,7 @@ class SmsTrigger final : public Trigger {
   void on_twilio(const HttpRequest& request, HttpRespond respond);
   void on_json(const HttpRequest& request, HttpRespond respond);
   bool first_time(const std::string& id);  // false for an id seen before
+  void forget(const std::string& id);      // a message not taken after all
   void count(std::string_view outcome);
   void note_error(std::string what);  // for status(); `what` already escaped
   // The outcome SMS of a call a known sender asked for, queued for the gateway.

@@ -244,10 +244,13 @@ TEST_F(SmsPolicyTest, ASenderOverItsLimitIsIgnoredUntilTheHourPasses) {
   EXPECT_EQ(send("+8613800138000", "13900139000", "SM10").kind, Kind::accepted);
 }
 
-TEST_F(SmsPolicyTest, AStoppedTriggerAsksTheGatewayToComeBackLater) {
+TEST_F(SmsPolicyTest, AStoppedTriggerAsksTheGatewayToComeBackLaterAndTakesTheRetry) {
   trigger->stop();
   EXPECT_EQ(send("+8613800138000", "13900139000", "SM1").kind, Kind::unavailable);
   EXPECT_TRUE(sink.requests.empty());
+  trigger->start(sink);
+  EXPECT_EQ(send("+8613800138000", "13900139000", "SM1").kind, Kind::accepted) << "the retry is no repeat";
+  EXPECT_EQ(sink.requests.size(), 1u);
 }
 
 }  // namespace
