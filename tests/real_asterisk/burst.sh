@@ -11,14 +11,17 @@
 #
 #   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start .      # the real Asterisk
 #   tests/real_asterisk/burst.sh [--bin build/bin] [--calls 20] [--b-first 2000] [--port 18080] [--cancel N]
-#                                [--engine ami|ari]
+#                                [--engine ami|ari] [--via rest|sms]
 #
 # --cancel N: only the first N callbacks are canceled (without N: all). --engine: which
 # engine callbackd runs (common.sh; default ami). A run must also leave no bridge on Asterisk.
+# --via sms: each callback is asked for by SMS instead, through callback.trigger.sms: a
+# Twilio webhook signed as Twilio signs it, from A's number (registered to its account), whose
+# text is B; the callback's id is read from the TwiML reply.
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
-bin=build/bin calls=20 b_first=2000 port=18080 a_first=9000 cancel=0 engine=ami
+bin=build/bin calls=20 b_first=2000 port=18080 a_first=9000 cancel=0 engine=ami via=rest
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -28,6 +31,7 @@ while [ $# -gt 0 ]; do
     --port) port=$2; shift 2 ;;
     --cancel) cancel=1; if [[ "${2:-}" =~ ^[0-9]+$ ]]; then cancel_count=$2; shift; fi; shift ;;
     --engine) engine=$2; shift 2 ;;
+    --via) via=$2; shift 2 ;;
     *) echo "burst.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +48,9 @@ cat >"$work/callback.json" <<EOF
   "store": {"plugin": "callback.store.sqlite"},
   "billing": {"plugin": "callback.billing.sqlite"},
   "engines": [$engine_json],
+  "triggers": [{"plugin": "callback.trigger.sms",
+                "config": {"twilio_auth_token": "burst-token", "twilio_url": "http://127.0.0.1:$port/hooks/sms/twilio",
+                           "per_sender_per_hour": 1000}}],
   "service": {"max_in_flight": 100000},
   "server": {"listen": "127.0.0.1:$port", "shutdown_grace_seconds": 5},
   "log": {"level": "warning"}
@@ -53,8 +60,11 @@ ctl() { "$bin/callbackctl" --config "$work/callback.json" "$@"; }
 printf 'prefix;description;rate;increment;connection_fee\n2;burst B numbers;0.60;1/1;0\n9;burst A numbers;0.60;1/1;0\n' >"$work/deck.csv"
 ctl rates import default "$work/deck.csv" --currency CNY >/dev/null
 # One prepaid account per caller (an authorization reserves what the balance pays for).
-for i in $(seq 0 $((calls - 1))); do ctl accounts add "burst-$i" --currency CNY --balance 3.00 >/dev/null; done
-key=$(ctl keys add burst | grep -o 'cbk_[A-Za-z0-9_-]*' | head -1)
+for i in $(seq 0 $((calls - 1))); do
+  ctl accounts add "burst-$i" --currency CNY --balance 3.00 --number $((a_first + i)) >/dev/null
+done
+# Callbacks asked by SMS belong to no API key: an admin key reads them.
+key=$(ctl keys add burst $([ "$via" = sms ] && echo --scope admin) | grep -o 'cbk_[A-Za-z0-9_-]*' | head -1)
 "$bin/callbackd" --config "$work/callback.json" >"$work/callbackd.log" 2>&1 &
 daemon=$!
 for _ in $(seq 100); do
@@ -69,8 +79,24 @@ before=$(wc -l <"$log")
 for i in $(seq 0 $((calls - 1))); do
   printf '{"caller":"%d","callee":"%d","account":"burst-%d"}\n' $((a_first + i)) $((b_first + i)) "$i"
 done >"$work/bodies"
-xargs -P "$calls" -d '\n' -I{} curl -s -w '\n' -XPOST "http://127.0.0.1:$port/v1/callbacks" -H "Authorization: Bearer $key" \
-  -H 'Content-Type: application/json' -d '{}' <"$work/bodies" | tee "$work/responses" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids"
+if [ "$via" = sms ]; then
+  # One signed Twilio webhook per callback, all at once: "<signature> <form body>" a line.
+  python3 - "http://127.0.0.1:$port/hooks/sms/twilio" "$calls" "$a_first" "$b_first" >"$work/sms" <<'PY'
+import base64, hashlib, hmac, sys, urllib.parse
+url, n, a, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for i in range(n):
+    f = {"MessageSid": "SMburst%06d" % i, "From": str(a + i), "To": "10690000", "Body": str(b + i)}
+    s = base64.b64encode(hmac.new(b"burst-token", (url + "".join(k + f[k] for k in sorted(f))).encode(),
+                                  hashlib.sha1).digest()).decode()
+    print(s, urllib.parse.urlencode(f))
+PY
+  xargs -P "$calls" -d '\n' -n 1 sh -c 'curl -s -w "\n" -XPOST "$0" -H "X-Twilio-Signature: ${1%% *}" \
+      -H "Content-Type: application/x-www-form-urlencoded" --data "${1#* }"' "http://127.0.0.1:$port/hooks/sms/twilio" \
+    <"$work/sms" | tee "$work/responses" | grep -o '(cb-[^)]*)' | tr -d '()' >"$work/ids"
+else
+  xargs -P "$calls" -d '\n' -I{} curl -s -w '\n' -XPOST "http://127.0.0.1:$port/v1/callbacks" -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/json' -d '{}' <"$work/bodies" | tee "$work/responses" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids"
+fi
 [ "$(wc -l <"$work/ids")" -eq "$calls" ] || { echo "only $(wc -l <"$work/ids") of $calls accepted"; grep -v "\"id\":\"cb-" "$work/responses" | sort | uniq -c | head -5; exit 1; }
 
 if [ "$cancel" = 1 ]; then
@@ -116,5 +142,5 @@ echo "Asterisk's log of the run, prompts played: $(tail -n +"$((before + 1))" "$
 left=$(asterisk_left)
 echo "Asterisk afterwards: $left"
 [ "$left" = "0 active channels, 0 bridges" ] || bad=$((bad + 1))
-echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
+echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels")$([ "$via" = sms ] && echo " asked by SMS") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
 [ "$bad" -eq 0 ]
