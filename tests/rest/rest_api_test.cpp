@@ -290,6 +290,18 @@ class RestApiTest : public ::testing::Test {
     });
   }
 
+  // The SMS tests' customer: account "alice", 5.00 CNY, number 1001 registered; 3XXX rated.
+  void add_sms_sender() {
+    runtime->run_on_service_thread([&] {
+      const auto cny = Currency::of("CNY").value();
+      ASSERT_TRUE(runtime->store().accounts().create({.id = "alice", .currency = cny,
+                                                      .balance = Money::parse("5.00", cny).value(),
+                                                      .caller_numbers = {PhoneNumber::from_e164("1001").value()}}));
+      std::istringstream deck("prefix;description;rate\n3;threes;0.60\n");
+      ASSERT_TRUE(runtime->billing()->admin()->import_rates("default", deck, cny));
+    });
+  }
+
   std::size_t cdr_count() {
     std::size_t n = 0;
     runtime->run_on_service_thread([&] {
@@ -918,14 +930,7 @@ TEST_F(RestApiTest, AnSmsThroughTwiliosWebhookCallsTheSenderBackAndNothingElseCa
                                                  {"outcome_url", outcome_url}},
                           .path = "triggers[0]"});
   });
-  runtime->run_on_service_thread([&] {
-    const auto cny = Currency::of("CNY").value();
-    ASSERT_TRUE(runtime->store().accounts().create({.id = "alice", .currency = cny,
-                                                    .balance = Money::parse("5.00", cny).value(),
-                                                    .caller_numbers = {PhoneNumber::from_e164("1001").value()}}));
-    std::istringstream deck("prefix;description;rate\n3;threes;0.60\n");
-    ASSERT_TRUE(runtime->billing()->admin()->import_rates("default", deck, cny));
-  });
+  add_sms_sender();
   // As Twilio posts it: the fields form-encoded, signed over the configured URL.
   const auto twilio = [&](FormFields fields, std::string signature = {}) {
     std::string body, signed_text = twilio_url;
@@ -1061,14 +1066,7 @@ TEST_F(RestApiTest, TheOutcomeSmsCanGoThroughTwiliosMessagesApi) {
                                                  {"outcome_format", "twilio"}},
                           .path = "triggers[0]"});
   });
-  runtime->run_on_service_thread([&] {
-    const auto cny = Currency::of("CNY").value();
-    ASSERT_TRUE(runtime->store().accounts().create({.id = "alice", .currency = cny,
-                                                    .balance = Money::parse("5.00", cny).value(),
-                                                    .caller_numbers = {PhoneNumber::from_e164("1001").value()}}));
-    std::istringstream deck("prefix;description;rate\n3;threes;0.60\n");
-    ASSERT_TRUE(runtime->billing()->admin()->import_rates("default", deck, cny));
-  });
+  add_sms_sender();
   const std::string body = R"({"from": "+1001", "to": "+10690000", "text": "3001", "id": "g-7"})";
   const auto now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
