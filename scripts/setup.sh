@@ -43,6 +43,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # dovecot is only for the e-mail trigger's tests, which start their own on 127.0.0.1: the
+  # package's system service (IMAP on every address) is not wanted on this machine.
+  if [[ " ${missing[*]} " == *" dovecot-imapd "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now dovecot >/dev/null 2>&1 || true
+    echo "setup: dovecot's system service is stopped and disabled (the tests start their own)"
+  fi
 else
   echo "setup: all build and test dependencies are installed"
 fi
