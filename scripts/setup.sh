@@ -47,7 +47,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # package's system service (IMAP on every address) is not wanted on this machine.
   if [[ " ${missing[*]} " == *" dovecot-imapd "* ]] && command -v systemctl >/dev/null 2>&1; then
     $SUDO systemctl disable --now dovecot >/dev/null 2>&1 || true
-    echo "setup: dovecot's system service is stopped and disabled (the tests start their own)"
+    echo "setup: dovecot's system service, if one runs here, is stopped and disabled (the tests start their own)"
   fi
 else
   echo "setup: all build and test dependencies are installed"
