@@ -42,7 +42,8 @@ int code_for(const Error& e) {
 // One line a state change, as people read it.
 std::string describe(const json::object& cb) {
   const std::string state(cb.at("state").as_string());
-  const std::string caller(cb.at("caller").as_string()), callee(cb.at("callee").as_string());
+  const std::string caller(cb.at("caller").as_string());
+  const std::string callee = cb.at("callee").is_string() ? std::string(cb.at("callee").as_string()) : "the number dialled";
   if (state == "created" || state == "authorizing") return "checking the account";
   if (state == "dialing_a") return "calling " + caller + "...";
   if (state == "a_answered") return caller + " answered";
@@ -347,7 +348,8 @@ int status_command(const PluginSource& source, const Remote& remote, const std::
     } else {
       Table table({"ID", "STATE", "CALLER", "CALLEE", "OUTCOME", "LIMIT (s)"});
       table.add({std::string(cb.at("id").as_string()), std::string(cb.at("state").as_string()),
-                 std::string(cb.at("caller").as_string()), std::string(cb.at("callee").as_string()),
+                 std::string(cb.at("caller").as_string()),
+                 cb.at("callee").is_string() ? std::string(cb.at("callee").as_string()) : "(asked by IVR)",
                  cb.at("outcome").is_string() ? std::string(cb.at("outcome").as_string()) : "",
                  cb.at("limit_seconds").is_int64() ? std::to_string(cb.at("limit_seconds").as_int64()) : ""});
       table.print(output.out);

@@ -48,10 +48,14 @@ Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPl
   if (auto ok = check_no_control(form.callee, "callee"); !ok) return ok.error();
   auto caller = PhoneNumber::parse(form.caller, plan);
   if (!caller) return caller.error().at("caller");
-  auto callee = PhoneNumber::parse(form.callee, plan);
-  if (!callee) return callee.error().at("callee");
+  std::optional<PhoneNumber> callee;
+  if (!form.ask_callee || !form.callee.empty()) {
+    auto parsed = PhoneNumber::parse(form.callee, plan);
+    if (!parsed) return parsed.error().at("callee");
+    callee = std::move(*parsed);
+  }
   CallbackRequest request{.caller = std::move(*caller),
-                          .callee = std::move(*callee),
+                          .callee = std::move(callee),
                           .payer = form.payer,
                           .origin = form.origin,
                           .limit = form.limit,
@@ -61,7 +65,9 @@ Result<CallbackRequest> make_request(const CallbackForm& form, const NumberingPl
                           .metadata = form.metadata};
   if (auto ok = request.validate(); !ok) return ok.error();
   // Emergency services and short codes are never dialled, as B nor as A (a callback dials A too).
-  if (auto ok = check_dialable(request.callee, plan, "callee"); !ok) return ok.error();
+  if (request.callee) {
+    if (auto ok = check_dialable(*request.callee, plan, "callee"); !ok) return ok.error();
+  }
   if (auto ok = check_dialable(request.caller, plan, "caller"); !ok) return ok.error();
   return request;
 }
@@ -72,7 +78,7 @@ Status CallbackRequest::validate() const {
   } else {
     if (auto ok = detail::check_identifier(std::get<CampaignId>(payer).value, "campaign", "campaign", "invalid_request"); !ok) return ok;
   }
-  if (caller == callee) {
+  if (callee && caller == *callee) {
     return Error{"invalid_request", "caller and callee are the same number (" + caller.e164() + ")", "callee"};
   }
   if (limit && limit->count() <= 0) {

@@ -145,7 +145,7 @@ std::string encode(const Record& record) {
       {"created", millis(call.created_at())},
       {"updated", millis(call.updated_at())},
       {"request", json::object{{"caller", request.caller.digits()},
-                               {"callee", request.callee.digits()},
+                               {"callee", request.callee ? request.callee->digits() : std::string()},
                                {"payer", payer},
                                {"origin", to_string(request.origin)},
                                {"limit", request.limit ? json::value(request.limit->count()) : json::value(nullptr)},
@@ -187,15 +187,19 @@ Result<Record> decode(const std::string& id, const std::string& text) {
   auto* req = r.o.if_contains("request");
   if (req == nullptr || !req->is_object()) return r.fail("request", "expected an object");
   Reader q{req->as_object(), id + ".request"};
-  std::vector<PhoneNumber> numbers;
+  std::vector<std::optional<PhoneNumber>> numbers;
   for (const char* key : {"caller", "callee"}) {
     auto digits = q.text(key);
     if (!digits) return digits.error();
+    if (digits->empty() && numbers.size() == 1) {  // a callee not asked of A yet (IVR)
+      numbers.emplace_back();
+      continue;
+    }
     auto number = PhoneNumber::from_e164(*digits);
     if (!number) return q.fail(key, number.error().message);
-    numbers.push_back(*number);
+    numbers.emplace_back(*number);
   }
-  CallbackRequest request{.caller = numbers[0], .callee = numbers[1]};
+  CallbackRequest request{.caller = *numbers[0], .callee = numbers[1]};
   auto* payer = q.o.if_contains("payer");
   if (payer == nullptr || !payer->is_object()) return q.fail("payer", "expected an object");
   if (auto* a = payer->as_object().if_contains("account"); a != nullptr && a->is_string()) {

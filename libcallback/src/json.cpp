@@ -89,7 +89,7 @@ json::object to_json(const CallEvent& event) {
   return {{"id", call.id()},
           {"state", to_string(call.state())},
           {"caller", request.caller.digits()},
-          {"callee", request.callee.digits()},
+          {"callee", request.callee ? json::value(request.callee->digits()) : json::value(nullptr)},
           {"account", account ? json::value(account->value) : json::value(nullptr)},
           {"campaign", campaign ? json::value(campaign->value) : json::value(nullptr)},
           {"origin", to_string(request.origin)},

@@ -114,7 +114,10 @@ Result<std::unique_ptr<Runtime>> Runtime::open(ServiceConfig config, RuntimeOpti
     if (!made) return made.error();
     r.frontends_.push_back(std::move(*made));
   }
-  r.service_ = std::make_unique<CallbackService>(r.context_, *r.engine_, r.billing_.get(), *r.store_, r.config_.service);
+  ServiceOptions service_options = r.config_.service;
+  service_options.numbering = r.config_.numbering;  // the IVR reads dialled numbers with it
+  r.service_ = std::make_unique<CallbackService>(r.context_, *r.engine_, r.billing_.get(), *r.store_,
+                                                 std::move(service_options));
   r.sink_ = std::make_unique<Sink>(r);
   r.service_->subscribe(*r.sink_);
   return runtime;

@@ -72,6 +72,8 @@ struct CallbackService::Active {
   bool a_hangup_sent = false, b_hangup_sent = false;
   std::string language;  // of A's announcements
   bool announcing = false;  // step flow: A hears B's outcome before we hang up
+  int ivr_asked = 0;        // the IVR: times A was asked for the callee
+  bool ivr_failed = false;  // the IVR gave up (no number, or B refused): A hears "call failed"
 };
 
 namespace {
@@ -93,9 +95,9 @@ Cdr make_cdr(const Call& call, const Leg& leg) {
   Cdr cdr;
   const bool is_a = leg.role == LegRole::a;
   const PhoneNumber& a = call.request().caller;
-  const PhoneNumber& b = call.request().callee;
+  const std::string b = call.request().callee ? call.request().callee->digits() : std::string();
   cdr.calldate = leg.started.value_or(call.created_at());
-  cdr.src = is_a ? b.digits() : a.digits();  // the number the leg's phone showed
+  cdr.src = is_a ? b : a.digits();  // the number the leg's phone showed
   cdr.clid = "\"Callback\" <" + cdr.src + ">";
   cdr.dst = leg.number ? leg.number->digits() : std::string();
   cdr.dcontext = "callback";
@@ -363,6 +365,15 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
     return error;
   };
   if (auto ok = request.validate(); !ok) return refuse_now(ok.error());
+  if (!request.callee) {
+    const auto can = engine_.capabilities();
+    if (!can.step_flow || !can.collect_digits) {
+      return refuse_now(Error{"unsupported",
+                              "this engine cannot ask the caller for the number to call (it needs the step flow "
+                              "and digit collection, as callback.engine.ari has); give the callee in the request",
+                              "callee"});
+    }
+  }
   if (options_.max_in_flight != 0 && active_.size() >= options_.max_in_flight) {
     return refuse_now(Error{"overloaded",
                             std::to_string(active_.size()) + " callbacks are in flight, the most this service takes; "
@@ -424,25 +435,32 @@ void CallbackService::authorize(const std::string& id) {
   Active& active = *found->second;
   const CallbackRequest& request = active.call.request();
   crash_point("authorizing");  // in the journal, billing not asked yet
-  if (billing_ == nullptr) {
+  if (billing_ == nullptr || !request.callee) {
+    // Without a callee (the IVR) billing is asked once A has dialled it: nothing is
+    // reserved for A's leg, which the trigger vouched for (a registered caller, a campaign).
     on_authorized(id, Authorization{.allowed = true, .max_duration = active.limit}, nullptr);
     return;
   }
+  ask_billing(active, [this, id](Result<Authorization> decision) { on_authorized(id, std::move(decision), nullptr); });
+}
+
+void CallbackService::ask_billing(const Active& active, std::function<void(Result<Authorization>)> then) {
+  const CallbackRequest& request = active.call.request();
   // The answer comes on billing's thread: carry it back to ours. If the service is gone
   // by then, a grant is given back at once (billing outlives the service).
   std::weak_ptr<int> alive = alive_;
   boost::asio::io_context& io = context_.io;
   Authorizer& authorizer = billing_->authorizer();
   authorizer.authorize_async(
-      {request.payer, request.caller, request.callee, id, request.secret, active.limit},
-      [this, alive, &io, &authorizer, id](Result<Authorization> decision) mutable {
+      {request.payer, request.caller, *request.callee, active.call.id(), request.secret, active.limit},
+      [alive, &io, &authorizer, then = std::move(then)](Result<Authorization> decision) mutable {
         auto give_back = [&authorizer](const Result<Authorization>& d) {
           if (d && d->allowed && !d->reservation.empty()) authorizer.release_async(d->reservation, [](Status) {});
         };
         if (alive.expired()) return give_back(decision);
-        boost::asio::post(io, [this, alive, id, decision = std::move(decision), give_back]() mutable {
+        boost::asio::post(io, [alive, decision = std::move(decision), give_back, then = std::move(then)]() mutable {
           if (alive.expired()) return give_back(decision);
-          on_authorized(id, std::move(decision), nullptr);
+          then(std::move(decision));
         });
       });
 }
@@ -501,7 +519,6 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
   enter(active, CallState::dialing_a);
   const CallbackRequest& request = active.call.request();
   const PhoneNumber& a = request.caller;
-  const PhoneNumber& b = request.callee;
   // The request's own language (validated with it), else the paying account's, which billing
   // read with the account's row; checked here too, as it goes into an AMI action.
   std::string language = request.language;
@@ -517,19 +534,22 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
       .call_id = id,
       .leg = LegRole::a,
       .number = a,
-      .caller_id = options_.show_callee_to_caller ? b : options_.service_number,
+      .caller_id = options_.show_callee_to_caller && request.callee ? *request.callee : options_.service_number,
       .caller_name = "Callback",
       .ring_timeout = options_.a_ring_timeout,
-      .connect = Connect{.number = b,
-                         .caller_id = a,
-                         .ring_timeout = options_.b_ring_timeout,
-                         .limit = active.limit,
-                         .warning_before = std::min(active.warning_before, active.limit),
-                         .warning_repeat = active.warning_repeat},
+      .connect = std::nullopt,
       .account_code = payer_account(request.payer),
       .language = std::move(language),
   };
-  if (step_flow_) originate.connect.reset();  // B is dialed by dial_b once A has answered
+  // Step flow: B is dialed by dial_b once A has answered (and, without a callee, dialled it).
+  if (!step_flow_ && request.callee) {
+    originate.connect = Connect{.number = *request.callee,
+                                .caller_id = a,
+                                .ring_timeout = options_.b_ring_timeout,
+                                .limit = active.limit,
+                                .warning_before = std::min(active.warning_before, active.limit),
+                                .warning_repeat = active.warning_repeat};
+  }
   arm_stage_timer(active, options_.a_ring_timeout);
   // In the journal as dialing, with its reservation, before anything is dialed: a restart
   // then looks for it on Asterisk (a crash before this write finds it "authorizing" and
@@ -725,6 +745,7 @@ void CallbackService::step(Active& active, const LegEvent& event) {
   const bool is_a = event.leg == LegRole::a;
   if (event.type == LegEventType::answered && is_a) {
     if (active.b_dialed || active.hangup_cause || active.call.state() != CallState::a_answered) return;
+    if (!active.call.request().callee) return ask_callee(id);
     // "Please wait", then B (whatever became of the prompt: a missing one must not stop the call).
     engine_.play(active.a_channel, Prompt::announcement(Announcement::welcome, active.language),
                  [this, alive, id](Status played) {
@@ -779,7 +800,7 @@ void CallbackService::dial_b(const std::string& id) {
   const CallbackRequest& request = active.call.request();
   OriginateRequest b{.call_id = id,
                      .leg = LegRole::b,
-                     .number = request.callee,
+                     .number = *request.callee,
                      .caller_id = request.caller,  // B sees A's number
                      .caller_name = "Callback",
                      .ring_timeout = options_.b_ring_timeout,
@@ -798,16 +819,147 @@ void CallbackService::dial_b(const std::string& id) {
   });
 }
 
+void CallbackService::ask_callee(const std::string& id) {
+  auto it = active_.find(id);
+  if (it == active_.end() || it->second->finishing) return;
+  Active& active = *it->second;
+  if (active.a_ended || active.hangup_cause) return;
+  ++active.ivr_asked;
+  const DigitRequest request{.max_digits = 20,  // an international prefix and 15 digits, with room
+                             .terminator = '#',
+                             .first_digit_timeout = options_.ivr_first_digit_timeout,
+                             .inter_digit_timeout = options_.ivr_inter_digit_timeout,
+                             .prompt = Prompt::announcement(Announcement::enter_number, active.language)};
+  // The prompt, the first digit and up to 20 more: then the engine is late.
+  arm_stage_timer(active, std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::seconds{30} + request.first_digit_timeout + 21 * request.inter_digit_timeout));
+  std::weak_ptr<int> alive = alive_;
+  engine_.collect_digits(active.a_channel, request, [this, alive, id](Result<Digits> digits) {
+    if (!alive.expired()) on_callee_digits(id, std::move(digits));
+  });
+}
+
+void CallbackService::on_callee_digits(const std::string& id, Result<Digits> digits) {
+  auto it = active_.find(id);
+  if (it == active_.end() || it->second->finishing) return;
+  Active& active = *it->second;
+  if (active.a_ended || active.hangup_cause) return;  // A's end (or our hangup) ends the call
+  if (!digits) {
+    if (digits.error().code == engine_errc::channel_gone || digits.error().code == engine_errc::canceled) return;
+    context_.log.warning("callback.service", id + ": collecting the number from A failed: " + digits.error().message);
+    return give_up_on_callee(active, Error{"engine_unavailable", "the number could not be collected: " +
+                                                                     digits.error().message, "callee"});
+  }
+  // What A pressed, for the log: digits, '*' and '#' only (the engine's), never longer than asked.
+  auto wrong = [&](std::string why) -> std::optional<Error> {
+    return Error{"no_number", std::move(why), "callee"};
+  };
+  std::optional<Error> refused;
+  std::optional<PhoneNumber> callee;
+  if (digits->digits.empty()) {
+    refused = wrong(digits->stop == Digits::Stop::terminator ? "A pressed # without a number"
+                                                              : "A dialled nothing (" + std::string(to_string(digits->stop)) + ")");
+  } else if (digits->digits.find_first_not_of("0123456789") != std::string::npos) {
+    refused = wrong("A dialled \"" + digits->digits + "\": only digits make a number");
+  } else if (digits->stop == Digits::Stop::max_digits) {
+    refused = wrong("A dialled more than " + std::to_string(digits->digits.size()) + " digits");
+  } else if (auto parsed = PhoneNumber::parse(digits->digits, options_.numbering); !parsed) {
+    refused = wrong("A dialled " + digits->digits + ": " + parsed.error().message);
+  } else if (auto dialable = check_dialable(*parsed, options_.numbering, "callee"); !dialable) {
+    refused = dialable.error();
+  } else if (*parsed == active.call.request().caller) {
+    refused = wrong("A dialled their own number");
+  } else {
+    callee = *parsed;
+  }
+  if (refused) {
+    context_.log.info("callback.service", id + ": the IVR: " + refused->message + " (attempt " +
+                                              std::to_string(active.ivr_asked) + " of " +
+                                              std::to_string(options_.ivr_attempts) + ")");
+    if (active.ivr_asked < options_.ivr_attempts) return ask_callee(id);
+    return give_up_on_callee(active, *refused);
+  }
+  active.call.set_callee(*callee);
+  if (billing_ == nullptr) {
+    on_callee_authorized(id, Authorization{.allowed = true, .max_duration = active.limit});
+    return;
+  }
+  arm_stage_timer(active, std::chrono::seconds{0});  // billing gets the stage grace
+  ask_billing(active, [this, id](Result<Authorization> decision) { on_callee_authorized(id, std::move(decision)); });
+}
+
+void CallbackService::on_callee_authorized(const std::string& id, Result<Authorization> decision) {
+  auto it = active_.find(id);
+  if (it == active_.end() || it->second->finishing) {
+    // Ended while billing thought (A hung up, a cancel, the stage timer): give the grant back.
+    if (decision && decision->allowed && !decision->reservation.empty()) {
+      billing_->authorizer().release_async(decision->reservation, [](Status) {});
+    }
+    return;
+  }
+  Active& active = *it->second;
+  if (!decision) {
+    return give_up_on_callee(active, Error{"billing_unavailable", "billing failed: " + decision.error().message, {}});
+  }
+  if (!decision->allowed) {
+    const auto reason = decision->reason.value_or(DenialReason::unavailable);
+    return give_up_on_callee(
+        active, Error{"denied." + std::string(to_string(reason)),
+                      decision->message.empty() ? std::string(to_string(reason)) : decision->message,
+                      decision->field.empty() ? "payer" : decision->field, decision->rule});
+  }
+  active.reservation = decision->reservation;
+  active.reservation_id = decision->reservation;
+  active.limit = std::min(active.limit, decision->max_duration);
+  note_slice(active, *decision);
+  if (active.limit <= std::chrono::seconds{0}) {
+    if (billing_ != nullptr && !active.reservation.empty()) {
+      billing_->authorizer().release_async(std::exchange(active.reservation, std::string()), [](Status) {});
+    }
+    return give_up_on_callee(active,
+                             Error{"denied.insufficient_balance", "no talk time is available", "payer"});
+  }
+  if (active.a_ended || active.hangup_cause) {  // A went (or was canceled) while billing thought
+    if (billing_ != nullptr && !active.reservation.empty()) {
+      billing_->authorizer().release_async(std::exchange(active.reservation, std::string()), [](Status) {});
+    }
+    return maybe_finish(active);
+  }
+  if (active.language.empty() && !decision->language.empty() && check_language(decision->language)) {
+    active.language = decision->language;
+  }
+  // In the journal with B and its reservation before B is dialed: a restart settles it.
+  write_journal(active, [this, id] {
+    auto found = active_.find(id);
+    if (found == active_.end() || found->second->finishing) return;
+    // "Please wait", then B, as for a request that named B.
+    std::weak_ptr<int> alive = alive_;
+    engine_.play(found->second->a_channel, Prompt::announcement(Announcement::welcome, found->second->language),
+                 [this, alive, id](Status) {
+                   if (!alive.expired()) dial_b(id);
+                 });
+  }, false);
+}
+
+void CallbackService::give_up_on_callee(Active& active, Error why) {
+  context_.log.info("callback.service", active.call.id() + ": no callee: " + why.message);
+  active.refusal = std::move(why);
+  active.ivr_failed = true;
+  arm_stage_timer(active, std::chrono::seconds{30});  // "call failed", then A's end
+  announce_and_end(active);
+}
+
 void CallbackService::announce_and_end(Active& active) {
   if (active.announcing) return;
   active.announcing = true;
   if (active.limit_reached) return;  // the engine's limit says "time up" and ends A itself
   const Leg& b = active.call.leg_b();
-  const auto announcement = announcement_for({.b_answered = b.answered.has_value(),
-                                              .b_cause = b.cause,
-                                              .limit_reached = active.money_ran_out,
-                                              .b_hung_up = active.b_hung_up,
-                                              .a_hung_up = false});
+  const auto announcement = active.ivr_failed ? std::optional(Announcement::call_failed)
+                                              : announcement_for({.b_answered = b.answered.has_value(),
+                                                                  .b_cause = b.cause,
+                                                                  .limit_reached = active.money_ran_out,
+                                                                  .b_hung_up = active.b_hung_up,
+                                                                  .a_hung_up = false});
   if (!active.hangup_cause) active.hangup_cause = HangupCause::normal();
   if (!announcement || active.cancel_requested) return hang_up_leg(active, LegRole::a);
   const std::string id = active.call.id();
@@ -954,6 +1106,11 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
     event.outcome = "engine_lost";
   } else if (call.state() == CallState::failed) {
     event.outcome = "caller_unreachable";
+  } else if (active.ivr_failed && active.refusal) {
+    // A was asked for B and gave no usable number, or billing refused it: A heard "call failed".
+    event.announcement = Announcement::call_failed;
+    event.outcome = active.refusal->code == "no_number" ? "no_number" : refusal_outcome(*active.refusal);
+    event.error = active.refusal;
   } else {
     event.outcome = announcement ? std::string(to_string(*announcement)) : "completed";
   }

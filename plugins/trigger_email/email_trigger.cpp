@@ -125,9 +125,6 @@ EmailTrigger::Outcome EmailTrigger::handle(const FetchedHeader& mail) {
   const bool known_number = std::any_of(options_.access_numbers.begin(), options_.access_numbers.end(),
                                         [&](const std::string& n) { return n.ends_with(command->access_suffix); });
   if (!known_number) return {"refused", "no access number ends in " + command->access_suffix};
-  if (command->callee.empty()) {
-    return {"refused", "a subject without # and the number to call needs the IVR, which asks for it; it is not built yet"};
-  }
   if ((**account).caller_numbers.empty()) return {"refused", "account " + (**account).id + " has no registered number to call"};
   if ((**account).status != AccountStatus::active) return {"refused", "account " + (**account).id + " is disabled"};
   CallbackForm form{.caller = (**account).caller_numbers.front().e164(),
@@ -135,6 +132,7 @@ EmailTrigger::Outcome EmailTrigger::handle(const FetchedHeader& mail) {
                     .payer = AccountId{(**account).id},
                     .origin = Origin::email,
                     .idempotency_key = header->message_id.empty() ? std::string() : "email:" + header->message_id};
+  form.ask_callee = true;  // a subject without "#B": A is asked for it once A answers (the IVR)
   form.metadata["email_from"] = *address;
   auto request = make_request(form, plan_);
   if (!request) return {"refused", request.error().field + ": " + request.error().message};

@@ -186,7 +186,7 @@ void SmsTrigger::receive(const Sms& sms, std::function<void(Answer)> done) {
     sink = sink_;
   }
   if (sink == nullptr) return finish({.kind = Answer::Kind::unavailable, .reason = "not started"});
-  const std::string a = request->caller.e164(), b = request->callee.e164();
+  const std::string a = request->caller.e164(), b = request->callee->e164();  // SMS always names B
   Tracking tracking;
   tracking.accepted = [finish, a, b](Result<std::shared_ptr<CallbackHandle>> handle) {
     if (!handle) {

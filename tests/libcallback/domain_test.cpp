@@ -111,7 +111,7 @@ TEST(CallbackRequest, MakeRequestNormalizesNumbersOrSaysWhichIsWrong) {
   auto ok = make_request({.caller = "138 0013 8000", .callee = "010-5555 6666", .payer = CampaignId{"free"}}, plan);
   ASSERT_TRUE(ok) << ok.error().describe();
   EXPECT_EQ(ok->caller.digits(), "8613800138000");
-  EXPECT_EQ(ok->callee.digits(), "861055556666");
+  EXPECT_EQ(ok->callee->digits(), "861055556666");
   auto bad_callee = make_request({.caller = "13800138000", .callee = "010-5555 666x", .payer = CampaignId{"free"}}, plan);
   ASSERT_FALSE(bad_callee);
   EXPECT_EQ(bad_callee.error().field, "callee");

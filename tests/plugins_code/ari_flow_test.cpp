@@ -26,9 +26,11 @@ using test::as_dialed;
 struct AriFlowTest : test::FlowBase<engine_ari::AriEngine> {
   // 1 s of the fake's phones is 10 ms here; tests of talk time and the limit (which this
   // engine times on our clock, as it must with ARI) run the fake in real time.
-  explicit AriFlowTest(double scale = 0.01, std::int64_t stasis_start_delay_ms = 0, std::int64_t bridge_play_delay_ms = 0)
+  explicit AriFlowTest(double scale = 0.01, std::int64_t stasis_start_delay_ms = 0, std::int64_t bridge_play_delay_ms = 0,
+                       std::map<std::string, std::string> phone_dtmf = {})
       : ari({.time_scale = scale, .sound_seconds = {}, .default_sound_seconds = 0.2,
-             .stasis_start_delay_ms = stasis_start_delay_ms, .bridge_play_delay_ms = bridge_play_delay_ms}) {}
+             .stasis_start_delay_ms = stasis_start_delay_ms, .bridge_play_delay_ms = bridge_play_delay_ms,
+             .phone_dtmf = std::move(phone_dtmf)}) {}
   fake::FakeAri ari;
 
   void SetUp() override { ari.start(); }
@@ -585,3 +587,127 @@ TEST_F(AriFlowTest, OperationsOnAGoneChannelAnswerChannelGoneAndAnUnsubscribedRo
 }
 
 }  // namespace
+
+// The IVR: a request without a callee (an access number, an e-mail without "#B"). Once A
+// answers, A hears "dial the number you want, then #"; the digits are read with the
+// service's numbering plan, checked, authorized, and B is dialed as usual. The fake's
+// phones key digits 1 s (10 ms here) after they answer (FakeAriOptions::phone_dtmf).
+struct AriIvrTest : AriFlowTest {
+  AriIvrTest()
+      : AriFlowTest(0.01, 0, 0,
+                    {{"1101", "2002#"},           // B at once
+                     {"1102", "*#2003#"},         // '*' first: asked again, then B
+                     {"1103", ""},                // silent: asked twice, then "call failed"
+                     {"1104", "110#110#"},        // an emergency number, twice
+                     {"1105", "1105#1105#"},      // their own number, twice
+                     {"1106", "2004#"}}) {}        // B, which billing refuses
+  void connect_ivr() {
+    ServiceOptions options;
+    options.ivr_first_digit_timeout = 300ms;  // a silent caller is given up on soon
+    options.ivr_inter_digit_timeout = 300ms;
+    connect(engine_options(), options);
+  }
+  std::string start_ivr(std::string_view a) {
+    CallbackRequest request{.caller = PhoneNumber::parse(a, as_dialed).value(),
+                            .callee = std::nullopt,
+                            .payer = AccountId{"123"},
+                            .origin = Origin::ani};
+    auto id = service->start(request);
+    EXPECT_TRUE(id) << id.error().describe();
+    return id ? *id : std::string();
+  }
+};
+
+TEST_F(AriIvrTest, TheCallerDialsTheNumberAfterAnsweringAndIsConnectedAndBilledForIt) {
+  connect_ivr();
+  billing.max_duration = 300s;
+  const auto plays = requests("POST /ari/channels/{id}/play");
+  const auto id = start_ivr("1101");
+  EXPECT_TRUE(billing.authorized.empty()) << "nothing is reserved before B is known";
+  check(*this, id,
+        {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+         .announcement = Announcement::partner_hangup, .a_disposition = Disposition::answered,
+         .b_disposition = Disposition::answered});
+  const CallEvent& end = finish(id);
+  ASSERT_TRUE(end.call.request().callee.has_value());
+  EXPECT_EQ(end.call.request().callee->digits(), "2002");
+  EXPECT_EQ(end.outcome, "partner_hangup");
+  ASSERT_EQ(billing.authorized.size(), 1u);
+  EXPECT_EQ(billing.authorized[0].destination.digits(), "2002") << "B is authorized once A dialled it";
+  EXPECT_EQ(billing.endings("r-" + id), 1u);
+  const auto rows = cdrs(id);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].dst, "2002");
+  EXPECT_EQ(rows[0].src, "2002") << "A's record shows the number A was connected to";
+  // "dial the number", "please wait", then "partner hung up".
+  EXPECT_EQ(requests("POST /ari/channels/{id}/play") - plays, 3u);
+  nothing_left();
+}
+
+TEST_F(AriIvrTest, AStarIsNotANumberSoTheCallerIsAskedOnceMore) {
+  connect_ivr();
+  const auto id = start_ivr("1102");
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::completed);
+  ASSERT_TRUE(end.call.request().callee.has_value());
+  EXPECT_EQ(end.call.request().callee->digits(), "2003");
+  EXPECT_NE(log_text.str().find("only digits make a number (attempt 1 of 2)"), std::string::npos) << log_text.str();
+  nothing_left();
+}
+
+TEST_F(AriIvrTest, NoUsableNumberAfterTwoTriesEndsWithCallFailedAndCostsNothing) {
+  connect_ivr();
+  struct Case {
+    std::string a, outcome, code;
+  };
+  for (const Case& c : {Case{"1103", "no_number", "no_number"}, Case{"1104", "refused", "denied.emergency_number"},
+                        Case{"1105", "no_number", "no_number"}}) {
+    SCOPED_TRACE(c.a);
+    const auto plays = requests("POST /ari/channels/{id}/play");
+    const auto id = start_ivr(c.a);
+    const CallEvent& end = finish(id);
+    EXPECT_EQ(end.call.state(), CallState::completed);
+    EXPECT_EQ(end.outcome, c.outcome);
+    ASSERT_TRUE(end.error.has_value());
+    EXPECT_EQ(end.error->code, c.code);
+    EXPECT_EQ(end.error->field, "callee");
+    EXPECT_EQ(end.announcement, Announcement::call_failed);
+    EXPECT_FALSE(end.call.request().callee.has_value());
+    EXPECT_EQ(end.call.leg_a().cause.outcome(), Outcome::normal) << "we hung up after the announcement";
+    EXPECT_TRUE(billing.authorized.empty()) << "no number, nothing asked of billing";
+    const auto rows = cdrs(id);
+    ASSERT_EQ(rows.size(), 1u) << "B was never dialed";
+    EXPECT_EQ(rows[0].disposition, Disposition::answered);
+    // Asked twice, then "call failed".
+    EXPECT_EQ(requests("POST /ari/channels/{id}/play") - plays, 3u);
+  }
+  nothing_left();
+}
+
+TEST_F(AriIvrTest, ANumberBillingRefusesIsNotDialedAndTheCallerHearsCallFailed) {
+  connect_ivr();
+  billing.deny = DenialReason::no_rate;
+  billing.field = "callee";
+  const auto id = start_ivr("1106");
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::completed);
+  EXPECT_EQ(end.outcome, "refused");
+  ASSERT_TRUE(end.error.has_value());
+  EXPECT_EQ(end.error->code, "denied.no_rate");
+  EXPECT_EQ(end.announcement, Announcement::call_failed);
+  ASSERT_EQ(billing.authorized.size(), 1u);
+  EXPECT_EQ(billing.authorized[0].destination.digits(), "2004");
+  EXPECT_EQ(cdrs(id).size(), 1u) << "B was never dialed";
+  nothing_left();
+}
+
+TEST_F(AriIvrTest, ACancelWhileTheCallerIsAskedEndsTheCall) {
+  connect_ivr();
+  const auto id = start_ivr("1103");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::a_answered); }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_TRUE(billing.authorized.empty());
+  nothing_left();
+}

@@ -107,6 +107,26 @@ TEST_F(FlowTest, BothAnswerAndTheLimitEndsItWithTimeUp) {
   EXPECT_TRUE(originate_seen);
 }
 
+// The AMI engine runs the dialplan's flow: it cannot ask A for the number (the IVR needs the
+// step flow, callback.engine.ari). A request without a callee is refused at once, with the
+// field and the way out, and nothing is dialed or reserved.
+TEST_F(FlowTest, ARequestWithoutACalleeIsRefusedAtOnceByAnEngineThatCannotAskForIt) {
+  connect();
+  CallbackRequest request{.caller = PhoneNumber::parse("1001", as_dialed).value(),
+                          .callee = std::nullopt,
+                          .payer = AccountId{"123"},
+                          .origin = Origin::ani};
+  std::optional<Result<std::string>> answer;
+  service->submit(request, [&](Result<std::string> id) { answer = std::move(id); });
+  ASSERT_TRUE(answer.has_value()) << "refused before anything is asked of anyone";
+  ASSERT_FALSE(*answer);
+  EXPECT_EQ(answer->error().code, "unsupported");
+  EXPECT_EQ(answer->error().field, "callee");
+  EXPECT_NE(answer->error().message.find("callback.engine.ari"), std::string::npos) << answer->error().message;
+  EXPECT_EQ(service->in_flight(), 0u);
+  EXPECT_TRUE(billing.authorized.empty());
+}
+
 TEST_F(FlowTest, PartnerHangsUpAndIsBilledForFiveSeconds) {
   connect();
   billing.max_duration = 300s;

@@ -114,7 +114,7 @@ TEST_F(EmailPollTest, ARegisteredSenderIsCalledBackAndEveryMailIsFlaggedOnce) {
   dovecot.deliver(mail("stranger@example.com", "5551234#13900139000", "m2@example.com"));
   dovecot.deliver(mail("li.lei@example.com", "5551234#13900139000", "m1@example.com"));  // a copy of the first
   dovecot.deliver(mail("li.lei@example.com", "hello", "m3@example.com"));
-  dovecot.deliver(mail("li.lei@example.com", "5551234", "m4@example.com"));          // B by the IVR: not yet
+  dovecot.deliver(mail("li.lei@example.com", "5551234", "m4@example.com"));          // no B: A is asked (the IVR)
   dovecot.deliver(mail("li.lei@example.com", "9999999#13900139000", "m5@example.com"));  // no such access number
   dovecot.deliver(mail("li.lei@example.com", "5551234#110", "m6@example.com"));      // emergency
   dovecot.deliver("From: li.lei@example.com\r\nSubject: " + std::string(20'000, '5') + "\r\n\r\nx\r\n");
@@ -124,15 +124,19 @@ TEST_F(EmailPollTest, ARegisteredSenderIsCalledBackAndEveryMailIsFlaggedOnce) {
   ASSERT_TRUE(polled) << polled.error().describe();
   EXPECT_EQ(*polled, 8u) << "each mail once";
 
-  ASSERT_EQ(sink.requests.size(), 1u);
+  ASSERT_EQ(sink.requests.size(), 2u);
   const auto& request = sink.requests[0];
   EXPECT_EQ(request.caller.digits(), "8613800138000") << "A: the account's registered number";
-  EXPECT_EQ(request.callee.digits(), "8613900139000");
+  EXPECT_EQ(request.callee->digits(), "8613900139000");
   EXPECT_EQ(std::get<AccountId>(request.payer).value, "li");
   EXPECT_EQ(request.origin, Origin::email);
   EXPECT_EQ(request.idempotency_key, "email:m1@example.com");
-  EXPECT_EQ(counted("accepted"), 1);
-  EXPECT_EQ(counted("refused"), 4);  // bad subject, no B, unknown access number, emergency number
+  // Without "#B" the account's number is called and asked for B once it answers.
+  EXPECT_EQ(sink.requests[1].caller.digits(), "8613800138000");
+  EXPECT_FALSE(sink.requests[1].callee.has_value());
+  EXPECT_EQ(sink.requests[1].idempotency_key, "email:m4@example.com");
+  EXPECT_EQ(counted("accepted"), 2);
+  EXPECT_EQ(counted("refused"), 3);  // bad subject, unknown access number, emergency number
   EXPECT_EQ(counted("ignored"), 3);  // stranger, copy, oversized header
   const std::string log = ctx.log_text.str();
   EXPECT_NE(log.find("unknown sender stranger@example.com"), std::string::npos) << log;
@@ -145,11 +149,11 @@ TEST_F(EmailPollTest, ARegisteredSenderIsCalledBackAndEveryMailIsFlaggedOnce) {
   auto again = second->poll_once();
   ASSERT_TRUE(again) << again.error().describe();
   EXPECT_EQ(*again, 0u);
-  EXPECT_EQ(sink.requests.size(), 1u);
+  EXPECT_EQ(sink.requests.size(), 2u);
   // New mail is still taken.
   dovecot.deliver(mail("li.lei@example.com", "５５５１２３４＃１３９００１３９０００", "m7@example.com"));
   EXPECT_EQ(second->poll_once().value(), 1u);
-  EXPECT_EQ(sink.requests.size(), 2u);
+  EXPECT_EQ(sink.requests.size(), 3u);
   EXPECT_FALSE(second->status().last_message == std::nullopt);
 }
 
@@ -167,7 +171,7 @@ TEST_F(EmailPollTest, AFullMailboxIsTakenInWindowsAndBatchesEachMailOnce) {
   EXPECT_EQ(*polled, static_cast<std::size_t>(n));
   ASSERT_EQ(sink.requests.size(), static_cast<std::size_t>(n));
   std::set<std::string> callees;
-  for (const auto& r : sink.requests) callees.insert(r.callee.digits());
+  for (const auto& r : sink.requests) callees.insert(r.callee->digits());
   EXPECT_EQ(callees.size(), static_cast<std::size_t>(n)) << "no mail twice, none left out";
   EXPECT_EQ(poller->poll_once().value(), 0u);
 }

@@ -106,7 +106,7 @@ struct FlowBase : ::testing::Test {
   // `engine` has no server it can reach: a callback fails at once as engine lost, its money
   // released, and a trigger asking through submit() is told so, not handed an id.
   void expect_calls_fail_at_once_without_a_server() {
-    service = std::make_unique<CallbackService>(context, *engine, &billing, *store, ServiceOptions{});
+    service = std::make_unique<CallbackService>(context, *engine, &billing, *store, ServiceOptions());
     service->subscribe(observer);
     engine->start();
     const auto id = start("1001", "1002");

@@ -160,7 +160,7 @@ TEST_F(SmsPolicyTest, ARegisteredSenderIsCalledBackAndItsAccountPays) {
   ASSERT_EQ(sink.requests.size(), 1u);
   const auto& request = sink.requests[0];
   EXPECT_EQ(request.caller.digits(), "8613800138000") << "A is the sender";
-  EXPECT_EQ(request.callee.digits(), "8613900139000");
+  EXPECT_EQ(request.callee->digits(), "8613900139000");
   EXPECT_EQ(std::get<AccountId>(request.payer).value, "alice");
   EXPECT_EQ(request.origin, Origin::sms);
   EXPECT_EQ(request.idempotency_key, "sms:SM1") << "a retry after a restart is the same callback";

@@ -78,6 +78,12 @@ class CALLBACK_EXPORT Call {
   Leg& leg_a() noexcept { return leg_a_; }
   Leg& leg_b() noexcept { return leg_b_; }
 
+  // The callee A asked for by DTMF (a request without one): the request's and leg B's.
+  void set_callee(PhoneNumber callee) {
+    request_.callee = callee;
+    leg_b_.number = std::move(callee);
+  }
+
   // Moves to `to` if the transition is allowed; otherwise an Error naming both states.
   Status transition(CallState to, Timestamp at);
 

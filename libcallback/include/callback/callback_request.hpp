@@ -44,6 +44,9 @@ struct CallbackForm {
   std::string secret;
   std::string language;  // empty: none asked for
   std::map<std::string, std::string, std::less<>> metadata;  // CallbackRequest::metadata
+  // An empty callee is asked of the caller by DTMF once A answers (the IVR: ANI and DID
+  // access numbers, an e-mail without "#B"); else an empty callee is an error.
+  bool ask_callee = false;
 };
 
 // An Asterisk sound language tag ("en", "zh", "pt_BR"): 2-16 letters, digits, '_' and
@@ -61,7 +64,11 @@ struct CallbackRequest;
 
 struct CallbackRequest {
   PhoneNumber caller;  // leg A: called first
-  PhoneNumber callee;  // leg B: called once A answers
+  // Leg B: called once A answers. Empty: A is asked for it by DTMF once A answers (the
+  // IVR; the engine must collect digits and run the step flow), read with the service's
+  // numbering plan, checked as a callee is, then authorized; until then nothing is
+  // reserved (the trigger vouches for the payer: a registered caller, a campaign).
+  std::optional<PhoneNumber> callee;
   Payer payer;
   Origin origin = Origin::api;
   std::optional<std::chrono::seconds> limit;  // at most this long, even if more is authorized

@@ -76,6 +76,15 @@ struct ServiceOptions {
   // piling up faster than Asterisk can place them. 0: no limit.
   std::size_t max_in_flight = 20'000;
   std::map<std::string, CampaignLimits, std::less<>> campaigns;  // campaign id -> limits
+  // A request without a callee (CallbackRequest::callee): once A answers, A hears "dial
+  // the number you want, then #" and the digits are read with `numbering` (the service's
+  // numbering plan) and checked as any callee (emergency and short codes refused). A
+  // timeout, '*', or a number that is not one asks again, up to `ivr_attempts` in all;
+  // then A hears "call failed" and the call ends with outcome "no_number".
+  NumberingPlan numbering;
+  int ivr_attempts = 2;
+  std::chrono::milliseconds ivr_first_digit_timeout{10'000};
+  std::chrono::milliseconds ivr_inter_digit_timeout{5'000};
 };
 
 // One state change of one callback, with a snapshot of the call after it.
@@ -172,6 +181,9 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
   void finish(Active& active, bool engine_lost);
   void notify(const CallEvent& event);
   void authorize(const std::string& id);
+  // Asks billing for the call's request; `then` runs on this thread while the service lives
+  // (else a grant is given back).
+  void ask_billing(const Active& active, std::function<void(Result<Authorization>)> then);
   // The journal: `then` runs (on this thread) once the entry is durable; a failed write
   // refuses a call that waits for it (with refuse_unwritten; else `then` runs anyway).
   // Final entries go with the CDRs (flush_endings).
@@ -187,6 +199,11 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
   // The step flow's steps.
   void step(Active& active, const LegEvent& event);
   void dial_b(const std::string& id);
+  // The IVR (a request without a callee): ask A, read the digits, authorize B.
+  void ask_callee(const std::string& id);
+  void on_callee_digits(const std::string& id, Result<Digits> digits);
+  void on_callee_authorized(const std::string& id, Result<Authorization> decision);
+  void give_up_on_callee(Active& active, Error why);
   void announce_and_end(Active& active);
   [[nodiscard]] JournalEntry journal_entry(const Active& active, const CallEvent* final) const;
   void queue_final_entry(JournalEntry entry);

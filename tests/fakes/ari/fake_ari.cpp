@@ -1099,6 +1099,12 @@ struct Server {
         end_call(call);
         return;
       }
+      if (auto keys = options.phone_dtmf.find(call->number); keys != options.phone_dtmf.end()) {
+        call->in.dtmf = keys->second;  // sent once the app has it (1 s after the answer)
+        call->in.hangup_after_ms = -1;
+        after(call, call->dtmf, static_cast<double>(call->in.dtmf_delay_ms) / 1000.0,
+              [this](const std::shared_ptr<Call>& c) { send_digit(c); });
+      }
       if (options.stasis_start_delay_ms <= 0) {
         enter_stasis(one);
       } else {

@@ -73,6 +73,12 @@ struct FakeAriOptions {
   // or PlaybackFinished (ari-play-bridge-destroyed). So is a play sent within this long after
   // the channel left a bridge alive (seen on a loaded Asterisk after ChannelLeftBridge).
   std::int64_t bridge_play_delay_ms = 0;
+  // Phones that key digits once they answered an originate into the app (the IVR asks a
+  // called-back caller for the number): phone number -> the digits, sent as
+  // ChannelDtmfReceived on the channel in Stasis 1 s after the answer and 0.35 s apart,
+  // as tests/real_asterisk/testcallers.conf's [ivrphones] do (SendDTMF(...,250) after
+  // Wait(1)). The phone otherwise behaves by its number (1XXX stays up, 2XXX hangs up...).
+  std::map<std::string, std::string> phone_dtmf;
 };
 
 struct InboundCallOptions {
