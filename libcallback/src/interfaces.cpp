@@ -71,6 +71,47 @@ TriggerSink::~TriggerSink() = default;
 CallbackHandle::~CallbackHandle() = default;
 TriggerStatus Trigger::status() const { return {}; }
 
+TriggerStatusKeeper::TriggerStatusKeeper(Context& context, std::string trigger)
+    : context_(context), trigger_(std::move(trigger)) {}
+
+void TriggerStatusKeeper::count(std::string_view outcome, bool message) {
+  {
+    std::lock_guard lock(mutex_);
+    ++status_.counts[std::string(outcome)];
+    if (message) status_.last_message = context_.clock.now();
+  }
+  context_.metrics
+      .counter("callback_trigger_requests_total", "Requests that triggers received, by trigger and outcome",
+               "trigger=\"" + trigger_ + "\",outcome=\"" + std::string(outcome) + "\"")
+      .add();
+}
+
+void TriggerStatusKeeper::received() {
+  std::lock_guard lock(mutex_);
+  status_.last_message = context_.clock.now();
+}
+
+void TriggerStatusKeeper::error(std::string what) {
+  std::lock_guard lock(mutex_);
+  status_.last_error = std::move(what);
+  status_.last_error_at = context_.clock.now();
+}
+
+void TriggerStatusKeeper::polled() {
+  std::lock_guard lock(mutex_);
+  status_.last_poll = context_.clock.now();
+}
+
+void TriggerStatusKeeper::healthy(bool healthy) {
+  std::lock_guard lock(mutex_);
+  status_.healthy = healthy;
+}
+
+TriggerStatus TriggerStatusKeeper::status() const {
+  std::lock_guard lock(mutex_);
+  return status_;
+}
+
 std::string_view to_string(DenialReason reason) noexcept {
   constexpr std::string_view names[] = {"unknown_account",      "disabled",            "bad_secret",
                                         "no_rate",              "insufficient_balance", "destination_blocked",

@@ -104,7 +104,7 @@ Result<std::unique_ptr<Runtime>> Runtime::open(ServiceConfig config, RuntimeOpti
   r.engine_ = std::move(*engine);
   for (const auto& trigger : r.config_.triggers) {
     auto made = r.loader_->create_from_config<Trigger>(trigger, r.context_, r.store_.get(), &r.config_.numbering,
-                                                       &r.routes_);
+                                                       &r.routes_, r.engine_.get());
     if (!made) return made.error();
     r.triggers_.push_back(std::move(*made));
   }

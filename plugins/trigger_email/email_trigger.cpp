@@ -33,20 +33,10 @@ void EmailTrigger::stop() {
 }
 
 TriggerStatus EmailTrigger::status() const {
-  std::lock_guard lock(mutex_);
-  return status_;
+  return keeper_.status();
 }
 
-void EmailTrigger::count(const std::string& kind) {
-  {
-    std::lock_guard lock(mutex_);
-    ++status_.counts[kind];
-  }
-  context_.metrics
-      .counter("callback_trigger_requests_total", "Requests that triggers received, by trigger and outcome",
-               "trigger=\"email\",outcome=\"" + kind + "\"")
-      .add();
-}
+void EmailTrigger::count(const std::string& kind) { keeper_.count(kind, false); }
 
 void EmailTrigger::run() {
   std::unique_lock lock(mutex_);
@@ -54,11 +44,10 @@ void EmailTrigger::run() {
     lock.unlock();
     auto polled = poll_once();
     lock.lock();
-    status_.last_poll = context_.clock.now();
-    status_.healthy = polled.ok();
+    keeper_.polled();
+    keeper_.healthy(polled.ok());
     if (!polled) {
-      status_.last_error = escape_control(polled.error().message);
-      status_.last_error_at = status_.last_poll;
+      keeper_.error(escape_control(polled.error().message));
       context_.log.warning(component, polled.error().message);
     }
     wake_.wait_for(lock, options_.poll_interval, [this] { return stopping_; });
@@ -97,8 +86,8 @@ EmailTrigger::Outcome EmailTrigger::handle(const FetchedHeader& mail) {
   auto address = normalize_email(header->from);
   if (!address) return {"ignored", "the sender's address: " + address.error().message};
   {
+    keeper_.received();
     std::lock_guard lock(mutex_);
-    status_.last_message = context_.clock.now();
     if (!header->message_id.empty()) {
       if (!seen_ids_.insert(header->message_id).second) {
         return {"ignored", "repeated Message-ID " + escape_control(header->message_id)};
@@ -113,8 +102,7 @@ EmailTrigger::Outcome EmailTrigger::handle(const FetchedHeader& mail) {
   auto account = store_.accounts().find_by_email(*address);
   if (!account) {
     std::lock_guard lock(mutex_);
-    status_.last_error = "the store: " + escape_control(account.error().message);
-    status_.last_error_at = context_.clock.now();
+    keeper_.error("the store: " + escape_control(account.error().message));
     seen_ids_.erase(header->message_id);  // taken again at the next poll
     return {"retry", account.error().message};
   }

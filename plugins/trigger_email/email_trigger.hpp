@@ -67,7 +67,7 @@ class EmailTrigger final : public Trigger {
   std::condition_variable wake_;
   TriggerSink* sink_ = nullptr;
   bool stopping_ = false;
-  TriggerStatus status_;
+  TriggerStatusKeeper keeper_{context_, "email"};
   std::unordered_set<std::string> seen_ids_;  // Message-IDs taken (a copy of a mail is ignored)
   std::deque<std::string> seen_order_;
   std::thread poller_;

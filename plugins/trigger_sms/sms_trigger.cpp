@@ -88,34 +88,20 @@ bool SmsTrigger::first_time(const std::string& id) {
 }
 
 TriggerStatus SmsTrigger::status() const {
+  TriggerStatus status = keeper_.status();
   std::lock_guard lock(mutex_);
-  TriggerStatus status = status_;
   status.healthy = sink_ != nullptr;
   return status;
 }
 
-void SmsTrigger::note_error(std::string what) {
-  std::lock_guard lock(mutex_);
-  status_.last_error = std::move(what);
-  status_.last_error_at = context_.clock.now();
-}
+void SmsTrigger::note_error(std::string what) { keeper_.error(std::move(what)); }
 
 void SmsTrigger::forget(const std::string& id) {
   std::lock_guard lock(mutex_);
   seen_.erase(id);  // its place in seen_order_ goes when it comes round
 }
 
-void SmsTrigger::count(std::string_view outcome) {
-  {
-    std::lock_guard lock(mutex_);
-    ++status_.counts[std::string(outcome)];
-    if (outcome != "forged") status_.last_message = context_.clock.now();
-  }
-  context_.metrics
-      .counter("callback_trigger_requests_total", "Requests that triggers received, by trigger and outcome",
-               "trigger=\"sms\",outcome=\"" + std::string(outcome) + "\"")
-      .add();
-}
+void SmsTrigger::count(std::string_view outcome) { keeper_.count(outcome, outcome != "forged"); }
 
 void SmsTrigger::receive(const Sms& sms, std::function<void(Answer)> done) {
   const std::string from = escape_control(sms.from);

@@ -87,7 +87,7 @@ class SmsTrigger final : public Trigger {
   RateLimiter bad_passwords_;
   mutable std::mutex mutex_;
   TriggerSink* sink_ = nullptr;
-  TriggerStatus status_;
+  TriggerStatusKeeper keeper_{context_, "sms"};
   std::unordered_set<std::string> seen_;
   std::deque<std::string> seen_order_;
   std::unique_ptr<OutcomeSender> outcomes_;  // when options_.outcome_url is set

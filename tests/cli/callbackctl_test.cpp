@@ -2,6 +2,7 @@
 #include "run_command.hpp"
 #include "temp_dir.hpp"
 
+#include <cstdlib>
 #include <boost/json/parse.hpp>
 
 #include <gtest/gtest.h>
@@ -123,6 +124,14 @@ TEST(Callbackctl, ConfigCheckAcceptsAGoodFile) {
 TEST(Callbackctl, TheShippedExampleConfigIsValid) {
   auto r = ctl_run("config check " + shell_quote(CALLBACK_SOURCE_DIR "/examples/config/callback.json"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(Callbackctl, TheAccessNumbersExampleConfigIsValid) {
+  ::setenv("ARI_PASSWORD", "not-a-secret", 1);  // the file takes it from the environment
+  auto r = ctl_run("config check " + shell_quote(CALLBACK_SOURCE_DIR "/examples/config/access-numbers.json"));
+  ::unsetenv("ARI_PASSWORD");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(": OK (5 components"), std::string::npos) << r.out;
 }
 
 TEST(Callbackctl, ConfigCheckRejectsBadConfigWithOneLineAndExitTwo) {

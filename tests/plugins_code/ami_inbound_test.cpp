@@ -6,6 +6,7 @@
 // rejected busy without answering (the caller gets 17 and is never answered), unrouted
 // calls turned away with congestion, operations on a gone channel, an unsubscribed route;
 // prompts by language and "time left"; bad AGI replies and events for unknown channels.
+#include "access_trigger.hpp"
 #include "ami_engine.hpp"
 #include "fake_asterisk.hpp"
 #include "flow_check.hpp"
@@ -489,3 +490,60 @@ TEST_F(RealAsteriskAmiInbound, ARejectedCallerRingsThenGetsBusyAndIsNeverAnswere
 }
 
 }  // namespace real
+
+// The access-number triggers on the AMI engine: the missed call is rejected unanswered (busy)
+// and the caller called back with the dialplan's flow, B being the number's destination. The
+// IVR (ANI, modes ivr and own) needs the step flow, which this engine has not: the service
+// refuses such a callback, and the trigger counts and logs it; the caller is still never
+// answered.
+TEST_F(AmiInboundTest, ADidWithAFixedDestinationCallsTheCallerBackAndAnIvrModeIsRefusedByTheService) {
+  connect();
+  ServiceOptions options;
+  options.a_ring_timeout = 8s;
+  options.b_ring_timeout = 8s;
+  service = std::make_unique<CallbackService>(context, *engine, &billing, *store, options);
+  struct Finals final : CallObserver {
+    std::vector<CallEvent> ends;
+    void on_call_event(const CallEvent& e) override {
+      if (is_final(e.call.state())) ends.push_back(e);
+    }
+  } finals;
+  service->subscribe(finals);
+  trigger_access::AccessOptions o;
+  o.trigger = "did";
+  o.origin = Origin::did;
+  o.ring = 100ms;
+  o.callback_delay = 0ms;
+  o.numbers = {{.number = "5001", .mode = trigger_access::Mode::fixed, .payer = CampaignId{"free"}, .destination = "2001"},
+               {.number = "5002", .mode = trigger_access::Mode::ivr, .payer = CampaignId{"free"}}};
+  ASSERT_TRUE(trigger_access::validate(o, test::as_dialed));
+  trigger_access::AccessTrigger trigger(context, *engine, *store, test::as_dialed, std::move(o));
+  trigger.start(*service);
+  const auto missed = asterisk.inbound({.from = "1234", .to = "5001"});
+  const auto end = caller_end(missed);
+  ASSERT_TRUE(end);
+  EXPECT_FALSE(end->answered) << "the caller pays nothing";
+  EXPECT_EQ(end->cause, 17);
+  ASSERT_TRUE(run_until([&] { return finals.ends.size() == 1; }, 10s)) << log_text.str();
+  const CallEvent& done = finals.ends[0];
+  EXPECT_EQ(done.call.state(), CallState::completed) << done.outcome;
+  EXPECT_EQ(done.call.request().caller.digits(), "1234");
+  EXPECT_EQ(done.call.request().callee->digits(), "2001");
+  EXPECT_EQ(done.call.request().origin, Origin::did);
+  EXPECT_EQ(done.outcome, "partner_hangup");
+
+  const auto ivr = asterisk.inbound({.from = "1235", .to = "5002"});
+  const auto ivr_end = caller_end(ivr);
+  ASSERT_TRUE(ivr_end);
+  EXPECT_FALSE(ivr_end->answered);
+  auto refused = [&] {
+    const auto counts = trigger.status().counts;
+    return counts.contains("refused") ? counts.at("refused") : 0;
+  };
+  ASSERT_TRUE(run_until([&] { return refused() == 1; }, 5s)) << log_text.str();
+  EXPECT_NE(log_text.str().find("the service refused the callback: this engine cannot ask the caller"),
+            std::string::npos) << log_text.str();
+  EXPECT_EQ(service->in_flight(), 0u);
+  trigger.stop();
+  io.poll();
+}

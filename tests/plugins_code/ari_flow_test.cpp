@@ -3,6 +3,7 @@
 // the same assertions on state, cause class, announcement, CDR rows and billing), the
 // limit with its warnings, cancel at every stage, a lost WebSocket, a server that refuses
 // us; inbound calls routed by the dialled number, answered or rejected, with digits.
+#include "access_trigger.hpp"
 #include "ari_engine.hpp"
 #include "fake_ari.hpp"
 #include "flow_check.hpp"
@@ -710,4 +711,167 @@ TEST_F(AriIvrTest, ACancelWhileTheCallerIsAskedEndsTheCall) {
   EXPECT_EQ(end.call.state(), CallState::canceled);
   EXPECT_TRUE(billing.authorized.empty());
   nothing_left();
+}
+
+// The access-number triggers (callback.trigger.ani, callback.trigger.did) on the ARI
+// engine and its fake: the inbound call is rejected unanswered, then the caller is called
+// back through the service (the IVR asks for B unless the number has a fixed one).
+struct AccessTriggerTest : AriIvrTest {
+  Currency cny = Currency::of("CNY").value();
+  std::unique_ptr<trigger_access::AccessTrigger> trigger;
+  std::vector<CallEvent> ends;
+  struct Ends final : CallObserver {
+    std::vector<CallEvent>* ends;
+    void on_call_event(const CallEvent& e) override {
+      if (is_final(e.call.state())) ends->push_back(e);
+    }
+  } ends_observer;
+
+  void SetUp() override {
+    AriIvrTest::SetUp();
+    ends_observer.ends = &ends;
+    auto add = [&](std::string id, std::string number, AccountStatus status, const char* balance) {
+      ASSERT_TRUE(store->accounts().create({.id = std::move(id), .currency = cny,
+                                            .balance = Money::parse(balance, cny).value(), .status = status,
+                                            .caller_numbers = {PhoneNumber::parse(number, as_dialed).value()}}));
+    };
+    add("li", "1101", AccountStatus::active, "5.00");
+    add("off", "1102", AccountStatus::disabled, "5.00");
+    add("broke", "1103", AccountStatus::active, "0.00");
+  }
+  void TearDown() override {
+    if (trigger) trigger->stop();
+    io.poll();  // the stop runs on the engine's thread: its route goes before the engine
+    AriIvrTest::TearDown();
+  }
+  void start_trigger(trigger_access::AccessOptions options) {
+    connect_ivr();
+    service->subscribe(ends_observer);
+    options.ring = 100ms;
+    options.callback_delay = 0ms;
+    ASSERT_TRUE(trigger_access::validate(options, as_dialed)) << trigger_access::validate(options, as_dialed).error().describe();
+    trigger = std::make_unique<trigger_access::AccessTrigger>(context, *engine, *store, as_dialed, std::move(options));
+    trigger->start(*service);
+  }
+  trigger_access::AccessOptions ani(std::optional<Payer> anyone = std::nullopt) {
+    trigger_access::AccessOptions o;
+    o.numbers = {{.number = "5000", .mode = trigger_access::Mode::own, .payer = std::move(anyone)}};
+    return o;
+  }
+  std::int64_t counted(const std::string& outcome) const {
+    const auto counts = trigger->status().counts;
+    auto it = counts.find(outcome);
+    return it == counts.end() ? 0 : it->second;
+  }
+  // The inbound call from `from` to `to` rang, was rejected unanswered, and is gone.
+  void ring(const std::string& from, const std::string& to) {
+    const auto before = requests("POST /ari/channels/{id}/ring");
+    ASSERT_FALSE(ari.inbound({.from = from, .to = to}).empty());
+    ASSERT_TRUE(run_until([&] { return requests("POST /ari/channels/{id}/ring") > before; }, 5s));
+  }
+};
+
+TEST_F(AccessTriggerTest, AMissedCallFromARegisteredCallerIsRejectedUnansweredThenCalledBackAndAskedForB) {
+  start_trigger(ani());
+  ring("1101", "5000");
+  ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 10s)) << log_text.str();
+  EXPECT_EQ(requests("POST /ari/channels/{id}/answer"), 0u) << "the caller pays nothing";
+  const CallEvent& end = ends[0];
+  EXPECT_EQ(end.call.state(), CallState::completed) << end.outcome;
+  EXPECT_EQ(end.call.request().origin, Origin::ani);
+  EXPECT_EQ(end.call.request().caller.digits(), "1101");
+  ASSERT_TRUE(end.call.request().callee.has_value());
+  EXPECT_EQ(end.call.request().callee->digits(), "2002") << "dialled after the callback answered";
+  EXPECT_EQ(std::get<AccountId>(end.call.request().payer).value, "li");
+  EXPECT_EQ(end.call.request().metadata.at("access_number"), "5000");
+  EXPECT_EQ(end.outcome, "partner_hangup");
+  EXPECT_EQ(counted("accepted"), 1);
+  nothing_left();
+}
+
+TEST_F(AccessTriggerTest, CallersWhoMayNotBeCalledBackAreRejectedAndNotCalled) {
+  start_trigger(ani());
+  const auto originates = requests("POST /ari/channels");
+  // Decided before the reject: once each call is rejected, nothing more is coming.
+  for (const char* caller : {"1102", "1103", "1104"}) ring(caller, "5000");  // disabled, broke, unknown
+  ASSERT_TRUE(run_until([&] { return counted("refused") == 3; }, 5s));
+  ASSERT_FALSE(ari.inbound({.from = "", .to = "5000"}).empty());  // withheld
+  ASSERT_TRUE(run_until([&] { return counted("refused") == 4; }, 5s));
+  nothing_left();
+  EXPECT_EQ(requests("POST /ari/channels") - originates, 0u) << "nobody was called";
+  EXPECT_EQ(requests("POST /ari/channels/{id}/answer"), 0u);
+  EXPECT_EQ(service->in_flight(), 0u);
+  const std::string text = log_text.str();
+  EXPECT_NE(text.find("account off of caller 1102 is disabled"), std::string::npos) << text;
+  EXPECT_NE(text.find("account broke of caller 1103 has nothing to spend"), std::string::npos) << text;
+  EXPECT_NE(text.find("caller 1104 is not registered to any account"), std::string::npos) << text;
+  EXPECT_NE(text.find("a withheld caller: nobody to call back"), std::string::npos) << text;
+}
+
+TEST_F(AccessTriggerTest, ACampaignCallsBackAnyoneAndARingWhileBeingCalledBackIsIgnored) {
+  start_trigger(ani(CampaignId{"free"}));
+  ring("1105", "5000");  // no account: the campaign pays
+  ASSERT_TRUE(run_until([&] { return service->in_flight() == 1; }, 5s));
+  ring("1105", "5000");  // again, while the first callback runs
+  ASSERT_TRUE(run_until([&] { return counted("ignored") == 1; }, 5s));
+  ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 10s));
+  EXPECT_EQ(ends.size(), 1u);
+  EXPECT_EQ(std::get<CampaignId>(ends[0].call.request().payer).value, "free");
+  EXPECT_EQ(ends[0].call.request().caller.digits(), "1105");
+  EXPECT_EQ(ends[0].outcome, "no_number") << "1105 keys its own number: not a callee";
+  EXPECT_NE(log_text.str().find("caller 1105 is already being called back"), std::string::npos);
+  nothing_left();
+}
+
+TEST_F(AccessTriggerTest, ADidWithAFixedDestinationConnectsItWithoutAskingAndAnUnmappedOneIsRejected) {
+  trigger_access::AccessOptions o;
+  o.trigger = "did";
+  o.origin = Origin::did;
+  o.numbers = {{.number = "5001", .mode = trigger_access::Mode::fixed, .payer = AccountId{"li"}, .destination = "2006"}};
+  start_trigger(std::move(o));
+  ring("1104", "5001");  // anyone: the number's account pays
+  ASSERT_TRUE(run_until([&] { return !ends.empty(); }, 10s)) << log_text.str();
+  const CallEvent& end = ends[0];
+  EXPECT_EQ(end.call.request().origin, Origin::did);
+  EXPECT_EQ(end.call.request().callee->digits(), "2006");
+  EXPECT_EQ(std::get<AccountId>(end.call.request().payer).value, "li");
+  EXPECT_EQ(end.outcome, "partner_hangup");
+  ASSERT_EQ(billing.authorized.size(), 1u);
+  EXPECT_EQ(billing.authorized[0].destination.digits(), "2006");
+  // A number with no mapping: the engine turns it away (congestion); nobody is called.
+  const auto originates = requests("POST /ari/channels");
+  const auto deletes = requests("DELETE /ari/channels/{id}");
+  ASSERT_FALSE(ari.inbound({.from = "1101", .to = "5999"}).empty());
+  ASSERT_TRUE(run_until([&] { return requests("DELETE /ari/channels/{id}") > deletes; }, 5s));
+  nothing_left();
+  EXPECT_EQ(requests("POST /ari/channels"), originates);
+  EXPECT_EQ(counted("accepted"), 1);
+}
+
+TEST(AccessTriggerConfig, ABadTableIsRefusedNamingTheEntry) {
+  const NumberingPlan plan{.country_code = "86", .trunk_prefix = "0"};
+  using trigger_access::AccessNumber;
+  using trigger_access::Mode;
+  struct Case {
+    std::vector<AccessNumber> numbers;
+    std::string field;
+  };
+  for (const Case& c : {
+           Case{{}, "numbers"},
+           Case{{{.number = "50a0"}}, "numbers.50a0"},
+           Case{{{.number = "5000"}, {.number = "5000"}}, "numbers.5000"},
+           Case{{{.number = "5000", .mode = Mode::ivr}}, "numbers.5000"},  // nobody pays
+           Case{{{.number = "5000", .mode = Mode::fixed, .payer = CampaignId{"x"}, .destination = "110"}},
+                "numbers.5000.destination"},  // an emergency number
+           Case{{{.number = "5000", .mode = Mode::own, .payer = {}, .destination = "13900139000"}},
+                "numbers.5000.destination"},
+           Case{{{.number = "5000", .mode = Mode::own, .payer = {}, .destination = {}, .language = "../x"}},
+                "numbers.5000.language"},
+       }) {
+    trigger_access::AccessOptions options;
+    options.numbers = c.numbers;
+    auto ok = trigger_access::validate(options, plan);
+    ASSERT_FALSE(ok) << c.field;
+    EXPECT_EQ(ok.error().field, c.field) << ok.error().message;
+  }
 }

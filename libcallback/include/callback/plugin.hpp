@@ -80,6 +80,7 @@ namespace callback {
 
 class Store;
 class HttpRoutes;
+class Engine;
 struct NumberingPlan;
 
 enum class PluginKind { store, billing, engine, trigger, frontend };
@@ -94,6 +95,9 @@ struct CreateArgs {
   Store* store = nullptr;     // the service's store (accounts by id, number, e-mail), for components that need one
   const NumberingPlan* plan = nullptr;  // the service's, for make_request (triggers, front ends)
   HttpRoutes* routes = nullptr;  // callbackd's HTTP routes (triggers, front ends); nullptr: no HTTP server here
+  // The service's engine, for triggers that take inbound calls (route_inbound, reject):
+  // call it on the Context's io_context only.
+  Engine* engine = nullptr;
 };
 
 class CALLBACK_EXPORT PluginFactory {

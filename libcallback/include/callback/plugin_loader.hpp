@@ -108,12 +108,12 @@ class CALLBACK_EXPORT PluginLoader {
   [[nodiscard]] Result<PluginPtr<T>> create_from_config(const ComponentConfig& component, Context& context,
                                                         Store* store = nullptr,
                                                         const NumberingPlan* plan = nullptr,
-                                                        HttpRoutes* routes = nullptr) {
+                                                        HttpRoutes* routes = nullptr, Engine* engine = nullptr) {
     auto plugin = find(component.plugin);
     if (!plugin) return plugin.error().at(component.path + ".plugin");
     auto options = validate_options((*plugin)->factory->options(), component.config, component.path + ".config");
     if (!options) return options.error();
-    auto created = create<T>(component.plugin, CreateArgs{context, *options, component.name, store, plan, routes});
+    auto created = create<T>(component.plugin, CreateArgs{context, *options, component.name, store, plan, routes, engine});
     if (!created) return created.error().at(component.path);
     return created;
   }

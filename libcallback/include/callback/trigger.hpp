@@ -16,12 +16,15 @@
 #include <callback/call.hpp>
 #include <callback/callback_request.hpp>
 #include <callback/component.hpp>
+#include <callback/context.hpp>
 #include <callback/error.hpp>
 #include <callback/export.hpp>
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <string_view>
 #include <optional>
 #include <memory>
 #include <string>
@@ -68,6 +71,32 @@ struct TriggerStatus {
   std::string last_error;                 // the last thing that went wrong ("" when none yet), escaped
   std::optional<Timestamp> last_error_at;
   std::map<std::string, std::int64_t> counts;  // requests by outcome: accepted, refused, ignored, forged
+};
+
+// What a trigger keeps of its health for status(), shared by its threads, and the
+// callback_trigger_requests_total{trigger,outcome} counter it feeds. Thread-safe.
+//
+//   TriggerStatusKeeper keeper(context, "ani");
+//   keeper.count("accepted");                 // a request, and when it came
+//   keeper.error("the store: " + escape_control(why));
+//   TriggerStatus status() const override { return keeper.status(); }
+class CALLBACK_EXPORT TriggerStatusKeeper {
+ public:
+  TriggerStatusKeeper(Context& context, std::string trigger);
+  // One request with this outcome; `message`: it counts as the last message received
+  // (not for forgeries, say).
+  void count(std::string_view outcome, bool message = true);
+  void received();               // a message came (before its outcome is known)
+  void error(std::string what);  // already escaped
+  void polled();
+  void healthy(bool healthy);
+  [[nodiscard]] TriggerStatus status() const;
+
+ private:
+  Context& context_;
+  std::string trigger_;
+  mutable std::mutex mutex_;
+  TriggerStatus status_;
 };
 
 class CALLBACK_EXPORT Trigger : public Component {
