@@ -623,7 +623,7 @@ TEST_F(AriIvrTest, TheCallerDialsTheNumberAfterAnsweringAndIsConnectedAndBilledF
   connect_ivr();
   billing.max_duration = 300s;
   const auto plays = requests("POST /ari/channels/{id}/play");
-  const auto id = start_ivr("1101");
+  const auto id = start_ivr("7002");  // keys 2002# as the real Asterisk's 7XXX phones do (ari-outbound-dtmf)
   EXPECT_TRUE(billing.authorized.empty()) << "nothing is reserved before B is known";
   check(*this, id,
         {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,

@@ -11,13 +11,17 @@
 #
 #   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start .      # the real Asterisk
 #   tests/real_asterisk/burst.sh [--bin build/bin] [--calls 20] [--b-first 2000] [--port 18080] [--cancel N]
-#                                [--engine ami|ari] [--via rest|sms]
+#                                [--engine ami|ari] [--via rest|sms|ani]
 #
 # --cancel N: only the first N callbacks are canceled (without N: all). --engine: which
 # engine callbackd runs (common.sh; default ami). A run must also leave no bridge on Asterisk.
 # --via sms: each callback is asked for by SMS instead, through callback.trigger.sms: a
 # Twilio webhook signed as Twilio signs it, from A's number (registered to its account), whose
 # text is B; the callback's id is read from the TwiML reply.
+# --via ani: each callback is asked for by a missed call, through callback.trigger.ani (ARI
+# only: the IVR): caller 7000+i (registered to its account; EXTRA_DIALPLAN must include
+# tests/real_asterisk/testcallers.conf) rings the access number 5000 and is rejected busy,
+# unanswered; called back, it answers and keys 2<its last three digits>#, so B is 2000+i.
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
@@ -36,6 +40,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 source "$(cd "$(dirname "$0")" && pwd)/common.sh"
+if [ "$via" = ani ]; then
+  [ "$engine" = ari ] || { echo "burst.sh: --via ani needs --engine ari (the IVR asks the caller for B)" >&2; exit 2; }
+  a_first=7000 b_first=2000
+fi
 engine_json=$(engine_entry "$engine")
 cancel_count=${cancel_count:-$calls}
 bin=$(cd "$bin" && pwd)
@@ -50,7 +58,10 @@ cat >"$work/callback.json" <<EOF
   "engines": [$engine_json],
   "triggers": [{"plugin": "callback.trigger.sms",
                 "config": {"twilio_auth_token": "burst-token", "twilio_url": "http://127.0.0.1:$port/hooks/sms/twilio",
-                           "per_sender_per_hour": 1000}}],
+                           "per_sender_per_hour": 1000}},
+               {"plugin": "callback.trigger.ani",
+                "config": {"access_numbers": ["5000"], "ring_seconds": 1, "callback_delay_seconds": 1,
+                           "per_caller_per_hour": 1000}}],
   "service": {"max_in_flight": 100000},
   "server": {"listen": "127.0.0.1:$port", "shutdown_grace_seconds": 5},
   "log": {"level": "warning"}
@@ -64,7 +75,7 @@ for i in $(seq 0 $((calls - 1))); do
   ctl accounts add "burst-$i" --currency CNY --balance 3.00 --number $((a_first + i)) >/dev/null
 done
 # Callbacks asked by SMS belong to no API key: an admin key reads them.
-key=$(ctl keys add burst $([ "$via" = sms ] && echo --scope admin) | grep -o 'cbk_[A-Za-z0-9_-]*' | head -1)
+key=$(ctl keys add burst $([ "$via" != rest ] && echo --scope admin) | grep -o 'cbk_[A-Za-z0-9_-]*' | head -1)
 "$bin/callbackd" --config "$work/callback.json" >"$work/callbackd.log" 2>&1 &
 daemon=$!
 for _ in $(seq 100); do
@@ -93,6 +104,24 @@ PY
   xargs -P "$calls" -d '\n' -n 1 sh -c 'curl -s -w "\n" -XPOST "$0" -H "X-Twilio-Signature: ${1%% *}" \
       -H "Content-Type: application/x-www-form-urlencoded" --data "${1#* }"' "http://127.0.0.1:$port/hooks/sms/twilio" \
     <"$work/sms" | tee "$work/responses" | grep -o '(cb-[^)]*)' | tr -d '()' >"$work/ids"
+elif [ "$via" = ani ]; then
+  # Every caller rings at once; each is rejected busy (its Dial() ends BUSY), then called back.
+  ast=${AST_PREFIX:-/tmp/ast} rings=()
+  for i in $(seq 0 $((calls - 1))); do
+    # (A subshell of its own, without the EXIT trap, which would stop callbackd.)
+    ( trap - EXIT; "$ast/sbin/asterisk" -C "$ast/etc/asterisk/asterisk.conf" -rx \
+        "channel originate Local/$((a_first + i))@ring-access application Wait 30" >/dev/null 2>&1 || true ) &
+    rings+=($!)
+  done
+  wait "${rings[@]}"  # (not callbackd)
+  # The callbacks, once the trigger has asked for them all (callbackd's list, newest first).
+  for _ in $(seq 300); do
+    curl -s "http://127.0.0.1:$port/v1/callbacks?limit=1000" -H "Authorization: Bearer $key" |
+      grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids" || true
+    [ "$(wc -l <"$work/ids")" -ge "$calls" ] && break
+    sleep 0.1
+  done
+  cp "$work/ids" "$work/responses"
 else
   xargs -P "$calls" -d '\n' -I{} curl -s -w '\n' -XPOST "http://127.0.0.1:$port/v1/callbacks" -H "Authorization: Bearer $key" \
     -H 'Content-Type: application/json' -d '{}' <"$work/bodies" | tee "$work/responses" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids"
@@ -142,5 +171,5 @@ echo "Asterisk's log of the run, prompts played: $(tail -n +"$((before + 1))" "$
 left=$(asterisk_left)
 echo "Asterisk afterwards: $left"
 [ "$left" = "0 active channels, 0 bridges" ] || bad=$((bad + 1))
-echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels")$([ "$via" = sms ] && echo " asked by SMS") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
+echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels")$([ "$via" = sms ] && echo " asked by SMS")$([ "$via" = ani ] && echo " asked by missed calls (ANI, the IVR)") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
 [ "$bad" -eq 0 ]

@@ -726,7 +726,24 @@ def ami_inbound_reject(rec):
     agi_hangup(rec, conn, msgs, cmsgs, ch, "caller-agi-3", "17")
 
 
+def ari_outbound_dtmf(rec):
+    """The IVR's caller: A originated into the app (as the engine places A) answers and keys
+    digits (testcallers.conf's [phones] 7XXX: Answer, Wait(1), SendDTMF(2XXX#,250)); the
+    keys come as ChannelDtmfReceived on the originated channel in Stasis, the ;1 half."""
+    rec.connect_ws()
+    cid = "ivr-a-1"
+    rec.http("POST", "/ari/channels?endpoint=Local/7005@phones&app=%s&appArgs=leg-a,%s&callerId=%s&timeout=30"
+             "&channelId=%s-A1&otherChannelId=%s-A2" % (APP, cid, q('"Callback" <000>'), cid, cid),
+             "originate A 7005 (keys 2005#) into the app")
+    rec.wait_type("StasisStart", "%s-A1" % cid)
+    rec.wait_type("ChannelDtmfReceived", "%s-A1" % cid, digit="#", timeout=15)
+    rec.http("DELETE", "/ari/channels/%s-A1?reason=normal" % cid, "hang up A (reason=normal)")
+    rec.wait_type("ChannelDestroyed", "%s-A1" % cid)
+    rec.quiet(1)
+
+
 SCENARIOS = {
+    "ari-outbound-dtmf": ari_outbound_dtmf,
     "ari-inbound-dtmf": ari_inbound_dtmf,
     "ari-inbound-caller-hangup": ari_inbound_caller_hangup,
     "ari-inbound-reject": lambda rec: reject(rec, "caller-rej-1", "reason=busy"),

@@ -193,7 +193,7 @@ int reason_to_cause(std::string_view reason) {
 }
 
 // The number decides the phone (etc/extensions.conf [phones]).
-enum class Phone { kStaysUp, kHangsUp, kBusy, kNoAnswer, kCongestion, kHangupCause, kBench, kBenchHangup, kInvalid };
+enum class Phone { kStaysUp, kHangsUp, kBusy, kNoAnswer, kCongestion, kHangupCause, kBench, kBenchHangup, kKeys, kInvalid };
 
 struct PhoneInfo {
   Phone kind = Phone::kInvalid;
@@ -215,6 +215,7 @@ PhoneInfo classify(std::string_view number) {
       if (number[1] == '8') return {Phone::kHangupCause, 1, "unallocated number"};
       return {Phone::kCongestion, 0, "congestion"};
     case '6': return {Phone::kHangupCause, 21, "rejected"};
+    case '7': return {Phone::kKeys, 0, "answers, keys "};  // + 2XXX# (tests/real_asterisk/testcallers.conf)
     case '9': return {number[1] == '8' ? Phone::kBenchHangup : Phone::kBench, 0, ""};
     default: return {};
   }
@@ -992,8 +993,14 @@ struct Server {
       return;
     }
     ev_dial(one, "", dialstring);
-    const std::string noop = "phone " + call->number + ": " + std::string(phone.noop);
+    std::string noop = "phone " + call->number + ": " + std::string(phone.noop);
+    if (phone.kind == Phone::kKeys) noop += keys_of(call->number);
     switch (phone.kind) {
+      case Phone::kKeys:
+        // ari-outbound-dtmf: NoOp, Answer() at once.
+        ev_dialplan(two, 1, "NoOp", noop);
+        phone_answers(call, 2);
+        return;
       case Phone::kStaysUp:
       case Phone::kHangsUp:
       case Phone::kNoAnswer: {
@@ -1100,7 +1107,8 @@ struct Server {
         return;
       }
       if (auto keys = options.phone_dtmf.find(call->number); keys != options.phone_dtmf.end()) {
-        call->in.dtmf = keys->second;  // sent once the app has it (1 s after the answer)
+        call->in.dtmf = keys->second;  // the 7XXX phones' timing (ari-outbound-dtmf): 1.7 s after the answer
+        call->in.dtmf_delay_ms = 1700;
         call->in.hangup_after_ms = -1;
         after(call, call->dtmf, static_cast<double>(call->in.dtmf_delay_ms) / 1000.0,
               [this](const std::shared_ptr<Call>& c) { send_digit(c); });
@@ -1131,6 +1139,23 @@ struct Server {
         case Phone::kBenchHangup:
           far_hangup(c, 16, priority + 1);
           return;
+        case Phone::kKeys: {
+          // ari-outbound-dtmf: Wait(1), then SendDTMF(2XXX#,250): the app sees each key on
+          // the ;1 half, the first 0.2 s after SendDTMF starts, then 0.35 s apart, 100 ms
+          // each. (The Wait(60) after it is not sent: the recording ended before it.)
+          ev_dialplan(far, priority + 1, "Wait", "1");
+          after(c, c->timer, 1.0, [this, priority](const std::shared_ptr<Call>& c2) {
+            Channel& phone = *c2->two;
+            if (!phone.alive) return;
+            const std::string keys = keys_of(c2->number);
+            ev_dialplan(phone, priority + 2, "SendDTMF", keys + ",250");
+            c2->in.dtmf = keys;
+            c2->in.dtmf_delay_ms = 200;
+            c2->in.hangup_after_ms = -1;
+            after(c2, c2->dtmf, 0.2, [this](const std::shared_ptr<Call>& c3) { send_digit(c3); });
+          });
+          return;
+        }
         default:
           apply_pending_caller(far);
           ev_dialplan(far, priority + 1, "Wait", "3600");
@@ -1211,6 +1236,9 @@ struct Server {
   }
 
   void send_raw_to_all(const std::string& frame, const std::string& app);
+
+  // What a 7XXX phone keys: 2 and its last three digits, then # (7005 -> 2005#).
+  static std::string keys_of(const std::string& number) { return "2" + number.substr(1) + "#"; }
 
   void inbound_answered(const std::shared_ptr<Call>& call) {
     call->timeout.cancel();

@@ -13,6 +13,8 @@
 //   3XXX busy (;2 cause 17, ;1 cause 0)       4XXX rings until the originate/dial timeout (19)
 //   5XXX congestion (34)   55XX Hangup(38)    58XX Hangup(1)     6XXX Hangup(21)
 //   9XXX answers at once, stays up            98XX answers and hangs up at once
+//   7XXX answers at once, keys 2XXX# (its last three digits) 1.7 s later, stays up
+//        (tests/real_asterisk/testcallers.conf [phones]; ari-outbound-dtmf)
 //   0XXX / anything else: no such extension (both halves destroyed with cause 0)
 //
 // Supported: GET asterisk/info, asterisk/ping, applications[/{app}], channels[/{id}],
@@ -75,9 +77,9 @@ struct FakeAriOptions {
   std::int64_t bridge_play_delay_ms = 0;
   // Phones that key digits once they answered an originate into the app (the IVR asks a
   // called-back caller for the number): phone number -> the digits, sent as
-  // ChannelDtmfReceived on the channel in Stasis 1 s after the answer and 0.35 s apart,
-  // as tests/real_asterisk/testcallers.conf's [ivrphones] do (SendDTMF(...,250) after
-  // Wait(1)). The phone otherwise behaves by its number (1XXX stays up, 2XXX hangs up...).
+  // ChannelDtmfReceived on the channel in Stasis 1.7 s after the answer and 0.35 s apart,
+  // as the 7XXX phones key theirs (ari-outbound-dtmf). The phone otherwise behaves by its
+  // number (1XXX stays up, 2XXX hangs up...).
   std::map<std::string, std::string> phone_dtmf;
 };
 

@@ -455,7 +455,7 @@ INSTANTIATE_TEST_SUITE_P(Recordings, RecordedScenario,
                                            "ari-inbound-dtmf", "ari-inbound-caller-hangup", "ari-inbound-reject",
                                            "ari-inbound-reject-congestion", "ari-inbound-ring-reject",
                                            "ari-inbound-reject-subscribed", "ari-app-replaced",
-                                           "ari-event-filter", "ari-leg-end-record"),
+                                           "ari-event-filter", "ari-leg-end-record", "ari-outbound-dtmf"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
                            std::string name = param.param.substr(4);
                            std::replace(name.begin(), name.end(), '-', '_');
