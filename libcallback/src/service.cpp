@@ -91,11 +91,12 @@ std::string payer_account(const Payer& payer) {
   return std::get<CampaignId>(payer).value;
 }
 
-Cdr make_cdr(const Call& call, const Leg& leg) {
+// `service_number`: what A's phone showed when the callee was never known (the IVR got none).
+Cdr make_cdr(const Call& call, const Leg& leg, const PhoneNumber& service_number) {
   Cdr cdr;
   const bool is_a = leg.role == LegRole::a;
   const PhoneNumber& a = call.request().caller;
-  const std::string b = call.request().callee ? call.request().callee->digits() : std::string();
+  const std::string b = call.request().callee ? call.request().callee->digits() : service_number.digits();
   cdr.calldate = leg.started.value_or(call.created_at());
   cdr.src = is_a ? b : a.digits();  // the number the leg's phone showed
   cdr.clid = "\"Callback\" <" + cdr.src + ">";
@@ -277,9 +278,9 @@ CallbackService::~CallbackService() {
         (void)billing_->authorizer().release(active->reservation);
       }
     }
-    cdrs.push_back(make_cdr(call, call.leg_a()));
+    cdrs.push_back(make_cdr(call, call.leg_a(), options_.service_number));
     if (active->b_dialed) {
-      cdrs.push_back(make_cdr(call, call.leg_b()));
+      cdrs.push_back(make_cdr(call, call.leg_b(), options_.service_number));
       cdrs.back().cost = cost;
     }
   }
@@ -1073,9 +1074,9 @@ void CallbackService::complete(const std::string& id, std::optional<Money> cost)
   const bool b_answered = call.leg_b().answered.has_value();
 
   // One CDR per leg that was placed.
-  pending_cdrs_.push_back(make_cdr(call, call.leg_a()));
+  pending_cdrs_.push_back(make_cdr(call, call.leg_a(), options_.service_number));
   if (active.b_dialed) {
-    pending_cdrs_.push_back(make_cdr(call, call.leg_b()));
+    pending_cdrs_.push_back(make_cdr(call, call.leg_b(), options_.service_number));
     pending_cdrs_.back().cost = cost;
   }
 

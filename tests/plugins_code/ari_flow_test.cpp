@@ -679,6 +679,7 @@ TEST_F(AriIvrTest, NoUsableNumberAfterTwoTriesEndsWithCallFailedAndCostsNothing)
     const auto rows = cdrs(id);
     ASSERT_EQ(rows.size(), 1u) << "B was never dialed";
     EXPECT_EQ(rows[0].disposition, Disposition::answered);
+    EXPECT_EQ(rows[0].src, ServiceOptions{}.service_number.digits()) << "what A's phone showed";
     // Asked twice, then "call failed".
     EXPECT_EQ(requests("POST /ari/channels/{id}/play") - plays, 3u);
   }
