@@ -601,7 +601,8 @@ struct AriIvrTest : AriFlowTest {
                      {"1103", ""},                // silent: asked twice, then "call failed"
                      {"1104", "110#110#"},        // an emergency number, twice
                      {"1105", "1105#1105#"},      // their own number, twice
-                     {"1106", "2004#"}}) {}        // B, which billing refuses
+                     {"1106", "2004#"},           // B, which billing refuses
+                     {"1107", "123456789012345678901"}}) {}  // 21 digits: too many, then "1": too short
   void connect_ivr() {
     ServiceOptions options;
     options.ivr_first_digit_timeout = 300ms;  // a silent caller is given up on soon
@@ -662,7 +663,7 @@ TEST_F(AriIvrTest, NoUsableNumberAfterTwoTriesEndsWithCallFailedAndCostsNothing)
     std::string a, outcome, code;
   };
   for (const Case& c : {Case{"1103", "no_number", "no_number"}, Case{"1104", "refused", "denied.emergency_number"},
-                        Case{"1105", "no_number", "no_number"}}) {
+                        Case{"1105", "no_number", "no_number"}, Case{"1107", "no_number", "no_number"}}) {
     SCOPED_TRACE(c.a);
     const auto plays = requests("POST /ari/channels/{id}/play");
     const auto id = start_ivr(c.a);
@@ -682,6 +683,9 @@ TEST_F(AriIvrTest, NoUsableNumberAfterTwoTriesEndsWithCallFailedAndCostsNothing)
     EXPECT_EQ(rows[0].src, ServiceOptions{}.service_number.digits()) << "what A's phone showed";
     // Asked twice, then "call failed".
     EXPECT_EQ(requests("POST /ari/channels/{id}/play") - plays, 3u);
+    if (c.a == "1107") {
+      EXPECT_NE(log_text.str().find("A dialled more than 20 digits (attempt 1 of 2)"), std::string::npos) << log_text.str();
+    }
   }
   nothing_left();
 }
