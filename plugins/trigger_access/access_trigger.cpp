@@ -107,13 +107,17 @@ struct AccessTrigger::State : std::enable_shared_from_this<State> {
 
   [[nodiscard]] std::string component() const { return "callback.trigger." + options.trigger; }
 
+  // The table by number, built once ("" is the entry for any number).
+  std::unordered_map<std::string, const AccessNumber*> by_number = [this] {
+    std::unordered_map<std::string, const AccessNumber*> index;
+    for (const auto& n : options.numbers) index.emplace(n.number, &n);
+    return index;
+  }();
+
   const AccessNumber* entry_for(const std::string& dialed) const {
-    const AccessNumber* any = nullptr;
-    for (const auto& n : options.numbers) {
-      if (n.number.empty()) any = &n;
-      else if (n.number == dialed) return &n;
-    }
-    return any;
+    if (auto it = by_number.find(dialed); it != by_number.end()) return it->second;
+    auto any = by_number.find(std::string());
+    return any == by_number.end() ? nullptr : any->second;
   }
 
   struct Refusal {
