@@ -166,6 +166,8 @@ class RestApiTest : public ::testing::Test {
  protected:
   test::TempDir dir;
   fake::FakeAsterisk asterisk{{.time_scale = 0.01}};
+  // Declared before the runtime: its plugins' threads may log until it is destroyed.
+  std::ostringstream log;
   std::unique_ptr<Runtime> runtime;
   std::unique_ptr<RestServer> server;
   std::string key;
@@ -221,7 +223,6 @@ class RestApiTest : public ::testing::Test {
         [&] { ASSERT_TRUE(runtime->billing()->admin()->put_campaign({.id = "free", .limit = std::chrono::seconds{120}})); });
     base = "http://127.0.0.1:" + std::to_string(server->port());
   }
-  std::ostringstream log;
 
   Response request(const std::string& method, const std::string& path, const std::string& body = {},
                    std::vector<std::string> headers = {}, bool with_key = true, bool accept_cut = false) {
