@@ -42,7 +42,10 @@ Result<std::unique_ptr<Embedded>> open_embedded(const PluginSource& source, bool
   if (!store) return store.error();
   embedded->store = std::move(*store);
   if (need_billing) {
-    if (!embedded->config.billing) return Error{"billing_unavailable", "billing is switched off in the config", "billing"};
+    if (!embedded->config.billing) {
+      return Error{"billing_unavailable", "billing is switched off in the config", "billing"}.as(
+          ErrorKind::unavailable);
+    }
     auto billing = embedded->loader->create_from_config<Billing>(*embedded->config.billing, embedded->context,
                                                                   embedded->store.get());
     if (!billing) return billing.error();
@@ -266,7 +269,7 @@ int accounts_show(const PluginSource& source, const Remote& remote, const std::s
   if (!embedded) return fail(output, embedded.error(), code_for(embedded.error()));
   auto account = (*embedded)->store->accounts().find(id);
   if (!account) return fail(output, account.error(), exit_failure);
-  if (!*account) return fail(output, Error{"unknown_account", "no account " + id, "id"});
+  if (!*account) return fail(output, Error{"unknown_account", "no account " + id, "id"}.as(ErrorKind::not_found));
   auto ledger = (*embedded)->store->ledger().entries(id);
   if (!ledger) return fail(output, ledger.error(), exit_failure);
   json::array entries;

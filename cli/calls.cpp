@@ -30,13 +30,19 @@ namespace json = boost::json;
 namespace {
 
 
+// By the error's kind (a remote one's comes from its HTTP status).
 int code_for(const Error& e) {
-  if (e.code.starts_with("denied.") || e.code == "rate_limited") return exit_refused;
-  if (e.code == "engine_unavailable" || e.code == "shutting_down" || e.code == "store_failed" ||
-      e.code == "http" || e.code == "billing_unavailable") {
-    return exit_failure;
+  switch (e.kind) {
+    case ErrorKind::forbidden:
+    case ErrorKind::payment_required:
+    case ErrorKind::rate_limited:
+      return exit_refused;
+    case ErrorKind::unavailable:
+    case ErrorKind::internal:
+      return exit_failure;
+    default:
+      return exit_bad_input;
   }
-  return exit_bad_input;
 }
 
 // One line a state change, as people read it.
@@ -237,7 +243,9 @@ int call_command(const PluginSource& source, const Remote& remote, const CallArg
   if (auto ok = (*runtime)->start(); !ok) return fail(output, ok.error(), exit_failure);
   if (!(*runtime)->wait_for_engine(std::chrono::seconds(10))) {
     (*runtime)->stop(std::chrono::seconds{0});
-    return fail(output, Error{"engine_unavailable", "no Asterisk server became ready within 10 s", "engines"},
+    return fail(output,
+                Error{"engine_unavailable", "no Asterisk server became ready within 10 s", "engines"}.as(
+                    ErrorKind::unavailable),
                 exit_failure);
   }
   std::promise<Result<std::string>> accepted;
@@ -371,7 +379,7 @@ int status_command(const PluginSource& source, const Remote& remote, const std::
   if (cdrs.empty()) {
     return fail(output,
                 Error{"not_found", "no records of callback \"" + id + "\" (running calls: ask callbackd with --server)",
-                      "id"},
+                      "id"}.as(ErrorKind::not_found),
                 exit_bad_input);
   }
   if (output.json) {

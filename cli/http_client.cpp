@@ -1,5 +1,7 @@
 #include "http_client.hpp"
 
+#include <callback/http.hpp>
+
 #include <boost/json.hpp>
 #include <curl/curl.h>
 
@@ -53,7 +55,8 @@ Result<Http> http(const Remote& remote, const std::string& method, const std::st
   // caller reconnects.
   const bool stream_cut = on_data && response.status == 200 && (rc == CURLE_RECV_ERROR || rc == CURLE_PARTIAL_FILE);
   if (rc != CURLE_OK && rc != CURLE_WRITE_ERROR && !stream_cut) {
-    return Error{"http", "cannot reach " + remote.server + ": " + curl_easy_strerror(rc), "server"};
+    return Error{"http", "cannot reach " + remote.server + ": " + curl_easy_strerror(rc), "server"}.as(
+        ErrorKind::unavailable);
   }
   return response;
 }
@@ -67,9 +70,11 @@ Error api_error(const Http& r) {
     const auto* rule = e.as_object().if_contains("rule");
     return Error{std::string(e.at("code").as_string()), std::string(e.at("message").as_string()),
                  std::string(e.at("field").as_string()),
-                 rule != nullptr && rule->is_string() ? std::string(rule->as_string()) : std::string()};
+                 rule != nullptr && rule->is_string() ? std::string(rule->as_string()) : std::string(),
+                 error_kind_for_status(static_cast<int>(r.status))};
   }
-  return Error{"http", "callbackd answered HTTP " + std::to_string(r.status), {}};
+  return Error{"http", "callbackd answered HTTP " + std::to_string(r.status), {}, {},
+               error_kind_for_status(static_cast<int>(r.status))};
 }
 
 

@@ -32,7 +32,9 @@ std::string sha256_hex(std::string_view text) {
   return hex(digest, size);
 }
 
-Error unauthorized(std::string message) { return Error{"unauthorized", std::move(message), "api_key"}; }
+Error unauthorized(std::string message) {
+  return Error{"unauthorized", std::move(message), "api_key"}.as(ErrorKind::unauthorized);
+}
 
 constexpr std::string_view scope_names[] = {"callbacks", "operator", "admin"};
 
@@ -103,7 +105,7 @@ Result<CreatedKey> ApiKeys::add(const std::string& name, KeyScope scope) {
     insert.bind(6, std::string(to_string(scope)));
     insert.exec();
   } catch (const SQLite::Exception& e) {
-    return Error{"store_failed", std::string("could not store the key: ") + e.what(), {}};
+    return Error{"store_failed", std::string("could not store the key: ") + e.what(), {}}.as(ErrorKind::internal);
   }
   return created;
 }
@@ -116,7 +118,7 @@ Result<std::vector<ApiKeyInfo>> ApiKeys::list() {
     while (query.executeStep()) keys.push_back(read_info(query));
     return keys;
   } catch (const SQLite::Exception& e) {
-    return Error{"store_failed", e.what(), {}};
+    return Error{"store_failed", e.what(), {}}.as(ErrorKind::internal);
   }
 }
 
@@ -129,13 +131,13 @@ Status ApiKeys::revoke(const std::string& id) {
     if (update.exec() == 0) {
       SQLite::Statement exists(*db_, "SELECT 1 FROM api_key WHERE id = ?");
       exists.bind(1, id);
-      if (!exists.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"};
+      if (!exists.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"}.as(ErrorKind::not_found);
       return Error{"already_revoked", "API key \"" + id + "\" is already revoked", "id"};
     }
     cache_.erase(id);
     return ok_status();
   } catch (const SQLite::Exception& e) {
-    return Error{"store_failed", e.what(), {}};
+    return Error{"store_failed", e.what(), {}}.as(ErrorKind::internal);
   }
 }
 
@@ -164,7 +166,7 @@ Result<ApiKeyInfo> ApiKeys::verify(std::string_view key) {
       }
     } catch (const SQLite::Exception& e) {
       cache_.erase(id);
-      return Error{"store_failed", std::string("cannot check API keys: ") + e.what(), {}};
+      return Error{"store_failed", std::string("cannot check API keys: ") + e.what(), {}}.as(ErrorKind::internal);
     }
   }
   // Unknown ids are cached too (as unknown), so guessing costs no database reads.
@@ -179,10 +181,10 @@ Result<std::string> ApiKeys::webhook_secret(const std::string& id) {
   try {
     SQLite::Statement query(*db_, "SELECT webhook_secret FROM api_key WHERE id = ?");
     query.bind(1, id);
-    if (!query.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"};
+    if (!query.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"}.as(ErrorKind::not_found);
     return query.getColumn(0).getString();
   } catch (const SQLite::Exception& e) {
-    return Error{"store_failed", e.what(), {}};
+    return Error{"store_failed", e.what(), {}}.as(ErrorKind::internal);
   }
 }
 

@@ -367,8 +367,9 @@ void HttpGuard::dispatch(const std::shared_ptr<Pistache::Tcp::Peer>& peer, Conne
     // The handler's own failure: answered 500 without its text, like any other.
     Pistache::Http::ResponseWriter failed(request.version(), transport(), this, peer);
     failed.headers().add<Pistache::Http::Header::ContentType>(Pistache::Http::Mime::MediaType("application/json"));
-    failed.send(Code::Internal_Server_Error,
-                boost::json::serialize(error_body(Error{"internal", "the request failed", {}})));
+    failed.send(
+        Code::Internal_Server_Error,
+        boost::json::serialize(error_body(Error{"internal", "the request failed", {}}.as(ErrorKind::internal))));
   }
   parser->reset();
   connection.answer_pending = !peer->isIdle();

@@ -1,4 +1,7 @@
 #include <callback/http.hpp>
+#include <callback/json.hpp>
+
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 
@@ -76,6 +79,44 @@ Result<FormFields> decode_form(std::string_view query) {
   return parameters;
 }
 
+int http_status(ErrorKind kind) noexcept {
+  switch (kind) {
+    case ErrorKind::invalid: return 400;
+    case ErrorKind::unauthorized: return 401;
+    case ErrorKind::payment_required: return 402;
+    case ErrorKind::forbidden: return 403;
+    case ErrorKind::not_found: return 404;
+    case ErrorKind::method_not_allowed: return 405;
+    case ErrorKind::conflict: return 409;
+    case ErrorKind::too_large: return 413;
+    case ErrorKind::unsupported_media: return 415;
+    case ErrorKind::rate_limited: return 429;
+    case ErrorKind::internal: return 500;
+    case ErrorKind::unavailable: return 503;
+  }
+  return 500;
+}
+
+ErrorKind error_kind_for_status(int status) noexcept {
+  switch (status) {
+    case 401: return ErrorKind::unauthorized;
+    case 402: return ErrorKind::payment_required;
+    case 403: return ErrorKind::forbidden;
+    case 404: return ErrorKind::not_found;
+    case 405: return ErrorKind::method_not_allowed;
+    case 409: return ErrorKind::conflict;
+    case 413: return ErrorKind::too_large;
+    case 415: return ErrorKind::unsupported_media;
+    case 429: return ErrorKind::rate_limited;
+    case 503: return ErrorKind::unavailable;
+    default: return status >= 500 ? ErrorKind::internal : ErrorKind::invalid;
+  }
+}
+
+HttpResponse error_response(const Error& error) {
+  return {.status = http_status(error.kind), .body = boost::json::serialize(error_body(error))};
+}
+
 HttpRoutes::~HttpRoutes() = default;
 
 Status HttpRouteTable::add(std::string_view method, std::string path, HttpHandler handler, bool prefix) {
@@ -88,7 +129,9 @@ Status HttpRouteTable::add(std::string_view method, std::string path, HttpHandle
                  "path"};
   }
   if (!handler) return Error{"invalid_route", "a route needs a handler", "handler"};
-  if (reserved(path)) return Error{"route_reserved", path + " is callbackd's own (/v1/, /healthz, /metrics)", "path"};
+  if (reserved(path)) {
+    return Error{"route_reserved", path + " is callbackd's own (/v1/ but /v1/public/, /healthz, /metrics)", "path"};
+  }
   std::lock_guard lock(mutex_);
   for (const auto& route : routes_) {
     if (route.method == method && route.path == path && route.prefix == prefix) {
@@ -101,6 +144,7 @@ Status HttpRouteTable::add(std::string_view method, std::string path, HttpHandle
 }
 
 bool HttpRouteTable::reserved(std::string_view path) {
+  if (path.starts_with("/v1/public/")) return false;  // the web page's
   return path.starts_with("/v1/") || path == "/v1" || path.starts_with("/healthz") || path.starts_with("/metrics");
 }
 

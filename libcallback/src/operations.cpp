@@ -50,7 +50,9 @@ Result<Account> create_account(Store& store, const AccountForm& form, const Numb
   if (auto ok = store.accounts().create(account); !ok) return ok.error();
   auto created = store.accounts().find(form.id);
   if (!created) return created.error();
-  if (!*created) return Error{"store_failed", "the account was created but cannot be read back", "id"};
+  if (!*created) {
+    return Error{"store_failed", "the account was created but cannot be read back", "id"}.as(ErrorKind::internal);
+  }
   return **created;
 }
 
@@ -58,7 +60,7 @@ Result<LedgerEntry> top_up(Store& store, const std::string& account_id, std::str
                            const std::string& reference) {
   auto account = store.accounts().find(account_id);
   if (!account) return account.error();
-  if (!*account) return Error{"unknown_account", "no account " + account_id, "id"};
+  if (!*account) return Error{"unknown_account", "no account " + account_id, "id"}.as(ErrorKind::not_found);
   auto money = Money::parse(amount, (*account)->currency);
   if (!money) return money.error().at("amount");
   if (money->is_negative() || money->is_zero()) return Error{"invalid_amount", "a top-up must be positive", "amount"};

@@ -91,7 +91,7 @@ Status check_dialable(const PhoneNumber& number, const NumberingPlan& plan, cons
   auto emergency = [&](const std::string& pattern) {
     return Error{"denied.emergency_number",
                  number.e164() + " is an emergency or service number; a callback never dials it", field,
-                 "emergency " + pattern};
+                 "emergency " + pattern}.as(ErrorKind::forbidden);
   };
   const std::size_t min_digits = plan.min_subscriber_digits.value_or(plan.country_code.empty() ? 0 : 6);
   auto short_code = [&](std::string_view national) -> Status {
@@ -99,7 +99,7 @@ Status check_dialable(const PhoneNumber& number, const NumberingPlan& plan, cons
     return Error{"denied.short_code",
                  number.e164() + " is a short code (" + std::to_string(national.size()) +
                      " digits), not a subscriber's number; a callback never dials it",
-                 field, "short_code <" + std::to_string(min_digits) + " digits"};
+                 field, "short_code <" + std::to_string(min_digits) + " digits"}.as(ErrorKind::forbidden);
   };
   const auto own_patterns = plan.emergency_numbers.value_or(default_emergency_numbers(plan.country_code));
   if (plan.country_code.empty()) {  // numbers as dialed: the number is its own national number

@@ -17,7 +17,8 @@ class Runtime::Sink final : public TriggerSink, public CallObserver {
   explicit Sink(Runtime& runtime) : runtime_(runtime) {}
   void submit(CallbackRequest request, std::function<void(Result<std::string>)> done) override {
     if (!runtime_.accepting()) {
-      done(Error{"shutting_down", "the service is shutting down and takes no new calls", {}});
+      done(
+          Error{"shutting_down", "the service is shutting down and takes no new calls", {}}.as(ErrorKind::unavailable));
       return;
     }
     runtime_.post([this, request = std::move(request), done = std::move(done)]() mutable {
@@ -27,7 +28,8 @@ class Runtime::Sink final : public TriggerSink, public CallObserver {
   void track(CallbackRequest request, Tracking tracking) override {
     if (!runtime_.accepting()) {
       if (tracking.accepted) {
-        tracking.accepted(Error{"shutting_down", "the service is shutting down and takes no new calls", {}});
+        tracking.accepted(Error{"shutting_down", "the service is shutting down and takes no new calls", {}}.as(
+            ErrorKind::unavailable));
       }
       return;
     }

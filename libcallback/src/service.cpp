@@ -78,6 +78,11 @@ struct CallbackService::Active {
 
 namespace {
 
+// A payer without the money is asked to pay (HTTP 402); every other refusal is a policy's.
+ErrorKind kind_of(DenialReason reason) {
+  return reason == DenialReason::insufficient_balance ? ErrorKind::payment_required : ErrorKind::forbidden;
+}
+
 std::string random_prefix() {
   std::random_device random;
   constexpr char hex[] = "0123456789abcdef";
@@ -379,7 +384,7 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
     return refuse_now(Error{"overloaded",
                             std::to_string(active_.size()) + " callbacks are in flight, the most this service takes; "
                                                              "try again shortly",
-                            {}});
+                            {}}.as(ErrorKind::unavailable));
   }
   if (!request.idempotency_key.empty()) {
     if (auto it = idempotency_.find(request.idempotency_key); it != idempotency_.end()) {
@@ -418,7 +423,8 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
   }
   if (request.limit) active.limit = std::min(active.limit, *request.limit);
   if (billing_ == nullptr && campaign_id == nullptr) {
-    Error error{"billing_unavailable", "account callbacks need a billing backend; none is configured", "account"};
+    Error error{"billing_unavailable", "account callbacks need a billing backend; none is configured", "account", {},
+                ErrorKind::unavailable};
     refuse(active, error, done);
     return error;
   }
@@ -493,13 +499,18 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
   }
   if (!done) done = std::exchange(it->second->pending_done, nullptr);
   Active& active = *it->second;
-  if (!decision) return refuse(active, Error{"billing_unavailable", "billing failed: " + decision.error().message, {}}, done);
+  if (!decision) {
+    return refuse(
+        active,
+        Error{"billing_unavailable", "billing failed: " + decision.error().message, {}}.as(ErrorKind::unavailable),
+        done);
+  }
   if (!decision->allowed) {
     const auto reason = decision->reason.value_or(DenialReason::unavailable);
     return refuse(active,
                   Error{"denied." + std::string(to_string(reason)),
                         decision->message.empty() ? std::string(to_string(reason)) : decision->message,
-                        decision->field.empty() ? "payer" : decision->field, decision->rule},
+                        decision->field.empty() ? "payer" : decision->field, decision->rule}.as(kind_of(reason)),
                   done);
   }
   active.reservation = decision->reservation;
@@ -512,8 +523,10 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
       billing_->authorizer().release_async(active.reservation, [](Status) {});
     }
     return refuse(active,
-                  active.cancel_requested ? Error{"canceled", "canceled before it was dialed", "id"}
-                                          : Error{"denied.insufficient_balance", "no talk time is available", "payer"},
+                  active.cancel_requested
+                      ? Error{"canceled", "canceled before it was dialed", "id"}
+                      : Error{"denied.insufficient_balance", "no talk time is available", "payer"}.as(
+                            ErrorKind::payment_required),
                   done);
   }
   active.authorized = true;
@@ -581,7 +594,8 @@ void CallbackService::place(const std::string& id, const OriginateRequest& origi
     if (!done) return;
     if (placed) return done(id);
     // The engine ends the leg too (its `ended` event), so the call ends as engine lost.
-    done(Error{"engine_unavailable", "the call could not be placed: " + placed.error().message, {}});
+    done(Error{"engine_unavailable", "the call could not be placed: " + placed.error().message, {}}.as(
+        ErrorKind::unavailable));
   });
 }
 
@@ -636,7 +650,8 @@ void CallbackService::on_stage_timeout(const std::string& id) {
   if (active.call.state() == CallState::authorizing) {
     // Nothing placed yet; a grant that still comes is given back (on_authorized).
     Done done = std::exchange(active.pending_done, nullptr);
-    return refuse(active, Error{"billing_unavailable", "billing did not answer in time", {}}, done);
+    return refuse(active, Error{"billing_unavailable", "billing did not answer in time", {}}.as(ErrorKind::unavailable),
+                  done);
   }
   if (active.timeouts++ == 0) {
     // The engine went quiet past the stage's own time: end the call ourselves.
@@ -848,8 +863,10 @@ void CallbackService::on_callee_digits(const std::string& id, Result<Digits> dig
   if (!digits) {
     if (digits.error().code == engine_errc::channel_gone || digits.error().code == engine_errc::canceled) return;
     context_.log.warning("callback.service", id + ": collecting the number from A failed: " + digits.error().message);
-    return give_up_on_callee(active, Error{"engine_unavailable", "the number could not be collected: " +
-                                                                     digits.error().message, "callee"});
+    return give_up_on_callee(
+        active,
+        Error{"engine_unavailable", "the number could not be collected: " + digits.error().message, "callee"}.as(
+            ErrorKind::unavailable));
   }
   // What A pressed, for the log: digits, '*' and '#' only (the engine's), never longer than asked.
   auto wrong = [&](std::string why) -> std::optional<Error> {
@@ -900,14 +917,15 @@ void CallbackService::on_callee_authorized(const std::string& id, Result<Authori
   }
   Active& active = *it->second;
   if (!decision) {
-    return give_up_on_callee(active, Error{"billing_unavailable", "billing failed: " + decision.error().message, {}});
+    return give_up_on_callee(active, Error{"billing_unavailable", "billing failed: " + decision.error().message, {}}.as(
+                                         ErrorKind::unavailable));
   }
   if (!decision->allowed) {
     const auto reason = decision->reason.value_or(DenialReason::unavailable);
     return give_up_on_callee(
         active, Error{"denied." + std::string(to_string(reason)),
                       decision->message.empty() ? std::string(to_string(reason)) : decision->message,
-                      decision->field.empty() ? "payer" : decision->field, decision->rule});
+                      decision->field.empty() ? "payer" : decision->field, decision->rule}.as(kind_of(reason)));
   }
   active.reservation = decision->reservation;
   active.reservation_id = decision->reservation;
@@ -917,8 +935,8 @@ void CallbackService::on_callee_authorized(const std::string& id, Result<Authori
     if (billing_ != nullptr && !active.reservation.empty()) {
       billing_->authorizer().release_async(std::exchange(active.reservation, std::string()), [](Status) {});
     }
-    return give_up_on_callee(active,
-                             Error{"denied.insufficient_balance", "no talk time is available", "payer"});
+    return give_up_on_callee(active, Error{"denied.insufficient_balance", "no talk time is available", "payer"}.as(
+                                         ErrorKind::payment_required));
   }
   if (active.a_ended || active.hangup_cause) {  // A went (or was canceled) while billing thought
     if (billing_ != nullptr && !active.reservation.empty()) {

@@ -572,7 +572,7 @@ Money SqliteBilling::spent_today(SQLite::Database& db, const Payer& payer, Times
 Result<Authorization> SqliteBilling::authorize(const AuthorizationRequest& request) {
   auto out = std::make_shared<Authorization>();
   auto written = write(authorize_op(request, out));
-  if (!written) return Error{"billing_unavailable", written.error().message, {}};
+  if (!written) return Error{"billing_unavailable", written.error().message, {}}.as(ErrorKind::unavailable);
   return *out;
 }
 
@@ -580,7 +580,7 @@ void SqliteBilling::authorize_async(const AuthorizationRequest& request,
                                     std::function<void(Result<Authorization>)> done) {
   auto out = std::make_shared<Authorization>();
   write_async(authorize_op(request, out), [out, done = std::move(done)](Status written) {
-    if (!written) return done(Error{"billing_unavailable", written.error().message, {}});
+    if (!written) return done(Error{"billing_unavailable", written.error().message, {}}.as(ErrorKind::unavailable));
     done(std::move(*out));
   });
 }
@@ -676,7 +676,9 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
     const std::string rates = select.getColumn(5).getString();
     SQLite::Statement& account = prepared(db, "SELECT currency, minor_exponent, balance_micros FROM account WHERE id = ?");
     account.bindNoCopy(1, account_id);
-    if (!account.executeStep()) throw Exception(Error{"unknown_account", "no account " + account_id, "account"});
+    if (!account.executeStep()) {
+      throw Exception(Error{"unknown_account", "no account " + account_id, "account"}.as(ErrorKind::not_found));
+    }
     const Currency currency = Currency::of(account.getColumn(0).getString(), account.getColumn(1).getInt()).value_or(Currency{});
     const std::int64_t balance = account.getColumn(2).getInt64();
     const auto semicolon = rates.find(';');
@@ -791,7 +793,9 @@ SqliteBilling::Operation SqliteBilling::extend_op(std::string reservation, std::
     SQLite::Statement& account = prepared(db, "SELECT currency, minor_exponent, balance_micros, credit_limit_micros, "
                                   "reserved_micros FROM account WHERE id = ?");
     account.bindNoCopy(1, account_id);
-    if (!account.executeStep()) throw Exception(Error{"unknown_account", "no account " + account_id, "account"});
+    if (!account.executeStep()) {
+      throw Exception(Error{"unknown_account", "no account " + account_id, "account"}.as(ErrorKind::not_found));
+    }
     const Currency currency = Currency::of(account.getColumn(0).getString(), account.getColumn(1).getInt()).value_or(Currency{});
     // What this call may hold in all: its own hold plus what is free, within the policy.
     Money money = Money::from_micros(account.getColumn(2).getInt64() + account.getColumn(3).getInt64() -

@@ -20,7 +20,7 @@ using sqlite::format_time;
 using sqlite::parse_time;
 
 Error database_error(const std::string& what, const std::exception& e) {
-  return Error{"store_failed", what + ": " + e.what(), {}};
+  return Error{"store_failed", what + ": " + e.what(), {}}.as(ErrorKind::internal);
 }
 
 Currency currency_from_row(const std::string& code, int exponent) {
@@ -349,7 +349,9 @@ Status SqliteStore::create(const Account& account) {
     SQLite::Transaction transaction(*db_);
     SQLite::Statement exists(*db_, "SELECT 1 FROM account WHERE id = ?");
     exists.bind(1, account.id);
-    if (exists.executeStep()) return Error{"account_exists", "account " + account.id + " already exists", "id"};
+    if (exists.executeStep()) {
+      return Error{"account_exists", "account " + account.id + " already exists", "id"}.as(ErrorKind::conflict);
+    }
     SQLite::Statement insert(*db_,
                              "INSERT INTO account (id, name, currency, minor_exponent, balance_micros, "
                              "credit_limit_micros, status, tariff, secret_hash, created_at, language) "
@@ -375,7 +377,7 @@ Status SqliteStore::create(const Account& account) {
       number_taken.bind(1, n.digits());
       if (number_taken.executeStep()) {
         return Error{"number_taken", "+" + n.digits() + " is registered to account " + number_taken.getColumn(0).getString(),
-                     "numbers"};
+                     "numbers"}.as(ErrorKind::conflict);
       }
       number_taken.reset();
       number.bind(1, account.id);
@@ -396,7 +398,7 @@ Status SqliteStore::create(const Account& account) {
       if (email_taken.executeStep()) {
         const auto owner = email_taken.getColumn(0).getString();
         if (owner == account.id) return Error{"duplicate_email", *normal + " is given twice", "emails"};
-        return Error{"email_taken", *normal + " is registered to account " + owner, "emails"};
+        return Error{"email_taken", *normal + " is registered to account " + owner, "emails"}.as(ErrorKind::conflict);
       }
       email_taken.reset();
       email.bind(1, *normal);
@@ -537,7 +539,7 @@ Status SqliteStore::set_status(const std::string& id, AccountStatus status) {
     SQLite::Statement update(*db_, "UPDATE account SET status = ? WHERE id = ?");
     update.bind(1, std::string(to_string(status)));
     update.bind(2, id);
-    if (update.exec() == 0) return Error{"unknown_account", "no account " + id, "id"};
+    if (update.exec() == 0) return Error{"unknown_account", "no account " + id, "id"}.as(ErrorKind::not_found);
     return ok_status();
   } catch (const std::exception& e) {
     return database_error("cannot update account " + id, e);
@@ -552,7 +554,9 @@ Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
     SQLite::Transaction transaction(*db_);
     auto account = find_locked(entry.account_id);
     if (!account) return account.error();
-    if (!*account) return Error{"unknown_account", "no account " + entry.account_id, "account_id"};
+    if (!*account) {
+      return Error{"unknown_account", "no account " + entry.account_id, "account_id"}.as(ErrorKind::not_found);
+    }
     if (!(entry.amount.currency() == (*account)->currency)) {
       return Error{"currency_mismatch", "amount is in " + std::string(entry.amount.currency().code()) +
                                             " but account " + entry.account_id + " is in " +
@@ -589,7 +593,7 @@ Result<std::vector<LedgerEntry>> SqliteStore::entries(const std::string& account
   try {
     auto account = find_locked(account_id);
     if (!account) return account.error();
-    if (!*account) return Error{"unknown_account", "no account " + account_id, "account_id"};
+    if (!*account) return Error{"unknown_account", "no account " + account_id, "account_id"}.as(ErrorKind::not_found);
     const Currency currency = (*account)->currency;
     SQLite::Statement select(*db_,
                              "SELECT id, amount_micros, kind, reference, note, at, balance_after_micros FROM ledger "

@@ -19,14 +19,10 @@ SmsTrigger::Answer ignored(std::string reason) {
 SmsTrigger::Answer refused(std::string reason, std::string reply) {
   return {.kind = SmsTrigger::Answer::Kind::refused, .reply = std::move(reply), .reason = std::move(reason)};
 }
-HttpResponse error_response(int status, const Error& error) {
-  return {.status = status,
-          .body = json::serialize(
-              json::object{{"error", {{"code", error.code}, {"message", error.message}, {"field", error.field}}}})};
-}
 // Not started, or the store is down: the gateway tries again later.
 HttpResponse unavailable_response() {
-  auto response = error_response(503, Error{"unavailable", "not taking messages now; try again later", {}});
+  auto response =
+      error_response(Error{"unavailable", "not taking messages now; try again later", {}}.as(ErrorKind::unavailable));
   response.headers.emplace_back("Retry-After", "10");
   return response;
 }
@@ -229,9 +225,9 @@ void SmsTrigger::send_outcome(const Sms& sms, const std::string& sender, const s
 }
 
 void SmsTrigger::on_twilio(const HttpRequest& request, HttpRespond respond) {
-  const auto fail = [&](int status, const Error& error) { respond(error_response(status, error)); };
+  const auto fail = [&](const Error& error) { respond(error_response(error)); };
   auto fields = decode_form(request.body);
-  if (!fields) return fail(400, fields.error());
+  if (!fields) return fail(fields.error());
   const auto signature = request.header("X-Twilio-Signature");
   if (!twilio_signature_ok(options_.twilio_auth_token, options_.twilio_url, *fields, signature.value_or(""))) {
     count("forged");
@@ -240,8 +236,9 @@ void SmsTrigger::on_twilio(const HttpRequest& request, HttpRespond respond) {
                              " was refused";
     context_.log.warning(component, what);
     note_error(what);
-    return fail(403, Error{"bad_signature", "X-Twilio-Signature does not match (is twilio_url the URL configured "
-                                            "at Twilio?)", "X-Twilio-Signature"});
+    return fail(Error{"bad_signature", "X-Twilio-Signature does not match (is twilio_url the URL configured at Twilio?)",
+                      "X-Twilio-Signature"}
+                    .as(ErrorKind::forbidden));
   }
   Sms sms;
   for (const auto& [name, value] : *fields) {
@@ -250,7 +247,7 @@ void SmsTrigger::on_twilio(const HttpRequest& request, HttpRespond respond) {
     if (name == "Body") sms.text = value;
     if (name == "MessageSid") sms.id = value;
   }
-  if (sms.from.empty() || sms.id.empty()) return fail(400, Error{"missing_field", "From and MessageSid are required", "From"});
+  if (sms.from.empty() || sms.id.empty()) return fail(Error{"missing_field", "From and MessageSid are required", "From"});
   receive(sms, [respond](Answer answer) {
     if (answer.kind == Answer::Kind::unavailable) return respond(unavailable_response());
     std::string twiml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>";
@@ -261,7 +258,7 @@ void SmsTrigger::on_twilio(const HttpRequest& request, HttpRespond respond) {
 }
 
 void SmsTrigger::on_json(const HttpRequest& request, HttpRespond respond) {
-  const auto fail = [&](int status, const Error& error) { respond(error_response(status, error)); };
+  const auto fail = [&](const Error& error) { respond(error_response(error)); };
   if (auto signed_ok = check_gateway_signature(options_.hmac_secret, request, context_.clock.now(), options_.max_skew);
       !signed_ok) {
     count("forged");
@@ -269,20 +266,20 @@ void SmsTrigger::on_json(const HttpRequest& request, HttpRespond respond) {
         "an SMS webhook from " + escape_control(request.client_ip) + " was refused: " + signed_ok.error().message;
     context_.log.warning(component, what);
     note_error(what);
-    return fail(403, signed_ok.error());
+    return fail(signed_ok.error().as(ErrorKind::forbidden));
   }
   boost::system::error_code ec;
   auto body = json::parse(request.body, ec);
-  if (ec || !body.is_object()) return fail(400, Error{"invalid_json", "the body must be a JSON object", "body"});
+  if (ec || !body.is_object()) return fail(Error{"invalid_json", "the body must be a JSON object", "body"});
   Sms sms;
   for (auto [key, target] : {std::pair{"from", &sms.from}, std::pair{"to", &sms.to}, std::pair{"text", &sms.text},
                              std::pair{"id", &sms.id}}) {
     const auto* v = body.as_object().if_contains(key);
     if (v == nullptr) continue;
-    if (!v->is_string()) return fail(400, Error{"invalid_type", "must be a string", key});
+    if (!v->is_string()) return fail(Error{"invalid_type", "must be a string", key});
     *target = std::string(v->as_string());
   }
-  if (sms.from.empty() || sms.id.empty()) return fail(400, Error{"missing_field", "from and id are required", "from"});
+  if (sms.from.empty() || sms.id.empty()) return fail(Error{"missing_field", "from and id are required", "from"});
   receive(sms, [respond](Answer answer) {
     if (answer.kind == Answer::Kind::unavailable) return respond(unavailable_response());
     json::object out{{"status", kind_name(answer.kind)}};

@@ -47,7 +47,8 @@ TEST(HttpRouteTable, RefusesTakenReservedAndMalformedRoutes) {
       {"POST", "/v1/callbacks", false, "route_reserved"},
       {"GET", "/healthz", false, "route_reserved"},
       {"GET", "/metrics", false, "route_reserved"},
-      {"GET", "/v1/public/", true, "route_reserved"},
+      {"GET", "/v1", false, "route_reserved"},
+      {"GET", "/v1/triggers", true, "route_reserved"},
       {"PATCH", "/hooks/x", false, "invalid_route"},
       {"POST", "hooks/x", false, "invalid_route"},
       {"POST", "/hooks/x?y=1", false, "invalid_route"},
@@ -61,6 +62,38 @@ TEST(HttpRouteTable, RefusesTakenReservedAndMalformedRoutes) {
   EXPECT_FALSE(routes.add("POST", "/hooks/y", nullptr));
   EXPECT_TRUE(routes.add("GET", "/hooks/sms", answering("c"))) << "another method of a taken path";
   EXPECT_EQ(routes.find("PUT", "/hooks/sms").allowed, "POST, GET");
+  // The web page's public API is a plugin's.
+  ASSERT_TRUE(routes.add("POST", "/v1/public/callbacks", answering("page")));
+  EXPECT_EQ(call(routes.find("POST", "/v1/public/callbacks")), "page");
+}
+
+// Errors become statuses by their kind, never by their code: a code of its own still
+// answers as its kind says, and a client reads the kind back from the status.
+TEST(ErrorResponse, TheKindGivesTheStatusAndTheBodyNamesTheError) {
+  const std::pair<ErrorKind, int> kinds[] = {
+      {ErrorKind::invalid, 400},          {ErrorKind::unauthorized, 401},       {ErrorKind::payment_required, 402},
+      {ErrorKind::forbidden, 403},        {ErrorKind::not_found, 404},          {ErrorKind::method_not_allowed, 405},
+      {ErrorKind::conflict, 409},         {ErrorKind::too_large, 413},          {ErrorKind::unsupported_media, 415},
+      {ErrorKind::rate_limited, 429},     {ErrorKind::internal, 500},           {ErrorKind::unavailable, 503},
+  };
+  for (const auto& [kind, status] : kinds) {
+    EXPECT_EQ(http_status(kind), status);
+    EXPECT_EQ(error_kind_for_status(status), kind) << status;
+  }
+  EXPECT_EQ(error_kind_for_status(418), ErrorKind::invalid);
+  EXPECT_EQ(error_kind_for_status(502), ErrorKind::internal);
+
+  const Error denied = Error{"denied.premium_range", "premium numbers are barred", "callee", "deny_prefix +1900"}.as(
+      ErrorKind::forbidden);
+  const HttpResponse r = error_response(denied);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(r.body, R"({"error":{"code":"denied.premium_range","message":"premium numbers are barred",)"
+                    R"("field":"callee","rule":"deny_prefix +1900"}})");
+  EXPECT_EQ(error_response(Error{"denied.anything", "no", {}}).status, 400) << "the code's prefix means nothing";
+  // Located elsewhere, an error keeps its kind.
+  EXPECT_EQ(denied.at("calls[3]").kind, ErrorKind::forbidden);
+  EXPECT_EQ(denied.within("request").kind, ErrorKind::forbidden);
 }
 
 TEST(DecodeForm, DecodesATwilioBodyAndSaysWhereItIsMalformed) {

@@ -12,6 +12,7 @@
 // Broken invariants (bugs) are not Errors: they assert or throw std::logic_error.
 #include <callback/export.hpp>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -19,11 +20,41 @@
 
 namespace callback {
 
+// What kind of failure an Error is, whatever its code: front ends turn the kind into
+// their medium's answer (http_status() for HTTP, an exit status for callbackctl)
+// without reading codes. Most errors are mistakes in a request, the default.
+enum class ErrorKind : std::uint8_t {
+  invalid,             // the request is wrong: a bad number, a missing field (HTTP 400)
+  unauthorized,        // no or a wrong credential (401)
+  payment_required,    // the payer cannot pay for it (402)
+  forbidden,           // refused by a policy or a key's scope (403)
+  not_found,           // no such thing (404)
+  method_not_allowed,  // (405)
+  conflict,            // it exists already, or it has ended (409)
+  too_large,           // (413)
+  unsupported_media,   // (415)
+  rate_limited,        // too many, try later (429)
+  internal,            // a fault on our side: the store failed (500)
+  unavailable,         // cannot now: stopping, overloaded, no engine or billing (503)
+};
+
 struct Error {
   std::string code;     // stable, machine-readable: "invalid_phone_number", "config.type"
   std::string message;  // for people: says what was wrong
   std::string field;    // where, if known: "engines[0].config.port", "line 12", "callee"
   std::string rule;     // a policy's refusal: the rule that matched ("deny_prefix +882"); else empty
+  ErrorKind kind = ErrorKind::invalid;
+
+  // The same error, of kind `k`: return Error{"not_found", "no account \"7\"", "id"}.as(ErrorKind::not_found);
+  [[nodiscard]] Error as(ErrorKind k) const& {
+    Error e = *this;
+    e.kind = k;
+    return e;
+  }
+  [[nodiscard]] Error as(ErrorKind k) && {
+    kind = k;
+    return std::move(*this);
+  }
 
   // "field: message" (or just the message when there is no field), then "[rule: ...]".
   [[nodiscard]] std::string describe() const {
@@ -33,7 +64,7 @@ struct Error {
   // The same error reported at `place`; its own field moves into the message
   // ({"f", "no plugin", "x.so"}.at("engines[0].plugin") -> "engines[0].plugin: x.so: no plugin").
   [[nodiscard]] Error at(const std::string& place) const {
-    return Error{code, field.empty() ? message : field + ": " + message, place, rule};
+    return Error{code, field.empty() ? message : field + ": " + message, place, rule, kind};
   }
   // The same error, located inside an enclosing field ("caller" + "x" -> "caller.x").
   [[nodiscard]] Error within(const std::string& outer) const {

@@ -51,7 +51,19 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // more headers ("Retry-After")
+  // Instead of the above: callbackd answers with the Server-Sent Events of this callback
+  // (GET /v1/callbacks/{id}/events's stream). The route has checked that the client may
+  // follow it (the web page's token).
+  std::string event_stream;
 };
+
+// The HTTP status for an error of this kind (ErrorKind::not_found: 404), and the kind a
+// client reads back from a status.
+[[nodiscard]] CALLBACK_EXPORT int http_status(ErrorKind kind) noexcept;
+[[nodiscard]] CALLBACK_EXPORT ErrorKind error_kind_for_status(int status) noexcept;
+// An Error as every route of callbackd answers it: the status of its kind and the body
+// {"error": {"code", "message", "field", "rule"}} (callback/json.hpp's error_body).
+[[nodiscard]] CALLBACK_EXPORT HttpResponse error_response(const Error& error);
 
 using HttpRespond = std::function<void(HttpResponse)>;  // exactly once, any thread
 using HttpHandler = std::function<void(const HttpRequest&, HttpRespond)>;
@@ -60,7 +72,7 @@ class CALLBACK_EXPORT HttpRoutes {
  public:
   virtual ~HttpRoutes();
   // `path` is matched exactly; with `prefix`, every path that begins with it, except
-  // callbackd's own (/v1/, /healthz, /metrics), which no route covers. Errors:
+  // callbackd's own (/v1/ but /v1/public/, /healthz, /metrics), which no route covers. Errors:
   // "route_taken" (that method and path are someone's already), "route_reserved" (a path
   // of callbackd's own), "invalid_route" (not "/..." or a method other than GET, POST,
   // PUT, DELETE).
