@@ -315,7 +315,8 @@ Status PluginLoader::check_kind(const PluginInfo& info, PluginKind expected) {
   if (info.kind != to_string(expected)) {
     return Error{"plugin_wrong_kind",
                  "is " + with_article(info.kind) + " plugin, but " + with_article(to_string(expected)) +
-                     " plugin is needed here",
+                     " plugin is needed here" +
+                     (info.kind == std::string_view("trigger") ? " (list it under \"triggers\")" : ""),
                  info.name};
   }
   return ok_status();

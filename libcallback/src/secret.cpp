@@ -174,4 +174,12 @@ bool verify_secret(std::string_view secret, std::string_view stored) noexcept {
   }
 }
 
+std::string random_bytes(std::size_t n) {
+  std::string bytes(n, '\0');
+  if (n > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(n)) != 1) {
+    throw Exception(Error{"internal", "OpenSSL has no randomness to give", {}}.as(ErrorKind::internal));
+  }
+  return bytes;
+}
+
 }  // namespace callback

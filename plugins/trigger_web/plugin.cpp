@@ -33,6 +33,7 @@ class Factory final : public PluginFactory {
 
  protected:
   std::unique_ptr<Component> make(const CreateArgs& args) const override {
+    if (args.plan == nullptr) throw std::runtime_error("callback.trigger.web needs the service's numbering plan");
     WebOptions options;
     options.account_mode = args.options.string("mode") == "account";
     options.campaign = args.options.string("campaign");
@@ -41,11 +42,11 @@ class Factory final : public PluginFactory {
     options.assets_dir = args.options.string("assets_dir");
     options.per_number_per_hour = static_cast<int>(args.options.integer("per_number_per_hour"));
     options.per_ip_per_minute = static_cast<int>(args.options.integer("per_ip_per_minute"));
-    return std::make_unique<WebPageFrontEnd>(args.context, std::move(options));
+    return std::make_unique<WebPageTrigger>(args.context, *args.plan, args.routes, std::move(options));
   }
 };
 
 }  // namespace
 }  // namespace callback::trigger_web
 
-CALLBACK_PLUGIN(frontend, "callback.trigger.web", CALLBACK_VERSION_STRING, callback::trigger_web::Factory)
+CALLBACK_PLUGIN(trigger, "callback.trigger.web", CALLBACK_VERSION_STRING, callback::trigger_web::Factory)

@@ -1,16 +1,24 @@
 #pragma once
-// callback.trigger.web: the seed's callback page and its public policy.
+// callback.trigger.web: the seed's callback page, its public policy and its routes. The
+// page's files are served at / (and /assets/), its settings at GET /v1/public/config; a
+// POST to /v1/public/callbacks asks for a callback (campaign or account mode, rate limited
+// per caller number and per client address) and is answered once the service has taken
+// or refused it, with the address of the callback's event stream, which only the one who
+// asked can follow (a token).
 #include <callback/context.hpp>
+#include <callback/http.hpp>
 #include <callback/rate_limiter.hpp>
-#include <callback/web.hpp>
+#include <callback/trigger.hpp>
+
+#include <boost/json/object.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -29,21 +37,45 @@ struct WebOptions {
   int per_ip_per_minute = 20;        // requests from one client address
 };
 
-class WebPageFrontEnd final : public WebPage {
+struct WebAsset {
+  std::string content_type;  // "text/html; charset=utf-8"
+  std::string body;
+};
+
+class WebPageTrigger final : public Trigger {
  public:
-  WebPageFrontEnd(Context& context, WebOptions options);
+  // Adds the page's routes to `routes` (none without an HTTP server).
+  WebPageTrigger(Context& context, const NumberingPlan& plan, HttpRoutes* routes, WebOptions options);
   void start(TriggerSink& sink) override;
   void stop() override;
-  [[nodiscard]] std::optional<WebAsset> asset(std::string_view path) const override;
-  [[nodiscard]] boost::json::object public_config() const override;
-  [[nodiscard]] Result<CallbackForm> admit(const boost::json::object& body, std::string_view client_ip, Timestamp now,
-                                           const NumberingPlan& plan, std::chrono::seconds& retry_after) override;
+  [[nodiscard]] TriggerStatus status() const override;
+
+  // The file for a request path ("/" is the page itself), or nothing.
+  [[nodiscard]] std::optional<WebAsset> asset(std::string_view path) const;
+  // What the page needs to know: {"mode", "campaign", "limit_seconds", "default_language"}.
+  [[nodiscard]] boost::json::object public_config() const;
+  // The page's POSTed JSON as a request form, after the policy: fields of the mode, the
+  // rate limits per caller number (as the number it is under the plan, however it was
+  // written) and per client address. A rate-limited request is an Error of kind
+  // rate_limited with `retry_after` set. Thread-safe.
+  [[nodiscard]] Result<CallbackForm> admit(const boost::json::object& body, std::string_view client_ip,
+                                           Timestamp now, std::chrono::seconds& retry_after);
 
  private:
+  void on_file(const HttpRequest& request, const HttpRespond& respond) const;
+  void on_callback(const HttpRequest& request, const HttpRespond& respond);
+  void on_events(const HttpRequest& request, const HttpRespond& respond) const;
+  [[nodiscard]] std::string token_for(const std::string& id) const;
+
   Context& context_;
+  const NumberingPlan& plan_;
   WebOptions options_;
   RateLimiter per_number_;
   RateLimiter per_ip_;
+  const std::string token_key_;  // the event streams' tokens: HMAC-SHA256 of the callback id
+  TriggerStatusKeeper keeper_;
+  mutable std::mutex mutex_;
+  TriggerSink* sink_ = nullptr;  // between start() and stop()
 };
 
 }  // namespace callback::trigger_web

@@ -128,7 +128,7 @@ before(async () => {
       plugin: 'callback.engine.ami',
       config: { servers: [`127.0.0.1:${amiPort}`], username: 'callback', secret: 'callbacksecret' },
     }],
-    frontends: [{
+    triggers: [{
       plugin: 'callback.trigger.web',
       config: { mode: 'campaign', campaign: 'free', limit_seconds: LIMIT_SECONDS },
     }],

@@ -197,7 +197,7 @@ class RestApiTest : public ::testing::Test {
       "billing": {"plugin": "callback.billing.sqlite", "config": {"path": ")" + db + R"(", "synchronous": "normal"}},
       "engines": [{"plugin": "callback.engine.ami", "config": {"servers": ["127.0.0.1:)" +
                                    std::to_string(asterisk.port()) + R"("], "secret": "callbacksecret"}}],
-      "frontends": [{"plugin": "callback.trigger.web", "config": {"per_number_per_hour": 3, "per_ip_per_minute": 100}}],
+      "triggers": [{"plugin": "callback.trigger.web", "config": {"per_number_per_hour": 3, "per_ip_per_minute": 100}}],
       "service": {"campaigns": {"free": {"limit_seconds": 120}}},
       "server": {"listen": "127.0.0.1:0", "max_body_bytes": 2048, "webhook_first_retry_ms": 20,
                  "webhook_allow_networks": ["127.0.0.1/32"]},
@@ -523,7 +523,8 @@ TEST_F(RestApiTest, ACallbacksKeySeesOnlyItsOwnCallbacks) {
   EXPECT_EQ(as(alice, "GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 1u);
   EXPECT_EQ(request("GET", "/v1/callbacks").json().at("callbacks").as_array().size(), 2u);
   // Scopes: callbacks keys have no operator resources, operator keys no callbacks.
-  for (const char* path : {"/v1/accounts", "/v1/cdrs", "/v1/stats", "/v1/rates"}) {
+  for (const char* path : {"/v1/accounts", "/v1/cdrs", "/v1/stats", "/v1/rates", "/v1/triggers",
+                           "/v1/policies/campaign/free"}) {
     auto r = as(alice, "GET", path);
     EXPECT_EQ(r.status, 403) << path << " -> " << r.body;
     EXPECT_EQ(r.error_code(), "forbidden");
@@ -531,6 +532,9 @@ TEST_F(RestApiTest, ACallbacksKeySeesOnlyItsOwnCallbacks) {
     EXPECT_NE(as(ops, "GET", path).status, 403) << path;  // /v1/rates with no deck is 400: the scope let it through
   }
   EXPECT_EQ(as(alice, "POST", "/v1/accounts", R"({"id": "mine", "currency": "CNY"})").status, 403);
+  // A toll-fraud policy is the operator's: a callbacks key cannot lift the one it is under.
+  EXPECT_EQ(as(alice, "PUT", "/v1/policies/campaign/free", R"({"deny_prefixes": []})").status, 403);
+  EXPECT_EQ(as(ops, "PUT", "/v1/policies/campaign/free", R"({"deny_prefixes": ["+1900"]})").status, 200);
   EXPECT_EQ(as(ops, "GET", "/v1/callbacks").status, 403);
   EXPECT_EQ(as(ops, "GET", "/v1/callbacks/" + id).status, 403);
   EXPECT_EQ(as(ops, "POST", "/v1/callbacks", R"({"caller": "1001", "callee": "1002", "campaign": "free"})").status, 403);
@@ -1036,7 +1040,11 @@ TEST_F(RestApiTest, AnSmsThroughTwiliosWebhookCallsTheSenderBackAndNothingElseCa
   ASSERT_EQ(status.status, 200) << status.body;
   conforms(status, "TriggerList");
   const auto listed_triggers = status.json();
-  const auto& sms_status = listed_triggers.at("triggers").at(0).as_object();
+  // The page is the fixture's first trigger; the SMS gateway's was added after it.
+  const auto& triggers_listed = listed_triggers.at("triggers").as_array();
+  ASSERT_EQ(triggers_listed.size(), 2u) << status.body;
+  EXPECT_EQ(triggers_listed.at(0).at("plugin").as_string(), "callback.trigger.web");
+  const auto& sms_status = triggers_listed.at(1).as_object();
   EXPECT_EQ(sms_status.at("name").as_string(), "sms");
   EXPECT_EQ(sms_status.at("plugin").as_string(), "callback.trigger.sms");
   EXPECT_TRUE(sms_status.at("healthy").as_bool());
@@ -1090,7 +1098,7 @@ TEST_F(RestApiTest, ThePagesRateLimitCountsANumberNotItsSpellings) {
   // China's numbering plan, one callback per number an hour.
   start([](ServiceConfig& c) {
     c.numbering = NumberingPlan{.country_code = "86", .trunk_prefix = "0", .international_prefixes = {"00"}};
-    c.frontends[0].config.as_object()["per_number_per_hour"] = 1;
+    c.triggers[0].config.as_object()["per_number_per_hour"] = 1;
   });
   const char* spellings[] = {"13800138000", "+8613800138000", "008613800138000", "013800138000",
                              "+86 (0) 138 0013 8000"};
@@ -1186,7 +1194,7 @@ TEST_F(RestApiTest, CutStreamsResumeWithTheCurrentState) {
 TEST_F(RestApiTest, ThePageInAccountModeNeedsTheAccountAndItsPin) {
   server->stop();
   runtime->stop(std::chrono::seconds{0});
-  start([](ServiceConfig& c) { c.frontends.at(0).config = json::object{{"mode", "account"}}; });
+  start([](ServiceConfig& c) { c.triggers.at(0).config = json::object{{"mode", "account"}}; });
   auto config = request("GET", "/v1/public/config", {}, {}, false);
   EXPECT_EQ(config.json().at("mode").as_string(), "account");
   auto created = request("POST", "/v1/accounts", R"({"id": "123", "balance": "5.00", "pin": "2468"})");

@@ -23,6 +23,8 @@ enum class Digest { sha1, sha256 };
 [[nodiscard]] CALLBACK_EXPORT std::string hmac(Digest digest, std::string_view key, std::string_view data);
 [[nodiscard]] CALLBACK_EXPORT std::string hex_encode(std::string_view bytes);  // lower case
 [[nodiscard]] CALLBACK_EXPORT std::string base64_encode(std::string_view bytes);  // RFC 4648, with padding
+// `n` bytes from OpenSSL's CSPRNG (keys for HMACs that live as long as the process).
+[[nodiscard]] CALLBACK_EXPORT std::string random_bytes(std::size_t n);
 // Constant time for equal lengths (a signature's length is no secret).
 [[nodiscard]] CALLBACK_EXPORT bool equal_constant_time(std::string_view a, std::string_view b) noexcept;
 
