@@ -66,7 +66,7 @@ Result<std::size_t> EmailTrigger::poll_once() {
     for (const auto& mail : *mails) {
       const Outcome outcome = handle(mail);
       if (outcome.kind == "retry") continue;  // the store was away, or not started: next poll
-      count(outcome.kind);
+      if (outcome.kind != "submitted") count(outcome.kind);  // else counted once the service answers
       context_.log.info(component, "mail " + std::to_string(mail.uid) + ": " + outcome.kind +
                                        (outcome.reason.empty() ? "" : " (" + outcome.reason + ")"));
       done.push_back(mail.uid);
@@ -132,12 +132,13 @@ EmailTrigger::Outcome EmailTrigger::handle(const FetchedHeader& mail) {
   if (sink == nullptr) return {"retry", "not started"};
   Tracking tracking;
   tracking.accepted = [this, uid = mail.uid](Result<std::shared_ptr<CallbackHandle>> handle) {
-    if (!handle) {
-      context_.log.info(component, "mail " + std::to_string(uid) + ": the service refused it: " + handle.error().message);
-    }
+    count(handle ? "accepted" : "refused");
+    if (handle) return context_.log.info(component, "mail " + std::to_string(uid) + ": accepted as " + (*handle)->id());
+    context_.log.info(component, "mail " + std::to_string(uid) + ": the service refused it: " +
+                                     escape_control(handle.error().message));
   };
   sink->track(std::move(*request), std::move(tracking));
-  return {"accepted", {}};
+  return {"submitted", {}};
 }
 
 }  // namespace callback::trigger_email

@@ -155,6 +155,13 @@ TEST_F(EmailPollTest, ARegisteredSenderIsCalledBackAndEveryMailIsFlaggedOnce) {
   EXPECT_EQ(second->poll_once().value(), 1u);
   EXPECT_EQ(sink.requests.size(), 3u);
   EXPECT_FALSE(second->status().last_message == std::nullopt);
+  // One the service refuses (an engine without the IVR) counts as refused, not accepted.
+  sink.refuse = Error{"unsupported", "this engine cannot ask the caller for the number to call", "callee"};
+  dovecot.deliver(mail("li.lei@example.com", "5551234", "m8@example.com"));
+  EXPECT_EQ(second->poll_once().value(), 1u);
+  EXPECT_EQ(counted("accepted"), 3);
+  EXPECT_EQ(counted("refused"), 4);
+  EXPECT_NE(ctx.log_text.str().find("the service refused it: this engine cannot ask"), std::string::npos);
 }
 
 // More mails than a search window (200 UIDs) and a batch (500): a poll still takes each

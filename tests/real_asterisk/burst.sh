@@ -11,7 +11,7 @@
 #
 #   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start .      # the real Asterisk
 #   tests/real_asterisk/burst.sh [--bin build/bin] [--calls 20] [--b-first 2000] [--port 18080] [--cancel N]
-#                                [--engine ami|ari] [--via rest|sms|ani]
+#                                [--engine ami|ari] [--via rest|sms|ani|email [--no-b]]
 #
 # --cancel N: only the first N callbacks are canceled (without N: all). --engine: which
 # engine callbackd runs (common.sh; default ami). A run must also leave no bridge on Asterisk.
@@ -22,10 +22,19 @@
 # only: the IVR): caller 7000+i (registered to its account; EXTRA_DIALPLAN must include
 # tests/real_asterisk/testcallers.conf) rings the access number 5000 and is rejected busy,
 # unanswered; called back, it answers and keys 2<its last three digits>#, so B is 2000+i.
+# --via email: each callback is asked for by e-mail, through callback.trigger.email: the
+# script starts a throwaway dovecot (Debian's dovecot-imapd) on 127.0.0.1 and a free port,
+# configured as tests/support/dovecot.hpp does (one user, a plain password, Maildir), and
+# delivers one mail a callback into its INBOX, all at once (Maildir files), from A's
+# account's registered address (burst-<i>@burst.example) with the subject
+# "5551234#<B>" (the last 7 digits of the access number 1055551234, then # and B); the
+# trigger polls every second. The callbacks' ids are read from callbackd's list.
+# --via email --no-b (ARI only: the IVR): the subject is "5551234" alone, A is 7000+i (as
+# --via ani), and A, called back, keys 2<its last three digits>#, so B is 2000+i.
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
-bin=build/bin calls=20 b_first=2000 port=18080 a_first=9000 cancel=0 engine=ami via=rest
+bin=build/bin calls=20 b_first=2000 port=18080 a_first=9000 cancel=0 engine=ami via=rest no_b=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -36,6 +45,7 @@ while [ $# -gt 0 ]; do
     --cancel) cancel=1; if [[ "${2:-}" =~ ^[0-9]+$ ]]; then cancel_count=$2; shift; fi; shift ;;
     --engine) engine=$2; shift 2 ;;
     --via) via=$2; shift 2 ;;
+    --no-b) no_b=1; shift ;;
     *) echo "burst.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -44,12 +54,77 @@ if [ "$via" = ani ]; then
   [ "$engine" = ari ] || { echo "burst.sh: --via ani needs --engine ari (the IVR asks the caller for B)" >&2; exit 2; }
   a_first=7000 b_first=2000
 fi
+if [ "$no_b" = 1 ]; then
+  [ "$via" = email ] && [ "$engine" = ari ] || { echo "burst.sh: --no-b is for --via email --engine ari (the IVR asks A for B)" >&2; exit 2; }
+  a_first=7000 b_first=2000
+fi
 engine_json=$(engine_entry "$engine")
 cancel_count=${cancel_count:-$calls}
 bin=$(cd "$bin" && pwd)
-work=$(mktemp -d)
-trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; rm -rf "$work"' EXIT
+work=$(mktemp -d) daemon='' dovecot_pid='' dove=''
+trap 'for p in $daemon $dovecot_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+      rm -rf "$work" ${dove:+"$dove"}' EXIT
 export CALLBACK_DATA_DIR=$work
+email_json=''
+if [ "$via" = email ]; then
+  # A throwaway dovecot, as tests/support/dovecot.hpp makes it: its own folder (readable by
+  # the mail processes, which run as the dovecot user when this runs as root), 127.0.0.1 and
+  # a free port, one user with a plain password, Maildir.
+  [ -x /usr/sbin/dovecot ] || { echo "burst.sh: --via email needs dovecot (apt-get install dovecot-imapd)" >&2; exit 2; }
+  dove=$(mktemp -d) && chmod 755 "$dove" && mkdir -p "$dove"/{run,state,mail,home} "$dove"/mail/callback/{new,cur,tmp}
+  if [ "$(id -u)" = 0 ]; then mail_user=dovecot; else mail_user=$(id -un); fi
+  mail_uid=$(id -u "$mail_user") mail_gid=$(id -g "$mail_user")
+  imap_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo 'callback:{PLAIN}mailpass' >"$dove/passwd"
+  cat >"$dove/dovecot.conf" <<EOF
+base_dir = $dove/run
+state_dir = $dove/state
+log_path = $dove/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:$dove/mail/%u
+first_valid_uid = 0
+mail_uid = $mail_uid
+mail_gid = $mail_gid
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $dove/passwd
+}
+userdb {
+  driver = static
+  args = home=$dove/home/%u
+}
+service imap-login {
+  chroot =
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $imap_port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service anvil {
+  chroot =
+}
+EOF
+  if [ "$(id -u)" = 0 ]; then chown -R "$mail_uid:$mail_gid" "$dove/mail" "$dove/home"; fi
+  /usr/sbin/dovecot -F -c "$dove/dovecot.conf" &
+  dovecot_pid=$!
+  for _ in $(seq 150); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$imap_port") 2>/dev/null && break
+    kill -0 "$dovecot_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/$imap_port") 2>/dev/null || { echo "dovecot did not listen"; cat "$dove/dovecot.log"; exit 1; }
+  email_json=',
+               {"plugin": "callback.trigger.email",
+                "config": {"imap_url": "imap://127.0.0.1:'"$imap_port"'/INBOX", "username": "callback", "password": "mailpass",
+                           "poll_seconds": 1, "access_numbers": ["1055551234"]}}'
+fi
 cat >"$work/callback.json" <<EOF
 {
   "numbering": {"country_code": "", "trunk_prefix": "", "international_prefixes": []},
@@ -61,7 +136,7 @@ cat >"$work/callback.json" <<EOF
                            "per_sender_per_hour": 1000}},
                {"plugin": "callback.trigger.ani",
                 "config": {"access_numbers": ["5000"], "ring_seconds": 1, "callback_delay_seconds": 1,
-                           "per_caller_per_hour": 1000}}],
+                           "per_caller_per_hour": 1000}}$email_json],
   "service": {"max_in_flight": 100000},
   "server": {"listen": "127.0.0.1:$port", "shutdown_grace_seconds": 5},
   "log": {"level": "warning"}
@@ -72,7 +147,8 @@ printf 'prefix;description;rate;increment;connection_fee\n2;burst B numbers;0.60
 ctl rates import default "$work/deck.csv" --currency CNY >/dev/null
 # One prepaid account per caller (an authorization reserves what the balance pays for).
 for i in $(seq 0 $((calls - 1))); do
-  ctl accounts add "burst-$i" --currency CNY --balance 3.00 --number $((a_first + i)) >/dev/null
+  ctl accounts add "burst-$i" --currency CNY --balance 3.00 --number $((a_first + i)) \
+    $([ "$via" = email ] && echo --email "burst-$i@burst.example") >/dev/null
 done
 # Callbacks asked by SMS belong to no API key: an admin key reads them.
 key=$(ctl keys add burst $([ "$via" != rest ] && echo --scope admin) | grep -o 'cbk_[A-Za-z0-9_-]*' | head -1)
@@ -90,6 +166,16 @@ before=$(wc -l <"$log")
 for i in $(seq 0 $((calls - 1))); do
   printf '{"caller":"%d","callee":"%d","account":"burst-%d"}\n' $((a_first + i)) $((b_first + i)) "$i"
 done >"$work/bodies"
+# The callbacks a trigger asked for, once there are $calls of them (callbackd's list, newest
+# first), into $work/ids.
+wait_for_ids() {
+  for _ in $(seq 300); do
+    curl -s "http://127.0.0.1:$port/v1/callbacks?limit=1000" -H "Authorization: Bearer $key" |
+      grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids" || true
+    [ "$(wc -l <"$work/ids")" -ge "$calls" ] && return
+    sleep 0.1
+  done
+}
 if [ "$via" = sms ]; then
   # One signed Twilio webhook per callback, all at once: "<signature> <form body>" a line.
   python3 - "http://127.0.0.1:$port/hooks/sms/twilio" "$calls" "$a_first" "$b_first" >"$work/sms" <<'PY'
@@ -115,13 +201,21 @@ elif [ "$via" = ani ]; then
   done
   wait "${rings[@]}"  # (not callbackd)
   # The callbacks, once the trigger has asked for them all (callbackd's list, newest first).
-  for _ in $(seq 300); do
-    curl -s "http://127.0.0.1:$port/v1/callbacks?limit=1000" -H "Authorization: Bearer $key" |
-      grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids" || true
-    [ "$(wc -l <"$work/ids")" -ge "$calls" ] && break
-    sleep 0.1
-  done
+  wait_for_ids
   cp "$work/ids" "$work/responses"
+elif [ "$via" = email ]; then
+  # One mail a callback, all delivered at once (Maildir files: written in tmp/, moved to
+  # new/), each with its own Message-ID (the callback's idempotency key).
+  for i in $(seq 0 $((calls - 1))); do
+    name="$i.M$$.burst"
+    printf 'From: Burst %d <burst-%d@burst.example>\r\nTo: callback@burst.example\r\nSubject: 5551234%s\r\nMessage-ID: <burst-%d.%d@burst.example>\r\nDate: %s\r\n\r\ncall me\r\n' \
+      "$i" "$i" "$([ "$no_b" = 1 ] || echo "#$((b_first + i))")" "$i" "$$" "$(date -R)" >"$dove/mail/callback/tmp/$name"
+    if [ "$(id -u)" = 0 ]; then chown "$mail_uid:$mail_gid" "$dove/mail/callback/tmp/$name"; fi
+  done
+  mv "$dove"/mail/callback/tmp/*.burst "$dove/mail/callback/new/"
+  # The callbacks, once the poller has read every mail (callbackd's list, newest first).
+  wait_for_ids
+  { cp "$work/ids" "$work/responses"; curl -s "http://127.0.0.1:$port/v1/triggers" -H "Authorization: Bearer $key"; echo; } >>"$work/responses"
 else
   xargs -P "$calls" -d '\n' -I{} curl -s -w '\n' -XPOST "http://127.0.0.1:$port/v1/callbacks" -H "Authorization: Bearer $key" \
     -H 'Content-Type: application/json' -d '{}' <"$work/bodies" | tee "$work/responses" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids"
@@ -156,20 +250,40 @@ c = json.loads(sys.argv[1]); b = c["legs"]["b"]; acct = json.loads(sys.argv[2])
 cost = Decimal(c["cost"]["amount"]) if c.get("cost") else Decimal(0)
 charged = Decimal("3.00") - Decimal(acct["balance"])
 money = "money ok" if charged == cost and Decimal(acct["reserved"]) == 0 else "MONEY charged %s reserved %s" % (charged, acct["reserved"])
-print(c["id"], c["state"], c.get("outcome"), "B cause", b["cause"], "B billsec", b["billsec"], "cost", cost, money)
-' "$body" "$account")
+# By e-mail: from the mail of account burst-<i>: A its registered number, B from the subject.
+numbers = []
+if sys.argv[3] == "email":
+    i = int(c["account"].split("-")[1]); want = ("email", str(int(sys.argv[4]) + i), str(int(sys.argv[5]) + i))
+    got = (c.get("origin"), c.get("caller"), c.get("callee"))
+    numbers = ["origin email, A and B ok" if got == want else "WRONG origin/A/B %s/%s/%s" % got]
+print(c["id"], c["state"], c.get("outcome"), "B cause", b["cause"], "B billsec", b["billsec"], "cost", cost, *numbers, money)
+' "$body" "$account" "$via" "$a_first" "$b_first")
   echo "$line"
+  [ "$via" != email ] || [[ "$line" == *"origin email, A and B ok"* ]] || bad=$((bad + 1))
   if [ "$cancel" = 1 ]; then
     case "$line" in *" canceled canceled "*"money ok"|*" completed partner_hangup "*"B billsec 5 "*"money ok") ;; *) bad=$((bad + 1)) ;; esac
   else
     case "$line" in *" completed "*"B billsec 5 "*"money ok") ;; *) bad=$((bad + 1)) ;; esac
   fi
 done <"$work/ids"
+if [ "$via" = email ]; then
+  # The trigger's own account of the mails, and the mailbox: every mail flagged processed.
+  mail_status=$(curl -s "http://127.0.0.1:$port/v1/triggers" -H "Authorization: Bearer $key" | python3 -c '
+import json, sys
+t = [t for t in json.load(sys.stdin)["triggers"] if t["plugin"] == "callback.trigger.email"][0]
+print("healthy" if t["healthy"] else "UNHEALTHY (%s)" % t["last_error"], "counts",
+      ", ".join("%s %s" % kv for kv in sorted(t["counts"].items())))')
+  mails=$(doveadm -c "$dove/dovecot.conf" search -u callback mailbox INBOX ALL | grep -c . || true)
+  unflagged=$(doveadm -c "$dove/dovecot.conf" search -u callback mailbox INBOX UNKEYWORD '$CallbackDone' | grep -c . || true)
+  echo "the e-mail trigger: $mail_status; the mailbox: $mails mails, $unflagged not flagged \$CallbackDone"
+  case "$mail_status" in "healthy counts "*"accepted $calls"|"healthy counts "*"accepted $calls, "*) ;; *) bad=$((bad + 1)) ;; esac
+  [ "$mails" = "$calls" ] && [ "$unflagged" = 0 ] || bad=$((bad + 1))
+fi
 echo "Asterisk's log of the run, prompts played: $(tail -n +"$((before + 1))" "$log" | grep -o "Playing '[a-z/-]*" |
   cut -d"'" -f2 | sort | uniq -c | awk '{ printf "%s%s x%s", n++ ? ", " : "", $2, $1 }'); 'Playback failed': $(
   tail -n +"$((before + 1))" "$log" | grep -c 'Playback failed' || true)"
 left=$(asterisk_left)
 echo "Asterisk afterwards: $left"
 [ "$left" = "0 active channels, 0 bridges" ] || bad=$((bad + 1))
-echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels")$([ "$via" = sms ] && echo " asked by SMS")$([ "$via" = ani ] && echo " asked by missed calls (ANI, the IVR)") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
+echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels")$([ "$via" = sms ] && echo " asked by SMS")$([ "$via" = ani ] && echo " asked by missed calls (ANI, the IVR)")$([ "$via" = email ] && echo " asked by e-mail")$([ "$no_b" = 1 ] && echo " without B (the IVR)") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
 [ "$bad" -eq 0 ]
