@@ -457,6 +457,7 @@ TEST_F(AriRealTimeTest, APartnerWhoHungUpWhileWeWereAwayIsBilledFromAsterisksRec
   auto second = std::make_unique<engine_ari::AriEngine>(context, engine_options());
   auto subscription = second->subscribe([&](const LegEvent& e) { events.push_back(e); });
   second->recover({{.call_id = gone, .server = server, .limit = 300s, .b_dialed = true}});
+  const Timestamp restarted = context.clock.now();  // after B's end was recorded
   second->start();
   const auto find = [&](const std::string& id, LegRole leg, LegEventType type) -> const LegEvent* {
     for (const auto& e : events) {
@@ -469,8 +470,9 @@ TEST_F(AriRealTimeTest, APartnerWhoHungUpWhileWeWereAwayIsBilledFromAsterisksRec
   EXPECT_TRUE(b_end.unobserved);
   EXPECT_FALSE(b_end.billsec.has_value()) << "the service bills from B's answer in its journal to the recorded end";
   const auto talked = std::chrono::duration_cast<std::chrono::milliseconds>(b_end.at - answered);
-  EXPECT_GT(talked, 4500ms) << "the end Asterisk recorded, 5 s after the answer: not the restart's time";
-  EXPECT_LT(talked, 5500ms);
+  EXPECT_GT(talked, 4500ms) << "the end Asterisk recorded, 5 s after the answer";
+  EXPECT_LT(b_end.at, restarted) << "not the restart's time";
+  EXPECT_LT(talked, 7000ms);  // the fake's timers run late on a busy machine
   EXPECT_EQ(b_end.dial_status, "ANSWER");
   EXPECT_EQ(find(gone, LegRole::a, LegEventType::ended), nullptr) << "A is still up, alone in its bridge";
   second->hangup(find(gone, LegRole::a, LegEventType::dialing)->handle, HangupCause::normal(), nullptr);
