@@ -12,8 +12,9 @@ packages=(
   libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev
-  # The e-mail trigger: MIME headers (GMime); its tests read a real IMAP server (dovecot).
-  libgmime-3.0-dev dovecot-imapd
+  # The e-mail trigger: MIME headers (GMime); its tests read a real IMAP server (dovecot)
+  # and take its replies with a real SMTP server (aiosmtpd).
+  libgmime-3.0-dev dovecot-imapd python3-aiosmtpd
   # The dialplan's announcements, spoken at build time (scripts/make_prompts.sh).
   espeak-ng sox
   # Tests and benchmarks: the web page in a real browser (tests/browser: chromium driven by

@@ -112,6 +112,31 @@ TriggerStatus TriggerStatusKeeper::status() const {
   return status_;
 }
 
+std::string outcome_text(std::string_view outcome, std::string_view callee, std::chrono::seconds talked,
+                         std::string_view cost) {
+  const std::string b(callee);
+  std::string text;
+  if (outcome == "completed" || outcome == "partner_hangup" || outcome == "time_up") {
+    const auto minutes = talked.count() / 60, seconds = talked.count() % 60;
+    text = "Your call with " + b + " ended after " + std::to_string(minutes) + " min " + std::to_string(seconds) + " s" +
+           (outcome == "time_up" ? " (the time limit)." : ".");
+  } else if (outcome == "partner_busy") {
+    text = b + " was busy. Try again later.";
+  } else if (outcome == "partner_away") {
+    text = b + " did not answer.";
+  } else if (outcome == "system_busy") {
+    text = "The network could not reach " + b + ". Try again later.";
+  } else if (outcome == "caller_unreachable") {
+    text = "We called you but could not reach you.";
+  } else if (outcome == "canceled") {
+    text = "Your call to " + b + " was canceled.";
+  } else {
+    text = "Your call to " + b + " could not be made.";
+  }
+  if (!cost.empty()) text += " Charged: " + std::string(cost) + ".";
+  return text;
+}
+
 std::string_view to_string(DenialReason reason) noexcept {
   constexpr std::string_view names[] = {"unknown_account",      "disabled",            "bad_secret",
                                         "no_rate",              "insufficient_balance", "destination_blocked",

@@ -5,11 +5,16 @@
 // processed is read (its From, Subject and Message-ID only), checked and flagged, so a
 // restart takes no mail twice. Only a sender whose address is registered to an account is
 // called back, at the account's registered number; anything else is logged and flagged,
-// and calls no one.
+// and calls no one. With an SMTP server configured, a customer gets one reply a mail: why
+// it was refused, or how the call went once it ended (at most `replies_per_hour` to one
+// address, so forged mail cannot turn us into a mail bomb).
 #include "imap.hpp"
 #include "mail.hpp"
+#include "smtp.hpp"
 
 #include <callback/context.hpp>
+#include <callback/outbox.hpp>
+#include <callback/rate_limiter.hpp>
 #include <callback/phone_number.hpp>
 #include <callback/store.hpp>
 #include <callback/trigger.hpp>
@@ -18,6 +23,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -33,6 +39,8 @@ struct EmailOptions {
   std::string keyword = "$CallbackDone";    // the IMAP flag of processed mails
   std::size_t max_header = 16 * 1024;       // header fields (From, Subject, Message-ID) larger are refused unread
   std::size_t batch = 500;                  // mails read per round trip
+  SmtpOptions smtp;                         // the replies; no url: none
+  int replies_per_hour = 10;                // to one address
 };
 
 class EmailTrigger final : public Trigger {
@@ -57,6 +65,10 @@ class EmailTrigger final : public Trigger {
   Outcome handle(const FetchedHeader& mail);
   void run();
   void count(const std::string& kind);
+  // Queues a reply to `to` (a registered address), unless that address had its share.
+  void reply(const std::string& to, const std::string& in_reply_to, std::string subject, std::string body);
+  void reply_refused(const std::string& to, const MailHeader& request, const std::string& reason);
+  void reply_outcome(const std::string& to, const std::string& in_reply_to, const CallEvent& event);
 
   Context& context_;
   Store& store_;
@@ -70,6 +82,9 @@ class EmailTrigger final : public Trigger {
   TriggerStatusKeeper keeper_{context_, "email"};
   std::unordered_set<std::string> seen_ids_;  // Message-IDs taken (a copy of a mail is ignored)
   std::deque<std::string> seen_order_;
+  RateLimiter reply_limit_{options_.replies_per_hour, std::chrono::hours(1)};
+  std::unique_ptr<Outbox> replies_;  // when options_.smtp.url is set
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // calls that end after us reply to no one
   std::thread poller_;
 };
 

@@ -59,31 +59,6 @@ Status check_gateway_signature(std::string_view secret, const HttpRequest& reque
   return verify_webhook_signature(secret, *header, request.body, now_unix, skew);
 }
 
-std::string outcome_text(std::string_view outcome, std::string_view callee, std::chrono::seconds talked,
-                         std::string_view cost) {
-  const std::string b(callee);
-  std::string text;
-  if (outcome == "completed" || outcome == "partner_hangup" || outcome == "time_up") {
-    const auto minutes = talked.count() / 60, seconds = talked.count() % 60;
-    text = "Your call with " + b + " ended after " + std::to_string(minutes) + " min " + std::to_string(seconds) + " s" +
-           (outcome == "time_up" ? " (the time limit)." : ".");
-  } else if (outcome == "partner_busy") {
-    text = b + " was busy. Try again later.";
-  } else if (outcome == "partner_away") {
-    text = b + " did not answer.";
-  } else if (outcome == "system_busy") {
-    text = "The network could not reach " + b + ". Try again later.";
-  } else if (outcome == "caller_unreachable") {
-    text = "We called you but could not reach you.";
-  } else if (outcome == "canceled") {
-    text = "Your call to " + b + " was canceled.";
-  } else {
-    text = "Your call to " + b + " could not be made.";
-  }
-  if (!cost.empty()) text += " Charged: " + std::string(cost) + ".";
-  return text;
-}
-
 std::string xml_escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());

@@ -43,12 +43,6 @@ struct SmsCommand {
 [[nodiscard]] Status check_gateway_signature(std::string_view secret, const HttpRequest& request, Timestamp now,
                                              std::chrono::seconds skew);
 
-// What the outcome SMS says of a call that ended: its `outcome` (CallEvent::outcome: an
-// announcement's name, "completed", "caller_unreachable", "canceled", ...), the number it
-// was for, how long they talked and what it cost ("" when nothing was charged).
-[[nodiscard]] std::string outcome_text(std::string_view outcome, std::string_view callee, std::chrono::seconds talked,
-                                       std::string_view cost);
-
 // Text for a TwiML <Message> or any XML text node: & < > " ' escaped.
 [[nodiscard]] std::string xml_escape(std::string_view text);
 

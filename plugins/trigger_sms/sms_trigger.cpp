@@ -46,7 +46,7 @@ SmsTrigger::SmsTrigger(Context& context, Store& store, const NumberingPlan& plan
       dummy_hash_(hash_secret("no account has this password").value_or("")),
       per_sender_(options_.per_sender_per_hour, std::chrono::hours(1)),
       bad_passwords_(options_.bad_passwords_per_hour, std::chrono::hours(1)) {
-  if (!options_.outcome_url.empty()) outcomes_ = std::make_unique<OutcomeSender>(context_.log);
+  if (!options_.outcome_url.empty()) outcomes_ = std::make_unique<Outbox>(context_.log, "callback.trigger.sms");
   if (routes == nullptr) return;
   if (!options_.twilio_auth_token.empty()) {
     auto added = routes->add("POST", options_.twilio_path,
@@ -192,8 +192,7 @@ void SmsTrigger::send_outcome(const Sms& sms, const std::string& sender, const s
   if (!outcomes_) return;
   const std::string text = outcome_text(event.outcome, callee, event.call.leg_b().billsec(),
                                         event.cost && !event.cost->is_zero() ? event.cost->format() : std::string());
-  OutcomeSender::Message message{.url = options_.outcome_url,
-                                 .what = "outcome of " + event.call.id() + " to " + sender};
+  HttpPost message{.url = options_.outcome_url};
   if (options_.outcome_twilio) {
     const auto field = [](std::string_view name, std::string_view value) {
       std::string out(name);
@@ -221,7 +220,8 @@ void SmsTrigger::send_outcome(const Sms& sms, const std::string& sender, const s
       message.headers.push_back("Callback-Signature: " + webhook_signature(options_.outcome_secret, now, message.body));
     }
   }
-  outcomes_->send(std::move(message));
+  outcomes_->send({.what = "outcome SMS of " + event.call.id() + " to " + sender,
+                   .attempt = [message = std::move(message)](std::string& why) { return post_once(message, why); }});
 }
 
 void SmsTrigger::on_twilio(const HttpRequest& request, HttpRespond respond) {

@@ -5,11 +5,12 @@
 // not plainly a customer's request gets no call and no reply: a forged or replayed
 // webhook, a repeated message, an unknown sender, a wrong password, a sender over its
 // limits. Replies cost money and can be aimed at a stranger, so only a known sender gets one.
-#include "outcome_sender.hpp"
+#include "http_post.hpp"
 #include "sms.hpp"
 
 #include <callback/context.hpp>
 #include <callback/http.hpp>
+#include <callback/outbox.hpp>
 #include <callback/phone_number.hpp>
 #include <callback/rate_limiter.hpp>
 #include <callback/store.hpp>
@@ -90,7 +91,7 @@ class SmsTrigger final : public Trigger {
   TriggerStatusKeeper keeper_{context_, "sms"};
   std::unordered_set<std::string> seen_;
   std::deque<std::string> seen_order_;
-  std::unique_ptr<OutcomeSender> outcomes_;  // when options_.outcome_url is set
+  std::unique_ptr<Outbox> outcomes_;  // when options_.outcome_url is set
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

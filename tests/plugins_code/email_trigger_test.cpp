@@ -5,8 +5,10 @@
 #include "email_trigger.hpp"
 #include "imap.hpp"
 #include "mail.hpp"
-#include "sqlite_store.hpp"
 #include "recording_sink.hpp"
+#include "smtp.hpp"
+#include "smtp_server.hpp"
+#include "sqlite_store.hpp"
 #include "temp_dir.hpp"
 #include "test_context.hpp"
 
@@ -15,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <sstream>
 
 namespace callback::trigger_email {
 namespace {
@@ -68,6 +71,65 @@ TEST(Subject, TheAccessNumbersLastSevenDigitsAndOptionallyTheNumberToCall) {
   }
 }
 
+// Base64 (RFC 4648) back to bytes; line breaks skipped.
+std::string from_base64(std::string_view text) {
+  static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  unsigned bits = 0;
+  int count = 0;
+  for (const char c : text) {
+    const auto at = alphabet.find(c);
+    if (at == std::string::npos) continue;  // '=', CR, LF
+    bits = (bits << 6) | static_cast<unsigned>(at);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out += static_cast<char>((bits >> count) & 0xff);
+    }
+  }
+  return out;
+}
+
+// The body of a stored mail (after the blank line), decoded from base64.
+std::string body_of(const std::string& mail) {
+  auto blank = mail.find("\r\n\r\n");
+  const std::size_t skip = blank == std::string::npos ? 2 : 4;
+  if (blank == std::string::npos) blank = mail.find("\n\n");
+  return blank == std::string::npos ? std::string() : from_base64(mail.substr(blank + skip));
+}
+
+// The reply's header is ours alone: a subject or Message-ID that tries to end its line
+// adds no header, a UTF-8 subject is RFC 2047 (read back as sent), the body is base64.
+TEST(ReplyMail, EveryHeaderIsOursAndTheTextSurvivesAnyCharacters) {
+  const Timestamp at = parse_timestamp("2026-12-02T04:10:00Z").value();
+  const std::string sent = format_mail({.to = "li.lei@example.com",
+                                        .subject = "您的回拨\r\nBcc: victim@example.org",
+                                        .body = "第一行\n" + std::string(200, 'x') + "\n",
+                                        .in_reply_to = "m1@example.com"},
+                                       "callback@example.com", at, "0123abcd@example.com");
+  EXPECT_EQ(sent.find("\r\nBcc:"), std::string::npos) << sent;
+  EXPECT_NE(sent.find("Date: Wed, 02 Dec 2026 04:10:00 +0000\r\n"), std::string::npos) << sent;
+  EXPECT_NE(sent.find("\r\nIn-Reply-To: <m1@example.com>\r\nReferences: <m1@example.com>\r\n"), std::string::npos);
+  EXPECT_NE(sent.find("\r\nAuto-Submitted: auto-replied\r\n"), std::string::npos);
+  auto header = parse_mail_header(sent.substr(0, sent.find("\r\n\r\n") + 2));
+  ASSERT_TRUE(header) << header.error().describe();
+  EXPECT_EQ(header->from, "callback@example.com");
+  EXPECT_EQ(header->subject, "您的回拨  Bcc: victim@example.org") << "on one line, as text";
+  EXPECT_EQ(header->message_id, "0123abcd@example.com");
+  EXPECT_EQ(body_of(sent), "第一行\n" + std::string(200, 'x') + "\n");
+  std::istringstream body(sent.substr(sent.find("\r\n\r\n") + 4));
+  for (std::string line; std::getline(body, line);) EXPECT_LE(line.size(), 77u) << "base64 lines of 76, then CR";
+
+  // A request's Message-ID is copied only when it is a plain id.
+  for (const char* hostile : {"a@b>\r\nBcc: victim@example.org", "no-at-sign", "two@at@signs", "sp ace@x", ""}) {
+    const std::string reply = format_mail({.to = "li.lei@example.com", .subject = "s", .body = "b", .in_reply_to = hostile},
+                                          "callback@example.com", at, "x@example.com");
+    EXPECT_EQ(reply.find("In-Reply-To"), std::string::npos) << hostile;
+    EXPECT_EQ(reply.find("Bcc:"), std::string::npos) << hostile;
+  }
+  EXPECT_TRUE(plain_message_id("CAF=x+y.z@mail.gmail.com"));
+}
+
 TEST(ImapResponses, Search) {
   EXPECT_EQ(parse_search("* FLAGS (\\Seen)\r\n* SEARCH 3 5 18\r\n"), (std::vector<std::uint32_t>{3, 5, 18}));
   EXPECT_TRUE(parse_search("* SEARCH\r\n").empty());
@@ -95,10 +157,12 @@ class EmailPollTest : public ::testing::Test {
     li.emails = {"li.lei@example.com"};
     ASSERT_TRUE(store->accounts().create(li));
   }
-  std::unique_ptr<EmailTrigger> trigger() {
+  std::unique_ptr<EmailTrigger> trigger(SmtpOptions smtp = {}, int replies_per_hour = 10) {
     EmailOptions options{.imap = {.url = dovecot.url(), .username = test::Dovecot::user, .password = test::Dovecot::password},
                          .poll_interval = std::chrono::milliseconds{0},  // polled by the test
-                         .access_numbers = {"861055551234"}};
+                         .access_numbers = {"861055551234"},
+                         .smtp = std::move(smtp),
+                         .replies_per_hour = replies_per_hour};
     return std::make_unique<EmailTrigger>(ctx.context, *store, plan, options);
   }
   std::int64_t counted(const std::string& outcome) {
@@ -181,6 +245,65 @@ TEST_F(EmailPollTest, AFullMailboxIsTakenInWindowsAndBatchesEachMailOnce) {
   for (const auto& r : sink.requests) callees.insert(r.callee->digits());
   EXPECT_EQ(callees.size(), static_cast<std::size_t>(n)) << "no mail twice, none left out";
   EXPECT_EQ(poller->poll_once().value(), 0u);
+}
+
+// The reply mail, through a real SMTP server: a customer hears why a mail was refused, or
+// how the call went once it ended, in a reply to that mail; a stranger hears nothing; and
+// one address gets at most replies_per_hour. The Outbox sends in order, one at a time, so
+// a reply that arrives after another proves nothing was sent in between.
+TEST_F(EmailPollTest, ACustomerGetsAReplyWithTheOutcomeAStrangerNone) {
+  test::SmtpServer smtp(dir / "smtp");
+  const auto cny = Currency::of("CNY").value();
+  Account han{.id = "han", .currency = cny, .caller_numbers = {PhoneNumber::parse("13700137000", plan).value()}};
+  han.emails = {"han@example.com"};
+  ASSERT_TRUE(store->accounts().create(han));
+  auto poller = trigger({.url = smtp.url(), .from = "callback@example.com"}, /*replies_per_hour=*/3);
+  poller->start(sink);
+
+  dovecot.deliver(mail("stranger@example.com", "hello", "s1@example.com"));
+  dovecot.deliver(mail("li.lei@example.com", "hello", "r1@example.com"));
+  dovecot.deliver(mail("li.lei@example.com", "5551234#13900139000", "ok@example.com"));
+  dovecot.deliver(mail("li.lei@example.com", "9999999#13900139000", "r2@example.com"));
+  ASSERT_EQ(poller->poll_once().value(), 4u);
+  ASSERT_EQ(sink.requests.size(), 1u);
+  sink.end(0, "partner_busy", Money::parse("0.10", cny).value());
+  ASSERT_TRUE(smtp.wait_for(3));
+  // Over li's share: no reply; han's comes after it.
+  dovecot.deliver(mail("li.lei@example.com", "hello again", "r3@example.com"));
+  dovecot.deliver(mail("han@example.com", "hi", "h1@example.com"));
+  ASSERT_EQ(poller->poll_once().value(), 2u);
+  // Refused by the service (an engine without the IVR, say): the reply says why.
+  sink.refuse = Error{"unsupported", "this engine cannot ask the caller for the number to call", "callee"};
+  dovecot.deliver(mail("han@example.com", "5551234", "h2@example.com"));
+  ASSERT_EQ(poller->poll_once().value(), 1u);
+  ASSERT_TRUE(smtp.wait_for(5));
+  poller.reset();  // the Outbox is empty: nothing more comes
+
+  const auto replies = smtp.mails();
+  ASSERT_EQ(replies.size(), 5u);
+  struct Want {
+    std::string to, in_reply_to, subject, says;
+  };
+  const Want want[] = {
+      {"li.lei@example.com", "r1@example.com", "Your callback request was not taken", "no access number"},
+      {"li.lei@example.com", "r2@example.com", "Your callback request was not taken", "no access number ends in 9999999"},
+      {"li.lei@example.com", "ok@example.com", "Your callback to +8613900139000",
+       "+8613900139000 was busy. Try again later. Charged: 0.10."},
+      {"han@example.com", "h1@example.com", "Your callback request was not taken", "no access number"},
+      {"han@example.com", "h2@example.com", "Your callback request was not taken",
+       "this engine cannot ask the caller for the number to call"},
+  };
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    const std::string& got = replies[i];
+    EXPECT_NE(got.find("X-RcptTo: " + want[i].to), std::string::npos) << got;
+    EXPECT_NE(got.find("X-MailFrom: callback@example.com"), std::string::npos) << got;
+    EXPECT_NE(got.find("In-Reply-To: <" + want[i].in_reply_to + ">"), std::string::npos) << got;
+    auto header = parse_mail_header(got);
+    ASSERT_TRUE(header) << got;
+    EXPECT_EQ(header->subject, want[i].subject);
+    EXPECT_NE(body_of(got).find(want[i].says), std::string::npos) << body_of(got);
+  }
+  EXPECT_NE(ctx.log_text.str().find("no reply to li.lei@example.com: 3 this hour already"), std::string::npos);
 }
 
 TEST_F(EmailPollTest, AMailboxThatRefusesTheLoginMakesThePollerUnhealthyAndSaysWhy) {

@@ -3,25 +3,16 @@
 // free port, with a throwaway configuration in the test's folder (one user, a plain
 // password, Maildir), stopped with the test. Mail is delivered by writing Maildir files.
 // Run as root (CI), the mail processes run as the `dovecot` user.
-#include <arpa/inet.h>
+#include "local_server.hpp"
+
 #include <grp.h>
-#include <netinet/in.h>
 #include <pwd.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
-
-extern char** environ;
 
 namespace callback::test {
 
@@ -40,7 +31,7 @@ class Dovecot {
     for (const char* sub : {"run", "state", "mail", "home"}) fs::create_directories(dir_ / sub);
     fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                               fs::perms::others_read | fs::perms::others_exec);
-    port_ = free_port();
+    port_ = LocalServer::free_port();
     std::ofstream(dir_ / "passwd") << user << ":{PLAIN}" << password << "\n";
     std::ofstream(dir_ / "dovecot.conf")
         << "base_dir = " << (dir_ / "run").string() << "\nstate_dir = " << (dir_ / "state").string()
@@ -52,29 +43,8 @@ class Dovecot {
         << "service imap-login {\n  chroot =\n  inet_listener imap {\n    address = 127.0.0.1\n    port = " << port_
         << "\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\nservice anvil {\n  chroot =\n}\n";
     maildir();
-    const std::string conf = (dir_ / "dovecot.conf").string();
-    const char* argv[] = {"/usr/sbin/dovecot", "-F", "-c", conf.c_str(), nullptr};
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, const_cast<char**>(argv), environ) != 0) {
-      throw std::runtime_error("cannot start dovecot");
-    }
-    // Ready once it accepts a connection on its port.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-    while (!accepts()) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = 0;
-        throw std::runtime_error("dovecot exited at start; see " + (dir_ / "dovecot.log").string());
-      }
-      if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("dovecot did not listen in 15 s");
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // between two looks at the port
-    }
-  }
-  ~Dovecot() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-    }
+    process_.start({"/usr/sbin/dovecot", "-F", "-c", (dir_ / "dovecot.conf").string()}, port_,
+                   "dovecot (see " + (dir_ / "dovecot.log").string() + ")");
   }
   Dovecot(const Dovecot&) = delete;
   Dovecot& operator=(const Dovecot&) = delete;
@@ -104,34 +74,12 @@ class Dovecot {
       }
     }
   }
-  static std::uint16_t free_port() {
-    const int s = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof address;
-    bind(s, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    getsockname(s, reinterpret_cast<sockaddr*>(&address), &size);
-    close(s);
-    return ntohs(address.sin_port);
-  }
-  bool accepts() const {
-    const int s = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port_);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool ok = connect(s, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-    close(s);
-    return ok;
-  }
-
   std::filesystem::path dir_;
   uid_t uid_ = 0;
   gid_t gid_ = 0;
   std::uint16_t port_ = 0;
-  pid_t pid_ = 0;
   int delivered_ = 0;
+  LocalServer process_;  // last: stopped first
 };
 
 }  // namespace callback::test

@@ -20,6 +20,7 @@
 #include <callback/error.hpp>
 #include <callback/export.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -98,6 +99,13 @@ class CALLBACK_EXPORT TriggerStatusKeeper {
   mutable std::mutex mutex_;
   TriggerStatus status_;
 };
+
+// What a reply (an outcome SMS, a reply mail) says of a call that ended: its `outcome`
+// (CallEvent::outcome: an announcement's name, "completed", "caller_unreachable",
+// "canceled", ...), the number it was for, how long they talked and what it cost (""
+// when nothing was charged). "Your call with +8613900139000 ended after 2 min 5 s. Charged: 0.30."
+[[nodiscard]] CALLBACK_EXPORT std::string outcome_text(std::string_view outcome, std::string_view callee,
+                                                       std::chrono::seconds talked, std::string_view cost);
 
 class CALLBACK_EXPORT Trigger : public Component {
  public:
