@@ -149,7 +149,7 @@ TEST(Callbackctl, ConfigCheckRejectsBadConfigWithOneLineAndExitTwo) {
       {"{" + dirs + R"("triggers": [{"plugin": "callback.test.trigger", "config": {"secret": "x", "port": "abc"}}]})",
        "triggers[0].config.port: expected integer, got \"abc\""},
       {"{" + dirs + R"("engines": [{"plugin": "callback.test.trigger"}]})",
-       "engines[0].plugin: callback.test.trigger: is a trigger plugin, but an engine plugin is needed here"},
+       "engines[0].plugin: callback.test.trigger: is a trigger plugin, but an engine plugin is needed here (list it under \"triggers\")"},
       {R"({"engines": [{"plugin": "x", "config": {"secret": "${CALLBACK_TEST_UNSET_VARIABLE}"}}]})",
        "engines[0].config.secret: environment variable CALLBACK_TEST_UNSET_VARIABLE is not set"},
   };

@@ -70,7 +70,7 @@ TEST_F(PluginLoaderTest, RefusesTheWrongKind) {
   auto store = loader.create<Store>("callback.test.trigger", {context, no_options, ""});
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().describe(),
-            "callback.test.trigger: is a trigger plugin, but a store plugin is needed here");
+            "callback.test.trigger: is a trigger plugin, but a store plugin is needed here (list it under \"triggers\")");
 }
 
 TEST_F(PluginLoaderTest, UnknownNameSaysWhereItLooked) {
@@ -185,7 +185,7 @@ TEST_F(PluginLoaderTest, CreateFromConfigValidatesTheBlockAndNamesThePath) {
   auto wrong_kind = loader.create_from_config<Store>(config->triggers[0], context);
   ASSERT_FALSE(wrong_kind);
   EXPECT_EQ(wrong_kind.error().describe(),
-            "triggers[0]: callback.test.trigger: is a trigger plugin, but a store plugin is needed here");
+            "triggers[0]: callback.test.trigger: is a trigger plugin, but a store plugin is needed here (list it under \"triggers\")");
 }
 
 TEST_F(PluginLoaderTest, CheckConfigValidatesEveryComponentAgainstItsPlugin) {
@@ -200,7 +200,7 @@ TEST_F(PluginLoaderTest, CheckConfigValidatesEveryComponentAgainstItsPlugin) {
   EXPECT_EQ(check(R"({"triggers": [{"plugin": "callback.test.trigger", "config": {"secret": "x", "port": "abc"}}]})"),
             "triggers[0].config.port: expected integer, got \"abc\"");
   EXPECT_EQ(check(R"({"engines": [{"plugin": "callback.test.trigger"}]})"),
-            "engines[0].plugin: callback.test.trigger: is a trigger plugin, but an engine plugin is needed here");
+            "engines[0].plugin: callback.test.trigger: is a trigger plugin, but an engine plugin is needed here (list it under \"triggers\")");
   EXPECT_NE(check(R"({"engines": [{"plugin": "callback.engine.nope"}]})").find("engines[0].plugin: callback.engine.nope: no plugin named"),
             std::string::npos);
   // A plugin refused for its ABI has no trustworthy name; the error points at the list.
