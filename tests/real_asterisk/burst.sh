@@ -31,6 +31,10 @@
 # trigger polls every second. The callbacks' ids are read from callbackd's list.
 # --via email --no-b (ARI only: the IVR): the subject is "5551234" alone, A is 7000+i (as
 # --via ani), and A, called back, keys 2<its last three digits>#, so B is 2000+i.
+# --via web: the web page's public POST /v1/public/callbacks (callback.trigger.web in account
+# mode: account and PIN, no API key), all at once.
+# --via email also checks the reply mails (a throwaway aiosmtpd): one to each account, with
+# In-Reply-To its mail and the outcome.
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
@@ -61,8 +65,8 @@ fi
 engine_json=$(engine_entry "$engine")
 cancel_count=${cancel_count:-$calls}
 bin=$(cd "$bin" && pwd)
-work=$(mktemp -d) daemon='' dovecot_pid='' dove=''
-trap 'for p in $daemon $dovecot_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+work=$(mktemp -d) daemon='' dovecot_pid='' smtp_pid='' dove=''
+trap 'for p in $daemon $dovecot_pid $smtp_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
       rm -rf "$work" ${dove:+"$dove"}' EXIT
 export CALLBACK_DATA_DIR=$work
 email_json=''
@@ -120,10 +124,24 @@ EOF
     sleep 0.1
   done
   (exec 3<>"/dev/tcp/127.0.0.1/$imap_port") 2>/dev/null || { echo "dovecot did not listen"; cat "$dove/dovecot.log"; exit 1; }
+  # The replies go to a throwaway SMTP server (Debian's aiosmtpd), stored as a Maildir.
+  [ -d /usr/lib/python3/dist-packages/aiosmtpd ] || { echo "burst.sh: --via email needs python3-aiosmtpd" >&2; exit 2; }
+  smtp_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$dove/replies" &
+  smtp_pid=$!
+  for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$smtp_port") 2>/dev/null && break; sleep 0.1; done
   email_json=',
                {"plugin": "callback.trigger.email",
                 "config": {"imap_url": "imap://127.0.0.1:'"$imap_port"'/INBOX", "username": "callback", "password": "mailpass",
-                           "poll_seconds": 1, "access_numbers": ["1055551234"]}}'
+                           "poll_seconds": 1, "access_numbers": ["1055551234"],
+                           "smtp_url": "smtp://127.0.0.1:'"$smtp_port"'", "reply_from": "callback@burst.example"}}'
+fi
+web_json=''
+if [ "$via" = web ]; then
+  # The page in account mode (account and PIN), its limits out of the way of a burst.
+  web_json=',
+               {"plugin": "callback.trigger.web",
+                "config": {"mode": "account", "per_number_per_hour": 1000, "per_ip_per_minute": 100000}}'
 fi
 cat >"$work/callback.json" <<EOF
 {
@@ -136,7 +154,7 @@ cat >"$work/callback.json" <<EOF
                            "per_sender_per_hour": 1000}},
                {"plugin": "callback.trigger.ani",
                 "config": {"access_numbers": ["5000"], "ring_seconds": 1, "callback_delay_seconds": 1,
-                           "per_caller_per_hour": 1000}}$email_json],
+                           "per_caller_per_hour": 1000}}$email_json$web_json],
   "service": {"max_in_flight": 100000},
   "server": {"listen": "127.0.0.1:$port", "shutdown_grace_seconds": 5},
   "log": {"level": "warning"}
@@ -148,7 +166,7 @@ ctl rates import default "$work/deck.csv" --currency CNY >/dev/null
 # One prepaid account per caller (an authorization reserves what the balance pays for).
 for i in $(seq 0 $((calls - 1))); do
   ctl accounts add "burst-$i" --currency CNY --balance 3.00 --number $((a_first + i)) \
-    $([ "$via" = email ] && echo --email "burst-$i@burst.example") >/dev/null
+    $([ "$via" = email ] && echo --email "burst-$i@burst.example") $([ "$via" = web ] && echo --pin 4711) >/dev/null
 done
 # Callbacks asked by SMS belong to no API key: an admin key reads them.
 key=$(ctl keys add burst $([ "$via" != rest ] && echo --scope admin) | grep -o 'cbk_[A-Za-z0-9_-]*' | head -1)
@@ -216,6 +234,12 @@ elif [ "$via" = email ]; then
   # The callbacks, once the poller has read every mail (callbackd's list, newest first).
   wait_for_ids
   { cp "$work/ids" "$work/responses"; curl -s "http://127.0.0.1:$port/v1/triggers" -H "Authorization: Bearer $key"; echo; } >>"$work/responses"
+elif [ "$via" = web ]; then
+  # The web page's public POST (no API key: account and PIN), all at once; its answer holds
+  # the callback and the address of its event stream.
+  sed 's/}$/,"pin":"4711"}/' "$work/bodies" |
+    xargs -P "$calls" -d '\n' -I{} curl -s -w '\n' -XPOST "http://127.0.0.1:$port/v1/public/callbacks" \
+      -H 'Content-Type: application/json' -d '{}' | tee "$work/responses" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids"
 else
   xargs -P "$calls" -d '\n' -I{} curl -s -w '\n' -XPOST "http://127.0.0.1:$port/v1/callbacks" -H "Authorization: Bearer $key" \
     -H 'Content-Type: application/json' -d '{}' <"$work/bodies" | tee "$work/responses" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4 >"$work/ids"
@@ -278,6 +302,23 @@ print("healthy" if t["healthy"] else "UNHEALTHY (%s)" % t["last_error"], "counts
   echo "the e-mail trigger: $mail_status; the mailbox: $mails mails, $unflagged not flagged \$CallbackDone"
   case "$mail_status" in "healthy counts "*"accepted $calls"|"healthy counts "*"accepted $calls, "*) ;; *) bad=$((bad + 1)) ;; esac
   [ "$mails" = "$calls" ] && [ "$unflagged" = 0 ] || bad=$((bad + 1))
+  # One reply a mail, once its call ended, to the account's address, threaded to the mail.
+  for _ in $(seq 100); do [ "$(ls "$dove/replies/new" 2>/dev/null | wc -l)" -ge "$calls" ] && break; sleep 0.1; done
+  replies=$(python3 - "$dove/replies/new" "$calls" "$$" <<'PY'
+import os, sys, email
+folder, calls, pid = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ok, seen = 0, set()
+for name in os.listdir(folder) if os.path.isdir(folder) else []:
+    m = email.message_from_binary_file(open(os.path.join(folder, name), "rb"))
+    to = m["X-RcptTo"]; i = to.split("@")[0].split("-")[1] if to and to.startswith("burst-") else None
+    body = m.get_payload(decode=True).decode()
+    if i is not None and m["In-Reply-To"] == "<burst-%s.%s@burst.example>" % (i, pid) and "Your call" in body:
+        ok += 1; seen.add(i)
+print("%d replies, %d right (one to each account, threaded, with the outcome)" % (ok, len(seen)))
+PY
+)
+  echo "the reply mails: $replies"
+  [ "$replies" = "$calls replies, $calls right (one to each account, threaded, with the outcome)" ] || bad=$((bad + 1))
 fi
 echo "Asterisk's log of the run, prompts played: $(tail -n +"$((before + 1))" "$log" | grep -o "Playing '[a-z/-]*" |
   cut -d"'" -f2 | sort | uniq -c | awk '{ printf "%s%s x%s", n++ ? ", " : "", $2, $1 }'); 'Playback failed': $(
@@ -285,5 +326,5 @@ echo "Asterisk's log of the run, prompts played: $(tail -n +"$((before + 1))" "$
 left=$(asterisk_left)
 echo "Asterisk afterwards: $left"
 [ "$left" = "0 active channels, 0 bridges" ] || bad=$((bad + 1))
-echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels")$([ "$via" = sms ] && echo " asked by SMS")$([ "$via" = ani ] && echo " asked by missed calls (ANI, the IVR)")$([ "$via" = email ] && echo " asked by e-mail")$([ "$no_b" = 1 ] && echo " without B (the IVR)") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
+echo "burst of $calls$([ "$cancel" = 1 ] && echo " with cancels")$([ "$via" = sms ] && echo " asked by SMS")$([ "$via" = ani ] && echo " asked by missed calls (ANI, the IVR)")$([ "$via" = email ] && echo " asked by e-mail")$([ "$via" = web ] && echo " asked on the web page")$([ "$no_b" = 1 ] && echo " without B (the IVR)") on $(AST_PREFIX=${AST_PREFIX:-/tmp/ast} "${AST_PREFIX:-/tmp/ast}/sbin/asterisk" -V 2>/dev/null || echo Asterisk): $((calls - bad)) right, $bad misreported"
 [ "$bad" -eq 0 ]
