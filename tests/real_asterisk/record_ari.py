@@ -742,7 +742,38 @@ def ari_outbound_dtmf(rec):
     rec.quiet(1)
 
 
+def ami_outbound_ivr(rec):
+    """callback.engine.ami's IVR: A (7005: answers, keys 2005#) originated as the engine does
+    into [callback-ivr-ami], where it waits in Async AGI; GET DATA collects B; SET VARIABLE
+    CB_B and CB_DIAL; ASYNCAGI BREAK; the dialplan goes on into [callback] 2005 (answers
+    after 1 s, hangs up 5 s later): please wait, Dial, the UserEvent, partner hung up."""
+    conn, msgs = rec.ami("", AMI_EVENTS)
+    cid = "cb-ivr-1"
+    conn.send(ami.action("Originate", ("ActionID", cid), ("Channel", "Local/7005@phones"),
+                         ("Context", "callback-ivr-ami"), ("Exten", "s"), ("Priority", "1"),
+                         ("Timeout", "30000"), ("CallerID", '"Callback" <000>'),
+                         ("ChannelId", cid + "-A1"), ("OtherChannelId", cid + "-A2"), ("Account", "ivr"),
+                         ("Variable", "CB_ID=" + cid), ("Variable", "CB_A=7005"),
+                         ("Variable", "CB_LIMIT=20000"), ("Variable", "CB_WARN=5000"),
+                         ("Variable", "CB_WARN_REPEAT=5000"), ("Variable", "CB_DIAL_TIMEOUT=10"),
+                         ("Variable", "CB_B_CALLERID=7005"), ("Variable", "CHANNEL(language)=en"),
+                         ("Async", "true")))
+    _, start = rec.wait_ami(msgs, timeout=15, Event="AsyncAGIStart")
+    ch = ami.get(start, "Channel")
+    print("  AsyncAGIStart %s Env %s" % (ch, urllib.parse.unquote(ami.get(start, "Env"))[:300]))
+    agi_step(rec, conn, msgs, ch, "GET DATA callback-enter-number 5000 20", "agi-1", timeout=20)
+    agi_step(rec, conn, msgs, ch, 'SET VARIABLE CB_DIAL "Local/2005@phones"', "agi-2")
+    agi_step(rec, conn, msgs, ch, "SET VARIABLE CB_B 2005", "agi-3")
+    n = len(msgs)
+    agi(conn, ch, "ASYNCAGI BREAK", "agi-4")
+    rec.wait_ami(msgs, start=n, Event="AsyncAGIEnd", Channel=ch)
+    rec.wait_ami(msgs, timeout=30, Event="UserEvent", UserEvent="CallbackResult")
+    rec.wait_ami(msgs, timeout=15, Event="Hangup", Channel=ch)
+    rec.quiet(2)
+
+
 SCENARIOS = {
+    "ami-outbound-ivr": ami_outbound_ivr,
     "ari-outbound-dtmf": ari_outbound_dtmf,
     "ari-inbound-dtmf": ari_inbound_dtmf,
     "ari-inbound-caller-hangup": ari_inbound_caller_hangup,
