@@ -137,6 +137,10 @@ std::string outcome_text(std::string_view outcome, std::string_view callee, std:
   return text;
 }
 
+void Engine::connect_b(const Channel&, const Connect&, StatusCompletion done) {
+  if (done) done(engine_error(engine_errc::unsupported, "this engine has no IVR in its dialplan (capabilities())"));
+}
+
 std::string_view to_string(DenialReason reason) noexcept {
   constexpr std::string_view names[] = {"unknown_account",      "disabled",            "bad_secret",
                                         "no_rate",              "insufficient_balance", "destination_blocked",

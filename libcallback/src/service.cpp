@@ -373,10 +373,10 @@ Result<std::string> CallbackService::begin(CallbackRequest request, Done done) {
   if (auto ok = request.validate(); !ok) return refuse_now(ok.error());
   if (!request.callee) {
     const auto can = engine_.capabilities();
-    if (!can.step_flow || !can.collect_digits) {
+    if (!can.collect_digits || !(can.step_flow || can.dialplan_ivr)) {
       return refuse_now(Error{"unsupported",
-                              "this engine cannot ask the caller for the number to call (it needs the step flow "
-                              "and digit collection, as callback.engine.ari has); give the callee in the request",
+                              "this engine cannot ask the caller for the number to call (it needs digit collection "
+                              "and the step flow or an IVR in its dialplan); give the callee in the request",
                               "callee"});
     }
   }
@@ -556,6 +556,8 @@ void CallbackService::on_authorized(const std::string& id, Result<Authorization>
       .language = std::move(language),
   };
   // Step flow: B is dialed by dial_b once A has answered (and, without a callee, dialled it).
+  // A dialplan flow without a callee holds A in the engine's IVR until connect_b.
+  originate.ivr = !step_flow_ && !request.callee;
   if (!step_flow_ && request.callee) {
     originate.connect = Connect{.number = *request.callee,
                                 .caller_id = a,
@@ -752,6 +754,15 @@ void CallbackService::on_leg_event(const LegEvent& event) {
   if (step_flow_) {
     auto again = active_.find(event.call_id);
     if (again != active_.end() && !again->second->finishing) step(*again->second, event);
+  } else if (event.type == LegEventType::answered && event.leg == LegRole::a) {
+    // A dialplan flow without a callee: A answered into the engine's IVR.
+    auto again = active_.find(event.call_id);
+    if (again == active_.end() || again->second->finishing) return;
+    const Active& held = *again->second;
+    if (!held.call.request().callee && !held.b_dialed && !held.hangup_cause &&
+        held.call.state() == CallState::a_answered) {
+      ask_callee(event.call_id);
+    }
   }
 }
 
@@ -951,6 +962,7 @@ void CallbackService::on_callee_authorized(const std::string& id, Result<Authori
   write_journal(active, [this, id] {
     auto found = active_.find(id);
     if (found == active_.end() || found->second->finishing) return;
+    if (!step_flow_) return connect_b(id);  // the dialplan says "please wait" and dials B
     // "Please wait", then B, as for a request that named B.
     std::weak_ptr<int> alive = alive_;
     engine_.play(found->second->a_channel, Prompt::announcement(Announcement::welcome, found->second->language),
@@ -958,6 +970,33 @@ void CallbackService::on_callee_authorized(const std::string& id, Result<Authori
                    if (!alive.expired()) dial_b(id);
                  });
   }, false);
+}
+
+void CallbackService::connect_b(const std::string& id) {
+  auto it = active_.find(id);
+  if (it == active_.end() || it->second->finishing) return;
+  Active& active = *it->second;
+  if (active.a_ended || active.hangup_cause || active.b_dialed) return;
+  active.b_dialed = true;  // from now on the call ends only with B's end too
+  const CallbackRequest& request = active.call.request();
+  const Connect connect{.number = *request.callee,
+                        .caller_id = request.caller,  // B sees A's number
+                        .ring_timeout = options_.b_ring_timeout,
+                        .limit = active.limit,
+                        .warning_before = std::min(active.warning_before, active.limit),
+                        .warning_repeat = active.warning_repeat};
+  arm_stage_timer(active, options_.b_ring_timeout);
+  std::weak_ptr<int> alive = alive_;
+  engine_.connect_b(active.a_channel, connect, [this, alive, id](Status connected) {
+    if (alive.expired() || connected) return;
+    auto found = active_.find(id);
+    if (found == active_.end() || found->second->finishing) return;
+    if (connected.error().code != engine_errc::channel_gone) {
+      context_.log.warning("callback.service", id + ": B could not be connected: " + connected.error().message);
+    }
+    found->second->b_dialed = false;  // nothing of B will come
+    hang_up(*found->second, HangupCause::normal());
+  });
 }
 
 void CallbackService::give_up_on_callee(Active& active, Error why) {

@@ -155,6 +155,9 @@ struct OriginateRequest {
   std::string caller_name;
   std::chrono::seconds ring_timeout{30};
   std::optional<Connect> connect;  // dialplan_flow engines only
+  // dialplan_ivr engines, leg A without `connect` (no callee yet): once answered, A waits in
+  // the engine's IVR for collect_digits, then connect_b.
+  bool ivr = false;
   std::string account_code;        // becomes CDR accountcode
   std::string language;  // Asterisk sound language for A's announcements ("en", "zh"); empty: the server's default
 };
@@ -239,6 +242,9 @@ class CALLBACK_EXPORT Engine : public Component {
     bool step_flow = false;       // the primitives below: play, bridge, time limit
     bool inbound_calls = false;   // route_inbound, answer, reject
     bool collect_digits = false;  // collect_digits
+    // dialplan_flow without a callee: A (OriginateRequest::ivr) answers into the engine's
+    // IVR, where collect_digits asks it for B; connect_b then runs the dialplan's B part.
+    bool dialplan_ivr = false;
   };
   [[nodiscard]] virtual Capabilities capabilities() const = 0;
 
@@ -300,6 +306,12 @@ class CALLBACK_EXPORT Engine : public Component {
 
   // --- collect_digits -----------------------------------------------------------------
   virtual void collect_digits(const Channel& channel, const DigitRequest& request, Completion<Digits> done) = 0;
+
+  // --- dialplan_ivr -------------------------------------------------------------------
+  // A, placed with OriginateRequest::ivr and waiting in the IVR, goes on with B as if it had
+  // been placed with `connect`: B's leg and the call's end come as events, as then. The
+  // default answers engine.unsupported.
+  virtual void connect_b(const Channel& a, const Connect& connect, StatusCompletion done);
 };
 
 }  // namespace callback

@@ -199,6 +199,7 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
   // The step flow's steps.
   void step(Active& active, const LegEvent& event);
   void dial_b(const std::string& id);
+  void connect_b(const std::string& id);  // dialplan_ivr: the dialplan dials B
   // The IVR (a request without a callee): ask A, read the digits, authorize B.
   void ask_callee(const std::string& id);
   void on_callee_digits(const std::string& id, Result<Digits> digits);
