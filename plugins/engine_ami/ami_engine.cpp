@@ -29,7 +29,7 @@ int to_int(std::string_view text, int fallback = 0) {
 Status validate(const AmiOptions& options) {
   if (auto ok = validate_servers(options.servers); !ok) return ok;
   if (auto ok = validate_dial_string(options.dial_string); !ok) return ok;
-  for (const auto* value : {&options.username, &options.secret, &options.context, &options.dial_string,
+  for (const auto* value : {&options.username, &options.secret, &options.context, &options.ivr_context, &options.dial_string,
                             &options.events}) {
     if (!ami::Action::is_safe_value(*value)) return Error{"config.value", "must not contain line breaks", {}};
   }
@@ -249,6 +249,18 @@ AmiEngine::AmiEngine(Context& context, AmiOptions options)
       tracker_(context.clock, context.log, *this, options_.tracking),
       inbound_(context, *this) {
   for (const auto& address : options_.servers) servers_.push_back(std::make_unique<Server>(*this, address));
+  inbound_.is_ivr_leg = [this](const std::string& uniqueid) {
+    const auto leg = leg_of(Channel{{}, uniqueid});
+    return leg && leg->second == LegRole::a && ivr_.count(leg->first) != 0;
+  };
+  inbound_.held = [this](const std::string& uniqueid, const Channel& line) {
+    const auto leg = leg_of(Channel{{}, uniqueid});
+    if (!leg) return;
+    auto it = ivr_.find(leg->first);
+    if (it == ivr_.end()) return;
+    it->second.line = line;
+    for (auto& use : std::exchange(it->second.waiting, {})) use(line);
+  };
 }
 
 AmiEngine::~AmiEngine() {
@@ -311,6 +323,7 @@ AmiEngine::Server* AmiEngine::pick_server() {
 }
 
 void AmiEngine::emit(const LegEvent& event) {
+  if (event.type == LegEventType::ended && event.leg == LegRole::a && !ivr_.empty()) ivr_over(event.call_id);
   if (!event.handle.empty() || event.call_id.empty()) return subscribers_.each(event);
   LegEvent named = event;
   named.handle = leg_channel(event.server, event.call_id, event.leg);
@@ -364,7 +377,8 @@ void AmiEngine::originate(const OriginateRequest& request, Completion<Channel> p
       if (!alive.expired() && done) done(result);
     });
   };
-  if (request.leg != LegRole::a || !request.connect) {
+  const bool ivr = request.leg == LegRole::a && !request.connect && request.ivr && capabilities().dialplan_ivr;
+  if (request.leg != LegRole::a || (!request.connect && !ivr)) {
     // Without the plan (B from the dialplan, the limit) this engine cannot run the call.
     answer(std::move(placed), engine_error(engine_errc::unsupported,
                                            "callback.engine.ami places callbacks with their whole plan "
@@ -390,7 +404,7 @@ void AmiEngine::originate(const OriginateRequest& request, Completion<Channel> p
   ami::Action action("Originate");
   action.add("ActionID", request.call_id)
       .add("Channel", expand_dial_string(options_.dial_string, request.number.digits()))
-      .add("Context", options_.context)
+      .add("Context", ivr ? options_.ivr_context : options_.context)
       .add("Exten", request.connect ? request.connect->number.digits() : std::string("s"))
       .add("Priority", "1")
       .add("Timeout", std::to_string(std::chrono::milliseconds(request.ring_timeout).count()))
@@ -413,6 +427,7 @@ void AmiEngine::originate(const OriginateRequest& request, Completion<Channel> p
   // the callback dialplan runs. Checked by make_request (letters, digits, _ and -).
   if (!request.language.empty()) action.add("Variable", "CHANNEL(language)=" + request.language);
   action.add("Async", "true");
+  if (ivr) ivr_[request.call_id] = {};
   tracker_.add(request.call_id, server->name,
                request.connect ? std::optional(std::chrono::milliseconds(request.connect->limit)) : std::nullopt);
   server->send(action.str());
@@ -448,7 +463,8 @@ bool has_class(std::string_view events, std::string_view name) {
 
 Engine::Capabilities AmiEngine::capabilities() const {
   const bool agi = has_class(options_.events, "agi");
-  return {.dialplan_flow = true, .inbound_calls = agi, .collect_digits = agi && has_class(options_.events, "dtmf")};
+  const bool dtmf = agi && has_class(options_.events, "dtmf");
+  return {.dialplan_flow = true, .inbound_calls = agi, .collect_digits = dtmf, .dialplan_ivr = dtmf};
 }
 
 Subscription AmiEngine::route_inbound(InboundRoute route, std::function<void(const InboundCall&)> on_call) {
@@ -462,7 +478,53 @@ void AmiEngine::reject(const Channel& channel, HangupCause cause, std::chrono::m
   inbound_.reject(channel, cause, ring_first, std::move(done));
 }
 void AmiEngine::play(const Channel& channel, const Prompt& prompt, StatusCompletion done) {
-  inbound_.play(channel, prompt, std::move(done));
+  with_ivr_line(channel, [this, prompt, done = std::move(done)](Result<Channel> line) mutable {
+    if (!line) return done ? done(line.error()) : void();
+    inbound_.play(*line, prompt, std::move(done));
+  });
+}
+
+void AmiEngine::connect_b(const Channel& a, const Connect& connect, StatusCompletion done) {
+  const auto leg = leg_of(a);
+  if (!leg || leg->second != LegRole::a || ivr_.count(leg->first) == 0) {
+    return answer_later(std::move(done), engine_error(engine_errc::not_found, a.id + " is no A waiting in the IVR"));
+  }
+  with_ivr_line(a, [this, id = leg->first, connect, done = std::move(done)](Result<Channel> line) mutable {
+    if (!line) return done ? done(line.error()) : void();
+    tracker_.set_limit(id, std::chrono::milliseconds(connect.limit));
+    const auto ms = [](auto d) { return std::to_string(std::chrono::milliseconds(d).count()); };
+    inbound_.release(*line,
+                     {{"CB_LIMIT", ms(connect.limit)},
+                      {"CB_WARN", ms(connect.warning_before)},
+                      {"CB_WARN_REPEAT", ms(connect.warning_repeat)},
+                      {"CB_DIAL_TIMEOUT", std::to_string(connect.ring_timeout.count())},
+                      {"CB_B_CALLERID", connect.caller_id.digits()},
+                      {"CB_DIAL", expand_dial_string(options_.dial_string, connect.number.digits())},
+                      {"CB_B", connect.number.digits()}},
+                     std::move(done));
+  });
+}
+
+void AmiEngine::with_ivr_line(const Channel& channel, std::function<void(Result<Channel>)> use) {
+  if (inbound_.owns(channel)) return use(channel);
+  const auto leg = leg_of(channel);
+  auto it = leg && leg->second == LegRole::a ? ivr_.find(leg->first) : ivr_.end();
+  if (it == ivr_.end()) {
+    asio::post(context_.io, [use = std::move(use), id = channel.id, alive = std::weak_ptr<bool>(alive_)] {
+      if (!alive.expired()) use(engine_error(engine_errc::channel_gone, "no channel " + id + " here"));
+    });
+    return;
+  }
+  if (it->second.line) return use(*it->second.line);
+  it->second.waiting.push_back(std::move(use));  // A answered; its AsyncAGIStart is on its way
+}
+
+void AmiEngine::ivr_over(const std::string& call_id) {
+  auto it = ivr_.find(call_id);
+  if (it == ivr_.end()) return;
+  auto waiting = std::move(it->second.waiting);
+  ivr_.erase(it);
+  for (auto& use : waiting) use(engine_error(engine_errc::channel_gone, "A hung up"));
 }
 void AmiEngine::bridge(const Channel&, const Channel&, StatusCompletion done) {
   unsupported(std::move(done), "bridge");
@@ -479,7 +541,10 @@ void AmiEngine::collect_digits(const Channel& channel, const DigitRequest& reque
     });
     return;
   }
-  inbound_.collect_digits(channel, request, std::move(done));
+  with_ivr_line(channel, [this, request, done = std::move(done)](Result<Channel> line) mutable {
+    if (!line) return done ? done(line.error()) : void();
+    inbound_.collect_digits(*line, request, std::move(done));
+  });
 }
 
 void AmiEngine::on_logged_in(Server& server) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace callback::engine_ami {
@@ -33,6 +34,7 @@ struct AmiOptions {
   std::string secret;
   bool md5_auth = true;
   std::string context = "callback";
+  std::string ivr_context = "callback-ivr-ami";  // A without a callee waits here (dialplan_ivr)
   std::string dial_string = "Local/{number}@phones";
   std::string events = "call,user,cdr";
   std::chrono::milliseconds ping_interval{10'000};
@@ -79,6 +81,9 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
               StatusCompletion done) override;
   void play(const Channel& channel, const Prompt& prompt, StatusCompletion done) override;
   void collect_digits(const Channel& channel, const DigitRequest& request, Completion<Digits> done) override;
+  // The IVR (dialplan_ivr): A placed with OriginateRequest::ivr waits in [callback-ivr-ami];
+  // B, its limit and caller ID are set on it and the dialplan goes on.
+  void connect_b(const Channel& a, const Connect& connect, StatusCompletion done) override;
   // Not offered (see capabilities()): each answers engine.unsupported.
   void bridge(const Channel& a, const Channel& b, StatusCompletion done) override;
   void set_time_limit(const Channel& warn, const Channel& other, const TimeLimit& limit,
@@ -106,6 +111,10 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   void on_logged_in(Server& server);
   void list_channels(Server& server);  // CoreShowChannels, for the tracker's reconcile
   Server* pick_server();
+  // The IVR's A of `channel` (a leg handle) once it waits in Async AGI, now or when it
+  // does; an inbound channel is itself. `use` gets the channel, or why there is none.
+  void with_ivr_line(const Channel& channel, std::function<void(Result<Channel>)> use);
+  void ivr_over(const std::string& call_id);  // A ended: what waits for it learns so
 
   Context& context_;
   AmiOptions options_;
@@ -113,6 +122,11 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   std::vector<std::unique_ptr<Server>> servers_;
   CallTracker tracker_;
   InboundCalls inbound_;
+  struct IvrLeg {
+    std::optional<Channel> line;                              // once it waits in Async AGI
+    std::vector<std::function<void(Result<Channel>)>> waiting;  // operations sent before that
+  };
+  std::unordered_map<std::string, IvrLeg> ivr_;  // by call id
   std::size_t next_server_ = 0;
   bool stopping_ = false;
 };

@@ -156,6 +156,10 @@ CallTracker::~CallTracker() {
   for (auto& [id, call] : calls_) call->timer.cancel();
 }
 
+void CallTracker::set_limit(const std::string& call_id, std::chrono::milliseconds limit) {
+  if (auto it = calls_.find(call_id); it != calls_.end()) it->second->limit = limit;
+}
+
 void CallTracker::add(const std::string& call_id, const std::string& server,
                       std::optional<std::chrono::milliseconds> limit) {
   auto call = std::make_unique<Call>();

@@ -120,6 +120,8 @@ class CallTracker {
   // connects B). Its events arrive from then on.
   void add(const std::string& call_id, const std::string& server,
            std::optional<std::chrono::milliseconds> limit = std::nullopt);
+  // The limit of a callback placed without one (the IVR's: known once B is).
+  void set_limit(const std::string& call_id, std::chrono::milliseconds limit);
   // Every message from `server` that the connection does not handle itself.
   void on_message(const std::string& server, const ami::MessageView& message);
   // Cancel: hangs up A (which ends the dialplan and B) or B alone. Before A's channel

@@ -120,6 +120,7 @@ struct InboundCalls::Line {
   std::string language;  // the channel's, as Asterisk said (Language:) or we set it
   bool answered = false;
   bool agi_over = false;  // AsyncAGIEnd: no command runs any more
+  bool held = false;      // an outbound A in the IVR (is_ivr_leg), not an inbound call
   std::optional<HangupCause> hung_up_by_us;
   std::string typeahead;  // DTMF that came while no collection ran
   struct Command {
@@ -189,6 +190,11 @@ bool InboundCalls::on_message(const std::string& server, const ami::MessageView&
   const auto it = channels_.find(server + '\n' + std::string(m.get("Channel")));
   if (it == channels_.end()) return false;
   auto line = it->second;  // kept while its handlers run
+  if (line->held && event != "AsyncAGIExec" && event != "AsyncAGIEnd" && event != "DTMFEnd") {
+    // The call tracker's: A's states, its Dial, its end (which ends the line quietly).
+    if (event == "Hangup") finish(line->key, HangupCause{16}, false);
+    return false;
+  }
   if (event == "AsyncAGIExec") {
     on_exec(*line, m);
   } else if (event == "DTMFEnd") {
@@ -203,6 +209,8 @@ bool InboundCalls::on_message(const std::string& server, const ami::MessageView&
     for (auto& command : queue) {
       if (command.done) command.done(engine_error(engine_errc::channel_gone, "the channel left AGI (hung up)"));
     }
+    // A held A is let go: what it does next is the dialplan's, and the tracker's to follow.
+    if (line->held) finish(line->key, HangupCause{16}, false);
   } else if (event == "Newstate") {
     if (m.get("ChannelState") == "6") line->answered = true;
   } else if (event == "Hangup") {
@@ -224,6 +232,12 @@ void InboundCalls::started(const std::string& server, const ami::MessageView& m)
   line->language = std::string(m.get("Language"));
   line->answered = m.get("ChannelState") == "6";
   channels_[key] = line;
+  if (is_ivr_leg && is_ivr_leg(line->uniqueid)) {
+    line->held = true;
+    context_.log.debug(component, server + ": " + printable(name) + " waits in the IVR");
+    if (held) held(line->uniqueid, Channel{server, name});
+    return;
+  }
   InboundCall call{.channel = {server, name}, .name = name, .caller = {}, .dialed = {}, .context = {},
                    .at = context_.clock.now()};
   // agi_dnid is "unknown" on Local channels: the extension is the number dialled.
@@ -274,6 +288,7 @@ void InboundCalls::finish(const std::string& key, HangupCause cause, bool unobse
   }
   if (line->collection) end_collection(*line, gone);
   if (auto done = std::exchange(line->reject_done, nullptr)) done(gone);
+  if (line->held) return;  // A's end is the call tracker's to tell
   LegEvent event{.call_id = {}, .type = LegEventType::ended, .at = context_.clock.now(),
                  .handle = {line->server, line->name}, .channel = line->name, .uniqueid = line->uniqueid,
                  .cause = unobserved ? HangupCause::engine_lost() : cause, .server = line->server};
@@ -318,15 +333,15 @@ void InboundCalls::pump(Line& line) {
     if (reply != nullptr && reply->get("Response") == "Success") return;  // queued: the result comes as AsyncAGIExec
     const auto it = channels_.find(key);
     if (it == channels_.end() || it->second->running_id != id) return;
-    auto held = it->second;
-    auto running = std::exchange(held->running, nullptr);
-    held->running_id.clear();
+    auto kept = it->second;
+    auto running = std::exchange(kept->running, nullptr);
+    kept->running_id.clear();
     const std::string message(reply != nullptr ? reply->get("Message") : "the connection was lost");
     // res_agi.c: "Channel <name> does not exist."
     const bool gone = message.find("does not exist") != std::string::npos;
     running(engine_error(gone ? engine_errc::channel_gone : engine_errc::refused,
                          "Asterisk refused the AGI command: " + printable(message)));
-    pump(*held);
+    pump(*kept);
   }};
 }
 
@@ -348,6 +363,25 @@ void InboundCalls::on_exec(Line& line, const ami::MessageView& m) {
   }
   // The handler may have ended the line (it is still held by on_message's caller).
   if (channels_.count(line.key) != 0) pump(line);
+}
+
+void InboundCalls::release(const Channel& channel, const std::vector<std::pair<std::string, std::string>>& variables,
+                           StatusCompletion done) {
+  auto line = find(channel);
+  if (!line) return later<Status>(std::move(done), engine_error(engine_errc::channel_gone, "the channel is gone"));
+  std::vector<std::string> commands;
+  for (const auto& [name, value] : variables) {
+    const bool plain = std::all_of(value.begin(), value.end(), [](char c) {
+      return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f && c != '"' && c != '\\';
+    });
+    if (!plain || !ami::Action::is_safe_value(name)) {
+      return later<Status>(std::move(done), engine_error(engine_errc::invalid, "cannot set " + printable(name) +
+                                                                                   " to " + printable(value)));
+    }
+    commands.push_back("SET VARIABLE " + name + " \"" + value + "\"");
+  }
+  commands.push_back("ASYNCAGI BREAK");
+  sequence(line, std::move(commands), nullptr, std::move(done));
 }
 
 void InboundCalls::sequence(const std::shared_ptr<Line>& line, std::vector<std::string> commands,

@@ -71,6 +71,19 @@ class InboundCalls {
   void play(const Channel& channel, const Prompt& prompt, StatusCompletion done);
   void collect_digits(const Channel& channel, const DigitRequest& request, Completion<Digits> done);
 
+  // The IVR of outbound calls ([callback-ivr-ami]): A, originated there, waits in Async AGI.
+  // Its AsyncAGIStart makes it a held line, not an inbound call: no route, and no `ended`
+  // of its own (the call tracker follows A); every event but AGI's and DTMF is left to the
+  // tracker. `is_ivr_leg` says whether a Uniqueid is such an A; `held` hands its channel
+  // to the engine, for collect_digits, play and release.
+  std::function<bool(const std::string& uniqueid)> is_ivr_leg;
+  std::function<void(const std::string& uniqueid, const Channel& channel)> held;
+  // Sets each variable (SET VARIABLE), then ASYNCAGI BREAK: the dialplan goes on, and the
+  // line is let go at its AsyncAGIEnd. A value with a quote, a backslash or a control
+  // character is engine.invalid.
+  void release(const Channel& channel, const std::vector<std::pair<std::string, std::string>>& variables,
+               StatusCompletion done);
+
   // The connection to `server` is gone: its inbound channels end (unobserved, engine lost).
   void connection_lost(const std::string& server);
   // Engine stop: hangs up every inbound channel and ends it (engine lost).

@@ -24,6 +24,8 @@ class Factory final : public PluginFactory {
          .choices = {"md5", "plain"}},
         {.name = "context", .type = OptionType::string, .default_value = "callback",
          .description = "dialplan context that runs the callback (examples/asterisk/extensions.conf)"},
+        {.name = "ivr_context", .type = OptionType::string, .default_value = "callback-ivr-ami",
+         .description = "where A waits, in Async AGI, to be asked for the number to call (needs agi,dtmf in events)"},
         {.name = "dial_string", .type = OptionType::string, .default_value = "Local/{number}@phones",
          .description = "how to reach a number: PJSIP/{number}@gateway, SIP/{number}@a.b.c.d, Local/{number}@ctx"},
         {.name = "events", .type = OptionType::string, .default_value = "call,user,cdr",
@@ -59,6 +61,7 @@ class Factory final : public PluginFactory {
     options.secret = args.options.string("secret");
     options.md5_auth = args.options.string("auth") == "md5";
     options.context = args.options.string("context");
+    options.ivr_context = args.options.string("ivr_context");
     options.dial_string = args.options.string("dial_string");
     options.events = args.options.string("events");
     options.ping_interval = std::chrono::milliseconds(args.options.integer("ping_interval_ms"));
