@@ -13,7 +13,7 @@ engine_entry() {
   case "$1" in
     ami) echo '{"plugin": "callback.engine.ami", "name": "asterisk",
                "config": {"servers": ["127.0.0.1:5038"], "username": "callback", "secret": "callbacksecret",
-                          "dial_string": "Local/{number}@phones"}}' ;;
+                          "dial_string": "Local/{number}@phones", "events": "call,user,cdr,agi,dtmf"}}' ;;
     ari) echo '{"plugin": "callback.engine.ari", "name": "asterisk",
                "config": {"servers": ["127.0.0.1:8088"], "password": "callbacksecret", "app": "'"${2:-callback-app}"'"}}' ;;
     *) echo "unknown engine '$1' (ami or ari)" >&2; return 2 ;;
