@@ -521,10 +521,11 @@ void CallTracker::finish(Call& call, End how) {
   const bool unobserved = how == End::lost || how == End::record;
   const bool we_hung_up = call.hangup_requested;
   a_dialing(call);
-  // B was dialed as far as anyone knows: its events, the dialplan's result (a record whose
-  // DIALSTATUS is empty comes from an A that hung up before the Dial), or the service.
+  // B was dialed as far as anyone knows: its events, the dialplan's result (a UserEvent or
+  // record whose DIALSTATUS is empty comes from an A that went before the Dial: in
+  // [callback-ivr-ami] before B was known, ami-outbound-ivr-hangup), or the service.
   const bool b_known = call.b_dialing || !call.b_channels.empty() || call.b_dialed_hint ||
-                       (call.user_event && call.originate_ok && !(call.from_record && call.dial_status.empty()));
+                       (call.user_event && call.originate_ok && !call.dial_status.empty());
   if (b_known) {
     if (call.dial_status == "ANSWER") b_connected(call);
     b_dialing(call);

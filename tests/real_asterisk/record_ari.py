@@ -772,8 +772,33 @@ def ami_outbound_ivr(rec):
     rec.quiet(2)
 
 
+def ami_outbound_ivr_hangup(rec):
+    """The AMI IVR's A hung up while it waits in Async AGI: A (1006: answers, keys nothing)
+    originated into [callback-ivr-ami]; the prompt; then the engine's Hangup action on A;1
+    (a cancel, or no number after the tries): the AGI ends and [callback-ivr-ami]'s h
+    extension reports the result."""
+    conn, msgs = rec.ami("", AMI_EVENTS)
+    cid = "cb-ivrh-1"
+    conn.send(ami.action("Originate", ("ActionID", cid), ("Channel", "Local/1006@phones"),
+                         ("Context", "callback-ivr-ami"), ("Exten", "s"), ("Priority", "1"),
+                         ("Timeout", "30000"), ("CallerID", '"Callback" <000>'),
+                         ("ChannelId", cid + "-A1"), ("OtherChannelId", cid + "-A2"), ("Account", "ivr"),
+                         ("Variable", "CB_ID=" + cid), ("Variable", "CB_A=1006"),
+                         ("Variable", "CB_DIAL_TIMEOUT=10"), ("Variable", "CB_B_CALLERID=1006"),
+                         ("Variable", "CHANNEL(language)=en"), ("Async", "true")))
+    _, start = rec.wait_ami(msgs, timeout=15, Event="AsyncAGIStart")
+    ch = ami.get(start, "Channel")
+    agi_step(rec, conn, msgs, ch, 'STREAM FILE callback-enter-number "0123456789*#"', "agi-1", timeout=20)
+    n = len(msgs)
+    conn.send(ami.action("Hangup", ("ActionID", "hangup-1"), ("Channel", ch), ("Cause", "16")))
+    rec.wait_ami(msgs, start=n, timeout=15, Event="UserEvent", UserEvent="CallbackResult")
+    rec.wait_ami(msgs, start=n, timeout=15, Event="Hangup", Channel=ch[:-1] + "2")
+    rec.quiet(2)
+
+
 SCENARIOS = {
     "ami-outbound-ivr": ami_outbound_ivr,
+    "ami-outbound-ivr-hangup": ami_outbound_ivr_hangup,
     "ari-outbound-dtmf": ari_outbound_dtmf,
     "ari-inbound-dtmf": ari_inbound_dtmf,
     "ari-inbound-caller-hangup": ari_inbound_caller_hangup,
