@@ -107,16 +107,6 @@ std::size_t match_uuid(std::string_view s, std::size_t pos) {
   return p - pos;
 }
 
-std::int64_t parse_cdr_time(std::string_view text) {
-  std::tm tm{};
-  if (std::sscanf(std::string(text).c_str(), "%d-%d-%d %d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                  &tm.tm_min, &tm.tm_sec) != 6) {
-    return -1;
-  }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return static_cast<std::int64_t>(timegm(&tm));
-}
 
 std::int64_t to_int(std::string_view text) {
   std::int64_t v = 0;
@@ -519,6 +509,17 @@ std::int64_t delta_seconds(std::int64_t delta_ms) {
 }
 
 }  // namespace
+
+std::int64_t parse_cdr_time(std::string_view text) {
+  std::tm tm{};
+  if (std::sscanf(std::string(text).c_str(), "%d-%d-%d %d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                  &tm.tm_min, &tm.tm_sec) != 6) {
+    return -1;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<std::int64_t>(timegm(&tm));
+}
 
 std::uint32_t event_class_bit(std::string_view name) {
   static const std::array<std::pair<std::string_view, std::uint32_t>, 19> classes{{

@@ -186,6 +186,9 @@ void render(const Script& script, std::size_t index, const CallValues& values, s
 std::vector<std::string> dialplan_show(const std::filesystem::path& extensions_conf, std::string_view context,
                                        std::string_view exten = {}, std::string_view file_name = "extensions.conf");
 
+// A Cdr time ("2026-12-02 04:48:23", UTC) as seconds since the epoch; -1 if it is not one.
+std::int64_t parse_cdr_time(std::string_view text);
+
 // Splits a server transcript into messages (after the banner line).
 std::vector<std::string> split_messages(std::string_view text);
 

@@ -232,6 +232,17 @@ struct Templates {
   Script tail_a_ringing, tail_b_ringing, tail_bridged;
   Script core_show_channel;  // the 4 CoreShowChannel entries, in the recorded order B;2, B;1, A;1, A;2
   std::vector<int> core_show_channel_roles;
+  // The IVR (ami-outbound-ivr). `ivr`: the call without its AGI commands' events, A held
+  // after message `ivr_hold` (AsyncAGIStart); the gap the IVR took is its stretch.
+  // `ivr_agi`: one of each AGI event, by IvrAgi. `ivr_end`: A hung up while it waits
+  // (ami-outbound-ivr-hangup).
+  // `ivr_ring`: A up to its AsyncAGIStart (`ivr_ring_hold`) for a phone that rings 1 s
+  // first (ami-outbound-ivr-hangup's 1006; ami-outbound-ivr's 7005 answers at once).
+  Script ivr, ivr_agi, ivr_end, ivr_ring;
+  std::size_t ivr_hold = 0, ivr_ring_hold = 0;
+  enum IvrAgi : std::uint8_t { kExecStart, kExecEnd, kAsyncExec, kDtmfBegin, kDtmfEnd, kAsyncEnd, kIvrAgiCount };
+  // Where each B script's [callback] part starts: A;1's first message in context callback.
+  std::unordered_map<const Script*, std::size_t> resume_at;
 
   explicit Templates(const std::filesystem::path& dir) {
     using detail::compile;
@@ -363,6 +374,16 @@ struct Templates {
       tail_a_ringing.tail = true;
     }
 
+    build_ivr(dir);
+    for (const Script* script : {&answered_limit, &b_hangs_up, &channelid, &b_busy, &b_noanswer, &b_congestion,
+                                 &b_unreachable, &b_rejected, &b_unallocated, &b_invalid}) {
+      const auto at = find_message(*script, [](const std::string& m) {
+        return header_of(m, "Channel") == kMarkA1 && header_of(m, "Context") == "callback";
+      });
+      if (at == std::string::npos) throw std::runtime_error("fake asterisk: " + script->name + " never enters [callback]");
+      resume_at[script] = at;
+    }
+
     // CoreShowChannel entries, recorded during the midcall call (ami-coreshowchannels).
     {
       std::ifstream in(dir / "ami-coreshowchannels.txt", std::ios::binary);
@@ -378,6 +399,90 @@ struct Templates {
       }
       core_show_channel = compile(midcall, entries, 0, false);
     }
+  }
+
+  static constexpr std::string_view kMarkA1 = "\x01" "A1";
+
+  // The first message of `script` whose text (A;1 rendered as kMarkA1) satisfies `pred`.
+  template <class Pred>
+  static std::size_t find_message(const Script& script, Pred pred) {
+    CallValues v;
+    v.channel = {std::string(kMarkA1), "\x01" "A2", "\x01" "B1", "\x01" "B2"};
+    std::string out;
+    for (std::size_t i = 0; i < script.messages.size(); ++i) {
+      out.clear();
+      detail::render(script, i, v, out);
+      if (pred(out)) return i;
+    }
+    return std::string::npos;
+  }
+
+  void build_ivr(const std::filesystem::path& dir) {
+    auto recording = detail::load_recording(dir, "ami-outbound-ivr");
+    // The Originate names no B (Exten s): the AGI's SET VARIABLE CB_B does, and stands for it.
+    std::string num_b;
+    for (const auto& m : recording.main) {
+      const auto command = header_of(m.text, "Command");
+      if (header_of(m.text, "Event") == "AGIExecStart" && command.starts_with("SET VARIABLE CB_B ")) {
+        num_b = command.substr(18);
+      }
+    }
+    for (auto& [name, value] : recording.originate) {
+      if (name == "Exten") value = num_b;
+    }
+    if (num_b.empty()) throw std::runtime_error("fake asterisk: ami-outbound-ivr sets no CB_B");
+    std::vector<TimedMessage> flow;
+    std::array<std::optional<TimedMessage>, kIvrAgiCount> agi;
+    for (const auto& m : recording.main) {
+      const auto event = header_of(m.text, "Event");
+      if (event.empty()) continue;  // the AGI actions' responses
+      int which = -1;
+      if (event == "AGIExecStart") which = kExecStart;
+      if (event == "AGIExecEnd") which = kExecEnd;
+      if (event == "AsyncAGIExec") which = kAsyncExec;
+      if (event == "DTMFBegin") which = kDtmfBegin;
+      if (event == "DTMFEnd") which = kDtmfEnd;
+      if (event == "AsyncAGIEnd") which = kAsyncEnd;
+      if (which >= 0) {
+        if (!agi[static_cast<std::size_t>(which)]) agi[static_cast<std::size_t>(which)] = m;
+        continue;
+      }
+      flow.push_back(m);
+    }
+    std::vector<TimedMessage> agi_messages;
+    for (auto& m : agi) {
+      if (!m) throw std::runtime_error("fake asterisk: ami-outbound-ivr lacks an AGI event the fake needs");
+      agi_messages.push_back(*m);
+    }
+    ivr = detail::compile(recording, flow, 1, false);
+    // A waits after the last message before the IVR's gap (AsyncAGIStart and what came with it).
+    const auto agi_start = find_message(ivr, [](const std::string& m) { return header_of(m, "Event") == "AsyncAGIStart"; });
+    ivr_hold = agi_start;
+    while (ivr_hold + 1 < ivr.messages.size() && !ivr.messages[ivr_hold + 1].after_pivot) ++ivr_hold;
+    if (agi_start == std::string::npos || ivr_hold + 1 >= ivr.messages.size() ||
+        ivr.messages[ivr_hold + 1].at_us != ivr.pivot_us) {
+      throw std::runtime_error("fake asterisk: ami-outbound-ivr has no wait after its AsyncAGIStart");
+    }
+    ivr_agi = detail::compile(recording, agi_messages, 0, false);
+
+    // A hung up while it waits (ami-outbound-ivr-hangup: the Hangup action on A;1 in Async
+    // AGI): AsyncAGIEnd, then [callback-ivr-ami]'s h extension with its UserEvent.
+    const auto hangup = detail::load_recording(dir, "ami-outbound-ivr-hangup");
+    ivr_end = detail::compile(hangup, hangup.after_hangup, 0, true);
+    ivr_end.tail = true;
+    // Up to the first AGI action's reply (the device states may follow AsyncAGIStart).
+    std::vector<TimedMessage> ringing;
+    bool agi_started = false;
+    for (const auto& m : hangup.main) {
+      const auto event = header_of(m.text, "Event");
+      if (event.empty() && agi_started) break;
+      if (event.empty()) continue;
+      agi_started = agi_started || event == "AsyncAGIStart";
+      ringing.push_back(m);
+    }
+    if (!agi_started) throw std::runtime_error("fake asterisk: ami-outbound-ivr-hangup has no AsyncAGIStart");
+    ivr_ring = detail::compile(hangup, ringing, 0, false);
+    ivr_ring_hold = ivr_ring.messages.size() - 1;
   }
 };
 
@@ -397,6 +502,8 @@ struct Call {
   bool originate_fails = false;
   bool instant = false;           // every delay removed (benchmark numbers)
   bool hangup_pending = false;
+  bool ivr_hold = false;          // placed into [callback-ivr-ami]: A waits in Async AGI once up
+  std::size_t resume_from = 0;    // messages before this one (and the OriginateResponse) are not sent
   std::uint8_t live = 0;          // channels created and not hung up
   std::vector<std::uint16_t> order;  // interleaved: the script's message indexes in sending order
   std::int64_t phase_index = -1;     // the latest recorded message sent: its phase is the call's
@@ -420,6 +527,13 @@ struct InboundLine {
     std::string escape;   // digits that stop it (STREAM FILE, SAY NUMBER); WAIT FOR DIGIT: any
     bool any_digit = false;
     bool fails = false;  // RESULT_FAILURE: the Async AGI ends after it (a missing sound)
+    bool breaks = false;  // ASYNCAGI BREAK: the dialplan goes on
+    // GET DATA: digits up to `#` or max_digits; digit_timeout_ms after the prompt and
+    // between keys ends it with what came ("200 result=<digits> (timeout)").
+    bool get_data = false;
+    std::size_t max_digits = 0;
+    std::int64_t digit_timeout_ms = 0;
+    std::string collected;
     std::uint32_t agi_number = 0;  // Asterisk's own CommandId in AGIExecStart/End
   };
   std::optional<Command> running;
@@ -430,6 +544,8 @@ struct InboundLine {
   std::size_t next_digit = 0;
   std::int64_t dtmf_delay_ms = 0, dtmf_interval_ms = 0;
   std::int64_t hangup_after_ms = -1;
+  std::uint64_t ivr_call = 0;  // not 0: A of this outbound call, waiting in [callback-ivr-ami]
+  std::map<std::string, std::string> variables;  // SET VARIABLE's
 };
 
 struct ServerState {
@@ -514,7 +630,16 @@ struct ServerState {
     return astdb.erase(db_key(family, key)) == 1;
   }
   [[nodiscard]] std::int64_t offset_us(const Call& call, std::size_t index) const;
-  void set_script(Call& call, const Script& script);
+  void set_script(Call& call, const Script& script, bool interleave = true);
+  // The IVR: A waits in Async AGI; the BREAK lets the dialplan dial B; a hangup ends A there.
+  void hold_ivr(Call& call);
+  void release_ivr(const std::string& channel);
+  void end_held(std::uint64_t key);
+  void start_keys(InboundLine& line);
+  void key_after(InboundLine& line, std::int64_t ms);
+  // Ends the running AGI command with `result` in `seconds` (scaled); GET DATA's empty result: its timeout.
+  void command_after(InboundLine& line, double seconds, std::string result);
+  std::string agi_event(const InboundLine& line, std::uint8_t which, const std::string& inbound_template);
   template <class F>
   void run_sync(F&& f) {
     if (!thread.joinable()) {
@@ -979,6 +1104,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
 };
 
 // ---------------------------------------------------------------------------------------
+// The script of a call whose A answers, by B's number; sets the stretch it needs.
+const Script* b_script(const Templates& t, Call& call, PhoneKind b, bool with_id) {
+  auto& v = call.values;
+  const std::int64_t limit_ms = std::atoll(v.limit.c_str());
+  switch (b) {
+    case PhoneKind::kStaysUp:
+    case PhoneKind::kBench:
+      v.delta_ms = limit_ms - t.answered_limit.recorded_stretch_ms;
+      return &t.answered_limit;
+    case PhoneKind::kHangsUp:
+      if (limit_ms < 5000) {
+        v.delta_ms = limit_ms - t.answered_limit.recorded_stretch_ms;
+        return &t.answered_limit;
+      }
+      return with_id ? &t.channelid : &t.b_hangs_up;
+    case PhoneKind::kBenchHangup:
+      call.instant = classify(v.num_a) == PhoneKind::kBench;
+      return &t.b_hangs_up;
+    case PhoneKind::kBusy: return &t.b_busy;
+    case PhoneKind::kNoAnswer:
+      v.delta_ms = std::atoll(v.dial_timeout.c_str()) * 1000 - t.b_noanswer.recorded_stretch_ms;
+      return &t.b_noanswer;
+    case PhoneKind::kCongestion: return &t.b_congestion;
+    case PhoneKind::kUnreachable: return &t.b_unreachable;
+    case PhoneKind::kUnallocated: return &t.b_unallocated;
+    case PhoneKind::kRejected: return &t.b_rejected;
+    default: return &t.b_invalid;
+  }
+}
+
 void Connection::originate(const ami::MessageView& m) {
   const auto channel = m.get("Channel");
   if (channel.empty()) return send(response(m, "Error", "Channel not specified"));
@@ -1051,7 +1206,6 @@ void Connection::originate(const ami::MessageView& m) {
   const auto a = classify(v.num_a);
   const auto b = classify(v.num_b);
   const bool with_id = !v.channel_id.empty();
-  const std::int64_t limit_ms = std::atoll(v.limit.c_str());
   std::int64_t timeout_ms = m.has("Timeout") ? std::atoll(std::string(m.get("Timeout")).c_str()) : 30000;
   if (timeout_ms <= 0) timeout_ms = 30000;
   const Script* script = nullptr;
@@ -1069,38 +1223,20 @@ void Connection::originate(const ami::MessageView& m) {
     case PhoneKind::kInvalid: script = &t.a_invalid; break;
     default: fails = false; break;
   }
-  if (!script) {
-    switch (b) {
-      case PhoneKind::kStaysUp:
-      case PhoneKind::kBench:
-        script = &t.answered_limit;
-        v.delta_ms = limit_ms - t.answered_limit.recorded_stretch_ms;
-        break;
-      case PhoneKind::kHangsUp:
-        if (limit_ms < 5000) {
-          script = &t.answered_limit;
-          v.delta_ms = limit_ms - t.answered_limit.recorded_stretch_ms;
-        } else {
-          script = with_id ? &t.channelid : &t.b_hangs_up;
-        }
-        break;
-      case PhoneKind::kBenchHangup:
-        script = &t.b_hangs_up;
-        call->instant = a == PhoneKind::kBench;
-        break;
-      case PhoneKind::kBusy: script = &t.b_busy; break;
-      case PhoneKind::kNoAnswer:
-        script = &t.b_noanswer;
-        v.delta_ms = std::atoll(v.dial_timeout.c_str()) * 1000 - t.b_noanswer.recorded_stretch_ms;
-        break;
-      case PhoneKind::kCongestion: script = &t.b_congestion; break;
-      case PhoneKind::kUnreachable: script = &t.b_unreachable; break;
-      case PhoneKind::kUnallocated: script = &t.b_unallocated; break;
-      case PhoneKind::kRejected: script = &t.b_rejected; break;
-      default: script = &t.b_invalid; break;
-    }
+  const bool ivr = m.get("Context") == "callback-ivr-ami";
+  if (ivr && v.num_a.size() == 4 && v.num_a[0] == '7' && a == PhoneKind::kInvalid) {
+    fails = false;  // the test phones that key a number once they answer
+    script = nullptr;
   }
-  impl.set_script(*call, *script);
+  if (!script && ivr) {
+    // A answers (a 7XXX at once, the others after 1 s of ringing) and waits in Async AGI;
+    // B comes with ASYNCAGI BREAK.
+    script = v.num_a[0] == '7' ? &t.ivr : &t.ivr_ring;
+    call->ivr_hold = true;
+  } else if (!script) {
+    script = b_script(t, *call, b, with_id);
+  }
+  impl.set_script(*call, *script, !call->ivr_hold);
   call->originate_fails = fails;
   call->sync = !async;
   call->base = call->originated = Clock::now();
@@ -1125,12 +1261,13 @@ std::int64_t ServerState::offset_us(const Call& call, std::size_t index) const {
   return std::max<std::int64_t>(at, 0);
 }
 
-void ServerState::set_script(Call& call, const Script& script) {
+void ServerState::set_script(Call& call, const Script& script, bool interleave) {
   call.script = &script;
   call.next = 0;
   call.phase_index = -1;
+  call.resume_from = 0;
   call.order.clear();
-  if (options.interleave_window_ms <= 0) return;
+  if (options.interleave_window_ms <= 0 || !interleave) return;
   // A random merge of the streams (tests/fakes/asterisk/call_script.hpp): at each step,
   // any stream whose next message is due within the window of the earliest unsent one.
   std::map<int, std::deque<std::uint16_t>> streams;
@@ -1166,6 +1303,11 @@ void ServerState::advance(Call& call) {
   };
   while (call.next < s.messages.size()) {
     const std::size_t index = call.order.empty() ? call.next : call.order[call.next];
+    if (index < call.resume_from ||
+        (call.resume_from > 0 && s.messages[index].kind == MessageKind::kOriginateResponse)) {
+      ++call.next;  // sent before A went into the IVR
+      continue;
+    }
     const auto offset = std::max(offset_us(call, index), call.last_offset_us);
     if (scale > 0) {
       const auto due = call.base + std::chrono::duration_cast<Clock::duration>(
@@ -1217,6 +1359,12 @@ void ServerState::advance(Call& call) {
       call.hangup_pending = false;
       flush_touched();
       start_tail(call);
+      return;
+    }
+    if (call.ivr_hold && ((call.script == &templates.ivr && index == templates.ivr_hold) ||
+                          (call.script == &templates.ivr_ring && index == templates.ivr_ring_hold))) {
+      flush_touched();
+      hold_ivr(call);
       return;
     }
   }
@@ -1322,6 +1470,9 @@ void Connection::hangup(const ami::MessageView& m) {
   }
   if (!call || !(call->live & detail::role_bit(role))) return send(response(m, "Error", "No such channel"));
   send(response(m, "Success", "Channel Hungup"));
+  if (call->ivr_hold && impl_.inbound.count(call->values.channel[detail::kA1]) != 0) {
+    return impl_.end_inbound(call->values.channel[detail::kA1], 16);
+  }
   // Already being hung up (a Hangup for A and then for B): the tail under way covers it.
   if (call->script->tail || call->hangup_pending) return;
   impl_.start_tail(*call);
@@ -1442,7 +1593,7 @@ void ServerState::agi_next(InboundLine& line) {
   const auto w = words(c.text);
   const std::string verb = w.empty() ? std::string() : std::string(w[0]);
   auto exec_start = [&](const std::string& templ) {
-    std::string out = inbound_message(line, templ);
+    std::string out = agi_event(line, Templates::kExecStart, templ);
     set_header(out, "CommandId", std::to_string(c.agi_number));
     set_header(out, "Command", c.text);
     if (!line.up) {
@@ -1451,16 +1602,7 @@ void ServerState::agi_next(InboundLine& line) {
     }
     broadcast(out);
   };
-  const double scale = options.time_scale;
-  auto after = [&](double seconds, std::string result) {
-    line.command_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double>(seconds * scale)));
-    line.command_timer.async_wait([this, channel = line.channel, result = std::move(result)](boost::system::error_code ec) {
-      if (ec) return;
-      const auto it = inbound.find(channel);
-      if (it != inbound.end()) agi_finish(*it->second, result);
-    });
-  };
+  auto after = [&](double seconds, std::string result) { command_after(line, seconds, std::move(result)); };
   if (verb == "ANSWER" && w.size() == 1) {
     // The recorded ANSWER: AGIExecStart, the Newstates (;2 then ;1), DialEnd, the device
     // states at once; AGIExecEnd and AsyncAGIExec 0.5 s later.
@@ -1476,17 +1618,7 @@ void ServerState::agi_next(InboundLine& line) {
     }
     line.up = true;
     line.answer_epoch = epoch_now();
-    if (line.dtmf.empty()) {
-      caller_hangs_up_later(line);
-    } else {
-      line.dtmf_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
-          std::chrono::duration<double, std::milli>(static_cast<double>(line.dtmf_delay_ms) * scale)));
-      line.dtmf_timer.async_wait([this, channel = line.channel](boost::system::error_code ec) {
-        if (ec) return;
-        const auto it = inbound.find(channel);
-        if (it != inbound.end()) inbound_digit(*it->second);
-      });
-    }
+    start_keys(line);
     return after(0.5, "200 result=0\n");
   }
   exec_start(inbound_script.exec_start);
@@ -1503,6 +1635,20 @@ void ServerState::agi_next(InboundLine& line) {
     return after(options.sound_seconds, "200 result=0 endpos=" +
                                             std::to_string(static_cast<std::int64_t>(options.sound_seconds * 8000)) + "\n");
   }
+  if (verb == "GET" && w.size() >= 3 && w[1] == "DATA") {
+    // app.c's ast_app_getdata: the prompt (any key cuts it), then ast_readstring with the
+    // timeout before each key (res_agi's default 6 s when none is given) and `#` as the end.
+    c.get_data = true;
+    c.digit_timeout_ms = w.size() >= 4 ? std::atoll(std::string(w[3]).c_str()) : 0;
+    if (c.digit_timeout_ms <= 0) c.digit_timeout_ms = 6000;
+    c.max_digits = w.size() >= 5 ? static_cast<std::size_t>(std::atoll(std::string(w[4]).c_str())) : 1024;
+    if (c.max_digits == 0) c.max_digits = 1024;
+    const auto sound = options.sounds.find(std::string(w[2]));
+    const bool installed = sound != options.sounds.end() &&
+                           std::find(sound->second.begin(), sound->second.end(), line.language) != sound->second.end();
+    const double prompt = installed ? options.sound_seconds : 0.0;
+    return after(prompt + static_cast<double>(c.digit_timeout_ms) / 1000.0, {});
+  }
   if (verb == "WAIT" && w.size() == 4 && w[1] == "FOR" && w[2] == "DIGIT") {
     c.any_digit = true;
     const auto ms = std::atoll(std::string(w[3]).c_str());
@@ -1514,10 +1660,29 @@ void ServerState::agi_next(InboundLine& line) {
     return after(0.9, "200 result=0\n");
   }
   if (verb == "SET" && w.size() >= 4 && w[1] == "VARIABLE") {
-    if (w[2] == "CHANNEL(language)") line.language = std::string(w[3]);
+    const auto value = unquote(std::string_view(w[3].data(), static_cast<std::size_t>(c.text.data() + c.text.size() - w[3].data())));
+    if (w[2] == "CHANNEL(language)") line.language = value;
+    line.variables[std::string(w[2])] = value;
     return after(0, "200 result=1\n");
   }
+  if (line.ivr_call != 0 && verb == "ASYNCAGI" && w.size() == 2 && w[1] == "BREAK") {
+    c.breaks = true;
+    return after(0, "200 result=0\n");
+  }
   after(0, "510 Invalid or unknown command\n");
+}
+
+void ServerState::command_after(InboundLine& line, double seconds, std::string result) {
+  line.command_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(seconds * options.time_scale)));
+  line.command_timer.async_wait([this, channel = line.channel, result = std::move(result)](boost::system::error_code ec) {
+    if (ec) return;
+    const auto it = inbound.find(channel);
+    if (it == inbound.end() || !it->second->running) return;
+    // GET DATA's timeout: what came so far.
+    const auto& c = *it->second->running;
+    agi_finish(*it->second, c.get_data && result.empty() ? "200 result=" + c.collected + " (timeout)\n" : result);
+  });
 }
 
 void ServerState::agi_finish(InboundLine& line, const std::string& result) {
@@ -1525,7 +1690,7 @@ void ServerState::agi_finish(InboundLine& line, const std::string& result) {
   line.command_timer.cancel();
   const auto c = std::move(*line.running);
   line.running.reset();
-  std::string end = inbound_message(line, inbound_script.exec_end);
+  std::string end = agi_event(line, Templates::kExecEnd, inbound_script.exec_end);
   set_header(end, "CommandId", std::to_string(c.agi_number));
   set_header(end, "Command", c.text);
   const auto code = result.substr(0, 3);
@@ -1535,7 +1700,7 @@ void ServerState::agi_finish(InboundLine& line, const std::string& result) {
   } else if (code != "200") {
     set_header(end, "Result", "Usage");
   }
-  std::string exec = inbound_message(line, inbound_script.async_exec);
+  std::string exec = agi_event(line, Templates::kAsyncExec, inbound_script.async_exec);
   set_header(exec, "Result", detail::agi_url_encode(result));
   if (c.id.empty()) {
     const auto at = exec.find("CommandId: ");
@@ -1555,6 +1720,7 @@ void ServerState::agi_finish(InboundLine& line, const std::string& result) {
     // ami-inbound-missing-prompt: AsyncAGIEnd, then the dialplan's next priority, Hangup().
     return end_inbound(line.channel, 16, &inbound_script.failed_end);
   }
+  if (c.breaks) return release_ivr(line.channel);
   agi_next(line);
 }
 
@@ -1563,11 +1729,20 @@ void ServerState::inbound_digit(InboundLine& line) {
   if (line.next_digit >= line.dtmf.size()) return;
   const char digit = line.dtmf[line.next_digit++];
   for (const auto* templ : {&inbound_script.dtmf_begin, &inbound_script.dtmf_end}) {
-    std::string out = inbound_message(line, *templ);
+    std::string out = agi_event(line, templ == &inbound_script.dtmf_begin ? Templates::kDtmfBegin : Templates::kDtmfEnd,
+                                *templ);
     set_header(out, "Digit", std::string(1, digit));
     broadcast(out);
   }
-  if (line.running && (line.running->any_digit || line.running->escape.find(digit) != std::string::npos)) {
+  if (line.running && line.running->get_data) {
+    auto& c = *line.running;
+    if (digit != '#') c.collected.push_back(digit);
+    if (digit == '#' || c.collected.size() >= c.max_digits) {
+      agi_finish(line, "200 result=" + c.collected + "\n");
+    } else {
+      command_after(line, static_cast<double>(c.digit_timeout_ms) / 1000.0, {});
+    }
+  } else if (line.running && (line.running->any_digit || line.running->escape.find(digit) != std::string::npos)) {
     std::string result = "200 result=" + std::to_string(static_cast<int>(digit));
     if (!line.running->any_digit) {
       const auto played = std::chrono::duration<double>(Clock::now() - line.command_started).count() /
@@ -1577,8 +1752,13 @@ void ServerState::inbound_digit(InboundLine& line) {
     agi_finish(line, result + "\n");
   }
   if (line.next_digit >= line.dtmf.size()) return caller_hangs_up_later(line);
+  key_after(line, line.dtmf_interval_ms);
+}
+
+// The caller's next key in `ms` (scaled).
+void ServerState::key_after(InboundLine& line, std::int64_t ms) {
   line.dtmf_timer.expires_after(std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double, std::milli>(static_cast<double>(line.dtmf_interval_ms) * options.time_scale)));
+      std::chrono::duration<double, std::milli>(static_cast<double>(ms) * options.time_scale)));
   line.dtmf_timer.async_wait([this, channel = line.channel](boost::system::error_code ec) {
     if (ec) return;
     const auto it = inbound.find(channel);
@@ -1605,6 +1785,7 @@ void ServerState::end_inbound(const std::string& channel, int cause, const std::
   inbound.erase(it);
   line->command_timer.cancel();
   line->dtmf_timer.cancel();
+  if (line->ivr_call != 0) return end_held(line->ivr_call);  // the recorded Cause 16, whatever `cause`
   const auto now = epoch_now();
   const double scale = options.time_scale > 0 ? options.time_scale : 1.0;
   const auto lasted = [&](Clock::time_point since) {
@@ -1639,6 +1820,133 @@ void ServerState::end_inbound(const std::string& channel, int cause, const std::
 }
 
 // ---------------------------------------------------------------------------------------
+// An inbound line's AGI event from its template; an IVR line's from ami-outbound-ivr's,
+// with its call's values.
+std::string ServerState::agi_event(const InboundLine& line, std::uint8_t which, const std::string& inbound_template) {
+  if (line.ivr_call == 0) return inbound_message(line, inbound_template);
+  std::string out;
+  if (const auto it = owned.find(line.ivr_call); it != owned.end()) {
+    detail::render(templates.ivr_agi, which, it->second->values, out);
+  }
+  return out;
+}
+
+// The caller's keys start dtmf_delay_ms after now; without keys, its own hang-up may follow.
+void ServerState::start_keys(InboundLine& line) {
+  if (line.dtmf.empty()) return caller_hangs_up_later(line);
+  key_after(line, line.dtmf_delay_ms);
+}
+
+// A answered an Originate into [callback-ivr-ami] and its ;1 half now waits in Async AGI.
+void ServerState::hold_ivr(Call& call) {
+  auto line = std::make_unique<InboundLine>(io);
+  const auto& v = call.values;
+  line->channel = v.channel[detail::kA1];
+  line->ivr_call = call.key;
+  line->up = true;
+  line->started = call.originated;
+  line->start_epoch = v.start_epoch;
+  line->answer_epoch = epoch_now();
+  for (const auto& [name, value] : v.variables) {
+    if (name == "CHANNEL(language)") line->language = value;
+  }
+  if (const auto keys = options.phone_dtmf.find(v.num_a); keys != options.phone_dtmf.end()) {
+    line->dtmf = keys->second;
+  } else if (v.num_a.size() == 4 && v.num_a[0] == '7') {
+    line->dtmf = "2" + v.num_a.substr(1) + "#";  // the real test phones (ami-outbound-ivr: 7005 keys 2005#)
+  }
+  line->dtmf_delay_ms = 1200;
+  line->dtmf_interval_ms = 350;
+  line->hangup_after_ms = -1;
+  auto& ref = *line;
+  inbound[line->channel] = std::move(line);
+  start_keys(ref);
+}
+
+// ASYNCAGI BREAK: AsyncAGIEnd, then [callback-ivr-ami] goes to [callback] with CB_B (an
+// empty CB_B: Hangup(16)). The rest of the call is the recording's after the BREAK for a
+// 2XXX B, otherwise B's own recording from where A;1 enters [callback].
+void ServerState::release_ivr(const std::string& channel) {
+  const auto it = inbound.find(channel);
+  if (it == inbound.end()) return;
+  auto line = std::move(it->second);
+  inbound.erase(it);
+  line->command_timer.cancel();
+  line->dtmf_timer.cancel();
+  const auto found = owned.find(line->ivr_call);
+  if (found == owned.end()) return;
+  Call& call = *found->second;
+  auto& v = call.values;
+  std::string end;
+  detail::render(templates.ivr_agi, Templates::kAsyncEnd, v, end);
+  broadcast(end);
+  call.ivr_hold = false;
+  for (const auto& [name, value] : line->variables) {
+    if (name == "CB_B" && !value.empty()) v.num_b = value;
+    if (name == "CB_LIMIT" && !value.empty()) v.limit = value;
+    if (name == "CB_WARN" && !value.empty()) v.warn = value;
+    if (name == "CB_DIAL_TIMEOUT" && !value.empty()) v.dial_timeout = value;
+  }
+  if (line->variables["CB_B"].empty()) return end_held(call.key);  // [callback-ivr-ami] nob: Hangup(16)
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%08llx", static_cast<unsigned long long>((call.key * 2 + 1) & 0xffffffffULL));
+  v.channel[detail::kB1] = "Local/" + v.num_b + "@phones-" + hex + ";1";
+  v.channel[detail::kB2] = "Local/" + v.num_b + "@phones-" + hex + ";2";
+  const double scale = options.time_scale;
+  const auto now = Clock::now();
+  const auto elapsed_ms = scale > 0 ? static_cast<std::int64_t>(
+                                          std::chrono::duration<double, std::milli>(now - call.originated).count() / scale)
+                                    : templates.ivr.pivot_us / 1000;
+  const auto b = classify(v.num_b);
+  const Script* script = nullptr;
+  std::size_t from = 0;
+  if (b == PhoneKind::kHangsUp && std::atoll(v.limit.c_str()) >= 5000) {
+    script = &templates.ivr;
+    from = templates.ivr_hold + 1;
+    v.delta_ms = elapsed_ms - templates.ivr.pivot_us / 1000;  // the wait after AsyncAGIStart lasted this long
+  } else {
+    script = b_script(templates, call, b, !v.channel_id.empty());
+    from = templates.resume_at.at(script);
+  }
+  set_script(call, *script);
+  call.resume_from = from;
+  call.phase_index = static_cast<std::int64_t>(from) - 1;
+  call.phase = Phase::kAUp;
+  call.last_offset_us = 0;
+  if (script == &templates.ivr) {
+    call.base = call.originated;
+  } else {
+    call.base = now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::micro>(
+                          static_cast<double>(offset_us(call, from)) * scale));
+  }
+  advance(call);
+}
+
+// A ends while it waits in [callback-ivr-ami] (a Hangup action, a failed prompt, no B).
+void ServerState::end_held(std::uint64_t key) {
+  const auto found = owned.find(key);
+  if (found == owned.end()) return;
+  Call& call = *found->second;
+  if (const auto it = inbound.find(call.values.channel[detail::kA1]); it != inbound.end()) {
+    it->second->command_timer.cancel();
+    it->second->dtmf_timer.cancel();
+    inbound.erase(it);
+  }
+  call.ivr_hold = false;
+  call.timer.cancel();
+  const double scale = options.time_scale;
+  const auto now = Clock::now();
+  const auto& tail = templates.ivr_end;
+  const std::int64_t elapsed_ms =
+      scale > 0 ? static_cast<std::int64_t>(std::chrono::duration<double, std::milli>(now - call.originated).count() / scale)
+                : tail.pivot_us / 1000;
+  call.values.delta_ms = elapsed_ms - tail.pivot_us / 1000;
+  set_script(call, tail);
+  call.base = now;
+  call.last_offset_us = 0;
+  advance(call);
+}
+
 void ServerState::open_acceptor() {
   const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
   try {

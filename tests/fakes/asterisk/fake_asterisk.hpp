@@ -33,6 +33,17 @@
 // the caller's keys come as DTMFBegin/DTMFEnd of the ;2 half, and a Hangup action with
 // Cause ends it (inbound_end() says what the caller got).
 //
+// The AMI engine's IVR (ami-outbound-ivr): an Originate into [callback-ivr-ami] places A as
+// usual; once A answers, A's ;1 half waits in Async AGI (AsyncAGIStart, state Up). AGI
+// actions on it run as on an inbound call; the phone keys its digits (`phone_dtmf`). SET
+// VARIABLE sets CB_B and the limits, and ASYNCAGI BREAK (AsyncAGIExec result=0, then
+// AsyncAGIEnd) lets the dialplan go on into [callback] with B: the rest of the recording
+// for a 2XXX B, the rest of B's own ami-originate-* recording for the others (their A
+// Cdr's times then leave out the seconds A spent in the IVR). A Hangup action while A
+// waits (and a failed prompt, or a BREAK without CB_B) ends A as ami-outbound-ivr-hangup
+// does: AsyncAGIEnd, then [callback-ivr-ami]'s h extension with its UserEvent (always the
+// recorded Cause 16). GET DATA collects digits as ami-inbound-getdata shows.
+//
 // The Commands an operator's checker sends (`manager show user`, `cdr show status`,
 // `dialplan show version@callback`, `core show sound`, ...) are answered as in the
 // ami-asterisk-check* recordings, from the options below (manager.conf permissions,
@@ -90,6 +101,11 @@ struct FakeAsteriskOptions {
   std::map<std::string, std::vector<std::string>> sounds = default_sounds();
   // How long STREAM FILE plays an installed sound on an inbound call (seconds, scaled).
   double sound_seconds = 1.0;
+  // Phones that key digits once they answered an Originate into [callback-ivr-ami]: phone
+  // number -> digits, sent as DTMFBegin/DTMFEnd on A's ;1 half 1.2 s after AsyncAGIStart
+  // and 0.35 s apart (ami-outbound-ivr). Without an entry, a 7XXX phone keys 2XXX# as the
+  // real test phone does, and the others key nothing.
+  std::map<std::string, std::string> phone_dtmf;
 };
 
 // A call into [callback-access-ami] (`AGI(agi:async)`): what the ami-inbound-* recordings

@@ -1277,6 +1277,35 @@ void expect_same_messages(const std::string& received, const std::string& record
   EXPECT_EQ(got.size(), want.size());
 }
 
+// The same messages; in the same order from the first that satisfies `from` on, up to the
+// Hangup action's reply (after which Asterisk's threads order the hangup differently from
+// run to run) if `up_to_hangup`.
+void expect_same_from(const std::string& received, const std::string& recorded,
+                      const std::function<bool(const std::string&)>& from, bool up_to_hangup = false) {
+  auto got = dial_begin_first(split(normalize_inbound(received)));
+  auto want = dial_begin_first(split(normalize_inbound(recorded)));
+  const auto got_from = std::find_if(got.begin(), got.end(), from);
+  const auto want_from = std::find_if(want.begin(), want.end(), from);
+  ASSERT_NE(got_from, got.end());
+  ASSERT_NE(want_from, want.end());
+  const auto hung_up = [&](const std::string& m) {
+    return up_to_hangup && m.find("\r\nMessage: Channel Hungup\r\n") != std::string::npos;
+  };
+  const auto got_to = std::find_if(got_from, got.end(), hung_up);
+  const auto want_to = std::find_if(want_from, want.end(), hung_up);
+  EXPECT_EQ(std::vector<std::string>(got_from, got_to), std::vector<std::string>(want_from, want_to));
+  // Before `from`, as a set. (After the hangup, the test caller's own half shows which
+  // testcallers extension it ran, which the fake does not play.)
+  std::vector<std::string> got_before(got.begin(), got_from), want_before(want.begin(), want_from);
+  if (!up_to_hangup) {
+    got_before.assign(got.begin(), got.end());
+    want_before.assign(want.begin(), want.end());
+  }
+  std::sort(got_before.begin(), got_before.end());
+  std::sort(want_before.begin(), want_before.end());
+  EXPECT_EQ(got_before, want_before);
+}
+
 // The recording's server messages, without the test caller's OriginateResponse (its own
 // AMI client's, not part of an inbound call).
 std::string recorded_inbound(const std::string& name) {
@@ -1364,19 +1393,9 @@ TEST(FakeAsteriskInbound, AMissingSoundEndsTheAgiAndTheDialplanHangsUpAsRecorded
   // The same messages; in the same order from the failed STREAM FILE on. Before it, Asterisk's
   // threads order the Newstates and DeviceStateChanges of ANSWER differently from run to run
   // (the fake sends them as ami-inbound-asyncagi had them).
-  auto got = dial_begin_first(split(normalize_inbound(received)));
-  auto want = dial_begin_first(split(normalize_inbound(recorded_inbound("ami-inbound-missing-prompt"))));
-  const auto failed = [](std::vector<std::string>& messages) {
-    return std::find_if(messages.begin(), messages.end(), [](const std::string& m) {
-      return m.starts_with("Event: AsyncAGIExec\r\n") && m.find("result%3D-1") != std::string::npos;
-    });
-  };
-  ASSERT_NE(failed(got), got.end());
-  ASSERT_NE(failed(want), want.end());
-  EXPECT_EQ(std::vector<std::string>(failed(got), got.end()), std::vector<std::string>(failed(want), want.end()));
-  std::sort(got.begin(), got.end());
-  std::sort(want.begin(), want.end());
-  EXPECT_EQ(got, want);
+  expect_same_from(received, recorded_inbound("ami-inbound-missing-prompt"), [](const std::string& m) {
+    return m.starts_with("Event: AsyncAGIExec\r\n") && m.find("result%3D-1") != std::string::npos;
+  });
   const auto channel = header(received.substr(received.find("Event: AsyncAGIStart\r\n")), "Channel");
   ASSERT_TRUE(fake.wait_for_inbound_end(channel, 5s));
   EXPECT_TRUE(fake.inbound_end(channel)->answered);
@@ -1435,6 +1454,126 @@ TEST(FakeAsteriskInbound, TheCallCarriesItsOwnNumbersAndIdsAndCommandsAnswerAsAg
   ASSERT_TRUE(fake.wait_for_inbound_end(channel, 5s));
   EXPECT_TRUE(fake.inbound_end(channel)->answered);
   EXPECT_EQ(fake.inbound_end(channel)->cause, 21);
+}
+
+// GET DATA: the digits up to `#` (left out), or what came when the caller stays silent.
+// (ANSWER's Newstates and DeviceStateChanges come in another order on every real run, so
+// the messages before the GET DATA are compared as a set.)
+TEST(FakeAsteriskInbound, GetDataSendsTheRecordedBytesWithDigitsAndOnTimeout) {
+  FakeAsterisk fake(inbound_options());
+  fake.start();
+  const auto from_get_data = [](const std::string& m) {
+    return m.starts_with("Event: AGIExecStart\r\n") && m.find("\r\nCommand: GET DATA ") != std::string::npos;
+  };
+  expect_same_from(
+      replay_inbound(fake, "ami-inbound-getdata", {.from = "1234", .to = "5000", .name = "Test caller", .dtmf = "5551234#"}),
+      recorded_inbound("ami-inbound-getdata"), from_get_data, true);
+  expect_same_from(replay_inbound(fake, "ami-inbound-getdata-timeout", {.from = "1234", .to = "5000", .name = "Test caller"}),
+                   recorded_inbound("ami-inbound-getdata-timeout"), from_get_data, true);
+}
+
+// --- the AMI engine's IVR: A waits in [callback-ivr-ami] -------------------------------
+
+// What differs from run to run in an outbound IVR call: the outbound ids and CDR offsets
+// (normalize), AGI's ids, and the seconds that follow how long the IVR took.
+std::string normalize_ivr(std::string text) {
+  text = normalize(std::move(text));
+  text = std::regex_replace(text, std::regex(R"(CommandId: \d+\r\n)"), "CommandId: <N>\r\n");
+  text = std::regex_replace(text, std::regex(R"(agi_threadid%3A%20\d+%0A)"), "agi_threadid%3A%20<N>%0A");
+  text = std::regex_replace(text, std::regex(R"(endpos%3D\d+)"), "endpos%3D<N>");  // the sound's length
+  text = std::regex_replace(text, std::regex(R"((StartTime|AnswerTime|EndTime): \+\d+)"), "$1: <T>");
+  text = std::regex_replace(text, std::regex(R"((Duration|BillableSeconds|AnsweredTime|DialedTime): \d+)"), "$1: <N>");
+  return text;
+}
+
+// Replays an ami-outbound-ivr* recording: the Originate into [callback-ivr-ami], each AGI
+// action on A's ;1 half once the previous one has its AsyncAGIExec (a Hangup action at
+// once), to the end of the call.
+std::string replay_ivr(FakeAsterisk& fake, const std::string& name) {
+  Client client(fake.port());
+  std::string received = *client.banner();
+  const auto actions = split(read_file(name + ".sent.txt"));
+  auto read_until = [&](const std::function<bool(const std::string&)>& done) {
+    while (auto m = client.message()) {
+      received += *m;
+      if (done(*m)) return true;
+    }
+    return false;
+  };
+  client.send(actions[0]);  // Login
+  EXPECT_TRUE(read_until([](const std::string& m) { return header(m, "ActionID") == "login-1"; }));
+  client.send(actions[1]);  // Originate
+  std::string channel;
+  EXPECT_TRUE(read_until([&](const std::string& m) {
+    if (!m.starts_with("Event: AsyncAGIStart\r\n")) return false;
+    channel = header(m, "Channel");
+    return true;
+  }));
+  for (std::size_t i = 2; i + 1 < actions.size(); ++i) {
+    std::string action = actions[i];
+    const auto recorded_channel = header(action, "Channel");
+    action.replace(action.find(recorded_channel), recorded_channel.size(), channel);
+    client.send(action);
+    if (header(action, "Action") != "AGI") continue;
+    const auto id = header(actions[i], "CommandID");
+    EXPECT_TRUE(read_until([&](const std::string& m) {
+      return m.starts_with("Event: AsyncAGIExec\r\n") && header(m, "CommandId") == id;
+    })) << actions[i];
+  }
+  EXPECT_TRUE(fake.wait_for_active_calls(0, 10s));
+  client.send(actions.back());  // Logoff
+  EXPECT_TRUE(client.read_to_close(received));
+  return received;
+}
+
+class RecordedIvrCall : public ::testing::TestWithParam<std::string> {};
+
+// ami-outbound-ivr: B keyed, set, BREAK, the dialplan's call; ami-outbound-ivr-hangup: the
+// Hangup action while A waits, then [callback-ivr-ami]'s h.
+TEST_P(RecordedIvrCall, FakeSendsTheRecordedBytes) {
+  FakeAsterisk fake(inbound_options());
+  fake.start();
+  const auto got = split(normalize_ivr(replay_ivr(fake, GetParam())));
+  const auto want = split(normalize_ivr(read_file(GetParam() + ".txt")));
+  for (std::size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    ASSERT_EQ(got[i], want[i]) << "message " << i;
+  }
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_EQ(fake.active_calls(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Recordings, RecordedIvrCall, ::testing::Values("ami-outbound-ivr", "ami-outbound-ivr-hangup"),
+                         [](const auto& test) {
+                           std::string n = test.param.substr(4);
+                           for (auto& c : n) c = c == '-' ? '_' : c;
+                           return n;
+                         });
+
+// The AstDB record the h extension writes, and a B other than 2XXX after the BREAK.
+TEST(FakeAsteriskIvr, AHangupWhileAWaitsIsRecordedFromHAndAnyBCanFollowTheBreak) {
+  FakeAsterisk fake(inbound_options());
+  fake.start();
+  replay_ivr(fake, "ami-outbound-ivr-hangup");
+  EXPECT_EQ(fake.db_get("callback", "cb-ivrh-1"), std::optional<std::string>("|16|||h"));
+
+  Client client(fake.port());
+  ASSERT_TRUE(client.banner());
+  client.send(login("call,user,cdr,agi,dtmf"));
+  ASSERT_TRUE(client.message());
+  client.send("Action: Originate\r\nActionID: ivr-b\r\nChannel: Local/1007@phones\r\nContext: callback-ivr-ami\r\n"
+              "Exten: s\r\nPriority: 1\r\nCallerID: \"Callback\" <000>\r\nVariable: CB_ID=ivr-b\r\nAsync: true\r\n\r\n");
+  const auto start = client.until([](const std::string& m) { return m.starts_with("Event: AsyncAGIStart\r\n"); });
+  ASSERT_TRUE(start);
+  const auto channel = header(*start, "Channel");
+  for (const std::string command : {"SET VARIABLE CB_B \"3007\"", "ASYNCAGI BREAK"}) {
+    client.send("Action: AGI\r\nActionID: x\r\nChannel: " + channel + "\r\nCommand: " + command + "\r\n\r\n");
+  }
+  const auto result = client.until([](const std::string& m) { return header(m, "UserEvent") == "CallbackResult"; });
+  ASSERT_TRUE(result);
+  EXPECT_EQ(header(*result, "DialStatus"), "BUSY");
+  EXPECT_EQ(header(*result, "B"), "3007");
+  EXPECT_EQ(header(*result, "Channel"), channel);
+  EXPECT_TRUE(fake.wait_for_active_calls(0, 10s));
 }
 
 TEST(FakeAsteriskInbound, TheAgiActionNeedsTheAgiWriteClass) {

@@ -89,8 +89,10 @@ std::string agi_url_encode(std::string_view text) {
   std::string out;
   for (const char c : text) {
     const auto u = static_cast<unsigned char>(c);
+    // ast_uri_encode with ast_uri_http: RFC 2396's unreserved marks stay as they are
+    // (ami-inbound-getdata-timeout: `200%20result%3D%20(timeout)%0A`).
     if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || c == '-' || c == '_' ||
-        c == '.' || c == '~') {
+        c == '.' || c == '~' || c == '!' || c == '*' || c == '\'' || c == '(' || c == ')') {
       out.push_back(c);
     } else {
       char hex[4];
