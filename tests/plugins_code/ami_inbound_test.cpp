@@ -32,9 +32,11 @@ namespace {
 struct AmiInboundTest : test::FlowBase<engine_ami::AmiEngine> {
   // 1 s of Asterisk time is 10 ms here: a prompt plays 10 ms, the caller's keys start 10 ms
   // after the answer.
+  // 1235 keys 2003# once called back into the IVR (FakeAsteriskOptions::phone_dtmf).
   fake::FakeAsterisk asterisk{{.time_scale = 0.01,
                                .recordings = CALLBACK_ASTERISK_RECORDINGS,
-                               .write_classes = "system,call,command,originate,agi"}};
+                               .write_classes = "system,call,command,originate,agi",
+                               .phone_dtmf = {{"1235", "2003#"}}}};
   std::vector<LegEvent> ends;  // inbound channels' `ended` events
   Subscription events;
 
@@ -340,6 +342,7 @@ TEST_F(AmiInboundTest, WithoutTheAgiEventClassTheEngineOffersNoInboundCalls) {
   connect("call,user,cdr");
   EXPECT_FALSE(engine->capabilities().inbound_calls);
   EXPECT_FALSE(engine->capabilities().collect_digits);
+  EXPECT_FALSE(engine->capabilities().dialplan_ivr);
   EXPECT_TRUE(engine->capabilities().dialplan_flow);
   std::vector<InboundCall> calls;
   auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
@@ -351,12 +354,13 @@ TEST_F(AmiInboundTest, WithoutTheAgiEventClassTheEngineOffersNoInboundCalls) {
   EXPECT_EQ(digits->error().code, engine_errc::unsupported);
 }
 
-TEST_F(AmiInboundTest, WithAgiAndDtmfTheEngineOffersInboundCallsAndDigitsButNotTheStepFlow) {
+TEST_F(AmiInboundTest, WithAgiAndDtmfTheEngineOffersInboundCallsDigitsAndItsIvrButNotTheStepFlow) {
   connect();
   const auto caps = engine->capabilities();
   EXPECT_TRUE(caps.inbound_calls);
   EXPECT_TRUE(caps.collect_digits);
   EXPECT_TRUE(caps.dialplan_flow);
+  EXPECT_TRUE(caps.dialplan_ivr) << "A asked for B in [callback-ivr-ami]";
   EXPECT_FALSE(caps.step_flow);
 }
 
@@ -492,11 +496,10 @@ TEST_F(RealAsteriskAmiInbound, ARejectedCallerRingsThenGetsBusyAndIsNeverAnswere
 }  // namespace real
 
 // The access-number triggers on the AMI engine: the missed call is rejected unanswered (busy)
-// and the caller called back with the dialplan's flow, B being the number's destination. The
-// IVR (ANI, modes ivr and own) needs the step flow, which this engine has not: the service
-// refuses such a callback, and the trigger counts and logs it; the caller is still never
-// answered.
-TEST_F(AmiInboundTest, ADidWithAFixedDestinationCallsTheCallerBackAndAnIvrModeIsRefusedByTheService) {
+// and the caller called back with the dialplan's flow, B being the number's destination; in
+// the IVR mode the called-back caller keys B in [callback-ivr-ami] (Async AGI), and the
+// dialplan dials it.
+TEST_F(AmiInboundTest, ADidWithAFixedDestinationOrTheIvrCallsTheCallerBackUnchargedForTheMissedCall) {
   connect();
   ServiceOptions options;
   options.a_ring_timeout = 8s;
@@ -535,14 +538,23 @@ TEST_F(AmiInboundTest, ADidWithAFixedDestinationCallsTheCallerBackAndAnIvrModeIs
   const auto ivr = asterisk.inbound({.from = "1235", .to = "5002"});
   const auto ivr_end = caller_end(ivr);
   ASSERT_TRUE(ivr_end);
-  EXPECT_FALSE(ivr_end->answered);
-  auto refused = [&] {
-    const auto counts = trigger.status().counts;
-    return counts.contains("refused") ? counts.at("refused") : 0;
-  };
-  ASSERT_TRUE(run_until([&] { return refused() == 1; }, 5s)) << log_text.str();
-  EXPECT_NE(log_text.str().find("the service refused the callback: this engine cannot ask the caller"),
-            std::string::npos) << log_text.str();
+  EXPECT_FALSE(ivr_end->answered) << "the caller pays nothing";
+  EXPECT_EQ(ivr_end->cause, 17);
+  ASSERT_TRUE(run_until([&] { return finals.ends.size() == 2; }, 10s)) << log_text.str();
+  const CallEvent& asked = finals.ends[1];
+  EXPECT_EQ(asked.call.state(), CallState::completed) << asked.outcome;
+  EXPECT_EQ(asked.call.request().caller.digits(), "1235");
+  ASSERT_TRUE(asked.call.request().callee.has_value());
+  EXPECT_EQ(asked.call.request().callee->digits(), "2003") << "what the caller keyed";
+  EXPECT_EQ(asked.outcome, "partner_hangup");
+  bool into_ivr = false;
+  for (const auto& action : asterisk.actions()) {
+    into_ivr = into_ivr || (action.find("Channel: Local/1235@phones\r\n") != std::string::npos &&
+                            action.find("Context: callback-ivr-ami\r\n") != std::string::npos);
+  }
+  EXPECT_TRUE(into_ivr);
+  EXPECT_EQ(trigger.status().counts.count("refused"), 0u);
+  EXPECT_TRUE(asterisk.wait_for_active_calls(0, 5s));
   EXPECT_EQ(service->in_flight(), 0u);
   trigger.stop();
   io.poll();

@@ -597,14 +597,7 @@ TEST_F(AriFlowTest, OperationsOnAGoneChannelAnswerChannelGoneAndAnUnsubscribedRo
 // phones key digits 1 s (10 ms here) after they answer (FakeAriOptions::phone_dtmf).
 struct AriIvrTest : AriFlowTest {
   AriIvrTest()
-      : AriFlowTest(0.01, 0, 0,
-                    {{"1101", "2002#"},           // B at once
-                     {"1102", "*#2003#"},         // '*' first: asked again, then B
-                     {"1103", ""},                // silent: asked twice, then "call failed"
-                     {"1104", "110#110#"},        // an emergency number, twice
-                     {"1105", "1105#1105#"},      // their own number, twice
-                     {"1106", "2004#"},           // B, which billing refuses
-                     {"1107", "123456789012345678901"}}) {}  // 21 digits: too many, then "1": too short
+      : AriFlowTest(0.01, 0, 0, test::ivr_phones()) {}
   void connect_ivr() {
     ServiceOptions options;
     options.ivr_first_digit_timeout = 300ms;  // a silent caller is given up on soon
@@ -661,27 +654,13 @@ TEST_F(AriIvrTest, AStarIsNotANumberSoTheCallerIsAskedOnceMore) {
 
 TEST_F(AriIvrTest, NoUsableNumberAfterTwoTriesEndsWithCallFailedAndCostsNothing) {
   connect_ivr();
-  struct Case {
-    std::string a, outcome, code;
-  };
-  for (const Case& c : {Case{"1103", "no_number", "no_number"}, Case{"1104", "refused", "denied.emergency_number"},
-                        Case{"1105", "no_number", "no_number"}, Case{"1107", "no_number", "no_number"}}) {
+  for (const auto& c : test::ivr_give_ups) {
     SCOPED_TRACE(c.a);
     const auto plays = requests("POST /ari/channels/{id}/play");
     const auto id = start_ivr(c.a);
-    const CallEvent& end = finish(id);
-    EXPECT_EQ(end.call.state(), CallState::completed);
-    EXPECT_EQ(end.outcome, c.outcome);
-    ASSERT_TRUE(end.error.has_value());
-    EXPECT_EQ(end.error->code, c.code);
-    EXPECT_EQ(end.error->field, "callee");
-    EXPECT_EQ(end.announcement, Announcement::call_failed);
-    EXPECT_FALSE(end.call.request().callee.has_value());
-    EXPECT_EQ(end.call.leg_a().cause.outcome(), Outcome::normal) << "we hung up after the announcement";
-    EXPECT_TRUE(billing.authorized.empty()) << "no number, nothing asked of billing";
+    test::check_ivr_gave_up(*this, id, c);
     const auto rows = cdrs(id);
-    ASSERT_EQ(rows.size(), 1u) << "B was never dialed";
-    EXPECT_EQ(rows[0].disposition, Disposition::answered);
+    ASSERT_EQ(rows.size(), 1u);
     EXPECT_EQ(rows[0].src, ServiceOptions{}.service_number.digits()) << "what A's phone showed";
     // Asked twice, then "call failed".
     EXPECT_EQ(requests("POST /ari/channels/{id}/play") - plays, 3u);

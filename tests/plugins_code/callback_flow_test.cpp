@@ -47,10 +47,15 @@ std::uint64_t interleave_seed() {
 }
 
 struct FlowTest : test::FlowBase<engine_ami::AmiEngine> {
-  fake::FakeAsterisk asterisk{{.time_scale = time_scale,
-                               .recordings = CALLBACK_ASTERISK_RECORDINGS,
-                               .interleave_window_ms = 1500,
-                               .seed = interleave_seed()}};
+  // `phone_dtmf`: what phones key once they answer into the IVR (FakeAsteriskOptions).
+  explicit FlowTest(std::map<std::string, std::string> phone_dtmf = {})
+      : asterisk({.time_scale = time_scale,
+                  .recordings = CALLBACK_ASTERISK_RECORDINGS,
+                  .interleave_window_ms = 1500,
+                  .seed = interleave_seed(),
+                  .write_classes = "system,call,command,originate,agi",
+                  .phone_dtmf = std::move(phone_dtmf)}) {}
+  fake::FakeAsterisk asterisk;
 
   void SetUp() override { asterisk.start(); }
 
@@ -107,11 +112,14 @@ TEST_F(FlowTest, BothAnswerAndTheLimitEndsItWithTimeUp) {
   EXPECT_TRUE(originate_seen);
 }
 
-// The AMI engine runs the dialplan's flow: it cannot ask A for the number (the IVR needs the
-// step flow, callback.engine.ari). A request without a callee is refused at once, with the
-// field and the way out, and nothing is dialed or reserved.
+// Without the agi and dtmf event classes the AMI engine cannot ask A for the number (its
+// IVR, [callback-ivr-ami], runs in Async AGI). A request without a callee is refused at once,
+// with the field and the way out, and nothing is dialed or reserved.
 TEST_F(FlowTest, ARequestWithoutACalleeIsRefusedAtOnceByAnEngineThatCannotAskForIt) {
-  connect();
+  auto options = engine_options();
+  options.events = "call,user,cdr";
+  connect(options);
+  EXPECT_FALSE(engine->capabilities().dialplan_ivr);
   CallbackRequest request{.caller = PhoneNumber::parse("1001", as_dialed).value(),
                           .callee = std::nullopt,
                           .payer = AccountId{"123"},
@@ -122,9 +130,175 @@ TEST_F(FlowTest, ARequestWithoutACalleeIsRefusedAtOnceByAnEngineThatCannotAskFor
   ASSERT_FALSE(*answer);
   EXPECT_EQ(answer->error().code, "unsupported");
   EXPECT_EQ(answer->error().field, "callee");
-  EXPECT_NE(answer->error().message.find("callback.engine.ari"), std::string::npos) << answer->error().message;
+  EXPECT_NE(answer->error().message.find("give the callee in the request"), std::string::npos) << answer->error().message;
   EXPECT_EQ(service->in_flight(), 0u);
   EXPECT_TRUE(billing.authorized.empty());
+}
+
+// The IVR on the AMI engine (dialplan_ivr): A is placed into [callback-ivr-ami] and waits
+// in Async AGI; the engine asks for B there ("dial the number, then #"), the service reads
+// and checks it, billing authorizes it, and the engine hands it to the dialplan (SET
+// VARIABLE, ASYNCAGI BREAK), which dials B as for every callback (ami-outbound-ivr). The
+// same cases as AriIvrTest. The fake's phones key 1.2 s (12 ms here) after A's AGI starts.
+struct AmiIvrTest : FlowTest {
+  AmiIvrTest()
+      : FlowTest(phones()) {}
+  static std::map<std::string, std::string> phones() {
+    auto keys = test::ivr_phones();
+    // partner_failures' Bs (but 0002, which is no number)
+    keys.insert({{"1201", "3001#"}, {"1202", "4001#"}, {"1203", "5001#"}, {"1204", "5501#"}, {"1205", "6001#"},
+                 {"1206", "5801#"}});
+    return keys;
+  }
+  void connect_ivr() {
+    auto options = engine_options();
+    options.events = "call,user,cdr,agi,dtmf";
+    ServiceOptions service_options;
+    service_options.ivr_first_digit_timeout = 300ms;  // a silent caller is given up on soon
+    service_options.ivr_inter_digit_timeout = 300ms;
+    connect(options, service_options);
+    ASSERT_TRUE(engine->capabilities().dialplan_ivr);
+    ASSERT_FALSE(service->step_flow());
+  }
+  std::string start_ivr(std::string_view a) {
+    CallbackRequest request{.caller = PhoneNumber::parse(a, as_dialed).value(),
+                            .callee = std::nullopt,
+                            .payer = AccountId{"123"},
+                            .origin = Origin::ani};
+    auto id = service->start(request);
+    EXPECT_TRUE(id) << id.error().describe();
+    return id ? *id : std::string();
+  }
+  // The AGI commands the engine sent, in order.
+  std::vector<std::string> agi_commands() {
+    std::vector<std::string> out;
+    for (const auto& action : asterisk.actions()) {
+      if (action.find("Action: AGI\r\n") == std::string::npos) continue;
+      const auto at = action.find("\r\nCommand: ") + 11;
+      out.push_back(action.substr(at, action.find("\r\n", at) - at));
+    }
+    return out;
+  }
+  std::size_t count(const std::vector<std::string>& commands, std::string_view prefix) {
+    return static_cast<std::size_t>(std::count_if(commands.begin(), commands.end(),
+                                                   [&](const std::string& c) { return c.starts_with(prefix); }));
+  }
+  void nothing_left() { EXPECT_TRUE(asterisk.wait_for_active_calls(0, 5s)); }
+};
+
+TEST_F(AmiIvrTest, TheCallerDialsTheNumberAfterAnsweringAndIsConnectedAndBilledForIt) {
+  connect_ivr();
+  billing.max_duration = 300s;
+  const auto id = start_ivr("7002");  // keys 2002# as the real Asterisk's 7XXX phones do (ami-outbound-ivr)
+  EXPECT_TRUE(billing.authorized.empty()) << "nothing is reserved before B is known";
+  check(*this, id,
+        {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = Outcome::normal,
+         .announcement = Announcement::partner_hangup, .a_disposition = Disposition::answered,
+         .b_disposition = Disposition::answered, .settled = 5s});
+  const CallEvent& end = finish(id);
+  ASSERT_TRUE(end.call.request().callee.has_value());
+  EXPECT_EQ(end.call.request().callee->digits(), "2002");
+  EXPECT_EQ(end.outcome, "partner_hangup");
+  ASSERT_EQ(billing.authorized.size(), 1u);
+  EXPECT_EQ(billing.authorized[0].destination.digits(), "2002") << "B is authorized once A dialled it";
+  const auto rows = cdrs(id);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].dst, "2002");
+  // A went into [callback-ivr-ami] with no B; the dialplan got B and the limit from the engine.
+  bool originate_seen = false;
+  for (const auto& action : asterisk.actions()) {
+    if (action.find("Action: Originate") == std::string::npos) continue;
+    originate_seen = true;
+    EXPECT_NE(action.find("Context: callback-ivr-ami\r\nExten: s\r\n"), std::string::npos) << action;
+    EXPECT_EQ(action.find("CB_DIAL"), std::string::npos) << action;
+  }
+  EXPECT_TRUE(originate_seen);
+  const auto commands = agi_commands();
+  EXPECT_EQ(count(commands, "STREAM FILE callback-enter-number "), 1u);
+  EXPECT_EQ(count(commands, "SET VARIABLE CB_B \"2002\""), 1u);
+  EXPECT_EQ(count(commands, "SET VARIABLE CB_DIAL \"Local/2002@phones\""), 1u);
+  ASSERT_FALSE(commands.empty());
+  EXPECT_EQ(commands.back(), "ASYNCAGI BREAK");
+  nothing_left();
+}
+
+TEST_F(AmiIvrTest, AStarIsNotANumberSoTheCallerIsAskedOnceMore) {
+  connect_ivr();
+  const auto id = start_ivr("1102");
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::completed);
+  ASSERT_TRUE(end.call.request().callee.has_value());
+  EXPECT_EQ(end.call.request().callee->digits(), "2003");
+  EXPECT_NE(log_text.str().find("only digits make a number (attempt 1 of 2)"), std::string::npos) << log_text.str();
+  EXPECT_EQ(count(agi_commands(), "STREAM FILE callback-enter-number "), 2u);
+  nothing_left();
+}
+
+TEST_F(AmiIvrTest, NoUsableNumberAfterTwoTriesEndsWithCallFailedAndCostsNothing) {
+  connect_ivr();
+  for (const auto& c : test::ivr_give_ups) {
+    SCOPED_TRACE(c.a);
+    const auto before = agi_commands();
+    const auto id = start_ivr(c.a);
+    test::check_ivr_gave_up(*this, id, c);
+    // Asked twice, then "call failed"; the dialplan never got a B.
+    const auto after = agi_commands();
+    const std::vector<std::string> sent(after.begin() + static_cast<std::ptrdiff_t>(before.size()), after.end());
+    EXPECT_EQ(count(sent, "STREAM FILE callback-enter-number "), 2u);
+    EXPECT_EQ(count(sent, "STREAM FILE callback-call-failed "), 1u);
+    EXPECT_EQ(count(sent, "ASYNCAGI BREAK"), 0u);
+    EXPECT_TRUE(asterisk.wait_for_active_calls(0, 5s)) << "A was hung up in the IVR";
+  }
+}
+
+TEST_F(AmiIvrTest, ANumberBillingRefusesIsNotDialedAndTheCallerHearsCallFailed) {
+  connect_ivr();
+  billing.deny = DenialReason::no_rate;
+  billing.field = "callee";
+  const auto id = start_ivr("1106");
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::completed);
+  EXPECT_EQ(end.outcome, "refused");
+  ASSERT_TRUE(end.error.has_value());
+  EXPECT_EQ(end.error->code, "denied.no_rate");
+  EXPECT_EQ(end.announcement, Announcement::call_failed);
+  ASSERT_EQ(billing.authorized.size(), 1u);
+  EXPECT_EQ(billing.authorized[0].destination.digits(), "2004");
+  EXPECT_EQ(cdrs(id).size(), 1u) << "B was never dialed";
+  EXPECT_EQ(count(agi_commands(), "ASYNCAGI BREAK"), 0u);
+  nothing_left();
+}
+
+TEST_F(AmiIvrTest, ACancelWhileTheCallerIsAskedEndsTheCall) {
+  connect_ivr();
+  const auto id = start_ivr("1103");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::a_answered); }, 5s));
+  ASSERT_TRUE(service->cancel(id));
+  const CallEvent& end = finish(id);
+  EXPECT_EQ(end.call.state(), CallState::canceled);
+  EXPECT_TRUE(billing.authorized.empty());
+  const auto rows = cdrs(id);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].disposition, Disposition::answered);
+  nothing_left();
+}
+
+// B's failures after the IVR: the same announcements, causes and records as when B came
+// with the request.
+TEST_F(AmiIvrTest, PartnerFailuresAfterTheIvrPlayTheAnnouncementForTheCauseAndBillNothing) {
+  connect_ivr();
+  int phone = 1201;
+  for (const auto& c : test::partner_failures) {
+    if (std::string_view(c.b) == "0002") continue;  // not a number: the IVR asks again (NoUsableNumber...)
+    SCOPED_TRACE(c.b);
+    billing.settled.clear();
+    const auto id = start_ivr(std::to_string(phone++));
+    check(*this, id,
+          {.state = CallState::completed, .a_outcome = Outcome::normal, .b_outcome = c.outcome,
+           .announcement = c.announcement, .a_disposition = Disposition::answered, .b_disposition = c.disposition});
+    EXPECT_EQ(finish(id).call.request().callee->digits(), c.b);
+  }
+  nothing_left();
 }
 
 TEST_F(FlowTest, PartnerHangsUpAndIsBilledForFiveSeconds) {

@@ -248,4 +248,45 @@ void expect_max_digits_and_first_digit_timeout(Fixture& t, const std::vector<Inb
   for (const auto& call : calls) t.engine->hangup(call.channel, HangupCause::normal(), nullptr);
 }
 
+// What the IVR tests' phones key once called back and asked for B (the fakes' phone_dtmf).
+inline std::map<std::string, std::string> ivr_phones() {
+  return {{"1101", "2002#"},                   // B at once
+          {"1102", "*#2003#"},                 // '*' first: asked again, then B
+          {"1103", ""},                        // silent: asked twice, then "call failed"
+          {"1104", "110#110#"},                // an emergency number, twice
+          {"1105", "1105#1105#"},              // their own number, twice
+          {"1106", "2004#"},                   // B, which billing refuses
+          {"1107", "123456789012345678901"}};  // 21 digits: too many, then "1": too short
+}
+
+// The IVR's callers that give no usable number, and how each call ends: silent (asked twice),
+// an emergency number twice, their own number twice, 21 digits then "1" (too many, too short).
+struct IvrGiveUp {
+  std::string a, outcome, code;
+};
+inline const IvrGiveUp ivr_give_ups[] = {{"1103", "no_number", "no_number"},
+                                         {"1104", "refused", "denied.emergency_number"},
+                                         {"1105", "no_number", "no_number"},
+                                         {"1107", "no_number", "no_number"}};
+
+// The end of a callback whose IVR got no usable number: completed with the outcome and the
+// error on `callee`, "call failed", A hung up by us, nothing asked of billing, and one record
+// (A's, answered: B was never dialed).
+template <class Fixture>
+void check_ivr_gave_up(Fixture& t, const std::string& id, const IvrGiveUp& c) {
+  const CallEvent& end = t.finish(id);
+  EXPECT_EQ(end.call.state(), CallState::completed);
+  EXPECT_EQ(end.outcome, c.outcome);
+  ASSERT_TRUE(end.error.has_value());
+  EXPECT_EQ(end.error->code, c.code);
+  EXPECT_EQ(end.error->field, "callee");
+  EXPECT_EQ(end.announcement, Announcement::call_failed);
+  EXPECT_FALSE(end.call.request().callee.has_value());
+  EXPECT_EQ(end.call.leg_a().cause.outcome(), Outcome::normal) << "we hung up after the announcement";
+  EXPECT_TRUE(t.billing.authorized.empty()) << "no number, nothing asked of billing";
+  const auto rows = t.cdrs(id);
+  ASSERT_EQ(rows.size(), 1u) << "B was never dialed";
+  EXPECT_EQ(rows[0].disposition, Disposition::answered);
+}
+
 }  // namespace callback::test
