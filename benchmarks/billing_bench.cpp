@@ -5,7 +5,7 @@
 //    LIMIT 1, on an indexed SQLite table);
 //  - durable authorize + settle (SQLite WAL, synchronous=FULL) with many callers at once.
 // Run: build-release/bin/billing_bench
-#include "rate_deck.hpp"
+#include <callback/rate_deck.hpp>
 #include "sqlite_billing.hpp"
 #include "sqlite_store.hpp"
 

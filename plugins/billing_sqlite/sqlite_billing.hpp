@@ -12,7 +12,7 @@
 // Rates come from an in-memory longest-prefix trie per tariff, swapped atomically when
 // a new deck is imported.
 #include "database.hpp"
-#include "rate_deck.hpp"
+#include <callback/rate_deck.hpp>
 
 #include <callback/billing.hpp>
 #include <callback/context.hpp>

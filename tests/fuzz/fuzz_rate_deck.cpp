@@ -4,19 +4,18 @@
 // costs grow with time, are zero at 0 s, and charge at least the time talked.
 #include "fuzz_check.hpp"
 
-#include "rate_deck.hpp"
+#include <callback/rate_deck.hpp>
 
 #include <chrono>
 #include <sstream>
 
-namespace billing = callback::billing_sqlite;
 using callback_fuzz::Input;
 using namespace std::chrono_literals;
 
 namespace {
 
 // Lines in deck order: the first one in effect for the longest prefix, as the deck promises.
-const billing::RateLine* scan(const billing::RateDeck& deck, std::string_view digits, callback::Timestamp at) {
+const callback::RateLine* scan(const callback::RateDeck& deck, std::string_view digits, callback::Timestamp at) {
   for (std::size_t length = digits.size() + 1; length-- > 0;) {
     for (const auto& line : deck.lines()) {
       if (line.rate.prefix == digits.substr(0, length) && line.applies_at(at)) return &line;
@@ -25,7 +24,7 @@ const billing::RateLine* scan(const billing::RateDeck& deck, std::string_view di
   return nullptr;
 }
 
-std::string describe(const billing::RateLine* line) {
+std::string describe(const callback::RateLine* line) {
   return line == nullptr ? std::string("none") : "line " + std::to_string(line->line) + " prefix " + line->rate.prefix;
 }
 
@@ -40,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto& currency = currencies[selector % 3];
   const std::string text(in.rest());
   std::istringstream csv(text);
-  auto lines = billing::parse_rate_csv(csv, currency, billing::CsvLimits{.max_rows = 2000});
+  auto lines = callback::parse_rate_csv(csv, currency, callback::RateDeckLimits{.max_rows = 2000});
   if (!lines) {
     FUZZ_CHECK(!lines.error().message.empty(), text);
     return 0;
@@ -61,7 +60,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
 
-  const auto deck = billing::RateDeck::build(std::move(*lines));
+  const auto deck = callback::RateDeck::build(std::move(*lines));
   // Numbers to look up: every prefix, one digit longer, and the input's own digits.
   std::vector<std::string> numbers;
   for (const auto& line : deck->lines()) {
@@ -80,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                        callback::Timestamp{} + 1'796'511'540s,  // 2026-12-05 22:59 UTC, Saturday
                                        callback::Timestamp{}, callback::Timestamp{} + 4'102'444'800s};
   std::vector<std::string_view> views(numbers.begin(), numbers.end());
-  std::vector<const billing::RateLine*> batch(views.size());
+  std::vector<const callback::RateLine*> batch(views.size());
   for (const auto at : times) {
     deck->lookup_batch(views, at, batch);
     for (std::size_t i = 0; i < views.size(); ++i) {

@@ -1,9 +1,9 @@
 #pragma once
 // Rate decks: the CSV files carriers send, parsed strictly, and held in memory as a
-// compact digit trie for longest-prefix match.
+// compact digit trie for longest-prefix match. Every billing backend uses these.
 //
-// CSV: comma or semicolon (whichever the first line uses), double quotes for fields that
-// contain either, header optional. Without a header the columns are, in order:
+// CSV (csv.hpp, RFC 4180): comma or semicolon (whichever the first line uses), double
+// quotes for fields that contain either or a line break, header optional. Without a header the columns are, in order:
 //   prefix; description; rate[; increment[; connection_fee[; minimum_duration[;
 //   effective_from[; weekdays[; hours]]]]]]
 // With a header any order of: prefix, description, rate, increment (60/60, 30/6, 1/1),
@@ -12,9 +12,10 @@
 // hours (08:00-20:00; 20:00-08:00 crosses midnight). A rate of BLOCKED bars the prefix.
 //
 //   auto lines = parse_rate_csv(file, cny, {});      // Error: "line 17: rate: ..."
-//   auto deck = RateDeck::build(std::move(*lines));
+//   auto deck = RateDeck::build(std::move(*lines));  // the trie: no parsing in it
 //   const RateLine* best = deck->lookup("861055556666", now);   // longest prefix
 #include <callback/call.hpp>
+#include <callback/export.hpp>
 #include <callback/money.hpp>
 #include <callback/rate.hpp>
 
@@ -27,9 +28,9 @@
 #include <string_view>
 #include <vector>
 
-namespace callback::billing_sqlite {
+namespace callback {
 
-struct RateLine {
+struct CALLBACK_EXPORT RateLine {
   std::size_t line = 0;  // in the CSV, for messages
   Rate rate;
   Timestamp effective_from{};       // applies from then on; the latest one in effect wins
@@ -44,19 +45,22 @@ struct RateLine {
   }
 };
 
-struct CsvLimits {
+struct RateDeckLimits {
   std::int64_t max_rate_micros = 100'000'000;  // 100.00 a minute: anything above is a typo
   std::size_t max_rows = 5'000'000;
 };
 
 // By prefix, then the latest effective date first: the order lookups rely on.
-[[nodiscard]] bool deck_order(const RateLine& a, const RateLine& b) noexcept;
+[[nodiscard]] CALLBACK_EXPORT bool deck_order(const RateLine& a, const RateLine& b) noexcept;
 
 // All or nothing: the first bad row is the Error ("line 17: rate: ..."); no lines then.
-[[nodiscard]] Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& currency,
-                                                           CsvLimits limits = {});
+[[nodiscard]] CALLBACK_EXPORT Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& currency,
+                                                                           RateDeckLimits limits = {});
+[[nodiscard]] CALLBACK_EXPORT Result<std::vector<RateLine>> parse_rate_csv(std::string_view text,
+                                                                           const Currency& currency,
+                                                                           RateDeckLimits limits = {});
 
-class RateDeck {
+class CALLBACK_EXPORT RateDeck {
  public:
   // Takes the lines (any order); duplicates must have been refused by the parser.
   [[nodiscard]] static std::shared_ptr<const RateDeck> build(std::vector<RateLine> lines);
@@ -102,4 +106,4 @@ class RateDeck {
   std::vector<RateLine> lines_;  // sorted by prefix
 };
 
-}  // namespace callback::billing_sqlite
+}  // namespace callback

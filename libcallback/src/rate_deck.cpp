@@ -1,5 +1,5 @@
-#include "rate_deck.hpp"
-
+#include <callback/csv.hpp>
+#include <callback/rate_deck.hpp>
 #include <callback/timestamp.hpp>
 
 #include <algorithm>
@@ -10,7 +10,7 @@
 #include <iterator>
 #include <map>
 
-namespace callback::billing_sqlite {
+namespace callback {
 namespace {
 
 enum class Column {
@@ -52,40 +52,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
   return s;
-}
-
-// Splits one CSV record (RFC 4180 quotes). False if a quote is left open.
-bool split_record(std::string_view line, char separator, std::vector<std::string>& fields) {
-  fields.clear();
-  std::string field;
-  bool quoted = false, was_quoted = false;
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"') {
-        if (i + 1 < line.size() && line[i + 1] == '"') {
-          field.push_back('"');
-          ++i;
-        } else {
-          quoted = false;
-        }
-      } else {
-        field.push_back(c);
-      }
-    } else if (c == '"' && trim(field).empty()) {
-      quoted = was_quoted = true;
-      field.clear();
-    } else if (c == separator) {
-      fields.push_back(was_quoted ? field : std::string(trim(field)));
-      field.clear();
-      was_quoted = false;
-    } else {
-      field.push_back(c);
-    }
-  }
-  if (quoted) return false;
-  fields.push_back(was_quoted ? field : std::string(trim(field)));
-  return true;
 }
 
 Error row_error(std::size_t line, std::string_view column, const std::string& message) {
@@ -165,28 +131,24 @@ bool RateLine::applies_at(Timestamp at) const noexcept {
   return minute >= start_minute || minute < end_minute;  // crosses midnight
 }
 
-Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& currency, CsvLimits limits) {
+Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& currency, RateDeckLimits limits) {
+  // The whole file at once: one read, and the row count known before parsing, so the
+  // lines are allocated once (no doubling: a 1M-row deck would peak at twice its size).
+  const std::string content{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return parse_rate_csv(std::string_view(content), currency, limits);
+}
+
+Result<std::vector<RateLine>> parse_rate_csv(std::string_view content, const Currency& currency, RateDeckLimits limits) {
   std::vector<RateLine> lines;
   std::vector<std::string> fields;
   std::vector<Column> columns;
-  char separator = 0;
-  // The whole file at once: one read, and the row count known before parsing, so the
-  // lines are allocated once (no doubling: a 1M-row deck would peak at twice its size).
-  std::string content{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   lines.reserve(static_cast<std::size_t>(std::count(content.begin(), content.end(), '\n')) + 1);
-  std::string_view rest = content;
-  std::string_view text;
+  CsvReader csv(content, CsvReader::detect_separator(content));
   std::size_t line_number = 0;
   bool first_record = true;
-  while (!rest.empty()) {
-    const auto eol = rest.find('\n');
-    text = rest.substr(0, eol);
-    rest = eol == std::string_view::npos ? std::string_view{} : rest.substr(eol + 1);
-    ++line_number;
-    if (trim(text).empty()) continue;
-    if (line_number == 1 && text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // UTF-8 BOM
-    if (separator == 0) separator = text.find(';') != std::string::npos ? ';' : ',';
-    if (!split_record(text, separator, fields)) return row_error(line_number, "row", "a quote is not closed");
+  while (const auto read = csv.next(fields)) {
+    line_number = csv.line();
+    if (!*read) return row_error(line_number, "row", csv.error());
     if (first_record) {
       first_record = false;
       // A header names its columns; a data row starts with a prefix (digits).
@@ -239,13 +201,21 @@ Result<std::vector<RateLine>> parse_rate_csv(std::istream& in, const Currency& c
           line.rate.prefix = std::string(p);
           break;
         }
-        case Column::description:
-          if (f.size() > 255) return row_error(line_number, "description", "longer than 255 characters");
-          if (std::any_of(f.begin(), f.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+        case Column::description: {
+          // A quoted description may span lines (a spreadsheet's multi-line cell): each
+          // line break becomes one space.
+          std::string text;
+          for (std::size_t k = 0; k < f.size(); ++k) {
+            if (f[k] == '\r' && k + 1 < f.size() && f[k + 1] == '\n') continue;
+            text.push_back(f[k] == '\n' || f[k] == '\r' ? ' ' : f[k]);
+          }
+          if (text.size() > 255) return row_error(line_number, "description", "longer than 255 characters");
+          if (std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
             return row_error(line_number, "description", "contains a control character");
           }
-          line.rate.description = f;
+          line.rate.description = std::move(text);
           break;
+        }
         case Column::rate: {
           if (lower(f) == "blocked") {
             line.blocked = true;
@@ -532,4 +502,4 @@ std::size_t RateDeck::memory_bytes() const noexcept {
   return bytes;
 }
 
-}  // namespace callback::billing_sqlite
+}  // namespace callback
