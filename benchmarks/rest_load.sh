@@ -100,17 +100,19 @@ stop "$cb_pid"
 # --- diagnostic: the same, with the CDR store in a file of its own -----------------------
 # By default the store (CDRs, written on the service thread) and billing (its writer
 # thread) share callback.db, and SQLite lets one of them write at a time: the other waits
-# in SQLite's busy handler (sleeps of 1 to 100 ms). Here the store writes cdr.db; billing,
-# its accounts and the API keys stay in callback.db.
+# in SQLite's busy handler (sleeps of 1 to 100 ms). Here the store writes cdr.db (with
+# the API keys, which are the store's: a key is made there); billing and its accounts
+# stay in callback.db.
 split=$data/callback-split.json
 python3 - "$cfg" "$split" "$data" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
 config["store"] = {"plugin": "callback.store.sqlite", "config": {"path": sys.argv[3] + "/cdr.db"}}
 config["billing"] = {"plugin": "callback.billing.sqlite", "config": {"path": sys.argv[3] + "/callback.db"}}
-config["server"]["keys_db"] = sys.argv[3] + "/callback.db"
 json.dump(config, open(sys.argv[2], "w"), indent=2)
 PY
+key=$(CALLBACK_DATA_DIR=$data "$bin/callbackctl" --config "$split" --json keys add bench --scope "${KEY_SCOPE:-callbacks}" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 start callbackd-split 'callbackd: listening on http://[^ ]*:([0-9]+)/' \
   env CALLBACK_DATA_DIR="$data" "$bin/callbackd" --config "$split"
 cb_port=$port

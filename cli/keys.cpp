@@ -2,6 +2,7 @@
 
 #include "table.hpp"
 
+#include "admin.hpp"
 #include "api_keys.hpp"
 
 #include <callback/config.hpp>
@@ -19,10 +20,19 @@ namespace json = boost::json;
 namespace {
 
 
-Result<std::unique_ptr<rest::ApiKeys>> open_keys(const PluginSource& source) {
-  auto config = service_config(source);
-  if (!config) return config.error();
-  return rest::ApiKeys::open(rest::keys_database_path(*config));
+// The store backend of the config, which keeps the keys (as callbackd's).
+struct OpenKeys {
+  std::unique_ptr<Embedded> embedded;
+  std::unique_ptr<rest::ApiKeys> keys;
+  rest::ApiKeys* operator->() const { return keys.get(); }
+};
+
+Result<OpenKeys> open_keys(const PluginSource& source) {
+  auto embedded = open_embedded(source, false);
+  if (!embedded) return embedded.error();
+  auto keys = rest::ApiKeys::over(*(*embedded)->store, std::chrono::milliseconds{0});
+  if (!keys) return keys.error();
+  return OpenKeys{std::move(*embedded), std::move(*keys)};
 }
 
 json::object key_json(const rest::ApiKeyInfo& k) {

@@ -1,11 +1,8 @@
 #include "api_keys.hpp"
 
-#include "database.hpp"
-
 #include <callback/secret.hpp>
 #include <callback/timestamp.hpp>
 
-#include <SQLiteCpp/Statement.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -38,16 +35,15 @@ Error unauthorized(std::string message) {
 
 constexpr std::string_view scope_names[] = {"callbacks", "operator", "admin"};
 
-ApiKeyInfo read_info(SQLite::Statement& row) {
+ApiKeyInfo to_info(const ApiKeyRecord& record) {
   // An unknown scope (written by a newer callback) grants the least.
-  const auto scope = key_scope_from_string(row.getColumn("scope").getString()).value_or(KeyScope::callbacks);
-  ApiKeyInfo info{.id = row.getColumn("id").getString(), .name = row.getColumn("name").getString(),
-                  .scope = scope,
-                  .webhook_secret = row.getColumn("webhook_secret").getString(),
-                  .created_at = sqlite::parse_time(row.getColumn("created_at").getString())};
-  if (!row.getColumn("revoked_at").isNull()) info.revoked_at = sqlite::parse_time(row.getColumn("revoked_at").getString());
-  return info;
+  return ApiKeyInfo{.id = record.id, .name = record.name,
+                    .scope = key_scope_from_string(record.scope).value_or(KeyScope::callbacks),
+                    .webhook_secret = record.webhook_secret, .created_at = record.created_at,
+                    .revoked_at = record.revoked_at};
 }
+
+Timestamp now_seconds() { return std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()); }
 
 }  // namespace
 
@@ -60,28 +56,16 @@ std::optional<KeyScope> key_scope_from_string(std::string_view name) noexcept {
   return std::nullopt;
 }
 
-std::filesystem::path keys_database_path(const ServiceConfig& config) {
-  if (config.server.is_object()) {
-    if (const auto* v = config.server.get_object().if_contains("keys_db"); v != nullptr && v->is_string()) {
-      return std::string(v->get_string());
-    }
-  }
-  if (config.store && config.store->plugin == "callback.store.sqlite" && config.store->config.is_object()) {
-    if (const auto* v = config.store->config.get_object().if_contains("path"); v != nullptr && v->is_string()) {
-      return std::string(v->get_string());
-    }
-  }
-  return {};  // the default database
-}
-
 std::string hmac_sha256_hex(std::string_view secret, std::string_view body) {
   return hex_encode(hmac(Digest::sha256, secret, body));
 }
 
-Result<std::unique_ptr<ApiKeys>> ApiKeys::open(const std::filesystem::path& path, std::chrono::milliseconds refresh) {
-  auto database = sqlite::open_database({.path = path});
-  if (!database) return database.error();
-  return std::unique_ptr<ApiKeys>(new ApiKeys(std::move(database->db), refresh));
+Result<std::unique_ptr<ApiKeys>> ApiKeys::over(Store& store, std::chrono::milliseconds refresh) {
+  auto* keys = store.api_keys();
+  if (keys == nullptr) {
+    return Error{"unsupported", "this store backend keeps no API keys", "store"}.as(ErrorKind::unavailable);
+  }
+  return std::make_unique<ApiKeys>(*keys, refresh);
 }
 
 Result<CreatedKey> ApiKeys::add(const std::string& name, KeyScope scope) {
@@ -91,54 +75,31 @@ Result<CreatedKey> ApiKeys::add(const std::string& name, KeyScope scope) {
   created.info.name = name;
   created.info.scope = scope;
   created.info.webhook_secret = "whsec_" + random_hex(24);
-  created.info.created_at = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  created.info.created_at = now_seconds();
   created.key = "cbk_" + created.info.id + "_" + random_hex(32);
-  std::lock_guard lock(mutex_);
-  try {
-    SQLite::Statement insert(
-        *db_, "INSERT INTO api_key (id, name, key_hash, webhook_secret, created_at, scope) VALUES (?, ?, ?, ?, ?, ?)");
-    insert.bind(1, created.info.id);
-    insert.bind(2, name);
-    insert.bind(3, sha256_hex(created.key));
-    insert.bind(4, created.info.webhook_secret);
-    insert.bind(5, sqlite::format_time(created.info.created_at));
-    insert.bind(6, std::string(to_string(scope)));
-    insert.exec();
-  } catch (const SQLite::Exception& e) {
-    return Error{"store_failed", std::string("could not store the key: ") + e.what(), {}}.as(ErrorKind::internal);
+  const ApiKeyRecord record{.id = created.info.id, .name = name, .scope = std::string(to_string(scope)),
+                            .key_hash = sha256_hex(created.key), .webhook_secret = created.info.webhook_secret,
+                            .created_at = created.info.created_at, .revoked_at = std::nullopt};
+  if (auto ok = store_.add(record); !ok) {
+    return Error{ok.error().code, "could not store the key: " + ok.error().message, ok.error().field}.as(ok.error().kind);
   }
   return created;
 }
 
 Result<std::vector<ApiKeyInfo>> ApiKeys::list() {
-  std::lock_guard lock(mutex_);
-  try {
-    SQLite::Statement query(*db_, "SELECT * FROM api_key ORDER BY created_at, id");
-    std::vector<ApiKeyInfo> keys;
-    while (query.executeStep()) keys.push_back(read_info(query));
-    return keys;
-  } catch (const SQLite::Exception& e) {
-    return Error{"store_failed", e.what(), {}}.as(ErrorKind::internal);
-  }
+  auto records = store_.list();
+  if (!records) return records.error();
+  std::vector<ApiKeyInfo> keys;
+  keys.reserve(records->size());
+  for (const auto& record : *records) keys.push_back(to_info(record));
+  return keys;
 }
 
 Status ApiKeys::revoke(const std::string& id) {
+  if (auto ok = store_.revoke(id, now_seconds()); !ok) return ok;
   std::lock_guard lock(mutex_);
-  try {
-    SQLite::Statement update(*db_, "UPDATE api_key SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL");
-    update.bind(1, sqlite::format_time(std::chrono::system_clock::now()));
-    update.bind(2, id);
-    if (update.exec() == 0) {
-      SQLite::Statement exists(*db_, "SELECT 1 FROM api_key WHERE id = ?");
-      exists.bind(1, id);
-      if (!exists.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"}.as(ErrorKind::not_found);
-      return Error{"already_revoked", "API key \"" + id + "\" is already revoked", "id"};
-    }
-    cache_.erase(id);
-    return ok_status();
-  } catch (const SQLite::Exception& e) {
-    return Error{"store_failed", e.what(), {}}.as(ErrorKind::internal);
-  }
+  cache_.erase(id);
+  return ok_status();
 }
 
 Result<ApiKeyInfo> ApiKeys::verify(std::string_view key) {
@@ -156,17 +117,15 @@ Result<ApiKeyInfo> ApiKeys::verify(std::string_view key) {
   if (now - cached.loaded >= refresh_ || cached.loaded == std::chrono::steady_clock::time_point{}) {
     cached = Cached{};
     cached.loaded = now;
-    try {
-      SQLite::Statement query(*db_, "SELECT * FROM api_key WHERE id = ?");
-      query.bind(1, id);
-      if (query.executeStep()) {
-        cached.known = true;
-        cached.hash = query.getColumn("key_hash").getString();
-        cached.info = read_info(query);
-      }
-    } catch (const SQLite::Exception& e) {
+    auto found = store_.find(id);
+    if (!found) {
       cache_.erase(id);
-      return Error{"store_failed", std::string("cannot check API keys: ") + e.what(), {}}.as(ErrorKind::internal);
+      return Error{found.error().code, "cannot check API keys: " + found.error().message, {}}.as(ErrorKind::internal);
+    }
+    if (*found) {
+      cached.known = true;
+      cached.hash = (*found)->key_hash;
+      cached.info = to_info(**found);
     }
   }
   // Unknown ids are cached too (as unknown), so guessing costs no database reads.
@@ -176,16 +135,14 @@ Result<ApiKeyInfo> ApiKeys::verify(std::string_view key) {
 }
 
 Result<std::string> ApiKeys::webhook_secret(const std::string& id) {
-  std::lock_guard lock(mutex_);
-  if (auto it = cache_.find(id); it != cache_.end() && it->second.known) return it->second.info.webhook_secret;
-  try {
-    SQLite::Statement query(*db_, "SELECT webhook_secret FROM api_key WHERE id = ?");
-    query.bind(1, id);
-    if (!query.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"}.as(ErrorKind::not_found);
-    return query.getColumn(0).getString();
-  } catch (const SQLite::Exception& e) {
-    return Error{"store_failed", e.what(), {}}.as(ErrorKind::internal);
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = cache_.find(id); it != cache_.end() && it->second.known) return it->second.info.webhook_secret;
   }
+  auto found = store_.find(id);
+  if (!found) return found.error();
+  if (!*found) return Error{"not_found", "no API key \"" + id + "\"", "id"}.as(ErrorKind::not_found);
+  return (*found)->webhook_secret;
 }
 
 }  // namespace callback::rest

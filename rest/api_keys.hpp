@@ -3,20 +3,20 @@
 // the key is stored (a slow KDF adds nothing for random keys and would cost every
 // request); checks compare digests in constant time. Each key has a webhook secret that
 // signs the status webhooks of the callbacks it created, and a scope: what it may do.
+// The keys live in the store backend (Store::api_keys()), so every callbackd and
+// callbackctl on that backend see the same ones.
 //
-//   ApiKeys keys{database_path};
-//   auto created = keys.add("crm", KeyScope::callbacks);  // created->key is shown once, never again
-//   auto who = keys.verify(header_value);     // Result<ApiKeyInfo>: 401 unless ok
-//   keys.revoke(created->info.id);            // callbackd sees it within a second
+//   auto keys = ApiKeys::over(runtime.store());            // Error if the backend keeps none
+//   auto created = (*keys)->add("crm", KeyScope::callbacks);  // created->key is shown once, never again
+//   auto who = (*keys)->verify(header_value);     // Result<ApiKeyInfo>: 401 unless ok
+//   (*keys)->revoke(created->info.id);            // callbackd sees it within a second
 #include <callback/call.hpp>
 #include <callback/config.hpp>
 #include <callback/error.hpp>
 #include <callback/secret.hpp>
-
-#include <SQLiteCpp/Database.h>
+#include <callback/store.hpp>
 
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,9 +50,13 @@ struct CreatedKey {
 
 class ApiKeys {
  public:
-  // Opens (and migrates) the database at `path`; empty: the default location. Keys are
-  // re-read at most every `refresh` (revocations by other processes show then).
-  [[nodiscard]] static Result<std::unique_ptr<ApiKeys>> open(const std::filesystem::path& path,
+  // Over `store`, which must outlive this (`owner`, if given, is kept alive with it). Keys
+  // are re-read at most every `refresh` (revocations by other processes show then).
+  explicit ApiKeys(ApiKeyStore& store, std::chrono::milliseconds refresh = std::chrono::seconds{1},
+                   std::shared_ptr<void> owner = nullptr)
+      : store_(store), owner_(std::move(owner)), refresh_(refresh) {}
+  // The keys of the store backend; an Error when it keeps none.
+  [[nodiscard]] static Result<std::unique_ptr<ApiKeys>> over(Store& store,
                                                              std::chrono::milliseconds refresh = std::chrono::seconds{1});
   [[nodiscard]] Result<CreatedKey> add(const std::string& name, KeyScope scope);
   [[nodiscard]] Result<std::vector<ApiKeyInfo>> list();
@@ -70,17 +74,12 @@ class ApiKeys {
     std::chrono::steady_clock::time_point loaded;
     bool known = false;
   };
-  ApiKeys(std::unique_ptr<SQLite::Database> db, std::chrono::milliseconds refresh)
-      : db_(std::move(db)), refresh_(refresh) {}
+  ApiKeyStore& store_;
+  std::shared_ptr<void> owner_;
   std::mutex mutex_;
-  std::unique_ptr<SQLite::Database> db_;
   std::chrono::milliseconds refresh_;
   std::unordered_map<std::string, Cached> cache_;
 };
-
-// Where a service's keys are kept: "server.keys_db" if set, else the SQLite store's own
-// file ("store.config.path"), else the default database. callbackd and callbackctl agree.
-[[nodiscard]] std::filesystem::path keys_database_path(const ServiceConfig& config);
 
 // Hex HMAC-SHA256 of `body` with `secret` (webhook signatures: rest/webhooks.hpp).
 [[nodiscard]] std::string hmac_sha256_hex(std::string_view secret, std::string_view body);

@@ -48,17 +48,17 @@ int run_daemon(const DaemonArgs& args) {
   // Signals go to the main thread only: block them before any thread starts.
   sigset_t signals = block_stop_signals();
 
-  auto keys = ApiKeys::open(keys_database_path(*config));
-  if (!keys) {
-    std::cerr << "callbackd: API keys: " << keys.error().describe() << '\n';
-    return 1;
-  }
   const auto grace = server_options->shutdown_grace;
   const std::string host = server_options->host;
   auto runtime = Runtime::open(std::move(*config), runtime_options);
   if (!runtime) {
     std::cerr << "callbackd: " << runtime.error().describe() << '\n';
     return 2;
+  }
+  auto keys = ApiKeys::over((*runtime)->store());
+  if (!keys) {
+    std::cerr << "callbackd: API keys: " << keys.error().describe() << '\n';
+    return 1;
   }
   RestServer server(**runtime, std::move(*server_options), std::move(*keys));
   if (auto ok = (*runtime)->start(); !ok) {

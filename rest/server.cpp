@@ -35,8 +35,6 @@ const std::vector<OptionSpec>& server_option_specs() {
        .description = "request timeout; event streams are cut after it", .min = 1, .max = 86400},
       {.name = "stream_ping_seconds", .type = T::integer, .default_value = 15,
        .description = "keep-alive comments on event streams", .min = 1, .max = 3600},
-      {.name = "keys_db", .type = T::string, .default_value = "",
-       .description = "API keys' database (read by keys_database_path)"},
       {.name = "webhook_attempts", .type = T::integer, .default_value = 6, .description = "per webhook", .min = 1,
        .max = 100},
       {.name = "webhook_first_retry_ms", .type = T::integer, .default_value = 1000,
@@ -55,6 +53,10 @@ const std::vector<OptionSpec>& server_option_specs() {
 }
 
 Result<ServerOptions> parse_server_options(const json::value& block) {
+  if (block.is_object() && block.get_object().contains("keys_db")) {
+    return Error{"config.moved", "API keys are kept by the store now (the store's database); remove this option",
+                 "server.keys_db"};
+  }
   auto checked = validate_options(server_option_specs(), block, "server");
   if (!checked) return checked.error();
   const Options& o = *checked;

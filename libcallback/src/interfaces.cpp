@@ -59,6 +59,7 @@ Result<std::optional<Account>> AccountStore::find_by_email(std::string_view emai
 }
 LedgerStore::~LedgerStore() = default;
 CallJournal::~CallJournal() = default;
+ApiKeyStore::~ApiKeyStore() = default;
 Rater::~Rater() = default;
 Authorizer::~Authorizer() = default;
 BillingAdmin::~BillingAdmin() = default;

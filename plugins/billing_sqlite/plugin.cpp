@@ -2,6 +2,7 @@
 #include "sqlite_billing.hpp"
 
 #include <callback/plugin.hpp>
+#include <callback/store.hpp>
 
 #include <boost/json/array.hpp>
 
@@ -16,7 +17,7 @@ class Factory final : public PluginFactory {
   std::vector<OptionSpec> options() const override {
     return {
         {.name = "path", .type = OptionType::string, .default_value = "",
-         .description = "database file; empty: the store's default (see callback.store.sqlite)"},
+         .description = "database file; empty: the store's file (callback.store.sqlite's path), else its default"},
         {.name = "synchronous", .type = OptionType::string, .default_value = "full",
          .description = "\"full\": every settlement is on disk before it returns", .choices = {"full", "normal"}},
         {.name = "default_tariff", .type = OptionType::string, .default_value = "default",
@@ -40,6 +41,9 @@ class Factory final : public PluginFactory {
   std::unique_ptr<Component> make(const CreateArgs& args) const override {
     BillingOptions options;
     options.database.path = args.options.string("path");
+    // Unset: the store's own file, so that the store's path alone places both (billing
+    // reads the store's accounts and writes its ledger).
+    if (options.database.path.empty() && args.store != nullptr) options.database.path = args.store->location();
     options.database.synchronous = args.options.string("synchronous");
     options.default_tariff = args.options.string("default_tariff");
     options.bill_leg_a = args.options.boolean("bill_leg_a");

@@ -551,7 +551,9 @@ Status SqliteStore::set_status(const std::string& id, AccountStatus status) {
 Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
   std::lock_guard lock(mutex_);
   try {
-    SQLite::Transaction transaction(*db_);
+    // IMMEDIATE: the write lock first, so a writer on another connection (callbackctl,
+    // billing) waits in the busy handler instead of failing this one half-way.
+    SQLite::Transaction transaction(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     auto account = find_locked(entry.account_id);
     if (!account) return account.error();
     if (!*account) {
@@ -563,8 +565,40 @@ Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
                                             std::string((*account)->currency.code()), "amount"};
     }
     LedgerEntry stored = entry;
-    stored.balance_after = (*account)->balance + entry.amount;
+    if (!entry.reference.empty()) {
+      // A reference is posted once per account and kind: a retry (a settle after a lost
+      // answer, a top-up sent twice) gets the first entry back and moves nothing.
+      SQLite::Statement first(*db_, "SELECT id, amount_micros, note, at, balance_after_micros FROM ledger "
+                                    "WHERE account_id = ? AND kind = ? AND reference = ? ORDER BY id LIMIT 1");
+      first.bind(1, entry.account_id);
+      first.bind(2, std::string(to_string(entry.kind)));
+      first.bind(3, entry.reference);
+      if (first.executeStep()) {
+        if (first.getColumn(1).getInt64() != entry.amount.micros()) {
+          return Error{"reference_reused", "reference \"" + entry.reference + "\" was posted to " + entry.account_id +
+                                               " already, for " +
+                                               Money::from_micros(first.getColumn(1).getInt64(), (*account)->currency).format(),
+                       "reference"}.as(ErrorKind::conflict);
+        }
+        stored.id = first.getColumn(0).getInt64();
+        stored.note = first.getColumn(2).getString();
+        stored.at = parse_time(first.getColumn(3).getString());
+        stored.balance_after = Money::from_micros(first.getColumn(4).getInt64(), (*account)->currency);
+        return stored;
+      }
+    }
     if (stored.at == Timestamp{}) stored.at = std::chrono::system_clock::now();
+    // An increment, not a balance read earlier and written back: what other writers did
+    // in between stays (a backend with concurrent writers would lose it otherwise).
+    SQLite::Statement update(*db_, "UPDATE account SET balance_micros = balance_micros + ? WHERE id = ? "
+                                   "RETURNING balance_micros");
+    update.bind(1, entry.amount.micros());
+    update.bind(2, entry.account_id);
+    if (!update.executeStep()) {
+      return Error{"unknown_account", "no account " + entry.account_id, "account_id"}.as(ErrorKind::not_found);
+    }
+    stored.balance_after = Money::from_micros(update.getColumn(0).getInt64(), (*account)->currency);
+    update.reset();
     SQLite::Statement insert(*db_,
                              "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
                              "balance_after_micros) VALUES (?, ?, ?, ?, ?, ?, ?)");
@@ -577,10 +611,6 @@ Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
     insert.bind(7, stored.balance_after.micros());
     insert.exec();
     stored.id = db_->getLastInsertRowid();
-    SQLite::Statement update(*db_, "UPDATE account SET balance_micros = ? WHERE id = ?");
-    update.bind(1, stored.balance_after.micros());
-    update.bind(2, entry.account_id);
-    update.exec();
     transaction.commit();
     return stored;
   } catch (const std::exception& e) {
@@ -616,6 +646,85 @@ Result<std::vector<LedgerEntry>> SqliteStore::entries(const std::string& account
     return out;
   } catch (const std::exception& e) {
     return database_error("cannot read the ledger of " + account_id, e);
+  }
+}
+
+// --- API keys ----------------------------------------------------------------------------
+
+namespace {
+
+ApiKeyRecord read_key(SQLite::Statement& row) {
+  ApiKeyRecord key{.id = row.getColumn("id").getString(), .name = row.getColumn("name").getString(),
+                   .scope = row.getColumn("scope").getString(), .key_hash = row.getColumn("key_hash").getString(),
+                   .webhook_secret = row.getColumn("webhook_secret").getString(),
+                   .created_at = sqlite::parse_time(row.getColumn("created_at").getString())};
+  if (!row.getColumn("revoked_at").isNull()) key.revoked_at = sqlite::parse_time(row.getColumn("revoked_at").getString());
+  return key;
+}
+
+}  // namespace
+
+Status SqliteStore::Keys::add(const ApiKeyRecord& key) {
+  std::lock_guard lock(store_.mutex_);
+  try {
+    SQLite::Statement exists(*store_.db_, "SELECT 1 FROM api_key WHERE id = ?");
+    exists.bind(1, key.id);
+    if (exists.executeStep()) return Error{"key_exists", "an API key \"" + key.id + "\" exists", "id"}.as(ErrorKind::conflict);
+    SQLite::Statement insert(*store_.db_, "INSERT INTO api_key (id, name, key_hash, webhook_secret, created_at, scope) "
+                                          "VALUES (?, ?, ?, ?, ?, ?)");
+    insert.bind(1, key.id);
+    insert.bind(2, key.name);
+    insert.bind(3, key.key_hash);
+    insert.bind(4, key.webhook_secret);
+    insert.bind(5, sqlite::format_time(key.created_at));
+    insert.bind(6, key.scope);
+    insert.exec();
+    return ok_status();
+  } catch (const std::exception& e) {
+    return database_error("cannot store API key " + key.id, e);
+  }
+}
+
+Result<std::vector<ApiKeyRecord>> SqliteStore::Keys::list() {
+  std::lock_guard lock(store_.mutex_);
+  try {
+    SQLite::Statement query(*store_.db_, "SELECT * FROM api_key ORDER BY created_at, id");
+    std::vector<ApiKeyRecord> keys;
+    while (query.executeStep()) keys.push_back(read_key(query));
+    return keys;
+  } catch (const std::exception& e) {
+    return database_error("cannot list API keys", e);
+  }
+}
+
+Result<std::optional<ApiKeyRecord>> SqliteStore::Keys::find(const std::string& id) {
+  // The reader connection: a key check never waits for the writer's transactions.
+  std::lock_guard lock(store_.reader_mutex_);
+  try {
+    auto db = store_.reader();
+    if (!db) return db.error();
+    SQLite::Statement query(**db, "SELECT * FROM api_key WHERE id = ?");
+    query.bind(1, id);
+    if (!query.executeStep()) return std::optional<ApiKeyRecord>{};
+    return std::optional<ApiKeyRecord>{read_key(query)};
+  } catch (const std::exception& e) {
+    return database_error("cannot read API keys", e);
+  }
+}
+
+Status SqliteStore::Keys::revoke(const std::string& id, Timestamp at) {
+  std::lock_guard lock(store_.mutex_);
+  try {
+    SQLite::Statement update(*store_.db_, "UPDATE api_key SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL");
+    update.bind(1, sqlite::format_time(at));
+    update.bind(2, id);
+    if (update.exec() != 0) return ok_status();
+    SQLite::Statement exists(*store_.db_, "SELECT 1 FROM api_key WHERE id = ?");
+    exists.bind(1, id);
+    if (!exists.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"}.as(ErrorKind::not_found);
+    return Error{"already_revoked", "API key \"" + id + "\" is already revoked", "id"};
+  } catch (const std::exception& e) {
+    return database_error("cannot revoke API key " + id, e);
   }
 }
 

@@ -33,8 +33,10 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   AccountStore& accounts() override { return *this; }
   LedgerStore& ledger() override { return *this; }
   CallJournal* journal() override { return this; }
+  ApiKeyStore* api_keys() override { return &keys_; }
   [[nodiscard]] int schema_version() const override { return schema_version_; }
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+  [[nodiscard]] std::string location() const override { return path_.string(); }
 
   ~SqliteStore() override;  // writes what append_async still holds
 
@@ -94,8 +96,22 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
 
   void write_loop();
 
+  // ApiKeyStore, on the store's connection (table api_key).
+  class Keys final : public ApiKeyStore {
+   public:
+    explicit Keys(SqliteStore& store) : store_(store) {}
+    Status add(const ApiKeyRecord& key) override;
+    Result<std::vector<ApiKeyRecord>> list() override;
+    Result<std::optional<ApiKeyRecord>> find(const std::string& id) override;
+    Status revoke(const std::string& id, Timestamp at) override;
+
+   private:
+    SqliteStore& store_;
+  };
+
   std::mutex mutex_;
   std::unique_ptr<SQLite::Database> db_;
+  Keys keys_{*this};
   // append_async's queue and writer thread (started on first use).
   struct Batch {
     std::vector<JournalEntry> entries;

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 using callback::test::CommandResult;
@@ -110,6 +111,22 @@ TEST_F(AdminTest, RatesImportLookupAndList) {
   auto none = ctl("rates lookup default +4420");
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_NE(none.err.find("no rate for +4420"), std::string::npos);
+}
+
+// Billing without a path of its own uses the store's file: one path in the config places
+// both (billing used to open the default database beside it, and read other accounts).
+TEST_F(AdminTest, BillingWithoutAPathUsesTheStoresFile) {
+  const auto mine = (dir / "elsewhere" / "mine.db").string();
+  const auto config = write("config.json", R"({"store": {"plugin": "callback.store.sqlite", "config": {"path": ")" +
+                                               mine + R"("}}, "billing": {"plugin": "callback.billing.sqlite"}})");
+  ASSERT_EQ(ctl("--config " + config + " accounts add 123 --balance 5.00").exit_code, 0);
+  const auto deck = write("deck.csv", "86;China;0.10\n");
+  auto import = ctl("--config " + config + " rates import default " + deck);
+  ASSERT_EQ(import.exit_code, 0) << import.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "callback.db")) << "nothing at the default place";
+  SQLite::Database db(mine, SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM rate").getInt(), 1);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM account").getInt(), 1);
 }
 
 TEST_F(AdminTest, CdrListAndStreamingCsvExportAndStats) {

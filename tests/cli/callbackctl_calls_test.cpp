@@ -54,11 +54,11 @@ class CallCommandTest : public ::testing::Test {
                                         .config = json::object{{"path", (dir / "callback.db").string()}},
                                         .path = "billing"};
     }
-    auto keys = rest::ApiKeys::open(dir / "callback.db");
-    ASSERT_TRUE(keys);
-    const std::string key = (*keys)->add("cli", rest::KeyScope::admin).value().key;
     auto options = rest::parse_server_options(config->server).value();
     runtime = Runtime::open(std::move(*config), {.plugin_dirs = {CALLBACK_PLUGIN_DIR}}).value();
+    auto keys = rest::ApiKeys::over(runtime->store());
+    ASSERT_TRUE(keys);
+    const std::string key = (*keys)->add("cli", rest::KeyScope::admin).value().key;
     server = std::make_unique<rest::RestServer>(*runtime, options, std::move(*keys));
     ASSERT_TRUE(runtime->start());
     ASSERT_TRUE(runtime->wait_for_engine(std::chrono::seconds(10)));

@@ -88,9 +88,11 @@ TEST(RateCsv, ADescriptionInQuotesMaySpanLinesAndErrorsNameTheRecordsFirstLine) 
   EXPECT_EQ((*lines)[1].line, 2u);
   EXPECT_EQ((*lines)[0].line, 4u) << "the next record's line counts the one inside quotes";
   // Errors name the line the record starts on.
-  EXPECT_EQ(parse_error("prefix,description,rate\n86,\"two\nlines\",x\n"), "line 2: rate: \"x\" is not an amount");
+  EXPECT_EQ(parse_error("prefix,description,rate\n86,\"two\nlines\",x\n"),
+            "line 2: rate: \"x\" is not a decimal amount (unexpected 'x' at position 1)");
   EXPECT_EQ(parse_error("prefix,rate\n86,\"0.10\n"), "line 2: row: a quote is not closed");
-  EXPECT_EQ(parse_error("prefix,description,rate\n86,\"a\x01\",0.10\n"), "line 2: description: contains a control character");
+  EXPECT_EQ(parse_error("prefix,description,rate\n86,\"a\x01\",0.10\n"),
+            "line 2: description: contains a control character");
 }
 
 TEST(RateCsv, ReadsTheSimpleFormWithOrWithoutHeaderCommaOrSemicolon) {

@@ -8,7 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <thread>
 
 using namespace callback;
 using callback::store_sqlite::SqliteOptions;
@@ -140,6 +142,95 @@ TEST_F(SqliteStoreTest, TheJournalPrunesFinishedCallbacksBeyondTheNewestItKeeps)
   auto newest = store->journal()->entry("cb-300");
   ASSERT_TRUE(newest);
   EXPECT_TRUE(*newest);
+}
+
+// The API keys (callbackd's, made by rest::ApiKeys) are the store's: digests only, found by
+// id, revoked once; another connection to the file sees them.
+TEST_F(SqliteStoreTest, ApiKeysAreKeptFoundListedAndRevokedOnce) {
+  ApiKeyStore& keys = *store->api_keys();
+  const Timestamp t0 = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  const ApiKeyRecord crm{.id = "0a1b2c3d", .name = "crm'; DROP TABLE api_key; --", .scope = "callbacks",
+                         .key_hash = std::string(64, 'e'), .webhook_secret = "whsec_x", .created_at = t0};
+  ASSERT_TRUE(keys.add(crm));
+  ASSERT_TRUE(keys.add({.id = "ffff0000", .name = "ops", .scope = "operator", .key_hash = std::string(64, 'f'),
+                        .webhook_secret = "whsec_y", .created_at = t0 + 1s}));
+  auto again = keys.add(crm);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, "key_exists");
+  EXPECT_EQ(again.error().kind, ErrorKind::conflict);
+
+  auto found = keys.find("0a1b2c3d");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->name, crm.name) << "the name is only text";
+  EXPECT_EQ((*found)->key_hash, crm.key_hash);
+  EXPECT_EQ((*found)->created_at, t0);
+  EXPECT_FALSE((*found)->revoked_at);
+  EXPECT_FALSE(keys.find("00000000").value().has_value());
+  auto list = keys.list();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, "0a1b2c3d") << "oldest first";
+  EXPECT_EQ((*list)[1].scope, "operator");
+
+  ASSERT_TRUE(keys.revoke("0a1b2c3d", t0 + 5s));
+  auto twice = keys.revoke("0a1b2c3d", t0 + 6s);
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, "already_revoked");
+  auto unknown = keys.revoke("12345678", t0);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().kind, ErrorKind::not_found);
+
+  // Another process (callbackctl) on the same file sees the revocation.
+  auto other = SqliteStore::open({.path = dir / "callback.db"}).value();
+  auto seen = other->api_keys()->find("0a1b2c3d");
+  ASSERT_TRUE(seen && *seen);
+  EXPECT_EQ((*seen)->revoked_at, std::optional<Timestamp>(t0 + 5s));
+}
+
+// A reference is posted once per account and kind (a retried settle or top-up moves no
+// money twice); and posts from several connections at once all count (increments, not
+// balances written back).
+TEST_F(SqliteStoreTest, LedgerPostsAreIdempotentByReferenceAndConcurrentPostsAllCount) {
+  ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = cny_amount("0.00")}));
+  auto& ledger = store->ledger();
+  auto first = ledger.post({.account_id = "123", .amount = cny_amount("5.00"), .kind = LedgerKind::topup,
+                            .reference = "receipt-9"});
+  ASSERT_TRUE(first);
+  auto retried = ledger.post({.account_id = "123", .amount = cny_amount("5.00"), .kind = LedgerKind::topup,
+                              .reference = "receipt-9"});
+  ASSERT_TRUE(retried);
+  EXPECT_EQ(retried->id, first->id) << "the first entry, again";
+  EXPECT_EQ(retried->balance_after, cny_amount("5.00"));
+  auto reused = ledger.post({.account_id = "123", .amount = cny_amount("7.00"), .kind = LedgerKind::topup,
+                             .reference = "receipt-9"});
+  ASSERT_FALSE(reused);
+  EXPECT_EQ(reused.error().code, "reference_reused");
+  EXPECT_EQ(reused.error().kind, ErrorKind::conflict);
+  // The same reference of another kind is another posting (a call's charge and its refund).
+  ASSERT_TRUE(ledger.post({.account_id = "123", .amount = -cny_amount("1.00"), .kind = LedgerKind::call_charge,
+                           .reference = "receipt-9"}));
+  EXPECT_EQ(store->accounts().find("123").value()->balance, cny_amount("4.00"));
+  EXPECT_EQ(ledger.entries("123").value().size(), 2u);
+
+  // 4 connections (as callbackd, callbackctl and others would hold) x 50 posts of 0.01.
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto own = SqliteStore::open({.path = dir / "callback.db"}).value();
+      for (int i = 0; i < 50; ++i) {
+        if (!own->ledger().post({.account_id = "123", .amount = cny_amount("0.01"), .kind = LedgerKind::adjustment,
+                                 .reference = "t" + std::to_string(t) + "-" + std::to_string(i)})) {
+          ++failed;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(store->accounts().find("123").value()->balance, cny_amount("6.00"));
+  const auto entries = ledger.entries("123").value();
+  EXPECT_EQ(entries.size(), 202u);
 }
 
 TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {

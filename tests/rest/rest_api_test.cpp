@@ -4,6 +4,7 @@
 #include "fake_asterisk.hpp"
 #include "raw_http.hpp"
 #include "server.hpp"
+#include "sqlite_store.hpp"
 #include "temp_dir.hpp"
 
 #include <callback/billing.hpp>
@@ -26,6 +27,15 @@
 
 namespace callback::rest {
 namespace {
+
+// The API keys of the SQLite store at `path` as another process (callbackctl) sees them: a
+// connection of its own, a cache of its own.
+std::unique_ptr<ApiKeys> sqlite_keys(const std::filesystem::path& path) {
+  auto store = store_sqlite::SqliteStore::open({.path = path});
+  if (!store) throw std::runtime_error(store.error().describe());
+  auto* keys = (*store)->api_keys();
+  return std::make_unique<ApiKeys>(*keys, std::chrono::seconds{1}, std::shared_ptr<void>(std::move(*store)));
+}
 
 namespace json = boost::json;
 
@@ -159,6 +169,11 @@ TEST(ServerOptions, TheServerBlockIsCheckedWithItsPath) {
   EXPECT_EQ(parse_server_options(json::parse(R"({"listen": "8080"})")).error().field, "server.listen");
   EXPECT_EQ(parse_server_options(json::parse(R"({"threads": 0})")).error().field, "server.threads");
   EXPECT_EQ(parse_server_options(json::parse(R"({"thread": 2})")).error().code, "config.unknown_key");
+  // The keys are the store's now: an old config that names a file for them is told so.
+  auto moved = parse_server_options(json::parse(R"({"keys_db": "/var/lib/callback/keys.db"})"));
+  ASSERT_FALSE(moved);
+  EXPECT_EQ(moved.error().field, "server.keys_db");
+  EXPECT_NE(moved.error().message.find("kept by the store"), std::string::npos) << moved.error().message;
   EXPECT_EQ(parse_server_options(json::parse(R"({"listen": 80})")).error().field, "server.listen");
 }
 
@@ -188,6 +203,8 @@ class RestApiTest : public ::testing::Test {
     if (runtime) runtime->stop(std::chrono::seconds{0});
   }
 
+  std::unique_ptr<ApiKeys> other_keys() { return sqlite_keys(dir / "callback.db"); }
+
   // `tweak` edits the config before the runtime is built.
   void start(const std::function<void(ServiceConfig&)>& tweak) {
     const std::string db = (dir / "callback.db").string();
@@ -204,16 +221,17 @@ class RestApiTest : public ::testing::Test {
       "log": {"level": "warning"}})");
     ASSERT_TRUE(config) << config.error().describe();
     if (tweak) tweak(*config);
-    auto keys = ApiKeys::open(dir / "callback.db", std::chrono::milliseconds{0});
-    ASSERT_TRUE(keys) << keys.error().describe();
-    auto created = (*keys)->add("test", KeyScope::admin);
-    ASSERT_TRUE(created);
-    key = created->key;
     auto options = parse_server_options(config->server);
     ASSERT_TRUE(options);
     auto made = Runtime::open(std::move(*config), {.plugin_dirs = {CALLBACK_PLUGIN_DIR}, .log = &log});
     ASSERT_TRUE(made) << made.error().describe();
     runtime = std::move(*made);
+    // The keys are the store's (as callbackd's); re-read at every check here.
+    auto keys = ApiKeys::over(runtime->store(), std::chrono::milliseconds{0});
+    ASSERT_TRUE(keys) << keys.error().describe();
+    auto created = (*keys)->add("test", KeyScope::admin);
+    ASSERT_TRUE(created);
+    key = created->key;
     server = std::make_unique<RestServer>(*runtime, *options, std::move(*keys));
     ASSERT_TRUE(runtime->start());
     ASSERT_TRUE(runtime->wait_for_engine(std::chrono::seconds(10)));
@@ -390,7 +408,7 @@ TEST_F(RestApiTest, StatusWebhooksAreSignedRetriedAndInOrder) {
   const std::string id(r.json().at("id").as_string());
   ASSERT_TRUE(receiver.wait_for("completed"));
   ASSERT_TRUE(server->flush_webhooks(std::chrono::seconds(10)));  // its answer reached callbackd too
-  auto keys = ApiKeys::open(dir / "callback.db").value();
+  auto keys = other_keys();
   const std::string secret = keys->webhook_secret(key.substr(4, 8)).value();
   std::lock_guard lock(receiver.mutex);
   std::vector<std::string> events;
@@ -475,7 +493,7 @@ TEST_F(RestApiTest, OperatorEndpointsNeedAValidKey) {
   forged.back() = forged.back() == '0' ? '1' : '0';
   EXPECT_EQ(request("GET", "/v1/callbacks", {}, {"X-API-Key: " + forged}, false).status, 401);
   // Revoked elsewhere (callbackctl): refused from then on.
-  auto keys = ApiKeys::open(dir / "callback.db").value();
+  auto keys = other_keys();
   ASSERT_TRUE(keys->revoke(key.substr(4, 8)));
   auto revoked = request("GET", "/v1/callbacks");
   EXPECT_EQ(revoked.status, 401);
@@ -489,7 +507,7 @@ TEST_F(RestApiTest, OperatorEndpointsNeedAValidKey) {
 // answers exactly as a made-up one (404), so ids are no oracle. Operator keys get the
 // operator resources and no callbacks; admin keys (the fixture's) see everything.
 TEST_F(RestApiTest, ACallbacksKeySeesOnlyItsOwnCallbacks) {
-  auto keys = ApiKeys::open(dir / "callback.db").value();
+  auto keys = other_keys();
   const std::string alice = keys->add("alice", KeyScope::callbacks).value().key;
   const std::string bob = keys->add("bob", KeyScope::callbacks).value().key;
   const std::string ops = keys->add("ops", KeyScope::operator_).value().key;
@@ -548,7 +566,7 @@ TEST(ApiKeyScopes, KeysOfAnOldDatabaseBecomeAdminAndNewOnesKeepTheirScope) {
   test::TempDir dir;
   std::string old_id;
   {
-    auto keys = ApiKeys::open(dir / "keys.db").value();
+    auto keys = sqlite_keys(dir / "keys.db");
     old_id = keys->add("old", KeyScope::callbacks).value().info.id;
   }
   {
@@ -559,7 +577,7 @@ TEST(ApiKeyScopes, KeysOfAnOldDatabaseBecomeAdminAndNewOnesKeepTheirScope) {
     test::undo_migration_7(db);
     db.exec("DELETE FROM schema_migrations WHERE version >= 6");
   }
-  auto keys = ApiKeys::open(dir / "keys.db").value();
+  auto keys = sqlite_keys(dir / "keys.db");
   const std::string fresh = keys->add("new", KeyScope::operator_).value().info.id;
   std::map<std::string, KeyScope> scopes;
   for (const auto& k : keys->list().value()) scopes[k.id] = k.scope;

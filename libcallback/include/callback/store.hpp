@@ -1,6 +1,6 @@
 #pragma once
 // Stores: where records live. A Store plugin (the SQLite one is the embedded default)
-// provides CDRs, accounts and the ledger; billing, the service and the front ends use
+// provides CDRs, accounts, the ledger, the call journal and API keys; billing, the service and the front ends use
 // them through these interfaces only. Every method is synchronous and may block on disk:
 // the service calls them off its event loop. Writes are atomic: a failed call leaves
 // nothing half-written. Untrusted text reaches SQL only as bound parameters.
@@ -68,9 +68,12 @@ class CALLBACK_EXPORT AccountStore {
 class CALLBACK_EXPORT LedgerStore {
  public:
   virtual ~LedgerStore();
-  // Adds the entry and moves the account's balance by its amount, in one transaction.
-  // Refuses entries in another currency than the account's. Returns the stored entry
-  // (id, time, balance after).
+  // Adds the entry and moves the account's balance by its amount (an increment, never a
+  // balance read and written back), in one transaction. Refuses entries in another
+  // currency than the account's. A non-empty reference is posted once per account and
+  // kind: posting it again returns the first entry and moves nothing (a retried settle or
+  // top-up); with another amount it is refused ("reference_reused", kind conflict).
+  // Returns the stored entry (id, time, balance after).
   virtual Result<LedgerEntry> post(const LedgerEntry& entry) = 0;
   [[nodiscard]] virtual Result<std::vector<LedgerEntry>> entries(const std::string& account_id,
                                                                  std::size_t limit = 0) = 0;
@@ -108,15 +111,44 @@ class CALLBACK_EXPORT CallJournal {
   [[nodiscard]] virtual Status claim() = 0;
 };
 
+// The API keys of callbackd's REST API, as the backend keeps them: a digest of each key,
+// never the key (rest/api_keys.hpp makes, hashes and checks them). Every node and
+// callbackctl see the same keys through the same backend.
+struct ApiKeyRecord {
+  std::string id;        // 8 hex digits, the key's public part
+  std::string name;
+  std::string scope;     // "callbacks", "operator", "admin"
+  std::string key_hash;  // hex SHA-256 of the whole key
+  std::string webhook_secret;
+  Timestamp created_at{};
+  std::optional<Timestamp> revoked_at;
+};
+
+class CALLBACK_EXPORT ApiKeyStore {
+ public:
+  virtual ~ApiKeyStore();
+  virtual Status add(const ApiKeyRecord& key) = 0;  // Error "key_exists" if the id is taken
+  [[nodiscard]] virtual Result<std::vector<ApiKeyRecord>> list() = 0;  // oldest first
+  [[nodiscard]] virtual Result<std::optional<ApiKeyRecord>> find(const std::string& id) = 0;
+  // Error "not_found" (kind not_found) or "already_revoked".
+  virtual Status revoke(const std::string& id, Timestamp at) = 0;
+};
+
 class CALLBACK_EXPORT Store : public Component {
  public:
   virtual CdrStore& cdrs() = 0;
   // nullptr: this store keeps no journal (calls in flight are lost with the process).
   virtual CallJournal* journal() { return nullptr; }
+  // nullptr: this store keeps no API keys (callbackd cannot serve its API on it).
+  virtual ApiKeyStore* api_keys() { return nullptr; }
   virtual AccountStore& accounts() = 0;
   virtual LedgerStore& ledger() = 0;
   // The schema version after migrations ran (for `callbackctl` and health checks).
   [[nodiscard]] virtual int schema_version() const = 0;
+  // Where the data is: an embedded backend's file path; "" when not a file. A backend's
+  // other parts (its billing) use it when not told otherwise, so that one path in the
+  // config places them all.
+  [[nodiscard]] virtual std::string location() const { return {}; }
 };
 
 }  // namespace callback
