@@ -9,6 +9,9 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-system1.81-dev
   libpistache-dev
   libsqlitecpp-dev libsqlite3-dev sqlite3
+  # The PostgreSQL backend (several callbackd nodes): libpq, and the server its tests start
+  # on 127.0.0.1 in a folder of their own (tests/support/postgres.sh).
+  libpq-dev postgresql
   libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev
@@ -49,6 +52,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [[ " ${missing[*]} " == *" dovecot-imapd "* ]] && command -v systemctl >/dev/null 2>&1; then
     $SUDO systemctl disable --now dovecot >/dev/null 2>&1 || true
     echo "setup: dovecot's system service, if one runs here, is stopped and disabled (the tests start their own)"
+  fi
+  # The same for PostgreSQL's: a deployment configures its own (README, "Several machines").
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
   fi
 else
   echo "setup: all build and test dependencies are installed"

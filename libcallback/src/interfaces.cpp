@@ -23,6 +23,10 @@ void CdrStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {
   Status stored = append(std::span<Cdr>(cdrs));
   done(std::move(stored), std::move(cdrs));
 }
+
+Result<std::vector<CallerStats>> CdrStore::caller_stats(const std::string&, std::size_t) {
+  return Error{"not_supported", "this store keeps no caller statistics", {}};
+}
 AccountStore::~AccountStore() = default;
 
 namespace {

@@ -1070,28 +1070,7 @@ Result<std::vector<Campaign>> SqliteBilling::campaigns() {
 
 Result<std::vector<CallerStats>> SqliteBilling::caller_stats(const std::string& number, std::size_t limit) {
   std::vector<CallerStats> out;
-  auto written = write([&](SQLite::Database& db) {
-    out.clear();  // a batch may be replayed
-    SQLite::Statement& select = prepared(db, number.empty()
-                                     ? "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "
-                                       "FROM caller_stats ORDER BY attempts DESC, number LIMIT ?"
-                                     : "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "
-                                       "FROM caller_stats WHERE number = ? LIMIT ?");
-    int i = 1;
-    if (!number.empty()) select.bind(i++, number);
-    select.bind(i, limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(limit));
-    while (select.executeStep()) {
-      CallerStats s;
-      s.number = select.getColumn(0).getString();
-      s.attempts = select.getColumn(1).getInt64();
-      s.answered = select.getColumn(2).getInt64();
-      s.failures = select.getColumn(3).getInt64();
-      s.talk_seconds = select.getColumn(4).getInt64();
-      if (!select.getColumn(5).isNull()) s.first_call = parse_time(select.getColumn(5).getString());
-      if (!select.getColumn(6).isNull()) s.last_call = parse_time(select.getColumn(6).getString());
-      out.push_back(std::move(s));
-    }
-  });
+  auto written = write([&](SQLite::Database& db) { out = sqlite::read_caller_stats(db, number, limit); });
   if (!written) return written.error();
   return out;
 }

@@ -231,6 +231,10 @@ CREATE TABLE account_email (
 );
 CREATE INDEX account_email_account ON account_email (account_id);
 )sql"},
+    {10, "caller statistics are counted by the store's CDR appends, as on every backend, not by triggers", R"sql(
+DROP TRIGGER IF EXISTS cdr_caller_attempt;
+DROP TRIGGER IF EXISTS cdr_caller_talk;
+)sql"},
 };
 // Versions ascend; the last is the latest (numbers are handed out per branch, so one may be missing).
 static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);
@@ -338,6 +342,60 @@ Result<Database> open_database(const DatabaseOptions& options) {
   } catch (const std::exception& e) {
     return Error{"store_open_failed", "cannot open database " + path.string() + ": " + e.what(), "path"};
   }
+}
+
+CallerCounter::CallerCounter(SQLite::Database& db)
+    : attempt_(std::make_unique<SQLite::Statement>(
+          db, "INSERT INTO caller_stats (number, attempts, answered, failures, first_call, last_call) "
+              "VALUES (?, 1, ?, ?, ?, ?) ON CONFLICT (number) DO UPDATE SET attempts = attempts + 1, "
+              "answered = answered + excluded.answered, failures = failures + excluded.failures, "
+              "first_call = min(first_call, excluded.first_call), last_call = max(last_call, excluded.last_call)")),
+      talk_(std::make_unique<SQLite::Statement>(
+          db, "UPDATE caller_stats SET talk_seconds = talk_seconds + ? WHERE number = ?")) {}
+
+CallerCounter::~CallerCounter() = default;
+
+void CallerCounter::count(const Cdr& cdr) {
+  if (cdr.leg == LegRole::a) {
+    const bool answered = cdr.disposition == Disposition::answered;
+    const auto at = format_time(cdr.calldate);
+    attempt_->reset();
+    attempt_->bind(1, cdr.dst);
+    attempt_->bind(2, answered ? 1 : 0);
+    attempt_->bind(3, answered ? 0 : 1);
+    attempt_->bind(4, at);
+    attempt_->bind(5, at);
+    attempt_->exec();
+  } else if (cdr.billsec > 0) {
+    talk_->reset();
+    talk_->bind(1, cdr.billsec);
+    talk_->bind(2, cdr.src);
+    talk_->exec();
+  }
+}
+
+std::vector<CallerStats> read_caller_stats(SQLite::Database& db, const std::string& number, std::size_t limit) {
+  SQLite::Statement select(db, number.empty()
+                                   ? "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "
+                                     "FROM caller_stats ORDER BY attempts DESC, number LIMIT ?"
+                                   : "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "
+                                     "FROM caller_stats WHERE number = ? LIMIT ?");
+  int i = 1;
+  if (!number.empty()) select.bind(i++, number);
+  select.bind(i, limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(limit));
+  std::vector<CallerStats> out;
+  while (select.executeStep()) {
+    CallerStats s;
+    s.number = select.getColumn(0).getString();
+    s.attempts = select.getColumn(1).getInt64();
+    s.answered = select.getColumn(2).getInt64();
+    s.failures = select.getColumn(3).getInt64();
+    s.talk_seconds = select.getColumn(4).getInt64();
+    if (!select.getColumn(5).isNull()) s.first_call = parse_time(select.getColumn(5).getString());
+    if (!select.getColumn(6).isNull()) s.last_call = parse_time(select.getColumn(6).getString());
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 std::string format_time(Timestamp t) { return format_timestamp(t); }

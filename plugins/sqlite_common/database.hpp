@@ -4,14 +4,17 @@
 // timeout), and its schema, one numbered migration track for the whole file. Either
 // plugin may open it first; migrations run under an exclusive lock, each once.
 #include <callback/call.hpp>
+#include <callback/cdr.hpp>
 #include <callback/error.hpp>
 
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 
 #include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace callback::sqlite {
 
@@ -19,7 +22,7 @@ namespace callback::sqlite {
 // else $XDG_DATA_HOME/callback/callback.db (~/.local/share/callback/callback.db).
 [[nodiscard]] std::filesystem::path default_database_path();
 
-inline constexpr int latest_schema_version = 9;
+inline constexpr int latest_schema_version = 10;
 
 struct DatabaseOptions {
   std::filesystem::path path;        // empty: default_database_path()
@@ -49,6 +52,23 @@ bool use_page_cache_pool();
 
 // Opens (creating the file and its folder if needed) and migrates.
 [[nodiscard]] Result<Database> open_database(const DatabaseOptions& options);
+
+// Counts appended CDRs in caller_stats (CallerStats says how), in the appender's
+// transaction; its statements are compiled once.
+class CallerCounter {
+ public:
+  explicit CallerCounter(SQLite::Database& db);
+  CallerCounter(const CallerCounter&) = delete;
+  CallerCounter& operator=(const CallerCounter&) = delete;
+  ~CallerCounter();
+  void count(const Cdr& cdr);
+
+ private:
+  std::unique_ptr<SQLite::Statement> attempt_, talk_;
+};
+// caller_stats' rows: one number's, or all (number empty) busiest first; limit 0: all.
+[[nodiscard]] std::vector<CallerStats> read_caller_stats(SQLite::Database& db, const std::string& number,
+                                                         std::size_t limit);
 
 // Asterisk's calldate form, in UTC: "2026-11-26 09:13:17".
 [[nodiscard]] std::string format_time(Timestamp t);

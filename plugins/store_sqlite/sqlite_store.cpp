@@ -1,4 +1,5 @@
 #include "sqlite_store.hpp"
+#include "store_checks.hpp"
 
 #include <callback/context.hpp>
 #include <SQLiteCpp/Statement.h>
@@ -41,12 +42,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opti
 // --- CDRs ------------------------------------------------------------------------------
 
 SqliteStore::~SqliteStore() {
-  {
-    std::lock_guard lock(queue_mutex_);
-    stopping_ = true;
-  }
-  queue_changed_.notify_all();
-  if (writer_.joinable()) writer_.join();
+  writer_.stop();  // what append_async still holds is written first
   if (owner_fd_ >= 0) ::close(owner_fd_);  // the lock goes with it
 }
 
@@ -78,63 +74,14 @@ Status SqliteStore::claim() {
 }
 
 void SqliteStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {
-  write_async({}, std::move(cdrs), std::move(done));
+  writer_.submit({}, std::move(cdrs), std::move(done));
 }
 
 void SqliteStore::write_async(std::vector<JournalEntry> entries, std::vector<Cdr> cdrs, AppendDone done) {
-  {
-    std::lock_guard lock(queue_mutex_);
-    queue_.push_back({std::move(entries), std::move(cdrs), std::move(done)});
-    if (!writer_.joinable()) writer_ = std::thread([this] { write_loop(); });
-  }
-  queue_changed_.notify_all();
+  writer_.submit(std::move(entries), std::move(cdrs), std::move(done));
 }
 
-void SqliteStore::flush() {
-  std::unique_lock lock(queue_mutex_);
-  queue_changed_.wait(lock, [this] { return queue_.empty() && !writing_; });
-}
-
-void SqliteStore::write_loop() {
-  std::unique_lock lock(queue_mutex_);
-  while (true) {
-    queue_changed_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and everything is written
-    std::vector<Batch> batches(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-    queue_.clear();
-    writing_ = true;
-    lock.unlock();
-    // All in one transaction; if that fails, each batch alone, so one bad batch does not
-    // hold back the others and each caller learns its own outcome.
-    bool together = false;
-    if (batches.size() > 1) {
-      std::vector<Cdr> all;
-      std::vector<JournalEntry> journal;
-      for (auto& b : batches) {
-        all.insert(all.end(), b.cdrs.begin(), b.cdrs.end());
-        journal.insert(journal.end(), b.entries.begin(), b.entries.end());
-      }
-      together = write(std::span<Cdr>(all), journal).ok();
-      if (together) {  // the ids the store gave them
-        std::size_t i = 0;
-        for (auto& b : batches) {
-          for (auto& cdr : b.cdrs) cdr.id = all[i++].id;
-        }
-      }
-    }
-    for (auto& b : batches) {
-      Status stored = together ? ok_status() : write(std::span<Cdr>(b.cdrs), b.entries);
-      try {
-        b.done(std::move(stored), std::move(b.cdrs));
-      } catch (...) {
-        // a caller's continuation must not stop the writer
-      }
-    }
-    lock.lock();
-    writing_ = false;
-    queue_changed_.notify_all();
-  }
-}
+void SqliteStore::flush() { writer_.flush(); }
 
 Status SqliteStore::append(std::span<Cdr> cdrs) { return write(cdrs, {}); }
 
@@ -183,6 +130,7 @@ Status SqliteStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> ent
           "callback_id, leg, cost_micros, currency, hangup_cause) "
           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     }
+    if (!callers_) callers_ = std::make_unique<sqlite::CallerCounter>(*db_);
     SQLite::Statement& insert = *insert_cdr_;
     insert.reset();
     insert.clearBindings();
@@ -190,9 +138,7 @@ Status SqliteStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> ent
     ids.reserve(cdrs.size());
     for (const auto& cdr : cdrs) {
       if (cdr.duration < 0 || cdr.billsec < 0 || cdr.billsec > cdr.duration) {
-        return Error{"invalid_cdr", "billsec " + std::to_string(cdr.billsec) + " and duration " +
-                                        std::to_string(cdr.duration) + " must satisfy 0 <= billsec <= duration",
-                     "billsec"};
+        return store_common::invalid_cdr(cdr);
       }
       int i = 1;
       insert.bind(i++, format_time(cdr.calldate));
@@ -220,12 +166,24 @@ Status SqliteStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> ent
       insert.exec();
       insert.reset();
       ids.push_back(db_->getLastInsertRowid());
+      callers_->count(cdr);
     }
     transaction.commit();
     for (std::size_t k = 0; k < cdrs.size(); ++k) cdrs[k].id = ids[k];
     return ok_status();
   } catch (const std::exception& e) {
     return database_error(entries.empty() ? "cannot store CDRs" : "cannot store CDRs and the callback journal", e);
+  }
+}
+
+Result<std::vector<CallerStats>> SqliteStore::caller_stats(const std::string& number, std::size_t limit) {
+  std::lock_guard lock(reader_mutex_);
+  try {
+    auto db = reader();
+    if (!db) return db.error();
+    return sqlite::read_caller_stats(**db, number, limit);
+  } catch (const std::exception& e) {
+    return database_error("cannot read caller statistics", e);
   }
 }
 
@@ -330,27 +288,16 @@ Status SqliteStore::query(const CdrQuery& query, const std::function<bool(const 
 // --- accounts --------------------------------------------------------------------------
 
 Status SqliteStore::create(const Account& account) {
-  if (auto ok = Account::validate_id(account.id); !ok) return ok;
-  if (account.currency.code() == "XXX") return Error{"invalid_account", "account has no currency", "currency"};
-  for (const Money* m : {&account.balance, &account.credit_limit}) {
-    if (!(m->currency() == account.currency)) {
-      return Error{"invalid_account", "amounts must be in the account's currency " +
-                                          std::string(account.currency.code()), m == &account.balance ? "balance" : "credit_limit"};
-    }
-  }
-  if (account.credit_limit.is_negative()) {
-    return Error{"invalid_account", "credit limit cannot be negative", "credit_limit"};
-  }
-  if (!account.language.empty()) {
-    if (auto ok = check_language(account.language); !ok) return ok;
-  }
+  if (auto ok = store_common::check_new_account(account); !ok) return ok;
+  auto emails = store_common::normalized_emails(account);
+  if (!emails) return emails.error();
   std::lock_guard lock(mutex_);
   try {
     SQLite::Transaction transaction(*db_);
     SQLite::Statement exists(*db_, "SELECT 1 FROM account WHERE id = ?");
     exists.bind(1, account.id);
     if (exists.executeStep()) {
-      return Error{"account_exists", "account " + account.id + " already exists", "id"}.as(ErrorKind::conflict);
+      return store_common::account_exists(account.id);
     }
     SQLite::Statement insert(*db_,
                              "INSERT INTO account (id, name, currency, minor_exponent, balance_micros, "
@@ -376,8 +323,7 @@ Status SqliteStore::create(const Account& account) {
     for (const auto& n : account.caller_numbers) {
       number_taken.bind(1, n.digits());
       if (number_taken.executeStep()) {
-        return Error{"number_taken", "+" + n.digits() + " is registered to account " + number_taken.getColumn(0).getString(),
-                     "numbers"}.as(ErrorKind::conflict);
+        return store_common::number_taken(n.digits(), number_taken.getColumn(0).getString());
       }
       number_taken.reset();
       number.bind(1, account.id);
@@ -387,21 +333,13 @@ Status SqliteStore::create(const Account& account) {
     }
     SQLite::Statement email_taken(*db_, "SELECT account_id FROM account_email WHERE email = ?");
     SQLite::Statement email(*db_, "INSERT INTO account_email (email, account_id) VALUES (?, ?)");
-    for (const auto& address : account.emails) {
-      auto normal = normalize_email(address);
-      if (!normal) {
-        Error error = normal.error();
-        error.field = "emails";
-        return error;
-      }
-      email_taken.bind(1, *normal);
+    for (const auto& normal : *emails) {
+      email_taken.bind(1, normal);
       if (email_taken.executeStep()) {
-        const auto owner = email_taken.getColumn(0).getString();
-        if (owner == account.id) return Error{"duplicate_email", *normal + " is given twice", "emails"};
-        return Error{"email_taken", *normal + " is registered to account " + owner, "emails"}.as(ErrorKind::conflict);
+        return store_common::email_taken(normal, email_taken.getColumn(0).getString(), account.id);
       }
       email_taken.reset();
-      email.bind(1, *normal);
+      email.bind(1, normal);
       email.bind(2, account.id);
       email.exec();
       email.reset();
@@ -539,7 +477,7 @@ Status SqliteStore::set_status(const std::string& id, AccountStatus status) {
     SQLite::Statement update(*db_, "UPDATE account SET status = ? WHERE id = ?");
     update.bind(1, std::string(to_string(status)));
     update.bind(2, id);
-    if (update.exec() == 0) return Error{"unknown_account", "no account " + id, "id"}.as(ErrorKind::not_found);
+    if (update.exec() == 0) return store_common::unknown_account(id, "id");
     return ok_status();
   } catch (const std::exception& e) {
     return database_error("cannot update account " + id, e);
@@ -557,13 +495,9 @@ Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
     auto account = find_locked(entry.account_id);
     if (!account) return account.error();
     if (!*account) {
-      return Error{"unknown_account", "no account " + entry.account_id, "account_id"}.as(ErrorKind::not_found);
+      return store_common::unknown_account(entry.account_id);
     }
-    if (!(entry.amount.currency() == (*account)->currency)) {
-      return Error{"currency_mismatch", "amount is in " + std::string(entry.amount.currency().code()) +
-                                            " but account " + entry.account_id + " is in " +
-                                            std::string((*account)->currency.code()), "amount"};
-    }
+    if (!(entry.amount.currency() == (*account)->currency)) return store_common::currency_mismatch(entry, (*account)->currency);
     LedgerEntry stored = entry;
     if (!entry.reference.empty()) {
       // A reference is posted once per account and kind: a retry (a settle after a lost
@@ -575,10 +509,8 @@ Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
       first.bind(3, entry.reference);
       if (first.executeStep()) {
         if (first.getColumn(1).getInt64() != entry.amount.micros()) {
-          return Error{"reference_reused", "reference \"" + entry.reference + "\" was posted to " + entry.account_id +
-                                               " already, for " +
-                                               Money::from_micros(first.getColumn(1).getInt64(), (*account)->currency).format(),
-                       "reference"}.as(ErrorKind::conflict);
+          return store_common::reference_reused(entry,
+                                                Money::from_micros(first.getColumn(1).getInt64(), (*account)->currency));
         }
         stored.id = first.getColumn(0).getInt64();
         stored.note = first.getColumn(2).getString();
@@ -595,7 +527,7 @@ Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
     update.bind(1, entry.amount.micros());
     update.bind(2, entry.account_id);
     if (!update.executeStep()) {
-      return Error{"unknown_account", "no account " + entry.account_id, "account_id"}.as(ErrorKind::not_found);
+      return store_common::unknown_account(entry.account_id);
     }
     stored.balance_after = Money::from_micros(update.getColumn(0).getInt64(), (*account)->currency);
     update.reset();
@@ -623,7 +555,7 @@ Result<std::vector<LedgerEntry>> SqliteStore::entries(const std::string& account
   try {
     auto account = find_locked(account_id);
     if (!account) return account.error();
-    if (!*account) return Error{"unknown_account", "no account " + account_id, "account_id"}.as(ErrorKind::not_found);
+    if (!*account) return store_common::unknown_account(account_id);
     const Currency currency = (*account)->currency;
     SQLite::Statement select(*db_,
                              "SELECT id, amount_micros, kind, reference, note, at, balance_after_micros FROM ledger "
@@ -669,7 +601,7 @@ Status SqliteStore::Keys::add(const ApiKeyRecord& key) {
   try {
     SQLite::Statement exists(*store_.db_, "SELECT 1 FROM api_key WHERE id = ?");
     exists.bind(1, key.id);
-    if (exists.executeStep()) return Error{"key_exists", "an API key \"" + key.id + "\" exists", "id"}.as(ErrorKind::conflict);
+    if (exists.executeStep()) return store_common::key_exists(key.id);
     SQLite::Statement insert(*store_.db_, "INSERT INTO api_key (id, name, key_hash, webhook_secret, created_at, scope) "
                                           "VALUES (?, ?, ?, ?, ?, ?)");
     insert.bind(1, key.id);
@@ -721,8 +653,8 @@ Status SqliteStore::Keys::revoke(const std::string& id, Timestamp at) {
     if (update.exec() != 0) return ok_status();
     SQLite::Statement exists(*store_.db_, "SELECT 1 FROM api_key WHERE id = ?");
     exists.bind(1, id);
-    if (!exists.executeStep()) return Error{"not_found", "no API key \"" + id + "\"", "id"}.as(ErrorKind::not_found);
-    return Error{"already_revoked", "API key \"" + id + "\" is already revoked", "id"};
+    if (!exists.executeStep()) return store_common::no_such_key(id);
+    return store_common::already_revoked(id);
   } catch (const std::exception& e) {
     return database_error("cannot revoke API key " + id, e);
   }

@@ -4,6 +4,7 @@
 // transaction; a database from a newer callback is refused rather than guessed at.
 // One connection, guarded by a mutex: SQLite serializes writers anyway.
 #include "database.hpp"
+#include "group_writer.hpp"
 
 #include <callback/store.hpp>
 
@@ -49,6 +50,7 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   void append_async(std::vector<Cdr> cdrs, AppendDone done) override;
   void flush() override;
   Status query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) override;
+  Result<std::vector<CallerStats>> caller_stats(const std::string& number, std::size_t limit) override;
   // CallJournal: through the same writer thread as append_async (one queue, in order).
   void write_async(std::vector<JournalEntry> entries, std::vector<Cdr> cdrs, AppendDone done) override;
   Result<std::vector<JournalEntry>> open() override;
@@ -94,8 +96,6 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   Result<std::vector<JournalEntry>> select_entries(const std::string& where, const std::string& value,
                                                    std::size_t limit);
 
-  void write_loop();
-
   // ApiKeyStore, on the store's connection (table api_key).
   class Keys final : public ApiKeyStore {
    public:
@@ -112,19 +112,8 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   std::mutex mutex_;
   std::unique_ptr<SQLite::Database> db_;
   Keys keys_{*this};
-  // append_async's queue and writer thread (started on first use).
-  struct Batch {
-    std::vector<JournalEntry> entries;
-    std::vector<Cdr> cdrs;
-    AppendDone done;
-  };
-  std::mutex queue_mutex_;
-  std::condition_variable queue_changed_;
-  std::deque<Batch> queue_;
-  bool writing_ = false;  // the writer holds batches it has not answered yet
-  bool stopping_ = false;
-  std::thread writer_;
   std::unique_ptr<SQLite::Statement> insert_cdr_;  // prepared on first use; guarded by mutex_
+  std::unique_ptr<sqlite::CallerCounter> callers_;  // the same
   std::size_t journal_kept_ = 20'000;      // guarded by mutex_
   std::size_t journal_prune_every_ = 1'000;
   std::size_t finals_since_prune_ = 0;
@@ -134,6 +123,10 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   std::unique_ptr<SQLite::Database> reader_;
   int schema_version_ = 0;
   int owner_fd_ = -1;  // claim()'s lock
+  // append_async's and write_async's thread; last, so it stops before what it writes to goes.
+  store_common::GroupWriter writer_{[this](std::span<Cdr> cdrs, std::span<const JournalEntry> entries) {
+    return write(cdrs, entries);
+  }};
 };
 
 }  // namespace callback::store_sqlite

@@ -1,5 +1,7 @@
 // callbackctl's operator commands on a database of the test's own (CALLBACK_DATA_DIR).
 #include "run_command.hpp"
+#include "sqlite_store.hpp"
+#include <callback/timestamp.hpp>
 #include "temp_dir.hpp"
 
 #include <boost/json/parse.hpp>
@@ -132,15 +134,23 @@ TEST_F(AdminTest, BillingWithoutAPathUsesTheStoresFile) {
 TEST_F(AdminTest, CdrListAndStreamingCsvExportAndStats) {
   ASSERT_EQ(ctl("accounts list").exit_code, 0);  // creates the database
   {
-    SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
-    db.exec("INSERT INTO cdr (calldate, clid, src, dst, duration, billsec, disposition, accountcode, userfield, "
-            "callback_id, leg) VALUES ('2026-11-26 09:00:00', '\"Callback\" <8610>', '8610', '8613800138000', 70, 70, "
-            "'ANSWERED', '123', 'Hangupcause:16', 'cb-1', 'A')");
-    db.exec("INSERT INTO cdr (calldate, src, dst, duration, billsec, disposition, accountcode, userfield, callback_id, "
-            "leg, cost_micros, currency) VALUES ('2026-11-26 09:00:05', '8613800138000', '8610', 65, 61, 'ANSWERED', "
-            "'123', 'Hangupcause:16', 'cb-1', 'B', 200000, 'CNY')");
-    db.exec("INSERT INTO cdr (calldate, src, dst, duration, disposition, accountcode, userfield, callback_id, leg) "
-            "VALUES ('2026-11-27 10:00:00', '8620', '8613800138000', 5, 'BUSY', '123', 'Hangupcause:17', 'cb-2', 'A')");
+    // As the service writes them: through the store, which also counts the caller's statistics.
+    using namespace callback;
+    auto store = store_sqlite::SqliteStore::open({.path = dir / "callback.db"}).value();
+    const Currency cny = Currency::of("CNY").value();
+    const auto at = [](const char* text) { return parse_timestamp(text).value(); };
+    std::vector<Cdr> cdrs(3);
+    cdrs[0] = {.calldate = at("2026-11-26 09:00:00"), .clid = "\"Callback\" <8610>", .src = "8610",
+               .dst = "8613800138000", .duration = 70, .billsec = 70, .disposition = Disposition::answered,
+               .accountcode = "123", .userfield = "Hangupcause:16", .callback_id = "cb-1", .leg = LegRole::a};
+    cdrs[1] = {.calldate = at("2026-11-26 09:00:05"), .src = "8613800138000", .dst = "8610", .duration = 65,
+               .billsec = 61, .disposition = Disposition::answered, .accountcode = "123",
+               .userfield = "Hangupcause:16", .callback_id = "cb-1", .leg = LegRole::b,
+               .cost = Money::parse("0.20", cny).value()};
+    cdrs[2] = {.calldate = at("2026-11-27 10:00:00"), .src = "8620", .dst = "8613800138000", .duration = 5,
+               .disposition = Disposition::busy, .accountcode = "123", .userfield = "Hangupcause:17",
+               .callback_id = "cb-2", .leg = LegRole::a};
+    ASSERT_TRUE(store->cdrs().append(cdrs));
   }
   auto csv = ctl("cdr export --account 123");
   ASSERT_EQ(csv.exit_code, 0) << csv.err;

@@ -29,6 +29,7 @@
 // event loop never waits for a disk.
 #include <callback/call.hpp>
 #include <callback/callback_request.hpp>
+#include <callback/cdr.hpp>
 #include <callback/component.hpp>
 #include <callback/error.hpp>
 #include <callback/export.hpp>
@@ -186,16 +187,6 @@ struct PayerPolicy {
   std::optional<Money> max_call_cost;       // one call's time is cut to cost at most this
   std::optional<Money> daily_spend;         // all its calls of one day (UTC), reserved or charged
   int max_concurrent = 0;                   // calls in flight at once; 0: no limit
-};
-
-// Per caller number, from the CDRs as calls end (the seed's monitor program).
-struct CallerStats {
-  std::string number;
-  std::int64_t attempts = 0;
-  std::int64_t answered = 0;
-  std::int64_t failures = 0;
-  std::int64_t talk_seconds = 0;
-  std::optional<Timestamp> first_call, last_call;
 };
 
 // Operator's side of billing: rate decks, campaigns, statistics.

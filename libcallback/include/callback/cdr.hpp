@@ -52,4 +52,16 @@ struct Cdr {
   std::int64_t id = 0;  // assigned by the store
 };
 
+// Per caller number (the seed's monitor program), counted by the store as CDRs are
+// appended: each leg-A record is an attempt of its dst (the caller, whom leg A rings),
+// answered or not; each answered leg-B record adds its billsec to its src's talk time.
+struct CallerStats {
+  std::string number;
+  std::int64_t attempts = 0;
+  std::int64_t answered = 0;
+  std::int64_t failures = 0;
+  std::int64_t talk_seconds = 0;
+  std::optional<Timestamp> first_call, last_call;
+};
+
 }  // namespace callback

@@ -49,6 +49,10 @@ class CALLBACK_EXPORT CdrStore {
   virtual void flush() {}
   // Visits matching records in calldate order without holding them all in memory.
   virtual Status query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) = 0;
+  // One caller number's statistics, or all (number empty), busiest first; at most `limit`
+  // (0: all). The appends keep them, in their transaction. The default keeps none: Error
+  // "not_supported".
+  [[nodiscard]] virtual Result<std::vector<CallerStats>> caller_stats(const std::string& number, std::size_t limit);
 };
 
 class CALLBACK_EXPORT AccountStore {

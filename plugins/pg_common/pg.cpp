@@ -1,0 +1,307 @@
+#include "pg.hpp"
+
+#include <callback/timestamp.hpp>
+
+#include <charconv>
+
+namespace callback::pg {
+
+namespace {
+
+struct Migration {
+  int version;
+  const char* description;
+  const char* sql;
+};
+
+// Append only: a released migration never changes; fix forward with a new one. The same
+// tables and columns as the SQLite schema (plugins/sqlite_common), in PostgreSQL's types.
+constexpr Migration migrations[] = {
+    {1, "CDRs with Asterisk's columns, accounts, the ledger, caller statistics, the callback journal, API keys",
+     R"sql(
+CREATE TABLE cdr (
+  id           bigserial PRIMARY KEY,
+  calldate     timestamp(0) NOT NULL,
+  clid         text    NOT NULL DEFAULT '',
+  src          text    NOT NULL DEFAULT '',
+  dst          text    NOT NULL DEFAULT '',
+  dcontext     text    NOT NULL DEFAULT '',
+  channel      text    NOT NULL DEFAULT '',
+  dstchannel   text    NOT NULL DEFAULT '',
+  lastapp      text    NOT NULL DEFAULT '',
+  lastdata     text    NOT NULL DEFAULT '',
+  duration     bigint  NOT NULL DEFAULT 0,
+  billsec      bigint  NOT NULL DEFAULT 0 CHECK (billsec >= 0 AND billsec <= duration),
+  disposition  text    NOT NULL DEFAULT '',
+  amaflags     integer NOT NULL DEFAULT 0,
+  accountcode  text    NOT NULL DEFAULT '',
+  uniqueid     text    NOT NULL DEFAULT '',
+  userfield    text    NOT NULL DEFAULT '',
+  callback_id  text    NOT NULL DEFAULT '',
+  leg          text    NOT NULL DEFAULT 'A' CHECK (leg IN ('A', 'B')),
+  cost_micros  bigint,
+  currency     text,
+  hangup_cause integer NOT NULL DEFAULT 0
+);
+CREATE INDEX cdr_calldate ON cdr (calldate);
+CREATE INDEX cdr_dst ON cdr (dst);
+CREATE INDEX cdr_accountcode ON cdr (accountcode);
+CREATE INDEX cdr_callback_id ON cdr (callback_id);
+
+CREATE TABLE account (
+  id                  text    PRIMARY KEY,
+  name                text    NOT NULL DEFAULT '',
+  currency            text    NOT NULL,
+  minor_exponent      integer NOT NULL,
+  balance_micros      bigint  NOT NULL DEFAULT 0,
+  credit_limit_micros bigint  NOT NULL DEFAULT 0 CHECK (credit_limit_micros >= 0),
+  reserved_micros     bigint  NOT NULL DEFAULT 0 CHECK (reserved_micros >= 0),
+  status              text    NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+  tariff              text    NOT NULL DEFAULT '',
+  secret_hash         text    NOT NULL DEFAULT '',
+  language            text    NOT NULL DEFAULT '',
+  created_at          timestamp(0) NOT NULL
+);
+CREATE TABLE account_number (
+  account_id text NOT NULL REFERENCES account (id) ON DELETE CASCADE,
+  number     text NOT NULL,
+  PRIMARY KEY (account_id, number)
+);
+CREATE UNIQUE INDEX account_number_number ON account_number (number);  -- one account each
+CREATE TABLE account_email (
+  email      text PRIMARY KEY,
+  account_id text NOT NULL REFERENCES account (id) ON DELETE CASCADE
+);
+CREATE INDEX account_email_account ON account_email (account_id);
+CREATE TABLE ledger (
+  id                   bigserial PRIMARY KEY,
+  account_id           text    NOT NULL REFERENCES account (id),
+  amount_micros        bigint  NOT NULL,
+  kind                 text    NOT NULL,
+  reference            text    NOT NULL DEFAULT '',
+  note                 text    NOT NULL DEFAULT '',
+  at                   timestamp(0) NOT NULL,
+  balance_after_micros bigint  NOT NULL
+);
+CREATE INDEX ledger_account ON ledger (account_id, id);
+-- A reference is posted once per account and kind (a retried settle moves nothing).
+CREATE UNIQUE INDEX ledger_reference ON ledger (account_id, kind, reference) WHERE reference <> '';
+
+-- Per caller number (the seed's monitor program), kept by the CDR appends.
+CREATE TABLE caller_stats (
+  number       text   PRIMARY KEY,
+  attempts     bigint NOT NULL DEFAULT 0,
+  answered     bigint NOT NULL DEFAULT 0,
+  failures     bigint NOT NULL DEFAULT 0,
+  talk_seconds bigint NOT NULL DEFAULT 0,
+  first_call   timestamp(0),
+  last_call    timestamp(0)
+);
+
+CREATE TABLE callback_journal (
+  id              text PRIMARY KEY,
+  idempotency_key text,              -- NULL when none
+  state           text NOT NULL,
+  final           boolean NOT NULL DEFAULT false,
+  server          text NOT NULL DEFAULT '',
+  reservation     text NOT NULL DEFAULT '',
+  call            text NOT NULL,     -- the service's JSON of the callback
+  created_at      timestamp(0) NOT NULL,
+  updated_at      timestamp(0) NOT NULL
+);
+CREATE INDEX callback_journal_key ON callback_journal (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX callback_journal_open ON callback_journal (created_at) WHERE NOT final;
+CREATE INDEX callback_journal_updated ON callback_journal (updated_at);
+
+CREATE TABLE api_key (
+  id             text PRIMARY KEY,   -- the public part of the key: cbk_<id>_<secret>
+  name           text NOT NULL,
+  scope          text NOT NULL CHECK (scope IN ('callbacks', 'operator', 'admin')),
+  key_hash       text NOT NULL,      -- SHA-256 of the whole key, hex
+  webhook_secret text NOT NULL,
+  created_at     timestamp(0) NOT NULL,
+  revoked_at     timestamp(0)
+);
+)sql"},
+};
+static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);
+
+// Every node may start at once: the migrations run under one advisory lock, each once.
+constexpr const char* migration_lock = "SELECT pg_advisory_xact_lock(7424011)";
+
+int migrate(Connection& conn) {
+  Transaction tx(conn);
+  conn.exec(migration_lock);
+  conn.exec(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, description text NOT NULL, "
+      "applied_at timestamp(0) NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'))");
+  int version = static_cast<int>(conn.exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").integer(0, 0));
+  if (version > latest_schema_version) {
+    throw Failure("the database " + conn.where() + " has schema version " + std::to_string(version) +
+                      ", newer than this callback knows (" + std::to_string(latest_schema_version) +
+                      "); upgrade callback",
+                  "too_new", false);
+  }
+  for (const auto& migration : migrations) {
+    if (migration.version <= version) continue;
+    conn.script(migration.sql);
+    conn.exec("INSERT INTO schema_migrations (version, description) VALUES ($1, $2)",
+              {migration.version, migration.description});
+    version = migration.version;
+  }
+  tx.commit();
+  return version;
+}
+
+}  // namespace
+
+Param time_param(Timestamp t) { return Param(format_timestamp(t)); }
+
+Timestamp parse_time(std::string_view text) { return parse_timestamp(text).value_or(Timestamp{}); }
+
+std::int64_t Rows::integer(int row, int column) const {
+  const char* begin = PQgetvalue(result_.get(), row, column);
+  const char* end = begin + PQgetlength(result_.get(), row, column);
+  std::int64_t value = 0;
+  if (std::from_chars(begin, end, value).ec != std::errc{}) {
+    throw Failure("column " + std::to_string(column) + " is not an integer: " + std::string(begin, end), "", false);
+  }
+  return value;
+}
+
+std::int64_t Rows::affected() const {
+  const char* n = PQcmdTuples(result_.get());
+  return n == nullptr || *n == '\0' ? 0 : std::stoll(n);
+}
+
+Connection::Connection(const std::string& conninfo) {
+  conn_ = PQconnectdb(conninfo.c_str());
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    std::string message = PQerrorMessage(conn_);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    PQfinish(conn_);
+    conn_ = nullptr;
+    throw Failure("cannot connect to PostgreSQL: " + message, "", true);
+  }
+  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);  // "relation exists, skipping" and the like
+  script("SET TIME ZONE 'UTC'");
+}
+
+Connection::~Connection() {
+  if (conn_ != nullptr) PQfinish(conn_);
+}
+
+std::string Connection::where() const {
+  if (conn_ == nullptr) return "(not connected)";
+  const std::string host = PQhost(conn_) != nullptr ? PQhost(conn_) : "";
+  return std::string(PQuser(conn_)) + "@" + (host.starts_with('/') ? host : host + ":" + PQport(conn_)) + "/" +
+         PQdb(conn_);
+}
+
+void Connection::fail(PGresult* result, const std::string& what) {
+  std::string message = result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn_);
+  if (message.empty()) message = PQerrorMessage(conn_);
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+  std::string sqlstate = state != nullptr ? state : "";
+  if (result != nullptr) PQclear(result);
+  const bool lost = PQstatus(conn_) != CONNECTION_OK;
+  throw Failure(what + message, std::move(sqlstate), lost);
+}
+
+Rows Connection::exec(const std::string& sql, std::initializer_list<Param> params) {
+  return exec(sql, std::vector<Param>(params));
+}
+
+Rows Connection::exec(const std::string& sql, const std::vector<Param>& params) {
+  auto found = prepared_.find(sql);
+  if (found == prepared_.end()) {
+    std::string name = "s" + std::to_string(prepared_.size() + 1);
+    PGresult* prepared = PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(params.size()), nullptr);
+    if (PQresultStatus(prepared) != PGRES_COMMAND_OK) fail(prepared, "");
+    PQclear(prepared);
+    found = prepared_.emplace(sql, std::move(name)).first;
+  }
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.c_str());
+  PGresult* result = PQexecPrepared(conn_, found->second.c_str(), static_cast<int>(values.size()), values.data(),
+                                    nullptr, nullptr, 0);
+  const auto status = PQresultStatus(result);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) fail(result, "");
+  return Rows(result);
+}
+
+void Connection::script(const std::string& sql) {
+  PGresult* result = PQexec(conn_, sql.c_str());
+  const auto status = PQresultStatus(result);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) fail(result, "");
+  PQclear(result);
+}
+
+Transaction::Transaction(Connection& conn, const char* begin) : conn_(conn) { conn_.script(begin); }
+
+Transaction::~Transaction() {
+  if (!open_) return;
+  try {
+    if (conn_.ok()) conn_.script("ROLLBACK");
+  } catch (...) {
+    // the connection is gone, and the transaction with it
+  }
+}
+
+void Transaction::commit() {
+  conn_.script("COMMIT");
+  open_ = false;
+}
+
+Result<std::shared_ptr<Pool>> Pool::open(PoolOptions options) {
+  if (options.size == 0) return Error{"config.value", "the pool needs at least one connection", "pool_size"};
+  std::shared_ptr<Pool> pool(new Pool(std::move(options)));
+  try {
+    auto conn = std::make_unique<Connection>(pool->options_.conninfo);
+    pool->where_ = conn->where();
+    pool->schema_version_ = migrate(*conn);
+    pool->idle_.push_back(std::move(conn));
+    pool->open_ = 1;
+    return pool;
+  } catch (const Failure& e) {
+    if (e.sqlstate() == "too_new") return Error{"store_too_new", e.what(), "conninfo"};
+    return Error{"store_open_failed", e.what(), "conninfo"};
+  }
+}
+
+Pool::Lease Pool::acquire() {
+  std::unique_lock lock(mutex_);
+  freed_.wait(lock, [this] { return !idle_.empty() || open_ < options_.size; });
+  if (!idle_.empty()) {
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    return Lease(conn.release(), Release{this});
+  }
+  ++open_;
+  lock.unlock();
+  try {
+    return Lease(new Connection(options_.conninfo), Release{this});
+  } catch (...) {
+    lock.lock();
+    --open_;
+    freed_.notify_one();
+    throw;
+  }
+}
+
+void Pool::give_back(Connection* conn) {
+  std::unique_ptr<Connection> owned(conn);
+  std::lock_guard lock(mutex_);
+  // A broken connection (the server restarted, the network went) is dropped; the next
+  // acquire connects anew.
+  if (owned->ok() && PQtransactionStatus(owned->raw()) == PQTRANS_IDLE) {
+    idle_.push_back(std::move(owned));
+  } else {
+    --open_;
+  }
+  freed_.notify_one();
+}
+
+}  // namespace callback::pg

@@ -1,0 +1,540 @@
+#include "postgres_store.hpp"
+#include "store_checks.hpp"
+
+#include <callback/context.hpp>
+#include <callback/timestamp.hpp>
+
+namespace callback::store_postgres {
+
+namespace {
+
+using pg::Connection;
+using pg::Param;
+using pg::time_param;
+
+// The journal's owner: one advisory lock key for the whole database.
+constexpr std::int64_t journal_lock = 7424012;
+
+Currency currency_from_row(const std::string& code, std::int64_t exponent) {
+  auto currency = Currency::of(code, static_cast<int>(exponent));
+  return currency ? *currency : Currency{};
+}
+
+// The account `id`, with its numbers and addresses, read on `conn`.
+std::optional<Account> read_account(Connection& conn, const std::string& id) {
+  auto row = conn.exec(
+      "SELECT id, name, currency, minor_exponent, balance_micros, credit_limit_micros, status, tariff, secret_hash, "
+      "created_at, reserved_micros, language FROM account WHERE id = $1",
+      {id});
+  if (row.empty()) return std::nullopt;
+  Account account;
+  account.id = row.text(0, 0);
+  account.name = row.text(0, 1);
+  account.currency = currency_from_row(row.text(0, 2), row.integer(0, 3));
+  account.balance = Money::from_micros(row.integer(0, 4), account.currency);
+  account.credit_limit = Money::from_micros(row.integer(0, 5), account.currency);
+  account.status = row.text(0, 6) == "disabled" ? AccountStatus::disabled : AccountStatus::active;
+  account.tariff = row.text(0, 7);
+  account.secret_hash = row.text(0, 8);
+  account.created_at = row.time(0, 9);
+  account.reserved = Money::from_micros(row.integer(0, 10), account.currency);
+  account.language = row.text(0, 11);
+  auto numbers = conn.exec("SELECT number FROM account_number WHERE account_id = $1 ORDER BY number", {id});
+  for (int i = 0; i < numbers.size(); ++i) {
+    if (auto n = PhoneNumber::from_e164(numbers.text(i, 0))) account.caller_numbers.push_back(*n);
+  }
+  auto emails = conn.exec("SELECT email FROM account_email WHERE account_id = $1 ORDER BY email", {id});
+  for (int i = 0; i < emails.size(); ++i) account.emails.push_back(emails.text(i, 0));
+  return account;
+}
+
+ApiKeyRecord read_key(const pg::Rows& rows, int i) {
+  ApiKeyRecord key{.id = rows.text(i, 0), .name = rows.text(i, 1), .scope = rows.text(i, 2),
+                   .key_hash = rows.text(i, 3), .webhook_secret = rows.text(i, 4), .created_at = rows.time(i, 5)};
+  if (!rows.null(i, 6)) key.revoked_at = rows.time(i, 6);
+  return key;
+}
+
+constexpr const char* key_columns = "SELECT id, name, scope, key_hash, webhook_secret, created_at, revoked_at FROM api_key";
+
+}  // namespace
+
+Result<std::unique_ptr<PostgresStore>> PostgresStore::open(const PostgresOptions& options) {
+  if (options.conninfo.empty()) {
+    return Error{"config.missing", "the PostgreSQL store needs a conninfo (\"host=... dbname=... user=...\")",
+                 "conninfo"};
+  }
+  auto pool = pg::Pool::open({.conninfo = options.conninfo, .size = options.pool_size});
+  if (!pool) return pool.error();
+  return std::unique_ptr<PostgresStore>(new PostgresStore(std::move(*pool)));
+}
+
+PostgresStore::~PostgresStore() { writer_.stop(); }
+
+// --- CDRs and the journal ----------------------------------------------------------------
+
+Status PostgresStore::append(std::span<Cdr> cdrs) { return write(cdrs, {}); }
+
+void PostgresStore::append_async(std::vector<Cdr> cdrs, AppendDone done) {
+  writer_.submit({}, std::move(cdrs), std::move(done));
+}
+
+void PostgresStore::write_async(std::vector<JournalEntry> entries, std::vector<Cdr> cdrs, AppendDone done) {
+  writer_.submit(std::move(entries), std::move(cdrs), std::move(done));
+}
+
+void PostgresStore::flush() { writer_.flush(); }
+
+Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> entries) {
+  for (const auto& cdr : cdrs) {
+    if (cdr.duration < 0 || cdr.billsec < 0 || cdr.billsec > cdr.duration) return store_common::invalid_cdr(cdr);
+  }
+  std::size_t finals = 0;
+  for (const auto& e : entries) finals += e.final ? 1 : 0;
+  bool prune = false;
+  std::size_t kept = 0;
+  {
+    std::lock_guard lock(prune_mutex_);
+    finals_since_prune_ += finals;
+    if (finals_since_prune_ >= journal_prune_every_) {
+      prune = true;
+      kept = journal_kept_;
+      finals_since_prune_ = 0;
+    }
+  }
+  std::vector<std::int64_t> ids;
+  auto status = pg::with_connection(
+      *pool_, entries.empty() ? "cannot store CDRs" : "cannot store CDRs and the callback journal",
+      [&](Connection& conn) -> Status {
+        pg::Transaction tx(conn);
+        for (const auto& e : entries) {
+          conn.exec(
+              "INSERT INTO callback_journal (id, idempotency_key, state, final, server, reservation, call, created_at, "
+              "updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO UPDATE SET idempotency_key = "
+              "excluded.idempotency_key, state = excluded.state, final = excluded.final, server = excluded.server, "
+              "reservation = excluded.reservation, call = excluded.call, updated_at = excluded.updated_at",
+              {e.id, e.idempotency_key.empty() ? Param(std::nullopt) : Param(e.idempotency_key), e.state, e.final,
+               e.server, e.reservation, e.call, time_param(e.created_at), time_param(e.updated_at)});
+        }
+        if (prune) {
+          conn.exec(
+              "DELETE FROM callback_journal WHERE final AND id NOT IN (SELECT id FROM callback_journal WHERE final "
+              "ORDER BY updated_at DESC, id DESC LIMIT $1)",
+              {kept});
+        }
+        ids.clear();
+        for (const auto& cdr : cdrs) {
+          std::optional<std::string> cost, currency;
+          if (cdr.cost) {
+            cost = std::to_string(cdr.cost->micros());
+            currency = std::string(cdr.cost->currency().code());
+          }
+          auto id = conn.exec(
+              "INSERT INTO cdr (calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata, duration, "
+              "billsec, disposition, amaflags, accountcode, uniqueid, userfield, callback_id, leg, cost_micros, "
+              "currency, hangup_cause) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,"
+              "$20,$21) RETURNING id",
+              {time_param(cdr.calldate), cdr.clid, cdr.src, cdr.dst, cdr.dcontext, cdr.channel, cdr.dstchannel,
+               cdr.lastapp, cdr.lastdata, cdr.duration, cdr.billsec, to_string(cdr.disposition), cdr.amaflags,
+               cdr.accountcode, cdr.uniqueid, cdr.userfield, cdr.callback_id, to_string(cdr.leg),
+               cost ? Param(*cost) : Param(std::nullopt), currency ? Param(*currency) : Param(std::nullopt),
+               cdr.hangup_cause.code()});
+          ids.push_back(id.integer(0, 0));
+          // Caller statistics, in the same transaction (CallerStats says what counts).
+          if (cdr.leg == LegRole::a) {
+            const bool answered = cdr.disposition == Disposition::answered;
+            conn.exec(
+                "INSERT INTO caller_stats AS s (number, attempts, answered, failures, first_call, last_call) "
+                "VALUES ($1, 1, $2, $3, $4, $4) ON CONFLICT (number) DO UPDATE SET attempts = s.attempts + 1, "
+                "answered = s.answered + excluded.answered, failures = s.failures + excluded.failures, "
+                "first_call = LEAST(s.first_call, excluded.first_call), "
+                "last_call = GREATEST(s.last_call, excluded.last_call)",
+                {cdr.dst, answered ? 1 : 0, answered ? 0 : 1, time_param(cdr.calldate)});
+          } else if (cdr.billsec > 0) {
+            conn.exec("UPDATE caller_stats SET talk_seconds = talk_seconds + $1 WHERE number = $2",
+                      {cdr.billsec, cdr.src});
+          }
+        }
+        tx.commit();
+        return ok_status();
+      });
+  if (status) {
+    for (std::size_t k = 0; k < cdrs.size(); ++k) cdrs[k].id = ids[k];
+  }
+  return status;
+}
+
+Status PostgresStore::query(const CdrQuery& query, const std::function<bool(const Cdr&)>& visit) {
+  return pg::with_connection(*pool_, "cannot read CDRs", [&](Connection& conn) -> Status {
+    std::string sql =
+        "SELECT id, calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata, duration, billsec, "
+        "disposition, amaflags, accountcode, uniqueid, userfield, callback_id, leg, cost_micros, currency, "
+        "hangup_cause FROM cdr WHERE true";
+    // Only fixed SQL text is built here; every value is a parameter.
+    std::vector<Param> params;
+    auto add = [&](const char* condition, Param value) {
+      params.push_back(std::move(value));
+      std::string text = condition;
+      const auto n = "$" + std::to_string(params.size());
+      for (std::size_t at; (at = text.find('?')) != std::string::npos;) text.replace(at, 1, n);
+      sql += text;
+    };
+    if (query.since) add(" AND calldate >= ?", time_param(*query.since));
+    if (query.until) add(" AND calldate < ?", time_param(*query.until));
+    if (!query.account.empty()) add(" AND accountcode = ?", query.account);
+    if (!query.number.empty()) add(" AND (src = ? OR dst = ?)", query.number);
+    if (!query.callback_id.empty()) add(" AND callback_id = ?", query.callback_id);
+    sql += " ORDER BY calldate, id";
+    if (query.limit > 0) add(" LIMIT ?", query.limit);
+    // In pages of 1,000 through a cursor: a year of CDRs is never all in memory.
+    pg::Transaction tx(conn, "BEGIN READ ONLY");
+    conn.exec("DECLARE cdrs NO SCROLL CURSOR FOR " + sql, params);
+    while (true) {
+      auto rows = conn.exec("FETCH 1000 FROM cdrs");
+      for (int r = 0; r < rows.size(); ++r) {
+        Cdr cdr;
+        int c = 0;
+        cdr.id = rows.integer(r, c++);
+        cdr.calldate = rows.time(r, c++);
+        for (std::string* text : {&cdr.clid, &cdr.src, &cdr.dst, &cdr.dcontext, &cdr.channel, &cdr.dstchannel,
+                                  &cdr.lastapp, &cdr.lastdata}) {
+          *text = rows.text(r, c++);
+        }
+        cdr.duration = rows.integer(r, c++);
+        cdr.billsec = rows.integer(r, c++);
+        cdr.disposition = disposition_from_string(rows.text(r, c++)).value_or(Disposition::failed);
+        cdr.amaflags = rows.integer(r, c++);
+        cdr.accountcode = rows.text(r, c++);
+        cdr.uniqueid = rows.text(r, c++);
+        cdr.userfield = rows.text(r, c++);
+        cdr.callback_id = rows.text(r, c++);
+        cdr.leg = rows.text(r, c++) == "B" ? LegRole::b : LegRole::a;
+        if (!rows.null(r, c) && !rows.null(r, c + 1)) {
+          if (auto cur = Currency::of(rows.text(r, c + 1))) cdr.cost = Money::from_micros(rows.integer(r, c), *cur);
+        }
+        c += 2;
+        cdr.hangup_cause = HangupCause{static_cast<int>(rows.integer(r, c++))};
+        if (!visit(cdr)) return ok_status();  // the transaction's end closes the cursor
+      }
+      if (rows.size() < 1000) break;
+    }
+    tx.commit();
+    return ok_status();
+  });
+}
+
+Result<std::vector<CallerStats>> PostgresStore::caller_stats(const std::string& number, std::size_t limit) {
+  return pg::with_connection(*pool_, "cannot read caller statistics",
+                             [&](Connection& conn) -> Result<std::vector<CallerStats>> {
+    const std::string columns =
+        "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call FROM caller_stats ";
+    auto rows = number.empty()
+                    ? conn.exec(columns + "ORDER BY attempts DESC, number LIMIT $1",
+                                {limit == 0 ? Param(std::nullopt) : Param(limit)})
+                    : conn.exec(columns + "WHERE number = $1 LIMIT $2",
+                                {number, limit == 0 ? Param(std::nullopt) : Param(limit)});
+    std::vector<CallerStats> out;
+    for (int i = 0; i < rows.size(); ++i) {
+      CallerStats s{.number = rows.text(i, 0), .attempts = rows.integer(i, 1), .answered = rows.integer(i, 2),
+                    .failures = rows.integer(i, 3), .talk_seconds = rows.integer(i, 4)};
+      if (!rows.null(i, 5)) s.first_call = rows.time(i, 5);
+      if (!rows.null(i, 6)) s.last_call = rows.time(i, 6);
+      out.push_back(std::move(s));
+    }
+    return out;
+  });
+}
+
+Result<std::vector<JournalEntry>> PostgresStore::select_entries(const std::string& where,
+                                                                std::vector<Param> params) {
+  return pg::with_connection(*pool_, "cannot read the callback journal",
+                             [&](Connection& conn) -> Result<std::vector<JournalEntry>> {
+    auto rows = conn.exec("SELECT id, COALESCE(idempotency_key, ''), state, final, server, reservation, call, "
+                          "created_at, updated_at FROM callback_journal " + where,
+                          params);
+    std::vector<JournalEntry> out;
+    for (int i = 0; i < rows.size(); ++i) {
+      out.push_back({.id = rows.text(i, 0),
+                     .idempotency_key = rows.text(i, 1),
+                     .state = rows.text(i, 2),
+                     .final = rows.boolean(i, 3),
+                     .server = rows.text(i, 4),
+                     .reservation = rows.text(i, 5),
+                     .call = rows.text(i, 6),
+                     .created_at = rows.time(i, 7),
+                     .updated_at = rows.time(i, 8)});
+    }
+    return out;
+  });
+}
+
+Result<std::vector<JournalEntry>> PostgresStore::open() {
+  return select_entries("WHERE NOT final ORDER BY created_at, id", {});
+}
+
+Result<std::vector<JournalEntry>> PostgresStore::recent(std::size_t limit) {
+  return select_entries("WHERE final ORDER BY updated_at DESC, id DESC LIMIT $1", {limit == 0 ? 1 : limit});
+}
+
+Result<std::optional<JournalEntry>> PostgresStore::entry(const std::string& id) {
+  auto found = select_entries("WHERE id = $1", {id});
+  if (!found) return found.error();
+  if (found->empty()) return std::optional<JournalEntry>{};
+  return std::optional<JournalEntry>{std::move(found->front())};
+}
+
+Status PostgresStore::claim() {
+  std::lock_guard lock(claim_mutex_);
+  if (owner_) return ok_status();
+  try {
+    auto conn = std::make_unique<Connection>(pool_->conninfo());
+    if (conn->exec("SELECT pg_try_advisory_lock($1)", {journal_lock}).boolean(0, 0)) {
+      owner_ = std::move(conn);
+      return ok_status();
+    }
+    auto holder = conn->exec(
+        "SELECT a.pid, COALESCE(host(a.client_addr), 'local'), a.application_name FROM pg_locks l JOIN "
+        "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.objid = $1 LIMIT 1",
+        {journal_lock});
+    std::string who;
+    if (!holder.empty()) {
+      who = " (PostgreSQL backend " + holder.text(0, 0) + ", client " + holder.text(0, 1) +
+            (holder.text(0, 2).empty() ? std::string() : ", " + escape_control(holder.text(0, 2))) + ")";
+    }
+    return Error{"store.locked",
+                 "the journal in " + pool_->where() + " is in use by another callback service" + who +
+                     ": one service at a time owns its calls in flight",
+                 "store.conninfo"};
+  } catch (const std::exception& e) {
+    return Error{"store_failed", std::string("cannot claim the journal: ") + e.what(), {}}.as(ErrorKind::internal);
+  }
+}
+
+// --- accounts ------------------------------------------------------------------------------
+
+Status PostgresStore::create(const Account& account) {
+  if (auto ok = store_common::check_new_account(account); !ok) return ok;
+  auto emails = store_common::normalized_emails(account);
+  if (!emails) return emails.error();
+  return pg::with_connection(*pool_, "cannot create account " + account.id, [&](Connection& conn) -> Status {
+    pg::Transaction tx(conn);
+    const auto created = account.created_at == Timestamp{} ? std::chrono::system_clock::now() : account.created_at;
+    // The opening balance goes through the ledger like every other change.
+    auto inserted = conn.exec(
+        "INSERT INTO account (id, name, currency, minor_exponent, balance_micros, credit_limit_micros, status, tariff, "
+        "secret_hash, created_at, language) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (id) DO NOTHING",
+        {account.id, account.name, account.currency.code(), account.currency.minor_exponent(),
+         account.balance.micros(), account.credit_limit.micros(), to_string(account.status), account.tariff,
+         account.secret_hash, time_param(created), account.language});
+    if (inserted.affected() == 0) return store_common::account_exists(account.id);
+    // A number or an address tells a trigger whose account it is: one account each.
+    for (const auto& n : account.caller_numbers) {
+      auto owner = conn.exec(
+          "WITH added AS (INSERT INTO account_number (account_id, number) VALUES ($1, $2) ON CONFLICT DO NOTHING "
+          "RETURNING account_id) SELECT account_id FROM added UNION ALL SELECT account_id FROM account_number "
+          "WHERE number = $2 AND NOT EXISTS (SELECT 1 FROM added)",
+          {account.id, n.digits()});
+      if (owner.empty() || owner.text(0, 0) != account.id) {
+        return store_common::number_taken(n.digits(), owner.empty() ? "(another)" : owner.text(0, 0));
+      }
+    }
+    for (const auto& email : *emails) {
+      auto owner = conn.exec(
+          "WITH added AS (INSERT INTO account_email (email, account_id) VALUES ($1, $2) ON CONFLICT DO NOTHING "
+          "RETURNING account_id) SELECT account_id FROM added UNION ALL SELECT account_id FROM account_email "
+          "WHERE email = $1 AND NOT EXISTS (SELECT 1 FROM added)",
+          {email, account.id});
+      if (owner.empty() || owner.text(0, 0) != account.id) {
+        return store_common::email_taken(email, owner.empty() ? "(another)" : owner.text(0, 0), account.id);
+      }
+    }
+    if (!account.balance.is_zero()) {
+      conn.exec(
+          "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, balance_after_micros) "
+          "VALUES ($1, $2, 'topup', '', 'opening balance', $3, $2)",
+          {account.id, account.balance.micros(), time_param(created)});
+    }
+    tx.commit();
+    return ok_status();
+  });
+}
+
+Result<std::optional<Account>> PostgresStore::find(const std::string& id) {
+  return pg::with_connection(*pool_, "cannot read account " + id,
+                             [&](Connection& conn) -> Result<std::optional<Account>> {
+    pg::Transaction tx(conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ");  // the row and its numbers agree
+    auto account = read_account(conn, id);
+    tx.commit();
+    return account;
+  });
+}
+
+Result<std::vector<Account>> PostgresStore::list() {
+  return pg::with_connection(*pool_, "cannot list accounts", [&](Connection& conn) -> Result<std::vector<Account>> {
+    pg::Transaction tx(conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ");
+    auto ids = conn.exec("SELECT id FROM account ORDER BY id");
+    std::vector<Account> accounts;
+    for (int i = 0; i < ids.size(); ++i) {
+      if (auto account = read_account(conn, ids.text(i, 0))) accounts.push_back(std::move(*account));
+    }
+    tx.commit();
+    return accounts;
+  });
+}
+
+Result<std::optional<Account>> PostgresStore::find_registered(const std::string& sql, const std::string& value,
+                                                              const std::string& what) {
+  return pg::with_connection(*pool_, "cannot look up the account of " + what,
+                             [&](Connection& conn) -> Result<std::optional<Account>> {
+    pg::Transaction tx(conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ");
+    auto ids = conn.exec(sql, {value});
+    if (ids.empty()) return std::optional<Account>{};
+    if (ids.size() > 1) {
+      return Error{"ambiguous_registration",
+                   what + " is registered to accounts " + ids.text(0, 0) + " and " + ids.text(1, 0), "account"};
+    }
+    auto account = read_account(conn, ids.text(0, 0));
+    tx.commit();
+    return account;
+  });
+}
+
+Result<std::optional<Account>> PostgresStore::find_by_number(const PhoneNumber& number) {
+  return find_registered("SELECT account_id FROM account_number WHERE number = $1 ORDER BY account_id LIMIT 2",
+                         number.digits(), "+" + number.digits());
+}
+
+Result<std::optional<Account>> PostgresStore::find_by_email(std::string_view email) {
+  return find_registered("SELECT account_id FROM account_email WHERE email = $1 LIMIT 2", std::string(email),
+                         escape_control(email));
+}
+
+Status PostgresStore::set_status(const std::string& id, AccountStatus status) {
+  return pg::with_connection(*pool_, "cannot update account " + id, [&](Connection& conn) -> Status {
+    if (conn.exec("UPDATE account SET status = $1 WHERE id = $2", {to_string(status), id}).affected() == 0) {
+      return store_common::unknown_account(id, "id");
+    }
+    return ok_status();
+  });
+}
+
+// --- ledger ----------------------------------------------------------------------------
+
+Result<LedgerEntry> PostgresStore::post(const LedgerEntry& entry) {
+  return pg::with_connection(*pool_, "cannot post to the ledger of " + entry.account_id,
+                             [&](Connection& conn) -> Result<LedgerEntry> {
+    pg::Transaction tx(conn);
+    // The account's row lock: posts to one account follow each other, on every node, so
+    // the reference check below and the balance after are exact.
+    auto account = conn.exec("SELECT currency, minor_exponent FROM account WHERE id = $1 FOR UPDATE",
+                             {entry.account_id});
+    if (account.empty()) return store_common::unknown_account(entry.account_id);
+    const Currency currency = currency_from_row(account.text(0, 0), account.integer(0, 1));
+    if (!(entry.amount.currency() == currency)) return store_common::currency_mismatch(entry, currency);
+    LedgerEntry stored = entry;
+    if (!entry.reference.empty()) {
+      auto first = conn.exec(
+          "SELECT id, amount_micros, note, at, balance_after_micros FROM ledger WHERE account_id = $1 AND kind = $2 "
+          "AND reference = $3",
+          {entry.account_id, to_string(entry.kind), entry.reference});
+      if (!first.empty()) {
+        if (first.integer(0, 1) != entry.amount.micros()) {
+          return store_common::reference_reused(entry, Money::from_micros(first.integer(0, 1), currency));
+        }
+        stored.id = first.integer(0, 0);
+        stored.note = first.text(0, 2);
+        stored.at = first.time(0, 3);
+        stored.balance_after = Money::from_micros(first.integer(0, 4), currency);
+        return stored;
+      }
+    }
+    if (stored.at == Timestamp{}) stored.at = std::chrono::system_clock::now();
+    auto balance = conn.exec("UPDATE account SET balance_micros = balance_micros + $1 WHERE id = $2 "
+                             "RETURNING balance_micros",
+                             {entry.amount.micros(), entry.account_id});
+    stored.balance_after = Money::from_micros(balance.integer(0, 0), currency);
+    auto id = conn.exec(
+        "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, balance_after_micros) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        {entry.account_id, entry.amount.micros(), to_string(entry.kind), entry.reference, entry.note,
+         time_param(stored.at), stored.balance_after.micros()});
+    stored.id = id.integer(0, 0);
+    tx.commit();
+    return stored;
+  });
+}
+
+Result<std::vector<LedgerEntry>> PostgresStore::entries(const std::string& account_id, std::size_t limit) {
+  return pg::with_connection(*pool_, "cannot read the ledger of " + account_id,
+                             [&](Connection& conn) -> Result<std::vector<LedgerEntry>> {
+    pg::Transaction tx(conn, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ");
+    auto account = conn.exec("SELECT currency, minor_exponent FROM account WHERE id = $1", {account_id});
+    if (account.empty()) return store_common::unknown_account(account_id);
+    const Currency currency = currency_from_row(account.text(0, 0), account.integer(0, 1));
+    auto rows = conn.exec(
+        "SELECT id, amount_micros, kind, reference, note, at, balance_after_micros FROM ledger WHERE account_id = $1 "
+        "ORDER BY id LIMIT $2",
+        {account_id, limit == 0 ? Param(std::nullopt) : Param(limit)});
+    std::vector<LedgerEntry> out;
+    for (int i = 0; i < rows.size(); ++i) {
+      LedgerEntry e;
+      e.id = rows.integer(i, 0);
+      e.account_id = account_id;
+      e.amount = Money::from_micros(rows.integer(i, 1), currency);
+      e.kind = ledger_kind_from_string(rows.text(i, 2)).value_or(LedgerKind::adjustment);
+      e.reference = rows.text(i, 3);
+      e.note = rows.text(i, 4);
+      e.at = rows.time(i, 5);
+      e.balance_after = Money::from_micros(rows.integer(i, 6), currency);
+      out.push_back(std::move(e));
+    }
+    tx.commit();
+    return out;
+  });
+}
+
+// --- API keys ----------------------------------------------------------------------------
+
+Status PostgresStore::Keys::add(const ApiKeyRecord& key) {
+  return pg::with_connection(*store_.pool_, "cannot store API key " + key.id, [&](Connection& conn) -> Status {
+    auto added = conn.exec(
+        "INSERT INTO api_key (id, name, scope, key_hash, webhook_secret, created_at) VALUES ($1,$2,$3,$4,$5,$6) "
+        "ON CONFLICT (id) DO NOTHING",
+        {key.id, key.name, key.scope, key.key_hash, key.webhook_secret, time_param(key.created_at)});
+    if (added.affected() == 0) return store_common::key_exists(key.id);
+    return ok_status();
+  });
+}
+
+Result<std::vector<ApiKeyRecord>> PostgresStore::Keys::list() {
+  return pg::with_connection(*store_.pool_, "cannot list API keys",
+                             [&](Connection& conn) -> Result<std::vector<ApiKeyRecord>> {
+    auto rows = conn.exec(std::string(key_columns) + " ORDER BY created_at, id");
+    std::vector<ApiKeyRecord> keys;
+    for (int i = 0; i < rows.size(); ++i) keys.push_back(read_key(rows, i));
+    return keys;
+  });
+}
+
+Result<std::optional<ApiKeyRecord>> PostgresStore::Keys::find(const std::string& id) {
+  return pg::with_connection(*store_.pool_, "cannot read API keys",
+                             [&](Connection& conn) -> Result<std::optional<ApiKeyRecord>> {
+    auto rows = conn.exec(std::string(key_columns) + " WHERE id = $1", {id});
+    if (rows.empty()) return std::optional<ApiKeyRecord>{};
+    return std::optional<ApiKeyRecord>{read_key(rows, 0)};
+  });
+}
+
+Status PostgresStore::Keys::revoke(const std::string& id, Timestamp at) {
+  return pg::with_connection(*store_.pool_, "cannot revoke API key " + id, [&](Connection& conn) -> Status {
+    auto rows = conn.exec(
+        "WITH done AS (UPDATE api_key SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id) "
+        "SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM api_key WHERE id = $1)",
+        {id, time_param(at)});
+    if (rows.integer(0, 0) != 0) return ok_status();
+    if (rows.integer(0, 1) == 0) return store_common::no_such_key(id);
+    return store_common::already_revoked(id);
+  });
+}
+
+}  // namespace callback::store_postgres

@@ -1,0 +1,561 @@
+// The store contract: every test here runs on each backend, the embedded SQLite and a
+// real PostgreSQL (tests/support/postgres.sh), with the same assertions. What only one
+// backend has (SQLite's file, WAL and page cache) is tested in store_sqlite_test.cpp.
+#include "postgres.hpp"
+#include "postgres_store.hpp"
+#include "sqlite_store.hpp"
+#include "sample_cdr.hpp"
+#include "temp_dir.hpp"
+
+#include <SQLiteCpp/Database.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+using namespace callback;
+using callback::store_postgres::PostgresStore;
+using callback::store_sqlite::SqliteStore;
+using namespace std::chrono_literals;
+
+namespace {
+
+const Currency cny = Currency::of("CNY").value();
+Money cny_amount(std::string_view text) { return Money::parse(text, cny).value(); }
+
+enum class Backend { sqlite, postgres };
+
+struct StoreTest : ::testing::TestWithParam<Backend> {
+  test::TempDir dir;
+  std::optional<test::PostgresDatabase> database;
+  std::unique_ptr<Store> store;
+
+  void SetUp() override {
+    if (GetParam() == Backend::postgres) database.emplace();
+    store = open();
+  }
+
+  Result<std::unique_ptr<Store>> try_open() {
+    if (GetParam() == Backend::sqlite) {
+      auto opened = SqliteStore::open({.path = dir / "callback.db"});
+      if (!opened) return opened.error();
+      return std::unique_ptr<Store>(std::move(*opened));
+    }
+    auto opened = PostgresStore::open({.conninfo = database->conninfo()});
+    if (!opened) return opened.error();
+    return std::unique_ptr<Store>(std::move(*opened));
+  }
+  // Another connection to the same database, as another process or node has.
+  std::unique_ptr<Store> open() {
+    auto opened = try_open();
+    if (!opened) throw std::runtime_error(opened.error().describe());
+    return std::move(*opened);
+  }
+
+  void set_journal_pruning(std::size_t kept, std::size_t every) {
+    if (auto* sqlite = dynamic_cast<SqliteStore*>(store.get())) sqlite->set_journal_pruning(kept, every);
+    if (auto* postgres = dynamic_cast<PostgresStore*>(store.get())) postgres->set_journal_pruning(kept, every);
+  }
+
+  // The first column of the first row, as text, read past the store.
+  std::string sql_text(const std::string& sql) {
+    if (GetParam() == Backend::sqlite) {
+      SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
+      return db.execAndGet(sql).getString();
+    }
+    pg::Connection conn(database->conninfo());
+    return conn.exec(sql).text(0, 0);
+  }
+  void sql_exec(const std::string& sql) {
+    if (GetParam() == Backend::sqlite) {
+      SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READWRITE);
+      db.exec(sql);
+    } else {
+      pg::Connection(database->conninfo()).script(sql);
+    }
+  }
+
+  static Cdr make_cdr(std::string callback_id, std::string dst, Timestamp at) {
+    return test::sample_cdr(std::move(callback_id), std::move(dst), at);
+  }
+
+  std::vector<Cdr> all(const CdrQuery& query = {}) {
+    std::vector<Cdr> out;
+    auto ok = store->cdrs().query(query, [&](const Cdr& cdr) {
+      out.push_back(cdr);
+      return true;
+    });
+    EXPECT_TRUE(ok) << (ok ? "" : ok.error().describe());
+    return out;
+  }
+};
+
+TEST_P(StoreTest, TheJournalPrunesFinishedCallbacksBeyondTheNewestItKeeps) {
+  set_journal_pruning(/*kept=*/50, /*every=*/10);
+  auto entry = [](int i, bool final) {
+    const auto at = Timestamp{} + std::chrono::hours(1000) + std::chrono::seconds(i);
+    return JournalEntry{.id = "cb-" + std::to_string(i), .idempotency_key = "key-" + std::to_string(i),
+                        .state = final ? "completed" : "bridged", .final = final, .call = "{}",
+                        .created_at = at, .updated_at = at};
+  };
+  int failed = 0;
+  auto write = [&](std::vector<JournalEntry> entries) {
+    store->journal()->write_async(std::move(entries), {}, [&](Status s, std::vector<Cdr>) { failed += !s; });
+    store->cdrs().flush();  // one at a time: each its own transaction
+  };
+  write({entry(0, false), entry(1, false)});
+  for (int i = 2; i < 302; ++i) write({entry(i, true)});
+  EXPECT_EQ(failed, 0);
+  auto open = store->journal()->open();
+  ASSERT_TRUE(open);
+  EXPECT_EQ(open->size(), 2u);  // in flight: never pruned
+  auto recent = store->journal()->recent(1000);
+  ASSERT_TRUE(recent);
+  EXPECT_GE(recent->size(), 50u);
+  EXPECT_LE(recent->size(), 60u);  // the newest 50, and at most the 10 written since the last pruning
+  EXPECT_EQ(recent->front().id, "cb-301");
+  auto oldest = store->journal()->entry("cb-2");
+  ASSERT_TRUE(oldest);
+  EXPECT_FALSE(*oldest);
+  auto newest = store->journal()->entry("cb-300");
+  ASSERT_TRUE(newest);
+  EXPECT_TRUE(*newest);
+}
+
+TEST_P(StoreTest, ApiKeysAreKeptFoundListedAndRevokedOnce) {
+  ApiKeyStore& keys = *store->api_keys();
+  const Timestamp t0 = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  const ApiKeyRecord crm{.id = "0a1b2c3d", .name = "crm'; DROP TABLE api_key; --", .scope = "callbacks",
+                         .key_hash = std::string(64, 'e'), .webhook_secret = "whsec_x", .created_at = t0};
+  ASSERT_TRUE(keys.add(crm));
+  ASSERT_TRUE(keys.add({.id = "ffff0000", .name = "ops", .scope = "operator", .key_hash = std::string(64, 'f'),
+                        .webhook_secret = "whsec_y", .created_at = t0 + 1s}));
+  auto again = keys.add(crm);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, "key_exists");
+  EXPECT_EQ(again.error().kind, ErrorKind::conflict);
+
+  auto found = keys.find("0a1b2c3d");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->name, crm.name) << "the name is only text";
+  EXPECT_EQ((*found)->key_hash, crm.key_hash);
+  EXPECT_EQ((*found)->created_at, t0);
+  EXPECT_FALSE((*found)->revoked_at);
+  EXPECT_FALSE(keys.find("00000000").value().has_value());
+  auto list = keys.list();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, "0a1b2c3d") << "oldest first";
+  EXPECT_EQ((*list)[1].scope, "operator");
+
+  ASSERT_TRUE(keys.revoke("0a1b2c3d", t0 + 5s));
+  auto twice = keys.revoke("0a1b2c3d", t0 + 6s);
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, "already_revoked");
+  auto unknown = keys.revoke("12345678", t0);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().kind, ErrorKind::not_found);
+
+  // Another process (callbackctl, another node) on the same database sees the revocation.
+  auto other = open();
+  auto seen = other->api_keys()->find("0a1b2c3d");
+  ASSERT_TRUE(seen && *seen);
+  EXPECT_EQ((*seen)->revoked_at, std::optional<Timestamp>(t0 + 5s));
+}
+
+TEST_P(StoreTest, LedgerPostsAreIdempotentByReferenceAndConcurrentPostsAllCount) {
+  ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = cny_amount("0.00")}));
+  auto& ledger = store->ledger();
+  auto first = ledger.post({.account_id = "123", .amount = cny_amount("5.00"), .kind = LedgerKind::topup,
+                            .reference = "receipt-9"});
+  ASSERT_TRUE(first);
+  auto retried = ledger.post({.account_id = "123", .amount = cny_amount("5.00"), .kind = LedgerKind::topup,
+                              .reference = "receipt-9"});
+  ASSERT_TRUE(retried);
+  EXPECT_EQ(retried->id, first->id) << "the first entry, again";
+  EXPECT_EQ(retried->balance_after, cny_amount("5.00"));
+  auto reused = ledger.post({.account_id = "123", .amount = cny_amount("7.00"), .kind = LedgerKind::topup,
+                             .reference = "receipt-9"});
+  ASSERT_FALSE(reused);
+  EXPECT_EQ(reused.error().code, "reference_reused");
+  EXPECT_EQ(reused.error().kind, ErrorKind::conflict);
+  // The same reference of another kind is another posting (a call's charge and its refund).
+  ASSERT_TRUE(ledger.post({.account_id = "123", .amount = -cny_amount("1.00"), .kind = LedgerKind::call_charge,
+                           .reference = "receipt-9"}));
+  EXPECT_EQ(store->accounts().find("123").value()->balance, cny_amount("4.00"));
+  EXPECT_EQ(ledger.entries("123").value().size(), 2u);
+
+  // 4 connections (as callbackd, callbackctl and others would hold) x 50 posts of 0.01.
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto own = open();
+      for (int i = 0; i < 50; ++i) {
+        if (!own->ledger().post({.account_id = "123", .amount = cny_amount("0.01"), .kind = LedgerKind::adjustment,
+                                 .reference = "t" + std::to_string(t) + "-" + std::to_string(i)})) {
+          ++failed;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(store->accounts().find("123").value()->balance, cny_amount("6.00"));
+  const auto entries = ledger.entries("123").value();
+  EXPECT_EQ(entries.size(), 202u);
+}
+
+TEST_P(StoreTest, ReopeningAppliesNoMigrationTwice) {
+  const int latest = store->schema_version();
+  EXPECT_EQ(latest, GetParam() == Backend::sqlite ? store_sqlite::latest_schema_version : pg::latest_schema_version);
+  store.reset();
+  auto again = open();
+  EXPECT_EQ(again->schema_version(), latest);
+  EXPECT_EQ(sql_text("SELECT max(version) FROM schema_migrations"), std::to_string(latest));
+  EXPECT_EQ(sql_text("SELECT count(*) - count(DISTINCT version) FROM schema_migrations"), "0");
+}
+
+TEST_P(StoreTest, AnAccountKeepsItsLanguageAndABadOneIsRefused) {
+  ASSERT_TRUE(store->accounts().create({.id = "zh1", .currency = cny, .language = "zh"}));
+  ASSERT_TRUE(store->accounts().create({.id = "plain", .currency = cny}));
+  EXPECT_EQ(store->accounts().find("zh1").value()->language, "zh");
+  EXPECT_EQ(store->accounts().find("plain").value()->language, "");
+  auto bad = store->accounts().create({.id = "bad", .currency = cny, .language = "zh\r\nAction: Logoff"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().field, "language");
+  EXPECT_FALSE(store->accounts().find("bad").value());
+}
+
+TEST_P(StoreTest, RefusesADatabaseFromANewerCallback) {
+  sql_exec("INSERT INTO schema_migrations (version, description, applied_at) VALUES (99, 'from the future', "
+           "'2030-01-01 00:00:00')");
+  store.reset();
+  auto newer = try_open();
+  ASSERT_FALSE(newer);
+  EXPECT_EQ(newer.error().code, "store_too_new");
+  EXPECT_NE(newer.error().message.find("schema version 99, newer than this callback knows"), std::string::npos)
+      << newer.error().message;
+}
+
+TEST_P(StoreTest, CdrsRoundTripEveryColumn) {
+  const Timestamp at = std::chrono::sys_days{std::chrono::November / 26 / 2026} + 9h + 13min + 17s;
+  Cdr cdr = make_cdr("cb-1", "861055556666", at);
+  cdr.cost = Money::parse("0.20", cny).value();
+  ASSERT_TRUE(store->cdrs().append(cdr));
+  EXPECT_GT(cdr.id, 0);
+  const auto rows = all();
+  ASSERT_EQ(rows.size(), 1u);
+  const Cdr& got = rows[0];
+  EXPECT_EQ(got.id, cdr.id);
+  EXPECT_EQ(got.calldate, at);
+  EXPECT_EQ(got.clid, cdr.clid);
+  EXPECT_EQ(got.lastdata, cdr.lastdata);
+  EXPECT_EQ(got.duration, 12);
+  EXPECT_EQ(got.disposition, Disposition::busy);
+  EXPECT_EQ(got.amaflags, 3);
+  EXPECT_EQ(got.userfield, "Hangupcause:17");
+  EXPECT_EQ(got.leg, LegRole::b);
+  EXPECT_EQ(got.hangup_cause, HangupCause{17});
+  ASSERT_TRUE(got.cost);
+  EXPECT_EQ(*got.cost, cny_amount("0.20"));
+  // Asterisk's calldate text form in the table itself.
+  EXPECT_EQ(sql_text("SELECT calldate FROM cdr"), "2026-11-26 09:13:17");
+}
+
+TEST_P(StoreTest, QueriesByTimeAccountNumberAndCallback) {
+  const Timestamp t0 = std::chrono::sys_days{std::chrono::November / 1 / 2026};
+  std::vector<Cdr> batch{make_cdr("cb-1", "111", t0), make_cdr("cb-2", "222", t0 + 1h), make_cdr("cb-3", "333", t0 + 2h)};
+  batch[2].accountcode = "456";
+  ASSERT_TRUE(store->cdrs().append(batch));
+  EXPECT_EQ(all().size(), 3u);
+  EXPECT_EQ(all({.since = t0 + 1h}).size(), 2u);
+  EXPECT_EQ(all({.since = t0, .until = t0 + 1h}).size(), 1u);
+  EXPECT_EQ(all({.account = "456"}).at(0).callback_id, "cb-3");
+  EXPECT_EQ(all({.number = "222"}).at(0).callback_id, "cb-2");
+  EXPECT_EQ(all({.number = "861055556666"}).size(), 3u);  // as src
+  EXPECT_EQ(all({.callback_id = "cb-1"}).size(), 1u);
+  EXPECT_EQ(all({.limit = 2}).size(), 2u);
+  // The visitor can stop the scan.
+  int seen = 0;
+  ASSERT_TRUE(store->cdrs().query({}, [&](const Cdr&) { return ++seen < 1; }));
+  EXPECT_EQ(seen, 1);
+}
+
+TEST_P(StoreTest, SqlMetacharactersAreJustText) {
+  const std::string evil = "x'); DROP TABLE cdr; --";
+  Cdr cdr = make_cdr(evil, evil, Timestamp{});
+  cdr.accountcode = evil;
+  cdr.userfield = "\"%_\\";
+  ASSERT_TRUE(store->cdrs().append(cdr));
+  EXPECT_EQ(all({.account = evil}).at(0).dst, evil);
+  EXPECT_EQ(all({.number = "%"}).size(), 0u);  // no LIKE, no wildcard
+  EXPECT_EQ(all().at(0).userfield, "\"%_\\");
+}
+
+TEST_P(StoreTest, ABatchWithABadRecordWritesNothing) {
+  std::vector<Cdr> batch{make_cdr("ok-1", "111", Timestamp{}), make_cdr("bad", "222", Timestamp{})};
+  batch[1].billsec = 99;  // longer than duration 12
+  auto result = store->cdrs().append(batch);
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().field, "billsec");
+  EXPECT_TRUE(all().empty());
+}
+
+TEST_P(StoreTest, AccountsAndLedgerKeepTheBalanceEqualToTheSumOfEntries) {
+  const NumberingPlan plan{.country_code = "86", .trunk_prefix = "0"};
+  Account account{.id = "123", .name = "Seed's account", .currency = cny, .balance = cny_amount("5.00")};
+  account.caller_numbers.push_back(PhoneNumber::parse("13800138000", plan).value());
+  ASSERT_TRUE(store->accounts().create(account));
+  EXPECT_EQ(store->accounts().create(account).error().code, "account_exists");
+
+  auto found = store->accounts().find("123");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->balance, cny_amount("5.00"));
+  EXPECT_EQ((*found)->caller_numbers.at(0).digits(), "8613800138000");
+
+  auto charged = store->ledger().post(
+      {.account_id = "123", .amount = -cny_amount("0.20"), .kind = LedgerKind::call_charge, .reference = "cb-1"});
+  ASSERT_TRUE(charged) << charged.error().describe();
+  EXPECT_EQ(charged->balance_after, cny_amount("4.80"));
+  EXPECT_EQ(store->accounts().find("123").value()->balance, cny_amount("4.80"));
+
+  auto entries = store->ledger().entries("123").value();
+  ASSERT_EQ(entries.size(), 2u);  // opening balance + the charge
+  Money sum = Money::zero(cny);
+  for (const auto& e : entries) sum += e.amount;
+  EXPECT_EQ(sum, store->accounts().find("123").value()->balance);
+  EXPECT_EQ(entries[1].kind, LedgerKind::call_charge);
+  EXPECT_EQ(entries[1].reference, "cb-1");
+}
+
+TEST_P(StoreTest, TriggersFindAnAccountByItsRegisteredNumberOrAddressAndEachIsOneAccounts) {
+  const NumberingPlan plan{.country_code = "86", .trunk_prefix = "0"};
+  const auto mobile = PhoneNumber::parse("13800138000", plan).value();
+  Account account{.id = "123", .currency = cny};
+  account.caller_numbers.push_back(mobile);
+  account.emails = {"li.lei@example.com"};
+  ASSERT_TRUE(store->accounts().create(account));
+
+  auto by_number = store->accounts().find_by_number(PhoneNumber::parse("+86 138 0013 8000", plan).value());
+  ASSERT_TRUE(by_number && *by_number) << (by_number ? "none" : by_number.error().describe());
+  EXPECT_EQ((*by_number)->id, "123");
+  EXPECT_EQ((*by_number)->emails, std::vector<std::string>{"li.lei@example.com"});
+  auto by_email = store->accounts().find_by_email("li.lei@example.com");
+  ASSERT_TRUE(by_email && *by_email);
+  EXPECT_EQ((*by_email)->id, "123");
+  EXPECT_FALSE(store->accounts().find_by_email("han.meimei@example.com").value());
+  EXPECT_FALSE(store->accounts().find_by_number(PhoneNumber::parse("13900139000", plan).value()).value());
+  // Hostile text is only a value to look up.
+  EXPECT_FALSE(store->accounts().find_by_email("x' OR '1'='1").value());
+
+  // A second account cannot take either: a trigger could not tell whose it is.
+  Account other{.id = "456", .currency = cny};
+  other.caller_numbers.push_back(mobile);
+  auto taken = store->accounts().create(other);
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, "number_taken");
+  EXPECT_EQ(taken.error().field, "numbers");
+  other.caller_numbers.clear();
+  other.emails = {"LI.LEI@Example.com"};  // the same address in other case
+  taken = store->accounts().create(other);
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, "email_taken");
+  EXPECT_FALSE(store->accounts().find("456").value()) << "nothing of a refused account is kept";
+
+  // The defaults, for a backend without an index, give the same answers.
+  struct ListOnly final : AccountStore {
+    explicit ListOnly(AccountStore& store) : inner(store) {}
+    AccountStore& inner;
+    Status create(const Account& a) override { return inner.create(a); }
+    Result<std::optional<Account>> find(const std::string& id) override { return inner.find(id); }
+    Result<std::vector<Account>> list() override { return inner.list(); }
+    Status set_status(const std::string& id, AccountStatus s) override { return inner.set_status(id, s); }
+  } list_only{store->accounts()};
+  EXPECT_EQ(list_only.find_by_number(mobile).value().value().id, "123");
+  EXPECT_EQ(list_only.find_by_email("li.lei@example.com").value().value().id, "123");
+  EXPECT_FALSE(list_only.find_by_email("nobody@example.com").value());
+}
+
+TEST_P(StoreTest, LedgerRefusesWhatWouldCorruptIt) {
+  ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = cny_amount("1.00")}));
+  const Currency usd = Currency::of("USD").value();
+  auto wrong = store->ledger().post({.account_id = "123", .amount = Money::parse("1.00", usd).value()});
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, "currency_mismatch");
+  EXPECT_EQ(store->ledger().post({.account_id = "nobody", .amount = cny_amount("1.00")}).error().code,
+            "unknown_account");
+  EXPECT_EQ(store->ledger().entries("123").value().size(), 1u);
+  EXPECT_EQ(store->accounts().find("123").value()->balance, cny_amount("1.00"));
+}
+
+TEST_P(StoreTest, AccountValidationAndStatus) {
+  EXPECT_EQ(store->accounts().create({.id = "a b", .currency = cny}).error().field, "id");
+  EXPECT_EQ(store->accounts().create({.id = "nocurrency"}).error().field, "currency");
+  EXPECT_EQ(store->accounts().create({.id = "neg", .currency = cny, .credit_limit = -cny_amount("1")}).error().field,
+            "credit_limit");
+  ASSERT_TRUE(store->accounts().create({.id = "b", .currency = cny}));
+  ASSERT_TRUE(store->accounts().create({.id = "a", .currency = cny}));
+  ASSERT_TRUE(store->accounts().set_status("a", AccountStatus::disabled));
+  EXPECT_EQ(store->accounts().set_status("zzz", AccountStatus::disabled).error().code, "unknown_account");
+  auto list = store->accounts().list().value();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].id, "a");
+  EXPECT_EQ(list[0].status, AccountStatus::disabled);
+  EXPECT_TRUE(list[1].balance.is_zero());
+  EXPECT_TRUE(store->ledger().entries("b").value().empty());  // zero opening balance: no entry
+}
+
+
+// Caller statistics (the seed's monitor program) are counted by the appends themselves, in
+// their transaction, the same on every backend: an A leg is an attempt of the caller it
+// rang, an answered B leg adds its talk time to the caller it was for.
+TEST_P(StoreTest, CallerStatisticsAreCountedByTheAppendsInTheirTransaction) {
+  const Timestamp t0 = std::chrono::sys_days{std::chrono::November / 26 / 2026} + 9h;
+  auto leg_a = [&](std::string id, std::string caller, Disposition disposition, Timestamp at) {
+    Cdr cdr = make_cdr(std::move(id), std::move(caller), at);
+    cdr.leg = LegRole::a;
+    cdr.disposition = disposition;
+    return cdr;
+  };
+  auto leg_b = [&](std::string id, std::string caller, std::int64_t billsec) {
+    Cdr cdr = make_cdr(std::move(id), "861055557777", t0);
+    cdr.src = std::move(caller);
+    cdr.duration = billsec + 5;
+    cdr.billsec = billsec;
+    cdr.disposition = billsec > 0 ? Disposition::answered : Disposition::no_answer;
+    return cdr;
+  };
+  std::vector<Cdr> first{leg_a("cb-1", "8613800138000", Disposition::answered, t0 + 1h),
+                         leg_b("cb-1", "8613800138000", 61)};
+  ASSERT_TRUE(store->cdrs().append(first));
+  std::vector<Cdr> second{leg_a("cb-2", "8613800138000", Disposition::busy, t0),
+                          leg_b("cb-2", "8613800138000", 0), leg_a("cb-3", "8613900139000", Disposition::no_answer, t0)};
+  Status written = Error{"pending", "", ""};
+  store->cdrs().append_async(second, [&](Status s, std::vector<Cdr>) { written = std::move(s); });
+  store->cdrs().flush();
+  ASSERT_TRUE(written) << written.error().describe();
+  // A batch refused whole counts nothing either.
+  std::vector<Cdr> bad{leg_a("cb-4", "8613800138000", Disposition::answered, t0), leg_b("cb-4", "8613800138000", 9)};
+  bad[1].duration = 1;
+  ASSERT_FALSE(store->cdrs().append(bad));
+
+  auto one = store->cdrs().caller_stats("8613800138000", 0);
+  ASSERT_TRUE(one) << one.error().describe();
+  ASSERT_EQ(one->size(), 1u);
+  const CallerStats& s = one->front();
+  EXPECT_EQ(s.attempts, 2);
+  EXPECT_EQ(s.answered, 1);
+  EXPECT_EQ(s.failures, 1);
+  EXPECT_EQ(s.talk_seconds, 61);
+  EXPECT_EQ(s.first_call, std::optional<Timestamp>(t0)) << "the earlier call, though written later";
+  EXPECT_EQ(s.last_call, std::optional<Timestamp>(t0 + 1h));
+  auto everyone = store->cdrs().caller_stats("", 0).value();
+  ASSERT_EQ(everyone.size(), 2u);
+  EXPECT_EQ(everyone[0].number, "8613800138000") << "busiest first";
+  EXPECT_EQ(everyone[1].attempts, 1);
+  EXPECT_EQ(store->cdrs().caller_stats("", 1).value().size(), 1u);
+  EXPECT_TRUE(store->cdrs().caller_stats("' OR 1=1 --", 0).value().empty());
+}
+
+// The journal keeps each callback's entry with its CDRs (one transaction), and one service
+// at a time owns it: a second one is refused with who holds it, until the first closes.
+TEST_P(StoreTest, TheJournalKeepsEntriesWithTheirCdrsAndOneServiceAtATimeClaimsIt) {
+  CallJournal& journal = *store->journal();
+  const Timestamp t0 = std::chrono::sys_days{std::chrono::November / 26 / 2026} + 9h;
+  JournalEntry running{.id = "cb-1", .idempotency_key = "order-7", .state = "bridged", .server = "pbx-1",
+                       .reservation = "r-1", .call = R"({"id":"cb-1"})", .created_at = t0, .updated_at = t0 + 1s};
+  JournalEntry done = running;
+  done.id = "cb-2";
+  done.idempotency_key = "";
+  done.state = "completed";
+  done.final = true;
+  std::vector<Cdr> written_cdrs;
+  Status written = Error{"pending", "", ""};
+  journal.write_async({running, done}, {make_cdr("cb-2", "111", t0)}, [&](Status s, std::vector<Cdr> cdrs) {
+    written = std::move(s);
+    written_cdrs = std::move(cdrs);
+  });
+  store->cdrs().flush();
+  ASSERT_TRUE(written) << written.error().describe();
+  ASSERT_EQ(written_cdrs.size(), 1u);
+  EXPECT_GT(written_cdrs[0].id, 0) << "the CDRs come back with their ids";
+  auto open_entries = journal.open().value();
+  ASSERT_EQ(open_entries.size(), 1u);
+  EXPECT_EQ(open_entries[0].idempotency_key, "order-7");
+  EXPECT_EQ(open_entries[0].server, "pbx-1");
+  EXPECT_EQ(open_entries[0].updated_at, t0 + 1s);
+  auto recent = journal.recent(10).value();
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_EQ(recent[0].id, "cb-2");
+  EXPECT_EQ(recent[0].idempotency_key, "") << "no key";
+  EXPECT_EQ(all({.callback_id = "cb-2"}).size(), 1u);
+  // The entry is replaced by id as the call goes on.
+  running.state = "completed";
+  running.final = true;
+  journal.write_async({running}, {}, [&](Status s, std::vector<Cdr>) { written = std::move(s); });
+  store->cdrs().flush();
+  ASSERT_TRUE(written);
+  EXPECT_TRUE(journal.open().value().empty());
+  EXPECT_EQ(journal.entry("cb-1").value().value().state, "completed");
+
+  ASSERT_TRUE(journal.claim());
+  ASSERT_TRUE(journal.claim()) << "claiming again is no harm";
+  auto other = open();
+  auto refused = other->journal()->claim();
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, "store.locked");
+  EXPECT_NE(refused.error().message.find("in use by another callback service"), std::string::npos)
+      << refused.error().message;
+  store.reset();  // the first service stops
+  EXPECT_TRUE(other->journal()->claim());
+}
+
+// Two nodes creating accounts at once, with the same number: one gets it, the other is
+// refused and keeps nothing.
+TEST_P(StoreTest, TwoConnectionsRegisteringOneNumberAtOnceGiveItToOneAccount) {
+  const NumberingPlan plan{.country_code = "86", .trunk_prefix = "0"};
+  const auto mobile = PhoneNumber::parse("13800138000", plan).value();
+  std::atomic<int> created{0}, taken{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto own = open();
+      Account account{.id = "acct-" + std::to_string(t), .currency = cny, .balance = cny_amount("1.00")};
+      account.caller_numbers.push_back(mobile);
+      auto made = own->accounts().create(account);
+      if (made) {
+        ++created;
+      } else if (made.error().code == "number_taken") {
+        ++taken;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(taken.load(), 3);
+  EXPECT_EQ(store->accounts().list().value().size(), 1u);
+  EXPECT_EQ(store->accounts().find_by_number(mobile).value()->caller_numbers.size(), 1u);
+}
+
+// PostgreSQL's own: a server that cannot be reached is an error that names it and never
+// the password.
+TEST(PostgresStore, AnUnreachableServerIsAnErrorNamingItButNotThePassword) {
+  auto opened = PostgresStore::open({.conninfo = "host=127.0.0.1 port=1 user=callback password=hunter2 "
+                                                 "connect_timeout=5 dbname=callback"});
+  ASSERT_FALSE(opened);
+  EXPECT_EQ(opened.error().code, "store_open_failed");
+  EXPECT_NE(opened.error().message.find("127.0.0.1"), std::string::npos) << opened.error().message;
+  EXPECT_EQ(opened.error().message.find("hunter2"), std::string::npos) << opened.error().message;
+  auto empty = PostgresStore::open({});
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().field, "conninfo");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite, Backend::postgres),
+                         [](const ::testing::TestParamInfo<Backend>& param) {
+                           return param.param == Backend::sqlite ? "Sqlite" : "Postgres";
+                         });
+
+}  // namespace
