@@ -674,13 +674,12 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
     const std::string call_id = select.getColumn(2).getString();
     const std::int64_t amount = select.getColumn(3).getInt64();
     const std::string rates = select.getColumn(5).getString();
-    SQLite::Statement& account = prepared(db, "SELECT currency, minor_exponent, balance_micros FROM account WHERE id = ?");
+    SQLite::Statement& account = prepared(db, "SELECT currency, minor_exponent FROM account WHERE id = ?");
     account.bindNoCopy(1, account_id);
     if (!account.executeStep()) {
       throw Exception(Error{"unknown_account", "no account " + account_id, "account"}.as(ErrorKind::not_found));
     }
     const Currency currency = Currency::of(account.getColumn(0).getString(), account.getColumn(1).getInt()).value_or(Currency{});
-    const std::int64_t balance = account.getColumn(2).getInt64();
     const auto semicolon = rates.find(';');
     auto rate_b = decode(std::string_view(rates).substr(0, semicolon), currency);
     if (!rate_b) throw Exception(Error{"corrupt_reservation", "reservation " + reservation + " has no rate", {}});
@@ -690,21 +689,16 @@ SqliteBilling::Operation SqliteBilling::settle_op(std::string reservation, std::
     }
     // Never more than was reserved: the reservation is the promise that the balance holds.
     if (cost.micros() > amount) cost = Money::from_micros(amount, currency);
-    SQLite::Statement& ledger = prepared(db, "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
-                                 "balance_after_micros) VALUES (?, ?, 'call_charge', ?, ?, ?, ?)");
-    ledger.bindNoCopy(1, account_id);
-    ledger.bind(2, -cost.micros());
-    ledger.bindNoCopy(3, call_id);
-    ledger.bind(4, std::to_string(billsec.count()) + " s");
-    ledger.bindNoCopy(5, now);
-    ledger.bind(6, balance - cost.micros());
-    ledger.exec();
-    SQLite::Statement& update = prepared(db, "UPDATE account SET balance_micros = balance_micros - ?, "
-                                 "reserved_micros = reserved_micros - ? WHERE id = ?");
-    update.bind(1, cost.micros());
-    update.bind(2, amount);
-    update.bindNoCopy(3, account_id);
-    update.exec();
+    // The charge goes through the ledger's one way of moving money (an increment, the call
+    // as its reference: posted once), then the hold ends.
+    if (!ledger_) ledger_ = std::make_unique<sqlite::LedgerWriter>(db);
+    ledger_->post({.account_id = account_id, .amount = -cost, .kind = LedgerKind::call_charge, .reference = call_id,
+                   .note = std::to_string(billsec.count()) + " s", .at = parse_time(now)},
+                  currency);
+    SQLite::Statement& release = prepared(db, "UPDATE account SET reserved_micros = reserved_micros - ? WHERE id = ?");
+    release.bind(1, amount);
+    release.bindNoCopy(2, account_id);
+    release.exec();
     SQLite::Statement& end = prepared(db, "UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = ? "
                               "WHERE id = ?");
     end.bindNoCopy(1, now);

@@ -122,6 +122,7 @@ class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
   std::deque<Job> queue_;
   bool stopping_ = false;
   std::thread writer_;
+  std::unique_ptr<sqlite::LedgerWriter> ledger_;  // on the writer's connection, used by it alone
 };
 
 }  // namespace callback::billing_sqlite

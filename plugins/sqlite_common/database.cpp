@@ -374,6 +374,72 @@ void CallerCounter::count(const Cdr& cdr) {
   }
 }
 
+LedgerWriter::LedgerWriter(SQLite::Database& db)
+    : first_(std::make_unique<SQLite::Statement>(
+          db, "SELECT id, amount_micros, note, at, balance_after_micros FROM ledger "
+              "WHERE account_id = ? AND kind = ? AND reference = ? ORDER BY id LIMIT 1")),
+      update_(std::make_unique<SQLite::Statement>(
+          db, "UPDATE account SET balance_micros = balance_micros + ? WHERE id = ? RETURNING balance_micros")),
+      insert_(std::make_unique<SQLite::Statement>(
+          db, "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, balance_after_micros) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?)")),
+      db_(db) {}
+
+LedgerWriter::~LedgerWriter() = default;
+
+LedgerEntry LedgerWriter::post(const LedgerEntry& entry, const Currency& currency) {
+  // Whatever happens, no statement is left running: the caller may roll back.
+  struct Idle {
+    LedgerWriter& w;
+    ~Idle() {
+      w.first_->tryReset();
+      w.update_->tryReset();
+      w.insert_->tryReset();
+    }
+  } idle{*this};
+  LedgerEntry stored = entry;
+  const std::string kind(to_string(entry.kind));
+  if (!entry.reference.empty()) {
+    first_->reset();
+    first_->bind(1, entry.account_id);
+    first_->bind(2, kind);
+    first_->bind(3, entry.reference);
+    if (first_->executeStep()) {
+      const auto amount = first_->getColumn(1).getInt64();
+      if (amount != entry.amount.micros()) {
+        throw Exception(Error{"reference_reused", "reference \"" + entry.reference + "\" was posted to " +
+                                                      entry.account_id + " already, for " +
+                                                      Money::from_micros(amount, currency).format(),
+                              "reference"}.as(ErrorKind::conflict));
+      }
+      stored.id = first_->getColumn(0).getInt64();
+      stored.note = first_->getColumn(2).getString();
+      stored.at = parse_time(first_->getColumn(3).getString());
+      stored.balance_after = Money::from_micros(first_->getColumn(4).getInt64(), currency);
+      return stored;
+    }
+  }
+  if (stored.at == Timestamp{}) stored.at = std::chrono::system_clock::now();
+  update_->reset();
+  update_->bind(1, entry.amount.micros());
+  update_->bind(2, entry.account_id);
+  if (!update_->executeStep()) {
+    throw Exception(Error{"unknown_account", "no account " + entry.account_id, "account_id"}.as(ErrorKind::not_found));
+  }
+  stored.balance_after = Money::from_micros(update_->getColumn(0).getInt64(), currency);
+  update_->reset();
+  insert_->bind(1, entry.account_id);
+  insert_->bind(2, entry.amount.micros());
+  insert_->bind(3, kind);
+  insert_->bind(4, entry.reference);
+  insert_->bind(5, entry.note);
+  insert_->bind(6, format_time(stored.at));
+  insert_->bind(7, stored.balance_after.micros());
+  insert_->exec();
+  stored.id = db_.getLastInsertRowid();
+  return stored;
+}
+
 std::vector<CallerStats> read_caller_stats(SQLite::Database& db, const std::string& number, std::size_t limit) {
   SQLite::Statement select(db, number.empty()
                                    ? "SELECT number, attempts, answered, failures, talk_seconds, first_call, last_call "

@@ -4,6 +4,7 @@
 // timeout), and its schema, one numbered migration track for the whole file. Either
 // plugin may open it first; migrations run under an exclusive lock, each once.
 #include <callback/call.hpp>
+#include <callback/account.hpp>
 #include <callback/cdr.hpp>
 #include <callback/error.hpp>
 
@@ -66,6 +67,26 @@ class CallerCounter {
  private:
   std::unique_ptr<SQLite::Statement> attempt_, talk_;
 };
+// Posts ledger entries (LedgerStore::post's rules) inside the caller's open transaction:
+// a non-empty reference once per account and kind (a retry gets the first entry back and
+// moves nothing; another amount is Error "reference_reused"), the balance moved by an
+// increment, never a balance read before and written back. Used by the store's post and
+// by billing's settle, so money moves one way on this backend. Its statements are
+// compiled once. Throws callback::Exception for a refusal, SQLite::Exception for a failure.
+class LedgerWriter {
+ public:
+  explicit LedgerWriter(SQLite::Database& db);
+  LedgerWriter(const LedgerWriter&) = delete;
+  LedgerWriter& operator=(const LedgerWriter&) = delete;
+  ~LedgerWriter();
+  // `currency`: the account's (the caller has checked the entry is in it).
+  LedgerEntry post(const LedgerEntry& entry, const Currency& currency);
+
+ private:
+  std::unique_ptr<SQLite::Statement> first_, update_, insert_;
+  SQLite::Database& db_;
+};
+
 // caller_stats' rows: one number's, or all (number empty) busiest first; limit 0: all.
 [[nodiscard]] std::vector<CallerStats> read_caller_stats(SQLite::Database& db, const std::string& number,
                                                          std::size_t limit);

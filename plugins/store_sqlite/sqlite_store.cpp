@@ -498,53 +498,12 @@ Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
       return store_common::unknown_account(entry.account_id);
     }
     if (!(entry.amount.currency() == (*account)->currency)) return store_common::currency_mismatch(entry, (*account)->currency);
-    LedgerEntry stored = entry;
-    if (!entry.reference.empty()) {
-      // A reference is posted once per account and kind: a retry (a settle after a lost
-      // answer, a top-up sent twice) gets the first entry back and moves nothing.
-      SQLite::Statement first(*db_, "SELECT id, amount_micros, note, at, balance_after_micros FROM ledger "
-                                    "WHERE account_id = ? AND kind = ? AND reference = ? ORDER BY id LIMIT 1");
-      first.bind(1, entry.account_id);
-      first.bind(2, std::string(to_string(entry.kind)));
-      first.bind(3, entry.reference);
-      if (first.executeStep()) {
-        if (first.getColumn(1).getInt64() != entry.amount.micros()) {
-          return store_common::reference_reused(entry,
-                                                Money::from_micros(first.getColumn(1).getInt64(), (*account)->currency));
-        }
-        stored.id = first.getColumn(0).getInt64();
-        stored.note = first.getColumn(2).getString();
-        stored.at = parse_time(first.getColumn(3).getString());
-        stored.balance_after = Money::from_micros(first.getColumn(4).getInt64(), (*account)->currency);
-        return stored;
-      }
-    }
-    if (stored.at == Timestamp{}) stored.at = std::chrono::system_clock::now();
-    // An increment, not a balance read earlier and written back: what other writers did
-    // in between stays (a backend with concurrent writers would lose it otherwise).
-    SQLite::Statement update(*db_, "UPDATE account SET balance_micros = balance_micros + ? WHERE id = ? "
-                                   "RETURNING balance_micros");
-    update.bind(1, entry.amount.micros());
-    update.bind(2, entry.account_id);
-    if (!update.executeStep()) {
-      return store_common::unknown_account(entry.account_id);
-    }
-    stored.balance_after = Money::from_micros(update.getColumn(0).getInt64(), (*account)->currency);
-    update.reset();
-    SQLite::Statement insert(*db_,
-                             "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, "
-                             "balance_after_micros) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    insert.bind(1, entry.account_id);
-    insert.bind(2, entry.amount.micros());
-    insert.bind(3, std::string(to_string(entry.kind)));
-    insert.bind(4, entry.reference);
-    insert.bind(5, entry.note);
-    insert.bind(6, format_time(stored.at));
-    insert.bind(7, stored.balance_after.micros());
-    insert.exec();
-    stored.id = db_->getLastInsertRowid();
+    if (!ledger_) ledger_ = std::make_unique<sqlite::LedgerWriter>(*db_);
+    LedgerEntry stored = ledger_->post(entry, (*account)->currency);
     transaction.commit();
     return stored;
+  } catch (const Exception& e) {
+    return e.error();
   } catch (const std::exception& e) {
     return database_error("cannot post to the ledger of " + entry.account_id, e);
   }

@@ -114,6 +114,7 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   Keys keys_{*this};
   std::unique_ptr<SQLite::Statement> insert_cdr_;  // prepared on first use; guarded by mutex_
   std::unique_ptr<sqlite::CallerCounter> callers_;  // the same
+  std::unique_ptr<sqlite::LedgerWriter> ledger_;    // the same
   std::size_t journal_kept_ = 20'000;      // guarded by mutex_
   std::size_t journal_prune_every_ = 1'000;
   std::size_t finals_since_prune_ = 0;

@@ -82,6 +82,19 @@ TEST_F(BillingTest, TheSeedsExampleFiveYuanAtTenFenIsFiftyMinutes) {
   ASSERT_EQ(ledger.size(), 2u);
   EXPECT_EQ(ledger[1].amount, -cny_amount("0.20"));
   EXPECT_EQ(ledger[1].reference, "cb-1");
+  EXPECT_EQ(ledger[1].kind, LedgerKind::call_charge);
+  EXPECT_EQ(ledger[1].balance_after, cny_amount("4.80"));
+  // The charge was posted through the ledger's own rules: the call is its reference, so
+  // the same charge posted again (a retry through the store) finds it and moves nothing,
+  // and another amount for the same call is refused.
+  auto retried = store->ledger().post({.account_id = "123", .amount = -cny_amount("0.20"),
+                                       .kind = LedgerKind::call_charge, .reference = "cb-1"});
+  ASSERT_TRUE(retried) << retried.error().describe();
+  EXPECT_EQ(retried->id, ledger[1].id);
+  EXPECT_EQ(store->ledger().post({.account_id = "123", .amount = -cny_amount("0.30"),
+                                  .kind = LedgerKind::call_charge, .reference = "cb-1"}).error().code,
+            "reference_reused");
+  EXPECT_EQ(balance("123"), cny_amount("4.80"));
 }
 
 TEST_F(BillingTest, AGrantCarriesTheAccountsLanguageFromTheRowItRead) {
