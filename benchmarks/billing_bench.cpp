@@ -162,7 +162,7 @@ struct BillingFixture {
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     store = store_sqlite::SqliteStore::open({.path = dir / "callback.db"}).value();
-    billing = SqliteBilling::open({.database = {.path = dir / "callback.db", .synchronous = sync_mode()}}).value();
+    billing = open_billing({.path = dir / "callback.db", .synchronous = sync_mode()}, {}).value();
     const auto cny = Currency::of("CNY").value();
     std::istringstream deck("86;China;0.10\n1;USA;0.02\n");
     (void)billing->import_rates("default", deck, cny).value();

@@ -1,128 +1,16 @@
 #pragma once
-// callback.billing.sqlite: rating and prepaid authorization in the embedded SQLite
-// database (the same file as callback.store.sqlite).
-//
-// Money never moves twice and never for the same balance twice: every authorization,
-// settlement and release is one transaction on one writer connection, and concurrent
-// callers are committed together (group commit: one fsync for many calls), each in a
-// savepoint of its own so one failure does not undo the others. An authorization holds
-// a reservation (account.reserved_micros), so what concurrent calls may spend is always
-// balance - reserved + credit limit.
-//
-// Rates come from an in-memory longest-prefix trie per tariff, swapped atomically when
-// a new deck is imported.
+// callback.billing.sqlite: billing (billing_common's SqlBilling) in the embedded SQLite
+// database, the same file as callback.store.sqlite, on a connection of its own.
 #include "database.hpp"
-#include <callback/rate_deck.hpp>
-
-#include <callback/billing.hpp>
-#include <callback/context.hpp>
-
-#include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <functional>
-#include <future>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <thread>
+#include "sql_billing.hpp"
 
 namespace callback::billing_sqlite {
 
-struct BillingOptions {
-  sqlite::DatabaseOptions database;
-  std::string default_tariff = "default";
-  bool bill_leg_a = false;                 // the seed bills leg B only
-  std::chrono::seconds max_call{3600};     // no single call may reserve more than this
-  // An account's money is held this much talk time at a time, extended while the call
-  // lasts (CGRateS's debit interval); 0: the whole call at once.
-  std::chrono::seconds debit_interval{60};
-  // Destinations no payer may call (E.164 digit prefixes), on top of each payer's policy:
-  // satellite and international premium ranges by default.
-  std::vector<std::string> deny_prefixes{"881", "882", "883", "979", "1900", "1976"};
-  std::size_t max_batch = 512;             // operations committed together at most
-  // Where "now" comes from (reservation and settle times, the day's spending): the
-  // Context's Clock, so tests can move it. Null: the system clock. Read from the writer
-  // thread: its now() must be thread-safe (SystemClock and ManualClock are).
-  const Clock* clock = nullptr;
-};
+using billing_sql::BillingRules;
+using SqliteBilling = billing_sql::SqlBilling;
 
-class SqliteBilling final : public Billing, Rater, Authorizer, BillingAdmin {
- public:
-  [[nodiscard]] static Result<std::unique_ptr<SqliteBilling>> open(BillingOptions options);
-  ~SqliteBilling() override;
-
-  Rater& rater() override { return *this; }
-  Authorizer& authorizer() override { return *this; }
-  BillingAdmin* admin() override { return this; }
-
-  // Rater
-  [[nodiscard]] std::optional<Rate> rate(const std::string& tariff, const PhoneNumber& destination,
-                                         Timestamp at) const override;
-  // Authorizer
-  [[nodiscard]] Result<Authorization> authorize(const AuthorizationRequest& request) override;
-  [[nodiscard]] Result<Money> settle(const std::string& reservation, std::chrono::seconds billsec) override;
-  Status release(const std::string& reservation) override;
-  [[nodiscard]] Result<std::chrono::seconds> extend(const std::string& reservation, std::chrono::seconds wanted) override;
-  void extend_async(const std::string& reservation, std::chrono::seconds wanted,
-                    std::function<void(Result<std::chrono::seconds>)> done) override;
-  void authorize_async(const AuthorizationRequest& request, std::function<void(Result<Authorization>)> done) override;
-  void settle_async(const std::string& reservation, std::chrono::seconds billsec,
-                    std::function<void(Result<Money>)> done) override;
-  void release_async(const std::string& reservation, std::function<void(Status)> done) override;
-  [[nodiscard]] Result<std::optional<Held>> reservation_of(const std::string& call_id) override;
-  [[nodiscard]] Result<std::vector<Held>> open_reservations() override;
-  // BillingAdmin
-  [[nodiscard]] Result<ImportReport> import_rates(const std::string& tariff, std::istream& csv,
-                                                  const Currency& currency) override;
-  [[nodiscard]] Result<std::vector<TariffInfo>> tariffs() override;
-  [[nodiscard]] Result<std::vector<Rate>> rates(const std::string& tariff, const std::string& prefix,
-                                                std::size_t limit) override;
-  Status put_campaign(const Campaign& campaign) override;
-  [[nodiscard]] Result<std::vector<Campaign>> campaigns() override;
-  Status put_policy(const PayerPolicy& policy) override;
-  [[nodiscard]] Result<PayerPolicy> policy(const Payer& payer) override;
-  [[nodiscard]] Result<std::vector<CallerStats>> caller_stats(const std::string& number, std::size_t limit) override;
-
-  [[nodiscard]] std::shared_ptr<const RateDeck> deck(const std::string& tariff) const;
-
- private:
-  explicit SqliteBilling(BillingOptions options, sqlite::Database database);
-  [[nodiscard]] Timestamp now() const {
-    return options_.clock != nullptr ? options_.clock->now() : std::chrono::system_clock::now();
-  }
-  using Operation = std::function<void(SQLite::Database&)>;
-  // Runs `op` inside the next group transaction on the writer thread; waits for the commit.
-  Status write(Operation op);
-  // The same without waiting: `committed` runs on the writer thread after the commit.
-  void write_async(Operation op, std::function<void(Status)> committed);
-  // The work of an authorization / settlement, filling `out` (run by the writer).
-  Operation authorize_op(AuthorizationRequest request, std::shared_ptr<Authorization> out);
-  Operation settle_op(std::string reservation, std::chrono::seconds billsec, std::shared_ptr<Money> out);
-  Operation release_op(std::string reservation);
-  Operation extend_op(std::string reservation, std::chrono::seconds wanted, std::shared_ptr<std::chrono::seconds> out);
-  // On the writer thread: a payer's policy (none: no limits), today's spend.
-  static PayerPolicy read_policy(SQLite::Database& db, const Payer& payer);
-  static Money spent_today(SQLite::Database& db, const Payer& payer, Timestamp now, const Currency& currency,
-                           const std::string& except);
-  void writer_loop();
-  Status load_decks();
-
-  BillingOptions options_;
-  sqlite::Database database_;
-  mutable std::mutex decks_mutex_;
-  std::map<std::string, std::shared_ptr<const RateDeck>, std::less<>> decks_;  // guarded by decks_mutex_
-
-  struct Job {
-    Operation op;
-    std::function<void(Status)> committed;
-  };
-  std::mutex queue_mutex_;
-  std::condition_variable queue_ready_;
-  std::deque<Job> queue_;
-  bool stopping_ = false;
-  std::thread writer_;
-  std::unique_ptr<sqlite::LedgerWriter> ledger_;  // on the writer's connection, used by it alone
-};
+// Opens (creating and migrating) the file and starts billing on it.
+[[nodiscard]] Result<std::unique_ptr<SqliteBilling>> open_billing(const sqlite::DatabaseOptions& database,
+                                                                  BillingRules rules);
 
 }  // namespace callback::billing_sqlite

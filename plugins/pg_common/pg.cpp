@@ -123,6 +123,83 @@ CREATE TABLE api_key (
   revoked_at     timestamp(0)
 );
 )sql"},
+    {2, "billing: tariffs and rates, reservations, campaigns and their uses, payers' policies", R"sql(
+CREATE TABLE tariff (
+  name           text    PRIMARY KEY,
+  currency       text    NOT NULL,
+  minor_exponent integer NOT NULL,
+  imported_at    timestamp(0) NOT NULL,
+  source         text    NOT NULL DEFAULT '',
+  rates          bigint  NOT NULL DEFAULT 0
+);
+CREATE TABLE rate (
+  tariff                text    NOT NULL REFERENCES tariff (name) ON DELETE CASCADE,
+  prefix                text    NOT NULL,
+  description           text    NOT NULL DEFAULT '',
+  price_micros          bigint  NOT NULL CHECK (price_micros >= 0),
+  initial_increment     integer NOT NULL,
+  subsequent_increment  integer NOT NULL,
+  connection_fee_micros bigint  NOT NULL DEFAULT 0,
+  minimum_duration      integer NOT NULL DEFAULT 0,
+  effective_from        text    NOT NULL DEFAULT '',  -- '' or Asterisk's calldate form
+  weekdays              integer NOT NULL DEFAULT 127,
+  start_minute          integer NOT NULL DEFAULT 0,
+  end_minute            integer NOT NULL DEFAULT 1440,
+  blocked               integer NOT NULL DEFAULT 0
+);
+CREATE INDEX rate_prefix ON rate (tariff, prefix);
+CREATE TABLE reservation (
+  id            text    PRIMARY KEY,
+  account_id    text,
+  campaign      text,
+  call_id       text    NOT NULL,
+  amount_micros bigint  NOT NULL DEFAULT 0,
+  max_seconds   bigint  NOT NULL,
+  limit_seconds bigint  NOT NULL DEFAULT 0,
+  rate          text    NOT NULL,
+  status        text    NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'settled', 'released')),
+  created_at    timestamp(0) NOT NULL,
+  ended_at      timestamp(0),
+  billsec       bigint,
+  cost_micros   bigint
+);
+CREATE INDEX reservation_open ON reservation (account_id) WHERE status = 'open';
+CREATE INDEX reservation_campaign_open ON reservation (campaign) WHERE status = 'open';
+CREATE INDEX reservation_account_created ON reservation (account_id, created_at);
+CREATE INDEX reservation_campaign_created ON reservation (campaign, created_at);
+CREATE INDEX reservation_call ON reservation (call_id);
+CREATE TABLE campaign (
+  id                   text    PRIMARY KEY,
+  limit_seconds        bigint  NOT NULL DEFAULT 300,
+  uses_per_day         integer NOT NULL DEFAULT 0,
+  once_ever            integer NOT NULL DEFAULT 0,
+  min_hours_between    integer NOT NULL DEFAULT 0,
+  daily_budget_seconds bigint  NOT NULL DEFAULT 0,
+  status               text    NOT NULL DEFAULT 'active',
+  tariff               text    NOT NULL DEFAULT ''
+);
+CREATE TABLE campaign_use (
+  reservation text    PRIMARY KEY,
+  campaign    text    NOT NULL,
+  caller      text    NOT NULL,
+  at          timestamp(0) NOT NULL,
+  day         text    NOT NULL,
+  seconds     bigint  NOT NULL,
+  status      text    NOT NULL DEFAULT 'open'
+);
+CREATE INDEX campaign_use_caller ON campaign_use (campaign, caller, at);
+CREATE INDEX campaign_use_day ON campaign_use (campaign, day);
+CREATE TABLE payer_policy (
+  payer_kind           text    NOT NULL CHECK (payer_kind IN ('account', 'campaign')),
+  payer_id             text    NOT NULL,
+  allow_prefixes       text    NOT NULL DEFAULT '',
+  deny_prefixes        text    NOT NULL DEFAULT '',
+  max_call_cost_micros bigint,
+  daily_spend_micros   bigint,
+  max_concurrent       integer NOT NULL DEFAULT 0 CHECK (max_concurrent >= 0),
+  PRIMARY KEY (payer_kind, payer_id)
+);
+)sql"},
 };
 static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);
 

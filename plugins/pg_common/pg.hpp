@@ -32,7 +32,7 @@
 
 namespace callback::pg {
 
-inline constexpr int latest_schema_version = 1;
+inline constexpr int latest_schema_version = 2;
 
 // A statement or connection failure, with PostgreSQL's SQLSTATE ("23505": unique violation;
 // "" when the connection itself failed). Thrown inside the plugins, turned into an Error
@@ -171,6 +171,8 @@ auto with_connection(Pool& pool, const std::string& what, F&& work) -> decltype(
   try {
     auto conn = pool.acquire();
     return work(*conn);
+  } catch (const Exception& e) {  // a refusal (reference_reused ...): as it is
+    return e.error();
   } catch (const std::exception& e) {
     return Error{"store_failed", what + ": " + e.what(), {}}.as(ErrorKind::internal);
   }

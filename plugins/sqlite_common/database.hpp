@@ -54,43 +54,6 @@ bool use_page_cache_pool();
 // Opens (creating the file and its folder if needed) and migrates.
 [[nodiscard]] Result<Database> open_database(const DatabaseOptions& options);
 
-// Counts appended CDRs in caller_stats (CallerStats says how), in the appender's
-// transaction; its statements are compiled once.
-class CallerCounter {
- public:
-  explicit CallerCounter(SQLite::Database& db);
-  CallerCounter(const CallerCounter&) = delete;
-  CallerCounter& operator=(const CallerCounter&) = delete;
-  ~CallerCounter();
-  void count(const Cdr& cdr);
-
- private:
-  std::unique_ptr<SQLite::Statement> attempt_, talk_;
-};
-// Posts ledger entries (LedgerStore::post's rules) inside the caller's open transaction:
-// a non-empty reference once per account and kind (a retry gets the first entry back and
-// moves nothing; another amount is Error "reference_reused"), the balance moved by an
-// increment, never a balance read before and written back. Used by the store's post and
-// by billing's settle, so money moves one way on this backend. Its statements are
-// compiled once. Throws callback::Exception for a refusal, SQLite::Exception for a failure.
-class LedgerWriter {
- public:
-  explicit LedgerWriter(SQLite::Database& db);
-  LedgerWriter(const LedgerWriter&) = delete;
-  LedgerWriter& operator=(const LedgerWriter&) = delete;
-  ~LedgerWriter();
-  // `currency`: the account's (the caller has checked the entry is in it).
-  LedgerEntry post(const LedgerEntry& entry, const Currency& currency);
-
- private:
-  std::unique_ptr<SQLite::Statement> first_, update_, insert_;
-  SQLite::Database& db_;
-};
-
-// caller_stats' rows: one number's, or all (number empty) busiest first; limit 0: all.
-[[nodiscard]] std::vector<CallerStats> read_caller_stats(SQLite::Database& db, const std::string& number,
-                                                         std::size_t limit);
-
 // Asterisk's calldate form, in UTC: "2026-11-26 09:13:17".
 [[nodiscard]] std::string format_time(Timestamp t);
 [[nodiscard]] Timestamp parse_time(const std::string& text);

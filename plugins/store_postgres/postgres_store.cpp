@@ -1,4 +1,5 @@
 #include "postgres_store.hpp"
+#include "sqldb_pg.hpp"
 #include "store_checks.hpp"
 
 #include <callback/context.hpp>
@@ -107,6 +108,7 @@ Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> e
       *pool_, entries.empty() ? "cannot store CDRs" : "cannot store CDRs and the callback journal",
       [&](Connection& conn) -> Status {
         pg::Transaction tx(conn);
+        sqldb::PgDatabase sql(conn);
         for (const auto& e : entries) {
           conn.exec(
               "INSERT INTO callback_journal (id, idempotency_key, state, final, server, reservation, call, created_at, "
@@ -140,20 +142,7 @@ Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> e
                cost ? Param(*cost) : Param(std::nullopt), currency ? Param(*currency) : Param(std::nullopt),
                cdr.hangup_cause.code()});
           ids.push_back(id.integer(0, 0));
-          // Caller statistics, in the same transaction (CallerStats says what counts).
-          if (cdr.leg == LegRole::a) {
-            const bool answered = cdr.disposition == Disposition::answered;
-            conn.exec(
-                "INSERT INTO caller_stats AS s (number, attempts, answered, failures, first_call, last_call) "
-                "VALUES ($1, 1, $2, $3, $4, $4) ON CONFLICT (number) DO UPDATE SET attempts = s.attempts + 1, "
-                "answered = s.answered + excluded.answered, failures = s.failures + excluded.failures, "
-                "first_call = LEAST(s.first_call, excluded.first_call), "
-                "last_call = GREATEST(s.last_call, excluded.last_call)",
-                {cdr.dst, answered ? 1 : 0, answered ? 0 : 1, time_param(cdr.calldate)});
-          } else if (cdr.billsec > 0) {
-            conn.exec("UPDATE caller_stats SET talk_seconds = talk_seconds + $1 WHERE number = $2",
-                      {cdr.billsec, cdr.src});
-          }
+          sqldb::count_caller(sql, cdr);  // in the same transaction
         }
         tx.commit();
         return ok_status();
@@ -431,34 +420,8 @@ Result<LedgerEntry> PostgresStore::post(const LedgerEntry& entry) {
     if (account.empty()) return store_common::unknown_account(entry.account_id);
     const Currency currency = currency_from_row(account.text(0, 0), account.integer(0, 1));
     if (!(entry.amount.currency() == currency)) return store_common::currency_mismatch(entry, currency);
-    LedgerEntry stored = entry;
-    if (!entry.reference.empty()) {
-      auto first = conn.exec(
-          "SELECT id, amount_micros, note, at, balance_after_micros FROM ledger WHERE account_id = $1 AND kind = $2 "
-          "AND reference = $3",
-          {entry.account_id, to_string(entry.kind), entry.reference});
-      if (!first.empty()) {
-        if (first.integer(0, 1) != entry.amount.micros()) {
-          return store_common::reference_reused(entry, Money::from_micros(first.integer(0, 1), currency));
-        }
-        stored.id = first.integer(0, 0);
-        stored.note = first.text(0, 2);
-        stored.at = first.time(0, 3);
-        stored.balance_after = Money::from_micros(first.integer(0, 4), currency);
-        return stored;
-      }
-    }
-    if (stored.at == Timestamp{}) stored.at = std::chrono::system_clock::now();
-    auto balance = conn.exec("UPDATE account SET balance_micros = balance_micros + $1 WHERE id = $2 "
-                             "RETURNING balance_micros",
-                             {entry.amount.micros(), entry.account_id});
-    stored.balance_after = Money::from_micros(balance.integer(0, 0), currency);
-    auto id = conn.exec(
-        "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, balance_after_micros) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        {entry.account_id, entry.amount.micros(), to_string(entry.kind), entry.reference, entry.note,
-         time_param(stored.at), stored.balance_after.micros()});
-    stored.id = id.integer(0, 0);
+    sqldb::PgDatabase sql(conn);
+    LedgerEntry stored = sqldb::post_ledger(sql, entry, currency);
     tx.commit();
     return stored;
   });

@@ -1,4 +1,5 @@
 #include "sqlite_store.hpp"
+#include "sqldb_sqlite.hpp"
 #include "store_checks.hpp"
 
 #include <callback/context.hpp>
@@ -130,7 +131,7 @@ Status SqliteStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> ent
           "callback_id, leg, cost_micros, currency, hangup_cause) "
           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     }
-    if (!callers_) callers_ = std::make_unique<sqlite::CallerCounter>(*db_);
+    if (!sql_) sql_ = std::make_unique<sqldb::SqliteDatabase>(*db_);
     SQLite::Statement& insert = *insert_cdr_;
     insert.reset();
     insert.clearBindings();
@@ -166,7 +167,7 @@ Status SqliteStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> ent
       insert.exec();
       insert.reset();
       ids.push_back(db_->getLastInsertRowid());
-      callers_->count(cdr);
+      sqldb::count_caller(*sql_, cdr);
     }
     transaction.commit();
     for (std::size_t k = 0; k < cdrs.size(); ++k) cdrs[k].id = ids[k];
@@ -181,7 +182,8 @@ Result<std::vector<CallerStats>> SqliteStore::caller_stats(const std::string& nu
   try {
     auto db = reader();
     if (!db) return db.error();
-    return sqlite::read_caller_stats(**db, number, limit);
+    sqldb::SqliteDatabase reader_sql(**db);
+    return sqldb::read_caller_stats(reader_sql, number, limit);
   } catch (const std::exception& e) {
     return database_error("cannot read caller statistics", e);
   }
@@ -498,8 +500,12 @@ Result<LedgerEntry> SqliteStore::post(const LedgerEntry& entry) {
       return store_common::unknown_account(entry.account_id);
     }
     if (!(entry.amount.currency() == (*account)->currency)) return store_common::currency_mismatch(entry, (*account)->currency);
-    if (!ledger_) ledger_ = std::make_unique<sqlite::LedgerWriter>(*db_);
-    LedgerEntry stored = ledger_->post(entry, (*account)->currency);
+    if (!sql_) sql_ = std::make_unique<sqldb::SqliteDatabase>(*db_);
+    struct Idle {  // no statement left running, whatever happens: the transaction may roll back
+      sqldb::Database& db;
+      ~Idle() { db.reset_statements(); }
+    } idle{*sql_};
+    LedgerEntry stored = sqldb::post_ledger(*sql_, entry, (*account)->currency);
     transaction.commit();
     return stored;
   } catch (const Exception& e) {

@@ -5,6 +5,7 @@
 // One connection, guarded by a mutex: SQLite serializes writers anyway.
 #include "database.hpp"
 #include "group_writer.hpp"
+#include "sqldb.hpp"
 
 #include <callback/store.hpp>
 
@@ -113,8 +114,7 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   std::unique_ptr<SQLite::Database> db_;
   Keys keys_{*this};
   std::unique_ptr<SQLite::Statement> insert_cdr_;  // prepared on first use; guarded by mutex_
-  std::unique_ptr<sqlite::CallerCounter> callers_;  // the same
-  std::unique_ptr<sqlite::LedgerWriter> ledger_;    // the same
+  std::unique_ptr<sqldb::Database> sql_;  // db_ through sqldb (shared statements: caller stats, the ledger); the same
   std::size_t journal_kept_ = 20'000;      // guarded by mutex_
   std::size_t journal_prune_every_ = 1'000;
   std::size_t finals_since_prune_ = 0;

@@ -547,7 +547,7 @@ TEST_F(FlowTest, PlainTextLoginWorksToo) {
 TEST_F(FlowTest, TheSeedsAccountIsChargedForWhatItTalkedThroughRealBilling) {
   // The whole product: service, AMI engine, fake Asterisk, SQLite billing and store.
   auto sqlite_billing =
-      billing_sqlite::SqliteBilling::open({.database = {.path = dir / "callback.db", .synchronous = "normal"}}).value();
+      billing_sqlite::open_billing({.path = dir / "callback.db", .synchronous = "normal"}, {}).value();
   const auto cny = Currency::of("CNY").value();
   std::istringstream deck("prefix;description;rate\n2;Phones 2XXX;0.10\n");
   ASSERT_TRUE(sqlite_billing->import_rates("default", deck, cny));
@@ -579,7 +579,7 @@ TEST_F(FlowTest, TheSeedsAccountIsChargedForWhatItTalkedThroughRealBilling) {
 // 10.00 less the charges told.
 TEST_F(FlowTest, AThousandCallbacksAtOnceOnOneAccountNeverSpendMoreThanItHas) {
   auto sqlite_billing =
-      billing_sqlite::SqliteBilling::open({.database = {.path = dir / "callback.db", .synchronous = "normal"}}).value();
+      billing_sqlite::open_billing({.path = dir / "callback.db", .synchronous = "normal"}, {}).value();
   const auto cny = Currency::of("CNY").value();
   std::istringstream deck("prefix;description;rate;increment\n1;Phones 1XXX;0.60;60/60\n");
   ASSERT_TRUE(sqlite_billing->import_rates("default", deck, cny));

@@ -1,3 +1,8 @@
+// Billing's tests, each on both backends: the embedded SQLite and a real PostgreSQL
+// (tests/support/postgres.sh), the same code (billing_common) over each database.
+#include "postgres.hpp"
+#include "postgres_billing.hpp"
+#include "postgres_store.hpp"
 #include "sqlite_billing.hpp"
 #include "sqlite_store.hpp"
 #include "temp_dir.hpp"
@@ -15,7 +20,8 @@
 #include <thread>
 
 using namespace callback;
-using namespace callback::billing_sqlite;
+using callback::billing_sql::BillingRules;
+using SqliteBilling = callback::billing_sql::SqlBilling;
 using namespace std::chrono_literals;
 
 namespace {
@@ -27,17 +33,37 @@ PhoneNumber number(std::string_view s) { return PhoneNumber::parse(s, plan).valu
 
 // --- authorization ------------------------------------------------------------------------
 
-struct BillingTest : ::testing::Test {
-  test::TempDir dir;
-  std::unique_ptr<store_sqlite::SqliteStore> store =
-      store_sqlite::SqliteStore::open({.path = dir / "callback.db"}).value();
-  // Whole-call reservations, as the seed: the tests of slices open their own.
-  std::unique_ptr<SqliteBilling> billing = open_billing({.debit_interval = 0s});
+enum class Backend { sqlite, postgres };
 
-  std::unique_ptr<SqliteBilling> open_billing(BillingOptions options) {
-    options.database.path = dir / "callback.db";
-    options.database.synchronous = "normal";
-    return SqliteBilling::open(options).value();
+struct BillingTest : ::testing::TestWithParam<Backend> {
+  test::TempDir dir;
+  std::optional<test::PostgresDatabase> database;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<SqliteBilling> billing;
+
+  void SetUp() override {
+    if (GetParam() == Backend::postgres) {
+      database.emplace();
+      store = store_postgres::PostgresStore::open({.conninfo = database->conninfo()}).value();
+    } else {
+      store = store_sqlite::SqliteStore::open({.path = dir / "callback.db"}).value();
+    }
+    // Whole-call reservations, as the seed: the tests of slices open their own.
+    billing = open_billing({.debit_interval = 0s});
+  }
+
+  std::unique_ptr<SqliteBilling> open_billing(BillingRules rules) {
+    if (GetParam() == Backend::postgres) return billing_postgres::open_billing(database->conninfo(), std::move(rules)).value();
+    return billing_sqlite::open_billing({.path = dir / "callback.db", .synchronous = "normal"}, std::move(rules)).value();
+  }
+  // A count read past billing, from the database itself.
+  std::int64_t count(const std::string& sql) {
+    if (GetParam() == Backend::sqlite) {
+      SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
+      return db.execAndGet(sql).getInt64();
+    }
+    pg::Connection conn(database->conninfo());
+    return conn.exec(sql).integer(0, 0);
   }
   void import(const std::string& tariff, const std::string& csv, SqliteBilling* into = nullptr) {
     std::istringstream in(csv);
@@ -57,7 +83,7 @@ struct BillingTest : ::testing::Test {
   Money reserved(const std::string& id) { return store->accounts().find(id).value()->reserved; }
 };
 
-TEST_F(BillingTest, TheSeedsExampleFiveYuanAtTenFenIsFiftyMinutes) {
+TEST_P(BillingTest, TheSeedsExampleFiveYuanAtTenFenIsFiftyMinutes) {
   import("default", "86;China;0.10\n");
   account("123", "5.00");
   auto a = authorize("123", "861234567", "cb-1");
@@ -97,7 +123,7 @@ TEST_F(BillingTest, TheSeedsExampleFiveYuanAtTenFenIsFiftyMinutes) {
   EXPECT_EQ(balance("123"), cny_amount("4.80"));
 }
 
-TEST_F(BillingTest, AGrantCarriesTheAccountsLanguageFromTheRowItRead) {
+TEST_P(BillingTest, AGrantCarriesTheAccountsLanguageFromTheRowItRead) {
   import("default", "86;China;0.10\n");
   ASSERT_TRUE(store->accounts().create({.id = "zh", .currency = cny, .balance = cny_amount("5.00"), .language = "zh"}));
   account("plain", "5.00");
@@ -111,7 +137,7 @@ TEST_F(BillingTest, AGrantCarriesTheAccountsLanguageFromTheRowItRead) {
   ASSERT_TRUE(billing->release(plain.reservation));
 }
 
-TEST_F(BillingTest, ReleaseChargesNothing) {
+TEST_P(BillingTest, ReleaseChargesNothing) {
   import("default", "86;China;0.10\n");
   account("123", "1.00");
   auto a = authorize("123", "861234567", "cb-2");
@@ -121,7 +147,7 @@ TEST_F(BillingTest, ReleaseChargesNothing) {
   EXPECT_EQ(store->ledger().entries("123").value().size(), 1u);
 }
 
-TEST_F(BillingTest, MaxDurationRespectsIncrementsFeesAndTheCap) {
+TEST_P(BillingTest, MaxDurationRespectsIncrementsFeesAndTheCap) {
   import("default", "86;China;0.10;30/6;0.05\n44;UK;0;1/1\n");
   account("123", "1.00");
   // (1.00 - 0.05) / 0.10 = 9.5 min = 570 s, on the 30/6 grid: 30 + 6k <= 570 -> 570.
@@ -132,7 +158,7 @@ TEST_F(BillingTest, MaxDurationRespectsIncrementsFeesAndTheCap) {
   EXPECT_EQ(authorize("123", "+44 20 7946 0018", "cb-4").max_duration, 3600s);
 }
 
-TEST_F(BillingTest, DenialsCarryTheirReasonAndMoveNothing) {
+TEST_P(BillingTest, DenialsCarryTheirReasonAndMoveNothing) {
   import("default", "86;China;0.10\n882;Satellite;BLOCKED\n");
   account("rich", "100.00");
   account("poor", "0.05");
@@ -147,7 +173,7 @@ TEST_F(BillingTest, DenialsCarryTheirReasonAndMoveNothing) {
   for (const auto* id : {"rich", "poor", "off"}) EXPECT_TRUE(reserved(id).is_zero()) << id;
 }
 
-TEST_F(BillingTest, PinOrRegisteredNumberGuardsAnAccountWithASecret) {
+TEST_P(BillingTest, PinOrRegisteredNumberGuardsAnAccountWithASecret) {
   import("default", "86;China;0.10\n");
   Account a{.id = "pin", .currency = cny, .balance = cny_amount("5.00"), .secret_hash = hash_secret("4711").value()};
   a.caller_numbers.push_back(number("13800138000"));
@@ -162,7 +188,7 @@ TEST_F(BillingTest, PinOrRegisteredNumberGuardsAnAccountWithASecret) {
   EXPECT_EQ(stranger->reason, DenialReason::bad_secret);
 }
 
-TEST_F(BillingTest, SecretsAreHashedWithScryptAndCheckedExactly) {
+TEST_P(BillingTest, SecretsAreHashedWithScryptAndCheckedExactly) {
   const auto hash = hash_secret("correct horse").value();
   EXPECT_EQ(hash.rfind("scrypt$14$8$1$", 0), 0u);
   EXPECT_EQ(hash.find("correct"), std::string::npos);
@@ -173,7 +199,7 @@ TEST_F(BillingTest, SecretsAreHashedWithScryptAndCheckedExactly) {
   EXPECT_FALSE(hash_secret(""));
 }
 
-TEST_F(BillingTest, BillingLegATooChargesBothRates) {
+TEST_P(BillingTest, BillingLegATooChargesBothRates) {
   auto both = open_billing({.bill_leg_a = true});
   import("default", "86;China;0.10\n86138;China mobile;0.05\n", both.get());
   account("123", "1.50");
@@ -183,7 +209,7 @@ TEST_F(BillingTest, BillingLegATooChargesBothRates) {
   EXPECT_EQ(both->settle(a.reservation, 60s).value(), cny_amount("0.15"));
 }
 
-TEST_F(BillingTest, ImportIsAllOrNothingAndSwapsTheDeck) {
+TEST_P(BillingTest, ImportIsAllOrNothingAndSwapsTheDeck) {
   import("default", "86;China;0.10\n");
   std::istringstream bad("86;China;0.20\n87;Bad;x\n");
   auto report = billing->import_rates("default", bad, cny);
@@ -191,11 +217,10 @@ TEST_F(BillingTest, ImportIsAllOrNothingAndSwapsTheDeck) {
   EXPECT_EQ(report.error().field, "line 2");
   // Nothing changed: neither the deck in memory nor the table.
   EXPECT_EQ(billing->rate("default", number("861234567"), {})->price_per_minute, cny_amount("0.10"));
-  SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
-  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM rate").getInt(), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM rate"), 1);
   import("default", "86;China;0.20\n8610;Beijing;0.30\n");
   EXPECT_EQ(billing->rate("default", number("861234567"), {})->price_per_minute, cny_amount("0.20"));
-  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM rate").getInt(), 2);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM rate"), 2);
   // Reopening reads the decks back from the database.
   billing.reset();
   billing = open_billing({});
@@ -203,7 +228,7 @@ TEST_F(BillingTest, ImportIsAllOrNothingAndSwapsTheDeck) {
   EXPECT_EQ(billing->tariffs()->at(0).rates, 2u);
 }
 
-TEST_F(BillingTest, SqlMetacharactersInNamesAreJustText) {
+TEST_P(BillingTest, SqlMetacharactersInNamesAreJustText) {
   const std::string evil = "x'); DROP TABLE rate; --";
   import("default", "86;\"" + evil + "\";0.10\n");
   EXPECT_EQ(billing->rates("default", "", 0)->at(0).description, evil);
@@ -211,7 +236,7 @@ TEST_F(BillingTest, SqlMetacharactersInNamesAreJustText) {
   EXPECT_EQ(billing->import_rates("a'b", in, cny).error().field, "tariff");
 }
 
-TEST_F(BillingTest, ConcurrentAuthorizationsNeverSpendTheSameMoneyTwice) {
+TEST_P(BillingTest, ConcurrentAuthorizationsNeverSpendTheSameMoneyTwice) {
   // The balance covers exactly 10 calls of the longest allowed length (60 s at 1.00/min).
   auto capped = open_billing({.max_call = 60s});
   import("default", "86;China;1.00\n", capped.get());
@@ -258,11 +283,10 @@ TEST_F(BillingTest, ConcurrentAuthorizationsNeverSpendTheSameMoneyTwice) {
   EXPECT_EQ(sum, after);
   // Settled: 1, 21, 41, 61 (capped at 60), 81 (capped) seconds -> 1+1+1+1+1 minutes.
   EXPECT_EQ(after, cny_amount("5.00"));
-  SQLite::Database db((dir / "callback.db").string(), SQLite::OPEN_READONLY);
-  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM reservation WHERE status = 'open'").getInt(), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM reservation WHERE status = 'open'"), 0);
 }
 
-TEST_F(BillingTest, CampaignPoliciesAreCheckedPerCallerNumber) {
+TEST_P(BillingTest, CampaignPoliciesAreCheckedPerCallerNumber) {
   ASSERT_TRUE(billing->put_campaign({.id = "free", .limit = 300s, .uses_per_day = 2}));
   ASSERT_TRUE(billing->put_campaign({.id = "once", .limit = 120s, .once_ever = true}));
   ASSERT_TRUE(billing->put_campaign({.id = "gap", .limit = 60s, .min_hours_between = 24}));
@@ -297,7 +321,7 @@ TEST_F(BillingTest, CampaignPoliciesAreCheckedPerCallerNumber) {
 
 // --- toll-fraud controls (issue #10, item 4) ------------------------------------------------
 
-TEST_F(BillingTest, CampaignCallsConsultTheDeckAndTheDenyLists) {
+TEST_P(BillingTest, CampaignCallsConsultTheDeckAndTheDenyLists) {
   // The free page's campaign dialled a BLOCKED range and premium ranges: now the deck and
   // the default deny list (881, 882, 883, 979, 1900, 1976) apply to campaigns too.
   import("default", "0;No such number;BLOCKED\n86;China;0.10\n1;NANP;0.05\n");
@@ -328,7 +352,7 @@ TEST_F(BillingTest, CampaignCallsConsultTheDeckAndTheDenyLists) {
   EXPECT_TRUE(campaign("861055556666", "t7").allowed);
 }
 
-TEST_F(BillingTest, PayerPoliciesAllowAndDenyPrefixes) {
+TEST_P(BillingTest, PayerPoliciesAllowAndDenyPrefixes) {
   import("default", "86;China;0.10\n44;UK;0.20\n");
   account("123", "50.00");
   ASSERT_TRUE(billing->put_policy({.payer = AccountId{"123"}, .allow_prefixes = {"86", "44"}, .deny_prefixes = {"8610"}}));
@@ -347,7 +371,7 @@ TEST_F(BillingTest, PayerPoliciesAllowAndDenyPrefixes) {
   EXPECT_EQ(billing->put_policy({.payer = AccountId{"123"}, .max_concurrent = -1}).error().field, "max_concurrent");
 }
 
-TEST_F(BillingTest, ConcurrentCallsAreLimitedPerAccountAndPerCampaign) {
+TEST_P(BillingTest, ConcurrentCallsAreLimitedPerAccountAndPerCampaign) {
   import("default", "86;China;0.10\n");
   account("123", "50.00");
   ASSERT_TRUE(billing->put_campaign({.id = "free", .limit = 60s}));
@@ -368,7 +392,7 @@ TEST_F(BillingTest, ConcurrentCallsAreLimitedPerAccountAndPerCampaign) {
   EXPECT_EQ(campaign("13800000002", "f2").reason, DenialReason::too_many_calls);
 }
 
-TEST_F(BillingTest, CostPerCallAndSpendPerDayCutOrRefuseTheCall) {
+TEST_P(BillingTest, CostPerCallAndSpendPerDayCutOrRefuseTheCall) {
   import("default", "86;China;0.60\n");  // 0.01 a second, 60/60
   account("123", "100.00");
   ASSERT_TRUE(billing->put_policy({.payer = AccountId{"123"}, .max_call_cost = cny_amount("1.20"),
@@ -395,7 +419,7 @@ TEST_F(BillingTest, CostPerCallAndSpendPerDayCutOrRefuseTheCall) {
 
 // --- reservations that fit the call (issue #10, item 6) ------------------------------------
 
-TEST_F(BillingTest, AReservationHoldsNoMoreThanTheCallsLimit) {
+TEST_P(BillingTest, AReservationHoldsNoMoreThanTheCallsLimit) {
   // A call with a limit of 60 s held the account's whole 1.00 (1,000 s) and blocked the rest.
   import("default", "86;China;0.06;1/1\n");  // 0.001 a second
   account("123", "1.00");
@@ -407,7 +431,7 @@ TEST_F(BillingTest, AReservationHoldsNoMoreThanTheCallsLimit) {
   EXPECT_TRUE(b.allowed) << b.message;  // the rest of the money is still there
 }
 
-TEST_F(BillingTest, SlicesAreExtendedUntilTheMoneyRunsOut) {
+TEST_P(BillingTest, SlicesAreExtendedUntilTheMoneyRunsOut) {
   auto sliced = open_billing({.debit_interval = 60s});
   import("default", "86;China;0.06;1/1\n", sliced.get());  // 0.001 a second
   account("123", "0.15");  // 150 s
@@ -427,7 +451,7 @@ TEST_F(BillingTest, SlicesAreExtendedUntilTheMoneyRunsOut) {
   EXPECT_EQ(sliced->extend(a.reservation, 240s).error().code, "reservation_ended");
 }
 
-TEST_F(BillingTest, AThousandSlicedCallsOnOneAccountNeverSpendMoreThanItHas) {
+TEST_P(BillingTest, AThousandSlicedCallsOnOneAccountNeverSpendMoreThanItHas) {
   auto sliced = open_billing({.debit_interval = 60s});
   import("default", "86;China;0.06;1/1\n", sliced.get());  // 0.001 a second
   account("shared", "10.00");                              // 10,000 s of talk
@@ -479,7 +503,7 @@ TEST_F(BillingTest, AThousandSlicedCallsOnOneAccountNeverSpendMoreThanItHas) {
 
 // --- one number, however it is written (issue #10, item 5) ----------------------------------
 
-TEST_F(BillingTest, CampaignUsesCountTheNumberNotItsSpelling) {
+TEST_P(BillingTest, CampaignUsesCountTheNumberNotItsSpelling) {
   ASSERT_TRUE(billing->put_campaign({.id = "free", .limit = 60s, .uses_per_day = 1}));
   int allowed = 0;
   int call = 0;
@@ -498,7 +522,7 @@ TEST_F(BillingTest, CampaignUsesCountTheNumberNotItsSpelling) {
   EXPECT_EQ(allowed, 1);
 }
 
-TEST_F(BillingTest, CallerStatisticsFollowTheCdrs) {
+TEST_P(BillingTest, CallerStatisticsFollowTheCdrs) {
   auto cdr = [](LegRole leg, std::string src, std::string dst, Disposition d, std::int64_t billsec) {
     Cdr c;
     c.leg = leg;
@@ -523,5 +547,10 @@ TEST_F(BillingTest, CallerStatisticsFollowTheCdrs) {
   EXPECT_EQ(stats[0].talk_seconds, 61);
   ASSERT_TRUE(stats[0].last_call);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, BillingTest, ::testing::Values(Backend::sqlite, Backend::postgres),
+                         [](const ::testing::TestParamInfo<Backend>& param) {
+                           return param.param == Backend::sqlite ? "Sqlite" : "Postgres";
+                         });
 
 }  // namespace

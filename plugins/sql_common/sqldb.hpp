@@ -1,0 +1,100 @@
+#pragma once
+// One small statement interface over both databases, so that code whose logic is the same
+// on each backend (billing) is written once. It has SQLiteCpp's shape: `?` placeholders
+// numbered from 1, bind, executeStep, getColumn, exec. The PostgreSQL side numbers the
+// placeholders ($1, $2 ...), prepares each text once per connection, and runs the statement
+// at the first step. SQL that must differ says so with tokens replaced at prepare time:
+//   {lock}   "" on SQLite (its writer already holds the whole database), " FOR UPDATE" on
+//            PostgreSQL (the row stays this transaction's until it ends, on every node).
+// Only the connection's own thread uses it.
+#include <callback/account.hpp>
+#include <callback/cdr.hpp>
+
+#include <charconv>
+#include <cstdint>
+#include <stdexcept>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace callback::sqldb {
+
+class Column {
+ public:
+  Column(std::optional<std::string> text) : text_(std::move(text)) {}  // NOLINT
+  [[nodiscard]] bool isNull() const { return !text_; }
+  [[nodiscard]] std::string getString() const { return text_ ? *text_ : std::string(); }
+  [[nodiscard]] std::int64_t getInt64() const {
+    if (!text_) return 0;
+    std::int64_t value = 0;
+    if (std::from_chars(text_->data(), text_->data() + text_->size(), value).ec != std::errc{}) {
+      throw std::runtime_error("not an integer: " + *text_);
+    }
+    return value;
+  }
+  [[nodiscard]] int getInt() const { return static_cast<int>(getInt64()); }
+
+ private:
+  std::optional<std::string> text_;
+};
+
+class Statement {
+ public:
+  virtual ~Statement() = default;
+  virtual void bind(int index, std::int64_t value) = 0;
+  void bind(int index, int value) { bind(index, static_cast<std::int64_t>(value)); }
+  virtual void bind(int index, const std::string& value) = 0;
+  void bind(int index, const char* value) { bind(index, std::string(value)); }
+  void bindNoCopy(int index, const std::string& value) { bind(index, value); }
+  virtual void bind(int index) = 0;  // NULL
+  // The next row; false when there is none.
+  virtual bool executeStep() = 0;
+  [[nodiscard]] virtual Column getColumn(int index) = 0;
+  // Runs a statement that returns no rows; the number of rows it changed.
+  virtual int exec() = 0;
+  // Ready to run again, bindings cleared. Never throws.
+  virtual void reset() noexcept = 0;
+};
+
+class Database {
+ public:
+  virtual ~Database() = default;
+  // Compiled once per connection and SQL text (the text must live as long as the program:
+  // a literal), reset for this use.
+  virtual Statement& prepared(const char* sql) = 0;
+  virtual std::unique_ptr<Statement> statement(const std::string& sql) = 0;
+  // Statements without parameters or results: BEGIN, COMMIT, ROLLBACK, SAVEPOINT ...
+  virtual void exec(const std::string& sql) = 0;
+  // A transaction that will write: SQLite takes the write lock at once (IMMEDIATE).
+  virtual void begin_write() = 0;
+  // Before a transaction: connects again if the connection broke (a restarted server).
+  // Throws when it cannot.
+  virtual void ensure_connected() {}
+  // Every prepared statement is reset (before a COMMIT or ROLLBACK).
+  virtual void reset_statements() noexcept = 0;
+  // Inserts `rows` rows into `table` in the open transaction, as fast as this database
+  // can (SQLite: one prepared statement and a larger page cache meanwhile; PostgreSQL:
+  // COPY). `fill(i, values)` gives row i, one value (or NULL) per column.
+  using Row = std::vector<std::optional<std::string>>;
+  virtual void bulk_insert(const std::string& table, const std::vector<std::string>& columns, std::size_t rows,
+                           const std::function<void(std::size_t, Row&)>& fill) = 0;
+};
+
+// Posts a ledger entry inside the open transaction, by LedgerStore::post's rules: a
+// non-empty reference once per account and kind (a retry gets the first entry back and
+// moves nothing; another amount: Exception "reference_reused"), the balance moved by an
+// increment, never a balance read before and written back. The one way money moves on
+// every backend: the stores' post and billing's settle use it. `currency` is the account's
+// (checked by the caller). On PostgreSQL the caller holds the account's row lock.
+LedgerEntry post_ledger(Database& db, const LedgerEntry& entry, const Currency& currency);
+
+// Counts an appended CDR in caller_stats (CallerStats says how), in the appender's
+// transaction.
+void count_caller(Database& db, const Cdr& cdr);
+
+// caller_stats' rows: one number's, or all (number empty) busiest first; limit 0: all.
+std::vector<CallerStats> read_caller_stats(Database& db, const std::string& number, std::size_t limit);
+
+}  // namespace callback::sqldb
