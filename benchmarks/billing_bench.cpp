@@ -8,6 +8,8 @@
 #include <callback/rate_deck.hpp>
 #include "sqlite_billing.hpp"
 #include "sqlite_store.hpp"
+#include "postgres_billing.hpp"
+#include "postgres_store.hpp"
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
@@ -153,16 +155,29 @@ std::string sync_mode() {
   return mode != nullptr ? mode : "full";
 }
 
+// CALLBACK_BENCH_PG: a libpq conninfo of an empty database; then billing and its accounts
+// are on PostgreSQL (benchmarks/pg_billing.sh starts one and runs both backends).
+const char* postgres_conninfo() {
+  const char* conninfo = std::getenv("CALLBACK_BENCH_PG");
+  return conninfo != nullptr && *conninfo != '\0' ? conninfo : nullptr;
+}
+
 struct BillingFixture {
   std::filesystem::path dir;
-  std::unique_ptr<store_sqlite::SqliteStore> store;
+  std::unique_ptr<Store> store;
   std::unique_ptr<SqliteBilling> billing;
   BillingFixture() {
     dir = std::filesystem::temp_directory_path() / ("callback-billing-bench-" + std::to_string(getpid()));
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
-    store = store_sqlite::SqliteStore::open({.path = dir / "callback.db"}).value();
-    billing = open_billing({.path = dir / "callback.db", .synchronous = sync_mode()}, {}).value();
+    if (const char* conninfo = postgres_conninfo()) {
+      store = store_postgres::PostgresStore::open({.conninfo = conninfo}).value();
+      const char* writers = std::getenv("CALLBACK_BENCH_PG_WRITERS");  // the plugin's "writers"
+      billing = billing_postgres::open_billing(conninfo, {}, writers != nullptr ? std::stoul(writers) : 4).value();
+    } else {
+      store = store_sqlite::SqliteStore::open({.path = dir / "callback.db"}).value();
+      billing = open_billing({.path = dir / "callback.db", .synchronous = sync_mode()}, {}).value();
+    }
     const auto cny = Currency::of("CNY").value();
     std::istringstream deck("86;China;0.10\n1;USA;0.02\n");
     (void)billing->import_rates("default", deck, cny).value();

@@ -80,9 +80,9 @@ std::string today(Timestamp at) { return now_text(at).substr(0, 10); }
 
 }  // namespace
 
-SqlBilling::SqlBilling(BillingRules rules, std::unique_ptr<sqldb::Database> database)
-    : options_(std::move(rules)), database_(std::move(database)) {
-  writer_ = std::thread([this] { writer_loop(); });
+SqlBilling::SqlBilling(BillingRules rules, std::vector<std::unique_ptr<sqldb::Database>> connections)
+    : options_(std::move(rules)), connections_(std::move(connections)), queues_(connections_.size()) {
+  for (std::size_t i = 0; i < connections_.size(); ++i) writers_.emplace_back([this, i] { writer_loop(i); });
 }
 
 SqlBilling::~SqlBilling() {
@@ -91,11 +91,13 @@ SqlBilling::~SqlBilling() {
     stopping_ = true;
   }
   queue_ready_.notify_all();
-  writer_.join();
+  for (auto& writer : writers_) writer.join();
 }
 
-Result<std::unique_ptr<SqlBilling>> SqlBilling::open(BillingRules rules, std::unique_ptr<sqldb::Database> database) {
-  std::unique_ptr<SqlBilling> billing(new SqlBilling(std::move(rules), std::move(database)));
+Result<std::unique_ptr<SqlBilling>> SqlBilling::open(BillingRules rules,
+                                                     std::vector<std::unique_ptr<sqldb::Database>> connections) {
+  if (connections.empty()) return Error{"config.value", "billing needs at least one connection", "connections"};
+  std::unique_ptr<SqlBilling> billing(new SqlBilling(std::move(rules), std::move(connections)));
   if (auto ok = billing->load_decks(); !ok) return ok.error();
   return billing;
 }
@@ -160,36 +162,58 @@ std::optional<Rate> SqlBilling::rate(const std::string& tariff, const PhoneNumbe
 
 // --- the writer: one connection, group commit ------------------------------------------
 
-Status SqlBilling::write(Operation op) {
+Status SqlBilling::write(Operation op, std::size_t writer) {
   std::promise<Status> promise;
   auto done = promise.get_future();
-  write_async(std::move(op), [&promise](Status status) { promise.set_value(std::move(status)); });
+  write_async(std::move(op), [&promise](Status status) { promise.set_value(std::move(status)); }, writer);
   return done.get();
 }
 
-void SqlBilling::write_async(Operation op, std::function<void(Status)> committed) {
+void SqlBilling::write_async(Operation op, std::function<void(Status)> committed, std::size_t writer) {
   {
     std::lock_guard lock(queue_mutex_);
     if (!stopping_) {
-      queue_.push_back({std::move(op), std::move(committed)});
+      queues_[writer % queues_.size()].push_back({std::move(op), std::move(committed)});
       committed = nullptr;
     }
   }
   if (committed) return committed(Error{"billing_stopped", "billing is shutting down", {}});
-  queue_ready_.notify_one();
+  if (queues_.size() == 1) {
+    queue_ready_.notify_one();
+  } else {
+    queue_ready_.notify_all();  // the writer it is for
+  }
 }
 
-void SqlBilling::writer_loop() {
-  sqldb::Database& db = *database_;
+std::size_t SqlBilling::writer_for(const Payer& payer) {
+  if (queues_.size() == 1) return 0;
+  const auto* account = std::get_if<AccountId>(&payer);
+  const std::string& id = account != nullptr ? account->value : std::get<CampaignId>(payer).value;
+  return std::hash<std::string>{}(id) % queues_.size();
+}
+
+std::size_t SqlBilling::writer_of(const std::string& reservation, bool ends) {
+  if (queues_.size() == 1) return 0;
+  std::lock_guard lock(queue_mutex_);
+  auto found = reservation_writers_.find(reservation);
+  if (found == reservation_writers_.end()) return 0;  // authorized before a restart: any writer is right, one is safe
+  const std::size_t writer = found->second;
+  if (ends) reservation_writers_.erase(found);
+  return writer;
+}
+
+void SqlBilling::writer_loop(std::size_t index) {
+  sqldb::Database& db = *connections_[index];
+  std::deque<Job>& queue = queues_[index];
   std::vector<Job> batch;
   while (true) {
     {
       std::unique_lock lock(queue_mutex_);
-      queue_ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, nothing left
-      while (!queue_.empty() && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      queue_ready_.wait(lock, [&] { return stopping_ || !queue.empty(); });
+      if (queue.empty()) return;  // stopping, nothing left
+      while (!queue.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue.front()));
+        queue.pop_front();
       }
     }
     std::vector<Status> results(batch.size(), ok_status());
@@ -546,19 +570,27 @@ Money SqlBilling::spent_today(sqldb::Database& db, const Payer& payer, Timestamp
 }
 
 Result<Authorization> SqlBilling::authorize(const AuthorizationRequest& request) {
-  auto out = std::make_shared<Authorization>();
-  auto written = write(authorize_op(request, out));
-  if (!written) return Error{"billing_unavailable", written.error().message, {}}.as(ErrorKind::unavailable);
-  return *out;
+  std::promise<Result<Authorization>> promise;
+  auto answer = promise.get_future();
+  authorize_async(request, [&promise](Result<Authorization> result) { promise.set_value(std::move(result)); });
+  return answer.get();
 }
 
 void SqlBilling::authorize_async(const AuthorizationRequest& request,
                                     std::function<void(Result<Authorization>)> done) {
   auto out = std::make_shared<Authorization>();
-  write_async(authorize_op(request, out), [out, done = std::move(done)](Status written) {
-    if (!written) return done(Error{"billing_unavailable", written.error().message, {}}.as(ErrorKind::unavailable));
-    done(std::move(*out));
-  });
+  const std::size_t writer = writer_for(request.payer);
+  write_async(
+      authorize_op(request, out),
+      [this, out, writer, done = std::move(done)](Status written) {
+        if (!written) return done(Error{"billing_unavailable", written.error().message, {}}.as(ErrorKind::unavailable));
+        if (out->allowed && queues_.size() > 1) {
+          std::lock_guard lock(queue_mutex_);
+          reservation_writers_[out->reservation] = writer;  // its settle goes to the same writer
+        }
+        done(std::move(*out));
+      },
+      writer);
 }
 
 
@@ -690,7 +722,7 @@ SqlBilling::Operation SqlBilling::settle_op(std::string reservation, std::chrono
 Result<Money> SqlBilling::settle(const std::string& reservation, std::chrono::seconds billsec) {
   if (billsec.count() < 0) return Error{"invalid_billsec", "billsec cannot be negative", "billsec"};
   auto out = std::make_shared<Money>();
-  auto written = write(settle_op(reservation, billsec, out));
+  auto written = write(settle_op(reservation, billsec, out), writer_of(reservation, true));
   if (!written) return written.error();
   return *out;
 }
@@ -699,18 +731,24 @@ void SqlBilling::settle_async(const std::string& reservation, std::chrono::secon
                                  std::function<void(Result<Money>)> done) {
   if (billsec.count() < 0) return done(Error{"invalid_billsec", "billsec cannot be negative", "billsec"});
   auto out = std::make_shared<Money>();
-  write_async(settle_op(reservation, billsec, out), [out, done = std::move(done)](Status written) {
-    if (!written) return done(written.error());
-    done(*out);
-  });
+  const std::size_t writer = writer_of(reservation, true);
+  write_async(
+      settle_op(reservation, billsec, out),
+      [out, done = std::move(done)](Status written) {
+        if (!written) return done(written.error());
+        done(*out);
+      },
+      writer);
 }
 
 
 
-Status SqlBilling::release(const std::string& reservation) { return write(release_op(reservation)); }
+Status SqlBilling::release(const std::string& reservation) {
+  return write(release_op(reservation), writer_of(reservation, true));
+}
 
 void SqlBilling::release_async(const std::string& reservation, std::function<void(Status)> done) {
-  write_async(release_op(reservation), std::move(done));
+  write_async(release_op(reservation), std::move(done), writer_of(reservation, true));
 }
 
 SqlBilling::Operation SqlBilling::release_op(std::string reservation) {
@@ -802,7 +840,7 @@ SqlBilling::Operation SqlBilling::extend_op(std::string reservation, std::chrono
 
 Result<std::chrono::seconds> SqlBilling::extend(const std::string& reservation, std::chrono::seconds wanted) {
   auto out = std::make_shared<std::chrono::seconds>(0);
-  auto written = write(extend_op(reservation, wanted, out));
+  auto written = write(extend_op(reservation, wanted, out), writer_of(reservation, false));
   if (!written) return written.error();
   return *out;
 }
@@ -810,10 +848,14 @@ Result<std::chrono::seconds> SqlBilling::extend(const std::string& reservation, 
 void SqlBilling::extend_async(const std::string& reservation, std::chrono::seconds wanted,
                                  std::function<void(Result<std::chrono::seconds>)> done) {
   auto out = std::make_shared<std::chrono::seconds>(0);
-  write_async(extend_op(reservation, wanted, out), [out, done = std::move(done)](Status written) {
-    if (!written) return done(written.error());
-    done(*out);
-  });
+  const std::size_t writer = writer_of(reservation, false);
+  write_async(
+      extend_op(reservation, wanted, out),
+      [out, done = std::move(done)](Status written) {
+        if (!written) return done(written.error());
+        done(*out);
+      },
+      writer);
 }
 
 // --- payers' policies -------------------------------------------------------------------

@@ -26,6 +26,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -51,9 +52,11 @@ struct BillingRules {
 
 class SqlBilling : public Billing, Rater, Authorizer, BillingAdmin {
  public:
-  // Takes the database (migrated by its plugin) and reads the decks from it.
-  [[nodiscard]] static Result<std::unique_ptr<SqlBilling>> open(BillingRules rules,
-                                                                std::unique_ptr<sqldb::Database> database);
+  // Takes the database (migrated by its plugin) and reads the decks from it. One writer
+  // thread per connection given: SQLite has one writer anyway; on PostgreSQL several
+  // commit their groups side by side (the row locks keep one account's operations in turn).
+  [[nodiscard]] static Result<std::unique_ptr<SqlBilling>> open(
+      BillingRules rules, std::vector<std::unique_ptr<sqldb::Database>> connections);
   ~SqlBilling() override;
 
   Rater& rater() override { return *this; }
@@ -91,15 +94,21 @@ class SqlBilling : public Billing, Rater, Authorizer, BillingAdmin {
   [[nodiscard]] std::shared_ptr<const RateDeck> deck(const std::string& tariff) const;
 
  private:
-  SqlBilling(BillingRules rules, std::unique_ptr<sqldb::Database> database);
+  SqlBilling(BillingRules rules, std::vector<std::unique_ptr<sqldb::Database>> connections);
   [[nodiscard]] Timestamp now() const {
     return options_.clock != nullptr ? options_.clock->now() : std::chrono::system_clock::now();
   }
   using Operation = std::function<void(sqldb::Database&)>;
-  // Runs `op` inside the next group transaction on the writer thread; waits for the commit.
-  Status write(Operation op);
+  // Runs `op` inside the next group transaction on writer `writer`'s thread; waits for
+  // the commit.
+  Status write(Operation op, std::size_t writer = 0);
   // The same without waiting: `committed` runs on the writer thread after the commit.
-  void write_async(Operation op, std::function<void(Status)> committed);
+  void write_async(Operation op, std::function<void(Status)> committed, std::size_t writer = 0);
+  // Which writer works for a payer, and for a reservation (the one that authorized it: all
+  // the operations on one account go through one writer, so the rows they lock are never
+  // held by two of this process's groups at once, in two orders).
+  std::size_t writer_for(const Payer& payer);
+  std::size_t writer_of(const std::string& reservation, bool ends);
   // The work of an authorization / settlement, filling `out` (run by the writer).
   Operation authorize_op(AuthorizationRequest request, std::shared_ptr<Authorization> out);
   Operation settle_op(std::string reservation, std::chrono::seconds billsec, std::shared_ptr<Money> out);
@@ -109,11 +118,11 @@ class SqlBilling : public Billing, Rater, Authorizer, BillingAdmin {
   static PayerPolicy read_policy(sqldb::Database& db, const Payer& payer);
   static Money spent_today(sqldb::Database& db, const Payer& payer, Timestamp now, const Currency& currency,
                            const std::string& except);
-  void writer_loop();
+  void writer_loop(std::size_t index);
   Status load_decks();
 
   BillingRules options_;
-  std::unique_ptr<sqldb::Database> database_;  // the writer's alone
+  std::vector<std::unique_ptr<sqldb::Database>> connections_;  // one per writer, its alone
   mutable std::mutex decks_mutex_;
   std::map<std::string, std::shared_ptr<const RateDeck>, std::less<>> decks_;  // guarded by decks_mutex_
 
@@ -123,9 +132,10 @@ class SqlBilling : public Billing, Rater, Authorizer, BillingAdmin {
   };
   std::mutex queue_mutex_;
   std::condition_variable queue_ready_;
-  std::deque<Job> queue_;
+  std::vector<std::deque<Job>> queues_;  // one per writer; guarded by queue_mutex_
+  std::unordered_map<std::string, std::size_t> reservation_writers_;  // open reservations' writers; the same
   bool stopping_ = false;
-  std::thread writer_;
+  std::vector<std::thread> writers_;
 };
 
 }  // namespace callback::billing_sql

@@ -19,6 +19,10 @@ class Factory final : public PluginFactory {
         {.name = "conninfo", .type = OptionType::string, .default_value = "",
          .description = "libpq connection string; empty: the store's (callback.store.postgres's conninfo)",
          .secret = true},
+        {.name = "writers", .type = OptionType::integer, .default_value = 4,
+         .description = "connections that commit billing's operations side by side, each in groups (one "
+                        "account's operations always through the same one)",
+         .min = 1, .max = 64},
     };
     for (auto& spec : billing_sql::rule_options()) specs.push_back(std::move(spec));
     return specs;
@@ -36,7 +40,8 @@ class Factory final : public PluginFactory {
                               "billing.plugin"});
       }
     }
-    auto billing = open_billing(conninfo, billing_sql::read_rules(args));
+    auto billing = open_billing(conninfo, billing_sql::read_rules(args),
+                                static_cast<std::size_t>(args.options.integer("writers")));
     if (!billing) throw Exception(billing.error());
     return std::move(*billing);
   }

@@ -11,7 +11,9 @@ using billing_sql::BillingRules;
 using PostgresBilling = billing_sql::SqlBilling;
 
 // Connects, migrates and starts billing on the database.
-[[nodiscard]] Result<std::unique_ptr<PostgresBilling>> open_billing(const std::string& conninfo, BillingRules rules);
+// `writers` connections commit operations side by side.
+[[nodiscard]] Result<std::unique_ptr<PostgresBilling>> open_billing(const std::string& conninfo, BillingRules rules,
+                                                                    std::size_t writers = 4);
 
 // Whether a store's location() is a PostgreSQL connection string (keywords or a URI), not a file.
 [[nodiscard]] bool is_conninfo(const std::string& location);

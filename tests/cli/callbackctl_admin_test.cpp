@@ -1,4 +1,5 @@
 // callbackctl's operator commands on a database of the test's own (CALLBACK_DATA_DIR).
+#include "postgres.hpp"
 #include "run_command.hpp"
 #include "sqlite_store.hpp"
 #include <callback/timestamp.hpp>
@@ -129,6 +130,43 @@ TEST_F(AdminTest, BillingWithoutAPathUsesTheStoresFile) {
   SQLite::Database db(mine, SQLite::OPEN_READONLY);
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM rate").getInt(), 1);
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM account").getInt(), 1);
+}
+
+// The PostgreSQL backend is one config away: the store and billing plugins share the
+// server (billing takes the store's conninfo), and every command works on it. A billing
+// of the other backend is refused by name instead of writing a file called "host=...".
+TEST_F(AdminTest, ThePostgresBackendIsOneConfigAwayAndItsPartsCannotBeMixed) {
+  callback::test::PostgresDatabase database;
+  const auto store = R"({"store": {"plugin": "callback.store.postgres", "config": {"conninfo": ")" +
+                     database.conninfo() + R"("}}, )";
+  const auto config = write("pg.json", store + R"("billing": {"plugin": "callback.billing.postgres"}})");
+  auto add = ctl("--config " + config + " accounts add 123 --balance 5.00 --number 13800138000");
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  ASSERT_EQ(ctl("--config " + config + " accounts topup 123 1.50 --reference pay-1").exit_code, 0);
+  ASSERT_EQ(ctl("--config " + config + " accounts topup 123 1.50 --reference pay-1").exit_code, 0) << "a retry";
+  const auto deck = write("deck.csv", "86;China;0.10\n8610;Beijing;0.05\n");
+  auto import = ctl("--config " + config + " rates import default " + deck);
+  ASSERT_EQ(import.exit_code, 0) << import.err;
+  auto show = ctl("--config " + config + " accounts show 123");
+  EXPECT_NE(show.out.find("balance    6.50 CNY"), std::string::npos) << show.out << show.err;
+  auto rates = ctl("--config " + config + " rates list default");
+  EXPECT_NE(rates.out.find("8610"), std::string::npos) << rates.out << rates.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "callback.db")) << "no SQLite file anywhere";
+  callback::pg::Connection conn(database.conninfo());
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM rate").integer(0, 0), 2);
+  EXPECT_EQ(conn.exec("SELECT balance_micros FROM account WHERE id = '123'").integer(0, 0), 6'500'000);
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM ledger WHERE account_id = '123'").integer(0, 0), 2);
+
+  const auto mixed = write("mixed.json", store + R"("billing": {"plugin": "callback.billing.sqlite"}})");
+  auto refused = ctl("--config " + mixed + " rates list default");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("use callback.billing.postgres"), std::string::npos) << refused.err;
+  const auto other = write("other.json", R"({"store": {"plugin": "callback.store.sqlite"}, "billing": {"plugin": )"
+                                         R"("callback.billing.postgres"}})");
+  refused = ctl("--config " + other + " rates list default");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("use callback.billing.sqlite"), std::string::npos) << refused.err;
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM account").integer(0, 0), 1) << "nothing more was written";
 }
 
 TEST_F(AdminTest, CdrListAndStreamingCsvExportAndStats) {

@@ -286,6 +286,64 @@ TEST_P(BillingTest, ConcurrentAuthorizationsNeverSpendTheSameMoneyTwice) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM reservation WHERE status = 'open'"), 0);
 }
 
+// Several nodes, each with its own billing on the one database, authorize on one account
+// at once and settle each other's calls (a node that took over another's): the account
+// is never promised more than it has, each call is charged once, and the ledger adds up.
+TEST_P(BillingTest, ThreeNodesOnOneAccountNeverSpendMoreThanItHasAndSettleEachOthersCalls) {
+  std::vector<std::unique_ptr<SqliteBilling>> nodes;
+  for (int n = 0; n < 3; ++n) nodes.push_back(open_billing({.max_call = 60s}));
+  import("default", "86;China;1.00\n", nodes[0].get());
+  for (auto& node : nodes) {
+    std::istringstream deck("86;China;1.00\n");  // each node's deck in memory (its import reloads it)
+    ASSERT_TRUE(node->import_rates("default", deck, cny));
+  }
+  account("shared", "10.00");  // 10 calls of 60 s at 1.00/min
+  std::vector<Authorization> results(300);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 30; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; i < 300; i += 30) {
+        auto& node = *nodes[static_cast<std::size_t>(i) % nodes.size()];
+        auto a = node.authorize({AccountId{"shared"}, number("13800138000"), number("861234567"),
+                                 "n" + std::to_string(i), {}});
+        ASSERT_TRUE(a) << a.error().describe();
+        results[static_cast<std::size_t>(i)] = *a;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<std::size_t> granted;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (results[i].allowed) {
+      granted.push_back(i);
+    } else {
+      EXPECT_EQ(results[i].reason, DenialReason::insufficient_balance) << results[i].message;
+    }
+  }
+  ASSERT_EQ(granted.size(), 10u);
+  EXPECT_EQ(reserved("shared"), cny_amount("10.00"));
+  // Each call is settled by the next node (not the one that authorized it), twice at once:
+  // once is charged.
+  threads.clear();
+  std::atomic<int> failed{0};
+  for (const std::size_t i : granted) {
+    for (int twice = 0; twice < 2; ++twice) {
+      threads.emplace_back([&, i] {
+        auto& node = *nodes[(i + 1) % nodes.size()];
+        if (!node.settle(results[i].reservation, 61s)) ++failed;
+      });
+    }
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_TRUE(reserved("shared").is_zero());
+  EXPECT_EQ(balance("shared"), cny_amount("0.00")) << "10 calls of 60 s (61 s capped at the reserved minute)";
+  Money sum = Money::zero(cny);
+  for (const auto& e : store->ledger().entries("shared").value()) sum += e.amount;
+  EXPECT_EQ(sum, balance("shared"));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM ledger WHERE kind = 'call_charge'"), 10);
+}
+
 TEST_P(BillingTest, CampaignPoliciesAreCheckedPerCallerNumber) {
   ASSERT_TRUE(billing->put_campaign({.id = "free", .limit = 300s, .uses_per_day = 2}));
   ASSERT_TRUE(billing->put_campaign({.id = "once", .limit = 120s, .once_ever = true}));
