@@ -36,8 +36,14 @@ void healthz(State& s, Exchange& x) {
   s.runtime.context()
       .metrics.gauge("callback_engine_connections", "Asterisk servers logged in")
       .set(static_cast<std::int64_t>(connected));
-  const bool healthy = connected > 0 && s.runtime.accepting();
+  // The database: a server (PostgreSQL) may be away while calls go on; they settle when it
+  // is back (the service retries with the same references).
+  const Status database = s.runtime.store().health();
+  json::object db{{"ok", database.ok()}};
+  if (!database) db["detail"] = database.error().message;
+  const bool healthy = connected > 0 && s.runtime.accepting() && database.ok();
   json::object body{{"status", healthy ? "ok" : "degraded"},
+                    {"database", std::move(db)},
                     {"accepting", s.runtime.accepting()},
                     {"engines", json::object{{"connected", connected},
                                              {"configured", status.servers.size()},

@@ -2,6 +2,9 @@
 
 #include <callback/timestamp.hpp>
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <charconv>
 
 namespace callback::pg {
@@ -268,6 +271,23 @@ Connection::~Connection() {
   if (conn_ != nullptr) PQfinish(conn_);
 }
 
+bool Connection::alive() {
+  if (!ok() || PQtransactionStatus(conn_) != PQTRANS_IDLE) return ok();
+  // Never blocks: reads what the server sent while this connection was idle. A session
+  // it ended (a restart, an administrator) sent its goodbye and hung up: the goodbye is
+  // read first, the end of the stream next.
+  for (int i = 0; i < 2 && ok(); ++i) {
+    if (PQconsumeInput(conn_) == 0) return false;
+  }
+  if (!ok()) return false;
+  // Nothing is expected while idle; anything is the server saying it is gone.
+  const int socket = PQsocket(conn_);
+  if (socket < 0) return false;
+  char byte;
+  const auto peeked = ::recv(socket, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return !(peeked == 0 || (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK));
+}
+
 std::string Connection::where() const {
   if (conn_ == nullptr) return "(not connected)";
   const std::string host = PQhost(conn_) != nullptr ? PQhost(conn_) : "";
@@ -351,10 +371,11 @@ Result<std::shared_ptr<Pool>> Pool::open(PoolOptions options) {
 Pool::Lease Pool::acquire() {
   std::unique_lock lock(mutex_);
   freed_.wait(lock, [this] { return !idle_.empty() || open_ < options_.size; });
-  if (!idle_.empty()) {
+  while (!idle_.empty()) {
     auto conn = std::move(idle_.back());
     idle_.pop_back();
-    return Lease(conn.release(), Release{this});
+    if (conn->alive()) return Lease(conn.release(), Release{this});
+    --open_;  // ended by the server while idle: a new one instead
   }
   ++open_;
   lock.unlock();

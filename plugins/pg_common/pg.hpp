@@ -104,6 +104,9 @@ class Connection {
   // Runs SQL text without parameters, possibly several statements (migrations).
   void script(const std::string& sql);
   [[nodiscard]] bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+  // ok(), after reading what the server sent meanwhile without waiting: a server that
+  // ended this session (a restart, an administrator) is noticed before the next use.
+  [[nodiscard]] bool alive();
   // Where it is connected, without the password: "callback@127.0.0.1:5432/callback".
   [[nodiscard]] std::string where() const;
   [[nodiscard]] PGconn* raw() const { return conn_; }

@@ -112,7 +112,7 @@ void PgDatabase::reset_statements() noexcept {
 }
 
 void PgDatabase::ensure_connected() {
-  if (conn_->ok() || !owned_) return;
+  if (conn_->alive() || !owned_) return;
   // The server restarted or the network went: a new connection, whose statements are
   // compiled again.
   reset_statements();

@@ -72,6 +72,13 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::open(const PostgresOptions
 
 PostgresStore::~PostgresStore() { writer_.stop(); }
 
+Status PostgresStore::health() {
+  return pg::with_connection(*pool_, "PostgreSQL " + pool_->where() + " does not answer", [](Connection& conn) -> Status {
+    conn.exec("SELECT 1");
+    return ok_status();
+  });
+}
+
 // --- CDRs and the journal ----------------------------------------------------------------
 
 Status PostgresStore::append(std::span<Cdr> cdrs) { return write(cdrs, {}); }

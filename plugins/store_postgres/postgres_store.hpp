@@ -37,6 +37,8 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   // The connection string: the PostgreSQL billing uses it when not told otherwise.
   [[nodiscard]] std::string location() const override { return pool_->conninfo(); }
   [[nodiscard]] const std::string& where() const { return pool_->where(); }
+  // SELECT 1 on a pooled connection (a new one if the last broke).
+  [[nodiscard]] Status health() override;
 
   // CdrStore
   Status append(std::span<Cdr> cdrs) override;

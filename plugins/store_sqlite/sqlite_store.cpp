@@ -295,7 +295,10 @@ Status SqliteStore::create(const Account& account) {
   if (!emails) return emails.error();
   std::lock_guard lock(mutex_);
   try {
-    SQLite::Transaction transaction(*db_);
+    // IMMEDIATE: it reads before it writes, and another process may be creating too; a
+    // read transaction that then wants to write is refused at once (SQLITE_BUSY), a
+    // writer's lock taken first waits in the busy handler.
+    SQLite::Transaction transaction(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement exists(*db_, "SELECT 1 FROM account WHERE id = ?");
     exists.bind(1, account.id);
     if (exists.executeStep()) {

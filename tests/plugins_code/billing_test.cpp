@@ -606,6 +606,35 @@ TEST_P(BillingTest, CallerStatisticsFollowTheCdrs) {
   ASSERT_TRUE(stats[0].last_call);
 }
 
+// PostgreSQL's own: the database goes away between a call's authorization and its end.
+// The settlement fails (nothing moves), and once the database is back the retry (the
+// service retries with the same reservation) charges the call once.
+TEST(PostgresBilling, ASettlementDuringAnOutageFailsWholeAndItsRetryChargesOnce) {
+  test::PostgresDatabase database;
+  auto store = store_postgres::PostgresStore::open({.conninfo = database.conninfo()}).value();
+  auto billing = billing_postgres::open_billing(database.conninfo(), {.debit_interval = 0s}).value();
+  std::istringstream deck("86;China;0.10\n");
+  ASSERT_TRUE(billing->import_rates("default", deck, cny));
+  ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = cny_amount("5.00")}));
+  auto a = billing->authorize({AccountId{"123"}, number("13800138000"), number("861234567"), "cb-1", {}}).value();
+  ASSERT_TRUE(a.allowed);
+  database.cut();
+  auto lost = billing->settle(a.reservation, 61s);
+  ASSERT_FALSE(lost);
+  auto refused = billing->authorize({AccountId{"123"}, number("13800138000"), number("861234567"), "cb-2", {}});
+  ASSERT_FALSE(refused) << "no decision without the database";
+  EXPECT_EQ(refused.error().kind, ErrorKind::unavailable);
+  database.back();
+  auto charged = billing->settle(a.reservation, 61s);
+  ASSERT_TRUE(charged) << charged.error().describe();
+  EXPECT_EQ(*charged, cny_amount("0.20"));
+  EXPECT_EQ(billing->settle(a.reservation, 61s).value(), cny_amount("0.20")) << "settled: the same answer";
+  auto account = store->accounts().find("123").value().value();
+  EXPECT_EQ(account.balance, cny_amount("4.80"));
+  EXPECT_TRUE(account.reserved.is_zero());
+  EXPECT_EQ(store->ledger().entries("123").value().size(), 2u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BillingTest, ::testing::Values(Backend::sqlite, Backend::postgres),
                          [](const ::testing::TestParamInfo<Backend>& param) {
                            return param.param == Backend::sqlite ? "Sqlite" : "Postgres";

@@ -539,6 +539,33 @@ TEST_P(StoreTest, TwoConnectionsRegisteringOneNumberAtOnceGiveItToOneAccount) {
   EXPECT_EQ(store->accounts().find_by_number(mobile).value()->caller_numbers.size(), 1u);
 }
 
+// PostgreSQL's own: the database going away is an error (for /healthz and for each
+// operation), never a crash; the pool connects again once it is back, and the writes
+// retried then are whole.
+TEST(PostgresStore, AnOutageIsAnErrorAndTheStoreConnectsAgainWhenTheDatabaseIsBack) {
+  test::PostgresDatabase database;
+  auto store = PostgresStore::open({.conninfo = database.conninfo()}).value();
+  ASSERT_TRUE(store->health());
+  ASSERT_TRUE(store->accounts().create({.id = "123", .currency = cny, .balance = cny_amount("5.00")}));
+  database.cut();
+  auto down = store->health();
+  ASSERT_FALSE(down);
+  EXPECT_EQ(down.error().kind, ErrorKind::internal);
+  EXPECT_NE(down.error().message.find("does not answer"), std::string::npos) << down.error().message;
+  const LedgerEntry topup{.account_id = "123", .amount = cny_amount("1.00"), .kind = LedgerKind::topup,
+                          .reference = "pay-1"};
+  EXPECT_FALSE(store->ledger().post(topup));
+  Cdr cdr = test::sample_cdr("cb-1", "111", Timestamp{});
+  EXPECT_FALSE(store->cdrs().append(cdr));
+  database.back();
+  EXPECT_TRUE(store->health()) << "a new connection";
+  ASSERT_TRUE(store->ledger().post(topup)) << "the retry";
+  ASSERT_TRUE(store->ledger().post(topup)) << "and once more: the same reference";
+  ASSERT_TRUE(store->cdrs().append(cdr));
+  EXPECT_EQ(store->accounts().find("123").value()->balance, cny_amount("6.00"));
+  EXPECT_EQ(store->ledger().entries("123").value().size(), 2u);
+}
+
 // PostgreSQL's own: a server that cannot be reached is an error that names it and never
 // the password.
 TEST(PostgresStore, AnUnreachableServerIsAnErrorNamingItButNotThePassword) {

@@ -1259,6 +1259,7 @@ TEST_F(RestApiTest, HealthAndMetrics) {
   EXPECT_EQ(health.headers["connection"], "Keep-Alive");
   EXPECT_EQ(request("GET", "/healthz", {}, {"Connection: close"}, false).headers["connection"], "Close");
   EXPECT_EQ(health.json().at("engines").at("connected").as_int64(), 1);
+  EXPECT_TRUE(health.json().at("database").at("ok").as_bool()) << "the embedded file is always there";
   conforms(health, "Health");
   const std::string id = post_callback("1001", "3001", R"("campaign": "free")");
   (void)events("/v1/callbacks/" + id + "/events");  // to its end

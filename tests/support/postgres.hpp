@@ -32,6 +32,7 @@ class PostgresDatabase {
   }
   ~PostgresDatabase() {
     try {
+      back();
       pg::Connection(server_ + " dbname=postgres").script("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
     } catch (...) {
       // the server went (postgres.sh stop removes everything anyway)
@@ -41,6 +42,15 @@ class PostgresDatabase {
   PostgresDatabase& operator=(const PostgresDatabase&) = delete;
 
   [[nodiscard]] std::string conninfo() const { return server_ + " dbname=" + name_; }
+
+  // An outage of this database alone: new connections are refused and the open ones cut,
+  // as when its server goes away; back() ends it.
+  void cut() {
+    pg::Connection admin(server_ + " dbname=postgres");
+    admin.script("ALTER DATABASE " + name_ + " ALLOW_CONNECTIONS false");
+    admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", {name_});
+  }
+  void back() { pg::Connection(server_ + " dbname=postgres").script("ALTER DATABASE " + name_ + " ALLOW_CONNECTIONS true"); }
   [[nodiscard]] const std::string& server() const { return server_; }
   [[nodiscard]] const std::string& name() const { return name_; }
 

@@ -153,6 +153,9 @@ class CALLBACK_EXPORT Store : public Component {
   // other parts (its billing) use it when not told otherwise, so that one path in the
   // config places them all.
   [[nodiscard]] virtual std::string location() const { return {}; }
+  // Whether the database answers now (/healthz shows it): an Error saying why not. A
+  // server's backend asks it; the default (an embedded file) is always there.
+  [[nodiscard]] virtual Status health() { return ok_status(); }
 };
 
 }  // namespace callback
