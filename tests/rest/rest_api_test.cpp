@@ -2,6 +2,7 @@
 // against the Asterisk fake, the RestServer on a free port, and libcurl as the client.
 #include "api_keys.hpp"
 #include "fake_asterisk.hpp"
+#include "postgres.hpp"
 #include "raw_http.hpp"
 #include "server.hpp"
 #include "sqlite_store.hpp"
@@ -810,6 +811,49 @@ TEST_F(RestApiTest, AnAccountCallIsChargedAndTheRateIsVisible) {
   ASSERT_EQ(stats.status, 200) << stats.body;
   conforms(stats, "CallerStatsList");
   EXPECT_EQ(stats.json().at("stats").at(0).at("attempts").as_int64(), 1);
+}
+
+// The same service on the PostgreSQL backend (one config block each for the store and
+// billing): callbacks run, are charged once each, and their records, journal and keys are
+// in the shared database.
+TEST_F(RestApiTest, CallbacksRunOnThePostgresBackendAsOnTheEmbeddedOne) {
+  test::PostgresDatabase database;
+  server->stop();
+  runtime->stop(std::chrono::seconds{0});
+  server.reset();
+  runtime.reset();
+  for (const char* file : {"callback.db", "callback.db-wal", "callback.db-shm"}) std::filesystem::remove(dir / file);
+  start([&](ServiceConfig& config) {
+    config.store = ComponentConfig{.plugin = "callback.store.postgres",
+                                   .config = json::object{{"conninfo", database.conninfo()}}, .path = "store"};
+    config.billing = ComponentConfig{.plugin = "callback.billing.postgres", .config = json::object{}, .path = "billing"};
+  });
+  add_account("rich", "10.00");
+  std::vector<std::string> ids;
+  for (const char* caller : {"1001", "1003", "1004", "1006"}) {  // at once
+    ids.push_back(post_callback(caller, "1002", R"("account": "rich", "limit_seconds": 30)"));
+    ASSERT_FALSE(ids.back().empty());
+  }
+  Money charged = Money::zero(Currency::of("CNY").value());
+  for (const auto& id : ids) {
+    auto [states, last] = events("/v1/callbacks/" + id + "/events");
+    EXPECT_EQ(states.back(), "completed");
+    ASSERT_TRUE(last.at("cost").is_object()) << json::serialize(last);
+    charged += Money::parse(std::string(last.at("cost").at("amount").as_string()), charged.currency()).value();
+  }
+  EXPECT_FALSE(charged.is_zero());
+  auto account = request("GET", "/v1/accounts/rich");
+  ASSERT_EQ(account.status, 200) << account.body;
+  EXPECT_EQ(account.json().at("balance").as_string(), (Money::parse("10.00", charged.currency()).value() - charged).format());
+  EXPECT_EQ(account.json().at("reserved").as_string(), "0.00");
+  auto health = request("GET", "/healthz", {}, {}, false);
+  EXPECT_TRUE(health.json().at("database").at("ok").as_bool()) << health.body;
+  pg::Connection conn(database.conninfo());
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM ledger WHERE account_id = 'rich' AND kind = 'call_charge'").integer(0, 0), 4);
+  EXPECT_EQ(conn.exec("SELECT count(DISTINCT callback_id) FROM cdr").integer(0, 0), 4);
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM callback_journal WHERE final").integer(0, 0), 4);
+  EXPECT_EQ(conn.exec("SELECT count(*) FROM api_key").integer(0, 0), 1) << "the test's key";
+  EXPECT_FALSE(std::filesystem::exists(dir / "callback.db")) << "no SQLite file";
 }
 
 TEST_F(RestApiTest, OperatorsCreateAccountsTopThemUpAndImportDecks) {
