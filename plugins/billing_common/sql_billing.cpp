@@ -700,14 +700,13 @@ SqlBilling::Operation SqlBilling::settle_op(std::string reservation, std::chrono
     // Never more than was reserved: the reservation is the promise that the balance holds.
     if (cost.micros() > amount) cost = Money::from_micros(amount, currency);
     // The charge goes through the ledger's one way of moving money (an increment, the call
-    // as its reference: posted once), then the hold ends.
-    sqldb::post_ledger(db, {.account_id = account_id, .amount = -cost, .kind = LedgerKind::call_charge, .reference = call_id,
-                   .note = std::to_string(billsec.count()) + " s", .at = parse_time(now)},
-                  currency);
-    sqldb::Statement& release = db.prepared("UPDATE account SET reserved_micros = reserved_micros - ? WHERE id = ?");
-    release.bind(1, amount);
-    release.bindNoCopy(2, account_id);
-    release.exec();
+    // as its reference), and the hold ends in the same update. The reference is new: this
+    // is the call's one reservation (its id is the call's), found open under its lock, and
+    // the charge and the reservation's end commit together, so no lookup is needed.
+    sqldb::post_ledger(db,
+                       {.account_id = account_id, .amount = -cost, .kind = LedgerKind::call_charge,
+                        .reference = call_id, .note = std::to_string(billsec.count()) + " s", .at = parse_time(now)},
+                       currency, {.first = true, .release_reserved = amount});
     sqldb::Statement& end = db.prepared("UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = ? "
                               "WHERE id = ?");
     end.bindNoCopy(1, now);

@@ -80,6 +80,10 @@ class Rows {
   [[nodiscard]] std::string text(int row, int column) const {
     return {PQgetvalue(result_.get(), row, column), static_cast<std::size_t>(PQgetlength(result_.get(), row, column))};
   }
+  // The value where it lies, valid as long as these rows.
+  [[nodiscard]] std::string_view view(int row, int column) const {
+    return {PQgetvalue(result_.get(), row, column), static_cast<std::size_t>(PQgetlength(result_.get(), row, column))};
+  }
   [[nodiscard]] std::int64_t integer(int row, int column) const;
   [[nodiscard]] bool boolean(int row, int column) const { return text(row, column) == "t"; }
   [[nodiscard]] Timestamp time(int row, int column) const { return parse_time(text(row, column)); }

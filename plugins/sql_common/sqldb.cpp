@@ -4,16 +4,16 @@
 
 namespace callback::sqldb {
 
-LedgerEntry post_ledger(Database& db, const LedgerEntry& entry, const Currency& currency) {
+LedgerEntry post_ledger(Database& db, const LedgerEntry& entry, const Currency& currency, Posting how) {
   LedgerEntry stored = entry;
   const std::string kind(to_string(entry.kind));
-  if (!entry.reference.empty()) {
+  if (!entry.reference.empty() && !how.first) {
     Statement& first = db.prepared(
         "SELECT id, amount_micros, note, at, balance_after_micros FROM ledger WHERE account_id = ? AND kind = ? "
         "AND reference = ? ORDER BY id LIMIT 1");
-    first.bind(1, entry.account_id);
-    first.bind(2, kind);
-    first.bind(3, entry.reference);
+    first.bindNoCopy(1, entry.account_id);
+    first.bindNoCopy(2, kind);
+    first.bindNoCopy(3, entry.reference);
     if (first.executeStep()) {
       const auto amount = first.getColumn(1).getInt64();
       if (amount != entry.amount.micros()) {
@@ -33,10 +33,12 @@ LedgerEntry post_ledger(Database& db, const LedgerEntry& entry, const Currency& 
     first.reset();
   }
   if (stored.at == Timestamp{}) stored.at = std::chrono::system_clock::now();
-  Statement& update =
-      db.prepared("UPDATE account SET balance_micros = balance_micros + ? WHERE id = ? RETURNING balance_micros");
+  Statement& update = db.prepared(
+      "UPDATE account SET balance_micros = balance_micros + ?, reserved_micros = reserved_micros - ? WHERE id = ? "
+      "RETURNING balance_micros");
   update.bind(1, entry.amount.micros());
-  update.bind(2, entry.account_id);
+  update.bind(2, how.release_reserved);
+  update.bindNoCopy(3, entry.account_id);
   if (!update.executeStep()) {
     throw Exception(Error{"unknown_account", "no account " + entry.account_id, "account_id"}.as(ErrorKind::not_found));
   }
@@ -45,11 +47,11 @@ LedgerEntry post_ledger(Database& db, const LedgerEntry& entry, const Currency& 
   Statement& insert = db.prepared(
       "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, balance_after_micros) "
       "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id");
-  insert.bind(1, entry.account_id);
+  insert.bindNoCopy(1, entry.account_id);
   insert.bind(2, entry.amount.micros());
-  insert.bind(3, kind);
-  insert.bind(4, entry.reference);
-  insert.bind(5, entry.note);
+  insert.bindNoCopy(3, kind);
+  insert.bindNoCopy(4, entry.reference);
+  insert.bindNoCopy(5, entry.note);
   insert.bind(6, format_timestamp(stored.at));
   insert.bind(7, stored.balance_after.micros());
   if (!insert.executeStep()) throw Exception(Error{"store_failed", "the ledger gave no id", {}});

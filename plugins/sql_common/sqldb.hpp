@@ -21,23 +21,45 @@
 
 namespace callback::sqldb {
 
+// One value of the current row, read where it lies (valid until the statement steps on or
+// is reset): no copy unless getString() is asked for.
 class Column {
  public:
-  Column(std::optional<std::string> text) : text_(std::move(text)) {}  // NOLINT
-  [[nodiscard]] bool isNull() const { return !text_; }
-  [[nodiscard]] std::string getString() const { return text_ ? *text_ : std::string(); }
+  static Column null() { return Column(); }
+  static Column text(const char* data, std::size_t size) {
+    Column c;
+    c.kind_ = Kind::text;
+    c.data_ = data;
+    c.size_ = size;
+    return c;
+  }
+  static Column integer(std::int64_t value) {
+    Column c;
+    c.kind_ = Kind::integer;
+    c.value_ = value;
+    return c;
+  }
+  [[nodiscard]] bool isNull() const { return kind_ == Kind::null; }
+  [[nodiscard]] std::string getString() const {
+    if (kind_ == Kind::integer) return std::to_string(value_);
+    return kind_ == Kind::text ? std::string(data_, size_) : std::string();
+  }
   [[nodiscard]] std::int64_t getInt64() const {
-    if (!text_) return 0;
+    if (kind_ != Kind::text) return value_;
     std::int64_t value = 0;
-    if (std::from_chars(text_->data(), text_->data() + text_->size(), value).ec != std::errc{}) {
-      throw std::runtime_error("not an integer: " + *text_);
+    if (std::from_chars(data_, data_ + size_, value).ec != std::errc{}) {
+      throw std::runtime_error("not an integer: " + std::string(data_, size_));
     }
     return value;
   }
   [[nodiscard]] int getInt() const { return static_cast<int>(getInt64()); }
 
  private:
-  std::optional<std::string> text_;
+  enum class Kind { null, text, integer };
+  Kind kind_ = Kind::null;
+  const char* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::int64_t value_ = 0;
 };
 
 class Statement {
@@ -47,7 +69,8 @@ class Statement {
   void bind(int index, int value) { bind(index, static_cast<std::int64_t>(value)); }
   virtual void bind(int index, const std::string& value) = 0;
   void bind(int index, const char* value) { bind(index, std::string(value)); }
-  void bindNoCopy(int index, const std::string& value) { bind(index, value); }
+  // `value` stays as it is until the statement has run (SQLite then reads it in place).
+  virtual void bindNoCopy(int index, const std::string& value) { bind(index, value); }
   virtual void bind(int index) = 0;  // NULL
   // The next row; false when there is none.
   virtual bool executeStep() = 0;
@@ -88,7 +111,14 @@ class Database {
 // increment, never a balance read before and written back. The one way money moves on
 // every backend: the stores' post and billing's settle use it. `currency` is the account's
 // (checked by the caller). On PostgreSQL the caller holds the account's row lock.
-LedgerEntry post_ledger(Database& db, const LedgerEntry& entry, const Currency& currency);
+struct Posting {
+  // The caller knows the reference was never posted (a settlement of a reservation it
+  // found open, under its lock, in this transaction): no lookup.
+  bool first = false;
+  // Micros of the account's hold released in the same update (a settlement ends its hold).
+  std::int64_t release_reserved = 0;
+};
+LedgerEntry post_ledger(Database& db, const LedgerEntry& entry, const Currency& currency, Posting how = {});
 
 // Counts an appended CDR in caller_stats (CallerStats says how), in the appender's
 // transaction.

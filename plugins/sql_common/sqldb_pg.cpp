@@ -37,8 +37,9 @@ class PgStatement final : public Statement {
   }
   Column getColumn(int index) override {
     if (!rows_ || row_ < 0 || row_ >= rows_->size()) throw pg::Failure("no row to read", "", false);
-    if (rows_->null(row_, index)) return Column(std::nullopt);
-    return Column(rows_->text(row_, index));
+    if (rows_->null(row_, index)) return Column::null();
+    const auto text = rows_->view(row_, index);
+    return Column::text(text.data(), text.size());
   }
   int exec() override {
     run();

@@ -1,5 +1,7 @@
 #include "sqldb_sqlite.hpp"
 
+#include <sqlite3.h>
+
 
 namespace callback::sqldb {
 
@@ -15,12 +17,16 @@ class SqliteStatement final : public Statement {
   SqliteStatement(SQLite::Database& db, const std::string& sql) : statement_(db, with_tokens(sql)) {}
   void bind(int index, std::int64_t value) override { statement_.bind(index, value); }
   void bind(int index, const std::string& value) override { statement_.bind(index, value); }
+  void bindNoCopy(int index, const std::string& value) override { statement_.bindNoCopy(index, value); }
   void bind(int index) override { statement_.bind(index); }
   bool executeStep() override { return statement_.executeStep(); }
   Column getColumn(int index) override {
-    auto column = statement_.getColumn(index);
-    if (column.isNull()) return Column(std::nullopt);
-    return Column(column.getString());
+    const auto column = statement_.getColumn(index);
+    switch (column.getType()) {
+      case SQLITE_NULL: return Column::null();
+      case SQLITE_INTEGER: return Column::integer(column.getInt64());
+      default: return Column::text(column.getText(), static_cast<std::size_t>(column.getBytes()));
+    }
   }
   int exec() override { return statement_.exec(); }
   void reset() noexcept override {

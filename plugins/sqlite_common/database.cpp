@@ -235,6 +235,9 @@ CREATE INDEX account_email_account ON account_email (account_id);
 DROP TRIGGER IF EXISTS cdr_caller_attempt;
 DROP TRIGGER IF EXISTS cdr_caller_talk;
 )sql"},
+    {11, "the ledger found by reference (a posting's retry is looked up, not scanned for)", R"sql(
+CREATE INDEX IF NOT EXISTS ledger_reference ON ledger (account_id, kind, reference) WHERE reference <> '';
+)sql"},
 };
 // Versions ascend; the last is the latest (numbers are handed out per branch, so one may be missing).
 static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);

@@ -23,7 +23,7 @@ namespace callback::sqlite {
 // else $XDG_DATA_HOME/callback/callback.db (~/.local/share/callback/callback.db).
 [[nodiscard]] std::filesystem::path default_database_path();
 
-inline constexpr int latest_schema_version = 10;
+inline constexpr int latest_schema_version = 11;
 
 struct DatabaseOptions {
   std::filesystem::path path;        // empty: default_database_path()
