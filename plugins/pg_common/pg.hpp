@@ -77,13 +77,11 @@ class Rows {
   [[nodiscard]] int size() const { return PQntuples(result_.get()); }
   [[nodiscard]] bool empty() const { return size() == 0; }
   [[nodiscard]] bool null(int row, int column) const { return PQgetisnull(result_.get(), row, column) != 0; }
-  [[nodiscard]] std::string text(int row, int column) const {
-    return {PQgetvalue(result_.get(), row, column), static_cast<std::size_t>(PQgetlength(result_.get(), row, column))};
-  }
   // The value where it lies, valid as long as these rows.
   [[nodiscard]] std::string_view view(int row, int column) const {
     return {PQgetvalue(result_.get(), row, column), static_cast<std::size_t>(PQgetlength(result_.get(), row, column))};
   }
+  [[nodiscard]] std::string text(int row, int column) const { return std::string(view(row, column)); }
   [[nodiscard]] std::int64_t integer(int row, int column) const;
   [[nodiscard]] bool boolean(int row, int column) const { return text(row, column) == "t"; }
   [[nodiscard]] Timestamp time(int row, int column) const { return parse_time(text(row, column)); }

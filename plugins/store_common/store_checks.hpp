@@ -54,8 +54,8 @@ inline Error number_taken(const std::string& digits, const std::string& owner) {
   return Error{"number_taken", "+" + digits + " is registered to account " + owner, "numbers"}.as(ErrorKind::conflict);
 }
 
-inline Error email_taken(const std::string& email, const std::string& owner, const std::string& account) {
-  if (owner == account) return Error{"duplicate_email", email + " is given twice", "emails"};
+// An address another account has (one given twice is normalized_emails' error).
+inline Error email_taken(const std::string& email, const std::string& owner) {
   return Error{"email_taken", email + " is registered to account " + owner, "emails"}.as(ErrorKind::conflict);
 }
 

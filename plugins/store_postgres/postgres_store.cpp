@@ -341,7 +341,7 @@ Status PostgresStore::create(const Account& account) {
           "WHERE email = $1 AND NOT EXISTS (SELECT 1 FROM added)",
           {email, account.id});
       if (owner.empty() || owner.text(0, 0) != account.id) {
-        return store_common::email_taken(email, owner.empty() ? "(another)" : owner.text(0, 0), account.id);
+        return store_common::email_taken(email, owner.empty() ? "(another)" : owner.text(0, 0));
       }
     }
     if (!account.balance.is_zero()) {

@@ -341,7 +341,7 @@ Status SqliteStore::create(const Account& account) {
     for (const auto& normal : *emails) {
       email_taken.bind(1, normal);
       if (email_taken.executeStep()) {
-        return store_common::email_taken(normal, email_taken.getColumn(0).getString(), account.id);
+        return store_common::email_taken(normal, email_taken.getColumn(0).getString());
       }
       email_taken.reset();
       email.bind(1, normal);
