@@ -3,15 +3,65 @@
 #include "state.hpp"
 
 #include <callback/callback_request.hpp>
+#include <callback/json.hpp>
 
 #include <boost/json.hpp>
+
+#include <algorithm>
+#include <set>
 
 namespace callback::rest {
 
 namespace json = boost::json;
 
+namespace {
+
+// A journal entry as the registry shows a callback.
+std::optional<Snapshot> snapshot_of(const JournalEntry& entry) {
+  auto event = CallbackService::journaled_event(entry);
+  if (!event) return std::nullopt;
+  Snapshot snapshot{.id = entry.id,
+                    .json = json::serialize(to_json(*event)),
+                    .state = event->call.state(),
+                    .created_at = event->call.created_at(),
+                    .owner = entry.client,
+                    .remote = true};
+  const auto& metadata = event->call.request().metadata;
+  if (auto m = metadata.find("status_callback"); m != metadata.end()) snapshot.webhook_url = m->second;
+  return snapshot;
+}
+
+}  // namespace
+
+CallJournal* RestServer::State::shared_journal() const {
+  CallJournal* journal = runtime.store().journal();
+  return journal != nullptr && journal->shared() ? journal : nullptr;
+}
+
+std::optional<Snapshot> RestServer::State::from_journal(const std::string& id) const {
+  CallJournal* journal = shared_journal();
+  if (journal == nullptr) return std::nullopt;
+  auto entry = journal->entry(id);
+  if (!entry || !*entry) return std::nullopt;
+  return snapshot_of(**entry);
+}
+
+void RestServer::State::on_journal_notice(const JournalNotice& notice) {
+  if (notice.kind == JournalNotice::Kind::cancel) return;  // the node's Cluster acts on those
+  auto followed = registry.remote_ids();
+  if (followed.empty()) return;
+  if (notice.kind == JournalNotice::Kind::changed) {
+    std::set<std::string> changed(notice.ids.begin(), notice.ids.end());
+    std::erase_if(followed, [&](const std::string& id) { return !changed.contains(id); });
+  }
+  for (const auto& id : followed) {
+    if (auto snapshot = from_journal(id)) registry.remote_changed(*snapshot);
+  }
+}
+
 std::optional<Snapshot> RestServer::State::visible(const std::string& id, const ApiKeyInfo* key) const {
   auto snapshot = registry.find(id);
+  if (!snapshot) snapshot = from_journal(id);  // another node's
   if (snapshot && key != nullptr && key->scope != KeyScope::admin && snapshot->owner != key->id) return std::nullopt;
   return snapshot;
 }
@@ -102,6 +152,7 @@ void post_callback(State& s, Exchange& x) {
     s.accepting.observe(std::chrono::steady_clock::now() - started);
     if (!id) return s.reply(*response, error_reply(id.error()));
     auto snapshot = s.registry.find(*id);
+    if (!snapshot) snapshot = s.from_journal(*id);  // an idempotency key another node had
     Reply r{Code::Accepted, snapshot ? snapshot->json : json::serialize(json::object{{"id", *id}})};
     r.headers.emplace_back("Location", "/v1/callbacks/" + *id);
     s.reply(*response, std::move(r));
@@ -121,7 +172,26 @@ void list_callbacks(State& s, Exchange& x) {
   std::string body = "{\"callbacks\":[";
   bool first = true;
   const auto owner = x.key->scope == KeyScope::admin ? std::nullopt : std::optional<std::string>(x.key->id);
-  for (const auto& snapshot : s.registry.list(state, since->value_or(Timestamp{}), *limit, owner)) {
+  auto listed = s.registry.list(state, since->value_or(Timestamp{}), *limit, owner);
+  if (CallJournal* journal = s.shared_journal()) {
+    // Every node's, from the shared journal; this node's own as it knows them (fresher).
+    auto entries = journal->list({.state = state ? std::string(to_string(*state)) : std::string(),
+                                  .since = since->value_or(Timestamp{}),
+                                  .client = owner.value_or(std::string()),
+                                  .limit = *limit});
+    if (!entries) return s.fail(x, entries.error());
+    std::set<std::string> known;
+    for (const auto& snapshot : listed) known.insert(snapshot.id);
+    for (const auto& entry : *entries) {
+      if (known.contains(entry.id)) continue;
+      if (auto snapshot = snapshot_of(entry)) listed.push_back(std::move(*snapshot));
+    }
+    std::sort(listed.begin(), listed.end(), [](const Snapshot& a, const Snapshot& b) {
+      return a.created_at != b.created_at ? a.created_at > b.created_at : a.id > b.id;
+    });
+    if (listed.size() > *limit) listed.resize(*limit);
+  }
+  for (const auto& snapshot : listed) {
     if (!first) body += ',';
     first = false;
     body += snapshot.json;
@@ -144,6 +214,12 @@ void cancel_callback(State& s, Exchange& x) {
     return s.fail(x, Error{"already_final",
                            "callback " + id + " already ended (" + std::string(to_string(snapshot->state)) + ")", "id"}
                          .as(ErrorKind::conflict));
+  }
+  if (snapshot->remote) {
+    // Another node runs it: the journal asks that node (LISTEN/NOTIFY), which cancels it.
+    auto asked = s.shared_journal()->ask_cancel(id);
+    if (!asked) return s.fail(x, asked.error());
+    return s.reply(x, Reply{Code::Accepted, std::move(snapshot->json)});
   }
   s.runtime.post([&s, id, response = x.response] {
     if (auto ok = s.runtime.service().cancel(id); !ok) {  // it ended since the check above

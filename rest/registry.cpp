@@ -17,6 +17,7 @@ void CallRegistry::on_call_event(const CallEvent& event) {
   {
     std::unique_lock lock(mutex_);
     Entry& entry = entries_[event.call.id()];
+    entry.snapshot.remote = false;  // ours now (taken over), if it was another node's
     entry.snapshot.id = event.call.id();
     entry.snapshot.json = std::move(json);
     entry.snapshot.state = event.call.state();
@@ -74,6 +75,54 @@ std::vector<Snapshot> CallRegistry::list(std::optional<CallState> state, Timesta
   });
   if (out.size() > limit) out.resize(limit);
   return out;
+}
+
+void CallRegistry::follow_remote(Snapshot snapshot, std::shared_ptr<Subscriber> subscriber) {
+  {
+    std::unique_lock lock(mutex_);
+    auto [it, added] = entries_.try_emplace(snapshot.id);
+    if (added) {
+      snapshot.remote = true;
+      it->second.snapshot = std::move(snapshot);
+    }
+    const Snapshot& now = it->second.snapshot;
+    if (subscriber->send(first_frame(now.json)) && !is_final(now.state)) {
+      it->second.subscribers.push_back(std::move(subscriber));
+      return;
+    }
+    if (added) entries_.erase(it);
+  }
+  subscriber->close();
+}
+
+void CallRegistry::remote_changed(const Snapshot& snapshot) {
+  std::vector<std::shared_ptr<Subscriber>> to_close;
+  {
+    std::unique_lock lock(mutex_);
+    auto it = entries_.find(snapshot.id);
+    if (it == entries_.end() || !it->second.snapshot.remote) return;  // not followed, or ours now
+    Entry& entry = it->second;
+    if (entry.snapshot.json != snapshot.json) {
+      entry.snapshot = snapshot;
+      entry.snapshot.remote = true;
+      const std::string frame_text = frame(entry.snapshot.json);
+      std::erase_if(entry.subscribers, [&](const auto& s) { return !s->send(frame_text); });
+    }
+    if (is_final(entry.snapshot.state) || entry.subscribers.empty()) {
+      to_close = std::move(entry.subscribers);
+      entries_.erase(it);
+    }
+  }
+  for (auto& s : to_close) s->close();
+}
+
+std::vector<std::string> CallRegistry::remote_ids() const {
+  std::shared_lock lock(mutex_);
+  std::vector<std::string> ids;
+  for (const auto& [id, entry] : entries_) {
+    if (entry.snapshot.remote) ids.push_back(id);
+  }
+  return ids;
 }
 
 void CallRegistry::ping(const std::string& text) {

@@ -30,6 +30,7 @@ struct Snapshot {
   Timestamp created_at{};
   std::string owner;        // request metadata "owner": the API key id ("" for the web page)
   std::string webhook_url;  // request metadata "status_callback"
+  bool remote = false;      // another node runs it: read from the shared journal
 };
 
 class CallRegistry final : public CallObserver {
@@ -44,6 +45,14 @@ class CallRegistry final : public CallObserver {
   // Sends the current snapshot, then every change; closes after the final one. False if
   // the id is unknown.
   bool subscribe(const std::string& id, std::shared_ptr<Subscriber> subscriber);
+  // Several nodes: a callback another node runs, read from the journal, streamed to
+  // `subscriber` from this snapshot on, then at each remote_changed(). Closes at once
+  // if it is final.
+  void follow_remote(Snapshot snapshot, std::shared_ptr<Subscriber> subscriber);
+  // What the journal says of a followed remote callback now: sent if it changed; the
+  // stream closes, and the entry goes, once it is final.
+  void remote_changed(const Snapshot& snapshot);
+  [[nodiscard]] std::vector<std::string> remote_ids() const;
   // Sends `frame` (an SSE comment) to every open stream; forgets those whose client left.
   void ping(const std::string& frame);
   // Hook for status webhooks: every event, with the snapshot it produced.

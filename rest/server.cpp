@@ -327,6 +327,11 @@ Status RestServer::start() {
     endpoint_->setHandler(Pistache::Http::make_handler<Handler>(state_));
     endpoint_->serveThreaded();
     runtime_post_arm();
+    if (CallJournal* journal = state_->shared_journal()) {
+      state_->journal_notices = journal->watch([weak = std::weak_ptr<State>(state_)](const JournalNotice& notice) {
+        if (auto state = weak.lock()) state->on_journal_notice(notice);
+      });
+    }
   } catch (const std::exception& e) {
     endpoint_.reset();
     return Error{"listen_failed",
@@ -347,6 +352,7 @@ std::uint16_t RestServer::port() const { return endpoint_ ? static_cast<std::uin
 bool RestServer::flush_webhooks(std::chrono::milliseconds timeout) { return state_->webhooks.flush(timeout); }
 
 void RestServer::stop() {
+  state_->journal_notices.reset();
   if (endpoint_) {
     state_->runtime.post([weak = std::weak_ptr<State>(state_)] {
       if (auto state = weak.lock()) state->ping_timer.cancel();

@@ -56,7 +56,15 @@ void RestServer::State::stream_events(const std::string& id, ResponseWriter& res
       alive->setIdle(true);  // answered whole: the connection's next request may follow (http_guard.hpp)
     }
   };
-  if (!registry.subscribe(id, subscriber)) subscriber->close();  // gone since the check above
+  if (registry.subscribe(id, subscriber)) return;
+  // Another node's: followed through the shared journal's notices. Read again once
+  // followed, so that a change between the first read and the following is not missed.
+  if (auto remote = from_journal(id)) {
+    registry.follow_remote(*remote, subscriber);
+    if (auto again = from_journal(id)) registry.remote_changed(*again);
+    return;
+  }
+  subscriber->close();  // gone since the check above
 }
 
 }  // namespace callback::rest

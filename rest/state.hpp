@@ -25,6 +25,7 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
   Histogram& handling;   // time in the handler (a POST's wait for the service is in `accepting`)
   Histogram& accepting;  // POST /v1/callbacks: request to 202 (validation, billing, originate)
   TimerHandle ping_timer;  // on the service thread
+  Subscription journal_notices;  // several nodes: the shared journal's changes, for remote streams
 
   State(Runtime& r, ServerOptions o, std::unique_ptr<ApiKeys> k);
 
@@ -46,6 +47,11 @@ struct RestServer::State : std::enable_shared_from_this<RestServer::State> {
   // (404, not 403), so ids are no oracle. No key: a plugin's route checked the client.
   [[nodiscard]] std::optional<Snapshot> visible(const std::string& id, const ApiKeyInfo* key) const;
   [[nodiscard]] static Error no_callback(const std::string& id);
+  // Several nodes: the shared journal, when this node is one of several; else nullptr.
+  [[nodiscard]] CallJournal* shared_journal() const;
+  // A callback as the shared journal has it (another node's), when this node is one of several.
+  [[nodiscard]] std::optional<Snapshot> from_journal(const std::string& id) const;
+  void on_journal_notice(const JournalNotice& notice);
 
   // --- sse.cpp ---
   // Answers with the callback's Server-Sent Events until its final state.

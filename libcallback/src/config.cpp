@@ -4,6 +4,8 @@
 #include <boost/json/parse_options.hpp>
 #include <boost/json/stream_parser.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -263,7 +265,7 @@ Result<ServiceOptions> parse_service(const json::value& value) {
   if (auto ok = check_keys(object, path,
                            {"campaigns", "a_ring_timeout_seconds", "b_ring_timeout_seconds", "warning_before_seconds",
                             "warning_repeat_seconds", "max_duration_seconds", "show_callee_to_caller", "service_number",
-                            "max_in_flight"});
+                            "max_in_flight", "node", "node_lease_seconds"});
       !ok) {
     return ok.error();
   }
@@ -276,6 +278,15 @@ Result<ServiceOptions> parse_service(const json::value& value) {
                                   {"warning_repeat_seconds", &options.warning_repeat, 1},
                                   {"max_duration_seconds", &options.max_duration, 1}}) {
     if (auto ok = seconds_field(object, path, key, *target, min, day); !ok) return ok.error();
+  }
+  if (auto ok = seconds_field(object, path, "node_lease_seconds", options.node_lease, 2, 3600); !ok) return ok.error();
+  if (const auto* v = object.if_contains("node")) {
+    const bool fits = v->is_string() && !v->get_string().empty() && v->get_string().size() <= 64 &&
+                      std::all_of(v->get_string().begin(), v->get_string().end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
+                      });
+    if (!fits) return type_error(path + ".node", "node id: 1 to 64 letters, digits, '.', '_' or '-'", *v);
+    options.node = std::string(v->get_string());
   }
   if (const auto* v = object.if_contains("max_in_flight")) {
     if (!v->is_int64() || v->get_int64() < 0 || v->get_int64() > 10'000'000) {

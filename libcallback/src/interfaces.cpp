@@ -63,6 +63,15 @@ Result<std::optional<Account>> AccountStore::find_by_email(std::string_view emai
 }
 LedgerStore::~LedgerStore() = default;
 CallJournal::~CallJournal() = default;
+RateCounter::~RateCounter() = default;
+
+Result<std::string> CallJournal::ask_cancel(const std::string& id) {
+  return Error{"not_found", "no callback \"" + id + "\" in flight here", "id"}.as(ErrorKind::not_found);
+}
+
+Result<std::vector<JournalEntry>> CallJournal::list(const JournalQuery&) {
+  return Error{"not_supported", "this journal is not listed across nodes", {}};
+}
 ApiKeyStore::~ApiKeyStore() = default;
 Rater::~Rater() = default;
 Authorizer::~Authorizer() = default;

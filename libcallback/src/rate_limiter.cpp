@@ -20,7 +20,15 @@ std::chrono::seconds RateLimiter::wait(const Window& w, Timestamp now) const {
   return std::max(left, std::chrono::seconds{1});
 }
 
+std::optional<std::chrono::seconds> RateLimiter::shared(const std::string& key, Timestamp now, bool count) {
+  if (counter_ == nullptr) return std::nullopt;
+  auto wait = counter_->hit(name_, key, limit_, window_, now, count);
+  if (!wait) return std::nullopt;
+  return *wait;
+}
+
 std::chrono::seconds RateLimiter::hit(const std::string& key, Timestamp now) {
+  if (auto wait = shared(key, now, true)) return *wait;
   std::lock_guard lock(mutex_);
   Window& w = window(key, now);
   if (auto left = wait(w, now); left.count() > 0) return left;
@@ -29,6 +37,7 @@ std::chrono::seconds RateLimiter::hit(const std::string& key, Timestamp now) {
 }
 
 std::chrono::seconds RateLimiter::blocked(const std::string& key, Timestamp now) {
+  if (auto wait = shared(key, now, false)) return *wait;
   std::lock_guard lock(mutex_);
   return wait(window(key, now), now);
 }

@@ -1,5 +1,7 @@
 #include <callback/runtime.hpp>
 
+#include "cluster.hpp"
+
 #include <boost/asio/executor_work_guard.hpp>
 
 #include <algorithm>
@@ -186,9 +188,13 @@ EngineStatus Runtime::wait_for_checks(std::chrono::milliseconds timeout) {
 
 Status Runtime::start() {
   if (started_) return ok_status();
-  // One service owns a journal's calls: a second would follow and bill them again.
-  if (CallJournal* journal = store_->journal()) {
-    if (auto claimed = journal->claim(); !claimed) return claimed;
+  // One service owns a journal's calls: a second would follow and bill them again. With a
+  // node id, one node of several on a shared journal owns the calls it starts.
+  CallJournal* journal = store_->journal();
+  if (journal != nullptr) {
+    if (auto claimed = journal->claim(NodeClaim{config_.service.node, config_.service.node_lease}); !claimed) {
+      return claimed;
+    }
   }
   started_ = true;
   thread_ = std::thread([this] {
@@ -214,6 +220,11 @@ Status Runtime::start() {
                           std::to_string(recovery_.resumed.size()) + " in flight taken up again" +
                           (ids.empty() ? std::string() : " (" + ids + ")"));
     for (const auto& skipped : recovery_.skipped) context_.log.error("callback.runtime", "journal: skipped " + skipped);
+  }
+  if (journal != nullptr && journal->shared()) {
+    cluster_ = std::make_unique<Cluster>(context_, *journal, [this] { return service_.get(); },
+                                         config_.service.node_lease);
+    cluster_->start();
   }
   for (auto& trigger : triggers_) trigger->start(*sink_);
   for (auto& frontend : frontends_) frontend->start(*sink_);
@@ -244,6 +255,7 @@ void Runtime::stop(std::chrono::seconds grace) {
   drain(grace);
   stopped_ = true;
   if (!started_) return;
+  if (cluster_) cluster_->stop();  // takes nothing over any more
   // Whatever is still in flight is settled and recorded by the service's destructor.
   run_on_service_thread([this] {
     engine_->stop();

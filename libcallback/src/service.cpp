@@ -237,6 +237,19 @@ CallbackService::CallbackService(Context& context, Engine& engine, Billing* bill
   observers_.push_back(tracker_.get());
 }
 
+void CallbackService::on_key_taken(const std::string& id, const std::string& other) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  // Another node has a callback under this idempotency key: that one is the answer, and
+  // this one ends before anything was asked of billing or dialed.
+  Done done = std::exchange(it->second->pending_done, nullptr);
+  it->second->journaled = false;
+  refuse(*it->second,
+         Error{"idempotency_key_taken", "the idempotency key names callback " + other + " (on another node)", {}},
+         nullptr);
+  if (done) done(other);
+}
+
 void CallbackService::crash_point(std::string_view point) const {
   if (!crash_at_.empty() && crash_at_ == point) std::raise(SIGKILL);  // as kill -9 would, at a known moment
 }
@@ -334,6 +347,13 @@ namespace {
 // A request the service stopped (a crash) before placing it was not refused by policy: it
 // is shown (the client never got an answer) and its key is free again all the same.
 std::string refusal_outcome(const Error& error) { return error.code == "interrupted" ? "interrupted" : "refused"; }
+
+// Who asked (the front end's "owner" metadata: an API key id), for listings by client.
+std::string client_of(const Call& call) {
+  const auto& metadata = call.request().metadata;
+  auto it = metadata.find("owner");
+  return it == metadata.end() ? std::string() : it->second;
+}
 
 }  // namespace
 
@@ -1229,7 +1249,8 @@ JournalEntry CallbackService::journal_entry(const Active& active, const CallEven
                       .reservation = active.reservation_id,
                       .call = journal::encode(record),
                       .created_at = call.created_at(),
-                      .updated_at = context_.clock.now()};
+                      .updated_at = context_.clock.now(),
+                      .client = client_of(call)};
 }
 
 void CallbackService::write_journal(Active& active, std::function<void()> then, bool refuse_unwritten) {
@@ -1250,6 +1271,9 @@ void CallbackService::write_journal(Active& active, std::function<void()> then, 
                                                  refuse_unwritten] {
                             if (alive.expired()) return;
                             if (written) return then();
+                            if (written.error().code == "idempotency_key_taken") {
+                              return on_key_taken(id, written.error().field);
+                            }
                             context_.log.error("callback.service",
                                                id + ": the callback journal was not written: " + written.error().message);
                             if (!then) return;  // a later write (or the final one) carries it
@@ -1457,7 +1481,47 @@ Result<RecoveryReport> CallbackService::recover() {
   auto open = journal_->open();
   if (!open) return open.error();
   std::vector<Engine::Recovered> lost;
-  for (const auto& entry : *open) {
+  if (auto ok = take_up(*open, report, lost); !ok) return ok.error();
+  // Reservations still open for no callback in flight: their release was on its way
+  // (billing's thread) when the final entry (the store's thread) was written, and the
+  // process stopped between the two. Given back now; nothing else would ever do it.
+  // With several nodes, the others' calls in flight are theirs: only reservations whose
+  // callback ended (or never was journaled) are given back.
+  if (billing_ != nullptr) {
+    auto held = billing_->authorizer().open_reservations();
+    if (!held) return held.error();
+    std::set<std::string> journaled;
+    for (const auto& entry : *open) journaled.insert(entry.id);
+    for (const auto& h : *held) {
+      if (journaled.count(h.call_id) > 0 || active_.count(h.call_id) > 0) continue;
+      if (journal_->shared()) {
+        auto other = journal_->entry(h.call_id);
+        if (!other) return other.error();
+        if (*other && !(*other)->final) continue;  // in flight on another node
+      }
+      context_.log.warning("callback.service", "reservation " + h.reservation + " of " + h.call_id +
+                                                   " was left open by a stop; releasing it");
+      report.released.push_back(h.reservation);
+      billing_->authorizer().release_async(h.reservation, [](Status) {});
+    }
+  }
+  in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
+  if (!lost.empty()) engine_.recover(lost);
+  return report;
+}
+
+Result<RecoveryReport> CallbackService::adopt(const std::vector<JournalEntry>& entries) {
+  RecoveryReport report;
+  std::vector<Engine::Recovered> lost;
+  if (auto ok = take_up(entries, report, lost); !ok) return ok.error();
+  in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
+  if (!lost.empty()) engine_.recover(lost);
+  return report;
+}
+
+Status CallbackService::take_up(const std::vector<JournalEntry>& entries, RecoveryReport& report,
+                                std::vector<Engine::Recovered>& lost) {
+  for (const auto& entry : entries) {
     if (active_.count(entry.id) > 0) continue;  // ours already (reconcile run twice)
     auto record = journal::decode(entry.id, entry.call);
     if (!record) {
@@ -1546,25 +1610,16 @@ Result<RecoveryReport> CallbackService::recover() {
       arm_slice_timer(active, active.covered - talked);
     }
   }
-  // Reservations still open for no callback in flight: their release was on its way
-  // (billing's thread) when the final entry (the store's thread) was written, and the
-  // process stopped between the two. Given back now; nothing else would ever do it.
-  if (billing_ != nullptr) {
-    auto held = billing_->authorizer().open_reservations();
-    if (!held) return held.error();
-    std::set<std::string> journaled;
-    for (const auto& entry : *open) journaled.insert(entry.id);
-    for (const auto& h : *held) {
-      if (journaled.count(h.call_id) > 0 || active_.count(h.call_id) > 0) continue;
-      context_.log.warning("callback.service", "reservation " + h.reservation + " of " + h.call_id +
-                                                   " was left open by a stop; releasing it");
-      report.released.push_back(h.reservation);
-      billing_->authorizer().release_async(h.reservation, [](Status) {});
-    }
-  }
-  in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
-  if (!lost.empty()) engine_.recover(lost);
-  return report;
+  return ok_status();
+}
+
+Result<CallEvent> CallbackService::journaled_event(const JournalEntry& entry) {
+  auto record = journal::decode(entry.id, entry.call);
+  if (!record) return record.error();
+  CallEvent event{record->call, record->call.state(), record->announcement, record->cost, record->limit, record->error,
+                  record->outcome};
+  event.replayed = true;
+  return event;
 }
 
 }  // namespace callback

@@ -203,6 +203,38 @@ CREATE TABLE payer_policy (
   PRIMARY KEY (payer_kind, payer_id)
 );
 )sql"},
+    {3, "several nodes: the journal's owner node, client and cancel requests; unique idempotency keys; node leases; "
+        "shared rate limits",
+     R"sql(
+ALTER TABLE callback_journal ADD COLUMN owner text NOT NULL DEFAULT '';
+ALTER TABLE callback_journal ADD COLUMN client text NOT NULL DEFAULT '';
+ALTER TABLE callback_journal ADD COLUMN cancel_asked boolean NOT NULL DEFAULT false;
+-- A key names one callback, whichever node was asked: an older duplicate (one service
+-- kept keys in memory only) gives its key up.
+UPDATE callback_journal j SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND EXISTS (
+  SELECT 1 FROM callback_journal k WHERE k.idempotency_key = j.idempotency_key AND (k.created_at, k.id) > (j.created_at, j.id));
+DROP INDEX callback_journal_key;
+CREATE UNIQUE INDEX callback_journal_key ON callback_journal (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX callback_journal_owner ON callback_journal (owner) WHERE NOT final;
+CREATE INDEX callback_journal_created ON callback_journal (created_at);
+-- The triggers' rate limits, shared by the nodes (fixed windows).
+CREATE TABLE rate_window (
+  name         text NOT NULL,
+  key          text NOT NULL,
+  window_start timestamp(0) NOT NULL,
+  count        integer NOT NULL,
+  counted      boolean NOT NULL DEFAULT true,
+  PRIMARY KEY (name, key)
+);
+CREATE INDEX rate_window_start ON rate_window (window_start);
+CREATE TABLE node (
+  id          text PRIMARY KEY,
+  lease_until timestamptz NOT NULL,
+  started_at  timestamptz NOT NULL,
+  host        text NOT NULL DEFAULT '',
+  pid         integer NOT NULL DEFAULT 0
+);
+)sql"},
 };
 static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);
 

@@ -34,6 +34,7 @@ class Factory final : public PluginFactory {
     PostgresOptions options;
     options.conninfo = args.options.string("conninfo");
     options.pool_size = static_cast<std::size_t>(args.options.integer("pool_size"));
+    options.log = &args.context.log;
     auto store = PostgresStore::open(options);
     if (!store) throw Exception(store.error());
     args.context.log.info("callback.store.postgres", "database " + (*store)->where() + " at schema version " +

@@ -5,6 +5,11 @@
 #include <callback/context.hpp>
 #include <callback/timestamp.hpp>
 
+#include <poll.h>
+#include <unistd.h>
+
+#include <set>
+
 namespace callback::store_postgres {
 
 namespace {
@@ -67,10 +72,14 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::open(const PostgresOptions
   }
   auto pool = pg::Pool::open({.conninfo = options.conninfo, .size = options.pool_size});
   if (!pool) return pool.error();
-  return std::unique_ptr<PostgresStore>(new PostgresStore(std::move(*pool)));
+  return std::unique_ptr<PostgresStore>(new PostgresStore(std::move(*pool), options.log));
 }
 
-PostgresStore::~PostgresStore() { writer_.stop(); }
+PostgresStore::~PostgresStore() {
+  writer_.stop();
+  stop_listening_ = true;
+  if (listener_.joinable()) listener_.join();
+}
 
 Status PostgresStore::health() {
   return pg::with_connection(*pool_, "PostgreSQL " + pool_->where() + " does not answer", [](Connection& conn) -> Status {
@@ -111,20 +120,41 @@ Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> e
     }
   }
   std::vector<std::int64_t> ids;
+  const std::string node = claimed_node();
   auto status = pg::with_connection(
       *pool_, entries.empty() ? "cannot store CDRs" : "cannot store CDRs and the callback journal",
       [&](Connection& conn) -> Status {
+       try {
         pg::Transaction tx(conn);
         sqldb::PgDatabase sql(conn);
+        std::set<std::string> taken;  // by another node
+        std::string changed;
         for (const auto& e : entries) {
-          conn.exec(
+          // An entry another node took over (this one lost its lease) is that node's now:
+          // neither it nor its CDRs are written from here.
+          auto written = conn.exec(
               "INSERT INTO callback_journal (id, idempotency_key, state, final, server, reservation, call, created_at, "
-              "updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (id) DO UPDATE SET idempotency_key = "
-              "excluded.idempotency_key, state = excluded.state, final = excluded.final, server = excluded.server, "
-              "reservation = excluded.reservation, call = excluded.call, updated_at = excluded.updated_at",
+              "updated_at, owner, client) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (id) DO UPDATE SET "
+              "idempotency_key = excluded.idempotency_key, state = excluded.state, final = excluded.final, server = "
+              "excluded.server, reservation = excluded.reservation, call = excluded.call, updated_at = "
+              "excluded.updated_at, client = excluded.client WHERE callback_journal.owner = excluded.owner RETURNING id",
               {e.id, e.idempotency_key.empty() ? Param(std::nullopt) : Param(e.idempotency_key), e.state, e.final,
-               e.server, e.reservation, e.call, time_param(e.created_at), time_param(e.updated_at)});
+               e.server, e.reservation, e.call, time_param(e.created_at), time_param(e.updated_at), node, e.client});
+          if (written.empty()) {
+            taken.insert(e.id);
+            fenced(e.id);
+            continue;
+          }
+          if (!node.empty()) {
+            if (changed.size() > 7000) {
+              conn.exec("SELECT pg_notify('callback_journal', $1)", {changed});
+              changed.clear();
+            }
+            changed += (changed.empty() ? "" : " ") + e.id;
+          }
         }
+        // Every node's streams learn what changed, once this commits.
+        if (!changed.empty()) conn.exec("SELECT pg_notify('callback_journal', $1)", {changed});
         if (prune) {
           conn.exec(
               "DELETE FROM callback_journal WHERE final AND id NOT IN (SELECT id FROM callback_journal WHERE final "
@@ -133,6 +163,10 @@ Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> e
         }
         ids.clear();
         for (const auto& cdr : cdrs) {
+          if (taken.contains(cdr.callback_id)) {  // that node writes them
+            ids.push_back(0);
+            continue;
+          }
           std::optional<std::string> cost, currency;
           if (cdr.cost) {
             cost = std::to_string(cdr.cost->micros());
@@ -153,6 +187,22 @@ Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> e
         }
         tx.commit();
         return ok_status();
+       } catch (const pg::Failure& failure) {
+        if (failure.sqlstate() != "23505") throw;
+        // A unique key: an idempotency key another node's callback has already.
+        for (const auto& e : entries) {
+          if (e.idempotency_key.empty()) continue;
+          auto other = conn.exec("SELECT id FROM callback_journal WHERE idempotency_key = $1 AND id <> $2",
+                                 {e.idempotency_key, e.id});
+          if (!other.empty()) {
+            return Error{"idempotency_key_taken",
+                         "the idempotency key is callback " + other.text(0, 0) + "'s already (asked of another node)",
+                         other.text(0, 0)}
+                .as(ErrorKind::conflict);
+          }
+        }
+        throw;
+       }
       });
   if (status) {
     for (std::size_t k = 0; k < cdrs.size(); ++k) cdrs[k].id = ids[k];
@@ -241,34 +291,66 @@ Result<std::vector<CallerStats>> PostgresStore::caller_stats(const std::string& 
   });
 }
 
+namespace {
+
+constexpr const char* entry_columns =
+    "id, COALESCE(idempotency_key, ''), state, final, server, reservation, call, created_at, updated_at, owner, client, "
+    "cancel_asked";
+
+std::vector<JournalEntry> read_entries(const pg::Rows& rows) {
+  std::vector<JournalEntry> out;
+  for (int i = 0; i < rows.size(); ++i) {
+    out.push_back({.id = rows.text(i, 0),
+                   .idempotency_key = rows.text(i, 1),
+                   .state = rows.text(i, 2),
+                   .final = rows.boolean(i, 3),
+                   .server = rows.text(i, 4),
+                   .reservation = rows.text(i, 5),
+                   .call = rows.text(i, 6),
+                   .created_at = rows.time(i, 7),
+                   .updated_at = rows.time(i, 8),
+                   .client = rows.text(i, 10),
+                   .owner = rows.text(i, 9),
+                   .cancel_asked = rows.boolean(i, 11)});
+  }
+  return out;
+}
+
+// The second key of a node id's advisory lock (the first is node_lock).
+constexpr std::int64_t node_lock = 7424013;
+
+}  // namespace
+
 Result<std::vector<JournalEntry>> PostgresStore::select_entries(const std::string& where,
                                                                 std::vector<Param> params) {
   return pg::with_connection(*pool_, "cannot read the callback journal",
                              [&](Connection& conn) -> Result<std::vector<JournalEntry>> {
-    auto rows = conn.exec("SELECT id, COALESCE(idempotency_key, ''), state, final, server, reservation, call, "
-                          "created_at, updated_at FROM callback_journal " + where,
-                          params);
-    std::vector<JournalEntry> out;
-    for (int i = 0; i < rows.size(); ++i) {
-      out.push_back({.id = rows.text(i, 0),
-                     .idempotency_key = rows.text(i, 1),
-                     .state = rows.text(i, 2),
-                     .final = rows.boolean(i, 3),
-                     .server = rows.text(i, 4),
-                     .reservation = rows.text(i, 5),
-                     .call = rows.text(i, 6),
-                     .created_at = rows.time(i, 7),
-                     .updated_at = rows.time(i, 8)});
-    }
-    return out;
+    return read_entries(conn.exec(std::string("SELECT ") + entry_columns + " FROM callback_journal " + where, params));
   });
 }
 
 Result<std::vector<JournalEntry>> PostgresStore::open() {
+  const std::string node = claimed_node();
+  if (!node.empty()) {
+    // FOR UPDATE: an entry a taker is moving right now is read once it committed, and
+    // then is not this node's any more.
+    return select_entries("WHERE NOT final AND owner = $1 ORDER BY created_at, id FOR UPDATE", {node});
+  }
+  // The whole journal's one service: what named nodes left open is its own now.
+  auto moved = pg::with_connection(*pool_, "cannot read the callback journal", [](Connection& conn) -> Status {
+    conn.exec("UPDATE callback_journal SET owner = '' WHERE NOT final AND owner <> ''");
+    return ok_status();
+  });
+  if (!moved) return moved.error();
   return select_entries("WHERE NOT final ORDER BY created_at, id", {});
 }
 
 Result<std::vector<JournalEntry>> PostgresStore::recent(std::size_t limit) {
+  const std::string node = claimed_node();
+  if (!node.empty()) {  // a node shows again what it finished; others' are read on demand
+    return select_entries("WHERE final AND owner = $1 ORDER BY updated_at DESC, id DESC LIMIT $2",
+                          {node, limit == 0 ? 1 : limit});
+  }
   return select_entries("WHERE final ORDER BY updated_at DESC, id DESC LIMIT $1", {limit == 0 ? 1 : limit});
 }
 
@@ -279,31 +361,261 @@ Result<std::optional<JournalEntry>> PostgresStore::entry(const std::string& id) 
   return std::optional<JournalEntry>{std::move(found->front())};
 }
 
-Status PostgresStore::claim() {
+Result<std::vector<JournalEntry>> PostgresStore::list(const JournalQuery& query) {
+  return select_entries(
+      "WHERE ($1 = '' OR state = $1) AND created_at >= $2 AND ($3 = '' OR client = $3) "
+      "ORDER BY created_at DESC, id DESC LIMIT $4",
+      {query.state, time_param(query.since), query.client, query.limit});
+}
+
+void PostgresStore::fenced(const std::string& id) const {
+  if (log_ != nullptr) {
+    log_->warning("callback.store.postgres",
+                  id + " is another node's now (this node's lease ran out and it was taken over): not written here");
+  }
+}
+
+Status PostgresStore::claim(const NodeClaim& node) {
   std::lock_guard lock(claim_mutex_);
-  if (owner_) return ok_status();
+  if (owner_) {
+    if (node.node == node_) return ok_status();
+    return Error{"store.locked", "this store is claimed as node \"" + node_ + "\" already", "service.node"};
+  }
   try {
     auto conn = std::make_unique<Connection>(pool_->conninfo());
-    if (conn->exec("SELECT pg_try_advisory_lock($1)", {journal_lock}).boolean(0, 0)) {
+    if (node.node.empty()) {
+      if (!conn->exec("SELECT pg_try_advisory_lock($1)", {journal_lock}).boolean(0, 0)) {
+        auto holder = conn->exec(
+            "SELECT a.pid, COALESCE(host(a.client_addr), 'local'), a.application_name FROM pg_locks l JOIN "
+            "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.objid = $1 LIMIT 1",
+            {journal_lock});
+        std::string who;
+        if (!holder.empty()) {
+          who = " (PostgreSQL backend " + holder.text(0, 0) + ", client " + holder.text(0, 1) +
+                (holder.text(0, 2).empty() ? std::string() : ", " + escape_control(holder.text(0, 2))) + ")";
+        }
+        return Error{"store.locked",
+                     "the journal in " + pool_->where() + " is in use by another callback service" + who +
+                         ": without a node id (service.node) one service at a time owns its calls in flight; give "
+                         "each of several nodes its own id",
+                     "service.node"};
+      }
       owner_ = std::move(conn);
+      node_.clear();
       return ok_status();
     }
-    auto holder = conn->exec(
-        "SELECT a.pid, COALESCE(host(a.client_addr), 'local'), a.application_name FROM pg_locks l JOIN "
-        "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.objid = $1 LIMIT 1",
-        {journal_lock});
-    std::string who;
-    if (!holder.empty()) {
-      who = " (PostgreSQL backend " + holder.text(0, 0) + ", client " + holder.text(0, 1) +
-            (holder.text(0, 2).empty() ? std::string() : ", " + escape_control(holder.text(0, 2))) + ")";
+    if (!conn->exec("SELECT pg_try_advisory_lock_shared($1)", {journal_lock}).boolean(0, 0)) {
+      return Error{"store.locked",
+                   "the journal in " + pool_->where() +
+                       " is owned whole by a callback service without a node id (service.node); stop it, or give it "
+                       "a node id too",
+                   "service.node"};
     }
-    return Error{"store.locked",
-                 "the journal in " + pool_->where() + " is in use by another callback service" + who +
-                     ": one service at a time owns its calls in flight",
-                 "store.conninfo"};
+    if (!conn->exec("SELECT pg_try_advisory_lock($1::integer, hashtext($2))", {node_lock, node.node}).boolean(0, 0)) {
+      auto row = conn->exec("SELECT host, pid, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM "
+                            "node WHERE id = $1",
+                            {node.node});
+      std::string who;
+      if (!row.empty()) {
+        who = " (host " + escape_control(row.text(0, 0)) + ", pid " + row.text(0, 1) + ", started " + row.text(0, 2) +
+              " UTC)";
+      }
+      return Error{"node.duplicate",
+                   "node id \"" + node.node + "\" is in use by another running callback service on " + pool_->where() +
+                       who + ": each node needs an id of its own",
+                   "service.node"};
+    }
+    node_ = node.node;
+    lease_ = node.lease;
+    if (auto ok = register_node(*conn); !ok) {
+      node_.clear();
+      return ok;
+    }
+    owner_ = std::move(conn);
+    return ok_status();
   } catch (const std::exception& e) {
     return Error{"store_failed", std::string("cannot claim the journal: ") + e.what(), {}}.as(ErrorKind::internal);
   }
+}
+
+Status PostgresStore::register_node(Connection& conn) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  conn.exec(
+      "INSERT INTO node (id, lease_until, started_at, host, pid) VALUES ($1, now() + $2 * interval '1 second', now(), "
+      "$3, $4) ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, started_at = CASE WHEN node.pid = "
+      "excluded.pid THEN node.started_at ELSE excluded.started_at END, host = excluded.host, pid = excluded.pid",
+      {node_, static_cast<std::int64_t>(lease_.count()), std::string(host), static_cast<std::int64_t>(::getpid())});
+  return ok_status();
+}
+
+Status PostgresStore::renew() {
+  std::lock_guard lock(claim_mutex_);
+  if (!owner_ || node_.empty()) return ok_status();
+  try {
+    if (!owner_->alive()) {
+      // The session ended (a database restart): its locks went with it. Taken again, unless
+      // another process started under this id meanwhile.
+      auto conn = std::make_unique<Connection>(pool_->conninfo());
+      if (!conn->exec("SELECT pg_try_advisory_lock_shared($1)", {journal_lock}).boolean(0, 0) ||
+          !conn->exec("SELECT pg_try_advisory_lock($1::integer, hashtext($2))", {node_lock, node_}).boolean(0, 0)) {
+        return Error{"node.duplicate", "node id \"" + node_ + "\" was taken by another process while the database "
+                                           "was away",
+                     "service.node"};
+      }
+      owner_ = std::move(conn);
+    }
+    return register_node(*owner_);
+  } catch (const std::exception& e) {
+    return Error{"store_failed", "cannot renew node " + node_ + "'s lease: " + e.what(), {}}.as(ErrorKind::unavailable);
+  }
+}
+
+Result<std::vector<JournalEntry>> PostgresStore::take_over() {
+  const std::string node = claimed_node();
+  if (node.empty()) return std::vector<JournalEntry>{};
+  return pg::with_connection(*pool_, "cannot take over callbacks", [&](Connection& conn) -> Result<std::vector<JournalEntry>> {
+    // Open entries of a node without a live lease (or of a service without a node id that
+    // is gone: node ids hold the journal's lock shared, so it cannot run). SKIP LOCKED:
+    // each is taken by one node.
+    // RETURNING names the node each was taken from, in `owner`.
+    return read_entries(conn.exec(
+        "WITH taken AS (SELECT id, owner AS previous FROM callback_journal WHERE NOT final AND owner <> $1 AND owner "
+        "NOT IN (SELECT id FROM node WHERE lease_until >= now()) FOR UPDATE SKIP LOCKED) UPDATE callback_journal j SET "
+        "owner = $1 FROM taken WHERE j.id = taken.id RETURNING j.id, COALESCE(j.idempotency_key, ''), j.state, "
+        "j.final, j.server, j.reservation, j.call, j.created_at, j.updated_at, taken.previous, j.client, "
+        "j.cancel_asked",
+        {node}));
+  });
+}
+
+Result<std::string> PostgresStore::ask_cancel(const std::string& id) {
+  return pg::with_connection(*pool_, "cannot ask for the cancel of " + id, [&](Connection& conn) -> Result<std::string> {
+    pg::Transaction tx(conn);
+    auto row = conn.exec("SELECT owner, final, state FROM callback_journal WHERE id = $1 FOR UPDATE", {id});
+    if (row.empty()) return Error{"not_found", "no callback \"" + id + "\"", "id"}.as(ErrorKind::not_found);
+    if (row.boolean(0, 1)) {
+      return Error{"already_final", "callback " + id + " already ended (" + row.text(0, 2) + ")", "id"}.as(
+          ErrorKind::conflict);
+    }
+    conn.exec("UPDATE callback_journal SET cancel_asked = true WHERE id = $1", {id});
+    conn.exec("SELECT pg_notify('callback_cancel', $1)", {row.text(0, 0)});
+    tx.commit();
+    return row.text(0, 0);
+  });
+}
+
+Result<std::vector<std::string>> PostgresStore::cancels_asked() {
+  const std::string node = claimed_node();
+  return pg::with_connection(*pool_, "cannot read the callback journal",
+                             [&](Connection& conn) -> Result<std::vector<std::string>> {
+    auto rows = conn.exec("SELECT id FROM callback_journal WHERE owner = $1 AND cancel_asked AND NOT final", {node});
+    std::vector<std::string> ids;
+    for (int i = 0; i < rows.size(); ++i) ids.push_back(rows.text(i, 0));
+    return ids;
+  });
+}
+
+Subscription PostgresStore::watch(std::function<void(const JournalNotice&)> on_notice) {
+  std::lock_guard lock(watch_mutex_);
+  const auto id = ++next_watcher_;
+  watchers_.emplace_back(id, std::make_shared<std::function<void(const JournalNotice&)>>(std::move(on_notice)));
+  if (!listener_.joinable()) listener_ = std::thread([this] { listen_loop(); });
+  return Subscription([this, id] {
+    std::lock_guard dispatching(dispatch_mutex_);  // none of its notices runs after this returns
+    std::lock_guard guard(watch_mutex_);
+    std::erase_if(watchers_, [id](const auto& w) { return w.first == id; });
+  });
+}
+
+void PostgresStore::notify_watchers(const JournalNotice& notice) {
+  std::lock_guard dispatching(dispatch_mutex_);
+  std::vector<std::shared_ptr<std::function<void(const JournalNotice&)>>> targets;
+  {
+    std::lock_guard lock(watch_mutex_);
+    for (const auto& w : watchers_) targets.push_back(w.second);
+  }
+  for (const auto& target : targets) {
+    try {
+      (*target)(notice);
+    } catch (...) {
+      // a watcher's failure must not stop the listener
+    }
+  }
+}
+
+void PostgresStore::listen_loop() {
+  bool first = true;
+  while (!stop_listening_) {
+    std::unique_ptr<Connection> conn;
+    try {
+      conn = std::make_unique<Connection>(pool_->conninfo());
+      conn->exec("LISTEN callback_journal");
+      conn->exec("LISTEN callback_cancel");
+    } catch (const std::exception& e) {
+      if (log_ != nullptr && first) {
+        log_->warning("callback.store.postgres", std::string("cannot listen for the journal's notices: ") + e.what());
+      }
+      first = false;
+      for (int i = 0; i < 10 && !stop_listening_; ++i) ::usleep(100'000);  // retry every second
+      continue;
+    }
+    if (!first) notify_watchers({.kind = JournalNotice::Kind::resync});  // some may have been missed
+    first = false;
+    while (!stop_listening_ && conn->ok()) {
+      pollfd fd{.fd = PQsocket(conn->raw()), .events = POLLIN, .revents = 0};
+      if (::poll(&fd, 1, 100) < 0 || (fd.revents & POLLIN) == 0) continue;  // 100 ms: stop() is seen
+      if (PQconsumeInput(conn->raw()) == 0) break;
+      while (PGnotify* n = PQnotifies(conn->raw())) {
+        const std::string channel = n->relname;
+        const std::string payload = n->extra;
+        PQfreemem(n);
+        if (channel == "callback_cancel") {
+          if (payload == claimed_node()) notify_watchers({.kind = JournalNotice::Kind::cancel});
+          continue;
+        }
+        JournalNotice notice{.kind = JournalNotice::Kind::changed};
+        for (std::size_t at = 0; at < payload.size();) {
+          auto end = payload.find(' ', at);
+          if (end == std::string::npos) end = payload.size();
+          if (end > at) notice.ids.push_back(payload.substr(at, end - at));
+          at = end + 1;
+        }
+        notify_watchers(notice);
+      }
+    }
+  }
+}
+
+// --- shared rate limits -------------------------------------------------------------------
+
+Result<std::chrono::seconds> PostgresStore::hit(std::string_view name, const std::string& key, int limit,
+                                                std::chrono::seconds window, Timestamp now, bool count) {
+  if (limit <= 0) return window;  // no hit ever fits
+  return pg::with_connection(*pool_, "cannot count a rate limit", [&](Connection& conn) -> Result<std::chrono::seconds> {
+    if (++rate_hits_ % 10'000 == 0) {
+      conn.exec("DELETE FROM rate_window WHERE window_start < $1", {time_param(now - std::chrono::hours(24))});
+    }
+    const std::int64_t seconds = window.count();
+    pg::Rows row = count && limit > 0
+        ? conn.exec(
+              // SET reads the row as it was: a hit counts in a new window, or in one with room.
+              "INSERT INTO rate_window (name, key, window_start, count, counted) VALUES ($1, $2, $3, 1, true) ON "
+              "CONFLICT (name, key) DO UPDATE SET window_start = CASE WHEN rate_window.window_start <= $3::timestamp "
+              "- $4::integer * interval '1 second' THEN $3::timestamp ELSE rate_window.window_start END, count = CASE "
+              "WHEN rate_window.window_start <= $3::timestamp - $4::integer * interval '1 second' THEN 1 WHEN "
+              "rate_window.count < $5 THEN rate_window.count + 1 ELSE rate_window.count END, counted = "
+              "rate_window.window_start <= $3::timestamp - $4::integer * interval '1 second' OR rate_window.count < "
+              "$5 RETURNING counted, window_start",
+              {std::string(name), key, time_param(now), seconds, limit})
+        : conn.exec(
+              "SELECT count < $4 OR window_start <= $3::timestamp - $5::integer * interval '1 second', window_start "
+              "FROM rate_window WHERE name = $1 AND key = $2",
+              {std::string(name), key, time_param(now), limit, seconds});
+    if (row.empty() || row.boolean(0, 0)) return std::chrono::seconds{0};
+    const auto left = std::chrono::ceil<std::chrono::seconds>(row.time(0, 1) + window - now);
+    return std::max(left, std::chrono::seconds{1});
+  });
 }
 
 // --- accounts ------------------------------------------------------------------------------

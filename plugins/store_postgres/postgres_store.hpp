@@ -9,20 +9,25 @@
 #include "group_writer.hpp"
 #include "pg.hpp"
 
+#include <callback/context.hpp>
 #include <callback/store.hpp>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace callback::store_postgres {
 
 struct PostgresOptions {
   std::string conninfo;        // libpq's keywords or URI; a password may be in it or in ~/.pgpass
   std::size_t pool_size = 8;   // connections at most
+  Logger* log = nullptr;       // where the journal says what went wrong in the background
 };
 
-class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, CallJournal {
+class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, CallJournal, RateCounter {
  public:
   // Connects and migrates; Error (naming the server, never the password) if it cannot.
   [[nodiscard]] static Result<std::unique_ptr<PostgresStore>> open(const PostgresOptions& options);
@@ -33,6 +38,7 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   LedgerStore& ledger() override { return *this; }
   CallJournal* journal() override { return this; }
   ApiKeyStore* api_keys() override { return &keys_; }
+  RateCounter* rate_counter() override { return this; }
   [[nodiscard]] int schema_version() const override { return pool_->schema_version(); }
   // The connection string: the PostgreSQL billing uses it when not told otherwise.
   [[nodiscard]] std::string location() const override { return pool_->conninfo(); }
@@ -52,13 +58,27 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   Result<std::vector<JournalEntry>> open() override;
   Result<std::vector<JournalEntry>> recent(std::size_t limit) override;
   Result<std::optional<JournalEntry>> entry(const std::string& id) override;
-  // A session-level advisory lock, held on a connection of its own until the store closes.
-  Status claim() override;
+  // Session-level advisory locks, held on a connection of its own until the store closes:
+  // node "" takes the journal's lock exclusively; a named node takes it shared, and its
+  // node id's lock exclusively, then registers its lease in `node`.
+  using CallJournal::claim;
+  Status claim(const NodeClaim& node) override;
+  [[nodiscard]] bool shared() const override { return !claimed_node().empty(); }
+  Status renew() override;
+  Result<std::vector<JournalEntry>> take_over() override;
+  Result<std::string> ask_cancel(const std::string& id) override;
+  Result<std::vector<std::string>> cancels_asked() override;
+  Result<std::vector<JournalEntry>> list(const JournalQuery& query) override;
+  // LISTEN on a connection of its own, on a thread that starts with the first watcher.
+  Subscription watch(std::function<void(const JournalNotice&)> on_notice) override;
   void set_journal_pruning(std::size_t kept, std::size_t every) {
     std::lock_guard lock(prune_mutex_);
     journal_kept_ = kept;
     journal_prune_every_ = every;
   }
+  // RateCounter: one upsert; windows a day old are pruned now and then.
+  Result<std::chrono::seconds> hit(std::string_view name, const std::string& key, int limit, std::chrono::seconds window,
+                                   Timestamp now, bool count) override;
   // AccountStore
   Status create(const Account& account) override;
   Result<std::optional<Account>> find(const std::string& id) override;
@@ -71,8 +91,16 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   Result<std::vector<LedgerEntry>> entries(const std::string& account_id, std::size_t limit) override;
 
  private:
-  explicit PostgresStore(std::shared_ptr<pg::Pool> pool) : pool_(std::move(pool)) {}
+  PostgresStore(std::shared_ptr<pg::Pool> pool, Logger* log) : pool_(std::move(pool)), log_(log) {}
   Status write(std::span<Cdr> cdrs, std::span<const JournalEntry> entries);
+  [[nodiscard]] std::string claimed_node() const {
+    std::lock_guard lock(claim_mutex_);
+    return node_;
+  }
+  void fenced(const std::string& id) const;
+  Status register_node(pg::Connection& conn);  // claim_mutex_ held
+  void listen_loop();
+  void notify_watchers(const JournalNotice& notice);
   Result<std::vector<JournalEntry>> select_entries(const std::string& where, std::vector<pg::Param> params);
   Result<std::optional<Account>> find_registered(const std::string& sql, const std::string& value,
                                                  const std::string& what);
@@ -95,8 +123,19 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   std::size_t journal_kept_ = 20'000;  // guarded by prune_mutex_
   std::size_t journal_prune_every_ = 1'000;
   std::size_t finals_since_prune_ = 0;
-  std::mutex claim_mutex_;
+  mutable std::mutex claim_mutex_;
   std::unique_ptr<pg::Connection> owner_;  // claim()'s lock lives on it
+  std::string node_;                       // the claimed node id
+  std::chrono::seconds lease_{15};
+  Logger* log_ = nullptr;
+  // watch(): the listener thread and who gets its notices.
+  std::mutex watch_mutex_;
+  std::mutex dispatch_mutex_;  // held while notices are delivered, and to unsubscribe
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<std::function<void(const JournalNotice&)>>>> watchers_;
+  std::uint64_t next_watcher_ = 0;
+  std::atomic<bool> stop_listening_{false};
+  std::atomic<std::uint64_t> rate_hits_{0};
+  std::thread listener_;
   // Last: it stops (writing what it holds) before the pool goes.
   store_common::GroupWriter writer_{[this](std::span<Cdr> cdrs, std::span<const JournalEntry> entries) {
     return write(cdrs, entries);

@@ -47,7 +47,7 @@ SqliteStore::~SqliteStore() {
   if (owner_fd_ >= 0) ::close(owner_fd_);  // the lock goes with it
 }
 
-Status SqliteStore::claim() {
+Status SqliteStore::claim(const NodeClaim&) {
   if (owner_fd_ >= 0) return ok_status();
   const std::string lock_path = path_.string() + ".owner";
   const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);

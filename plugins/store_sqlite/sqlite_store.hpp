@@ -58,7 +58,9 @@ class SqliteStore final : public Store, CdrStore, AccountStore, LedgerStore, Cal
   Result<std::vector<JournalEntry>> recent(std::size_t limit) override;
   Result<std::optional<JournalEntry>> entry(const std::string& id) override;
   // An exclusive flock on "<database>.owner", which holds the owner's pid for the error.
-  Status claim() override;
+  using CallJournal::claim;
+  // One service per file, whatever its node id: a file is not shared by several nodes.
+  Status claim(const NodeClaim& node) override;
   // Finished callbacks' entries are pruned as new ones come: every `every` final entries
   // written, the finished ones beyond the newest `kept` are deleted in the same
   // transaction (in flight ones never). A restart reads back at most the service's

@@ -88,7 +88,9 @@ std::unique_ptr<Component> make_access_trigger(const CreateArgs& args, AccessOpt
 struct AccessTrigger::State : std::enable_shared_from_this<State> {
   State(Context& c, Engine& e, Store& s, NumberingPlan p, AccessOptions o)
       : context(c), engine(e), store(s), plan(std::move(p)), options(std::move(o)), keeper(c, options.trigger),
-        per_caller(options.per_caller_per_hour, std::chrono::hours(1)) {}
+        per_caller(options.per_caller_per_hour, std::chrono::hours(1)) {
+    per_caller.share(s.rate_counter(), options.trigger + ".per_caller");  // every node counts in the same windows
+  }
 
   Context& context;
   Engine& engine;

@@ -15,6 +15,7 @@ constexpr std::size_t remembered_ids = 100'000;
 EmailTrigger::EmailTrigger(Context& context, Store& store, const NumberingPlan& plan, EmailOptions options)
     : context_(context), store_(store), plan_(plan), options_(std::move(options)), mailbox_(options_.imap) {
   if (!options_.smtp.url.empty()) replies_ = std::make_unique<Outbox>(context_.log, std::string(component));
+  reply_limit_.share(store.rate_counter(), "email.replies");  // every node counts in the same windows
 }
 
 void EmailTrigger::reply(const std::string& to, const std::string& in_reply_to, std::string subject,

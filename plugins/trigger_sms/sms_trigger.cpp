@@ -46,6 +46,9 @@ SmsTrigger::SmsTrigger(Context& context, Store& store, const NumberingPlan& plan
       dummy_hash_(hash_secret("no account has this password").value_or("")),
       per_sender_(options_.per_sender_per_hour, std::chrono::hours(1)),
       bad_passwords_(options_.bad_passwords_per_hour, std::chrono::hours(1)) {
+  // Every node counts in the same windows (a server database's store).
+  per_sender_.share(store.rate_counter(), "sms.per_sender");
+  bad_passwords_.share(store.rate_counter(), "sms.bad_passwords");
   if (!options_.outcome_url.empty()) outcomes_ = std::make_unique<Outbox>(context_.log, "callback.trigger.sms");
   if (routes == nullptr) return;
   if (!options_.twilio_auth_token.empty()) {

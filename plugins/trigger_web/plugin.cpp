@@ -42,7 +42,9 @@ class Factory final : public PluginFactory {
     options.assets_dir = args.options.string("assets_dir");
     options.per_number_per_hour = static_cast<int>(args.options.integer("per_number_per_hour"));
     options.per_ip_per_minute = static_cast<int>(args.options.integer("per_ip_per_minute"));
-    return std::make_unique<WebPageTrigger>(args.context, *args.plan, args.routes, std::move(options));
+    auto page = std::make_unique<WebPageTrigger>(args.context, *args.plan, args.routes, std::move(options));
+    if (args.store != nullptr) page->share_limits(args.store->rate_counter());
+    return page;
   }
 };
 

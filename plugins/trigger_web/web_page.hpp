@@ -46,6 +46,11 @@ class WebPageTrigger final : public Trigger {
  public:
   // Adds the page's routes to `routes` (none without an HTTP server).
   WebPageTrigger(Context& context, const NumberingPlan& plan, HttpRoutes* routes, WebOptions options);
+  // Counts the page's limits in `counter` (a server database's, shared by every node).
+  void share_limits(RateCounter* counter) {
+    per_number_.share(counter, "web.per_number");
+    per_ip_.share(counter, "web.per_ip");
+  }
   void start(TriggerSink& sink) override;
   void stop() override;
   [[nodiscard]] TriggerStatus status() const override;

@@ -134,6 +134,16 @@ TEST(Callbackctl, TheAccessNumbersExampleConfigIsValid) {
   EXPECT_NE(r.out.find(": OK (5 components"), std::string::npos) << r.out;
 }
 
+TEST(Callbackctl, TheTwoNodeExampleConfigsAreValid) {
+  ::setenv("CALLBACK_AMI_SECRET", "not-a-secret", 1);  // the files take it from the environment
+  for (const char* node : {"a", "b"}) {
+    auto r = ctl_run("config check " + shell_quote(std::string(CALLBACK_SOURCE_DIR "/examples/systemd/node-") + node +
+                                                   ".json"));
+    EXPECT_EQ(r.exit_code, 0) << node << ": " << r.err;
+  }
+  ::unsetenv("CALLBACK_AMI_SECRET");
+}
+
 TEST(Callbackctl, ConfigCheckRejectsBadConfigWithOneLineAndExitTwo) {
   const std::string dirs = R"("plugin_dirs": [")" + test_plugins + R"("], )";
   const std::pair<std::string, std::string> cases[] = {
@@ -152,6 +162,9 @@ TEST(Callbackctl, ConfigCheckRejectsBadConfigWithOneLineAndExitTwo) {
        "engines[0].plugin: callback.test.trigger: is a trigger plugin, but an engine plugin is needed here (list it under \"triggers\")"},
       {R"({"engines": [{"plugin": "x", "config": {"secret": "${CALLBACK_TEST_UNSET_VARIABLE}"}}]})",
        "engines[0].config.secret: environment variable CALLBACK_TEST_UNSET_VARIABLE is not set"},
+      {R"({"service": {"node": "a b"}})", "service.node: expected node id: 1 to 64 letters, digits, '.', '_' or '-'"},
+      {R"({"service": {"node": "n1", "node_lease_seconds": 1}})",
+       "service.node_lease_seconds: must be between 2 and 3600 seconds, got 1"},
   };
   for (const auto& [text, fragment] : cases) {
     SCOPED_TRACE(text);

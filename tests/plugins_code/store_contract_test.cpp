@@ -11,7 +11,10 @@
 
 #include <gtest/gtest.h>
 
+#include <callback/rate_limiter.hpp>
+
 #include <atomic>
+#include <future>
 #include <thread>
 
 using namespace callback;
@@ -578,6 +581,113 @@ TEST(PostgresStore, AnUnreachableServerIsAnErrorNamingItButNotThePassword) {
   auto empty = PostgresStore::open({});
   ASSERT_FALSE(empty);
   EXPECT_EQ(empty.error().field, "conninfo");
+}
+
+// --- several nodes on one PostgreSQL (issue 13) ----------------------------------------
+
+// Writes `entries` through `journal` and waits for the outcome.
+Status write_now(CallJournal& journal, std::vector<JournalEntry> entries, std::vector<Cdr> cdrs = {}) {
+  std::promise<Status> written;
+  journal.write_async(std::move(entries), std::move(cdrs),
+                      [&](Status s, std::vector<Cdr>) { written.set_value(std::move(s)); });
+  return written.get_future().get();
+}
+
+JournalEntry open_entry(const std::string& id, const std::string& key = "") {
+  return JournalEntry{.id = id, .idempotency_key = key, .state = "bridged", .call = "{}",
+                      .created_at = std::chrono::system_clock::now(), .updated_at = std::chrono::system_clock::now(),
+                      .client = "k1"};
+}
+
+TEST(PostgresStore, NodesOwnWhatTheyWriteAndTakeOverWhatANodeWithoutALeaseLeft) {
+  test::PostgresDatabase database;
+  auto open = [&] { return PostgresStore::open({.conninfo = database.conninfo()}).value(); };
+  auto a = open();
+  auto b = open();
+  ASSERT_TRUE(a->claim(NodeClaim{"a", std::chrono::seconds(60)}));
+  ASSERT_TRUE(b->claim(NodeClaim{"b", std::chrono::seconds(60)}));
+  EXPECT_TRUE(a->shared());
+  // Refused: the same id again, and a service that wants the journal whole.
+  auto again = open();
+  auto twice = again->claim(NodeClaim{"a", std::chrono::seconds(60)});
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, "node.duplicate");
+  EXPECT_NE(twice.error().message.find("pid " + std::to_string(::getpid())), std::string::npos) << twice.error().message;
+  auto whole = open()->claim();
+  ASSERT_FALSE(whole);
+  EXPECT_EQ(whole.error().field, "service.node");
+
+  ASSERT_TRUE(write_now(*a->journal(), {open_entry("cb-a1", "k1:order-1"), open_entry("cb-a2")}));
+  ASSERT_TRUE(write_now(*b->journal(), {open_entry("cb-b1")}));
+  EXPECT_EQ(a->open().value().size(), 2u);
+  ASSERT_EQ(b->open().value().size(), 1u);
+  EXPECT_EQ(b->entry("cb-a1").value()->owner, "a");
+  EXPECT_EQ(b->list({.client = "k1"}).value().size(), 3u);
+  EXPECT_EQ(b->list({.client = "k2"}).value().size(), 0u);
+  // Another node's key: the id of the callback that has it.
+  auto taken_key = write_now(*b->journal(), {open_entry("cb-b2", "k1:order-1")});
+  ASSERT_FALSE(taken_key);
+  EXPECT_EQ(taken_key.error().code, "idempotency_key_taken");
+  EXPECT_EQ(taken_key.error().field, "cb-a1");
+  EXPECT_FALSE(b->entry("cb-b2").value()) << "nothing half written";
+  // A cancel asked of any node reaches the owner's list.
+  EXPECT_EQ(b->ask_cancel("cb-a2").value(), "a");
+  EXPECT_EQ(a->cancels_asked().value(), std::vector<std::string>{"cb-a2"});
+  EXPECT_TRUE(b->cancels_asked().value().empty());
+  EXPECT_EQ(b->ask_cancel("cb-none").error().kind, ErrorKind::not_found);
+
+  // a's lease is live: nothing to take. Then it runs out (a stopped renewing).
+  EXPECT_TRUE(b->take_over().value().empty());
+  pg::Connection(database.conninfo()).exec("UPDATE node SET lease_until = now() - interval '1 second' WHERE id = 'a'");
+  auto taken = b->take_over().value();
+  ASSERT_EQ(taken.size(), 2u);
+  for (const auto& e : taken) EXPECT_EQ(e.owner, "a") << "the node it was taken from";
+  EXPECT_TRUE(b->take_over().value().empty()) << "each taken once";
+  EXPECT_EQ(b->open().value().size(), 3u);
+  EXPECT_EQ(b->cancels_asked().value(), std::vector<std::string>{"cb-a2"}) << "the cancel moves with it";
+  // a, back from its pause, neither writes them nor their CDRs any more.
+  auto late = open_entry("cb-a1", "k1:order-1");
+  late.state = "completed";
+  late.final = true;
+  ASSERT_TRUE(write_now(*a->journal(), {late}, {test::sample_cdr("cb-a1", "111", Timestamp{})}));
+  EXPECT_EQ(b->entry("cb-a1").value()->state, "bridged");
+  EXPECT_EQ(b->entry("cb-a1").value()->owner, "b");
+  EXPECT_EQ(pg::Connection(database.conninfo()).exec("SELECT count(*) FROM cdr").integer(0, 0), 0);
+  EXPECT_TRUE(a->open().value().empty());
+  // The renewal of a live node keeps its calls.
+  ASSERT_TRUE(b->renew());
+  EXPECT_TRUE(open()->take_over().value().empty()) << "an unclaimed store takes nothing";
+}
+
+TEST(PostgresStore, RateLimitsCountOnceForEveryNode) {
+  test::PostgresDatabase database;
+  auto a = PostgresStore::open({.conninfo = database.conninfo()}).value();
+  auto b = PostgresStore::open({.conninfo = database.conninfo()}).value();
+  RateLimiter on_a(10, std::chrono::hours(1));
+  RateLimiter on_b(10, std::chrono::hours(1));
+  on_a.share(a->rate_counter(), "web.per_number");
+  on_b.share(b->rate_counter(), "web.per_number");
+  const Timestamp now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  // 40 hits at once, half on each node: 10 pass.
+  std::atomic<int> passed{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 40; ++i) {
+    threads.emplace_back([&, i] { passed += (i % 2 == 0 ? on_a : on_b).hit("8613800138000", now).count() == 0; });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(passed.load(), 10);
+  auto wait = on_b.blocked("8613800138000", now + std::chrono::minutes(10));
+  EXPECT_GT(wait.count(), 0);
+  EXPECT_LE(wait.count(), 3000);
+  EXPECT_EQ(on_a.hit("8613800138001", now).count(), 0) << "another number has its own window";
+  EXPECT_EQ(on_b.hit("8613800138000", now + std::chrono::hours(1)).count(), 0) << "a new window";
+  // Without the database each node goes on counting by itself.
+  database.cut();
+  RateLimiter alone(1, std::chrono::hours(1));
+  alone.share(a->rate_counter(), "web.per_ip");
+  EXPECT_EQ(alone.hit("127.0.0.1", now).count(), 0);
+  EXPECT_GT(alone.hit("127.0.0.1", now).count(), 0);
+  database.back();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite, Backend::postgres),

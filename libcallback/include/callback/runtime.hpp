@@ -35,6 +35,8 @@
 
 namespace callback {
 
+class Cluster;  // src/cluster.hpp
+
 struct RuntimeOptions {
   std::vector<std::filesystem::path> plugin_dirs;  // searched before the config's own
   std::ostream* log = nullptr;                     // default: std::cerr
@@ -114,6 +116,7 @@ class CALLBACK_EXPORT Runtime {
   std::vector<PluginPtr<Trigger>> triggers_;
   std::vector<PluginPtr<FrontEnd>> frontends_;
   std::unique_ptr<CallbackService> service_;
+  std::unique_ptr<Cluster> cluster_;  // several nodes on a shared journal
   std::unique_ptr<Sink> sink_;
   std::thread thread_;
   RecoveryReport recovery_;

@@ -83,6 +83,11 @@ struct ServiceOptions {
   // then A hears "call failed" and the call ends with outcome "no_number".
   NumberingPlan numbering;
   int ivr_attempts = 2;
+  // Several callbackd nodes on one shared journal (a server database): this node's id,
+  // unique among them ("" : the only service of its journal), and the lease it renews
+  // every third of its length; a node silent for a whole lease has its calls taken over.
+  std::string node;
+  std::chrono::seconds node_lease{15};
   std::chrono::milliseconds ivr_first_digit_timeout{10'000};
   std::chrono::milliseconds ivr_inter_digit_timeout{5'000};
 };
@@ -141,6 +146,12 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
   // taken up again: the engine finds them on Asterisk and they end, are billed and
   // recorded as usual (replayed events tell observers where they stand first).
   Result<RecoveryReport> recover();
+  // Several nodes: callbacks taken over from a node whose lease ran out (CallJournal::
+  // take_over), followed to their end as recover() does with its own.
+  Result<RecoveryReport> adopt(const std::vector<JournalEntry>& entries);
+  // What a journal entry says of its callback, as the event that produced it (replayed):
+  // for showing a callback another node runs.
+  [[nodiscard]] static Result<CallEvent> journaled_event(const JournalEntry& entry);
 
   // In flight, or among the last `finished_kept` finished ones.
   [[nodiscard]] std::optional<Call> find(const std::string& id) const;
@@ -163,6 +174,9 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
   class Tracker;
   using Done = std::function<void(Result<std::string>)>;
   Result<std::string> begin(CallbackRequest request, Done done);
+  Status take_up(const std::vector<JournalEntry>& entries, RecoveryReport& report,
+                 std::vector<Engine::Recovered>& lost);
+  void on_key_taken(const std::string& id, const std::string& other);
   void on_authorized(const std::string& id, Result<Authorization> decision, Done done);
   void refuse(Active& active, const Error& error, const Done& done);
   void complete(const std::string& id, std::optional<Money> cost);

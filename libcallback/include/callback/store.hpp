@@ -16,7 +16,9 @@
 #include <callback/component.hpp>
 #include <callback/error.hpp>
 #include <callback/export.hpp>
+#include <callback/subscription.hpp>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <span>
@@ -96,6 +98,40 @@ struct JournalEntry {
   std::string reservation;  // billing's, once authorized
   std::string call;         // the service's own JSON of the callback (request without secret, legs, outcome)
   Timestamp created_at{}, updated_at{};
+  std::string client;  // who asked: the request's "owner" metadata (an API key id), "" for none
+  // Read back only: the node that owns it (the store writes the claiming node's id), and
+  // whether a cancel was asked for it through the journal (ask_cancel).
+  std::string owner;
+  bool cancel_asked = false;
+};
+
+// Several services (callbackd nodes) may share one journal in a server database. Each
+// claims it under a node id of its own, owns the callbacks it starts, and renews a lease
+// while it runs. When a node's lease runs out (it died, or lost the database), another
+// takes its open callbacks over: it finds them on Asterisk, follows them to their end and
+// bills them. A node id "" claims the whole journal for one service, as an embedded file is.
+struct NodeClaim {
+  std::string node;
+  std::chrono::seconds lease{15};
+};
+
+// What a shared journal tells its nodes as it changes (CallJournal::watch).
+struct JournalNotice {
+  enum class Kind {
+    changed,  // these callbacks' entries were written (by any node)
+    cancel,   // a cancel was asked for a callback this node owns: read cancels_asked()
+    resync,   // notices may have been missed (the listener reconnected): re-read what you follow
+  };
+  Kind kind = Kind::changed;
+  std::vector<std::string> ids;  // for `changed`
+};
+
+// Which entries a listing wants (CallJournal::list), newest first.
+struct JournalQuery {
+  std::string state;   // CallState's name; "" for all
+  Timestamp since{};   // created at or after
+  std::string client;  // "" for every client's
+  std::size_t limit = 100;
 };
 
 class CALLBACK_EXPORT CallJournal {
@@ -112,7 +148,34 @@ class CALLBACK_EXPORT CallJournal {
   // Makes this process the journal's only user until the store closes: two services
   // recovering the same calls would bill them twice. Error (saying who holds it) when
   // another process has it.
-  [[nodiscard]] virtual Status claim() = 0;
+  [[nodiscard]] Status claim() { return claim(NodeClaim{}); }
+  // The same as node `node.node`: with a non-empty id, on a journal several nodes share,
+  // this process owns the callbacks it writes from now on, and open() returns only
+  // those. Error when another process runs under that id, or one claimed the whole
+  // journal (and for a named node on a journal only one service can use).
+  [[nodiscard]] virtual Status claim(const NodeClaim& node) = 0;
+  // Whether this process claimed it as one node of several (a named node on a server database).
+  [[nodiscard]] virtual bool shared() const { return false; }
+
+  // --- for several nodes; the defaults are those of a journal only one service uses ---
+  // Renews this node's lease (call it every third of the lease).
+  virtual Status renew() { return ok_status(); }
+  // The open entries of nodes whose lease ran out, owned by this node from now on (each
+  // by exactly one taker): the caller follows them to their end as after a restart.
+  // Their `owner` names the node each was taken from.
+  [[nodiscard]] virtual Result<std::vector<JournalEntry>> take_over() { return std::vector<JournalEntry>{}; }
+  // Asks the node that owns callback `id` to cancel it; its id. Error "not_found" (kind
+  // not_found) for no such callback, "already_final" (conflict) for one that ended.
+  [[nodiscard]] virtual Result<std::string> ask_cancel(const std::string& id);
+  // The open callbacks of this node whose cancel was asked.
+  [[nodiscard]] virtual Result<std::vector<std::string>> cancels_asked() { return std::vector<std::string>{}; }
+  // Entries of every node for a listing. Error "not_supported" by default.
+  [[nodiscard]] virtual Result<std::vector<JournalEntry>> list(const JournalQuery& query);
+  // Notices as the journal changes, on a thread of the store's. None by default.
+  [[nodiscard]] virtual Subscription watch(std::function<void(const JournalNotice&)> on_notice) {
+    (void)on_notice;
+    return {};
+  }
 };
 
 // The API keys of callbackd's REST API, as the backend keeps them: a digest of each key,
@@ -138,6 +201,18 @@ class CALLBACK_EXPORT ApiKeyStore {
   virtual Status revoke(const std::string& id, Timestamp at) = 0;
 };
 
+// Rate limits every node sees (the triggers' abuse limits, RateLimiter::share): fixed-window
+// counters by limit name and key, kept in a server database.
+class CALLBACK_EXPORT RateCounter {
+ public:
+  virtual ~RateCounter();
+  // Limit `name`'s window for `key` at `now` (`window` long, `limit` hits): counts one hit
+  // if `count` and the window has room. 0 when it had room, else the seconds until it
+  // will have.
+  [[nodiscard]] virtual Result<std::chrono::seconds> hit(std::string_view name, const std::string& key, int limit,
+                                                         std::chrono::seconds window, Timestamp now, bool count) = 0;
+};
+
 class CALLBACK_EXPORT Store : public Component {
  public:
   virtual CdrStore& cdrs() = 0;
@@ -145,6 +220,8 @@ class CALLBACK_EXPORT Store : public Component {
   virtual CallJournal* journal() { return nullptr; }
   // nullptr: this store keeps no API keys (callbackd cannot serve its API on it).
   virtual ApiKeyStore* api_keys() { return nullptr; }
+  // nullptr: rate limits stay in each process (an embedded file has one).
+  virtual RateCounter* rate_counter() { return nullptr; }
   virtual AccountStore& accounts() = 0;
   virtual LedgerStore& ledger() = 0;
   // The schema version after migrations ran (for `callbackctl` and health checks).
