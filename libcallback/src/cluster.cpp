@@ -7,8 +7,8 @@
 namespace callback {
 
 Cluster::Cluster(Context& context, CallJournal& journal, std::function<CallbackService*()> service,
-                 std::chrono::seconds lease)
-    : context_(context), journal_(journal), service_(std::move(service)), lease_(lease) {}
+                 std::chrono::seconds lease, std::function<void(const Error&)> lost)
+    : context_(context), journal_(journal), service_(std::move(service)), lease_(lease), lost_(std::move(lost)) {}
 
 void Cluster::start() {
   if (running_->exchange(true)) return;
@@ -29,14 +29,13 @@ void Cluster::stop() {
   if (!running_->exchange(false)) return;
   notices_.reset();
   // The timer lives on the service thread: cancelled there (or it finds running_ false).
-  std::promise<void> cancelled;
-  boost::asio::post(context_.io, [this, &cancelled] {
+  auto cancelled = std::make_shared<std::promise<void>>();
+  auto done = cancelled->get_future();
+  boost::asio::post(context_.io, [this, cancelled] {
     timer_.cancel();
-    cancelled.set_value();
+    cancelled->set_value();
   });
-  if (!context_.io.stopped()) {
-    (void)cancelled.get_future().wait_for(std::chrono::seconds(5));
-  }
+  if (!context_.io.stopped()) (void)done.wait_for(std::chrono::seconds(5));
   guard_.reset();
   worker_io_.stop();
   if (worker_.joinable()) worker_.join();
@@ -61,6 +60,11 @@ void Cluster::to_service(std::function<void(CallbackService&)> work) {
 
 void Cluster::tick() {
   if (auto renewed = journal_.renew(); !renewed) {
+    if (renewed.error().code == "node.lease_lost" || renewed.error().code == "node.duplicate") {
+      context_.log.error("callback.cluster", renewed.error().describe());
+      if (lost_) lost_(renewed.error());
+      return;
+    }
     if (!renew_failed_) {
       context_.log.error("callback.cluster", "cannot renew this node's lease: " + renewed.error().describe() +
                                                  "; if it runs out, other nodes take this node's calls over");
@@ -69,7 +73,7 @@ void Cluster::tick() {
   } else {
     if (renew_failed_) context_.log.info("callback.cluster", "this node's lease is renewed again");
     renew_failed_ = false;
-    auto taken = journal_.take_over();
+    auto taken = taking_over_ ? journal_.take_over() : Result<std::vector<JournalEntry>>(std::vector<JournalEntry>{});
     if (!taken) {
       context_.log.error("callback.cluster", "cannot look for calls to take over: " + taken.error().describe());
     } else if (!taken->empty()) {

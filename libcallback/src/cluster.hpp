@@ -22,12 +22,18 @@ namespace callback {
 class Cluster {
  public:
   // `service` is read on the service thread (context.io); it may be gone by then (nullptr).
-  Cluster(Context& context, CallJournal& journal, std::function<CallbackService*()> service, std::chrono::seconds lease);
+  // `lost` runs (on the worker) when this node's lease was taken over or its id taken by
+  // another process: the calls it follows are another node's now, and it must stop at
+  // once without touching them (callbackd exits).
+  Cluster(Context& context, CallJournal& journal, std::function<CallbackService*()> service, std::chrono::seconds lease,
+          std::function<void(const Error&)> lost);
   ~Cluster() { stop(); }
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
 
   void start();  // any thread
+  // Draining (a graceful stop): the lease is still renewed, but nothing more is taken over.
+  void stop_taking_over() { taking_over_ = false; }
   void stop();   // any thread but the worker's; nothing runs after it returns
 
  private:
@@ -40,6 +46,8 @@ class Cluster {
   CallJournal& journal_;
   std::function<CallbackService*()> service_;
   std::chrono::seconds lease_;
+  std::function<void(const Error&)> lost_;
+  std::atomic<bool> taking_over_{true};
   boost::asio::io_context worker_io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_{worker_io_.get_executor()};
   std::thread worker_;

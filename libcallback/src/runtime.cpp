@@ -2,6 +2,9 @@
 
 #include "cluster.hpp"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <boost/asio/executor_work_guard.hpp>
 
 #include <algorithm>
@@ -222,8 +225,15 @@ Status Runtime::start() {
     for (const auto& skipped : recovery_.skipped) context_.log.error("callback.runtime", "journal: skipped " + skipped);
   }
   if (journal != nullptr && journal->shared()) {
-    cluster_ = std::make_unique<Cluster>(context_, *journal, [this] { return service_.get(); },
-                                         config_.service.node_lease);
+    cluster_ = std::make_unique<Cluster>(
+        context_, *journal, [this] { return service_.get(); }, config_.service.node_lease, [this](const Error&) {
+          // Its calls are another node's now: stopping gracefully would hang them up or bill
+          // them. Out at once, as a kill would; a supervisor starts it again (systemd:
+          // Restart=on-failure), and it takes up whatever is still its own.
+          context_.log.error("callback.runtime", "this node stops now (exit status 75)");
+          std::fflush(nullptr);
+          std::_Exit(75);
+        });
     cluster_->start();
   }
   for (auto& trigger : triggers_) trigger->start(*sink_);
@@ -236,6 +246,7 @@ void Runtime::drain(std::chrono::seconds grace) {
   if (drained_) return;
   drained_ = true;
   accepting_ = false;
+  if (cluster_) cluster_->stop_taking_over();  // the others take what is left when this node's lease ends
   if (!started_) return;
   for (auto& frontend : frontends_) frontend->stop();
   for (auto& trigger : triggers_) trigger->stop();

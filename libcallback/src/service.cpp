@@ -237,17 +237,35 @@ CallbackService::CallbackService(Context& context, Engine& engine, Billing* bill
   observers_.push_back(tracker_.get());
 }
 
-void CallbackService::on_key_taken(const std::string& id, const std::string& other) {
+bool CallbackService::on_key_taken(const std::string& id, const std::string& other) {
   auto it = active_.find(id);
-  if (it == active_.end()) return;
+  if (it == active_.end()) return true;
+  // Only the first write can meet another node's key (later ones carry the same key): then
+  // nothing was asked of billing or dialed yet.
+  if (it->second->authorized || it->second->call.state() != CallState::authorizing) return false;
   // Another node has a callback under this idempotency key: that one is the answer, and
-  // this one ends before anything was asked of billing or dialed.
+  // this one ends here.
   Done done = std::exchange(it->second->pending_done, nullptr);
   it->second->journaled = false;
   refuse(*it->second,
          Error{"idempotency_key_taken", "the idempotency key names callback " + other + " (on another node)", {}},
          nullptr);
   if (done) done(other);
+  return true;
+}
+
+void CallbackService::drop_taken(const std::string& id, const Error& why) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  // Another node took this call over (this node's lease ran out): it follows the call,
+  // settles it and writes its records now. Nothing more is done here, no money moved.
+  context_.log.warning("callback.service", "dropping " + id + ": " + why.message);
+  Active& active = *it->second;
+  active.stage_timer.cancel();
+  active.slice_timer.cancel();
+  if (!active.call.request().idempotency_key.empty()) idempotency_.erase(active.call.request().idempotency_key);
+  active_.erase(it);
+  in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
 }
 
 void CallbackService::crash_point(std::string_view point) const {
@@ -1271,9 +1289,10 @@ void CallbackService::write_journal(Active& active, std::function<void()> then, 
                                                  refuse_unwritten] {
                             if (alive.expired()) return;
                             if (written) return then();
-                            if (written.error().code == "idempotency_key_taken") {
-                              return on_key_taken(id, written.error().field);
+                            if (written.error().code == "idempotency_key_taken" && on_key_taken(id, written.error().field)) {
+                              return;
                             }
+                            if (written.error().code == "node.fenced") return drop_taken(id, written.error());
                             context_.log.error("callback.service",
                                                id + ": the callback journal was not written: " + written.error().message);
                             if (!then) return;  // a later write (or the final one) carries it
@@ -1551,7 +1570,13 @@ Status CallbackService::take_up(const std::vector<JournalEntry>& entries, Recove
     std::optional<Money> settled_cost;
     if (billing_ != nullptr) {
       auto held = billing_->authorizer().reservation_of(entry.id);
-      if (!held) return held.error();
+      if (!held) {
+        // Followed all the same, with the reservation the journal has (its settlement
+        // retries like any other): a call left unfollowed would never end or be billed.
+        context_.log.error("callback.service", entry.id + ": cannot read its reservation (" + held.error().message +
+                                                   "); using the journal's");
+        held = std::optional<Authorizer::Held>{};
+      }
       if (*held) reservation = (*held)->status == "open" ? (*held)->reservation : std::string();
       if (*held && (*held)->status == "open" && (*held)->covered > active.covered) active.covered = (*held)->covered;
       if (*held && (*held)->status == "settled" && legs_ended(active)) settled_cost = (*held)->cost;

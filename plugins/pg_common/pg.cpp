@@ -287,7 +287,13 @@ std::int64_t Rows::affected() const {
 }
 
 Connection::Connection(const std::string& conninfo) {
-  conn_ = PQconnectdb(conninfo.c_str());
+  // Defaults first, then the conninfo (expanded: its own settings win): a server that
+  // stops answering (a half-open connection, a host gone) is an error in about 30 s,
+  // never a thread waiting forever.
+  const char* keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                        "tcp_user_timeout", "dbname", nullptr};
+  const char* values[] = {"10", "1", "10", "5", "3", "30000", conninfo.c_str(), nullptr};
+  conn_ = PQconnectdbParams(keys, values, 1);
   if (PQstatus(conn_) != CONNECTION_OK) {
     std::string message = PQerrorMessage(conn_);
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();

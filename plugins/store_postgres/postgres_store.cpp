@@ -141,8 +141,22 @@ Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> e
               {e.id, e.idempotency_key.empty() ? Param(std::nullopt) : Param(e.idempotency_key), e.state, e.final,
                e.server, e.reservation, e.call, time_param(e.created_at), time_param(e.updated_at), node, e.client});
           if (written.empty()) {
-            taken.insert(e.id);
+            auto row = conn.exec("SELECT owner, created_at FROM callback_journal WHERE id = $1", {e.id});
+            if (!row.empty() && row.time(0, 1) != std::chrono::time_point_cast<std::chrono::seconds>(e.created_at)) {
+              throw Exception(Error{"store_failed", "callback id " + e.id + " is another callback's already", "id"}
+                                  .as(ErrorKind::internal));
+            }
             fenced(e.id);
+            if (!e.final) {
+              // The service stops following it (CallbackService: node.fenced): nothing of
+              // this group is written, and the writer writes the other batches alone.
+              throw Exception(Error{"node.fenced",
+                                    e.id + " is node " + (row.empty() ? std::string("?") : row.text(0, 0)) +
+                                        "'s now: this node's lease ran out and it was taken over",
+                                    "id"}
+                                  .as(ErrorKind::conflict));
+            }
+            taken.insert(e.id);  // its end and its CDRs are the other node's to write
             continue;
           }
           if (!node.empty()) {
@@ -401,7 +415,7 @@ Status PostgresStore::claim(const NodeClaim& node) {
                      "service.node"};
       }
       owner_ = std::move(conn);
-      node_.clear();
+      set_node({});
       return ok_status();
     }
     if (!conn->exec("SELECT pg_try_advisory_lock_shared($1)", {journal_lock}).boolean(0, 0)) {
@@ -425,10 +439,10 @@ Status PostgresStore::claim(const NodeClaim& node) {
                        who + ": each node needs an id of its own",
                    "service.node"};
     }
-    node_ = node.node;
+    set_node(node.node);
     lease_ = node.lease;
     if (auto ok = register_node(*conn); !ok) {
-      node_.clear();
+      set_node({});
       return ok;
     }
     owner_ = std::move(conn);
@@ -465,7 +479,20 @@ Status PostgresStore::renew() {
       }
       owner_ = std::move(conn);
     }
-    return register_node(*owner_);
+    // Only a lease nobody took: a node marked taken over (lease_until -infinity) has lost
+    // its calls, whatever it still holds in memory.
+    auto renewed = owner_->exec(
+        "UPDATE node SET lease_until = now() + $2 * interval '1 second' WHERE id = $1 AND lease_until <> "
+        "'-infinity' RETURNING id",
+        {node_, static_cast<std::int64_t>(lease_.count())});
+    if (renewed.empty()) {
+      return Error{"node.lease_lost",
+                   "node " + node_ + "'s lease ran out and its calls were taken over by another node; this process "
+                   "must not act on them any more",
+                   "service.node"}
+          .as(ErrorKind::conflict);
+    }
+    return ok_status();
   } catch (const std::exception& e) {
     return Error{"store_failed", "cannot renew node " + node_ + "'s lease: " + e.what(), {}}.as(ErrorKind::unavailable);
   }
@@ -478,14 +505,22 @@ Result<std::vector<JournalEntry>> PostgresStore::take_over() {
     // Open entries of a node without a live lease (or of a service without a node id that
     // is gone: node ids hold the journal's lock shared, so it cannot run). SKIP LOCKED:
     // each is taken by one node.
+    pg::Transaction tx(conn);
+    // Nodes whose lease ran out are marked taken over (-infinity) under their row's lock,
+    // so that a late renewal finds out instead of extending the lease (renew()).
+    conn.exec("UPDATE node SET lease_until = '-infinity' WHERE id IN (SELECT id FROM node WHERE id <> $1 AND "
+              "lease_until < now() AND lease_until <> '-infinity' FOR UPDATE SKIP LOCKED)",
+              {node});
     // RETURNING names the node each was taken from, in `owner`.
-    return read_entries(conn.exec(
+    auto taken = read_entries(conn.exec(
         "WITH taken AS (SELECT id, owner AS previous FROM callback_journal WHERE NOT final AND owner <> $1 AND owner "
         "NOT IN (SELECT id FROM node WHERE lease_until >= now()) FOR UPDATE SKIP LOCKED) UPDATE callback_journal j SET "
         "owner = $1 FROM taken WHERE j.id = taken.id RETURNING j.id, COALESCE(j.idempotency_key, ''), j.state, "
         "j.final, j.server, j.reservation, j.call, j.created_at, j.updated_at, taken.previous, j.client, "
         "j.cancel_asked",
         {node}));
+    tx.commit();
+    return taken;
   });
 }
 
@@ -562,10 +597,23 @@ void PostgresStore::listen_loop() {
     }
     if (!first) notify_watchers({.kind = JournalNotice::Kind::resync});  // some may have been missed
     first = false;
+    int quiet = 0;  // 100 ms rounds without anything read
     while (!stop_listening_ && conn->ok()) {
       pollfd fd{.fd = PQsocket(conn->raw()), .events = POLLIN, .revents = 0};
-      if (::poll(&fd, 1, 100) < 0 || (fd.revents & POLLIN) == 0) continue;  // 100 ms: stop() is seen
-      if (PQconsumeInput(conn->raw()) == 0) break;
+      if (::poll(&fd, 1, 100) < 0 || (fd.revents & POLLIN) == 0) {  // 100 ms: stop() is seen
+        if (++quiet < 100) continue;
+        // 10 s of silence: a half-open connection answers nothing; a live one notices the
+        // query (notices that come meanwhile wait in libpq for PQnotifies below).
+        quiet = 0;
+        try {
+          conn->exec("SELECT 1");
+        } catch (const std::exception&) {
+          break;  // connect again, then resync
+        }
+      } else {
+        quiet = 0;
+        if (PQconsumeInput(conn->raw()) == 0) break;
+      }
       while (PGnotify* n = PQnotifies(conn->raw())) {
         const std::string channel = n->relname;
         const std::string payload = n->extra;

@@ -94,10 +94,14 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   PostgresStore(std::shared_ptr<pg::Pool> pool, Logger* log) : pool_(std::move(pool)), log_(log) {}
   Status write(std::span<Cdr> cdrs, std::span<const JournalEntry> entries);
   [[nodiscard]] std::string claimed_node() const {
-    std::lock_guard lock(claim_mutex_);
+    std::lock_guard lock(node_mutex_);
     return node_;
   }
   void fenced(const std::string& id) const;
+  void set_node(std::string node) {  // claim_mutex_ held
+    std::lock_guard lock(node_mutex_);
+    node_ = std::move(node);
+  }
   Status register_node(pg::Connection& conn);  // claim_mutex_ held
   void listen_loop();
   void notify_watchers(const JournalNotice& notice);
@@ -125,7 +129,8 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   std::size_t finals_since_prune_ = 0;
   mutable std::mutex claim_mutex_;
   std::unique_ptr<pg::Connection> owner_;  // claim()'s lock lives on it
-  std::string node_;                       // the claimed node id
+  mutable std::mutex node_mutex_;          // node_'s own: read on every write, never held over I/O
+  std::string node_;                       // the claimed node id (set under both mutexes)
   std::chrono::seconds lease_{15};
   Logger* log_ = nullptr;
   // watch(): the listener thread and who gets its notices.

@@ -335,5 +335,41 @@ TEST_F(ClusterTest, AKilledNodesCallsEndAndAreBilledOnceByTheOthers) {
   EXPECT_EQ(asterisk1.active_calls() + asterisk2.active_calls(), 0u);
 }
 
+// A node frozen longer than its lease (SIGSTOP: a stalled VM, a long pause) loses its
+// calls to another node. When it runs again it finds out at its next renewal and stops at
+// once (exit 75) without touching them; the other node ends and bills each once.
+TEST_F(ClusterTest, AFrozenNodeLosesItsCallsAndStopsWhenItWakesUp) {
+  add_account("1000.00");
+  auto n1 = start("n1");
+  auto n2 = start("n2");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    auto r = post(*n1, std::to_string(9000 + i), "1001", R"(, "limit_seconds": 240)");
+    ASSERT_EQ(r.status, 202) << r.body;
+    ids.push_back(id_of(r));
+  }
+  for (const auto& id : ids) {
+    wait_for(*n1, id, [](const json::object& cb) { return cb.at("state").as_string() == "bridged"; });
+  }
+  n1->signal(SIGSTOP);
+  // n2 takes them over once n1's lease has run out.
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (count("SELECT count(*) FROM callback_journal WHERE owner = 'n2' AND NOT final") < 10 &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);  // poll interval, not a synchronization
+  }
+  ASSERT_EQ(count("SELECT count(*) FROM callback_journal WHERE owner = 'n2'"), 10);
+  n1->signal(SIGCONT);
+  EXPECT_EQ(n1->wait(), 128 + 75) << "n1 stops at its next renewal";
+  for (const auto& id : ids) {
+    auto done = wait_for(*n2, id, final_state, 120s);
+    EXPECT_EQ(done.at("outcome").as_string(), "time_up") << json::serialize(done);
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM ledger WHERE kind = 'call_charge'"), 10);
+  EXPECT_EQ(count("SELECT count(*) FROM cdr"), 20);
+  EXPECT_EQ(reserved_micros(), 0);
+  EXPECT_EQ(asterisk1.active_calls() + asterisk2.active_calls(), 0u);
+}
+
 }  // namespace
 }  // namespace callback

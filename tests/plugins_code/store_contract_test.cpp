@@ -645,7 +645,14 @@ TEST(PostgresStore, NodesOwnWhatTheyWriteAndTakeOverWhatANodeWithoutALeaseLeft) 
   EXPECT_TRUE(b->take_over().value().empty()) << "each taken once";
   EXPECT_EQ(b->open().value().size(), 3u);
   EXPECT_EQ(b->cancels_asked().value(), std::vector<std::string>{"cb-a2"}) << "the cancel moves with it";
-  // a, back from its pause, neither writes them nor their CDRs any more.
+  // a, back from its pause, finds out at its next renewal, and neither writes them nor
+  // their CDRs any more: an end is skipped, anything else is refused.
+  auto lost = a->renew();
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, "node.lease_lost");
+  auto going_on = write_now(*a->journal(), {open_entry("cb-a2")});
+  ASSERT_FALSE(going_on);
+  EXPECT_EQ(going_on.error().code, "node.fenced");
   auto late = open_entry("cb-a1", "k1:order-1");
   late.state = "completed";
   late.final = true;

@@ -68,6 +68,7 @@ class Daemon {
     kill(pid_, SIGKILL);
     wait();
   }
+  void signal(int sig) { kill(pid_, sig); }
   void terminate() {
     kill(pid_, SIGTERM);
     wait();

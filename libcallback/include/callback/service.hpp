@@ -176,7 +176,9 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
   Result<std::string> begin(CallbackRequest request, Done done);
   Status take_up(const std::vector<JournalEntry>& entries, RecoveryReport& report,
                  std::vector<Engine::Recovered>& lost);
-  void on_key_taken(const std::string& id, const std::string& other);
+  // The first journal write met another node's idempotency key: false if it was not the first.
+  bool on_key_taken(const std::string& id, const std::string& other);
+  void drop_taken(const std::string& id, const Error& why);
   void on_authorized(const std::string& id, Result<Authorization> decision, Done done);
   void refuse(Active& active, const Error& error, const Done& done);
   void complete(const std::string& id, std::optional<Money> cost);

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Two callbackd nodes on one PostgreSQL and one REAL Asterisk (issue 13), as
+# tests/cli/cluster_test.cpp does on the fakes. PostgreSQL from tests/support/postgres.sh in a
+# temp folder; one account (100.00 CNY); a deck at 0.60/min per second; nodes n1 and n2
+# with a 3-second lease, each logged in to Asterisk over AMI.
+#  - a callback placed on n1 is read on n2 once bridged, canceled through n2 (DELETE), and
+#    must end canceled on n1 with two CDRs;
+#  - N callbacks (A = 9001.., answers; B = 1001.., stays up; limit_seconds LIMIT) placed on
+#    n1; once all are bridged (read on n2), n1 gets kill -9. n2 takes them over when n1's
+#    lease runs out and follows them until Asterisk's L() ends them: each must end
+#    completed / time_up with a cost, B billsec > 0 and two CDRs, read on n2;
+#  - afterwards: one charge a callback (distinct references), nothing reserved, no journal
+#    row still n1's, and no channel or bridge left on Asterisk.
+# Prints one line per callback; exits 1 if any was wrong.
+#
+#   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start . build/share/callback/sounds
+#   tests/real_asterisk/cluster.sh [--bin build/bin] [--calls 20] [--limit 20] [--port 18190]
+#
+# Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
+set -euo pipefail
+bin=build/bin calls=20 limit=20 port=18190
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) bin=$2; shift 2 ;;
+    --calls) calls=$2; shift 2 ;;
+    --limit) limit=$2; shift 2 ;;
+    --port) port=$2; shift 2 ;;
+    *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/common.sh"
+engine_json=$(engine_entry ami)
+bin=$(cd "$bin" && pwd)
+work=$(mktemp -d)
+chmod 755 "$work"
+n1= n2=
+cleanup() {
+  [ -n "$n1" ] && kill "$n1" 2>/dev/null
+  [ -n "$n2" ] && kill "$n2" 2>/dev/null
+  wait 2>/dev/null || true
+  bash "$here/../support/postgres.sh" stop "$work/pg" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+bash "$here/../support/postgres.sh" start "$work/pg" >/dev/null
+conninfo="$(cat "$work/pg/conninfo") dbname=postgres"
+for n in 1 2; do
+  cat >"$work/n$n.json" <<JSON
+{
+  "numbering": {"country_code": "", "trunk_prefix": "", "international_prefixes": [], "min_subscriber_digits": 4},
+  "store": {"plugin": "callback.store.postgres", "config": {"conninfo": "$conninfo"}},
+  "billing": {"plugin": "callback.billing.postgres"},
+  "engines": [$engine_json],
+  "service": {"node": "n$n", "node_lease_seconds": 3, "a_ring_timeout_seconds": 60, "b_ring_timeout_seconds": 20},
+  "server": {"listen": "127.0.0.1:$((port + n))", "shutdown_grace_seconds": 1},
+  "log": {"level": "info"}
+}
+JSON
+done
+ctl() { "$bin/callbackctl" --config "$work/n1.json" "$@"; }
+printf 'prefix;description;rate;increment;connection_fee\n1;Lab stays up;0.60;1/1;0\n9;Lab answers;0.60;1/1;0\n' >"$work/deck.csv"
+ctl rates import default "$work/deck.csv" --currency CNY >/dev/null
+ctl accounts add acc --currency CNY --balance 100.00 >/dev/null
+key=$(ctl --json keys add cluster --scope admin | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
+api() { curl -s -X "$2" "http://127.0.0.1:$((port + $1))$3" -H "Authorization: Bearer $key" "${@:4}"; }
+start() {  # node number
+  "$bin/callbackd" --config "$work/n$1.json" >>"$work/n$1.log" 2>&1 &
+  eval "n$1=$!"
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$((port + $1))/healthz" | grep -q '"connected":1' && return 0
+    sleep 0.1
+  done
+  echo "n$1 did not reach Asterisk"; cat "$work/n$1.log"; exit 1
+}
+state_of() { api "$1" GET "/v1/callbacks/$2" | grep -o '"state":"[a-z_]*"' | head -1 | cut -d'"' -f4; }
+wait_state() {  # node, id, states (regex), seconds
+  for _ in $(seq $(( ${4:-60} * 10 ))); do [[ "$(state_of "$1" "$2")" =~ ^($3)$ ]] && return 0; sleep 0.1; done
+  return 1
+}
+post() {  # node, caller, callee
+  api "$1" POST /v1/callbacks -H 'Content-Type: application/json' \
+    -d "{\"caller\":\"$2\",\"callee\":\"$3\",\"account\":\"acc\",\"limit_seconds\":$limit}" | grep -o '"id":"cb-[^"]*"' | cut -d'"' -f4
+}
+psql_n() { psql "$conninfo" -tAc "$1"; }
+report() {  # node, id, expected state, expected outcome regex
+  local body n
+  body=$(api "$1" GET "/v1/callbacks/$2")
+  n=$(psql_n "SELECT count(*) FROM cdr WHERE callback_id = '$2'")
+  python3 -c '
+import json, re, sys
+c = json.loads(sys.argv[1]); n = int(sys.argv[2]); b = c["legs"]["b"]
+ok = c["state"] == sys.argv[3] and re.fullmatch(sys.argv[4], c.get("outcome") or "") and n == 2 and \
+     (sys.argv[3] != "completed" or (c.get("cost") and b["billsec"] > 0))
+print(c["id"], c["state"], c.get("outcome"), "B billsec", b["billsec"], "cost", (c.get("cost") or {}).get("amount"),
+      "CDRs", n, "ok" if ok else "WRONG")
+sys.exit(0 if ok else 1)' "$body" "$n" "$3" "$4"
+}
+
+start 1
+start 2
+bad=0
+# A cancel sent to the node that does not run the call.
+one=$(post 1 9000 1000)
+wait_state 2 "$one" bridged || { echo "$one never bridged (read on n2): $(api 2 GET "/v1/callbacks/$one")"; exit 1; }
+echo "cross-node cancel of $one: HTTP $(api 2 DELETE "/v1/callbacks/$one" -o /dev/null -w '%{http_code}')"
+wait_state 1 "$one" 'canceled|completed|failed' 30 || true
+report 1 "$one" canceled canceled || bad=$((bad + 1))
+# kill -9 with N bridged.
+ids=()
+for i in $(seq 1 "$calls"); do ids+=("$(post 1 $((9000 + i)) $((1000 + i)))"); done
+for id in "${ids[@]}"; do wait_state 2 "$id" bridged || { echo "$id never bridged: $(api 2 GET "/v1/callbacks/$id")"; exit 1; }; done
+echo "$calls bridged on n1 (read on n2); Asterisk: $(asterisk_left)"
+kill -9 "$n1"; wait "$n1" 2>/dev/null || true; n1=
+echo "killed n1 at $(date -u +%T)"
+for id in "${ids[@]}"; do wait_state 2 "$id" 'completed|failed|canceled' $((limit + 60)) || true; done
+echo "all final at $(date -u +%T); n2's log: $(grep -c 'took over' "$work/n2.log") takeover line(s)"
+for id in "${ids[@]}"; do report 2 "$id" completed time_up || bad=$((bad + 1)); done
+charges=$(psql_n "SELECT count(*) || ' ' || count(DISTINCT reference) FROM ledger WHERE kind = 'call_charge'")
+echo "charges (count, distinct references): $charges"
+[ "$charges" = "$calls $calls" ] || bad=$((bad + 1))
+reserved=$(psql_n "SELECT reserved_micros FROM account WHERE id = 'acc'")
+owned=$(psql_n "SELECT count(*) FROM callback_journal WHERE owner = 'n1'")
+echo "reserved micros: $reserved; journal rows still n1's: $owned"
+[ "$reserved" = 0 ] && [ "$owned" = 0 ] || bad=$((bad + 1))
+left=$(asterisk_left)
+echo "Asterisk afterwards: $left"
+[ "$left" = "0 active channels, 0 bridges" ] || bad=$((bad + 1))
+echo "cluster: cross-node cancel + kill -9 of n1 with $calls bridged: $bad wrong"
+[ "$bad" -eq 0 ]
