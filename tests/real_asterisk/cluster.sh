@@ -120,8 +120,8 @@ charges=$(psql_n "SELECT count(*) || ' ' || count(DISTINCT reference) FROM ledge
 echo "charges (count, distinct references): $charges"
 [ "$charges" = "$calls $calls" ] || bad=$((bad + 1))
 reserved=$(psql_n "SELECT reserved_micros FROM account WHERE id = 'acc'")
-owned=$(psql_n "SELECT count(*) FROM callback_journal WHERE owner = 'n1'")
-echo "reserved micros: $reserved; journal rows still n1's: $owned"
+owned=$(psql_n "SELECT count(*) FROM callback_journal WHERE owner = 'n1' AND NOT final")
+echo "reserved micros: $reserved; open journal rows still n1's: $owned"
 [ "$reserved" = 0 ] && [ "$owned" = 0 ] || bad=$((bad + 1))
 left=$(asterisk_left)
 echo "Asterisk afterwards: $left"
