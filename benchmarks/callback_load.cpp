@@ -35,6 +35,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -211,6 +212,21 @@ int main(int argc, char** argv) {
   std::printf("throughput (%s): %zu callbacks in %.2f s = %.0f callbacks/s with %zu in flight; %zu not completed\n",
               engine_name.c_str(), counter.completed + counter.failed, seconds,
               static_cast<double>(counter.completed) / seconds, in_flight, counter.failed);
+  if (ari_fake && calls > 0) {
+    // What each callback cost the fake (and so a real Asterisk): REST requests by route, events by type.
+    const auto per_callback = [calls](const char* what, const std::map<std::string, std::size_t>& counts) {
+      std::size_t total = 0;
+      for (const auto& [name, count] : counts) total += count;
+      std::printf("ARI %s: %.2f a callback;", what, static_cast<double>(total) / static_cast<double>(calls));
+      for (const auto& [name, count] : counts) {
+        std::printf(" %s %.2f;", name.c_str(), static_cast<double>(count) / static_cast<double>(calls));
+      }
+      std::printf("\n");
+    };
+    const auto stats = ari_fake->stats();
+    per_callback("requests", stats.requests);
+    per_callback("events", stats.events_sent);
+  }
   engine.stop();
   io.run_for(100ms);
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db.string() + suffix);

@@ -20,6 +20,26 @@ if(CALLBACK_FUZZ)
   target_link_options(callback_build_options INTERFACE -fsanitize=address,undefined)
 endif()
 
+# The programs' allocator (callbackd, callbackctl, the load tools): gperftools' tcmalloc_minimal
+# where it is installed (Debian's libgoogle-perftools-dev). glibc's malloc and free were ~14 %
+# of a loaded callbackd's CPU (many small short-lived strings and JSON values from several
+# threads); tcmalloc takes ~12 % off the CPU per callback (benchmarks/README.md, issue 11).
+# Not with the sanitizers or libFuzzer, which bring their own allocator, and never in
+# libcallback: an embedding application keeps its own.
+option(CALLBACK_TCMALLOC "Link the programs with tcmalloc_minimal when it is installed" ON)
+add_library(callback_malloc INTERFACE)
+if(CALLBACK_TCMALLOC AND NOT CALLBACK_SANITIZE AND NOT CALLBACK_FUZZ)
+  find_library(CALLBACK_TCMALLOC_LIBRARY NAMES tcmalloc_minimal)
+  if(CALLBACK_TCMALLOC_LIBRARY)
+    # Nothing calls it by name: without --no-as-needed the linker would drop it.
+    target_link_libraries(callback_malloc INTERFACE
+      "-Wl,--push-state,--no-as-needed" "${CALLBACK_TCMALLOC_LIBRARY}" "-Wl,--pop-state")
+    message(STATUS "callback: the programs allocate with ${CALLBACK_TCMALLOC_LIBRARY}")
+  else()
+    message(STATUS "callback: tcmalloc_minimal not found (libgoogle-perftools-dev): the programs use glibc's malloc")
+  endif()
+endif()
+
 # callback_add_plugin(<target> ENTRY <file> [SOURCES ...] [LIBRARIES ...])
 # A plugin is a MODULE library placed where the loader looks for it, in the build tree
 # and in the install tree. ENTRY holds the CALLBACK_PLUGIN(...) declaration; the rest of

@@ -15,6 +15,8 @@ packages=(
   libssl-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev
+  # The programs' allocator (tcmalloc_minimal; cmake/CallbackOptions.cmake).
+  libgoogle-perftools-dev
   # The e-mail trigger: MIME headers (GMime); its tests read a real IMAP server (dovecot)
   # and take its replies with a real SMTP server (aiosmtpd).
   libgmime-3.0-dev dovecot-imapd python3-aiosmtpd
