@@ -87,6 +87,17 @@ Result<Options> validate_options(const std::vector<OptionSpec>& specs, const boo
         values[key] = n;
         continue;
       }
+      if (spec->type == OptionType::string && !value.get_string().empty() && (spec->min || spec->max)) {
+        // Bounds on a string's length (a secret's, say); an empty one is "not set".
+        const auto length = static_cast<std::int64_t>(value.get_string().size());
+        if ((spec->min && length < *spec->min) || (spec->max && length > *spec->max)) {
+          std::string bounds = spec->min ? "at least " + std::to_string(*spec->min) : std::string();
+          if (spec->max) bounds += (bounds.empty() ? "at most " : " and at most ") + std::to_string(*spec->max);
+          // Never the value itself: it may be a secret.
+          return Error{"config.range", "must be empty or " + bounds + " characters long, got " + std::to_string(length),
+                       field};
+        }
+      }
       if (spec->type == OptionType::string && !spec->choices.empty()) {
         bool allowed = false;
         std::string list;

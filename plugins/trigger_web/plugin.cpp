@@ -28,6 +28,11 @@ class Factory final : public PluginFactory {
          .description = "callbacks one caller number may ask for in an hour", .min = 1, .max = 1000000},
         {.name = "per_ip_per_minute", .type = OptionType::integer, .default_value = 20,
          .description = "requests one client address may make in a minute", .min = 1, .max = 1000000},
+        {.name = "token_secret", .type = OptionType::string, .default_value = "",
+         .description = "signs the page's event-stream tokens (32 characters or more: openssl rand -hex 32); "
+                        "give every node behind one address the same one. Empty: a random key at each start, so a "
+                        "page must come back to the node that served it, and a restart voids the tokens given",
+         .secret = true, .min = 32, .max = 1024},
     };
   }
 
@@ -42,6 +47,7 @@ class Factory final : public PluginFactory {
     options.assets_dir = args.options.string("assets_dir");
     options.per_number_per_hour = static_cast<int>(args.options.integer("per_number_per_hour"));
     options.per_ip_per_minute = static_cast<int>(args.options.integer("per_ip_per_minute"));
+    options.token_secret = args.options.string("token_secret");
     auto page = std::make_unique<WebPageTrigger>(args.context, *args.plan, args.routes, std::move(options));
     if (args.store != nullptr) page->share_limits(args.store->rate_counter());
     return page;

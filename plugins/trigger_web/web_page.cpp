@@ -50,7 +50,7 @@ WebPageTrigger::WebPageTrigger(Context& context, const NumberingPlan& plan, Http
       options_(std::move(options)),
       per_number_(options_.per_number_per_hour, std::chrono::hours(1)),
       per_ip_(options_.per_ip_per_minute, std::chrono::minutes(1)),
-      token_key_(random_bytes(32)),
+      token_key_(options_.token_secret.empty() ? random_bytes(32) : options_.token_secret),
       keeper_(context, "web") {
   if (routes == nullptr) return;
   const std::pair<Status, std::string_view> added[] = {

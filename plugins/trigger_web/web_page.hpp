@@ -35,6 +35,10 @@ struct WebOptions {
   std::filesystem::path assets_dir;  // empty: the files compiled in
   int per_number_per_hour = 5;       // requests for one caller number
   int per_ip_per_minute = 20;        // requests from one client address
+  // Signs the event streams' tokens (HMAC-SHA256 of the callback id). Every node behind one
+  // address needs the same one, so that a page can follow its call through any of them;
+  // empty: a random key made at start (a page must come back to the node that served it).
+  std::string token_secret;
 };
 
 struct WebAsset {

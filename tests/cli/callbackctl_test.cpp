@@ -135,13 +135,15 @@ TEST(Callbackctl, TheAccessNumbersExampleConfigIsValid) {
 }
 
 TEST(Callbackctl, TheTwoNodeExampleConfigsAreValid) {
-  ::setenv("CALLBACK_AMI_SECRET", "not-a-secret", 1);  // the files take it from the environment
+  ::setenv("CALLBACK_AMI_SECRET", "not-a-secret", 1);  // the files take them from the environment
+  ::setenv("CALLBACK_WEB_TOKEN_SECRET", "0123456789abcdef0123456789abcdef", 1);
   for (const char* node : {"a", "b"}) {
     auto r = ctl_run("config check " + shell_quote(std::string(CALLBACK_SOURCE_DIR "/examples/systemd/node-") + node +
                                                    ".json"));
     EXPECT_EQ(r.exit_code, 0) << node << ": " << r.err;
   }
   ::unsetenv("CALLBACK_AMI_SECRET");
+  ::unsetenv("CALLBACK_WEB_TOKEN_SECRET");
 }
 
 TEST(Callbackctl, ConfigCheckRejectsBadConfigWithOneLineAndExitTwo) {
@@ -165,6 +167,9 @@ TEST(Callbackctl, ConfigCheckRejectsBadConfigWithOneLineAndExitTwo) {
       {R"({"service": {"node": "a b"}})", "service.node: expected node id: 1 to 64 letters, digits, '.', '_' or '-'"},
       {R"({"service": {"node": "n1", "node_lease_seconds": 1}})",
        "service.node_lease_seconds: must be between 2 and 3600 seconds, got 1"},
+      // A secret too short to sign with; the message never shows it.
+      {R"({"triggers": [{"plugin": "callback.trigger.web", "config": {"token_secret": "hunter2"}}]})",
+       "triggers[0].config.token_secret: must be empty or at least 32 and at most 1024 characters long, got 7"},
   };
   for (const auto& [text, fragment] : cases) {
     SCOPED_TRACE(text);
@@ -172,6 +177,7 @@ TEST(Callbackctl, ConfigCheckRejectsBadConfigWithOneLineAndExitTwo) {
     auto r = ctl_run("config check " + shell_quote(file.path));
     expect_bad_input(r, fragment);
     EXPECT_NE(r.err.find(file.path + ": "), std::string::npos) << "names the file: " << r.err;
+    EXPECT_EQ(r.err.find("hunter2"), std::string::npos) << "a secret is never printed: " << r.err;
   }
 }
 

@@ -7,6 +7,7 @@
 // follow them to their end and bill each once.
 #include "daemon.hpp"
 #include "pg.hpp"
+#include "poll.hpp"
 #include "postgres.hpp"
 #include "run_command.hpp"
 #include "temp_dir.hpp"
@@ -59,6 +60,11 @@ bool final_state(const json::object& cb) {
   return s == "completed" || s == "failed" || s == "canceled";
 }
 
+std::string id_of(const Reply& r) {
+  auto o = r.object();
+  return o.contains("id") ? std::string(o.at("id").as_string()) : std::string();
+}
+
 class ClusterTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -92,8 +98,10 @@ class ClusterTest : public ::testing::Test {
       "billing": {"plugin": "callback.billing.postgres", "config": {}},
       "engines": [{"plugin": "callback.engine.ami", "config": {"servers": ["127.0.0.1:)" << asterisk1.port()
                         << R"(", "127.0.0.1:)" << asterisk2.port() << R"("], "secret": "callbacksecret"}}],
+      "triggers": [{"plugin": "callback.trigger.web",
+                    "config": {"token_secret": "one-secret-for-every-node-behind-the-address"}}],
       "service": {"node": ")" << node << R"(", "node_lease_seconds": 2, "a_ring_timeout_seconds": 60,
-                  "b_ring_timeout_seconds": 20},
+                  "b_ring_timeout_seconds": 20, "campaigns": {"free": {"limit_seconds": 60}}},
       "server": {"listen": "127.0.0.1:0", "shutdown_grace_seconds": 1},
       "log": {"level": "warning"}})";
     return path;
@@ -145,18 +153,29 @@ class ClusterTest : public ::testing::Test {
   // Polls GET on `d` until `done(callback)` holds (a condition, not a fixed wait).
   json::object wait_for(const Daemon& d, const std::string& id, const std::function<bool(const json::object&)>& done,
                         std::chrono::seconds deadline = 60s) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
     json::object last;
-    while (std::chrono::steady_clock::now() < until) {
+    const bool held = test::poll_until(deadline, [&] {
       auto r = http(d, "GET", "/v1/callbacks/" + id);
-      if (r.status == 200) {
-        last = r.object();
-        if (done(last)) return last;
-      }
-      std::this_thread::sleep_for(50ms);  // poll interval, not a synchronization
-    }
-    ADD_FAILURE() << id << " never reached the awaited state; last: " << json::serialize(last);
+      if (r.status != 200) return false;
+      last = r.object();
+      return done(last);
+    });
+    if (!held) ADD_FAILURE() << id << " never reached the awaited state; last: " << json::serialize(last);
     return last;
+  }
+
+  // `n` calls placed on `d` (A 9000.., B 1001: both stay up), once all of them talk.
+  std::vector<std::string> place_talking_calls(const Daemon& d, int n) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      auto r = post(d, std::to_string(9000 + i), "1001", R"(, "limit_seconds": 240)");
+      EXPECT_EQ(r.status, 202) << r.body;
+      ids.push_back(id_of(r));
+    }
+    for (const auto& id : ids) {
+      wait_for(d, id, [](const json::object& cb) { return cb.at("state").as_string() == "bridged"; });
+    }
+    return ids;
   }
 
   void add_account(const std::string& balance) {
@@ -169,11 +188,6 @@ class ClusterTest : public ::testing::Test {
   std::int64_t balance_micros() { return count("SELECT balance_micros FROM account WHERE id = 'acc'"); }
   std::int64_t reserved_micros() { return count("SELECT reserved_micros FROM account WHERE id = 'acc'"); }
 };
-
-std::string id_of(const Reply& r) {
-  auto o = r.object();
-  return o.contains("id") ? std::string(o.at("id").as_string()) : std::string();
-}
 
 TEST_F(ClusterTest, ANodeIdInUseIsRefusedAtStart) {
   auto n1 = start("n1");
@@ -237,6 +251,26 @@ TEST_F(ClusterTest, AnyNodeShowsListsStreamsAndCancelsAnotherNodesCallback) {
   EXPECT_EQ(http(*n2, "GET", "/v1/callbacks/cb-nobody-00000001").status, 404);
   EXPECT_EQ(count("SELECT count(*) FROM cdr WHERE callback_id = '" + id + "'"), 2);
   EXPECT_EQ(reserved_micros(), 0);
+}
+
+// The web page behind a load balancer: its request reaches one node, its event stream
+// another. With one token_secret on every node, the token one node gave works on the others.
+TEST_F(ClusterTest, ThePagesStreamTokenWorksOnEveryNode) {
+  ASSERT_EQ(ctl("n1", "campaigns add free --limit 60").exit_code, 0);
+  auto n1 = start("n1");
+  auto n2 = start("n2");
+  auto asked = http(*n1, "POST", "/v1/public/callbacks", R"({"caller": "9005", "callee": "2001"})");
+  ASSERT_EQ(asked.status, 202) << asked.body;
+  const std::string id(asked.object().at("callback").at("id").as_string());
+  const std::string events_url(asked.object().at("events_url").as_string());
+  ASSERT_NE(events_url.find("token="), std::string::npos) << events_url;
+  // Another node refuses a wrong token, and streams the call with the right one to its end.
+  EXPECT_EQ(http(*n2, "GET", "/v1/public/callbacks/" + id + "/events?token=0123456789abcdef0123456789abcdef").status,
+            403);
+  auto stream = http(*n2, "GET", events_url);
+  EXPECT_EQ(stream.status, 200) << stream.body;
+  EXPECT_NE(stream.body.find("\"state\":\"completed\""), std::string::npos) << stream.body;
+  EXPECT_NE(stream.body.find("\"outcome\":\"partner_hangup\""), std::string::npos) << stream.body;
 }
 
 TEST_F(ClusterTest, AnIdempotencyKeyNamesOneCallbackOnEveryNode) {
@@ -305,15 +339,8 @@ TEST_F(ClusterTest, AKilledNodesCallsEndAndAreBilledOnceByTheOthers) {
   auto n1 = start("n1");
   auto n2 = start("n2");
   auto n3 = start("n3");
-  std::vector<std::string> ids;
-  for (int i = 0; i < 100; ++i) {
-    auto r = post(*n1, std::to_string(9000 + i), "1001", R"(, "limit_seconds": 240)");
-    ASSERT_EQ(r.status, 202) << r.body;
-    ids.push_back(id_of(r));
-  }
-  for (const auto& id : ids) {
-    wait_for(*n1, id, [](const json::object& cb) { return cb.at("state").as_string() == "bridged"; });
-  }
+  const auto ids = place_talking_calls(*n1, 100);
+  ASSERT_FALSE(HasFailure());
   EXPECT_EQ(asterisk1.active_calls() + asterisk2.active_calls(), 100u);
   n1->kill9();
   // The others take the calls over once n1's lease runs out, and follow them to the limit.
@@ -342,22 +369,11 @@ TEST_F(ClusterTest, AFrozenNodeLosesItsCallsAndStopsWhenItWakesUp) {
   add_account("1000.00");
   auto n1 = start("n1");
   auto n2 = start("n2");
-  std::vector<std::string> ids;
-  for (int i = 0; i < 10; ++i) {
-    auto r = post(*n1, std::to_string(9000 + i), "1001", R"(, "limit_seconds": 240)");
-    ASSERT_EQ(r.status, 202) << r.body;
-    ids.push_back(id_of(r));
-  }
-  for (const auto& id : ids) {
-    wait_for(*n1, id, [](const json::object& cb) { return cb.at("state").as_string() == "bridged"; });
-  }
+  const auto ids = place_talking_calls(*n1, 10);
+  ASSERT_FALSE(HasFailure());
   n1->signal(SIGSTOP);
   // n2 takes them over once n1's lease has run out.
-  const auto until = std::chrono::steady_clock::now() + 60s;
-  while (count("SELECT count(*) FROM callback_journal WHERE owner = 'n2' AND NOT final") < 10 &&
-         std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(50ms);  // poll interval, not a synchronization
-  }
+  test::poll_until(60s, [&] { return count("SELECT count(*) FROM callback_journal WHERE owner = 'n2' AND NOT final") >= 10; });
   ASSERT_EQ(count("SELECT count(*) FROM callback_journal WHERE owner = 'n2'"), 10);
   n1->signal(SIGCONT);
   EXPECT_EQ(n1->wait(), 128 + 75) << "n1 stops at its next renewal";

@@ -8,6 +8,7 @@
 // "authorized", "settled"), or from a kill -9 sent once GET shows the state (A ringing,
 // bridged).
 #include "daemon.hpp"
+#include "poll.hpp"
 #include "raw_http.hpp"
 #include "run_command.hpp"
 #include "temp_dir.hpp"
@@ -106,31 +107,26 @@ class CrashRecoveryTest : public ::testing::Test {
   // Polls GET until `done(callback)` holds (a condition, not a fixed wait); the last body.
   json::object wait_for(const Daemon& d, const std::string& id, const std::function<bool(const json::object&)>& done,
                         std::chrono::seconds deadline = 60s) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
     json::object last;
-    while (std::chrono::steady_clock::now() < until) {
+    const bool held = test::poll_until(deadline, [&] {
       auto r = http(d, "GET", "/v1/callbacks/" + id);
-      if (r.status == 200 && r.body.is_object()) {
-        last = r.body.as_object();
-        if (done(last)) return last;
-      }
-      std::this_thread::sleep_for(20ms);  // poll interval, not a synchronization
-    }
-    ADD_FAILURE() << id << " never reached the awaited state; last: " << json::serialize(last);
+      if (r.status != 200 || !r.body.is_object()) return false;
+      last = r.body.as_object();
+      return done(last);
+    });
+    if (!held) ADD_FAILURE() << id << " never reached the awaited state; last: " << json::serialize(last);
     return last;
   }
   // The id of the one callback callbackd knows (the POST that made it got no answer), once
   // its recovery has told the REST side (it may still be writing the records when the
   // server starts answering).
   std::string only_callback(const Daemon& d) {
-    const auto until = std::chrono::steady_clock::now() + 30s;
     Reply list;
-    while (std::chrono::steady_clock::now() < until) {
-      list = http(d, "GET", "/v1/callbacks");
-      if (list.status == 200 && list.body.at("callbacks").as_array().size() == 1) {
-        return std::string(list.body.at("callbacks").as_array()[0].at("id").as_string());
-      }
-      std::this_thread::sleep_for(20ms);  // poll interval, not a synchronization
+    if (test::poll_until(30s, [&] {
+          list = http(d, "GET", "/v1/callbacks");
+          return list.status == 200 && list.body.at("callbacks").as_array().size() == 1;
+        })) {
+      return std::string(list.body.at("callbacks").as_array()[0].at("id").as_string());
     }
     ADD_FAILURE() << "expected one callback: " << json::serialize(list.body);
     return {};
@@ -396,10 +392,7 @@ TEST_F(CrashRecoveryTest, ACallOnMoneyHeldInSlicesKeepsExtendingAfterTheRestart)
   ASSERT_NE(again.port(), 0);
   wait_for(again, id, [](const json::object& cb) { return cb.at("state") == "bridged"; });
   // The next slices are asked for (a condition, polled): more than 8 s of talk held.
-  const auto until = std::chrono::steady_clock::now() + 60s;
-  while (std::stod(reserved()) <= 0.08 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(200ms);  // poll interval, not a synchronization
-  }
+  test::poll_until(60s, [&] { return std::stod(reserved()) > 0.08; }, 200ms);
   ASSERT_GT(std::stod(reserved()), 0.08);
   auto canceled = http(again, "DELETE", "/v1/callbacks/" + id);
   EXPECT_TRUE(canceled.status == 202 || canceled.status == 200) << canceled.status;

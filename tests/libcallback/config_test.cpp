@@ -33,6 +33,8 @@ const std::vector<OptionSpec> engine_options{
     {.name = "events", .type = OptionType::boolean, .default_value = true, .description = "events"},
     {.name = "dirs", .type = OptionType::string_list, .default_value = boost::json::array{}, .description = "d"},
     {.name = "mode", .type = OptionType::string, .default_value = "ami", .description = "m", .choices = {"ami", "x"}},
+    {.name = "key", .type = OptionType::string, .default_value = "", .description = "k", .secret = true, .min = 4,
+     .max = 8},
 };
 
 std::string option_error(std::string_view block) {
@@ -169,7 +171,7 @@ TEST(Options, RejectsWrongTypesUnknownKeysAndRangesWithThePath) {
   EXPECT_EQ(option_error(R"({"secret": "x", "port": 70000})"),
             "engines[0].config.port: must be at least 1 and at most 65535, got 70000");
   EXPECT_EQ(option_error(R"({"secret": "x", "prot": 1})"),
-            "engines[0].config.prot: unknown option (known: host, port, secret, events, dirs, mode)");
+            "engines[0].config.prot: unknown option (known: host, port, secret, events, dirs, mode, key)");
   EXPECT_EQ(option_error(R"({"port": 1})"), "engines[0].config.secret: required option is missing");
   EXPECT_EQ(option_error(R"({"secret": "x", "events": "yes"})"), "engines[0].config.events: expected boolean, got \"yes\"");
   EXPECT_EQ(option_error(R"({"secret": "x", "dirs": ["a", null]})"), "engines[0].config.dirs[1]: expected string, got null");
@@ -177,6 +179,13 @@ TEST(Options, RejectsWrongTypesUnknownKeysAndRangesWithThePath) {
             "engines[0].config.mode: must be one of \"ami\", \"x\", got \"ari\"");
   EXPECT_EQ(option_error(R"({"secret": "x", "port": 18446744073709551615})"),
             "engines[0].config.port: must be at least 1 and at most 65535, got 18446744073709551615");
+  // A string's bounds are on its length, and an empty one is "not set"; the value is never shown.
+  EXPECT_EQ(option_error(R"({"secret": "x", "key": "abc"})"),
+            "engines[0].config.key: must be empty or at least 4 and at most 8 characters long, got 3");
+  EXPECT_EQ(option_error(R"({"secret": "x", "key": "abcdefghi"})"),
+            "engines[0].config.key: must be empty or at least 4 and at most 8 characters long, got 9");
+  EXPECT_EQ(option_error(R"({"secret": "x", "key": ""})"), "no error");
+  EXPECT_EQ(option_error(R"({"secret": "x", "key": "abcd"})"), "no error");
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ struct OptionSpec {
   std::string description;
   bool required = false;  // must be given (no default makes sense)
   bool secret = false;    // never printed back (passwords); use ${ENV_VAR}
-  std::optional<std::int64_t> min, max;  // integers: inclusive bounds
+  std::optional<std::int64_t> min, max;  // integers: inclusive bounds; strings: a non-empty one's length
   std::vector<std::string> choices;      // strings: the allowed values, if limited
 };
 
