@@ -235,6 +235,13 @@ CREATE TABLE node (
   pid         integer NOT NULL DEFAULT 0
 );
 )sql"},
+    {4, "node generations: the last process to claim a node id is the only one whose writes count",
+     R"sql(
+-- Each claim of a node id counts one up. A process started under the id of one that is cut
+-- off from the database (not dead) has the higher number; the older one's journal writes and
+-- renewals are refused from then on, so it stops without touching the calls.
+ALTER TABLE node ADD COLUMN generation bigint NOT NULL DEFAULT 0;
+)sql"},
 };
 static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);
 

@@ -120,7 +120,7 @@ Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> e
     }
   }
   std::vector<std::int64_t> ids;
-  const std::string node = claimed_node();
+  const auto [node, generation] = claimed();
   auto status = pg::with_connection(
       *pool_, entries.empty() ? "cannot store CDRs" : "cannot store CDRs and the callback journal",
       [&](Connection& conn) -> Status {
@@ -129,7 +129,24 @@ Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> e
         sqldb::PgDatabase sql(conn);
         std::set<std::string> taken;  // by another node
         std::string changed;
+        // A newer process under this node id (this one was cut off while it started) owns
+        // these calls now: nothing here is written. FOR SHARE: a claim waits for this write.
+        const bool superseded =
+            !node.empty() && !entries.empty() &&
+            conn.exec("SELECT 1 FROM node WHERE id = $1 AND generation = $2 FOR SHARE", {node, generation}).empty();
         for (const auto& e : entries) {
+          if (superseded) {
+            fenced(e.id);
+            if (!e.final) {
+              throw Exception(Error{"node.fenced",
+                                    e.id + " is not this process's: node id " + node +
+                                        " was claimed by another process while this one was cut off",
+                                    "id"}
+                                  .as(ErrorKind::conflict));
+            }
+            taken.insert(e.id);
+            continue;
+          }
           // An entry another node took over (this one lost its lease) is that node's now:
           // neither it nor its CDRs are written from here.
           auto written = conn.exec(
@@ -455,11 +472,15 @@ Status PostgresStore::claim(const NodeClaim& node) {
 Status PostgresStore::register_node(Connection& conn) {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
-  conn.exec(
-      "INSERT INTO node (id, lease_until, started_at, host, pid) VALUES ($1, now() + $2 * interval '1 second', now(), "
-      "$3, $4) ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, started_at = CASE WHEN node.pid = "
-      "excluded.pid THEN node.started_at ELSE excluded.started_at END, host = excluded.host, pid = excluded.pid",
+  // A new generation of the id: a process still holding an older one (cut off, not dead) is
+  // fenced by it (write(), renew()).
+  auto row = conn.exec(
+      "INSERT INTO node (id, lease_until, started_at, host, pid, generation) VALUES ($1, now() + $2 * interval '1 "
+      "second', now(), $3, $4, 1) ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, started_at = "
+      "CASE WHEN node.pid = excluded.pid THEN node.started_at ELSE excluded.started_at END, host = excluded.host, "
+      "pid = excluded.pid, generation = node.generation + 1 RETURNING generation",
       {node_, static_cast<std::int64_t>(lease_.count()), std::string(host), static_cast<std::int64_t>(::getpid())});
+  set_node(node_, row.integer(0, 0));
   return ok_status();
 }
 
@@ -481,10 +502,18 @@ Status PostgresStore::renew() {
     }
     // Only a lease nobody took: a node marked taken over (lease_until -infinity) has lost
     // its calls, whatever it still holds in memory.
+    const auto generation = claimed().generation;
     auto renewed = owner_->exec(
         "UPDATE node SET lease_until = now() + $2 * interval '1 second' WHERE id = $1 AND lease_until <> "
-        "'-infinity' RETURNING id",
-        {node_, static_cast<std::int64_t>(lease_.count())});
+        "'-infinity' AND generation = $3 RETURNING id",
+        {node_, static_cast<std::int64_t>(lease_.count()), generation});
+    if (renewed.empty() && !owner_->exec("SELECT 1 FROM node WHERE id = $1 AND generation > $2", {node_, generation})
+                                .empty()) {
+      return Error{"node.duplicate",
+                   "node id \"" + node_ + "\" was claimed by another process while this one was cut off from the "
+                   "database: this process must not act on its calls any more",
+                   "service.node"};
+    }
     if (renewed.empty()) {
       return Error{"node.lease_lost",
                    "node " + node_ + "'s lease ran out and its calls were taken over by another node; this process "

@@ -97,10 +97,19 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
     std::lock_guard lock(node_mutex_);
     return node_;
   }
+  struct Claimed {
+    std::string node;
+    std::int64_t generation = 0;
+  };
+  [[nodiscard]] Claimed claimed() const {
+    std::lock_guard lock(node_mutex_);
+    return {node_, generation_};
+  }
   void fenced(const std::string& id) const;
-  void set_node(std::string node) {  // claim_mutex_ held
+  void set_node(std::string node, std::int64_t generation = 0) {  // claim_mutex_ held
     std::lock_guard lock(node_mutex_);
     node_ = std::move(node);
+    generation_ = generation;
   }
   Status register_node(pg::Connection& conn);  // claim_mutex_ held
   void listen_loop();
@@ -131,6 +140,7 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   std::unique_ptr<pg::Connection> owner_;  // claim()'s lock lives on it
   mutable std::mutex node_mutex_;          // node_'s own: read on every write, never held over I/O
   std::string node_;                       // the claimed node id (set under both mutexes)
+  std::int64_t generation_ = 0;            // and this process's claim of it (node.generation)
   std::chrono::seconds lease_{15};
   Logger* log_ = nullptr;
   // watch(): the listener thread and who gets its notices.

@@ -666,6 +666,52 @@ TEST(PostgresStore, NodesOwnWhatTheyWriteAndTakeOverWhatANodeWithoutALeaseLeft) 
   EXPECT_TRUE(open()->take_over().value().empty()) << "an unclaimed store takes nothing";
 }
 
+// A node cut off from the database (not dead) while a new process starts under its id: the
+// old one's sessions, and the id's lock with them, are gone, so the new one may claim the
+// id. From then on nothing the old one writes counts, and its renewal tells it to stop.
+TEST(PostgresStore, AProcessWhoseNodeIdWasClaimedAgainWritesNothing) {
+  test::PostgresDatabase database;
+  auto open = [&] { return PostgresStore::open({.conninfo = database.conninfo()}).value(); };
+  auto old_process = open();
+  ASSERT_TRUE(old_process->claim(NodeClaim{"a", std::chrono::seconds(60)}));
+  ASSERT_TRUE(write_now(*old_process->journal(), {open_entry("cb-1")}));
+  pg::Connection(database.conninfo())
+      .exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> "
+            "pg_backend_pid()");
+  auto new_process = open();
+  ASSERT_TRUE(new_process->claim(NodeClaim{"a", std::chrono::seconds(60)})) << "the id's lock went with the session";
+  ASSERT_EQ(new_process->open().value().size(), 1u) << "its calls are the new process's";
+
+  // The old process, connected again: an ongoing write and a new callback are refused; an
+  // end is skipped with its CDRs.
+  auto going_on = write_now(*old_process->journal(), {open_entry("cb-1")});
+  ASSERT_FALSE(going_on);
+  EXPECT_EQ(going_on.error().code, "node.fenced");
+  auto another = write_now(*old_process->journal(), {open_entry("cb-2")});
+  ASSERT_FALSE(another);
+  EXPECT_EQ(another.error().code, "node.fenced");
+  EXPECT_FALSE(new_process->entry("cb-2").value()) << "nothing written";
+  auto end = open_entry("cb-1");
+  end.state = "completed";
+  end.final = true;
+  ASSERT_TRUE(write_now(*old_process->journal(), {end}, {test::sample_cdr("cb-1", "111", Timestamp{})}));
+  EXPECT_EQ(new_process->entry("cb-1").value()->state, "bridged");
+  EXPECT_EQ(pg::Connection(database.conninfo()).exec("SELECT count(*) FROM cdr").integer(0, 0), 0);
+  // The new process writes and renews as it should.
+  auto talking = open_entry("cb-1");
+  talking.state = "talking";
+  ASSERT_TRUE(write_now(*new_process->journal(), {talking}));
+  ASSERT_TRUE(new_process->renew());
+  // Once the new process is gone too, the id's lock is free: the old one's renewal takes it
+  // again, but its generation is not the id's any more, so it is told to stop.
+  new_process.reset();
+  auto renewed = old_process->renew();
+  ASSERT_FALSE(renewed);
+  EXPECT_EQ(renewed.error().code, "node.duplicate");
+  EXPECT_NE(renewed.error().message.find("claimed by another process"), std::string::npos) << renewed.error().message;
+  EXPECT_EQ(open()->entry("cb-1").value()->state, "talking");
+}
+
 TEST(PostgresStore, RateLimitsCountOnceForEveryNode) {
   test::PostgresDatabase database;
   auto a = PostgresStore::open({.conninfo = database.conninfo()}).value();
