@@ -5,6 +5,10 @@
 # with a 3-second lease, each logged in to Asterisk over AMI.
 #  - a callback placed on n1 is read on n2 once bridged, canceled through n2 (DELETE), and
 #    must end canceled on n1 with two CDRs;
+#  - a burst of BURST callbacks posted at once, alternately to n1 and n2 (A = 9101..,
+#    answers; B = 2101.., answers and hangs up 5 s later): each must end completed /
+#    partner_hangup with a cost and two CDRs, read on the other node (each node sees every
+#    call's AMI events, and must act on its own only);
 #  - N callbacks (A = 9001.., answers; B = 1001.., stays up; limit_seconds LIMIT) placed on
 #    n1; once all are bridged (read on n2), n1 gets kill -9. n2 takes them over when n1's
 #    lease runs out and follows them until Asterisk's L() ends them: each must end
@@ -14,14 +18,15 @@
 # Prints one line per callback; exits 1 if any was wrong.
 #
 #   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start . build/share/callback/sounds
-#   tests/real_asterisk/cluster.sh [--bin build/bin] [--calls 20] [--limit 20] [--port 18190]
+#   tests/real_asterisk/cluster.sh [--bin build/bin] [--burst 40] [--calls 20] [--limit 20] [--port 18190]
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
-bin=build/bin calls=20 limit=20 port=18190
+bin=build/bin burst=40 calls=20 limit=20 port=18190
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
+    --burst) burst=$2; shift 2 ;;
     --calls) calls=$2; shift 2 ;;
     --limit) limit=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
@@ -59,7 +64,7 @@ for n in 1 2; do
 JSON
 done
 ctl() { "$bin/callbackctl" --config "$work/n1.json" "$@"; }
-printf 'prefix;description;rate;increment;connection_fee\n1;Lab stays up;0.60;1/1;0\n9;Lab answers;0.60;1/1;0\n' >"$work/deck.csv"
+printf 'prefix;description;rate;increment;connection_fee\n1;Lab stays up;0.60;1/1;0\n2;Lab hangs up;0.60;1/1;0\n9;Lab answers;0.60;1/1;0\n' >"$work/deck.csv"
 ctl rates import default "$work/deck.csv" --currency CNY >/dev/null
 ctl accounts add acc --currency CNY --balance 100.00 >/dev/null
 key=$(ctl --json keys add cluster --scope admin | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
@@ -106,6 +111,24 @@ wait_state 2 "$one" bridged || { echo "$one never bridged (read on n2): $(api 2 
 echo "cross-node cancel of $one: HTTP $(api 2 DELETE "/v1/callbacks/$one" -o /dev/null -w '%{http_code}')"
 wait_state 1 "$one" 'canceled|completed|failed' 30 || true
 report 1 "$one" canceled canceled || bad=$((bad + 1))
+# A burst over both nodes at once; each callback is read on the node that did not take it.
+mkdir "$work/burst"
+posts=()
+for i in $(seq 1 "$burst"); do
+  node=$((1 + i % 2))
+  (post "$node" $((9100 + i)) $((2100 + i)) >"$work/burst/$i.$node") &
+  posts+=($!)
+done
+wait "${posts[@]}"  # not a bare wait: the nodes run in the background too
+burst_ids=()
+for f in "$work"/burst/*; do
+  id=$(cat "$f") other=$((3 - ${f##*.}))
+  [ -n "$id" ] || { echo "a POST of the burst got no id"; bad=$((bad + 1)); continue; }
+  burst_ids+=("$id")
+  wait_state "$other" "$id" 'completed|failed|canceled' 90 || true
+  report "$other" "$id" completed partner_hangup || bad=$((bad + 1))
+done
+echo "burst: ${#burst_ids[@]} of $burst accepted over both nodes at once, $bad wrong so far; Asterisk: $(asterisk_left)"
 # kill -9 with N bridged.
 ids=()
 for i in $(seq 1 "$calls"); do ids+=("$(post 1 $((9000 + i)) $((1000 + i)))"); done
@@ -118,7 +141,8 @@ echo "all final at $(date -u +%T); n2's log: $(grep -c 'took over' "$work/n2.log
 for id in "${ids[@]}"; do report 2 "$id" completed time_up || bad=$((bad + 1)); done
 charges=$(psql_n "SELECT count(*) || ' ' || count(DISTINCT reference) FROM ledger WHERE kind = 'call_charge'")
 echo "charges (count, distinct references): $charges"
-[ "$charges" = "$calls $calls" ] || bad=$((bad + 1))
+charged=$((burst + calls))
+[ "$charges" = "$charged $charged" ] || bad=$((bad + 1))
 reserved=$(psql_n "SELECT reserved_micros FROM account WHERE id = 'acc'")
 owned=$(psql_n "SELECT count(*) FROM callback_journal WHERE owner = 'n1' AND NOT final")
 echo "reserved micros: $reserved; open journal rows still n1's: $owned"
@@ -126,5 +150,5 @@ echo "reserved micros: $reserved; open journal rows still n1's: $owned"
 left=$(asterisk_left)
 echo "Asterisk afterwards: $left"
 [ "$left" = "0 active channels, 0 bridges" ] || bad=$((bad + 1))
-echo "cluster: cross-node cancel + kill -9 of n1 with $calls bridged: $bad wrong"
+echo "cluster: cross-node cancel, a burst of $burst over both nodes, kill -9 of n1 with $calls bridged: $bad wrong"
 [ "$bad" -eq 0 ]
