@@ -13,6 +13,10 @@
 namespace callback::billing_sql {
 namespace {
 
+// A payer's policy (payer_policy, as p): read with its account's or campaign's row.
+#define POLICY_COLUMNS "p.allow_prefixes, p.deny_prefixes, p.max_call_cost_micros, p.daily_spend_micros, p.max_concurrent"
+PayerPolicy policy_from(sqldb::Statement& select, int first, const Payer& payer);
+
 std::string format_time(Timestamp t) { return format_timestamp(t); }
 Timestamp parse_time(const std::string& text) { return parse_timestamp(text).value_or(Timestamp{}); }
 
@@ -306,9 +310,13 @@ SqlBilling::Operation SqlBilling::authorize_op(AuthorizationRequest request, std
     std::string language;
     std::chrono::seconds campaign_limit{0};
     std::int64_t campaign_budget = 0;  // seconds a day; 0: none
+    PayerPolicy policy{.payer = request.payer};
     if (is_account) {
-      sqldb::Statement& select = db.prepared("SELECT currency, minor_exponent, balance_micros, credit_limit_micros, reserved_micros, "
-                               "status, tariff, secret_hash, language FROM account WHERE id = ?{lock}");
+      // The payer's policy comes in the same read (one round trip to a database server).
+      sqldb::Statement& select = db.prepared(
+          "SELECT a.currency, a.minor_exponent, a.balance_micros, a.credit_limit_micros, a.reserved_micros, a.status, "
+          "a.tariff, a.secret_hash, a.language, " POLICY_COLUMNS " FROM account a LEFT JOIN payer_policy p ON "
+          "p.payer_kind = 'account' AND p.payer_id = a.id WHERE a.id = ?{lock a}");
       select.bindNoCopy(1, payer_id);
       if (!select.executeStep()) return deny_for(DenialReason::unknown_account, "no account " + payer_id, payer_field);
       currency = Currency::of(select.getColumn(0).getString(), select.getColumn(1).getInt()).value_or(Currency{});
@@ -322,6 +330,7 @@ SqlBilling::Operation SqlBilling::authorize_op(AuthorizationRequest request, std
       tariff = select.getColumn(6).getString();
       const std::string secret_hash = select.getColumn(7).getString();
       language = select.getColumn(8).getString();  // for the call's announcements, from this same read
+      policy = policy_from(select, 9, request.payer);
       // Who may spend it: the PIN/password, or a call from a registered number.
       if (!request.secret.empty()) {
         if (secret_hash.empty() || !verify_secret(request.secret, secret_hash)) {
@@ -337,8 +346,10 @@ SqlBilling::Operation SqlBilling::authorize_op(AuthorizationRequest request, std
         }
       }
     } else {
-      sqldb::Statement& select = db.prepared("SELECT limit_seconds, uses_per_day, once_ever, min_hours_between, "
-                               "daily_budget_seconds, status, tariff FROM campaign WHERE id = ?{lock}");
+      sqldb::Statement& select = db.prepared(
+          "SELECT c.limit_seconds, c.uses_per_day, c.once_ever, c.min_hours_between, c.daily_budget_seconds, c.status, "
+          "c.tariff, " POLICY_COLUMNS " FROM campaign c LEFT JOIN payer_policy p ON p.payer_kind = 'campaign' AND "
+          "p.payer_id = c.id WHERE c.id = ?{lock c}");
       select.bindNoCopy(1, payer_id);
       if (!select.executeStep()) return deny_for(DenialReason::campaign_limit, "no campaign " + payer_id, payer_field);
       campaign_limit = std::chrono::seconds(select.getColumn(0).getInt());
@@ -350,6 +361,7 @@ SqlBilling::Operation SqlBilling::authorize_op(AuthorizationRequest request, std
         return deny_for(DenialReason::disabled, "campaign " + payer_id + " is over", payer_field);
       }
       tariff = select.getColumn(6).getString();
+      policy = policy_from(select, 7, request.payer);
       // A use is a call that is in flight or talked; attempts that never connected do not
       // count. Counted by the caller's E.164 number, however it was typed.
       sqldb::Statement& uses = db.prepared("SELECT COUNT(*), COALESCE(SUM(CASE WHEN day = ? THEN 1 ELSE 0 END), 0), MAX(at) FROM campaign_use "
@@ -380,7 +392,6 @@ SqlBilling::Operation SqlBilling::authorize_op(AuthorizationRequest request, std
     }
 
     // --- where to: the deny lists, the allow list, the deck ---------------------------
-    const PayerPolicy policy = read_policy(db, request.payer);
     auto denied_prefix = [&](const std::vector<std::string>& prefixes) -> std::optional<std::string> {
       for (const auto& prefix : prefixes) {
         if (destination.starts_with(prefix)) return prefix;
@@ -531,12 +542,12 @@ SqlBilling::Operation SqlBilling::authorize_op(AuthorizationRequest request, std
     insert.bind(7, static_cast<std::int64_t>(seconds.count()));
     insert.bind(8, rate_b ? encode(*rate_b) + (rate_a ? ";" + encode(*rate_a) : std::string()) : std::string());
     insert.bind(9, now_text(now));
-    insert.exec();
+    insert.send();
     if (is_account) {
       sqldb::Statement& hold = db.prepared("UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
       hold.bind(1, amount.micros());
       hold.bindNoCopy(2, payer_id);
-      hold.exec();
+      hold.send();
     } else {
       sqldb::Statement& use = db.prepared("INSERT INTO campaign_use (reservation, campaign, caller, at, day, seconds) "
                                 "VALUES (?, ?, ?, ?, ?, ?)");
@@ -546,7 +557,7 @@ SqlBilling::Operation SqlBilling::authorize_op(AuthorizationRequest request, std
       use.bind(4, now_text(now));
       use.bind(5, today(now));
       use.bind(6, static_cast<std::int64_t>(seconds.count()));
-      use.exec();
+      use.send();
     }
     result = Authorization{.allowed = true, .max_duration = seconds, .reserved_for = covered,
                            .reservation = reservation_id, .rate = rate_b, .language = std::move(language)};
@@ -644,8 +655,11 @@ SqlBilling::Operation SqlBilling::settle_op(std::string reservation, std::chrono
                                                   std::shared_ptr<Money> out) {
   return [this, reservation = std::move(reservation), billsec, out](sqldb::Database& db) {
     Money& charged = *out;
-    sqldb::Statement& select = db.prepared("SELECT account_id, campaign, call_id, amount_micros, max_seconds, rate, status "
-                                 "FROM reservation WHERE id = ?{lock}");
+    // The account's currency in the same read: the account's row is locked by the charge's
+    // update below, in the same order as every writer (reservation, then account).
+    sqldb::Statement& select = db.prepared(
+        "SELECT r.account_id, r.campaign, r.call_id, r.amount_micros, r.max_seconds, r.rate, r.status, a.currency, "
+        "a.minor_exponent FROM reservation r LEFT JOIN account a ON a.id = r.account_id WHERE r.id = ?{lock r}");
     select.bindNoCopy(1, reservation);
     if (!select.executeStep()) throw Exception(Error{"unknown_reservation", "no reservation " + reservation, "reservation"});
     if (select.getColumn(6).getString() == "settled") {
@@ -664,7 +678,7 @@ SqlBilling::Operation SqlBilling::settle_op(std::string reservation, std::chrono
       sqldb::Statement& use = db.prepared("UPDATE campaign_use SET status = 'settled', seconds = ? WHERE reservation = ?");
       use.bind(1, static_cast<std::int64_t>(billsec.count()));
       use.bindNoCopy(2, reservation);
-      use.exec();
+      use.send();
       // What it cost the operator at the campaign's deck (its spend limits count it); nobody is charged.
       std::int64_t cost = 0;
       if (auto rate = decode(select.getColumn(5).getString(), Currency{})) {
@@ -676,7 +690,7 @@ SqlBilling::Operation SqlBilling::settle_op(std::string reservation, std::chrono
       end.bind(2, static_cast<std::int64_t>(billsec.count()));
       end.bind(3, cost);
       end.bindNoCopy(4, reservation);
-      end.exec();
+      end.send();
       charged = Money{};
       return;
     }
@@ -684,12 +698,10 @@ SqlBilling::Operation SqlBilling::settle_op(std::string reservation, std::chrono
     const std::string call_id = select.getColumn(2).getString();
     const std::int64_t amount = select.getColumn(3).getInt64();
     const std::string rates = select.getColumn(5).getString();
-    sqldb::Statement& account = db.prepared("SELECT currency, minor_exponent FROM account WHERE id = ?{lock}");
-    account.bindNoCopy(1, account_id);
-    if (!account.executeStep()) {
+    if (select.getColumn(7).isNull()) {
       throw Exception(Error{"unknown_account", "no account " + account_id, "account"}.as(ErrorKind::not_found));
     }
-    const Currency currency = Currency::of(account.getColumn(0).getString(), account.getColumn(1).getInt()).value_or(Currency{});
+    const Currency currency = Currency::of(select.getColumn(7).getString(), select.getColumn(8).getInt()).value_or(Currency{});
     const auto semicolon = rates.find(';');
     auto rate_b = decode(std::string_view(rates).substr(0, semicolon), currency);
     if (!rate_b) throw Exception(Error{"corrupt_reservation", "reservation " + reservation + " has no rate", {}});
@@ -706,14 +718,14 @@ SqlBilling::Operation SqlBilling::settle_op(std::string reservation, std::chrono
     sqldb::post_ledger(db,
                        {.account_id = account_id, .amount = -cost, .kind = LedgerKind::call_charge,
                         .reference = call_id, .note = std::to_string(billsec.count()) + " s", .at = parse_time(now)},
-                       currency, {.first = true, .release_reserved = amount});
+                       currency, {.first = true, .release_reserved = amount, .unread = true});
     sqldb::Statement& end = db.prepared("UPDATE reservation SET status = 'settled', ended_at = ?, billsec = ?, cost_micros = ? "
                               "WHERE id = ?");
     end.bindNoCopy(1, now);
     end.bind(2, static_cast<std::int64_t>(billsec.count()));
     end.bind(3, cost.micros());
     end.bindNoCopy(4, reservation);
-    end.exec();
+    end.send();
     charged = cost;
   };
 }
@@ -763,16 +775,16 @@ SqlBilling::Operation SqlBilling::release_op(std::string reservation) {
       sqldb::Statement& update = db.prepared("UPDATE account SET reserved_micros = reserved_micros - ? WHERE id = ?");
       update.bind(1, select.getColumn(1).getInt64());
       update.bind(2, select.getColumn(0).getString());
-      update.exec();
+      update.send();
     } else {
       sqldb::Statement& use = db.prepared("UPDATE campaign_use SET status = 'released', seconds = 0 WHERE reservation = ?");
       use.bindNoCopy(1, reservation);
-      use.exec();
+      use.send();
     }
     sqldb::Statement& end = db.prepared("UPDATE reservation SET status = 'released', ended_at = ? WHERE id = ?");
     end.bind(1, format_time(this->now()));
     end.bindNoCopy(2, reservation);
-    end.exec();
+    end.send();
   };
 }
 
@@ -827,12 +839,12 @@ SqlBilling::Operation SqlBilling::extend_op(std::string reservation, std::chrono
     sqldb::Statement& hold = db.prepared("UPDATE account SET reserved_micros = reserved_micros + ? WHERE id = ?");
     hold.bind(1, amount - held);
     hold.bindNoCopy(2, account_id);
-    hold.exec();
+    hold.send();
     sqldb::Statement& update = db.prepared("UPDATE reservation SET amount_micros = ?, max_seconds = ? WHERE id = ?");
     update.bind(1, amount);
     update.bind(2, static_cast<std::int64_t>(grown.count()));
     update.bindNoCopy(3, reservation);
-    update.exec();
+    update.send();
     *out = grown;
   };
 }
@@ -879,6 +891,21 @@ std::vector<std::string> split_prefixes(const std::string& text) {
   return out;
 }
 
+// A payer's policy from POLICY_COLUMNS, read from column `first` on (all NULL: no policy).
+PayerPolicy policy_from(sqldb::Statement& select, int first, const Payer& payer) {
+  PayerPolicy policy{.payer = payer};
+  policy.allow_prefixes = split_prefixes(select.getColumn(first).getString());
+  policy.deny_prefixes = split_prefixes(select.getColumn(first + 1).getString());
+  if (auto cost = select.getColumn(first + 2); !cost.isNull()) {
+    policy.max_call_cost = Money::from_micros(cost.getInt64(), Currency{});
+  }
+  if (auto spend = select.getColumn(first + 3); !spend.isNull()) {
+    policy.daily_spend = Money::from_micros(spend.getInt64(), Currency{});
+  }
+  policy.max_concurrent = select.getColumn(first + 4).getInt();
+  return policy;
+}
+
 std::pair<const char*, std::string> payer_key(const Payer& payer) {
   if (const auto* account = std::get_if<AccountId>(&payer)) return {"account", account->value};
   return {"campaign", std::get<CampaignId>(payer).value};
@@ -887,20 +914,12 @@ std::pair<const char*, std::string> payer_key(const Payer& payer) {
 }  // namespace
 
 PayerPolicy SqlBilling::read_policy(sqldb::Database& db, const Payer& payer) {
-  PayerPolicy policy{.payer = payer};
   const auto [kind, id] = payer_key(payer);
-  sqldb::Statement& select = db.prepared("SELECT allow_prefixes, deny_prefixes, max_call_cost_micros, "
-                                           "daily_spend_micros, max_concurrent FROM payer_policy "
-                                           "WHERE payer_kind = ? AND payer_id = ?");
+  sqldb::Statement& select = db.prepared("SELECT " POLICY_COLUMNS " FROM payer_policy p WHERE payer_kind = ? AND payer_id = ?");
   select.bind(1, kind);
   select.bind(2, id);
-  if (!select.executeStep()) return policy;
-  policy.allow_prefixes = split_prefixes(select.getColumn(0).getString());
-  policy.deny_prefixes = split_prefixes(select.getColumn(1).getString());
-  if (!select.getColumn(2).isNull()) policy.max_call_cost = Money::from_micros(select.getColumn(2).getInt64(), Currency{});
-  if (!select.getColumn(3).isNull()) policy.daily_spend = Money::from_micros(select.getColumn(3).getInt64(), Currency{});
-  policy.max_concurrent = select.getColumn(4).getInt();
-  return policy;
+  if (!select.executeStep()) return PayerPolicy{.payer = payer};
+  return policy_from(select, 0, payer);
 }
 
 Status SqlBilling::put_policy(const PayerPolicy& policy) {

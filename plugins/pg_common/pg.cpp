@@ -347,34 +347,139 @@ void Connection::fail(PGresult* result, const std::string& what) {
   const char* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   std::string sqlstate = state != nullptr ? state : "";
   if (result != nullptr) PQclear(result);
-  const bool lost = PQstatus(conn_) != CONNECTION_OK;
-  throw Failure(what + message, std::move(sqlstate), lost);
+  throw Failure(what + message, std::move(sqlstate), !ok());
 }
 
 Rows Connection::exec(const std::string& sql, std::initializer_list<Param> params) {
   return exec(sql, std::vector<Param>(params));
 }
 
-Rows Connection::exec(const std::string& sql, const std::vector<Param>& params) {
+const std::string& Connection::statement(const std::string& sql, std::size_t params) {
   auto found = prepared_.find(sql);
   if (found == prepared_.end()) {
-    std::string name = "s" + std::to_string(prepared_.size() + 1);
-    PGresult* prepared = PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(params.size()), nullptr);
+    // PQprepare waits for its answer, which pipeline mode does not allow: the sent
+    // statements are answered first (once per SQL text and connection).
+    flush();
+    std::string name("s");
+    name += std::to_string(prepared_.size() + 1);
+    PGresult* prepared = PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(params), nullptr);
     if (PQresultStatus(prepared) != PGRES_COMMAND_OK) fail(prepared, "");
     PQclear(prepared);
     found = prepared_.emplace(sql, std::move(name)).first;
   }
+  return found->second;
+}
+
+namespace {
+
+std::vector<const char*> values_of(const std::vector<Param>& params) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p.c_str());
-  PGresult* result = PQexecPrepared(conn_, found->second.c_str(), static_cast<int>(values.size()), values.data(),
-                                    nullptr, nullptr, 0);
+  return values;
+}
+
+}  // namespace
+
+void Connection::send(const std::string& sql, const std::vector<Param>& params) {
+  const std::string* name = params.empty() ? nullptr : &statement(sql, params.size());
+  if (pending_ == 0 && PQenterPipelineMode(conn_) != 1) fail(nullptr, "cannot send without waiting: ");
+  const auto values = values_of(params);
+  const int sent = name == nullptr
+                       ? PQsendQueryParams(conn_, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0)
+                       : PQsendQueryPrepared(conn_, name->c_str(), static_cast<int>(values.size()), values.data(),
+                                             nullptr, nullptr, 0);
+  if (sent != 1) {
+    if (pending_ == 0) PQexitPipelineMode(conn_);
+    fail(nullptr, "");
+  }
+  ++pending_;
+}
+
+PGresult* Connection::finish_pipeline() {
+  if (PQpipelineSync(conn_) != 1) {
+    pending_ = 0;
+    fail(nullptr, "");  // the connection broke; it is dropped with its pipeline
+  }
+  PGresult* last = nullptr;
+  PGresult* failure = nullptr;
+  bool broken = false;
+  // Each statement's result is followed by a null; the sync's own result ends the pipeline.
+  for (int i = 0; i < pending_ && !broken; ++i) {
+    PGresult* result = PQgetResult(conn_);
+    if (result == nullptr) {
+      broken = true;
+      break;
+    }
+    const auto status = PQresultStatus(result);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+      if (last != nullptr) PQclear(last);
+      last = result;
+    } else if (status != PGRES_PIPELINE_ABORTED && failure == nullptr) {
+      failure = result;  // the first; the statements behind it were skipped (aborted)
+    } else {
+      PQclear(result);
+    }
+    while ((result = PQgetResult(conn_)) != nullptr) {
+      if (PQresultStatus(result) == PGRES_PIPELINE_SYNC) broken = true;  // never before its statements
+      PQclear(result);
+    }
+  }
+  if (!broken) {
+    PGresult* sync = PQgetResult(conn_);
+    broken = sync == nullptr || PQresultStatus(sync) != PGRES_PIPELINE_SYNC;
+    if (sync != nullptr) PQclear(sync);
+  }
+  pending_ = 0;
+  if (broken || PQexitPipelineMode(conn_) != 1) {
+    if (last != nullptr) PQclear(last);
+    // Out of step with the server: this connection is of no more use (ok() is false from
+    // here, so its owner drops it).
+    out_of_step_ = true;
+    if (failure != nullptr) fail(failure, "");
+    throw Failure("the connection's answers came out of step", "", true);
+  }
+  if (failure != nullptr) {
+    if (last != nullptr) PQclear(last);
+    fail(failure, "");
+  }
+  return last;
+}
+
+void Connection::flush() {
+  if (pending_ > 0) PQclear(finish_pipeline());
+}
+
+Rows Connection::exec(const std::string& sql, const std::vector<Param>& params) {
+  const std::string& name = statement(sql, params.size());
+  const auto values = values_of(params);
+  if (pending_ > 0) {
+    send(sql, params);
+    return Rows(finish_pipeline());
+  }
+  PGresult* result = PQexecPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                                    nullptr, 0);
   const auto status = PQresultStatus(result);
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) fail(result, "");
   return Rows(result);
 }
 
 void Connection::script(const std::string& sql) {
+  if (pending_ > 0) {
+    if (sql == "ROLLBACK") {
+      try {
+        PQclear(finish_pipeline());
+      } catch (const Failure& e) {
+        if (e.connection_lost()) throw;
+      }
+    } else if (sql.find(';') == std::string::npos) {
+      send(sql);
+      PQclear(finish_pipeline());
+      return;
+    } else {
+      flush();
+    }
+  }
   PGresult* result = PQexec(conn_, sql.c_str());
   const auto status = PQresultStatus(result);
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) fail(result, "");

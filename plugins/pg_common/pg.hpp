@@ -103,9 +103,20 @@ class Connection {
   // Runs one statement with its parameters (prepared once per connection and SQL text).
   Rows exec(const std::string& sql, std::initializer_list<Param> params = {});
   Rows exec(const std::string& sql, const std::vector<Param>& params);
-  // Runs SQL text without parameters, possibly several statements (migrations).
+  // Sends one statement without waiting for its answer (libpq's pipeline mode), for a
+  // statement whose rows and count nobody reads. The next exec() or script() on this
+  // connection sends itself behind it and waits for all of them at once: one round trip
+  // instead of two or more. A failure of a sent statement is thrown there (the statements
+  // behind it in the same transaction did not run). No parameters: the statement is sent
+  // as it is (BEGIN).
+  void send(const std::string& sql, const std::vector<Param>& params = {});
+  // Waits for the sent statements' answers (before using raw()); throws the first failure.
+  void flush();
+  // Runs SQL text without parameters, possibly several statements (migrations). Behind sent
+  // statements: one statement (COMMIT) goes with them; ROLLBACK waits for them, whatever
+  // they met, and then runs.
   void script(const std::string& sql);
-  [[nodiscard]] bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+  [[nodiscard]] bool ok() const { return !out_of_step_ && PQstatus(conn_) == CONNECTION_OK; }
   // ok(), after reading what the server sent meanwhile without waiting: a server that
   // ended this session (a restart, an administrator) is noticed before the next use.
   [[nodiscard]] bool alive();
@@ -115,7 +126,14 @@ class Connection {
 
  private:
   [[noreturn]] void fail(PGresult* result, const std::string& what);
+  // The name of `sql` prepared on this connection (prepared now if it was not).
+  const std::string& statement(const std::string& sql, std::size_t params);
+  // Sends the pipeline's sync, reads every sent statement's result and leaves pipeline
+  // mode; the last statement's result, or throws the first failure once all is read.
+  PGresult* finish_pipeline();
   PGconn* conn_ = nullptr;
+  int pending_ = 0;  // statements sent and not yet answered (pipeline mode while > 0)
+  bool out_of_step_ = false;
   std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
 };
 

@@ -33,6 +33,28 @@ LedgerEntry post_ledger(Database& db, const LedgerEntry& entry, const Currency& 
     first.reset();
   }
   if (stored.at == Timestamp{}) stored.at = std::chrono::system_clock::now();
+  if (how.unread) {
+    Statement& charge =
+        db.prepared("UPDATE account SET balance_micros = balance_micros + ?, reserved_micros = reserved_micros - ? "
+                    "WHERE id = ?");
+    charge.bind(1, entry.amount.micros());
+    charge.bind(2, how.release_reserved);
+    charge.bindNoCopy(3, entry.account_id);
+    charge.send();
+    charge.reset();
+    Statement& insert = db.prepared(
+        "INSERT INTO ledger (account_id, amount_micros, kind, reference, note, at, balance_after_micros) "
+        "SELECT id, ?, ?, ?, ?, ?, balance_micros FROM account WHERE id = ?");
+    insert.bind(1, entry.amount.micros());
+    insert.bindNoCopy(2, kind);
+    insert.bindNoCopy(3, entry.reference);
+    insert.bindNoCopy(4, entry.note);
+    insert.bind(5, format_timestamp(stored.at));
+    insert.bindNoCopy(6, entry.account_id);
+    insert.send();
+    insert.reset();
+    return stored;
+  }
   Statement& update = db.prepared(
       "UPDATE account SET balance_micros = balance_micros + ?, reserved_micros = reserved_micros - ? WHERE id = ? "
       "RETURNING balance_micros");

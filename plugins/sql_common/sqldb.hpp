@@ -6,6 +6,8 @@
 // at the first step. SQL that must differ says so with tokens replaced at prepare time:
 //   {lock}   "" on SQLite (its writer already holds the whole database), " FOR UPDATE" on
 //            PostgreSQL (the row stays this transaction's until it ends, on every node).
+//   {lock a} the same, locking table (alias) a's rows only: " FOR UPDATE OF a" (a join
+//            whose other side may be NULL).
 // Only the connection's own thread uses it.
 #include <callback/account.hpp>
 #include <callback/cdr.hpp>
@@ -77,6 +79,11 @@ class Statement {
   [[nodiscard]] virtual Column getColumn(int index) = 0;
   // Runs a statement that returns no rows; the number of rows it changed.
   virtual int exec() = 0;
+  // Runs a statement whose rows and count nobody reads. PostgreSQL sends it without
+  // waiting (a pipeline): the next statement, or the COMMIT, goes with it and waits for
+  // both, and its failure is thrown there (the transaction is then rolled back whole).
+  // SQLite runs it at once.
+  virtual void send() { exec(); }
   // Ready to run again, bindings cleared. Never throws.
   virtual void reset() noexcept = 0;
 };
@@ -117,6 +124,11 @@ struct Posting {
   bool first = false;
   // Micros of the account's hold released in the same update (a settlement ends its hold).
   std::int64_t release_reserved = 0;
+  // The caller reads nothing of the entry back (a settlement) and knows the account
+  // exists: the charge and the entry are sent without waiting (Statement::send), the entry
+  // taking its balance after from the charged row; the returned entry's id is 0 and its
+  // balance after unknown (zero).
+  bool unread = false;
 };
 LedgerEntry post_ledger(Database& db, const LedgerEntry& entry, const Currency& currency, Posting how = {});
 

@@ -14,10 +14,14 @@ std::string to_postgres(const std::string& sql) {
     const char c = sql[i];
     if (c == '\'') quoted = !quoted;
     if (!quoted && c == '?') {
-      out += "$" + std::to_string(++n);
-    } else if (!quoted && sql.compare(i, 6, "{lock}") == 0) {
+      out += '$';
+      out += std::to_string(++n);
+    } else if (!quoted && sql.compare(i, 5, "{lock") == 0) {
+      const auto end = sql.find('}', i);
+      const auto of = sql.substr(i + 5, end - i - 5);  // "" or " a": the table whose rows are locked
       out += " FOR UPDATE";
-      i += 5;
+      if (!of.empty()) out.append(" OF").append(of);
+      i = end;
     } else {
       out += c;
     }
@@ -45,6 +49,7 @@ class PgStatement final : public Statement {
     run();
     return static_cast<int>(rows_->affected());
   }
+  void send() override { conn_.send(sql_, params()); }
   void reset() noexcept override {
     rows_.reset();
     row_ = -1;
@@ -56,11 +61,14 @@ class PgStatement final : public Statement {
     if (params_.size() < static_cast<std::size_t>(index)) params_.resize(static_cast<std::size_t>(index));
     return params_[static_cast<std::size_t>(index) - 1];
   }
-  void run() {
+  std::vector<pg::Param> params() const {
     std::vector<pg::Param> params;
     params.reserve(params_.size());
     for (const auto& p : params_) params.push_back(p ? pg::Param(*p) : pg::Param(std::nullopt));
-    rows_ = conn_.exec(sql_, params);
+    return params;
+  }
+  void run() {
+    rows_ = conn_.exec(sql_, params());
     row_ = -1;
   }
 
@@ -127,6 +135,7 @@ void PgDatabase::bulk_insert(const std::string& table, const std::vector<std::st
   std::string sql = "COPY " + table + " (";
   for (std::size_t i = 0; i < columns.size(); ++i) sql += (i ? ", " : "") + columns[i];
   sql += ") FROM STDIN";
+  conn_->flush();  // a BEGIN sent without waiting
   PGconn* raw = conn_->raw();
   PGresult* started = PQexec(raw, sql.c_str());
   const bool copying = PQresultStatus(started) == PGRES_COPY_IN;

@@ -17,7 +17,8 @@ class PgDatabase final : public Database {
   Statement& prepared(const char* sql) override;
   std::unique_ptr<Statement> statement(const std::string& sql) override;
   void exec(const std::string& sql) override;
-  void begin_write() override { conn_->script("BEGIN"); }
+  // Sent without waiting: it goes with the transaction's first statement.
+  void begin_write() override { conn_->send("BEGIN"); }
   void ensure_connected() override;
   void reset_statements() noexcept override;
   void bulk_insert(const std::string& table, const std::vector<std::string>& columns, std::size_t rows,

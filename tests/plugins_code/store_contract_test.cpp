@@ -715,6 +715,66 @@ TEST(PostgresStore, AProcessWhoseNodeIdWasClaimedAgainWritesNothing) {
   EXPECT_EQ(open()->entry("cb-1").value()->state, "talking");
 }
 
+// pg::Connection::send (libpq's pipeline mode, as billing's writes use it): statements sent
+// without waiting are answered with the next exec() or script(); a failure among them is
+// thrown there, and what was sent behind it in the transaction did not run.
+TEST(PostgresConnection, SentStatementsAreAnsweredWithTheNextAndTheirFailureIsThrownThere) {
+  test::PostgresDatabase database;
+  pg::Connection conn(database.conninfo());
+  conn.script("CREATE TABLE t (id int PRIMARY KEY, v text)");
+  auto count = [&] { return conn.exec("SELECT count(*) FROM t WHERE id > $1", {0}).integer(0, 0); };
+  auto insert = [&](int id, const char* v) { conn.send("INSERT INTO t VALUES ($1, $2)", {id, v}); };
+  auto idle = [&] { return PQtransactionStatus(conn.raw()) == PQTRANS_IDLE; };
+  EXPECT_EQ(count(), 0);  // prepared before anything is sent
+
+  conn.send("BEGIN");
+  insert(1, "one");
+  insert(2, "two");
+  EXPECT_EQ(count(), 2) << "sent, then answered with the read behind them, in one transaction";
+  conn.send("UPDATE t SET v = $1 WHERE id = $2", {"uno", 1});
+  conn.script("COMMIT");  // goes with the update
+  EXPECT_TRUE(idle());
+  EXPECT_EQ(conn.exec("SELECT v FROM t WHERE id = $1", {1}).text(0, 0), "uno");
+
+  // A duplicate key among the sent statements: thrown by the read behind it, with its
+  // SQLSTATE; the insert behind it never ran, and ROLLBACK ends the transaction.
+  conn.send("BEGIN");
+  insert(1, "again");
+  insert(3, "three");
+  try {
+    (void)count();
+    ADD_FAILURE() << "the duplicate key was not thrown";
+  } catch (const pg::Failure& e) {
+    EXPECT_EQ(e.sqlstate(), "23505") << e.what();
+    EXPECT_FALSE(e.connection_lost());
+  }
+  conn.script("ROLLBACK");
+  EXPECT_TRUE(idle());
+  EXPECT_EQ(count(), 2);
+
+  // A COMMIT behind a failed statement fails and commits nothing; ROLLBACK straight behind
+  // one still rolls back.
+  conn.send("BEGIN");
+  insert(4, "four");
+  insert(2, "dup");
+  EXPECT_THROW(conn.script("COMMIT"), pg::Failure);
+  conn.script("ROLLBACK");
+  EXPECT_EQ(count(), 2);
+  conn.send("BEGIN");
+  insert(5, "five");
+  insert(2, "dup");
+  conn.script("ROLLBACK");
+  EXPECT_TRUE(idle());
+  EXPECT_EQ(count(), 2);
+  // A statement never prepared before, behind sent ones: they are answered first.
+  conn.send("BEGIN");
+  insert(6, "six");
+  EXPECT_EQ(conn.exec("SELECT v FROM t WHERE id = $1 AND v <> $2", {6, "x"}).text(0, 0), "six");
+  conn.script("COMMIT");
+  EXPECT_EQ(count(), 3);
+  EXPECT_TRUE(conn.ok());
+}
+
 TEST(PostgresStore, RateLimitsCountOnceForEveryNode) {
   test::PostgresDatabase database;
   auto a = PostgresStore::open({.conninfo = database.conninfo()}).value();
