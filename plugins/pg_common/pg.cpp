@@ -398,8 +398,9 @@ void Connection::send(const std::string& sql, const std::vector<Param>& params) 
 
 PGresult* Connection::finish_pipeline() {
   if (PQpipelineSync(conn_) != 1) {
-    pending_ = 0;
-    fail(nullptr, "");  // the connection broke; it is dropped with its pipeline
+    const std::string why = PQerrorMessage(conn_);
+    abandon();
+    throw Failure("cannot send the pipeline's sync: " + why, "", true);
   }
   PGresult* last = nullptr;
   PGresult* failure = nullptr;
@@ -412,6 +413,11 @@ PGresult* Connection::finish_pipeline() {
       break;
     }
     const auto status = PQresultStatus(result);
+    if (status == PGRES_PIPELINE_SYNC) {  // never before its statements' results
+      PQclear(result);
+      broken = true;
+      break;
+    }
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
       if (last != nullptr) PQclear(last);
       last = result;
@@ -433,9 +439,7 @@ PGresult* Connection::finish_pipeline() {
   pending_ = 0;
   if (broken || PQexitPipelineMode(conn_) != 1) {
     if (last != nullptr) PQclear(last);
-    // Out of step with the server: this connection is of no more use (ok() is false from
-    // here, so its owner drops it).
-    out_of_step_ = true;
+    abandon();
     if (failure != nullptr) fail(failure, "");
     throw Failure("the connection's answers came out of step", "", true);
   }
@@ -444,6 +448,15 @@ PGresult* Connection::finish_pipeline() {
     fail(failure, "");
   }
   return last;
+}
+
+void Connection::abandon() {
+  // Out of step with the server: closed now, so that the server ends the transaction and
+  // frees its locks at once; ok() is false from here, and the owner connects anew.
+  out_of_step_ = true;
+  pending_ = 0;
+  PQfinish(conn_);
+  conn_ = nullptr;
 }
 
 void Connection::flush() {

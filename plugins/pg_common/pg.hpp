@@ -131,6 +131,7 @@ class Connection {
   // Sends the pipeline's sync, reads every sent statement's result and leaves pipeline
   // mode; the last statement's result, or throws the first failure once all is read.
   PGresult* finish_pipeline();
+  void abandon();
   PGconn* conn_ = nullptr;
   int pending_ = 0;  // statements sent and not yet answered (pipeline mode while > 0)
   bool out_of_step_ = false;

@@ -16,7 +16,7 @@ std::string to_postgres(const std::string& sql) {
     if (!quoted && c == '?') {
       out += '$';
       out += std::to_string(++n);
-    } else if (!quoted && sql.compare(i, 5, "{lock") == 0) {
+    } else if (!quoted && sql.compare(i, 5, "{lock") == 0 && sql.find('}', i) != std::string::npos) {
       const auto end = sql.find('}', i);
       const auto of = sql.substr(i + 5, end - i - 5);  // "" or " a": the table whose rows are locked
       out += " FOR UPDATE";

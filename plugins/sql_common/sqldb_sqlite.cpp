@@ -8,7 +8,9 @@ namespace callback::sqldb {
 namespace {
 
 std::string with_tokens(std::string sql) {
-  for (std::size_t at; (at = sql.find("{lock")) != std::string::npos;) sql.erase(at, sql.find('}', at) + 1 - at);
+  for (std::size_t at; (at = sql.find("{lock")) != std::string::npos && sql.find('}', at) != std::string::npos;) {
+    sql.erase(at, sql.find('}', at) + 1 - at);
+  }
   return sql;
 }
 

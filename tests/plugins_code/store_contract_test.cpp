@@ -773,6 +773,21 @@ TEST(PostgresConnection, SentStatementsAreAnsweredWithTheNextAndTheirFailureIsTh
   conn.script("COMMIT");
   EXPECT_EQ(count(), 3);
   EXPECT_TRUE(conn.ok());
+
+  // The server ends the session while statements are sent: the next read says the
+  // connection is lost, and the connection is of no more use (its owner connects anew).
+  const auto pid = conn.exec("SELECT pg_backend_pid() WHERE $1", {true}).integer(0, 0);
+  conn.send("BEGIN");
+  insert(7, "seven");
+  pg::Connection(database.conninfo()).exec("SELECT pg_terminate_backend($1::int)", {pid});
+  try {
+    (void)count();
+    ADD_FAILURE() << "a read on a terminated session succeeded";
+  } catch (const pg::Failure& e) {
+    EXPECT_TRUE(e.connection_lost()) << e.what();
+  }
+  EXPECT_FALSE(conn.ok());
+  EXPECT_EQ(pg::Connection(database.conninfo()).exec("SELECT count(*) FROM t").integer(0, 0), 3) << "seven never committed";
 }
 
 TEST(PostgresStore, RateLimitsCountOnceForEveryNode) {
