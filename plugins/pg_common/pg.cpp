@@ -453,7 +453,6 @@ PGresult* Connection::finish_pipeline() {
 void Connection::abandon() {
   // Out of step with the server: closed now, so that the server ends the transaction and
   // frees its locks at once; ok() is false from here, and the owner connects anew.
-  out_of_step_ = true;
   pending_ = 0;
   PQfinish(conn_);
   conn_ = nullptr;
@@ -465,11 +464,11 @@ void Connection::flush() {
 
 Rows Connection::exec(const std::string& sql, const std::vector<Param>& params) {
   const std::string& name = statement(sql, params.size());
-  const auto values = values_of(params);
   if (pending_ > 0) {
     send(sql, params);
     return Rows(finish_pipeline());
   }
+  const auto values = values_of(params);
   PGresult* result = PQexecPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
                                     nullptr, 0);
   const auto status = PQresultStatus(result);

@@ -116,7 +116,8 @@ class Connection {
   // statements: one statement (COMMIT) goes with them; ROLLBACK waits for them, whatever
   // they met, and then runs.
   void script(const std::string& sql);
-  [[nodiscard]] bool ok() const { return !out_of_step_ && PQstatus(conn_) == CONNECTION_OK; }
+  // False once closed out of step with the server (conn_ null: libpq says CONNECTION_BAD).
+  [[nodiscard]] bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
   // ok(), after reading what the server sent meanwhile without waiting: a server that
   // ended this session (a restart, an administrator) is noticed before the next use.
   [[nodiscard]] bool alive();
@@ -134,7 +135,6 @@ class Connection {
   void abandon();
   PGconn* conn_ = nullptr;
   int pending_ = 0;  // statements sent and not yet answered (pipeline mode while > 0)
-  bool out_of_step_ = false;
   std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
 };
 
