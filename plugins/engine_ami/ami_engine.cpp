@@ -253,6 +253,16 @@ AmiEngine::AmiEngine(Context& context, AmiOptions options)
     const auto leg = leg_of(Channel{{}, uniqueid});
     return leg && leg->second == LegRole::a && ivr_.count(leg->first) != 0;
   };
+  // A leg placed with our ChannelId (the callback's id and -A) that is none of ours: when
+  // several nodes share the journal, another node's callback waiting in its IVR.
+  inbound_.is_other_nodes_leg = [this](const std::string& uniqueid) {
+    return options_.journal != nullptr && options_.journal->shared() && leg_of(Channel{{}, uniqueid}).has_value();
+  };
+  if (options_.journal != nullptr) {
+    inbound_.claim = [journal = options_.journal](const std::string& server, const std::string& uniqueid) {
+      return journal->claim_inbound(server, uniqueid);
+    };
+  }
   inbound_.held = [this](const std::string& uniqueid, const Channel& line) {
     const auto leg = leg_of(Channel{{}, uniqueid});
     if (!leg) return;

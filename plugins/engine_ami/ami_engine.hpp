@@ -14,6 +14,7 @@
 
 #include <callback/context.hpp>
 #include <callback/engine.hpp>
+#include <callback/store.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -45,6 +46,10 @@ struct AmiOptions {
   bool check_dialplan = true;
   // Languages the announcement prompts must be installed in (the check at connect).
   std::vector<std::string> languages{"en", "zh"};
+  // The service's call journal (the store's), when it has one. Shared by several nodes, it
+  // says which node takes each inbound call (CallJournal::claim_inbound), and the IVR legs
+  // of the other nodes' callbacks are theirs.
+  CallJournal* journal = nullptr;
 };
 
 // Checks option values the types alone cannot (server addresses, dial string).

@@ -231,13 +231,33 @@ void InboundCalls::started(const std::string& server, const ami::MessageView& m)
   line->uniqueid = std::string(m.get("Uniqueid"));
   line->language = std::string(m.get("Language"));
   line->answered = m.get("ChannelState") == "6";
-  channels_[key] = line;
   if (is_ivr_leg && is_ivr_leg(line->uniqueid)) {
+    channels_[key] = line;
     line->held = true;
     context_.log.debug(component, server + ": " + printable(name) + " waits in the IVR");
     if (held) held(line->uniqueid, Channel{server, name});
     return;
   }
+  if (is_other_nodes_leg && is_other_nodes_leg(line->uniqueid)) {
+    context_.log.debug(component, server + ": " + printable(name) + " waits in another node's IVR");
+    return;
+  }
+  if (claim) {
+    const auto mine = claim(server, line->uniqueid);
+    if (!mine) {
+      context_.log.error(component, server + ": inbound call " + printable(name) +
+                                        " left to the other nodes: cannot ask who takes it: " +
+                                        escape_control(mine.error().message));
+      context_.metrics.counter("callback_inbound_unclaimed_total", "inbound calls left alone: the database could not "
+                                                                   "say which node takes them").add();
+      return;
+    }
+    if (!*mine) {
+      context_.log.debug(component, server + ": inbound call " + printable(name) + " is another node's");
+      return;
+    }
+  }
+  channels_[key] = line;
   InboundCall call{.channel = {server, name}, .name = name, .caller = {}, .dialed = {}, .context = {},
                    .at = context_.clock.now()};
   // agi_dnid is "unknown" on Local channels: the extension is the number dialled.

@@ -78,6 +78,13 @@ class InboundCalls {
   // to the engine, for collect_digits, play and release.
   std::function<bool(const std::string& uniqueid)> is_ivr_leg;
   std::function<void(const std::string& uniqueid, const Channel& channel)> held;
+  // Several nodes, each with a connection to every Asterisk, see every AsyncAGIStart. A leg
+  // that `is_other_nodes_leg` (another node's IVR) is left alone. Any other call is an
+  // inbound one for the node that `claim`s it first (CallJournal::claim_inbound); the
+  // others leave it alone too, and so does a node that cannot reach the database to ask
+  // (nothing could be recorded or billed for it). Unset: every inbound call is this node's.
+  std::function<bool(const std::string& uniqueid)> is_other_nodes_leg;
+  std::function<Result<bool>(const std::string& server, const std::string& uniqueid)> claim;
   // Sets each variable (SET VARIABLE), then ASYNCAGI BREAK: the dialplan goes on, and the
   // line is let go at its AsyncAGIEnd. A value with a quote, a backslash or a control
   // character is engine.invalid.

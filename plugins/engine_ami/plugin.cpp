@@ -2,6 +2,7 @@
 #include "ami_engine.hpp"
 
 #include <callback/plugin.hpp>
+#include <callback/store.hpp>
 
 namespace callback::engine_ami {
 namespace {
@@ -71,6 +72,7 @@ class Factory final : public PluginFactory {
     options.tracking.record_wait = std::chrono::milliseconds(args.options.integer("record_wait_ms"));
     options.check_dialplan = args.options.boolean("check_dialplan");
     options.languages = args.options.strings("languages");
+    options.journal = args.store != nullptr ? args.store->journal() : nullptr;
     if (auto ok = validate(options); !ok) throw Exception(ok.error());
     return std::make_unique<AmiEngine>(args.context, std::move(options));
   }

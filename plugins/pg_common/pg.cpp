@@ -242,6 +242,18 @@ CREATE TABLE node (
 -- renewals are refused from then on, so it stops without touching the calls.
 ALTER TABLE node ADD COLUMN generation bigint NOT NULL DEFAULT 0;
 )sql"},
+    {5, "inbound calls: the node that claims an ANI or DID call first handles it",
+     R"sql(
+-- Every node sees every inbound call on every Asterisk; the first to insert its row takes it.
+CREATE TABLE inbound_claim (
+  server     text NOT NULL,
+  uniqueid   text NOT NULL,
+  node       text NOT NULL,
+  claimed_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (server, uniqueid)
+);
+CREATE INDEX inbound_claim_at ON inbound_claim (claimed_at);
+)sql"},
 };
 static_assert(migrations[std::size(migrations) - 1].version == latest_schema_version);
 

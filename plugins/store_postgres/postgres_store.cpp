@@ -580,6 +580,18 @@ Result<std::vector<std::string>> PostgresStore::cancels_asked() {
   });
 }
 
+Result<bool> PostgresStore::claim_inbound(const std::string& server, const std::string& uniqueid) {
+  const std::string node = claimed_node();
+  if (node.empty()) return true;  // the journal is this service's alone
+  return pg::with_connection(*pool_, "cannot claim an inbound call", [&](Connection& conn) -> Result<bool> {
+    if (++inbound_claims_ % 1'000 == 0) conn.exec("DELETE FROM inbound_claim WHERE claimed_at < now() - interval '1 day'");
+    return !conn.exec("INSERT INTO inbound_claim (server, uniqueid, node) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING "
+                      "RETURNING 1",
+                      {server, uniqueid, node})
+                .empty();
+  });
+}
+
 Subscription PostgresStore::watch(std::function<void(const JournalNotice&)> on_notice) {
   std::lock_guard lock(watch_mutex_);
   const auto id = ++next_watcher_;

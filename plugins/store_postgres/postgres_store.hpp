@@ -69,6 +69,8 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   Result<std::string> ask_cancel(const std::string& id) override;
   Result<std::vector<std::string>> cancels_asked() override;
   Result<std::vector<JournalEntry>> list(const JournalQuery& query) override;
+  // One insert into inbound_claim; claims a day old are pruned now and then.
+  Result<bool> claim_inbound(const std::string& server, const std::string& uniqueid) override;
   // LISTEN on a connection of its own, on a thread that starts with the first watcher.
   Subscription watch(std::function<void(const JournalNotice&)> on_notice) override;
   void set_journal_pruning(std::size_t kept, std::size_t every) {
@@ -150,6 +152,7 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   std::uint64_t next_watcher_ = 0;
   std::atomic<bool> stop_listening_{false};
   std::atomic<std::uint64_t> rate_hits_{0};
+  std::atomic<std::uint64_t> inbound_claims_{0};
   std::thread listener_;
   // Last: it stops (writing what it holds) before the pool goes.
   store_common::GroupWriter writer_{[this](std::span<Cdr> cdrs, std::span<const JournalEntry> entries) {

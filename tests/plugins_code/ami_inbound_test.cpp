@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <sstream>
 
 using namespace callback;
@@ -557,5 +558,131 @@ TEST_F(AmiInboundTest, ADidWithAFixedDestinationOrTheIvrCallsTheCallerBackUnchar
   EXPECT_TRUE(asterisk.wait_for_active_calls(0, 5s));
   EXPECT_EQ(service->in_flight(), 0u);
   trigger.stop();
+  io.poll();
+}
+
+// Several nodes on one journal: a journal that tells two engines in this process which of
+// them claimed an inbound call first (as PostgresStore::claim_inbound does), or fails to.
+struct ClaimingJournal final : CallJournal {
+  std::set<std::string>* claimed;
+  bool reachable = true;
+  int lose_next = 0;  // the next claims find another node's row first
+  int asked = 0;
+  explicit ClaimingJournal(std::set<std::string>& c) : claimed(&c) {}
+  void write_async(std::vector<JournalEntry>, std::vector<Cdr> cdrs, CdrStore::AppendDone done) override {
+    done(ok_status(), std::move(cdrs));
+  }
+  Result<std::vector<JournalEntry>> open() override { return std::vector<JournalEntry>{}; }
+  Result<std::vector<JournalEntry>> recent(std::size_t) override { return std::vector<JournalEntry>{}; }
+  Result<std::optional<JournalEntry>> entry(const std::string&) override { return std::optional<JournalEntry>{}; }
+  using CallJournal::claim;
+  Status claim(const NodeClaim&) override { return ok_status(); }
+  bool shared() const override { return true; }
+  Result<bool> claim_inbound(const std::string& server, const std::string& uniqueid) override {
+    ++asked;
+    if (!reachable) return Error{"store_failed", "cannot connect to PostgreSQL: connection refused", {}};
+    if (lose_next > 0) {
+      --lose_next;
+      return false;
+    }
+    return claimed->insert(server + '\n' + uniqueid).second;
+  }
+};
+
+TEST_F(AmiInboundTest, OnSeveralNodesEachInboundCallIsTakenByTheNodeThatClaimsItAndIvrLegsStayTheirNodes) {
+  std::set<std::string> claimed;
+  ClaimingJournal first_journal(claimed);
+  ClaimingJournal second_journal(claimed);
+  auto options = [&](ClaimingJournal& journal) {
+    engine_ami::AmiOptions o;
+    o.servers = {"127.0.0.1:" + std::to_string(asterisk.port())};
+    o.secret = "callbacksecret";
+    o.events = "call,user,cdr,agi,dtmf";
+    o.journal = &journal;
+    return o;
+  };
+  engine = std::make_unique<engine_ami::AmiEngine>(context, options(first_journal));
+  auto second = std::make_unique<engine_ami::AmiEngine>(context, options(second_journal));
+  engine->start();
+  second->start();
+  ASSERT_TRUE(run_until(
+      [&] { return engine->status().servers.at(0).connected && second->status().servers.at(0).connected; }, 5s));
+  // Node 1 runs the DID trigger (a fixed destination and the IVR); node 2 takes any number
+  // and turns its callers away busy, as a node with the same trigger would.
+  ServiceOptions service_options;
+  service_options.a_ring_timeout = 8s;
+  service_options.b_ring_timeout = 8s;
+  service = std::make_unique<CallbackService>(context, *engine, &billing, *store, service_options);
+  service->subscribe(observer);
+  trigger_access::AccessOptions o;
+  o.trigger = "did";
+  o.origin = Origin::did;
+  o.ring = 100ms;
+  o.callback_delay = 0ms;
+  o.numbers = {{.number = "5001", .mode = trigger_access::Mode::fixed, .payer = CampaignId{"free"}, .destination = "2001"},
+               {.number = "5002", .mode = trigger_access::Mode::ivr, .payer = CampaignId{"free"}}};
+  ASSERT_TRUE(trigger_access::validate(o, test::as_dialed));
+  trigger_access::AccessTrigger trigger(context, *engine, *store, test::as_dialed, std::move(o));
+  trigger.start(*service);
+  std::vector<InboundCall> on_second;
+  auto route = second->route_inbound({}, [&](const InboundCall& call) {
+    on_second.push_back(call);
+    second->reject(call.channel, HangupCause{17}, 0ms, nullptr);
+  });
+  const auto finals = [&] {
+    std::vector<const CallEvent*> out;
+    for (const auto& e : observer.events) {
+      if (is_final(e.call.state())) out.push_back(&e);
+    }
+    return out;
+  };
+
+  // Node 1 wins the call into the IVR. The AsyncAGIStart of the callback's A, waiting in
+  // node 1's IVR, reaches node 2 too: no inbound call, nothing to claim, left alone.
+  second_journal.lose_next = 1;
+  const auto ivr = asterisk.inbound({.from = "1235", .to = "5002"});
+  const auto ivr_end = caller_end(ivr);
+  ASSERT_TRUE(ivr_end);
+  EXPECT_EQ(ivr_end->cause, 17);
+  ASSERT_TRUE(run_until([&] { return finals().size() == 1; }, 10s)) << log_text.str().substr(0, 100'000);
+  EXPECT_EQ(finals()[0]->call.state(), CallState::completed) << finals()[0]->outcome;
+  ASSERT_TRUE(finals()[0]->call.request().callee.has_value());
+  EXPECT_EQ(finals()[0]->call.request().callee->digits(), "2003") << "what the caller keyed in node 1's IVR";
+  EXPECT_EQ(finals()[0]->outcome, "partner_hangup");
+  EXPECT_TRUE(on_second.empty());
+  EXPECT_EQ(second_journal.asked, 1) << "node 2 asked about the inbound call only";
+  EXPECT_EQ(claimed.size(), 1u);
+
+  // Calls at once: whichever node claims one takes it; the other never touches it.
+  std::vector<std::string> inbound;
+  for (int i = 0; i < 8; ++i) inbound.push_back(asterisk.inbound({.from = std::to_string(1240 + i), .to = "5001"}));
+  for (const auto& channel : inbound) {
+    const auto end = caller_end(channel);
+    ASSERT_TRUE(end) << channel;
+    EXPECT_FALSE(end->answered) << channel << ": the caller pays nothing";
+    EXPECT_EQ(end->cause, 17) << channel << ": rejected busy by one node, not turned away by the other";
+  }
+  EXPECT_EQ(claimed.size(), 1 + inbound.size());
+  EXPECT_EQ(first_journal.asked, 1 + static_cast<int>(inbound.size()));
+  EXPECT_EQ(second_journal.asked, 1 + static_cast<int>(inbound.size()));
+  const auto by_first = 1 + inbound.size() - on_second.size();
+  ASSERT_TRUE(run_until([&] { return finals().size() == by_first; }, 20s)) << log_text.str().substr(0, 100'000);
+  for (const auto* e : finals()) EXPECT_EQ(e->call.state(), CallState::completed) << e->outcome;
+  for (const auto& call : on_second) EXPECT_EQ(call.dialed, "5001");
+  EXPECT_TRUE(asterisk.wait_for_active_calls(0, 5s));
+
+  // A node that cannot ask the database leaves the call alone, for the other one.
+  first_journal.reachable = false;
+  const auto routed_before = on_second.size();
+  const auto left = asterisk.inbound({.from = "1260", .to = "5001"});
+  const auto left_end = caller_end(left);
+  ASSERT_TRUE(left_end);
+  EXPECT_EQ(left_end->cause, 17);
+  EXPECT_EQ(on_second.size(), routed_before + 1);
+  EXPECT_EQ(metrics.counter("callback_inbound_unclaimed_total", "").value(), 1);
+  EXPECT_EQ(finals().size(), by_first);
+  trigger.stop();
+  route = {};
+  second.reset();
   io.poll();
 }

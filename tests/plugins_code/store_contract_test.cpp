@@ -821,6 +821,57 @@ TEST(PostgresStore, RateLimitsCountOnceForEveryNode) {
   database.back();
 }
 
+// Every node sees every inbound call on every Asterisk: of two nodes asking at once, one
+// takes each call; a journal that one service owns takes every call it is asked about.
+TEST(PostgresStore, EachInboundCallIsClaimedByOneNode) {
+  test::PostgresDatabase database;
+  auto a = PostgresStore::open({.conninfo = database.conninfo()}).value();
+  auto b = PostgresStore::open({.conninfo = database.conninfo()}).value();
+  ASSERT_TRUE(a->claim(NodeClaim{"a", std::chrono::seconds(60)}));
+  ASSERT_TRUE(b->claim(NodeClaim{"b", std::chrono::seconds(60)}));
+  constexpr int calls = 200;
+  std::vector<std::atomic<int>> takers(calls);
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (auto* node : {a.get(), b.get()}) {
+    for (int half = 0; half < 2; ++half) {
+      // Two threads a node, each asking about every call, one in the other's reverse order.
+      threads.emplace_back([&, node, half] {
+        for (int n = 0; n < calls; ++n) {
+          const int i = half == 0 ? n : calls - 1 - n;
+          // Two servers with the same uniqueids: a call is one server's.
+          const auto mine = node->claim_inbound(i % 2 == 0 ? "pbx1:5038" : "pbx2:5038",
+                                                "1764700000." + std::to_string(i / 2));
+          if (!mine) ++failed;
+          if (mine && *mine) ++takers[i];
+        }
+      });
+    }
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  for (int i = 0; i < calls; ++i) EXPECT_EQ(takers[i].load(), 1) << "call " << i;
+  EXPECT_EQ(pg::Connection(database.conninfo()).exec("SELECT count(DISTINCT node) FROM inbound_claim").integer(0, 0), 2)
+      << "both nodes took some";
+  // Without the database a node cannot say: an error, never a claim.
+  database.cut();
+  auto cut = a->claim_inbound("pbx1:5038", "1764700001.1");
+  database.back();
+  ASSERT_FALSE(cut);
+  EXPECT_NE(cut.error().message.find("cannot claim an inbound call"), std::string::npos) << cut.error().message;
+}
+
+TEST_P(StoreTest, AJournalOneServiceOwnsTakesEveryInboundCall) {
+  CallJournal& journal = *store->journal();
+  ASSERT_TRUE(journal.claim());
+  EXPECT_FALSE(journal.shared());
+  for (int i = 0; i < 2; ++i) {
+    auto mine = journal.claim_inbound("pbx1:5038", "1764700000.1");
+    ASSERT_TRUE(mine) << mine.error().describe();
+    EXPECT_TRUE(*mine) << "asked twice, still this service's";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite, Backend::postgres),
                          [](const ::testing::TestParamInfo<Backend>& param) {
                            return param.param == Backend::sqlite ? "Sqlite" : "Postgres";

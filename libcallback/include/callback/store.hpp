@@ -169,6 +169,16 @@ class CALLBACK_EXPORT CallJournal {
   [[nodiscard]] virtual Result<std::string> ask_cancel(const std::string& id);
   // The open callbacks of this node whose cancel was asked.
   [[nodiscard]] virtual Result<std::vector<std::string>> cancels_asked() { return std::vector<std::string>{}; }
+  // Every node's engine is connected to every Asterisk and sees each inbound call (an ANI
+  // or DID caller): the node that claims it first handles it, and the others leave it
+  // alone. True for that node only, once per (server, uniqueid); the engines name a server
+  // as the nodes' configs do ("pbx1:5038"), so every node must list it alike. A journal only
+  // one service uses: always true.
+  [[nodiscard]] virtual Result<bool> claim_inbound(const std::string& server, const std::string& uniqueid) {
+    (void)server;
+    (void)uniqueid;
+    return true;
+  }
   // Entries of every node for a listing. Error "not_supported" by default.
   [[nodiscard]] virtual Result<std::vector<JournalEntry>> list(const JournalQuery& query);
   // Notices as the journal changes, on a thread of the store's. None by default.
