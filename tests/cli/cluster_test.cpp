@@ -376,9 +376,10 @@ TEST_F(ClusterTest, AKilledNodesCallsEndAndAreBilledOnceByTheOthers) {
 // answered) and called back once; the callback's A, waiting in its node's IVR for the
 // number, is left alone by the other node.
 TEST_F(ClusterTest, EachCallToAnAccessNumberIsTakenByOneNodeAndCalledBackOnce) {
-  more_triggers = R"(, {"plugin": "callback.trigger.did", "config": {"ring_seconds": 0, "callback_delay_seconds": 0,
+  more_triggers = R"(, {"plugin": "callback.trigger.did", "config": {"ring_seconds": 1, "callback_delay_seconds": 0,
       "per_caller_per_hour": 100, "numbers": {"5001": {"mode": "fixed", "destination": "2001", "campaign": "free"},
                                               "5002": {"mode": "ivr", "campaign": "free"}}}})";
+  ASSERT_EQ(ctl("d1", "campaigns add free --limit 60").exit_code, 0);
   auto d1 = start("d1");
   auto d2 = start("d2");
   // Both nodes logged in to both Asterisks: an inbound call before that would reach one.
@@ -396,12 +397,27 @@ TEST_F(ClusterTest, EachCallToAnAccessNumberIsTakenByOneNodeAndCalledBackOnce) {
     EXPECT_FALSE(end->answered) << channel << ": the caller pays nothing";
     EXPECT_EQ(end->cause, 17) << channel << ": busy from the node that took it, not congestion from the other";
   }
+  // One node took each call: one Hangup names it (two nodes would both reject it).
+  for (auto* pbx : {&asterisk1, &asterisk2}) {
+    const auto actions = pbx->actions();
+    for (const auto& [on, channel] : calls) {
+      if (on != pbx) continue;
+      EXPECT_EQ(std::count_if(actions.begin(), actions.end(),
+                              [&](const std::string& a) {
+                                return a.starts_with("Action: Hangup\r\n") &&
+                                       a.find("Channel: " + channel + "\r\n") != std::string::npos;
+                              }),
+                1)
+          << channel;
+    }
+  }
   std::vector<json::object> callbacks;
   ASSERT_TRUE(test::poll_until(60s, [&] {
     auto listed = http(*d2, "GET", "/v1/callbacks?limit=100");
     if (listed.status != 200) return false;
     callbacks.clear();
-    for (const auto& cb : listed.object().at("callbacks").as_array()) callbacks.push_back(cb.as_object());
+    const auto body = listed.object();
+    for (const auto& cb : body.at("callbacks").as_array()) callbacks.push_back(cb.as_object());
     return callbacks.size() >= calls.size() &&
            std::all_of(callbacks.begin(), callbacks.end(), [](const json::object& cb) { return final_state(cb); });
   })) << callbacks.size() << " callbacks";
