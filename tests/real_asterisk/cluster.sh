@@ -9,6 +9,12 @@
 #    answers; B = 2101.., answers and hangs up 5 s later): each must end completed /
 #    partner_hangup with a cost and two CDRs, read on the other node (each node sees every
 #    call's AMI events, and must act on its own only);
+#  - INBOUND callers (7001.., each registered to an account of its own) ring the access
+#    number 5000 at once (EXTRA_DIALPLAN must include tests/real_asterisk/testcallers.conf:
+#    Local/70NN@ring-access-ami). Both nodes see every AsyncAGIStart; each call must be
+#    taken by one node only (one row in inbound_claim), rejected busy unanswered, and called
+#    back once: A answers and keys 2NNN# in its node's IVR (the other node leaves that leg
+#    alone), B answers and hangs up 5 s later: completed / partner_hangup, two CDRs;
 #  - N callbacks (A = 9001.., answers; B = 1001.., stays up; limit_seconds LIMIT) placed on
 #    n1; once all are bridged (read on n2), n1 gets kill -9. n2 takes them over when n1's
 #    lease runs out and follows them until Asterisk's L() ends them: each must end
@@ -17,16 +23,19 @@
 #    row still n1's, and no channel or bridge left on Asterisk.
 # Prints one line per callback; exits 1 if any was wrong.
 #
-#   AST_PREFIX=/tmp/ast ../shared/asterisk/peer.sh start . build/share/callback/sounds
-#   tests/real_asterisk/cluster.sh [--bin build/bin] [--burst 40] [--calls 20] [--limit 20] [--port 18190]
+#   EXTRA_DIALPLAN=tests/real_asterisk/testcallers.conf AST_PREFIX=/tmp/ast \
+#     ../shared/asterisk/peer.sh start . build/share/callback/sounds
+#   tests/real_asterisk/cluster.sh [--bin build/bin] [--burst 40] [--inbound 20] [--calls 20] [--limit 20]
+#                                  [--port 18190]
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
-bin=build/bin burst=40 calls=20 limit=20 port=18190
+bin=build/bin burst=40 inbound=20 calls=20 limit=20 port=18190
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
     --burst) burst=$2; shift 2 ;;
+    --inbound) inbound=$2; shift 2 ;;
     --calls) calls=$2; shift 2 ;;
     --limit) limit=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
@@ -57,6 +66,9 @@ for n in 1 2; do
   "store": {"plugin": "callback.store.postgres", "config": {"conninfo": "$conninfo"}},
   "billing": {"plugin": "callback.billing.postgres"},
   "engines": [$engine_json],
+  "triggers": [{"plugin": "callback.trigger.ani",
+                "config": {"access_numbers": ["5000"], "ring_seconds": 1, "callback_delay_seconds": 1,
+                           "per_caller_per_hour": 1000}}],
   "service": {"node": "n$n", "node_lease_seconds": 3, "a_ring_timeout_seconds": 60, "b_ring_timeout_seconds": 20},
   "server": {"listen": "127.0.0.1:$((port + n))", "shutdown_grace_seconds": 1},
   "log": {"level": "info"}
@@ -67,6 +79,7 @@ ctl() { "$bin/callbackctl" --config "$work/n1.json" "$@"; }
 printf 'prefix;description;rate;increment;connection_fee\n1;Lab stays up;0.60;1/1;0\n2;Lab hangs up;0.60;1/1;0\n9;Lab answers;0.60;1/1;0\n' >"$work/deck.csv"
 ctl rates import default "$work/deck.csv" --currency CNY >/dev/null
 ctl accounts add acc --currency CNY --balance 100.00 >/dev/null
+for i in $(seq 1 "$inbound"); do ctl accounts add "ani-$i" --currency CNY --balance 3.00 --number $((7000 + i)) >/dev/null; done
 key=$(ctl --json keys add cluster --scope admin | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 api() { curl -s -X "$2" "http://127.0.0.1:$((port + $1))$3" -H "Authorization: Bearer $key" "${@:4}"; }
 start() {  # node number
@@ -119,8 +132,10 @@ for i in $(seq 1 "$burst"); do
   (post "$node" $((9100 + i)) $((2100 + i)) >"$work/burst/$i.$node") &
   posts+=($!)
 done
-wait "${posts[@]}"  # not a bare wait: the nodes run in the background too
+# (Not a bare wait, nor one of an empty list: the nodes run in the background too.)
+[ "${#posts[@]}" -eq 0 ] || wait "${posts[@]}"
 burst_ids=()
+shopt -s nullglob  # (no file for a burst of 0)
 for f in "$work"/burst/*; do
   id=$(cat "$f") other=$((3 - ${f##*.}))
   [ -n "$id" ] || { echo "a POST of the burst got no id"; bad=$((bad + 1)); continue; }
@@ -129,6 +144,31 @@ for f in "$work"/burst/*; do
   report "$other" "$id" completed partner_hangup || bad=$((bad + 1))
 done
 echo "burst: ${#burst_ids[@]} of $burst accepted over both nodes at once, $bad wrong so far; Asterisk: $(asterisk_left)"
+# Missed calls to the access number, all at once; both nodes see each.
+if [ "$inbound" -gt 0 ]; then
+  ast=${AST_PREFIX:-/tmp/ast} rings=()
+  for i in $(seq 1 "$inbound"); do
+    ( trap - EXIT; "$ast/sbin/asterisk" -C "$ast/etc/asterisk/asterisk.conf" -rx \
+        "channel originate Local/$((7000 + i))@ring-access-ami application Wait 30" >/dev/null 2>&1 || true ) &
+    rings+=($!)
+  done
+  wait "${rings[@]}"
+  inbound_ids=()
+  for _ in $(seq 300); do
+    # (The ANI trigger's idempotency key: ani:<server>:<channel>.)
+    mapfile -t inbound_ids < <(psql_n "SELECT id FROM callback_journal WHERE idempotency_key LIKE 'ani:%' ORDER BY id")
+    [ "${#inbound_ids[@]}" -ge "$inbound" ] && break
+    sleep 0.1
+  done
+  for id in "${inbound_ids[@]}"; do
+    wait_state 1 "$id" 'completed|failed|canceled' 90 || true
+    report 2 "$id" completed partner_hangup || bad=$((bad + 1))
+  done
+  claims=$(psql_n "SELECT count(*) FROM inbound_claim")
+  by_node=$(psql_n "SELECT string_agg(node || ' ' || n, ', ') FROM (SELECT node, count(*) AS n FROM inbound_claim GROUP BY node ORDER BY node) c")
+  echo "inbound: ${#inbound_ids[@]} callbacks for $inbound missed calls; $claims claims ($by_node); Asterisk: $(asterisk_left)"
+  [ "${#inbound_ids[@]}" = "$inbound" ] && [ "$claims" = "$inbound" ] || bad=$((bad + 1))
+fi
 # kill -9 with N bridged.
 ids=()
 for i in $(seq 1 "$calls"); do ids+=("$(post 1 $((9000 + i)) $((1000 + i)))"); done
@@ -141,7 +181,7 @@ echo "all final at $(date -u +%T); n2's log: $(grep -c 'took over' "$work/n2.log
 for id in "${ids[@]}"; do report 2 "$id" completed time_up || bad=$((bad + 1)); done
 charges=$(psql_n "SELECT count(*) || ' ' || count(DISTINCT reference) FROM ledger WHERE kind = 'call_charge'")
 echo "charges (count, distinct references): $charges"
-charged=$((burst + calls))
+charged=$((burst + inbound + calls))
 [ "$charges" = "$charged $charged" ] || bad=$((bad + 1))
 reserved=$(psql_n "SELECT reserved_micros FROM account WHERE id = 'acc'")
 owned=$(psql_n "SELECT count(*) FROM callback_journal WHERE owner = 'n1' AND NOT final")
