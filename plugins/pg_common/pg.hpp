@@ -32,7 +32,7 @@
 
 namespace callback::pg {
 
-inline constexpr int latest_schema_version = 5;
+inline constexpr int latest_schema_version = 6;
 
 // A statement or connection failure, with PostgreSQL's SQLSTATE ("23505": unique violation;
 // "" when the connection itself failed). Thrown inside the plugins, turned into an Error

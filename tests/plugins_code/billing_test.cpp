@@ -221,11 +221,18 @@ TEST_P(BillingTest, ImportIsAllOrNothingAndSwapsTheDeck) {
   import("default", "86;China;0.20\n8610;Beijing;0.30\n");
   EXPECT_EQ(billing->rate("default", number("861234567"), {})->price_per_minute, cny_amount("0.20"));
   EXPECT_EQ(count("SELECT COUNT(*) FROM rate"), 2);
+  // Replacing one tariff leaves another's rates alone.
+  import("other", "86;China for others;0.05\n");
+  import("default", "86;China;0.20\n8610;Beijing;0.30\n");
+  EXPECT_EQ(count("SELECT COUNT(*) FROM rate WHERE tariff = 'default'"), 2);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM rate WHERE tariff = 'other'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM tariff"), 2);
   // Reopening reads the decks back from the database.
   billing.reset();
   billing = open_billing({});
   EXPECT_EQ(billing->rate("default", number("01055556666"), {})->price_per_minute, cny_amount("0.30"));
   EXPECT_EQ(billing->tariffs()->at(0).rates, 2u);
+  EXPECT_EQ(billing->rate("other", number("861234567"), {})->price_per_minute, cny_amount("0.05"));
 }
 
 TEST_P(BillingTest, SqlMetacharactersInNamesAreJustText) {
