@@ -259,8 +259,15 @@ AmiEngine::AmiEngine(Context& context, AmiOptions options)
     return options_.journal != nullptr && options_.journal->shared() && leg_of(Channel{{}, uniqueid}).has_value();
   };
   if (options_.journal != nullptr) {
-    inbound_.claim = [journal = options_.journal](const std::string& server, const std::string& uniqueid) {
-      return journal->claim_inbound(server, uniqueid);
+    claims_ = std::make_unique<asio::thread_pool>(1);
+    inbound_.claim = [this](const std::string& server, const std::string& uniqueid,
+                            std::function<void(Result<bool>)> done) {
+      asio::post(*claims_, [this, server, uniqueid, done = std::move(done), alive = std::weak_ptr<bool>(alive_)]() mutable {
+        auto mine = options_.journal->claim_inbound(server, uniqueid);
+        asio::post(context_.io, [done = std::move(done), mine = std::move(mine), alive]() mutable {
+          if (!alive.expired()) done(std::move(mine));
+        });
+      });
     };
   }
   inbound_.held = [this](const std::string& uniqueid, const Channel& line) {
@@ -276,6 +283,10 @@ AmiEngine::AmiEngine(Context& context, AmiOptions options)
 AmiEngine::~AmiEngine() {
   stopping_ = true;
   for (auto& server : servers_) server->close();
+  if (claims_) {
+    claims_->stop();  // claims not begun are dropped; one under way ends first
+    claims_->join();
+  }
 }
 
 void AmiEngine::start() {

@@ -17,6 +17,7 @@
 #include <callback/store.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
@@ -127,6 +128,9 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   std::vector<std::unique_ptr<Server>> servers_;
   CallTracker tracker_;
   InboundCalls inbound_;
+  // Where inbound calls are claimed (CallJournal::claim_inbound): a database that is slow
+  // or unreachable delays the calls waiting for it, never this engine's thread.
+  std::unique_ptr<boost::asio::thread_pool> claims_;
   struct IvrLeg {
     std::optional<Channel> line;                              // once it waits in Async AGI
     std::vector<std::function<void(Result<Channel>)>> waiting;  // operations sent before that

@@ -121,6 +121,8 @@ struct InboundCalls::Line {
   bool answered = false;
   bool agi_over = false;  // AsyncAGIEnd: no command runs any more
   bool held = false;      // an outbound A in the IVR (is_ivr_leg), not an inbound call
+  // It ended while its claim was asked (cause; unobserved: the connection went).
+  std::optional<std::pair<HangupCause, bool>> gone_while_claimed;
   std::optional<HangupCause> hung_up_by_us;
   std::string typeahead;  // DTMF that came while no collection ran
   struct Command {
@@ -186,6 +188,20 @@ bool InboundCalls::on_message(const std::string& server, const ami::MessageView&
     started(server, m);
     return true;
   }
+  if (!claiming_.empty()) {
+    // A call waiting for its claim: what happens to it meanwhile is kept for its node.
+    const auto pending = claiming_.find(server + '\n' + std::string(m.get("Channel")));
+    if (pending != claiming_.end()) {
+      Line& line = *pending->second;
+      if (event == "Newstate" && m.get("ChannelState") == "6") line.answered = true;
+      if (event == "AsyncAGIEnd") line.agi_over = true;
+      if (event == "Hangup" && !line.gone_while_claimed) {
+        const int cause = to_int(m.get("Cause"));
+        line.gone_while_claimed = {HangupCause{cause > 0 ? cause : 16}, false};
+      }
+      return true;
+    }
+  }
   if (channels_.empty()) return false;
   const auto it = channels_.find(server + '\n' + std::string(m.get("Channel")));
   if (it == channels_.end()) return false;
@@ -222,7 +238,9 @@ bool InboundCalls::on_message(const std::string& server, const ami::MessageView&
 void InboundCalls::started(const std::string& server, const ami::MessageView& m) {
   const std::string name(m.get("Channel"));
   const std::string key = server + '\n' + name;
-  if (name.empty() || !ami::Action::is_safe_value(name) || channels_.count(key) != 0) return;  // a duplicate
+  if (name.empty() || !ami::Action::is_safe_value(name) || channels_.count(key) != 0 || claiming_.count(key) != 0) {
+    return;  // a duplicate
+  }
   const std::string env = url_decode(m.get("Env"));
   auto line = std::make_shared<Line>();
   line->key = key;
@@ -242,22 +260,6 @@ void InboundCalls::started(const std::string& server, const ami::MessageView& m)
     context_.log.debug(component, server + ": " + printable(name) + " waits in another node's IVR");
     return;
   }
-  if (claim) {
-    const auto mine = claim(server, line->uniqueid);
-    if (!mine) {
-      context_.log.error(component, server + ": inbound call " + printable(name) +
-                                        " left to the other nodes: cannot ask who takes it: " +
-                                        escape_control(mine.error().message));
-      context_.metrics.counter("callback_inbound_unclaimed_total", "inbound calls left alone: the database could not "
-                                                                   "say which node takes them").add();
-      return;
-    }
-    if (!*mine) {
-      context_.log.debug(component, server + ": inbound call " + printable(name) + " is another node's");
-      return;
-    }
-  }
-  channels_[key] = line;
   InboundCall call{.channel = {server, name}, .name = name, .caller = {}, .dialed = {}, .context = {},
                    .at = context_.clock.now()};
   // agi_dnid is "unknown" on Local channels: the extension is the number dialled.
@@ -266,6 +268,30 @@ void InboundCalls::started(const std::string& server, const ami::MessageView& m)
   call.caller = env.empty() ? known(std::string(m.get("CallerIDNum"))) : known(env_value(env, "agi_callerid"));
   call.context = known(env_value(env, "agi_context"));
   if (call.context.empty()) call.context = std::string(m.get("Context"));
+  if (!claim) return take(line, std::move(call));
+  claiming_[key] = line;
+  claim(server, line->uniqueid, [this, alive = std::weak_ptr<bool>(alive_), line, call](Result<bool> mine) mutable {
+    if (alive.expired() || claiming_.erase(line->key) == 0) return;  // gone, or the engine stopped meanwhile
+    const std::string what = line->server + ": inbound call " + printable(line->name);
+    if (!mine) {
+      context_.log.error(component, what + " left to the other nodes: cannot ask who takes it: " +
+                                        escape_control(mine.error().message));
+      context_.metrics.counter("callback_inbound_unclaimed_total", "inbound calls left alone: the database could not "
+                                                                   "say which node takes them").add();
+      return;
+    }
+    if (!*mine) {
+      context_.log.debug(component, what + " is another node's");
+      return;
+    }
+    take(line, std::move(call));
+  });
+}
+
+void InboundCalls::take(const std::shared_ptr<Line>& line, InboundCall call) {
+  const std::string& server = line->server;
+  const std::string& name = line->name;
+  channels_[line->key] = line;
   // The most specific route: one naming this number, else one taking any.
   std::shared_ptr<Route> best;
   routes_.visit([&](const std::shared_ptr<Route>& r) {
@@ -278,11 +304,15 @@ void InboundCalls::started(const std::string& server, const ami::MessageView& m)
     context_.log.warning(component, server + ": inbound call to " + printable(call.dialed) + " (" +
                                         printable(call.context) + ") has no route; rejected (congestion)");
     line->hung_up_by_us = HangupCause{34};
-    return send_hangup(*line, HangupCause{34}, nullptr);
+    send_hangup(*line, HangupCause{34}, nullptr);
+  } else {
+    context_.log.info(component, server + ": inbound call " + printable(name) + " from " + printable(call.caller) +
+                                     " to " + printable(call.dialed));
+    best->on_call(call);
   }
-  context_.log.info(component, server + ": inbound call " + printable(name) + " from " + printable(call.caller) +
-                                   " to " + printable(call.dialed));
-  best->on_call(call);
+  // Gone while its claim was asked: the trigger still heard of it (a missed call is one
+  // that hung up); now it ends as its Hangup, or the lost connection, said.
+  if (line->gone_while_claimed) finish(line->key, line->gone_while_claimed->first, line->gone_while_claimed->second);
 }
 
 void InboundCalls::ended(Line& line, const ami::MessageView& m) {
@@ -621,6 +651,9 @@ void InboundCalls::connection_lost(const std::string& server) {
     if (line->server == server) keys.push_back(key);
   }
   for (const auto& key : keys) finish(key, HangupCause::engine_lost(), true);
+  for (auto& [key, line] : claiming_) {
+    if (line->server == server && !line->gone_while_claimed) line->gone_while_claimed = {HangupCause::engine_lost(), true};
+  }
   // Replies that will never come now.
   std::vector<std::function<void(const ami::MessageView*)>> orphans;
   std::erase_if(replies_, [&](auto& entry) {
@@ -639,6 +672,7 @@ void InboundCalls::stop_all() {
     sink_.send(line->server, ami::Action("Hangup").add("Channel", line->name).add("Cause", "16").str());
   }
   for (const auto& key : keys) finish(key, HangupCause::engine_lost(), false);
+  claiming_.clear();  // their answers find nothing to take
 }
 
 }  // namespace callback::engine_ami

@@ -83,8 +83,11 @@ class InboundCalls {
   // inbound one for the node that `claim`s it first (CallJournal::claim_inbound); the
   // others leave it alone too, and so does a node that cannot reach the database to ask
   // (nothing could be recorded or billed for it). Unset: every inbound call is this node's.
+  // `claim` asks off the engine's thread (the database may be slow or gone) and calls
+  // `done` on it; events of a call waiting for its answer are kept for it.
   std::function<bool(const std::string& uniqueid)> is_other_nodes_leg;
-  std::function<Result<bool>(const std::string& server, const std::string& uniqueid)> claim;
+  std::function<void(const std::string& server, const std::string& uniqueid, std::function<void(Result<bool>)> done)>
+      claim;
   // Sets each variable (SET VARIABLE), then ASYNCAGI BREAK: the dialplan goes on, and the
   // line is let go at its AsyncAGIEnd. A value with a quote, a backslash or a control
   // character is engine.invalid.
@@ -103,6 +106,8 @@ class InboundCalls {
  private:
   using AgiDone = std::function<void(Result<AgiReply>)>;
   void started(const std::string& server, const ami::MessageView& m);
+  // An inbound call that is this node's: routed (or rejected when no route takes it).
+  void take(const std::shared_ptr<Line>& line, InboundCall call);
   void ended(Line& line, const ami::MessageView& m);
   void finish(const std::string& key, HangupCause cause, bool unobserved);
   void agi(Line& line, std::string command, AgiDone done, std::function<bool()> skip = nullptr);
@@ -129,6 +134,7 @@ class InboundCalls {
   };
   Subscribers<std::shared_ptr<Route>> routes_;
   std::unordered_map<std::string, std::shared_ptr<Line>> channels_;  // by server + '\n' + channel name
+  std::unordered_map<std::string, std::shared_ptr<Line>> claiming_;  // the same, waiting for `claim`
   // Our actions' replies: ActionID -> what to do with the Response (nullptr: the
   // connection went first).
   struct Reply {

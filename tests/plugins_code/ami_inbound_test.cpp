@@ -19,7 +19,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <future>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -563,11 +565,14 @@ TEST_F(AmiInboundTest, ADidWithAFixedDestinationOrTheIvrCallsTheCallerBackUnchar
 
 // Several nodes on one journal: a journal that tells two engines in this process which of
 // them claimed an inbound call first (as PostgresStore::claim_inbound does), or fails to.
+// Claims are asked on each engine's own thread for them: what they share is locked.
+std::mutex claims_mutex;
 struct ClaimingJournal final : CallJournal {
   std::set<std::string>* claimed;
   bool reachable = true;
   int lose_next = 0;  // the next claims find another node's row first
   int asked = 0;
+  std::shared_future<void> gate;  // when set, a claim waits for it (a slow database)
   explicit ClaimingJournal(std::set<std::string>& c) : claimed(&c) {}
   void write_async(std::vector<JournalEntry>, std::vector<Cdr> cdrs, CdrStore::AppendDone done) override {
     done(ok_status(), std::move(cdrs));
@@ -579,6 +584,13 @@ struct ClaimingJournal final : CallJournal {
   Status claim(const NodeClaim&) override { return ok_status(); }
   bool shared() const override { return true; }
   Result<bool> claim_inbound(const std::string& server, const std::string& uniqueid) override {
+    std::shared_future<void> waiting;
+    {
+      std::lock_guard lock(claims_mutex);
+      waiting = gate;
+    }
+    if (waiting.valid()) waiting.wait();
+    std::lock_guard lock(claims_mutex);
     ++asked;
     if (!reachable) return Error{"store_failed", "cannot connect to PostgreSQL: connection refused", {}};
     if (lose_next > 0) {
@@ -685,4 +697,47 @@ TEST_F(AmiInboundTest, OnSeveralNodesEachInboundCallIsTakenByTheNodeThatClaimsIt
   route = {};
   second.reset();
   io.poll();
+}
+
+// The database answers a claim slowly: the engine goes on meanwhile (here it even loses
+// its connection and logs in again), and the call, once this node's, is routed and then
+// ends as the lost connection said. Nothing of it is left behind.
+TEST_F(AmiInboundTest, AClaimTheDatabaseIsSlowToAnswerHoldsUpNothingAndACallGoneMeanwhileStillReachesItsRoute) {
+  std::set<std::string> claimed;
+  ClaimingJournal journal(claimed);
+  std::promise<void> database_answers;
+  journal.gate = database_answers.get_future().share();
+  engine_ami::AmiOptions o;
+  o.servers = {"127.0.0.1:" + std::to_string(asterisk.port())};
+  o.secret = "callbacksecret";
+  o.events = "call,user,cdr,agi,dtmf";
+  o.reconnect_min = 20ms;
+  o.reconnect_max = 200ms;
+  o.journal = &journal;
+  engine = std::make_unique<engine_ami::AmiEngine>(context, std::move(o));
+  events = engine->subscribe([this](const LegEvent& e) {
+    if (e.type == LegEventType::ended && e.call_id.empty()) ends.push_back(e);
+  });
+  engine->start();
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  std::vector<InboundCall> calls;
+  auto route = engine->route_inbound({}, [&](const InboundCall& c) { calls.push_back(c); });
+  const auto channel = asterisk.inbound({.from = "1234", .to = "5000"});
+  // While the claim waits, the engine follows its connection: it goes, and comes back.
+  ASSERT_TRUE(run_until([&] { return asterisk.connections() == 1; }, 5s));
+  asterisk.close_all_connections();
+  ASSERT_TRUE(run_until([&] { return !engine->status().servers.at(0).connected; }, 5s));
+  ASSERT_TRUE(run_until([&] { return engine->status().servers.at(0).connected; }, 5s));
+  EXPECT_TRUE(calls.empty()) << "not routed before it is this node's";
+  database_answers.set_value();
+  ASSERT_TRUE(run_until([&] { return !calls.empty() && !ends.empty(); }, 5s));
+  EXPECT_EQ(calls.at(0).channel.id, channel);
+  EXPECT_EQ(ends.at(0).cause, HangupCause::engine_lost()) << "its connection went while it waited";
+  // Ended: not a line the engine still holds (an answer would be sent for it).
+  std::optional<Status> answered;
+  engine->answer(calls[0].channel, [&](Status s) { answered = s; });
+  ASSERT_TRUE(run_until([&] { return answered.has_value(); }, 5s));
+  ASSERT_FALSE(*answered);
+  EXPECT_EQ(answered->error().code, engine_errc::channel_gone);
+  EXPECT_EQ(claimed.size(), 1u);
 }
