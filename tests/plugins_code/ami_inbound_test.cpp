@@ -498,6 +498,19 @@ TEST_F(RealAsteriskAmiInbound, ARejectedCallerRingsThenGetsBusyAndIsNeverAnswere
 
 }  // namespace real
 
+// The DID trigger of these tests: 5001 calls back to 2001 (answers, hangs up 5 s later),
+// 5002 asks the called-back caller for B in the IVR; both on the free campaign.
+static trigger_access::AccessOptions did_options() {
+  trigger_access::AccessOptions o;
+  o.trigger = "did";
+  o.origin = Origin::did;
+  o.ring = 100ms;
+  o.callback_delay = 0ms;
+  o.numbers = {{.number = "5001", .mode = trigger_access::Mode::fixed, .payer = CampaignId{"free"}, .destination = "2001"},
+               {.number = "5002", .mode = trigger_access::Mode::ivr, .payer = CampaignId{"free"}}};
+  return o;
+}
+
 // The access-number triggers on the AMI engine: the missed call is rejected unanswered (busy)
 // and the caller called back with the dialplan's flow, B being the number's destination; in
 // the IVR mode the called-back caller keys B in [callback-ivr-ami] (Async AGI), and the
@@ -515,13 +528,7 @@ TEST_F(AmiInboundTest, ADidWithAFixedDestinationOrTheIvrCallsTheCallerBackUnchar
     }
   } finals;
   service->subscribe(finals);
-  trigger_access::AccessOptions o;
-  o.trigger = "did";
-  o.origin = Origin::did;
-  o.ring = 100ms;
-  o.callback_delay = 0ms;
-  o.numbers = {{.number = "5001", .mode = trigger_access::Mode::fixed, .payer = CampaignId{"free"}, .destination = "2001"},
-               {.number = "5002", .mode = trigger_access::Mode::ivr, .payer = CampaignId{"free"}}};
+  auto o = did_options();
   ASSERT_TRUE(trigger_access::validate(o, test::as_dialed));
   trigger_access::AccessTrigger trigger(context, *engine, *store, test::as_dialed, std::move(o));
   trigger.start(*service);
@@ -626,13 +633,7 @@ TEST_F(AmiInboundTest, OnSeveralNodesEachInboundCallIsTakenByTheNodeThatClaimsIt
   service_options.b_ring_timeout = 8s;
   service = std::make_unique<CallbackService>(context, *engine, &billing, *store, service_options);
   service->subscribe(observer);
-  trigger_access::AccessOptions o;
-  o.trigger = "did";
-  o.origin = Origin::did;
-  o.ring = 100ms;
-  o.callback_delay = 0ms;
-  o.numbers = {{.number = "5001", .mode = trigger_access::Mode::fixed, .payer = CampaignId{"free"}, .destination = "2001"},
-               {.number = "5002", .mode = trigger_access::Mode::ivr, .payer = CampaignId{"free"}}};
+  auto o = did_options();
   ASSERT_TRUE(trigger_access::validate(o, test::as_dialed));
   trigger_access::AccessTrigger trigger(context, *engine, *store, test::as_dialed, std::move(o));
   trigger.start(*service);
