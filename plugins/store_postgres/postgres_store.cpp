@@ -540,10 +540,14 @@ Result<std::vector<JournalEntry>> PostgresStore::take_over() {
     conn.exec("UPDATE node SET lease_until = '-infinity' WHERE id IN (SELECT id FROM node WHERE id <> $1 AND "
               "lease_until < now() AND lease_until <> '-infinity' FOR UPDATE SKIP LOCKED)",
               {node});
+    // Only the calls of nodes marked so (here or before): a node whose row was locked just
+    // now is renewing its lease this moment, was not marked, and keeps its calls. Taking them
+    // on an expired lease alone would leave both nodes running them.
     // RETURNING names the node each was taken from, in `owner`.
     auto taken = read_entries(conn.exec(
         "WITH taken AS (SELECT id, owner AS previous FROM callback_journal WHERE NOT final AND owner <> $1 AND owner "
-        "NOT IN (SELECT id FROM node WHERE lease_until >= now()) FOR UPDATE SKIP LOCKED) UPDATE callback_journal j SET "
+        "NOT IN (SELECT id FROM node WHERE lease_until <> '-infinity') FOR UPDATE SKIP LOCKED) UPDATE "
+        "callback_journal j SET "
         "owner = $1 FROM taken WHERE j.id = taken.id RETURNING j.id, COALESCE(j.idempotency_key, ''), j.state, "
         "j.final, j.server, j.reservation, j.call, j.created_at, j.updated_at, taken.previous, j.client, "
         "j.cancel_asked",

@@ -669,6 +669,37 @@ TEST(PostgresStore, NodesOwnWhatTheyWriteAndTakeOverWhatANodeWithoutALeaseLeft) 
   EXPECT_TRUE(open()->take_over().value().empty()) << "an unclaimed store takes nothing";
 }
 
+// A node renewing its lease at the moment another takes over (its row locked by the
+// renewal, its lease run out a moment ago) keeps its calls: the other marks only the nodes
+// whose row it could lock, and takes only theirs. Otherwise the renewal would succeed
+// and both nodes would run the same calls (seen once under CI load: a frozen node that
+// woke up never learned it had lost them).
+TEST(PostgresStore, ANodeRenewingAtTheMomentOfATakeOverKeepsItsCalls) {
+  test::PostgresDatabase database;
+  auto open = [&] { return PostgresStore::open({.conninfo = database.conninfo()}).value(); };
+  auto a = open();
+  auto b = open();
+  ASSERT_TRUE(a->claim(NodeClaim{"a", std::chrono::seconds(60)}));
+  ASSERT_TRUE(b->claim(NodeClaim{"b", std::chrono::seconds(60)}));
+  ASSERT_TRUE(write_now(*a->journal(), {open_entry("cb-a1")}));
+  pg::Connection(database.conninfo()).exec("UPDATE node SET lease_until = now() - interval '1 second' WHERE id = 'a'");
+  // a's renewal, caught between its row lock and its commit.
+  pg::Connection renewal(database.conninfo());
+  renewal.exec("BEGIN");
+  renewal.exec("UPDATE node SET lease_until = now() + interval '60 seconds' WHERE id = 'a'");
+  EXPECT_TRUE(b->take_over().value().empty()) << "a is renewing: not marked, so its calls stay a's";
+  renewal.exec("COMMIT");
+  ASSERT_TRUE(a->renew());
+  ASSERT_EQ(a->open().value().size(), 1u);
+  EXPECT_EQ(b->entry("cb-a1").value()->owner, "a");
+  // Once a's lease runs out with nobody renewing it, b marks a and takes its call.
+  pg::Connection(database.conninfo()).exec("UPDATE node SET lease_until = now() - interval '1 second' WHERE id = 'a'");
+  ASSERT_EQ(b->take_over().value().size(), 1u);
+  auto lost = a->renew();
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, "node.lease_lost");
+}
+
 // A node cut off from the database (not dead) while a new process starts under its id: the
 // old one's sessions, and the id's lock with them, are gone, so the new one may claim the
 // id. From then on nothing the old one writes counts, and its renewal tells it to stop.

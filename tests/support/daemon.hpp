@@ -6,6 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "poll.hpp"
+
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -61,6 +64,14 @@ class Daemon {
   int wait() {
     int status = 0;
     waitpid(pid_, &status, 0);
+    reaped_ = true;
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 128 + WEXITSTATUS(status);
+  }
+  // The same, if it ends within `limit`; -1 if it did not (it is killed when the Daemon
+  // goes, so a test fails instead of hanging).
+  int wait(std::chrono::milliseconds limit) {
+    int status = 0;
+    if (!poll_until(limit, [&] { return waitpid(pid_, &status, WNOHANG) == pid_; })) return -1;
     reaped_ = true;
     return WIFSIGNALED(status) ? WTERMSIG(status) : 128 + WEXITSTATUS(status);
   }
