@@ -1532,14 +1532,14 @@ Result<RecoveryReport> CallbackService::recover() {
 Result<RecoveryReport> CallbackService::adopt(const std::vector<JournalEntry>& entries) {
   RecoveryReport report;
   std::vector<Engine::Recovered> lost;
-  if (auto ok = take_up(entries, report, lost); !ok) return ok.error();
+  if (auto ok = take_up(entries, report, lost, true); !ok) return ok.error();
   in_flight_gauge_.set(static_cast<std::int64_t>(active_.size()));
   if (!lost.empty()) engine_.recover(lost);
   return report;
 }
 
 Status CallbackService::take_up(const std::vector<JournalEntry>& entries, RecoveryReport& report,
-                                std::vector<Engine::Recovered>& lost) {
+                                std::vector<Engine::Recovered>& lost, bool taken_over) {
   for (const auto& entry : entries) {
     if (active_.count(entry.id) > 0) continue;  // ours already (reconcile run twice)
     auto record = journal::decode(entry.id, entry.call);
@@ -1621,7 +1621,9 @@ Status CallbackService::take_up(const std::vector<JournalEntry>& entries, Recove
              nullptr);
       continue;
     }
-    lost.push_back({.call_id = entry.id, .server = active.server, .limit = active.limit, .b_dialed = active.b_dialed});
+    lost.push_back({.call_id = entry.id, .server = active.server, .limit = active.limit, .b_dialed = active.b_dialed,
+                    .taken_from = taken_over ? entry.owner : std::string(),
+                    .b_answered = active.call.leg_b().answered});
     active_.emplace(entry.id, std::move(owned));
     CallEvent event{active.call, active.call.state(), {}, {}, active.limit};
     event.replayed = true;

@@ -690,6 +690,8 @@ Client::~Client() { impl_->shutdown(false); }
 
 void Client::open() { impl_->open(); }
 
+void Client::set_app(std::string app) { impl_->endpoint.app = std::move(app); }
+
 void Client::drop_events() {
   if (impl_->events) impl_->stop_events(impl_->events);
 }

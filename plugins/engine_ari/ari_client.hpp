@@ -82,6 +82,8 @@ class Client {
   // Connects the event WebSocket (Basic auth header, not api_key in the URL). Nothing if
   // it is already open or opening. Also undoes close() for request().
   void open();
+  // The Stasis application the next open() subscribes to.
+  void set_app(std::string app);
   // Closes the event WebSocket only (no `closed` handler): REST calls in flight and queued
   // go on, on their own connections. open() makes a new one. For an app another client
   // took over (ApplicationReplaced): a REST call is no less valid for that.

@@ -152,6 +152,8 @@ struct AriEngine::Leg {
   Timestamp last_seen{};    // when it was last known up
   std::chrono::seconds recovered_limit{0};  // adopted after a restart: the call's limit
   bool adopted = false;                     // from recover(), not yet found on a server
+  std::string taken_from;                   // adopted from that node: its channel is in that node's app
+  std::optional<Timestamp> b_answered;      // adopted: B's answer, as the service has it
   bool record_asked = false;                // its end record is being read (end_unobserved)
   std::optional<bool> recorded_up;          // its end record came: whether it had answered
 };
@@ -213,7 +215,8 @@ struct AriEngine::Server {
 
 // --- the engine -----------------------------------------------------------------------
 
-AriEngine::AriEngine(Context& context, AriOptions options) : context_(context), options_(std::move(options)) {
+AriEngine::AriEngine(Context& context, AriOptions options)
+    : context_(context), options_(std::move(options)), app_(options_.app) {
   for (const auto& address : options_.servers) {
     auto server = std::make_unique<Server>();
     server->name = address;
@@ -222,7 +225,7 @@ AriEngine::AriEngine(Context& context, AriOptions options) : context_(context), 
                            .port = static_cast<std::uint16_t>(to_int(address.substr(colon + 1))),
                            .username = options_.username,
                            .password = options_.password,
-                           .app = options_.app};
+                           .app = app_};
     Server* s = server.get();
     std::weak_ptr<bool> alive = alive_;
     server->client = std::make_unique<ari::Client>(
@@ -279,6 +282,13 @@ void AriEngine::request(Server& server, verb method, std::string target,
 
 void AriEngine::start() {
   stopping_ = false;
+  // Claimed by now (the service claims its journal before it starts the engine).
+  if (options_.journal != nullptr && options_.journal->shared() && app_ == options_.app) {
+    app_ = options_.app + "-" + options_.journal->node();
+    context_.log.info(component, "node " + options_.journal->node() + " runs the Stasis application " + app_ +
+                                     ": list it in the dialplan's CB_ARI_APPS for inbound calls");
+    for (auto& server : servers_) server->client->set_app(app_);
+  }
   for (auto& server : servers_) {
     if (server->state != Server::State::idle) continue;
     server->state = Server::State::connecting;
@@ -324,7 +334,7 @@ EngineStatus AriEngine::status() const {
                              .detail = server->detail};
     if (server->state == Server::State::ready) {
       out.checks.push_back({.name = "login", .ok = true,
-                            .detail = "events of " + options_.app + " as " + options_.username +
+                            .detail = "events of " + app_ + " as " + options_.username +
                                       (server->version.empty() ? "" : ", Asterisk " + server->version)});
       out.checked = true;
     } else if (server->attempted) {
@@ -371,10 +381,10 @@ void AriEngine::on_opened(Server& server) {
   server.backoff = 0ms;
   server.detail = "connected";
   server.grace_timer.cancel();
-  context_.log.info(component, server.name + ": events of " + options_.app + " connected");
+  context_.log.info(component, server.name + ": events of " + app_ + " connected");
   // Only the events we read. An Asterisk without eventFilter (before 16.3) sends them all,
   // which costs time but changes nothing.
-  request(server, verb::put, "/ari/applications/" + ari::encode(options_.app) + "/eventFilter",
+  request(server, verb::put, "/ari/applications/" + ari::encode(app_) + "/eventFilter",
           [this, &server](Result<ari::Response> set) {
             if (!set) context_.log.info(component, server.name + ": the event filter was not set: " + set.error().message);
           },
@@ -461,6 +471,7 @@ void AriEngine::reconcile(Server& server, const json::array& channels) {
             .handle = {leg->server, leg->id}, .channel = std::string(str(*found->second, "name")),
             .uniqueid = leg->id, .server = leg->server});
     }
+    if (!leg->taken_from.empty()) move_here(server, leg);
     if (leg->hangup_pending) {  // asked for while the server was away
       leg->hangup_pending = false;
       leg->hangup_sent = true;
@@ -470,13 +481,19 @@ void AriEngine::reconcile(Server& server, const json::array& channels) {
               nullptr);
     }
     if (str(*found->second, "state") == "Up" && !leg->up) {
+      // B's answer as the service has it; else its channel's creation, a ring's time early.
       leg->up = true;
-      leg->answered_at = parse_timestamp(str(*found->second, "creationtime")).value_or(context_.clock.now());
+      leg->answered_at = leg->role == LegRole::b && leg->b_answered
+                             ? *leg->b_answered
+                             : parse_timestamp(str(*found->second, "creationtime")).value_or(context_.clock.now());
     }
     if (leg->recovered_limit.count() > 0 && leg->role == LegRole::a) {
-      // Adopted after a restart: the limit runs on from B's answer (its channel's creation, at best).
+      // Adopted after a restart: the limit runs on from B's answer, as the service has it
+      // (else from B's channel's creation, at best: under load seconds before its answer).
       auto b = legs_.find(leg->call_id + "-b");
-      const Timestamp from = b != legs_.end() && b->second->up ? b->second->answered_at : leg->answered_at;
+      const Timestamp from = leg->b_answered ? *leg->b_answered
+                             : b != legs_.end() && b->second->up ? b->second->answered_at
+                                                                 : leg->answered_at;
       leg->limit_end = from + leg->recovered_limit;
       if (b != legs_.end()) {
         leg->other = b->second;
@@ -525,6 +542,34 @@ void AriEngine::find_bridges(Server& server) {
   });
 }
 
+void AriEngine::move_here(Server& server, const std::shared_ptr<Leg>& leg) {
+  // Taken over from a node whose lease ran out: the channel is still in that node's Stasis
+  // application, whose events nobody reads any more. Moved into ours it comes with a
+  // StasisStart ["takeover"], and stays in its bridge, talking (ari-takeover-move). Some
+  // events still go only to the application that placed it (the ChannelDestroyed of both
+  // halves): both are subscribed to.
+  const std::string from = std::exchange(leg->taken_from, {});
+  request(server, verb::post,
+          ari::with_query("/ari/channels/" + ari::encode(leg->id) + "/move", {{"app", app_}, {"appArgs", "takeover"}}),
+          [this, leg, &server, from](Result<ari::Response> moved) {
+            if (moved || leg->ended || stopping_) return;
+            // Not in Stasis yet (still ringing: 409; when the phone answers, Stasis() fails
+            // as the app is gone, and Asterisk hangs it up at once: ari-takeover-ringing) or
+            // gone by now (404). Hung up before anyone answers, and it ends as lost.
+            context_.log.warning(component, server.name + ": " + leg->id + " of node " + escape_control(from) +
+                                                " cannot be moved into " + app_ + " (" + moved.error().message +
+                                                "); hanging it up");
+            leg->hung_up_by_us = HangupCause::engine_lost();
+            leg->hangup_sent = true;
+            request(server, verb::delete_, "/ari/channels/" + ari::encode(leg->id) + "?reason_code=16", nullptr);
+            leg_ended(*leg, context_.clock.now(), false);
+          });
+  request(server, verb::post,
+          ari::with_query("/ari/applications/" + ari::encode(app_) + "/subscription",
+                          {{"eventSource", "channel:" + leg->id + ",channel:" + leg->id2}}),
+          nullptr);
+}
+
 // --- events -----------------------------------------------------------------------------
 
 void AriEngine::on_event(Server& server, const json::object& e) {
@@ -551,11 +596,11 @@ void AriEngine::on_event(Server& server, const json::object& e) {
     // new connection takes it back; GET /ari/channels then says what became of our legs.
     if (server.state != Server::State::ready) return;
     context_.log.error(component, server.name + ": another client connected to the Stasis application " +
-                                      options_.app + " and took its events; reconnecting");
+                                      app_ + " and took its events; reconnecting");
     later([this, &server] {
       if (server.state != Server::State::ready) return;
       server.client->drop_events();  // REST calls under way (a bridge, a hangup) go on
-      on_closed(server, Error{"ari.replaced", "another client took the Stasis application " + options_.app,
+      on_closed(server, Error{"ari.replaced", "another client took the Stasis application " + app_,
                               "/ari/events"});
     });
     return;
@@ -852,7 +897,7 @@ void AriEngine::originate(const OriginateRequest& r, Completion<Channel> placed)
   body["variables"] = std::move(variables);
   request(*server, verb::post,
           ari::with_query("/ari/channels", {{"endpoint", endpoint},
-                                            {"app", options_.app},
+                                            {"app", app_},
                                             {"appArgs", app_args},
                                             {"callerId", caller_id},
                                             {"timeout", timeout},
@@ -1014,6 +1059,8 @@ void AriEngine::recover(const std::vector<Recovered>& calls) {
       leg->last_seen = now;
       leg->recovered_limit = call.limit;
       leg->adopted = true;
+      leg->taken_from = call.taken_from;
+      leg->b_answered = call.b_answered;
       adopting_.insert(call.call_id);
       legs_[leg->id] = leg;
       legs_[leg->id2] = leg;

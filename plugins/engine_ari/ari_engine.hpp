@@ -25,6 +25,7 @@
 
 #include <callback/context.hpp>
 #include <callback/engine.hpp>
+#include <callback/store.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -55,6 +56,11 @@ struct AriOptions {
   // restart, a lost connection), so that call is billed. Empty: none, and such a B is
   // billed up to when it was last seen.
   std::string leg_end_context = "callback-ari-leg-end";
+  // The service's call journal, when it has one. Shared by several nodes, each node's
+  // engine runs its own application, <app>-<node>: Asterisk gives an application's events to
+  // one WebSocket only. A node taking over another's calls moves their channels into its
+  // own (POST /channels/{id}/move).
+  CallJournal* journal = nullptr;
 };
 
 [[nodiscard]] Status validate(const AriOptions& options);
@@ -97,6 +103,7 @@ class AriEngine final : public Engine {
   void on_closed(Server& server, const Error& why);
   void reconcile(Server& server, const boost::json::array& channels);
   void find_bridges(Server& server);
+  void move_here(Server& server, const std::shared_ptr<Leg>& leg);
   void inbound(Server& server, const boost::json::object& channel, const std::string& dialed, Timestamp at);
   void leg_ended(Leg& leg, Timestamp at, bool unobserved);
   void end_unobserved(const std::shared_ptr<Leg>& leg, Timestamp last_seen);
@@ -122,6 +129,7 @@ class AriEngine final : public Engine {
 
   Context& context_;
   AriOptions options_;
+  std::string app_;  // the Stasis application we run: options_.app, or <app>-<node> (start())
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::vector<std::unique_ptr<Server>> servers_;
   std::size_t next_server_ = 0;

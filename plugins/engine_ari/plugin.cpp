@@ -20,7 +20,9 @@ class Factory final : public PluginFactory {
         {.name = "password", .type = OptionType::string, .description = "ari.conf password (use ${ENV_VAR})",
          .required = true, .secret = true},
         {.name = "app", .type = OptionType::string, .default_value = "callback-app",
-         .description = "the Stasis application: the dialplan's Stasis(<app>,access,${EXTEN}) sends inbound calls to it"},
+         .description = "the Stasis application: the dialplan's Stasis(<app>,access,${EXTEN}) sends inbound calls to it; "
+                        "with several nodes on one database each node runs <app>-<node> (examples/asterisk: "
+                        "CB_ARI_APPS)"},
         {.name = "dial_string", .type = OptionType::string, .default_value = "Local/{number}@phones",
          .description = "how to reach a number: PJSIP/{number}@gateway, Local/{number}@ctx"},
         {.name = "request_timeout_ms", .type = OptionType::integer, .default_value = 10000,
@@ -55,6 +57,7 @@ class Factory final : public PluginFactory {
     options.lost_call_grace = std::chrono::milliseconds(args.options.integer("lost_call_grace_ms"));
     options.max_connections = static_cast<std::size_t>(args.options.integer("max_connections"));
     options.leg_end_context = args.options.string("leg_end_context");
+    options.journal = args.store != nullptr ? args.store->journal() : nullptr;
     if (auto ok = validate(options); !ok) throw Exception(ok.error());
     return std::make_unique<AriEngine>(args.context, std::move(options));
   }

@@ -64,6 +64,7 @@ class PostgresStore final : public Store, CdrStore, AccountStore, LedgerStore, C
   using CallJournal::claim;
   Status claim(const NodeClaim& node) override;
   [[nodiscard]] bool shared() const override { return !claimed_node().empty(); }
+  [[nodiscard]] std::string node() const override { return claimed_node(); }
   Status renew() override;
   Result<std::vector<JournalEntry>> take_over() override;
   Result<std::string> ask_cancel(const std::string& id) override;

@@ -10,6 +10,7 @@
 #include "ami_engine.hpp"
 #include "fake_asterisk.hpp"
 #include "flow_check.hpp"
+#include "node_journal.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -574,22 +575,13 @@ TEST_F(AmiInboundTest, ADidWithAFixedDestinationOrTheIvrCallsTheCallerBackUnchar
 // them claimed an inbound call first (as PostgresStore::claim_inbound does), or fails to.
 // Claims are asked on each engine's own thread for them: what they share is locked.
 std::mutex claims_mutex;
-struct ClaimingJournal final : CallJournal {
+struct ClaimingJournal final : test::NodeJournal {
   std::set<std::string>* claimed;
   bool reachable = true;
   int lose_next = 0;  // the next claims find another node's row first
   int asked = 0;
   std::shared_future<void> gate;  // when set, a claim waits for it (a slow database)
   explicit ClaimingJournal(std::set<std::string>& c) : claimed(&c) {}
-  void write_async(std::vector<JournalEntry>, std::vector<Cdr> cdrs, CdrStore::AppendDone done) override {
-    done(ok_status(), std::move(cdrs));
-  }
-  Result<std::vector<JournalEntry>> open() override { return std::vector<JournalEntry>{}; }
-  Result<std::vector<JournalEntry>> recent(std::size_t) override { return std::vector<JournalEntry>{}; }
-  Result<std::optional<JournalEntry>> entry(const std::string&) override { return std::optional<JournalEntry>{}; }
-  using CallJournal::claim;
-  Status claim(const NodeClaim&) override { return ok_status(); }
-  bool shared() const override { return true; }
   Result<bool> claim_inbound(const std::string& server, const std::string& uniqueid) override {
     std::shared_future<void> waiting;
     {

@@ -7,6 +7,7 @@
 #include "ari_engine.hpp"
 #include "fake_ari.hpp"
 #include "flow_check.hpp"
+#include "node_journal.hpp"
 
 #include <callback/service.hpp>
 
@@ -433,6 +434,107 @@ TEST_F(AriFlowTest, RecoverFollowsTheLegsStillUpAndEndsThoseThatWentAsUnobserved
   std::size_t ends = 0;
   for (const auto& e : events) ends += e.type == LegEventType::ended ? 1 : 0;
   EXPECT_EQ(ends, 4u);
+  nothing_left();
+  second.reset();
+}
+
+// Several nodes on one journal: each node's engine runs its own Stasis application,
+// <app>-<node>, as Asterisk gives an application's events to one WebSocket only. When node
+// n1 dies, its channels stay in its application, whose events nobody gets
+// (ari-takeover-move). Node n2, taking its calls over, moves each channel still in Stasis
+// into its own application and follows it to its end, as seen, not guessed. A leg still
+// ringing is not in Stasis yet and cannot be moved (Asterisk would hang it up when it
+// answers): it is hung up, and ends lost.
+TEST_F(AriRealTimeTest, ANodeTakingOverAnothersCallsMovesThemIntoItsOwnApplicationAndFollowsThemToTheirEnd) {
+  test::NodeJournal n1_journal("n1"), n2_journal("n2");
+  auto options = [&](CallJournal& journal) {
+    auto o = engine_options();
+    o.journal = &journal;
+    return o;
+  };
+  connect(options(n1_journal));
+  EXPECT_NE(engine->status().servers.at(0).checks.at(0).detail.find("events of callback-app-n1 "), std::string::npos)
+      << engine->status().servers.at(0).checks.at(0).detail;
+  billing.max_duration = 300s;
+  const auto talking = start("1001", "1003");  // both stay up
+  const auto ringing = start("4001", "1004");  // A rings until the originate's timeout (8 s)
+  ASSERT_TRUE(run_until([&] {
+    return observer.reached(talking, CallState::bridged) && observer.reached(ringing, CallState::dialing_a);
+  }, 10s));
+  const std::string server = "127.0.0.1:" + std::to_string(ari.port());
+  // n1 dies: nothing is hung up.
+  service.reset();
+  engine.reset();
+  ASSERT_TRUE(run_until([&] { return ari.stats().websockets == 0; }, 5s));
+  ASSERT_EQ(ari.stats().channels, 6u) << ari.stats_json();
+  std::vector<LegEvent> events;
+  auto n2 = std::make_unique<engine_ari::AriEngine>(context, options(n2_journal));
+  auto subscription = n2->subscribe([&](const LegEvent& e) { events.push_back(e); });
+  n2->recover({{.call_id = talking, .server = server, .limit = 300s, .b_dialed = true, .taken_from = "n1"},
+               {.call_id = ringing, .server = server, .limit = 300s, .b_dialed = false, .taken_from = "n1"}});
+  n2->start();
+  const auto ended = [&](const std::string& id, LegRole leg) -> const LegEvent* {
+    for (const auto& e : events) {
+      if (e.call_id == id && e.leg == leg && e.type == LegEventType::ended) return &e;
+    }
+    return nullptr;
+  };
+  ASSERT_TRUE(run_until([&] { return requests("POST /ari/channels/{id}/move") == 3 && ended(ringing, LegRole::a); }, 5s))
+      << ari.stats_json();
+  EXPECT_EQ(ended(ringing, LegRole::a)->cause, HangupCause::engine_lost());
+  EXPECT_NE(n2->status().servers.at(0).checks.at(0).detail.find("events of callback-app-n2 "), std::string::npos);
+  // B hangs up: n2 sees it (n1's application would have dropped the events), and its cause.
+  ASSERT_TRUE(ari.hang_up(talking + "-b", 16));
+  ASSERT_TRUE(run_until([&] { return ended(talking, LegRole::b) != nullptr; }, 5s));
+  EXPECT_FALSE(ended(talking, LegRole::b)->unobserved);
+  EXPECT_TRUE(ended(talking, LegRole::b)->far_end_hung_up);
+  EXPECT_EQ(ended(talking, LegRole::b)->cause, HangupCause::normal());
+  EXPECT_EQ(ended(talking, LegRole::a), nullptr) << "A is still up, in the bridge n2 found";
+  Channel a;
+  for (const auto& e : events) {
+    if (e.call_id == talking && e.leg == LegRole::a && !e.handle.empty()) a = e.handle;
+  }
+  ASSERT_FALSE(a.empty());
+  n2->hangup(a, HangupCause::normal(), nullptr);
+  ASSERT_TRUE(run_until([&] { return ended(talking, LegRole::a) != nullptr; }, 5s));
+  EXPECT_FALSE(ended(talking, LegRole::a)->unobserved);
+  nothing_left();
+  n2.reset();
+}
+
+// The limit of a call taken up (after a restart, or from another node) runs on from B's
+// answer as the service has it, not from when B's channel was made: under load that is
+// seconds earlier, and the call would get less than its limit (seen on a real Asterisk: 17
+// s of 20 after a takeover).
+TEST_F(AriFlowTest, AnAdoptedCallsLimitRunsOnFromBsAnswerAsTheServiceHasIt) {
+  connect();
+  billing.max_duration = 300s;
+  const auto id = start("1001", "1003");
+  ASSERT_TRUE(run_until([&] { return observer.reached(id, CallState::bridged); }, 5s));
+  const std::string server = "127.0.0.1:" + std::to_string(ari.port());
+  service.reset();
+  engine.reset();
+  ASSERT_TRUE(run_until([&] { return ari.stats().websockets == 0; }, 5s));
+  std::vector<LegEvent> events;
+  auto second = std::make_unique<engine_ari::AriEngine>(context, engine_options());
+  auto subscription = second->subscribe([&](const LegEvent& e) { events.push_back(e); });
+  // 300 s of talk, 299 of them gone: about one left.
+  second->recover({{.call_id = id, .server = server, .limit = 300s, .b_dialed = true,
+                    .b_answered = context.clock.now() - 299s}});
+  second->start();
+  const auto ended = [&](LegRole leg) -> const LegEvent* {
+    for (const auto& e : events) {
+      if (e.call_id == id && e.leg == leg && e.type == LegEventType::ended) return &e;
+    }
+    return nullptr;
+  };
+  ASSERT_TRUE(run_until([&] { return ended(LegRole::a) && ended(LegRole::b); }, 10s)) << "time up";
+  EXPECT_TRUE(ended(LegRole::b)->limit_reached);
+  // Its talk time from that answer too: the limit's 300 s (a second more at most, for the
+  // time-up prompt).
+  ASSERT_TRUE(ended(LegRole::b)->billsec);
+  EXPECT_GE(*ended(LegRole::b)->billsec, 299s);
+  EXPECT_LE(*ended(LegRole::b)->billsec, 301s);
   nothing_left();
   second.reset();
 }

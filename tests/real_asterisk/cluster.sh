@@ -19,6 +19,9 @@
 #    n1; once all are bridged (read on n2), n1 gets kill -9. n2 takes them over when n1's
 #    lease runs out and follows them until Asterisk's L() ends them: each must end
 #    completed / time_up with a cost, B billsec > 0 and two CDRs, read on n2;
+#  - RINGING callbacks (A = 4001.., rings until the originate's timeout) placed on n1 just
+#    before the kill -9: still ringing when n1 dies, they must end failed, uncharged (ARI: a
+#    ringing channel cannot be moved into n2's application; n2 hangs it up at once);
 #  - afterwards: one charge a callback (distinct references), nothing reserved, no journal
 #    row still n1's, and no channel or bridge left on Asterisk.
 # Prints one line per callback; exits 1 if any was wrong.
@@ -26,11 +29,17 @@
 #   EXTRA_DIALPLAN=tests/real_asterisk/testcallers.conf AST_PREFIX=/tmp/ast \
 #     ../shared/asterisk/peer.sh start . build/share/callback/sounds
 #   tests/real_asterisk/cluster.sh [--bin build/bin] [--burst 40] [--inbound 20] [--calls 20] [--limit 20]
-#                                  [--port 18190]
+#                                  [--port 18190] [--engine ami|ari] [--ringing 3]
+#
+# --engine ari: the nodes run callback.engine.ari (common.sh), each its own Stasis application
+# (callback-app-n1, callback-app-n2; CB_ARI_APPS set to both on Asterisk, so the access
+# number's calls go to the first node that runs: no claims). The nodes do not see each
+# other's calls; n2 takes n1's over by moving their channels into its application, and times
+# their limit itself. ari.conf's password must be callbacksecret (tests/README.md).
 #
 # Not run by CI (no Asterisk there); tests/README.md lists the runs made with it.
 set -euo pipefail
-bin=build/bin burst=40 inbound=20 calls=20 limit=20 port=18190
+bin=build/bin burst=40 inbound=20 calls=20 limit=20 port=18190 engine=ami ringing=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -39,12 +48,14 @@ while [ $# -gt 0 ]; do
     --calls) calls=$2; shift 2 ;;
     --limit) limit=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
+    --engine) engine=$2; shift 2 ;;
+    --ringing) ringing=$2; shift 2 ;;
     *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
-engine_json=$(engine_entry ami)
+engine_json=$(engine_entry "$engine")
 bin=$(cd "$bin" && pwd)
 work=$(mktemp -d)
 chmod 755 "$work"
@@ -147,9 +158,12 @@ echo "burst: ${#burst_ids[@]} of $burst accepted over both nodes at once, $bad w
 # Missed calls to the access number, all at once; both nodes see each.
 if [ "$inbound" -gt 0 ]; then
   ast=${AST_PREFIX:-/tmp/ast} rings=()
+  [ "$engine" = ari ] && "$ast/sbin/asterisk" -C "$ast/etc/asterisk/asterisk.conf" -rx \
+    "dialplan set global CB_ARI_APPS callback-app-n1,callback-app-n2" >/dev/null
   for i in $(seq 1 "$inbound"); do
     ( trap - EXIT; "$ast/sbin/asterisk" -C "$ast/etc/asterisk/asterisk.conf" -rx \
-        "channel originate Local/$((7000 + i))@ring-access-ami application Wait 30" >/dev/null 2>&1 || true ) &
+        "channel originate Local/$((7000 + i))@ring-access$([ "$engine" = ami ] && echo -ami) application Wait 30" \
+        >/dev/null 2>&1 || true ) &
     rings+=($!)
   done
   wait "${rings[@]}"
@@ -167,6 +181,7 @@ if [ "$inbound" -gt 0 ]; then
   claims=$(psql_n "SELECT count(*) FROM inbound_claim")
   by_node=$(psql_n "SELECT string_agg(node || ' ' || n, ', ') FROM (SELECT node, count(*) AS n FROM inbound_claim GROUP BY node ORDER BY node) c")
   echo "inbound: ${#inbound_ids[@]} callbacks for $inbound missed calls; $claims claims ($by_node); Asterisk: $(asterisk_left)"
+  [ "$engine" = ari ] && claims=$inbound  # (one application gets each call: nothing to claim)
   [ "${#inbound_ids[@]}" = "$inbound" ] && [ "$claims" = "$inbound" ] || bad=$((bad + 1))
 fi
 # kill -9 with N bridged.
@@ -174,11 +189,26 @@ ids=()
 for i in $(seq 1 "$calls"); do ids+=("$(post 1 $((9000 + i)) $((1000 + i)))"); done
 for id in "${ids[@]}"; do wait_state 2 "$id" bridged || { echo "$id never bridged: $(api 2 GET "/v1/callbacks/$id")"; exit 1; }; done
 echo "$calls bridged on n1 (read on n2); Asterisk: $(asterisk_left)"
+rings=()
+for i in $(seq 1 "$ringing"); do rings+=("$(post 1 $((4000 + i)) $((1100 + i)))"); done
+# Their phones ring once Asterisk has both halves of each A's Local channel.
+ast=${AST_PREFIX:-/tmp/ast}
+ringing_now() { "$ast/sbin/asterisk" -C "$ast/etc/asterisk/asterisk.conf" -rx 'core show channels concise' | grep -c '^Local/40' || true; }
+for _ in $(seq 300); do [ "$(ringing_now)" -ge $((2 * ringing)) ] && break; sleep 0.1; done
+echo "$ringing ringing on n1 ($(ringing_now) channels); Asterisk: $(asterisk_left)"
 kill -9 "$n1"; wait "$n1" 2>/dev/null || true; n1=
 echo "killed n1 at $(date -u +%T)"
 for id in "${ids[@]}"; do wait_state 2 "$id" 'completed|failed|canceled' $((limit + 60)) || true; done
 echo "all final at $(date -u +%T); n2's log: $(grep -c 'took over' "$work/n2.log") takeover line(s)"
 for id in "${ids[@]}"; do report 2 "$id" completed time_up || bad=$((bad + 1)); done
+for id in "${rings[@]}"; do
+  wait_state 2 "$id" 'completed|failed|canceled' 90 || true
+  body=$(api 2 GET "/v1/callbacks/$id")
+  echo "ringing at the kill: $id $(echo "$body" | python3 -c 'import json, sys; c = json.load(sys.stdin)
+print(c["state"], c.get("outcome"), "cost", (c.get("cost") or {}).get("amount"))')" \
+    "CDRs $(psql_n "SELECT count(*) FROM cdr WHERE callback_id = '$id'")"
+  [ "$(state_of 2 "$id")" = failed ] || bad=$((bad + 1))
+done
 charges=$(psql_n "SELECT count(*) || ' ' || count(DISTINCT reference) FROM ledger WHERE kind = 'call_charge'")
 echo "charges (count, distinct references): $charges"
 charged=$((burst + inbound + calls))

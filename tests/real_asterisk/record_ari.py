@@ -7,6 +7,10 @@
 #   <name>.events.jsonl    one WebSocket text frame per line, exactly as received
 #   <name>.http.jsonl      the WebSocket handshake and every REST call, raw request and response
 #   <name>.timeline.jsonl  both merged in arrival order (t = seconds since the scenario began)
+# Scenarios with several WebSockets (the ari-takeover-* ones: one per node's app) name each
+# one (n1, n2, ...): each writes <name>.<socket>.events.jsonl instead of <name>.events.jsonl,
+# and its handshake, frames and close carry "socket": "<socket>" in the timeline (a close as
+# {"kind": "ws-close", "socket", "label", "abrupt"}; abrupt = dropped with no close frame).
 # AMI scenarios write <name>.txt / .sent.txt / .timeline.jsonl (record_ami.py's format).
 # The test caller of an inbound scenario is placed over a second AMI connection, recorded
 # beside it as <name>.caller.txt / .caller.sent.txt / .caller.timeline.jsonl: its
@@ -53,6 +57,9 @@ class Recording:
         self.http_log, self.timeline, self.frames, self.events = [], [], [], []
         self.ws = None
         self.other_frames = 0  # frames on WebSockets other than the recorded one
+        # Named WebSockets (connect_ws(socket_name=...)): each one's frames and parsed events, kept
+        # apart and saved as <name>.<socket>.events.jsonl; their timeline entries say "socket".
+        self.named = {}  # socket name -> {"sock", "frames", "events", "open"}
         self.amis = []  # (Conn, [messages]) read by threads
         self.stop = False
         self.threads = []
@@ -61,10 +68,13 @@ class Recording:
         return round(time.monotonic() - self.t0, 6)
 
     # --- ARI WebSocket (RFC 6455, client side, just enough) ---------------------------------
-    def connect_ws(self, app=APP, label=None):
+    def connect_ws(self, app=APP, label=None, socket_name=None):
         """The app's event WebSocket. The first one is the recorded stream (events.jsonl); with a
         label, another WebSocket for the same app: its handshake is logged under that label, its
-        frames are only counted (other_frames), and the socket is returned for close_other_ws."""
+        frames are only counted (other_frames), and the socket is returned for close_other_ws.
+        With socket_name, one of several recorded WebSockets (of any app): its frames go to
+        <name>.<socket_name>.events.jsonl, and its handshake, frames and close in the timeline
+        carry "socket": socket_name; wait(..., socket=socket_name) waits on its events."""
         sock = socket.create_connection((HOST, ARI_PORT))
         key = base64.b64encode(os.urandom(16)).decode()
         req = ("GET /ari/events?app=%s&api_key=%s:%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
@@ -81,11 +91,21 @@ class Recording:
         entry = {"t": self.now(), "kind": "ws-handshake", "request": req, "response": head.decode() + "\r\n\r\n"}
         if label:
             entry["label"] = label
+        if socket_name:
+            entry["socket"] = socket_name
         with self.cv:
             self.http_log.append(entry)
             self.timeline.append(entry)
         if not head.startswith(b"HTTP/1.1 101"):
             raise RuntimeError("WebSocket handshake refused: " + head.decode())
+        if socket_name:
+            print("  %-45s 101" % ("%s: %s" % (socket_name, label or "app " + app)))
+            with self.cv:
+                self.named[socket_name] = {"sock": sock, "frames": [], "events": [], "open": True}
+            th = threading.Thread(target=self._read_ws, args=(sock, rest, True, socket_name), daemon=True)
+            th.start()
+            self.threads.append(th)
+            return sock
         if label:
             print("  %-45s 101" % label)
             th = threading.Thread(target=self._read_ws, args=(sock, rest, False), daemon=True)
@@ -108,6 +128,29 @@ class Recording:
             self.timeline.append(entry)
         print("  %-45s closed (%d frames came on it)" % (label, self.other_frames))
 
+    def close_named_ws(self, socket_name, label, abrupt=False):
+        """Closes a named WebSocket: with a close frame (status 1000), or abruptly (abrupt=True:
+        no close frame, the TCP connection shut down at once, as the kernel does for a process
+        killed with kill -9). The timeline gets {"kind": "ws-close", "socket", "label", "abrupt"}."""
+        ws = self.named[socket_name]
+        if not abrupt:
+            try:
+                self._send_frame(0x8, (1000).to_bytes(2, "big"), ws["sock"])
+            except OSError:
+                pass
+            time.sleep(0.2)
+        try:
+            ws["sock"].shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        ws["sock"].close()
+        entry = {"t": self.now(), "kind": "ws-close", "socket": socket_name, "label": label, "abrupt": abrupt}
+        with self.cv:
+            ws["open"] = False
+            self.timeline.append(entry)
+        print("  %-45s %s (%d frames came on it)" % ("%s: %s" % (socket_name, label),
+                                                     "dropped" if abrupt else "closed", len(ws["frames"])))
+
     def _send_frame(self, opcode, payload, sock=None):
         mask = os.urandom(4)
         n = len(payload)
@@ -120,7 +163,7 @@ class Recording:
             head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
         (sock or self.ws).sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
-    def _read_ws(self, sock, buf, recorded=True):
+    def _read_ws(self, sock, buf, recorded=True, socket_name=None):
         message, msg_opcode = b"", 0
 
         def need(n):
@@ -158,6 +201,14 @@ class Recording:
                 if fin and msg_opcode == 0x1 and not recorded:
                     with self.cv:
                         self.other_frames += 1
+                elif fin and msg_opcode == 0x1 and socket_name:
+                    text = message.decode()
+                    with self.cv:
+                        ws = self.named[socket_name]
+                        ws["frames"].append(text)
+                        ws["events"].append(json.loads(text))
+                        self.timeline.append({"t": self.now(), "kind": "ws", "socket": socket_name, "data": text})
+                        self.cv.notify_all()
                 elif fin and msg_opcode == 0x1:
                     text = message.decode()
                     with self.cv:
@@ -205,27 +256,30 @@ class Recording:
             return status, body
 
     # --- waiting for events ----------------------------------------------------------------
-    def wait(self, pred, timeout=10.0, start=0, what="event"):
-        """The first ARI event at or after index `start` for which pred is true: (index, event)."""
+    def wait(self, pred, timeout=10.0, start=0, what="event", socket=None):
+        """The first ARI event at or after index `start` for which pred is true: (index, event).
+        socket: a named WebSocket's events instead of the recorded one's."""
         end = time.monotonic() + timeout
         with self.cv:
             while True:
-                for i in range(start, len(self.events)):
-                    if pred(self.events[i]):
-                        return i, self.events[i]
+                events = self.named[socket]["events"] if socket else self.events
+                for i in range(start, len(events)):
+                    if pred(events[i]):
+                        return i, events[i]
                 left = end - time.monotonic()
                 if left <= 0:
                     raise TimeoutError("%s: no %s within %.0f s" % (self.name, what, timeout))
                 self.cv.wait(left)
 
-    def wait_type(self, type_, channel=None, start=0, timeout=10.0, **fields):
+    def wait_type(self, type_, channel=None, start=0, timeout=10.0, socket=None, **fields):
         def pred(e):
             if e.get("type") != type_:
                 return False
             if channel is not None and e.get("channel", {}).get("id") != channel:
                 return False
             return all(e.get(k) == v for k, v in fields.items())
-        return self.wait(pred, timeout, start, "%s %s %s" % (type_, channel or "", fields or ""))
+        return self.wait(pred, timeout, start, "%s %s %s %s" % (type_, channel or "", fields or "", socket or ""),
+                         socket)
 
     def quiet(self, seconds):
         time.sleep(seconds)
@@ -285,6 +339,9 @@ class Recording:
                 pass
             time.sleep(0.2)
             self.ws.close()
+        for name, ws in list(self.named.items()):
+            if ws["open"]:
+                self.close_named_ws(name, "closed at the end (close frame)")
         self.stop = True
         for th in self.threads:
             th.join(2)
@@ -300,12 +357,17 @@ class Recording:
         if self.http_log:
             with open(os.path.join(self.out, self.name + ".http.jsonl"), "w") as f:
                 f.write("".join(json.dumps(e) + "\n" for e in self.http_log))
-        if self.ws is not None:
+        for name, ws in self.named.items():
+            with open(os.path.join(self.out, "%s.%s.events.jsonl" % (self.name, name)), "w") as f:
+                f.write("".join(t + "\n" for t in ws["frames"]))
+        if self.ws is not None or self.named:
             with open(os.path.join(self.out, self.name + ".timeline.jsonl"), "w") as f:
                 f.write("".join(json.dumps(e) + "\n" for e in sorted(self.timeline, key=lambda e: e["t"])))
         for conn, _ in self.amis:
             conn.save()
-        print("%s: %d events, %d HTTP exchanges" % (self.name, len(self.frames), len(self.http_log)))
+        print("%s: %d events%s, %d HTTP exchanges" % (
+            self.name, len(self.frames),
+            "".join(", %s %d" % (n, len(ws["frames"])) for n, ws in self.named.items()), len(self.http_log)))
 
 
 def caller_hangup(rec, caller_msgs, cid, inbound_name, timeout=15.0):
@@ -649,6 +711,141 @@ def ari_inbound_no_app(rec):
     rec.quiet(1)
 
 
+# --- ARI take-over: one node's Stasis app dies, another moves its calls into its own app -------
+
+APP_N1, APP_N2 = "callback-app-n1", "callback-app-n2"
+
+
+def cli(command):
+    """An Asterisk CLI command (not recorded): its output, printed, for the checks at the end."""
+    import subprocess
+    prefix = os.environ.get("AST_PREFIX", "/tmp/ast")
+    out = subprocess.run([os.path.join(prefix, "sbin", "asterisk"), "-C",
+                          os.path.join(prefix, "etc", "asterisk", "asterisk.conf"), "-rx", command],
+                         capture_output=True, text=True).stdout
+    print("  CLI %s:\n    %s" % (command, "\n    ".join(out.rstrip().splitlines())))
+    return out
+
+
+def dialed(rec, channel, status, socket):
+    """Waits for the Dial event of `channel` (under "peer") with that dialstatus."""
+    return rec.wait(lambda e: e.get("type") == "Dial" and e["peer"]["id"] == channel and e.get("dialstatus") == status,
+                    what="Dial %s %s" % (channel, status), socket=socket)
+
+
+def ari_takeover_move(rec, bridge_subscriptions=1):
+    """Node 1 (WebSocket n1, app callback-app-n1) bridges A=9001 (answers at once) and B=7001
+    (answers at once, keys 2001# 1 s later, stays up) as the engine does; then dies: its
+    WebSocket drops with no close frame. Node 2 (WebSocket n2, app callback-app-n2) looks at
+    what is left, moves A and B into its app (`move?app=callback-app-n2&appArgs=takeover`) and
+    subscribes to the ;2 halves and the bridge. B's keys, sent after that, cross the bridge to
+    A (ChannelDtmfReceived on cb-t-b and cb-t-a2): A and B still talk. Then B's phone hangs up
+    (DELETE cb-t-b2), node 2 deletes the bridge and hangs up A."""
+    rec.connect_ws(APP_N1, "node 1's WebSocket", socket_name="n1")
+    rec.http("POST", "/ari/channels?endpoint=Local/9001@phones&app=%s&appArgs=leg-a,cb-t&callerId=%s&timeout=30"
+             "&channelId=cb-t-a&otherChannelId=cb-t-a2" % (APP_N1, q('"Callback" <7001>')), "n1: originate A 9001")
+    rec.wait_type("StasisStart", "cb-t-a", socket="n1")
+    rec.http("POST", "/ari/channels?endpoint=Local/7001@phones&app=%s&appArgs=leg-b,cb-t&callerId=%s&timeout=30"
+             "&channelId=cb-t-b&otherChannelId=cb-t-b2" % (APP_N1, q('"Callback" <9001>')), "n1: originate B 7001")
+    rec.wait_type("StasisStart", "cb-t-b", socket="n1")
+    _, bridge = rec.http("POST", "/ari/bridges?type=mixing&name=cb-t", "n1: create the bridge")
+    bid = bridge["id"]
+    rec.http("POST", "/ari/bridges/%s/addChannel?channel=cb-t-a,cb-t-b" % bid, "n1: add A and B")
+    rec.wait_type("ChannelEnteredBridge", "cb-t-a", socket="n1")
+    rec.wait_type("ChannelEnteredBridge", "cb-t-b", socket="n1")
+    rec.close_named_ws("n1", "node 1 dies (kill -9: no close frame)", abrupt=True)
+    rec.connect_ws(APP_N2, "node 2's WebSocket", socket_name="n2")
+    rec.http("GET", "/ari/applications/%s" % APP_N1, "n2: the dead node's app")
+    rec.http("GET", "/ari/channels", "n2: list channels")
+    rec.http("GET", "/ari/bridges", "n2: list bridges")
+    rec.http("POST", "/ari/channels/cb-t-a/move?app=%s&appArgs=takeover" % APP_N2, "n2: move A into callback-app-n2")
+    rec.http("POST", "/ari/channels/cb-t-b/move?app=%s&appArgs=takeover" % APP_N2, "n2: move B into callback-app-n2")
+    sources = "channel:cb-t-a2,channel:cb-t-b2" + ",bridge:%s" % bid * bridge_subscriptions
+    rec.http("POST", "/ari/applications/%s/subscription?eventSource=%s" % (APP_N2, q(sources)),
+             "n2: subscribe to A;2, B;2 and the bridge")
+    # A;1 as well, B;1 not: a channel moved in is subscribed only while in Stasis (no
+    # ChannelDestroyed for B;1 after its StasisEnd), one subscribed to stays so.
+    rec.http("POST", "/ari/applications/%s/subscription?eventSource=%s" % (APP_N2, q("channel:cb-t-a")),
+             "n2: subscribe to A;1 as well (B;1 not)")
+    rec.wait_type("StasisStart", "cb-t-a", socket="n2")
+    rec.wait_type("StasisStart", "cb-t-b", socket="n2")
+    rec.http("GET", "/ari/bridges/%s" % bid, "n2: the bridge after the moves")
+    rec.http("GET", "/ari/applications/%s" % APP_N2, "n2: its app after the moves")
+    rec.http("GET", "/ari/applications/%s" % APP_N1, "n2: the dead node's app after the moves")
+    # B's phone keys 2001# 1 s after its answer: through the bridge to A's phone (A;2).
+    rec.wait_type("ChannelDtmfReceived", "cb-t-a2", socket="n2", timeout=10, digit="#")
+    rec.quiet(0.5)
+    rec.http("DELETE", "/ari/channels/cb-t-b2?reason_code=16", "n2: B's phone hangs up (DELETE B;2)")
+    rec.wait_type("StasisEnd", "cb-t-b", socket="n2")
+    rec.wait_type("ChannelDestroyed", "cb-t-b2", socket="n2")
+    rec.quiet(1)  # B;1's ChannelDestroyed goes to the dead app only
+    rec.http("GET", "/ari/bridges/%s" % bid, "n2: the bridge, B gone")
+    rec.http("DELETE", "/ari/bridges/%s" % bid, "n2: delete the bridge")
+    rec.http("DELETE", "/ari/channels/cb-t-a?reason_code=16", "n2: hang up A")
+    rec.wait_type("ChannelDestroyed", "cb-t-a", socket="n2")
+    rec.wait_type("ChannelDestroyed", "cb-t-a2", socket="n2")
+    rec.quiet(1)
+    rec.http("GET", "/ari/channels", "n2: channels at the end")
+    rec.http("GET", "/ari/bridges", "n2: bridges at the end")
+    rec.http("GET", "/ari/applications", "n2: applications at the end")
+    cli("core show channels")
+    cli("bridge show all")
+
+
+def ari_takeover_ringing(rec):
+    """Node 1 (n1) originates A=4001 and A=4002 (both ring until told) and dies while they ring.
+    Node 2 (n2) tries to move them (not in Stasis yet) and subscribes to the first. The first
+    is then answered (an AMI Redirect of its ;2 half to phones 9001, recorded as
+    <name>.ami.*): Stasis(callback-app-n1) finds no WebSocket for that app. Then a third
+    WebSocket, opened by node 2 for the dead node's app (n1b), before the second is answered
+    (Redirect to 9002): its StasisStart comes there, and from there it can be moved."""
+    conn, msgs = rec.ami(".ami", "off")
+    rec.connect_ws(APP_N1, "node 1's WebSocket", socket_name="n1")
+    for n in (1, 2):
+        rec.http("POST", "/ari/channels?endpoint=Local/400%d@phones&app=%s&appArgs=leg-a,cb-r-%d&callerId=%s"
+                 "&timeout=60&channelId=cb-r-%d-a&otherChannelId=cb-r-%d-a2"
+                 % (n, APP_N1, n, q('"Callback" <1001>'), n, n), "n1: originate A 400%d (rings until told)" % n)
+    for n in (1, 2):
+        dialed(rec, "cb-r-%d-a" % n, "RINGING", "n1")
+    rec.close_named_ws("n1", "node 1 dies (kill -9: no close frame)", abrupt=True)
+    rec.connect_ws(APP_N2, "node 2's WebSocket", socket_name="n2")
+    rec.http("GET", "/ari/applications/%s" % APP_N1, "n2: the dead node's app")
+    rec.http("GET", "/ari/channels", "n2: list channels")
+    rec.http("POST", "/ari/channels/cb-r-1-a/move?app=%s&appArgs=takeover" % APP_N2, "n2: move ringing A 4001")
+    rec.http("POST", "/ari/channels/cb-r-2-a/move?app=%s&appArgs=takeover" % APP_N2, "n2: move ringing A 4002")
+    rec.http("POST", "/ari/applications/%s/subscription?eventSource=%s" % (APP_N2, q("channel:cb-r-1-a,channel:cb-r-1-a2")),
+             "n2: subscribe to both halves of A 4001")
+    rec.quiet(0.5)
+    conn.send(ami.action("Redirect", ("ActionID", "redirect-1"), ("Channel", "cb-r-1-a2"), ("Context", "phones"),
+                         ("Exten", "9001"), ("Priority", "1")))
+    rec.wait_ami(msgs, ActionID="redirect-1")
+    rec.wait_type("ChannelDestroyed", "cb-r-1-a", socket="n2", timeout=10)
+    rec.wait_type("ChannelDestroyed", "cb-r-1-a2", socket="n2", timeout=10)
+    rec.http("POST", "/ari/channels/cb-r-1-a/move?app=%s&appArgs=takeover" % APP_N2, "n2: move A 4001, gone")
+    rec.quiet(0.5)
+    rec.connect_ws(APP_N1, "node 2 opens the dead node's app", socket_name="n1b")
+    rec.http("GET", "/ari/applications/%s" % APP_N1, "n1b: the dead node's app, its WebSocket back")
+    conn.send(ami.action("Redirect", ("ActionID", "redirect-2"), ("Channel", "cb-r-2-a2"), ("Context", "phones"),
+                         ("Exten", "9002"), ("Priority", "1")))
+    rec.wait_ami(msgs, ActionID="redirect-2")
+    rec.wait_type("StasisStart", "cb-r-2-a", socket="n1b")
+    rec.http("POST", "/ari/channels/cb-r-2-a/move?app=%s&appArgs=takeover" % APP_N2, "n1b: move A 4002, answered")
+    rec.wait_type("StasisStart", "cb-r-2-a", socket="n2")
+    rec.http("POST", "/ari/applications/%s/subscription?eventSource=%s" % (APP_N2, q("channel:cb-r-2-a2")),
+             "n2: subscribe to A 4002's ;2")
+    rec.quiet(0.5)
+    rec.http("DELETE", "/ari/channels/cb-r-2-a?reason_code=16", "n2: hang up A 4002")
+    rec.wait_type("StasisEnd", "cb-r-2-a", socket="n2")
+    rec.wait_type("ChannelDestroyed", "cb-r-2-a2", socket="n2")  # A;1's goes to n1b (its originator's app)
+    rec.quiet(1)
+    rec.close_named_ws("n1b", "node 2 closes the dead node's app (close frame)")
+    rec.quiet(0.5)
+    rec.http("GET", "/ari/channels", "n2: channels at the end")
+    rec.http("GET", "/ari/applications", "n2: applications at the end")
+    cli("core show channels")
+    cli("bridge show all")
+
+
 # --- AMI scenarios: the inbound call in Async AGI --------------------------------------------
 
 AMI_EVENTS = "call,user,cdr,agi,dtmf"
@@ -814,6 +1011,8 @@ SCENARIOS = {
     "ari-event-filter": ari_event_filter,
     "ari-leg-end-record": ari_leg_end_record,
     "ari-inbound-no-app": ari_inbound_no_app,
+    "ari-takeover-move": ari_takeover_move,
+    "ari-takeover-ringing": ari_takeover_ringing,
     "ami-inbound-asyncagi": ami_inbound_asyncagi,
     "ami-inbound-getdata": ami_inbound_getdata,
     "ami-inbound-getdata-timeout": lambda rec: ami_inbound_getdata(rec, "caller-agi-4", "quiet"),

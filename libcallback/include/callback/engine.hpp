@@ -278,6 +278,12 @@ class CALLBACK_EXPORT Engine : public Component {
     std::string server;  // where it was placed, when known
     std::chrono::seconds limit{0};
     bool b_dialed = false;  // B was (maybe) dialed: its end is reported too
+    // Taken over from another node whose lease ran out (its id), not left by this one's
+    // own restart: that node's engine had the call (ARI: in its own Stasis application).
+    std::string taken_from;
+    // When B answered, as the service has it: an engine that times the limit itself (ARI)
+    // runs it on from there.
+    std::optional<Timestamp> b_answered;
   };
   virtual void recover(const std::vector<Recovered>& calls) { (void)calls; }
   // The service has this ended call's end on disk (its final journal entry, or its CDRs):

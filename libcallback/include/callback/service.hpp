@@ -174,8 +174,9 @@ class CALLBACK_EXPORT CallbackService final : public TriggerSink {
   class Tracker;
   using Done = std::function<void(Result<std::string>)>;
   Result<std::string> begin(CallbackRequest request, Done done);
+  // taken_over: the entries are another node's (adopt), not this one's from before a restart.
   Status take_up(const std::vector<JournalEntry>& entries, RecoveryReport& report,
-                 std::vector<Engine::Recovered>& lost);
+                 std::vector<Engine::Recovered>& lost, bool taken_over = false);
   // The first journal write met another node's idempotency key: false if it was not the first.
   bool on_key_taken(const std::string& id, const std::string& other);
   void drop_taken(const std::string& id, const Error& why);

@@ -156,6 +156,8 @@ class CALLBACK_EXPORT CallJournal {
   [[nodiscard]] virtual Status claim(const NodeClaim& node) = 0;
   // Whether this process claimed it as one node of several (a named node on a server database).
   [[nodiscard]] virtual bool shared() const { return false; }
+  // The node id this process claimed it as; "" for the whole journal.
+  [[nodiscard]] virtual std::string node() const { return {}; }
 
   // --- for several nodes; the defaults are those of a journal only one service uses ---
   // Renews this node's lease (call it every third of the lease).

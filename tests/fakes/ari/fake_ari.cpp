@@ -661,6 +661,11 @@ struct Server {
     c.app_data = c.app + (c.app_args.empty() ? "" : "," + c.app_args);
     ev_varset(c, "STASISSTATUS", "");
     c.in_stasis = true;
+    emit(c, "StasisStart", {}, stasis_args(c));
+  }
+
+  // StasisStart's ,"args":[...] from the channel's raw appArgs.
+  static std::string stasis_args(const Channel& c) {
     std::string middle = ",\"args\":[";
     if (!c.app_args.empty()) {
       const auto args = split(c.app_args, ',');
@@ -669,8 +674,7 @@ struct Server {
         append_string(middle, args[i]);
       }
     }
-    middle += ']';
-    emit(c, "StasisStart", {}, middle);
+    return middle + ']';
   }
 
   // ari-bridge-answered: [Varset BRIDGEPEER ""], ChannelLeftBridge, StasisEnd, Varset SUCCESS;
@@ -1822,6 +1826,9 @@ Server::Reply Server::handle_ari(const std::string& method, const std::vector<st
       const ChannelPtr c = find(item.substr(8));
       if (!c) return error(422, "Unprocessable Entity", "Event source does not exist");
       c->subscribed = method == "POST";
+      // One application per channel here: the channel of an application that went (its
+      // WebSocket closed) is the subscriber's from now on (ari-takeover-move).
+      if (method == "POST" && !app_registered(c->app)) c->app = path[1];
     }
     return ok(application_json(path[1]));
   }
@@ -2105,6 +2112,31 @@ Server::Reply Server::channel_action(const std::string& method, const std::strin
   }
   if (action == "ring") {
     // ari-inbound-ring-reject: the caller hears ringing; the channel itself stays Ring.
+    return no_content();
+  }
+  if (action == "move") {
+    // ari-takeover-move: a channel left in the application of a client that went (its
+    // WebSocket closed) moves into another; it stays in its bridge. The old application
+    // gets StasisEnd (dropped: nobody reads it), the new one StasisStart with the args,
+    // and then only what a channel in Stasis gets: its ChannelDestroyed goes to the app
+    // that placed it, unless the new one subscribes to it. A channel not in Stasis yet
+    // (ringing) is 409, above (ari-takeover-ringing).
+    const std::string app = get("app");
+    if (app.empty()) return error(400, "Bad Request", "app: required");
+    if (!app_registered(app)) {
+      // res_stasis: "Could not move to Stasis app '...' - not registered"; the channel stays.
+      return no_content();
+    }
+    if (app == c->app) return no_content();
+    emit(*c, "StasisEnd");
+    c->app = app;
+    c->app_args = get("appArgs");
+    c->subscribed = false;
+    c->app_data = c->app + (c->app_args.empty() ? "" : "," + c->app_args);
+    emit(*c, "StasisStart", {}, stasis_args(*c));
+    if (!c->bridge_id.empty()) {
+      if (auto b = bridges.find(c->bridge_id); b != bridges.end() && !app_registered(b->second.app)) b->second.app = app;
+    }
     return no_content();
   }
   if (action == "dial") {

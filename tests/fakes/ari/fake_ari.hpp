@@ -19,12 +19,14 @@
 //
 // Supported: GET asterisk/info, asterisk/ping, applications[/{app}], channels[/{id}],
 // channels/{id}/variable, bridges/{id}, playbacks/{id}; POST channels (originate),
-// channels/create, channels/{id}/dial|answer|ring|play, bridges, bridges/{id}/addChannel|
+// channels/create, channels/{id}/dial|answer|ring|play|move, bridges, bridges/{id}/addChannel|
 // removeChannel, applications/{app}/subscription; PUT applications/{app}/eventFilter;
 // DELETE channels/{id}, bridges/{id}, playbacks/{id}, applications/{app}/subscription.
 // Error replies carry Asterisk's own messages (res/ari/resource_*.c, and ari-errors).
 //
 // An application exists only while a WebSocket for it is open (`GET /ari/events?app=X`).
+// Its channels stay when it closes, their events dropped, until they end or are moved into
+// another application (POST channels/{id}/move, or a subscription: ari-takeover-move).
 // Control endpoints, not ARI, with no authentication:
 //   POST /fake/inbound?from=1234&to=5000[&name=N][&app=A][&dtmf=123%23][&dtmf_delay_ms=1000]
 //        [&dtmf_interval_ms=350][&dtmf_duration_ms=100][&hangup_after_ms=N][&give_up_ms=N]

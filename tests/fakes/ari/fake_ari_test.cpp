@@ -23,6 +23,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <regex>
@@ -673,6 +674,94 @@ TEST(FakeAri, CleanCloseIsAnsweredAndUnregistersTheApp) {
   EXPECT_FALSE(client.close());
   ASSERT_TRUE(fake.wait_for_websockets(0, 5s));
   EXPECT_EQ(call(fake.port(), "GET", "/ari/applications/callback-app").status, 404);
+}
+
+// ari-takeover-move / ari-takeover-ringing: node n1's WebSocket goes (kill -9) with a
+// bridged call and a ringing one; node n2 moves the channels into its own application.
+// As recorded: the moves answer 204 (409 for the ringing channel, not in Stasis yet) and
+// n2 gets StasisStart with the move's args; the channels stay in their bridge; what n2
+// then gets of a moved ;1 that is not subscribed to is what a channel in Stasis gets (up
+// to its StasisEnd, no ChannelDestroyed: that went to n1's application).
+TEST(FakeAri, ChannelsOfAnApplicationThatWentAreMovedIntoAnotherAsRecorded) {
+  // The recorded events of n2, by channel: their types.
+  std::map<std::string, std::vector<std::string>> recorded;
+  for (const auto& e : read_jsonl(kRecordings + "/ari-takeover-move.n2.events.jsonl")) {
+    const auto& o = e.as_object();
+    if (const auto* c = o.if_contains("channel")) {
+      recorded[std::string(c->at("id").as_string())].emplace_back(o.at("type").as_string());
+    }
+  }
+  ASSERT_FALSE(recorded["cb-t-b"].empty());
+  callback::fake::FakeAri fake({.time_scale = 0.1});
+  fake.start();
+  auto n1 = std::make_unique<EventClient>(fake.port(), "callback-app-n1");
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  for (const char* leg : {"cb-t-a", "cb-t-b"}) {
+    const std::string id(leg);
+    ASSERT_EQ(call(fake.port(), "POST", "/ari/channels?endpoint=Local/9001@phones&app=callback-app-n1&channelId=" + id +
+                                            "&otherChannelId=" + id + "2").status, 200);
+    ASSERT_TRUE(n1->wait_for([&](const json::object& e) {
+      return e.at("type") == "StasisStart" && e.at("channel").at("id") == id.c_str();
+    }).is_object());
+  }
+  const auto bridge = json::parse(call(fake.port(), "POST", "/ari/bridges?type=mixing&name=cb-t").body);
+  const std::string bridge_id(bridge.at("id").as_string());
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/bridges/" + bridge_id + "/addChannel?channel=cb-t-a,cb-t-b").status, 204);
+  ASSERT_TRUE(n1->wait_for([](const json::object& e) {
+    return e.at("type") == "ChannelEnteredBridge" && e.at("channel").at("id") == "cb-t-b";
+  }).is_object());
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/channels?endpoint=Local/4001@phones&app=callback-app-n1&channelId=cb-r-a"
+                                      "&otherChannelId=cb-r-a2").status, 200);
+  n1.reset();  // no close frame
+  ASSERT_TRUE(fake.wait_for_websockets(0, 5s));
+  EventClient n2(fake.port(), "callback-app-n2");
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  const auto ringing = call(fake.port(), "POST", "/ari/channels/cb-r-a/move?app=callback-app-n2&appArgs=takeover");
+  EXPECT_EQ(ringing.status, 409);
+  EXPECT_EQ(ringing.body, R"({"message":"Channel not in Stasis application"})");
+  EXPECT_EQ(call(fake.port(), "POST", "/ari/channels/nope/move?app=callback-app-n2").status, 404);
+  for (const char* leg : {"cb-t-a", "cb-t-b"}) {
+    EXPECT_EQ(call(fake.port(), "POST", std::string("/ari/channels/") + leg + "/move?app=callback-app-n2&appArgs=takeover")
+                  .status, 204);
+    const json::value start = n2.wait_for([&](const json::object& e) {
+      return e.at("type") == "StasisStart" && e.at("channel").at("id") == leg;
+    });
+    ASSERT_TRUE(start.is_object()) << leg;
+    EXPECT_EQ(json::serialize(start.at("args")), R"(["takeover"])");
+  }
+  const auto still = json::parse(call(fake.port(), "GET", "/ari/bridges/" + bridge_id).body);
+  EXPECT_EQ(json::serialize(still.at("channels")), R"(["cb-t-a","cb-t-b"])") << "they talk on";
+  // As the recording: A;1, A;2 and B;2 subscribed to, B;1 not. B's phone hangs up, then A.
+  ASSERT_EQ(call(fake.port(), "POST", "/ari/applications/callback-app-n2/subscription?eventSource=channel%3Acb-t-a2%2C"
+                                      "channel%3Acb-t-b2%2Cchannel%3Acb-t-a").status, 200);
+  ASSERT_EQ(call(fake.port(), "POST", "/fake/hangup?channel=cb-t-b&cause=16").status, 204);
+  ASSERT_TRUE(n2.wait_for([](const json::object& e) {
+    return e.at("type") == "ChannelDestroyed" && e.at("channel").at("id") == "cb-t-b2";
+  }).is_object());
+  EXPECT_EQ(call(fake.port(), "DELETE", "/ari/bridges/" + bridge_id).status, 204);
+  EXPECT_EQ(call(fake.port(), "DELETE", "/ari/channels/cb-t-a").status, 204);
+  const json::value a_gone = n2.wait_for([](const json::object& e) {
+    return e.at("type") == "ChannelDestroyed" && e.at("channel").at("id") == "cb-t-a";
+  });
+  ASSERT_TRUE(a_gone.is_object()) << "subscribed: its ChannelDestroyed comes";
+  // B;1's events as recorded, among those the engine reads to follow a leg.
+  const std::set<std::string> followed = {"StasisStart", "ChannelLeftBridge", "StasisEnd", "ChannelDestroyed"};
+  auto of_b = [&](const std::vector<std::string>& types) {
+    std::vector<std::string> out;
+    for (const auto& t : types) {
+      if (followed.count(t) != 0) out.push_back(t);
+    }
+    return out;
+  };
+  std::vector<std::string> ours;
+  for (const auto& e : n2.events()) {
+    const auto& o = e.as_object();
+    if (const auto* c = o.if_contains("channel"); c != nullptr && c->at("id") == "cb-t-b") {
+      ours.emplace_back(o.at("type").as_string());
+    }
+  }
+  EXPECT_EQ(of_b(ours), of_b(recorded["cb-t-b"]));
+  EXPECT_TRUE(fake.wait_for_idle(10s)) << fake.stats_json();
 }
 
 // Each fake is its own Asterisk: its own port, channels, ids and counts.
