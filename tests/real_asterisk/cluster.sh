@@ -22,6 +22,8 @@
 #  - RINGING callbacks (A = 4001.., rings until the originate's timeout) placed on n1 just
 #    before the kill -9: still ringing when n1 dies, they must end failed, uncharged (ARI: a
 #    ringing channel cannot be moved into n2's application; n2 hangs it up at once);
+#  - with n1 dead, caller 7001 rings the access number once more: n2 must take the call
+#    (AMI: claims it; ARI: CB_ARI_APPS fails over from n1's application) and call back;
 #  - afterwards: one charge a callback (distinct references), nothing reserved, no journal
 #    row still n1's, and no channel or bridge left on Asterisk.
 # Prints one line per callback; exits 1 if any was wrong.
@@ -209,6 +211,26 @@ print(c["state"], c.get("outcome"), "cost", (c.get("cost") or {}).get("amount"))
     "CDRs $(psql_n "SELECT count(*) FROM cdr WHERE callback_id = '$id'")"
   [ "$(state_of 2 "$id")" = failed ] || bad=$((bad + 1))
 done
+if [ "$inbound" -gt 0 ]; then
+  "$ast/sbin/asterisk" -C "$ast/etc/asterisk/asterisk.conf" -rx \
+    "channel originate Local/7001@ring-access$([ "$engine" = ami ] && echo -ami) application Wait 30" >/dev/null 2>&1 || true
+  again=
+  for _ in $(seq 300); do
+    if [ "$(psql_n "SELECT count(*) FROM callback_journal WHERE idempotency_key LIKE 'ani:%'")" -gt "$inbound" ]; then
+      again=$(psql_n "SELECT id FROM callback_journal WHERE idempotency_key LIKE 'ani:%' ORDER BY created_at DESC LIMIT 1")
+      break
+    fi
+    sleep 0.1
+  done
+  if [ -z "$again" ]; then
+    echo "a missed call with n1 dead: no callback"; bad=$((bad + 1))
+  else
+    wait_state 2 "$again" 'completed|failed|canceled' 90 || true
+    echo -n "a missed call with n1 dead, taken by $(psql_n "SELECT owner FROM callback_journal WHERE id = '$again'"): "
+    report 2 "$again" completed partner_hangup || bad=$((bad + 1))
+    inbound=$((inbound + 1))
+  fi
+fi
 charges=$(psql_n "SELECT count(*) || ' ' || count(DISTINCT reference) FROM ledger WHERE kind = 'call_charge'")
 echo "charges (count, distinct references): $charges"
 charged=$((burst + inbound + calls))
