@@ -259,9 +259,17 @@ AmiEngine::AmiEngine(Context& context, AmiOptions options)
     return options_.journal != nullptr && options_.journal->shared() && leg_of(Channel{{}, uniqueid}).has_value();
   };
   if (options_.journal != nullptr) {
-    claims_ = std::make_unique<asio::thread_pool>(1);
     inbound_.claim = [this](const std::string& server, const std::string& uniqueid,
                             std::function<void(Result<bool>)> done) {
+      if (!options_.journal->shared()) {
+        // The journal is this service's alone (claimed by now): every inbound call is ours,
+        // without a trip through the claims' thread.
+        asio::post(context_.io, [done = std::move(done), alive = std::weak_ptr<bool>(alive_)]() mutable {
+          if (!alive.expired()) done(true);
+        });
+        return;
+      }
+      if (!claims_) claims_ = std::make_unique<asio::thread_pool>(1);  // on the first claim of a shared journal
       asio::post(*claims_, [this, server, uniqueid, done = std::move(done), alive = std::weak_ptr<bool>(alive_)]() mutable {
         auto mine = options_.journal->claim_inbound(server, uniqueid);
         asio::post(context_.io, [done = std::move(done), mine = std::move(mine), alive]() mutable {

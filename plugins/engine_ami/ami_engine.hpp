@@ -130,6 +130,7 @@ class AmiEngine final : public Engine, private CallTracker::Sink {
   InboundCalls inbound_;
   // Where inbound calls are claimed (CallJournal::claim_inbound): a database that is slow
   // or unreachable delays the calls waiting for it, never this engine's thread.
+  // Made for the first claim of a journal several nodes share (none for one of its own).
   std::unique_ptr<boost::asio::thread_pool> claims_;
   struct IvrLeg {
     std::optional<Channel> line;                              // once it waits in Async AGI

@@ -582,6 +582,11 @@ struct ClaimingJournal final : test::NodeJournal {
   int asked = 0;
   std::shared_future<void> gate;  // when set, a claim waits for it (a slow database)
   explicit ClaimingJournal(std::set<std::string>& c) : claimed(&c) {}
+  // How many claims it was asked for (read from the test's thread).
+  int asked_so_far() const {
+    std::lock_guard lock(claims_mutex);
+    return asked;
+  }
   Result<bool> claim_inbound(const std::string& server, const std::string& uniqueid) override {
     std::shared_future<void> waiting;
     {
@@ -655,7 +660,9 @@ TEST_F(AmiInboundTest, OnSeveralNodesEachInboundCallIsTakenByTheNodeThatClaimsIt
   EXPECT_EQ(finals()[0]->call.request().callee->digits(), "2003") << "what the caller keyed in node 1's IVR";
   EXPECT_EQ(finals()[0]->outcome, "partner_hangup");
   EXPECT_TRUE(on_second.empty());
-  EXPECT_EQ(second_journal.asked, 1) << "node 2 asked about the inbound call only";
+  // (Each node's claims run on a thread of its own: the loser's may come after the call ended.)
+  EXPECT_TRUE(run_until([&] { return second_journal.asked_so_far() >= 1; }, 5s));
+  EXPECT_EQ(second_journal.asked_so_far(), 1) << "node 2 asked about the inbound call only";
   EXPECT_EQ(claimed.size(), 1u);
 
   // Calls at once: whichever node claims one takes it; the other never touches it.
@@ -668,8 +675,11 @@ TEST_F(AmiInboundTest, OnSeveralNodesEachInboundCallIsTakenByTheNodeThatClaimsIt
     EXPECT_EQ(end->cause, 17) << channel << ": rejected busy by one node, not turned away by the other";
   }
   EXPECT_EQ(claimed.size(), 1 + inbound.size());
-  EXPECT_EQ(first_journal.asked, 1 + static_cast<int>(inbound.size()));
-  EXPECT_EQ(second_journal.asked, 1 + static_cast<int>(inbound.size()));
+  const int asked = 1 + static_cast<int>(inbound.size());
+  EXPECT_TRUE(run_until([&] { return first_journal.asked_so_far() >= asked && second_journal.asked_so_far() >= asked; },
+                        5s));
+  EXPECT_EQ(first_journal.asked_so_far(), asked);
+  EXPECT_EQ(second_journal.asked_so_far(), asked);
   const auto by_first = 1 + inbound.size() - on_second.size();
   ASSERT_TRUE(run_until([&] { return finals().size() == by_first; }, 20s)) << log_text.str().substr(0, 100'000);
   for (const auto* e : finals()) EXPECT_EQ(e->call.state(), CallState::completed) << e->outcome;
@@ -684,6 +694,7 @@ TEST_F(AmiInboundTest, OnSeveralNodesEachInboundCallIsTakenByTheNodeThatClaimsIt
   ASSERT_TRUE(left_end);
   EXPECT_EQ(left_end->cause, 17);
   EXPECT_EQ(on_second.size(), routed_before + 1);
+  EXPECT_TRUE(run_until([&] { return metrics.counter("callback_inbound_unclaimed_total", "").value() >= 1; }, 5s));
   EXPECT_EQ(metrics.counter("callback_inbound_unclaimed_total", "").value(), 1);
   EXPECT_EQ(finals().size(), by_first);
   trigger.stop();

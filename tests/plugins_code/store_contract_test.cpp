@@ -602,13 +602,25 @@ JournalEntry open_entry(const std::string& id, const std::string& key = "") {
                       .updated_at = std::chrono::system_clock::now(), .client = "k1"};
 }
 
+// Two stores on `database`, claimed as nodes "a" and "b" with a lease of a minute.
+auto nodes_a_and_b(test::PostgresDatabase& database) {
+  auto a = PostgresStore::open({.conninfo = database.conninfo()}).value();
+  auto b = PostgresStore::open({.conninfo = database.conninfo()}).value();
+  EXPECT_TRUE(a->claim(NodeClaim{"a", std::chrono::seconds(60)}));
+  EXPECT_TRUE(b->claim(NodeClaim{"b", std::chrono::seconds(60)}));
+  return std::pair{std::move(a), std::move(b)};
+}
+
+// Node `node`'s lease ran out a second ago (it stopped renewing).
+void expire_lease(test::PostgresDatabase& database, const std::string& node) {
+  pg::Connection(database.conninfo()).exec("UPDATE node SET lease_until = now() - interval '1 second' WHERE id = $1", {node});
+}
+
 TEST(PostgresStore, NodesOwnWhatTheyWriteAndTakeOverWhatANodeWithoutALeaseLeft) {
   test::PostgresDatabase database;
   auto open = [&] { return PostgresStore::open({.conninfo = database.conninfo()}).value(); };
-  auto a = open();
-  auto b = open();
-  ASSERT_TRUE(a->claim(NodeClaim{"a", std::chrono::seconds(60)}));
-  ASSERT_TRUE(b->claim(NodeClaim{"b", std::chrono::seconds(60)}));
+  auto [a, b] = nodes_a_and_b(database);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   EXPECT_TRUE(a->shared());
   // Refused: the same id again, and a service that wants the journal whole.
   auto again = open();
@@ -641,7 +653,7 @@ TEST(PostgresStore, NodesOwnWhatTheyWriteAndTakeOverWhatANodeWithoutALeaseLeft) 
 
   // a's lease is live: nothing to take. Then it runs out (a stopped renewing).
   EXPECT_TRUE(b->take_over().value().empty());
-  pg::Connection(database.conninfo()).exec("UPDATE node SET lease_until = now() - interval '1 second' WHERE id = 'a'");
+  expire_lease(database, "a");
   auto taken = b->take_over().value();
   ASSERT_EQ(taken.size(), 2u);
   for (const auto& e : taken) EXPECT_EQ(e.owner, "a") << "the node it was taken from";
@@ -676,13 +688,10 @@ TEST(PostgresStore, NodesOwnWhatTheyWriteAndTakeOverWhatANodeWithoutALeaseLeft) 
 // woke up never learned it had lost them).
 TEST(PostgresStore, ANodeRenewingAtTheMomentOfATakeOverKeepsItsCalls) {
   test::PostgresDatabase database;
-  auto open = [&] { return PostgresStore::open({.conninfo = database.conninfo()}).value(); };
-  auto a = open();
-  auto b = open();
-  ASSERT_TRUE(a->claim(NodeClaim{"a", std::chrono::seconds(60)}));
-  ASSERT_TRUE(b->claim(NodeClaim{"b", std::chrono::seconds(60)}));
+  auto [a, b] = nodes_a_and_b(database);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   ASSERT_TRUE(write_now(*a->journal(), {open_entry("cb-a1")}));
-  pg::Connection(database.conninfo()).exec("UPDATE node SET lease_until = now() - interval '1 second' WHERE id = 'a'");
+  expire_lease(database, "a");
   // a's renewal, caught between its row lock and its commit.
   pg::Connection renewal(database.conninfo());
   renewal.exec("BEGIN");
@@ -693,7 +702,7 @@ TEST(PostgresStore, ANodeRenewingAtTheMomentOfATakeOverKeepsItsCalls) {
   ASSERT_EQ(a->open().value().size(), 1u);
   EXPECT_EQ(b->entry("cb-a1").value()->owner, "a");
   // Once a's lease runs out with nobody renewing it, b marks a and takes its call.
-  pg::Connection(database.conninfo()).exec("UPDATE node SET lease_until = now() - interval '1 second' WHERE id = 'a'");
+  expire_lease(database, "a");
   ASSERT_EQ(b->take_over().value().size(), 1u);
   auto lost = a->renew();
   ASSERT_FALSE(lost);
