@@ -153,6 +153,7 @@ struct AriEngine::Leg {
   std::chrono::seconds recovered_limit{0};  // adopted after a restart: the call's limit
   bool adopted = false;                     // from recover(), not yet found on a server
   std::string taken_from;                   // adopted from that node: its channel is in that node's app
+  bool moving = false;                      // move_here() under way (a reconcile does not start another)
   std::optional<Timestamp> b_answered;      // adopted: B's answer, as the service has it
   bool record_asked = false;                // its end record is being read (end_unobserved)
   std::optional<bool> recorded_up;          // its end record came: whether it had answered
@@ -471,7 +472,7 @@ void AriEngine::reconcile(Server& server, const json::array& channels) {
             .handle = {leg->server, leg->id}, .channel = std::string(str(*found->second, "name")),
             .uniqueid = leg->id, .server = leg->server});
     }
-    if (!leg->taken_from.empty()) move_here(server, leg);
+    if (!leg->taken_from.empty() && !leg->moving) move_here(server, leg);
     if (leg->hangup_pending) {  // asked for while the server was away
       leg->hangup_pending = false;
       leg->hangup_sent = true;
@@ -542,32 +543,61 @@ void AriEngine::find_bridges(Server& server) {
   });
 }
 
-void AriEngine::move_here(Server& server, const std::shared_ptr<Leg>& leg) {
+void AriEngine::move_here(Server& server, const std::shared_ptr<Leg>& leg, int attempt) {
   // Taken over from a node whose lease ran out: the channel is still in that node's Stasis
   // application, whose events nobody reads any more. Moved into ours it comes with a
   // StasisStart ["takeover"], and stays in its bridge, talking (ari-takeover-move). Some
   // events still go only to the application that placed it (the ChannelDestroyed of both
-  // halves): both are subscribed to.
-  const std::string from = std::exchange(leg->taken_from, {});
-  request(server, verb::post,
-          ari::with_query("/ari/channels/" + ari::encode(leg->id) + "/move", {{"app", app_}, {"appArgs", "takeover"}}),
-          [this, leg, &server, from](Result<ari::Response> moved) {
-            if (moved || leg->ended || stopping_) return;
-            // Not in Stasis yet (still ringing: 409; when the phone answers, Stasis() fails
-            // as the app is gone, and Asterisk hangs it up at once: ari-takeover-ringing) or
-            // gone by now (404). Hung up before anyone answers, and it ends as lost.
-            context_.log.warning(component, server.name + ": " + leg->id + " of node " + escape_control(from) +
-                                                " cannot be moved into " + app_ + " (" + moved.error().message +
-                                                "); hanging it up");
-            leg->hung_up_by_us = HangupCause::engine_lost();
-            leg->hangup_sent = true;
-            request(server, verb::delete_, "/ari/channels/" + ari::encode(leg->id) + "?reason_code=16", nullptr);
-            leg_ended(*leg, context_.clock.now(), false);
-          });
+  // halves): both are subscribed to first, so that none is missed once it is ours.
+  const std::string from = leg->taken_from;
+  leg->moving = true;
+  // What became of it when a request failed: gone (404, or 422 for a subscription to a
+  // half that went), not in Stasis yet (409: still ringing; when the phone answers,
+  // Stasis() fails as the app is gone and Asterisk hangs it up at once:
+  // ari-takeover-ringing), or a passing failure, tried again.
+  auto failed = [this, leg, &server, from, attempt](const std::string& what, const Error& why) {
+    if (leg->ended || stopping_) return;
+    if (why.code == "ari.not_found" || why.code == "ari.unprocessable") {
+      leg->taken_from.clear();
+      return end_unobserved(leg, leg->last_seen);
+    }
+    if (why.code == "ari.conflict") {
+      leg->taken_from.clear();
+      context_.log.warning(component, server.name + ": " + leg->id + " of node " + escape_control(from) +
+                                          " is not in Stasis (it rings): it cannot be moved into " + app_ +
+                                          "; hanging it up");
+      leg->hung_up_by_us = HangupCause::engine_lost();
+      leg->hangup_sent = true;
+      request(server, verb::delete_, "/ari/channels/" + ari::encode(leg->id) + "?reason_code=16", nullptr);
+      return leg_ended(*leg, context_.clock.now(), false);
+    }
+    context_.log.warning(component, server.name + ": " + what + " of " + leg->id + " failed (" + why.message + ")" +
+                                        (attempt < 5 ? "; trying again" : "; giving up: the service ends it"));
+    if (attempt >= 5) return;
+    auto timer = std::make_shared<TimerHandle>();
+    *timer = context_.clock.schedule(std::chrono::milliseconds(500) * (1 << attempt),
+                                     [this, leg, &server, attempt, timer, alive = std::weak_ptr<bool>(alive_)] {
+                                       if (alive.expired() || leg->ended || stopping_) return;
+                                       move_here(server, leg, attempt + 1);
+                                     });
+  };
   request(server, verb::post,
           ari::with_query("/ari/applications/" + ari::encode(app_) + "/subscription",
                           {{"eventSource", "channel:" + leg->id + ",channel:" + leg->id2}}),
-          nullptr);
+          [this, leg, &server, failed](Result<ari::Response> subscribed) {
+            if (leg->ended || stopping_) return;
+            if (!subscribed) return failed("the subscription", subscribed.error());
+            request(server, verb::post,
+                    ari::with_query("/ari/channels/" + ari::encode(leg->id) + "/move",
+                                    {{"app", app_}, {"appArgs", "takeover"}}),
+                    [leg, failed](Result<ari::Response> moved) {
+                      if (moved) {
+                        leg->taken_from.clear();
+                        return;
+                      }
+                      failed("the move", moved.error());
+                    });
+          });
 }
 
 // --- events -----------------------------------------------------------------------------

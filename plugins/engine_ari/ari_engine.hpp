@@ -103,7 +103,7 @@ class AriEngine final : public Engine {
   void on_closed(Server& server, const Error& why);
   void reconcile(Server& server, const boost::json::array& channels);
   void find_bridges(Server& server);
-  void move_here(Server& server, const std::shared_ptr<Leg>& leg);
+  void move_here(Server& server, const std::shared_ptr<Leg>& leg, int attempt = 0);
   void inbound(Server& server, const boost::json::object& channel, const std::string& dialed, Timestamp at);
   void leg_ended(Leg& leg, Timestamp at, bool unobserved);
   void end_unobserved(const std::shared_ptr<Leg>& leg, Timestamp last_seen);

@@ -130,10 +130,13 @@ Status PostgresStore::write(std::span<Cdr> cdrs, std::span<const JournalEntry> e
         std::set<std::string> taken;  // by another node
         std::string changed;
         // A newer process under this node id (this one was cut off while it started) owns
-        // these calls now: nothing here is written. FOR SHARE: a claim waits for this write.
+        // these calls now: nothing here is written. FOR KEY SHARE: a claim of the id (its
+        // upsert locks the row FOR UPDATE) waits for this write, but a take-over's mark (FOR
+        // NO KEY UPDATE) does not: a node frozen in the middle of a write keeps only the rows
+        // of that write, until it commits or its session goes, not all of its calls.
         const bool superseded =
             !node.empty() && !entries.empty() &&
-            conn.exec("SELECT 1 FROM node WHERE id = $1 AND generation = $2 FOR SHARE", {node, generation}).empty();
+            conn.exec("SELECT 1 FROM node WHERE id = $1 AND generation = $2 FOR KEY SHARE", {node, generation}).empty();
         for (const auto& e : entries) {
           if (superseded) {
             fenced(e.id);
@@ -536,9 +539,10 @@ Result<std::vector<JournalEntry>> PostgresStore::take_over() {
     // each is taken by one node.
     pg::Transaction tx(conn);
     // Nodes whose lease ran out are marked taken over (-infinity) under their row's lock,
-    // so that a late renewal finds out instead of extending the lease (renew()).
+    // so that a late renewal finds out instead of extending the lease (renew()). NO KEY
+    // UPDATE: skipped while the node renews (its UPDATE), not while it writes (KEY SHARE).
     conn.exec("UPDATE node SET lease_until = '-infinity' WHERE id IN (SELECT id FROM node WHERE id <> $1 AND "
-              "lease_until < now() AND lease_until <> '-infinity' FOR UPDATE SKIP LOCKED)",
+              "lease_until < now() AND lease_until <> '-infinity' FOR NO KEY UPDATE SKIP LOCKED)",
               {node});
     // Only the calls of nodes marked so (here or before): a node whose row was locked just
     // now is renewing its lease this moment, was not marked, and keeps its calls. Taking them

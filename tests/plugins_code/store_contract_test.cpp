@@ -709,6 +709,30 @@ TEST(PostgresStore, ANodeRenewingAtTheMomentOfATakeOverKeepsItsCalls) {
   EXPECT_EQ(lost.error().code, "node.lease_lost");
 }
 
+// A node frozen in the middle of a journal write (SIGSTOP, a VM paused between its
+// statements and its commit) holds its node row FOR KEY SHARE: that does not keep another
+// node from marking it and taking its calls. Only the rows of the write in flight wait.
+TEST(PostgresStore, ANodeFrozenInTheMiddleOfAWriteLosesItsCallsAllTheSame) {
+  test::PostgresDatabase database;
+  auto [a, b] = nodes_a_and_b(database);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  ASSERT_TRUE(write_now(*a->journal(), {open_entry("cb-a1"), open_entry("cb-a2")}));
+  expire_lease(database, "a");
+  // a's write of cb-a2, frozen before its commit.
+  pg::Connection frozen(database.conninfo());
+  frozen.exec("BEGIN");
+  frozen.exec("SELECT 1 FROM node WHERE id = 'a' FOR KEY SHARE");
+  frozen.exec("UPDATE callback_journal SET state = 'talking' WHERE id = 'cb-a2'");
+  auto taken = b->take_over().value();
+  ASSERT_EQ(taken.size(), 1u) << "cb-a1 now; cb-a2 once the write ends";
+  EXPECT_EQ(taken[0].id, "cb-a1");
+  frozen.exec("COMMIT");
+  ASSERT_EQ(b->take_over().value().size(), 1u);
+  auto lost = a->renew();
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, "node.lease_lost");
+}
+
 // A node cut off from the database (not dead) while a new process starts under its id: the
 // old one's sessions, and the id's lock with them, are gone, so the new one may claim the
 // id. From then on nothing the old one writes counts, and its renewal tells it to stop.
