@@ -25,6 +25,8 @@ packages=(
   # Tests and benchmarks: the web page in a real browser (tests/browser: chromium driven by
   # node through playwright-core; CJK glyphs for its screenshots) and HTTP load with wrk.
   chromium fonts-wqy-microhei wrk
+  # The Python bindings (bindings/python: pybind11) and their tests (pytest).
+  python3-dev pybind11-dev python3-pytest
   # Fuzzing (scripts/fuzz.sh): clang 14 with libFuzzer and the sanitizers' runtimes.
   clang libclang-rt-14-dev
 )

@@ -24,6 +24,7 @@
 // All methods run on the Context's io_context (the engine's thread); call them there.
 #include <callback/billing.hpp>
 #include <callback/call.hpp>
+#include <callback/call_event.hpp>
 #include <callback/callback_request.hpp>
 #include <callback/context.hpp>
 #include <callback/engine.hpp>
@@ -90,37 +91,6 @@ struct ServiceOptions {
   std::chrono::seconds node_lease{15};
   std::chrono::milliseconds ivr_first_digit_timeout{10'000};
   std::chrono::milliseconds ivr_inter_digit_timeout{5'000};
-};
-
-// One state change of one callback, with a snapshot of the call after it.
-struct CallEvent {
-  Call call;
-  CallState previous;
-  std::optional<Announcement> announcement;  // for final states: what A heard
-  std::optional<Money> cost;                 // for final states: what was charged
-  std::chrono::seconds limit{0};             // how long it may talk, once authorized (else 0)
-  std::optional<Error> error;                // why it was refused (denied, invalid, no engine)
-  // For final states, how it ended, in words a person or a page can show: "completed",
-  // an announcement's name ("time_up", "partner_busy", ...), "caller_unreachable",
-  // "canceled", "refused". Empty while the call runs.
-  std::string outcome;
-  // Read back from the journal after a restart, not a change: streams and webhooks told
-  // it before the restart.
-  bool replayed = false;
-};
-
-// What CallbackService::recover found in the journal.
-struct RecoveryReport {
-  std::size_t finished = 0;  // finished callbacks readable again (and their idempotency keys)
-  std::vector<std::string> resumed;  // in flight at the crash: handed to the engine to find
-  std::vector<std::string> skipped;  // entries that could not be read ("id: why")
-  std::vector<std::string> released;  // reservations left open for no callback, given back
-};
-
-class CALLBACK_EXPORT CallObserver {
- public:
-  virtual ~CallObserver();
-  virtual void on_call_event(const CallEvent& event) = 0;
 };
 
 class CALLBACK_EXPORT CallbackService final : public TriggerSink {
