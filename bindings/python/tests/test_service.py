@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime
+import os
 import subprocess
 import sys
 import threading
@@ -290,3 +291,18 @@ def test_python_m_callback_does_what_callbackctl_call_does(tmp_path, config):
     assert '"outcome":"partner_busy"' in busy.stdout.splitlines()[-1]
     bad = run_module(tmp_path, config, "call", "1001", "12ab", "--campaign", "free")
     assert bad.returncode == 2 and "callee: " in bad.stderr
+
+
+def test_the_readme_csv_example_runs_a_call_list(tmp_path, config):
+    source = os.environ.get("CALLBACK_SOURCE_DIR", ".")
+    calls = tmp_path / "calls.csv"
+    calls.write_text("caller,callee\n1001,2001\n1002,3001\n1003,12ab\n1004,5001\n")
+    run = subprocess.run([sys.executable, os.path.join(source, "examples/python/call_list.py"), str(calls),
+                          "--config", write_config(tmp_path, config), "--plugin-dir", PLUGIN_DIR,
+                          "--campaign", "free", "--parallel", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "line 2: 1001 -> 2001: partner_hangup" in run.stdout
+    assert "line 3: 1002 -> 3001: partner_busy" in run.stdout
+    assert "line 4: skipped: callee: " in run.stdout
+    assert run.stdout.splitlines()[-1] == "done: 1 partner_busy, 1 partner_hangup, 1 skipped, 1 system_busy"
