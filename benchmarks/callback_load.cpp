@@ -27,7 +27,7 @@
 #include "fake_asterisk.hpp"
 #include "sqlite_store.hpp"
 
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 
 #include <chrono>
 #include <cstdlib>

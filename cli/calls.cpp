@@ -7,7 +7,7 @@
 
 #include <callback/config.hpp>
 #include <callback/json.hpp>
-#include <callback/runtime.hpp>
+#include <callback_internal/runtime.hpp>
 #include <callback/store.hpp>
 #include <callback/timestamp.hpp>
 

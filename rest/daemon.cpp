@@ -4,7 +4,7 @@
 #include "server.hpp"
 
 #include <callback/config.hpp>
-#include <callback/runtime.hpp>
+#include <callback_internal/runtime.hpp>
 
 #include <csignal>
 #include <cstring>

@@ -3,7 +3,7 @@
 // service's observer (on the service thread) stores each callback's latest JSON and
 // pushes it to the callback's event-stream subscribers; GETs read the stored JSON under
 // a shared lock, so reads never wait for the service thread.
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 
 #include <deque>
 #include <functional>

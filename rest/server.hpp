@@ -7,7 +7,7 @@
 #include "registry.hpp"
 #include "webhooks.hpp"
 
-#include <callback/runtime.hpp>
+#include <callback_internal/runtime.hpp>
 
 #include <boost/json/value.hpp>
 

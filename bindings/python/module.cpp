@@ -423,7 +423,7 @@ PYBIND11_MODULE(_callback, m) {
           status = t.cancel();
         }
         ok_or_raise(status);
-      })
+      }, "Cancels it at whatever stage it is; wait() then gives its final event. Conflict if it has ended.")
       .def("__repr__", [](const CallbackTicket& t) { return "<CallbackHandle " + t.id() + ">"; });
 
   py::class_<PyService>(m, "_Service")
@@ -441,9 +441,9 @@ PYBIND11_MODULE(_callback, m) {
                status = service.start();
              }
              ok_or_raise(status);
-           })
+           }, "Starts the service (engines connect, triggers and front ends start) and waits for an Asterisk server; raises Unavailable (engine_unavailable) if none is ready within engine_wait.")
       .def("stop", [](PyService& s, double grace) { s.close(std::chrono::seconds(static_cast<std::int64_t>(grace))); },
-           py::arg("grace") = 0.0)
+           py::arg("grace") = 0.0, "Stops gracefully: new callbacks are refused, those in flight get `grace` seconds, then are canceled; CDRs and money are settled.")
       .def_property_readonly("running", [](PyService& s) { return (*s).running(); })
       .def(
           "submit",
@@ -478,6 +478,9 @@ PYBIND11_MODULE(_callback, m) {
             }
             return value_or_raise(std::move(ticket));
           },
+          "Starts a callback: calls `caller` (leg A), then `callee` (leg B; None: A is asked for it by DTMF), paid by "
+          "`account` (with its `pin`) or a `campaign`. Returns a CallbackHandle; raises InvalidInput naming the field for "
+          "bad input. on_event(callback) gets its every event on the service thread.",
           py::arg("caller"), py::arg("callee") = py::none(), py::kw_only(), py::arg("account") = py::none(),
           py::arg("campaign") = py::none(), py::arg("pin") = py::none(), py::arg("limit") = py::none(),
           py::arg("language") = py::none(), py::arg("idempotency_key") = py::none(),
@@ -491,7 +494,8 @@ PYBIND11_MODULE(_callback, m) {
                status = service.cancel(id);
              }
              ok_or_raise(status);
-           })
+           },
+           "Cancels a callback at whatever stage it is. NotFound for an unknown id, Conflict for one that has ended.")
       .def("get",
            [](PyService& s, const std::string& id) {
              auto& service = *s;
@@ -501,7 +505,7 @@ PYBIND11_MODULE(_callback, m) {
                event = service.get(id);
              }
              return value_or_raise(std::move(event));
-           })
+           }, "The callback as its latest event left it (this process's, or the journal's). NotFound if unknown.")
       .def(
           "list",
           [](PyService& s, const std::optional<CallState>& state, std::size_t limit) {
@@ -509,6 +513,7 @@ PYBIND11_MODULE(_callback, m) {
             py::gil_scoped_release release;
             return service.list({.state = state, .limit = limit});
           },
+          "The callbacks this process knows of, newest first (in flight, and the last 10,000 finished).",
           py::arg("state") = py::none(), py::arg("limit") = 100)
       .def("subscribe",
            [](PyService& s, const py::function& handler) {
@@ -516,7 +521,7 @@ PYBIND11_MODULE(_callback, m) {
              PyHandler wrapped(handler);
              py::gil_scoped_release release;
              return std::make_unique<PySubscription>(service.subscribe(std::move(wrapped)));
-           })
+           }, "handler(callback) for every event of every callback, on the service thread, until the returned Subscription is closed.")
       .def("watch",
            [](PyService& s, const std::string& id, const py::function& handler) {
              auto& service = *s;
@@ -527,7 +532,7 @@ PYBIND11_MODULE(_callback, m) {
                sub = service.watch(id, std::move(wrapped));
              }
              return std::make_unique<PySubscription>(value_or_raise(std::move(sub)));
-           })
+           }, "handler(callback) for one callback: its latest state first, then each change; ends by itself after the final one.")
       .def_property_readonly("in_flight",
                              [](PyService& s) {
                                auto& service = *s;
@@ -558,12 +563,13 @@ PYBIND11_MODULE(_callback, m) {
             }
             return value_or_raise(std::move(account));
           },
+          "Creates a prepaid account. Amounts are Decimal (or str or int), never float.",
           py::arg("id"), py::kw_only(), py::arg("balance") = py::int_(0), py::arg("currency") = "CNY",
           py::arg("name") = "", py::arg("credit_limit") = py::int_(0), py::arg("tariff") = "", py::arg("pin") = "",
           py::arg("numbers") = std::vector<std::string>{}, py::arg("emails") = std::vector<std::string>{},
           py::arg("language") = "")
-      .def("account", [](PyService& s, const std::string& id) { return value_or_raise((*s).account(id)); })
-      .def("accounts", [](PyService& s) { return value_or_raise((*s).accounts()); })
+      .def("account", [](PyService& s, const std::string& id) { return value_or_raise((*s).account(id)); }, "An account by id; NotFound if there is none.")
+      .def("accounts", [](PyService& s) { return value_or_raise((*s).accounts()); }, "Every account.")
       .def(
           "top_up",
           [](PyService& s, const std::string& id, const py::object& amount, const std::string& reference) {
@@ -576,10 +582,11 @@ PYBIND11_MODULE(_callback, m) {
             }
             return value_or_raise(std::move(entry));
           },
+          "Credits `amount` (a positive Decimal in the account's currency) with a ledger entry.",
           py::arg("account"), py::arg("amount"), py::arg("reference") = "")
       .def(
           "ledger", [](PyService& s, const std::string& id, std::size_t limit) { return value_or_raise((*s).ledger(id, limit)); },
-          py::arg("account"), py::arg("limit") = 100)
+          "The account's ledger, newest first.", py::arg("account"), py::arg("limit") = 100)
       .def(
           "import_rates",
           [](PyService& s, const std::string& tariff, const std::string& csv, const std::string& currency) {
@@ -591,10 +598,12 @@ PYBIND11_MODULE(_callback, m) {
             }
             return value_or_raise(std::move(report)).rates;
           },
+          "Replaces a tariff's rate deck with CSV text (prefix;description;rate...), all or nothing; the number of "
+          "rates. InvalidInput names the line.",
           py::arg("tariff"), py::arg("csv"), py::arg("currency") = "CNY")
       .def("rate", [](PyService& s, const std::string& tariff, const std::string& number) {
         return value_or_raise((*s).rate(tariff, number));
-      })
+      }, "The rate a number gets in a tariff now (longest prefix); NotFound (no_rate) if none.")
       .def(
           "cdrs",
           [](PyService& s, const std::optional<std::string>& callback_id, const std::optional<std::string>& account,
@@ -614,6 +623,7 @@ PYBIND11_MODULE(_callback, m) {
             }
             return value_or_raise(std::move(rows));
           },
+          "CDRs (Asterisk's columns, one a leg) by callback, account, number (src or dst) and time (aware datetimes).",
           py::kw_only(), py::arg("callback_id") = py::none(), py::arg("account") = py::none(),
           py::arg("number") = py::none(), py::arg("since") = py::none(), py::arg("until") = py::none(),
           py::arg("limit") = 0);

@@ -6,7 +6,7 @@
 // asked to cancel; a cancel's notice (CallJournal::watch) does the last at once. The
 // database work runs on a thread of its own; what the service does runs on its thread.
 #include <callback/context.hpp>
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 #include <callback/store.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>

@@ -121,14 +121,35 @@ void StreamLogger::write_line(LogLevel level, std::string_view component, std::s
   out_.flush();
 }
 
+struct Metrics::Impl {
+  enum class Type { counter, gauge };
+  struct HistogramFamily {
+    std::string help;
+    std::map<std::string, std::unique_ptr<Histogram>, std::less<>> series;
+  };
+  struct Family {
+    Type type;
+    std::string help;
+    std::map<std::string, std::unique_ptr<Counter>, std::less<>> series;
+  };
+  mutable std::mutex mutex_;
+  std::map<std::string, HistogramFamily, std::less<>> histograms_;
+  std::map<std::string, Family, std::less<>> families_;
+
+  Counter& get(Type type, std::string_view name, std::string_view help, std::string_view labels);
+};
+
+Metrics::Metrics() : impl_(std::make_unique<Impl>()) {}
+Metrics::~Metrics() = default;
+
 Counter& Metrics::counter(std::string_view name, std::string_view help, std::string_view labels) {
-  return get(Type::counter, name, help, labels);
+  return impl_->get(Impl::Type::counter, name, help, labels);
 }
 Counter& Metrics::gauge(std::string_view name, std::string_view help, std::string_view labels) {
-  return get(Type::gauge, name, help, labels);
+  return impl_->get(Impl::Type::gauge, name, help, labels);
 }
 
-Counter& Metrics::get(Type type, std::string_view name, std::string_view help, std::string_view labels) {
+Counter& Metrics::Impl::get(Type type, std::string_view name, std::string_view help, std::string_view labels) {
   std::lock_guard lock(mutex_);
   if (histograms_.contains(name)) throw std::logic_error("metric " + std::string(name) + " registered as two types");
   auto family = families_.find(name);
@@ -170,10 +191,15 @@ double Histogram::sum_seconds() const noexcept { return static_cast<double>(sum_
 
 Histogram& Metrics::histogram(std::string_view name, std::string_view help, std::string_view labels,
                               std::vector<double> bounds) {
-  std::lock_guard lock(mutex_);
+  auto& self = *impl_;
+  std::lock_guard lock(self.mutex_);
+  auto& families_ = self.families_;
+  auto& histograms_ = self.histograms_;
   if (families_.contains(name)) throw std::logic_error("metric " + std::string(name) + " registered as two types");
   auto family = histograms_.find(name);
-  if (family == histograms_.end()) family = histograms_.emplace(std::string(name), HistogramFamily{std::string(help), {}}).first;
+  if (family == histograms_.end()) {
+    family = histograms_.emplace(std::string(name), Impl::HistogramFamily{std::string(help), {}}).first;
+  }
   auto& series = family->second.series;
   auto it = series.find(labels);
   if (it == series.end()) it = series.emplace(std::string(labels), std::make_unique<Histogram>(std::move(bounds))).first;
@@ -181,7 +207,10 @@ Histogram& Metrics::histogram(std::string_view name, std::string_view help, std:
 }
 
 std::string Metrics::render_prometheus() const {
-  std::lock_guard lock(mutex_);
+  const auto& self = *impl_;
+  std::lock_guard lock(self.mutex_);
+  const auto& families_ = self.families_;
+  const auto& histograms_ = self.histograms_;
   std::string out;
   for (const auto& [name, family] : histograms_) {
     out += "# HELP " + name + " " + family.help + "\n# TYPE " + name + " histogram\n";
@@ -202,7 +231,7 @@ std::string Metrics::render_prometheus() const {
   }
   for (const auto& [name, family] : families_) {
     out += "# HELP " + name + " " + family.help + "\n";
-    out += "# TYPE " + name + (family.type == Type::counter ? " counter\n" : " gauge\n");
+    out += "# TYPE " + name + (family.type == Impl::Type::counter ? " counter\n" : " gauge\n");
     for (const auto& [labels, value] : family.series) {
       out += name;
       if (!labels.empty()) out.append("{").append(labels).append("}");

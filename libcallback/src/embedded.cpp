@@ -1,6 +1,6 @@
 #include <callback/embedded.hpp>
-#include <callback/runtime.hpp>
-#include <callback/service.hpp>
+#include <callback_internal/runtime.hpp>
+#include <callback_internal/callback_service.hpp>
 
 #include <algorithm>
 #include <atomic>

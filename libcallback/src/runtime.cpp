@@ -1,4 +1,4 @@
-#include <callback/runtime.hpp>
+#include <callback_internal/runtime.hpp>
 
 #include "cluster.hpp"
 

@@ -1,4 +1,4 @@
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 
 #include "journal.hpp"
 

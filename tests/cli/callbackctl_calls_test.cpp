@@ -6,7 +6,7 @@
 #include "server.hpp"
 #include "temp_dir.hpp"
 
-#include <callback/runtime.hpp>
+#include <callback_internal/runtime.hpp>
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>

@@ -5,7 +5,7 @@
 #include <callback/json.hpp>
 
 #include <boost/asio/post.hpp>
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 
 #include <gtest/gtest.h>
 

@@ -9,7 +9,7 @@
 #include "flow_check.hpp"
 #include "node_journal.hpp"
 
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 
 #include <gtest/gtest.h>
 

@@ -12,7 +12,7 @@
 #include "temp_dir.hpp"
 #include "test_context.hpp"
 
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 
 #include <gtest/gtest.h>
 

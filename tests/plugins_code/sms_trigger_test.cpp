@@ -9,7 +9,7 @@
 #include "test_context.hpp"
 
 #include <callback/secret.hpp>
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 
 #include <gtest/gtest.h>
 

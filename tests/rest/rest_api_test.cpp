@@ -9,7 +9,7 @@
 #include "temp_dir.hpp"
 
 #include <callback/billing.hpp>
-#include <callback/runtime.hpp>
+#include <callback_internal/runtime.hpp>
 #include <callback/secret.hpp>
 
 #include <boost/json.hpp>

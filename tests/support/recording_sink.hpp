@@ -2,7 +2,7 @@
 // A TriggerSink for triggers' tests: keeps each request that reached it and answers
 // track() at once, with a handle ("cb-test-1", ...) or, when `refuse` is set, that Error.
 // end() then ends an accepted one as the service would tell its trigger.
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 #include <callback/trigger.hpp>
 
 #include <gtest/gtest.h>

@@ -166,7 +166,10 @@ class CALLBACK_EXPORT Histogram {
 // stay valid for the registry's lifetime, so hot paths look a metric up once.
 class CALLBACK_EXPORT Metrics {
  public:
-  enum class Type { counter, gauge };
+  Metrics();
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
   // `labels` is already in Prometheus form: outcome="busy",engine="ami".
   Counter& counter(std::string_view name, std::string_view help, std::string_view labels = {});
   Counter& gauge(std::string_view name, std::string_view help, std::string_view labels = {});
@@ -175,19 +178,8 @@ class CALLBACK_EXPORT Metrics {
   [[nodiscard]] std::string render_prometheus() const;
 
  private:
-  struct HistogramFamily {
-    std::string help;
-    std::map<std::string, std::unique_ptr<Histogram>, std::less<>> series;
-  };
-  std::map<std::string, HistogramFamily, std::less<>> histograms_;
-  Counter& get(Type type, std::string_view name, std::string_view help, std::string_view labels);
-  struct Family {
-    Type type;
-    std::string help;
-    std::map<std::string, std::unique_ptr<Counter>, std::less<>> series;
-  };
-  mutable std::mutex mutex_;
-  std::map<std::string, Family, std::less<>> families_;
+  struct Impl;  // the families, behind a lock
+  std::unique_ptr<Impl> impl_;
 };
 
 // --- the context -----------------------------------------------------------------------

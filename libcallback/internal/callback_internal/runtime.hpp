@@ -8,6 +8,9 @@
 //   runtime->sink().submit(request, [](Result<std::string> id) { ... });   // any thread
 //   runtime->stop(std::chrono::seconds(30));       // drain, cancel the rest, flush
 //
+// Not installed (the library's and this tree's programs'): an application embeds the
+// service through callback/embedded.hpp, which runs one of these behind its pimpl.
+//
 // Everything that touches the service runs on its thread: post() work there. sink() may
 // be used from any thread; after stop() begins it refuses with "shutting_down".
 #include <callback/billing.hpp>
@@ -18,7 +21,7 @@
 #include <callback/http.hpp>
 #include <callback/export.hpp>
 #include <callback/plugin_loader.hpp>
-#include <callback/service.hpp>
+#include <callback_internal/callback_service.hpp>
 #include <callback/store.hpp>
 #include <callback/trigger.hpp>
 
