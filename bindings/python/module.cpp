@@ -13,7 +13,9 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -81,6 +83,11 @@ std::string amount_text(const py::handle& value, const std::string& field) {
   }
   if (py::isinstance(value, decimal)) {
     if (!value.attr("is_finite")().cast<bool>()) raise(invalid("invalid_amount", "not a finite amount", field));
+    // Before formatting: Decimal('1E+999999999') would be a string of a billion digits.
+    const auto magnitude = value.attr("adjusted")().cast<long long>();
+    if (magnitude > 30 || magnitude < -30) {
+      raise(invalid("invalid_amount", "out of range for money (10^" + std::to_string(magnitude) + ")", field));
+    }
     return py::str(value.attr("__format__")("f"));
   }
   if (py::isinstance<py::int_>(value)) return py::str(value);
@@ -104,12 +111,26 @@ Timestamp timestamp_of(const py::handle& value, const std::string& field) {
   if (!py::isinstance(value, datetime.attr("datetime"))) {
     throw py::type_error(field + ": expected a datetime.datetime");
   }
-  if (value.attr("tzinfo").is_none()) {
+  if (value.attr("utcoffset")().is_none()) {
     raise(invalid("naive_datetime", "give a timezone-aware datetime (UTC: datetime.timezone.utc)", field));
   }
-  const double seconds = value.attr("timestamp")().cast<double>();
-  return Timestamp{std::chrono::duration_cast<Timestamp::duration>(
-      std::chrono::microseconds(static_cast<std::int64_t>(seconds * 1e6 + (seconds >= 0 ? 0.5 : -0.5))))};
+  // Exact, in whole microseconds, and within what a Timestamp holds (1678-2261).
+  auto epoch = datetime.attr("datetime")(1970, 1, 1, 0, 0, 0, 0, datetime.attr("timezone").attr("utc"));
+  const py::int_ micros = (value - epoch).attr("__floordiv__")(datetime.attr("timedelta")(py::arg("microseconds") = 1));
+  const auto limit = py::int_(std::chrono::duration_cast<std::chrono::microseconds>(Timestamp::duration::max()).count());
+  if (micros.attr("__abs__")().attr("__ge__")(limit).cast<bool>()) {
+    raise(invalid("out_of_range", "a date between the years 1678 and 2261", field));
+  }
+  return Timestamp{std::chrono::duration_cast<Timestamp::duration>(std::chrono::microseconds(micros.cast<std::int64_t>()))};
+}
+
+// Seconds from Python as a duration: finite, 0 or more; None or anything over a year is a year.
+std::chrono::milliseconds seconds_of(const std::optional<double>& seconds, const std::string& field) {
+  constexpr double year = 365.0 * 24 * 3600;
+  if (!seconds) return std::chrono::milliseconds(static_cast<std::int64_t>(year * 1000));
+  if (!std::isfinite(*seconds) && *seconds > 0) return seconds_of(std::nullopt, field);
+  if (!(*seconds >= 0)) raise(invalid("invalid_timeout", "must be 0 or more seconds", field));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(*seconds, year) * 1000));
 }
 
 // The service thread's Python thread state, made at its first event and kept: otherwise each
@@ -135,6 +156,7 @@ class PyHandler {
           delete f;
         }) {}
   void operator()(const CallEvent& event) const {
+    if (_Py_IsFinalizing()) return;  // Python is going away: nobody is left to tell
     keep_thread_state();
     py::gil_scoped_acquire gil;
     try {
@@ -184,8 +206,7 @@ class PyService {
       if (!*log_) raise(invalid("unwritable", "cannot open " + *log_file + " for writing", "log_file"));
       options.log = log_.get();
     }
-    if (engine_wait < 0) raise(invalid("invalid_timeout", "must be 0 or more seconds", "engine_wait"));
-    options.engine_wait = std::chrono::milliseconds(static_cast<std::int64_t>(engine_wait * 1000));
+    options.engine_wait = seconds_of(engine_wait, "engine_wait");
     if (config_file.has_value() == config_json.has_value()) {
       throw py::type_error("give exactly one of config_file or config (a JSON text or dict)");
     }
@@ -224,11 +245,6 @@ std::optional<std::string> text_or_none(const std::string& s) {
 
 py::object money_or_none(const std::optional<Money>& m) { return m ? py::cast(*m) : py::none(); }
 
-std::chrono::milliseconds timeout_of(const std::optional<double>& seconds) {
-  if (!seconds) return std::chrono::hours(24 * 365);
-  if (*seconds < 0) raise(invalid("invalid_timeout", "must be 0 or more seconds", "timeout"));
-  return std::chrono::milliseconds(static_cast<std::int64_t>(*seconds * 1000));
-}
 
 }  // namespace
 
@@ -417,15 +433,25 @@ PYBIND11_MODULE(_callback, m) {
       .def(
           "wait",
           [](const CallbackTicket& t, std::optional<double> timeout) -> py::object {
-            const auto limit = timeout_of(timeout);
+            // In slices, so that Ctrl-C (or any signal handler that raises) ends the wait.
+            const auto deadline = std::chrono::steady_clock::now() + seconds_of(timeout, "timeout");
             std::optional<CallEvent> done;
-            {
-              py::gil_scoped_release release;
-              done = t.wait(limit);
+            for (;;) {
+              const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - std::chrono::steady_clock::now());
+              {
+                py::gil_scoped_release release;
+                done = t.wait(std::clamp(left, std::chrono::milliseconds{0}, std::chrono::milliseconds{100}));
+              }
+              if (done || t.orphaned() || left <= std::chrono::milliseconds{100}) break;
+              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
             }
-            if (!done) raise(Error{"timeout", "callback " + t.id() + " has not ended yet", "timeout"}.as(
-                                 ErrorKind::unavailable));
-            return py::cast(*done);
+            if (done) return py::cast(*done);
+            if (t.orphaned()) {
+              raise(Error{"stopped", "the service stopped before callback " + t.id() + " ended", "id"}.as(
+                  ErrorKind::unavailable));
+            }
+            raise(Error{"timeout", "callback " + t.id() + " has not ended yet", "timeout"}.as(ErrorKind::unavailable));
           },
           py::arg("timeout") = py::none(), "Waits for the final event (raises Unavailable with code 'timeout').")
       .def("cancel", [](CallbackTicket& t) {
@@ -454,7 +480,9 @@ PYBIND11_MODULE(_callback, m) {
              }
              ok_or_raise(status);
            }, "Starts the service (engines connect, triggers and front ends start) and waits for an Asterisk server; raises Unavailable (engine_unavailable) if none is ready within engine_wait.")
-      .def("stop", [](PyService& s, double grace) { s.close(std::chrono::seconds(static_cast<std::int64_t>(grace))); },
+      .def("stop", [](PyService& s, double grace) {
+             s.close(std::chrono::duration_cast<std::chrono::seconds>(seconds_of(grace, "grace")));
+           },
            py::arg("grace") = 0.0, "Stops gracefully: new callbacks are refused, those in flight get `grace` seconds, then are canceled; CDRs and money are settled.")
       .def_property_readonly("running", [](PyService& s) { return (*s).running(); })
       .def(

@@ -8,6 +8,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <shared_mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -33,8 +34,9 @@ struct Watcher {
   void deliver(const CallEvent& event, Logger& log) {
     std::lock_guard lock(calling);
     if (!active.load()) return;
+    auto call = handler;  // a handler may end its own subscription: it lives until it returns
     try {
-      handler(event);
+      call(event);
     } catch (const std::exception& e) {
       log.error(component, "an event handler of " + event.call.id() + " threw: " + e.what());
     } catch (...) {
@@ -54,8 +56,9 @@ Subscription subscription_of(const std::shared_ptr<Watcher>& watcher) {
 
 class Ticket final : public CallbackTicket {
  public:
-  Ticket(std::string id, std::function<Status(const std::string&)> cancel)
-      : id_(std::move(id)), cancel_(std::move(cancel)) {}
+  // `in_handler`: true on the service thread, where waiting would wait for itself.
+  Ticket(std::string id, std::function<Status(const std::string&)> cancel, std::function<bool()> in_handler)
+      : id_(std::move(id)), cancel_(std::move(cancel)), in_handler_(std::move(in_handler)) {}
   [[nodiscard]] const std::string& id() const noexcept override { return id_; }
   [[nodiscard]] CallEvent latest() const override {
     std::lock_guard lock(mutex_);
@@ -66,9 +69,21 @@ class Ticket final : public CallbackTicket {
     return is_final(latest_->call.state());
   }
   [[nodiscard]] std::optional<CallEvent> wait(std::chrono::milliseconds timeout) const override {
+    if (in_handler_()) timeout = std::chrono::milliseconds{0};
     std::unique_lock lock(mutex_);
-    if (!changed_.wait_for(lock, timeout, [&] { return is_final(latest_->call.state()); })) return std::nullopt;
+    changed_.wait_for(lock, timeout, [&] { return is_final(latest_->call.state()) || orphaned_; });
+    if (!is_final(latest_->call.state())) return std::nullopt;
     return *latest_;
+  }
+  [[nodiscard]] bool orphaned() const override {
+    std::lock_guard lock(mutex_);
+    return orphaned_ && !is_final(latest_->call.state());
+  }
+  // The service stopped before this callback ended: no more events will come.
+  void orphan() {
+    std::lock_guard lock(mutex_);
+    orphaned_ = true;
+    changed_.notify_all();
   }
   Status cancel() override { return cancel_(id_); }
 
@@ -85,7 +100,9 @@ class Ticket final : public CallbackTicket {
  private:
   std::string id_;
   std::function<Status(const std::string&)> cancel_;
+  std::function<bool()> in_handler_;
   mutable std::mutex mutex_;
+  bool orphaned_ = false;
   mutable std::condition_variable changed_;
   std::optional<CallEvent> latest_;
 };
@@ -119,8 +136,10 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
     }
   }
 
-  // Runs `work` on the service thread and waits; false once the runtime has stopped.
+  // From another thread: runs `work` on the service thread and waits; false unless the
+  // service runs. stop() waits for the calls in progress, and none starts after it.
   bool on_service_thread(const std::function<void()>& work) {
+    std::shared_lock lock(lifecycle_);
     if (!started_ || stopped_) return false;
     try {
       runtime_->run_on_service_thread(work);
@@ -129,17 +148,31 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
       return false;
     }
   }
+  // A handler calling back into the service runs on the service thread: what would wait
+  // for that thread is refused or done later on it instead.
+  [[nodiscard]] bool in_handler() const noexcept { return runtime_->on_service_thread(); }
+  static Error from_handler(const std::string& what) {
+    return Error{"from_handler",
+                 what + " from an event handler would wait for the thread that runs the handler: call it from "
+                        "another thread",
+                 {}}
+        .as(ErrorKind::conflict);
+  }
 
   Status start() {
+    std::unique_lock lock(lifecycle_);
     if (started_) return Error{"already_started", "the service was started already", {}}.as(ErrorKind::conflict);
     started_ = true;
-    runtime_->post([self = shared_from_this()] { self->runtime_->service().subscribe(*self); });
+    std::weak_ptr<Impl> weak = shared_from_this();
+    runtime_->post([weak] {
+      if (auto self = weak.lock()) self->runtime_->service().subscribe(*self);
+    });
     if (auto ok = runtime_->start(); !ok) {
       stopped_ = true;
       return ok;
     }
     if (options_.engine_wait.count() > 0 && !runtime_->wait_for_engine(options_.engine_wait)) {
-      stop(std::chrono::seconds{0});
+      stop_locked(std::chrono::seconds{0});
       return Error{"engine_unavailable",
                    "no Asterisk server became ready within " + std::to_string(options_.engine_wait.count()) + " ms",
                    "engines"}
@@ -149,15 +182,19 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
   }
 
   void stop(std::chrono::seconds grace) {
-    if (!started_ || stopped_) return;
-    runtime_->stop(grace);
-    stopped_ = true;
+    if (in_handler()) {
+      runtime_->context().log.error(component, "stop() from an event handler is ignored: call it from another thread");
+      return;
+    }
+    std::unique_lock lock(lifecycle_);
+    stop_locked(grace);
   }
 
   Result<std::shared_ptr<CallbackTicket>> submit(CallbackForm form, EventHandler on_event) {
     auto request = make_request(form, runtime_->config().numbering);
     if (!request) return request.error();
-    if (!started_ || stopped_) return not_running();
+    if (in_handler()) return from_handler("submit()");
+    if (!running()) return not_running();
     if (!runtime_->accepting()) {
       return Error{"shutting_down", "the service is shutting down and takes no new calls", {}}.as(
           ErrorKind::unavailable);
@@ -165,6 +202,10 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
     std::optional<Result<std::shared_ptr<CallbackTicket>>> out;
     const bool ran = on_service_thread([&] {
       std::vector<CallEvent> early;
+      struct Capture {
+        std::vector<CallEvent>*& to;
+        ~Capture() { to = nullptr; }
+      } capture{capture_};
       capture_ = &early;
       auto id = runtime_->service().start(std::move(*request));
       capture_ = nullptr;
@@ -173,10 +214,16 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
         return;
       }
       std::weak_ptr<Impl> weak = shared_from_this();
-      auto ticket = std::make_shared<Ticket>(*id, [weak](const std::string& which) -> Status {
-        auto self = weak.lock();
-        return self ? self->cancel(which) : Status(not_running());
-      });
+      auto ticket = std::make_shared<Ticket>(
+          *id,
+          [weak](const std::string& which) -> Status {
+            auto self = weak.lock();
+            return self ? self->cancel(which) : Status(not_running());
+          },
+          [weak] {
+            auto self = weak.lock();
+            return self && self->in_handler();
+          });
       std::shared_ptr<Watcher> watcher;
       if (on_event) {
         watcher = std::make_shared<Watcher>();
@@ -204,14 +251,26 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
 
   Status cancel(const std::string& id) {
     Status status = ok_status();
+    if (in_handler()) {
+      // Known and running: canceled once the handler returns (the service is telling its
+      // observers now, and a cancel in the middle of that would run inside it).
+      auto known = get(id);
+      if (!known) return known.error();
+      if (is_final(known->call.state())) return finished(id, known->outcome);
+      runtime_->post([weak = weak_from_this(), id] {
+        if (auto self = weak.lock()) (void)self->runtime_->service().cancel(id);
+      });
+      return ok_status();
+    }
     if (!on_service_thread([&] { status = runtime_->service().cancel(id); })) return not_running();
     if (status) return status;
-    std::lock_guard lock(known_mutex_);
-    if (auto it = known_.find(id); it != known_.end() && is_final(it->second.call.state())) {
-      return Error{"finished", "callback " + id + " has ended already (" + it->second.outcome + ")", "id"}.as(
-          ErrorKind::conflict);
-    }
-    return Error{"not_found", "no callback \"" + id + "\"", "id"}.as(ErrorKind::not_found);
+    auto known = get(id);  // no longer in flight: ending (ok), ended (conflict) or unknown
+    if (!known) return known.error();
+    if (!is_final(known->call.state())) return ok_status();
+    return finished(id, known->outcome);
+  }
+  static Error finished(const std::string& id, const std::string& outcome) {
+    return Error{"finished", "callback " + id + " has ended already (" + outcome + ")", "id"}.as(ErrorKind::conflict);
   }
 
   Result<CallEvent> get(const std::string& id) {
@@ -246,11 +305,16 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
   Subscription subscribe(EventHandler handler) {
     auto watcher = std::make_shared<Watcher>();
     watcher->handler = std::move(handler);
-    if (!started_ || stopped_) {
-      // Before start(): added with the service's own subscription, in order.
-      runtime_->post([self = shared_from_this(), watcher] { self->all_.push_back(watcher); });
-    } else if (!on_service_thread([&] { all_.push_back(watcher); })) {
-      watcher->reset();
+    std::weak_ptr<Impl> weak = shared_from_this();
+    auto add = [weak, watcher] {
+      if (auto self = weak.lock()) self->all_.push_back(watcher);
+    };
+    if (in_handler()) {
+      runtime_->post(add);  // from the next event on
+    } else if (!started_) {
+      runtime_->post(add);  // before start(): added with the service's own subscription, in order
+    } else if (!on_service_thread(add)) {
+      watcher->reset();  // stopped: no events will come
     }
     return subscription_of(watcher);
   }
@@ -259,24 +323,32 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
     auto watcher = std::make_shared<Watcher>();
     watcher->handler = std::move(handler);
     // The latest first, then each change: both on the service thread, in that order.
-    bool found = false;
-    auto deliver_latest = [&](const CallEvent& latest) {
-      found = true;
-      watcher->deliver(latest, runtime_->context().log);
-      if (is_final(latest.call.state())) {
-        watcher->reset();
-      } else {
-        by_id_[id].push_back(watcher);
-      }
-    };
-    on_service_thread([&] {
+    std::weak_ptr<Impl> weak = shared_from_this();
+    auto follow = [weak, watcher, id]() -> bool {
+      auto self = weak.lock();
+      if (!self) return false;
       std::optional<CallEvent> latest;
       {
-        std::lock_guard lock(known_mutex_);
-        if (auto it = known_.find(id); it != known_.end()) latest = it->second;
+        std::lock_guard lock(self->known_mutex_);
+        if (auto it = self->known_.find(id); it != self->known_.end()) latest = it->second;
       }
-      if (latest) deliver_latest(*latest);
-    });
+      if (!latest) return false;
+      watcher->deliver(*latest, self->runtime_->context().log);
+      if (is_final(latest->call.state())) {
+        watcher->reset();
+      } else {
+        self->by_id_[id].push_back(watcher);
+      }
+      return true;
+    };
+    bool found = false;
+    if (in_handler()) {
+      std::lock_guard lock(known_mutex_);
+      found = known_.contains(id);
+      if (found) runtime_->post([follow] { follow(); });  // after the event being told now
+    } else {
+      on_service_thread([&] { found = follow(); });
+    }
     if (!found) {
       // Not run by this process: what the journal says (a callback from before a restart,
       // or another node's), told once.
@@ -289,6 +361,7 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
   }
 
   std::size_t in_flight() {
+    if (in_handler()) return runtime_->service().in_flight();
     std::size_t n = 0;
     on_service_thread([&] { n = runtime_->service().in_flight(); });
     return n;
@@ -298,6 +371,23 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
   [[nodiscard]] bool running() const noexcept { return started_ && !stopped_; }
 
  private:
+  void stop_locked(std::chrono::seconds grace) {
+    if (!started_ || stopped_) return;
+    runtime_->stop(grace);
+    stopped_ = true;
+    // The service thread has ended: what never got its final event gets no more.
+    for (auto& [id, weak] : tickets_) {
+      if (auto ticket = weak.lock()) ticket->orphan();
+    }
+    tickets_.clear();
+    for (auto& [id, watchers] : by_id_) {
+      for (auto& watcher : watchers) watcher->reset();
+    }
+    by_id_.clear();
+    for (auto& watcher : all_) watcher->reset();
+    all_.clear();
+  }
+
   // What list() and get() read: the latest event of every callback in flight and of the
   // last `finished_kept` finished ones.
   void remember(const CallEvent& event, bool final) {
@@ -313,6 +403,7 @@ class EmbeddedService::Impl final : public CallObserver, public std::enable_shar
 
   std::unique_ptr<Runtime> runtime_;
   EmbeddedOptions options_;
+  std::shared_mutex lifecycle_;  // start() and stop() exclusive; calls into the running service shared
   std::atomic<bool> started_{false}, stopped_{false};
   // Service thread only.
   std::vector<CallEvent>* capture_ = nullptr;

@@ -201,6 +201,7 @@ Status Runtime::start() {
   }
   started_ = true;
   thread_ = std::thread([this] {
+    thread_id_ = std::this_thread::get_id();
     auto guard = boost::asio::make_work_guard(io_);
     io_.run();
   });

@@ -112,6 +112,40 @@ TEST_F(EmbeddedServiceTest, AHandlerMayEndItsOwnSubscription) {
   EXPECT_EQ(calls, 1);
 }
 
+// From a handler (the service thread): a cancel works once the handler returns, a submit
+// is refused and a wait does not wait, instead of each waiting for the thread it runs on.
+TEST_F(EmbeddedServiceTest, AHandlerCanCancelButNotSubmitOrWait) {
+  auto service = open();
+  ASSERT_TRUE(service->start());
+  std::optional<Status> canceled;
+  std::optional<std::string> submitted;
+  bool waited = true, had_ticket = false;
+  std::shared_ptr<CallbackTicket> ticket;
+  std::mutex mutex;
+  auto placed = service->submit(form("1001", "4001"), [&](const CallEvent& event) {
+    if (event.call.state() != CallState::dialing_b) return;
+    std::lock_guard lock(mutex);
+    submitted = service->submit(form("1001", "1002")).error().code;
+    had_ticket = ticket != nullptr;  // set right after submit(); A rings 10 ms before B is dialed
+    waited = ticket && ticket->wait(std::chrono::seconds(30)).has_value();
+    canceled = service->cancel(event.call.id());
+  });
+  ASSERT_TRUE(placed);
+  {
+    std::lock_guard lock(mutex);
+    ticket = *placed;
+  }
+  auto end = (*placed)->wait(std::chrono::seconds(30));
+  ASSERT_TRUE(end);
+  EXPECT_EQ(end->call.state(), CallState::canceled);
+  std::lock_guard lock(mutex);
+  ASSERT_TRUE(canceled);
+  EXPECT_TRUE(*canceled);
+  EXPECT_EQ(submitted, "from_handler");
+  EXPECT_TRUE(had_ticket);
+  EXPECT_FALSE(waited);
+}
+
 TEST_F(EmbeddedServiceTest, ErrorsNameWhatWasWrong) {
   auto missing = EmbeddedService::open(dir / "nope.json");
   ASSERT_FALSE(missing);

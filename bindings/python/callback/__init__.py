@@ -14,8 +14,10 @@ service goes on. For asyncio: ``async for cb in service.events(call.id): ...``.
 """
 
 import asyncio
+import atexit as _atexit
 import json as _json
 import os as _os
+import weakref as _weakref
 from typing import AsyncIterator, Callable, Iterable, Optional, Union
 
 from . import errors
@@ -44,6 +46,17 @@ __all__ = [
 ]
 
 
+# Services still running when Python exits are stopped while Python still runs: their last
+# events may reach handlers, and the service thread never meets a Python being torn down.
+_live: "_weakref.WeakSet[Service]" = _weakref.WeakSet()
+
+
+@_atexit.register
+def _stop_all() -> None:
+    for service in list(_live):
+        service.stop()
+
+
 class Service(_Service):
     """The callback service: store, billing, engine, triggers and front ends, from a config.
 
@@ -62,6 +75,7 @@ class Service(_Service):
         text = _json.dumps(config) if isinstance(config, dict) else config
         path = _os.fspath(config_file) if config_file is not None else None
         super().__init__(path, text, [_os.fspath(d) for d in plugin_dirs], log_file, engine_wait)
+        _live.add(self)
 
     def __enter__(self) -> "Service":
         self.start()

@@ -306,3 +306,61 @@ def test_the_readme_csv_example_runs_a_call_list(tmp_path, config):
     assert "line 3: 1002 -> 3001: partner_busy" in run.stdout
     assert "line 4: skipped: callee: " in run.stdout
     assert run.stdout.splitlines()[-1] == "done: 1 partner_busy, 1 partner_hangup, 1 skipped, 1 system_busy"
+
+
+def test_a_handler_may_cancel_but_not_submit_or_wait(service):
+    tried = {}
+
+    def on_event(cb):
+        if cb.state == CallState.dialing_b and not tried:
+            try:
+                service.submit("1001", "1002", campaign="free")
+            except callback.Conflict as e:
+                tried["submit"] = e.code
+            try:
+                service.get(cb.id)
+                handle_box[0].wait(timeout=30)
+            except callback.Unavailable as e:
+                tried["wait"] = e.code
+            service.cancel(cb.id)
+            tried["cancel"] = "ok"
+
+    handle_box = [None]
+    handle_box[0] = handle = service.submit("1001", "4001", campaign="free", on_event=on_event)
+    assert handle.wait(60).outcome == "canceled"
+    assert tried == {"submit": "from_handler", "wait": "timeout", "cancel": "ok"}
+
+
+def test_out_of_range_input_is_refused_not_wrapped(billed):
+    with pytest.raises(callback.InvalidInput) as e:
+        billed.cdrs(until=datetime.datetime.max.replace(tzinfo=datetime.timezone.utc))
+    assert e.value.field == "until"
+    with pytest.raises(callback.InvalidInput) as e:
+        billed.top_up("123", Decimal("1E+999999999"))
+    assert e.value.field == "amount"
+    with pytest.raises(callback.InvalidInput):
+        billed.top_up("123", Decimal("1E-999999999"))
+    handle = billed.submit("1001", "1002", account="123", pin="2468", limit=1)
+    with pytest.raises(callback.InvalidInput):
+        handle.wait(timeout=float("nan"))
+    assert handle.wait(timeout=float("inf")).final
+    since = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))) - datetime.timedelta(hours=1)
+    assert handle.id in {c.callback_id for c in billed.cdrs(since=since)}
+    assert handle.id not in {c.callback_id for c in billed.cdrs(since=since + datetime.timedelta(hours=2))}
+
+
+def test_python_exiting_with_a_service_running_stops_it_cleanly(tmp_path, config):
+    script = tmp_path / "leave.py"
+    script.write_text(f"""
+import callback, sys
+s = callback.Service({write_config(tmp_path, config)!r}, plugin_dirs=[{PLUGIN_DIR!r}])
+s.start()
+seen = []
+h = s.submit("1001", "4001", campaign="free", on_event=lambda cb: seen.append(cb.state.name))
+while "dialing_b" not in seen:
+    pass
+print("leaving with", h.id, "ringing", flush=True)
+""")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "ringing" in run.stdout

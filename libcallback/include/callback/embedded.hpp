@@ -12,9 +12,11 @@
 //   auto end = call->wait(std::chrono::minutes(10));      // the final event, or nothing yet
 //   service->stop(std::chrono::seconds(30));              // drain, then cancel the rest
 //
-// Every method may be called from any thread except the service thread (event handlers run
-// there: keep them short, and do not call back into the service from them, except
-// Subscription::reset()). Nothing throws: every failure is an Error that names its field.
+// Every method may be called from any thread. Event handlers run on the service thread: keep
+// them short. From a handler, cancel(), subscribe(), watch() and Subscription::reset() work
+// (a cancel or a new watch takes effect once the handler returns); submit() is refused
+// ("from_handler"), wait() does not wait, and stop() is ignored. Nothing throws: every
+// failure is an Error that names its field.
 #include <callback/account.hpp>
 #include <callback/billing.hpp>
 #include <callback/call_event.hpp>
@@ -56,8 +58,13 @@ class CALLBACK_EXPORT CallbackTicket {
   // The latest event: the callback's state, legs, outcome and cost so far.
   [[nodiscard]] virtual CallEvent latest() const = 0;
   [[nodiscard]] virtual bool finished() const = 0;
-  // Blocks until the callback ends (its final event) or `timeout` passes (nothing).
+  // Blocks until the callback ends (its final event) or `timeout` passes (nothing). Also
+  // nothing at once once the service has stopped without its end (orphaned()), and from an
+  // event handler (it would wait for itself).
   [[nodiscard]] virtual std::optional<CallEvent> wait(std::chrono::milliseconds timeout) const = 0;
+  // The service stopped before this callback ended: its end is in the journal, for the next
+  // start (or `callbackctl reconcile`) to settle.
+  [[nodiscard]] virtual bool orphaned() const = 0;
   // Cancels it at whatever stage it is; the final event still comes (state canceled, or
   // how it ended if it ended first).
   virtual Status cancel() = 0;

@@ -72,6 +72,8 @@ class CALLBACK_EXPORT Runtime {
   // std::runtime_error once the runtime has stopped.
   void run_on_service_thread(const std::function<void()>& work);
   [[nodiscard]] bool accepting() const noexcept { return accepting_.load(); }
+  // True on the service thread itself (where run_on_service_thread would wait for itself).
+  [[nodiscard]] bool on_service_thread() const noexcept { return std::this_thread::get_id() == thread_id_.load(); }
   // What start() found in the store's journal (CallbackService::recover).
   [[nodiscard]] const RecoveryReport& recovery() const noexcept { return recovery_; }
   // Waits until the engine has a server ready for calls (an embedded `callbackctl call`
@@ -122,6 +124,7 @@ class CALLBACK_EXPORT Runtime {
   std::unique_ptr<Cluster> cluster_;  // several nodes on a shared journal
   std::unique_ptr<Sink> sink_;
   std::thread thread_;
+  std::atomic<std::thread::id> thread_id_{};
   RecoveryReport recovery_;
   std::atomic<bool> accepting_{false};
   bool started_ = false;
