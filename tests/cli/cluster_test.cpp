@@ -454,11 +454,14 @@ TEST_F(ClusterTest, AFrozenNodeLosesItsCallsAndStopsWhenItWakesUp) {
   const auto ids = place_talking_calls(*n1, 10);
   ASSERT_FALSE(HasFailure());
   n1->signal(SIGSTOP);
-  // n2 takes them over once n1's lease has run out.
+  // n2 takes them over once n1's lease has run out: all of them, unless n1 froze in the
+  // middle of a journal write (seen under ASan in CI, 9 of 10): that call's row stays
+  // locked by n1's open transaction, and n2 takes it once n1 has woken and stopped.
   test::poll_until(60s, [&] { return count("SELECT count(*) FROM callback_journal WHERE owner = 'n2' AND NOT final") >= 10; });
-  ASSERT_EQ(count("SELECT count(*) FROM callback_journal WHERE owner = 'n2'"), 10);
+  ASSERT_GE(count("SELECT count(*) FROM callback_journal WHERE owner = 'n2'"), 9);
   n1->signal(SIGCONT);
   EXPECT_EQ(n1->wait(30s), 128 + 75) << "n1 stops at its next renewal (every 2/3 s)";
+  EXPECT_TRUE(test::poll_until(60s, [&] { return count("SELECT count(*) FROM callback_journal WHERE owner = 'n2'") == 10; }));
   for (const auto& id : ids) {
     auto done = wait_for(*n2, id, final_state, 120s);
     EXPECT_EQ(done.at("outcome").as_string(), "time_up") << json::serialize(done);
