@@ -140,6 +140,8 @@ int main(int argc, char** argv) {
     options.servers = {host + ":" + std::to_string(port)};
     options.password = secret;
     options.max_connections = std::getenv("ARI_CONNECTIONS") ? std::stoul(std::getenv("ARI_CONNECTIONS")) : 8;
+    // ARI_REST=websocket: the engine's rest_over_websocket (REST calls on the event WebSocket).
+    options.rest_over_websocket = std::getenv("ARI_REST") != nullptr && std::string_view(std::getenv("ARI_REST")) == "websocket";
     engine_owner = std::make_unique<engine_ari::AriEngine>(context, options);
   } else {
     engine_ami::AmiOptions options;

@@ -20,8 +20,10 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <deque>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 namespace callback::ari {
@@ -83,20 +85,23 @@ std::string code_for_status(unsigned status) {
 }
 
 // "HTTP 404 Not Found" plus Asterisk's message or the start of the body, if any.
-std::string status_text(const http::response<http::string_body>& reply) {
-  std::string text = "HTTP " + std::to_string(reply.result_int());
-  if (!reply.reason().empty()) text += " " + quote_untrusted(reply.reason(), 80);
-  if (auto message = asterisk_message(reply.body())) {
+std::string status_text(unsigned status, std::string_view reason, std::string_view body) {
+  std::string text = "HTTP " + std::to_string(status);
+  if (!reason.empty()) text += " " + quote_untrusted(reason, 80);
+  if (auto message = asterisk_message(body)) {
     text += ": " + quote_untrusted(*message);
-  } else if (!reply.body().empty()) {
-    text += ": " + quote_untrusted(reply.body());
+  } else if (!body.empty()) {
+    text += ": " + quote_untrusted(body);
   }
   return text;
 }
 
-Result<Response> to_result(const http::response<http::string_body>& reply, const std::string& field) {
-  const unsigned status = reply.result_int();
-  const std::string& body = reply.body();
+std::string status_text(const http::response<http::string_body>& reply) {
+  return status_text(reply.result_int(), reply.reason(), reply.body());
+}
+
+// A reply, from HTTP or a RESTResponse on the WebSocket: its status, reason and body text.
+Result<Response> to_result(unsigned status, std::string_view reason, std::string_view body, const std::string& field) {
   if (status >= 200 && status < 300) {
     Response response{status, nullptr};
     if (body.empty()) return response;  // 204 No Content, Content-Length: 0
@@ -109,7 +114,7 @@ Result<Response> to_result(const http::response<http::string_body>& reply, const
   if (auto message = asterisk_message(body); message && status >= 400) {
     return Error{code_for_status(status), quote_untrusted(*message), field};
   }
-  return Error{code_for_status(status), status_text(reply), field};
+  return Error{code_for_status(status), status_text(status, reason, body), field};
 }
 
 // Resolves (unless the host is an address) and connects within `timeout`; `done(ec)`.
@@ -160,6 +165,8 @@ struct Call {
   int attempts = 0;             // sends; a stale keep-alive connection earns one more
   bool fresh_only = false;      // that one more: on a new connection (the other idle ones are as old)
   bool finished = false;
+  std::uint64_t ws_id = 0;      // its request_id, while it is on the event WebSocket
+  std::uint64_t ws_stream = 0;  // that WebSocket's serial
 };
 
 // One HTTP connection of the pool. Async operations hold it by shared_ptr; the Client
@@ -189,7 +196,30 @@ struct EventStream {
   beast::flat_buffer buffer;
   websocket::response_type handshake_reply;
   State state = State::connecting;
+  std::uint64_t serial = 0;
+  // REST over the WebSocket: Asterisk answered the probe; RESTRequest frames not yet
+  // written (the front one is being written when `writing`), each with its request_id.
+  bool rest_ready = false;
+  bool writing = false;
+  std::deque<std::pair<std::string, std::uint64_t>> outbox;  // 0: the probe
 };
+
+constexpr std::string_view probe_id = "callback-probe";
+
+// {"type":"RESTRequest","request_id":"17","method":"POST","uri":"channels?endpoint=...",
+//  "content_type":"application/json","message_body":"{...}"}: the target without "/ari/".
+std::string rest_request_frame(std::string_view id, std::string_view method, std::string_view uri, std::string_view body) {
+  json::object frame;
+  frame["type"] = "RESTRequest";
+  frame["request_id"] = id;
+  frame["method"] = method;
+  frame["uri"] = uri;
+  if (!body.empty()) {
+    frame["content_type"] = "application/json";
+    frame["message_body"] = body;
+  }
+  return json::serialize(frame);
+}
 
 }  // namespace
 
@@ -265,6 +295,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   static constexpr std::chrono::milliseconds idle_watch_after{1000};
   asio::steady_timer idle_timer;
   bool idle_armed = false;
+  // Calls sent (or queued to be sent) on the event WebSocket, by request_id.
+  std::unordered_map<std::uint64_t, std::shared_ptr<Call>> ws_calls;
+  std::uint64_t ws_serial = 0, ws_next_id = 0;
 
   // --- REST ------------------------------------------------------------------------
 
@@ -287,8 +320,112 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
                                        std::move(done), steady::now() + options.request_timeout);
     by_deadline.push_back(call);
     arm_deadline();
+    if (events && events->rest_ready && call->target.starts_with("/ari/")) {
+      send_on_websocket(events, call);
+      return;
+    }
     queue.push_back(std::move(call));
     dispatch();
+  }
+
+  // --- REST over the event WebSocket -----------------------------------------------
+
+  void send_on_websocket(const std::shared_ptr<EventStream>& stream, const std::shared_ptr<Call>& call) {
+    ++call->attempts;
+    call->ws_id = ++ws_next_id;
+    call->ws_stream = stream->serial;
+    ws_calls.emplace(call->ws_id, call);
+    stream->outbox.emplace_back(rest_request_frame(std::to_string(call->ws_id), http::to_string(call->method),
+                                                   std::string_view(call->target).substr(5), call->body),
+                                call->ws_id);
+    write_outbox(stream);
+  }
+
+  void write_outbox(const std::shared_ptr<EventStream>& stream) {
+    if (stream->writing || stream->outbox.empty() || stream->state != EventStream::State::open) return;
+    stream->writing = true;
+    stream->ws.text(true);
+    stream->ws.async_write(asio::buffer(stream->outbox.front().first), [weak = weak_from_this(), stream](error_code ec, std::size_t) {
+      auto self = weak.lock();
+      if (!self) return;
+      stream->writing = false;
+      if (self->events != stream) return;
+      if (ec) {
+        self->lose_events(stream, events_error(*stream, ec, "writing to the event WebSocket failed", self->options.event_idle_timeout));
+        return;
+      }
+      stream->outbox.pop_front();
+      self->write_outbox(stream);
+    });
+  }
+
+  // A RESTResponse: {"type":"RESTResponse","transaction_id":"","request_id":"17",
+  // "status_code":204,"reason_phrase":"No Content","uri":"...","content_type":...,
+  // "message_body":"<the reply's JSON as a string>", ...}.
+  void on_rest_response(EventStream& stream, const json::object& frame) {
+    const auto text = [&](std::string_view key) -> std::string_view {
+      const auto* v = frame.if_contains(key);
+      return v != nullptr && v->is_string() ? std::string_view(v->as_string()) : std::string_view();
+    };
+    const auto* code = frame.if_contains("status_code");
+    const unsigned status = code != nullptr && code->is_int64() && code->as_int64() > 0 && code->as_int64() < 1000
+                                ? static_cast<unsigned>(code->as_int64())
+                                : 0;
+    const std::string_view id = text("request_id");
+    if (id == probe_id) {
+      stream.rest_ready = status == 200;
+      return;
+    }
+    std::uint64_t number = 0;
+    const auto parsed = std::from_chars(id.data(), id.data() + id.size(), number);
+    if (parsed.ec != std::errc() || parsed.ptr != id.data() + id.size()) return;  // not one of ours
+    const auto found = ws_calls.find(number);
+    if (found == ws_calls.end() || found->second->ws_stream != stream.serial) return;  // expired, or not ours
+    auto call = std::move(found->second);
+    ws_calls.erase(found);
+    const std::string field = where(call->method, call->target);
+    if (status == 0) {
+      finish(call, Error{"ari.protocol", "a RESTResponse without a status_code", field});
+      return;
+    }
+    finish(call, to_result(status, text("reason_phrase"), text("message_body"), field));
+  }
+
+  // `stream` is gone. Calls not yet written go over HTTP; those written fail: Asterisk may
+  // have done them or not. Nothing is left on the stream. A callback may close() the
+  // client or destroy it: each call is looked up again before it is finished.
+  void release_websocket_calls(EventStream& stream) {
+    if (closed) {  // shutdown() ends every call in ws_calls
+      stream.outbox.clear();
+      return;
+    }
+    if (stream.outbox.empty() && ws_calls.empty()) return;
+    // The frame being written may have reached Asterisk; the ones behind it have not.
+    for (std::size_t i = stream.writing ? 1 : 0; i < stream.outbox.size(); ++i) {
+      const auto found = ws_calls.find(stream.outbox[i].second);
+      if (found == ws_calls.end()) continue;  // the probe, or expired
+      auto call = std::move(found->second);
+      ws_calls.erase(found);
+      call->ws_id = 0;
+      call->attempts = 0;
+      queue.push_back(std::move(call));
+    }
+    stream.outbox.clear();
+    std::vector<std::uint64_t> sent;
+    for (const auto& [id, call] : ws_calls) {
+      if (call->ws_stream == stream.serial) sent.push_back(id);
+    }
+    std::sort(sent.begin(), sent.end());  // in the order made
+    dispatch();
+    auto self = shared_from_this();  // through the callbacks
+    for (const auto& id : sent) {
+      const auto found = ws_calls.find(id);
+      if (found == ws_calls.end() || closed) continue;
+      auto call = std::move(found->second);
+      ws_calls.erase(found);
+      finish(call, Error{"ari.unreachable", "the event WebSocket was lost before Asterisk answered",
+                         where(call->method, call->target)});
+    }
   }
 
   // The oldest unfinished call's deadline, if the timer is not already set for it.
@@ -411,7 +548,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
     auto call = std::move(conn->call);
     auto reply = conn->parser->release();
-    auto result = to_result(reply, where(call->method, call->target));
+    auto result = to_result(reply.result_int(), reply.reason(), reply.body(), where(call->method, call->target));
     conn->reused = true;
     // Asterisk's "Connection: close" (and leftovers nobody asked for) end the connection.
     if (reply.keep_alive() && conn->buffer.size() == 0) {
@@ -493,6 +630,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   void expire(const std::shared_ptr<Call>& call) {
     if (call->finished) return;
+    if (call->ws_id != 0) ws_calls.erase(call->ws_id);  // a reply that still comes is not ours
     if (auto queued = std::find(queue.begin(), queue.end(), call); queued != queue.end()) queue.erase(queued);
     auto serving = std::find_if(connections.begin(), connections.end(), [&](const auto& c) { return c->call == call; });
     if (serving != connections.end()) drop(*serving);  // its reply, if any, comes too late
@@ -524,6 +662,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     closed = false;
     if (events) return;
     auto stream = std::make_shared<EventStream>(io);
+    stream->serial = ++ws_serial;
     events = stream;
     connect_stream(endpoint, options.connect_timeout, beast::get_lowest_layer(stream->ws), stream->resolver,
                    [weak = weak_from_this(), stream](error_code ec) {
@@ -547,6 +686,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       req.set(http::field::authorization, auth);
     }));
     stream->ws.read_message_max(event_frame_limit);
+    stream->ws.auto_fragment(false);  // a RESTRequest is one frame, whatever its size
     const auto target = with_query("/ari/events", {{"app", endpoint.app}, {"subscribeAll", "false"}});
     stream->ws.async_handshake(stream->handshake_reply, host, target, [weak = weak_from_this(), stream](error_code shook) {
       if (auto self = weak.lock()) self->on_handshake(stream, shook);
@@ -570,6 +710,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
     stream->state = EventStream::State::open;
     read_events(stream);
+    if (options.rest_over_websocket) {
+      // Until its answer, calls go over HTTP.
+      stream->outbox.emplace_back(rest_request_frame(probe_id, "GET", "asterisk/ping", {}), 0);
+      write_outbox(stream);
+    }
     if (handlers.opened) handlers.opened();
   }
 
@@ -607,6 +752,14 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     // The next read first: whatever the handler does (close(), ~Client, throw), the
     // stream's state is whole.
     read_events(stream);
+    if (!bad) {
+      const auto& object = parsed.as_object();
+      const auto* type = object.if_contains("type");
+      if (type != nullptr && type->is_string() && type->as_string() == "RESTResponse") {
+        on_rest_response(*stream, object);
+        return;
+      }
+    }
     if (bad) {
       if (handlers.malformed) handlers.malformed(*bad);
     } else if (handlers.event) {
@@ -636,6 +789,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   // The WebSocket failed: `closed` once, last.
   void lose_events(const std::shared_ptr<EventStream>& stream, const Error& why) {
     stop_events(stream);
+    if (closed) return;  // a failed call's callback closed the client
     if (handlers.closed) handlers.closed(why);
   }
 
@@ -643,6 +797,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     if (events == stream) events.reset();
     const bool was_open = stream->state == EventStream::State::open;
     stream->state = EventStream::State::done;
+    stream->rest_ready = false;
     stream->resolver.cancel();
     if (was_open && stream->ws.is_open()) {
       // A close frame, so Asterisk logs a clean goodbye; the handshake timeout bounds it.
@@ -652,6 +807,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     } else {
       beast::get_lowest_layer(stream->ws).close();
     }
+    release_websocket_calls(*stream);  // last: a callback may do anything
   }
 
   // --- both ------------------------------------------------------------------------
@@ -670,6 +826,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
     calls.insert(calls.end(), queue.begin(), queue.end());
     queue.clear();
+    for (auto& [id, call] : ws_calls) calls.push_back(std::move(call));
+    ws_calls.clear();
     std::vector<std::pair<std::function<void(Result<Response>)>, std::string>> callbacks;
     for (const auto& call : calls) {
       if (call->finished) continue;
@@ -707,6 +865,8 @@ void Client::request(http::verb method, std::string target, std::function<void(R
 }
 
 bool Client::is_open() const { return impl_->events && impl_->events->state == EventStream::State::open; }
+
+bool Client::rest_on_websocket() const { return impl_->events && impl_->events->rest_ready; }
 
 std::size_t Client::connection_count() const { return impl_->connections.size(); }
 

@@ -63,6 +63,15 @@ class Client {
     // The event WebSocket: Beast pings after half of this without a frame, and gives up
     // (closed: ari.timeout) when nothing at all came for this long. Asterisk answers pings.
     std::chrono::milliseconds event_idle_timeout{30000};
+    // REST calls over the event WebSocket (ARI "REST over WebSocket": Asterisk 20.14, 21.9,
+    // 22.4 and later): once the WebSocket is up a probe (GET asterisk/ping as a RESTRequest)
+    // asks whether Asterisk takes them; from its RESTResponse on, calls go as text frames on
+    // the WebSocket and their replies come back in its stream, between the events: no HTTP
+    // connection, no request and reply each in its own system calls. Until then, and for an
+    // Asterisk that never answers the probe (older ones ignore the frame), over HTTP. A call
+    // in flight on a WebSocket that is lost fails with ari.unreachable (Asterisk may or may
+    // not have done it), as one on a lost HTTP connection does.
+    bool rest_over_websocket = false;
   };
   struct Handlers {
     std::function<void()> opened;                           // the event WebSocket is up (101 done)
@@ -99,6 +108,8 @@ class Client {
                boost::json::object body = {});
 
   [[nodiscard]] bool is_open() const;  // the event WebSocket is up
+  // REST calls go over the event WebSocket now (rest_over_websocket, and Asterisk answered the probe).
+  [[nodiscard]] bool rest_on_websocket() const;
   // HTTP connections open or opening now (keep-alive reuse, for tests and status).
   [[nodiscard]] std::size_t connection_count() const;
 

@@ -89,9 +89,11 @@ std::string dial_status_for(HangupCause cause) {
 // these: a callback's ~60 events become ~25, half the bytes to parse here and to write there.
 // (ChannelLeftBridge, read while plays waited for it, is no longer: the bridge goes with the
 // last leg, whose prompts are over.)
-constexpr std::array<std::string_view, 9> kEventsRead = {
-    "StasisStart",      "StasisEnd",           "ChannelStateChange", "Dial",               "ChannelHangupRequest",
-    "ChannelDestroyed", "ChannelDtmfReceived", "PlaybackFinished",   "ApplicationReplaced"};
+// RESTResponse too: Asterisk filters the replies to REST calls made over the WebSocket
+// (rest_over_websocket) as events.
+constexpr std::array<std::string_view, 10> kEventsRead = {
+    "StasisStart",      "StasisEnd",           "ChannelStateChange", "Dial",                "ChannelHangupRequest",
+    "ChannelDestroyed", "ChannelDtmfReceived", "PlaybackFinished",   "ApplicationReplaced", "RESTResponse"};
 
 json::object event_filter() {
   json::array allowed;
@@ -233,7 +235,8 @@ AriEngine::AriEngine(Context& context, AriOptions options)
         context_.io, std::move(endpoint),
         ari::Client::Options{.request_timeout = options_.request_timeout,
                              .max_connections = options_.max_connections,
-                             .event_idle_timeout = options_.event_idle_timeout},
+                             .event_idle_timeout = options_.event_idle_timeout,
+                             .rest_over_websocket = options_.rest_over_websocket},
         ari::Client::Handlers{
             .opened = [this, s, alive] { if (!alive.expired()) on_opened(*s); },
             .event = [this, s, alive](const json::object& e) { if (!alive.expired()) on_event(*s, e); },
@@ -336,7 +339,8 @@ EngineStatus AriEngine::status() const {
     if (server->state == Server::State::ready) {
       out.checks.push_back({.name = "login", .ok = true,
                             .detail = "events of " + app_ + " as " + options_.username +
-                                      (server->version.empty() ? "" : ", Asterisk " + server->version)});
+                                      (server->version.empty() ? "" : ", Asterisk " + server->version) +
+                                      (server->client->rest_on_websocket() ? ", REST over the WebSocket" : "")});
       out.checked = true;
     } else if (server->attempted) {
       out.checks.push_back({.name = "login", .ok = false, .detail = server->detail});

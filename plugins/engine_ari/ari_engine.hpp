@@ -51,6 +51,9 @@ struct AriOptions {
   std::chrono::milliseconds lost_call_grace{30'000};  // legs of a lost server wait this long for it
   std::chrono::milliseconds event_idle_timeout{30'000};
   std::size_t max_connections = 4;  // HTTP connections per server
+  // REST calls over the event WebSocket where Asterisk takes them (ari::Client::Options):
+  // fewer system calls, but a call in flight when the WebSocket is lost fails.
+  bool rest_over_websocket = false;
   // The hangup handler each B leg gets (examples/asterisk/extensions.conf): it leaves B's
   // end in a global on Asterisk, read back for a B that ended while we were away (a
   // restart, a lost connection), so that call is billed. Empty: none, and such a B is

@@ -36,6 +36,10 @@ class Factory final : public PluginFactory {
          .min = 0, .max = 3600000},
         {.name = "max_connections", .type = OptionType::integer, .default_value = 4,
          .description = "HTTP connections per server for REST calls", .min = 1, .max = 64},
+        {.name = "rest_over_websocket", .type = OptionType::boolean, .default_value = false,
+         .description = "send REST calls over the event WebSocket when Asterisk takes them (ARI REST over WebSocket: "
+                        "20.14, 21.9, 22.4 and later; asked once connected), otherwise and until then over HTTP: fewer "
+                        "system calls, but a REST call in flight when the WebSocket is lost fails and its callback ends"},
         {.name = "leg_end_context", .type = OptionType::string, .default_value = "callback-ari-leg-end",
          .description = "dialplan context of the hangup handler each B leg gets (examples/asterisk/extensions.conf): "
                         "it records B's end on Asterisk, so a call that ends while callbackd is away is still billed; "
@@ -56,6 +60,7 @@ class Factory final : public PluginFactory {
     options.reconnect_max = std::chrono::milliseconds(args.options.integer("reconnect_max_ms"));
     options.lost_call_grace = std::chrono::milliseconds(args.options.integer("lost_call_grace_ms"));
     options.max_connections = static_cast<std::size_t>(args.options.integer("max_connections"));
+    options.rest_over_websocket = args.options.boolean("rest_over_websocket");
     options.leg_end_context = args.options.string("leg_end_context");
     options.journal = args.store != nullptr ? args.store->journal() : nullptr;
     if (auto ok = validate(options); !ok) throw Exception(ok.error());

@@ -22,6 +22,7 @@
 #include <boost/beast/websocket/detail/hybi13.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -167,6 +168,10 @@ class AriServer {
   };
   std::optional<std::string> refuse_upgrade;
   std::vector<WsStep> events;
+  // Each text frame the client sends on the WebSocket (unmasked): text -> that frame sent
+  // back, raw -> nothing (an Asterisk before REST over WebSocket), hang_up -> the TCP close.
+  std::function<WsStep(const std::string&)> on_text = [](const std::string&) { return WsStep{WsStep::raw, {}}; };
+  std::vector<std::string> texts;
   std::vector<Seen> seen;
   int accepted = 0;
 
@@ -250,7 +255,21 @@ class AriServer {
         for (std::size_t i = 2; i < header - 4; ++i) length = (length << 8) | head[i];
       }
       if (!co_await need(*socket, buffer, header + length)) co_return;
+      head = static_cast<const unsigned char*>(buffer.data().data());
+      std::string payload(reinterpret_cast<const char*>(head) + header, length);
+      for (std::size_t i = 0; i < length; ++i) payload[i] = static_cast<char>(payload[i] ^ head[header - 4 + i % 4]);
       buffer.consume(header + length);
+      if (opcode == 0x1) {
+        texts.push_back(payload);
+        const WsStep step = on_text(payload);
+        if (step.kind == WsStep::hang_up) {
+          socket->close(ignored);
+          co_return;
+        }
+        if (step.kind == WsStep::text) {
+          co_await asio::async_write(*socket, asio::buffer(frame(step.bytes)), asio::as_tuple(asio::use_awaitable));
+        }
+      }
       if (opcode == 0x8) {
         co_await asio::async_write(*socket, asio::buffer(frame("", 0x8)), asio::as_tuple(asio::use_awaitable));
         socket->close(ignored);
@@ -590,6 +609,152 @@ TEST_F(AriClientTest, ACallbackMayDestroyTheClient) {
   EXPECT_EQ(client, nullptr);
   drain();
   EXPECT_EQ(other, 0);
+}
+
+// --- REST over the event WebSocket -------------------------------------------------
+
+// Asterisk's RESTResponse to a request (ari-rest-websocket, recorded on 23.4.1) under the
+// request_id this one carries.
+std::string recorded_rest_response(const std::string& recorded_id, const std::string& request) {
+  for (const auto& line : recorded_events("ari-rest-websocket.events.jsonl")) {
+    auto reply = json::parse(line).as_object();
+    if (reply["type"] != "RESTResponse" || reply["request_id"] != recorded_id.c_str()) continue;
+    const auto sent = json::parse(request).as_object();
+    const std::string id(sent.at("request_id").as_string());
+    const std::string from = "\"request_id\":\"" + recorded_id + "\"";
+    std::string text = line;
+    text.replace(text.find(from), from.size(), "\"request_id\":\"" + id + "\"");
+    return text;
+  }
+  ADD_FAILURE() << "no RESTResponse " << recorded_id << " in ari-rest-websocket";
+  return {};
+}
+
+// Answers the probe and every request as Asterisk did: the ping, the 404 of a DELETE of a
+// channel that is not there, or the 204 of a DELETE that was.
+WsStep asterisk_23(const std::string& text) {
+  const auto request = json::parse(text).as_object();
+  if (request.at("request_id") == "callback-probe") return {WsStep::text, recorded_rest_response("callback-probe", text)};
+  if (request.at("uri") == "channels/nope") return {WsStep::text, recorded_rest_response("hang-up-a-channel-that-is-not-there", text)};
+  if (request.at("method") == "DELETE") return {WsStep::text, recorded_rest_response("hang-up-A", text)};
+  return {WsStep::text, recorded_rest_response("many-1", text)};
+}
+
+struct AriWebSocketRest : AriClientTest {
+  AriWebSocketRest() { options.rest_over_websocket = true; }
+  void open_with_rest() {
+    make_client();
+    client->open();
+    ASSERT_TRUE(run_until([&] { return client->rest_on_websocket(); })) << "the probe answered";
+  }
+};
+
+TEST_F(AriWebSocketRest, OnceAsteriskAnswersTheProbeCallsGoAsFramesAndNoHttpConnectionIsMade) {
+  server.on_text = asterisk_23;
+  open_with_rest();
+  ASSERT_EQ(server.texts.size(), 1u);
+  EXPECT_EQ(server.texts[0], R"({"type":"RESTRequest","request_id":"callback-probe","method":"GET","uri":"asterisk/ping"})");
+  auto ping = call(http::verb::get, "/ari/asterisk/ping");
+  ASSERT_TRUE(ping.ok()) << ping.error().describe();
+  EXPECT_EQ(ping->status, 200u);
+  EXPECT_EQ(ping->body.as_object().at("ping"), "pong") << "message_body parsed from its string";
+  auto gone = call(http::verb::delete_, "/ari/channels/cb-1-a?reason_code=16", json::object{{"x", 1}});
+  ASSERT_TRUE(gone.ok()) << gone.error().describe();
+  EXPECT_EQ(gone->status, 204u);
+  EXPECT_TRUE(gone->body.is_null());
+  ASSERT_EQ(server.texts.size(), 3u);
+  const auto sent = json::parse(server.texts[2]).as_object();
+  EXPECT_EQ(sent.at("method"), "DELETE");
+  EXPECT_EQ(sent.at("uri"), "channels/cb-1-a?reason_code=16") << "relative to /ari/, the query kept";
+  EXPECT_EQ(sent.at("content_type"), "application/json");
+  EXPECT_EQ(sent.at("message_body"), R"({"x":1})") << "the body as a JSON string";
+  EXPECT_EQ(server.seen.size(), 1u) << "only the upgrade: no REST over HTTP";
+  EXPECT_EQ(client->connection_count(), 0u);
+}
+
+TEST_F(AriWebSocketRest, AnAsteriskThatIgnoresTheProbeGetsItsCallsOverHttp) {
+  make_client();  // on_text answers nothing, as Asterisk before 20.14/21.9/22.4 does
+  client->open();
+  ASSERT_TRUE(run_until([&] { return server.texts.size() == 1; })) << "the probe went";
+  auto info = call(http::verb::get, "/ari/asterisk/info");
+  ASSERT_TRUE(info.ok()) << info.error().describe();
+  EXPECT_FALSE(client->rest_on_websocket());
+  ASSERT_EQ(server.seen.size(), 2u);
+  EXPECT_EQ(server.seen[1].target, "/ari/asterisk/info");
+  EXPECT_EQ(server.texts.size(), 1u) << "nothing but the probe on the WebSocket";
+}
+
+TEST_F(AriWebSocketRest, AnErrorReplyIsTypedWithAsterisksMessage) {
+  server.on_text = asterisk_23;
+  open_with_rest();
+  auto gone = call(http::verb::delete_, "/ari/channels/nope");
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code, "ari.not_found");
+  EXPECT_EQ(gone.error().message, "Channel not found");
+  EXPECT_EQ(gone.error().field, "DELETE /ari/channels/nope");
+}
+
+TEST_F(AriWebSocketRest, ACallInFlightWhenTheWebSocketIsLostFailsAsUnreachableAndClosedIsCalledOnce) {
+  server.on_text = [](const std::string& text) {
+    if (json::parse(text).as_object().at("request_id") == "callback-probe") return asterisk_23(text);
+    return WsStep{WsStep::hang_up, {}};  // the request read, then the connection gone
+  };
+  open_with_rest();
+  auto lost = call(http::verb::post, "/ari/bridges/cb-1/addChannel?channel=cb-1-a,cb-1-b");
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.error().code, "ari.unreachable");
+  EXPECT_NE(lost.error().message.find("lost before Asterisk answered"), std::string::npos) << lost.error().message;
+  ASSERT_TRUE(run_until([&] { return closed.size() == 1; }));
+  EXPECT_FALSE(client->rest_on_websocket());
+  // Without the WebSocket the next call goes over HTTP.
+  auto info = call(http::verb::get, "/ari/asterisk/info");
+  EXPECT_TRUE(info.ok());
+  EXPECT_EQ(server.seen.back().target, "/ari/asterisk/info");
+  client->close();
+  EXPECT_EQ(closed.size(), 1u);
+}
+
+TEST_F(AriWebSocketRest, NoReplyIsATimeoutAndCloseEndsTheOthersWithClosed) {
+  server.on_text = [](const std::string& text) {
+    if (json::parse(text).as_object().at("request_id") == "callback-probe") return asterisk_23(text);
+    return WsStep{WsStep::raw, {}};  // never answered
+  };
+  options.request_timeout = 200ms;
+  open_with_rest();
+  auto late = call(http::verb::get, "/ari/asterisk/ping");
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, "ari.timeout");
+  std::optional<Result<ari::Response>> pending;
+  client->request(http::verb::get, "/ari/channels", [&](Result<ari::Response> r) { pending = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return server.texts.size() == 3; }));
+  client->close();
+  ASSERT_TRUE(pending.has_value()) << "before close() returned";
+  EXPECT_EQ(pending->error().code, "ari.closed");
+}
+
+TEST_F(AriWebSocketRest, AReplyForNoCallOrWithoutAStatusIsNotTakenForOne) {
+  int n = 0;
+  server.on_text = [&n](const std::string& text) {
+    if (json::parse(text).as_object().at("request_id") == "callback-probe") return asterisk_23(text);
+    // First a reply to a request nobody made, then one without status_code: neither is an
+    // event, and the second ends the call as a protocol error.
+    ++n;
+    auto reply = json::parse(asterisk_23(text).bytes).as_object();
+    if (n == 1) {
+      reply["request_id"] = "9999";
+    } else {
+      reply.erase("status_code");
+    }
+    return WsStep{WsStep::text, json::serialize(reply)};
+  };
+  options.request_timeout = 300ms;
+  open_with_rest();
+  auto first = call(http::verb::get, "/ari/asterisk/ping");
+  EXPECT_EQ(first.error().code, "ari.timeout") << "the reply named another request";
+  auto second = call(http::verb::get, "/ari/asterisk/ping");
+  EXPECT_EQ(second.error().code, "ari.protocol");
+  EXPECT_TRUE(events.empty()) << "RESTResponse frames are not events";
+  EXPECT_TRUE(malformed.empty());
 }
 
 // --- keep-alive ---------------------------------------------------------------------

@@ -4,6 +4,8 @@
 #        project's [callback] context dials B with L())
 #   ari  callback.engine.ari on 127.0.0.1:8088 (the step flow: each leg into the Stasis app
 #        callback-app, prompts, a mixing bridge, the limit timed by the engine)
+#   ari-ws  the same with rest_over_websocket: REST calls as RESTRequest frames on the event
+#        WebSocket (Asterisk 20.14/21.9/22.4+)
 # Both log in as `callback` with the secret peer.sh sets (callbacksecret) and reach the
 # fixtures' phones as Local/{number}@phones.
 # ENGINE ari takes an optional APP: the Stasis application (default callback-app). Asterisk
@@ -16,7 +18,10 @@ engine_entry() {
                           "dial_string": "Local/{number}@phones", "events": "call,user,cdr,agi,dtmf"}}' ;;
     ari) echo '{"plugin": "callback.engine.ari", "name": "asterisk",
                "config": {"servers": ["127.0.0.1:8088"], "password": "callbacksecret", "app": "'"${2:-callback-app}"'"}}' ;;
-    *) echo "unknown engine '$1' (ami or ari)" >&2; return 2 ;;
+    ari-ws) echo '{"plugin": "callback.engine.ari", "name": "asterisk",
+               "config": {"servers": ["127.0.0.1:8088"], "password": "callbacksecret", "app": "'"${2:-callback-app}"'",
+                          "rest_over_websocket": true}}' ;;
+    *) echo "unknown engine '$1' (ami, ari or ari-ws)" >&2; return 2 ;;
   esac
 }
 

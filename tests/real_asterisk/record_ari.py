@@ -255,6 +255,45 @@ class Recording:
         except ValueError:
             return status, body
 
+    # --- REST over the event WebSocket (Asterisk 20.14/21.9/22.4+) --------------------------
+    def ws_send(self, texts, label):
+        """RESTRequest frames (or any text), all in one TCP write, each logged in the timeline
+        as {"kind": "ws-sent", "label", "data"} with the text as sent."""
+        data = b""
+        for text in texts:
+            payload = text.encode()
+            mask = os.urandom(4)
+            n = len(payload)
+            head = bytes([0x81])
+            if n < 126:
+                head += bytes([0x80 | n])
+            elif n < 65536:
+                head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+            else:
+                head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+            data += head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            with self.cv:
+                self.timeline.append({"t": self.now(), "kind": "ws-sent", "label": label, "data": text})
+        self.ws.sendall(data)
+
+    def ws_rest(self, method, uri, label, body=None, request_id=None, wait=True):
+        """One REST call as a RESTRequest frame on the recorded WebSocket; waits for the
+        RESTResponse with its request_id: (status, parsed body or None)."""
+        request_id = request_id or label.replace(" ", "-")
+        msg = {"type": "RESTRequest", "request_id": request_id, "method": method, "uri": uri}
+        if body is not None:
+            msg["content_type"] = "application/json"
+            msg["message_body"] = body
+        start = len(self.events)
+        self.ws_send([json.dumps(msg, separators=(",", ":"))], label)
+        if not wait:
+            return None, None
+        _, resp = self.wait(lambda e: e.get("type") == "RESTResponse" and e.get("request_id") == request_id,
+                            start=start, what="RESTResponse " + request_id)
+        text = resp.get("message_body")
+        print("  %-45s %d %s" % (label, resp["status_code"], (text or "")[:150]))
+        return resp["status_code"], json.loads(text) if text else None
+
     # --- waiting for events ----------------------------------------------------------------
     def wait(self, pred, timeout=10.0, start=0, what="event", socket=None):
         """The first ARI event at or after index `start` for which pred is true: (index, event).
@@ -603,6 +642,36 @@ ENGINE_EVENTS = ["StasisStart", "StasisEnd", "ChannelStateChange", "Dial", "Chan
                  "ApplicationReplaced"]
 
 
+ENGINE_EVENTS_WS = [t for t in ENGINE_EVENTS if t != "ChannelLeftBridge"] + ["RESTResponse"]
+
+
+def whole_callback(rec, rest, cid, create_bridge):
+    """A callback as the engine makes it: A 9001 answers at once; "please wait"; B 2001 answers
+    after 1 s and hangs up 5 s later; bridged; "partner hung up" to A; A and the bridge deleted.
+    rest(method, uri relative to /ari/, label) -> (status, body); create_bridge: the bridge
+    request's path up to its query."""
+    rest("POST", "channels?endpoint=Local/9001@phones&app=%s&appArgs=leg-a,%s&callerId=%s&timeout=30"
+         "&channelId=%s-a&otherChannelId=%s-a2" % (APP, cid, q('"Callback" <2001>'), cid, cid), "originate A")
+    rec.wait_type("StasisStart", cid + "-a")
+    rest("POST", "channels/%s-a/play?media=sound:callback-please-wait&lang=en&playbackId=%s-p1" % (cid, cid),
+         "play please wait to A")
+    rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == cid + "-p1",
+             what="PlaybackFinished %s-p1" % cid)
+    rest("POST", "channels?endpoint=Local/2001@phones&app=%s&appArgs=leg-b,%s&callerId=%s&timeout=30"
+         "&channelId=%s-b&otherChannelId=%s-b2" % (APP, cid, q('"Callback" <9001>'), cid, cid), "originate B")
+    rec.wait_type("StasisStart", cid + "-b")
+    _, bridge = rest("POST", "%stype=mixing&name=%s" % (create_bridge, cid), "create the bridge")
+    rest("POST", "bridges/%s/addChannel?channel=%s-a,%s-b" % (bridge["id"], cid, cid), "add A and B")
+    rec.wait_type("ChannelDestroyed", cid + "-b", timeout=15)
+    rest("POST", "channels/%s-a/play?media=sound:callback-partner-hangup&lang=en&playbackId=%s-p2" % (cid, cid),
+         "play partner hung up to A")
+    rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == cid + "-p2",
+             what="PlaybackFinished %s-p2" % cid)
+    rest("DELETE", "channels/%s-a?reason_code=16" % cid, "hang up A")
+    rest("DELETE", "bridges/%s" % bridge["id"], "delete the bridge")
+    rec.wait_type("ChannelDestroyed", cid + "-a")
+
+
 def ari_event_filter(rec):
     """PUT /applications/{app}/eventFilter with the types the engine reads, then a whole
     callback (A 9001 answers at once; "please wait"; B 2001 answers after 1 s and hangs up 5 s
@@ -612,29 +681,50 @@ def ari_event_filter(rec):
     allowed = json.dumps({"allowed": [{"type": t} for t in ENGINE_EVENTS]}, separators=(",", ":"))
     rec.http("PUT", "/ari/applications/%s/eventFilter" % APP, "set the engine's event filter", body=allowed)
     rec.http("GET", "/ari/applications/%s" % APP, "the app, with its filter")
-    rec.http("POST", "/ari/channels?endpoint=Local/9001@phones&app=%s&appArgs=leg-a,cb-flt-1&callerId=%s&timeout=30"
-             "&channelId=cb-flt-1-a&otherChannelId=cb-flt-1-a2" % (APP, q('"Callback" <2001>')), "originate A")
-    rec.wait_type("StasisStart", "cb-flt-1-a")
-    rec.http("POST", "/ari/channels/cb-flt-1-a/play?media=sound:callback-please-wait&lang=en&playbackId=cb-flt-1-p1",
-             "play please wait to A")
-    rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == "cb-flt-1-p1",
-             what="PlaybackFinished cb-flt-1-p1")
-    rec.http("POST", "/ari/channels?endpoint=Local/2001@phones&app=%s&appArgs=leg-b,cb-flt-1&callerId=%s&timeout=30"
-             "&channelId=cb-flt-1-b&otherChannelId=cb-flt-1-b2" % (APP, q('"Callback" <9001>')), "originate B")
-    rec.wait_type("StasisStart", "cb-flt-1-b")
-    _, bridge = rec.http("POST", "/ari/bridges?type=mixing&name=cb-flt-1", "create the bridge")
-    rec.http("POST", "/ari/bridges/%s/addChannel?channel=cb-flt-1-a,cb-flt-1-b" % bridge["id"], "add A and B")
-    rec.wait_type("ChannelDestroyed", "cb-flt-1-b", timeout=15)
-    rec.http("POST", "/ari/channels/cb-flt-1-a/play?media=sound:callback-partner-hangup&lang=en&playbackId=cb-flt-1-p2",
-             "play partner hung up to A")
-    rec.wait(lambda e: e.get("type") == "PlaybackFinished" and e["playback"]["id"] == "cb-flt-1-p2",
-             what="PlaybackFinished cb-flt-1-p2")
-    rec.http("DELETE", "/ari/channels/cb-flt-1-a?reason_code=16", "hang up A")
-    rec.http("DELETE", "/ari/bridges/%s" % bridge["id"], "delete the bridge")
-    rec.wait_type("ChannelDestroyed", "cb-flt-1-a")
+    whole_callback(rec, lambda method, uri, label: rec.http(method, "/ari/" + uri, label), "cb-flt-1", "bridges?")
     rec.http("PUT", "/ari/applications/%s/eventFilter" % APP, "a filter that is not one",
              body='{"allowed":[{"name":"StasisStart"}]}')
     rec.http("PUT", "/ari/applications/%s/eventFilter" % APP, "reset the filter", body="{}")
+    rec.quiet(1)
+
+
+def ari_rest_websocket(rec):
+    """REST over the event WebSocket: a ping, the engine's event filter (with RESTResponse),
+    then the whole callback of ari-event-filter as RESTRequest frames; then three requests in
+    one TCP write; error replies (404, a bad type, no method, a body without content_type, not
+    JSON); and a filter without RESTResponse, under which a request gets no reply."""
+    rec.connect_ws()
+    rec.ws_rest("GET", "asterisk/ping", "ping", request_id="callback-probe")
+    allowed = json.dumps({"allowed": [{"type": t} for t in ENGINE_EVENTS_WS]}, separators=(",", ":"))
+    rec.ws_rest("PUT", "applications/%s/eventFilter" % APP, "set the engine's event filter", body=allowed)
+    whole_callback(rec, rec.ws_rest, "cb-rws-1", "bridges/cb-rws-1?")
+    # Three in one write: each answered, in order.
+    start = len(rec.events)
+    rec.ws_send([json.dumps({"type": "RESTRequest", "request_id": "many-%d" % i, "method": "GET",
+                             "uri": "asterisk/ping"}, separators=(",", ":")) for i in range(1, 4)], "three pings")
+    for i in range(1, 4):
+        rec.wait(lambda e, i=i: e.get("type") == "RESTResponse" and e.get("request_id") == "many-%d" % i,
+                 start=start, what="many-%d" % i)
+    rec.ws_rest("DELETE", "channels/cb-rws-none", "hang up a channel that is not there")
+    rec.ws_rest("GET", "channels/cb-rws-none/variable?variable=X", "a variable of no channel")
+    start = len(rec.events)
+    rec.ws_send(['{"type":"Nope","request_id":"bad-type","method":"GET","uri":"asterisk/ping"}'], "a bad type")
+    rec.ws_send(['{"type":"RESTRequest","request_id":"no-method","uri":"asterisk/ping"}'], "no method")
+    rec.ws_send(['{"type":"RESTRequest","request_id":"no-ctype","method":"PUT","uri":"applications/%s/eventFilter",'
+                 '"message_body":"{}"}' % APP], "a body without content_type")
+    rec.ws_send(['{not json'], "not JSON")
+    rec.ws_send(['{"type":"RESTRequest","request_id":"no-uri","method":"GET"}'], "no uri")
+    rec.ws_send(['{"type":"RESTRequest","request_id":"after","method":"GET","uri":"asterisk/ping"}'], "a ping after")
+    rec.wait(lambda e: e.get("type") == "RESTResponse" and e.get("request_id") == "after", start=start,
+             what="the ping after the bad ones")
+    # The filter without RESTResponse: the reply to a request is filtered out like an event.
+    allowed = json.dumps({"allowed": [{"type": t} for t in ENGINE_EVENTS]}, separators=(",", ":"))
+    rec.ws_rest("PUT", "applications/%s/eventFilter" % APP, "a filter without RESTResponse", body=allowed,
+                wait=False)
+    rec.quiet(1)
+    rec.ws_rest("GET", "asterisk/ping", "a ping under that filter", request_id="filtered", wait=False)
+    rec.quiet(1)
+    rec.http("PUT", "/ari/applications/%s/eventFilter" % APP, "reset the filter (HTTP)", body="{}")
     rec.quiet(1)
 
 
@@ -1009,6 +1099,7 @@ SCENARIOS = {
     "ari-app-replaced": ari_app_replaced,
     "ari-play-bridge-destroyed": ari_play_bridge_destroyed,
     "ari-event-filter": ari_event_filter,
+    "ari-rest-websocket": ari_rest_websocket,
     "ari-leg-end-record": ari_leg_end_record,
     "ari-inbound-no-app": ari_inbound_no_app,
     "ari-takeover-move": ari_takeover_move,

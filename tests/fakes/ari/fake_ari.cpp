@@ -323,6 +323,7 @@ struct Server {
   std::unordered_map<std::string, std::vector<std::shared_ptr<WsSession>>> apps;
   std::vector<std::shared_ptr<WsSession>> replaced;  // still open, told nothing any more
   std::map<std::string, std::size_t> requests;
+  std::size_t ws_requests = 0;  // RESTRequest frames among them
   std::map<std::string, std::string> globals;  // GET /ari/asterisk/variable
   std::map<std::string, std::size_t, std::less<>> events_sent, events_filtered;  // FakeAriStats
 
@@ -1346,6 +1347,9 @@ struct Server {
   }
 
   Reply handle(const http::request<http::string_body>& req);
+  // A text frame from an app's WebSocket: a RESTRequest (ARI REST over WebSocket, Asterisk
+  // 20.14/21.9/22.4+; ari-rest-websocket). Returns the RESTResponse frame, sent like an event.
+  std::string handle_ws_request(std::string_view frame, const std::string& app);
   Reply handle_ari(const std::string& method, const std::vector<std::string>& path,
                    const std::map<std::string, std::string>& query, const std::string& body, std::string& key);
   Reply handle_fake(const std::string& method, const std::string& path, const std::map<std::string, std::string>& query,
@@ -1438,6 +1442,7 @@ struct WsSession : std::enable_shared_from_this<WsSession> {
   bool writing = false;
   bool open = false;
   bool dropping = false;
+  bool holding = false;  // frames queue without a write while a RESTRequest is handled
 
   void start(http::request<http::string_body> req) {
     ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
@@ -1474,7 +1479,7 @@ struct WsSession : std::enable_shared_from_this<WsSession> {
   void queue_frame(unsigned char opcode, std::string_view payload) {
     if (!open || dropping) return;
     append_frame(pending, opcode, payload);
-    if (!writing) write_pending();
+    if (!writing && !holding) write_pending();
   }
 
   void write_pending() {
@@ -1542,6 +1547,24 @@ struct WsSession : std::enable_shared_from_this<WsSession> {
         return false;
       }
       if (opcode == 0x9) queue_frame(0xA, payload);  // ping -> pong
+      if (opcode == 0x1) {
+        // Asterisk sends the reply before the events the request caused (a DELETE's
+        // ChannelHangupRequest...: ari-rest-websocket): those are held and go after it.
+        const std::size_t held_from = pending.size();
+        holding = true;
+        const std::string reply = impl.handle_ws_request(payload, app);
+        holding = false;
+        if (!open) return false;
+        if (!dropping && impl.event_allowed(app, "RESTResponse")) {  // the app's eventFilter applies
+          impl.count(impl.events_sent, "RESTResponse");
+          std::string framed;
+          append_frame(framed, 0x1, reply);
+          pending.insert(std::min(held_from, pending.size()), framed);
+        } else {
+          impl.count(impl.events_filtered, "RESTResponse");
+        }
+        if (!writing) write_pending();
+      }
     }
     return true;
   }
@@ -1728,6 +1751,72 @@ Server::Reply Server::handle(const http::request<http::string_body>& req) {
   Reply reply = handle_ari(method, parts, query, req.body(), key);
   ++requests[method + " /ari/" + key];
   return reply;
+}
+
+// res/ari/ari_websocket_requests.c: {"type":"RESTResponse","transaction_id":..,"request_id":..,
+// "status_code":..,"reason_phrase":..,"uri":..[,"content_type","message_body"]} (the body as a
+// JSON string), then "application", "timestamp" and "asterisk_id" as every event has them
+// (ari-rest-websocket). The uri is echoed without its query, and only once the type passed.
+std::string Server::handle_ws_request(std::string_view frame, const std::string& app) {
+  boost::system::error_code ec;
+  const auto parsed = boost::json::parse(frame, ec);
+  const auto field = [&](std::string_view key) -> std::string {
+    if (ec || !parsed.is_object()) return {};
+    const auto* v = parsed.as_object().if_contains(key);
+    return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  const std::string transaction = field("transaction_id"), request_id = field("request_id");
+  std::string uri = field("uri");
+  std::string query_text;
+  if (const auto q = uri.find('?'); q != std::string::npos) {
+    query_text = uri.substr(q + 1);
+    uri.resize(q);
+  }
+  Reply reply;
+  bool parse_failed = false, type_ok = false;
+  const std::string method = field("method"), type = field("type"), body = field("message_body");
+  static const std::set<std::string> kMethods = {"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"};
+  if (ec || !parsed.is_object()) {
+    parse_failed = true;
+    reply = error(400, "Failed to parse request message JSON", "");
+  } else if (type.empty()) {
+    reply = error(400, "Bad request", "No 'type' property.");
+  } else if (type != "RESTRequest") {
+    reply = error(400, "Bad request", "Unknown request type.");
+  } else if ((type_ok = true), uri.empty()) {
+    reply = error(400, "Bad request", "Empty or missing 'uri' property.");
+  } else if (kMethods.count(method) == 0) {
+    reply = error(400, "Bad request", "Unknown or missing 'method' property.");
+  } else if (!body.empty() && field("content_type").empty()) {
+    reply = error(400, "Bad request", "No 'content_type' for 'message_body'.");
+  } else if (!body.empty() && field("content_type") != "application/json") {
+    reply = error(400, "Bad request", "Unknown content type.");
+  } else {
+    std::vector<std::string> parts = split(uri, '/');
+    for (auto& part : parts) part = url_decode(part);
+    std::string key;
+    reply = handle_ari(method, parts, parse_query(query_text), body, key);
+    ++requests[method + " /ari/" + key];
+    ++ws_requests;
+  }
+  std::string out = "{\"type\":\"RESTResponse\",\"transaction_id\":";
+  append_string(out, parse_failed ? std::string() : transaction);
+  out += ",\"request_id\":";
+  append_string(out, parse_failed ? std::string() : request_id);
+  out += ",\"status_code\":" + std::to_string(reply.status) + ",\"reason_phrase\":";
+  append_string(out, reply.reason);
+  out += ",\"uri\":";
+  append_string(out, type_ok ? uri : std::string());
+  if (!parse_failed && !reply.body.empty()) {
+    out += ",\"content_type\":\"application/json\",\"message_body\":";
+    append_string(out, reply.body);
+  }
+  out += ",\"application\":";
+  append_string(out, app);
+  out += ",\"timestamp\":\"" + ari_time(std::chrono::system_clock::now()) + "\",\"asterisk_id\":\"";
+  out += kAsteriskId;
+  out += "\"}";
+  return out;
 }
 
 Server::Reply Server::handle_fake(const std::string& method, const std::string& path,
@@ -2217,9 +2306,11 @@ Server::Reply Server::bridge_request(const std::string& method, const std::vecto
     return found == query.end() ? std::string() : found->second;
   };
   const std::size_t n = path.size();
-  if (n == 1 && method == "POST") {
+  // POST bridges?bridgeId=X, or POST bridges/X (ast_ari_bridges_create_with_id: 409 for an
+  // id in use; ari-rest-websocket creates its bridge so).
+  if ((n == 1 || (n == 2 && bridges.count(path[1]) == 0)) && method == "POST") {
     Bridge b;
-    b.id = get("bridgeId");
+    b.id = n == 2 ? path[1] : get("bridgeId");
     if (b.id.empty()) b.id = new_uuid();
     if (bridges.count(b.id)) return error(409, "Conflict", "Bridge with id already exists");
     b.name = get("name");
@@ -2245,6 +2336,7 @@ Server::Reply Server::bridge_request(const std::string& method, const std::vecto
   // find_bridge() of resource_bridges.c: "Not found" with a small f.
   if (found == bridges.end()) return error(404, "Not found", "Bridge not found");
   Bridge& b = found->second;
+  if (n == 2 && method == "POST") return error(409, "Conflict", "Bridge with id '" + path[1] + "' already exists");
   if (n == 2 && method == "GET") {
     std::string out;
     put_bridge(out, b);
@@ -2321,6 +2413,7 @@ FakeAriStats FakeAri::stats() const {
     s.playbacks = impl_->playbacks.size();
     for (const auto& [name, sessions] : impl_->apps) s.websockets += sessions.size();
     s.requests = impl_->requests;
+    s.rest_over_websocket = impl_->ws_requests;
     s.events_sent.insert(impl_->events_sent.begin(), impl_->events_sent.end());
     s.events_filtered.insert(impl_->events_filtered.begin(), impl_->events_filtered.end());
     s.globals = impl_->globals;

@@ -23,6 +23,9 @@
 // removeChannel, applications/{app}/subscription; PUT applications/{app}/eventFilter;
 // DELETE channels/{id}, bridges/{id}, playbacks/{id}, applications/{app}/subscription.
 // Error replies carry Asterisk's own messages (res/ari/resource_*.c, and ari-errors).
+// The same requests also as RESTRequest text frames on an app's WebSocket (REST over
+// WebSocket, ari-rest-websocket): each answered by a RESTResponse frame before the events
+// it caused, held back by the app's event filter like an event.
 //
 // An application exists only while a WebSocket for it is open (`GET /ari/events?app=X`).
 // Its channels stay when it closes, their events dropped, until they end or are moved into
@@ -106,6 +109,7 @@ struct FakeAriStats {
   std::size_t playbacks = 0;
   std::size_t websockets = 0;
   std::map<std::string, std::size_t> requests;  // "POST /ari/channels/{id}/answer" -> count
+  std::size_t rest_over_websocket = 0;          // of those, RESTRequest frames on a WebSocket
   // Events by type: sent to an app's WebSockets, and held back by its eventFilter.
   std::map<std::string, std::size_t> events_sent, events_filtered;
   std::map<std::string, std::string> globals;  // Asterisk's global variables (the B legs' end records)

@@ -146,6 +146,15 @@ class EventClient {
     });
     return found;
   }
+  // One text frame to the server (a RESTRequest); returns once it is written.
+  void send(const std::string& text) {
+    std::promise<beast::error_code> done;
+    asio::post(io_, [&] {
+      ws_.text(true);
+      ws_.async_write(asio::buffer(text), [&](const beast::error_code& ec, std::size_t) { done.set_value(ec); });
+    });
+    EXPECT_FALSE(done.get_future().get());
+  }
   // A clean close: our close frame, the server's answer. Returns the close's error.
   beast::error_code close() {
     std::promise<beast::error_code> done;
@@ -475,6 +484,82 @@ void replay_http(const std::string& scenario, callback::fake::FakeAri& fake, con
     const HttpReply ours = parse_reply(raw_request(fake.port(), std::string(o.at("request").as_string())));
     expect_same_reply(recorded, ours, label);
   }
+}
+
+// A RESTResponse as compared: its message_body parsed and normalised like any reply.
+json::value normalise_rest_response(const json::value& frame) {
+  json::object o = frame.as_object();
+  if (const auto* body = o.if_contains("message_body")) o["message_body"] = normalise_body(std::string(body->as_string()));
+  return normalise(o);
+}
+
+// ari-rest-websocket: the recorder's RESTRequest frames sent in its order, each once as many
+// frames had come as had come to the recorder; every RESTResponse the same field by field,
+// in the same place among the events (a DELETE's before the hangup events it causes), and
+// none for the request the app's event filter held back.
+TEST(FakeAri, RestOverTheWebSocketIsAnsweredAsRecorded) {
+  callback::fake::FakeAri fake({.time_scale = 0.1, .sound_seconds = {{"callback-please-wait", 2.4}}});
+  fake.start();
+  const std::string scenario = "ari-rest-websocket";
+  const auto recorded = read_jsonl(kRecordings + "/" + scenario + ".events.jsonl");
+  const auto timeline = read_jsonl(kRecordings + "/" + scenario + ".timeline.jsonl");
+  EventClient client(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  for (const auto& entry : timeline) {
+    const auto& o = entry.as_object();
+    if (o.at("kind").as_string() != "ws-sent") continue;
+    ASSERT_TRUE(client.wait_for_count(frames_seen_before(timeline, o.at("t").to_number<double>())))
+        << "before " << o.at("label").as_string();
+    client.send(std::string(o.at("data").as_string()));
+  }
+  // Once the fake has read every frame (18 well-formed requests), the filter is reset over
+  // HTTP, then one more request: had the filtered one been answered, its reply would have
+  // come before this one's.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (fake.stats().rest_over_websocket < 18 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);  // polling the fake's count, not waiting for time to pass
+  }
+  ASSERT_EQ(fake.stats().rest_over_websocket, 18u);
+  const auto reset = parse_reply(raw_request(
+      fake.port(), "PUT /ari/applications/callback-app/eventFilter HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " +
+                       std::string("Y2FsbGJhY2s6Y2FsbGJhY2tzZWNyZXQ=") +
+                       "\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"));
+  ASSERT_EQ(reset.status, 200);
+  client.send(R"({"type":"RESTRequest","request_id":"last","method":"GET","uri":"asterisk/ping"})");
+  ASSERT_FALSE(client.wait_for([](const json::object& e) {
+                      const auto* id = e.if_contains("request_id");
+                      return id != nullptr && *id == "last";
+                    }).is_null());
+  const auto ours = client.events();
+  const auto responses = [](const std::vector<json::value>& events) {
+    std::vector<json::value> out;
+    for (const auto& e : events) {
+      if (e.at("type") == "RESTResponse" && e.at("request_id") != "last") out.push_back(normalise_rest_response(e));
+    }
+    return out;
+  };
+  const auto want = responses(recorded), got = responses(ours);
+  const auto ids = [](const std::vector<json::value>& replies) {
+    std::string out;
+    for (const auto& r : replies) out += std::string(r.at("request_id").as_string()) + " ";
+    return out;
+  };
+  ASSERT_EQ(want.size(), got.size()) << "the same replies (none for the filtered request): " << ids(want) << "/ " << ids(got);
+  for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(want[i], got[i]) << "reply " << i;
+  // Where the DELETE of A's reply falls among A's events.
+  const auto position = [](const std::vector<json::value>& events) {
+    std::vector<std::string> seen;
+    for (const auto& e : events) {
+      const auto& o = e.as_object();
+      if (o.at("type") == "RESTResponse" && o.at("request_id") == "hang-up-A") seen.emplace_back("reply");
+      const auto* c = o.if_contains("channel");
+      if (c != nullptr && c->at("id") == "cb-rws-1-a" && o.at("type") != "StasisStart") seen.emplace_back(o.at("type").as_string());
+    }
+    return seen;
+  };
+  EXPECT_EQ(position(recorded), position(ours));
+  EXPECT_TRUE(fake.wait_for_idle(10s)) << fake.stats_json();
+  EXPECT_EQ(fake.stats().rest_over_websocket, 19u) << "the well-formed requests, the filtered one too";
 }
 
 TEST(FakeAri, HttpBasicsMatchTheRecording) {
