@@ -14,8 +14,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/websocket/error.hpp>
-#include <boost/beast/websocket/stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/websocket/detail/hybi13.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -23,6 +23,7 @@
 #include <charconv>
 #include <deque>
 #include <optional>
+#include <random>
 #include <unordered_map>
 #include <vector>
 
@@ -187,21 +188,38 @@ struct Connection {
   bool watched = false;  // idle, with a wait for Asterisk closing it
 };
 
-// The event WebSocket of one open().
+// The event WebSocket of one open(), framed here (RFC 6455, the client's side): Beast's
+// websocket::stream completes each frame it already holds through a post of its own, a
+// round of the io_context (an epoll_wait) for every event; here every frame a read brought
+// is handled in one go, and the frames written meanwhile go out in one write.
 struct EventStream {
-  explicit EventStream(asio::io_context& io) : ws(io), resolver(io) {}
+  explicit EventStream(asio::io_context& io) : stream(io), resolver(io), idle_timer(io) {}
   enum class State { connecting, open, done };
-  websocket::stream<beast::tcp_stream> ws;
+  beast::tcp_stream stream;  // the connect and the handshake, with their timeout; then its socket
   tcp::resolver resolver;
-  beast::flat_buffer buffer;
-  websocket::response_type handshake_reply;
+  beast::flat_buffer buffer;  // read and not yet handled (the handshake reply's leftovers first)
+  http::request<http::empty_body> handshake;
+  std::optional<http::response_parser<http::string_body>> handshake_reply;
+  std::string key;  // Sec-WebSocket-Key
   State state = State::connecting;
   std::uint64_t serial = 0;
-  // REST over the WebSocket: Asterisk answered the probe; RESTRequest frames not yet
-  // written (the front one is being written when `writing`), each with its request_id.
-  bool rest_ready = false;
+  // A fragmented message so far (opcode 0 continuations): its opcode and payload.
+  unsigned message_opcode = 0;
+  std::string message;
+  // Idle: a ping after half of event_idle_timeout without a byte, given up after all of it.
+  asio::steady_timer idle_timer;
+  steady::time_point last_read;
+  bool pinged = false;
+  // Frames to write (masked), and the one write under way; the REST calls in each.
+  std::string pending, inflight;
+  std::vector<std::uint64_t> pending_calls;
   bool writing = false;
-  std::deque<std::pair<std::string, std::uint64_t>> outbox;  // 0: the probe
+  bool handling = false;  // the frames of a read are being handled: writes wait for the end
+  // drop_events() with REST calls in flight on it: no longer the client's event stream, it
+  // is read for their replies only, and closed once the last is answered or expired.
+  bool draining = false;
+  // REST over the WebSocket: Asterisk answered the probe.
+  bool rest_ready = false;
 };
 
 constexpr std::string_view probe_id = "callback-probe";
@@ -219,6 +237,81 @@ std::string rest_request_frame(std::string_view id, std::string_view method, std
     frame["message_body"] = body;
   }
   return json::serialize(frame);
+}
+
+// One client frame, FIN set, masked with `mask` (RFC 6455 5.2, 5.3), appended to `out`.
+void append_frame(std::string& out, unsigned opcode, std::string_view payload, std::uint32_t mask) {
+  out += static_cast<char>(0x80U | opcode);
+  const std::size_t n = payload.size();
+  if (n < 126) {
+    out += static_cast<char>(0x80U | n);
+  } else if (n < 65536) {
+    out += static_cast<char>(0x80U | 126U);
+    out += static_cast<char>((n >> 8U) & 0xFFU);
+    out += static_cast<char>(n & 0xFFU);
+  } else {
+    out += static_cast<char>(0x80U | 127U);
+    for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((n >> static_cast<unsigned>(shift)) & 0xFFU);
+  }
+  const char key[4] = {static_cast<char>(mask >> 24U), static_cast<char>(mask >> 16U), static_cast<char>(mask >> 8U),
+                       static_cast<char>(mask)};
+  out.append(key, 4);
+  const std::size_t at = out.size();
+  out.append(payload);
+  for (std::size_t i = 0; i < n; ++i) out[at + i] = static_cast<char>(out[at + i] ^ key[i & 3U]);
+}
+
+// One frame from the server at the start of `data`.
+struct Frame {
+  bool fin = false;
+  unsigned opcode = 0;
+  std::string_view payload;
+  std::size_t size = 0;  // header and payload
+};
+enum class Parsed { frame, need_more, bad };
+
+Parsed next_frame(std::string_view data, Frame& frame, std::string& why) {
+  if (data.size() < 2) return Parsed::need_more;
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(data[i]); };
+  frame.fin = (byte(0) & 0x80U) != 0;
+  frame.opcode = byte(0) & 0x0FU;
+  if ((byte(0) & 0x70U) != 0) {
+    why = "a frame with reserved bits set";
+    return Parsed::bad;
+  }
+  if ((byte(1) & 0x80U) != 0) {
+    why = "a masked frame from the server";
+    return Parsed::bad;
+  }
+  std::uint64_t length = byte(1) & 0x7FU;
+  std::size_t at = 2;
+  if (length == 126) {
+    if (data.size() < 4) return Parsed::need_more;
+    length = (std::uint64_t{byte(2)} << 8U) | byte(3);
+    at = 4;
+  } else if (length == 127) {
+    if (data.size() < 10) return Parsed::need_more;
+    length = 0;
+    for (std::size_t i = 2; i < 10; ++i) length = (length << 8U) | byte(i);
+    at = 10;
+  }
+  if (frame.opcode >= 8) {
+    if (frame.opcode > 10 || !frame.fin || length > 125) {
+      why = "a control frame that is unknown, fragmented or over 125 bytes";
+      return Parsed::bad;
+    }
+  } else if (frame.opcode > 2) {
+    why = "a frame of unknown opcode " + std::to_string(frame.opcode);
+    return Parsed::bad;
+  }
+  if (length > event_frame_limit) {
+    why = "a message over " + std::to_string(event_frame_limit) + " bytes";
+    return Parsed::bad;
+  }
+  if (data.size() - at < length) return Parsed::need_more;
+  frame.payload = data.substr(at, static_cast<std::size_t>(length));
+  frame.size = at + static_cast<std::size_t>(length);
+  return Parsed::frame;
 }
 
 }  // namespace
@@ -298,6 +391,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   // Calls sent (or queued to be sent) on the event WebSocket, by request_id.
   std::unordered_map<std::uint64_t, std::shared_ptr<Call>> ws_calls;
   std::uint64_t ws_serial = 0, ws_next_id = 0;
+  std::mt19937 mask_source{std::random_device{}()};  // the frames' masks and the handshake's key
+  std::vector<std::shared_ptr<EventStream>> draining;  // EventStream::draining
 
   // --- REST ------------------------------------------------------------------------
 
@@ -335,28 +430,39 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     call->ws_id = ++ws_next_id;
     call->ws_stream = stream->serial;
     ws_calls.emplace(call->ws_id, call);
-    stream->outbox.emplace_back(rest_request_frame(std::to_string(call->ws_id), http::to_string(call->method),
-                                                   std::string_view(call->target).substr(5), call->body),
-                                call->ws_id);
+    queue_frame(*stream, 0x1,
+                rest_request_frame(std::to_string(call->ws_id), http::to_string(call->method),
+                                   std::string_view(call->target).substr(5), call->body),
+                call->ws_id);
     write_outbox(stream);
   }
 
+  void queue_frame(EventStream& stream, unsigned opcode, std::string_view payload, std::uint64_t call) {
+    append_frame(stream.pending, opcode, payload, static_cast<std::uint32_t>(mask_source()));
+    if (call != 0) stream.pending_calls.push_back(call);
+  }
+
+  // Everything queued, in one write. Not while the frames of a read are being handled:
+  // the calls they make go together once they are.
   void write_outbox(const std::shared_ptr<EventStream>& stream) {
-    if (stream->writing || stream->outbox.empty() || stream->state != EventStream::State::open) return;
+    if (stream->writing || stream->handling || stream->pending.empty() || stream->state != EventStream::State::open) return;
     stream->writing = true;
-    stream->ws.text(true);
-    stream->ws.async_write(asio::buffer(stream->outbox.front().first), [weak = weak_from_this(), stream](error_code ec, std::size_t) {
-      auto self = weak.lock();
-      if (!self) return;
-      stream->writing = false;
-      if (self->events != stream) return;
-      if (ec) {
-        self->lose_events(stream, events_error(*stream, ec, "writing to the event WebSocket failed", self->options.event_idle_timeout));
-        return;
-      }
-      stream->outbox.pop_front();
-      self->write_outbox(stream);
-    });
+    stream->inflight.clear();
+    stream->inflight.swap(stream->pending);
+    stream->pending_calls.clear();  // on their way
+    asio::async_write(stream->stream.socket(), asio::buffer(stream->inflight),
+                      [weak = weak_from_this(), stream](error_code ec, std::size_t) {
+                        auto self = weak.lock();
+                        if (!self) return;
+                        stream->writing = false;
+                        if (!self->live(*stream)) return;
+                        if (ec) {
+                          self->fail_stream(stream, Error{"ari.unreachable", "the event WebSocket was lost: " + ec.message(),
+                                                          "/ari/events"});
+                          return;
+                        }
+                        self->write_outbox(stream);
+                      });
   }
 
   // A RESTResponse: {"type":"RESTResponse","transaction_id":"","request_id":"17",
@@ -396,21 +502,22 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   // client or destroy it: each call is looked up again before it is finished.
   void release_websocket_calls(EventStream& stream) {
     if (closed) {  // shutdown() ends every call in ws_calls
-      stream.outbox.clear();
+      stream.pending.clear();
+      stream.pending_calls.clear();
       return;
     }
-    if (stream.outbox.empty() && ws_calls.empty()) return;
-    // The frame being written may have reached Asterisk; the ones behind it have not.
-    for (std::size_t i = stream.writing ? 1 : 0; i < stream.outbox.size(); ++i) {
-      const auto found = ws_calls.find(stream.outbox[i].second);
-      if (found == ws_calls.end()) continue;  // the probe, or expired
+    // Those not yet written have not reached Asterisk.
+    for (const auto id : stream.pending_calls) {
+      const auto found = ws_calls.find(id);
+      if (found == ws_calls.end()) continue;  // expired
       auto call = std::move(found->second);
       ws_calls.erase(found);
       call->ws_id = 0;
       call->attempts = 0;
       queue.push_back(std::move(call));
     }
-    stream.outbox.clear();
+    stream.pending_calls.clear();
+    stream.pending.clear();
     std::vector<std::uint64_t> sent;
     for (const auto& [id, call] : ws_calls) {
       if (call->ws_stream == stream.serial) sent.push_back(id);
@@ -630,7 +737,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   void expire(const std::shared_ptr<Call>& call) {
     if (call->finished) return;
-    if (call->ws_id != 0) ws_calls.erase(call->ws_id);  // a reply that still comes is not ours
+    if (call->ws_id != 0) {
+      ws_calls.erase(call->ws_id);  // a reply that still comes is not ours
+      settle_drained();
+    }
     if (auto queued = std::find(queue.begin(), queue.end(), call); queued != queue.end()) queue.erase(queued);
     auto serving = std::find_if(connections.begin(), connections.end(), [&](const auto& c) { return c->call == call; });
     if (serving != connections.end()) drop(*serving);  // its reply, if any, comes too late
@@ -664,7 +774,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     auto stream = std::make_shared<EventStream>(io);
     stream->serial = ++ws_serial;
     events = stream;
-    connect_stream(endpoint, options.connect_timeout, beast::get_lowest_layer(stream->ws), stream->resolver,
+    connect_stream(endpoint, options.connect_timeout, stream->stream, stream->resolver,
                    [weak = weak_from_this(), stream](error_code ec) {
                      if (auto self = weak.lock()) self->on_events_connected(stream, ec);
                    });
@@ -676,63 +786,166 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       lose_events(stream, Error{"ari.unreachable", connect_failure(endpoint, ec, options.connect_timeout), "/ari/events"});
       return;
     }
-    beast::get_lowest_layer(stream->ws).expires_never();  // the WebSocket's own timeouts from here on
-    websocket::stream_base::timeout timeouts{};
-    timeouts.handshake_timeout = options.connect_timeout;
-    timeouts.idle_timeout = options.event_idle_timeout;
-    timeouts.keep_alive_pings = true;
-    stream->ws.set_option(timeouts);
-    stream->ws.set_option(websocket::stream_base::decorator([auth = authorization](websocket::request_type& req) {
-      req.set(http::field::authorization, auth);
-    }));
-    stream->ws.read_message_max(event_frame_limit);
-    stream->ws.auto_fragment(false);  // a RESTRequest is one frame, whatever its size
-    const auto target = with_query("/ari/events", {{"app", endpoint.app}, {"subscribeAll", "false"}});
-    stream->ws.async_handshake(stream->handshake_reply, host, target, [weak = weak_from_this(), stream](error_code shook) {
-      if (auto self = weak.lock()) self->on_handshake(stream, shook);
+    std::string nonce(16, '\0');
+    for (auto& c : nonce) c = static_cast<char>(mask_source() & 0xFFU);
+    stream->key = base64_encode(nonce);
+    auto& req = stream->handshake;
+    req.method(http::verb::get);
+    req.target(with_query("/ari/events", {{"app", endpoint.app}, {"subscribeAll", "false"}}));
+    req.version(11);
+    req.set(http::field::host, host);
+    req.set(http::field::upgrade, "websocket");
+    req.set(http::field::connection, "Upgrade");
+    req.set(http::field::sec_websocket_key, stream->key);
+    req.set(http::field::sec_websocket_version, "13");
+    req.set(http::field::authorization, authorization);
+    stream->stream.expires_after(options.connect_timeout);  // the whole handshake
+    http::async_write(stream->stream, req, [weak = weak_from_this(), stream](error_code written, std::size_t) {
+      auto self = weak.lock();
+      if (!self || self->events != stream) return;
+      if (written) {
+        self->lose_events(stream, self->handshake_error(written));
+        return;
+      }
+      stream->handshake_reply.emplace();
+      stream->handshake_reply->body_limit(64 * 1024);
+      http::async_read(stream->stream, stream->buffer, *stream->handshake_reply, [weak, stream](error_code read, std::size_t) {
+        if (auto self2 = weak.lock()) self2->on_handshake(stream, read);
+      });
     });
+  }
+
+  Error handshake_error(error_code ec) const {
+    if (ec == beast::error::timeout) {
+      return Error{"ari.timeout", "the event WebSocket handshake failed: nothing from Asterisk within " +
+                                      std::to_string(options.connect_timeout.count()) + " ms",
+                   "/ari/events"};
+    }
+    return Error{"ari.unreachable", "the event WebSocket handshake failed: " + ec.message(), "/ari/events"};
   }
 
   void on_handshake(const std::shared_ptr<EventStream>& stream, error_code ec) {
     if (events != stream) return;
-    if (ec == websocket::error::upgrade_declined) {
+    if (ec) {
+      lose_events(stream, handshake_error(ec));
+      return;
+    }
+    const auto& reply = stream->handshake_reply->get();
+    if (reply.result_int() != 101) {
       // ARI answers a plain HTTP error here: 401 for wrong credentials, 400/404 for a bad app.
-      const auto& reply = stream->handshake_reply;
       lose_events(stream, Error{code_for_status(reply.result_int()),
                                 "Asterisk refused the event WebSocket for app '" + quote_untrusted(endpoint.app, 80) +
                                     "': " + status_text(reply),
                                 "/ari/events"});
       return;
     }
-    if (ec) {
-      lose_events(stream, events_error(*stream, ec, "the event WebSocket handshake failed", options.connect_timeout));
+    websocket::detail::sec_ws_accept_type accept;
+    websocket::detail::make_sec_ws_accept(accept, stream->key);
+    if (reply[http::field::sec_websocket_accept] != std::string_view(accept.data(), accept.size())) {
+      lose_events(stream, Error{"ari.protocol", "the event WebSocket handshake failed: a wrong Sec-WebSocket-Accept",
+                                "/ari/events"});
       return;
     }
+    stream->stream.expires_never();
     stream->state = EventStream::State::open;
-    read_events(stream);
+    stream->last_read = steady::now();
+    arm_idle(stream);
     if (options.rest_over_websocket) {
       // Until its answer, calls go over HTTP.
-      stream->outbox.emplace_back(rest_request_frame(probe_id, "GET", "asterisk/ping", {}), 0);
+      queue_frame(*stream, 0x1, rest_request_frame(probe_id, "GET", "asterisk/ping", {}), 0);
       write_outbox(stream);
     }
+    auto self = shared_from_this();
     if (handlers.opened) handlers.opened();
+    if (events == stream) pump(stream);  // what came with the reply, then the first read
   }
 
-  void read_events(const std::shared_ptr<EventStream>& stream) {
-    stream->ws.async_read(stream->buffer, [weak = weak_from_this(), stream](error_code ec, std::size_t) {
-      if (auto self = weak.lock()) self->on_frame(stream, ec);
-    });
-  }
-
-  void on_frame(const std::shared_ptr<EventStream>& stream, error_code ec) {
-    if (events != stream) return;
-    if (ec) {
-      lose_events(stream, events_error(*stream, ec, "the event WebSocket was lost", options.event_idle_timeout));
-      return;
+  // Handles every whole frame read so far, then reads on.
+  void pump(const std::shared_ptr<EventStream>& stream) {
+    auto self = shared_from_this();  // through the handlers, which may even destroy the Client
+    stream->handling = true;
+    for (;;) {
+      if (!live(*stream)) return;
+      const auto bytes = stream->buffer.data();
+      const std::string_view data(static_cast<const char*>(bytes.data()), bytes.size());
+      Frame frame;
+      std::string why;
+      const Parsed got = next_frame(data, frame, why);
+      if (got == Parsed::need_more) break;
+      if (got == Parsed::bad) {
+        fail_stream(stream, Error{"ari.protocol", "the event WebSocket was lost: " + why, "/ari/events"});
+        return;
+      }
+      if (frame.opcode == 0x9) {  // ping: pong
+        queue_frame(*stream, 0xA, frame.payload, 0);
+        stream->buffer.consume(frame.size);
+        continue;
+      }
+      if (frame.opcode == 0xA) {  // pong
+        stream->buffer.consume(frame.size);
+        continue;
+      }
+      if (frame.opcode == 0x8) {
+        std::string text = "Asterisk closed the event WebSocket";
+        if (frame.payload.size() >= 2) {
+          const unsigned code = (static_cast<unsigned>(static_cast<unsigned char>(frame.payload[0])) << 8U) |
+                                static_cast<unsigned char>(frame.payload[1]);
+          text += " (code " + std::to_string(code);
+          if (frame.payload.size() > 2) text += ", " + quote_untrusted(frame.payload.substr(2));
+          text += ")";
+        }
+        stream->buffer.consume(frame.size);
+        fail_stream(stream, Error{"ari.unreachable", text, "/ari/events"});
+        return;
+      }
+      // A data frame: a whole message, or a piece of one.
+      std::optional<std::string> problem;
+      if (frame.opcode == 0 && stream->message_opcode == 0) problem = "a continuation frame with no message begun";
+      if (frame.opcode != 0 && stream->message_opcode != 0) problem = "a new message before the last one ended";
+      if (frame.opcode == 0 && stream->message.size() + frame.payload.size() > event_frame_limit) {
+        problem = "a message over " + std::to_string(event_frame_limit) + " bytes";
+      }
+      if (problem) {
+        fail_stream(stream, Error{"ari.protocol", "the event WebSocket was lost: " + *problem, "/ari/events"});
+        return;
+      }
+      if (frame.fin && frame.opcode != 0) {
+        deliver(stream, frame.opcode == 0x1, frame.payload, frame.size);
+        continue;
+      }
+      if (frame.opcode != 0) stream->message_opcode = frame.opcode;
+      stream->message.append(frame.payload);
+      stream->buffer.consume(frame.size);
+      if (frame.fin) {
+        const std::string message = std::move(stream->message);
+        const bool text = stream->message_opcode == 0x1;
+        stream->message.clear();
+        stream->message_opcode = 0;
+        deliver(stream, text, message, 0);
+      }
     }
-    const bool text = stream->ws.got_text();
-    const auto bytes = stream->buffer.data();  // a flat_buffer: one piece
-    const std::string_view frame(static_cast<const char*>(bytes.data()), bytes.size());
+    stream->handling = false;
+    write_outbox(stream);  // what the handlers asked for, in one write
+    stream->stream.socket().async_read_some(stream->buffer.prepare(64 * 1024),
+                                            [weak = weak_from_this(), stream](error_code ec, std::size_t n) {
+                                              auto self2 = weak.lock();
+                                              if (!self2 || !self2->live(*stream)) return;
+                                              if (ec) {
+                                                self2->fail_stream(stream, Error{"ari.unreachable",
+                                                                                 "the event WebSocket was lost: " + ec.message(),
+                                                                                 "/ari/events"});
+                                                return;
+                                              }
+                                              stream->buffer.commit(n);
+                                              stream->last_read = steady::now();
+                                              stream->pinged = false;
+                                              self2->pump(stream);
+                                            });
+  }
+
+  // One message: an event for the handler, a RESTResponse for its call, or a malformed
+  // one. `consume`: its bytes in the buffer, let go once it is parsed (0: not in the buffer).
+  void deliver(const std::shared_ptr<EventStream>& stream, bool text, std::string_view frame, std::size_t consume) {
     std::optional<Error> bad;
     json::value parsed;
     if (!text) {
@@ -748,42 +961,102 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         bad = Error{"ari.protocol", "an event that is not a JSON object: " + quote_untrusted(frame), "/ari/events"};
       }
     }
-    stream->buffer.consume(stream->buffer.size());
-    // The next read first: whatever the handler does (close(), ~Client, throw), the
-    // stream's state is whole.
-    read_events(stream);
-    if (!bad) {
-      const auto& object = parsed.as_object();
-      const auto* type = object.if_contains("type");
-      if (type != nullptr && type->is_string() && type->as_string() == "RESTResponse") {
-        on_rest_response(*stream, object);
-        return;
-      }
-    }
+    if (consume != 0) stream->buffer.consume(consume);  // `frame` is gone from here on
     if (bad) {
       if (handlers.malformed) handlers.malformed(*bad);
-    } else if (handlers.event) {
-      handlers.event(parsed.as_object());
+      return;
+    }
+    const auto& object = parsed.as_object();
+    const auto* type = object.if_contains("type");
+    if (type != nullptr && type->is_string() && type->as_string() == "RESTResponse") {
+      on_rest_response(*stream, object);
+      settle_drained();
+      return;
+    }
+    if (stream->draining) return;  // the app's events are another stream's now
+    if (handlers.event) handlers.event(object);
+  }
+
+  // A ping after half of event_idle_timeout without a byte from Asterisk; given up after all of it.
+  void arm_idle(const std::shared_ptr<EventStream>& stream) {
+    const auto idle = options.event_idle_timeout;
+    stream->idle_timer.expires_at(stream->last_read + (stream->pinged ? idle : idle / 2));
+    stream->idle_timer.async_wait([weak = weak_from_this(), stream](error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->events != stream) return;
+      const auto quiet = steady::now() - stream->last_read;
+      if (quiet >= self->options.event_idle_timeout) {
+        self->lose_events(stream, Error{"ari.timeout", "the event WebSocket was lost: nothing from Asterisk within " +
+                                                           std::to_string(self->options.event_idle_timeout.count()) + " ms",
+                                        "/ari/events"});
+        return;
+      }
+      if (quiet >= self->options.event_idle_timeout / 2 && !stream->pinged) {
+        stream->pinged = true;
+        self->queue_frame(*stream, 0x9, {}, 0);
+        self->write_outbox(stream);
+      }
+      self->arm_idle(stream);
+    });
+  }
+
+  // The client's event stream, or one drained for the replies still due on it.
+  bool live(const EventStream& stream) const { return events.get() == &stream || stream.draining; }
+
+  void fail_stream(const std::shared_ptr<EventStream>& stream, const Error& why) {
+    if (stream->draining) {
+      stop_events(stream);  // its calls fail; drop_events() promised no `closed`
+    } else {
+      lose_events(stream, why);
     }
   }
 
-  // `limit`: the timeout that applied (the handshake's, or the idle one once open).
-  static Error events_error(const EventStream& stream, error_code ec, const std::string& what,
-                            std::chrono::milliseconds limit) {
-    if (ec == websocket::error::closed) {
-      const auto& reason = stream.ws.reason();
-      std::string text = "Asterisk closed the event WebSocket (code " + std::to_string(reason.code);
-      if (!reason.reason.empty()) text += ", " + quote_untrusted(std::string_view(reason.reason.data(), reason.reason.size()));
-      return Error{"ari.unreachable", text + ")", "/ari/events"};
+  // drop_events(): the app was taken over (ApplicationReplaced), but Asterisk keeps this
+  // WebSocket and answers the RESTRequests it read on it there. Those not yet written go
+  // over HTTP; the stream stays open for the replies to the others.
+  void drain_events() {
+    auto stream = events;
+    if (!stream) return;
+    const bool in_flight = stream->state == EventStream::State::open &&
+                           std::any_of(ws_calls.begin(), ws_calls.end(),
+                                       [&](const auto& entry) { return entry.second->ws_stream == stream->serial; });
+    if (!in_flight) {
+      stop_events(stream);
+      return;
     }
-    if (ec == beast::error::timeout) {
-      return Error{"ari.timeout", what + ": nothing from Asterisk within " + std::to_string(limit.count()) + " ms",
-                   "/ari/events"};
+    events.reset();
+    stream->draining = true;
+    stream->rest_ready = false;
+    stream->idle_timer.cancel();  // the calls' deadlines bound the wait
+    for (const auto id : stream->pending_calls) {
+      const auto found = ws_calls.find(id);
+      if (found == ws_calls.end()) continue;
+      auto call = std::move(found->second);
+      ws_calls.erase(found);
+      call->ws_id = 0;
+      call->attempts = 0;
+      queue.push_back(std::move(call));
     }
-    if (ec == websocket::condition::protocol_violation || ec == websocket::error::message_too_big) {
-      return Error{"ari.protocol", what + ": " + ec.message(), "/ari/events"};
+    stream->pending_calls.clear();
+    stream->pending.clear();
+    draining.push_back(stream);
+    dispatch();
+    settle_drained();
+  }
+
+  // Drained streams with no call left on them are closed.
+  void settle_drained() {
+    for (std::size_t i = 0; i < draining.size();) {
+      const auto serial = draining[i]->serial;
+      const bool waiting = std::any_of(ws_calls.begin(), ws_calls.end(),
+                                       [&](const auto& entry) { return entry.second->ws_stream == serial; });
+      if (waiting) {
+        ++i;
+        continue;
+      }
+      auto stream = draining[i];
+      stop_events(stream);  // takes it off the list
     }
-    return Error{"ari.unreachable", what + ": " + ec.message(), "/ari/events"};
   }
 
   // The WebSocket failed: `closed` once, last.
@@ -795,17 +1068,27 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   void stop_events(std::shared_ptr<EventStream> stream) {  // a copy: `events` itself may be passed
     if (events == stream) events.reset();
+    if (stream->draining) {
+      stream->draining = false;
+      std::erase(draining, stream);
+    }
     const bool was_open = stream->state == EventStream::State::open;
     stream->state = EventStream::State::done;
     stream->rest_ready = false;
     stream->resolver.cancel();
-    if (was_open && stream->ws.is_open()) {
-      // A close frame, so Asterisk logs a clean goodbye; the handshake timeout bounds it.
-      stream->ws.async_close(websocket::close_code::normal, [stream](error_code) {
-        beast::get_lowest_layer(stream->ws).close();
+    stream->idle_timer.cancel();
+    if (was_open && !stream->writing && stream->stream.socket().is_open()) {
+      // A close frame (1000), so Asterisk logs a clean goodbye; then the socket goes.
+      stream->writing = true;
+      stream->inflight.clear();
+      append_frame(stream->inflight, 0x8, std::string_view("\x03\xe8", 2), static_cast<std::uint32_t>(mask_source()));
+      asio::async_write(stream->stream.socket(), asio::buffer(stream->inflight), [stream](error_code, std::size_t) {
+        error_code ignored;
+        stream->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        stream->stream.close();
       });
     } else {
-      beast::get_lowest_layer(stream->ws).close();
+      stream->stream.close();
     }
     release_websocket_calls(*stream);  // last: a callback may do anything
   }
@@ -819,6 +1102,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     idle_timer.cancel();
     by_deadline.clear();
     if (events) stop_events(events);
+    for (const auto& stream : std::vector(draining)) stop_events(stream);
     std::vector<std::shared_ptr<Call>> calls;  // in flight first, then the queued ones, oldest first
     for (const auto& conn : std::vector(connections)) {
       if (conn->call) calls.push_back(conn->call);
@@ -850,9 +1134,7 @@ void Client::open() { impl_->open(); }
 
 void Client::set_app(std::string app) { impl_->endpoint.app = std::move(app); }
 
-void Client::drop_events() {
-  if (impl_->events) impl_->stop_events(impl_->events);
-}
+void Client::drop_events() { impl_->drain_events(); }
 
 void Client::close() {
   auto keep = impl_;  // a request's callback may destroy this Client

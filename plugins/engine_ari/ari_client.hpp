@@ -95,7 +95,9 @@ class Client {
   void set_app(std::string app);
   // Closes the event WebSocket only (no `closed` handler): REST calls in flight and queued
   // go on, on their own connections. open() makes a new one. For an app another client
-  // took over (ApplicationReplaced): a REST call is no less valid for that.
+  // took over (ApplicationReplaced): a REST call is no less valid for that. Calls in flight
+  // on the WebSocket itself (rest_over_websocket) are answered on it still: it is closed
+  // once the last is.
   void drop_events();
   // Closes the WebSocket and every HTTP connection. Requests in flight or queued complete
   // with ari.closed before close() returns; requests made afterwards (until open()) too,

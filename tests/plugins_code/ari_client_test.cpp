@@ -172,6 +172,14 @@ class AriServer {
   // back, raw -> nothing (an Asterisk before REST over WebSocket), hang_up -> the TCP close.
   std::function<WsStep(const std::string&)> on_text = [](const std::string&) { return WsStep{WsStep::raw, {}}; };
   std::vector<std::string> texts;
+  int closes = 0;  // close frames the client sent
+
+  // A text frame on the open WebSocket now (a reply that comes late).
+  void push_text(const std::string& text) {
+    auto socket = ws_socket_;
+    auto bytes = std::make_shared<std::string>(frame(text));
+    asio::async_write(*socket, asio::buffer(*bytes), [socket, bytes](boost::system::error_code, std::size_t) {});
+  }
   std::vector<Seen> seen;
   int accepted = 0;
 
@@ -238,6 +246,7 @@ class AriServer {
       }
       out += step.kind == WsStep::text ? frame(step.bytes) : step.bytes;
     }
+    ws_socket_ = socket;
     co_await asio::async_write(*socket, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
     // Client frames: 2 bytes, extended length, 4 bytes of mask, payload.
     for (;;) {
@@ -271,6 +280,7 @@ class AriServer {
         }
       }
       if (opcode == 0x8) {
+        ++closes;
         co_await asio::async_write(*socket, asio::buffer(frame("", 0x8)), asio::as_tuple(asio::use_awaitable));
         socket->close(ignored);
         co_return;
@@ -290,6 +300,7 @@ class AriServer {
   asio::io_context& io_;
   tcp::acceptor acceptor_;
   std::vector<std::shared_ptr<tcp::socket>> sockets_;
+  std::shared_ptr<tcp::socket> ws_socket_;
 };
 
 class AriClientTest : public ::testing::Test {
@@ -712,6 +723,34 @@ TEST_F(AriWebSocketRest, ACallInFlightWhenTheWebSocketIsLostFailsAsUnreachableAn
   EXPECT_EQ(server.seen.back().target, "/ari/asterisk/info");
   client->close();
   EXPECT_EQ(closed.size(), 1u);
+}
+
+// ApplicationReplaced: Asterisk keeps the old WebSocket and answers there what it read on it.
+TEST_F(AriWebSocketRest, DroppingTheEventsKeepsTheWebSocketForTheRepliesStillDueThenClosesIt) {
+  server.on_text = [](const std::string& text) {
+    if (json::parse(text).as_object().at("request_id") == "callback-probe") return asterisk_23(text);
+    return WsStep{WsStep::raw, {}};  // answered later, by hand
+  };
+  open_with_rest();
+  std::optional<Result<ari::Response>> due;
+  client->request(http::verb::post, "/ari/bridges/cb-1/addChannel?channel=cb-1-a,cb-1-b",
+                  [&](Result<ari::Response> r) { due = std::move(r); });
+  ASSERT_TRUE(run_until([&] { return server.texts.size() == 2; }));
+  client->drop_events();
+  EXPECT_FALSE(client->is_open());
+  EXPECT_FALSE(client->rest_on_websocket());
+  // A call made now goes over HTTP.
+  auto info = call(http::verb::get, "/ari/asterisk/info");
+  EXPECT_TRUE(info.ok());
+  EXPECT_EQ(server.seen.back().target, "/ari/asterisk/info");
+  EXPECT_FALSE(due.has_value()) << "still due";
+  EXPECT_EQ(server.closes, 0) << "the WebSocket stays for it";
+  server.push_text(recorded_rest_response("add-A-and-B", server.texts[1]));
+  ASSERT_TRUE(run_until([&] { return due.has_value(); }));
+  ASSERT_TRUE(due->ok()) << due->error().describe();
+  EXPECT_EQ((*due)->status, 204u);
+  ASSERT_TRUE(run_until([&] { return server.closes == 1; })) << "closed once nothing is due on it";
+  EXPECT_TRUE(closed.empty()) << "dropping is not losing";
 }
 
 TEST_F(AriWebSocketRest, NoReplyIsATimeoutAndCloseEndsTheOthersWithClosed) {
