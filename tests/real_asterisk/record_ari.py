@@ -728,6 +728,20 @@ def ari_rest_websocket(rec):
     rec.quiet(1)
 
 
+def ari_rest_websocket_replaced(rec):
+    """REST over a WebSocket whose app another WebSocket took (ApplicationReplaced): is a
+    RESTRequest sent on the old one still answered there? (callback.engine.ari keeps such a
+    WebSocket open for the replies still due on it.)"""
+    rec.connect_ws()
+    rec.ws_rest("GET", "asterisk/ping", "ping", request_id="callback-probe")
+    other = rec.connect_ws(label="a second WebSocket for the app")
+    rec.wait_type("ApplicationReplaced")
+    rec.ws_rest("GET", "asterisk/ping", "a ping on the replaced WebSocket", request_id="after-replaced")
+    rec.ws_rest("DELETE", "channels/cb-rws-none", "a 404 on the replaced WebSocket", request_id="after-replaced-404")
+    rec.close_other_ws(other, "the second WebSocket")
+    rec.quiet(1)
+
+
 def originate_b_with_record(rec, cid, number, timeout=30, forget=""):
     """A B leg as the ARI engine places it: the hangup handler of [callback-ari-leg-end] pushed
     and CB_FORGET set, in the body's variables."""
@@ -1100,6 +1114,7 @@ SCENARIOS = {
     "ari-play-bridge-destroyed": ari_play_bridge_destroyed,
     "ari-event-filter": ari_event_filter,
     "ari-rest-websocket": ari_rest_websocket,
+    "ari-rest-websocket-replaced": ari_rest_websocket_replaced,
     "ari-leg-end-record": ari_leg_end_record,
     "ari-inbound-no-app": ari_inbound_no_app,
     "ari-takeover-move": ari_takeover_move,

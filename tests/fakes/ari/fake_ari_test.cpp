@@ -562,6 +562,26 @@ TEST(FakeAri, RestOverTheWebSocketIsAnsweredAsRecorded) {
   EXPECT_EQ(fake.stats().rest_over_websocket, 19u) << "the well-formed requests, the filtered one too";
 }
 
+// ari-rest-websocket-replaced: after ApplicationReplaced the old WebSocket still gets the
+// replies to what is asked on it, as recorded.
+TEST(FakeAri, ARestRequestOnAReplacedWebSocketIsAnsweredThere) {
+  callback::fake::FakeAri fake({.time_scale = 0.1});
+  fake.start();
+  const auto recorded = read_jsonl(kRecordings + "/ari-rest-websocket-replaced.events.jsonl");
+  EventClient old_one(fake.port());
+  ASSERT_TRUE(fake.wait_for_websockets(1, 5s));
+  EventClient new_one(fake.port());
+  ASSERT_FALSE(old_one.wait_for([](const json::object& e) { return e.at("type") == "ApplicationReplaced"; }).is_null());
+  old_one.send(R"({"type":"RESTRequest","request_id":"after-replaced","method":"GET","uri":"asterisk/ping"})");
+  old_one.send(R"({"type":"RESTRequest","request_id":"after-replaced-404","method":"DELETE","uri":"channels/cb-rws-none"})");
+  ASSERT_TRUE(old_one.wait_for_count(3));
+  const auto ours = old_one.events();
+  EXPECT_EQ(normalise(ours[0]), normalise(recorded[1])) << "ApplicationReplaced";
+  EXPECT_EQ(normalise_rest_response(ours[1]), normalise_rest_response(recorded[2]));
+  EXPECT_EQ(normalise_rest_response(ours[2]), normalise_rest_response(recorded[3]));
+  EXPECT_TRUE(new_one.events().empty()) << "nothing of it on the new one";
+}
+
 TEST(FakeAri, HttpBasicsMatchTheRecording) {
   callback::fake::FakeAri fake;
   fake.start();
