@@ -497,16 +497,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     finish(call, to_result(status, text("reason_phrase"), text("message_body"), field));
   }
 
-  // `stream` is gone. Calls not yet written go over HTTP; those written fail: Asterisk may
-  // have done them or not. Nothing is left on the stream. A callback may close() the
-  // client or destroy it: each call is looked up again before it is finished.
-  void release_websocket_calls(EventStream& stream) {
-    if (closed) {  // shutdown() ends every call in ws_calls
-      stream.pending.clear();
-      stream.pending_calls.clear();
-      return;
-    }
-    // Those not yet written have not reached Asterisk.
+  // The calls whose frames are not written yet have not reached Asterisk: they go over HTTP
+  // (dispatch() sends them).
+  void requeue_unwritten(EventStream& stream) {
     for (const auto id : stream.pending_calls) {
       const auto found = ws_calls.find(id);
       if (found == ws_calls.end()) continue;  // expired
@@ -518,6 +511,18 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
     stream.pending_calls.clear();
     stream.pending.clear();
+  }
+
+  // `stream` is gone. Calls not yet written go over HTTP; those written fail: Asterisk may
+  // have done them or not. Nothing is left on the stream. A callback may close() the
+  // client or destroy it: each call is looked up again before it is finished.
+  void release_websocket_calls(EventStream& stream) {
+    if (closed) {  // shutdown() ends every call in ws_calls
+      stream.pending.clear();
+      stream.pending_calls.clear();
+      return;
+    }
+    requeue_unwritten(stream);
     std::vector<std::uint64_t> sent;
     for (const auto& [id, call] : ws_calls) {
       if (call->ws_stream == stream.serial) sent.push_back(id);
@@ -1028,17 +1033,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     stream->draining = true;
     stream->rest_ready = false;
     stream->idle_timer.cancel();  // the calls' deadlines bound the wait
-    for (const auto id : stream->pending_calls) {
-      const auto found = ws_calls.find(id);
-      if (found == ws_calls.end()) continue;
-      auto call = std::move(found->second);
-      ws_calls.erase(found);
-      call->ws_id = 0;
-      call->attempts = 0;
-      queue.push_back(std::move(call));
-    }
-    stream->pending_calls.clear();
-    stream->pending.clear();
+    requeue_unwritten(*stream);
     draining.push_back(stream);
     dispatch();
     settle_drained();

@@ -1,7 +1,9 @@
 #pragma once
 // The Asterisk REST Interface transport for callback.engine.ari: REST calls over a small
-// pool of HTTP/1.1 keep-alive connections, and the event WebSocket of one Stasis
-// application. Everything runs on the io_context given (one thread, like the AMI
+// pool of HTTP/1.1 keep-alive connections (or, with rest_over_websocket, as RESTRequest
+// frames on the WebSocket), and the event WebSocket of one Stasis application, framed
+// here (RFC 6455, client side: masked frames, pings, fragments; every frame of a read
+// handled in one go, the frames queued meanwhile written in one write). Everything runs on the io_context given (one thread, like the AMI
 // engine); every reply is a Result, never an exception. What Asterisk sends is in
 // tests/fixtures/asterisk/README.md ("ARI"): `Content-type: application/json`, 204 with
 // no body for actions, 401 with WWW-Authenticate, {"message": "..."} on errors.

@@ -151,7 +151,9 @@ class Recording:
         print("  %-45s %s (%d frames came on it)" % ("%s: %s" % (socket_name, label),
                                                      "dropped" if abrupt else "closed", len(ws["frames"])))
 
-    def _send_frame(self, opcode, payload, sock=None):
+    @staticmethod
+    def _frame(opcode, payload):
+        """One client frame, FIN set, masked (RFC 6455 5.2)."""
         mask = os.urandom(4)
         n = len(payload)
         head = bytes([0x80 | opcode])
@@ -161,7 +163,10 @@ class Recording:
             head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
         else:
             head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-        (sock or self.ws).sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    def _send_frame(self, opcode, payload, sock=None):
+        (sock or self.ws).sendall(self._frame(opcode, payload))
 
     def _read_ws(self, sock, buf, recorded=True, socket_name=None):
         message, msg_opcode = b"", 0
@@ -261,17 +266,7 @@ class Recording:
         as {"kind": "ws-sent", "label", "data"} with the text as sent."""
         data = b""
         for text in texts:
-            payload = text.encode()
-            mask = os.urandom(4)
-            n = len(payload)
-            head = bytes([0x81])
-            if n < 126:
-                head += bytes([0x80 | n])
-            elif n < 65536:
-                head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
-            else:
-                head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-            data += head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            data += self._frame(0x1, text.encode())
             with self.cv:
                 self.timeline.append({"t": self.now(), "kind": "ws-sent", "label": label, "data": text})
         self.ws.sendall(data)
